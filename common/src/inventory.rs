@@ -1,0 +1,303 @@
+//! What agents report: the components on a host, their versions and the facts
+//! each role needs for the rules (databases, web server, update-check policy).
+
+use crate::{Role, Version};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// The outcome of a version probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbedVersion {
+    Installed(Version),
+    /// The probe's file, registry entry or executable is absent.
+    NotInstalled,
+    /// The probe ran but could not tell (command failed, pattern did not
+    /// match, unreadable file). The text says why.
+    Unknown(String),
+}
+
+impl ProbedVersion {
+    pub fn installed(&self) -> Option<Version> {
+        match self {
+            ProbedVersion::Installed(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+/// A yes/no fact the agent checks on its host; `Unknown` when the check is
+/// not configured or failed. The rules treat `Unknown` as "not shown".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    #[default]
+    Unknown,
+    Yes,
+    No,
+}
+
+impl Check {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Check::Unknown => "unknown",
+            Check::Yes => "yes",
+            Check::No => "no",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "unknown" => Some(Check::Unknown),
+            "yes" => Some(Check::Yes),
+            "no" => Some(Check::No),
+            _ => None,
+        }
+    }
+}
+
+impl From<bool> for Check {
+    fn from(value: bool) -> Self {
+        if value {
+            Check::Yes
+        } else {
+            Check::No
+        }
+    }
+}
+
+/// One database managed by the primary server's Server Manager.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Database {
+    pub name: String,
+    pub active: bool,
+    pub patch_level: Option<Version>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ServerFacts {
+    pub databases: Vec<Database>,
+    /// Set when the database probe failed; `databases` is then empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub databases_error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WebServerKind {
+    Iis,
+    Apache,
+    Nginx,
+}
+
+impl WebServerKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            WebServerKind::Iis => "iis",
+            WebServerKind::Apache => "apache",
+            WebServerKind::Nginx => "nginx",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "iis" => Some(WebServerKind::Iis),
+            "apache" => Some(WebServerKind::Apache),
+            "nginx" => Some(WebServerKind::Nginx),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WebFacts {
+    pub server_kind: WebServerKind,
+    pub docroot: String,
+    /// IIS "WebSocket Protocol" feature, Apache `proxy_wstunnel`, nginx proxying.
+    pub websocket: Check,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ClientFacts {
+    /// Whether "Can search for updates" is on for normal users.
+    pub update_check_enabled: Check,
+}
+
+/// Facts that only make sense for one role.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Facts {
+    #[default]
+    None,
+    Server(ServerFacts),
+    Web(WebFacts),
+    Client(ClientFacts),
+}
+
+impl Facts {
+    /// The role these facts belong to; `None` fits every role.
+    pub fn role(&self) -> Option<Role> {
+        match self {
+            Facts::None => None,
+            Facts::Server(_) => Some(Role::Server),
+            Facts::Web(_) => Some(Role::Web),
+            Facts::Client(_) => Some(Role::Client),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Component {
+    pub role: Role,
+    pub version: ProbedVersion,
+    pub facts: Facts,
+}
+
+/// Everything installed on one host, at most one component per role.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Inventory {
+    components: Vec<Component>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InventoryError {
+    #[error("role `{0}` is reported twice; a host has at most one component per role")]
+    DuplicateRole(Role),
+    #[error("component `{role}` carries facts of role `{facts_role}`")]
+    FactsMismatch { role: Role, facts_role: Role },
+    #[error("database `{0}` is reported twice")]
+    DuplicateDatabase(String),
+    #[error("a database has an empty name")]
+    EmptyDatabaseName,
+}
+
+impl Inventory {
+    /// Checks the invariants and sorts components into update order, so two
+    /// inventories with the same content compare equal.
+    ///
+    /// A server or client component without facts gets the empty facts of
+    /// its role ("nothing known"), so every server has a database list and
+    /// every client an update-check answer, even if only `unknown`.
+    pub fn new(mut components: Vec<Component>) -> Result<Self, InventoryError> {
+        components.sort_by_key(|c| c.role);
+        for component in &mut components {
+            if component.facts == Facts::None {
+                component.facts = match component.role {
+                    Role::Server => Facts::Server(ServerFacts::default()),
+                    Role::Client => Facts::Client(ClientFacts::default()),
+                    Role::AppServer | Role::Web => Facts::None,
+                };
+            }
+        }
+        for pair in components.windows(2) {
+            if pair[0].role == pair[1].role {
+                return Err(InventoryError::DuplicateRole(pair[0].role));
+            }
+        }
+        for component in &components {
+            if let Some(facts_role) = component.facts.role() {
+                if facts_role != component.role {
+                    return Err(InventoryError::FactsMismatch {
+                        role: component.role,
+                        facts_role,
+                    });
+                }
+            }
+            if let Facts::Server(server) = &component.facts {
+                let mut seen = BTreeSet::new();
+                for db in &server.databases {
+                    if db.name.is_empty() {
+                        return Err(InventoryError::EmptyDatabaseName);
+                    }
+                    if !seen.insert(db.name.as_str()) {
+                        return Err(InventoryError::DuplicateDatabase(db.name.clone()));
+                    }
+                }
+            }
+        }
+        Ok(Self { components })
+    }
+
+    pub fn components(&self) -> &[Component] {
+        &self.components
+    }
+
+    pub fn component(&self, role: Role) -> Option<&Component> {
+        self.components.iter().find(|c| c.role == role)
+    }
+
+    pub fn into_components(self) -> Vec<Component> {
+        self.components
+    }
+}
+
+/// A host as the controller knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostRecord {
+    pub host_id: String,
+    pub hostname: String,
+    pub installation: String,
+    pub os: String,
+    pub agent_version: String,
+    pub online: bool,
+    /// Unix time in milliseconds.
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    pub heartbeat_seconds: u32,
+    pub inventory: Inventory,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn component(role: Role, facts: Facts) -> Component {
+        Component {
+            role,
+            version: ProbedVersion::NotInstalled,
+            facts,
+        }
+    }
+
+    #[test]
+    fn sorts_into_update_order() {
+        let inv = Inventory::new(vec![
+            component(Role::Client, Facts::None),
+            component(Role::Server, Facts::None),
+        ])
+        .unwrap();
+        let roles: Vec<Role> = inv.components().iter().map(|c| c.role).collect();
+        assert_eq!(roles, [Role::Server, Role::Client]);
+    }
+
+    #[test]
+    fn refuses_duplicates_and_mismatched_facts() {
+        let dup = Inventory::new(vec![
+            component(Role::Web, Facts::None),
+            component(Role::Web, Facts::None),
+        ]);
+        assert_eq!(dup, Err(InventoryError::DuplicateRole(Role::Web)));
+        let mismatch = Inventory::new(vec![component(
+            Role::Client,
+            Facts::Server(ServerFacts::default()),
+        )]);
+        assert_eq!(
+            mismatch,
+            Err(InventoryError::FactsMismatch {
+                role: Role::Client,
+                facts_role: Role::Server
+            })
+        );
+        let db = |name: &str| Database {
+            name: name.into(),
+            active: true,
+            patch_level: None,
+        };
+        let dup_db = Inventory::new(vec![component(
+            Role::Server,
+            Facts::Server(ServerFacts {
+                databases: vec![db("a"), db("a")],
+                databases_error: None,
+            }),
+        )]);
+        assert_eq!(dup_db, Err(InventoryError::DuplicateDatabase("a".into())));
+    }
+}

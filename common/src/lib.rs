@@ -1,0 +1,21 @@
+//! The Tierwise domain: what a Password Secure version is, which roles a host
+//! can play, and what an agent reports about the components it runs.
+//!
+//! This crate is pure. It must never do I/O, spawn tasks, read the clock or
+//! depend on tokio, sqlx or tonic: the controller and the agent load state,
+//! hand it to functions here, and apply what comes back. That keeps every rule
+//! testable with plain values and property tests.
+
+pub mod inventory;
+pub mod liveness;
+pub mod name;
+pub mod role;
+pub mod version;
+
+pub use inventory::{
+    Check, ClientFacts, Component, Database, Facts, HostRecord, Inventory, InventoryError,
+    ProbedVersion, ServerFacts, WebFacts, WebServerKind,
+};
+pub use name::{validate_name, NameError};
+pub use role::{Role, RoleParseError};
+pub use version::{Version, VersionError};

@@ -1,0 +1,89 @@
+//! Component roles, in the order the vendor requires them to be updated.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// What a component on a host is. Databases are not a role: they are facts of
+/// the primary `server`, whose Server Manager manages them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// Application server running the Server Manager, server and backup services.
+    Server,
+    /// A further application server of a multi-tier installation.
+    AppServer,
+    /// A web server hosting the Web Application.
+    Web,
+    /// The Windows application and its add-ons.
+    Client,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role `{0}`; expected one of: server, app_server, web, client")]
+pub struct RoleParseError(pub String);
+
+impl Role {
+    /// Every role, in update order.
+    pub const ALL: [Role; 4] = [Role::Server, Role::AppServer, Role::Web, Role::Client];
+
+    /// The name used in configuration files, the CLI, JSON output and the store.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Server => "server",
+            Role::AppServer => "app_server",
+            Role::Web => "web",
+            Role::Client => "client",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = RoleParseError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|role| role.as_str() == text)
+            .ok_or_else(|| RoleParseError(text.into()))
+    }
+}
+
+impl serde::Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_order_is_update_order() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+        }
+        assert!(Role::Server < Role::AppServer && Role::AppServer < Role::Web);
+        assert!(Role::Web < Role::Client);
+    }
+
+    #[test]
+    fn unknown_role_lists_the_valid_ones() {
+        let err = "database".parse::<Role>().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "unknown role `database`; expected one of: server, app_server, web, client"
+        );
+    }
+}

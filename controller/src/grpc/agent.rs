@@ -1,0 +1,271 @@
+//! `AgentService`: one bidirectional session stream per agent.
+//!
+//! A session starts with `Hello` (refused unless valid), then carries
+//! heartbeats and inventory changes up and commands down. A message that is
+//! malformed or too large ends that one session with a status the agent can
+//! log; no other session notices.
+
+use super::ApiError;
+use crate::clock::now_ms;
+use crate::sessions::Sessions;
+use crate::store::{HostReport, Store};
+use std::pin::Pin;
+use std::time::Duration;
+use tierwise_common::liveness::MISSED_HEARTBEATS_BEFORE_OFFLINE;
+use tierwise_common::{validate_name, Inventory};
+use tierwise_proto::v1::{
+    agent_message, agent_service_server::AgentService, controller_message, AgentMessage,
+    ControllerMessage, Hello, Welcome,
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+
+/// How long a new stream may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// Heartbeat intervals the controller accepts from an agent's configuration.
+pub const HEARTBEAT_RANGE: std::ops::RangeInclusive<u32> = 1..=3600;
+
+#[derive(Clone, Debug)]
+pub struct AgentGateway {
+    store: Store,
+    sessions: Sessions,
+}
+
+impl AgentGateway {
+    pub fn new(store: Store, sessions: Sessions) -> Self {
+        Self { store, sessions }
+    }
+}
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<ControllerMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentService for AgentGateway {
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<AgentMessage>>,
+    ) -> Result<Response<SessionStream>, Status> {
+        let peer = request
+            .remote_addr()
+            .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let mut inbound = request.into_inner();
+        let first = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
+            Err(_) => {
+                return Err(refuse(
+                    &peer,
+                    ApiError::Protocol("no Hello within 30 s".into()),
+                ))
+            }
+            Ok(Err(status)) => {
+                warn!(%peer, code = ?status.code(), message = status.message(), "session refused before hello");
+                return Err(status);
+            }
+            Ok(Ok(None)) => {
+                return Err(refuse(
+                    &peer,
+                    ApiError::Protocol("stream closed before Hello".into()),
+                ))
+            }
+            Ok(Ok(Some(message))) => message,
+        };
+        let hello = match first.body {
+            Some(agent_message::Body::Hello(hello)) => hello,
+            _ => {
+                return Err(refuse(
+                    &peer,
+                    ApiError::Protocol("the first message of a session must be Hello".into()),
+                ))
+            }
+        };
+        let report = host_report(&hello).map_err(|e| refuse(&peer, e))?;
+        let session_id = format!("{:016x}", fastrand::u64(..));
+        self.store
+            .record_hello(&report, &session_id, now_ms())
+            .await
+            .map_err(ApiError::from)?;
+
+        let (outbound, receiver) = mpsc::channel(32);
+        let welcome = ControllerMessage {
+            body: Some(controller_message::Body::Welcome(Welcome {
+                session_id: session_id.clone(),
+            })),
+        };
+        // The channel is new and empty: this cannot fail for lack of room.
+        let _ = outbound.try_send(Ok(welcome));
+        let superseded = self.sessions.register(
+            &report.host_id,
+            &report.installation,
+            &session_id,
+            outbound.clone(),
+        );
+        info!(
+            host_id = %report.host_id,
+            installation = %report.installation,
+            %peer,
+            session = %session_id,
+            components = report.inventory.components().len(),
+            "agent connected"
+        );
+        let session = Session {
+            store: self.store.clone(),
+            sessions: self.sessions.clone(),
+            host_id: report.host_id,
+            session_id,
+            peer,
+            silence_limit: Duration::from_secs(
+                u64::from(report.heartbeat_seconds)
+                    * MISSED_HEARTBEATS_BEFORE_OFFLINE.unsigned_abs(),
+            ),
+        };
+        tokio::spawn(session.run(inbound, outbound, superseded));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+fn refuse(peer: &str, error: ApiError) -> Status {
+    warn!(%peer, kind = error.kind(), error = %error, "session refused");
+    error.into()
+}
+
+/// Checks a hello and turns it into the domain's host report.
+fn host_report(hello: &Hello) -> Result<HostReport, ApiError> {
+    let invalid = |what: String| ApiError::InvalidArgument(format!("Hello: {what}"));
+    validate_name("host id", &hello.host_id).map_err(|e| invalid(e.to_string()))?;
+    validate_name("installation", &hello.installation).map_err(|e| invalid(e.to_string()))?;
+    let hostname = if hello.hostname.is_empty() {
+        hello.host_id.clone()
+    } else {
+        validate_name("hostname", &hello.hostname).map_err(|e| invalid(e.to_string()))?;
+        hello.hostname.clone()
+    };
+    if !HEARTBEAT_RANGE.contains(&hello.heartbeat_seconds) {
+        return Err(invalid(format!(
+            "heartbeat_seconds {} is outside {}..={}",
+            hello.heartbeat_seconds,
+            HEARTBEAT_RANGE.start(),
+            HEARTBEAT_RANGE.end()
+        )));
+    }
+    let inventory = hello
+        .inventory
+        .as_ref()
+        .map(Inventory::try_from)
+        .transpose()
+        .map_err(|e| invalid(e.to_string()))?
+        .unwrap_or_default();
+    Ok(HostReport {
+        host_id: hello.host_id.clone(),
+        hostname,
+        installation: hello.installation.clone(),
+        os: truncate(&hello.os, 200),
+        agent_version: truncate(&hello.agent_version, 64),
+        heartbeat_seconds: hello.heartbeat_seconds,
+        inventory,
+    })
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+struct Session {
+    store: Store,
+    sessions: Sessions,
+    host_id: String,
+    session_id: String,
+    peer: String,
+    silence_limit: Duration,
+}
+
+impl Session {
+    async fn run(
+        self,
+        mut inbound: Streaming<AgentMessage>,
+        outbound: crate::sessions::Outbound,
+        mut superseded: tokio::sync::oneshot::Receiver<()>,
+    ) {
+        let host_id = self.host_id.as_str();
+        let peer = self.peer.as_str();
+        loop {
+            tokio::select! {
+                _ = &mut superseded => {
+                    info!(%host_id, %peer, "session replaced by a newer one from the same host");
+                    break;
+                }
+                _ = outbound.closed() => {
+                    info!(%host_id, %peer, "agent went away");
+                    break;
+                }
+                next = tokio::time::timeout(self.silence_limit, inbound.message()) => match next {
+                    Err(_) => {
+                        warn!(%host_id, %peer, seconds = self.silence_limit.as_secs(), "no heartbeat for three intervals; closing the session");
+                        let _ = outbound.try_send(Err(Status::deadline_exceeded("no heartbeat for three intervals")));
+                        break;
+                    }
+                    Ok(Ok(None)) => {
+                        info!(%host_id, %peer, "agent closed the session");
+                        break;
+                    }
+                    Ok(Err(status)) => {
+                        warn!(%host_id, %peer, code = ?status.code(), message = status.message(), "session stream failed; closing it");
+                        let _ = outbound.try_send(Err(status));
+                        break;
+                    }
+                    Ok(Ok(Some(message))) => match self.handle(message).await {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            info!(%host_id, %peer, "session is no longer the host's current one; closing it");
+                            break;
+                        }
+                        Err(error) => {
+                            warn!(%host_id, %peer, kind = error.kind(), error = %error, "message rejected; closing the session");
+                            let _ = outbound.try_send(Err(error.into()));
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+        self.sessions.unregister(host_id, &self.session_id);
+        match self
+            .store
+            .record_disconnect(host_id, &self.session_id)
+            .await
+        {
+            Ok(true) => info!(%host_id, %peer, "host offline: session ended"),
+            Ok(false) => {}
+            Err(error) => warn!(%host_id, %error, "could not record the disconnect"),
+        }
+    }
+
+    /// Ok(false): this session was replaced and should end.
+    async fn handle(&self, message: AgentMessage) -> Result<bool, ApiError> {
+        match message.body {
+            Some(agent_message::Body::Heartbeat(_)) => Ok(self
+                .store
+                .record_heartbeat(&self.host_id, &self.session_id, now_ms())
+                .await?),
+            Some(agent_message::Body::Inventory(wire)) => {
+                let inventory = Inventory::try_from(&wire)
+                    .map_err(|e| ApiError::InvalidArgument(format!("Inventory: {e}")))?;
+                let current = self
+                    .store
+                    .record_inventory(&self.host_id, &self.session_id, &inventory, now_ms())
+                    .await?;
+                if current {
+                    info!(host_id = %self.host_id, "inventory updated");
+                }
+                Ok(current)
+            }
+            Some(agent_message::Body::Hello(_)) => Err(ApiError::Protocol(
+                "Hello is only valid as the first message of a session".into(),
+            )),
+            None => Err(ApiError::Protocol("empty message".into())),
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! One mapping from controller errors to gRPC statuses.
+
+use crate::store::StoreError;
+use tonic::{Code, Status};
+
+/// Every error an RPC handler can return. `kind()` is a stable label for logs
+/// and, later, metrics; the status code and message follow from the variant.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Protocol(String),
+    #[error("the controller's database failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ApiError::InvalidArgument(_) => "invalid_argument",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::Protocol(_) => "protocol",
+            ApiError::Store(_) => "store",
+        }
+    }
+
+    fn code(&self) -> Code {
+        match self {
+            ApiError::InvalidArgument(_) | ApiError::Protocol(_) => Code::InvalidArgument,
+            ApiError::NotFound(_) => Code::NotFound,
+            ApiError::Store(_) => Code::Unavailable,
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(error: ApiError) -> Self {
+        if let ApiError::Store(store) = &error {
+            tracing::error!(kind = error.kind(), error = %store, "request failed");
+        }
+        Status::new(error.code(), error.to_string())
+    }
+}

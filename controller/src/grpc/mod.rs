@@ -1,0 +1,8 @@
+//! The gRPC edge of the controller. Protobuf types live here and in
+//! `tierwise_proto::convert`; everything behind this module speaks domain types.
+
+pub mod admin;
+pub mod agent;
+mod error;
+
+pub use error::ApiError;

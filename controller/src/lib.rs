@@ -1,0 +1,18 @@
+//! The Tierwise controller: `tierwise serve` (the gRPC endpoint for agents and
+//! operators, the store, and later the rollout engine) and the operator CLI
+//! that talks to a running controller.
+//!
+//! The controller owns desired state; agents own observed state. It must never
+//! send an agent anything but typed messages from `tierwise.v1` - no command
+//! text - and it must never lose what agents reported when it is killed:
+//! everything it knows lives in the store, written in transactions.
+
+pub mod cli;
+pub mod clock;
+pub mod demo;
+pub mod grpc;
+pub mod paths;
+pub mod server;
+pub mod sessions;
+pub mod shutdown;
+pub mod store;

@@ -1,0 +1,180 @@
+//! `tierwise`: the controller (`serve`), the operator CLI and the demo.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tierwise_common::Role;
+use tierwise_controller::{cli, demo, server, shutdown};
+use tierwise_telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tierwise",
+    version,
+    about = "Tier-ordered Netwrix Password Secure rollouts: controller and operator CLI"
+)]
+struct Cli {
+    /// The controller the CLI talks to.
+    #[arg(
+        long,
+        global = true,
+        env = "TIERWISE_CONTROLLER",
+        default_value = "http://127.0.0.1:7700"
+    )]
+    controller: String,
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "TIERWISE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the controller: agents connect here, operators' commands land here.
+    Serve {
+        /// Address to listen on for agents and operators [default: 0.0.0.0:7700].
+        #[arg(long, env = "TIERWISE_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Directory for the embedded database and, later, artifacts and keys.
+        /// [default: /var/lib/tierwise as root, else ~/.local/share/tierwise]
+        #[arg(long, env = "TIERWISE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// sqlite://PATH or postgres://USER@HOST:PORT/DB [default: sqlite in the data directory].
+        #[arg(long, env = "TIERWISE_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+    },
+    /// Hosts and what their agents report.
+    Hosts {
+        #[command(subcommand)]
+        command: HostsCommand,
+    },
+    /// Start a controller and a small simulated Password Secure installation
+    /// of real agent processes, and show what the controller sees.
+    Demo {
+        /// Address of the demo's controller.
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        listen: SocketAddr,
+        /// The tierwise-agent binary [default: next to this one].
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
+        /// Keep the fleet running after the tour, until Ctrl-C.
+        #[arg(long)]
+        keep_running: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HostsCommand {
+    /// List hosts, their status and component versions.
+    List {
+        /// Only hosts of this installation.
+        #[arg(long)]
+        installation: Option<String>,
+        /// Only hosts with a component of this role (server, app_server, web, client).
+        #[arg(long, value_parser = parse_role)]
+        role: Option<Role>,
+        /// Machine-readable output (field names documented in the README).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything known about one host.
+    Show {
+        host: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask connected agents to probe and report right now.
+    Refresh {
+        /// One host; without it, every connected host (of --installation).
+        host: Option<String>,
+        #[arg(long)]
+        installation: Option<String>,
+    },
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    text.parse()
+        .map_err(|e: tierwise_common::RoleParseError| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_log = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
+    tierwise_telemetry::init(cli.log_format, default_log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve {
+            listen,
+            data_dir,
+            database_url,
+        } => {
+            let settings =
+                server::ServeSettings::resolve(listen, data_dir, database_url.as_deref())?;
+            let mut running = server::start(&settings).await?;
+            tokio::select! {
+                result = running.wait() => result.context("the controller stopped")?,
+                _ = shutdown::signal() => {
+                    tracing::info!("shutting down");
+                    running.shutdown().await?;
+                }
+            }
+            Ok(())
+        }
+        Command::Hosts { command } => {
+            let mut client = cli::connect(&cli.controller).await?;
+            let output = match command {
+                HostsCommand::List {
+                    installation,
+                    role,
+                    json,
+                } => cli::hosts::list(&mut client, installation.as_deref(), role, json).await?,
+                HostsCommand::Show { host, json } => {
+                    cli::hosts::show(&mut client, &host, json).await?
+                }
+                HostsCommand::Refresh { host, installation } => {
+                    cli::hosts::refresh(&mut client, host.as_deref(), installation.as_deref())
+                        .await?
+                }
+            };
+            print!("{output}");
+            Ok(())
+        }
+        Command::Demo {
+            listen,
+            agent_bin,
+            keep_running,
+        } => {
+            demo::run(demo::DemoOptions {
+                listen,
+                agent_bin,
+                keep_running,
+            })
+            .await
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! `tierwise serve`: opens the store, listens for agents and operators, and
+//! keeps the online/offline view true.
+
+use crate::clock::now_ms;
+use crate::grpc::{admin::AdminApi, agent::AgentGateway};
+use crate::sessions::Sessions;
+use crate::store::{DatabaseUrl, Store};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tierwise_proto::v1::admin_service_server::AdminServiceServer;
+use tierwise_proto::v1::agent_service_server::AgentServiceServer;
+use tierwise_proto::{
+    MAX_ADMIN_MESSAGE_BYTES, MAX_AGENT_MESSAGE_BYTES, MAX_CONTROLLER_MESSAGE_BYTES,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{info, warn};
+
+/// How often the controller looks for hosts that stopped heartbeating.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Everything `serve` needs, already resolved from defaults and flags.
+#[derive(Clone, Debug)]
+pub struct ServeSettings {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database: DatabaseUrl,
+}
+
+impl ServeSettings {
+    /// Defaults < flags. The database defaults to `tierwise.db` in the data
+    /// directory.
+    pub fn resolve(
+        listen: Option<SocketAddr>,
+        data_dir: Option<PathBuf>,
+        database_url: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let listen = listen
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], tierwise_proto::DEFAULT_PORT)));
+        let data_dir = data_dir.unwrap_or_else(crate::paths::default_data_dir);
+        let database = match database_url {
+            Some(url) => DatabaseUrl::parse(url)?,
+            None => DatabaseUrl::sqlite_file(&data_dir.join("tierwise.db")),
+        };
+        Ok(Self {
+            listen,
+            data_dir,
+            database,
+        })
+    }
+}
+
+/// A controller that is up and serving.
+#[derive(Debug)]
+pub struct RunningController {
+    pub addr: SocketAddr,
+    pub store: Store,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    sweeper: JoinHandle<()>,
+}
+
+impl RunningController {
+    /// Stops accepting, ends every stream and waits for the server to finish.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.sweeper.abort();
+        let served = self.server.await.context("the gRPC server task failed")?;
+        self.store.close().await;
+        served.context("the gRPC server failed")
+    }
+
+    /// Waits until the server stops by itself (it only does on error).
+    pub async fn wait(&mut self) -> anyhow::Result<()> {
+        (&mut self.server)
+            .await
+            .context("the gRPC server task failed")?
+            .context("the gRPC server failed")
+    }
+}
+
+/// Opens the store and starts serving on `settings.listen` (port 0 picks a
+/// free port; `RunningController::addr` tells which).
+pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController> {
+    if settings.database.backend() == crate::store::Backend::Sqlite {
+        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}; choose another with --data-dir",
+                settings.data_dir.display()
+            )
+        })?;
+    }
+    let store = Store::open(settings.database.connect_string()).await?;
+    info!(database = %settings.database.redacted(), backend = %store.backend(), "store ready");
+
+    let listener = TcpListener::bind(settings.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {}; is another controller running? Choose another address with --listen",
+            settings.listen
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    let sessions = Sessions::default();
+
+    let agent_service = AgentServiceServer::new(AgentGateway::new(store.clone(), sessions.clone()))
+        .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_CONTROLLER_MESSAGE_BYTES);
+    let admin_service = AdminServiceServer::new(AdminApi::new(store.clone(), sessions.clone()))
+        .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES);
+
+    let (stop, mut stopped) = watch::channel(false);
+    let shutdown = async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let server = tonic::transport::Server::builder()
+        // Dead peers are noticed even when the agent's heartbeat is long.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        // One agent needs one stream; a peer opening hundreds is misbehaving.
+        .max_concurrent_streams(Some(64))
+        .tcp_nodelay(true)
+        .add_service(agent_service)
+        .add_service(admin_service)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+    let server = tokio::spawn(server);
+    let sweeper = tokio::spawn(sweep_offline(store.clone()));
+    info!(%addr, "controller listening");
+    Ok(RunningController {
+        addr,
+        store,
+        stop,
+        server,
+        sweeper,
+    })
+}
+
+/// Marks hosts offline that missed three heartbeats, including those a killed
+/// controller left marked online.
+async fn sweep_offline(store: Store) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.sweep_offline(now_ms()).await {
+            Ok(hosts) => {
+                for host_id in hosts {
+                    info!(%host_id, "host offline: missed three heartbeats");
+                }
+            }
+            Err(error) => warn!(%error, "offline sweep failed; retrying"),
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Migrations compiled into the binary, one directory per backend.
+//!
+//! They are embedded with `include_str!` instead of sqlx's `migrate!` macro
+//! so the build needs no proc-macro copy of the database drivers.
+
+use super::Backend;
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+
+/// (version, description, SQLite SQL, PostgreSQL SQL), in order.
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
+    1,
+    "inventory",
+    include_str!("../../migrations/sqlite/0001_inventory.sql"),
+    include_str!("../../migrations/postgres/0001_inventory.sql"),
+)];
+
+#[derive(Debug)]
+struct Embedded(Backend);
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+        Box::pin(async move {
+            Ok(MIGRATIONS
+                .iter()
+                .map(|(version, description, sqlite, postgres)| {
+                    let sql = match self.0 {
+                        Backend::Sqlite => *sqlite,
+                        Backend::Postgres => *postgres,
+                    };
+                    Migration::new(
+                        *version,
+                        Cow::Borrowed(*description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+pub(super) async fn migrator(backend: Backend) -> Result<Migrator, sqlx::migrate::MigrateError> {
+    Migrator::new(Embedded(backend)).await
+}

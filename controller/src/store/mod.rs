@@ -1,0 +1,515 @@
+//! The controller's store: inventory today, rollouts later.
+//!
+//! One implementation over sqlx's `Any` driver serves both SQLite (the
+//! embedded default, one file in WAL mode) and PostgreSQL (the scale-out
+//! path). SQL is written in the subset both understand (`$n` parameters,
+//! `ON CONFLICT`, BIGINT/INTEGER times in Unix ms, 0/1 flags); each backend
+//! has its own migration directory so their DDL can diverge when needed.
+
+mod migrations;
+mod url;
+
+pub use url::{Backend, DatabaseUrl};
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Executor, Row};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tierwise_common::liveness::{is_overdue, MISSED_HEARTBEATS_BEFORE_OFFLINE};
+use tierwise_common::{
+    Check, ClientFacts, Component, Database, Facts, HostRecord, Inventory, ProbedVersion, Role,
+    ServerFacts, Version, WebFacts, WebServerKind,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Url(#[from] url::UrlError),
+    #[error("cannot open the SQLite database {url}: {source}")]
+    SqliteOpen {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot connect to PostgreSQL at {url}: {source}")]
+    PostgresConnect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("migrating the {backend} database to the current schema failed: {source}")]
+    Migrate {
+        backend: Backend,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+/// What an agent says about itself when its stream opens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostReport {
+    pub host_id: String,
+    pub hostname: String,
+    pub installation: String,
+    pub os: String,
+    pub agent_version: String,
+    pub heartbeat_seconds: u32,
+    pub inventory: Inventory,
+}
+
+/// Which hosts a listing returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostFilter {
+    pub installation: Option<String>,
+    pub role: Option<Role>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects, and brings the schema up to date. Fails with a message that
+    /// says which database could not be opened and why.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let url = DatabaseUrl::parse(url)?;
+        let backend = url.backend();
+        let options = AnyPoolOptions::new()
+            .max_connections(match backend {
+                // One writer at a time anyway; a few readers beside it.
+                Backend::Sqlite => 4,
+                Backend::Postgres => 16,
+            })
+            .acquire_timeout(Duration::from_secs(10))
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL: readers never block the writer; NORMAL sync is
+                        // durable against a killed process. Foreign keys are
+                        // off by default in SQLite.
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            });
+        let pool = options
+            .connect(url.connect_string())
+            .await
+            .map_err(|source| match backend {
+                Backend::Sqlite => StoreError::SqliteOpen {
+                    url: url.redacted(),
+                    source,
+                },
+                Backend::Postgres => StoreError::PostgresConnect {
+                    url: url.redacted(),
+                    source,
+                },
+            })?;
+        migrations::migrator(backend)
+            .await
+            .map_err(|source| StoreError::Migrate { backend, source })?
+            .run(&pool)
+            .await
+            .map_err(|source| StoreError::Migrate { backend, source })?;
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Records a hello: creates or updates the host (same host id → same row),
+    /// marks it online under `session_id`, and replaces its inventory.
+    pub async fn record_hello(
+        &self,
+        report: &HostReport,
+        session_id: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO installations (name, created_ms) VALUES ($1, $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(report.installation.as_str())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO hosts (host_id, hostname, installation, os, agent_version, \
+                                first_seen_ms, last_seen_ms, heartbeat_seconds, online, session_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, 1, $8) \
+             ON CONFLICT (host_id) DO UPDATE SET \
+                hostname = excluded.hostname, installation = excluded.installation, \
+                os = excluded.os, agent_version = excluded.agent_version, \
+                last_seen_ms = excluded.last_seen_ms, \
+                heartbeat_seconds = excluded.heartbeat_seconds, online = 1, \
+                session_id = excluded.session_id",
+        )
+        .bind(report.host_id.as_str())
+        .bind(report.hostname.as_str())
+        .bind(report.installation.as_str())
+        .bind(report.os.as_str())
+        .bind(report.agent_version.as_str())
+        .bind(now_ms)
+        .bind(i64::from(report.heartbeat_seconds))
+        .bind(session_id)
+        .execute(&mut *tx)
+        .await?;
+        write_inventory(&mut tx, &report.host_id, &report.inventory).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces a host's inventory; ignored unless `session_id` is current,
+    /// so a stale stream cannot overwrite what a newer one reported.
+    pub async fn record_inventory(
+        &self,
+        host_id: &str,
+        session_id: &str,
+        inventory: &Inventory,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let touched = sqlx::query(
+            "UPDATE hosts SET last_seen_ms = $3, online = 1 WHERE host_id = $1 AND session_id = $2",
+        )
+        .bind(host_id)
+        .bind(session_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if touched == 0 {
+            return Ok(false);
+        }
+        write_inventory(&mut tx, host_id, inventory).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Notes a heartbeat. Returns false when `session_id` is no longer the
+    /// host's current stream.
+    pub async fn record_heartbeat(
+        &self,
+        host_id: &str,
+        session_id: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let touched = sqlx::query(
+            "UPDATE hosts SET last_seen_ms = $3, online = 1 WHERE host_id = $1 AND session_id = $2",
+        )
+        .bind(host_id)
+        .bind(session_id)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(touched > 0)
+    }
+
+    /// A stream ended: the host is offline, unless a newer stream took over.
+    pub async fn record_disconnect(
+        &self,
+        host_id: &str,
+        session_id: &str,
+    ) -> Result<bool, StoreError> {
+        let touched = sqlx::query(
+            "UPDATE hosts SET online = 0, session_id = NULL WHERE host_id = $1 AND session_id = $2",
+        )
+        .bind(host_id)
+        .bind(session_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(touched > 0)
+    }
+
+    /// Marks offline every host that missed three heartbeat intervals
+    /// (also those left "online" by a controller that was killed). Returns
+    /// their ids.
+    pub async fn sweep_offline(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT host_id FROM hosts \
+             WHERE online = 1 AND last_seen_ms + $2 * heartbeat_seconds * 1000 < $1 \
+             ORDER BY host_id",
+        )
+        .bind(now_ms)
+        .bind(MISSED_HEARTBEATS_BEFORE_OFFLINE)
+        .fetch_all(&mut *tx)
+        .await?;
+        let ids = rows
+            .iter()
+            .map(|row| row.try_get::<String, _>("host_id"))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !ids.is_empty() {
+            sqlx::query(
+                "UPDATE hosts SET online = 0, session_id = NULL \
+                 WHERE online = 1 AND last_seen_ms + $2 * heartbeat_seconds * 1000 < $1",
+            )
+            .bind(now_ms)
+            .bind(MISSED_HEARTBEATS_BEFORE_OFFLINE)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ids)
+    }
+
+    /// Hosts matching `filter`, ordered by host id. `online` is what a person
+    /// would expect at `now_ms`: a host that is overdue shows offline even
+    /// before the sweeper has written it down.
+    pub async fn list_hosts(
+        &self,
+        filter: &HostFilter,
+        now_ms: i64,
+    ) -> Result<Vec<HostRecord>, StoreError> {
+        let installation = filter.installation.as_deref().unwrap_or("");
+        let role = filter.role.map(Role::as_str).unwrap_or("");
+        let host_filter = "($1 = '' OR h.installation = $1) AND ($2 = '' OR EXISTS \
+             (SELECT 1 FROM components r WHERE r.host_id = h.host_id AND r.role = $2))";
+        self.load_hosts(host_filter, &[installation, role], now_ms)
+            .await
+    }
+
+    pub async fn get_host(
+        &self,
+        host_id: &str,
+        now_ms: i64,
+    ) -> Result<Option<HostRecord>, StoreError> {
+        let mut hosts = self
+            .load_hosts("h.host_id = $1", &[host_id], now_ms)
+            .await?;
+        Ok(hosts.pop())
+    }
+
+    async fn load_hosts(
+        &self,
+        host_filter: &str,
+        params: &[&str],
+        now_ms: i64,
+    ) -> Result<Vec<HostRecord>, StoreError> {
+        let host_sql = format!(
+            "SELECT h.host_id, h.hostname, h.installation, h.os, h.agent_version, \
+                    h.first_seen_ms, h.last_seen_ms, h.heartbeat_seconds, h.online \
+             FROM hosts h WHERE {host_filter} ORDER BY h.host_id"
+        );
+        let component_sql = format!(
+            "SELECT c.host_id, c.role, c.version, c.probe_error, c.web_server_kind, \
+                    c.web_docroot, c.web_websocket, c.client_update_check, c.databases_error \
+             FROM components c JOIN hosts h ON h.host_id = c.host_id WHERE {host_filter}"
+        );
+        let database_sql = format!(
+            "SELECT d.host_id, d.name, d.active, d.patch_level \
+             FROM databases d JOIN hosts h ON h.host_id = d.host_id WHERE {host_filter} \
+             ORDER BY d.host_id, d.name"
+        );
+        let mut conn = self.pool.acquire().await?;
+        let host_rows = bind_all(&host_sql, params).fetch_all(&mut *conn).await?;
+        let component_rows = bind_all(&component_sql, params)
+            .fetch_all(&mut *conn)
+            .await?;
+        let database_rows = bind_all(&database_sql, params)
+            .fetch_all(&mut *conn)
+            .await?;
+        drop(conn);
+
+        let mut databases: BTreeMap<String, Vec<Database>> = BTreeMap::new();
+        for row in &database_rows {
+            let host_id: String = row.try_get("host_id")?;
+            let patch_level = optional_version(row, "patch_level")?;
+            databases.entry(host_id).or_default().push(Database {
+                name: row.try_get("name")?,
+                active: row.try_get::<i64, _>("active")? != 0,
+                patch_level,
+            });
+        }
+        let mut components: BTreeMap<String, Vec<Component>> = BTreeMap::new();
+        for row in &component_rows {
+            let host_id: String = row.try_get("host_id")?;
+            let component = component_from_row(row, &mut databases)?;
+            components.entry(host_id).or_default().push(component);
+        }
+        host_rows
+            .iter()
+            .map(|row| {
+                let host_id: String = row.try_get("host_id")?;
+                let inventory = Inventory::new(components.remove(&host_id).unwrap_or_default())
+                    .map_err(|e| StoreError::Corrupt(format!("host `{host_id}`: {e}")))?;
+                let heartbeat_seconds = u32::try_from(row.try_get::<i64, _>("heartbeat_seconds")?)
+                    .map_err(|_| StoreError::Corrupt(format!("host `{host_id}`: heartbeat")))?;
+                let last_seen_ms: i64 = row.try_get("last_seen_ms")?;
+                let stored_online = row.try_get::<i64, _>("online")? != 0;
+                Ok(HostRecord {
+                    hostname: row.try_get("hostname")?,
+                    installation: row.try_get("installation")?,
+                    os: row.try_get("os")?,
+                    agent_version: row.try_get("agent_version")?,
+                    online: stored_online && !is_overdue(last_seen_ms, heartbeat_seconds, now_ms),
+                    first_seen_ms: row.try_get("first_seen_ms")?,
+                    last_seen_ms,
+                    heartbeat_seconds,
+                    inventory,
+                    host_id,
+                })
+            })
+            .collect()
+    }
+}
+
+fn bind_all<'q>(
+    sql: &'q str,
+    params: &[&str],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>> {
+    let mut query = sqlx::query(sql);
+    for param in params {
+        query = query.bind(param.to_string());
+    }
+    query
+}
+
+async fn write_inventory(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    host_id: &str,
+    inventory: &Inventory,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM databases WHERE host_id = $1")
+        .bind(host_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM components WHERE host_id = $1")
+        .bind(host_id)
+        .execute(&mut **tx)
+        .await?;
+    for component in inventory.components() {
+        let (version, probe_error) = match &component.version {
+            ProbedVersion::Installed(v) => (Some(v.to_string()), None),
+            ProbedVersion::NotInstalled => (None, None),
+            ProbedVersion::Unknown(why) => (None, Some(why.clone())),
+        };
+        let mut web_server_kind = None;
+        let mut web_docroot = None;
+        let mut web_websocket = None;
+        let mut client_update_check = None;
+        let mut databases_error = None;
+        match &component.facts {
+            Facts::None => {}
+            Facts::Server(server) => {
+                databases_error = server.databases_error.clone();
+                for db in &server.databases {
+                    sqlx::query(
+                        "INSERT INTO databases (host_id, name, active, patch_level) \
+                         VALUES ($1, $2, $3, $4)",
+                    )
+                    .bind(host_id)
+                    .bind(db.name.as_str())
+                    .bind(i64::from(db.active))
+                    .bind(db.patch_level.map(|v| v.to_string()))
+                    .execute(&mut **tx)
+                    .await?;
+                }
+            }
+            Facts::Web(web) => {
+                web_server_kind = Some(web.server_kind.as_str());
+                web_docroot = Some(web.docroot.clone());
+                web_websocket = Some(web.websocket.as_str());
+            }
+            Facts::Client(client) => {
+                client_update_check = Some(client.update_check_enabled.as_str());
+            }
+        }
+        sqlx::query(
+            "INSERT INTO components (host_id, role, version, probe_error, web_server_kind, \
+                web_docroot, web_websocket, client_update_check, databases_error) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(host_id)
+        .bind(component.role.as_str())
+        .bind(version)
+        .bind(probe_error)
+        .bind(web_server_kind.map(str::to_owned))
+        .bind(web_docroot)
+        .bind(web_websocket.map(str::to_owned))
+        .bind(client_update_check.map(str::to_owned))
+        .bind(databases_error)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+fn optional_version(row: &AnyRow, column: &str) -> Result<Option<Version>, StoreError> {
+    row.try_get::<Option<String>, _>(column)?
+        .map(|text| {
+            Version::parse(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+        })
+        .transpose()
+}
+
+fn check_from_row(row: &AnyRow, column: &str) -> Result<Check, StoreError> {
+    let text: Option<String> = row.try_get(column)?;
+    Ok(text.as_deref().and_then(Check::parse).unwrap_or_default())
+}
+
+fn component_from_row(
+    row: &AnyRow,
+    databases: &mut BTreeMap<String, Vec<Database>>,
+) -> Result<Component, StoreError> {
+    let host_id: String = row.try_get("host_id")?;
+    let role_text: String = row.try_get("role")?;
+    let role: Role = role_text
+        .parse()
+        .map_err(|e| StoreError::Corrupt(format!("host `{host_id}`: {e}")))?;
+    let version = match (
+        optional_version(row, "version")?,
+        row.try_get::<Option<String>, _>("probe_error")?,
+    ) {
+        (Some(v), _) => ProbedVersion::Installed(v),
+        (None, Some(why)) => ProbedVersion::Unknown(why),
+        (None, None) => ProbedVersion::NotInstalled,
+    };
+    let facts = match role {
+        Role::Server => Facts::Server(ServerFacts {
+            databases: databases.remove(&host_id).unwrap_or_default(),
+            databases_error: row.try_get("databases_error")?,
+        }),
+        Role::Web => {
+            let kind: Option<String> = row.try_get("web_server_kind")?;
+            match kind.as_deref().and_then(WebServerKind::parse) {
+                Some(server_kind) => Facts::Web(WebFacts {
+                    server_kind,
+                    docroot: row
+                        .try_get::<Option<String>, _>("web_docroot")?
+                        .unwrap_or_default(),
+                    websocket: check_from_row(row, "web_websocket")?,
+                }),
+                None => Facts::None,
+            }
+        }
+        Role::Client => Facts::Client(ClientFacts {
+            update_check_enabled: check_from_row(row, "client_update_check")?,
+        }),
+        Role::AppServer => Facts::None,
+    };
+    Ok(Component {
+        role,
+        version,
+        facts,
+    })
+}

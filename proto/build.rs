@@ -1,0 +1,13 @@
+//! Compiles `proto/tierwise.proto` with protox (a protobuf compiler in pure
+//! Rust), so no `protoc` is needed on the build machine.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto = "proto/tierwise.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    let descriptors = protox::compile([proto], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

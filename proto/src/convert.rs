@@ -1,0 +1,317 @@
+//! Conversions between the wire types and the domain types of
+//! `tierwise-common`. Both the controller and the agent convert here, at the
+//! edge, so a malformed message is refused in one place with one wording.
+
+use crate::v1;
+use tierwise_common::{
+    Check, ClientFacts, Component, Database, Facts, HostRecord, Inventory, InventoryError,
+    ProbedVersion, Role, ServerFacts, Version, VersionError, WebFacts, WebServerKind,
+};
+
+/// Why a message from a peer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("component {index}: the role is missing or unknown ({value})")]
+    Role { index: usize, value: i32 },
+    #[error("component `{role}`: version: {source}")]
+    Version {
+        role: Role,
+        #[source]
+        source: VersionError,
+    },
+    #[error("database `{name}`: patch level: {source}")]
+    PatchLevel {
+        name: String,
+        #[source]
+        source: VersionError,
+    },
+    #[error("component `{role}`: web facts name no web server kind")]
+    WebServerKind { role: Role },
+    #[error("{0}")]
+    Inventory(#[from] InventoryError),
+}
+
+impl From<Role> for v1::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Server => v1::Role::Server,
+            Role::AppServer => v1::Role::AppServer,
+            Role::Web => v1::Role::Web,
+            Role::Client => v1::Role::Client,
+        }
+    }
+}
+
+/// `None` for `ROLE_UNSPECIFIED` and for values this build does not know.
+pub fn role_from_wire(value: i32) -> Option<Role> {
+    match v1::Role::try_from(value).ok()? {
+        v1::Role::Unspecified => None,
+        v1::Role::Server => Some(Role::Server),
+        v1::Role::AppServer => Some(Role::AppServer),
+        v1::Role::Web => Some(Role::Web),
+        v1::Role::Client => Some(Role::Client),
+    }
+}
+
+impl From<Check> for v1::Check {
+    fn from(check: Check) -> Self {
+        match check {
+            Check::Unknown => v1::Check::Unknown,
+            Check::Yes => v1::Check::Yes,
+            Check::No => v1::Check::No,
+        }
+    }
+}
+
+fn check_from_wire(value: i32) -> Check {
+    match v1::Check::try_from(value) {
+        Ok(v1::Check::Yes) => Check::Yes,
+        Ok(v1::Check::No) => Check::No,
+        _ => Check::Unknown,
+    }
+}
+
+impl From<WebServerKind> for v1::WebServerKind {
+    fn from(kind: WebServerKind) -> Self {
+        match kind {
+            WebServerKind::Iis => v1::WebServerKind::Iis,
+            WebServerKind::Apache => v1::WebServerKind::Apache,
+            WebServerKind::Nginx => v1::WebServerKind::Nginx,
+        }
+    }
+}
+
+fn web_server_kind_from_wire(value: i32) -> Option<WebServerKind> {
+    match v1::WebServerKind::try_from(value).ok()? {
+        v1::WebServerKind::Unspecified => None,
+        v1::WebServerKind::Iis => Some(WebServerKind::Iis),
+        v1::WebServerKind::Apache => Some(WebServerKind::Apache),
+        v1::WebServerKind::Nginx => Some(WebServerKind::Nginx),
+    }
+}
+
+impl From<&Component> for v1::Component {
+    fn from(component: &Component) -> Self {
+        let (version, probe_error) = match &component.version {
+            ProbedVersion::Installed(v) => (v.to_string(), String::new()),
+            ProbedVersion::NotInstalled => (String::new(), String::new()),
+            ProbedVersion::Unknown(why) => (String::new(), why.clone()),
+        };
+        let facts = match &component.facts {
+            Facts::None => None,
+            Facts::Server(server) => Some(v1::component::Facts::Server(v1::ServerFacts {
+                databases: server
+                    .databases
+                    .iter()
+                    .map(|db| v1::Database {
+                        name: db.name.clone(),
+                        active: db.active,
+                        patch_level: db.patch_level.map(|v| v.to_string()).unwrap_or_default(),
+                    })
+                    .collect(),
+                databases_error: server.databases_error.clone().unwrap_or_default(),
+            })),
+            Facts::Web(web) => Some(v1::component::Facts::Web(v1::WebFacts {
+                server_kind: v1::WebServerKind::from(web.server_kind).into(),
+                docroot: web.docroot.clone(),
+                websocket: v1::Check::from(web.websocket).into(),
+            })),
+            Facts::Client(client) => Some(v1::component::Facts::Client(v1::ClientFacts {
+                update_check_enabled: v1::Check::from(client.update_check_enabled).into(),
+            })),
+        };
+        v1::Component {
+            role: v1::Role::from(component.role).into(),
+            version,
+            probe_error,
+            facts,
+        }
+    }
+}
+
+fn non_empty(text: &str) -> Option<String> {
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
+fn component_from_wire(index: usize, wire: &v1::Component) -> Result<Component, WireError> {
+    let role = role_from_wire(wire.role).ok_or(WireError::Role {
+        index,
+        value: wire.role,
+    })?;
+    let version = if !wire.version.is_empty() {
+        let parsed =
+            Version::parse(&wire.version).map_err(|source| WireError::Version { role, source })?;
+        ProbedVersion::Installed(parsed)
+    } else if !wire.probe_error.is_empty() {
+        ProbedVersion::Unknown(wire.probe_error.clone())
+    } else {
+        ProbedVersion::NotInstalled
+    };
+    let facts = match &wire.facts {
+        None => Facts::None,
+        Some(v1::component::Facts::Server(server)) => {
+            let mut databases = Vec::with_capacity(server.databases.len());
+            for db in &server.databases {
+                let patch_level = if db.patch_level.is_empty() {
+                    None
+                } else {
+                    Some(Version::parse(&db.patch_level).map_err(|source| {
+                        WireError::PatchLevel {
+                            name: db.name.clone(),
+                            source,
+                        }
+                    })?)
+                };
+                databases.push(Database {
+                    name: db.name.clone(),
+                    active: db.active,
+                    patch_level,
+                });
+            }
+            Facts::Server(ServerFacts {
+                databases,
+                databases_error: non_empty(&server.databases_error),
+            })
+        }
+        Some(v1::component::Facts::Web(web)) => Facts::Web(WebFacts {
+            server_kind: web_server_kind_from_wire(web.server_kind)
+                .ok_or(WireError::WebServerKind { role })?,
+            docroot: web.docroot.clone(),
+            websocket: check_from_wire(web.websocket),
+        }),
+        Some(v1::component::Facts::Client(client)) => Facts::Client(ClientFacts {
+            update_check_enabled: check_from_wire(client.update_check_enabled),
+        }),
+    };
+    Ok(Component {
+        role,
+        version,
+        facts,
+    })
+}
+
+impl From<&Inventory> for v1::Inventory {
+    fn from(inventory: &Inventory) -> Self {
+        v1::Inventory {
+            components: inventory.components().iter().map(Into::into).collect(),
+        }
+    }
+}
+
+impl TryFrom<&v1::Inventory> for Inventory {
+    type Error = WireError;
+    fn try_from(wire: &v1::Inventory) -> Result<Self, Self::Error> {
+        let components = wire
+            .components
+            .iter()
+            .enumerate()
+            .map(|(index, c)| component_from_wire(index, c))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Inventory::new(components)?)
+    }
+}
+
+impl From<&HostRecord> for v1::HostView {
+    fn from(host: &HostRecord) -> Self {
+        v1::HostView {
+            host_id: host.host_id.clone(),
+            hostname: host.hostname.clone(),
+            installation: host.installation.clone(),
+            os: host.os.clone(),
+            agent_version: host.agent_version.clone(),
+            online: host.online,
+            first_seen_ms: host.first_seen_ms,
+            last_seen_ms: host.last_seen_ms,
+            heartbeat_seconds: host.heartbeat_seconds,
+            components: v1::Inventory::from(&host.inventory).components,
+        }
+    }
+}
+
+impl TryFrom<&v1::HostView> for HostRecord {
+    type Error = WireError;
+    fn try_from(wire: &v1::HostView) -> Result<Self, Self::Error> {
+        let inventory = Inventory::try_from(&v1::Inventory {
+            components: wire.components.clone(),
+        })?;
+        Ok(HostRecord {
+            host_id: wire.host_id.clone(),
+            hostname: wire.hostname.clone(),
+            installation: wire.installation.clone(),
+            os: wire.os.clone(),
+            agent_version: wire.agent_version.clone(),
+            online: wire.online,
+            first_seen_ms: wire.first_seen_ms,
+            last_seen_ms: wire.last_seen_ms,
+            heartbeat_seconds: wire.heartbeat_seconds,
+            inventory,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Inventory {
+        Inventory::new(vec![
+            Component {
+                role: Role::Server,
+                version: ProbedVersion::Installed(Version::new(9, 3, 1, 33994)),
+                facts: Facts::Server(ServerFacts {
+                    databases: vec![Database {
+                        name: "PSDB".into(),
+                        active: false,
+                        patch_level: Some(Version::new(9, 3, 1, 33994)),
+                    }],
+                    databases_error: None,
+                }),
+            },
+            Component {
+                role: Role::Web,
+                version: ProbedVersion::Unknown("pattern did not match".into()),
+                facts: Facts::Web(WebFacts {
+                    server_kind: WebServerKind::Apache,
+                    docroot: "/var/www/psweb".into(),
+                    websocket: Check::Yes,
+                }),
+            },
+            Component {
+                role: Role::Client,
+                version: ProbedVersion::NotInstalled,
+                facts: Facts::Client(ClientFacts {
+                    update_check_enabled: Check::No,
+                }),
+            },
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn inventory_round_trips() {
+        let inventory = sample();
+        let wire = v1::Inventory::from(&inventory);
+        assert_eq!(Inventory::try_from(&wire).unwrap(), inventory);
+    }
+
+    #[test]
+    fn malformed_components_are_refused_with_reasons() {
+        let mut wire = v1::Inventory::from(&sample());
+        wire.components[0].version = "9.3".into();
+        let err = Inventory::try_from(&wire).unwrap_err().to_string();
+        assert!(
+            err.starts_with("component `server`: version: `9.3` has 2 part(s)"),
+            "{err}"
+        );
+
+        let mut wire = v1::Inventory::from(&sample());
+        wire.components[1].role = 99;
+        let err = Inventory::try_from(&wire).unwrap_err().to_string();
+        assert_eq!(err, "component 1: the role is missing or unknown (99)");
+
+        let mut wire = v1::Inventory::from(&sample());
+        wire.components[2].role = v1::Role::Server.into();
+        let err = Inventory::try_from(&wire).unwrap_err().to_string();
+        assert!(err.contains("reported twice"), "{err}");
+    }
+}
