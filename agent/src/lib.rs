@@ -1,1 +1,13 @@
+//! The Tierwise agent: reports what Password Secure components a host runs
+//! and (in later versions) executes typed update steps the controller sends.
+//!
+//! The agent must never run text received from the controller as a command:
+//! everything it executes is defined in its own local configuration. It must
+//! also never change anything while probing: probes only read.
 
+pub mod backoff;
+pub mod config;
+pub mod host;
+pub mod probe;
+pub mod session;
+pub mod watcher;

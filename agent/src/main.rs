@@ -1,1 +1,117 @@
-fn main() {}
+//! `tierwise-agent --config FILE`: the Tierwise agent.
+
+use anyhow::Context;
+use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tierwise_agent::{config, probe, session, watcher::InventoryWatcher};
+use tierwise_runtime::logging::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tierwise-agent",
+    version,
+    about = "Tierwise agent: reports Password Secure components to the controller"
+)]
+struct Args {
+    /// The agent's configuration file (TOML).
+    #[arg(long, env = "TIERWISE_AGENT_CONFIG")]
+    config: PathBuf,
+    /// Validate the configuration, probe once, print the inventory as JSON and exit.
+    #[arg(long)]
+    check: bool,
+    /// Log format on stderr.
+    #[arg(long, env = "TIERWISE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    log_format: LogFormat,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tierwise_runtime::logging::init(args.log_format, "info");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        // An agent has little to do; two workers keep its footprint small.
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let settings = config::load(&args.config)?;
+    if args.check {
+        let inventory = probe::inventory(&settings.components).await;
+        println!("{}", inventory_json(&settings, &inventory)?);
+        return Ok(());
+    }
+    std::fs::create_dir_all(&settings.state_dir).with_context(|| {
+        format!(
+            "cannot create the state directory {}; set `state_dir` in {}",
+            settings.state_dir.display(),
+            args.config.display()
+        )
+    })?;
+    tracing::info!(
+        host_id = %settings.host_id,
+        installation = %settings.installation,
+        controller = %settings.controller,
+        components = settings.components.len(),
+        "agent starting"
+    );
+    let watcher =
+        InventoryWatcher::start(settings.components.clone(), settings.probe_interval).await;
+    tokio::select! {
+        _ = session::run_forever(settings, watcher) => {}
+        _ = tierwise_runtime::shutdown::signal() => tracing::info!("stopping"),
+    }
+    Ok(())
+}
+
+/// The `--check` output: what the agent would report, as one JSON document.
+fn inventory_json(
+    settings: &config::Settings,
+    inventory: &tierwise_common::Inventory,
+) -> anyhow::Result<String> {
+    use tierwise_common::{Facts, ProbedVersion};
+    let components: Vec<serde_json::Value> = inventory
+        .components()
+        .iter()
+        .map(|c| {
+            let (status, version, error) = match &c.version {
+                ProbedVersion::Installed(v) => ("installed", Some(v.to_string()), None),
+                ProbedVersion::NotInstalled => ("not_installed", None, None),
+                ProbedVersion::Unknown(why) => ("unknown", None, Some(why.clone())),
+            };
+            let facts = match &c.facts {
+                Facts::None => Ok(serde_json::Value::Null),
+                Facts::Server(f) => serde_json::to_value(f),
+                Facts::Web(f) => serde_json::to_value(f),
+                Facts::Client(f) => serde_json::to_value(f),
+            }?;
+            Ok(serde_json::json!({
+                "role": c.role,
+                "status": status,
+                "version": version,
+                "probe_error": error,
+                "facts": facts,
+            }))
+        })
+        .collect::<Result<_, serde_json::Error>>()?;
+    Ok(serde_json::to_string_pretty(&serde_json::json!({
+        "host_id": settings.host_id,
+        "installation": settings.installation,
+        "components": components,
+    }))?)
+}

@@ -95,12 +95,17 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     if result.is_ok() {
         println!("Demo ready after {:.1} s.", started.elapsed().as_secs_f64());
     }
+    if result.is_ok() && !options.keep_running {
+        println!(
+            "Run `tierwise demo --keep-running` to keep the fleet up and try the CLI against it."
+        );
+    }
     if result.is_ok() && options.keep_running {
         println!(
             "\nThe fleet keeps running. In another terminal:\n  tierwise --controller {url} hosts list\n  \
              tierwise --controller {url} hosts show srv-01\nPress Ctrl-C to stop."
         );
-        crate::shutdown::signal().await;
+        tierwise_runtime::shutdown::signal().await;
     }
     if let Err(error) = &result {
         eprintln!("The demo failed: {error:#}\nAgent logs:");
@@ -113,11 +118,13 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             }
         }
     }
+    // Controller first, so its sessions end cleanly; then the agents, which
+    // would otherwise keep trying to reconnect.
+    controller.shutdown().await?;
     for mut agent in agents {
         let _ = agent.start_kill();
         let _ = agent.wait().await;
     }
-    controller.shutdown().await?;
     result
 }
 

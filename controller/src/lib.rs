@@ -14,5 +14,4 @@ pub mod grpc;
 pub mod paths;
 pub mod server;
 pub mod sessions;
-pub mod shutdown;
 pub mod store;

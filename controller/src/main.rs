@@ -6,8 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tierwise_common::Role;
-use tierwise_controller::{cli, demo, server, shutdown};
-use tierwise_telemetry::LogFormat;
+use tierwise_controller::{cli, demo, server};
+use tierwise_runtime::logging::LogFormat;
+use tierwise_runtime::shutdown;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -106,7 +107,7 @@ fn main() -> ExitCode {
         Command::Serve { .. } => "info",
         _ => "warn",
     };
-    tierwise_telemetry::init(cli.log_format, default_log);
+    tierwise_runtime::logging::init(cli.log_format, default_log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -136,6 +137,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings =
                 server::ServeSettings::resolve(listen, data_dir, database_url.as_deref())?;
             let mut running = server::start(&settings).await?;
+            // One line on stdout for scripts and supervisors (logs go to stderr).
+            println!("tierwise controller listening on {}", running.addr);
             tokio::select! {
                 result = running.wait() => result.context("the controller stopped")?,
                 _ = shutdown::signal() => {

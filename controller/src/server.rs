@@ -23,6 +23,9 @@ use tracing::{info, warn};
 /// How often the controller looks for hosts that stopped heartbeating.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long a shutdown waits for open connections to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Everything `serve` needs, already resolved from defaults and flags.
 #[derive(Clone, Debug)]
 pub struct ServeSettings {
@@ -59,17 +62,29 @@ impl ServeSettings {
 pub struct RunningController {
     pub addr: SocketAddr,
     pub store: Store,
+    sessions: Sessions,
     stop: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     sweeper: JoinHandle<()>,
 }
 
 impl RunningController {
-    /// Stops accepting, ends every stream and waits for the server to finish.
+    /// Stops accepting, ends every agent session (recording the hosts as
+    /// offline) and waits for the server to finish, at most `SHUTDOWN_GRACE`.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(true);
         self.sweeper.abort();
-        let served = self.server.await.context("the gRPC server task failed")?;
+        self.sessions.close_all();
+        let _ = self.stop.send(true);
+        let served = match tokio::time::timeout(SHUTDOWN_GRACE, self.server).await {
+            Ok(joined) => joined.context("the gRPC server task failed")?,
+            Err(_) => {
+                warn!(
+                    "connections did not close within {} s; stopping anyway",
+                    SHUTDOWN_GRACE.as_secs()
+                );
+                Ok(())
+            }
+        };
         self.store.close().await;
         served.context("the gRPC server failed")
     }
@@ -133,6 +148,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     Ok(RunningController {
         addr,
         store,
+        sessions,
         stop,
         server,
         sweeper,

@@ -14,8 +14,17 @@ struct Entry {
     session_id: String,
     installation: String,
     outbound: Outbound,
-    /// Fired when a newer stream of the same host replaces this one.
-    superseded: Option<oneshot::Sender<()>>,
+    /// Tells the session task to end, and why.
+    close: Option<oneshot::Sender<CloseReason>>,
+}
+
+/// Why the controller ends a session from its side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// A newer stream of the same host took over.
+    Superseded,
+    /// The controller is shutting down.
+    ShuttingDown,
 }
 
 /// Connected sessions by host id. At most one per host: a reconnecting agent
@@ -26,25 +35,26 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Registers a stream; returns the receiver that fires when it is replaced.
+    /// Registers a stream; returns the receiver that says when and why the
+    /// controller wants it closed.
     pub fn register(
         &self,
         host_id: &str,
         installation: &str,
         session_id: &str,
         outbound: Outbound,
-    ) -> oneshot::Receiver<()> {
+    ) -> oneshot::Receiver<CloseReason> {
         let (tx, rx) = oneshot::channel();
         let entry = Entry {
             session_id: session_id.into(),
             installation: installation.into(),
             outbound,
-            superseded: Some(tx),
+            close: Some(tx),
         };
         let previous = self.lock().insert(host_id.into(), entry);
         if let Some(mut previous) = previous {
-            if let Some(fire) = previous.superseded.take() {
-                let _ = fire.send(());
+            if let Some(close) = previous.close.take() {
+                let _ = close.send(CloseReason::Superseded);
             }
         }
         rx
@@ -70,6 +80,16 @@ impl Sessions {
             .filter(|(_, e)| installation.is_none_or(|wanted| wanted == e.installation))
             .map(|(id, e)| (id.clone(), e.outbound.clone()))
             .collect()
+    }
+
+    /// Ends every session, for a shutdown: agents see their stream close and
+    /// reconnect to whichever controller is up next.
+    pub fn close_all(&self) {
+        for entry in self.lock().values_mut() {
+            if let Some(close) = entry.close.take() {
+                let _ = close.send(CloseReason::ShuttingDown);
+            }
+        }
     }
 
     pub fn len(&self) -> usize {

@@ -7,7 +7,7 @@
 
 use super::ApiError;
 use crate::clock::now_ms;
-use crate::sessions::Sessions;
+use crate::sessions::{CloseReason, Sessions};
 use crate::store::{HostReport, Store};
 use std::pin::Pin;
 use std::time::Duration;
@@ -97,7 +97,7 @@ impl AgentService for AgentGateway {
         };
         // The channel is new and empty: this cannot fail for lack of room.
         let _ = outbound.try_send(Ok(welcome));
-        let superseded = self.sessions.register(
+        let close = self.sessions.register(
             &report.host_id,
             &report.installation,
             &session_id,
@@ -122,7 +122,7 @@ impl AgentService for AgentGateway {
                     * MISSED_HEARTBEATS_BEFORE_OFFLINE.unsigned_abs(),
             ),
         };
-        tokio::spawn(session.run(inbound, outbound, superseded));
+        tokio::spawn(session.run(inbound, outbound, close));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 }
@@ -187,14 +187,19 @@ impl Session {
         self,
         mut inbound: Streaming<AgentMessage>,
         outbound: crate::sessions::Outbound,
-        mut superseded: tokio::sync::oneshot::Receiver<()>,
+        mut close: tokio::sync::oneshot::Receiver<CloseReason>,
     ) {
         let host_id = self.host_id.as_str();
         let peer = self.peer.as_str();
         loop {
             tokio::select! {
-                _ = &mut superseded => {
-                    info!(%host_id, %peer, "session replaced by a newer one from the same host");
+                reason = &mut close => {
+                    match reason {
+                        Ok(CloseReason::Superseded) => info!(%host_id, %peer, "session replaced by a newer one from the same host"),
+                        Ok(CloseReason::ShuttingDown) | Err(_) => {
+                            let _ = outbound.try_send(Err(Status::unavailable("the controller is shutting down")));
+                        }
+                    }
                     break;
                 }
                 _ = outbound.closed() => {

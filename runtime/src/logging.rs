@@ -1,9 +1,9 @@
-//! Logging setup shared by both binaries, so the controller and the agent log
-//! the same way: human-readable text on a terminal, one JSON object per line
+//! Logging setup: human-readable text on a terminal, one JSON object per line
 //! for log collectors. Verbosity comes from `RUST_LOG` (default `info`).
 //!
 //! Logs go to stderr; stdout belongs to command output (tables, JSON).
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -23,6 +23,7 @@ pub fn init(format: LogFormat, default_directive: &str) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_directive));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     // A second call (tests, the demo starting an embedded controller) keeps
     // the first subscriber; that is not an error.

@@ -1,0 +1,182 @@
+//! Probes: how the agent learns what is installed, without changing anything.
+//!
+//! Every probe is read-only and bounded in time. A probe whose file, registry
+//! entry or executable is absent reports "not installed"; a probe that ran
+//! and failed reports "unknown" with the reason, never a guessed version.
+
+mod text;
+#[cfg(windows)]
+mod windows;
+
+use crate::config::{CheckProbe, ComponentSpec, DatabasesProbe, FactsSpec, Source, VersionProbe};
+use serde::Deserialize;
+use tierwise_common::{
+    Check, ClientFacts, Component, Database, Facts, Inventory, ProbedVersion, ServerFacts, Version,
+    WebFacts,
+};
+
+pub use text::{read_source, run_command, SourceText};
+
+/// Probes every configured component.
+pub async fn inventory(components: &[ComponentSpec]) -> Inventory {
+    let mut probed = Vec::with_capacity(components.len());
+    for spec in components {
+        probed.push(Component {
+            role: spec.role,
+            version: version(&spec.version).await,
+            facts: facts(&spec.facts).await,
+        });
+    }
+    // The configuration already guarantees one component per role.
+    Inventory::new(probed).unwrap_or_default()
+}
+
+pub async fn version(probe: &VersionProbe) -> ProbedVersion {
+    match probe {
+        VersionProbe::Fixed(version) => ProbedVersion::Installed(*version),
+        VersionProbe::Text { source, pattern } => {
+            let text = match read_source(source).await {
+                Ok(SourceText::Absent) => return ProbedVersion::NotInstalled,
+                Ok(SourceText::Text(text)) => text,
+                Err(why) => return ProbedVersion::Unknown(why),
+            };
+            let picked = match pattern {
+                Some(pattern) => match pattern.extract(&text) {
+                    Some(found) => found,
+                    None => {
+                        return ProbedVersion::Unknown(format!(
+                            "pattern `{}` did not match {}",
+                            pattern.as_str(),
+                            describe(source)
+                        ))
+                    }
+                },
+                None => text.trim(),
+            };
+            match Version::parse(picked.trim()) {
+                Ok(version) => ProbedVersion::Installed(version),
+                Err(e) => ProbedVersion::Unknown(format!("{}: {e}", describe(source))),
+            }
+        }
+        #[cfg(windows)]
+        VersionProbe::UninstallRegistry { display_name } => {
+            windows::uninstall_version(display_name.clone()).await
+        }
+        #[cfg(windows)]
+        VersionProbe::FileVersion(path) => windows::file_version(path.clone()).await,
+        #[cfg(not(windows))]
+        VersionProbe::UninstallRegistry { .. } | VersionProbe::FileVersion(_) => {
+            ProbedVersion::Unknown("this probe works only on Windows".into())
+        }
+    }
+}
+
+pub async fn check(probe: &CheckProbe) -> Check {
+    match probe {
+        CheckProbe::Fixed(value) => Check::from(*value),
+        CheckProbe::Text { source, pattern } => match read_source(source).await {
+            Ok(SourceText::Text(text)) => Check::from(pattern.extract(&text).is_some()),
+            Ok(SourceText::Absent) => Check::Unknown,
+            Err(why) => {
+                tracing::warn!(%why, "check failed");
+                Check::Unknown
+            }
+        },
+        #[cfg(windows)]
+        CheckProbe::RegistryValue { key, value } => {
+            windows::registry_flag(key.clone(), value.clone()).await
+        }
+        #[cfg(not(windows))]
+        CheckProbe::RegistryValue { .. } => Check::Unknown,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatabaseLine {
+    name: String,
+    active: bool,
+    #[serde(default)]
+    patch_level: Option<String>,
+}
+
+/// Reads the database list: JSON, an array of objects with `name`, `active`
+/// and `patch_level`.
+pub async fn databases(probe: &DatabasesProbe) -> Result<Vec<Database>, String> {
+    let text = match read_source(&probe.source).await? {
+        SourceText::Absent => return Err(format!("{} does not exist", describe(&probe.source))),
+        SourceText::Text(text) => text,
+    };
+    parse_databases(&text).map_err(|e| format!("{}: {e}", describe(&probe.source)))
+}
+
+pub fn parse_databases(text: &str) -> Result<Vec<Database>, String> {
+    let lines: Vec<DatabaseLine> = serde_json::from_str(text).map_err(|e| {
+        format!("expected a JSON array of {{\"name\", \"active\", \"patch_level\"}} objects: {e}")
+    })?;
+    lines
+        .into_iter()
+        .map(|line| {
+            let patch_level = match line.patch_level.as_deref() {
+                None | Some("") => None,
+                Some(text) => Some(
+                    Version::parse(text)
+                        .map_err(|e| format!("database `{}`: patch level: {e}", line.name))?,
+                ),
+            };
+            if line.name.is_empty() {
+                return Err("a database has an empty name".into());
+            }
+            Ok(Database {
+                name: line.name,
+                active: line.active,
+                patch_level,
+            })
+        })
+        .collect()
+}
+
+async fn facts(spec: &FactsSpec) -> Facts {
+    match spec {
+        FactsSpec::None => Facts::None,
+        FactsSpec::Server { databases: None } => Facts::Server(ServerFacts::default()),
+        FactsSpec::Server {
+            databases: Some(probe),
+        } => Facts::Server(match databases(probe).await {
+            Ok(databases) => ServerFacts {
+                databases,
+                databases_error: None,
+            },
+            Err(why) => ServerFacts {
+                databases: Vec::new(),
+                databases_error: Some(why),
+            },
+        }),
+        FactsSpec::Web {
+            server,
+            docroot,
+            websocket,
+        } => Facts::Web(WebFacts {
+            server_kind: *server,
+            docroot: docroot.display().to_string(),
+            websocket: match websocket {
+                Some(probe) => check(probe).await,
+                None => Check::Unknown,
+            },
+        }),
+        FactsSpec::Client { update_check } => Facts::Client(ClientFacts {
+            update_check_enabled: match update_check {
+                Some(probe) => check(probe).await,
+                None => Check::Unknown,
+            },
+        }),
+    }
+}
+
+/// "file /x/y" or "the output of `prog`", for messages.
+pub fn describe(source: &Source) -> String {
+    match source {
+        Source::File(path) => format!("file {}", path.display()),
+        Source::Command { argv, .. } => format!("the output of `{}`", argv.join(" ")),
+    }
+}

@@ -1,0 +1,97 @@
+//! Reading a probe's text: a file, or the output of a program run without a
+//! shell, with a time limit.
+
+use crate::config::Source;
+use std::process::Stdio;
+use std::time::Duration;
+
+/// Files and outputs larger than this are not version information.
+const MAX_TEXT_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum SourceText {
+    /// The file does not exist.
+    Absent,
+    Text(String),
+}
+
+pub async fn read_source(source: &Source) -> Result<SourceText, String> {
+    match source {
+        Source::File(path) => {
+            let metadata = match tokio::fs::metadata(path).await {
+                Ok(metadata) => metadata,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Ok(SourceText::Absent)
+                }
+                Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            };
+            if metadata.len() > MAX_TEXT_BYTES {
+                return Err(format!(
+                    "{} is larger than {MAX_TEXT_BYTES} bytes",
+                    path.display()
+                ));
+            }
+            match tokio::fs::read(path).await {
+                Ok(bytes) => Ok(SourceText::Text(
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                )),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SourceText::Absent),
+                Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            }
+        }
+        Source::Command { argv, timeout } => {
+            run_command(argv, *timeout).await.map(SourceText::Text)
+        }
+    }
+}
+
+/// Runs `argv` (no shell), waits at most `timeout`, and returns its standard
+/// output. A non-zero exit, a timeout or a program that cannot start is an
+/// error that quotes the end of its standard error.
+pub async fn run_command(argv: &[String], timeout: Duration) -> Result<String, String> {
+    let (program, args) = argv.split_first().ok_or("empty command")?;
+    let child = tokio::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run `{program}`: {e}"))?;
+    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Err(_) => {
+            return Err(format!(
+                "`{}` did not finish within {} s and was stopped",
+                argv.join(" "),
+                timeout.as_secs()
+            ))
+        }
+        Ok(Err(e)) => return Err(format!("`{program}` failed: {e}")),
+        Ok(Ok(output)) => output,
+    };
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail = tail(&stderr, 300);
+        return Err(format!(
+            "`{}` exited with {}{}",
+            argv.join(" "),
+            output.status,
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!(": {tail}")
+            }
+        ));
+    }
+    let mut stdout = output.stdout;
+    stdout.truncate(usize::try_from(MAX_TEXT_BYTES).unwrap_or(usize::MAX));
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
+}
+
+/// The last `max` characters of `text`, trimmed, on one line.
+fn tail(text: &str, max: usize) -> String {
+    let text = text.trim();
+    let count = text.chars().count();
+    let tail: String = text.chars().skip(count.saturating_sub(max)).collect();
+    tail.replace(['\n', '\r'], " ")
+}

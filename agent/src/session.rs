@@ -1,0 +1,141 @@
+//! The agent's side of the `Session` stream: connect, say hello with the full
+//! inventory, then heartbeats and inventory changes up, commands down.
+//! Reconnects with backoff forever; the controller may be down for a while.
+
+use crate::backoff::Backoff;
+use crate::config::Settings;
+use crate::host;
+use crate::watcher::InventoryWatcher;
+use std::time::{Duration, Instant};
+use tierwise_proto::v1::{
+    agent_message, agent_service_client::AgentServiceClient, controller_message, AgentMessage,
+    Heartbeat, Hello,
+};
+use tierwise_proto::{MAX_AGENT_MESSAGE_BYTES, MAX_CONTROLLER_MESSAGE_BYTES};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Endpoint;
+use tracing::{debug, info, warn};
+
+/// A session that lasted this long was healthy: the next reconnect starts
+/// from the shortest delay again.
+const HEALTHY_SESSION: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the controller address is invalid: {0}")]
+    Address(#[source] tonic::transport::Error),
+    #[error("cannot connect to the controller: {0}")]
+    Connect(#[source] tonic::transport::Error),
+    #[error("the controller refused the session: {}", .0.message())]
+    Refused(tonic::Status),
+    #[error("the session broke: {} ({:?})", .0.message(), .0.code())]
+    Stream(tonic::Status),
+    #[error("the controller closed the session")]
+    Closed,
+}
+
+/// Runs sessions until the process is asked to stop.
+pub async fn run_forever(settings: Settings, watcher: InventoryWatcher) {
+    let mut backoff = Backoff::new(Duration::from_secs(1), settings.reconnect_max);
+    let mut watcher = watcher;
+    loop {
+        let started = Instant::now();
+        let result = run_session(&settings, &mut watcher).await;
+        if started.elapsed() >= HEALTHY_SESSION {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay(fastrand::f64());
+        match result {
+            Ok(()) | Err(SessionError::Closed) => {
+                info!(
+                    retry_in_ms = delay.as_millis() as u64,
+                    "session ended; reconnecting"
+                )
+            }
+            Err(error) => {
+                warn!(%error, retry_in_ms = delay.as_millis() as u64, "no session with the controller")
+            }
+        }
+        tokio::time::sleep(delay).await;
+    }
+}
+
+async fn run_session(
+    settings: &Settings,
+    watcher: &mut InventoryWatcher,
+) -> Result<(), SessionError> {
+    let endpoint = Endpoint::from_shared(settings.controller.clone())
+        .map_err(SessionError::Address)?
+        .connect_timeout(Duration::from_secs(10))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .keep_alive_while_idle(true);
+    let channel = endpoint.connect().await.map_err(SessionError::Connect)?;
+    let mut client = AgentServiceClient::new(channel)
+        .max_decoding_message_size(MAX_CONTROLLER_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_AGENT_MESSAGE_BYTES);
+
+    let (outbound, receiver) = mpsc::channel::<AgentMessage>(16);
+    let inventory = watcher.inventory.borrow_and_update().clone();
+    let hello = AgentMessage {
+        body: Some(agent_message::Body::Hello(Hello {
+            host_id: settings.host_id.clone(),
+            installation: settings.installation.clone(),
+            hostname: host::hostname(),
+            os: host::os_description(),
+            agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+            heartbeat_seconds: u32::try_from(settings.heartbeat.as_secs()).unwrap_or(u32::MAX),
+            inventory: Some((&inventory).into()),
+        })),
+    };
+    // The channel is new and empty: this cannot fail for lack of room.
+    let _ = outbound.try_send(hello);
+    let mut inbound = client
+        .session(ReceiverStream::new(receiver))
+        .await
+        .map_err(SessionError::Refused)?
+        .into_inner();
+
+    let mut heartbeat = tokio::time::interval(settings.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    loop {
+        tokio::select! {
+            _ = heartbeat.tick() => {
+                let message = AgentMessage { body: Some(agent_message::Body::Heartbeat(Heartbeat {})) };
+                if outbound.send(message).await.is_err() {
+                    return Err(SessionError::Closed);
+                }
+            }
+            changed = watcher.inventory.changed() => {
+                if changed.is_err() {
+                    return Err(SessionError::Closed);
+                }
+                let inventory = watcher.inventory.borrow_and_update().clone();
+                let message = AgentMessage { body: Some(agent_message::Body::Inventory((&inventory).into())) };
+                if outbound.send(message).await.is_err() {
+                    return Err(SessionError::Closed);
+                }
+                info!("inventory reported");
+            }
+            message = inbound.message() => {
+                let Some(message) = message.map_err(SessionError::Stream)? else {
+                    return Err(SessionError::Closed);
+                };
+                match message.body {
+                    Some(controller_message::Body::Welcome(welcome)) => {
+                        info!(controller = %settings.controller, session = %welcome.session_id, "connected");
+                    }
+                    Some(controller_message::Body::ReportInventory(_)) => {
+                        debug!("the controller asked for the inventory");
+                        // A full queue means a probe is already pending.
+                        let _ = watcher.refresh.try_send(());
+                    }
+                    None => warn!("ignoring a message this agent does not understand; is the controller newer?"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! Keeps the current inventory: probes at start, every `probe_interval`, and
+//! whenever asked. Sessions subscribe to changes, so a change reaches the
+//! controller as soon as a probe sees it, and probing never delays a heartbeat.
+
+use crate::config::ComponentSpec;
+use crate::probe;
+use std::time::Duration;
+use tierwise_common::Inventory;
+use tokio::sync::{mpsc, watch};
+
+#[derive(Debug)]
+pub struct InventoryWatcher {
+    pub inventory: watch::Receiver<Inventory>,
+    /// Ask for a probe now; the result is published even if unchanged.
+    pub refresh: mpsc::Sender<()>,
+}
+
+impl InventoryWatcher {
+    /// Probes once, then keeps probing in the background.
+    pub async fn start(components: Vec<ComponentSpec>, probe_interval: Duration) -> Self {
+        let first = probe::inventory(&components).await;
+        let (publish, inventory) = watch::channel(first);
+        let (refresh, mut requests) = mpsc::channel::<()>(4);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(probe_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                let forced = tokio::select! {
+                    _ = tick.tick() => false,
+                    request = requests.recv() => {
+                        if request.is_none() {
+                            return;
+                        }
+                        true
+                    }
+                };
+                let current = probe::inventory(&components).await;
+                if forced {
+                    publish.send_replace(current);
+                } else {
+                    publish.send_if_modified(|old| {
+                        if *old == current {
+                            false
+                        } else {
+                            tracing::info!("inventory changed");
+                            *old = current;
+                            true
+                        }
+                    });
+                }
+                if publish.is_closed() {
+                    return;
+                }
+            }
+        });
+        Self { inventory, refresh }
+    }
+}
