@@ -12,7 +12,7 @@ mod url;
 pub use url::{Backend, DatabaseUrl};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Connection, Executor, Row};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tierwise_common::liveness::{is_overdue, MISSED_HEARTBEATS_BEFORE_OFFLINE};
@@ -81,12 +81,38 @@ impl Store {
         sqlx::any::install_default_drivers();
         let url = DatabaseUrl::parse(url)?;
         let backend = url.backend();
+        let connect_error = |source| match backend {
+            Backend::Sqlite => StoreError::SqliteOpen {
+                url: url.redacted(),
+                source,
+            },
+            Backend::Postgres => StoreError::PostgresConnect {
+                url: url.redacted(),
+                source,
+            },
+        };
+        // One direct connection first: the pool would retry a refused or
+        // misconfigured connection until its timeout and then report only
+        // the timeout; the operator needs the reason, at once.
+        let probe = tokio::time::timeout(
+            Duration::from_secs(10),
+            sqlx::AnyConnection::connect(url.connect_string()),
+        )
+        .await
+        .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
+        .map_err(connect_error)?;
+        // An in-memory SQLite database exists once per connection: keep one.
+        let in_memory = url.is_in_memory();
         let options = AnyPoolOptions::new()
             .max_connections(match backend {
+                Backend::Sqlite if in_memory => 1,
                 // One writer at a time anyway; a few readers beside it.
                 Backend::Sqlite => 4,
                 Backend::Postgres => 16,
             })
+            .min_connections(u32::from(in_memory))
+            .idle_timeout((!in_memory).then_some(Duration::from_secs(600)))
+            .max_lifetime((!in_memory).then_some(Duration::from_secs(1800)))
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
@@ -106,16 +132,8 @@ impl Store {
         let pool = options
             .connect(url.connect_string())
             .await
-            .map_err(|source| match backend {
-                Backend::Sqlite => StoreError::SqliteOpen {
-                    url: url.redacted(),
-                    source,
-                },
-                Backend::Postgres => StoreError::PostgresConnect {
-                    url: url.redacted(),
-                    source,
-                },
-            })?;
+            .map_err(connect_error)?;
+        probe.close().await.ok();
         migrations::migrator(backend)
             .await
             .map_err(|source| StoreError::Migrate { backend, source })?

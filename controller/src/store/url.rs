@@ -91,6 +91,11 @@ impl DatabaseUrl {
         }
     }
 
+    /// `sqlite::memory:` and friends: a database that lives in one connection.
+    pub fn is_in_memory(&self) -> bool {
+        self.backend == Backend::Sqlite && self.connect.contains(":memory:")
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

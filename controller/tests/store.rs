@@ -1,0 +1,333 @@
+//! The store's test suite, run against SQLite and against the real local
+//! PostgreSQL. Set `TIERWISE_TEST_POSTGRES_URL` (e.g.
+//! `postgres://postgres@127.0.0.1:5432/postgres`) to run the PostgreSQL half;
+//! each run creates and drops a database of its own. With
+//! `TIERWISE_REQUIRE_POSTGRES=1` (as in CI) a missing URL is a failure.
+
+use sqlx::Executor;
+use tierwise_common::{
+    Check, ClientFacts, Component, Database, Facts, Inventory, ProbedVersion, Role, ServerFacts,
+    Version, WebFacts, WebServerKind,
+};
+use tierwise_controller::store::{HostFilter, HostReport, Store};
+
+const V931: Version = Version::new(9, 3, 1, 33994);
+const V263: Version = Version::new(26, 3, 100, 34058);
+
+fn server_inventory(version: Version, active: bool) -> Inventory {
+    Inventory::new(vec![Component {
+        role: Role::Server,
+        version: ProbedVersion::Installed(version),
+        facts: Facts::Server(ServerFacts {
+            databases: vec![
+                Database {
+                    name: "PSDB-Archive".into(),
+                    active,
+                    patch_level: Some(version),
+                },
+                Database {
+                    name: "PSDB-Prod".into(),
+                    active: true,
+                    patch_level: None,
+                },
+            ],
+            databases_error: None,
+        }),
+    }])
+    .unwrap()
+}
+
+fn report(host_id: &str, installation: &str, inventory: Inventory) -> HostReport {
+    HostReport {
+        host_id: host_id.into(),
+        hostname: format!("{host_id}.corp.example"),
+        installation: installation.into(),
+        os: "Windows Server 2022".into(),
+        agent_version: "0.1.0".into(),
+        heartbeat_seconds: 10,
+        inventory,
+    }
+}
+
+fn web_and_client() -> Inventory {
+    Inventory::new(vec![
+        Component {
+            role: Role::Web,
+            version: ProbedVersion::Unknown("pattern did not match".into()),
+            facts: Facts::Web(WebFacts {
+                server_kind: WebServerKind::Iis,
+                docroot: r"C:\inetpub\psweb".into(),
+                websocket: Check::No,
+            }),
+        },
+        Component {
+            role: Role::Client,
+            version: ProbedVersion::NotInstalled,
+            facts: Facts::Client(ClientFacts {
+                update_check_enabled: Check::Yes,
+            }),
+        },
+    ])
+    .unwrap()
+}
+
+/// The suite every backend must pass.
+async fn suite(store: &Store) {
+    let t0 = 1_800_000_000_000_i64;
+
+    // A hello creates the host with its full inventory.
+    store
+        .record_hello(
+            &report("srv-01", "prod", server_inventory(V931, false)),
+            "s1",
+            t0,
+        )
+        .await
+        .unwrap();
+    let host = store.get_host("srv-01", t0).await.unwrap().unwrap();
+    assert!(host.online);
+    assert_eq!(host.first_seen_ms, t0);
+    assert_eq!(host.hostname, "srv-01.corp.example");
+    assert_eq!(host.inventory, server_inventory(V931, false));
+
+    // Every kind of fact survives the round trip.
+    store
+        .record_hello(&report("web-01", "prod", web_and_client()), "w1", t0)
+        .await
+        .unwrap();
+    let web = store.get_host("web-01", t0).await.unwrap().unwrap();
+    assert_eq!(web.inventory, web_and_client());
+
+    // Inventory changes replace the old one, on the current session only.
+    assert!(store
+        .record_inventory("srv-01", "s1", &server_inventory(V263, true), t0 + 1000)
+        .await
+        .unwrap());
+    assert!(!store
+        .record_inventory("srv-01", "stale", &server_inventory(V931, false), t0 + 1500)
+        .await
+        .unwrap());
+    let host = store.get_host("srv-01", t0 + 2000).await.unwrap().unwrap();
+    assert_eq!(host.inventory, server_inventory(V263, true));
+    assert_eq!(host.last_seen_ms, t0 + 1000);
+
+    // A reconnect is the same host: same row, first_seen kept, new session.
+    store
+        .record_hello(
+            &report("srv-01", "prod", server_inventory(V263, true)),
+            "s2",
+            t0 + 5000,
+        )
+        .await
+        .unwrap();
+    let all = store
+        .list_hosts(&HostFilter::default(), t0 + 5000)
+        .await
+        .unwrap();
+    assert_eq!(all.iter().filter(|h| h.host_id == "srv-01").count(), 1);
+    let host = store.get_host("srv-01", t0 + 5000).await.unwrap().unwrap();
+    assert_eq!(host.first_seen_ms, t0);
+    assert_eq!(host.last_seen_ms, t0 + 5000);
+
+    // The old stream ending does not take the host offline; the current one does.
+    assert!(!store.record_disconnect("srv-01", "s1").await.unwrap());
+    assert!(
+        store
+            .get_host("srv-01", t0 + 5000)
+            .await
+            .unwrap()
+            .unwrap()
+            .online
+    );
+    assert!(!store
+        .record_heartbeat("srv-01", "s1", t0 + 6000)
+        .await
+        .unwrap());
+    assert!(store
+        .record_heartbeat("srv-01", "s2", t0 + 6000)
+        .await
+        .unwrap());
+    assert!(store.record_disconnect("srv-01", "s2").await.unwrap());
+    assert!(
+        !store
+            .get_host("srv-01", t0 + 6000)
+            .await
+            .unwrap()
+            .unwrap()
+            .online
+    );
+
+    // Three missed heartbeat intervals (10 s each) make a host offline: it
+    // reads offline at once and the sweep writes it down.
+    let web_seen = t0;
+    assert!(
+        store
+            .get_host("web-01", web_seen + 30_000)
+            .await
+            .unwrap()
+            .unwrap()
+            .online
+    );
+    assert!(store
+        .sweep_offline(web_seen + 30_000)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        !store
+            .get_host("web-01", web_seen + 30_001)
+            .await
+            .unwrap()
+            .unwrap()
+            .online
+    );
+    assert_eq!(
+        store.sweep_offline(web_seen + 30_001).await.unwrap(),
+        ["web-01"]
+    );
+    assert!(store
+        .sweep_offline(web_seen + 60_000)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Filters: installation, role, both; ordered by host id.
+    store
+        .record_hello(&report("cl-001", "test", web_and_client()), "c1", t0)
+        .await
+        .unwrap();
+    let ids = |hosts: Vec<tierwise_common::HostRecord>| -> Vec<String> {
+        hosts.into_iter().map(|h| h.host_id).collect()
+    };
+    let filter = |installation: Option<&str>, role: Option<Role>| HostFilter {
+        installation: installation.map(str::to_owned),
+        role,
+    };
+    assert_eq!(
+        ids(store.list_hosts(&filter(None, None), t0).await.unwrap()),
+        ["cl-001", "srv-01", "web-01"]
+    );
+    assert_eq!(
+        ids(store
+            .list_hosts(&filter(Some("prod"), None), t0)
+            .await
+            .unwrap()),
+        ["srv-01", "web-01"]
+    );
+    assert_eq!(
+        ids(store
+            .list_hosts(&filter(None, Some(Role::Client)), t0)
+            .await
+            .unwrap()),
+        ["cl-001", "web-01"]
+    );
+    assert_eq!(
+        ids(store
+            .list_hosts(&filter(Some("test"), Some(Role::Server)), t0)
+            .await
+            .unwrap()),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        ids(store
+            .list_hosts(&filter(Some("nope"), None), t0)
+            .await
+            .unwrap()),
+        Vec::<String>::new()
+    );
+    assert!(store.get_host("nope", t0).await.unwrap().is_none());
+
+    // A host that moves to another installation keeps its row.
+    store
+        .record_hello(
+            &report("cl-001", "prod", Inventory::default()),
+            "c2",
+            t0 + 100,
+        )
+        .await
+        .unwrap();
+    let moved = store.get_host("cl-001", t0 + 100).await.unwrap().unwrap();
+    assert_eq!(moved.installation, "prod");
+    assert!(moved.inventory.components().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_store_suite_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("tierwise.db").display());
+    let store = Store::open(&url).await.unwrap();
+    suite(&store).await;
+    store.close().await;
+
+    // A restarted controller finds everything as it was; migrating again is a no-op.
+    let store = Store::open(&url).await.unwrap();
+    let host = store.get_host("srv-01", 0).await.unwrap().unwrap();
+    assert_eq!(host.inventory, server_inventory(V263, true));
+    assert_eq!(
+        store
+            .list_hosts(&HostFilter::default(), 0)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let mode: (String,) = sqlx::query_as("PRAGMA journal_mode")
+        .fetch_one(&sqlx::SqlitePool::connect(&url).await.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(mode.0, "wal");
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_works() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    assert!(store
+        .list_hosts(&HostFilter::default(), 0)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn postgres_store_suite_and_reopen() {
+    let Some(admin_url) = std::env::var("TIERWISE_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        assert!(
+            std::env::var("TIERWISE_REQUIRE_POSTGRES").is_err(),
+            "TIERWISE_REQUIRE_POSTGRES is set but TIERWISE_TEST_POSTGRES_URL is not"
+        );
+        eprintln!("skipping the PostgreSQL store suite: set TIERWISE_TEST_POSTGRES_URL");
+        return;
+    };
+    let name = format!(
+        "tierwise_store_{}_{}",
+        std::process::id(),
+        fastrand::u32(..)
+    );
+    let admin = sqlx::PgPool::connect(&admin_url)
+        .await
+        .expect("connect to TIERWISE_TEST_POSTGRES_URL");
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(base, _)| base);
+    let url = format!("{base}/{name}");
+
+    let store = Store::open(&url).await.unwrap();
+    suite(&store).await;
+    store.close().await;
+    let store = Store::open(&url).await.unwrap();
+    let host = store.get_host("srv-01", 0).await.unwrap().unwrap();
+    assert_eq!(host.inventory, server_inventory(V263, true));
+    store.close().await;
+
+    admin
+        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
+        .await
+        .unwrap();
+}
