@@ -43,7 +43,10 @@ fn main() -> ExitCode {
     match runtime.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!(
+                "error: {}",
+                tierwise_runtime::report::error_chain(error.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

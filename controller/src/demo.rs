@@ -108,7 +108,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         tierwise_runtime::shutdown::signal().await;
     }
     if let Err(error) = &result {
-        eprintln!("The demo failed: {error:#}\nAgent logs:");
+        eprintln!(
+            "The demo failed: {}\nAgent logs:",
+            tierwise_runtime::report::error_chain(error.as_ref())
+        );
         for host in &hosts {
             let log = root.join(host.host_id).join("agent.log");
             let text = std::fs::read_to_string(&log).unwrap_or_default();

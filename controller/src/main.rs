@@ -121,7 +121,10 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!(
+                "error: {}",
+                tierwise_runtime::report::error_chain(error.as_ref())
+            );
             ExitCode::FAILURE
         }
     }

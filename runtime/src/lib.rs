@@ -4,4 +4,5 @@
 //! Nothing here knows about Password Secure or the protocol.
 
 pub mod logging;
+pub mod report;
 pub mod shutdown;

@@ -1,1 +1,302 @@
+//! A harness for end-to-end tests: starts the real `tierwise` controller and
+//! real `tierwise-agent` processes on loopback, drives the real CLI, and
+//! waits for conditions (never for fixed sleeps).
+//!
+//! The binaries come from the same target directory as the test itself;
+//! `cargo test --workspace` builds them, because the controller and agent
+//! packages have integration tests of their own.
 
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// `target/<profile>/<name>`, next to the test executable's `deps/` folder.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test runs from target/<profile>/deps");
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds it",
+        path.display()
+    );
+    path
+}
+
+/// Kills the process when dropped, so a failing test leaves nothing behind.
+#[derive(Debug)]
+pub struct Process {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Process {
+    /// SIGKILL: the process gets no chance to clean up.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A running `tierwise serve`.
+#[derive(Debug)]
+pub struct Controller {
+    pub process: Process,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+}
+
+impl Controller {
+    /// Starts `tierwise serve` on `listen` (port 0: any free port) with its
+    /// SQLite store in `data_dir`, and waits until it listens.
+    pub fn start(data_dir: &Path, listen: &str) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)?;
+        let log = data_dir.join(format!("controller-{}.log", unique()));
+        let mut child = Command::new(binary("tierwise"))
+            .args(["serve", "--listen", listen, "--data-dir"])
+            .arg(data_dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("start tierwise serve")?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("tierwise controller listening on ")
+            .ok_or_else(|| {
+                anyhow!(
+                    "tierwise serve did not start: {line:?}\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                )
+            })?
+            .parse()?;
+        Ok(Self {
+            process: Process { child, log },
+            addr,
+            data_dir: data_dir.to_path_buf(),
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Runs the real CLI against this controller; stdout on success.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(binary("tierwise"))
+            .arg("--controller")
+            .arg(self.url())
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "tierwise {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// `tierwise hosts list --json`.
+    pub fn hosts(&self) -> Result<Vec<Value>> {
+        let text = self.cli(&["hosts", "list", "--json"])?;
+        let value: Value = serde_json::from_str(&text)?;
+        value
+            .as_array()
+            .cloned()
+            .ok_or_else(|| anyhow!("hosts list --json is not an array: {text}"))
+    }
+
+    pub fn host(&self, host_id: &str) -> Result<Option<Value>> {
+        Ok(self.hosts()?.into_iter().find(|h| h["host_id"] == host_id))
+    }
+}
+
+/// One simulated host: an agent process and the files its probes read.
+#[derive(Debug)]
+pub struct Agent {
+    pub process: Process,
+    pub host_id: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+}
+
+/// What the agent's configuration declares for its one component.
+#[derive(Debug, Clone)]
+pub enum Plays {
+    /// A primary server with these databases (name, active, patch level).
+    Server(Vec<(&'static str, bool, &'static str)>),
+    /// An Apache web host; `websocket`: whether proxy_wstunnel is loaded.
+    Web {
+        websocket: bool,
+    },
+    Client,
+}
+
+impl Agent {
+    /// Writes the host's files and configuration, then starts the agent.
+    pub fn start(
+        root: &Path,
+        controller: &str,
+        host_id: &str,
+        plays: Plays,
+        version: &str,
+    ) -> Result<Self> {
+        let dir = root.join(host_id);
+        std::fs::create_dir_all(&dir)?;
+        set_file(&dir.join("VERSION"), &format!("{version}\n"))?;
+        let quoted = |name: &str| format!("{:?}", dir.join(name).display().to_string());
+        let mut config = format!(
+            "controller = {controller:?}\ninstallation = \"prod\"\nhost_id = {host_id:?}\n\
+             heartbeat_seconds = 1\nprobe_seconds = 1\nreconnect_max_seconds = 2\nstate_dir = {}\n\n\
+             [[component]]\nrole = \"{}\"\nversion = {{ file = {} }}\n",
+            quoted("state"),
+            match plays {
+                Plays::Server(_) => "server",
+                Plays::Web { .. } => "web",
+                Plays::Client => "client",
+            },
+            quoted("VERSION"),
+        );
+        match &plays {
+            Plays::Server(databases) => {
+                let entries: Vec<String> = databases
+                    .iter()
+                    .map(|(name, active, level)| {
+                        format!("{{\"name\": {name:?}, \"active\": {active}, \"patch_level\": {level:?}}}")
+                    })
+                    .collect();
+                set_file(
+                    &dir.join("databases.json"),
+                    &format!("[{}]", entries.join(", ")),
+                )?;
+                config.push_str(&format!(
+                    "databases = {{ file = {} }}\n",
+                    quoted("databases.json")
+                ));
+            }
+            Plays::Web { websocket } => {
+                let modules = if *websocket {
+                    "proxy_module\nproxy_wstunnel_module\n"
+                } else {
+                    "proxy_module\n"
+                };
+                set_file(&dir.join("modules.txt"), modules)?;
+                config.push_str(&format!(
+                    "server = \"apache\"\ndocroot = {}\nwebsocket = {{ file = {}, pattern = \"proxy_wstunnel_module\" }}\n",
+                    quoted("docroot"),
+                    quoted("modules.txt")
+                ));
+            }
+            Plays::Client => {}
+        }
+        let config_path = dir.join("agent.toml");
+        set_file(&config_path, &config)?;
+        Ok(Self {
+            process: spawn_agent(&config_path, &dir)?,
+            host_id: host_id.to_owned(),
+            dir,
+            config: config_path,
+        })
+    }
+
+    /// Starts the agent process again with the same configuration.
+    pub fn restart(&mut self) -> Result<()> {
+        self.process.kill();
+        self.process = spawn_agent(&self.config, &self.dir)?;
+        Ok(())
+    }
+
+    /// Changes what the version probe will read.
+    pub fn set_version(&self, version: &str) -> Result<()> {
+        set_file(&self.dir.join("VERSION"), &format!("{version}\n"))
+    }
+}
+
+fn spawn_agent(config: &Path, dir: &Path) -> Result<Process> {
+    let log = dir.join("agent.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)?;
+    let child = Command::new(binary("tierwise-agent"))
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .context("start tierwise-agent")?;
+    Ok(Process { child, log })
+}
+
+/// Replaces a file atomically, as an installer finishing would.
+pub fn set_file(path: &Path, contents: &str) -> Result<()> {
+    let tmp = path.with_extension(format!("tmp{}", unique()));
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or fails after `limit`
+/// with the last state seen.
+pub fn wait_for<T>(
+    what: &str,
+    limit: Duration,
+    mut check: impl FnMut() -> Result<Option<T>>,
+) -> Result<(T, Duration)> {
+    let start = Instant::now();
+    let mut last = String::new();
+    loop {
+        match check() {
+            Ok(Some(value)) => return Ok((value, start.elapsed())),
+            Ok(None) => {}
+            Err(error) => last = format!("{error:#}"),
+        }
+        if start.elapsed() > limit {
+            bail!("timed out after {limit:?} waiting for {what}; last error: {last}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The component of `role` in a host's JSON.
+pub fn component<'a>(host: &'a Value, role: &str) -> Option<&'a Value> {
+    host["components"]
+        .as_array()?
+        .iter()
+        .find(|c| c["role"] == role)
+}
