@@ -212,7 +212,7 @@ struct RawSource {
 /// `true`, `false`, or a table of probe keys.
 enum RawCheck {
     Fixed(bool),
-    Table(RawSource),
+    Table(Box<RawSource>),
 }
 
 impl<'de> Deserialize<'de> for RawCheck {
@@ -230,7 +230,7 @@ impl<'de> Deserialize<'de> for RawCheck {
             }
             fn visit_map<M: MapAccess<'de>>(self, map: M) -> Result<RawCheck, M::Error> {
                 RawSource::deserialize(de::value::MapAccessDeserializer::new(map))
-                    .map(RawCheck::Table)
+                    .map(|table| RawCheck::Table(Box::new(table)))
             }
         }
         deserializer.deserialize_any(CheckVisitor)

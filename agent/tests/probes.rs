@@ -1,5 +1,7 @@
 //! Version, check and database probes against real files and real programs.
 
+#![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
+
 use std::path::PathBuf;
 use std::time::Duration;
 use tierwise_agent::config::{CheckProbe, DatabasesProbe, Pattern, Source, VersionProbe};

@@ -1,5 +1,7 @@
 //! The real `tierwise` binary refuses what it cannot use, and says why.
 
+#![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
+
 use std::process::Command;
 
 fn tierwise() -> Command {

@@ -4,6 +4,8 @@
 //! each run creates and drops a database of its own. With
 //! `TIERWISE_REQUIRE_POSTGRES=1` (as in CI) a missing URL is a failure.
 
+#![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
+
 use sqlx::Executor;
 use tierwise_common::{
     Check, ClientFacts, Component, Database, Facts, Inventory, ProbedVersion, Role, ServerFacts,

@@ -2,6 +2,8 @@
 //! the real CLI; versions change, an agent dies, the controller is killed and
 //! restarted.
 
+#![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
+
 use std::time::Duration;
 use tierwise_e2e::{component, wait_for, Agent, Controller, Plays};
 

@@ -1,6 +1,8 @@
 //! Malformed and oversized messages end only the session that sent them:
 //! the controller logs them, and every other agent keeps being served.
 
+#![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
+
 use bytes::{Buf, BufMut};
 use std::time::Duration;
 use tierwise_e2e::{wait_for, Agent, Controller, Plays};
