@@ -110,3 +110,27 @@ fn check_prints_the_inventory() {
     assert_eq!(json["components"][1]["role"], "client");
     assert_eq!(json["components"][1]["status"], "not_installed");
 }
+
+#[test]
+fn shipped_examples_are_valid() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/agent");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&examples).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        // Examples for Windows hosts use registry probes, refused elsewhere.
+        let windows_only = name.contains("windows") || name.contains("iis");
+        match tierwise_agent::config::load(&path) {
+            Ok(_) => assert!(!windows_only || cfg!(windows), "{name} should need Windows"),
+            Err(error) if windows_only && !cfg!(windows) => {
+                assert!(
+                    error.to_string().contains("works only on Windows"),
+                    "{error}"
+                )
+            }
+            Err(error) => panic!("{error}"),
+        }
+        checked += 1;
+    }
+    assert!(checked >= 5, "found only {checked} examples");
+}

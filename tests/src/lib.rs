@@ -159,7 +159,8 @@ pub enum Plays {
 }
 
 impl Agent {
-    /// Writes the host's files and configuration, then starts the agent.
+    /// Writes the host's files and configuration, then starts the agent,
+    /// which re-probes every second.
     pub fn start(
         root: &Path,
         controller: &str,
@@ -167,13 +168,25 @@ impl Agent {
         plays: Plays,
         version: &str,
     ) -> Result<Self> {
+        Self::start_probing_every(root, controller, host_id, plays, version, 1)
+    }
+
+    /// As `start`, with the agent's re-probe interval in seconds.
+    pub fn start_probing_every(
+        root: &Path,
+        controller: &str,
+        host_id: &str,
+        plays: Plays,
+        version: &str,
+        probe_seconds: u32,
+    ) -> Result<Self> {
         let dir = root.join(host_id);
         std::fs::create_dir_all(&dir)?;
         set_file(&dir.join("VERSION"), &format!("{version}\n"))?;
         let quoted = |name: &str| format!("{:?}", dir.join(name).display().to_string());
         let mut config = format!(
             "controller = {controller:?}\ninstallation = \"prod\"\nhost_id = {host_id:?}\n\
-             heartbeat_seconds = 1\nprobe_seconds = 1\nreconnect_max_seconds = 2\nstate_dir = {}\n\n\
+             heartbeat_seconds = 1\nprobe_seconds = {probe_seconds}\nreconnect_max_seconds = 2\nstate_dir = {}\n\n\
              [[component]]\nrole = \"{}\"\nversion = {{ file = {} }}\n",
             quoted("state"),
             match plays {

@@ -192,3 +192,40 @@ fn silent_host_goes_offline_after_three_missed_heartbeats() -> anyhow::Result<()
     })?;
     Ok(())
 }
+
+#[test]
+fn refresh_makes_agents_probe_now() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0")?;
+    // An hour between probes: only the refresh can make it look again.
+    let agent = Agent::start_probing_every(
+        root.path(),
+        &controller.url(),
+        "cl-003",
+        Plays::Client,
+        V931,
+        3600,
+    )?;
+    wait_for("agent online", Duration::from_secs(20), || {
+        Ok(controller
+            .host("cl-003")?
+            .filter(|h| h["online"] == true)
+            .map(|_| ()))
+    })?;
+    agent.set_version(V263)?;
+    let asked = controller.cli(&["hosts", "refresh", "cl-003"])?;
+    assert_eq!(
+        asked,
+        "Asked 1 connected agent(s) to report their inventory: cl-003\n"
+    );
+    let ((), took) = wait_for("the refreshed version", Duration::from_secs(10), || {
+        Ok(controller
+            .host("cl-003")?
+            .filter(|h| component(h, "client").is_some_and(|c| c["version"] == V263))
+            .map(|_| ()))
+    })?;
+    eprintln!("refreshed version visible after {took:?}");
+    let none = controller.cli(&["hosts", "refresh", "--installation", "test"])?;
+    assert!(none.starts_with("No connected agent matched"), "{none}");
+    Ok(())
+}
