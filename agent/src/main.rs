@@ -55,7 +55,7 @@ fn main() -> ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     let settings = config::load(&args.config)?;
     if args.check {
-        let inventory = probe::inventory(&settings.components).await;
+        let inventory = probe::inventory(&settings.components).await?;
         println!("{}", inventory_json(&settings, &inventory)?);
         return Ok(());
     }

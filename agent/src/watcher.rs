@@ -18,7 +18,10 @@ pub struct InventoryWatcher {
 impl InventoryWatcher {
     /// Probes once, then keeps probing in the background.
     pub async fn start(components: Vec<ComponentSpec>, probe_interval: Duration) -> Self {
-        let first = probe::inventory(&components).await;
+        let first = probe::inventory(&components).await.unwrap_or_else(|error| {
+            tracing::error!(%error, "probing produced an invalid inventory; reporting none until it is fixed");
+            Inventory::default()
+        });
         let (publish, inventory) = watch::channel(first);
         let (refresh, mut requests) = mpsc::channel::<()>(4);
         tokio::spawn(async move {
@@ -35,7 +38,13 @@ impl InventoryWatcher {
                         true
                     }
                 };
-                let current = probe::inventory(&components).await;
+                let current = match probe::inventory(&components).await {
+                    Ok(current) => current,
+                    Err(error) => {
+                        tracing::error!(%error, "probing produced an invalid inventory; keeping the last one");
+                        continue;
+                    }
+                };
                 if forced {
                     publish.send_replace(current);
                 } else {

@@ -204,3 +204,18 @@ async fn databases_from_json() {
     let err = probe::databases(&probe).await.unwrap_err();
     assert!(err.contains("database `PSDB`: patch level"), "{err}");
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn endless_output_is_cut_off() {
+    let probe = command_probe(&["yes", "9.3.1.33994"], None, Duration::from_secs(20));
+    let started = std::time::Instant::now();
+    let ProbedVersion::Unknown(why) = probe::version(&probe).await else {
+        panic!("expected unknown");
+    };
+    assert!(why.contains("printed more than 1048576 bytes"), "{why}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "stopped by the limit, not the timeout"
+    );
+}

@@ -12,16 +12,19 @@ pub fn now_ms() -> i64 {
 
 /// RFC 3339 in UTC with seconds, e.g. `2026-11-27T09:00:00Z`.
 pub fn rfc3339(ms: i64) -> String {
+    // humantime formats years up to 9999 only.
+    const YEAR_9999_MS: u64 = 253_402_300_799_000;
     let Ok(ms) = u64::try_from(ms) else {
         return "1970-01-01T00:00:00Z".into();
     };
+    let ms = ms.min(YEAR_9999_MS);
     let time = UNIX_EPOCH + std::time::Duration::from_millis(ms);
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// "12s ago", "5m ago", "3h ago", "2d ago".
 pub fn ago(ms: i64, now_ms: i64) -> String {
-    let seconds = (now_ms - ms).max(0) / 1000;
+    let seconds = now_ms.saturating_sub(ms).max(0) / 1000;
     match seconds {
         s if s < 120 => format!("{s}s ago"),
         s if s < 2 * 3600 => format!("{}m ago", s / 60),
@@ -42,5 +45,13 @@ mod tests {
         assert_eq!(ago(0, 600_000), "10m ago");
         assert_eq!(ago(0, 4 * 3_600_000), "4h ago");
         assert_eq!(ago(0, 3 * 86_400_000), "3d ago");
+        // Nonsense from a peer never panics.
+        assert_eq!(rfc3339(i64::MAX), "9999-12-31T23:59:59Z");
+        assert_eq!(rfc3339(-5), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            ago(i64::MIN, i64::MAX),
+            format!("{}d ago", i64::MAX / 1000 / 86_400)
+        );
+        assert_eq!(ago(i64::MAX, 0), "0s ago");
     }
 }

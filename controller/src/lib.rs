@@ -13,5 +13,4 @@ pub mod demo;
 pub mod grpc;
 pub mod paths;
 pub mod server;
-pub mod sessions;
 pub mod store;

@@ -2,8 +2,8 @@
 //! keeps the online/offline view true.
 
 use crate::clock::now_ms;
+use crate::grpc::sessions::Sessions;
 use crate::grpc::{admin::AdminApi, agent::AgentGateway};
-use crate::sessions::Sessions;
 use crate::store::{DatabaseUrl, Store};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use tierwise_proto::{
     MAX_ADMIN_MESSAGE_BYTES, MAX_AGENT_MESSAGE_BYTES, MAX_CONTROLLER_MESSAGE_BYTES,
 };
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tracing::{info, warn};
@@ -63,25 +63,37 @@ pub struct RunningController {
     pub addr: SocketAddr,
     pub store: Store,
     sessions: Sessions,
+    /// Resolves (recv returns None) once every session task has ended.
+    drained: mpsc::Receiver<()>,
     stop: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     sweeper: JoinHandle<()>,
 }
 
 impl RunningController {
-    /// Stops accepting, ends every agent session (recording the hosts as
-    /// offline) and waits for the server to finish, at most `SHUTDOWN_GRACE`.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    /// Stops accepting, ends every agent session (each records its host as
+    /// offline) and waits for the server and the sessions to finish, at most
+    /// `SHUTDOWN_GRACE`; then closes the store.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.sweeper.abort();
-        self.sessions.close_all();
         let _ = self.stop.send(true);
-        let served = match tokio::time::timeout(SHUTDOWN_GRACE, self.server).await {
+        self.sessions.close_all();
+        let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            let served = (&mut self.server).await;
+            // The server owned the gateway; with it gone only session tasks
+            // hold drain senders.
+            while self.drained.recv().await.is_some() {}
+            served
+        })
+        .await;
+        let served = match finished {
             Ok(joined) => joined.context("the gRPC server task failed")?,
             Err(_) => {
                 warn!(
                     "connections did not close within {} s; stopping anyway",
                     SHUTDOWN_GRACE.as_secs()
                 );
+                self.server.abort();
                 Ok(())
             }
         };
@@ -109,9 +121,8 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
             )
         })?;
     }
-    let store = Store::open(settings.database.connect_string()).await?;
-    info!(database = %settings.database.redacted(), backend = %store.backend(), "store ready");
-
+    // Bind before touching the database: a busy port must not leave a
+    // freshly created or migrated database behind.
     let listener = TcpListener::bind(settings.listen).await.with_context(|| {
         format!(
             "cannot listen on {}; is another controller running? Choose another address with --listen",
@@ -119,11 +130,15 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         )
     })?;
     let addr = listener.local_addr()?;
+    let store = Store::open(settings.database.connect_string()).await?;
+    info!(database = %settings.database.redacted(), backend = %store.backend(), "store ready");
     let sessions = Sessions::default();
+    let (drain_tx, drained) = mpsc::channel::<()>(1);
 
-    let agent_service = AgentServiceServer::new(AgentGateway::new(store.clone(), sessions.clone()))
-        .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_CONTROLLER_MESSAGE_BYTES);
+    let agent_service =
+        AgentServiceServer::new(AgentGateway::new(store.clone(), sessions.clone(), drain_tx))
+            .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_CONTROLLER_MESSAGE_BYTES);
     let admin_service = AdminServiceServer::new(AdminApi::new(store.clone(), sessions.clone()))
         .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES);
@@ -149,6 +164,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         addr,
         store,
         sessions,
+        drained,
         stop,
         server,
         sweeper,

@@ -192,6 +192,23 @@ async fn suite(store: &Store) {
         .await
         .unwrap()
         .is_empty());
+    // A late agent whose session is still open comes back with its next heartbeat.
+    assert!(store
+        .record_heartbeat("web-01", "w1", web_seen + 61_000)
+        .await
+        .unwrap());
+    assert!(
+        store
+            .get_host("web-01", web_seen + 61_000)
+            .await
+            .unwrap()
+            .unwrap()
+            .online
+    );
+    assert_eq!(
+        store.sweep_offline(web_seen + 100_000).await.unwrap(),
+        ["web-01"]
+    );
 
     // Filters: installation, role, both; ordered by host id.
     store

@@ -11,14 +11,16 @@ mod windows;
 use crate::config::{CheckProbe, ComponentSpec, DatabasesProbe, FactsSpec, Source, VersionProbe};
 use serde::Deserialize;
 use tierwise_common::{
-    Check, ClientFacts, Component, Database, Facts, Inventory, ProbedVersion, ServerFacts, Version,
-    WebFacts,
+    Check, ClientFacts, Component, Database, Facts, Inventory, InventoryError, ProbedVersion,
+    ServerFacts, Version, WebFacts,
 };
 
 pub use text::{read_source, run_command, SourceText};
 
-/// Probes every configured component.
-pub async fn inventory(components: &[ComponentSpec]) -> Inventory {
+/// Probes every configured component. The configuration guarantees one
+/// component per role and the database probe refuses duplicate names, so an
+/// error here means a bug; callers keep their last good inventory then.
+pub async fn inventory(components: &[ComponentSpec]) -> Result<Inventory, InventoryError> {
     let mut probed = Vec::with_capacity(components.len());
     for spec in components {
         probed.push(Component {
@@ -27,8 +29,7 @@ pub async fn inventory(components: &[ComponentSpec]) -> Inventory {
             facts: facts(&spec.facts).await,
         });
     }
-    // The configuration already guarantees one component per role.
-    Inventory::new(probed).unwrap_or_default()
+    Inventory::new(probed)
 }
 
 pub async fn version(probe: &VersionProbe) -> ProbedVersion {
@@ -114,9 +115,13 @@ pub fn parse_databases(text: &str) -> Result<Vec<Database>, String> {
     let lines: Vec<DatabaseLine> = serde_json::from_str(text).map_err(|e| {
         format!("expected a JSON array of {{\"name\", \"active\", \"patch_level\"}} objects: {e}")
     })?;
+    let mut seen = std::collections::BTreeSet::new();
     lines
         .into_iter()
         .map(|line| {
+            if !seen.insert(line.name.clone()) {
+                return Err(format!("database `{}` is listed twice", line.name));
+            }
             let patch_level = match line.patch_level.as_deref() {
                 None | Some("") => None,
                 Some(text) => Some(

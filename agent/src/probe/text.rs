@@ -50,7 +50,7 @@ pub async fn read_source(source: &Source) -> Result<SourceText, String> {
 /// error that quotes the end of its standard error.
 pub async fn run_command(argv: &[String], timeout: Duration) -> Result<String, String> {
     let (program, args) = argv.split_first().ok_or("empty command")?;
-    let child = tokio::process::Command::new(program)
+    let mut child = tokio::process::Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -58,7 +58,24 @@ pub async fn run_command(argv: &[String], timeout: Duration) -> Result<String, S
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("cannot run `{program}`: {e}"))?;
-    let output = match tokio::time::timeout(timeout, child.wait_with_output()).await {
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let run = async {
+        // Both pipes are read at once (a full pipe would stall the program),
+        // each at most MAX_TEXT_BYTES + 1, so a chatty program cannot fill
+        // the agent's memory.
+        let (out, err) = tokio::join!(read_limited(stdout), read_limited(stderr));
+        let too_much = |read: &std::io::Result<Vec<u8>>| {
+            read.as_ref().is_ok_and(|b| b.len() as u64 > MAX_TEXT_BYTES)
+        };
+        if too_much(&out) || too_much(&err) {
+            // It would block on the full pipe until the timeout.
+            let _ = child.start_kill();
+        }
+        let status = child.wait().await;
+        (out, err, status)
+    };
+    let (stdout, stderr, status) = match tokio::time::timeout(timeout, run).await {
         Err(_) => {
             return Err(format!(
                 "`{}` did not finish within {} s and was stopped",
@@ -66,16 +83,23 @@ pub async fn run_command(argv: &[String], timeout: Duration) -> Result<String, S
                 timeout.as_secs()
             ))
         }
-        Ok(Err(e)) => return Err(format!("`{program}` failed: {e}")),
-        Ok(Ok(output)) => output,
+        Ok(result) => result,
     };
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail = tail(&stderr, 300);
+    let status = status.map_err(|e| format!("`{program}` failed: {e}"))?;
+    let stdout = stdout.map_err(|e| format!("reading the output of `{program}`: {e}"))?;
+    let stderr = stderr.unwrap_or_default();
+    if stdout.len() as u64 > MAX_TEXT_BYTES {
+        return Err(format!(
+            "`{}` printed more than {MAX_TEXT_BYTES} bytes; a version probe prints a line or two",
+            argv.join(" ")
+        ));
+    }
+    if !status.success() {
+        let tail = tail(&String::from_utf8_lossy(&stderr), 300);
         return Err(format!(
             "`{}` exited with {}{}",
             argv.join(" "),
-            output.status,
+            status,
             if tail.is_empty() {
                 String::new()
             } else {
@@ -83,9 +107,20 @@ pub async fn run_command(argv: &[String], timeout: Duration) -> Result<String, S
             }
         ));
     }
-    let mut stdout = output.stdout;
-    stdout.truncate(usize::try_from(MAX_TEXT_BYTES).unwrap_or(usize::MAX));
     Ok(String::from_utf8_lossy(&stdout).into_owned())
+}
+
+async fn read_limited<R: tokio::io::AsyncRead + Unpin>(
+    pipe: Option<R>,
+) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    if let Some(pipe) = pipe {
+        pipe.take(MAX_TEXT_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .await?;
+    }
+    Ok(bytes)
 }
 
 /// The last `max` characters of `text`, trimmed, on one line.

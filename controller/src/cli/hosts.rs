@@ -275,7 +275,7 @@ pub fn render_list(hosts: &[HostRecord], now_ms: i64) -> String {
 pub fn render_show(host: &HostRecord, now_ms: i64) -> String {
     let mut out = String::new();
     let field = |out: &mut String, name: &str, value: String| {
-        out.push_str(&format!("{name:<14}{value}\n"));
+        out.push_str(&format!("{name:<14}{}\n", table::printable(&value)));
     };
     field(&mut out, "Host", host.host_id.clone());
     field(&mut out, "Hostname", host.hostname.clone());

@@ -1,9 +1,22 @@
 //! Plain aligned text tables for terminal output.
 
+/// Text from agents, made safe for a terminal: control characters (which
+/// could move the cursor or recolour the screen) become `?`.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 /// Renders rows under a header with two spaces between columns. The last
 /// column is not padded, so lines carry no trailing blanks.
 pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
     let columns = header.len();
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|cell| printable(cell)).collect())
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate().take(columns) {
@@ -43,5 +56,11 @@ mod tests {
             ],
         );
         assert_eq!(text, "HOST    STATUS\nsrv-01  online\na       offline\n");
+    }
+
+    #[test]
+    fn control_characters_never_reach_the_terminal() {
+        let text = render(&["OS"], &[vec!["Win\u{1b}[2J dows\n".into()]]);
+        assert_eq!(text, "OS\nWin?[2J dows?\n");
     }
 }

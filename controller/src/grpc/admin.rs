@@ -2,7 +2,7 @@
 
 use super::ApiError;
 use crate::clock::now_ms;
-use crate::sessions::Sessions;
+use crate::grpc::sessions::Sessions;
 use crate::store::{HostFilter, Store};
 use tierwise_common::validate_name;
 use tierwise_proto::convert::role_from_wire;
@@ -85,6 +85,19 @@ impl AdminService for AdminApi {
         let request = request.into_inner();
         let host_id = optional_name("host id", &request.host_id)?;
         let installation = optional_name("installation", &request.installation)?;
+        if let Some(id) = &host_id {
+            let known = self
+                .store
+                .get_host(id, now_ms())
+                .await
+                .map_err(ApiError::from)?;
+            if known.is_none() {
+                return Err(ApiError::NotFound(format!(
+                    "no host `{id}`; `tierwise hosts list` shows the known hosts"
+                ))
+                .into());
+            }
+        }
         let mut asked = Vec::new();
         for (id, outbound) in self
             .sessions

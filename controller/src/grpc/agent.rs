@@ -7,7 +7,7 @@
 
 use super::ApiError;
 use crate::clock::now_ms;
-use crate::sessions::{CloseReason, Sessions};
+use crate::grpc::sessions::{CloseReason, Sessions};
 use crate::store::{HostReport, Store};
 use std::pin::Pin;
 use std::time::Duration;
@@ -32,11 +32,18 @@ pub const HEARTBEAT_RANGE: std::ops::RangeInclusive<u32> = 1..=3600;
 pub struct AgentGateway {
     store: Store,
     sessions: Sessions,
+    /// Every session task holds a clone; shutdown waits until all are gone,
+    /// so each has recorded its disconnect before the store closes.
+    drain: mpsc::Sender<()>,
 }
 
 impl AgentGateway {
-    pub fn new(store: Store, sessions: Sessions) -> Self {
-        Self { store, sessions }
+    pub fn new(store: Store, sessions: Sessions, drain: mpsc::Sender<()>) -> Self {
+        Self {
+            store,
+            sessions,
+            drain,
+        }
     }
 }
 
@@ -84,6 +91,9 @@ impl AgentService for AgentGateway {
         };
         let report = host_report(&hello).map_err(|e| refuse(&peer, e))?;
         let session_id = format!("{:016x}", fastrand::u64(..));
+        // Store and registry change together per host, so two streams of one
+        // host cannot leave the store naming one and the registry the other.
+        let hello_guard = self.sessions.hello_lock(&report.host_id).await;
         self.store
             .record_hello(&report, &session_id, now_ms())
             .await
@@ -103,6 +113,7 @@ impl AgentService for AgentGateway {
             &session_id,
             outbound.clone(),
         );
+        drop(hello_guard);
         info!(
             host_id = %report.host_id,
             installation = %report.installation,
@@ -117,6 +128,7 @@ impl AgentService for AgentGateway {
             host_id: report.host_id,
             session_id,
             peer,
+            _drain: self.drain.clone(),
             silence_limit: Duration::from_secs(
                 u64::from(report.heartbeat_seconds)
                     * MISSED_HEARTBEATS_BEFORE_OFFLINE.unsigned_abs(),
@@ -137,11 +149,11 @@ fn host_report(hello: &Hello) -> Result<HostReport, ApiError> {
     let invalid = |what: String| ApiError::InvalidArgument(format!("Hello: {what}"));
     validate_name("host id", &hello.host_id).map_err(|e| invalid(e.to_string()))?;
     validate_name("installation", &hello.installation).map_err(|e| invalid(e.to_string()))?;
-    let hostname = if hello.hostname.is_empty() {
+    // The host name is information, not identity: shown, never refused.
+    let hostname = if hello.hostname.trim().is_empty() {
         hello.host_id.clone()
     } else {
-        validate_name("hostname", &hello.hostname).map_err(|e| invalid(e.to_string()))?;
-        hello.hostname.clone()
+        printable(&hello.hostname, 253)
     };
     if !HEARTBEAT_RANGE.contains(&hello.heartbeat_seconds) {
         return Err(invalid(format!(
@@ -162,15 +174,19 @@ fn host_report(hello: &Hello) -> Result<HostReport, ApiError> {
         host_id: hello.host_id.clone(),
         hostname,
         installation: hello.installation.clone(),
-        os: truncate(&hello.os, 200),
-        agent_version: truncate(&hello.agent_version, 64),
+        os: printable(&hello.os, 200),
+        agent_version: printable(&hello.agent_version, 64),
         heartbeat_seconds: hello.heartbeat_seconds,
         inventory,
     })
 }
 
-fn truncate(text: &str, max_chars: usize) -> String {
-    text.chars().take(max_chars).collect()
+/// At most `max_chars` characters, without control characters.
+fn printable(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect()
 }
 
 struct Session {
@@ -179,6 +195,7 @@ struct Session {
     host_id: String,
     session_id: String,
     peer: String,
+    _drain: mpsc::Sender<()>,
     silence_limit: Duration,
 }
 
@@ -186,7 +203,7 @@ impl Session {
     async fn run(
         self,
         mut inbound: Streaming<AgentMessage>,
-        outbound: crate::sessions::Outbound,
+        outbound: crate::grpc::sessions::Outbound,
         mut close: tokio::sync::oneshot::Receiver<CloseReason>,
     ) {
         let host_id = self.host_id.as_str();
@@ -197,7 +214,7 @@ impl Session {
                     match reason {
                         Ok(CloseReason::Superseded) => info!(%host_id, %peer, "session replaced by a newer one from the same host"),
                         Ok(CloseReason::ShuttingDown) | Err(_) => {
-                            let _ = outbound.try_send(Err(Status::unavailable("the controller is shutting down")));
+                            let _ = outbound.try_send(Err(ApiError::Unavailable("the controller is shutting down".into()).into()));
                         }
                     }
                     break;
@@ -209,7 +226,7 @@ impl Session {
                 next = tokio::time::timeout(self.silence_limit, inbound.message()) => match next {
                     Err(_) => {
                         warn!(%host_id, %peer, seconds = self.silence_limit.as_secs(), "no heartbeat for three intervals; closing the session");
-                        let _ = outbound.try_send(Err(Status::deadline_exceeded("no heartbeat for three intervals")));
+                        let _ = outbound.try_send(Err(ApiError::DeadlineExceeded("no heartbeat for three intervals".into()).into()));
                         break;
                     }
                     Ok(Ok(None)) => {
@@ -251,10 +268,21 @@ impl Session {
     /// Ok(false): this session was replaced and should end.
     async fn handle(&self, message: AgentMessage) -> Result<bool, ApiError> {
         match message.body {
-            Some(agent_message::Body::Heartbeat(_)) => Ok(self
-                .store
-                .record_heartbeat(&self.host_id, &self.session_id, now_ms())
-                .await?),
+            Some(agent_message::Body::Heartbeat(_)) => {
+                match self
+                    .store
+                    .record_heartbeat(&self.host_id, &self.session_id, now_ms())
+                    .await
+                {
+                    Ok(current) => Ok(current),
+                    // A store hiccup (failover, lock timeout) must not drop
+                    // the fleet: the next heartbeat will try again.
+                    Err(error) => {
+                        warn!(host_id = %self.host_id, %error, "could not record a heartbeat; keeping the session");
+                        Ok(true)
+                    }
+                }
+            }
             Some(agent_message::Body::Inventory(wire)) => {
                 let inventory = Inventory::try_from(&wire)
                     .map_err(|e| ApiError::InvalidArgument(format!("Inventory: {e}")))?;

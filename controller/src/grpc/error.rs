@@ -13,6 +13,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Protocol(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
     #[error("the controller's database failed: {0}")]
     Store(#[from] StoreError),
 }
@@ -23,6 +27,8 @@ impl ApiError {
             ApiError::InvalidArgument(_) => "invalid_argument",
             ApiError::NotFound(_) => "not_found",
             ApiError::Protocol(_) => "protocol",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::DeadlineExceeded(_) => "deadline_exceeded",
             ApiError::Store(_) => "store",
         }
     }
@@ -31,6 +37,8 @@ impl ApiError {
         match self {
             ApiError::InvalidArgument(_) | ApiError::Protocol(_) => Code::InvalidArgument,
             ApiError::NotFound(_) => Code::NotFound,
+            ApiError::Unavailable(_) => Code::Unavailable,
+            ApiError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             ApiError::Store(_) => Code::Unavailable,
         }
     }

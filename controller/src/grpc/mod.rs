@@ -4,5 +4,6 @@
 pub mod admin;
 pub mod agent;
 mod error;
+pub mod sessions;
 
 pub use error::ApiError;

@@ -37,6 +37,8 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    #[error("no answer from the {backend} database at {url} within 10 s; check the host, port and firewall")]
+    NoAnswer { backend: Backend, url: String },
     #[error("migrating the {backend} database to the current schema failed: {source}")]
     Migrate {
         backend: Backend,
@@ -99,7 +101,10 @@ impl Store {
             sqlx::AnyConnection::connect(url.connect_string()),
         )
         .await
-        .map_err(|_| connect_error(sqlx::Error::PoolTimedOut))?
+        .map_err(|_| StoreError::NoAnswer {
+            backend,
+            url: url.redacted(),
+        })?
         .map_err(connect_error)?;
         // An in-memory SQLite database exists once per connection: keep one.
         let in_memory = url.is_in_memory();
@@ -260,33 +265,23 @@ impl Store {
 
     /// Marks offline every host that missed three heartbeat intervals
     /// (also those left "online" by a controller that was killed). Returns
-    /// their ids.
+    /// their ids. The session stays current: if its agent was only late, its
+    /// next heartbeat brings the host back online without a reconnect.
     pub async fn sweep_offline(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
-            "SELECT host_id FROM hosts \
+            "UPDATE hosts SET online = 0 \
              WHERE online = 1 AND last_seen_ms + $2 * heartbeat_seconds * 1000 < $1 \
-             ORDER BY host_id",
+             RETURNING host_id",
         )
         .bind(now_ms)
         .bind(MISSED_HEARTBEATS_BEFORE_OFFLINE)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await?;
-        let ids = rows
+        let mut ids = rows
             .iter()
             .map(|row| row.try_get::<String, _>("host_id"))
             .collect::<Result<Vec<_>, _>>()?;
-        if !ids.is_empty() {
-            sqlx::query(
-                "UPDATE hosts SET online = 0, session_id = NULL \
-                 WHERE online = 1 AND last_seen_ms + $2 * heartbeat_seconds * 1000 < $1",
-            )
-            .bind(now_ms)
-            .bind(MISSED_HEARTBEATS_BEFORE_OFFLINE)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
+        ids.sort();
         Ok(ids)
     }
 
@@ -338,15 +333,17 @@ impl Store {
              FROM databases d JOIN hosts h ON h.host_id = d.host_id WHERE {host_filter} \
              ORDER BY d.host_id, d.name"
         );
-        let mut conn = self.pool.acquire().await?;
-        let host_rows = bind_all(&host_sql, params).fetch_all(&mut *conn).await?;
-        let component_rows = bind_all(&component_sql, params)
-            .fetch_all(&mut *conn)
-            .await?;
-        let database_rows = bind_all(&database_sql, params)
-            .fetch_all(&mut *conn)
-            .await?;
-        drop(conn);
+        // One snapshot for the three reads, so a host and its components
+        // always come from the same report.
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            tx.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .await?;
+        }
+        let host_rows = bind_all(&host_sql, params).fetch_all(&mut *tx).await?;
+        let component_rows = bind_all(&component_sql, params).fetch_all(&mut *tx).await?;
+        let database_rows = bind_all(&database_sql, params).fetch_all(&mut *tx).await?;
+        tx.commit().await?;
 
         let mut databases: BTreeMap<String, Vec<Database>> = BTreeMap::new();
         for row in &database_rows {

@@ -2,9 +2,10 @@
 //! (today: "report your inventory now") reach the right stream.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use tierwise_proto::v1::ControllerMessage;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedMutexGuard};
 use tonic::Status;
 
 pub type Outbound = mpsc::Sender<Result<ControllerMessage, Status>>;
@@ -27,16 +28,38 @@ pub enum CloseReason {
     ShuttingDown,
 }
 
+#[derive(Debug, Default)]
+struct Inner {
+    entries: Mutex<HashMap<String, Entry>>,
+    /// One lock per host id, held while a hello is recorded and registered,
+    /// so two streams of one host cannot interleave those two steps.
+    hello_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    closing: AtomicBool,
+}
+
 /// Connected sessions by host id. At most one per host: a reconnecting agent
 /// replaces its old stream, which is then closed.
 #[derive(Clone, Debug, Default)]
 pub struct Sessions {
-    inner: Arc<Mutex<HashMap<String, Entry>>>,
+    inner: Arc<Inner>,
 }
 
 impl Sessions {
+    /// Serialises the hellos of one host (store write + registration).
+    pub async fn hello_lock(&self, host_id: &str) -> OwnedMutexGuard<()> {
+        let lock = self
+            .inner
+            .hello_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(host_id.to_owned())
+            .or_default()
+            .clone();
+        lock.lock_owned().await
+    }
+
     /// Registers a stream; returns the receiver that says when and why the
-    /// controller wants it closed.
+    /// controller wants it closed. During shutdown it fires at once.
     pub fn register(
         &self,
         host_id: &str,
@@ -45,14 +68,18 @@ impl Sessions {
         outbound: Outbound,
     ) -> oneshot::Receiver<CloseReason> {
         let (tx, rx) = oneshot::channel();
+        let mut entries = self.entries();
+        if self.inner.closing.load(Ordering::SeqCst) {
+            let _ = tx.send(CloseReason::ShuttingDown);
+            return rx;
+        }
         let entry = Entry {
             session_id: session_id.into(),
             installation: installation.into(),
             outbound,
             close: Some(tx),
         };
-        let previous = self.lock().insert(host_id.into(), entry);
-        if let Some(mut previous) = previous {
+        if let Some(mut previous) = entries.insert(host_id.into(), entry) {
             if let Some(close) = previous.close.take() {
                 let _ = close.send(CloseReason::Superseded);
             }
@@ -62,9 +89,12 @@ impl Sessions {
 
     /// Removes the stream if it is still the host's current one.
     pub fn unregister(&self, host_id: &str, session_id: &str) {
-        let mut map = self.lock();
-        if map.get(host_id).is_some_and(|e| e.session_id == session_id) {
-            map.remove(host_id);
+        let mut entries = self.entries();
+        if entries
+            .get(host_id)
+            .is_some_and(|e| e.session_id == session_id)
+        {
+            entries.remove(host_id);
         }
     }
 
@@ -74,7 +104,7 @@ impl Sessions {
         host_id: Option<&str>,
         installation: Option<&str>,
     ) -> Vec<(String, Outbound)> {
-        self.lock()
+        self.entries()
             .iter()
             .filter(|(id, _)| host_id.is_none_or(|wanted| wanted == id.as_str()))
             .filter(|(_, e)| installation.is_none_or(|wanted| wanted == e.installation))
@@ -82,10 +112,12 @@ impl Sessions {
             .collect()
     }
 
-    /// Ends every session, for a shutdown: agents see their stream close and
-    /// reconnect to whichever controller is up next.
+    /// Ends every session and refuses new ones, for a shutdown: agents see
+    /// their stream close and reconnect to whichever controller is up next.
     pub fn close_all(&self) {
-        for entry in self.lock().values_mut() {
+        let mut entries = self.entries();
+        self.inner.closing.store(true, Ordering::SeqCst);
+        for entry in entries.values_mut() {
             if let Some(close) = entry.close.take() {
                 let _ = close.send(CloseReason::ShuttingDown);
             }
@@ -93,16 +125,19 @@ impl Sessions {
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.entries().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         // The map stays consistent even if a holder panicked mid-way: every
         // operation is a single insert or remove.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        self.inner
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
