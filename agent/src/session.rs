@@ -61,6 +61,7 @@ pub async fn run_forever(settings: Settings, watcher: InventoryWatcher) {
     }
 }
 
+#[tracing::instrument(name = "session", skip_all, fields(controller = %settings.controller))]
 async fn run_session(
     settings: &Settings,
     watcher: &mut InventoryWatcher,
@@ -126,7 +127,7 @@ async fn run_session(
                 };
                 match message.body {
                     Some(controller_message::Body::Welcome(welcome)) => {
-                        info!(controller = %settings.controller, session = %welcome.session_id, "connected");
+                        info!(session = %welcome.session_id, "connected");
                     }
                     Some(controller_message::Body::ReportInventory(_)) => {
                         debug!("the controller asked for the inventory");

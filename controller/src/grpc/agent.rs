@@ -57,9 +57,9 @@ impl AgentService for AgentGateway {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<SessionStream>, Status> {
-        let peer = request
-            .remote_addr()
-            .map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let remote = request.remote_addr();
+        let peer = remote.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let peer_ip = remote.map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
         let mut inbound = request.into_inner();
         let first = match tokio::time::timeout(HELLO_TIMEOUT, inbound.message()).await {
             Err(_) => {
@@ -107,13 +107,22 @@ impl AgentService for AgentGateway {
         };
         // The channel is new and empty: this cannot fail for lack of room.
         let _ = outbound.try_send(Ok(welcome));
-        let close = self.sessions.register(
+        let (close, other_machine) = self.sessions.register(
             &report.host_id,
             &report.installation,
             &session_id,
+            &peer_ip,
             outbound.clone(),
         );
         drop(hello_guard);
+        if let Some(other) = other_machine {
+            warn!(
+                host_id = %report.host_id,
+                %peer,
+                previous = %other,
+                "host id is used by two machines; they replace each other's sessions. Give each its own host_id"
+            );
+        }
         info!(
             host_id = %report.host_id,
             installation = %report.installation,
@@ -200,6 +209,7 @@ struct Session {
 }
 
 impl Session {
+    #[tracing::instrument(name = "session", skip_all, fields(session = %self.session_id))]
     async fn run(
         self,
         mut inbound: Streaming<AgentMessage>,

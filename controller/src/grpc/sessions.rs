@@ -13,6 +13,8 @@ pub type Outbound = mpsc::Sender<Result<ControllerMessage, Status>>;
 #[derive(Debug)]
 struct Entry {
     session_id: String,
+    /// The peer's IP address, to notice two machines sharing a host id.
+    peer_ip: String,
     installation: String,
     outbound: Outbound,
     /// Tells the session task to end, and why.
@@ -59,32 +61,40 @@ impl Sessions {
     }
 
     /// Registers a stream; returns the receiver that says when and why the
-    /// controller wants it closed. During shutdown it fires at once.
+    /// controller wants it closed (during shutdown it fires at once), and the
+    /// IP address of the stream it replaced when that came from another
+    /// machine.
     pub fn register(
         &self,
         host_id: &str,
         installation: &str,
         session_id: &str,
+        peer_ip: &str,
         outbound: Outbound,
-    ) -> oneshot::Receiver<CloseReason> {
+    ) -> (oneshot::Receiver<CloseReason>, Option<String>) {
         let (tx, rx) = oneshot::channel();
         let mut entries = self.entries();
         if self.inner.closing.load(Ordering::SeqCst) {
             let _ = tx.send(CloseReason::ShuttingDown);
-            return rx;
+            return (rx, None);
         }
         let entry = Entry {
             session_id: session_id.into(),
+            peer_ip: peer_ip.into(),
             installation: installation.into(),
             outbound,
             close: Some(tx),
         };
+        let mut other_machine = None;
         if let Some(mut previous) = entries.insert(host_id.into(), entry) {
             if let Some(close) = previous.close.take() {
                 let _ = close.send(CloseReason::Superseded);
             }
+            if previous.peer_ip != peer_ip {
+                other_machine = Some(previous.peer_ip);
+            }
         }
-        rx
+        (rx, other_machine)
     }
 
     /// Removes the stream if it is still the host's current one.
