@@ -5,6 +5,7 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use tierwise_agent::{config, probe, session, watcher::InventoryWatcher};
+use tierwise_common::json::ComponentJson;
 use tierwise_runtime::logging::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -28,28 +29,8 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     tierwise_runtime::logging::init(args.log_format, "info");
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        // An agent has little to do; two workers keep its footprint small.
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!(
-                "error: {}",
-                tierwise_runtime::report::error_chain(error.as_ref())
-            );
-            ExitCode::FAILURE
-        }
-    }
+    // An agent has little to do; two workers keep its footprint small.
+    tierwise_runtime::run_main(Some(2), run(args))
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
@@ -82,36 +63,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `--check` output: what the agent would report, as one JSON document.
+/// The `--check` output: what the agent would report, as one JSON document
+/// in the same shape as `tierwise hosts show --json`.
 fn inventory_json(
     settings: &config::Settings,
     inventory: &tierwise_common::Inventory,
 ) -> anyhow::Result<String> {
-    use tierwise_common::{Facts, ProbedVersion};
-    let components: Vec<serde_json::Value> = inventory
+    let components: Vec<ComponentJson> = inventory
         .components()
         .iter()
-        .map(|c| {
-            let (status, version, error) = match &c.version {
-                ProbedVersion::Installed(v) => ("installed", Some(v.to_string()), None),
-                ProbedVersion::NotInstalled => ("not_installed", None, None),
-                ProbedVersion::Unknown(why) => ("unknown", None, Some(why.clone())),
-            };
-            let facts = match &c.facts {
-                Facts::None => Ok(serde_json::Value::Null),
-                Facts::Server(f) => serde_json::to_value(f),
-                Facts::Web(f) => serde_json::to_value(f),
-                Facts::Client(f) => serde_json::to_value(f),
-            }?;
-            Ok(serde_json::json!({
-                "role": c.role,
-                "status": status,
-                "version": version,
-                "probe_error": error,
-                "facts": facts,
-            }))
-        })
-        .collect::<Result<_, serde_json::Error>>()?;
+        .map(ComponentJson::from)
+        .collect();
     Ok(serde_json::to_string_pretty(&serde_json::json!({
         "host_id": settings.host_id,
         "installation": settings.installation,

@@ -7,6 +7,7 @@
 //! testable with plain values and property tests.
 
 pub mod inventory;
+pub mod json;
 pub mod liveness;
 pub mod name;
 pub mod role;

@@ -108,26 +108,7 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     tierwise_runtime::logging::init(cli.log_format, default_log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!(
-                "error: {}",
-                tierwise_runtime::report::error_chain(error.as_ref())
-            );
-            ExitCode::FAILURE
-        }
-    }
+    tierwise_runtime::run_main(None, run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -6,3 +6,33 @@
 pub mod logging;
 pub mod report;
 pub mod shutdown;
+
+use std::future::Future;
+use std::process::ExitCode;
+
+/// Runs a binary's async `main` on a multi-threaded runtime (`workers`
+/// threads, or one per core) and turns its outcome into the exit status:
+/// 0, or 1 with `error: ` and the whole cause chain on stderr.
+pub fn run_main<F>(workers: Option<usize>, main: F) -> ExitCode
+where
+    F: Future<Output = anyhow::Result<()>>,
+{
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(workers);
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", report::error_chain(error.as_ref()));
+            ExitCode::FAILURE
+        }
+    }
+}

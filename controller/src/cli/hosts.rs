@@ -4,7 +4,8 @@ use super::table;
 use crate::clock::{ago, now_ms, rfc3339};
 use anyhow::Context;
 use serde::Serialize;
-use tierwise_common::{Check, Facts, HostRecord, ProbedVersion, Role};
+use tierwise_common::json::ComponentJson;
+use tierwise_common::{Facts, HostRecord, ProbedVersion, Role};
 use tierwise_proto::v1::{
     admin_service_client::AdminServiceClient, GetHostRequest, ListHostsRequest,
     RefreshInventoryRequest, Role as WireRole,
@@ -27,38 +28,6 @@ pub struct HostJson {
     pub components: Vec<ComponentJson>,
 }
 
-#[derive(Debug, Serialize)]
-pub struct ComponentJson {
-    pub role: Role,
-    /// `installed`, `not_installed` or `unknown` (the probe failed).
-    pub status: &'static str,
-    pub version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub probe_error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub databases: Option<Vec<DatabaseJson>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub databases_error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub web: Option<WebJson>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub update_check_enabled: Option<Check>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct DatabaseJson {
-    pub name: String,
-    pub active: bool,
-    pub patch_level: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct WebJson {
-    pub server: &'static str,
-    pub docroot: String,
-    pub websocket: Check,
-}
-
 impl From<&HostRecord> for HostJson {
     fn from(host: &HostRecord) -> Self {
         HostJson {
@@ -75,51 +44,7 @@ impl From<&HostRecord> for HostJson {
                 .inventory
                 .components()
                 .iter()
-                .map(|c| {
-                    let (status, version, probe_error) = match &c.version {
-                        ProbedVersion::Installed(v) => ("installed", Some(v.to_string()), None),
-                        ProbedVersion::NotInstalled => ("not_installed", None, None),
-                        ProbedVersion::Unknown(why) => ("unknown", None, Some(why.clone())),
-                    };
-                    let mut json = ComponentJson {
-                        role: c.role,
-                        status,
-                        version,
-                        probe_error,
-                        databases: None,
-                        databases_error: None,
-                        web: None,
-                        update_check_enabled: None,
-                    };
-                    match &c.facts {
-                        Facts::None => {}
-                        Facts::Server(server) => {
-                            json.databases = Some(
-                                server
-                                    .databases
-                                    .iter()
-                                    .map(|db| DatabaseJson {
-                                        name: db.name.clone(),
-                                        active: db.active,
-                                        patch_level: db.patch_level.map(|v| v.to_string()),
-                                    })
-                                    .collect(),
-                            );
-                            json.databases_error = server.databases_error.clone();
-                        }
-                        Facts::Web(web) => {
-                            json.web = Some(WebJson {
-                                server: web.server_kind.as_str(),
-                                docroot: web.docroot.clone(),
-                                websocket: web.websocket,
-                            });
-                        }
-                        Facts::Client(client) => {
-                            json.update_check_enabled = Some(client.update_check_enabled);
-                        }
-                    }
-                    json
-                })
+                .map(ComponentJson::from)
                 .collect(),
         }
     }
