@@ -6,17 +6,30 @@
 //! hand it to functions here, and apply what comes back. That keeps every rule
 //! testable with plain values and property tests.
 
+pub mod catalogue;
+pub mod date;
+pub mod fixtures;
 pub mod inventory;
 pub mod json;
+pub mod licence;
 pub mod liveness;
 pub mod name;
+pub mod plan;
+pub mod requirement;
 pub mod role;
+pub mod rules;
 pub mod version;
+pub mod waves;
 
+pub use catalogue::{Artifact, Catalogue, CatalogueError, Note, Release, ReleaseDate, Requirement};
+pub use date::{Date, DateError};
 pub use inventory::{
     Check, ClientFacts, Component, Database, Facts, HostRecord, Inventory, InventoryError,
     ProbedVersion, ServerFacts, WebFacts, WebServerKind,
 };
+pub use licence::Licence;
 pub use name::{validate_name, NameError};
+pub use requirement::{RequirementError, VersionReq};
 pub use role::{Role, RoleParseError};
 pub use version::{Version, VersionError};
+pub use waves::{ClientWaves, WavesError};

@@ -1,0 +1,605 @@
+//! The planner: what a rollout of one installation to one release would do,
+//! phase by phase, and what stops it. A pure function of its inputs: the same
+//! snapshot, catalogue, licence, target and options give the same plan, byte
+//! for byte (every collection is ordered).
+
+use crate::rules::{self, Finding, Rule, Severity, Subject};
+use crate::{
+    Catalogue, ClientWaves, Facts, HostRecord, Licence, ProbedVersion, Release, ReleaseDate, Role,
+    Version,
+};
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// What the planner needs.
+#[derive(Clone, Copy, Debug)]
+pub struct PlanRequest<'a> {
+    pub installation: &'a str,
+    /// The installation's hosts (others are ignored).
+    pub hosts: &'a [HostRecord],
+    pub catalogue: &'a Catalogue,
+    pub licence: Option<&'a Licence>,
+    pub target: Version,
+    pub waves: &'a ClientWaves,
+}
+
+/// Requests the planner cannot answer with a plan at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    #[error("the catalogue is empty; import one with `tierwise releases import FILE`")]
+    EmptyCatalogue,
+    #[error("{target} is not in the catalogue; known releases: {known}")]
+    UnknownTarget { target: Version, known: String },
+    #[error("installation `{0}` has no hosts; agents appear once they connect")]
+    NoHosts(String),
+}
+
+/// One action on one host (or one database of the primary server).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Backup,
+    InstallServer,
+    ReactivateDatabase,
+    InstallAppServer,
+    DeployWebApp,
+    InstallClient,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub host_id: String,
+    pub action: Action,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// The version now (the patch level, for a database); `None` if unknown.
+    pub from: Option<Version>,
+    pub to: Version,
+    /// The host is not connected now; its step waits until it returns.
+    pub offline: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PhaseKind {
+    Backup,
+    Server,
+    Databases,
+    AppServers,
+    Web,
+    ClientWave { wave: usize, percent: u8 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Phase {
+    #[serde(flatten)]
+    pub kind: PhaseKind,
+    /// A blocker concerns this phase.
+    pub blocked: bool,
+    pub steps: Vec<Step>,
+}
+
+/// The numbers an operator weighs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub hosts: usize,
+    pub hosts_offline: usize,
+    pub databases: usize,
+    pub app_servers: usize,
+    pub web_hosts: usize,
+    pub clients: usize,
+    pub clients_to_update: usize,
+    pub clients_at_target: usize,
+    pub clients_excluded: usize,
+    /// Clients that cannot log in from the server update until their own.
+    pub clients_locked_out: usize,
+    pub clients_update_check_enabled: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct TargetSummary {
+    pub version: Version,
+    pub released: ReleaseDate,
+    pub breaking: bool,
+    /// The oldest client a server of the target accepts (the strictest
+    /// `oldest_client` of the target and the releases before it).
+    pub oldest_client: Option<Version>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub installation: String,
+    pub target: TargetSummary,
+    /// The primary server's version now.
+    pub server_version: Option<Version>,
+    /// A blocker stops the rollout (blockers on clients only exclude them).
+    pub blocked: bool,
+    /// A breaking release is crossed: the client waves follow the web phase
+    /// at once, without waiting for a maintenance window.
+    pub clients_immediately_after_web: bool,
+    pub waves: ClientWaves,
+    pub phases: Vec<Phase>,
+    /// Blockers first, then warnings, then acknowledgements.
+    pub findings: Vec<Finding>,
+    /// Acknowledgement ids the rollout will ask for, sorted.
+    pub acks_required: Vec<String>,
+    /// Clients left out, by host id, each with a blocker finding.
+    pub excluded: Vec<String>,
+    pub counts: Counts,
+}
+
+impl Plan {
+    pub fn steps(&self) -> impl Iterator<Item = (&Phase, &Step)> {
+        self.phases
+            .iter()
+            .flat_map(|p| p.steps.iter().map(move |s| (p, s)))
+    }
+}
+
+/// A deterministic spread of clients over waves: a stable hash of the host
+/// id, so a wave is not one department whose machines share a name prefix.
+fn spread_key(host_id: &str) -> u64 {
+    // FNV-1a, 64 bit.
+    host_id.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+fn role_version(host: &HostRecord, role: Role) -> Option<&ProbedVersion> {
+    host.inventory.component(role).map(|c| &c.version)
+}
+
+fn host_subject(host: &HostRecord, role: Role) -> Subject {
+    Subject::Host {
+        host_id: host.host_id.clone(),
+        role,
+    }
+}
+
+/// Checks one non-server host component against the target; the step to
+/// take, or the findings that stop it.
+fn component_step(
+    host: &HostRecord,
+    role: Role,
+    action: Action,
+    target: &Release,
+    catalogue: &Catalogue,
+    findings: &mut Vec<Finding>,
+) -> Result<Option<Step>, ()> {
+    match role_version(host, role) {
+        Some(ProbedVersion::Installed(installed)) => {
+            if let Some(finding) =
+                rules::upgrade_path(&host.host_id, role, *installed, target, catalogue)
+            {
+                findings.push(finding);
+                return Err(());
+            }
+            if *installed == target.version {
+                return Ok(None);
+            }
+            Ok(Some(Step {
+                host_id: host.host_id.clone(),
+                action,
+                database: None,
+                from: Some(*installed),
+                to: target.version,
+                offline: !host.online,
+            }))
+        }
+        Some(ProbedVersion::Unknown(why)) => {
+            findings.push(rules::unknown_version(&host.host_id, role, Some(why)));
+            Err(())
+        }
+        Some(ProbedVersion::NotInstalled) | None => {
+            findings.push(rules::unknown_version(&host.host_id, role, None));
+            Err(())
+        }
+    }
+}
+
+/// Plans moving `request.installation` to `request.target`.
+pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
+    let catalogue = request.catalogue;
+    if catalogue.is_empty() {
+        return Err(PlanError::EmptyCatalogue);
+    }
+    let target = catalogue.get(request.target).ok_or_else(|| {
+        let known: Vec<String> = catalogue
+            .releases()
+            .iter()
+            .rev()
+            .take(6)
+            .map(|r| r.version.to_string())
+            .collect();
+        PlanError::UnknownTarget {
+            target: request.target,
+            known: known.join(", "),
+        }
+    })?;
+    let installation = request.installation;
+    let mut hosts: Vec<&HostRecord> = request
+        .hosts
+        .iter()
+        .filter(|h| h.installation == installation)
+        .collect();
+    if hosts.is_empty() {
+        return Err(PlanError::NoHosts(installation.to_owned()));
+    }
+    hosts.sort_by(|a, b| a.host_id.cmp(&b.host_id));
+    hosts.dedup_by(|a, b| a.host_id == b.host_id);
+
+    let mut findings: Vec<Finding> = Vec::new();
+    let mut counts = Counts {
+        hosts: hosts.len(),
+        hosts_offline: hosts.iter().filter(|h| !h.online).count(),
+        ..Counts::default()
+    };
+    let installation_subject = Subject::Installation {
+        name: installation.to_owned(),
+    };
+    findings.extend(rules::maintenance(installation, target, request.licence));
+    // A server never takes back clients an older server already refused, so
+    // the strictest `oldest_client` up to the target applies.
+    let oldest_client = catalogue
+        .releases()
+        .iter()
+        .filter(|r| r.version <= target.version)
+        .filter_map(|r| r.oldest_client)
+        .max();
+
+    // The primary server, its backup and its databases.
+    let servers: Vec<&HostRecord> = hosts
+        .iter()
+        .copied()
+        .filter(|h| h.inventory.component(Role::Server).is_some())
+        .collect();
+    let mut server_version = None;
+    let mut backup_phase = Phase {
+        kind: PhaseKind::Backup,
+        blocked: false,
+        steps: Vec::new(),
+    };
+    let mut server_phase = Phase {
+        kind: PhaseKind::Server,
+        blocked: false,
+        steps: Vec::new(),
+    };
+    let mut database_phase = Phase {
+        kind: PhaseKind::Databases,
+        blocked: false,
+        steps: Vec::new(),
+    };
+    match servers.as_slice() {
+        [] => {
+            findings.push(Finding::new(
+                Severity::Blocker,
+                Rule::Topology,
+                installation_subject.clone(),
+                "no host of this installation reports a `server` component".to_owned(),
+                "install the agent on the primary application server with a `server` component"
+                    .to_owned(),
+            ));
+            server_phase.blocked = true;
+        }
+        [server] => {
+            let before = findings.len();
+            match component_step(
+                server,
+                Role::Server,
+                Action::InstallServer,
+                target,
+                catalogue,
+                &mut findings,
+            ) {
+                Ok(step) => {
+                    server_version =
+                        role_version(server, Role::Server).and_then(ProbedVersion::installed);
+                    if let Some(step) = step {
+                        backup_phase.steps.push(Step {
+                            host_id: server.host_id.clone(),
+                            action: Action::Backup,
+                            database: None,
+                            from: step.from,
+                            to: step.from.unwrap_or(target.version),
+                            offline: step.offline,
+                        });
+                        server_phase.steps.push(step);
+                    }
+                }
+                Err(()) => {
+                    server_version =
+                        role_version(server, Role::Server).and_then(ProbedVersion::installed);
+                    server_phase.blocked = findings.len() > before;
+                }
+            }
+            let server_updated = !server_phase.steps.is_empty();
+            if let Some(Facts::Server(facts)) =
+                server.inventory.component(Role::Server).map(|c| &c.facts)
+            {
+                counts.databases = facts.databases.len();
+                if let Some(error) = &facts.databases_error {
+                    findings.push(Finding::new(
+                        Severity::Blocker,
+                        Rule::Databases,
+                        host_subject(server, Role::Server),
+                        format!("the server's database probe failed: {error}"),
+                        "fix the agent's `databases` probe so patch levels can be verified"
+                            .to_owned(),
+                    ));
+                    database_phase.blocked = true;
+                } else if facts.databases.is_empty() {
+                    findings.push(Finding::new(
+                        Severity::Warning,
+                        Rule::Databases,
+                        host_subject(server, Role::Server),
+                        "the server reports no databases, so their patch level cannot be checked"
+                            .to_owned(),
+                        "configure the agent's `databases` probe on the primary server".to_owned(),
+                    ));
+                }
+                for db in &facts.databases {
+                    let subject = Subject::Database {
+                        host_id: server.host_id.clone(),
+                        name: db.name.clone(),
+                    };
+                    if db.patch_level.is_some_and(|level| level > target.version) {
+                        findings.push(Finding::new(
+                            Severity::Blocker,
+                            Rule::Downgrade,
+                            subject,
+                            format!(
+                                "the database's patch level {} is newer than the target {}",
+                                db.patch_level.map(|l| l.to_string()).unwrap_or_default(),
+                                target.version
+                            ),
+                            "choose a target at least as new as the databases".to_owned(),
+                        ));
+                        database_phase.blocked = true;
+                        continue;
+                    }
+                    if !db.active && !server_updated {
+                        findings.push(Finding::new(
+                            Severity::Warning,
+                            Rule::Databases,
+                            subject.clone(),
+                            "the database is not active".to_owned(),
+                            "the rollout reactivates it, which raises its patch level".to_owned(),
+                        ));
+                    }
+                    let needs =
+                        server_updated || !db.active || db.patch_level != Some(target.version);
+                    if needs {
+                        database_phase.steps.push(Step {
+                            host_id: server.host_id.clone(),
+                            action: Action::ReactivateDatabase,
+                            database: Some(db.name.clone()),
+                            from: db.patch_level,
+                            to: target.version,
+                            offline: !server.online,
+                        });
+                    }
+                }
+            }
+        }
+        many => {
+            let ids: Vec<&str> = many.iter().map(|h| h.host_id.as_str()).collect();
+            findings.push(Finding::new(
+                Severity::Blocker,
+                Rule::Topology,
+                installation_subject.clone(),
+                format!("{} hosts report a `server` component ({}); an installation has one primary server", ids.len(), ids.join(", ")),
+                "give the further application servers the role `app_server`".to_owned(),
+            ));
+            server_phase.blocked = true;
+        }
+    }
+    let server_updated = !server_phase.steps.is_empty();
+
+    // Further application servers and web hosts: every one must move.
+    let mut app_phase = Phase {
+        kind: PhaseKind::AppServers,
+        blocked: false,
+        steps: Vec::new(),
+    };
+    let mut web_phase = Phase {
+        kind: PhaseKind::Web,
+        blocked: false,
+        steps: Vec::new(),
+    };
+    for host in &hosts {
+        if host.inventory.component(Role::AppServer).is_some() {
+            counts.app_servers += 1;
+            match component_step(
+                host,
+                Role::AppServer,
+                Action::InstallAppServer,
+                target,
+                catalogue,
+                &mut findings,
+            ) {
+                Ok(step) => app_phase.steps.extend(step),
+                Err(()) => app_phase.blocked = true,
+            }
+        }
+        if let Some(component) = host.inventory.component(Role::Web) {
+            counts.web_hosts += 1;
+            if let Facts::Web(web) = &component.facts {
+                if let Some(finding) = rules::web_prerequisites(
+                    &host.host_id,
+                    web.server_kind.as_str(),
+                    web.websocket,
+                    target,
+                ) {
+                    findings.push(finding);
+                    web_phase.blocked = true;
+                }
+            }
+            match component_step(
+                host,
+                Role::Web,
+                Action::DeployWebApp,
+                target,
+                catalogue,
+                &mut findings,
+            ) {
+                Ok(step) => web_phase.steps.extend(step),
+                Err(()) => web_phase.blocked = true,
+            }
+        }
+    }
+
+    // Clients: never past the server's target; blockers exclude the client.
+    let mut to_update: Vec<Step> = Vec::new();
+    let mut excluded: BTreeSet<String> = BTreeSet::new();
+    let mut older_than_target = 0usize;
+    for host in &hosts {
+        let Some(component) = host.inventory.component(Role::Client) else {
+            continue;
+        };
+        counts.clients += 1;
+        if let Facts::Client(facts) = &component.facts {
+            if let Some(finding) = rules::update_check(&host.host_id, facts.update_check_enabled) {
+                counts.clients_update_check_enabled += 1;
+                findings.push(finding);
+            }
+        }
+        if let (ProbedVersion::Installed(client), Some(server)) =
+            (&component.version, server_version)
+        {
+            findings.extend(rules::client_not_above_server(
+                &host.host_id,
+                *client,
+                server,
+            ));
+        }
+        if let ProbedVersion::Installed(client) = &component.version {
+            if *client < target.version {
+                older_than_target += 1;
+            }
+            if oldest_client.is_some_and(|oldest| *client < oldest) && server_updated {
+                counts.clients_locked_out += 1;
+            }
+        }
+        match component_step(
+            host,
+            Role::Client,
+            Action::InstallClient,
+            target,
+            catalogue,
+            &mut findings,
+        ) {
+            Ok(Some(step)) => to_update.push(step),
+            Ok(None) => counts.clients_at_target += 1,
+            Err(()) => {
+                excluded.insert(host.host_id.clone());
+            }
+        }
+    }
+    counts.clients_to_update = to_update.len();
+    counts.clients_excluded = excluded.len();
+    if server_updated {
+        findings.extend(rules::compatibility(
+            installation,
+            target.version,
+            oldest_client,
+            counts.clients_locked_out,
+            older_than_target,
+        ));
+    }
+    let offline_with_steps: BTreeSet<&str> = [
+        &backup_phase,
+        &server_phase,
+        &database_phase,
+        &app_phase,
+        &web_phase,
+    ]
+    .iter()
+    .flat_map(|p| p.steps.iter())
+    .chain(to_update.iter())
+    .filter(|s| s.offline)
+    .map(|s| s.host_id.as_str())
+    .collect();
+    if !offline_with_steps.is_empty() {
+        findings.push(Finding::new(
+            Severity::Warning,
+            Rule::Offline,
+            installation_subject.clone(),
+            format!(
+                "{} host(s) with a step are offline now",
+                offline_with_steps.len()
+            ),
+            "their steps wait until they reconnect; `tierwise hosts list` shows them".to_owned(),
+        ));
+    }
+
+    // Acknowledgements: breaking releases crossed by the server, notes, password.
+    let from = server_version.unwrap_or(target.version);
+    findings.extend(rules::acknowledgements(
+        from,
+        target.version,
+        catalogue,
+        server_updated,
+    ));
+    let crosses_breaking = catalogue
+        .between(from, target.version)
+        .any(|r| r.breaking.is_some());
+
+    to_update.sort_by(|a, b| {
+        spread_key(&a.host_id)
+            .cmp(&spread_key(&b.host_id))
+            .then_with(|| a.host_id.cmp(&b.host_id))
+    });
+    let mut phases = vec![
+        backup_phase,
+        server_phase,
+        database_phase,
+        app_phase,
+        web_phase,
+    ];
+    let mut remaining = to_update.into_iter();
+    for (index, (percent, size)) in request
+        .waves
+        .split(counts.clients_to_update)
+        .into_iter()
+        .enumerate()
+    {
+        phases.push(Phase {
+            kind: PhaseKind::ClientWave {
+                wave: index + 1,
+                percent,
+            },
+            blocked: false,
+            steps: remaining.by_ref().take(size).collect(),
+        });
+    }
+
+    findings.sort();
+    findings.dedup();
+    let blocked = findings
+        .iter()
+        .any(|f| f.severity == Severity::Blocker && !f.excludes_client());
+    let acks_required: Vec<String> = findings
+        .iter()
+        .filter_map(|f| f.ack.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    Ok(Plan {
+        installation: installation.to_owned(),
+        target: TargetSummary {
+            version: target.version,
+            released: target.released,
+            breaking: target.breaking.is_some(),
+            oldest_client,
+        },
+        server_version,
+        blocked,
+        clients_immediately_after_web: crosses_breaking,
+        waves: request.waves.clone(),
+        phases,
+        findings,
+        acks_required,
+        excluded: excluded.into_iter().collect(),
+        counts,
+    })
+}
