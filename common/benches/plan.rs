@@ -1,0 +1,114 @@
+//! Plans a 100,000-host installation (1 server with 4 databases, 2 further
+//! application servers, 10 web hosts, 99,987 clients) from a snapshot and
+//! prints the time per plan and the process's peak memory.
+//!
+//!     cargo bench -p tierwise-common --bench plan
+//!
+//! Figures, not assertions: this machine is shared and noisy.
+
+use std::time::{Duration, Instant};
+use tierwise_common::fixtures::{
+    app_server, client, licence, password_secure_catalogue, server, web,
+};
+use tierwise_common::plan::{plan, PlanRequest};
+use tierwise_common::{Check, ClientWaves, HostRecord, ProbedVersion, Version, WebServerKind};
+
+const RUNS: usize = 10;
+
+fn main() {
+    let v931 = Version::new(9, 3, 1, 33994);
+    let v926 = Version::new(9, 2, 6, 33415);
+    let target = Version::new(26, 3, 100, 34058);
+    let rss_start = peak_rss_kib();
+
+    let mut hosts: Vec<HostRecord> = Vec::with_capacity(100_000);
+    let dbs = [
+        ("PSDB", true, v931),
+        ("PSDB-HR", true, v931),
+        ("PSDB-IT", true, v931),
+        ("Archive", false, v931),
+    ];
+    hosts.push(server("srv-01", "prod", v931, &dbs));
+    hosts.push(app_server("app-01", "prod", v931));
+    hosts.push(app_server("app-02", "prod", v931));
+    for i in 0..10 {
+        hosts.push(web(
+            &format!("web-{i:02}"),
+            "prod",
+            v931,
+            WebServerKind::Iis,
+            Check::Yes,
+        ));
+    }
+    for i in 0..99_987 {
+        let version = if i % 7 == 0 { v926 } else { v931 };
+        let update_check = if i % 997 == 0 { Check::Yes } else { Check::No };
+        hosts.push(client(
+            &format!("CL-{i:06}"),
+            "prod",
+            ProbedVersion::Installed(version),
+            update_check,
+        ));
+    }
+    let catalogue = password_secure_catalogue();
+    let licence = licence("prod", "2026-12-31");
+    let waves = ClientWaves::default();
+    let request = PlanRequest {
+        installation: "prod",
+        hosts: &hosts,
+        catalogue: &catalogue,
+        licence: Some(&licence),
+        target,
+        waves: &waves,
+    };
+    let rss_snapshot = peak_rss_kib();
+
+    let mut times: Vec<Duration> = Vec::with_capacity(RUNS);
+    let mut steps = 0;
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let result = plan(&request);
+        times.push(started.elapsed());
+        match result {
+            Ok(plan) => steps = plan.steps().count(),
+            Err(error) => {
+                eprintln!("planning failed: {error}");
+                std::process::exit(1);
+            }
+        }
+    }
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "plan of {} hosts ({} steps), {RUNS} runs:",
+        hosts.len(),
+        steps
+    );
+    println!(
+        "  min {:.1} ms, median {:.1} ms, max {:.1} ms",
+        ms(times[0]),
+        ms(times[RUNS / 2]),
+        ms(times[RUNS - 1])
+    );
+    match (rss_start, rss_snapshot, peak_rss_kib()) {
+        (Some(start), Some(snapshot), Some(peak)) => println!(
+            "  peak RSS {:.1} MiB (process start {:.1} MiB, with the snapshot built {:.1} MiB)",
+            peak as f64 / 1024.0,
+            start as f64 / 1024.0,
+            snapshot as f64 / 1024.0
+        ),
+        _ => println!("  peak RSS: not available on this platform"),
+    }
+}
+
+/// VmHWM from /proc (Linux): the most memory this process has held.
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
