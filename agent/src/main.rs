@@ -33,12 +33,12 @@ fn main() -> ExitCode {
     tierwise_runtime::run_main(Some(2), run(args))
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let settings = config::load(&args.config)?;
     if args.check {
         let inventory = probe::inventory(&settings.components).await?;
         println!("{}", inventory_json(&settings, &inventory)?);
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     std::fs::create_dir_all(&settings.state_dir).with_context(|| {
         format!(
@@ -60,7 +60,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ = session::run_forever(settings, watcher) => {}
         _ = tierwise_runtime::shutdown::signal() => tracing::info!("stopping"),
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The `--check` output: what the agent would report, as one JSON document

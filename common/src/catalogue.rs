@@ -71,6 +71,15 @@ impl fmt::Display for ReleaseDate {
     }
 }
 
+impl<'de> Deserialize<'de> for ReleaseDate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Option::<String>::deserialize(deserializer)? {
+            None => Ok(ReleaseDate::Undated),
+            Some(text) => ReleaseDate::parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 impl Serialize for ReleaseDate {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {

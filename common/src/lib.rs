@@ -23,6 +23,19 @@ pub mod waves;
 
 pub use catalogue::{Artifact, Catalogue, CatalogueError, Note, Release, ReleaseDate, Requirement};
 pub use date::{Date, DateError};
+/// 1234567 → "1,234,567", for counts people read.
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 pub use inventory::{
     Check, ClientFacts, Component, Database, Facts, HostRecord, Inventory, InventoryError,
     ProbedVersion, ServerFacts, WebFacts, WebServerKind,
@@ -33,3 +46,15 @@ pub use requirement::{RequirementError, VersionReq};
 pub use role::{Role, RoleParseError};
 pub use version::{Version, VersionError};
 pub use waves::{ClientWaves, WavesError};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn groups_thousands() {
+        assert_eq!(super::thousands(0), "0");
+        assert_eq!(super::thousands(999), "999");
+        assert_eq!(super::thousands(1_204), "1,204");
+        assert_eq!(super::thousands(99_987), "99,987");
+        assert_eq!(super::thousands(1_000_000), "1,000,000");
+    }
+}

@@ -8,7 +8,7 @@ use crate::{
     Catalogue, ClientWaves, Facts, HostRecord, Licence, ProbedVersion, Release, ReleaseDate, Role,
     Version,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 
 /// What the planner needs.
@@ -35,7 +35,7 @@ pub enum PlanError {
 }
 
 /// One action on one host (or one database of the primary server).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Backup,
@@ -46,7 +46,7 @@ pub enum Action {
     InstallClient,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     pub host_id: String,
     pub action: Action,
@@ -59,7 +59,7 @@ pub struct Step {
     pub offline: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PhaseKind {
     Backup,
@@ -70,7 +70,7 @@ pub enum PhaseKind {
     ClientWave { wave: usize, percent: u8 },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Phase {
     #[serde(flatten)]
     pub kind: PhaseKind,
@@ -80,7 +80,7 @@ pub struct Phase {
 }
 
 /// The numbers an operator weighs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub hosts: usize,
     pub hosts_offline: usize,
@@ -96,7 +96,7 @@ pub struct Counts {
     pub clients_update_check_enabled: usize,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetSummary {
     pub version: Version,
     pub released: ReleaseDate,
@@ -106,7 +106,7 @@ pub struct TargetSummary {
     pub oldest_client: Option<Version>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     pub installation: String,
     pub target: TargetSummary,
@@ -139,10 +139,18 @@ impl Plan {
 /// A deterministic spread of clients over waves: a stable hash of the host
 /// id, so a wave is not one department whose machines share a name prefix.
 fn spread_key(host_id: &str) -> u64 {
-    // FNV-1a, 64 bit.
-    host_id.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
+    // FNV-1a, 64 bit, then MurmurHash3's finaliser so that names differing
+    // only in their last characters land far apart.
+    let mut hash = host_id
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
 }
 
 fn role_version(host: &HostRecord, role: Role) -> Option<&ProbedVersion> {

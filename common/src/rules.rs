@@ -3,11 +3,11 @@
 //! would make it pass; the planner collects them.
 
 use crate::{Catalogue, Check, Date, Licence, Release, ReleaseDate, Requirement, Role, Version};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// How much a finding matters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Stops the rollout (or, on a client, keeps that client out of it).
@@ -19,7 +19,7 @@ pub enum Severity {
 }
 
 /// Which rule produced a finding.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Rule {
     /// Exactly one primary server, with a known version.
@@ -74,7 +74,7 @@ impl fmt::Display for Rule {
 }
 
 /// What a finding is about.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Subject {
     Installation { name: String },
@@ -94,7 +94,7 @@ impl fmt::Display for Subject {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Finding {
     pub severity: Severity,
     pub rule: Rule,
@@ -364,7 +364,8 @@ pub fn compatibility(
             Rule::Compatibility,
             subject,
             format!(
-                "{locked_out} client(s) older than {oldest} will be unable to log in from the server update until their own update"
+                "{} client(s) older than {oldest} will be unable to log in from the server update until their own update",
+                crate::thousands(locked_out)
             ),
             "plan the client waves right after the server; a breaking release runs them without waiting".to_owned(),
         )),
@@ -373,7 +374,8 @@ pub fn compatibility(
             Rule::Compatibility,
             subject,
             format!(
-                "the catalogue does not say which clients a {target} server accepts; {older_than_target} client(s) are older"
+                "the catalogue does not say which clients a {target} server accepts; {} client(s) are older",
+                crate::thousands(older_than_target)
             ),
             format!("check the vendor's version history and set `oldest_client` for {target} in the catalogue"),
         )),

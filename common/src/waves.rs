@@ -1,11 +1,11 @@
 //! Client waves: how many clients each step of the client phase may touch.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Cumulative shares of the clients, in percent, strictly increasing and
 /// ending at 100: `1%,10%,50%,100%` updates 1 %, then up to 10 %, ...
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientWaves {
     percents: Vec<u8>,
     /// Largest first wave, in hosts (the default caps it at 100).

@@ -305,3 +305,18 @@ fn default_waves_on_a_large_fleet() {
     assert_eq!(sizes, [100, 1_900, 8_000, 10_000]);
     let _ = fixtures::host("unused", "prod");
 }
+
+#[test]
+fn the_json_form_reads_back_to_the_same_plan() {
+    let mut hosts = installation(30, Check::No);
+    hosts.push(client(
+        "cl-broken",
+        "prod",
+        ProbedVersion::Unknown("x".into()),
+        Check::Yes,
+    ));
+    let plan = plan_for(&hosts, "26.6.100.34161", "2026-12-31");
+    let json = serde_json::to_string(&plan).unwrap();
+    let back: Plan = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, plan);
+}

@@ -52,6 +52,21 @@ enum Command {
         #[command(subcommand)]
         command: HostsCommand,
     },
+    /// The release catalogue: what Tierwise knows about each release.
+    Releases {
+        #[command(subcommand)]
+        command: ReleasesCommand,
+    },
+    /// Maintenance end dates, per installation.
+    License {
+        #[command(subcommand)]
+        command: LicenseCommand,
+    },
+    /// Rollouts of one installation to one release.
+    Rollout {
+        #[command(subcommand)]
+        command: RolloutCommand,
+    },
     /// Start a controller and a small simulated Password Secure installation
     /// of real agent processes, and show what the controller sees.
     Demo {
@@ -96,6 +111,55 @@ enum HostsCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ReleasesCommand {
+    /// Replace the catalogue with a TOML file, all or nothing.
+    Import { file: PathBuf },
+    /// The releases the controller knows.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum LicenseCommand {
+    /// Record when an installation's software maintenance ends.
+    Set {
+        #[arg(long)]
+        installation: String,
+        /// YYYY-MM-DD: releases published after it are refused.
+        #[arg(long)]
+        maintenance_until: String,
+    },
+    /// The recorded maintenance end dates.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RolloutCommand {
+    /// What a rollout would do and what stops it; changes nothing.
+    /// Exit status 3 when the plan is blocked.
+    Plan {
+        #[arg(long)]
+        installation: String,
+        /// The target release, e.g. 26.3.100.34058.
+        #[arg(long)]
+        to: String,
+        /// Cumulative client waves [default: 1%,10%,50%,100%, first wave at most 100 hosts].
+        #[arg(long)]
+        client_waves: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Exit status of `rollout plan` when the plan is blocked.
+const EXIT_BLOCKED: u8 = 3;
+
 fn parse_role(text: &str) -> Result<Role, String> {
     text.parse()
         .map_err(|e: tierwise_common::RoleParseError| e.to_string())
@@ -111,7 +175,7 @@ fn main() -> ExitCode {
     tierwise_runtime::run_main(None, run(cli))
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve {
             listen,
@@ -130,7 +194,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     running.shutdown().await?;
                 }
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Command::Hosts { command } => {
             let mut client = cli::connect(&cli.controller).await?;
@@ -149,7 +213,57 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             print!("{output}");
-            Ok(())
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Releases { command } => {
+            let mut client = cli::connect(&cli.controller).await?;
+            let output = match command {
+                ReleasesCommand::Import { file } => cli::policy::import(&mut client, &file).await?,
+                ReleasesCommand::List { json } => cli::policy::list(&mut client, json).await?,
+            };
+            print!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::License { command } => {
+            let mut client = cli::connect(&cli.controller).await?;
+            let output = match command {
+                LicenseCommand::Set {
+                    installation,
+                    maintenance_until,
+                } => {
+                    cli::policy::licence_set(&mut client, &installation, &maintenance_until).await?
+                }
+                LicenseCommand::Show { json } => {
+                    cli::policy::licence_show(&mut client, json).await?
+                }
+            };
+            print!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollout {
+            command:
+                RolloutCommand::Plan {
+                    installation,
+                    to,
+                    client_waves,
+                    json,
+                },
+        } => {
+            let mut client = cli::connect(&cli.controller).await?;
+            let (output, blocked) = cli::policy::plan(
+                &mut client,
+                &installation,
+                &to,
+                client_waves.as_deref(),
+                json,
+            )
+            .await?;
+            print!("{output}");
+            Ok(if blocked {
+                ExitCode::from(EXIT_BLOCKED)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Demo {
             listen,
@@ -161,7 +275,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 agent_bin,
                 keep_running,
             })
-            .await
+            .await?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -268,6 +268,43 @@ async fn suite(store: &Store) {
     let moved = store.get_host("cl-001", t0 + 100).await.unwrap().unwrap();
     assert_eq!(moved.installation, "prod");
     assert!(moved.inventory.components().is_empty());
+    assert_eq!(store.installations().await.unwrap(), ["prod", "test"]);
+
+    // Catalogues: the newest import is the one in force.
+    assert_eq!(store.current_catalogue().await.unwrap(), None);
+    store
+        .import_catalogue("a.toml", "[[release]]\nversion = \"9.3.1.33994\"\n", t0)
+        .await
+        .unwrap();
+    store
+        .import_catalogue("b.toml", "# second\n", t0 + 1)
+        .await
+        .unwrap();
+    let current = store.current_catalogue().await.unwrap().unwrap();
+    assert_eq!(
+        (current.source.as_str(), current.imported_ms),
+        ("b.toml", t0 + 1)
+    );
+    assert_eq!(current.document, "# second\n");
+
+    // Licences: only for known installations; setting again replaces.
+    let date = |text: &str| tierwise_common::Date::parse(text).unwrap();
+    assert!(!store
+        .set_licence("nope", date("2026-12-31"), t0)
+        .await
+        .unwrap());
+    assert!(store
+        .set_licence("prod", date("2026-06-30"), t0)
+        .await
+        .unwrap());
+    assert!(store
+        .set_licence("prod", date("2026-12-31"), t0 + 1)
+        .await
+        .unwrap());
+    let licences = store.licences().await.unwrap();
+    assert_eq!(licences.len(), 1);
+    assert_eq!(licences[0].installation, "prod");
+    assert_eq!(licences[0].maintenance_until, date("2026-12-31"));
 }
 
 #[tokio::test]

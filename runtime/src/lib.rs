@@ -12,10 +12,10 @@ use std::process::ExitCode;
 
 /// Runs a binary's async `main` on a multi-threaded runtime (`workers`
 /// threads, or one per core) and turns its outcome into the exit status:
-/// 0, or 1 with `error: ` and the whole cause chain on stderr.
+/// the one it chose, or 1 with `error: ` and the whole cause chain on stderr.
 pub fn run_main<F>(workers: Option<usize>, main: F) -> ExitCode
 where
-    F: Future<Output = anyhow::Result<()>>,
+    F: Future<Output = anyhow::Result<ExitCode>>,
 {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Some(workers) = workers {
@@ -29,7 +29,7 @@ where
         }
     };
     match runtime.block_on(main) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {}", report::error_chain(error.as_ref()));
             ExitCode::FAILURE

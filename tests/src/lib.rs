@@ -106,13 +106,18 @@ impl Controller {
         format!("http://{}", self.addr)
     }
 
-    /// Runs the real CLI against this controller; stdout on success.
-    pub fn cli(&self, args: &[&str]) -> Result<String> {
-        let out = Command::new(binary("tierwise"))
+    /// Runs the real CLI against this controller, whatever its exit status.
+    pub fn cli_output(&self, args: &[&str]) -> Result<std::process::Output> {
+        Ok(Command::new(binary("tierwise"))
             .arg("--controller")
             .arg(self.url())
             .args(args)
-            .output()?;
+            .output()?)
+    }
+
+    /// Runs the real CLI against this controller; stdout on success.
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        let out = self.cli_output(args)?;
         if !out.status.success() {
             bail!(
                 "tierwise {args:?} failed: {}",

@@ -1,6 +1,8 @@
 //! The operator CLI: subcommands that talk to a running controller.
 
 pub mod hosts;
+pub mod plan;
+pub mod policy;
 pub mod table;
 
 use anyhow::Context;

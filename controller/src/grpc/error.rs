@@ -14,6 +14,8 @@ pub enum ApiError {
     #[error("{0}")]
     Protocol(String),
     #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
     DeadlineExceeded(String),
@@ -27,6 +29,7 @@ impl ApiError {
             ApiError::InvalidArgument(_) => "invalid_argument",
             ApiError::NotFound(_) => "not_found",
             ApiError::Protocol(_) => "protocol",
+            ApiError::FailedPrecondition(_) => "failed_precondition",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::DeadlineExceeded(_) => "deadline_exceeded",
             ApiError::Store(_) => "store",
@@ -37,6 +40,7 @@ impl ApiError {
         match self {
             ApiError::InvalidArgument(_) | ApiError::Protocol(_) => Code::InvalidArgument,
             ApiError::NotFound(_) => Code::NotFound,
+            ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
             ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::DeadlineExceeded(_) => Code::DeadlineExceeded,
             ApiError::Store(_) => Code::Unavailable,

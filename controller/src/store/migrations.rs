@@ -11,12 +11,20 @@ use std::future::Future;
 use std::pin::Pin;
 
 /// (version, description, SQLite SQL, PostgreSQL SQL), in order.
-const MIGRATIONS: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "inventory",
-    include_str!("../../migrations/sqlite/0001_inventory.sql"),
-    include_str!("../../migrations/postgres/0001_inventory.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "inventory",
+        include_str!("../../migrations/sqlite/0001_inventory.sql"),
+        include_str!("../../migrations/postgres/0001_inventory.sql"),
+    ),
+    (
+        2,
+        "catalogue and licences",
+        include_str!("../../migrations/sqlite/0002_catalogue_licences.sql"),
+        include_str!("../../migrations/postgres/0002_catalogue_licences.sql"),
+    ),
+];
 
 #[derive(Debug)]
 struct Embedded(Backend);

@@ -17,8 +17,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tierwise_common::liveness::{is_overdue, MISSED_HEARTBEATS_BEFORE_OFFLINE};
 use tierwise_common::{
-    Check, ClientFacts, Component, Database, Facts, HostRecord, Inventory, ProbedVersion, Role,
-    ServerFacts, Version, WebFacts, WebServerKind,
+    Check, ClientFacts, Component, Database, Date, Facts, HostRecord, Inventory, Licence,
+    ProbedVersion, Role, ServerFacts, Version, WebFacts, WebServerKind,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -382,6 +382,112 @@ impl Store {
                     heartbeat_seconds,
                     inventory,
                     host_id,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The catalogue in force, as the operator imported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCatalogue {
+    pub source: String,
+    pub imported_ms: i64,
+    pub document: String,
+}
+
+impl Store {
+    /// Stores an imported catalogue document (already validated by the
+    /// caller); from now on it is the catalogue in force.
+    pub async fn import_catalogue(
+        &self,
+        source: &str,
+        document: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO catalogues (imported_ms, source, document) VALUES ($1, $2, $3)")
+            .bind(now_ms)
+            .bind(source)
+            .bind(document)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn current_catalogue(&self) -> Result<Option<StoredCatalogue>, StoreError> {
+        let row = sqlx::query(
+            "SELECT source, imported_ms, document FROM catalogues ORDER BY id DESC LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(StoredCatalogue {
+                source: row.try_get("source")?,
+                imported_ms: row.try_get("imported_ms")?,
+                document: row.try_get("document")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Installation names known to the controller (from agents' hellos).
+    pub async fn installations(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT name FROM installations ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| row.try_get::<String, _>("name").map_err(StoreError::from))
+            .collect()
+    }
+
+    /// Records an installation's maintenance end date. False when the
+    /// installation is unknown (nothing is written then).
+    pub async fn set_licence(
+        &self,
+        installation: &str,
+        maintenance_until: Date,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let known = sqlx::query("SELECT name FROM installations WHERE name = $1")
+            .bind(installation)
+            .fetch_optional(&mut *tx)
+            .await?
+            .is_some();
+        if !known {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO licences (installation, maintenance_until, updated_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (installation) DO UPDATE SET \
+                maintenance_until = excluded.maintenance_until, updated_ms = excluded.updated_ms",
+        )
+        .bind(installation)
+        .bind(maintenance_until.to_string())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Every recorded licence, by installation.
+    pub async fn licences(&self) -> Result<Vec<Licence>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT installation, maintenance_until FROM licences ORDER BY installation",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let installation: String = row.try_get("installation")?;
+                let text: String = row.try_get("maintenance_until")?;
+                let maintenance_until = Date::parse(&text).map_err(|e| {
+                    StoreError::Corrupt(format!("licence of `{installation}`: {e}"))
+                })?;
+                Ok(Licence {
+                    installation,
+                    maintenance_until,
                 })
             })
             .collect()
