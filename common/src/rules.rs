@@ -653,7 +653,7 @@ mod tests {
             ]
         );
         assert!(acks.iter().all(|f| f.severity == Severity::AckRequired));
-        // Already past them: nothing to acknowledge but the password.
+        // Already past them, and the server not updated: nothing to acknowledge.
         let acks = acknowledgements(v("26.6.100.34161"), v("26.6.100.34161"), &catalogue, false);
         assert!(acks.is_empty());
     }
@@ -664,7 +664,7 @@ mod tests {
         let f = compatibility("prod", v("26.3.100.34058"), oldest, 1204, 1204).unwrap();
         assert!(f
             .reason
-            .starts_with("1204 client(s) older than 26.3.100.34058 will be unable to log in"));
+            .starts_with("1,204 client(s) older than 26.3.100.34058 will be unable to log in"));
         assert_eq!(
             compatibility("prod", v("26.3.100.34058"), oldest, 0, 0),
             None
