@@ -552,11 +552,9 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
         .between(from, target.version)
         .any(|r| r.breaking.is_some());
 
-    to_update.sort_by(|a, b| {
-        spread_key(&a.host_id)
-            .cmp(&spread_key(&b.host_id))
-            .then_with(|| a.host_id.cmp(&b.host_id))
-    });
+    // Host ids are unique here (hosts were deduplicated), so the key orders
+    // totally and the result does not depend on the input order.
+    to_update.sort_by_cached_key(|step| (spread_key(&step.host_id), step.host_id.clone()));
     let mut phases = vec![
         backup_phase,
         server_phase,
