@@ -136,11 +136,27 @@ pub enum FactsSpec {
     },
 }
 
+/// The local command that performs one typed action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionCommand {
+    /// Program and arguments; placeholders such as `{artifact}` and
+    /// `{version}` are filled in per step. Run without a shell.
+    pub argv: Vec<String>,
+    pub timeout: Duration,
+    /// Exit codes that mean "try again later" (default: 1618).
+    pub transient_exit_codes: Vec<i32>,
+}
+
+/// Placeholders an action command may use.
+pub const PLACEHOLDERS: [&str; 4] = ["{artifact}", "{version}", "{role}", "{step}"];
+
 #[derive(Clone, Debug)]
 pub struct ComponentSpec {
     pub role: Role,
     pub version: VersionProbe,
     pub facts: FactsSpec,
+    /// Commands by action key (`install`, `stop_services`, ...).
+    pub actions: std::collections::BTreeMap<&'static str, ActionCommand>,
 }
 
 /// The validated configuration.
@@ -184,6 +200,64 @@ struct RawComponent {
     docroot: Option<PathBuf>,
     websocket: Option<Spanned<RawCheck>>,
     update_check: Option<Spanned<RawCheck>>,
+    actions: Option<RawActions>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActions {
+    backup: Option<Spanned<RawActionCommand>>,
+    stop_services: Option<Spanned<RawActionCommand>>,
+    install: Option<Spanned<RawActionCommand>>,
+    start_services: Option<Spanned<RawActionCommand>>,
+    reactivate_databases: Option<Spanned<RawActionCommand>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActionCommand {
+    command: Vec<String>,
+    timeout_seconds: Option<u32>,
+    transient_exit_codes: Option<Vec<i32>>,
+}
+
+/// Default limit for an action command: installers can take a while.
+pub const DEFAULT_ACTION_TIMEOUT_SECONDS: u32 = 1800;
+
+fn action_command(raw: &RawActionCommand) -> Result<ActionCommand, String> {
+    if raw.command.first().is_none_or(|p| p.trim().is_empty()) {
+        return Err("`command` needs at least the program, e.g. [\"msiexec\", \"/i\", \"{artifact}\", \"/qn\"]".into());
+    }
+    for arg in &raw.command {
+        let mut rest = arg.as_str();
+        while let Some(open) = rest.find('{') {
+            let Some(close) = rest[open..].find('}') else {
+                return Err(format!("`{arg}` has a `{{` without `}}`"));
+            };
+            let token = &rest[open..open + close + 1];
+            if !PLACEHOLDERS.contains(&token) {
+                return Err(format!(
+                    "unknown placeholder `{token}`; use {}",
+                    PLACEHOLDERS.join(", ")
+                ));
+            }
+            rest = &rest[open + close + 1..];
+        }
+    }
+    let timeout = raw
+        .timeout_seconds
+        .unwrap_or(DEFAULT_ACTION_TIMEOUT_SECONDS);
+    if !(1..=86_400).contains(&timeout) {
+        return Err("`timeout_seconds` must be between 1 and 86400".into());
+    }
+    Ok(ActionCommand {
+        argv: raw.command.clone(),
+        timeout: Duration::from_secs(u64::from(timeout)),
+        transient_exit_codes: raw
+            .transient_exit_codes
+            .clone()
+            .unwrap_or_else(|| vec![tierwise_common::action::MSI_ALREADY_RUNNING]),
+    })
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -422,10 +496,41 @@ pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
             },
             Role::AppServer => FactsSpec::None,
         };
+        let mut actions = std::collections::BTreeMap::new();
+        if let Some(raw) = &component.actions {
+            for (key, entry, server_only) in [
+                ("backup", &raw.backup, true),
+                ("stop_services", &raw.stop_services, false),
+                ("install", &raw.install, false),
+                ("start_services", &raw.start_services, false),
+                ("reactivate_databases", &raw.reactivate_databases, true),
+            ] {
+                let Some(entry) = entry else { continue };
+                let name = format!("actions.{key}");
+                if server_only && role != Role::Server {
+                    return Err(here(
+                        &name,
+                        Some(entry.span()),
+                        "only a `server` component has this action".into(),
+                    ));
+                }
+                if role == Role::Web && key == "install" {
+                    return Err(here(
+                        &name,
+                        Some(entry.span()),
+                        "the Web Application is deployed by the agent itself (empty the docroot, unzip); no install command".into(),
+                    ));
+                }
+                let command = action_command(entry.get_ref())
+                    .map_err(|m| here(&name, Some(entry.span()), m))?;
+                actions.insert(key, command);
+            }
+        }
         components.push(ComponentSpec {
             role,
             version,
             facts,
+            actions,
         });
     }
     components.sort_by_key(|c| c.role);
@@ -759,6 +864,39 @@ databases = { command = ["ps-databases", "--json"] }
             "{ registry = \"Password Secure Server\" }",
         );
         assert!(error(&text).contains("works only on Windows"));
+    }
+
+    #[test]
+    fn actions_are_checked() {
+        let with_actions = format!(
+            "{GOOD}[component.actions]\ninstall = {{ command = [\"msiexec\", \"/i\", \"{{artifact}}\", \"/qn\"], timeout_seconds = 600 }}\nbackup = {{ command = [\"backup.cmd\", \"{{step}}\"] }}\n"
+        );
+        let settings = parse(&with_actions, "agent.toml").unwrap();
+        let install = &settings.components[0].actions["install"];
+        assert_eq!(install.argv, ["msiexec", "/i", "{artifact}", "/qn"]);
+        assert_eq!(install.timeout, Duration::from_secs(600));
+        assert_eq!(install.transient_exit_codes, [1618]);
+        let err = error(
+            &with_actions
+                .replace("{{step}}", "{{host}}")
+                .replace("{step}", "{host}"),
+        );
+        assert!(
+            err.contains("`actions.backup`: unknown placeholder `{host}`"),
+            "{err}"
+        );
+        let err = error(&format!(
+            "{GOOD}[component.actions]\nreboot = {{ command = [\"x\"] }}\n"
+        ));
+        assert!(err.contains("unknown field `reboot`"), "{err}");
+        let client = GOOD.replace("role = \"server\"", "role = \"client\"");
+        let err = error(&format!(
+            "{client}[component.actions]\nbackup = {{ command = [\"x\"] }}\n"
+        ));
+        assert!(
+            err.contains("only a `server` component has this action"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -10,4 +10,5 @@ pub mod config;
 pub mod host;
 pub mod probe;
 pub mod session;
+pub mod steps;
 pub mod watcher;

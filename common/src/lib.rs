@@ -6,6 +6,7 @@
 //! hand it to functions here, and apply what comes back. That keeps every rule
 //! testable with plain values and property tests.
 
+pub mod action;
 pub mod catalogue;
 pub mod date;
 pub mod fixtures;

@@ -1,0 +1,128 @@
+//! The step journal: one small file per step id in the state directory,
+//! written before a step runs and after it ends, so that a step id is never
+//! executed twice — not when the controller delivers it again, not after the
+//! agent restarts.
+
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tierwise_common::action::{StepAction, StepOutcome};
+
+/// What the agent knows about one step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub step_id: String,
+    pub action: StepAction,
+    pub started_ms: i64,
+    /// `None` while the step runs (or if the agent died while it ran).
+    pub finished: Option<StepReport>,
+}
+
+/// How a step ended, as reported to the controller.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepReport {
+    pub step_id: String,
+    pub outcome: StepOutcome,
+    pub exit_code: Option<i32>,
+    /// The last lines of the command's output.
+    pub output_tail: String,
+    /// Why, in words; empty when it simply succeeded.
+    pub reason: String,
+    pub started_ms: i64,
+    pub finished_ms: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("step id `{0}` is not usable (letters, digits, `.`, `-`, `_`; at most 128)")]
+    BadStepId(String),
+    #[error("the step journal {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the step journal {path} is damaged: {source}")]
+    Corrupt {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+#[derive(Clone, Debug)]
+pub struct Journal {
+    dir: PathBuf,
+}
+
+impl Journal {
+    /// Opens (creating) `state_dir/steps`.
+    pub fn open(state_dir: &Path) -> Result<Self, JournalError> {
+        let dir = state_dir.join("steps");
+        std::fs::create_dir_all(&dir).map_err(|source| JournalError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        Ok(Self { dir })
+    }
+
+    fn path(&self, step_id: &str) -> Result<PathBuf, JournalError> {
+        // The id names a file: nothing that could leave the directory.
+        let usable = !step_id.is_empty()
+            && step_id.len() <= 128
+            && step_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && !step_id.starts_with('.');
+        if !usable {
+            return Err(JournalError::BadStepId(step_id.chars().take(64).collect()));
+        }
+        Ok(self.dir.join(format!("{step_id}.json")))
+    }
+
+    pub fn get(&self, step_id: &str) -> Result<Option<JournalEntry>, JournalError> {
+        let path = self.path(step_id)?;
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(JournalError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|source| JournalError::Corrupt {
+                path: path.display().to_string(),
+                source,
+            })
+    }
+
+    /// Writes the entry durably: a temporary file, flushed to disk, renamed
+    /// over the old one, so a crash leaves either the old or the new entry.
+    pub fn put(&self, entry: &JournalEntry) -> Result<(), JournalError> {
+        let path = self.path(&entry.step_id)?;
+        let io = |source| JournalError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(entry).map_err(|source| JournalError::Corrupt {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let mut file = std::fs::File::create(&tmp).map_err(io)?;
+        file.write_all(&text).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        drop(file);
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        // The rename itself is durable once the directory is synced (Unix).
+        #[cfg(unix)]
+        if let Ok(dir) = std::fs::File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}

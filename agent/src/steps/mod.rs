@@ -1,0 +1,257 @@
+//! Executing typed steps: each action maps to the command the agent's own
+//! configuration defines for it; nothing the controller sends is ever run as
+//! a command. Every step id is journaled before and after it runs.
+
+pub mod journal;
+
+use crate::config::{ActionCommand, ComponentSpec};
+use journal::{Journal, JournalEntry, JournalError, StepReport};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tierwise_common::action::{interpret_exit_code, StepAction, StepOutcome};
+use tokio::io::AsyncReadExt;
+
+/// How much of a command's output a report carries.
+pub const OUTPUT_TAIL_BYTES: usize = 4096;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// Runs steps for one agent, one at a time.
+#[derive(Debug)]
+pub struct Executor {
+    journal: Journal,
+    components: Vec<ComponentSpec>,
+}
+
+/// The last `max` bytes of `bytes` as text, starting at a line if possible.
+fn tail(bytes: &[u8], max: usize) -> String {
+    let start = bytes.len().saturating_sub(max);
+    let mut text = String::from_utf8_lossy(&bytes[start..]).into_owned();
+    if start > 0 {
+        if let Some(newline) = text.find('\n') {
+            text = text[newline + 1..].to_owned();
+        }
+    }
+    text
+}
+
+/// Reads a pipe to its end, keeping only the last `OUTPUT_TAIL_BYTES`
+/// (however much an installer prints).
+async fn read_tail<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> {
+    let mut kept: Vec<u8> = Vec::new();
+    if let Some(mut pipe) = pipe {
+        let mut buffer = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buffer).await {
+            if n == 0 {
+                break;
+            }
+            kept.extend_from_slice(&buffer[..n]);
+            if kept.len() > 2 * OUTPUT_TAIL_BYTES {
+                kept.drain(..kept.len() - OUTPUT_TAIL_BYTES);
+            }
+        }
+    }
+    kept
+}
+
+impl Executor {
+    pub fn new(state_dir: &Path, components: Vec<ComponentSpec>) -> Result<Self, JournalError> {
+        Ok(Self {
+            journal: Journal::open(state_dir)?,
+            components,
+        })
+    }
+
+    /// Executes a step at most once. A step id already finished returns its
+    /// recorded report; one that was running when the agent stopped is
+    /// reported as interrupted and not run again.
+    pub async fn execute(
+        &self,
+        step_id: &str,
+        action: &StepAction,
+        artifact: Option<&Path>,
+    ) -> Result<StepReport, JournalError> {
+        if let Some(entry) = self.journal.get(step_id)? {
+            if let Some(report) = entry.finished {
+                return Ok(report);
+            }
+            let report = StepReport {
+                step_id: step_id.to_owned(),
+                outcome: StepOutcome::Interrupted,
+                exit_code: None,
+                output_tail: String::new(),
+                reason: "the agent stopped while this step ran; its effect is unknown — check the host, \
+                         then retry or skip the step"
+                    .into(),
+                started_ms: entry.started_ms,
+                finished_ms: now_ms(),
+            };
+            self.journal.put(&JournalEntry {
+                finished: Some(report.clone()),
+                ..entry
+            })?;
+            return Ok(report);
+        }
+        let started_ms = now_ms();
+        let entry = JournalEntry {
+            step_id: step_id.to_owned(),
+            action: action.clone(),
+            started_ms,
+            finished: None,
+        };
+        self.journal.put(&entry)?;
+        let report = self.run(step_id, action, artifact, started_ms).await;
+        self.journal.put(&JournalEntry {
+            finished: Some(report.clone()),
+            ..entry
+        })?;
+        Ok(report)
+    }
+
+    fn command_for(&self, action: &StepAction) -> Result<&ActionCommand, String> {
+        let role = action.role().ok_or("this action runs no command")?;
+        let component = self
+            .components
+            .iter()
+            .find(|c| c.role == role)
+            .ok_or_else(|| format!("this host has no `{role}` component configured"))?;
+        component.actions.get(action.config_key()).ok_or_else(|| {
+            format!(
+                "the agent's configuration defines no `{}` action for the `{role}` component; \
+                 add [component.actions] {} = {{ command = [...] }}",
+                action.config_key(),
+                action.config_key()
+            )
+        })
+    }
+
+    async fn run(
+        &self,
+        step_id: &str,
+        action: &StepAction,
+        artifact: Option<&Path>,
+        started_ms: i64,
+    ) -> StepReport {
+        let report = |outcome, exit_code, output_tail: String, reason: String| StepReport {
+            step_id: step_id.to_owned(),
+            outcome,
+            exit_code,
+            output_tail,
+            reason,
+            started_ms,
+            finished_ms: now_ms(),
+        };
+        let command = match self.command_for(action) {
+            Ok(command) => command,
+            Err(reason) => return report(StepOutcome::Failed, None, String::new(), reason),
+        };
+        let fill = |arg: &str| -> Result<String, String> {
+            let mut out = arg.replace("{step}", step_id);
+            if let Some(role) = action.role() {
+                out = out.replace("{role}", role.as_str());
+            }
+            if out.contains("{version}") {
+                let version = action
+                    .version()
+                    .ok_or("`{version}` is not known for this action")?;
+                out = out.replace("{version}", &version.to_string());
+            }
+            if out.contains("{artifact}") {
+                let path = artifact
+                    .ok_or("the command needs `{artifact}` but the step brings no installer")?;
+                out = out.replace("{artifact}", &path.display().to_string());
+            }
+            Ok(out)
+        };
+        let argv = match command
+            .argv
+            .iter()
+            .map(|a| fill(a))
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(argv) => argv,
+            Err(reason) => return report(StepOutcome::Failed, None, String::new(), reason),
+        };
+        let (program, args) = match argv.split_first() {
+            Some(split) => split,
+            None => {
+                return report(
+                    StepOutcome::Failed,
+                    None,
+                    String::new(),
+                    "empty command".into(),
+                )
+            }
+        };
+        let mut child = match tokio::process::Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+        {
+            Ok(child) => child,
+            Err(e) => {
+                return report(
+                    StepOutcome::Failed,
+                    None,
+                    String::new(),
+                    format!("cannot run `{program}`: {e}"),
+                )
+            }
+        };
+        let mut stdout = child.stdout.take();
+        let mut stderr = child.stderr.take();
+        let run = async {
+            let (out, err) = tokio::join!(read_tail(stdout.take()), read_tail(stderr.take()));
+            (out, err, child.wait().await)
+        };
+        match tokio::time::timeout(command.timeout, run).await {
+            Err(_) => report(
+                StepOutcome::Failed,
+                None,
+                String::new(),
+                format!(
+                    "`{program}` did not finish within {} s and was stopped",
+                    command.timeout.as_secs()
+                ),
+            ),
+            Ok((out, err, status)) => {
+                let mut combined = out;
+                combined.extend_from_slice(&err);
+                let output_tail = tail(&combined, OUTPUT_TAIL_BYTES);
+                match status {
+                    Err(e) => report(
+                        StepOutcome::Failed,
+                        None,
+                        output_tail,
+                        format!("`{program}` failed: {e}"),
+                    ),
+                    Ok(status) => {
+                        let code = status.code();
+                        let outcome = interpret_exit_code(code, &command.transient_exit_codes);
+                        let reason = match (outcome, code) {
+                            (StepOutcome::Succeeded, _) => String::new(),
+                            (StepOutcome::SucceededRestartRequired, Some(c)) => {
+                                format!("exit code {c}: succeeded, the host must restart to finish")
+                            }
+                            (StepOutcome::FailedTransient, Some(c)) => {
+                                format!("exit code {c}: may succeed when retried (another installation running?)")
+                            }
+                            (_, Some(c)) => format!("`{program}` exited with code {c}"),
+                            (_, None) => format!("`{program}` was ended by a signal"),
+                        };
+                        report(outcome, code, output_tail, reason)
+                    }
+                }
+            }
+        }
+    }
+}

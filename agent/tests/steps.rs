@@ -1,0 +1,214 @@
+//! Typed steps run the locally configured command, at most once per step id.
+
+#![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
+#![cfg(unix)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+use tierwise_agent::config::{ActionCommand, ComponentSpec, FactsSpec, VersionProbe};
+use tierwise_agent::steps::journal::{Journal, JournalEntry};
+use tierwise_agent::steps::Executor;
+use tierwise_common::action::{StepAction, StepOutcome};
+use tierwise_common::{Role, Version};
+
+const V263: Version = Version::new(26, 3, 100, 34058);
+
+/// A stand-in installer: counts its runs in `runs`, prints its arguments,
+/// and exits with the code in the file `exit` (0 when absent).
+fn installer(dir: &Path) -> ActionCommand {
+    let script = format!(
+        "echo run >> {runs}; echo \"installing $@\"; echo 'MSI log line' >&2; exit $(cat {exit} 2>/dev/null || echo 0)",
+        runs = dir.join("runs").display(),
+        exit = dir.join("exit").display()
+    );
+    ActionCommand {
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            script,
+            "installer".into(),
+            "/i".into(),
+            "{artifact}".into(),
+            "VERSION={version}".into(),
+            "STEP={step}".into(),
+        ],
+        timeout: Duration::from_secs(10),
+        transient_exit_codes: vec![1618],
+    }
+}
+
+fn executor(dir: &Path, install: ActionCommand) -> Executor {
+    let client = ComponentSpec {
+        role: Role::Client,
+        version: VersionProbe::Fixed(Version::new(9, 3, 1, 33994)),
+        facts: FactsSpec::Client { update_check: None },
+        actions: BTreeMap::from([("install", install)]),
+    };
+    Executor::new(&dir.join("state"), vec![client]).unwrap()
+}
+
+fn install() -> StepAction {
+    StepAction::InstallComponent {
+        role: Role::Client,
+        version: V263,
+        artifact_sha256: None,
+    }
+}
+
+fn runs(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join("runs"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+#[tokio::test]
+async fn runs_the_configured_command_once_per_step_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = executor(dir.path(), installer(dir.path()));
+    let artifact = dir.path().join("client.msi");
+    let report = exec
+        .execute("step-1", &install(), Some(&artifact))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, StepOutcome::Succeeded, "{report:?}");
+    assert_eq!(report.exit_code, Some(0));
+    assert!(
+        report.output_tail.contains(&format!(
+            "installing /i {} VERSION=26.3.100.34058 STEP=step-1",
+            artifact.display()
+        )),
+        "{}",
+        report.output_tail
+    );
+    assert!(report.output_tail.contains("MSI log line"));
+    assert_eq!(runs(dir.path()), 1);
+
+    // Delivered again (controller restart, reconnect): the recorded result, no second run.
+    let again = exec
+        .execute("step-1", &install(), Some(&artifact))
+        .await
+        .unwrap();
+    assert_eq!(again, report);
+    // Even by a new agent process over the same state directory.
+    let restarted = executor(dir.path(), installer(dir.path()));
+    assert_eq!(
+        restarted
+            .execute("step-1", &install(), Some(&artifact))
+            .await
+            .unwrap(),
+        report
+    );
+    assert_eq!(runs(dir.path()), 1);
+}
+
+/// Exit codes as the executor reads them. Unix exit statuses stop at 255,
+/// so 3010 and 1641 (Windows Installer) are covered by the pure
+/// `interpret_exit_code` tests in common; here the transient list is local.
+#[tokio::test]
+async fn exit_codes_decide_the_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = installer(dir.path());
+    command.transient_exit_codes = vec![75];
+    let exec = executor(dir.path(), command);
+    let artifact = dir.path().join("client.msi");
+    for (id, code, outcome, reason) in [
+        ("c0", 0, StepOutcome::Succeeded, ""),
+        (
+            "c75",
+            75,
+            StepOutcome::FailedTransient,
+            "exit code 75: may succeed when retried",
+        ),
+        ("c1", 1, StepOutcome::Failed, "`sh` exited with code 1"),
+    ] {
+        std::fs::write(dir.path().join("exit"), code.to_string()).unwrap();
+        let report = exec.execute(id, &install(), Some(&artifact)).await.unwrap();
+        assert_eq!(report.exit_code, Some(code), "{id}");
+        assert_eq!(report.outcome, outcome, "{id}");
+        assert!(report.reason.contains(reason), "{id}: {}", report.reason);
+    }
+}
+
+#[tokio::test]
+async fn an_interrupted_step_is_reported_not_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = executor(dir.path(), installer(dir.path()));
+    // The journal says the step started and never finished: the agent died.
+    Journal::open(&dir.path().join("state"))
+        .unwrap()
+        .put(&JournalEntry {
+            step_id: "step-9".into(),
+            action: install(),
+            started_ms: 1,
+            finished: None,
+        })
+        .unwrap();
+    let report = exec.execute("step-9", &install(), None).await.unwrap();
+    assert_eq!(report.outcome, StepOutcome::Interrupted);
+    assert!(report.reason.contains("stopped while this step ran"));
+    assert_eq!(runs(dir.path()), 0);
+    assert_eq!(
+        exec.execute("step-9", &install(), None).await.unwrap(),
+        report
+    );
+}
+
+#[tokio::test]
+async fn what_is_not_configured_does_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = executor(dir.path(), installer(dir.path()));
+    let report = exec
+        .execute(
+            "step-2",
+            &StepAction::StopServices { role: Role::Client },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, StepOutcome::Failed);
+    assert!(
+        report.reason.contains("defines no `stop_services` action"),
+        "{}",
+        report.reason
+    );
+    let report = exec
+        .execute("step-3", &StepAction::Backup, None)
+        .await
+        .unwrap();
+    assert!(
+        report.reason.contains("no `server` component configured"),
+        "{}",
+        report.reason
+    );
+    let report = exec.execute("step-4", &install(), None).await.unwrap();
+    assert!(
+        report.reason.contains("needs `{artifact}`"),
+        "{}",
+        report.reason
+    );
+    assert_eq!(runs(dir.path()), 0);
+    for bad in ["../etc/passwd", "", ".hidden", "a/b", &"x".repeat(200)] {
+        assert!(
+            exec.execute(bad, &install(), None).await.is_err(),
+            "{bad:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_hanging_installer_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = installer(dir.path());
+    command.argv = vec!["sleep".into(), "30".into()];
+    command.timeout = Duration::from_millis(300);
+    let exec = executor(dir.path(), command);
+    let report = exec.execute("step-5", &install(), None).await.unwrap();
+    assert_eq!(report.outcome, StepOutcome::Failed);
+    assert!(
+        report.reason.contains("did not finish within"),
+        "{}",
+        report.reason
+    );
+}

@@ -1,0 +1,172 @@
+//! The typed actions a rollout asks an agent to perform, and how their
+//! outcome is read. The controller never sends command text: an action names
+//! what to do, and the agent runs what its own configuration defines for it.
+
+use crate::{Role, Version};
+use serde::{Deserialize, Serialize};
+
+/// One thing a step does on a host.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum StepAction {
+    /// Run the configured backup on the primary server.
+    Backup,
+    StopServices {
+        role: Role,
+    },
+    /// Install `version` of the role's component over the existing one.
+    InstallComponent {
+        role: Role,
+        version: Version,
+        /// The installer the agent must use; verified before it runs.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        artifact_sha256: Option<String>,
+    },
+    StartServices {
+        role: Role,
+    },
+    /// Reactivate the databases, which raises their patch level.
+    ReactivateDatabases {
+        version: Version,
+    },
+    /// Replace the Web Application in the document directory.
+    DeployWebApp {
+        version: Version,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        artifact_sha256: Option<String>,
+    },
+    /// Probe now and report the inventory.
+    Reprobe,
+}
+
+impl StepAction {
+    /// The configuration key of the command that performs this action.
+    pub const fn config_key(&self) -> &'static str {
+        match self {
+            StepAction::Backup => "backup",
+            StepAction::StopServices { .. } => "stop_services",
+            StepAction::InstallComponent { .. } => "install",
+            StepAction::StartServices { .. } => "start_services",
+            StepAction::ReactivateDatabases { .. } => "reactivate_databases",
+            StepAction::DeployWebApp { .. } => "deploy_web_app",
+            StepAction::Reprobe => "reprobe",
+        }
+    }
+
+    /// The role whose configuration defines the command.
+    pub const fn role(&self) -> Option<Role> {
+        match self {
+            StepAction::Backup | StepAction::ReactivateDatabases { .. } => Some(Role::Server),
+            StepAction::StopServices { role }
+            | StepAction::StartServices { role }
+            | StepAction::InstallComponent { role, .. } => Some(*role),
+            StepAction::DeployWebApp { .. } => Some(Role::Web),
+            StepAction::Reprobe => None,
+        }
+    }
+
+    /// The version the action moves to, for the `{version}` placeholder.
+    pub const fn version(&self) -> Option<Version> {
+        match self {
+            StepAction::InstallComponent { version, .. }
+            | StepAction::ReactivateDatabases { version }
+            | StepAction::DeployWebApp { version, .. } => Some(*version),
+            _ => None,
+        }
+    }
+}
+
+/// How a step ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutcome {
+    Succeeded,
+    /// Succeeded; the host must restart to finish (MSI 3010, 1641).
+    SucceededRestartRequired,
+    Failed,
+    /// Failed for a reason that may pass on its own (another installation
+    /// running, MSI 1618); the controller may retry.
+    FailedTransient,
+    /// The agent stopped while the step ran; its effect is unknown.
+    Interrupted,
+}
+
+impl StepOutcome {
+    pub const fn succeeded(self) -> bool {
+        matches!(
+            self,
+            StepOutcome::Succeeded | StepOutcome::SucceededRestartRequired
+        )
+    }
+}
+
+/// Windows Installer: "another installation is already in progress".
+pub const MSI_ALREADY_RUNNING: i32 = 1618;
+/// Windows Installer: success, restart required.
+pub const MSI_RESTART_REQUIRED: i32 = 3010;
+/// Windows Installer: success, restart initiated.
+pub const MSI_RESTART_STARTED: i32 = 1641;
+
+/// Reads an installer's exit code: 0 succeeds; 3010 and 1641 succeed with a
+/// restart required; codes in `transient` (by default 1618) may be retried;
+/// anything else, or no code at all (killed), fails.
+pub fn interpret_exit_code(code: Option<i32>, transient: &[i32]) -> StepOutcome {
+    match code {
+        Some(0) => StepOutcome::Succeeded,
+        Some(MSI_RESTART_REQUIRED | MSI_RESTART_STARTED) => StepOutcome::SucceededRestartRequired,
+        Some(code) if transient.contains(&code) => StepOutcome::FailedTransient,
+        _ => StepOutcome::Failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn installer_exit_codes() {
+        let transient = [MSI_ALREADY_RUNNING];
+        assert_eq!(
+            interpret_exit_code(Some(0), &transient),
+            StepOutcome::Succeeded
+        );
+        assert_eq!(
+            interpret_exit_code(Some(3010), &transient),
+            StepOutcome::SucceededRestartRequired
+        );
+        assert_eq!(
+            interpret_exit_code(Some(1641), &transient),
+            StepOutcome::SucceededRestartRequired
+        );
+        assert_eq!(
+            interpret_exit_code(Some(1618), &transient),
+            StepOutcome::FailedTransient
+        );
+        assert_eq!(
+            interpret_exit_code(Some(1603), &transient),
+            StepOutcome::Failed
+        );
+        assert_eq!(interpret_exit_code(None, &transient), StepOutcome::Failed);
+        assert!(StepOutcome::SucceededRestartRequired.succeeded());
+        assert!(!StepOutcome::Interrupted.succeeded());
+    }
+
+    #[test]
+    fn actions_name_their_command_and_role() {
+        let install = StepAction::InstallComponent {
+            role: Role::Client,
+            version: Version::new(26, 3, 100, 34058),
+            artifact_sha256: None,
+        };
+        assert_eq!(install.config_key(), "install");
+        assert_eq!(install.role(), Some(Role::Client));
+        assert_eq!(install.version(), Some(Version::new(26, 3, 100, 34058)));
+        assert_eq!(StepAction::Backup.role(), Some(Role::Server));
+        let json = serde_json::to_string(&install).unwrap();
+        assert_eq!(
+            json,
+            r#"{"action":"install_component","role":"client","version":"26.3.100.34058"}"#
+        );
+        assert_eq!(serde_json::from_str::<StepAction>(&json).unwrap(), install);
+    }
+}
