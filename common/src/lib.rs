@@ -18,6 +18,7 @@ pub mod name;
 pub mod plan;
 pub mod requirement;
 pub mod role;
+pub mod rollout;
 pub mod rules;
 pub mod version;
 pub mod waves;

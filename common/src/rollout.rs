@@ -1,0 +1,751 @@
+//! Rollout execution as a pure function: given what the store knows about a
+//! rollout (its steps and their states) and what the agents report (the
+//! inventory), `decide` says what to do next. The controller loads a
+//! snapshot, calls `decide`, and applies the decisions in one transaction,
+//! so a restart at any moment loses nothing: the next snapshot simply leads
+//! to the same decisions again.
+
+use crate::action::{StepAction, StepOutcome};
+use crate::plan::{Action, PhaseKind, Plan};
+use crate::{HostRecord, ProbedVersion, Role, Version};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RolloutState {
+    Running,
+    Paused,
+    WaitingForApproval,
+    Completed,
+    Failed,
+    Aborted,
+}
+
+impl RolloutState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RolloutState::Running => "running",
+            RolloutState::Paused => "paused",
+            RolloutState::WaitingForApproval => "waiting_for_approval",
+            RolloutState::Completed => "completed",
+            RolloutState::Failed => "failed",
+            RolloutState::Aborted => "aborted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            RolloutState::Running,
+            RolloutState::Paused,
+            RolloutState::WaitingForApproval,
+            RolloutState::Completed,
+            RolloutState::Failed,
+            RolloutState::Aborted,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// No further change can happen.
+    pub const fn is_final(self) -> bool {
+        matches!(self, RolloutState::Completed | RolloutState::Aborted)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepState {
+    Pending,
+    Dispatched,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+impl StepState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Dispatched => "dispatched",
+            StepState::Succeeded => "succeeded",
+            StepState::Failed => "failed",
+            StepState::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            StepState::Pending,
+            StepState::Dispatched,
+            StepState::Succeeded,
+            StepState::Failed,
+            StepState::Skipped,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// How many failed clients a wave tolerates before the rollout halts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorThreshold {
+    Percent(u8),
+    Count(usize),
+}
+
+impl ErrorThreshold {
+    /// `5%` or `3`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if let Some(percent) = text.strip_suffix('%') {
+            let value: u8 = percent
+                .trim()
+                .parse()
+                .ok()
+                .filter(|p| *p <= 100)
+                .ok_or_else(|| format!("`{text}` is not a share from 0% to 100%"))?;
+            return Ok(ErrorThreshold::Percent(value));
+        }
+        text.parse::<usize>()
+            .map(ErrorThreshold::Count)
+            .map_err(|_| format!("`{text}` is neither a share (5%) nor a number of hosts (3)"))
+    }
+
+    /// Failures allowed among `total` steps.
+    pub fn allowed(self, total: usize) -> usize {
+        match self {
+            ErrorThreshold::Percent(p) => total * usize::from(p) / 100,
+            ErrorThreshold::Count(n) => n,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutOptions {
+    pub error_threshold: ErrorThreshold,
+    /// Each phase after the first waits for `rollout approve`.
+    pub approve_phases: bool,
+    /// Attempts of a step that fails transiently.
+    pub max_attempts: u32,
+    pub step_timeout_ms: i64,
+    /// Wait before the first retry; doubles with each attempt.
+    pub retry_backoff_ms: i64,
+}
+
+impl Default for RolloutOptions {
+    fn default() -> Self {
+        Self {
+            error_threshold: ErrorThreshold::Percent(5),
+            approve_phases: false,
+            max_attempts: 3,
+            step_timeout_ms: 2 * 3600 * 1000,
+            retry_backoff_ms: 30_000,
+        }
+    }
+}
+
+/// One step as the store holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecStep {
+    pub step_id: String,
+    pub phase: usize,
+    pub host_id: String,
+    pub action: StepAction,
+    pub state: StepState,
+    pub attempts: u32,
+    /// When the state last changed (Unix ms).
+    pub changed_ms: i64,
+    pub outcome: Option<StepOutcome>,
+    pub reason: String,
+}
+
+/// The phases of a rollout, in order, each with its steps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecPhase {
+    pub kind: PhaseKind,
+}
+
+/// Turns a plan into executable phases and steps: the server's install
+/// becomes stop services → install → start services; one reactivation step
+/// covers the databases. Step ids are `{rollout}-{n}`.
+pub fn steps_from_plan(
+    rollout_id: &str,
+    plan: &Plan,
+    now_ms: i64,
+) -> (Vec<ExecPhase>, Vec<ExecStep>) {
+    let mut phases = Vec::new();
+    let mut steps = Vec::new();
+    let push = |phase: usize, host_id: &str, action: StepAction, steps: &mut Vec<ExecStep>| {
+        let step_id = format!("{rollout_id}-{}", steps.len() + 1);
+        steps.push(ExecStep {
+            step_id,
+            phase,
+            host_id: host_id.to_owned(),
+            action,
+            state: StepState::Pending,
+            attempts: 0,
+            changed_ms: now_ms,
+            outcome: None,
+            reason: String::new(),
+        });
+    };
+    for phase in &plan.phases {
+        if phase.steps.is_empty() {
+            continue;
+        }
+        let index = phases.len();
+        phases.push(ExecPhase { kind: phase.kind });
+        let mut reactivated = false;
+        for step in &phase.steps {
+            let to = step.to;
+            match step.action {
+                Action::Backup => push(index, &step.host_id, StepAction::Backup, &mut steps),
+                Action::InstallServer | Action::InstallAppServer => {
+                    let role = if step.action == Action::InstallServer {
+                        Role::Server
+                    } else {
+                        Role::AppServer
+                    };
+                    push(
+                        index,
+                        &step.host_id,
+                        StepAction::StopServices { role },
+                        &mut steps,
+                    );
+                    push(
+                        index,
+                        &step.host_id,
+                        StepAction::InstallComponent {
+                            role,
+                            version: to,
+                            artifact_sha256: None,
+                        },
+                        &mut steps,
+                    );
+                    push(
+                        index,
+                        &step.host_id,
+                        StepAction::StartServices { role },
+                        &mut steps,
+                    );
+                }
+                Action::ReactivateDatabase if !reactivated => {
+                    reactivated = true;
+                    push(
+                        index,
+                        &step.host_id,
+                        StepAction::ReactivateDatabases { version: to },
+                        &mut steps,
+                    );
+                }
+                Action::ReactivateDatabase => {}
+                Action::DeployWebApp => push(
+                    index,
+                    &step.host_id,
+                    StepAction::DeployWebApp {
+                        version: to,
+                        artifact_sha256: None,
+                    },
+                    &mut steps,
+                ),
+                Action::InstallClient => push(
+                    index,
+                    &step.host_id,
+                    StepAction::InstallComponent {
+                        role: Role::Client,
+                        version: to,
+                        artifact_sha256: None,
+                    },
+                    &mut steps,
+                ),
+            }
+        }
+    }
+    (phases, steps)
+}
+
+/// What `decide` sees.
+#[derive(Clone, Copy, Debug)]
+pub struct RolloutSnapshot<'a> {
+    pub state: RolloutState,
+    pub current_phase: usize,
+    pub target: Version,
+    pub options: &'a RolloutOptions,
+    pub phases: &'a [ExecPhase],
+    pub steps: &'a [ExecStep],
+    /// The installation's hosts as the agents report them now.
+    pub hosts: &'a [HostRecord],
+}
+
+/// What the controller should do next.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Send the step to its (connected) host.
+    Dispatch { step_id: String },
+    /// The step got no result in time: it failed.
+    TimedOut { step_id: String },
+    /// A transient failure: try the step again.
+    Retry { step_id: String },
+    /// The current phase is done (results and observed state agree).
+    EnterPhase { phase: usize },
+    /// The current phase is done; the next waits for `rollout approve`.
+    AwaitApproval { phase: usize },
+    /// Stop: a step failed for good or a wave crossed its error threshold.
+    Halt { reason: String },
+    /// Every phase is done.
+    Complete,
+}
+
+fn observed(hosts: &BTreeMap<&str, &HostRecord>, host_id: &str, role: Role) -> Option<Version> {
+    hosts
+        .get(host_id)?
+        .inventory
+        .component(role)
+        .and_then(|c| match c.version {
+            ProbedVersion::Installed(v) => Some(v),
+            _ => None,
+        })
+}
+
+/// Whether what a succeeded step should have changed is what the agent now
+/// reports.
+fn verified(step: &ExecStep, hosts: &BTreeMap<&str, &HostRecord>) -> bool {
+    match &step.action {
+        StepAction::InstallComponent { role, version, .. } => {
+            observed(hosts, &step.host_id, *role) == Some(*version)
+        }
+        StepAction::DeployWebApp { version, .. } => {
+            observed(hosts, &step.host_id, Role::Web) == Some(*version)
+        }
+        StepAction::ReactivateDatabases { version } => {
+            hosts.get(step.host_id.as_str()).is_some_and(|h| {
+                h.inventory
+                    .component(Role::Server)
+                    .is_some_and(|c| match &c.facts {
+                        crate::Facts::Server(facts) => facts
+                            .databases
+                            .iter()
+                            .all(|db| db.active && db.patch_level == Some(*version)),
+                        _ => false,
+                    })
+            })
+        }
+        StepAction::Backup
+        | StepAction::StopServices { .. }
+        | StepAction::StartServices { .. }
+        | StepAction::Reprobe => true,
+    }
+}
+
+/// The next decisions for a running rollout; none for any other state.
+pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
+    if snapshot.state != RolloutState::Running {
+        return Vec::new();
+    }
+    let options = snapshot.options;
+    let hosts: BTreeMap<&str, &HostRecord> = snapshot
+        .hosts
+        .iter()
+        .map(|h| (h.host_id.as_str(), h))
+        .collect();
+    let phase = snapshot.current_phase;
+    let Some(kind) = snapshot.phases.get(phase).map(|p| p.kind) else {
+        return vec![Decision::Complete];
+    };
+    let steps: Vec<&ExecStep> = snapshot.steps.iter().filter(|s| s.phase == phase).collect();
+    let is_wave = matches!(kind, PhaseKind::ClientWave { .. });
+    let mut decisions = Vec::new();
+
+    // A failure that will not be retried.
+    let final_failure = |s: &ExecStep| {
+        s.state == StepState::Failed
+            && !(s.outcome == Some(StepOutcome::FailedTransient)
+                && s.attempts < options.max_attempts)
+    };
+    let failed: Vec<&&ExecStep> = steps.iter().filter(|s| final_failure(s)).collect();
+    if is_wave {
+        let allowed = options.error_threshold.allowed(steps.len());
+        if failed.len() > allowed {
+            return vec![Decision::Halt {
+                reason: format!(
+                    "{} of {} client(s) in this wave failed, more than the {} the error threshold allows",
+                    failed.len(),
+                    steps.len(),
+                    allowed
+                ),
+            }];
+        }
+    } else if let Some(step) = failed.first() {
+        return vec![Decision::Halt {
+            reason: format!(
+                "step {} ({}) on {} failed: {}",
+                step.step_id,
+                step.action.config_key(),
+                step.host_id,
+                if step.reason.is_empty() {
+                    "no reason given"
+                } else {
+                    &step.reason
+                }
+            ),
+        }];
+    }
+
+    for (index, step) in steps.iter().enumerate() {
+        match step.state {
+            StepState::Pending => {
+                // Steps of one host run in order: stop, install, start.
+                let earlier_done = steps[..index]
+                    .iter()
+                    .filter(|s| s.host_id == step.host_id)
+                    .all(|s| matches!(s.state, StepState::Succeeded | StepState::Skipped));
+                let online = hosts.get(step.host_id.as_str()).is_some_and(|h| h.online);
+                if earlier_done && online {
+                    decisions.push(Decision::Dispatch {
+                        step_id: step.step_id.clone(),
+                    });
+                }
+            }
+            StepState::Dispatched if now_ms - step.changed_ms > options.step_timeout_ms => {
+                decisions.push(Decision::TimedOut {
+                    step_id: step.step_id.clone(),
+                });
+            }
+            StepState::Failed
+                if step.outcome == Some(StepOutcome::FailedTransient)
+                    && step.attempts < options.max_attempts =>
+            {
+                let shift = step.attempts.saturating_sub(1).min(16);
+                let wait = options.retry_backoff_ms.saturating_mul(1 << shift);
+                if now_ms - step.changed_ms >= wait {
+                    decisions.push(Decision::Retry {
+                        step_id: step.step_id.clone(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    if !decisions.is_empty() {
+        return decisions;
+    }
+
+    // Done when every step has ended and the agents report the result.
+    let all_ended = steps
+        .iter()
+        .all(|s| matches!(s.state, StepState::Succeeded | StepState::Skipped) || final_failure(s));
+    let all_verified = steps
+        .iter()
+        .filter(|s| s.state == StepState::Succeeded)
+        .all(|s| verified(s, &hosts));
+    if !(all_ended && all_verified) {
+        return decisions;
+    }
+    let next = phase + 1;
+    if next >= snapshot.phases.len() {
+        return vec![Decision::Complete];
+    }
+    if options.approve_phases {
+        vec![Decision::AwaitApproval { phase: next }]
+    } else {
+        vec![Decision::EnterPhase { phase: next }]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{client, licence, password_secure_catalogue, server, web};
+    use crate::plan::{plan, PlanRequest};
+    use crate::{Check, ClientWaves, WebServerKind};
+
+    const V931: Version = Version::new(9, 3, 1, 33994);
+    const V263: Version = Version::new(26, 3, 100, 34058);
+
+    fn fleet(server_at: Version, clients: usize) -> Vec<HostRecord> {
+        let mut hosts = vec![
+            server("srv", "prod", server_at, &[("PSDB", true, server_at)]),
+            web("web", "prod", V931, WebServerKind::Apache, Check::Yes),
+        ];
+        for i in 0..clients {
+            hosts.push(client(
+                &format!("cl-{i:02}"),
+                "prod",
+                ProbedVersion::Installed(V931),
+                Check::No,
+            ));
+        }
+        hosts
+    }
+
+    fn rollout(clients: usize) -> (Vec<ExecPhase>, Vec<ExecStep>) {
+        let hosts = fleet(V931, clients);
+        let catalogue = password_secure_catalogue();
+        let licence = licence("prod", "2026-12-31");
+        let waves = ClientWaves::parse("50%,100%").unwrap();
+        let plan = plan(&PlanRequest {
+            installation: "prod",
+            hosts: &hosts,
+            catalogue: &catalogue,
+            licence: Some(&licence),
+            target: V263,
+            waves: &waves,
+        })
+        .unwrap();
+        steps_from_plan("r1", &plan, 0)
+    }
+
+    fn snapshot<'a>(
+        phase: usize,
+        phases: &'a [ExecPhase],
+        steps: &'a [ExecStep],
+        hosts: &'a [HostRecord],
+        options: &'a RolloutOptions,
+    ) -> RolloutSnapshot<'a> {
+        RolloutSnapshot {
+            state: RolloutState::Running,
+            current_phase: phase,
+            target: V263,
+            options,
+            phases,
+            steps,
+            hosts,
+        }
+    }
+
+    fn set(steps: &mut [ExecStep], id: &str, state: StepState, outcome: Option<StepOutcome>) {
+        let step = steps.iter_mut().find(|s| s.step_id == id).unwrap();
+        step.state = state;
+        step.outcome = outcome;
+        if state == StepState::Dispatched {
+            step.attempts += 1;
+        }
+    }
+
+    #[test]
+    fn expands_the_plan_into_ordered_steps() {
+        let (phases, steps) = rollout(4);
+        let kinds: Vec<PhaseKind> = phases.iter().map(|p| p.kind).collect();
+        assert_eq!(
+            kinds[..4],
+            [
+                PhaseKind::Backup,
+                PhaseKind::Server,
+                PhaseKind::Databases,
+                PhaseKind::Web
+            ]
+        );
+        let server: Vec<&str> = steps
+            .iter()
+            .filter(|s| s.phase == 1)
+            .map(|s| s.action.config_key())
+            .collect();
+        assert_eq!(server, ["stop_services", "install", "start_services"]);
+        assert_eq!(
+            steps.iter().filter(|s| s.phase == 2).count(),
+            1,
+            "one reactivation for all databases"
+        );
+        assert_eq!(steps[0].step_id, "r1-1");
+    }
+
+    #[test]
+    fn a_phase_completes_only_when_the_agents_report_the_result() {
+        let (phases, mut steps) = rollout(2);
+        let options = RolloutOptions::default();
+        let mut hosts = fleet(V931, 2);
+        // Server phase: the host's steps go one after the other.
+        let d = decide(&snapshot(1, &phases, &steps, &hosts, &options), 0);
+        assert_eq!(
+            d,
+            [Decision::Dispatch {
+                step_id: "r1-2".into()
+            }]
+        );
+        for id in ["r1-2", "r1-3", "r1-4"] {
+            set(
+                &mut steps,
+                id,
+                StepState::Succeeded,
+                Some(StepOutcome::Succeeded),
+            );
+        }
+        // Exit codes say yes, the inventory still says 9.3.1: wait.
+        assert!(decide(&snapshot(1, &phases, &steps, &hosts, &options), 0).is_empty());
+        hosts[0] = server("srv", "prod", V263, &[("PSDB", false, V931)]);
+        assert_eq!(
+            decide(&snapshot(1, &phases, &steps, &hosts, &options), 0),
+            [Decision::EnterPhase { phase: 2 }]
+        );
+        // Databases: verified when every database is active at the target.
+        set(
+            &mut steps,
+            "r1-5",
+            StepState::Succeeded,
+            Some(StepOutcome::Succeeded),
+        );
+        assert!(decide(&snapshot(2, &phases, &steps, &hosts, &options), 0).is_empty());
+        hosts[0] = server("srv", "prod", V263, &[("PSDB", true, V263)]);
+        assert_eq!(
+            decide(&snapshot(2, &phases, &steps, &hosts, &options), 0),
+            [Decision::EnterPhase { phase: 3 }]
+        );
+        let with_approval = RolloutOptions {
+            approve_phases: true,
+            ..options.clone()
+        };
+        assert_eq!(
+            decide(&snapshot(2, &phases, &steps, &hosts, &with_approval), 0),
+            [Decision::AwaitApproval { phase: 3 }]
+        );
+    }
+
+    #[test]
+    fn a_failed_server_step_halts_before_anything_else() {
+        let (phases, mut steps) = rollout(2);
+        let hosts = fleet(V931, 2);
+        let options = RolloutOptions::default();
+        set(
+            &mut steps,
+            "r1-2",
+            StepState::Succeeded,
+            Some(StepOutcome::Succeeded),
+        );
+        set(
+            &mut steps,
+            "r1-3",
+            StepState::Failed,
+            Some(StepOutcome::Failed),
+        );
+        let d = decide(&snapshot(1, &phases, &steps, &hosts, &options), 0);
+        assert!(
+            matches!(&d[..], [Decision::Halt { reason }] if reason.contains("r1-3 (install) on srv failed")),
+            "{d:?}"
+        );
+    }
+
+    #[test]
+    fn transient_failures_are_retried_with_backoff_then_halt() {
+        let (phases, mut steps) = rollout(2);
+        let hosts = fleet(V931, 2);
+        let options = RolloutOptions::default();
+        set(&mut steps, "r1-2", StepState::Dispatched, None);
+        set(
+            &mut steps,
+            "r1-2",
+            StepState::Failed,
+            Some(StepOutcome::FailedTransient),
+        );
+        assert!(
+            decide(&snapshot(1, &phases, &steps, &hosts, &options), 1_000).is_empty(),
+            "backoff"
+        );
+        assert_eq!(
+            decide(&snapshot(1, &phases, &steps, &hosts, &options), 30_000),
+            [Decision::Retry {
+                step_id: "r1-2".into()
+            }]
+        );
+        steps[1].attempts = options.max_attempts;
+        assert!(matches!(
+            decide(&snapshot(1, &phases, &steps, &hosts, &options), 60_000)[..],
+            [Decision::Halt { .. }]
+        ));
+    }
+
+    #[test]
+    fn offline_hosts_wait_and_silent_steps_time_out() {
+        let (phases, mut steps) = rollout(2);
+        let mut hosts = fleet(V931, 2);
+        let options = RolloutOptions::default();
+        hosts[0].online = false;
+        assert!(
+            decide(&snapshot(1, &phases, &steps, &hosts, &options), 0).is_empty(),
+            "nothing to send to an offline host"
+        );
+        hosts[0].online = true;
+        set(&mut steps, "r1-2", StepState::Dispatched, None);
+        assert!(decide(
+            &snapshot(1, &phases, &steps, &hosts, &options),
+            options.step_timeout_ms
+        )
+        .is_empty());
+        assert_eq!(
+            decide(
+                &snapshot(1, &phases, &steps, &hosts, &options),
+                options.step_timeout_ms + 1
+            ),
+            [Decision::TimedOut {
+                step_id: "r1-2".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn a_wave_over_its_error_threshold_halts() {
+        let (phases, mut steps) = rollout(8);
+        let hosts = fleet(V931, 8);
+        let wave = phases
+            .iter()
+            .position(|p| matches!(p.kind, PhaseKind::ClientWave { .. }))
+            .unwrap();
+        let ids: Vec<String> = steps
+            .iter()
+            .filter(|s| s.phase == wave)
+            .map(|s| s.step_id.clone())
+            .collect();
+        assert_eq!(ids.len(), 4);
+        let one = RolloutOptions {
+            error_threshold: ErrorThreshold::Count(1),
+            ..RolloutOptions::default()
+        };
+        set(
+            &mut steps,
+            &ids[0],
+            StepState::Failed,
+            Some(StepOutcome::Failed),
+        );
+        assert!(!matches!(
+            decide(&snapshot(wave, &phases, &steps, &hosts, &one), 0)[..],
+            [Decision::Halt { .. }]
+        ));
+        set(
+            &mut steps,
+            &ids[1],
+            StepState::Failed,
+            Some(StepOutcome::Failed),
+        );
+        let d = decide(&snapshot(wave, &phases, &steps, &hosts, &one), 0);
+        assert!(
+            matches!(&d[..], [Decision::Halt { reason }] if reason.contains("2 of 4 client(s)")),
+            "{d:?}"
+        );
+        assert_eq!(ErrorThreshold::parse("5%").unwrap().allowed(100), 5);
+        assert_eq!(ErrorThreshold::parse("3"), Ok(ErrorThreshold::Count(3)));
+        assert!(ErrorThreshold::parse("150%").is_err() && ErrorThreshold::parse("x").is_err());
+    }
+
+    #[test]
+    fn only_a_running_rollout_moves() {
+        let (phases, steps) = rollout(1);
+        let hosts = fleet(V931, 1);
+        let options = RolloutOptions::default();
+        for state in [
+            RolloutState::Paused,
+            RolloutState::WaitingForApproval,
+            RolloutState::Failed,
+            RolloutState::Aborted,
+        ] {
+            let snap = RolloutSnapshot {
+                state,
+                ..snapshot(0, &phases, &steps, &hosts, &options)
+            };
+            assert!(decide(&snap, 0).is_empty());
+        }
+        let done = snapshot(phases.len(), &phases, &steps, &hosts, &options);
+        assert_eq!(decide(&done, 0), [Decision::Complete]);
+    }
+}
