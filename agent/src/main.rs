@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tierwise_agent::{config, probe, session, watcher::InventoryWatcher};
+use tierwise_agent::{config, probe, session, steps, watcher::InventoryWatcher};
 use tierwise_common::json::ComponentJson;
 use tierwise_runtime::logging::LogFormat;
 
@@ -56,8 +56,16 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let watcher =
         InventoryWatcher::start(settings.components.clone(), settings.probe_interval).await;
+    let executor = steps::Executor::new(&settings.state_dir, settings.components.clone())
+        .with_context(|| {
+            format!(
+                "cannot open the step journal in {}",
+                settings.state_dir.display()
+            )
+        })?;
+    let runner = steps::StepRunner::spawn(executor, watcher.refresh.clone());
     tokio::select! {
-        _ = session::run_forever(settings, watcher) => {}
+        _ = session::run_forever(settings, watcher, runner) => {}
         _ = tierwise_runtime::shutdown::signal() => tracing::info!("stopping"),
     }
     Ok(ExitCode::SUCCESS)

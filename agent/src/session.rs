@@ -5,6 +5,8 @@
 use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::host;
+use crate::steps::journal::StepReport;
+use crate::steps::StepRunner;
 use crate::watcher::InventoryWatcher;
 use std::time::{Duration, Instant};
 use tierwise_proto::v1::{
@@ -36,12 +38,12 @@ pub enum SessionError {
 }
 
 /// Runs sessions until the process is asked to stop.
-pub async fn run_forever(settings: Settings, watcher: InventoryWatcher) {
+pub async fn run_forever(settings: Settings, watcher: InventoryWatcher, mut steps: StepRunner) {
     let mut backoff = Backoff::new(Duration::from_secs(1), settings.reconnect_max);
     let mut watcher = watcher;
     loop {
         let started = Instant::now();
-        let result = run_session(&settings, &mut watcher).await;
+        let result = run_session(&settings, &mut watcher, &mut steps).await;
         if started.elapsed() >= HEALTHY_SESSION {
             backoff.reset();
         }
@@ -65,6 +67,7 @@ pub async fn run_forever(settings: Settings, watcher: InventoryWatcher) {
 async fn run_session(
     settings: &Settings,
     watcher: &mut InventoryWatcher,
+    steps: &mut StepRunner,
 ) -> Result<(), SessionError> {
     let endpoint = Endpoint::from_shared(settings.controller.clone())
         .map_err(SessionError::Address)?
@@ -121,6 +124,12 @@ async fn run_session(
                 }
                 info!("inventory reported");
             }
+            Some(report) = steps.reports.recv() => {
+                let message = AgentMessage { body: Some(agent_message::Body::StepResult(step_result(&report))) };
+                if outbound.send(message).await.is_err() {
+                    return Err(SessionError::Closed);
+                }
+            }
             message = inbound.message() => {
                 let Some(message) = message.map_err(SessionError::Stream)? else {
                     return Err(SessionError::Closed);
@@ -134,9 +143,32 @@ async fn run_session(
                         // A full queue means a probe is already pending.
                         let _ = watcher.refresh.try_send(());
                     }
+                    Some(controller_message::Body::Command(command)) => {
+                        match tierwise_proto::convert::command_from_wire(&command) {
+                            Ok(step) => {
+                                if steps.commands.send(step).await.is_err() {
+                                    return Err(SessionError::Closed);
+                                }
+                            }
+                            Err(why) => warn!(step_id = %command.step_id, %why, "ignoring a command this agent cannot read"),
+                        }
+                    }
                     None => warn!("ignoring a message this agent does not understand; is the controller newer?"),
                 }
             }
         }
+    }
+}
+
+fn step_result(report: &StepReport) -> tierwise_proto::v1::StepResult {
+    tierwise_proto::v1::StepResult {
+        step_id: report.step_id.clone(),
+        outcome: tierwise_proto::v1::StepOutcome::from(report.outcome).into(),
+        has_exit_code: report.exit_code.is_some(),
+        exit_code: report.exit_code.unwrap_or_default(),
+        output_tail: report.output_tail.clone(),
+        reason: report.reason.clone(),
+        started_ms: report.started_ms,
+        finished_ms: report.finished_ms,
     }
 }

@@ -266,6 +266,19 @@ pub fn steps_from_plan(
     (phases, steps)
 }
 
+/// The id an agent sees for one attempt of a step: `{step_id}.{attempt}`.
+/// The agent runs each id at most once, so a redelivered attempt is never
+/// run twice, while a retry (a new attempt) really runs again.
+pub fn dispatch_id(step_id: &str, attempt: u32) -> String {
+    format!("{step_id}.{attempt}")
+}
+
+/// Splits a dispatch id back into the step id and the attempt.
+pub fn parse_dispatch_id(id: &str) -> Option<(&str, u32)> {
+    let (step, attempt) = id.rsplit_once('.')?;
+    Some((step, attempt.parse().ok()?))
+}
+
 /// What `decide` sees.
 #[derive(Clone, Copy, Debug)]
 pub struct RolloutSnapshot<'a> {
@@ -523,6 +536,14 @@ mod tests {
         if state == StepState::Dispatched {
             step.attempts += 1;
         }
+    }
+
+    #[test]
+    fn dispatch_ids_name_the_attempt() {
+        assert_eq!(dispatch_id("r1-3", 2), "r1-3.2");
+        assert_eq!(parse_dispatch_id("r1-3.2"), Some(("r1-3", 2)));
+        assert_eq!(parse_dispatch_id("r1-3"), None);
+        assert_eq!(parse_dispatch_id("r1-3.x"), None);
     }
 
     #[test]

@@ -10,7 +10,9 @@
 pub mod cli;
 pub mod clock;
 pub mod demo;
+pub mod engine;
 pub mod grpc;
 pub mod paths;
+pub mod rollout_view;
 pub mod server;
 pub mod store;

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use tierwise_common::Role;
 use tierwise_controller::{cli, demo, server};
+use tierwise_proto::v1::RolloutChange;
 use tierwise_runtime::logging::LogFormat;
 use tierwise_runtime::shutdown;
 
@@ -66,6 +67,11 @@ enum Command {
     Rollout {
         #[command(subcommand)]
         command: RolloutCommand,
+    },
+    /// Every operator action, oldest first.
+    Audit {
+        #[arg(long)]
+        json: bool,
     },
     /// Start a controller and a small simulated Password Secure installation
     /// of real agent processes, and show what the controller sees.
@@ -155,6 +161,54 @@ enum RolloutCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Start a rollout from the plan; refused while anything blocks or an
+    /// acknowledgement is missing.
+    Start {
+        #[arg(long)]
+        installation: String,
+        #[arg(long)]
+        to: String,
+        /// Acknowledge the breaking changes the plan lists.
+        #[arg(long)]
+        ack_breaking: bool,
+        /// Confirm the Server Manager's database password is noted down.
+        #[arg(long)]
+        ack_server_manager_password: bool,
+        /// Acknowledge a vendor note by its id (repeatable), e.g. pkcs11.
+        #[arg(long = "ack", value_name = "NOTE-ID")]
+        acks: Vec<String>,
+        #[arg(long)]
+        client_waves: Option<String>,
+        /// Failures a client wave tolerates: a share (5%) or a number of hosts.
+        #[arg(long)]
+        error_threshold: Option<String>,
+        /// Wait for `rollout approve` before each phase after the first.
+        #[arg(long)]
+        approve_phases: bool,
+    },
+    /// All rollouts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One rollout's progress [default: the newest].
+    Status {
+        id: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Follow it live until it ends.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Stop dispatching new steps (running ones finish).
+    Pause { id: String },
+    /// Continue a paused rollout, or a halted one after a fix (its failed
+    /// steps of the current phase run again).
+    Resume { id: String },
+    /// End a rollout for good; nothing more is sent.
+    Abort { id: String },
+    /// Let a rollout waiting for approval start its next phase.
+    Approve { id: String },
 }
 
 /// Exit status of `rollout plan` when the plan is blocked.
@@ -240,30 +294,79 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{output}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rollout {
-            command:
+        Command::Rollout { command } => {
+            let mut client = cli::connect(&cli.controller).await?;
+            let output = match command {
                 RolloutCommand::Plan {
                     installation,
                     to,
                     client_waves,
                     json,
-                },
-        } => {
-            let mut client = cli::connect(&cli.controller).await?;
-            let (output, blocked) = cli::policy::plan(
-                &mut client,
-                &installation,
-                &to,
-                client_waves.as_deref(),
-                json,
-            )
-            .await?;
+                } => {
+                    let (output, blocked) = cli::policy::plan(
+                        &mut client,
+                        &installation,
+                        &to,
+                        client_waves.as_deref(),
+                        json,
+                    )
+                    .await?;
+                    print!("{output}");
+                    return Ok(if blocked {
+                        ExitCode::from(EXIT_BLOCKED)
+                    } else {
+                        ExitCode::SUCCESS
+                    });
+                }
+                RolloutCommand::Start {
+                    installation,
+                    to,
+                    ack_breaking,
+                    ack_server_manager_password,
+                    acks,
+                    client_waves,
+                    error_threshold,
+                    approve_phases,
+                } => {
+                    cli::rollout::start(
+                        &mut client,
+                        cli::rollout::StartOptions {
+                            installation,
+                            to,
+                            client_waves,
+                            error_threshold,
+                            approve_phases,
+                            ack_breaking,
+                            ack_server_manager_password,
+                            acks,
+                        },
+                    )
+                    .await?
+                }
+                RolloutCommand::List { json } => cli::rollout::list(&mut client, json).await?,
+                RolloutCommand::Status { id, json, watch } => {
+                    cli::rollout::status(&mut client, id.as_deref(), json, watch).await?
+                }
+                RolloutCommand::Pause { id } => {
+                    cli::rollout::change(&mut client, &id, RolloutChange::Pause).await?
+                }
+                RolloutCommand::Resume { id } => {
+                    cli::rollout::change(&mut client, &id, RolloutChange::Resume).await?
+                }
+                RolloutCommand::Abort { id } => {
+                    cli::rollout::change(&mut client, &id, RolloutChange::Abort).await?
+                }
+                RolloutCommand::Approve { id } => {
+                    cli::rollout::change(&mut client, &id, RolloutChange::Approve).await?
+                }
+            };
             print!("{output}");
-            Ok(if blocked {
-                ExitCode::from(EXIT_BLOCKED)
-            } else {
-                ExitCode::SUCCESS
-            })
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { json } => {
+            let mut client = cli::connect(&cli.controller).await?;
+            print!("{}", cli::rollout::audit(&mut client, json).await?);
+            Ok(ExitCode::SUCCESS)
         }
         Command::Demo {
             listen,

@@ -2,6 +2,7 @@
 //! keeps the online/offline view true.
 
 use crate::clock::now_ms;
+use crate::engine::Engine;
 use crate::grpc::sessions::Sessions;
 use crate::grpc::{admin::AdminApi, agent::AgentGateway};
 use crate::store::{DatabaseUrl, Store};
@@ -68,6 +69,7 @@ pub struct RunningController {
     stop: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     sweeper: JoinHandle<()>,
+    engine: JoinHandle<()>,
 }
 
 impl RunningController {
@@ -76,6 +78,7 @@ impl RunningController {
     /// `SHUTDOWN_GRACE`; then closes the store.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.sweeper.abort();
+        self.engine.abort();
         let _ = self.stop.send(true);
         self.sessions.close_all();
         let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -134,14 +137,23 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     info!(database = %settings.database.redacted(), backend = %store.backend(), "store ready");
     let sessions = Sessions::default();
     let (drain_tx, drained) = mpsc::channel::<()>(1);
+    let engine = Engine::new(store.clone(), sessions.clone());
 
-    let agent_service =
-        AgentServiceServer::new(AgentGateway::new(store.clone(), sessions.clone(), drain_tx))
-            .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_CONTROLLER_MESSAGE_BYTES);
-    let admin_service = AdminServiceServer::new(AdminApi::new(store.clone(), sessions.clone()))
-        .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES);
+    let agent_service = AgentServiceServer::new(AgentGateway::new(
+        store.clone(),
+        sessions.clone(),
+        engine.clone(),
+        drain_tx,
+    ))
+    .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_CONTROLLER_MESSAGE_BYTES);
+    let admin_service = AdminServiceServer::new(AdminApi::new(
+        store.clone(),
+        sessions.clone(),
+        engine.clone(),
+    ))
+    .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES);
 
     let (stop, mut stopped) = watch::channel(false);
     let shutdown = async move {
@@ -159,6 +171,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
     let server = tokio::spawn(server);
     let sweeper = tokio::spawn(sweep_offline(store.clone()));
+    let engine_task = tokio::spawn(engine.run());
     info!(%addr, "controller listening");
     Ok(RunningController {
         addr,
@@ -168,6 +181,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         stop,
         server,
         sweeper,
+        engine: engine_task,
     })
 }
 

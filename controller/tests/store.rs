@@ -305,6 +305,137 @@ async fn suite(store: &Store) {
     assert_eq!(licences.len(), 1);
     assert_eq!(licences[0].installation, "prod");
     assert_eq!(licences[0].maintenance_until, date("2026-12-31"));
+    rollouts(store, t0).await;
+}
+
+/// Rollouts: creation, decisions, results by attempt, operator changes, audit.
+async fn rollouts(store: &Store, t0: i64) {
+    use tierwise_common::action::{StepAction, StepOutcome};
+    use tierwise_common::plan::PhaseKind;
+    use tierwise_common::rollout::{
+        Decision, ExecPhase, ExecStep, RolloutOptions, RolloutState, StepState,
+    };
+    use tierwise_controller::store::rollouts::{RolloutError, StepResultRecord};
+
+    let make = |id: &str| {
+        let step = |n: usize, host: &str| ExecStep {
+            step_id: format!("{id}-{n}"),
+            phase: 0,
+            host_id: host.into(),
+            action: StepAction::Backup,
+            state: StepState::Pending,
+            attempts: 0,
+            changed_ms: t0,
+            outcome: None,
+            reason: String::new(),
+        };
+        (
+            vec![ExecPhase {
+                kind: PhaseKind::Backup,
+            }],
+            vec![step(1, "srv-01"), step(2, "srv-01")],
+        )
+    };
+    let options = RolloutOptions::default();
+    let id = store
+        .create_rollout("prod", V263, &options, make, "tester", "start", t0)
+        .await
+        .unwrap();
+    assert_eq!(id, "r1");
+    let again = store
+        .create_rollout("prod", V263, &options, make, "tester", "start", t0)
+        .await;
+    assert!(matches!(again, Err(RolloutError::AlreadyActive { .. })));
+
+    let (rollout, steps) = store.rollout("r1").await.unwrap().unwrap();
+    assert_eq!((rollout.state, steps.len()), (RolloutState::Running, 2));
+    let dispatch = [Decision::Dispatch {
+        step_id: "r1-1".into(),
+    }];
+    assert!(store
+        .apply_decisions(&rollout, &dispatch, t0 + 1)
+        .await
+        .unwrap());
+    let pending = store.dispatched_steps("srv-01").await.unwrap();
+    assert_eq!((pending.len(), pending[0].attempts), (1, 1));
+
+    let result = |id: &str| StepResultRecord {
+        step_id: id.into(),
+        outcome: StepOutcome::Succeeded,
+        exit_code: Some(0),
+        output_tail: "ok".into(),
+        reason: String::new(),
+    };
+    assert_eq!(
+        store
+            .record_step_result("srv-01", &result("r1-1.0"), t0 + 2)
+            .await
+            .unwrap(),
+        None,
+        "an older attempt"
+    );
+    assert_eq!(
+        store
+            .record_step_result("other", &result("r1-1.1"), t0 + 2)
+            .await
+            .unwrap(),
+        None,
+        "another host"
+    );
+    assert_eq!(
+        store
+            .record_step_result("srv-01", &result("r1-1.1"), t0 + 2)
+            .await
+            .unwrap(),
+        Some("r1".into())
+    );
+    assert_eq!(
+        store
+            .record_step_result("srv-01", &result("r1-1.1"), t0 + 3)
+            .await
+            .unwrap(),
+        None,
+        "once only"
+    );
+    let (_, steps) = store.rollout("r1").await.unwrap().unwrap();
+    assert_eq!(steps[0].state, StepState::Succeeded);
+    assert_eq!(
+        store.step_outputs("r1").await.unwrap(),
+        [("r1-1".to_owned(), Some(0), "ok".to_owned())]
+    );
+
+    // Decisions made for an outdated state are not applied.
+    let paused = store
+        .change_rollout_state(
+            "r1",
+            "pause",
+            &[RolloutState::Running],
+            RolloutState::Paused,
+            "tester",
+            t0 + 4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(paused.state, RolloutState::Paused);
+    assert!(!store
+        .apply_decisions(&rollout, &[Decision::Complete], t0 + 5)
+        .await
+        .unwrap());
+    let wrong = store
+        .change_rollout_state(
+            "r1",
+            "approve",
+            &[RolloutState::WaitingForApproval],
+            RolloutState::Running,
+            "tester",
+            t0 + 6,
+        )
+        .await;
+    assert!(matches!(wrong, Err(RolloutError::WrongState { .. })));
+    let audit = store.audit_log(10).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    assert_eq!(actions, ["rollout start", "rollout pause"]);
+    assert_eq!(audit[1].actor, "tester");
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 //! edge, so a malformed message is refused in one place with one wording.
 
 use crate::v1;
+use tierwise_common::action::{StepAction, StepOutcome};
 use tierwise_common::{
     Check, ClientFacts, Component, Database, Facts, HostRecord, Inventory, InventoryError,
     ProbedVersion, Role, ServerFacts, Version, VersionError, WebFacts, WebServerKind,
@@ -249,6 +250,109 @@ impl TryFrom<&v1::HostView> for HostRecord {
     }
 }
 
+impl From<StepOutcome> for v1::StepOutcome {
+    fn from(outcome: StepOutcome) -> Self {
+        match outcome {
+            StepOutcome::Succeeded => v1::StepOutcome::Succeeded,
+            StepOutcome::SucceededRestartRequired => v1::StepOutcome::SucceededRestartRequired,
+            StepOutcome::Failed => v1::StepOutcome::Failed,
+            StepOutcome::FailedTransient => v1::StepOutcome::FailedTransient,
+            StepOutcome::Interrupted => v1::StepOutcome::Interrupted,
+        }
+    }
+}
+
+/// `None` for an unspecified or unknown outcome.
+pub fn step_outcome_from_wire(value: i32) -> Option<StepOutcome> {
+    match v1::StepOutcome::try_from(value).ok()? {
+        v1::StepOutcome::Unspecified => None,
+        v1::StepOutcome::Succeeded => Some(StepOutcome::Succeeded),
+        v1::StepOutcome::SucceededRestartRequired => Some(StepOutcome::SucceededRestartRequired),
+        v1::StepOutcome::Failed => Some(StepOutcome::Failed),
+        v1::StepOutcome::FailedTransient => Some(StepOutcome::FailedTransient),
+        v1::StepOutcome::Interrupted => Some(StepOutcome::Interrupted),
+    }
+}
+
+fn sha_to_wire(sha: &Option<String>) -> String {
+    sha.clone().unwrap_or_default()
+}
+
+fn sha_from_wire(sha: &str) -> Option<String> {
+    (!sha.is_empty()).then(|| sha.to_owned())
+}
+
+/// The wire form of a typed step.
+pub fn command_to_wire(step_id: &str, action: &StepAction) -> v1::Command {
+    use v1::command::Action as A;
+    let role = |r: Role| i32::from(v1::Role::from(r));
+    let action = match action {
+        StepAction::Backup => A::Backup(v1::Empty {}),
+        StepAction::StopServices { role: r } => A::StopServices(v1::RoleAction { role: role(*r) }),
+        StepAction::InstallComponent {
+            role: r,
+            version,
+            artifact_sha256,
+        } => A::InstallComponent(v1::InstallComponent {
+            role: role(*r),
+            version: version.to_string(),
+            artifact_sha256: sha_to_wire(artifact_sha256),
+        }),
+        StepAction::StartServices { role: r } => {
+            A::StartServices(v1::RoleAction { role: role(*r) })
+        }
+        StepAction::ReactivateDatabases { version } => A::ReactivateDatabases(v1::VersionAction {
+            version: version.to_string(),
+        }),
+        StepAction::DeployWebApp {
+            version,
+            artifact_sha256,
+        } => A::DeployWebApp(v1::DeployWebApp {
+            version: version.to_string(),
+            artifact_sha256: sha_to_wire(artifact_sha256),
+        }),
+        StepAction::Reprobe => A::Reprobe(v1::Empty {}),
+    };
+    v1::Command {
+        step_id: step_id.to_owned(),
+        action: Some(action),
+    }
+}
+
+/// Reads a command from the controller; refuses what this agent cannot read.
+pub fn command_from_wire(command: &v1::Command) -> Result<(String, StepAction), String> {
+    use v1::command::Action as A;
+    let role = |value: i32| role_from_wire(value).ok_or_else(|| format!("unknown role {value}"));
+    let version = |text: &str| Version::parse(text).map_err(|e| e.to_string());
+    let action = match command
+        .action
+        .as_ref()
+        .ok_or("the command names no action")?
+    {
+        A::Backup(_) => StepAction::Backup,
+        A::StopServices(a) => StepAction::StopServices {
+            role: role(a.role)?,
+        },
+        A::InstallComponent(a) => StepAction::InstallComponent {
+            role: role(a.role)?,
+            version: version(&a.version)?,
+            artifact_sha256: sha_from_wire(&a.artifact_sha256),
+        },
+        A::StartServices(a) => StepAction::StartServices {
+            role: role(a.role)?,
+        },
+        A::ReactivateDatabases(a) => StepAction::ReactivateDatabases {
+            version: version(&a.version)?,
+        },
+        A::DeployWebApp(a) => StepAction::DeployWebApp {
+            version: version(&a.version)?,
+            artifact_sha256: sha_from_wire(&a.artifact_sha256),
+        },
+        A::Reprobe(_) => StepAction::Reprobe,
+    };
+    Ok((command.step_id.clone(), action))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,6 +389,39 @@ mod tests {
             },
         ])
         .unwrap()
+    }
+
+    #[test]
+    fn commands_round_trip() {
+        let actions = [
+            StepAction::Backup,
+            StepAction::StopServices { role: Role::Server },
+            StepAction::InstallComponent {
+                role: Role::Client,
+                version: Version::new(26, 3, 100, 34058),
+                artifact_sha256: Some("ab".repeat(32)),
+            },
+            StepAction::StartServices {
+                role: Role::AppServer,
+            },
+            StepAction::ReactivateDatabases {
+                version: Version::new(26, 3, 100, 34058),
+            },
+            StepAction::DeployWebApp {
+                version: Version::new(26, 3, 100, 34058),
+                artifact_sha256: None,
+            },
+            StepAction::Reprobe,
+        ];
+        for action in actions {
+            let wire = command_to_wire("r1-7", &action);
+            assert_eq!(command_from_wire(&wire), Ok(("r1-7".to_owned(), action)));
+        }
+        let empty = v1::Command {
+            step_id: "x".into(),
+            action: None,
+        };
+        assert!(command_from_wire(&empty).is_err());
     }
 
     #[test]

@@ -250,6 +250,89 @@ impl Agent {
         Ok(())
     }
 
+    /// Adds stand-in installers to the agent's configuration and restarts
+    /// it. Each action appends "<host> <action> <version>" to `order_log`
+    /// (shared by all hosts) and to the host's own `runs.log`; `install`
+    /// takes `delay` and then changes the version file, `reactivate` marks
+    /// every database active at the new patch level. A file `fail` in the
+    /// host's directory makes the next action exit with the code it holds.
+    pub fn with_installers(&mut self, order_log: &Path, delay: &str) -> Result<()> {
+        let script = self.dir.join("installer.sh");
+        let dir = self.dir.display().to_string();
+        set_file(
+            &script,
+            &format!(
+                r#"#!/bin/sh
+# Stand-in for the vendor's installers: same exit codes, takes time, changes what the probes read.
+action="$1"; version="$2"
+if [ -f "{dir}/fail" ]; then code=$(cat "{dir}/fail"); rm -f "{dir}/fail"; echo "installer error $code" >&2; exit "$code"; fi
+echo "{host} $action $version" >> "{dir}/runs.log"
+echo "{host} $action $version" >> "{order}"
+case "$action" in
+  install) sleep {delay}; echo "$version" > "{dir}/VERSION.tmp"; mv "{dir}/VERSION.tmp" "{dir}/VERSION" ;;
+  reactivate)
+    sed -e 's/"active": false/"active": true/g' -e "s/\"patch_level\": \"[0-9.]*\"/\"patch_level\": \"$version\"/g" "{dir}/databases.json" > "{dir}/db.tmp" && mv "{dir}/db.tmp" "{dir}/databases.json" ;;
+esac
+echo "done: $action $version"
+exit 0
+"#,
+                host = self.host_id,
+                order = order_log.display(),
+            ),
+        )?;
+        let sh = |action: &str, version: bool| {
+            format!(
+                "{{ command = [\"sh\", {:?}, \"{action}\"{}], timeout_seconds = 60 }}",
+                script.display().to_string(),
+                if version { ", \"{version}\"" } else { "" }
+            )
+        };
+        let mut config = std::fs::read_to_string(&self.config)?;
+        config.push_str(
+            "
+[component.actions]
+",
+        );
+        config.push_str(&format!(
+            "install = {}
+",
+            sh("install", true)
+        ));
+        config.push_str(&format!(
+            "stop_services = {}
+",
+            sh("stop", false)
+        ));
+        config.push_str(&format!(
+            "start_services = {}
+",
+            sh("start", false)
+        ));
+        if config.contains("role = \"server\"") {
+            config.push_str(&format!(
+                "backup = {}
+",
+                sh("backup", false)
+            ));
+            config.push_str(&format!(
+                "reactivate_databases = {}
+",
+                sh("reactivate", true)
+            ));
+        }
+        set_file(&self.config, &config)?;
+        self.restart()
+    }
+
+    /// Lines of this host's `runs.log` (one per executed action).
+    pub fn runs(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join("runs.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// Changes what the version probe will read.
     pub fn set_version(&self, version: &str) -> Result<()> {
         set_file(&self.dir.join("VERSION"), &format!("{version}\n"))

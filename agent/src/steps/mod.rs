@@ -255,3 +255,53 @@ impl Executor {
         }
     }
 }
+
+/// The agent's queue of steps: commands in, reports out, one step at a time.
+#[derive(Debug)]
+pub struct StepRunner {
+    pub commands: tokio::sync::mpsc::Sender<(String, StepAction)>,
+    pub reports: tokio::sync::mpsc::Receiver<StepReport>,
+}
+
+impl StepRunner {
+    /// Runs steps in the background; after each, asks `refresh` for a probe
+    /// so the new version is reported at once.
+    pub fn spawn(executor: Executor, refresh: tokio::sync::mpsc::Sender<()>) -> Self {
+        let (commands, mut queue) = tokio::sync::mpsc::channel::<(String, StepAction)>(256);
+        let (report_tx, reports) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            while let Some((step_id, action)) = queue.recv().await {
+                let started_ms = now_ms();
+                let report = if action == StepAction::Reprobe {
+                    Ok(StepReport {
+                        step_id: step_id.clone(),
+                        outcome: StepOutcome::Succeeded,
+                        exit_code: None,
+                        output_tail: String::new(),
+                        reason: String::new(),
+                        started_ms,
+                        finished_ms: now_ms(),
+                    })
+                } else {
+                    tracing::info!(%step_id, action = action.config_key(), "running step");
+                    executor.execute(&step_id, &action, None).await
+                };
+                let report = report.unwrap_or_else(|error| StepReport {
+                    step_id: step_id.clone(),
+                    outcome: StepOutcome::Failed,
+                    exit_code: None,
+                    output_tail: String::new(),
+                    reason: error.to_string(),
+                    started_ms,
+                    finished_ms: now_ms(),
+                });
+                tracing::info!(%step_id, outcome = ?report.outcome, "step ended");
+                let _ = refresh.try_send(());
+                if report_tx.send(report).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Self { commands, reports }
+    }
+}

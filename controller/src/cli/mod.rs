@@ -3,6 +3,7 @@
 pub mod hosts;
 pub mod plan;
 pub mod policy;
+pub mod rollout;
 pub mod table;
 
 use anyhow::Context;

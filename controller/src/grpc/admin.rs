@@ -2,18 +2,25 @@
 
 use super::ApiError;
 use crate::clock::now_ms;
+use crate::engine::Engine;
 use crate::grpc::sessions::Sessions;
+use crate::rollout_view::RolloutStatus;
+use crate::store::rollouts::RolloutError;
 use crate::store::{HostFilter, Store};
-use tierwise_common::plan::{plan, PlanError, PlanRequest};
+use tierwise_common::plan::{plan, Plan, PlanError, PlanRequest};
+use tierwise_common::rollout::{steps_from_plan, ErrorThreshold, RolloutOptions, RolloutState};
+use tierwise_common::rules::{Severity, ACK_BREAKING, ACK_SERVER_MANAGER_PASSWORD};
 use tierwise_common::{validate_name, Catalogue, ClientWaves, Date, Version};
 use tierwise_proto::convert::role_from_wire;
 use tierwise_proto::v1::{
-    admin_service_server::AdminService, controller_message, ControllerMessage, GetCatalogueRequest,
-    GetCatalogueResponse, GetHostRequest, HostView, ImportCatalogueRequest,
-    ImportCatalogueResponse, Licence as WireLicence, ListHostsRequest, ListHostsResponse,
-    ListLicencesRequest, ListLicencesResponse, PlanRolloutRequest, PlanRolloutResponse,
-    RefreshInventoryRequest, RefreshInventoryResponse, ReportInventory, Role as WireRole,
-    SetLicenceRequest, SetLicenceResponse,
+    admin_service_server::AdminService, controller_message, ChangeRolloutRequest,
+    ControllerMessage, GetCatalogueRequest, GetCatalogueResponse, GetHostRequest,
+    GetRolloutRequest, HostView, ImportCatalogueRequest, ImportCatalogueResponse,
+    Licence as WireLicence, ListAuditRequest, ListHostsRequest, ListHostsResponse,
+    ListLicencesRequest, ListLicencesResponse, ListRolloutsRequest, PlanRolloutRequest,
+    PlanRolloutResponse, RefreshInventoryRequest, RefreshInventoryResponse, ReportInventory,
+    Role as WireRole, RolloutChange, RolloutJson, SetLicenceRequest, SetLicenceResponse,
+    StartRolloutRequest,
 };
 use tonic::{Request, Response, Status};
 use tracing::info;
@@ -22,11 +29,16 @@ use tracing::info;
 pub struct AdminApi {
     store: Store,
     sessions: Sessions,
+    engine: Engine,
 }
 
 impl AdminApi {
-    pub fn new(store: Store, sessions: Sessions) -> Self {
-        Self { store, sessions }
+    pub fn new(store: Store, sessions: Sessions, engine: Engine) -> Self {
+        Self {
+            store,
+            sessions,
+            engine,
+        }
     }
 }
 
@@ -58,6 +70,89 @@ impl AdminApi {
             )))
         })
     }
+    /// Plans from live inventory, the catalogue in force and the licence.
+    async fn make_plan(
+        &self,
+        installation: &str,
+        target: &str,
+        client_waves: &str,
+    ) -> Result<Plan, ApiError> {
+        let target = Version::parse(target)
+            .map_err(|e| ApiError::InvalidArgument(format!("target: {e}")))?;
+        let waves = if client_waves.trim().is_empty() {
+            ClientWaves::default()
+        } else {
+            ClientWaves::parse(client_waves)
+                .map_err(|e| ApiError::InvalidArgument(format!("client waves: {e}")))?
+        };
+        self.known_installation(installation).await?;
+        let catalogue = self.catalogue().await?;
+        let filter = HostFilter {
+            installation: Some(installation.to_owned()),
+            role: None,
+        };
+        let hosts = self.store.list_hosts(&filter, now_ms()).await?;
+        let licence = self
+            .store
+            .licences()
+            .await?
+            .into_iter()
+            .find(|l| l.installation == installation);
+        plan(&PlanRequest {
+            installation,
+            hosts: &hosts,
+            catalogue: &catalogue,
+            licence: licence.as_ref(),
+            target,
+            waves: &waves,
+        })
+        .map_err(|e| match e {
+            PlanError::UnknownTarget { .. } => {
+                ApiError::NotFound(format!("{e}; `tierwise releases list` shows them all"))
+            }
+            PlanError::NoHosts(_) | PlanError::EmptyCatalogue => {
+                ApiError::FailedPrecondition(e.to_string())
+            }
+        })
+    }
+
+    async fn rollout_status(&self, id: &str) -> Result<RolloutStatus, ApiError> {
+        let (rollout, steps) = self.store.rollout(id).await?.ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no rollout `{id}`; `tierwise rollout list` shows them"
+            ))
+        })?;
+        let outputs = self.store.step_outputs(id).await?;
+        let filter = HostFilter {
+            installation: Some(rollout.installation.clone()),
+            role: None,
+        };
+        let hosts = self.store.list_hosts(&filter, now_ms()).await?;
+        Ok(RolloutStatus::build(&rollout, &steps, &outputs, &hosts))
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Response<RolloutJson>, Status> {
+    serde_json::to_string(value)
+        .map(|json| Response::new(RolloutJson { json }))
+        .map_err(|e| ApiError::Protocol(format!("cannot encode the answer: {e}")).into())
+}
+
+fn rollout_error(error: RolloutError) -> ApiError {
+    match error {
+        RolloutError::AlreadyActive { .. } | RolloutError::WrongState { .. } => {
+            ApiError::FailedPrecondition(error.to_string())
+        }
+        RolloutError::NotFound(_) => ApiError::NotFound(error.to_string()),
+        RolloutError::Store(e) => ApiError::Store(e),
+    }
+}
+
+/// Who asked: until operators authenticate, the peer address.
+fn actor<T>(request: &Request<T>) -> String {
+    request
+        .remote_addr()
+        .map_or_else(|| "operator".to_owned(), |a| format!("operator@{}", a.ip()))
 }
 
 fn optional_name(kind: &'static str, value: &str) -> Result<Option<String>, ApiError> {
@@ -270,50 +365,183 @@ impl AdminService for AdminApi {
         request: Request<PlanRolloutRequest>,
     ) -> Result<Response<PlanRolloutResponse>, Status> {
         let request = request.into_inner();
-        let target = Version::parse(&request.target)
-            .map_err(|e| ApiError::InvalidArgument(format!("target: {e}")))?;
-        let waves = if request.client_waves.trim().is_empty() {
-            ClientWaves::default()
-        } else {
-            ClientWaves::parse(&request.client_waves)
-                .map_err(|e| ApiError::InvalidArgument(format!("client waves: {e}")))?
-        };
-        self.known_installation(&request.installation).await?;
-        let catalogue = self.catalogue().await?;
-        let filter = HostFilter {
-            installation: Some(request.installation.clone()),
-            role: None,
-        };
-        let hosts = self
-            .store
-            .list_hosts(&filter, now_ms())
-            .await
-            .map_err(ApiError::from)?;
-        let licence = self
-            .store
-            .licences()
-            .await
-            .map_err(ApiError::from)?
-            .into_iter()
-            .find(|l| l.installation == request.installation);
-        let planned = plan(&PlanRequest {
-            installation: &request.installation,
-            hosts: &hosts,
-            catalogue: &catalogue,
-            licence: licence.as_ref(),
-            target,
-            waves: &waves,
-        })
-        .map_err(|e| match e {
-            PlanError::UnknownTarget { .. } => {
-                ApiError::NotFound(format!("{e}; `tierwise releases list` shows them all"))
-            }
-            PlanError::NoHosts(_) | PlanError::EmptyCatalogue => {
-                ApiError::FailedPrecondition(e.to_string())
-            }
-        })?;
+        let planned = self
+            .make_plan(
+                &request.installation,
+                &request.target,
+                &request.client_waves,
+            )
+            .await?;
         let plan_json = serde_json::to_string(&planned)
             .map_err(|e| ApiError::Protocol(format!("cannot encode the plan: {e}")))?;
         Ok(Response::new(PlanRolloutResponse { plan_json }))
+    }
+
+    async fn start_rollout(
+        &self,
+        request: Request<StartRolloutRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        let actor = actor(&request);
+        let request = request.into_inner();
+        let error_threshold = if request.error_threshold.trim().is_empty() {
+            ErrorThreshold::Percent(5)
+        } else {
+            ErrorThreshold::parse(&request.error_threshold)
+                .map_err(|e| ApiError::InvalidArgument(format!("error threshold: {e}")))?
+        };
+        let planned = self
+            .make_plan(
+                &request.installation,
+                &request.target,
+                &request.client_waves,
+            )
+            .await?;
+        if planned.blocked {
+            let blockers: Vec<String> = planned
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Blocker && !f.excludes_client())
+                .map(|f| format!("{}: {} (→ {})", f.subject, f.reason, f.remedy))
+                .collect();
+            return Err(ApiError::FailedPrecondition(format!(
+                "the plan is blocked; `tierwise rollout plan` shows it:\n  {}",
+                blockers.join("\n  ")
+            ))
+            .into());
+        }
+        let mut given: Vec<String> = request.acks.clone();
+        if request.ack_breaking {
+            given.push(ACK_BREAKING.to_owned());
+        }
+        if request.ack_server_manager_password {
+            given.push(ACK_SERVER_MANAGER_PASSWORD.to_owned());
+        }
+        let missing: Vec<String> = planned
+            .acks_required
+            .iter()
+            .filter(|ack| !given.contains(ack))
+            .map(|ack| match ack.as_str() {
+                ACK_BREAKING => "--ack-breaking".to_owned(),
+                ACK_SERVER_MANAGER_PASSWORD => "--ack-server-manager-password".to_owned(),
+                other => format!("--ack {other}"),
+            })
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::FailedPrecondition(format!(
+                "acknowledge before starting: {} (`tierwise rollout plan` says what each one means)",
+                missing.join(" ")
+            ))
+            .into());
+        }
+        let options = RolloutOptions {
+            error_threshold,
+            approve_phases: request.approve_phases,
+            ..RolloutOptions::default()
+        };
+        let details = format!(
+            "installation {} to {}; acknowledged: {}",
+            request.installation,
+            planned.target.version,
+            if planned.acks_required.is_empty() {
+                "nothing needed".to_owned()
+            } else {
+                planned.acks_required.join(", ")
+            }
+        );
+        let now = now_ms();
+        let id = self
+            .store
+            .create_rollout(
+                &request.installation,
+                planned.target.version,
+                &options,
+                |id| steps_from_plan(id, &planned, now),
+                &actor,
+                &details,
+                now,
+            )
+            .await
+            .map_err(rollout_error)?;
+        info!(rollout = %id, installation = %request.installation, target = %planned.target.version, "rollout started");
+        self.engine.wake();
+        to_json(&self.rollout_status(&id).await?)
+    }
+
+    async fn list_rollouts(
+        &self,
+        _request: Request<ListRolloutsRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        let mut list = Vec::new();
+        for rollout in self.store.rollouts().await.map_err(ApiError::from)? {
+            list.push(self.rollout_status(&rollout.id).await?);
+        }
+        to_json(&list)
+    }
+
+    async fn get_rollout(
+        &self,
+        request: Request<GetRolloutRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        let mut id = request.into_inner().id;
+        if id.is_empty() {
+            id = self
+                .store
+                .rollouts()
+                .await
+                .map_err(ApiError::from)?
+                .pop()
+                .map(|r| r.id)
+                .ok_or_else(|| {
+                    ApiError::NotFound(
+                        "no rollout yet; start one with `tierwise rollout start`".into(),
+                    )
+                })?;
+        }
+        to_json(&self.rollout_status(&id).await?)
+    }
+
+    async fn change_rollout(
+        &self,
+        request: Request<ChangeRolloutRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        let actor = actor(&request);
+        let request = request.into_inner();
+        use RolloutState::*;
+        let (action, allowed, to): (&'static str, &[RolloutState], RolloutState) =
+            match RolloutChange::try_from(request.change).unwrap_or(RolloutChange::Unspecified) {
+                RolloutChange::Pause => ("pause", &[Running, WaitingForApproval], Paused),
+                RolloutChange::Resume => ("resume", &[Paused, Failed], Running),
+                RolloutChange::Abort => (
+                    "abort",
+                    &[Running, Paused, WaitingForApproval, Failed],
+                    Aborted,
+                ),
+                RolloutChange::Approve => ("approve", &[WaitingForApproval], Running),
+                RolloutChange::Unspecified => {
+                    return Err(ApiError::InvalidArgument(
+                        "say pause, resume, abort or approve".into(),
+                    )
+                    .into())
+                }
+            };
+        let changed = self
+            .store
+            .change_rollout_state(&request.id, action, allowed, to, &actor, now_ms())
+            .await
+            .map_err(rollout_error)?;
+        info!(rollout = %changed.id, %action, %actor, "rollout changed by an operator");
+        self.engine.wake();
+        to_json(&self.rollout_status(&changed.id).await?)
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<ListAuditRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        let limit = match request.into_inner().limit {
+            0 => 100,
+            n => i64::from(n.min(10_000)),
+        };
+        to_json(&self.store.audit_log(limit).await.map_err(ApiError::from)?)
     }
 }

@@ -7,12 +7,15 @@
 
 use super::ApiError;
 use crate::clock::now_ms;
+use crate::engine::Engine;
 use crate::grpc::sessions::{CloseReason, Sessions};
+use crate::store::rollouts::StepResultRecord;
 use crate::store::{HostReport, Store};
 use std::pin::Pin;
 use std::time::Duration;
 use tierwise_common::liveness::MISSED_HEARTBEATS_BEFORE_OFFLINE;
 use tierwise_common::{validate_name, Inventory};
+use tierwise_proto::convert::step_outcome_from_wire;
 use tierwise_proto::v1::{
     agent_message, agent_service_server::AgentService, controller_message, AgentMessage,
     ControllerMessage, Hello, Welcome,
@@ -32,16 +35,18 @@ pub const HEARTBEAT_RANGE: std::ops::RangeInclusive<u32> = 1..=3600;
 pub struct AgentGateway {
     store: Store,
     sessions: Sessions,
+    engine: Engine,
     /// Every session task holds a clone; shutdown waits until all are gone,
     /// so each has recorded its disconnect before the store closes.
     drain: mpsc::Sender<()>,
 }
 
 impl AgentGateway {
-    pub fn new(store: Store, sessions: Sessions, drain: mpsc::Sender<()>) -> Self {
+    pub fn new(store: Store, sessions: Sessions, engine: Engine, drain: mpsc::Sender<()>) -> Self {
         Self {
             store,
             sessions,
+            engine,
             drain,
         }
     }
@@ -131,7 +136,13 @@ impl AgentService for AgentGateway {
             components = report.inventory.components().len(),
             "agent connected"
         );
+        // Steps this host was given and never answered go out again.
+        if let Err(error) = self.engine.redeliver(&report.host_id).await {
+            warn!(host_id = %report.host_id, %error, "could not redeliver pending steps");
+        }
+        self.engine.wake();
         let session = Session {
+            engine: self.engine.clone(),
             store: self.store.clone(),
             sessions: self.sessions.clone(),
             host_id: report.host_id,
@@ -190,6 +201,20 @@ fn host_report(hello: &Hello) -> Result<HostReport, ApiError> {
     })
 }
 
+/// The end of a command's output: at most 4 KiB, line breaks kept, other
+/// control characters dropped.
+fn printable_tail(text: &str) -> String {
+    let kept: String = text
+        .chars()
+        .filter(|c| !c.is_control() || *c == '\n')
+        .collect();
+    let start = kept.len().saturating_sub(4096);
+    let start = (start..=kept.len())
+        .find(|i| kept.is_char_boundary(*i))
+        .unwrap_or(kept.len());
+    kept[start..].to_owned()
+}
+
 /// At most `max_chars` characters, without control characters.
 fn printable(text: &str, max_chars: usize) -> String {
     text.chars()
@@ -199,6 +224,7 @@ fn printable(text: &str, max_chars: usize) -> String {
 }
 
 struct Session {
+    engine: Engine,
     store: Store,
     sessions: Sessions,
     host_id: String,
@@ -302,8 +328,33 @@ impl Session {
                     .await?;
                 if current {
                     info!(host_id = %self.host_id, "inventory updated");
+                    self.engine.wake();
                 }
                 Ok(current)
+            }
+            Some(agent_message::Body::StepResult(result)) => {
+                let outcome = step_outcome_from_wire(result.outcome).ok_or_else(|| {
+                    ApiError::InvalidArgument(format!(
+                        "StepResult {}: unknown outcome {}",
+                        result.step_id, result.outcome
+                    ))
+                })?;
+                let record = StepResultRecord {
+                    step_id: result.step_id.clone(),
+                    outcome,
+                    exit_code: result.has_exit_code.then_some(result.exit_code),
+                    output_tail: printable_tail(&result.output_tail),
+                    reason: printable(&result.reason, 1000),
+                };
+                if let Some(rollout) = self
+                    .store
+                    .record_step_result(&self.host_id, &record, now_ms())
+                    .await?
+                {
+                    info!(host_id = %self.host_id, %rollout, step = %record.step_id, ?outcome, "step result");
+                    self.engine.wake();
+                }
+                Ok(true)
             }
             Some(agent_message::Body::Hello(_)) => Err(ApiError::Protocol(
                 "Hello is only valid as the first message of a session".into(),

@@ -24,6 +24,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0002_catalogue_licences.sql"),
         include_str!("../../migrations/postgres/0002_catalogue_licences.sql"),
     ),
+    (
+        3,
+        "rollouts and audit log",
+        include_str!("../../migrations/sqlite/0003_rollouts.sql"),
+        include_str!("../../migrations/postgres/0003_rollouts.sql"),
+    ),
 ];
 
 #[derive(Debug)]

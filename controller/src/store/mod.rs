@@ -7,6 +7,7 @@
 //! has its own migration directory so their DDL can diverge when needed.
 
 mod migrations;
+pub mod rollouts;
 mod url;
 
 pub use url::{Backend, DatabaseUrl};
@@ -74,6 +75,10 @@ pub struct HostFilter {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite: a transaction that reads and then writes fails at once with
+    /// SQLITE_BUSY_SNAPSHOT when another connection wrote in between, so
+    /// this process lets one such transaction at a time run.
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -145,11 +150,23 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|source| StoreError::Migrate { backend, source })?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Held across a read-then-write transaction (SQLite only).
+    pub(crate) async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.writer.lock().await),
+            Backend::Postgres => None,
+        }
     }
 
     pub async fn close(&self) {
@@ -448,6 +465,7 @@ impl Store {
         maintenance_until: Date,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
+        let _guard = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
         let known = sqlx::query("SELECT name FROM installations WHERE name = $1")
             .bind(installation)

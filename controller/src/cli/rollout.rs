@@ -1,0 +1,311 @@
+//! `tierwise rollout start|list|status|pause|resume|abort|approve` and
+//! `tierwise audit`.
+
+use super::{status_error, table};
+use crate::clock::rfc3339;
+use crate::rollout_view::RolloutStatus;
+use crate::store::rollouts::AuditEntry;
+use anyhow::Context;
+use std::io::IsTerminal;
+use std::time::Duration;
+use tierwise_common::plan::PhaseKind;
+use tierwise_common::rollout::{ErrorThreshold, RolloutState};
+use tierwise_common::{thousands, ClientWaves, Version};
+use tierwise_proto::v1::{
+    admin_service_client::AdminServiceClient, ChangeRolloutRequest, GetRolloutRequest,
+    ListAuditRequest, ListRolloutsRequest, RolloutChange, StartRolloutRequest,
+};
+use tonic::transport::Channel;
+
+type Client = AdminServiceClient<Channel>;
+
+/// What `rollout start` asks for.
+#[derive(Debug, Default)]
+pub struct StartOptions {
+    pub installation: String,
+    pub to: String,
+    pub client_waves: Option<String>,
+    pub error_threshold: Option<String>,
+    pub approve_phases: bool,
+    pub ack_breaking: bool,
+    pub ack_server_manager_password: bool,
+    pub acks: Vec<String>,
+}
+
+pub async fn start(client: &mut Client, options: StartOptions) -> anyhow::Result<String> {
+    Version::parse(&options.to).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+    if let Some(waves) = &options.client_waves {
+        ClientWaves::parse(waves).map_err(|e| anyhow::anyhow!("--client-waves: {e}"))?;
+    }
+    if let Some(threshold) = &options.error_threshold {
+        ErrorThreshold::parse(threshold).map_err(|e| anyhow::anyhow!("--error-threshold: {e}"))?;
+    }
+    let json = client
+        .start_rollout(StartRolloutRequest {
+            installation: options.installation,
+            target: options.to,
+            client_waves: options.client_waves.unwrap_or_default(),
+            error_threshold: options.error_threshold.unwrap_or_default(),
+            approve_phases: options.approve_phases,
+            ack_breaking: options.ack_breaking,
+            ack_server_manager_password: options.ack_server_manager_password,
+            acks: options.acks,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .json;
+    let status: RolloutStatus =
+        serde_json::from_str(&json).context("the controller sent a malformed rollout")?;
+    Ok(format!(
+        "Started rollout {} of installation {} to {}.\nFollow it with: tierwise rollout status {} --watch\n",
+        status.id, status.installation, status.target, status.id
+    ))
+}
+
+pub async fn list(client: &mut Client, json: bool) -> anyhow::Result<String> {
+    let text = client
+        .list_rollouts(ListRolloutsRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .json;
+    let rollouts: Vec<RolloutStatus> =
+        serde_json::from_str(&text).context("malformed rollout list")?;
+    if json {
+        return Ok(serde_json::to_string_pretty(&rollouts)? + "\n");
+    }
+    if rollouts.is_empty() {
+        return Ok(
+            "No rollouts yet: tierwise rollout start --installation N --to VERSION\n".into(),
+        );
+    }
+    let rows: Vec<Vec<String>> = rollouts
+        .iter()
+        .map(|r| {
+            let phase = r
+                .phases
+                .get(r.current_phase)
+                .map_or_else(|| "-".to_owned(), |p| phase_name(&p.kind));
+            vec![
+                r.id.clone(),
+                r.installation.clone(),
+                r.target.clone(),
+                r.state.as_str().to_owned(),
+                phase,
+                r.created.clone(),
+            ]
+        })
+        .collect();
+    Ok(table::render(
+        &[
+            "ROLLOUT",
+            "INSTALLATION",
+            "TARGET",
+            "STATE",
+            "PHASE",
+            "STARTED",
+        ],
+        &rows,
+    ))
+}
+
+async fn fetch(client: &mut Client, id: Option<&str>) -> anyhow::Result<RolloutStatus> {
+    let json = client
+        .get_rollout(GetRolloutRequest {
+            id: id.unwrap_or_default().to_owned(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .json;
+    serde_json::from_str(&json).context("the controller sent a malformed rollout")
+}
+
+pub async fn status(
+    client: &mut Client,
+    id: Option<&str>,
+    json: bool,
+    watch: bool,
+) -> anyhow::Result<String> {
+    if !watch {
+        let status = fetch(client, id).await?;
+        return Ok(if json {
+            serde_json::to_string_pretty(&status)? + "\n"
+        } else {
+            render(&status)
+        });
+    }
+    let terminal = std::io::stdout().is_terminal();
+    loop {
+        let status = fetch(client, id).await?;
+        let text = if json {
+            serde_json::to_string(&status)? + "\n"
+        } else {
+            render(&status)
+        };
+        if terminal && !json {
+            print!("\x1b[2J\x1b[H{text}");
+        } else {
+            print!("{text}");
+        }
+        if matches!(
+            status.state,
+            RolloutState::Completed | RolloutState::Aborted | RolloutState::Failed
+        ) {
+            return Ok(String::new());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = tierwise_runtime::shutdown::signal() => return Ok(String::new()),
+        }
+    }
+}
+
+pub async fn change(
+    client: &mut Client,
+    id: &str,
+    change: RolloutChange,
+) -> anyhow::Result<String> {
+    let json = client
+        .change_rollout(ChangeRolloutRequest {
+            id: id.to_owned(),
+            change: change.into(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .json;
+    let status: RolloutStatus =
+        serde_json::from_str(&json).context("the controller sent a malformed rollout")?;
+    Ok(format!(
+        "Rollout {} is now {}.\n",
+        status.id,
+        status.state.as_str()
+    ))
+}
+
+pub async fn audit(client: &mut Client, json: bool) -> anyhow::Result<String> {
+    let text = client
+        .list_audit(ListAuditRequest { limit: 0 })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .json;
+    if json {
+        let entries: serde_json::Value = serde_json::from_str(&text)?;
+        return Ok(serde_json::to_string_pretty(&entries)? + "\n");
+    }
+    let entries: Vec<AuditEntry> = serde_json::from_str(&text).context("malformed audit log")?;
+    if entries.is_empty() {
+        return Ok("The audit log is empty.\n".into());
+    }
+    let rows: Vec<Vec<String>> = entries
+        .into_iter()
+        .map(|e| vec![rfc3339(e.at_ms), e.actor, e.action, e.subject, e.details])
+        .collect();
+    Ok(table::render(
+        &["AT", "WHO", "ACTION", "SUBJECT", "DETAILS"],
+        &rows,
+    ))
+}
+
+fn phase_name(kind: &PhaseKind) -> String {
+    match kind {
+        PhaseKind::Backup => "backup".into(),
+        PhaseKind::Server => "server".into(),
+        PhaseKind::Databases => "databases".into(),
+        PhaseKind::AppServers => "app servers".into(),
+        PhaseKind::Web => "web".into(),
+        PhaseKind::ClientWave { wave, percent } => format!("clients wave {wave} ({percent}%)"),
+    }
+}
+
+fn bar(done: usize, total: usize) -> String {
+    const WIDTH: usize = 20;
+    let filled = (done * WIDTH)
+        .checked_div(total)
+        .unwrap_or(WIDTH)
+        .min(WIDTH);
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(WIDTH - filled))
+}
+
+pub fn render(status: &RolloutStatus) -> String {
+    let mut out = vec![format!(
+        "Rollout {}: installation {} → {} — {}",
+        status.id,
+        status.installation,
+        status.target,
+        status.state.as_str().replace('_', " ")
+    )];
+    if !status.reason.is_empty() {
+        out.push(format!("  {}", table::printable(&status.reason)));
+    }
+    out.push(format!(
+        "Started {}, last change {}",
+        status.created, status.updated
+    ));
+    out.push(String::new());
+    for (index, phase) in status.phases.iter().enumerate() {
+        let marker = match phase.state.as_str() {
+            "done" => "✓",
+            "current" => "▶",
+            _ => " ",
+        };
+        let mut counts = format!(
+            "{}/{} done",
+            thousands(phase.succeeded),
+            thousands(phase.steps)
+        );
+        if phase.dispatched > 0 {
+            counts.push_str(&format!(", {} running", thousands(phase.dispatched)));
+        }
+        if phase.failed > 0 {
+            counts.push_str(&format!(", {} failed", thousands(phase.failed)));
+        }
+        out.push(format!(
+            " {marker} {}. {:<24} {} {counts}",
+            index + 1,
+            phase_name(&phase.kind),
+            bar(phase.succeeded, phase.steps)
+        ));
+    }
+    if !status.waiting_for_offline.is_empty() {
+        out.push(String::new());
+        out.push(format!(
+            "Waiting for offline host(s): {} — their steps go out when they reconnect.",
+            status.waiting_for_offline.join(", ")
+        ));
+    }
+    if !status.failures.is_empty() {
+        out.push(String::new());
+        out.push("Failures".into());
+        for failure in &status.failures {
+            out.push(format!(
+                "  {} {} on {}: {}{}",
+                failure.step_id,
+                failure.action,
+                failure.host_id,
+                table::printable(&failure.reason),
+                failure
+                    .exit_code
+                    .map(|c| format!(" (exit {c})"))
+                    .unwrap_or_default()
+            ));
+            for line in failure
+                .output_tail
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
+                out.push(format!("      | {}", table::printable(line)));
+            }
+        }
+    }
+    let mut text = out.join("\n");
+    text.push('\n');
+    text
+}

@@ -1,0 +1,163 @@
+//! The rollout engine: level-triggered. For each running rollout it loads a
+//! snapshot from the store, asks the pure `decide` what to do, applies the
+//! decisions in one transaction and only then sends the dispatched steps to
+//! the connected agents. It wakes on every step result and inventory change,
+//! and on a short tick; a restarted controller just carries on.
+
+use crate::clock::now_ms;
+use crate::grpc::sessions::Sessions;
+use crate::store::{HostFilter, Store, StoreError};
+use std::sync::Arc;
+use std::time::Duration;
+use tierwise_common::action::StepAction;
+use tierwise_common::rollout::{decide, dispatch_id, Decision, RolloutSnapshot, RolloutState};
+use tierwise_proto::v1::{controller_message, ControllerMessage};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+/// Also re-evaluate without a wake-up (timeouts, retry backoff).
+const TICK: Duration = Duration::from_millis(500);
+
+#[derive(Clone, Debug)]
+pub struct Engine {
+    store: Store,
+    sessions: Sessions,
+    wake: Arc<Notify>,
+}
+
+impl Engine {
+    pub fn new(store: Store, sessions: Sessions) -> Self {
+        Self {
+            store,
+            sessions,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Asks for an evaluation as soon as possible.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub async fn run(self) {
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            if let Err(error) = self.evaluate_all().await {
+                warn!(%error, "rollout evaluation failed; trying again");
+            }
+        }
+    }
+
+    async fn evaluate_all(&self) -> Result<(), StoreError> {
+        for rollout in self.store.rollouts().await? {
+            if rollout.state == RolloutState::Running {
+                // Phases can complete one after another within one wake-up.
+                for _ in 0..16 {
+                    if !self.evaluate(&rollout.id).await? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One decide-and-apply round; true when the rollout changed phase or
+    /// state and should be looked at again at once.
+    async fn evaluate(&self, id: &str) -> Result<bool, StoreError> {
+        let Some((rollout, steps)) = self.store.rollout(id).await? else {
+            return Ok(false);
+        };
+        let now = now_ms();
+        let hosts = self
+            .store
+            .list_hosts(
+                &HostFilter {
+                    installation: Some(rollout.installation.clone()),
+                    role: None,
+                },
+                now,
+            )
+            .await?;
+        let decisions = decide(
+            &RolloutSnapshot {
+                state: rollout.state,
+                current_phase: rollout.current_phase,
+                target: rollout.target,
+                options: &rollout.options,
+                phases: &rollout.phases,
+                steps: &steps,
+                hosts: &hosts,
+            },
+            now,
+        );
+        if decisions.is_empty()
+            || !self
+                .store
+                .apply_decisions(&rollout, &decisions, now)
+                .await?
+        {
+            return Ok(false);
+        }
+        let mut moved = false;
+        for decision in &decisions {
+            match decision {
+                Decision::Dispatch { step_id } => {
+                    if let Some(step) = steps.iter().find(|s| &s.step_id == step_id) {
+                        // Dispatching counted one more attempt.
+                        self.send(
+                            &step.host_id,
+                            &dispatch_id(step_id, step.attempts + 1),
+                            &step.action,
+                        );
+                    }
+                }
+                Decision::EnterPhase { phase } => {
+                    info!(rollout = %id, phase, "phase complete; next phase starts");
+                    moved = true;
+                }
+                Decision::AwaitApproval { phase } => {
+                    info!(rollout = %id, phase, "phase complete; the next waits for approval")
+                }
+                Decision::Halt { reason } => warn!(rollout = %id, %reason, "rollout halted"),
+                Decision::Complete => info!(rollout = %id, "rollout completed"),
+                Decision::TimedOut { step_id } => warn!(rollout = %id, %step_id, "step timed out"),
+                Decision::Retry { step_id } => info!(rollout = %id, %step_id, "retrying a step"),
+            }
+        }
+        Ok(moved
+            || decisions
+                .iter()
+                .any(|d| matches!(d, Decision::Retry { .. })))
+    }
+
+    /// Sends one attempt of a step (its dispatch id) to its host if it is connected here; otherwise the step
+    /// stays dispatched and goes out when the host says hello.
+    pub fn send(&self, host_id: &str, step_id: &str, action: &StepAction) {
+        let command = tierwise_proto::convert::command_to_wire(step_id, action);
+        for (_, outbound) in self.sessions.select(Some(host_id), None) {
+            let message = ControllerMessage {
+                body: Some(controller_message::Body::Command(command.clone())),
+            };
+            if outbound.try_send(Ok(message)).is_err() {
+                warn!(%host_id, %step_id, "the agent's queue is full; the step goes out when it reconnects");
+            }
+        }
+    }
+
+    /// Sends again what a host was given and has not answered, after it
+    /// (re)connects. The agent's journal makes this safe.
+    pub async fn redeliver(&self, host_id: &str) -> Result<(), StoreError> {
+        for step in self.store.dispatched_steps(host_id).await? {
+            self.send(
+                host_id,
+                &dispatch_id(&step.step_id, step.attempts),
+                &step.action,
+            );
+        }
+        Ok(())
+    }
+}

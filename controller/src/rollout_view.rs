@@ -1,0 +1,127 @@
+//! What `tierwise rollout status` shows: a rollout's phases with their step
+//! counts, failures with their output, and hosts a phase waits for.
+
+use crate::clock::rfc3339;
+use crate::store::rollouts::RolloutRecord;
+use serde::{Deserialize, Serialize};
+use tierwise_common::plan::PhaseKind;
+use tierwise_common::rollout::{ExecStep, RolloutState, StepState};
+use tierwise_common::HostRecord;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseStatus {
+    #[serde(flatten)]
+    pub kind: PhaseKind,
+    /// `done`, `current` or `waiting`.
+    pub state: String,
+    pub steps: usize,
+    pub pending: usize,
+    pub dispatched: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepFailure {
+    pub step_id: String,
+    pub host_id: String,
+    pub action: String,
+    pub reason: String,
+    pub exit_code: Option<i64>,
+    pub output_tail: String,
+}
+
+/// The `--json` form of a rollout (fields are only added).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutStatus {
+    pub id: String,
+    pub installation: String,
+    pub target: String,
+    pub state: RolloutState,
+    pub current_phase: usize,
+    pub reason: String,
+    pub created: String,
+    pub updated: String,
+    pub phases: Vec<PhaseStatus>,
+    pub failures: Vec<StepFailure>,
+    /// Hosts with steps in the current phase that are offline now.
+    pub waiting_for_offline: Vec<String>,
+}
+
+impl RolloutStatus {
+    pub fn build(
+        rollout: &RolloutRecord,
+        steps: &[ExecStep],
+        outputs: &[(String, Option<i64>, String)],
+        hosts: &[HostRecord],
+    ) -> Self {
+        let phases = rollout
+            .phases
+            .iter()
+            .enumerate()
+            .map(|(index, phase)| {
+                let of = |state: StepState| {
+                    steps
+                        .iter()
+                        .filter(|s| s.phase == index && s.state == state)
+                        .count()
+                };
+                let state =
+                    if index < rollout.current_phase || rollout.state == RolloutState::Completed {
+                        "done"
+                    } else if index == rollout.current_phase {
+                        "current"
+                    } else {
+                        "waiting"
+                    };
+                PhaseStatus {
+                    kind: phase.kind,
+                    state: state.into(),
+                    steps: steps.iter().filter(|s| s.phase == index).count(),
+                    pending: of(StepState::Pending),
+                    dispatched: of(StepState::Dispatched),
+                    succeeded: of(StepState::Succeeded) + of(StepState::Skipped),
+                    failed: of(StepState::Failed),
+                }
+            })
+            .collect();
+        let failures = steps
+            .iter()
+            .filter(|s| s.state == StepState::Failed)
+            .map(|s| {
+                let output = outputs.iter().find(|(id, _, _)| *id == s.step_id);
+                StepFailure {
+                    step_id: s.step_id.clone(),
+                    host_id: s.host_id.clone(),
+                    action: s.action.config_key().to_owned(),
+                    reason: s.reason.clone(),
+                    exit_code: output.and_then(|(_, code, _)| *code),
+                    output_tail: output.map(|(_, _, tail)| tail.clone()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        let mut waiting_for_offline: Vec<String> = steps
+            .iter()
+            .filter(|s| {
+                s.phase == rollout.current_phase
+                    && matches!(s.state, StepState::Pending | StepState::Dispatched)
+            })
+            .filter(|s| hosts.iter().any(|h| h.host_id == s.host_id && !h.online))
+            .map(|s| s.host_id.clone())
+            .collect();
+        waiting_for_offline.dedup();
+        RolloutStatus {
+            id: rollout.id.clone(),
+            installation: rollout.installation.clone(),
+            target: rollout.target.to_string(),
+            state: rollout.state,
+            current_phase: rollout.current_phase,
+            reason: rollout.reason.clone(),
+            created: rfc3339(rollout.created_ms),
+            updated: rfc3339(rollout.updated_ms),
+            phases,
+            failures,
+            waiting_for_offline,
+        }
+    }
+}

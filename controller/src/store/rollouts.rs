@@ -1,0 +1,523 @@
+//! Rollouts, their steps and the audit log. Every change of a rollout is one
+//! transaction, so a killed controller leaves either the old or the new state.
+
+use super::{Store, StoreError};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use tierwise_common::action::{StepAction, StepOutcome};
+use tierwise_common::rollout::{
+    Decision, ExecPhase, ExecStep, RolloutOptions, RolloutState, StepState,
+};
+use tierwise_common::Version;
+
+/// A rollout as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RolloutRecord {
+    pub id: String,
+    pub installation: String,
+    pub target: Version,
+    pub state: RolloutState,
+    pub current_phase: usize,
+    pub options: RolloutOptions,
+    pub phases: Vec<ExecPhase>,
+    pub reason: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// A step's result as an agent reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepResultRecord {
+    pub step_id: String,
+    pub outcome: StepOutcome,
+    pub exit_code: Option<i32>,
+    pub output_tail: String,
+    pub reason: String,
+}
+
+/// One line of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub details: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    #[error(
+        "installation {installation} already has rollout {id} ({state}); finish or abort it first"
+    )]
+    AlreadyActive {
+        installation: String,
+        id: String,
+        state: String,
+    },
+    #[error("no rollout `{0}`; `tierwise rollout list` shows them")]
+    NotFound(String),
+    #[error("rollout {id} is {state}; {action} needs it to be {allowed}")]
+    WrongState {
+        id: String,
+        state: &'static str,
+        action: &'static str,
+        allowed: String,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for RolloutError {
+    fn from(e: sqlx::Error) -> Self {
+        RolloutError::Store(StoreError::Sql(e))
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn outcome_text(outcome: StepOutcome) -> Result<String, StoreError> {
+    Ok(json(&outcome)?.trim_matches('"').to_owned())
+}
+
+fn rollout_from_row(row: &AnyRow) -> Result<RolloutRecord, StoreError> {
+    let id: String = row.try_get("id")?;
+    let state: String = row.try_get("state")?;
+    let target: String = row.try_get("target")?;
+    Ok(RolloutRecord {
+        state: RolloutState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("rollout {id}: state `{state}`")))?,
+        target: Version::parse(&target)
+            .map_err(|e| StoreError::Corrupt(format!("rollout {id}: {e}")))?,
+        installation: row.try_get("installation")?,
+        current_phase: usize::try_from(row.try_get::<i64, _>("current_phase")?).unwrap_or(0),
+        options: from_json(&row.try_get::<String, _>("options")?, "rollout options")?,
+        phases: from_json(&row.try_get::<String, _>("phases")?, "rollout phases")?,
+        reason: row.try_get("reason")?,
+        created_ms: row.try_get("created_ms")?,
+        updated_ms: row.try_get("updated_ms")?,
+        id,
+    })
+}
+
+fn step_from_row(row: &AnyRow) -> Result<ExecStep, StoreError> {
+    let step_id: String = row.try_get("step_id")?;
+    let state: String = row.try_get("state")?;
+    let outcome: Option<String> = row.try_get("outcome")?;
+    Ok(ExecStep {
+        state: StepState::parse(&state)
+            .ok_or_else(|| StoreError::Corrupt(format!("step {step_id}: state `{state}`")))?,
+        phase: usize::try_from(row.try_get::<i64, _>("phase")?).unwrap_or(0),
+        host_id: row.try_get("host_id")?,
+        action: from_json::<StepAction>(&row.try_get::<String, _>("action")?, "step action")?,
+        attempts: u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0),
+        changed_ms: row.try_get("changed_ms")?,
+        outcome: outcome
+            .map(|o| from_json::<StepOutcome>(&format!("\"{o}\""), "step outcome"))
+            .transpose()?,
+        reason: row.try_get("reason")?,
+        step_id,
+    })
+}
+
+const ROLLOUT_COLUMNS: &str =
+    "id, installation, target, state, current_phase, options, phases, reason, created_ms, updated_ms";
+const STEP_COLUMNS: &str =
+    "step_id, phase, host_id, action, state, attempts, changed_ms, outcome, reason";
+
+impl Store {
+    /// Appends to the audit log.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        details: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO audit_log (at_ms, actor, action, subject, details) VALUES ($1, $2, $3, $4, $5)")
+            .bind(now_ms)
+            .bind(actor)
+            .bind(action)
+            .bind(subject)
+            .bind(details)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The newest `limit` audit entries, oldest first.
+    pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at_ms, actor, action, subject, details FROM audit_log ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut entries = rows
+            .iter()
+            .map(|row| {
+                Ok(AuditEntry {
+                    at_ms: row.try_get("at_ms")?,
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    subject: row.try_get("subject")?,
+                    details: row.try_get("details")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        entries.reverse();
+        Ok(entries)
+    }
+
+    /// Creates a rollout with its steps, refusing a second active rollout of
+    /// the same installation; audited. Returns the new id.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_rollout(
+        &self,
+        installation: &str,
+        target: Version,
+        options: &RolloutOptions,
+        make_steps: impl FnOnce(&str) -> (Vec<ExecPhase>, Vec<ExecStep>),
+        actor: &str,
+        details: &str,
+        now_ms: i64,
+    ) -> Result<String, RolloutError> {
+        let _guard = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let active = sqlx::query(
+            "SELECT id, state FROM rollouts WHERE installation = $1 AND state NOT IN ('completed', 'aborted') ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(installation)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = active {
+            return Err(RolloutError::AlreadyActive {
+                installation: installation.to_owned(),
+                id: row.try_get("id")?,
+                state: row.try_get("state")?,
+            });
+        }
+        let seq: i64 = sqlx::query("SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM rollouts")
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("next")?;
+        let id = format!("r{seq}");
+        let (phases, steps) = make_steps(&id);
+        sqlx::query(
+            "INSERT INTO rollouts (id, seq, installation, target, state, current_phase, options, phases, reason, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7, '', $8, $8)",
+        )
+        .bind(id.as_str())
+        .bind(seq)
+        .bind(installation)
+        .bind(target.to_string())
+        .bind(RolloutState::Running.as_str())
+        .bind(json(options)?)
+        .bind(json(&phases)?)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        for (ordinal, step) in steps.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO rollout_steps (step_id, rollout_id, ordinal, phase, host_id, action, state, attempts, changed_ms) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
+            )
+            .bind(step.step_id.as_str())
+            .bind(id.as_str())
+            .bind(i64::try_from(ordinal).unwrap_or(i64::MAX))
+            .bind(i64::try_from(step.phase).unwrap_or(i64::MAX))
+            .bind(step.host_id.as_str())
+            .bind(json(&step.action)?)
+            .bind(StepState::Pending.as_str())
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("INSERT INTO audit_log (at_ms, actor, action, subject, details) VALUES ($1, $2, 'rollout start', $3, $4)")
+            .bind(now_ms)
+            .bind(actor)
+            .bind(id.as_str())
+            .bind(details)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    pub async fn rollouts(&self) -> Result<Vec<RolloutRecord>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts ORDER BY seq"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(rollout_from_row).collect()
+    }
+
+    /// A rollout and its steps in order; `None` when there is no such id.
+    pub async fn rollout(
+        &self,
+        id: &str,
+    ) -> Result<Option<(RolloutRecord, Vec<ExecStep>)>, StoreError> {
+        let Some(row) = sqlx::query(&format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let rollout = rollout_from_row(&row)?;
+        let steps = sqlx::query(&format!(
+            "SELECT {STEP_COLUMNS} FROM rollout_steps WHERE rollout_id = $1 ORDER BY ordinal"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(step_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some((rollout, steps)))
+    }
+
+    /// The output tail and exit code of each step that has them.
+    pub async fn step_outputs(
+        &self,
+        rollout_id: &str,
+    ) -> Result<Vec<(String, Option<i64>, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT step_id, exit_code, output_tail FROM rollout_steps WHERE rollout_id = $1 AND output_tail <> '' ORDER BY ordinal",
+        )
+        .bind(rollout_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("step_id")?,
+                    row.try_get("exit_code")?,
+                    row.try_get("output_tail")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Applies `decide`'s decisions in one transaction, only if the rollout
+    /// is still in the state they were made for.
+    pub async fn apply_decisions(
+        &self,
+        rollout: &RolloutRecord,
+        decisions: &[Decision],
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let current = sqlx::query("SELECT state, current_phase FROM rollouts WHERE id = $1")
+            .bind(rollout.id.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+        let state: String = current.try_get("state")?;
+        let phase: i64 = current.try_get("current_phase")?;
+        if state != rollout.state.as_str()
+            || usize::try_from(phase).ok() != Some(rollout.current_phase)
+        {
+            return Ok(false);
+        }
+        let set_rollout = |state: RolloutState, phase: usize, reason: &str| {
+            sqlx::query("UPDATE rollouts SET state = $2, current_phase = $3, reason = $4, updated_ms = $5 WHERE id = $1")
+                .bind(rollout.id.clone())
+                .bind(state.as_str())
+                .bind(i64::try_from(phase).unwrap_or(i64::MAX))
+                .bind(reason.to_owned())
+                .bind(now_ms)
+        };
+        for decision in decisions {
+            match decision {
+                Decision::Dispatch { step_id } => {
+                    sqlx::query(
+                        "UPDATE rollout_steps SET state = 'dispatched', attempts = attempts + 1, changed_ms = $2 \
+                         WHERE step_id = $1 AND state = 'pending'",
+                    )
+                    .bind(step_id.as_str())
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Decision::TimedOut { step_id } => {
+                    sqlx::query(
+                        "UPDATE rollout_steps SET state = 'failed', outcome = 'failed', changed_ms = $2, \
+                         reason = 'no result within the step timeout' WHERE step_id = $1 AND state = 'dispatched'",
+                    )
+                    .bind(step_id.as_str())
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Decision::Retry { step_id } => {
+                    sqlx::query(
+                        "UPDATE rollout_steps SET state = 'pending', changed_ms = $2 WHERE step_id = $1 AND state = 'failed'",
+                    )
+                    .bind(step_id.as_str())
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Decision::EnterPhase { phase } => {
+                    set_rollout(RolloutState::Running, *phase, "")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Decision::AwaitApproval { phase } => {
+                    set_rollout(
+                        RolloutState::WaitingForApproval,
+                        *phase,
+                        "the next phase waits for `tierwise rollout approve`",
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Decision::Halt { reason } => {
+                    set_rollout(RolloutState::Failed, rollout.current_phase, reason)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Decision::Complete => {
+                    set_rollout(RolloutState::Completed, rollout.current_phase, "")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records a step's result unless the step already has one (a redelivered
+    /// step reports the same result again). Returns the rollout id when
+    /// something changed.
+    /// `result.step_id` is the dispatch id (`{step}.{attempt}`); a result for
+    /// an older attempt changes nothing.
+    pub async fn record_step_result(
+        &self,
+        host_id: &str,
+        result: &StepResultRecord,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let Some((step_id, attempt)) = tierwise_common::rollout::parse_dispatch_id(&result.step_id)
+        else {
+            return Ok(None);
+        };
+        let state = if result.outcome.succeeded() {
+            StepState::Succeeded
+        } else {
+            StepState::Failed
+        };
+        let row = sqlx::query(
+            "UPDATE rollout_steps SET state = $3, outcome = $4, exit_code = $5, output_tail = $6, reason = $7, changed_ms = $8 \
+             WHERE step_id = $1 AND host_id = $2 AND attempts = $9 AND state IN ('dispatched', 'pending') RETURNING rollout_id",
+        )
+        .bind(step_id)
+        .bind(host_id)
+        .bind(state.as_str())
+        .bind(outcome_text(result.outcome)?)
+        .bind(result.exit_code.map(i64::from))
+        .bind(result.output_tail.as_str())
+        .bind(result.reason.as_str())
+        .bind(now_ms)
+        .bind(i64::from(attempt))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            r.try_get::<String, _>("rollout_id")
+                .map_err(StoreError::from)
+        })
+        .transpose()
+    }
+
+    /// Steps sent to a host that have no result yet, in rollouts that run:
+    /// delivered again when the host reconnects.
+    pub async fn dispatched_steps(&self, host_id: &str) -> Result<Vec<ExecStep>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.step_id, s.phase, s.host_id, s.action, s.state, s.attempts, s.changed_ms, s.outcome, s.reason \
+             FROM rollout_steps s JOIN rollouts r ON r.id = s.rollout_id \
+             WHERE s.host_id = $1 AND s.state = 'dispatched' AND r.state = 'running' ORDER BY r.seq, s.ordinal",
+        )
+        .bind(host_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(step_from_row).collect()
+    }
+
+    /// An operator changes a rollout's state (pause, resume, abort, approve);
+    /// audited in the same transaction. `resume` of a failed rollout puts its
+    /// failed steps of the current phase back to pending.
+    pub async fn change_rollout_state(
+        &self,
+        id: &str,
+        action: &'static str,
+        allowed: &[RolloutState],
+        to: RolloutState,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<RolloutRecord, RolloutError> {
+        let _guard = self.write_guard().await;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| RolloutError::NotFound(id.to_owned()))?;
+        let rollout = rollout_from_row(&row)?;
+        if !allowed.contains(&rollout.state) {
+            return Err(RolloutError::WrongState {
+                id: id.to_owned(),
+                state: rollout.state.as_str(),
+                action,
+                allowed: allowed
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+            });
+        }
+        if action == "resume" && rollout.state == RolloutState::Failed {
+            sqlx::query(
+                "UPDATE rollout_steps SET state = 'pending', outcome = NULL, changed_ms = $3 \
+                 WHERE rollout_id = $1 AND phase = $2 AND state = 'failed'",
+            )
+            .bind(id)
+            .bind(i64::try_from(rollout.current_phase).unwrap_or(i64::MAX))
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query("UPDATE rollouts SET state = $2, reason = '', updated_ms = $3 WHERE id = $1")
+            .bind(id)
+            .bind(to.as_str())
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO audit_log (at_ms, actor, action, subject, details) VALUES ($1, $2, $3, $4, $5)")
+            .bind(now_ms)
+            .bind(actor)
+            .bind(format!("rollout {action}"))
+            .bind(id)
+            .bind(format!("{} -> {}", rollout.state.as_str(), to.as_str()))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(RolloutRecord {
+            state: to,
+            ..rollout
+        })
+    }
+}

@@ -1,0 +1,314 @@
+//! Rollouts with real processes: the controller pushes typed steps, agents
+//! run stand-in installers, phases advance only on reported results.
+
+#![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
+
+use std::time::Duration;
+use tierwise_e2e::{wait_for, Agent, Controller, Plays};
+
+const V931: &str = "9.3.1.33994";
+const V263: &str = "26.3.100.34058";
+
+fn catalogue_path() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/catalogue/password-secure.toml"
+    )
+    .to_owned()
+}
+
+struct Fleet {
+    controller: Controller,
+    server: Agent,
+    clients: Vec<Agent>,
+    order: std::path::PathBuf,
+    _root: tempfile::TempDir,
+}
+
+fn fleet(clients: usize) -> anyhow::Result<Fleet> {
+    let root = tempfile::tempdir()?;
+    let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0")?;
+    let url = controller.url();
+    let order = root.path().join("order.log");
+    let mut server = Agent::start(
+        root.path(),
+        &url,
+        "srv-01",
+        Plays::Server(vec![("PSDB", true, V931), ("Archive", true, V931)]),
+        V931,
+    )?;
+    server.with_installers(&order, "0.3")?;
+    let mut list = Vec::new();
+    for i in 1..=clients {
+        let mut agent = Agent::start(
+            root.path(),
+            &url,
+            &format!("cl-{i:03}"),
+            Plays::Client,
+            V931,
+        )?;
+        agent.with_installers(&order, "0.1")?;
+        list.push(agent);
+    }
+    wait_for("agents online", Duration::from_secs(30), || {
+        let hosts = controller.hosts()?;
+        Ok((hosts.len() == clients + 1 && hosts.iter().all(|h| h["online"] == true)).then_some(()))
+    })?;
+    controller.cli(&["releases", "import", &catalogue_path()])?;
+    controller.cli(&[
+        "license",
+        "set",
+        "--installation",
+        "prod",
+        "--maintenance-until",
+        "2026-12-31",
+    ])?;
+    Ok(Fleet {
+        controller,
+        server,
+        clients: list,
+        order,
+        _root: root,
+    })
+}
+
+fn status(controller: &Controller) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::from_str(
+        &controller.cli(&["rollout", "status", "--json"])?,
+    )?)
+}
+
+fn wait_state(
+    controller: &Controller,
+    state: &str,
+    limit: u64,
+) -> anyhow::Result<serde_json::Value> {
+    let result = wait_for(
+        &format!("rollout {state}"),
+        Duration::from_secs(limit),
+        || {
+            let s = status(controller)?;
+            Ok((s["state"] == state).then_some(s))
+        },
+    );
+    match result {
+        Ok((s, _)) => Ok(s),
+        Err(error) => {
+            let now = controller.cli(&["rollout", "status"]).unwrap_or_default();
+            let log = controller.process.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            anyhow::bail!(
+                "{error}\n{now}\ncontroller log:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            )
+        }
+    }
+}
+
+#[test]
+fn happy_path_in_vendor_order() -> anyhow::Result<()> {
+    let fleet = fleet(4)?;
+    let c = &fleet.controller;
+    // Acknowledgements are required.
+    let out = c.cli_output(&["rollout", "start", "--installation", "prod", "--to", V263])?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--ack-breaking --ack-server-manager-password"),
+        "{stderr}"
+    );
+
+    let started = c.cli(&[
+        "rollout",
+        "start",
+        "--installation",
+        "prod",
+        "--to",
+        V263,
+        "--ack-breaking",
+        "--ack-server-manager-password",
+        "--client-waves",
+        "50%,100%",
+    ])?;
+    assert!(started.starts_with("Started rollout r1"), "{started}");
+    let done = wait_state(c, "completed", 90)?;
+    assert!(done["failures"].as_array().unwrap().is_empty());
+
+    // Order from the installers' own log: backup, stop, install, start on
+    // the server, then reactivation, then the clients.
+    let order = std::fs::read_to_string(&fleet.order)?;
+    let lines: Vec<&str> = order.lines().collect();
+    assert_eq!(
+        lines[..5],
+        [
+            "srv-01 backup ",
+            "srv-01 stop ",
+            &format!("srv-01 install {V263}"),
+            "srv-01 start ",
+            &format!("srv-01 reactivate {V263}"),
+        ]
+    );
+    assert!(
+        lines[5..]
+            .iter()
+            .all(|l| l.starts_with("cl-") && l.ends_with(&format!("install {V263}"))),
+        "{order}"
+    );
+    assert_eq!(lines.len(), 5 + 4);
+    for client in &fleet.clients {
+        assert_eq!(client.runs().len(), 1, "{} ran once", client.host_id);
+    }
+    assert_eq!(fleet.server.runs().len(), 5);
+
+    // What the agents report agrees.
+    for host in c.hosts()? {
+        for component in host["components"].as_array().unwrap() {
+            assert_eq!(component["version"], V263, "{host}");
+        }
+    }
+    // The operator's actions are in the audit log.
+    let audit: serde_json::Value = serde_json::from_str(&c.cli(&["audit", "--json"])?)?;
+    assert_eq!(audit[0]["action"], "rollout start");
+    assert_eq!(audit[0]["subject"], "r1");
+    Ok(())
+}
+
+#[test]
+fn a_failing_server_install_stops_everything_after_it() -> anyhow::Result<()> {
+    let fleet = fleet(2)?;
+    let c = &fleet.controller;
+    // The server's stop_services succeeds; make its install fail (MSI 1603).
+    std::fs::write(fleet.server.dir.join("fail"), "0")?;
+    std::fs::remove_file(fleet.server.dir.join("fail"))?;
+    c.cli(&[
+        "rollout",
+        "start",
+        "--installation",
+        "prod",
+        "--to",
+        V263,
+        "--ack-breaking",
+        "--ack-server-manager-password",
+    ])?;
+    // Wait for the backup and stop to have run, then fail the install.
+    wait_for("stop ran", Duration::from_secs(30), || {
+        Ok(fleet
+            .server
+            .runs()
+            .iter()
+            .any(|l| l.contains("stop"))
+            .then_some(()))
+    })?;
+    let _ = std::fs::write(fleet.server.dir.join("fail"), "103");
+    let failed = wait_state(c, "failed", 60)?;
+    let reason = failed["reason"].as_str().unwrap();
+    // Either the install or start failed, depending on timing: nothing later ran.
+    assert!(reason.contains("on srv-01 failed"), "{reason}");
+    let order = std::fs::read_to_string(&fleet.order)?;
+    assert!(
+        !order.contains("reactivate") && !order.contains("cl-"),
+        "{order}"
+    );
+    for client in &fleet.clients {
+        assert!(client.runs().is_empty());
+    }
+    let text = c.cli(&["rollout", "status"])?;
+    assert!(
+        text.contains("Failures") && text.contains("installer error 103"),
+        "{text}"
+    );
+
+    // Fixed: resume runs the failed step again and finishes.
+    c.cli(&["rollout", "resume", "r1"])?;
+    wait_state(c, "completed", 90)?;
+    let audit = c.cli(&["audit"])?;
+    assert!(
+        audit.contains("rollout resume") && audit.contains("failed -> running"),
+        "{audit}"
+    );
+    Ok(())
+}
+
+#[test]
+fn pause_resume_abort_and_approve() -> anyhow::Result<()> {
+    let fleet = fleet(2)?;
+    let c = &fleet.controller;
+    c.cli(&[
+        "rollout",
+        "start",
+        "--installation",
+        "prod",
+        "--to",
+        V263,
+        "--ack-breaking",
+        "--ack-server-manager-password",
+        "--approve-phases",
+    ])?;
+    // The backup phase runs, then the rollout waits for approval.
+    let waiting = wait_state(c, "waiting_for_approval", 30)?;
+    assert_eq!(waiting["current_phase"], 1);
+    assert_eq!(fleet.server.runs(), ["srv-01 backup "]);
+    let refused = c.cli_output(&["rollout", "resume", "r1"])?;
+    assert!(String::from_utf8_lossy(&refused.stderr)
+        .contains("rollout r1 is waiting_for_approval; resume needs it to be paused or failed"));
+    c.cli(&["rollout", "pause", "r1"])?;
+    assert_eq!(status(c)?["state"], "paused");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        fleet.server.runs().len(),
+        1,
+        "nothing dispatched while paused"
+    );
+    c.cli(&["rollout", "resume", "r1"])?;
+    wait_for("server phase done", Duration::from_secs(30), || {
+        let s = status(c)?;
+        Ok((s["state"] == "waiting_for_approval" && s["current_phase"] == 2).then_some(()))
+    })?;
+    c.cli(&["rollout", "approve", "r1"])?;
+    wait_for("databases reactivated", Duration::from_secs(30), || {
+        let s = status(c)?;
+        Ok((s["current_phase"] == 3).then_some(()))
+    })?;
+    c.cli(&["rollout", "abort", "r1"])?;
+    assert_eq!(status(c)?["state"], "aborted");
+    std::thread::sleep(Duration::from_millis(1500));
+    for client in &fleet.clients {
+        assert!(client.runs().is_empty(), "aborted before the clients");
+    }
+    let refused = c.cli_output(&["rollout", "approve", "r1"])?;
+    assert!(!refused.status.success());
+    let audit: serde_json::Value = serde_json::from_str(&c.cli(&["audit", "--json"])?)?;
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "rollout start",
+            "rollout pause",
+            "rollout resume",
+            "rollout approve",
+            "rollout abort"
+        ]
+    );
+    // A new rollout may start once the old one is over.
+    let again = c.cli_output(&[
+        "rollout",
+        "start",
+        "--installation",
+        "prod",
+        "--to",
+        V263,
+        "--ack-breaking",
+        "--ack-server-manager-password",
+    ])?;
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    Ok(())
+}
