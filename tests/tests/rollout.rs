@@ -312,3 +312,157 @@ fn pause_resume_abort_and_approve() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+fn start(c: &Controller, extra: &[&str]) -> anyhow::Result<()> {
+    let mut args = vec![
+        "rollout",
+        "start",
+        "--installation",
+        "prod",
+        "--to",
+        V263,
+        "--ack-breaking",
+        "--ack-server-manager-password",
+    ];
+    args.extend_from_slice(extra);
+    c.cli(&args)?;
+    Ok(())
+}
+
+fn installs(agent: &Agent) -> usize {
+    agent
+        .runs()
+        .iter()
+        .filter(|l| l.contains(" install "))
+        .count()
+}
+
+#[test]
+fn a_killed_controller_resumes_with_no_step_lost_or_repeated() -> anyhow::Result<()> {
+    let mut fleet = fleet(6)?;
+    // Slow client installers, so the kill lands in the middle of a wave.
+    for client in &mut fleet.clients {
+        let config = std::fs::read_to_string(client.dir.join("installer.sh"))?;
+        std::fs::write(
+            client.dir.join("installer.sh"),
+            config.replace("sleep 0.1", "sleep 1.5"),
+        )?;
+    }
+    start(&fleet.controller, &["--client-waves", "50%,100%"])?;
+    wait_for("a client install running", Duration::from_secs(60), || {
+        Ok(fleet.clients.iter().any(|c| installs(c) > 0).then_some(()))
+    })?;
+    let addr = fleet.controller.addr.to_string();
+    let data_dir = fleet.controller.data_dir.clone();
+    fleet.controller.process.kill();
+    fleet.controller = Controller::start(&data_dir, &addr)?;
+    let done = wait_state(&fleet.controller, "completed", 120)?;
+    assert!(done["failures"].as_array().unwrap().is_empty(), "{done}");
+    for client in &fleet.clients {
+        assert_eq!(
+            installs(client),
+            1,
+            "{} installed exactly once",
+            client.host_id
+        );
+    }
+    assert_eq!(fleet.server.runs().len(), 5, "server steps ran once each");
+    Ok(())
+}
+
+#[test]
+fn an_agent_killed_mid_step_reports_from_its_journal_and_never_reruns() -> anyhow::Result<()> {
+    let mut fleet = fleet(1)?;
+    let script = std::fs::read_to_string(fleet.server.dir.join("installer.sh"))?;
+    std::fs::write(
+        fleet.server.dir.join("installer.sh"),
+        script.replace("sleep 0.3", "sleep 2"),
+    )?;
+    start(&fleet.controller, &[])?;
+    wait_for(
+        "the server install running",
+        Duration::from_secs(30),
+        || Ok((installs(&fleet.server) == 1).then_some(())),
+    )?;
+    fleet.server.process.kill();
+    fleet.server.restart()?;
+    let failed = wait_state(&fleet.controller, "failed", 60)?;
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the agent stopped while this step ran"),
+        "{reason}"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        installs(&fleet.server),
+        1,
+        "the interrupted step was not run again"
+    );
+    // The operator checked the host: resuming runs a new attempt.
+    fleet.controller.cli(&["rollout", "resume", "r1"])?;
+    wait_state(&fleet.controller, "completed", 60)?;
+    assert_eq!(installs(&fleet.server), 2);
+    Ok(())
+}
+
+#[test]
+fn an_offline_client_gets_its_step_when_it_returns() -> anyhow::Result<()> {
+    let mut fleet = fleet(3)?;
+    fleet.clients[0].process.kill();
+    let away = fleet.clients[0].host_id.clone();
+    wait_for("client offline", Duration::from_secs(20), || {
+        Ok(fleet
+            .controller
+            .host(&away)?
+            .filter(|h| h["online"] == false)
+            .map(|_| ()))
+    })?;
+    start(&fleet.controller, &["--client-waves", "100%"])?;
+    let waiting = wait_for(
+        "the wave waits for the offline client",
+        Duration::from_secs(60),
+        || {
+            let s = status(&fleet.controller)?;
+            Ok((s["waiting_for_offline"] == serde_json::json!([away])).then_some(s))
+        },
+    )?
+    .0;
+    assert_eq!(waiting["state"], "running");
+    let text = fleet.controller.cli(&["rollout", "status"])?;
+    assert!(
+        text.contains(&format!("Waiting for offline host(s): {away}")),
+        "{text}"
+    );
+    fleet.clients[0].restart()?;
+    wait_state(&fleet.controller, "completed", 60)?;
+    assert_eq!(installs(&fleet.clients[0]), 1);
+    Ok(())
+}
+
+#[test]
+fn a_wave_over_its_error_threshold_halts_and_resume_continues() -> anyhow::Result<()> {
+    let fleet = fleet(4)?;
+    // Two of four clients fail once (Windows Installer 1603 → exit 3 here).
+    for client in &fleet.clients[..2] {
+        std::fs::write(client.dir.join("fail"), "3")?;
+    }
+    start(
+        &fleet.controller,
+        &["--client-waves", "100%", "--error-threshold", "1"],
+    )?;
+    let failed = wait_state(&fleet.controller, "failed", 60)?;
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("2 of 4 client(s) in this wave failed"),
+        "{reason}"
+    );
+    let text = fleet.controller.cli(&["rollout", "status"])?;
+    assert!(text.contains("installer error 3"), "{text}");
+    // The cause is fixed (the stand-in fails only once): resume finishes.
+    fleet.controller.cli(&["rollout", "resume", "r1"])?;
+    wait_state(&fleet.controller, "completed", 60)?;
+    for client in &fleet.clients {
+        assert_eq!(installs(client), 1, "{}", client.host_id);
+    }
+    Ok(())
+}
