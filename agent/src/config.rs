@@ -130,6 +130,9 @@ pub enum FactsSpec {
         server: WebServerKind,
         docroot: PathBuf,
         websocket: Option<CheckProbe>,
+        /// Where the Web Application package (the ZIP the Server Manager
+        /// generates) of a version lies; `{version}` is filled in.
+        web_app: Option<String>,
     },
     Client {
         update_check: Option<CheckProbe>,
@@ -200,6 +203,7 @@ struct RawComponent {
     docroot: Option<PathBuf>,
     websocket: Option<Spanned<RawCheck>>,
     update_check: Option<Spanned<RawCheck>>,
+    web_app: Option<Spanned<String>>,
     actions: Option<RawActions>,
 }
 
@@ -474,6 +478,21 @@ pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
                         RawWebServer::Nginx => WebServerKind::Nginx,
                     },
                     docroot,
+                    web_app: component
+                        .web_app
+                        .as_ref()
+                        .map(|w| {
+                            let text = w.get_ref();
+                            let rest = text.replace("{version}", "");
+                            if rest.contains('{') || rest.contains('}') {
+                                return Err(here("web_app", Some(w.span()), "only `{version}` may be filled in".into()));
+                            }
+                            if text.trim().is_empty() {
+                                return Err(here("web_app", Some(w.span()), "name the Web Application package, e.g. \"/srv/ps/WebApp-{version}.zip\"".into()));
+                            }
+                            Ok(text.clone())
+                        })
+                        .transpose()?,
                     websocket: component
                         .websocket
                         .as_ref()

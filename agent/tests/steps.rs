@@ -212,3 +212,150 @@ async fn a_hanging_installer_is_stopped() {
         report.reason
     );
 }
+
+mod web_deploy {
+    use super::*;
+    use std::io::Write;
+    use tierwise_agent::config::CheckProbe;
+    use tierwise_common::WebServerKind;
+
+    fn package(path: &Path, files: &[(&str, &str)]) {
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+        for (name, text) in files {
+            zip.start_file(*name, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(text.as_bytes()).unwrap();
+        }
+        zip.finish().unwrap();
+    }
+
+    fn web_executor(dir: &Path, server: WebServerKind, websocket: bool) -> Executor {
+        let web = ComponentSpec {
+            role: Role::Web,
+            version: VersionProbe::Fixed(Version::new(9, 3, 1, 33994)),
+            facts: FactsSpec::Web {
+                server,
+                docroot: dir.join("docroot"),
+                websocket: Some(CheckProbe::Fixed(websocket)),
+                web_app: Some(format!("{}/WebApp-{{version}}.zip", dir.display())),
+            },
+            actions: BTreeMap::new(),
+        };
+        Executor::new(&dir.join("state"), vec![web]).unwrap()
+    }
+
+    fn deploy() -> StepAction {
+        StepAction::DeployWebApp {
+            version: V263,
+            artifact_sha256: None,
+        }
+    }
+
+    fn setup(dir: &Path) {
+        std::fs::create_dir_all(dir.join("docroot/assets")).unwrap();
+        std::fs::write(dir.join("docroot/version.txt"), "9.3.1.33994\n").unwrap();
+        std::fs::write(dir.join("docroot/assets/old.js"), "old").unwrap();
+        package(
+            &dir.join("WebApp-26.3.100.34058.zip"),
+            &[
+                ("version.txt", "26.3.100.34058\n"),
+                ("index.html", "<html>"),
+                ("js/app.js", "new"),
+                ("config.bat", "@echo generated"),
+            ],
+        );
+    }
+
+    #[tokio::test]
+    async fn iis_deploy_keeps_a_copy_empties_unzips_and_deletes_config_bat() {
+        let dir = tempfile::tempdir().unwrap();
+        setup(dir.path());
+        let exec = web_executor(dir.path(), WebServerKind::Iis, true);
+        let report = exec.execute("w-1", &deploy(), None).await.unwrap();
+        assert_eq!(report.outcome, StepOutcome::Succeeded, "{report:?}");
+        let docroot = dir.path().join("docroot");
+        assert_eq!(
+            std::fs::read_to_string(docroot.join("version.txt")).unwrap(),
+            "26.3.100.34058\n"
+        );
+        assert!(docroot.join("js/app.js").exists() && docroot.join("index.html").exists());
+        assert!(!docroot.join("assets").exists(), "the old content is gone");
+        assert!(
+            !docroot.join("config.bat").exists(),
+            "config.bat deleted, never run"
+        );
+        let backup = dir.path().join("state/web-backups/w-1");
+        assert_eq!(
+            std::fs::read_to_string(backup.join("assets/old.js")).unwrap(),
+            "old"
+        );
+        assert!(
+            report
+                .output_tail
+                .contains("deleted the generated config.bat"),
+            "{}",
+            report.output_tail
+        );
+    }
+
+    #[tokio::test]
+    async fn apache_keeps_config_bat_and_missing_prerequisites_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        setup(dir.path());
+        let refused = web_executor(dir.path(), WebServerKind::Apache, false)
+            .execute("w-2", &deploy(), None)
+            .await
+            .unwrap();
+        assert_eq!(refused.outcome, StepOutcome::Failed);
+        assert!(
+            refused
+                .reason
+                .contains("proxy_wstunnel is not enabled; nothing was changed"),
+            "{}",
+            refused.reason
+        );
+        assert!(dir.path().join("docroot/assets/old.js").exists());
+
+        let dir = tempfile::tempdir().unwrap();
+        setup(dir.path());
+        let report = web_executor(dir.path(), WebServerKind::Apache, true)
+            .execute("w-3", &deploy(), None)
+            .await
+            .unwrap();
+        assert_eq!(report.outcome, StepOutcome::Succeeded, "{report:?}");
+        assert!(
+            dir.path().join("docroot/config.bat").exists(),
+            "only IIS deletes it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_package_escaping_the_docroot_or_missing_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        setup(dir.path());
+        package(
+            &dir.path().join("WebApp-26.3.100.34058.zip"),
+            &[("../escape.txt", "x")],
+        );
+        let exec = web_executor(dir.path(), WebServerKind::Nginx, true);
+        let report = exec.execute("w-4", &deploy(), None).await.unwrap();
+        assert!(
+            report
+                .reason
+                .contains("a path outside the document directory"),
+            "{}",
+            report.reason
+        );
+        assert!(dir.path().join("docroot/assets/old.js").exists());
+        assert!(!dir.path().join("escape.txt").exists());
+        std::fs::remove_file(dir.path().join("WebApp-26.3.100.34058.zip")).unwrap();
+        let report = exec.execute("w-5", &deploy(), None).await.unwrap();
+        assert!(
+            report
+                .reason
+                .contains("cannot open the Web Application package"),
+            "{}",
+            report.reason
+        );
+    }
+}

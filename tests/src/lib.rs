@@ -225,10 +225,21 @@ impl Agent {
                     "proxy_module\n"
                 };
                 set_file(&dir.join("modules.txt"), modules)?;
+                // The Web Application's version lives in its document directory.
+                std::fs::create_dir_all(dir.join("docroot"))?;
+                set_file(
+                    &dir.join("docroot").join("version.txt"),
+                    &format!("{version}\n"),
+                )?;
+                config = config.replace(
+                    &format!("version = {{ file = {} }}", quoted("VERSION")),
+                    &format!("version = {{ file = {} }}", quoted("docroot/version.txt")),
+                );
                 config.push_str(&format!(
-                    "server = \"apache\"\ndocroot = {}\nwebsocket = {{ file = {}, pattern = \"proxy_wstunnel_module\" }}\n",
+                    "server = \"apache\"\ndocroot = {}\nwebsocket = {{ file = {}, pattern = \"proxy_wstunnel_module\" }}\nweb_app = {}\n",
                     quoted("docroot"),
-                    quoted("modules.txt")
+                    quoted("modules.txt"),
+                    quoted("WebApp-{version}.zip"),
                 ));
             }
             Plays::Client => {}
@@ -322,6 +333,27 @@ exit 0
         }
         set_file(&self.config, &config)?;
         self.restart()
+    }
+
+    /// Writes the Web Application package of `version` (a ZIP with its
+    /// `version.txt` and an `index.html`) where the web agent looks for it.
+    pub fn with_web_package(&self, version: &str) -> Result<()> {
+        use std::io::Write;
+        let path = self.dir.join(format!("WebApp-{version}.zip"));
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(path)?);
+        let files = [
+            ("version.txt", format!("{version}\n")),
+            (
+                "index.html",
+                "<!doctype html><title>Password Secure</title>".to_owned(),
+            ),
+        ];
+        for (name, text) in files {
+            zip.start_file(name, zip::write::SimpleFileOptions::default())?;
+            zip.write_all(text.as_bytes())?;
+        }
+        zip.finish()?;
+        Ok(())
     }
 
     /// Lines of this host's `runs.log` (one per executed action).

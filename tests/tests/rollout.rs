@@ -20,6 +20,7 @@ fn catalogue_path() -> String {
 struct Fleet {
     controller: Controller,
     server: Agent,
+    web: Agent,
     clients: Vec<Agent>,
     order: std::path::PathBuf,
     _root: tempfile::TempDir,
@@ -38,6 +39,14 @@ fn fleet(clients: usize) -> anyhow::Result<Fleet> {
         V931,
     )?;
     server.with_installers(&order, "0.3")?;
+    let web = Agent::start(
+        root.path(),
+        &url,
+        "web-01",
+        Plays::Web { websocket: true },
+        V931,
+    )?;
+    web.with_web_package(V263)?;
     let mut list = Vec::new();
     for i in 1..=clients {
         let mut agent = Agent::start(
@@ -52,7 +61,7 @@ fn fleet(clients: usize) -> anyhow::Result<Fleet> {
     }
     wait_for("agents online", Duration::from_secs(30), || {
         let hosts = controller.hosts()?;
-        Ok((hosts.len() == clients + 1 && hosts.iter().all(|h| h["online"] == true)).then_some(()))
+        Ok((hosts.len() == clients + 2 && hosts.iter().all(|h| h["online"] == true)).then_some(()))
     })?;
     controller.cli(&["releases", "import", &catalogue_path()])?;
     controller.cli(&[
@@ -66,6 +75,7 @@ fn fleet(clients: usize) -> anyhow::Result<Fleet> {
     Ok(Fleet {
         controller,
         server,
+        web,
         clients: list,
         order,
         _root: root,
@@ -160,6 +170,11 @@ fn happy_path_in_vendor_order() -> anyhow::Result<()> {
     }
     assert_eq!(fleet.server.runs().len(), 5);
 
+    // The web host got the new Web Application; the old one was kept.
+    let deployed = std::fs::read_to_string(fleet.web.dir.join("docroot/version.txt"))?;
+    assert_eq!(deployed.trim(), V263);
+    assert!(fleet.web.dir.join("docroot/index.html").exists());
+    assert!(fleet.web.dir.join("state/web-backups").is_dir());
     // What the agents report agrees.
     for host in c.hosts()? {
         for component in host["components"].as_array().unwrap() {

@@ -161,6 +161,7 @@ async fn facts(spec: &FactsSpec) -> Facts {
             server,
             docroot,
             websocket,
+            ..
         } => Facts::Web(WebFacts {
             server_kind: *server,
             docroot: docroot.display().to_string(),

@@ -3,6 +3,7 @@
 //! a command. Every step id is journaled before and after it runs.
 
 pub mod journal;
+pub mod web;
 
 use crate::config::{ActionCommand, ComponentSpec};
 use journal::{Journal, JournalEntry, JournalError, StepReport};
@@ -26,6 +27,7 @@ fn now_ms() -> i64 {
 #[derive(Debug)]
 pub struct Executor {
     journal: Journal,
+    state_dir: std::path::PathBuf,
     components: Vec<ComponentSpec>,
 }
 
@@ -64,7 +66,25 @@ impl Executor {
     pub fn new(state_dir: &Path, components: Vec<ComponentSpec>) -> Result<Self, JournalError> {
         Ok(Self {
             journal: Journal::open(state_dir)?,
+            state_dir: state_dir.to_path_buf(),
             components,
+        })
+    }
+
+    fn web_deploy(&self) -> Option<web::WebDeploy> {
+        self.components.iter().find_map(|c| match &c.facts {
+            crate::config::FactsSpec::Web {
+                server,
+                docroot,
+                websocket,
+                web_app: Some(package),
+            } => Some(web::WebDeploy {
+                server: *server,
+                docroot: docroot.clone(),
+                websocket: websocket.clone(),
+                package: package.clone(),
+            }),
+            _ => None,
         })
     }
 
@@ -147,6 +167,27 @@ impl Executor {
             started_ms,
             finished_ms: now_ms(),
         };
+        if let StepAction::DeployWebApp { version, .. } = action {
+            let Some(spec) = self.web_deploy() else {
+                return report(
+                    StepOutcome::Failed,
+                    None,
+                    String::new(),
+                    "this host has no `web` component with a `web_app` package path configured"
+                        .into(),
+                );
+            };
+            let backup = self.state_dir.join("web-backups").join(step_id);
+            return match web::deploy(&spec, *version, &backup).await {
+                Ok(summary) => report(
+                    StepOutcome::Succeeded,
+                    None,
+                    summary.join("\n"),
+                    String::new(),
+                ),
+                Err(reason) => report(StepOutcome::Failed, None, String::new(), reason),
+            };
+        }
         let command = match self.command_for(action) {
             Ok(command) => command,
             Err(reason) => return report(StepOutcome::Failed, None, String::new(), reason),

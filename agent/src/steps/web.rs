@@ -1,0 +1,175 @@
+//! Deploying the Web Application the way the vendor describes: check the
+//! web server's prerequisites, keep a copy of the document directory, empty
+//! it, unzip the new Web Application into it, and on IIS delete the
+//! generated `config.bat` without running it.
+
+use crate::config::CheckProbe;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use tierwise_common::{Check, Version, WebServerKind};
+
+/// What a deploy needs from the agent's configuration.
+#[derive(Clone, Debug)]
+pub struct WebDeploy {
+    pub server: WebServerKind,
+    pub docroot: PathBuf,
+    pub websocket: Option<CheckProbe>,
+    /// The package path, `{version}` filled in per step.
+    pub package: String,
+}
+
+/// The result of a deploy: a summary on success, the reason otherwise.
+pub type DeployResult = Result<Vec<String>, String>;
+
+/// Runs the deploy; the backup goes to `backup_dir`.
+pub async fn deploy(spec: &WebDeploy, version: Version, backup_dir: &Path) -> DeployResult {
+    // From 8.5.0.14896 on the Web Application needs WebSocket support.
+    if version >= Version::new(8, 5, 0, 14896) {
+        let needed = match spec.server {
+            WebServerKind::Iis => "the IIS feature \"WebSocket Protocol\"",
+            WebServerKind::Apache => "the Apache module proxy_wstunnel",
+            WebServerKind::Nginx => "WebSocket proxying",
+        };
+        match &spec.websocket {
+            Some(probe) => match crate::probe::check(probe).await {
+                Check::Yes => {}
+                Check::No => return Err(format!("prerequisite missing: {needed} is not enabled; nothing was changed")),
+                Check::Unknown => {
+                    return Err(format!("prerequisite unknown: the agent cannot tell whether {needed} is enabled; nothing was changed"))
+                }
+            },
+            None if spec.server == WebServerKind::Nginx => {}
+            None => {
+                return Err(format!(
+                    "prerequisite unknown: configure the `websocket` check so the agent can verify {needed}; nothing was changed"
+                ))
+            }
+        }
+    }
+    let package = PathBuf::from(spec.package.replace("{version}", &version.to_string()));
+    let spec = spec.clone();
+    let backup_dir = backup_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || deploy_files(&spec, &package, &backup_dir))
+        .await
+        .unwrap_or_else(|e| Err(format!("the deploy task failed: {e}")))
+}
+
+fn deploy_files(spec: &WebDeploy, package: &Path, backup_dir: &Path) -> DeployResult {
+    let io = |what: &str, e: io::Error| format!("{what}: {e}");
+    let file = fs::File::open(package).map_err(|e| {
+        io(
+            &format!(
+                "cannot open the Web Application package {}",
+                package.display()
+            ),
+            e,
+        )
+    })?;
+    let mut archive = zip::ZipArchive::new(file).map_err(|e| {
+        format!(
+            "{} is not a readable ZIP: {e}; nothing was changed",
+            package.display()
+        )
+    })?;
+    // Check every entry before touching the document directory.
+    for index in 0..archive.len() {
+        let entry = archive.by_index(index).map_err(|e| {
+            format!(
+                "{}: entry {index}: {e}; nothing was changed",
+                package.display()
+            )
+        })?;
+        if entry.enclosed_name().is_none() {
+            return Err(format!(
+                "{} contains `{}`, a path outside the document directory; nothing was changed",
+                package.display(),
+                entry.name()
+            ));
+        }
+    }
+    if !spec.docroot.is_dir() {
+        return Err(format!(
+            "the document directory {} does not exist",
+            spec.docroot.display()
+        ));
+    }
+    let mut summary = Vec::new();
+    // 1. Keep a copy.
+    let copied = copy_tree(&spec.docroot, backup_dir)
+        .map_err(|e| io("keeping a copy of the document directory", e))?;
+    summary.push(format!(
+        "kept a copy of {copied} file(s) in {}",
+        backup_dir.display()
+    ));
+    // 2. Empty the document directory (the directory itself stays).
+    let mut removed = 0;
+    for entry in fs::read_dir(&spec.docroot).map_err(|e| io("reading the document directory", e))? {
+        let path = entry
+            .map_err(|e| io("reading the document directory", e))?
+            .path();
+        if path.is_dir() {
+            fs::remove_dir_all(&path)
+        } else {
+            fs::remove_file(&path)
+        }
+        .map_err(|e| {
+            io(
+                &format!("emptying the document directory ({})", path.display()),
+                e,
+            )
+        })?;
+        removed += 1;
+    }
+    summary.push(format!(
+        "emptied {} ({removed} entr(y/ies))",
+        spec.docroot.display()
+    ));
+    // 3. Unzip the new Web Application.
+    archive.extract(&spec.docroot).map_err(|e| {
+        format!(
+            "unzipping into {}: {e}; the copy in {} can be put back",
+            spec.docroot.display(),
+            backup_dir.display()
+        )
+    })?;
+    summary.push(format!(
+        "unzipped {} entr(y/ies) from {}",
+        archive.len(),
+        package.display()
+    ));
+    // 4. IIS: the generated config.bat must not run for an update; delete it.
+    if spec.server == WebServerKind::Iis {
+        let config = spec.docroot.join("config.bat");
+        if config.exists() {
+            fs::remove_file(&config).map_err(|e| io("deleting config.bat", e))?;
+            summary.push("deleted the generated config.bat without running it".into());
+        }
+    }
+    // 5. Verify: something is there.
+    let present = fs::read_dir(&spec.docroot).map(|d| d.count()).unwrap_or(0);
+    if present == 0 {
+        return Err(format!(
+            "the document directory {} is empty after unzipping",
+            spec.docroot.display()
+        ));
+    }
+    Ok(summary)
+}
+
+/// Copies a directory tree; returns the number of files copied.
+fn copy_tree(from: &Path, to: &Path) -> io::Result<usize> {
+    fs::create_dir_all(to)?;
+    let mut count = 0;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            count += copy_tree(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), &target)?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}
