@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use tierwise_common::rollout::RolloutState;
 use tierwise_common::{HostRecord, Role, Version};
 use tokio::process::{Child, Command};
 
@@ -42,15 +43,49 @@ fn fleet() -> Vec<DemoHost> {
         version,
         update_check,
     };
-    vec![
+    let mut hosts = vec![
         host("srv-01", Role::Server, CURRENT, false),
         host("web-01", Role::Web, CURRENT, false),
-        host("cl-001", Role::Client, CURRENT, false),
-        host("cl-002", Role::Client, CURRENT, false),
-        host("cl-003", Role::Client, CURRENT, true),
-        host("cl-004", Role::Client, OLD, false),
-        host("cl-005", Role::Client, OLD, false),
-    ]
+    ];
+    for (index, id) in CLIENTS.iter().enumerate() {
+        let version = if index % 7 == 3 { OLD } else { CURRENT };
+        hosts.push(host(id, Role::Client, version, index == 2));
+    }
+    hosts
+}
+
+const CLIENTS: [&str; 20] = [
+    "cl-001", "cl-002", "cl-003", "cl-004", "cl-005", "cl-006", "cl-007", "cl-008", "cl-009",
+    "cl-010", "cl-011", "cl-012", "cl-013", "cl-014", "cl-015", "cl-016", "cl-017", "cl-018",
+    "cl-019", "cl-020",
+];
+
+/// The client whose stand-in installer fails (Windows Installer 1603,
+/// "fatal error during installation"; exit statuses stop at 255 here, so it
+/// exits 103), to show a failure within the wave's error threshold.
+const FAILING_CLIENT: &str = "cl-013";
+const TARGET: Version = Version::new(26, 3, 100, 34058);
+
+/// A stand-in for the vendor's installers: takes time, changes what the
+/// probes read, and exits like an installer.
+fn installer_script(dir: &Path, delay: &str, fail_code: Option<u8>) -> String {
+    let dir = dir.display();
+    let fail = fail_code.map_or_else(String::new, |code| {
+        format!("[ \"$action\" = install ] && {{ echo \"MSI error: fatal error during installation\" >&2; exit {code}; }}\n")
+    });
+    format!(
+        "#!/bin/sh\n\
+         # Tierwise demo: stands in for a Password Secure installer.\n\
+         action=\"$1\"; version=\"$2\"\n\
+         echo \"$action $version\" >> \"{dir}/runs.log\"\n\
+         {fail}\
+         case \"$action\" in\n\
+           install) echo \"installing $version\"; sleep {delay}; echo \"$version\" > \"{dir}/VERSION.tmp\"; mv \"{dir}/VERSION.tmp\" \"{dir}/VERSION\" ;;\n\
+           reactivate) sleep 1; sed -e \"s/\\\"patch_level\\\": \\\"[0-9.]*\\\"/\\\"patch_level\\\": \\\"$version\\\"/g\" \"{dir}/databases.json\" > \"{dir}/db.tmp\" && mv \"{dir}/db.tmp\" \"{dir}/databases.json\" ;;\n\
+           *) sleep 0.5 ;;\n\
+         esac\n\
+         echo \"$action done\"\n"
+    )
 }
 
 pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
@@ -86,7 +121,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         agents.push(spawn_agent(&agent_bin, &root, &url, host).await?);
     }
     println!(
-        "Started {} agents for installation `{INSTALLATION}` (1 server with 2 databases, 1 web host, {} clients)\n",
+        "Started {} agents for installation `{INSTALLATION}` (1 server with 2 databases, 1 Apache web host, {} clients)\n",
         agents.len(),
         hosts.iter().filter(|h| h.role == Role::Client).count()
     );
@@ -170,7 +205,100 @@ async fn tour(url: &str, root: &Path, hosts: &[DemoHost]) -> anyhow::Result<()> 
         "The controller reports {changed} at {CURRENT} after {:.1} s.\n",
         since.elapsed().as_secs_f64()
     );
+    rollout_tour(&mut client, root).await
+}
+
+/// Plans and runs a rollout of the demo installation to 26.3.100.34058,
+/// printing each change of progress, then the final fleet.
+async fn rollout_tour(
+    client: &mut tierwise_proto::v1::admin_service_client::AdminServiceClient<
+        tonic::transport::Channel,
+    >,
+    root: &Path,
+) -> anyhow::Result<()> {
+    let catalogue = root.join("password-secure.toml");
+    write(
+        &catalogue,
+        include_str!("../../deploy/catalogue/password-secure.toml"),
+    )?;
+    println!("$ tierwise releases import password-secure.toml");
+    print!("{}", cli::policy::import(client, &catalogue).await?);
+    println!(
+        "\n$ tierwise license set --installation {INSTALLATION} --maintenance-until 2026-12-31"
+    );
+    print!(
+        "{}",
+        cli::policy::licence_set(client, INSTALLATION, "2026-12-31").await?
+    );
+    println!("\n$ tierwise rollout plan --installation {INSTALLATION} --to {TARGET}");
+    let (plan, _) =
+        cli::policy::plan(client, INSTALLATION, &TARGET.to_string(), None, false).await?;
+    print!("{plan}");
+    println!(
+        "\n$ tierwise rollout start --installation {INSTALLATION} --to {TARGET} --ack-breaking \\\n    --ack-server-manager-password --error-threshold 1"
+    );
+    let started = cli::rollout::start(
+        client,
+        cli::rollout::StartOptions {
+            installation: INSTALLATION.into(),
+            to: TARGET.to_string(),
+            error_threshold: Some("1".into()),
+            ack_breaking: true,
+            ack_server_manager_password: true,
+            ..Default::default()
+        },
+    )
+    .await?;
+    print!("{started}");
+    println!("(installers take a few seconds each; {FAILING_CLIENT}'s installer fails, within the threshold of 1)\n");
+
+    let began = Instant::now();
+    let mut last = String::new();
+    let status = loop {
+        let status = cli::rollout::fetch(client, None).await?;
+        let line = progress_line(&status);
+        if line != last {
+            println!("[{:>5.1} s] {line}", began.elapsed().as_secs_f64());
+            last = line;
+        }
+        if matches!(
+            status.state,
+            RolloutState::Completed | RolloutState::Failed | RolloutState::Aborted
+        ) {
+            break status;
+        }
+        if began.elapsed() > Duration::from_secs(180) {
+            bail!("the rollout did not finish within 180 s");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("\n$ tierwise rollout status");
+    print!("{}", cli::rollout::render(&status));
+    let fleet = hosts::fetch_hosts(client, Some(INSTALLATION), None).await?;
+    println!("\n$ tierwise hosts list");
+    print!("{}", hosts::render_list(&fleet, now_ms()));
+    if status.state != RolloutState::Completed {
+        bail!("the rollout ended {}", status.state.as_str());
+    }
     Ok(())
+}
+
+fn progress_line(status: &crate::rollout_view::RolloutStatus) -> String {
+    let phase = status.phases.get(status.current_phase);
+    let current = phase.map_or_else(
+        || "all phases".to_owned(),
+        |p| {
+            let mut text = format!("{:?}", p.kind).to_lowercase();
+            if let tierwise_common::plan::PhaseKind::ClientWave { wave, percent } = p.kind {
+                text = format!("clients wave {wave} ({percent}%)");
+            }
+            format!(
+                "{text}: {}/{} done, {} running, {} failed",
+                p.succeeded, p.steps, p.dispatched, p.failed
+            )
+        },
+    );
+    format!("{} — {current}", status.state.as_str().replace('_', " "))
 }
 
 /// Polls the controller's host list until `done` holds or `limit` passes.
@@ -195,6 +323,25 @@ async fn wait_until(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// A Web Application package: the ZIP the Server Manager would generate.
+fn web_package(path: &Path, version: Version) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path)?);
+    let files = [
+        ("version.txt", format!("{version}\n")),
+        (
+            "index.html",
+            format!("<!doctype html><title>Password Secure {version}</title>\n"),
+        ),
+    ];
+    for (name, text) in files {
+        zip.start_file(name, zip::write::SimpleFileOptions::default())?;
+        zip.write_all(text.as_bytes())?;
+    }
+    zip.finish()?;
+    Ok(())
 }
 
 fn locate_agent(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -268,8 +415,26 @@ async fn spawn_agent(
         role = host.role,
         version = path("VERSION"),
     );
+    let script = dir.join("installer.sh");
+    let action = |name: &str, with_version: bool| {
+        format!(
+            "{{ command = [\"sh\", {}, \"{name}\"{}], timeout_seconds = 120 }}",
+            toml_str(&script.display().to_string()),
+            if with_version { ", \"{version}\"" } else { "" }
+        )
+    };
+    let mut actions = String::new();
     match host.role {
         Role::Server => {
+            write(&script, &installer_script(&dir, "3", None))?;
+            actions = format!(
+                "\n[component.actions]\nbackup = {}\nstop_services = {}\ninstall = {}\nstart_services = {}\nreactivate_databases = {}\n",
+                action("backup", false),
+                action("stop", false),
+                action("install", true),
+                action("start", false),
+                action("reactivate", true),
+            );
             let databases = format!(
                 "[\n  {{ \"name\": \"PSDB-Prod\", \"active\": true, \"patch_level\": \"{v}\" }},\n  \
                  {{ \"name\": \"PSDB-Archive\", \"active\": true, \"patch_level\": \"{v}\" }}\n]\n",
@@ -287,15 +452,27 @@ async fn spawn_agent(
                 &dir.join("docroot").join("index.html"),
                 "<!doctype html><title>Password Secure</title>\n",
             )?;
+            // The Web Application's version lives in its document directory,
+            // and the site keeps the package of the new version ready.
+            write(
+                &dir.join("docroot").join("version.txt"),
+                &format!("{}\n", host.version),
+            )?;
+            config = config.replace(
+                &format!("version = {{ file = {} }}", path("VERSION")),
+                &format!("version = {{ file = {} }}", path("docroot/version.txt")),
+            );
+            web_package(&dir.join(format!("WebApp-{TARGET}.zip")), TARGET)?;
             // What `apache2ctl -M` prints on a host with the module loaded.
             write(
                 &dir.join("apache-modules.txt"),
                 "Loaded Modules:\n proxy_module (shared)\n proxy_http_module (shared)\n proxy_wstunnel_module (shared)\n",
             )?;
             config.push_str(&format!(
-                "server = \"apache\"\ndocroot = {}\nwebsocket = {{ file = {}, pattern = 'proxy_wstunnel_module' }}\n",
+                "server = \"apache\"\ndocroot = {}\nwebsocket = {{ file = {}, pattern = 'proxy_wstunnel_module' }}\nweb_app = {}\n",
                 path("docroot"),
                 path("apache-modules.txt"),
+                path("WebApp-{version}.zip"),
             ));
         }
         Role::Client => {
@@ -307,9 +484,21 @@ async fn spawn_agent(
                 "update_check = {{ file = {}, pattern = '(?m)^CanSearchForUpdates=1$' }}\n",
                 path("user-settings.ini"),
             ));
+            let delay = format!(
+                "{}.{}",
+                1 + host.host_id.len() % 2,
+                host.host_id.bytes().last().unwrap_or(b'0') % 10
+            );
+            let fail = (host.host_id == FAILING_CLIENT).then_some(103);
+            write(&script, &installer_script(&dir, &delay, fail))?;
+            actions = format!(
+                "\n[component.actions]\ninstall = {}\n",
+                action("install", true)
+            );
         }
         Role::AppServer => {}
     }
+    config.push_str(&actions);
     let config_path = dir.join("agent.toml");
     write(&config_path, &config)?;
     let log = std::fs::File::create(dir.join("agent.log"))?;

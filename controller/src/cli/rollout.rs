@@ -110,7 +110,7 @@ pub async fn list(client: &mut Client, json: bool) -> anyhow::Result<String> {
     ))
 }
 
-async fn fetch(client: &mut Client, id: Option<&str>) -> anyhow::Result<RolloutStatus> {
+pub async fn fetch(client: &mut Client, id: Option<&str>) -> anyhow::Result<RolloutStatus> {
     let json = client
         .get_rollout(GetRolloutRequest {
             id: id.unwrap_or_default().to_owned(),

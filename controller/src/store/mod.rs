@@ -75,10 +75,6 @@ pub struct HostFilter {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
-    /// SQLite: a transaction that reads and then writes fails at once with
-    /// SQLITE_BUSY_SNAPSHOT when another connection wrote in between, so
-    /// this process lets one such transaction at a time run.
-    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Store {
@@ -150,23 +146,11 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|source| StoreError::Migrate { backend, source })?;
-        Ok(Self {
-            pool,
-            backend,
-            writer: std::sync::Arc::new(tokio::sync::Mutex::new(())),
-        })
+        Ok(Self { pool, backend })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
-    }
-
-    /// Held across a read-then-write transaction (SQLite only).
-    pub(crate) async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match self.backend {
-            Backend::Sqlite => Some(self.writer.lock().await),
-            Backend::Postgres => None,
-        }
     }
 
     pub async fn close(&self) {
@@ -465,13 +449,11 @@ impl Store {
         maintenance_until: Date,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let _guard = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
-        let known = sqlx::query("SELECT name FROM installations WHERE name = $1")
-            .bind(installation)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
+        // Write first: the installation row is locked for the transaction
+        // (and SQLite takes its write lock now, not after a read, which
+        // would fail with SQLITE_BUSY_SNAPSHOT instead of waiting).
+        let known = lock_installation(&mut tx, installation).await?;
         if !known {
             return Ok(false);
         }
@@ -510,6 +492,22 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// A no-op write that locks an installation's row for the transaction;
+/// false when there is no such installation. Read-then-write transactions
+/// start with a write like this: on SQLite it takes the write lock at once
+/// (waiting for the busy timeout), on PostgreSQL it serialises them per row.
+pub(crate) async fn lock_installation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    installation: &str,
+) -> Result<bool, StoreError> {
+    let touched = sqlx::query("UPDATE installations SET created_ms = created_ms WHERE name = $1")
+        .bind(installation)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    Ok(touched > 0)
 }
 
 fn bind_all<'q>(

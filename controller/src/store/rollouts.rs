@@ -126,6 +126,19 @@ fn step_from_row(row: &AnyRow) -> Result<ExecStep, StoreError> {
     })
 }
 
+/// Starts a read-then-write transaction with a write (see
+/// `lock_installation`): the rollout's row is locked until commit.
+async fn lock_rollout(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE rollouts SET updated_ms = updated_ms WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 const ROLLOUT_COLUMNS: &str =
     "id, installation, target, state, current_phase, options, phases, reason, created_ms, updated_ms";
 const STEP_COLUMNS: &str =
@@ -189,8 +202,8 @@ impl Store {
         details: &str,
         now_ms: i64,
     ) -> Result<String, RolloutError> {
-        let _guard = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
+        super::lock_installation(&mut tx, installation).await?;
         let active = sqlx::query(
             "SELECT id, state FROM rollouts WHERE installation = $1 AND state NOT IN ('completed', 'aborted') ORDER BY seq DESC LIMIT 1",
         )
@@ -317,8 +330,8 @@ impl Store {
         decisions: &[Decision],
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let _guard = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
+        lock_rollout(&mut tx, &rollout.id).await?;
         let current = sqlx::query("SELECT state, current_phase FROM rollouts WHERE id = $1")
             .bind(rollout.id.as_str())
             .fetch_one(&mut *tx)
@@ -467,8 +480,8 @@ impl Store {
         actor: &str,
         now_ms: i64,
     ) -> Result<RolloutRecord, RolloutError> {
-        let _guard = self.write_guard().await;
         let mut tx = self.pool.begin().await?;
+        lock_rollout(&mut tx, id).await?;
         let row = sqlx::query(&format!(
             "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = $1"
         ))
