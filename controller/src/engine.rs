@@ -142,6 +142,7 @@ impl Engine {
             let message = ControllerMessage {
                 body: Some(controller_message::Body::Command(command.clone())),
             };
+            tracing::debug!(%host_id, %step_id, "step sent");
             if outbound.try_send(Ok(message)).is_err() {
                 warn!(%host_id, %step_id, "the agent's queue is full; the step goes out when it reconnects");
             }
