@@ -63,7 +63,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 settings.state_dir.display()
             )
         })?;
-    let runner = steps::StepRunner::spawn(executor, watcher.refresh.clone());
+    let downloader = steps::download::Downloader::new(&settings.controller, &settings.state_dir);
+    let runner = steps::StepRunner::spawn(executor, downloader, watcher.refresh.clone());
     tokio::select! {
         _ = session::run_forever(settings, watcher, runner) => {}
         _ = tierwise_runtime::shutdown::signal() => tracing::info!("stopping"),

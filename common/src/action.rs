@@ -65,6 +65,39 @@ impl StepAction {
         }
     }
 
+    /// Sets the installer an install or deploy needs, from the stored
+    /// installers by role.
+    pub fn attach_artifact(&mut self, installers: &std::collections::BTreeMap<Role, String>) {
+        match self {
+            StepAction::InstallComponent {
+                role,
+                artifact_sha256,
+                ..
+            } => {
+                *artifact_sha256 = installers.get(role).cloned();
+            }
+            StepAction::DeployWebApp {
+                artifact_sha256, ..
+            } => {
+                *artifact_sha256 = installers.get(&Role::Web).cloned();
+            }
+            _ => {}
+        }
+    }
+
+    /// The installer this step needs, by SHA-256.
+    pub fn artifact(&self) -> Option<&str> {
+        match self {
+            StepAction::InstallComponent {
+                artifact_sha256, ..
+            }
+            | StepAction::DeployWebApp {
+                artifact_sha256, ..
+            } => artifact_sha256.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The version the action moves to, for the `{version}` placeholder.
     pub const fn version(&self) -> Option<Version> {
         match self {

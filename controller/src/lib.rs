@@ -7,6 +7,7 @@
 //! text - and it must never lose what agents reported when it is killed:
 //! everything it knows lives in the store, written in transactions.
 
+pub mod artifacts;
 pub mod cli;
 pub mod clock;
 pub mod demo;

@@ -68,6 +68,11 @@ enum Command {
         #[command(subcommand)]
         command: RolloutCommand,
     },
+    /// Installers in the controller's content-addressed store.
+    Artifacts {
+        #[command(subcommand)]
+        command: ArtifactsCommand,
+    },
     /// Every operator action, oldest first.
     Audit {
         #[arg(long)]
@@ -114,6 +119,20 @@ enum HostsCommand {
         host: Option<String>,
         #[arg(long)]
         installation: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ArtifactsCommand {
+    /// Store an installer for a release and component; checked against the
+    /// catalogue's SHA-256 when it names one.
+    Add {
+        file: PathBuf,
+        #[arg(long)]
+        release: String,
+        /// server, app_server, web or client.
+        #[arg(long, value_parser = parse_role)]
+        component: Role,
     },
 }
 
@@ -361,6 +380,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             };
             print!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Artifacts {
+            command:
+                ArtifactsCommand::Add {
+                    file,
+                    release,
+                    component,
+                },
+        } => {
+            let mut client = cli::connect(&cli.controller).await?;
+            print!(
+                "{}",
+                cli::artifacts::add(&mut client, &file, &release, component).await?
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { json } => {

@@ -138,11 +138,13 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     let sessions = Sessions::default();
     let (drain_tx, drained) = mpsc::channel::<()>(1);
     let engine = Engine::new(store.clone(), sessions.clone());
+    let artifacts = crate::artifacts::ArtifactStore::new(&settings.data_dir);
 
     let agent_service = AgentServiceServer::new(AgentGateway::new(
         store.clone(),
         sessions.clone(),
         engine.clone(),
+        artifacts.clone(),
         drain_tx,
     ))
     .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
@@ -151,6 +153,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         store.clone(),
         sessions.clone(),
         engine.clone(),
+        artifacts,
     ))
     .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES);

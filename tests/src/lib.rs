@@ -268,6 +268,17 @@ impl Agent {
     /// every database active at the new patch level. A file `fail` in the
     /// host's directory makes the next action exit with the code it holds.
     pub fn with_installers(&mut self, order_log: &Path, delay: &str) -> Result<()> {
+        self.with_installers_using(order_log, delay, false)
+    }
+
+    /// As `with_installers`; with `artifact`, `install` also gets the
+    /// installer file (`{artifact}`) and fails (exit 100) when it is absent.
+    pub fn with_installers_using(
+        &mut self,
+        order_log: &Path,
+        delay: &str,
+        artifact: bool,
+    ) -> Result<()> {
         let script = self.dir.join("installer.sh");
         let dir = self.dir.display().to_string();
         set_file(
@@ -275,9 +286,10 @@ impl Agent {
             &format!(
                 r#"#!/bin/sh
 # Stand-in for the vendor's installers: same exit codes, takes time, changes what the probes read.
-action="$1"; version="$2"
+action="$1"; version="$2"; installer="$3"
+if [ -n "$installer" ] && [ ! -f "$installer" ]; then echo "no installer at $installer" >&2; exit 100; fi
 if [ -f "{dir}/fail" ]; then code=$(cat "{dir}/fail"); rm -f "{dir}/fail"; echo "installer error $code" >&2; exit "$code"; fi
-echo "{host} $action $version" >> "{dir}/runs.log"
+echo "{host} $action $version${{installer:+ $installer}}" >> "{dir}/runs.log"
 echo "{host} $action $version" >> "{order}"
 case "$action" in
   install) sleep {delay}; echo "$version" > "{dir}/VERSION.tmp"; mv "{dir}/VERSION.tmp" "{dir}/VERSION" ;;
@@ -299,35 +311,19 @@ exit 0
             )
         };
         let mut config = std::fs::read_to_string(&self.config)?;
-        config.push_str(
-            "
-[component.actions]
-",
-        );
-        config.push_str(&format!(
-            "install = {}
-",
+        let install = if artifact {
+            sh("install", true).replace("\"{version}\"]", "\"{version}\", \"{artifact}\"]")
+        } else {
             sh("install", true)
-        ));
-        config.push_str(&format!(
-            "stop_services = {}
-",
-            sh("stop", false)
-        ));
-        config.push_str(&format!(
-            "start_services = {}
-",
-            sh("start", false)
-        ));
+        };
+        config.push_str("\n[component.actions]\n");
+        config.push_str(&format!("install = {install}\n"));
+        config.push_str(&format!("stop_services = {}\n", sh("stop", false)));
+        config.push_str(&format!("start_services = {}\n", sh("start", false)));
         if config.contains("role = \"server\"") {
+            config.push_str(&format!("backup = {}\n", sh("backup", false)));
             config.push_str(&format!(
-                "backup = {}
-",
-                sh("backup", false)
-            ));
-            config.push_str(&format!(
-                "reactivate_databases = {}
-",
+                "reactivate_databases = {}\n",
                 sh("reactivate", true)
             ));
         }

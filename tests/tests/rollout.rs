@@ -481,3 +481,179 @@ fn a_wave_over_its_error_threshold_halts_and_resume_continues() -> anyhow::Resul
     }
     Ok(())
 }
+
+#[test]
+fn installers_come_from_the_controller_and_are_verified_before_anything_runs() -> anyhow::Result<()>
+{
+    let root = tempfile::tempdir()?;
+    let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0")?;
+    let url = controller.url();
+    let order = root.path().join("order.log");
+    let mut server = Agent::start(
+        root.path(),
+        &url,
+        "srv-01",
+        Plays::Server(vec![("PSDB", true, V931)]),
+        V931,
+    )?;
+    server.with_installers(&order, "0.1")?;
+    let mut clients = Vec::new();
+    for i in 1..=2 {
+        let mut agent = Agent::start(
+            root.path(),
+            &url,
+            &format!("cl-{i:03}"),
+            Plays::Client,
+            V931,
+        )?;
+        agent.with_installers_using(&order, "0.1", true)?;
+        clients.push(agent);
+    }
+    wait_for("agents online", Duration::from_secs(30), || {
+        let hosts = controller.hosts()?;
+        Ok((hosts.len() == 3 && hosts.iter().all(|h| h["online"] == true)).then_some(()))
+    })?;
+    controller.cli(&[
+        "license",
+        "set",
+        "--installation",
+        "prod",
+        "--maintenance-until",
+        "2026-12-31",
+    ])?;
+
+    // The operator's catalogue names the client installer and its checksum.
+    let msi = root.path().join("PasswordSecure_Client_26.3.100.msi");
+    std::fs::write(&msi, vec![7u8; 300_000])?;
+    let real_sha = {
+        let out = std::process::Command::new("sha256sum").arg(&msi).output()?;
+        String::from_utf8(out.stdout)?
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    // The catalogue with a [release.artifact.client] table for 26.3.100.
+    let catalogue = std::fs::read_to_string(catalogue_path())?;
+    let place = |sha: &str| -> String {
+        catalogue.replace(
+            "requires = [\"web_websocket\"]\n\n[[release]]\nversion = \"26.4.10.34111\"",
+            &format!(
+                "requires = [\"web_websocket\"]\n\n[release.artifact.client]\nfile = \"PasswordSecure_Client_26.3.100.msi\"\nsha256 = \"{sha}\"\n\n[[release]]\nversion = \"26.4.10.34111\""
+            ),
+        )
+    };
+    let file = root.path().join("catalogue.toml");
+    std::fs::write(&file, place(&"0".repeat(64)))?;
+    controller.cli(&["releases", "import", file.to_str().unwrap()])?;
+    // A file that does not match the catalogue is refused and not stored.
+    let out = controller.cli_output(&[
+        "artifacts",
+        "add",
+        msi.to_str().unwrap(),
+        "--release",
+        V263,
+        "--component",
+        "client",
+    ])?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "the file's SHA-256 is {real_sha}, but the catalogue gives {}",
+            "0".repeat(64)
+        )),
+        "{stderr}"
+    );
+    // Without the stored installer the rollout cannot start.
+    let out = controller.cli_output(&[
+        "rollout",
+        "start",
+        "--installation",
+        "prod",
+        "--to",
+        V263,
+        "--ack-breaking",
+        "--ack-server-manager-password",
+    ])?;
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("but it is not stored; add it with"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    std::fs::write(&file, place(&real_sha))?;
+    controller.cli(&["releases", "import", file.to_str().unwrap()])?;
+    let stored = controller.cli(&[
+        "artifacts",
+        "add",
+        msi.to_str().unwrap(),
+        "--release",
+        V263,
+        "--component",
+        "client",
+    ])?;
+    assert!(
+        stored.contains(&real_sha) && stored.contains("matching the catalogue"),
+        "{stored}"
+    );
+
+    // Tamper with the controller's copy: the agents must refuse it.
+    let cas = controller.data_dir.join("artifacts").join(&real_sha);
+    std::fs::write(&cas, vec![8u8; 300_000])?;
+    controller.cli(&[
+        "rollout",
+        "start",
+        "--installation",
+        "prod",
+        "--to",
+        V263,
+        "--ack-breaking",
+        "--ack-server-manager-password",
+    ])?;
+    let failed = wait_state(&controller, "failed", 60)?;
+    let failures = failed["failures"].as_array().unwrap();
+    assert!(!failures.is_empty());
+    let reason = failures[0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!(
+            "expected {real_sha}; it was deleted and nothing ran"
+        )),
+        "{reason}"
+    );
+    for client in &clients {
+        assert!(
+            client.runs().is_empty(),
+            "no installer ran on {}",
+            client.host_id
+        );
+    }
+
+    // The right file back in place; one client already has the first half
+    // (an interrupted download): it resumes from there.
+    std::fs::copy(&msi, &cas)?;
+    let partial = clients[0]
+        .dir
+        .join("state/artifacts")
+        .join(format!("{real_sha}.part"));
+    std::fs::create_dir_all(partial.parent().unwrap())?;
+    std::fs::write(&partial, vec![7u8; 150_000])?;
+    controller.cli(&["rollout", "resume", "r1"])?;
+    wait_state(&controller, "completed", 60)?;
+    for client in &clients {
+        assert_eq!(installs(client), 1);
+        let installer = client.dir.join("state/artifacts").join(&real_sha);
+        assert!(installer.is_file(), "kept under its checksum");
+        let runs = client.runs().join("\n");
+        assert!(
+            runs.contains(&installer.display().to_string()),
+            "the installer got {{artifact}}: {runs}"
+        );
+    }
+    let log = controller.process.log_text();
+    assert!(
+        log.contains("offset=150000"),
+        "the partial download was resumed"
+    );
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! configuration defines for it; nothing the controller sends is ever run as
 //! a command. Every step id is journaled before and after it runs.
 
+pub mod download;
 pub mod journal;
 pub mod web;
 
@@ -71,6 +72,40 @@ impl Executor {
         })
     }
 
+    /// Whether this attempt id is already in the journal (then `execute`
+    /// answers from it without running anything).
+    pub fn known(&self, step_id: &str) -> Result<bool, JournalError> {
+        Ok(self.journal.get(step_id)?.is_some())
+    }
+
+    /// Records an attempt that failed before its command could run (e.g. its
+    /// installer did not verify), so a redelivery answers the same.
+    pub fn fail(
+        &self,
+        step_id: &str,
+        action: &StepAction,
+        outcome: StepOutcome,
+        reason: String,
+    ) -> Result<StepReport, JournalError> {
+        let now = now_ms();
+        let report = StepReport {
+            step_id: step_id.to_owned(),
+            outcome,
+            exit_code: None,
+            output_tail: String::new(),
+            reason,
+            started_ms: now,
+            finished_ms: now,
+        };
+        self.journal.put(&JournalEntry {
+            step_id: step_id.to_owned(),
+            action: action.clone(),
+            started_ms: now,
+            finished: Some(report.clone()),
+        })?;
+        Ok(report)
+    }
+
     fn web_deploy(&self) -> Option<web::WebDeploy> {
         self.components.iter().find_map(|c| match &c.facts {
             crate::config::FactsSpec::Web {
@@ -82,7 +117,18 @@ impl Executor {
                 server: *server,
                 docroot: docroot.clone(),
                 websocket: websocket.clone(),
-                package: package.clone(),
+                package: Some(package.clone()),
+            }),
+            crate::config::FactsSpec::Web {
+                server,
+                docroot,
+                websocket,
+                web_app: None,
+            } => Some(web::WebDeploy {
+                server: *server,
+                docroot: docroot.clone(),
+                websocket: websocket.clone(),
+                package: None,
             }),
             _ => None,
         })
@@ -178,7 +224,7 @@ impl Executor {
                 );
             };
             let backup = self.state_dir.join("web-backups").join(step_id);
-            return match web::deploy(&spec, *version, &backup).await {
+            return match web::deploy(&spec, *version, &backup, artifact).await {
                 Ok(summary) => report(
                     StepOutcome::Succeeded,
                     None,
@@ -307,7 +353,11 @@ pub struct StepRunner {
 impl StepRunner {
     /// Runs steps in the background; after each, asks `refresh` for a probe
     /// so the new version is reported at once.
-    pub fn spawn(executor: Executor, refresh: tokio::sync::mpsc::Sender<()>) -> Self {
+    pub fn spawn(
+        executor: Executor,
+        downloader: download::Downloader,
+        refresh: tokio::sync::mpsc::Sender<()>,
+    ) -> Self {
         let (commands, mut queue) = tokio::sync::mpsc::channel::<(String, StepAction)>(256);
         let (report_tx, reports) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {
@@ -325,7 +375,16 @@ impl StepRunner {
                     })
                 } else {
                     tracing::info!(%step_id, action = action.config_key(), "running step");
-                    executor.execute(&step_id, &action, None).await
+                    match (action.artifact(), executor.known(&step_id)) {
+                        // A new attempt that needs an installer: fetch and verify it first.
+                        (Some(sha256), Ok(false)) => match downloader.fetch(sha256).await {
+                            Ok(path) => executor.execute(&step_id, &action, Some(&path)).await,
+                            Err((outcome, reason)) => {
+                                executor.fail(&step_id, &action, outcome, reason)
+                            }
+                        },
+                        _ => executor.execute(&step_id, &action, None).await,
+                    }
                 };
                 let report = report.unwrap_or_else(|error| StepReport {
                     step_id: step_id.clone(),

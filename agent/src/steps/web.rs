@@ -15,15 +15,21 @@ pub struct WebDeploy {
     pub server: WebServerKind,
     pub docroot: PathBuf,
     pub websocket: Option<CheckProbe>,
-    /// The package path, `{version}` filled in per step.
-    pub package: String,
+    /// The package path, `{version}` filled in per step; not needed when the
+    /// controller provides the package as an artifact.
+    pub package: Option<String>,
 }
 
 /// The result of a deploy: a summary on success, the reason otherwise.
 pub type DeployResult = Result<Vec<String>, String>;
 
 /// Runs the deploy; the backup goes to `backup_dir`.
-pub async fn deploy(spec: &WebDeploy, version: Version, backup_dir: &Path) -> DeployResult {
+pub async fn deploy(
+    spec: &WebDeploy,
+    version: Version,
+    backup_dir: &Path,
+    artifact: Option<&Path>,
+) -> DeployResult {
     // From 8.5.0.14896 on the Web Application needs WebSocket support.
     if version >= Version::new(8, 5, 0, 14896) {
         let needed = match spec.server {
@@ -47,7 +53,13 @@ pub async fn deploy(spec: &WebDeploy, version: Version, backup_dir: &Path) -> De
             }
         }
     }
-    let package = PathBuf::from(spec.package.replace("{version}", &version.to_string()));
+    let package = match (artifact, &spec.package) {
+        (Some(path), _) => path.to_path_buf(),
+        (None, Some(template)) => PathBuf::from(template.replace("{version}", &version.to_string())),
+        (None, None) => {
+            return Err("no Web Application package: add it to the controller (`tierwise artifacts add`) or set `web_app`".into())
+        }
+    };
     let spec = spec.clone();
     let backup_dir = backup_dir.to_path_buf();
     tokio::task::spawn_blocking(move || deploy_files(&spec, &package, &backup_dir))

@@ -1,5 +1,6 @@
 //! The operator CLI: subcommands that talk to a running controller.
 
+pub mod artifacts;
 pub mod hosts;
 pub mod plan;
 pub mod policy;

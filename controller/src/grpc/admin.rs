@@ -1,6 +1,7 @@
 //! `AdminService`: what the operator CLI calls.
 
 use super::ApiError;
+use crate::artifacts::ArtifactStore;
 use crate::clock::now_ms;
 use crate::engine::Engine;
 use crate::grpc::sessions::Sessions;
@@ -11,6 +12,7 @@ use tierwise_common::plan::{plan, Plan, PlanError, PlanRequest};
 use tierwise_common::rollout::{steps_from_plan, ErrorThreshold, RolloutOptions, RolloutState};
 use tierwise_common::rules::{Severity, ACK_BREAKING, ACK_SERVER_MANAGER_PASSWORD};
 use tierwise_common::{validate_name, Catalogue, ClientWaves, Date, Version};
+use tierwise_proto::convert::role_from_wire as wire_role;
 use tierwise_proto::convert::role_from_wire;
 use tierwise_proto::v1::{
     admin_service_server::AdminService, controller_message, ChangeRolloutRequest,
@@ -22,6 +24,7 @@ use tierwise_proto::v1::{
     Role as WireRole, RolloutChange, RolloutJson, SetLicenceRequest, SetLicenceResponse,
     StartRolloutRequest,
 };
+use tierwise_proto::v1::{UploadArtifactChunk, UploadArtifactResponse};
 use tonic::{Request, Response, Status};
 use tracing::info;
 
@@ -30,14 +33,16 @@ pub struct AdminApi {
     store: Store,
     sessions: Sessions,
     engine: Engine,
+    artifacts: ArtifactStore,
 }
 
 impl AdminApi {
-    pub fn new(store: Store, sessions: Sessions, engine: Engine) -> Self {
+    pub fn new(store: Store, sessions: Sessions, engine: Engine, artifacts: ArtifactStore) -> Self {
         Self {
             store,
             sessions,
             engine,
+            artifacts,
         }
     }
 }
@@ -433,6 +438,35 @@ impl AdminService for AdminApi {
             ))
             .into());
         }
+        // Installers: each install step carries the checksum of the stored
+        // installer of its role; the catalogue's checksum must be stored.
+        let catalogue = self.catalogue().await?;
+        let named = catalogue
+            .get(planned.target.version)
+            .map(|r| r.artifacts.clone())
+            .unwrap_or_default();
+        let mut installers = std::collections::BTreeMap::new();
+        for role in tierwise_common::Role::ALL {
+            let stored = self
+                .store
+                .artifact(&planned.target.version.to_string(), role)
+                .await
+                .map_err(ApiError::from)?;
+            match (stored, named.get(&role)) {
+                (Some(sha), _) => {
+                    installers.insert(role, sha);
+                }
+                (None, Some(artifact)) => {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "the catalogue names the {role} installer {} for {}, but it is not stored; add it with \
+                         `tierwise artifacts add {} --release {} --component {role}`",
+                        artifact.file, planned.target.version, artifact.file, planned.target.version
+                    ))
+                    .into())
+                }
+                (None, None) => {}
+            }
+        }
         let options = RolloutOptions {
             error_threshold,
             approve_phases: request.approve_phases,
@@ -455,7 +489,13 @@ impl AdminService for AdminApi {
                 &request.installation,
                 planned.target.version,
                 &options,
-                |id| steps_from_plan(id, &planned, now),
+                |id| {
+                    let (phases, mut steps) = steps_from_plan(id, &planned, now);
+                    for step in &mut steps {
+                        step.action.attach_artifact(&installers);
+                    }
+                    (phases, steps)
+                },
                 &actor,
                 &details,
                 now,
@@ -543,5 +583,83 @@ impl AdminService for AdminApi {
             n => i64::from(n.min(10_000)),
         };
         to_json(&self.store.audit_log(limit).await.map_err(ApiError::from)?)
+    }
+
+    async fn upload_artifact(
+        &self,
+        request: Request<tonic::Streaming<UploadArtifactChunk>>,
+    ) -> Result<Response<UploadArtifactResponse>, Status> {
+        let actor = actor(&request);
+        let mut chunks = request.into_inner();
+        let first = chunks
+            .message()
+            .await?
+            .ok_or_else(|| ApiError::InvalidArgument("the upload is empty".into()))?;
+        let release = Version::parse(&first.release)
+            .map_err(|e| ApiError::InvalidArgument(format!("release: {e}")))?;
+        let role = wire_role(first.role).ok_or_else(|| {
+            ApiError::InvalidArgument(
+                "name the component: server, app_server, web or client".into(),
+            )
+        })?;
+        let file_name: String = first
+            .file_name
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(255)
+            .collect();
+        // What the catalogue says this installer must be, if it says.
+        let expected = match self
+            .store
+            .current_catalogue()
+            .await
+            .map_err(ApiError::from)?
+        {
+            Some(stored) => Catalogue::parse(&stored.document, &stored.source)
+                .ok()
+                .and_then(|c| {
+                    c.get(release)
+                        .and_then(|r| r.artifacts.get(&role).map(|a| a.sha256.clone()))
+                }),
+            None => None,
+        };
+        let io = |e: std::io::Error| ApiError::Unavailable(format!("the artifact store: {e}"));
+        let mut incoming = self.artifacts.begin().await.map_err(io)?;
+        incoming.write(&first.data).await.map_err(io)?;
+        while let Some(chunk) = chunks.message().await? {
+            incoming.write(&chunk.data).await.map_err(io)?;
+        }
+        let checked = expected.is_some();
+        let (sha256, size) = self
+            .artifacts
+            .finish(incoming, |sha| match &expected {
+                Some(want) if want != sha => Err(format!(
+                    "the file's SHA-256 is {sha}, but the catalogue gives {want} for the {role} installer of {release}; nothing was stored"
+                )),
+                _ => Ok(()),
+            })
+            .await
+            .map_err(ApiError::FailedPrecondition)?;
+        let now = now_ms();
+        self.store
+            .record_artifact(&release.to_string(), role, &sha256, &file_name, size, now)
+            .await
+            .map_err(ApiError::from)?;
+        self.store
+            .audit(
+                &actor,
+                "artifact add",
+                &format!("{role} {release}"),
+                &format!("{file_name} sha256 {sha256}, {size} bytes"),
+                now,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        info!(%release, %role, %sha256, size, "artifact stored");
+        Ok(Response::new(UploadArtifactResponse {
+            sha256,
+            size,
+            checked_against_catalogue: checked,
+        }))
     }
 }

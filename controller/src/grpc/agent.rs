@@ -6,6 +6,7 @@
 //! log; no other session notices.
 
 use super::ApiError;
+use crate::artifacts::ArtifactStore;
 use crate::clock::now_ms;
 use crate::engine::Engine;
 use crate::grpc::sessions::{CloseReason, Sessions};
@@ -20,6 +21,7 @@ use tierwise_proto::v1::{
     agent_message, agent_service_server::AgentService, controller_message, AgentMessage,
     ControllerMessage, Hello, Welcome,
 };
+use tierwise_proto::v1::{ArtifactChunk, DownloadArtifactRequest};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
@@ -36,17 +38,25 @@ pub struct AgentGateway {
     store: Store,
     sessions: Sessions,
     engine: Engine,
+    artifacts: ArtifactStore,
     /// Every session task holds a clone; shutdown waits until all are gone,
     /// so each has recorded its disconnect before the store closes.
     drain: mpsc::Sender<()>,
 }
 
 impl AgentGateway {
-    pub fn new(store: Store, sessions: Sessions, engine: Engine, drain: mpsc::Sender<()>) -> Self {
+    pub fn new(
+        store: Store,
+        sessions: Sessions,
+        engine: Engine,
+        artifacts: ArtifactStore,
+        drain: mpsc::Sender<()>,
+    ) -> Self {
         Self {
             store,
             sessions,
             engine,
+            artifacts,
             drain,
         }
     }
@@ -54,9 +64,62 @@ impl AgentGateway {
 
 type SessionStream = Pin<Box<dyn Stream<Item = Result<ControllerMessage, Status>> + Send>>;
 
+type ChunkStream = Pin<Box<dyn Stream<Item = Result<ArtifactChunk, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl AgentService for AgentGateway {
     type SessionStream = SessionStream;
+    type DownloadArtifactStream = ChunkStream;
+
+    async fn download_artifact(
+        &self,
+        request: Request<DownloadArtifactRequest>,
+    ) -> Result<Response<ChunkStream>, Status> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let request = request.into_inner();
+        let path = self.artifacts.path(&request.sha256).ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no artifact {} in the controller's store",
+                request.sha256
+            ))
+        })?;
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("the artifact store: {e}")))?;
+        file.seek(std::io::SeekFrom::Start(request.offset))
+            .await
+            .map_err(|e| ApiError::InvalidArgument(format!("offset {}: {e}", request.offset)))?;
+        info!(sha256 = %request.sha256, offset = request.offset, "artifact download");
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut buffer = vec![0u8; crate::artifacts::CHUNK_BYTES];
+            loop {
+                match file.read(&mut buffer).await {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        if tx
+                            .send(Ok(ArtifactChunk {
+                                data: buffer[..n].to_vec(),
+                            }))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx
+                            .send(Err(Status::unavailable(format!(
+                                "reading the artifact: {e}"
+                            ))))
+                            .await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
 
     async fn session(
         &self,

@@ -30,6 +30,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0003_rollouts.sql"),
         include_str!("../../migrations/postgres/0003_rollouts.sql"),
     ),
+    (
+        4,
+        "artifacts",
+        include_str!("../../migrations/sqlite/0004_artifacts.sql"),
+        include_str!("../../migrations/postgres/0004_artifacts.sql"),
+    ),
 ];
 
 #[derive(Debug)]

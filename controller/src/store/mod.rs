@@ -494,6 +494,45 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Records an installer of a release and role (replacing an older one).
+    pub async fn record_artifact(
+        &self,
+        release: &str,
+        role: Role,
+        sha256: &str,
+        file_name: &str,
+        size: u64,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO artifacts (release, role, sha256, file_name, size, added_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (release, role) DO UPDATE SET sha256 = excluded.sha256, file_name = excluded.file_name, \
+                size = excluded.size, added_ms = excluded.added_ms",
+        )
+        .bind(release)
+        .bind(role.as_str())
+        .bind(sha256)
+        .bind(file_name)
+        .bind(i64::try_from(size).unwrap_or(i64::MAX))
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The SHA-256 of the stored installer of a release and role.
+    pub async fn artifact(&self, release: &str, role: Role) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT sha256 FROM artifacts WHERE release = $1 AND role = $2")
+            .bind(release)
+            .bind(role.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get::<String, _>("sha256").map_err(StoreError::from))
+            .transpose()
+    }
+}
+
 /// A no-op write that locks an installation's row for the transaction;
 /// false when there is no such installation. Read-then-write transactions
 /// start with a write like this: on SQLite it takes the write lock at once

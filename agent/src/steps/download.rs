@@ -1,0 +1,146 @@
+//! Fetching installers from the controller's content-addressed store: in
+//! chunks, resuming a partial download, and verifying the SHA-256 before the
+//! file may be used. A file that does not match is deleted and nothing runs.
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tierwise_common::action::StepOutcome;
+use tierwise_proto::v1::{agent_service_client::AgentServiceClient, DownloadArtifactRequest};
+use tierwise_proto::MAX_CONTROLLER_MESSAGE_BYTES;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[derive(Clone, Debug)]
+pub struct Downloader {
+    controller: String,
+    dir: PathBuf,
+}
+
+/// Why a download did not produce a usable file.
+pub type DownloadError = (StepOutcome, String);
+
+fn is_sha256(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+async fn sha256_of(path: &Path) -> std::io::Result<String> {
+    let mut file = tokio::fs::File::open(path).await?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buffer).await?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+impl Downloader {
+    pub fn new(controller: &str, state_dir: &Path) -> Self {
+        Self {
+            controller: controller.to_owned(),
+            dir: state_dir.join("artifacts"),
+        }
+    }
+
+    /// The verified local file of `sha256`, downloading what is missing.
+    pub async fn fetch(&self, sha256: &str) -> Result<PathBuf, DownloadError> {
+        let failed = |why: String| (StepOutcome::Failed, why);
+        let transient = |why: String| (StepOutcome::FailedTransient, why);
+        if !is_sha256(sha256) {
+            return Err(failed(format!("`{sha256}` is not a SHA-256; nothing ran")));
+        }
+        let done = self.dir.join(sha256);
+        if done.is_file() {
+            match sha256_of(&done).await {
+                Ok(actual) if actual == sha256 => return Ok(done),
+                _ => {
+                    let _ = tokio::fs::remove_file(&done).await;
+                }
+            }
+        }
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| failed(format!("cannot create {}: {e}", self.dir.display())))?;
+        let part = self.dir.join(format!("{sha256}.part"));
+        let offset = tokio::fs::metadata(&part)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let channel = tonic::transport::Endpoint::from_shared(self.controller.clone())
+            .map_err(|e| failed(format!("the controller address: {e}")))?
+            .connect_timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .map_err(|e| {
+                transient(format!(
+                    "cannot reach the controller to download the installer: {e}"
+                ))
+            })?;
+        let mut client = AgentServiceClient::new(channel)
+            .max_decoding_message_size(MAX_CONTROLLER_MESSAGE_BYTES);
+        let mut stream = client
+            .download_artifact(DownloadArtifactRequest {
+                sha256: sha256.to_owned(),
+                offset,
+            })
+            .await
+            .map_err(|status| match status.code() {
+                tonic::Code::NotFound => failed(format!("{}; nothing ran", status.message())),
+                _ => transient(format!("download refused: {}", status.message())),
+            })?
+            .into_inner();
+        let mut file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&part)
+            .await
+            .map_err(|e| failed(format!("cannot write {}: {e}", part.display())))?;
+        let mut received = offset;
+        loop {
+            match stream.message().await {
+                Ok(Some(chunk)) => {
+                    file.write_all(&chunk.data)
+                        .await
+                        .map_err(|e| failed(format!("cannot write {}: {e}", part.display())))?;
+                    received += chunk.data.len() as u64;
+                }
+                Ok(None) => break,
+                Err(status) => {
+                    let _ = file.flush().await;
+                    return Err(transient(format!(
+                        "the download stopped after {received} bytes ({}); the next attempt resumes there",
+                        status.message()
+                    )));
+                }
+            }
+        }
+        file.sync_all()
+            .await
+            .map_err(|e| failed(format!("cannot write {}: {e}", part.display())))?;
+        drop(file);
+        let actual = sha256_of(&part)
+            .await
+            .map_err(|e| failed(format!("cannot read {}: {e}", part.display())))?;
+        if actual != sha256 {
+            let _ = tokio::fs::remove_file(&part).await;
+            return Err(failed(format!(
+                "the downloaded installer's SHA-256 is {actual}, expected {sha256}; it was deleted and nothing ran"
+            )));
+        }
+        tokio::fs::rename(&part, &done)
+            .await
+            .map_err(|e| failed(format!("cannot store {}: {e}", done.display())))?;
+        tracing::info!(%sha256, bytes = received, "installer downloaded and verified");
+        Ok(done)
+    }
+}

@@ -1,0 +1,11 @@
+-- Installers in the content-addressed store (files named by their SHA-256
+-- under the data directory's artifacts/), per release and component role.
+CREATE TABLE artifacts (
+    release    TEXT NOT NULL,
+    role       TEXT NOT NULL,
+    sha256     TEXT NOT NULL,
+    file_name  TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    added_ms   INTEGER NOT NULL,
+    PRIMARY KEY (release, role)
+);

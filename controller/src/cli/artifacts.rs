@@ -1,0 +1,62 @@
+//! `tierwise artifacts add`: send an installer to the controller's store.
+
+use super::status_error;
+use anyhow::Context;
+use std::path::Path;
+use tierwise_common::{Role, Version};
+use tierwise_proto::v1::{
+    admin_service_client::AdminServiceClient, Role as WireRole, UploadArtifactChunk,
+};
+use tokio::io::AsyncReadExt;
+use tonic::transport::Channel;
+
+pub async fn add(
+    client: &mut AdminServiceClient<Channel>,
+    file: &Path,
+    release: &str,
+    role: Role,
+) -> anyhow::Result<String> {
+    let release = Version::parse(release).map_err(|e| anyhow::anyhow!("--release: {e}"))?;
+    let mut reader = tokio::fs::File::open(file)
+        .await
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let file_name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let reading = tokio::spawn(async move {
+        let mut buffer = vec![0u8; crate::artifacts::CHUNK_BYTES];
+        let mut first = Some(UploadArtifactChunk {
+            release: release.to_string(),
+            role: WireRole::from(role).into(),
+            file_name,
+            data: Vec::new(),
+        });
+        loop {
+            let n = reader.read(&mut buffer).await?;
+            let mut chunk = first.take().unwrap_or_default();
+            chunk.data = buffer[..n].to_vec();
+            if tx.send(chunk).await.is_err() || n == 0 {
+                return Ok::<(), std::io::Error>(());
+            }
+        }
+    });
+    let response = client
+        .upload_artifact(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    reading.await.context("reading the file")??;
+    Ok(format!(
+        "Stored {} as the {role} installer of {release}: SHA-256 {}, {} bytes{}.\n",
+        file.display(),
+        response.sha256,
+        response.size,
+        if response.checked_against_catalogue {
+            ", matching the catalogue"
+        } else {
+            " (the catalogue names no checksum for it)"
+        }
+    ))
+}
