@@ -228,6 +228,13 @@ enum RolloutCommand {
     Abort { id: String },
     /// Let a rollout waiting for approval start its next phase.
     Approve { id: String },
+    /// Let a rollout finish without a host (e.g. one that stays offline):
+    /// its unfinished steps are skipped.
+    Skip {
+        id: String,
+        #[arg(long)]
+        host: String,
+    },
 }
 
 /// Exit status of `rollout plan` when the plan is blocked.
@@ -367,16 +374,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cli::rollout::status(&mut client, id.as_deref(), json, watch).await?
                 }
                 RolloutCommand::Pause { id } => {
-                    cli::rollout::change(&mut client, &id, RolloutChange::Pause).await?
+                    cli::rollout::change(&mut client, &id, RolloutChange::Pause, None).await?
                 }
                 RolloutCommand::Resume { id } => {
-                    cli::rollout::change(&mut client, &id, RolloutChange::Resume).await?
+                    cli::rollout::change(&mut client, &id, RolloutChange::Resume, None).await?
                 }
                 RolloutCommand::Abort { id } => {
-                    cli::rollout::change(&mut client, &id, RolloutChange::Abort).await?
+                    cli::rollout::change(&mut client, &id, RolloutChange::Abort, None).await?
+                }
+                RolloutCommand::Skip { id, host } => {
+                    cli::rollout::change(&mut client, &id, RolloutChange::SkipHost, Some(&host))
+                        .await?
                 }
                 RolloutCommand::Approve { id } => {
-                    cli::rollout::change(&mut client, &id, RolloutChange::Approve).await?
+                    cli::rollout::change(&mut client, &id, RolloutChange::Approve, None).await?
                 }
             };
             print!("{output}");

@@ -657,3 +657,46 @@ fn installers_come_from_the_controller_and_are_verified_before_anything_runs() -
     );
     Ok(())
 }
+
+#[test]
+fn an_operator_can_finish_without_a_host_that_stays_offline() -> anyhow::Result<()> {
+    let mut fleet = fleet(2)?;
+    fleet.clients[1].process.kill();
+    let away = fleet.clients[1].host_id.clone();
+    wait_for("client offline", Duration::from_secs(20), || {
+        Ok(fleet
+            .controller
+            .host(&away)?
+            .filter(|h| h["online"] == false)
+            .map(|_| ()))
+    })?;
+    start(&fleet.controller, &["--client-waves", "100%"])?;
+    wait_for(
+        "the wave waits for the offline client",
+        Duration::from_secs(60),
+        || {
+            let s = status(&fleet.controller)?;
+            Ok((s["waiting_for_offline"] == serde_json::json!([away])).then_some(()))
+        },
+    )?;
+    let refused = fleet
+        .controller
+        .cli_output(&["rollout", "skip", "r1", "--host", "nope"])?;
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("has no unfinished step on `nope`"));
+    let skipped = fleet
+        .controller
+        .cli(&["rollout", "skip", "r1", "--host", &away])?;
+    assert!(
+        skipped.contains(&format!("goes on without {away}")),
+        "{skipped}"
+    );
+    wait_state(&fleet.controller, "completed", 30)?;
+    assert_eq!(installs(&fleet.clients[0]), 1);
+    let audit = fleet.controller.cli(&["audit"])?;
+    assert!(
+        audit.contains("rollout skip host")
+            && audit.contains(&format!("{away}: 1 step(s) skipped")),
+        "{audit}"
+    );
+    Ok(())
+}

@@ -166,11 +166,13 @@ pub async fn change(
     client: &mut Client,
     id: &str,
     change: RolloutChange,
+    host_id: Option<&str>,
 ) -> anyhow::Result<String> {
     let json = client
         .change_rollout(ChangeRolloutRequest {
             id: id.to_owned(),
             change: change.into(),
+            host_id: host_id.unwrap_or_default().to_owned(),
         })
         .await
         .map_err(status_error)?
@@ -178,6 +180,13 @@ pub async fn change(
         .json;
     let status: RolloutStatus =
         serde_json::from_str(&json).context("the controller sent a malformed rollout")?;
+    if let Some(host) = host_id {
+        return Ok(format!(
+            "Rollout {} goes on without {host}; it is {}.\n",
+            status.id,
+            status.state.as_str()
+        ));
+    }
     Ok(format!(
         "Rollout {} is now {}.\n",
         status.id,

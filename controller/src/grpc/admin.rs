@@ -557,9 +557,28 @@ impl AdminService for AdminApi {
                     Aborted,
                 ),
                 RolloutChange::Approve => ("approve", &[WaitingForApproval], Running),
+                RolloutChange::SkipHost => {
+                    validate_name("host id", &request.host_id)
+                        .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+                    let skipped = self
+                        .store
+                        .skip_host(&request.id, &request.host_id, &actor, now_ms())
+                        .await
+                        .map_err(rollout_error)?;
+                    if skipped == 0 {
+                        return Err(ApiError::NotFound(format!(
+                            "rollout {} has no unfinished step on `{}`",
+                            request.id, request.host_id
+                        ))
+                        .into());
+                    }
+                    info!(rollout = %request.id, host_id = %request.host_id, skipped, %actor, "host skipped by an operator");
+                    self.engine.wake();
+                    return to_json(&self.rollout_status(&request.id).await?);
+                }
                 RolloutChange::Unspecified => {
                     return Err(ApiError::InvalidArgument(
-                        "say pause, resume, abort or approve".into(),
+                        "say pause, resume, abort, approve or skip".into(),
                     )
                     .into())
                 }

@@ -468,6 +468,54 @@ impl Store {
         rows.iter().map(step_from_row).collect()
     }
 
+    /// The operator lets a rollout finish without a host: its unfinished
+    /// steps are skipped (audited). Returns how many were skipped.
+    pub async fn skip_host(
+        &self,
+        id: &str,
+        host_id: &str,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<u64, RolloutError> {
+        let mut tx = self.pool.begin().await?;
+        lock_rollout(&mut tx, id).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| RolloutError::NotFound(id.to_owned()))?;
+        let rollout = rollout_from_row(&row)?;
+        if rollout.state.is_final() {
+            return Err(RolloutError::WrongState {
+                id: id.to_owned(),
+                state: rollout.state.as_str(),
+                action: "skip",
+                allowed: "running, paused, waiting_for_approval or failed".into(),
+            });
+        }
+        let skipped = sqlx::query(
+            "UPDATE rollout_steps SET state = 'skipped', changed_ms = $3, reason = 'skipped by an operator' \
+             WHERE rollout_id = $1 AND host_id = $2 AND state IN ('pending', 'dispatched', 'failed')",
+        )
+        .bind(id)
+        .bind(host_id)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query("INSERT INTO audit_log (at_ms, actor, action, subject, details) VALUES ($1, $2, 'rollout skip host', $3, $4)")
+            .bind(now_ms)
+            .bind(actor)
+            .bind(id)
+            .bind(format!("{host_id}: {skipped} step(s) skipped"))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(skipped)
+    }
+
     /// An operator changes a rollout's state (pause, resume, abort, approve);
     /// audited in the same transaction. `resume` of a failed rollout puts its
     /// failed steps of the current phase back to pending.
