@@ -124,6 +124,12 @@ async fn run_session(
                 }
                 info!("inventory reported");
             }
+            Some((step_id, message)) = steps.progress.recv() => {
+                let message = AgentMessage { body: Some(agent_message::Body::StepProgress(tierwise_proto::v1::StepProgress { step_id, message })) };
+                if outbound.send(message).await.is_err() {
+                    return Err(SessionError::Closed);
+                }
+            }
             Some(report) = steps.reports.recv() => {
                 let message = AgentMessage { body: Some(agent_message::Body::StepResult(step_result(&report))) };
                 if outbound.send(message).await.is_err() {

@@ -31,6 +31,15 @@ pub struct StepFailure {
     pub output_tail: String,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunningStep {
+    pub step_id: String,
+    pub host_id: String,
+    pub action: String,
+    /// The latest line the step's command printed.
+    pub progress: String,
+}
+
 /// The `--json` form of a rollout (fields are only added).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutStatus {
@@ -46,6 +55,9 @@ pub struct RolloutStatus {
     pub failures: Vec<StepFailure>,
     /// Hosts with steps in the current phase that are offline now.
     pub waiting_for_offline: Vec<String>,
+    /// Steps sent and not yet answered, with what they report doing.
+    #[serde(default)]
+    pub running: Vec<RunningStep>,
 }
 
 impl RolloutStatus {
@@ -53,6 +65,7 @@ impl RolloutStatus {
         rollout: &RolloutRecord,
         steps: &[ExecStep],
         outputs: &[(String, Option<i64>, String)],
+        progress: &[(String, String)],
         hosts: &[HostRecord],
     ) -> Self {
         let phases = rollout
@@ -110,6 +123,20 @@ impl RolloutStatus {
             .map(|s| s.host_id.clone())
             .collect();
         waiting_for_offline.dedup();
+        let running = steps
+            .iter()
+            .filter(|s| s.state == StepState::Dispatched)
+            .map(|s| RunningStep {
+                step_id: s.step_id.clone(),
+                host_id: s.host_id.clone(),
+                action: s.action.config_key().to_owned(),
+                progress: progress
+                    .iter()
+                    .find(|(id, _)| *id == s.step_id)
+                    .map(|(_, p)| p.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
         RolloutStatus {
             id: rollout.id.clone(),
             installation: rollout.installation.clone(),
@@ -122,6 +149,7 @@ impl RolloutStatus {
             phases,
             failures,
             waiting_for_offline,
+            running,
         }
     }
 }

@@ -290,6 +290,7 @@ action="$1"; version="$2"; installer="$3"
 if [ -n "$installer" ] && [ ! -f "$installer" ]; then echo "no installer at $installer" >&2; exit 100; fi
 if [ -f "{dir}/fail" ]; then code=$(cat "{dir}/fail"); rm -f "{dir}/fail"; echo "installer error $code" >&2; exit "$code"; fi
 echo "{host} $action $version${{installer:+ $installer}}" >> "{dir}/runs.log"
+echo "{host}: $action $version in progress"
 echo "{host} $action $version" >> "{order}"
 case "$action" in
   install) sleep {delay}; echo "$version" > "{dir}/VERSION.tmp"; mv "{dir}/VERSION.tmp" "{dir}/VERSION" ;;

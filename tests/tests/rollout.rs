@@ -700,3 +700,40 @@ fn an_operator_can_finish_without_a_host_that_stays_offline() -> anyhow::Result<
     );
     Ok(())
 }
+
+#[test]
+fn status_shows_what_running_steps_report() -> anyhow::Result<()> {
+    let fleet = fleet(1)?;
+    let script = std::fs::read_to_string(fleet.server.dir.join("installer.sh"))?;
+    std::fs::write(
+        fleet.server.dir.join("installer.sh"),
+        script.replace("sleep 0.3", "sleep 3"),
+    )?;
+    start(&fleet.controller, &[])?;
+    let (running, _) = wait_for(
+        "progress of the server install",
+        Duration::from_secs(30),
+        || {
+            let s = status(&fleet.controller)?;
+            let found = s["running"].as_array().and_then(|r| {
+                r.iter()
+                    .find(|step| {
+                        step["progress"]
+                            .as_str()
+                            .is_some_and(|p| p.contains("install 26.3.100.34058 in progress"))
+                    })
+                    .cloned()
+            });
+            Ok(found)
+        },
+    )?;
+    assert_eq!(running["host_id"], "srv-01");
+    assert_eq!(running["action"], "install");
+    let text = fleet.controller.cli(&["rollout", "status"])?;
+    assert!(
+        text.contains("Running (1)") && text.contains("srv-01: install 26.3.100.34058 in progress"),
+        "{text}"
+    );
+    wait_state(&fleet.controller, "completed", 60)?;
+    Ok(())
+}

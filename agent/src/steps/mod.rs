@@ -46,7 +46,10 @@ fn tail(bytes: &[u8], max: usize) -> String {
 
 /// Reads a pipe to its end, keeping only the last `OUTPUT_TAIL_BYTES`
 /// (however much an installer prints).
-async fn read_tail<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> {
+async fn read_tail<R: tokio::io::AsyncRead + Unpin>(
+    pipe: Option<R>,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Vec<u8> {
     let mut kept: Vec<u8> = Vec::new();
     if let Some(mut pipe) = pipe {
         let mut buffer = [0u8; 8192];
@@ -55,6 +58,10 @@ async fn read_tail<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> 
                 break;
             }
             kept.extend_from_slice(&buffer[..n]);
+            let text = String::from_utf8_lossy(&kept);
+            if let Some(line) = text.lines().rev().find(|l| !l.trim().is_empty()) {
+                progress(line.trim());
+            }
             if kept.len() > 2 * OUTPUT_TAIL_BYTES {
                 kept.drain(..kept.len() - OUTPUT_TAIL_BYTES);
             }
@@ -143,6 +150,19 @@ impl Executor {
         action: &StepAction,
         artifact: Option<&Path>,
     ) -> Result<StepReport, JournalError> {
+        self.execute_reporting(step_id, action, artifact, &|_: &str| {})
+            .await
+    }
+
+    /// As `execute`, calling `progress` with the latest line the command
+    /// prints while it runs.
+    pub async fn execute_reporting(
+        &self,
+        step_id: &str,
+        action: &StepAction,
+        artifact: Option<&Path>,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> Result<StepReport, JournalError> {
         if let Some(entry) = self.journal.get(step_id)? {
             if let Some(report) = entry.finished {
                 return Ok(report);
@@ -172,7 +192,9 @@ impl Executor {
             finished: None,
         };
         self.journal.put(&entry)?;
-        let report = self.run(step_id, action, artifact, started_ms).await;
+        let report = self
+            .run(step_id, action, artifact, started_ms, progress)
+            .await;
         self.journal.put(&JournalEntry {
             finished: Some(report.clone()),
             ..entry
@@ -203,6 +225,7 @@ impl Executor {
         action: &StepAction,
         artifact: Option<&Path>,
         started_ms: i64,
+        progress: &(dyn Fn(&str) + Send + Sync),
     ) -> StepReport {
         let report = |outcome, exit_code, output_tail: String, reason: String| StepReport {
             step_id: step_id.to_owned(),
@@ -297,7 +320,10 @@ impl Executor {
         let mut stdout = child.stdout.take();
         let mut stderr = child.stderr.take();
         let run = async {
-            let (out, err) = tokio::join!(read_tail(stdout.take()), read_tail(stderr.take()));
+            let (out, err) = tokio::join!(
+                read_tail(stdout.take(), progress),
+                read_tail(stderr.take(), &|_: &str| {})
+            );
             (out, err, child.wait().await)
         };
         match tokio::time::timeout(command.timeout, run).await {
@@ -348,6 +374,8 @@ impl Executor {
 pub struct StepRunner {
     pub commands: tokio::sync::mpsc::Sender<(String, StepAction)>,
     pub reports: tokio::sync::mpsc::Receiver<StepReport>,
+    /// (step id, latest output line) of the running step, at most once a second.
+    pub progress: tokio::sync::mpsc::Receiver<(String, String)>,
 }
 
 impl StepRunner {
@@ -360,6 +388,7 @@ impl StepRunner {
     ) -> Self {
         let (commands, mut queue) = tokio::sync::mpsc::channel::<(String, StepAction)>(256);
         let (report_tx, reports) = tokio::sync::mpsc::channel(256);
+        let (progress_tx, progress) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
             while let Some((step_id, action)) = queue.recv().await {
                 let started_ms = now_ms();
@@ -375,15 +404,24 @@ impl StepRunner {
                     })
                 } else {
                     tracing::info!(%step_id, action = action.config_key(), "running step");
+                    let progress = reporter(&step_id, &progress_tx);
                     match (action.artifact(), executor.known(&step_id)) {
                         // A new attempt that needs an installer: fetch and verify it first.
                         (Some(sha256), Ok(false)) => match downloader.fetch(sha256).await {
-                            Ok(path) => executor.execute(&step_id, &action, Some(&path)).await,
+                            Ok(path) => {
+                                executor
+                                    .execute_reporting(&step_id, &action, Some(&path), &progress)
+                                    .await
+                            }
                             Err((outcome, reason)) => {
                                 executor.fail(&step_id, &action, outcome, reason)
                             }
                         },
-                        _ => executor.execute(&step_id, &action, None).await,
+                        _ => {
+                            executor
+                                .execute_reporting(&step_id, &action, None, &progress)
+                                .await
+                        }
                     }
                 };
                 let report = report.unwrap_or_else(|error| StepReport {
@@ -402,6 +440,31 @@ impl StepRunner {
                 }
             }
         });
-        Self { commands, reports }
+        Self {
+            commands,
+            reports,
+            progress,
+        }
+    }
+}
+
+/// A progress callback that forwards at most one line a second.
+fn reporter(
+    step_id: &str,
+    sink: &tokio::sync::mpsc::Sender<(String, String)>,
+) -> impl Fn(&str) + Send + Sync {
+    let step_id = step_id.to_owned();
+    let sink = sink.clone();
+    let last = std::sync::Mutex::new(None::<std::time::Instant>);
+    move |line: &str| {
+        let mut last = last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        let line: String = line.chars().take(300).collect();
+        let _ = sink.try_send((step_id.clone(), line));
     }
 }

@@ -279,6 +279,27 @@ pub fn render(status: &RolloutStatus) -> String {
             bar(phase.succeeded, phase.steps)
         ));
     }
+    if !status.running.is_empty() {
+        out.push(String::new());
+        out.push(format!("Running ({})", thousands(status.running.len())));
+        for step in status.running.iter().take(8) {
+            let progress = if step.progress.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", table::printable(&step.progress))
+            };
+            out.push(format!(
+                "  {} {} on {}{progress}",
+                step.step_id, step.action, step.host_id
+            ));
+        }
+        if status.running.len() > 8 {
+            out.push(format!(
+                "  … and {} more",
+                thousands(status.running.len() - 8)
+            ));
+        }
+    }
     if !status.waiting_for_offline.is_empty() {
         out.push(String::new());
         out.push(format!(

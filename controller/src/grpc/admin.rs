@@ -128,12 +128,15 @@ impl AdminApi {
             ))
         })?;
         let outputs = self.store.step_outputs(id).await?;
+        let progress = self.store.step_progress(id).await?;
         let filter = HostFilter {
             installation: Some(rollout.installation.clone()),
             role: None,
         };
         let hosts = self.store.list_hosts(&filter, now_ms()).await?;
-        Ok(RolloutStatus::build(&rollout, &steps, &outputs, &hosts))
+        Ok(RolloutStatus::build(
+            &rollout, &steps, &outputs, &progress, &hosts,
+        ))
     }
 }
 

@@ -395,6 +395,17 @@ impl Session {
                 }
                 Ok(current)
             }
+            Some(agent_message::Body::StepProgress(progress)) => {
+                let message = printable(&progress.message, 300);
+                if let Err(error) = self
+                    .store
+                    .record_progress(&self.host_id, &progress.step_id, &message, now_ms())
+                    .await
+                {
+                    warn!(host_id = %self.host_id, %error, "could not record step progress");
+                }
+                Ok(true)
+            }
             Some(agent_message::Body::StepResult(result)) => {
                 let outcome = step_outcome_from_wire(result.outcome).ok_or_else(|| {
                     ApiError::InvalidArgument(format!(

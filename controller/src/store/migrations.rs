@@ -36,6 +36,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0004_artifacts.sql"),
         include_str!("../../migrations/postgres/0004_artifacts.sql"),
     ),
+    (
+        5,
+        "step progress",
+        include_str!("../../migrations/sqlite/0005_step_progress.sql"),
+        include_str!("../../migrations/postgres/0005_step_progress.sql"),
+    ),
 ];
 
 #[derive(Debug)]

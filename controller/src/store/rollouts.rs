@@ -454,6 +454,49 @@ impl Store {
         .transpose()
     }
 
+    /// Notes what a running attempt reports doing; ignored for an attempt
+    /// that is no longer the step's current one.
+    pub async fn record_progress(
+        &self,
+        host_id: &str,
+        dispatch_id: &str,
+        message: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let Some((step_id, attempt)) = tierwise_common::rollout::parse_dispatch_id(dispatch_id)
+        else {
+            return Ok(());
+        };
+        sqlx::query(
+            "UPDATE rollout_steps SET progress = $3 WHERE step_id = $1 AND host_id = $2 AND attempts = $4 \
+             AND state = 'dispatched' AND changed_ms <= $5",
+        )
+        .bind(step_id)
+        .bind(host_id)
+        .bind(message)
+        .bind(i64::from(attempt))
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Running steps of a rollout with their latest progress line.
+    pub async fn step_progress(
+        &self,
+        rollout_id: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT step_id, progress FROM rollout_steps WHERE rollout_id = $1 AND state = 'dispatched' ORDER BY ordinal",
+        )
+        .bind(rollout_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("step_id")?, row.try_get("progress")?)))
+            .collect()
+    }
+
     /// Steps sent to a host that have no result yet, in rollouts that run:
     /// delivered again when the host reconnects.
     pub async fn dispatched_steps(&self, host_id: &str) -> Result<Vec<ExecStep>, StoreError> {
