@@ -12,7 +12,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tierwise_common::{validate_name, Role, Version, WebServerKind};
+use tierwise_common::{line_of, validate_name, Role, Version, WebServerKind};
 use toml::Spanned;
 
 /// Default heartbeat interval in seconds.
@@ -564,16 +564,6 @@ pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
         state_dir: raw.state_dir.unwrap_or_else(default_state_dir),
         components,
     })
-}
-
-/// 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()
-        .iter()
-        .take(offset)
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 fn check_controller_url(url: &str) -> Result<(), String> {

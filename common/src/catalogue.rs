@@ -184,14 +184,7 @@ impl Catalogue {
         };
         let raw: RawCatalogue =
             toml::from_str(text).map_err(|e| fail(e.to_string().trim_end().to_owned()))?;
-        let line = |offset: usize| {
-            text.as_bytes()
-                .iter()
-                .take(offset)
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1
-        };
+        let line = |offset: usize| crate::line_of(text, offset);
         let mut releases: Vec<Release> = Vec::with_capacity(raw.release.len());
         let mut first_seen: BTreeMap<Version, usize> = BTreeMap::new();
         for entry in raw.release {

@@ -25,6 +25,17 @@ pub mod waves;
 
 pub use catalogue::{Artifact, Catalogue, CatalogueError, Note, Release, ReleaseDate, Requirement};
 pub use date::{Date, DateError};
+/// The 1-based line of a byte offset in `text`, for errors that point into
+/// a configuration or catalogue file.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()
+        .iter()
+        .take(offset)
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
 /// 1234567 → "1,234,567", for counts people read.
 pub fn thousands(n: usize) -> String {
     let digits = n.to_string();

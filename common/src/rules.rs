@@ -472,16 +472,7 @@ mod tests {
     }
 
     fn release(version: &str) -> Release {
-        Release {
-            version: v(version),
-            released: ReleaseDate::Undated,
-            breaking: None,
-            oldest_client: None,
-            upgrade_from: None,
-            requires: vec![Requirement::WebWebsocket],
-            notes: Vec::new(),
-            artifacts: Default::default(),
-        }
+        crate::fixtures::release(v(version))
     }
 
     fn licence(date: &str) -> Licence {

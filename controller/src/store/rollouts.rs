@@ -139,6 +139,22 @@ async fn lock_rollout(
     Ok(())
 }
 
+/// Locks a rollout's row and reads it, for a change by an operator.
+async fn locked_rollout(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+) -> Result<RolloutRecord, RolloutError> {
+    lock_rollout(tx, id).await?;
+    let row = sqlx::query(&format!(
+        "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| RolloutError::NotFound(id.to_owned()))?;
+    Ok(rollout_from_row(&row)?)
+}
+
 const ROLLOUT_COLUMNS: &str =
     "id, installation, target, state, current_phase, options, phases, reason, created_ms, updated_ms";
 const STEP_COLUMNS: &str =
@@ -521,15 +537,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<u64, RolloutError> {
         let mut tx = self.pool.begin().await?;
-        lock_rollout(&mut tx, id).await?;
-        let row = sqlx::query(&format!(
-            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| RolloutError::NotFound(id.to_owned()))?;
-        let rollout = rollout_from_row(&row)?;
+        let rollout = locked_rollout(&mut tx, id).await?;
         if rollout.state.is_final() {
             return Err(RolloutError::WrongState {
                 id: id.to_owned(),
@@ -572,15 +580,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<RolloutRecord, RolloutError> {
         let mut tx = self.pool.begin().await?;
-        lock_rollout(&mut tx, id).await?;
-        let row = sqlx::query(&format!(
-            "SELECT {ROLLOUT_COLUMNS} FROM rollouts WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or_else(|| RolloutError::NotFound(id.to_owned()))?;
-        let rollout = rollout_from_row(&row)?;
+        let rollout = locked_rollout(&mut tx, id).await?;
         if !allowed.contains(&rollout.state) {
             return Err(RolloutError::WrongState {
                 id: id.to_owned(),
