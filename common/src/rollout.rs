@@ -422,7 +422,12 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
                     });
                 }
             }
-            StepState::Dispatched if now_ms - step.changed_ms > options.step_timeout_ms => {
+            // The timeout runs only while the host is connected: a step
+            // waiting for an offline host is not its failure.
+            StepState::Dispatched
+                if now_ms - step.changed_ms > options.step_timeout_ms
+                    && hosts.get(step.host_id.as_str()).is_some_and(|h| h.online) =>
+            {
                 decisions.push(Decision::TimedOut {
                     step_id: step.step_id.clone(),
                 });
@@ -689,6 +694,16 @@ mod tests {
         );
         hosts[0].online = true;
         set(&mut steps, "r1-2", StepState::Dispatched, None);
+        hosts[0].online = false;
+        assert!(
+            decide(
+                &snapshot(1, &phases, &steps, &hosts, &options),
+                options.step_timeout_ms + 1
+            )
+            .is_empty(),
+            "no timeout while the host is away"
+        );
+        hosts[0].online = true;
         assert!(decide(
             &snapshot(1, &phases, &steps, &hosts, &options),
             options.step_timeout_ms

@@ -94,27 +94,27 @@ impl Engine {
             },
             now,
         );
-        if decisions.is_empty()
-            || !self
-                .store
-                .apply_decisions(&rollout, &decisions, now)
-                .await?
-        {
+        if decisions.is_empty() {
             return Ok(false);
+        }
+        let Some(dispatched) = self
+            .store
+            .apply_decisions(&rollout, &decisions, now)
+            .await?
+        else {
+            return Ok(false);
+        };
+        // Only what the store really moved to dispatched goes out, with the
+        // attempt number it recorded.
+        for (step_id, attempt) in &dispatched {
+            if let Some(step) = steps.iter().find(|s| &s.step_id == step_id) {
+                self.send(&step.host_id, &dispatch_id(step_id, *attempt), &step.action);
+            }
         }
         let mut moved = false;
         for decision in &decisions {
             match decision {
-                Decision::Dispatch { step_id } => {
-                    if let Some(step) = steps.iter().find(|s| &s.step_id == step_id) {
-                        // Dispatching counted one more attempt.
-                        self.send(
-                            &step.host_id,
-                            &dispatch_id(step_id, step.attempts + 1),
-                            &step.action,
-                        );
-                    }
-                }
+                Decision::Dispatch { .. } => {}
                 Decision::EnterPhase { phase } => {
                     info!(rollout = %id, phase, "phase complete; next phase starts");
                     moved = true;
@@ -149,9 +149,29 @@ impl Engine {
         }
     }
 
+    /// Sends every unanswered step of a rollout again (after `resume`: a
+    /// result may have been lost while it was paused).
+    pub async fn resend_rollout(&self, rollout_id: &str) -> Result<(), StoreError> {
+        if let Some((_, steps)) = self.store.rollout(rollout_id).await? {
+            for step in steps
+                .iter()
+                .filter(|s| s.state == tierwise_common::rollout::StepState::Dispatched)
+            {
+                self.send(
+                    &step.host_id,
+                    &dispatch_id(&step.step_id, step.attempts),
+                    &step.action,
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// Sends again what a host was given and has not answered, after it
     /// (re)connects. The agent's journal makes this safe.
     pub async fn redeliver(&self, host_id: &str) -> Result<(), StoreError> {
+        // Their timeout starts again: the host may have been away for long.
+        self.store.touch_dispatched(host_id, now_ms()).await?;
         for step in self.store.dispatched_steps(host_id).await? {
             self.send(
                 host_id,

@@ -352,10 +352,21 @@ async fn rollouts(store: &Store, t0: i64) {
     let dispatch = [Decision::Dispatch {
         step_id: "r1-1".into(),
     }];
-    assert!(store
-        .apply_decisions(&rollout, &dispatch, t0 + 1)
-        .await
-        .unwrap());
+    assert_eq!(
+        store
+            .apply_decisions(&rollout, &dispatch, t0 + 1)
+            .await
+            .unwrap(),
+        Some(vec![("r1-1".to_owned(), 1)])
+    );
+    // Dispatching it again moves nothing: nothing may be sent.
+    assert_eq!(
+        store
+            .apply_decisions(&rollout, &dispatch, t0 + 1)
+            .await
+            .unwrap(),
+        Some(vec![])
+    );
     let pending = store.dispatched_steps("srv-01").await.unwrap();
     assert_eq!((pending.len(), pending[0].attempts), (1, 1));
 
@@ -417,10 +428,13 @@ async fn rollouts(store: &Store, t0: i64) {
         .await
         .unwrap();
     assert_eq!(paused.state, RolloutState::Paused);
-    assert!(!store
-        .apply_decisions(&rollout, &[Decision::Complete], t0 + 5)
-        .await
-        .unwrap());
+    assert_eq!(
+        store
+            .apply_decisions(&rollout, &[Decision::Complete], t0 + 5)
+            .await
+            .unwrap(),
+        None
+    );
     let wrong = store
         .change_rollout_state(
             "r1",

@@ -26,7 +26,7 @@ use tierwise_proto::v1::{
 };
 use tierwise_proto::v1::{UploadArtifactChunk, UploadArtifactResponse};
 use tonic::{Request, Response, Status};
-use tracing::info;
+use tracing::{info, warn};
 
 #[derive(Clone, Debug)]
 pub struct AdminApi {
@@ -456,6 +456,14 @@ impl AdminService for AdminApi {
                 .await
                 .map_err(ApiError::from)?;
             match (stored, named.get(&role)) {
+                (Some(sha), Some(artifact)) if sha != artifact.sha256 => {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "the stored {role} installer of {} has SHA-256 {sha}, but the catalogue gives {}; \
+                         add the right file with `tierwise artifacts add`",
+                        planned.target.version, artifact.sha256
+                    ))
+                    .into())
+                }
                 (Some(sha), _) => {
                     installers.insert(role, sha);
                 }
@@ -592,6 +600,11 @@ impl AdminService for AdminApi {
             .await
             .map_err(rollout_error)?;
         info!(rollout = %changed.id, %action, %actor, "rollout changed by an operator");
+        if to == Running {
+            if let Err(error) = self.engine.resend_rollout(&changed.id).await {
+                warn!(rollout = %changed.id, %error, "could not resend unanswered steps");
+            }
+        }
         self.engine.wake();
         to_json(&self.rollout_status(&changed.id).await?)
     }

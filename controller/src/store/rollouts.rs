@@ -345,7 +345,7 @@ impl Store {
         rollout: &RolloutRecord,
         decisions: &[Decision],
         now_ms: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Vec<(String, u32)>>, StoreError> {
         let mut tx = self.pool.begin().await?;
         lock_rollout(&mut tx, &rollout.id).await?;
         let current = sqlx::query("SELECT state, current_phase FROM rollouts WHERE id = $1")
@@ -357,8 +357,9 @@ impl Store {
         if state != rollout.state.as_str()
             || usize::try_from(phase).ok() != Some(rollout.current_phase)
         {
-            return Ok(false);
+            return Ok(None);
         }
+        let mut dispatched = Vec::new();
         let set_rollout = |state: RolloutState, phase: usize, reason: &str| {
             sqlx::query("UPDATE rollouts SET state = $2, current_phase = $3, reason = $4, updated_ms = $5 WHERE id = $1")
                 .bind(rollout.id.clone())
@@ -370,14 +371,19 @@ impl Store {
         for decision in decisions {
             match decision {
                 Decision::Dispatch { step_id } => {
-                    sqlx::query(
-                        "UPDATE rollout_steps SET state = 'dispatched', attempts = attempts + 1, changed_ms = $2 \
-                         WHERE step_id = $1 AND state = 'pending'",
+                    let row = sqlx::query(
+                        "UPDATE rollout_steps SET state = 'dispatched', attempts = attempts + 1, changed_ms = $2, \
+                         progress = '' WHERE step_id = $1 AND state = 'pending' RETURNING attempts",
                     )
                     .bind(step_id.as_str())
                     .bind(now_ms)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await?;
+                    if let Some(row) = row {
+                        let attempt =
+                            u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0);
+                        dispatched.push((step_id.clone(), attempt));
+                    }
                 }
                 Decision::TimedOut { step_id } => {
                     sqlx::query(
@@ -425,7 +431,7 @@ impl Store {
             }
         }
         tx.commit().await?;
-        Ok(true)
+        Ok(Some(dispatched))
     }
 
     /// Records a step's result unless the step already has one (a redelivered
@@ -450,7 +456,7 @@ impl Store {
         };
         let row = sqlx::query(
             "UPDATE rollout_steps SET state = $3, outcome = $4, exit_code = $5, output_tail = $6, reason = $7, changed_ms = $8 \
-             WHERE step_id = $1 AND host_id = $2 AND attempts = $9 AND state IN ('dispatched', 'pending') RETURNING rollout_id",
+             WHERE step_id = $1 AND host_id = $2 AND attempts = $9 AND state = 'dispatched' RETURNING rollout_id",
         )
         .bind(step_id)
         .bind(host_id)
@@ -513,13 +519,27 @@ impl Store {
             .collect()
     }
 
+    /// Restarts the timeout of a host's unanswered steps: they are being
+    /// delivered again now.
+    pub async fn touch_dispatched(&self, host_id: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE rollout_steps SET changed_ms = $2 WHERE host_id = $1 AND state = 'dispatched'",
+        )
+        .bind(host_id)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
     /// Steps sent to a host that have no result yet, in rollouts that run:
     /// delivered again when the host reconnects.
     pub async fn dispatched_steps(&self, host_id: &str) -> Result<Vec<ExecStep>, StoreError> {
         let rows = sqlx::query(
             "SELECT s.step_id, s.phase, s.host_id, s.action, s.state, s.attempts, s.changed_ms, s.outcome, s.reason \
              FROM rollout_steps s JOIN rollouts r ON r.id = s.rollout_id \
-             WHERE s.host_id = $1 AND s.state = 'dispatched' AND r.state = 'running' ORDER BY r.seq, s.ordinal",
+             WHERE s.host_id = $1 AND s.state = 'dispatched' AND r.state NOT IN ('completed', 'aborted') \
+             ORDER BY r.seq, s.ordinal",
         )
         .bind(host_id)
         .fetch_all(&self.pool)
