@@ -288,13 +288,13 @@ fn progress_line(status: &crate::rollout_view::RolloutStatus) -> String {
     let current = phase.map_or_else(
         || "all phases".to_owned(),
         |p| {
-            let mut text = format!("{:?}", p.kind).to_lowercase();
-            if let tierwise_common::plan::PhaseKind::ClientWave { wave, percent } = p.kind {
-                text = format!("clients wave {wave} ({percent}%)");
-            }
             format!(
-                "{text}: {}/{} done, {} running, {} failed",
-                p.succeeded, p.steps, p.dispatched, p.failed
+                "{}: {}/{} done, {} running, {} failed",
+                cli::rollout::phase_name(&p.kind),
+                p.succeeded,
+                p.steps,
+                p.dispatched,
+                p.failed
             )
         },
     );

@@ -14,6 +14,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The last release of the old version scheme and the first of the new.
+pub const V931: &str = "9.3.1.33994";
+pub const V263: &str = "26.3.100.34058";
+
+/// The catalogue the project ships.
+pub fn catalogue_path() -> String {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/catalogue/password-secure.toml"
+    )
+    .to_owned()
+}
+
 /// `target/<profile>/<name>`, next to the test executable's `deps/` folder.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
@@ -139,6 +152,19 @@ impl Controller {
 
     pub fn host(&self, host_id: &str) -> Result<Option<Value>> {
         Ok(self.hosts()?.into_iter().find(|h| h["host_id"] == host_id))
+    }
+
+    /// Waits until the controller shows `host_id` online (or offline);
+    /// returns how long that took.
+    pub fn wait_online(&self, host_id: &str, online: bool, limit: Duration) -> Result<Duration> {
+        let what = format!("{host_id} {}", if online { "online" } else { "offline" });
+        let ((), took) = wait_for(&what, limit, || {
+            Ok(self
+                .host(host_id)?
+                .filter(|h| h["online"] == online)
+                .map(|_| ()))
+        })?;
+        Ok(took)
     }
 }
 

@@ -5,10 +5,7 @@
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
 use std::time::Duration;
-use tierwise_e2e::{component, wait_for, Agent, Controller, Plays};
-
-const V931: &str = "9.3.1.33994";
-const V263: &str = "26.3.100.34058";
+use tierwise_e2e::{component, wait_for, Agent, Controller, Plays, V263, V931};
 
 #[test]
 fn fleet_reports_changes_survives_agent_loss_and_controller_restart() -> anyhow::Result<()> {
@@ -96,12 +93,7 @@ fn fleet_reports_changes_survives_agent_loss_and_controller_restart() -> anyhow:
 
     // The web agent dies: its host goes offline, the others stay online.
     web.process.kill();
-    let ((), took) = wait_for("web-01 offline", Duration::from_secs(10), || {
-        Ok(controller
-            .host("web-01")?
-            .filter(|h| h["online"] == false)
-            .map(|_| ()))
-    })?;
+    let took = controller.wait_online("web-01", false, Duration::from_secs(10))?;
     eprintln!("killed agent offline after {took:?}");
     assert_eq!(controller.host("srv-01")?.unwrap()["online"], true);
 
@@ -136,12 +128,7 @@ fn fleet_reports_changes_survives_agent_loss_and_controller_restart() -> anyhow:
 
     // The dead agent comes back: same host, not a new row.
     web.restart()?;
-    wait_for("web-01 back online", Duration::from_secs(20), || {
-        Ok(controller
-            .host("web-01")?
-            .filter(|h| h["online"] == true)
-            .map(|_| ()))
-    })?;
+    controller.wait_online("web-01", true, Duration::from_secs(20))?;
     assert_eq!(controller.hosts()?.len(), 3);
     Ok(())
 }
@@ -157,12 +144,7 @@ fn silent_host_goes_offline_after_three_missed_heartbeats() -> anyhow::Result<()
         Plays::Client,
         V263,
     )?;
-    wait_for("agent online", Duration::from_secs(20), || {
-        Ok(controller
-            .host("cl-002")?
-            .filter(|h| h["online"] == true)
-            .map(|_| ()))
-    })?;
+    controller.wait_online("cl-002", true, Duration::from_secs(20))?;
     // SIGSTOP freezes the agent with its TCP connection open: no heartbeat,
     // no disconnect. Only the missed heartbeats can tell.
     let pid = agent.process.pid().to_string();
@@ -170,12 +152,7 @@ fn silent_host_goes_offline_after_three_missed_heartbeats() -> anyhow::Result<()
         .args(["-STOP", &pid])
         .status()?;
     assert!(status.success());
-    let ((), took) = wait_for("frozen agent offline", Duration::from_secs(15), || {
-        Ok(controller
-            .host("cl-002")?
-            .filter(|h| h["online"] == false)
-            .map(|_| ()))
-    })?;
+    let took = controller.wait_online("cl-002", false, Duration::from_secs(15))?;
     eprintln!("frozen agent (1 s heartbeat) offline after {took:?}");
     assert!(
         took >= Duration::from_secs(2),
@@ -184,12 +161,7 @@ fn silent_host_goes_offline_after_three_missed_heartbeats() -> anyhow::Result<()
     std::process::Command::new("kill")
         .args(["-CONT", &pid])
         .status()?;
-    wait_for("thawed agent back online", Duration::from_secs(20), || {
-        Ok(controller
-            .host("cl-002")?
-            .filter(|h| h["online"] == true)
-            .map(|_| ()))
-    })?;
+    controller.wait_online("cl-002", true, Duration::from_secs(20))?;
     Ok(())
 }
 
@@ -206,12 +178,7 @@ fn refresh_makes_agents_probe_now() -> anyhow::Result<()> {
         V931,
         3600,
     )?;
-    wait_for("agent online", Duration::from_secs(20), || {
-        Ok(controller
-            .host("cl-003")?
-            .filter(|h| h["online"] == true)
-            .map(|_| ()))
-    })?;
+    controller.wait_online("cl-003", true, Duration::from_secs(20))?;
     agent.set_version(V263)?;
     let asked = controller.cli(&["hosts", "refresh", "cl-003"])?;
     assert_eq!(

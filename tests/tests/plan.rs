@@ -4,18 +4,7 @@
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
 use std::time::Duration;
-use tierwise_e2e::{wait_for, Agent, Controller, Plays};
-
-const V931: &str = "9.3.1.33994";
-const V263: &str = "26.3.100.34058";
-
-fn catalogue_path() -> String {
-    concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/catalogue/password-secure.toml"
-    )
-    .to_owned()
-}
+use tierwise_e2e::{catalogue_path, wait_for, Agent, Controller, Plays, V263, V931};
 
 #[test]
 fn plan_against_live_inventory() -> anyhow::Result<()> {
@@ -174,12 +163,7 @@ fn bad_requests_are_refused_and_change_nothing() -> anyhow::Result<()> {
         Plays::Web { websocket: false },
         V931,
     )?;
-    wait_for("agent online", Duration::from_secs(20), || {
-        Ok(controller
-            .host("web-01")?
-            .filter(|h| h["online"] == true)
-            .map(|_| ()))
-    })?;
+    controller.wait_online("web-01", true, Duration::from_secs(20))?;
     controller.cli(&["releases", "import", &catalogue_path()])?;
     let before = controller.cli(&["releases", "list", "--json"])?;
 

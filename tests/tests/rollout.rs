@@ -4,18 +4,7 @@
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
 use std::time::Duration;
-use tierwise_e2e::{wait_for, Agent, Controller, Plays};
-
-const V931: &str = "9.3.1.33994";
-const V263: &str = "26.3.100.34058";
-
-fn catalogue_path() -> String {
-    concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../deploy/catalogue/password-secure.toml"
-    )
-    .to_owned()
-}
+use tierwise_e2e::{catalogue_path, wait_for, Agent, Controller, Plays, V263, V931};
 
 struct Fleet {
     controller: Controller,
@@ -344,6 +333,18 @@ fn start(c: &Controller, extra: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Stops client `index`'s agent, waits until the controller shows it
+/// offline, and starts a one-wave rollout. Returns the absent host's id.
+fn start_with_offline_client(fleet: &mut Fleet, index: usize) -> anyhow::Result<String> {
+    fleet.clients[index].process.kill();
+    let away = fleet.clients[index].host_id.clone();
+    fleet
+        .controller
+        .wait_online(&away, false, Duration::from_secs(20))?;
+    start(&fleet.controller, &["--client-waves", "100%"])?;
+    Ok(away)
+}
+
 fn installs(agent: &Agent) -> usize {
     agent
         .runs()
@@ -423,16 +424,7 @@ fn an_agent_killed_mid_step_reports_from_its_journal_and_never_reruns() -> anyho
 #[test]
 fn an_offline_client_gets_its_step_when_it_returns() -> anyhow::Result<()> {
     let mut fleet = fleet(3)?;
-    fleet.clients[0].process.kill();
-    let away = fleet.clients[0].host_id.clone();
-    wait_for("client offline", Duration::from_secs(20), || {
-        Ok(fleet
-            .controller
-            .host(&away)?
-            .filter(|h| h["online"] == false)
-            .map(|_| ()))
-    })?;
-    start(&fleet.controller, &["--client-waves", "100%"])?;
+    let away = start_with_offline_client(&mut fleet, 0)?;
     let waiting = wait_for(
         "the wave waits for the offline client",
         Duration::from_secs(60),
@@ -661,16 +653,7 @@ fn installers_come_from_the_controller_and_are_verified_before_anything_runs() -
 #[test]
 fn an_operator_can_finish_without_a_host_that_stays_offline() -> anyhow::Result<()> {
     let mut fleet = fleet(2)?;
-    fleet.clients[1].process.kill();
-    let away = fleet.clients[1].host_id.clone();
-    wait_for("client offline", Duration::from_secs(20), || {
-        Ok(fleet
-            .controller
-            .host(&away)?
-            .filter(|h| h["online"] == false)
-            .map(|_| ()))
-    })?;
-    start(&fleet.controller, &["--client-waves", "100%"])?;
+    let away = start_with_offline_client(&mut fleet, 1)?;
     wait_for(
         "the wave waits for the offline client",
         Duration::from_secs(60),

@@ -219,7 +219,7 @@ pub async fn audit(client: &mut Client, json: bool) -> anyhow::Result<String> {
     ))
 }
 
-fn phase_name(kind: &PhaseKind) -> String {
+pub fn phase_name(kind: &PhaseKind) -> String {
     match kind {
         PhaseKind::Backup => "backup".into(),
         PhaseKind::Server => "server".into(),
