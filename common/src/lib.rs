@@ -6,6 +6,27 @@
 //! hand it to functions here, and apply what comes back. That keeps every rule
 //! testable with plain values and property tests.
 
+/// Serialises a type as its `Display` text and reads it back with
+/// `FromStr`, so JSON and TOML carry versions, dates, roles and
+/// requirements in the same form people type them.
+#[macro_export]
+macro_rules! serde_as_text {
+    ($ty:ty) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(deserializer)?;
+                text.parse::<$ty>().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
 pub mod action;
 pub mod catalogue;
 pub mod date;

@@ -146,18 +146,14 @@ impl fmt::Display for VersionReq {
     }
 }
 
-impl serde::Serialize for VersionReq {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.text)
+impl std::str::FromStr for VersionReq {
+    type Err = RequirementError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
     }
 }
 
-impl<'de> serde::Deserialize<'de> for VersionReq {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
+crate::serde_as_text!(VersionReq);
 
 #[cfg(test)]
 mod tests {
