@@ -1,0 +1,345 @@
+//! Fuzz-style property tests of every parser in tierwise-common that reads
+//! operator or vendor input: versions, requirements, dates, client waves,
+//! error thresholds, names, roles and the release catalogue.
+//!
+//! The promise checked for every input is "returns Ok or a clean Err, never
+//! panics": an operator's typo or a broken vendor file must end in a message,
+//! not a crashed controller. Where a parser has a `Display`, valid values must
+//! also read back as themselves. Inputs are biased toward each grammar so the
+//! deeper branches run, not only the first "this is not a version" check.
+//!
+//! Each test prints how many cases it ran. PROPTEST_CASES sets the count.
+
+#![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
+
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tierwise_common::rollout::ErrorThreshold;
+use tierwise_common::{validate_name, Catalogue, ClientWaves, Date, Role, Version, VersionReq};
+
+/// The catalogue shipped to operators: the document most likely to be edited by hand.
+const SHIPPED_CATALOGUE: &str = include_str!("../../deploy/catalogue/password-secure.toml");
+
+/// Cases per property when PROPTEST_CASES is not set; a few seconds in a debug build.
+const DEFAULT_CASES: u32 = 3000;
+
+/// Runs `check` on as many inputs from `strategy` as configured, turns a panic
+/// into a failure that proptest shrinks to a minimal input, prints the count
+/// and checks that every configured case really ran.
+fn fuzz<S: Strategy>(
+    name: &str,
+    strategy: S,
+    check: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_CASES);
+    // No failure persistence: a failing seed is printed, never written into the tree.
+    let config = Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    };
+    let (ran, panics) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let result = TestRunner::new(config).run(&strategy, |value| {
+        ran.fetch_add(1, Ordering::Relaxed);
+        catch_unwind(AssertUnwindSafe(|| check(value))).unwrap_or_else(|panic| {
+            panics.fetch_add(1, Ordering::Relaxed);
+            let what = (panic.downcast_ref::<String>().cloned())
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            Err(TestCaseError::fail(format!(
+                "panicked: {}",
+                what.unwrap_or_default()
+            )))
+        })
+    });
+    let (ran, panics) = (ran.into_inner(), panics.into_inner());
+    eprintln!("{name}: {ran} cases, {panics} panics");
+    if let Err(failure) = result {
+        panic!("{name}: {failure}");
+    }
+    assert_eq!(
+        ran, cases as usize,
+        "{name}: every configured case must run"
+    );
+}
+
+/// Text from everywhere: fully arbitrary Unicode, and text made of the
+/// characters the grammar `alphabet` uses, so both shallow and deep paths run.
+fn text(alphabet: &'static str) -> impl Strategy<Value = String> {
+    prop_oneof![any::<String>(), alphabet]
+}
+
+/// One decimal part: small, at the u32 edge, past it, or with a leading zero.
+fn part_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<u32>().prop_map(|n| n.to_string()),
+        Just("4294967296".to_owned()),
+        Just("99999999999".to_owned()),
+        "0[0-9]{1,3}",
+        "[0-9+-]{0,3}",
+    ]
+}
+
+#[test]
+fn version_never_panics_and_round_trips() {
+    let near = prop::collection::vec(part_text(), 0..6).prop_map(|p| p.join("."));
+    fuzz(
+        "Version::parse",
+        prop_oneof![text("[0-9. +v-]{0,24}"), near],
+        |input| {
+            match input.parse::<Version>() {
+                Ok(v) => prop_assert_eq!(Version::parse(&v.to_string()), Ok(v)),
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+            Ok(())
+        },
+    );
+    // Every version prints in a form that reads back as the same version.
+    fuzz("Version display", any::<[u32; 4]>(), |[a, b, c, d]| {
+        let v = Version::new(a, b, c, d);
+        prop_assert_eq!(v.to_string().parse::<Version>(), Ok(v));
+        Ok(())
+    });
+}
+
+#[test]
+fn requirement_never_panics_and_keeps_its_text() {
+    let op = prop::sample::select(vec!["", "=", ">", ">=", "<", "<=", "~", " >= "]);
+    let clause = (op, prop::collection::vec(part_text(), 0..6))
+        .prop_map(|(o, p)| o.to_owned() + &p.join("."));
+    let near = prop::collection::vec(clause, 1..4).prop_map(|c| c.join(", "));
+    let input = prop_oneof![text("[0-9.<>=, *~]{0,30}"), near];
+    fuzz(
+        "VersionReq::parse",
+        (input, any::<[u32; 4]>()),
+        |(input, [a, b, c, d])| {
+            match input.parse::<VersionReq>() {
+                Ok(req) => {
+                    // The requirement is shown as written and reads back the same.
+                    prop_assert_eq!(req.to_string(), input.clone());
+                    prop_assert_eq!(VersionReq::parse(&req.to_string()), Ok(req.clone()));
+                    // Matching computes upper bounds with +1: try the u32 edge too.
+                    req.matches(Version::new(a, b, c, d));
+                    req.matches(Version::new(u32::MAX, u32::MAX, u32::MAX, u32::MAX));
+                }
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn date_never_panics_and_round_trips() {
+    // Multi-byte characters next to the dashes try the parser's byte slicing.
+    let input = prop_oneof![text("[0-9é+ -]{8,12}"), "[0-9]{4}-[0-9]{2}-[0-9]{2}"];
+    fuzz("Date::parse", input, |input| {
+        match input.parse::<Date>() {
+            Ok(date) => prop_assert_eq!(date.to_string(), input),
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+        Ok(())
+    });
+    fuzz(
+        "Date display",
+        (1u16..=9999, 1u8..=12, 1u8..=31),
+        |(y, m, d)| {
+            if let Some(date) = Date::new(y, m, d) {
+                prop_assert_eq!(Date::parse(&date.to_string()), Ok(date));
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn client_waves_never_panic_and_cover_every_client_once() {
+    let near = prop::collection::vec(prop_oneof![part_text(), "[0-9]{1,3}%"], 0..6)
+        .prop_map(|w| w.join(","));
+    let input = prop_oneof![text("[0-9%, ]{0,30}"), near];
+    fuzz(
+        "ClientWaves::parse",
+        (input, 0usize..200_000),
+        |(input, total)| {
+            match ClientWaves::parse(&input) {
+                Ok(waves) => {
+                    prop_assert_eq!(ClientWaves::parse(&waves.to_string()), Ok(waves.clone()));
+                    prop_assert_eq!(waves.percents().last(), Some(&100));
+                    // Every client lands in exactly one non-empty wave.
+                    let split = waves.split(total);
+                    prop_assert!(split.iter().all(|(_, n)| *n > 0));
+                    prop_assert_eq!(split.iter().map(|(_, n)| n).sum::<usize>(), total);
+                }
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn error_threshold_never_panics_and_round_trips() {
+    fuzz(
+        "ErrorThreshold::parse",
+        prop_oneof![text("[0-9% +-]{0,8}"), part_text()],
+        |input| {
+            match ErrorThreshold::parse(&input) {
+                Ok(threshold) => {
+                    let written = match threshold {
+                        ErrorThreshold::Percent(p) => format!("{p}%"),
+                        ErrorThreshold::Count(n) => n.to_string(),
+                    };
+                    prop_assert_eq!(ErrorThreshold::parse(&written), Ok(threshold));
+                    if let ErrorThreshold::Percent(p) = threshold {
+                        prop_assert!(p <= 100);
+                    }
+                }
+                Err(message) => prop_assert!(!message.is_empty()),
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn names_and_roles_never_panic() {
+    fuzz("validate_name", text("[A-Za-z0-9._ /-]{0,260}"), |input| {
+        match validate_name("host id", &input) {
+            Ok(()) => prop_assert!(
+                input.len() <= 253
+                    && input
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b))
+            ),
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+        Ok(())
+    });
+    fuzz("Role::from_str", text("[a-z_]{0,12}"), |input| {
+        if let Ok(role) = input.parse::<Role>() {
+            prop_assert_eq!(role.to_string(), input);
+        }
+        Ok(())
+    });
+}
+
+/// One careless edit of a valid document: a byte changed, added or lost, or a
+/// whole line lost or pasted twice.
+#[derive(Clone, Debug)]
+enum Edit {
+    Replace(Index, u8),
+    Insert(Index, u8),
+    Delete(Index),
+    DropLine(Index),
+    DuplicateLine(Index),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    // Bytes that mean something to TOML are more interesting than random ones.
+    let byte = prop_oneof![
+        any::<u8>(),
+        prop::sample::select(b"[]{}=\"'.,#%<>\n -_0123456789".to_vec())
+    ];
+    prop_oneof![
+        (any::<Index>(), byte.clone()).prop_map(|(at, b)| Edit::Replace(at, b)),
+        (any::<Index>(), byte).prop_map(|(at, b)| Edit::Insert(at, b)),
+        any::<Index>().prop_map(Edit::Delete),
+        any::<Index>().prop_map(Edit::DropLine),
+        any::<Index>().prop_map(Edit::DuplicateLine),
+    ]
+}
+
+/// The document after the edit; bytes that are no longer UTF-8 become U+FFFD,
+/// as they would when a file is read as text.
+fn apply(document: &str, edit: &Edit) -> String {
+    let mut bytes = document.as_bytes().to_vec();
+    let mut lines: Vec<&str> = document.split('\n').collect();
+    let (b_len, l_len) = (bytes.len(), lines.len());
+    match edit {
+        Edit::Replace(at, b) => bytes[at.index(b_len)] = *b,
+        Edit::Insert(at, b) => bytes.insert(at.index(b_len + 1), *b),
+        Edit::Delete(at) => drop(bytes.remove(at.index(b_len))),
+        Edit::DropLine(at) => return (lines.remove(at.index(l_len)), lines.join("\n")).1,
+        Edit::DuplicateLine(at) => {
+            lines.insert(at.index(l_len), lines[at.index(l_len)]);
+            return lines.join("\n");
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The line an error points at: "line N: ..." from the validation or
+/// "TOML parse error at line N, column M" from the TOML reader.
+fn pointed_line(message: &str) -> Option<usize> {
+    let rest = (message.strip_prefix("line "))
+        .or_else(|| message.strip_prefix("TOML parse error at line "))?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The catalogue's promise: Ok with sorted unique releases, or an error that
+/// names the source and points at a line that exists.
+fn check_catalogue(document: &str) -> Result<(), TestCaseError> {
+    match Catalogue::parse(document, "fuzz.toml") {
+        Ok(catalogue) => {
+            prop_assert!(catalogue
+                .releases()
+                .windows(2)
+                .all(|p| p[0].version < p[1].version));
+            for release in catalogue.releases() {
+                release.released.span();
+            }
+        }
+        Err(e) => {
+            prop_assert_eq!(e.origin.as_str(), "fuzz.toml");
+            prop_assert!(!e.message.is_empty());
+            let line = pointed_line(&e.message);
+            prop_assert!(line.is_some(), "the error points at no line: {}", e.message);
+            let lines = document.split('\n').count();
+            prop_assert!(
+                line.is_some_and(|n| (1..=lines).contains(&n)),
+                "line {line:?} of {lines}: {}",
+                e.message
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Lines a catalogue is made of, filled with near-valid values.
+fn catalogue_line() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("[[release]]".to_owned()),
+        Just("[[release.note]]".to_owned()),
+        "\\[release\\.artifact\\.(server|app_server|web|client|db)\\]",
+        "(version|oldest_client) = \"[0-9.]{0,14}\"",
+        "released = \"[0-9+-]{0,11}\"",
+        "(breaking|file|id|text) = \"[ -~]{0,12}\"",
+        "upgrade_from = \"[0-9.<>=, *]{0,16}\"",
+        "requires = \\[(\"web_websocket\"|\"x\")?\\]",
+        "sha256 = \"[0-9a-fA-Fg]{62,66}\"",
+        "[a-z_\\[\\]=\" .\n]{0,20}",
+    ]
+}
+
+#[test]
+fn catalogue_never_panics() {
+    // The shipped catalogue itself must of course be accepted.
+    assert!(Catalogue::parse(SHIPPED_CATALOGUE, "shipped").is_ok());
+    let assembled = prop::collection::vec(catalogue_line(), 0..16).prop_map(|l| l.join("\n"));
+    fuzz(
+        "Catalogue::parse (arbitrary)",
+        prop_oneof![any::<String>(), assembled],
+        |doc| check_catalogue(&doc),
+    );
+    fuzz("Catalogue::parse (edited shipped)", edit(), |edit| {
+        check_catalogue(&apply(SHIPPED_CATALOGUE, &edit))
+    });
+}

@@ -1,0 +1,53 @@
+//! TLS between Tierwise's processes: the controller, its agents and the
+//! operator CLI.
+//!
+//! - [`fingerprint`]: the SHA-256 fingerprint by which agents pin the
+//!   controller's CA before they hold a certificate of their own.
+//! - [`files`]: PEM certificates and private keys on disk (keys readable only
+//!   by their owner).
+//! - [`client`]: the rustls client configurations (CA trust, CA pinned by
+//!   fingerprint, with or without a client certificate) and a tonic channel
+//!   over them.
+//! - [`server`]: the controller's rustls configuration and its accept loop,
+//!   which hands tonic only finished handshakes and records the peer's
+//!   certificate for the request handlers.
+//!
+//! Only TLS 1.3 with ring's primitives is offered; there is no plaintext path.
+
+pub mod client;
+pub mod files;
+pub mod fingerprint;
+pub mod server;
+
+pub use fingerprint::Fingerprint;
+pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use std::sync::Arc;
+
+/// The one cryptographic provider every configuration uses.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A new private key (ECDSA P-256) with a certificate request for `common_name`,
+/// as PEM (the key) and DER (the request). Agents send the request when they
+/// enroll and when they renew; the controller decides what the certificate says.
+pub fn key_and_request(common_name: &str) -> Result<(String, Vec<u8>), rcgen::Error> {
+    let key = rcgen::KeyPair::generate()?;
+    let request = request_for(&key, common_name)?;
+    Ok((key.serialize_pem(), request))
+}
+
+/// A certificate request for an existing private key (PEM).
+pub fn request_for_pem(key_pem: &str, common_name: &str) -> Result<Vec<u8>, rcgen::Error> {
+    let key = rcgen::KeyPair::from_pem(key_pem)?;
+    request_for(&key, common_name)
+}
+
+fn request_for(key: &rcgen::KeyPair, common_name: &str) -> Result<Vec<u8>, rcgen::Error> {
+    let mut params = rcgen::CertificateParams::default();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, common_name);
+    Ok(params.serialize_request(key)?.der().to_vec())
+}
