@@ -14,7 +14,10 @@
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::{Config, TestCaseError, TestCaseResult, TestRunner};
+use std::cell::Cell;
+use std::fmt::Display;
+use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tierwise_common::rollout::ErrorThreshold;
@@ -26,47 +29,53 @@ const SHIPPED_CATALOGUE: &str = include_str!("../../deploy/catalogue/password-se
 /// Cases per property when PROPTEST_CASES is not set; a few seconds in a debug build.
 const DEFAULT_CASES: u32 = 3000;
 
+thread_local! {
+    /// Inputs the current property saw accepted: shows the deep paths ran.
+    static ACCEPTED: Cell<usize> = const { Cell::new(0) };
+}
+
 /// Runs `check` on as many inputs from `strategy` as configured, turns a panic
 /// into a failure that proptest shrinks to a minimal input, prints the count
 /// and checks that every configured case really ran.
-fn fuzz<S: Strategy>(
-    name: &str,
-    strategy: S,
-    check: impl Fn(S::Value) -> Result<(), TestCaseError>,
-) {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_CASES);
+fn fuzz<S: Strategy>(name: &str, strategy: S, check: impl Fn(S::Value) -> TestCaseResult) {
+    let cases =
+        std::env::var("PROPTEST_CASES").map_or(DEFAULT_CASES, |v| v.parse().expect("a number"));
     // No failure persistence: a failing seed is printed, never written into the tree.
-    let config = Config {
-        cases,
-        failure_persistence: None,
-        ..Config::default()
-    };
+    let mut config = Config::with_cases(cases);
+    config.failure_persistence = None;
     let (ran, panics) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    ACCEPTED.with(|a| a.set(0));
     let result = TestRunner::new(config).run(&strategy, |value| {
         ran.fetch_add(1, Ordering::Relaxed);
-        catch_unwind(AssertUnwindSafe(|| check(value))).unwrap_or_else(|panic| {
+        // The panic hook has already printed the message and the location.
+        catch_unwind(AssertUnwindSafe(|| check(value))).unwrap_or_else(|_| {
             panics.fetch_add(1, Ordering::Relaxed);
-            let what = (panic.downcast_ref::<String>().cloned())
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-            Err(TestCaseError::fail(format!(
-                "panicked: {}",
-                what.unwrap_or_default()
-            )))
+            Err(TestCaseError::fail("panicked (message and location above)"))
         })
     });
-    let (ran, panics) = (ran.into_inner(), panics.into_inner());
-    eprintln!("{name}: {ran} cases, {panics} panics");
+    let (ran, panics, accepted) = (ran.into_inner(), panics.into_inner(), ACCEPTED.get());
+    eprintln!("{name}: {ran} cases ({accepted} accepted), {panics} panics");
     if let Err(failure) = result {
         panic!("{name}: {failure}");
     }
-    assert_eq!(
-        ran, cases as usize,
-        "{name}: every configured case must run"
-    );
+    assert_eq!(ran, cases as usize, "{name}: cases went missing");
 }
+
+/// `Some(value)` for an accepted input, `None` for a refusal that explains
+/// itself; a refusal with an empty message fails the property.
+fn outcome<T, E: Display>(result: Result<T, E>) -> Result<Option<T>, TestCaseError> {
+    match result {
+        Ok(value) => {
+            ACCEPTED.with(|a| a.set(a.get() + 1));
+            Ok(Some(value))
+        }
+        Err(e) if e.to_string().trim().is_empty() => Err(TestCaseError::fail("empty error")),
+        Err(_) => Ok(None),
+    }
+}
+
+/// A strategy for text, boxed so helpers can pass it around.
+type Text = BoxedStrategy<String>;
 
 /// Text from everywhere: fully arbitrary Unicode, and text made of the
 /// characters the grammar `alphabet` uses, so both shallow and deep paths run.
@@ -74,8 +83,8 @@ fn text(alphabet: &'static str) -> impl Strategy<Value = String> {
     prop_oneof![any::<String>(), alphabet]
 }
 
-/// One decimal part: small, at the u32 edge, past it, or with a leading zero.
-fn part_text() -> impl Strategy<Value = String> {
+/// One decimal part: any u32, just past u32::MAX, far past it, a leading zero, a sign.
+fn part_text() -> Text {
     prop_oneof![
         any::<u32>().prop_map(|n| n.to_string()),
         Just("4294967296".to_owned()),
@@ -83,26 +92,29 @@ fn part_text() -> impl Strategy<Value = String> {
         "0[0-9]{1,3}",
         "[0-9+-]{0,3}",
     ]
+    .boxed()
+}
+
+/// `n` parts joined by `separator`: near-valid lists for the deeper checks.
+fn joined(part: Text, n: Range<usize>, sep: &'static str) -> Text {
+    prop::collection::vec(part, n)
+        .prop_map(move |p| p.join(sep))
+        .boxed()
 }
 
 #[test]
 fn version_never_panics_and_round_trips() {
-    let near = prop::collection::vec(part_text(), 0..6).prop_map(|p| p.join("."));
-    fuzz(
-        "Version::parse",
-        prop_oneof![text("[0-9. +v-]{0,24}"), near],
-        |input| {
-            match input.parse::<Version>() {
-                Ok(v) => prop_assert_eq!(Version::parse(&v.to_string()), Ok(v)),
-                Err(e) => prop_assert!(!e.to_string().is_empty()),
-            }
-            Ok(())
-        },
-    );
+    let input = prop_oneof![text("[0-9. +v-]{0,24}"), joined(part_text(), 0..6, ".")];
+    fuzz("Version::parse", input, |input| {
+        if let Some(v) = outcome(input.parse::<Version>())? {
+            prop_assert_eq!(Version::parse(&v.to_string()), Ok(v));
+        }
+        Ok(())
+    });
     // Every version prints in a form that reads back as the same version.
     fuzz("Version display", any::<[u32; 4]>(), |[a, b, c, d]| {
         let v = Version::new(a, b, c, d);
-        prop_assert_eq!(v.to_string().parse::<Version>(), Ok(v));
+        prop_assert_eq!(outcome(v.to_string().parse::<Version>())?, Some(v));
         Ok(())
     });
 }
@@ -110,28 +122,22 @@ fn version_never_panics_and_round_trips() {
 #[test]
 fn requirement_never_panics_and_keeps_its_text() {
     let op = prop::sample::select(vec!["", "=", ">", ">=", "<", "<=", "~", " >= "]);
-    let clause = (op, prop::collection::vec(part_text(), 0..6))
-        .prop_map(|(o, p)| o.to_owned() + &p.join("."));
-    let near = prop::collection::vec(clause, 1..4).prop_map(|c| c.join(", "));
-    let input = prop_oneof![text("[0-9.<>=, *~]{0,30}"), near];
-    fuzz(
-        "VersionReq::parse",
-        (input, any::<[u32; 4]>()),
-        |(input, [a, b, c, d])| {
-            match input.parse::<VersionReq>() {
-                Ok(req) => {
-                    // The requirement is shown as written and reads back the same.
-                    prop_assert_eq!(req.to_string(), input.clone());
-                    prop_assert_eq!(VersionReq::parse(&req.to_string()), Ok(req.clone()));
-                    // Matching computes upper bounds with +1: try the u32 edge too.
-                    req.matches(Version::new(a, b, c, d));
-                    req.matches(Version::new(u32::MAX, u32::MAX, u32::MAX, u32::MAX));
-                }
-                Err(e) => prop_assert!(!e.to_string().is_empty()),
-            }
-            Ok(())
-        },
-    );
+    let clause = (op, joined(part_text(), 0..6, "."))
+        .prop_map(|(o, v)| o.to_owned() + &v)
+        .boxed();
+    let input = prop_oneof![text("[0-9.<>=, *~]{0,30}"), joined(clause, 1..4, ", ")];
+    let input = (input, any::<[u32; 4]>());
+    fuzz("VersionReq::parse", input, |(input, [a, b, c, d])| {
+        if let Some(req) = outcome(input.parse::<VersionReq>())? {
+            // The requirement is shown as written and reads back the same.
+            prop_assert_eq!(req.to_string(), input.clone());
+            prop_assert_eq!(VersionReq::parse(&req.to_string()), Ok(req.clone()));
+            // Matching computes upper bounds with +1: try the u32 edge too.
+            req.matches(Version::new(a, b, c, d));
+            req.matches(Version::new(u32::MAX, u32::MAX, u32::MAX, u32::MAX));
+        }
+        Ok(())
+    });
 }
 
 #[test]
@@ -139,89 +145,64 @@ fn date_never_panics_and_round_trips() {
     // Multi-byte characters next to the dashes try the parser's byte slicing.
     let input = prop_oneof![text("[0-9é+ -]{8,12}"), "[0-9]{4}-[0-9]{2}-[0-9]{2}"];
     fuzz("Date::parse", input, |input| {
-        match input.parse::<Date>() {
-            Ok(date) => prop_assert_eq!(date.to_string(), input),
-            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        if let Some(date) = outcome(input.parse::<Date>())? {
+            prop_assert_eq!(date.to_string(), input);
         }
         Ok(())
     });
-    fuzz(
-        "Date display",
-        (1u16..=9999, 1u8..=12, 1u8..=31),
-        |(y, m, d)| {
-            if let Some(date) = Date::new(y, m, d) {
-                prop_assert_eq!(Date::parse(&date.to_string()), Ok(date));
-            }
-            Ok(())
-        },
-    );
+    let day = (1u16..=9999, 1u8..=12, 1u8..=31);
+    fuzz("Date display", day, |(y, m, d)| {
+        if let Some(date) = Date::new(y, m, d) {
+            prop_assert_eq!(outcome(Date::parse(&date.to_string()))?, Some(date));
+        }
+        Ok(())
+    });
 }
 
 #[test]
 fn client_waves_never_panic_and_cover_every_client_once() {
-    let near = prop::collection::vec(prop_oneof![part_text(), "[0-9]{1,3}%"], 0..6)
-        .prop_map(|w| w.join(","));
-    let input = prop_oneof![text("[0-9%, ]{0,30}"), near];
-    fuzz(
-        "ClientWaves::parse",
-        (input, 0usize..200_000),
-        |(input, total)| {
-            match ClientWaves::parse(&input) {
-                Ok(waves) => {
-                    prop_assert_eq!(ClientWaves::parse(&waves.to_string()), Ok(waves.clone()));
-                    prop_assert_eq!(waves.percents().last(), Some(&100));
-                    // Every client lands in exactly one non-empty wave.
-                    let split = waves.split(total);
-                    prop_assert!(split.iter().all(|(_, n)| *n > 0));
-                    prop_assert_eq!(split.iter().map(|(_, n)| n).sum::<usize>(), total);
-                }
-                Err(e) => prop_assert!(!e.to_string().is_empty()),
-            }
-            Ok(())
-        },
-    );
+    let wave = prop_oneof![part_text(), "[0-9]{1,3}%"].boxed();
+    let input = prop_oneof![text("[0-9%, ]{0,30}"), joined(wave, 0..6, ",")];
+    let input = (input, 0usize..200_000);
+    fuzz("ClientWaves::parse", input, |(input, total)| {
+        if let Some(waves) = outcome(ClientWaves::parse(&input))? {
+            prop_assert_eq!(ClientWaves::parse(&waves.to_string()), Ok(waves.clone()));
+            // Every client lands in exactly one non-empty wave.
+            let split = waves.split(total);
+            prop_assert!(split.iter().all(|(_, n)| *n > 0));
+            prop_assert_eq!(split.iter().map(|(_, n)| n).sum::<usize>(), total);
+        }
+        Ok(())
+    });
 }
 
 #[test]
 fn error_threshold_never_panics_and_round_trips() {
-    fuzz(
-        "ErrorThreshold::parse",
-        prop_oneof![text("[0-9% +-]{0,8}"), part_text()],
-        |input| {
-            match ErrorThreshold::parse(&input) {
-                Ok(threshold) => {
-                    let written = match threshold {
-                        ErrorThreshold::Percent(p) => format!("{p}%"),
-                        ErrorThreshold::Count(n) => n.to_string(),
-                    };
-                    prop_assert_eq!(ErrorThreshold::parse(&written), Ok(threshold));
-                    if let ErrorThreshold::Percent(p) = threshold {
-                        prop_assert!(p <= 100);
-                    }
-                }
-                Err(message) => prop_assert!(!message.is_empty()),
-            }
-            Ok(())
-        },
-    );
+    let input = prop_oneof![text("[0-9% +-]{0,8}"), part_text()];
+    fuzz("ErrorThreshold::parse", input, |input| {
+        if let Some(threshold) = outcome(ErrorThreshold::parse(&input))? {
+            let written = match threshold {
+                ErrorThreshold::Percent(p) => format!("{p}%"),
+                ErrorThreshold::Count(n) => n.to_string(),
+            };
+            prop_assert_eq!(ErrorThreshold::parse(&written), Ok(threshold));
+            prop_assert!(!matches!(threshold, ErrorThreshold::Percent(101..)));
+        }
+        Ok(())
+    });
 }
 
 #[test]
 fn names_and_roles_never_panic() {
     fuzz("validate_name", text("[A-Za-z0-9._ /-]{0,260}"), |input| {
-        match validate_name("host id", &input) {
-            Ok(()) => prop_assert!(
-                input.len() <= 253
-                    && input
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b))
-            ),
-            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        if outcome(validate_name("host id", &input))?.is_some() {
+            let allowed = |b: u8| b.is_ascii_alphanumeric() || b".-_".contains(&b);
+            prop_assert!(input.len() <= 253 && input.bytes().all(allowed));
         }
         Ok(())
     });
     fuzz("Role::from_str", text("[a-z_]{0,12}"), |input| {
-        if let Ok(role) = input.parse::<Role>() {
+        if let Some(role) = outcome(input.parse::<Role>())? {
             prop_assert_eq!(role.to_string(), input);
         }
         Ok(())
@@ -278,22 +259,19 @@ fn apply(document: &str, edit: &Edit) -> String {
 fn pointed_line(message: &str) -> Option<usize> {
     let rest = (message.strip_prefix("line "))
         .or_else(|| message.strip_prefix("TOML parse error at line "))?;
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+    let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok()
 }
 
 /// The catalogue's promise: Ok with sorted unique releases, or an error that
 /// names the source and points at a line that exists.
-fn check_catalogue(document: &str) -> Result<(), TestCaseError> {
+fn check_catalogue(document: &str) -> TestCaseResult {
     match Catalogue::parse(document, "fuzz.toml") {
         Ok(catalogue) => {
-            prop_assert!(catalogue
-                .releases()
-                .windows(2)
-                .all(|p| p[0].version < p[1].version));
-            for release in catalogue.releases() {
+            ACCEPTED.with(|a| a.set(a.get() + 1));
+            let releases = catalogue.releases();
+            prop_assert!(releases.windows(2).all(|p| p[0].version < p[1].version));
+            for release in releases {
                 release.released.span();
             }
         }
@@ -303,11 +281,8 @@ fn check_catalogue(document: &str) -> Result<(), TestCaseError> {
             let line = pointed_line(&e.message);
             prop_assert!(line.is_some(), "the error points at no line: {}", e.message);
             let lines = document.split('\n').count();
-            prop_assert!(
-                line.is_some_and(|n| (1..=lines).contains(&n)),
-                "line {line:?} of {lines}: {}",
-                e.message
-            );
+            let inside = line.is_some_and(|n| (1..=lines).contains(&n));
+            prop_assert!(inside, "line {line:?} of {lines}: {}", e.message);
         }
     }
     Ok(())
@@ -334,11 +309,10 @@ fn catalogue_never_panics() {
     // The shipped catalogue itself must of course be accepted.
     assert!(Catalogue::parse(SHIPPED_CATALOGUE, "shipped").is_ok());
     let assembled = prop::collection::vec(catalogue_line(), 0..16).prop_map(|l| l.join("\n"));
-    fuzz(
-        "Catalogue::parse (arbitrary)",
-        prop_oneof![any::<String>(), assembled],
-        |doc| check_catalogue(&doc),
-    );
+    let input = prop_oneof![any::<String>(), assembled];
+    fuzz("Catalogue::parse (arbitrary)", input, |doc| {
+        check_catalogue(&doc)
+    });
     fuzz("Catalogue::parse (edited shipped)", edit(), |edit| {
         check_catalogue(&apply(SHIPPED_CATALOGUE, &edit))
     });

@@ -102,6 +102,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         listen: options.listen,
         database: DatabaseUrl::sqlite_file(&data_dir.join("tierwise.db")),
         data_dir,
+        pki: crate::pki::PkiSettings::default(),
+        agent_certificate_lifetime: server::DEFAULT_AGENT_CERTIFICATE_LIFETIME,
     };
     let controller = server::start(&settings).await.with_context(|| {
         format!(
@@ -109,16 +111,48 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
             options.listen
         )
     })?;
-    let url = format!("http://{}", controller.addr);
+    let url = format!("https://{}", controller.addr);
+    let connection = cli::Connection {
+        controller: url.clone(),
+        ca_cert: Some(crate::pki::ca_cert_path(&settings.data_dir)),
+        token: None,
+        token_file: Some(server::admin_token_path(&settings.data_dir)),
+    };
     println!(
-        "Controller listening on {url}, store: SQLite in {}",
+        "Controller listening on {url} (TLS; CA fingerprint {}), store: SQLite in {}",
+        controller.fingerprint,
         settings.data_dir.display()
     );
 
     let hosts = fleet();
+    // One enrollment token for the whole demo fleet, as Group Policy would
+    // hand one to every machine of an installation.
+    let token = {
+        let mut client = cli::connect(&connection).await?;
+        cli::security::token_create(
+            &mut client,
+            cli::security::NewToken {
+                installation: Some(INSTALLATION.to_owned()),
+                uses: u32::try_from(hosts.len()).unwrap_or(u32::MAX),
+                expires: Duration::from_secs(3600),
+            },
+            true,
+        )
+        .await?
+    };
+    let token: serde_json::Value = serde_json::from_str(&token)?;
+    let enrollment = Enrollment {
+        token: token["token"].as_str().unwrap_or_default().to_owned(),
+        fingerprint: controller.fingerprint.to_string(),
+    };
+    println!(
+        "Enrollment token {} for {} agents; each makes its own key and enrolls over TLS, pinning the CA.",
+        token["id"].as_str().unwrap_or_default(),
+        hosts.len()
+    );
     let mut agents = Vec::new();
     for host in &hosts {
-        agents.push(spawn_agent(&agent_bin, &root, &url, host).await?);
+        agents.push(spawn_agent(&agent_bin, &root, &url, &enrollment, host).await?);
     }
     println!(
         "Started {} agents for installation `{INSTALLATION}` (1 server with 2 databases, 1 Apache web host, {} clients)\n",
@@ -126,7 +160,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         hosts.iter().filter(|h| h.role == Role::Client).count()
     );
 
-    let result = tour(&url, &root, &hosts).await;
+    let result = tour(&connection, &root, &hosts).await;
     if result.is_ok() {
         println!("Demo ready after {:.1} s.", started.elapsed().as_secs_f64());
     }
@@ -137,8 +171,10 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     }
     if result.is_ok() && options.keep_running {
         println!(
-            "\nThe fleet keeps running. In another terminal:\n  tierwise --controller {url} hosts list\n  \
-             tierwise --controller {url} hosts show srv-01\nPress Ctrl-C to stop."
+            "\nThe fleet keeps running. In another terminal:\n  export TIERWISE_CONTROLLER={url} TIERWISE_CA_CERT={} TIERWISE_TOKEN_FILE={}\n  \
+             tierwise hosts list\n  tierwise hosts show srv-01\nPress Ctrl-C to stop.",
+            connection.ca_cert.as_deref().unwrap_or(Path::new("")).display(),
+            connection.token_file.as_deref().unwrap_or(Path::new("")).display(),
         );
         tierwise_runtime::shutdown::signal().await;
     }
@@ -166,8 +202,8 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     result
 }
 
-async fn tour(url: &str, root: &Path, hosts: &[DemoHost]) -> anyhow::Result<()> {
-    let mut client = cli::connect(url).await?;
+async fn tour(connection: &cli::Connection, root: &Path, hosts: &[DemoHost]) -> anyhow::Result<()> {
+    let mut client = cli::connect(connection).await?;
     let expected: Vec<&str> = hosts.iter().map(|h| h.host_id).collect();
     let fleet = wait_until(&mut client, Duration::from_secs(30), |fleet| {
         expected
@@ -211,9 +247,7 @@ async fn tour(url: &str, root: &Path, hosts: &[DemoHost]) -> anyhow::Result<()> 
 /// Plans and runs a rollout of the demo installation to 26.3.100.34058,
 /// printing each change of progress, then the final fleet.
 async fn rollout_tour(
-    client: &mut tierwise_proto::v1::admin_service_client::AdminServiceClient<
-        tonic::transport::Channel,
-    >,
+    client: &mut cli::AdminClient,
     root: &Path,
 ) -> anyhow::Result<()> {
     let catalogue = root.join("password-secure.toml");
@@ -303,9 +337,7 @@ fn progress_line(status: &crate::rollout_view::RolloutStatus) -> String {
 
 /// Polls the controller's host list until `done` holds or `limit` passes.
 async fn wait_until(
-    client: &mut tierwise_proto::v1::admin_service_client::AdminServiceClient<
-        tonic::transport::Channel,
-    >,
+    client: &mut cli::AdminClient,
     limit: Duration,
     done: impl Fn(&[HostRecord]) -> bool,
 ) -> anyhow::Result<Vec<HostRecord>> {
@@ -388,10 +420,18 @@ fn toml_str(text: &str) -> String {
     out
 }
 
+/// What every demo agent needs to enroll.
+#[derive(Debug)]
+struct Enrollment {
+    token: String,
+    fingerprint: String,
+}
+
 async fn spawn_agent(
     agent_bin: &Path,
     root: &Path,
     url: &str,
+    enrollment: &Enrollment,
     host: &DemoHost,
 ) -> anyhow::Result<Child> {
     let dir = root.join(host.host_id);
@@ -400,6 +440,8 @@ async fn spawn_agent(
     let mut config = format!(
         "# Demo agent {id}: versions are files in {dir}.\n\
          controller = {url}\n\
+         enrollment_token = {token}\n\
+         ca_fingerprint = {fingerprint}\n\
          installation = \"{INSTALLATION}\"\n\
          host_id = \"{id}\"\n\
          heartbeat_seconds = 2\n\
@@ -411,6 +453,8 @@ async fn spawn_agent(
         id = host.host_id,
         dir = dir.display(),
         url = toml_str(url),
+        token = toml_str(&enrollment.token),
+        fingerprint = toml_str(&enrollment.fingerprint),
         state = path("state"),
         role = host.role,
         version = path("VERSION"),

@@ -23,9 +23,18 @@ struct Cli {
         long,
         global = true,
         env = "TIERWISE_CONTROLLER",
-        default_value = "http://127.0.0.1:7700"
+        default_value = "https://127.0.0.1:7700"
     )]
     controller: String,
+    /// The controller's CA certificate (PEM), to check whom the CLI talks to
+    /// [default: the one in this machine's controller data directory].
+    #[arg(long, global = true, env = "TIERWISE_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// A file holding the operator token (the token itself may be given in
+    /// TIERWISE_TOKEN) [default: the first admin's token in this machine's
+    /// controller data directory, when readable].
+    #[arg(long, global = true, env = "TIERWISE_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
     /// Log format on stderr.
     #[arg(long, global = true, env = "TIERWISE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
@@ -47,7 +56,47 @@ enum Command {
         /// sqlite://PATH or postgres://USER@HOST:PORT/DB [default: sqlite in the data directory].
         #[arg(long, env = "TIERWISE_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
+        /// The CA that issues agents' certificates (PEM) [default: made on
+        /// first start in DATA_DIR/pki].
+        #[arg(long, env = "TIERWISE_TLS_CA_CERT", requires = "tls_ca_key")]
+        tls_ca_cert: Option<PathBuf>,
+        /// The CA's private key (PEM).
+        #[arg(long, env = "TIERWISE_TLS_CA_KEY", requires = "tls_ca_cert")]
+        tls_ca_key: Option<PathBuf>,
+        /// The controller's own certificate chain (PEM), issued by the CA
+        /// [default: made on every start, signed by the CA].
+        #[arg(long, env = "TIERWISE_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert.
+        #[arg(long, env = "TIERWISE_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// A DNS name or IP address agents and operators use to reach the
+        /// controller, for its generated certificate (repeatable; the host
+        /// name, localhost and loopback are always in it).
+        #[arg(long = "tls-name", value_name = "NAME")]
+        tls_names: Vec<String>,
+        /// How long an agent's certificate is valid (agents renew it after
+        /// half of that).
+        #[arg(long, env = "TIERWISE_AGENT_CERT_LIFETIME", default_value = "7d", value_parser = parse_lifetime)]
+        agent_cert_lifetime: std::time::Duration,
     },
+    /// The controller's certificate authority.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+    /// Enrollment tokens for agents (admin).
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+    /// Who may use the CLI, and with which role (admin).
+    Operators {
+        #[command(subcommand)]
+        command: OperatorsCommand,
+    },
+    /// The operator this CLI authenticates as.
+    Whoami,
     /// Hosts and what their agents report.
     Hosts {
         #[command(subcommand)]
@@ -113,6 +162,9 @@ enum HostsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Refuse the host's certificates from now on and close its session;
+    /// it needs a new enrollment token to come back.
+    Revoke { host: String },
     /// Ask connected agents to probe and report right now.
     Refresh {
         /// One host; without it, every connected host (of --installation).
@@ -120,6 +172,64 @@ enum HostsCommand {
         #[arg(long)]
         installation: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCommand {
+    /// Print the CA certificate and its SHA-256 fingerprint, which agents
+    /// pin (`ca_fingerprint`) before they enroll. Reads the controller's files.
+    Show {
+        /// The controller's data directory [default: as for `serve`].
+        #[arg(long, env = "TIERWISE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Print only the fingerprint.
+        #[arg(long)]
+        fingerprint: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokensCommand {
+    /// Create an enrollment token; it is printed once, on stdout.
+    Create {
+        /// Only agents of this installation may enroll with it.
+        #[arg(long)]
+        installation: Option<String>,
+        /// How many agents may enroll with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long it is valid (e.g. 30m, 24h, 7d; at most 90d).
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        expires: std::time::Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every token with its uses, expiry and state (never the secret).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse a token from now on.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorsCommand {
+    /// Add an operator; their token is printed once, on stdout.
+    Add {
+        name: String,
+        /// viewer (reads), operator (also plans and runs rollouts) or admin
+        /// (also tokens, operators, hosts' certificates, catalogue,
+        /// licences, artifacts).
+        #[arg(long)]
+        role: String,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an operator; their token stops working at once.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +355,22 @@ fn parse_role(text: &str) -> Result<Role, String> {
         .map_err(|e: tierwise_common::RoleParseError| e.to_string())
 }
 
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration like 30m, 24h or 7d: {e}"))
+}
+
+fn parse_lifetime(text: &str) -> Result<std::time::Duration, String> {
+    let lifetime = parse_duration(text)?;
+    if lifetime < server::MIN_AGENT_CERTIFICATE_LIFETIME {
+        return Err(format!(
+            "at least {} s",
+            server::MIN_AGENT_CERTIFICATE_LIFETIME.as_secs()
+        ));
+    }
+    Ok(lifetime)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_log = match cli.command {
@@ -256,14 +382,34 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let connection = cli::Connection {
+        controller: cli.controller.clone(),
+        ca_cert: cli.ca_cert.clone(),
+        token: std::env::var("TIERWISE_TOKEN").ok(),
+        token_file: cli.token_file.clone(),
+    };
     match cli.command {
         Command::Serve {
             listen,
             data_dir,
             database_url,
+            tls_ca_cert,
+            tls_ca_key,
+            tls_cert,
+            tls_key,
+            tls_names,
+            agent_cert_lifetime,
         } => {
-            let settings =
+            let mut settings =
                 server::ServeSettings::resolve(listen, data_dir, database_url.as_deref())?;
+            settings.pki = tierwise_controller::pki::PkiSettings {
+                ca_cert: tls_ca_cert,
+                ca_key: tls_ca_key,
+                server_cert: tls_cert,
+                server_key: tls_key,
+                names: tls_names,
+            };
+            settings.agent_certificate_lifetime = agent_cert_lifetime;
             let mut running = server::start(&settings).await?;
             // One line on stdout for scripts and supervisors (logs go to stderr).
             println!("tierwise controller listening on {}", running.addr);
@@ -277,7 +423,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Hosts { command } => {
-            let mut client = cli::connect(&cli.controller).await?;
+            let mut client = cli::connect(&connection).await?;
             let output = match command {
                 HostsCommand::List {
                     installation,
@@ -286,6 +432,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 } => cli::hosts::list(&mut client, installation.as_deref(), role, json).await?,
                 HostsCommand::Show { host, json } => {
                     cli::hosts::show(&mut client, &host, json).await?
+                }
+                HostsCommand::Revoke { host } => {
+                    cli::security::host_revoke(&mut client, &host).await?
                 }
                 HostsCommand::Refresh { host, installation } => {
                     cli::hosts::refresh(&mut client, host.as_deref(), installation.as_deref())
@@ -296,7 +445,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Releases { command } => {
-            let mut client = cli::connect(&cli.controller).await?;
+            let mut client = cli::connect(&connection).await?;
             let output = match command {
                 ReleasesCommand::Import { file } => cli::policy::import(&mut client, &file).await?,
                 ReleasesCommand::List { json } => cli::policy::list(&mut client, json).await?,
@@ -305,7 +454,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::License { command } => {
-            let mut client = cli::connect(&cli.controller).await?;
+            let mut client = cli::connect(&connection).await?;
             let output = match command {
                 LicenseCommand::Set {
                     installation,
@@ -321,7 +470,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rollout { command } => {
-            let mut client = cli::connect(&cli.controller).await?;
+            let mut client = cli::connect(&connection).await?;
             let output = match command {
                 RolloutCommand::Plan {
                     installation,
@@ -401,15 +550,77 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     component,
                 },
         } => {
-            let mut client = cli::connect(&cli.controller).await?;
+            let mut client = cli::connect(&connection).await?;
             print!(
                 "{}",
                 cli::artifacts::add(&mut client, &file, &release, component).await?
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Pki {
+            command:
+                PkiCommand::Show {
+                    data_dir,
+                    fingerprint,
+                },
+        } => {
+            let ca_cert = cli.ca_cert.clone().unwrap_or_else(|| {
+                tierwise_controller::pki::ca_cert_path(
+                    &data_dir.unwrap_or_else(tierwise_controller::paths::default_data_dir),
+                )
+            });
+            print!("{}", cli::security::pki_show(&ca_cert, fingerprint)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tokens { command } => {
+            let mut client = cli::connect(&connection).await?;
+            let output = match command {
+                TokensCommand::Create {
+                    installation,
+                    uses,
+                    expires,
+                    json,
+                } => {
+                    cli::security::token_create(
+                        &mut client,
+                        cli::security::NewToken {
+                            installation,
+                            uses,
+                            expires,
+                        },
+                        json,
+                    )
+                    .await?
+                }
+                TokensCommand::List { json } => cli::security::token_list(&mut client, json).await?,
+                TokensCommand::Revoke { id } => cli::security::token_revoke(&mut client, &id).await?,
+            };
+            print!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Operators { command } => {
+            let mut client = cli::connect(&connection).await?;
+            let output = match command {
+                OperatorsCommand::Add { name, role } => {
+                    cli::security::operator_add(&mut client, &name, &role).await?
+                }
+                OperatorsCommand::List { json } => {
+                    cli::security::operator_list(&mut client, json).await?
+                }
+                OperatorsCommand::Remove { name } => {
+                    cli::security::operator_remove(&mut client, &name).await?
+                }
+            };
+            print!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Whoami => {
+            let mut client = cli::connect(&connection).await?;
+            print!("{}", cli::security::whoami(&mut client).await?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit { json } => {
-            let mut client = cli::connect(&cli.controller).await?;
+            let mut client = cli::connect(&connection).await?;
             print!("{}", cli::rollout::audit(&mut client, json).await?);
             Ok(ExitCode::SUCCESS)
         }

@@ -18,7 +18,11 @@ use tierwise_proto::{
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use crate::grpc::auth::{Authenticator, Guard};
+use crate::pki::{Pki, PkiSettings};
+use std::sync::Arc;
+use tierwise_transport::server::AcceptLimits;
+use tierwise_transport::Fingerprint;
 use tracing::{info, warn};
 
 /// How often the controller looks for hosts that stopped heartbeating.
@@ -33,7 +37,15 @@ pub struct ServeSettings {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub database: DatabaseUrl,
+    pub pki: PkiSettings,
+    /// How long an agent's certificate is valid; agents renew after half.
+    pub agent_certificate_lifetime: Duration,
 }
+
+/// Agents' certificates are valid this long by default.
+pub const DEFAULT_AGENT_CERTIFICATE_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The shortest lifetime accepted (for tests and trials of renewal).
+pub const MIN_AGENT_CERTIFICATE_LIFETIME: Duration = Duration::from_secs(10);
 
 impl ServeSettings {
     /// Defaults < flags. The database defaults to `tierwise.db` in the data
@@ -54,6 +66,8 @@ impl ServeSettings {
             listen,
             data_dir,
             database,
+            pki: PkiSettings::default(),
+            agent_certificate_lifetime: DEFAULT_AGENT_CERTIFICATE_LIFETIME,
         })
     }
 }
@@ -63,6 +77,8 @@ impl ServeSettings {
 pub struct RunningController {
     pub addr: SocketAddr,
     pub store: Store,
+    /// The CA's fingerprint, which agents pin.
+    pub fingerprint: Fingerprint,
     sessions: Sessions,
     /// Resolves (recv returns None) once every session task has ended.
     drained: mpsc::Receiver<()>,
@@ -133,8 +149,12 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         )
     })?;
     let addr = listener.local_addr()?;
+    let pki = Arc::new(Pki::load_or_create(&settings.data_dir, &settings.pki, now_ms())?);
+    let tls = pki.server_config()?;
     let store = Store::open(settings.database.connect_string()).await?;
     info!(database = %settings.database.redacted(), backend = %store.backend(), "store ready");
+    first_admin(&store, &settings.data_dir).await?;
+    let auth = Authenticator::new(store.clone());
     let sessions = Sessions::default();
     let (drain_tx, drained) = mpsc::channel::<()>(1);
     let engine = Engine::new(store.clone(), sessions.clone());
@@ -145,6 +165,8 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         sessions.clone(),
         engine.clone(),
         artifacts.clone(),
+        pki.clone(),
+        settings.agent_certificate_lifetime,
         drain_tx,
     ))
     .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
@@ -157,6 +179,9 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     ))
     .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES);
+    // Authorisation runs before either service sees a call.
+    let agent_service = Guard::new(agent_service, auth.clone());
+    let admin_service = Guard::new(admin_service, auth);
 
     let (stop, mut stopped) = watch::channel(false);
     let shutdown = async move {
@@ -166,19 +191,33 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         // Dead peers are noticed even when the agent's heartbeat is long.
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        // One agent needs one stream; a peer opening hundreds is misbehaving.
+        // One agent needs one stream (two while it downloads); a peer
+        // opening hundreds is misbehaving.
         .max_concurrent_streams(Some(64))
-        .tcp_nodelay(true)
+        // Explicit HTTP/2 limits: headers, frames and flow-control windows
+        // bound what one peer can make the controller hold.
+        .http2_max_header_list_size(Some(16 * 1024))
+        .max_frame_size(Some(16 * 1024))
+        .initial_stream_window_size(Some(256 * 1024))
+        .initial_connection_window_size(Some(1024 * 1024))
+        // A peer that opens streams and resets them at once (the "rapid
+        // reset" flood) is disconnected.
+        .http2_max_pending_accept_reset_streams(Some(32))
+        .http2_max_local_error_reset_streams(Some(256))
         .add_service(agent_service)
         .add_service(admin_service)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown);
+        .serve_with_incoming_shutdown(
+            tierwise_transport::server::incoming(listener, tls, AcceptLimits::default()),
+            shutdown,
+        );
     let server = tokio::spawn(server);
     let sweeper = tokio::spawn(sweep_offline(store.clone()));
     let engine_task = tokio::spawn(engine.run());
-    info!(%addr, "controller listening");
+    info!(%addr, ca_fingerprint = %pki.fingerprint(), "controller listening (TLS)");
     Ok(RunningController {
         addr,
         store,
+        fingerprint: pki.fingerprint(),
         sessions,
         drained,
         stop,
@@ -186,6 +225,34 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         sweeper,
         engine: engine_task,
     })
+}
+
+/// Where the first administrator's token is written.
+pub fn admin_token_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("admin.token")
+}
+
+/// A controller without operators creates the first administrator, `admin`,
+/// and writes its token into the data directory, readable only by the
+/// controller's user: whoever can read that file owns the controller anyway.
+async fn first_admin(store: &Store, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    if !store.operators().await?.is_empty() {
+        return Ok(());
+    }
+    let token = crate::grpc::auth::new_operator_token();
+    let path = admin_token_path(data_dir);
+    tierwise_transport::files::write_private(&path, format!("{token}\n").as_bytes())?;
+    store
+        .add_operator(
+            "admin",
+            "admin",
+            &crate::grpc::auth::token_digest(&token),
+            "tierwise serve (first start)",
+            now_ms(),
+        )
+        .await?;
+    info!(token_file = %path.display(), "created the first operator `admin`; its token is in the file");
+    Ok(())
 }
 
 /// Marks hosts offline that missed three heartbeats, including those a killed

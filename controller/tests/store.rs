@@ -273,11 +273,11 @@ async fn suite(store: &Store) {
     // Catalogues: the newest import is the one in force.
     assert_eq!(store.current_catalogue().await.unwrap(), None);
     store
-        .import_catalogue("a.toml", "[[release]]\nversion = \"9.3.1.33994\"\n", t0)
+        .import_catalogue("a.toml", "[[release]]\nversion = \"9.3.1.33994\"\n", "test", t0)
         .await
         .unwrap();
     store
-        .import_catalogue("b.toml", "# second\n", t0 + 1)
+        .import_catalogue("b.toml", "# second\n", "test", t0 + 1)
         .await
         .unwrap();
     let current = store.current_catalogue().await.unwrap().unwrap();
@@ -290,15 +290,15 @@ async fn suite(store: &Store) {
     // Licences: only for known installations; setting again replaces.
     let date = |text: &str| tierwise_common::Date::parse(text).unwrap();
     assert!(!store
-        .set_licence("nope", date("2026-12-31"), t0)
+        .set_licence("nope", date("2026-12-31"), "test", t0)
         .await
         .unwrap());
     assert!(store
-        .set_licence("prod", date("2026-06-30"), t0)
+        .set_licence("prod", date("2026-06-30"), "test", t0)
         .await
         .unwrap());
     assert!(store
-        .set_licence("prod", date("2026-12-31"), t0 + 1)
+        .set_licence("prod", date("2026-12-31"), "test", t0 + 1)
         .await
         .unwrap());
     let licences = store.licences().await.unwrap();

@@ -5,13 +5,12 @@ use anyhow::Context;
 use std::path::Path;
 use tierwise_common::{Role, Version};
 use tierwise_proto::v1::{
-    admin_service_client::AdminServiceClient, Role as WireRole, UploadArtifactChunk,
+    Role as WireRole, UploadArtifactChunk,
 };
 use tokio::io::AsyncReadExt;
-use tonic::transport::Channel;
 
 pub async fn add(
-    client: &mut AdminServiceClient<Channel>,
+    client: &mut crate::cli::AdminClient,
     file: &Path,
     release: &str,
     role: Role,

@@ -7,10 +7,9 @@ use serde::Serialize;
 use tierwise_common::json::ComponentJson;
 use tierwise_common::{Facts, HostRecord, ProbedVersion, Role};
 use tierwise_proto::v1::{
-    admin_service_client::AdminServiceClient, GetHostRequest, ListHostsRequest,
+    GetHostRequest, ListHostsRequest,
     RefreshInventoryRequest, Role as WireRole,
 };
-use tonic::transport::Channel;
 
 /// The `--json` shape of a host. Field names are part of the CLI's contract
 /// (documented in the README): add fields, never rename or remove them.
@@ -52,7 +51,7 @@ impl From<&HostRecord> for HostJson {
 
 /// Fetches hosts and converts them to domain records.
 pub async fn fetch_hosts(
-    client: &mut AdminServiceClient<Channel>,
+    client: &mut crate::cli::AdminClient,
     installation: Option<&str>,
     role: Option<Role>,
 ) -> anyhow::Result<Vec<HostRecord>> {
@@ -76,7 +75,7 @@ pub async fn fetch_hosts(
 }
 
 pub async fn list(
-    client: &mut AdminServiceClient<Channel>,
+    client: &mut crate::cli::AdminClient,
     installation: Option<&str>,
     role: Option<Role>,
     json: bool,
@@ -90,7 +89,7 @@ pub async fn list(
 }
 
 pub async fn show(
-    client: &mut AdminServiceClient<Channel>,
+    client: &mut crate::cli::AdminClient,
     host_id: &str,
     json: bool,
 ) -> anyhow::Result<String> {
@@ -109,7 +108,7 @@ pub async fn show(
 }
 
 pub async fn refresh(
-    client: &mut AdminServiceClient<Channel>,
+    client: &mut crate::cli::AdminClient,
     host_id: Option<&str>,
     installation: Option<&str>,
 ) -> anyhow::Result<String> {

@@ -5,30 +5,132 @@ pub mod hosts;
 pub mod plan;
 pub mod policy;
 pub mod rollout;
+pub mod security;
 pub mod table;
 
-use anyhow::Context;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tierwise_proto::v1::admin_service_client::AdminServiceClient;
 use tierwise_proto::MAX_ADMIN_MESSAGE_BYTES;
-use tonic::transport::{Channel, Endpoint};
+use tierwise_transport::client::{client_config, ControllerAddress, Trust};
+use tierwise_transport::files;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
 
-/// Connects to the controller's admin API, with an error that says what to
-/// check when it is not there.
-pub async fn connect(controller: &str) -> anyhow::Result<AdminServiceClient<Channel>> {
-    let endpoint = Endpoint::from_shared(controller.to_owned())
-        .with_context(|| {
-            format!("`{controller}` is not a controller URL; write it like http://127.0.0.1:7700")
-        })?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60));
-    let channel = endpoint.connect().await.with_context(|| {
-        format!(
-            "cannot reach the controller at {controller}: is `tierwise serve` running there? \
-             Set the address with --controller or TIERWISE_CONTROLLER"
+/// The admin API client the CLI uses: TLS to the controller, the operator's
+/// token on every call.
+pub type AdminClient = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// Where the controller is and how the CLI proves who it is.
+#[derive(Clone, Debug, Default)]
+pub struct Connection {
+    /// `https://HOST[:PORT]`.
+    pub controller: String,
+    /// The controller's CA certificate; default: the one in the default data
+    /// directory, when this machine runs the controller.
+    pub ca_cert: Option<PathBuf>,
+    /// The operator token itself (from `TIERWISE_TOKEN`).
+    pub token: Option<String>,
+    /// A file holding the operator token; default: the first
+    /// administrator's token in the default data directory, when readable.
+    pub token_file: Option<PathBuf>,
+}
+
+impl Connection {
+    fn ca_cert_path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(path) = &self.ca_cert {
+            return Ok(path.clone());
+        }
+        let local = crate::pki::ca_cert_path(&crate::paths::default_data_dir());
+        if local.exists() {
+            return Ok(local);
+        }
+        anyhow::bail!(
+            "no CA certificate to check the controller with: pass --ca-cert FILE or set TIERWISE_CA_CERT \
+             (`tierwise pki show` on the controller prints it)"
         )
+    }
+
+    fn token(&self) -> anyhow::Result<String> {
+        if let Some(token) = self.token.as_deref().filter(|t| !t.trim().is_empty()) {
+            return Ok(token.trim().to_owned());
+        }
+        let (path, explicit) = match &self.token_file {
+            Some(path) => (path.clone(), true),
+            None => (
+                crate::server::admin_token_path(&crate::paths::default_data_dir()),
+                false,
+            ),
+        };
+        match read_token(&path) {
+            Ok(token) => Ok(token),
+            Err(error) if explicit => Err(error),
+            Err(_) => anyhow::bail!(
+                "no operator token: set TIERWISE_TOKEN or pass --token-file FILE \
+                 (an administrator issues one with `tierwise operators add NAME --role ROLE`)"
+            ),
+        }
+    }
+}
+
+fn read_token(path: &Path) -> anyhow::Result<String> {
+    let text = files::read(path)?;
+    let token = text.trim();
+    anyhow::ensure!(!token.is_empty(), "{} is empty", path.display());
+    Ok(token.to_owned())
+}
+
+/// Puts `authorization: Bearer TOKEN` on every call.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<tonic::metadata::Ascii>);
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Bearer(…)")
+    }
+}
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+/// Connects to the controller's admin API over TLS, with errors that say
+/// what to check.
+pub async fn connect(connection: &Connection) -> anyhow::Result<AdminClient> {
+    let controller = connection.controller.as_str();
+    let address: ControllerAddress = controller.parse().map_err(|e| {
+        anyhow::anyhow!("{e} (set it with --controller or TIERWISE_CONTROLLER)")
     })?;
-    Ok(AdminServiceClient::new(channel).max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES))
+    let ca_path = connection.ca_cert_path()?;
+    let ca = files::read_certificates(&ca_path)?;
+    let token = connection.token()?;
+    let bearer = MetadataValue::try_from(format!("Bearer {token}"))
+        .map_err(|_| anyhow::anyhow!("the operator token holds characters a token cannot have"))?;
+    let config = client_config(&Trust::Ca(ca), None)?;
+    let channel = address
+        .endpoint()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(60))
+        .connect_with_connector(address.connector(config)?)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach the controller at {address}: {}. Is `tierwise serve` running there, \
+                 and is {} its CA certificate? Set the address with --controller or TIERWISE_CONTROLLER",
+                tierwise_runtime::report::error_chain(&e),
+                ca_path.display()
+            )
+        })?;
+    Ok(
+        AdminServiceClient::with_interceptor(channel, Bearer(bearer))
+            .max_decoding_message_size(MAX_ADMIN_MESSAGE_BYTES),
+    )
 }
 
 /// Turns a gRPC status from the controller into an error that reads well.

@@ -7,12 +7,11 @@ use std::path::Path;
 use tierwise_common::plan::Plan;
 use tierwise_common::{Catalogue, ClientWaves, Date, Version};
 use tierwise_proto::v1::{
-    admin_service_client::AdminServiceClient, GetCatalogueRequest, ImportCatalogueRequest,
+    GetCatalogueRequest, ImportCatalogueRequest,
     ListLicencesRequest, PlanRolloutRequest, SetLicenceRequest,
 };
-use tonic::transport::Channel;
 
-type Client = AdminServiceClient<Channel>;
+type Client = crate::cli::AdminClient;
 
 /// Checks the file here first (errors name this path and the line), then
 /// sends it; the controller checks again and stores it all or nothing.

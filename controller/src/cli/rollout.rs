@@ -12,12 +12,11 @@ use tierwise_common::plan::PhaseKind;
 use tierwise_common::rollout::{ErrorThreshold, RolloutState};
 use tierwise_common::{thousands, ClientWaves, Version};
 use tierwise_proto::v1::{
-    admin_service_client::AdminServiceClient, ChangeRolloutRequest, GetRolloutRequest,
+    ChangeRolloutRequest, GetRolloutRequest,
     ListAuditRequest, ListRolloutsRequest, RolloutChange, StartRolloutRequest,
 };
-use tonic::transport::Channel;
 
-type Client = AdminServiceClient<Channel>;
+type Client = crate::cli::AdminClient;
 
 /// What `rollout start` asks for.
 #[derive(Debug, Default)]

@@ -1,5 +1,6 @@
 //! `AdminService`: what the operator CLI calls.
 
+use super::auth::{self, Role};
 use super::ApiError;
 use crate::artifacts::ArtifactStore;
 use crate::clock::now_ms;
@@ -23,6 +24,11 @@ use tierwise_proto::v1::{
     PlanRolloutResponse, RefreshInventoryRequest, RefreshInventoryResponse, ReportInventory,
     Role as WireRole, RolloutChange, RolloutJson, SetLicenceRequest, SetLicenceResponse,
     StartRolloutRequest,
+};
+use tierwise_proto::v1::{
+    AddOperatorRequest, AddOperatorResponse, CreateTokenRequest, CreateTokenResponse,
+    ListOperatorsRequest, ListTokensRequest, RemoveOperatorRequest, RevokeHostRequest,
+    RevokeTokenRequest, WhoAmIRequest,
 };
 use tierwise_proto::v1::{UploadArtifactChunk, UploadArtifactResponse};
 use tonic::{Request, Response, Status};
@@ -156,11 +162,9 @@ fn rollout_error(error: RolloutError) -> ApiError {
     }
 }
 
-/// Who asked: until operators authenticate, the peer address.
-fn actor<T>(request: &Request<T>) -> String {
-    request
-        .remote_addr()
-        .map_or_else(|| "operator".to_owned(), |a| format!("operator@{}", a.ip()))
+/// Who asked: the authenticated operator's name.
+fn actor<T>(request: &Request<T>) -> Result<String, Status> {
+    auth::operator_name(request)
 }
 
 fn optional_name(kind: &'static str, value: &str) -> Result<Option<String>, ApiError> {
@@ -169,6 +173,41 @@ fn optional_name(kind: &'static str, value: &str) -> Result<Option<String>, ApiE
     }
     validate_name(kind, value).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
     Ok(Some(value.to_owned()))
+}
+
+/// Most uses one enrollment token may have (a Group Policy token for a whole
+/// estate needs many).
+const MAX_TOKEN_USES: u32 = 1_000_000;
+/// Longest lifetime of an enrollment token: 90 days.
+const MAX_TOKEN_SECONDS: u64 = 90 * 86_400;
+
+/// An enrollment token in `tokens list --json`.
+#[derive(Debug, serde::Serialize)]
+struct TokenView {
+    #[serde(flatten)]
+    token: crate::store::security::TokenRecord,
+    /// `active`, `expired`, `used_up` or `revoked`.
+    state: &'static str,
+}
+
+impl TokenView {
+    fn new(token: crate::store::security::TokenRecord, now_ms: i64) -> Self {
+        let state = if token.revoked_ms.is_some() {
+            "revoked"
+        } else if token.expires_ms <= now_ms {
+            "expired"
+        } else if token.uses >= token.uses_allowed {
+            "used_up"
+        } else {
+            "active"
+        };
+        Self { token, state }
+    }
+}
+
+/// An id from a request, safe to put in a message.
+fn printable_id(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
 #[tonic::async_trait]
@@ -219,6 +258,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<RefreshInventoryRequest>,
     ) -> Result<Response<RefreshInventoryResponse>, Status> {
+        let actor = actor(&request)?;
         let request = request.into_inner();
         let host_id = optional_name("host id", &request.host_id)?;
         let installation = optional_name("installation", &request.installation)?;
@@ -254,8 +294,14 @@ impl AdminService for AdminApi {
         asked.sort();
         info!(
             count = asked.len(),
+            %actor,
             "asked agents to report their inventory"
         );
+        let subject = host_id.or(installation).unwrap_or_else(|| "all".to_owned());
+        self.store
+            .audit(&actor, "inventory refresh", &subject, &format!("{} agent(s) asked", asked.len()), now_ms())
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(RefreshInventoryResponse { asked }))
     }
 
@@ -263,6 +309,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ImportCatalogueRequest>,
     ) -> Result<Response<ImportCatalogueResponse>, Status> {
+        let actor = actor(&request)?;
         let request = request.into_inner();
         let source = if request.source.trim().is_empty() {
             "catalogue".to_owned()
@@ -303,7 +350,7 @@ impl AdminService for AdminApi {
             }
         }
         self.store
-            .import_catalogue(&source, &request.document, now_ms())
+            .import_catalogue(&source, &request.document, &actor, now_ms())
             .await
             .map_err(ApiError::from)?;
         info!(%source, releases = response.releases, added = response.added.len(),
@@ -334,13 +381,14 @@ impl AdminService for AdminApi {
         &self,
         request: Request<SetLicenceRequest>,
     ) -> Result<Response<SetLicenceResponse>, Status> {
+        let actor = actor(&request)?;
         let request = request.into_inner();
         let until = Date::parse(&request.maintenance_until)
             .map_err(|e| ApiError::InvalidArgument(format!("maintenance end: {e}")))?;
         self.known_installation(&request.installation).await?;
         let stored = self
             .store
-            .set_licence(&request.installation, until, now_ms())
+            .set_licence(&request.installation, until, &actor, now_ms())
             .await
             .map_err(ApiError::from)?;
         if !stored {
@@ -389,7 +437,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<StartRolloutRequest>,
     ) -> Result<Response<RolloutJson>, Status> {
-        let actor = actor(&request);
+        let actor = actor(&request)?;
         let request = request.into_inner();
         let error_threshold = if request.error_threshold.trim().is_empty() {
             ErrorThreshold::Percent(5)
@@ -555,7 +603,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<ChangeRolloutRequest>,
     ) -> Result<Response<RolloutJson>, Status> {
-        let actor = actor(&request);
+        let actor = actor(&request)?;
         let request = request.into_inner();
         use RolloutState::*;
         let (action, allowed, to): (&'static str, &[RolloutState], RolloutState) =
@@ -620,11 +668,198 @@ impl AdminService for AdminApi {
         to_json(&self.store.audit_log(limit).await.map_err(ApiError::from)?)
     }
 
+    async fn create_token(
+        &self,
+        request: Request<CreateTokenRequest>,
+    ) -> Result<Response<CreateTokenResponse>, Status> {
+        let actor = actor(&request)?;
+        let request = request.into_inner();
+        let installation = optional_name("installation", &request.installation)?;
+        if !(1..=MAX_TOKEN_USES).contains(&request.uses) {
+            return Err(ApiError::InvalidArgument(format!(
+                "uses must be between 1 and {MAX_TOKEN_USES}, not {}",
+                request.uses
+            ))
+            .into());
+        }
+        if !(60..=MAX_TOKEN_SECONDS).contains(&request.expires_seconds) {
+            return Err(ApiError::InvalidArgument(format!(
+                "a token must expire between 1 minute and {} days from now",
+                MAX_TOKEN_SECONDS / 86_400
+            ))
+            .into());
+        }
+        let (id, secret, token) = auth::new_enrollment_token();
+        let now = now_ms();
+        let expires_ms = now + i64::try_from(request.expires_seconds * 1000).unwrap_or(i64::MAX);
+        self.store
+            .create_token(
+                &crate::store::security::NewToken {
+                    id: &id,
+                    secret_sha256: &auth::token_digest(&secret),
+                    installation: installation.as_deref(),
+                    uses_allowed: i64::from(request.uses),
+                    expires_ms,
+                },
+                &actor,
+                now,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        info!(token = %id, %actor, uses = request.uses, "enrollment token created");
+        Ok(Response::new(CreateTokenResponse {
+            token,
+            id,
+            expires_at_ms: expires_ms,
+        }))
+    }
+
+    async fn list_tokens(
+        &self,
+        _request: Request<ListTokensRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        let now = now_ms();
+        let tokens: Vec<TokenView> = self
+            .store
+            .tokens()
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .map(|t| TokenView::new(t, now))
+            .collect();
+        to_json(&tokens)
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<RevokeTokenRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        let actor = actor(&request)?;
+        let id = request.into_inner().id;
+        let token = self
+            .store
+            .revoke_token(id.trim(), &actor, now_ms())
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "no enrollment token `{}`; `tierwise tokens list` shows them",
+                    printable_id(&id)
+                ))
+            })?;
+        info!(token = %token.id, %actor, "enrollment token revoked");
+        to_json(&TokenView::new(token, now_ms()))
+    }
+
+    async fn add_operator(
+        &self,
+        request: Request<AddOperatorRequest>,
+    ) -> Result<Response<AddOperatorResponse>, Status> {
+        let actor = actor(&request)?;
+        let request = request.into_inner();
+        validate_name("operator name", &request.name)
+            .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        let role: Role = request.role.parse().map_err(ApiError::InvalidArgument)?;
+        let token = auth::new_operator_token();
+        let added = self
+            .store
+            .add_operator(&request.name, role.as_str(), &auth::token_digest(&token), &actor, now_ms())
+            .await
+            .map_err(ApiError::from)?;
+        if !added {
+            return Err(ApiError::AlreadyExists(format!(
+                "operator `{}` exists; remove it first to issue a new token",
+                request.name
+            ))
+            .into());
+        }
+        info!(operator = %request.name, %role, %actor, "operator added");
+        Ok(Response::new(AddOperatorResponse { token }))
+    }
+
+    async fn list_operators(
+        &self,
+        _request: Request<ListOperatorsRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        to_json(&self.store.operators().await.map_err(ApiError::from)?)
+    }
+
+    async fn remove_operator(
+        &self,
+        request: Request<RemoveOperatorRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        let actor = actor(&request)?;
+        let name = request.into_inner().name;
+        let operators = self.store.operators().await.map_err(ApiError::from)?;
+        let Some(target) = operators.iter().find(|o| o.name == name) else {
+            return Err(ApiError::NotFound(format!(
+                "no operator `{}`; `tierwise operators list` shows them",
+                printable_id(&name)
+            ))
+            .into());
+        };
+        let admins = operators.iter().filter(|o| o.role == Role::Admin.as_str()).count();
+        if target.role == Role::Admin.as_str() && admins == 1 {
+            return Err(ApiError::FailedPrecondition(format!(
+                "`{name}` is the last admin; add another admin before removing it"
+            ))
+            .into());
+        }
+        self.store
+            .remove_operator(&name, &actor, now_ms())
+            .await
+            .map_err(ApiError::from)?;
+        info!(operator = %name, %actor, "operator removed");
+        to_json(target)
+    }
+
+    async fn revoke_host(
+        &self,
+        request: Request<RevokeHostRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        let actor = actor(&request)?;
+        let host_id = request.into_inner().host_id;
+        validate_name("host id", &host_id).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        let known = self.store.get_host(&host_id, now_ms()).await.map_err(ApiError::from)?;
+        let revoked = self
+            .store
+            .revoke_host(&host_id, &actor, now_ms())
+            .await
+            .map_err(ApiError::from)?;
+        if known.is_none() && revoked == 0 {
+            return Err(ApiError::NotFound(format!(
+                "no host `{host_id}`; `tierwise hosts list` shows the known hosts"
+            ))
+            .into());
+        }
+        let session_closed = self
+            .sessions
+            .close_host(&host_id, crate::grpc::sessions::CloseReason::Revoked);
+        warn!(%host_id, revoked, session_closed, %actor, "host revoked");
+        to_json(&serde_json::json!({
+            "host_id": host_id,
+            "certificates_revoked": revoked,
+            "session_closed": session_closed,
+        }))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        match auth::principal(&request)? {
+            auth::Principal::Operator { name, role } => {
+                to_json(&serde_json::json!({ "name": name, "role": role }))
+            }
+            _ => Err(Status::permission_denied("this call is for operators")),
+        }
+    }
+
     async fn upload_artifact(
         &self,
         request: Request<tonic::Streaming<UploadArtifactChunk>>,
     ) -> Result<Response<UploadArtifactResponse>, Status> {
-        let actor = actor(&request);
+        let actor = actor(&request)?;
         let mut chunks = request.into_inner();
         let first = chunks
             .message()

@@ -9,7 +9,11 @@ use super::ApiError;
 use crate::artifacts::ArtifactStore;
 use crate::clock::now_ms;
 use crate::engine::Engine;
+use crate::grpc::auth;
 use crate::grpc::sessions::{CloseReason, Sessions};
+use crate::pki::Pki;
+use crate::store::security::Enrollment;
+use std::sync::Arc;
 use crate::store::rollouts::StepResultRecord;
 use crate::store::{HostReport, Store};
 use std::pin::Pin;
@@ -19,7 +23,7 @@ use tierwise_common::{validate_name, Inventory};
 use tierwise_proto::convert::step_outcome_from_wire;
 use tierwise_proto::v1::{
     agent_message, agent_service_server::AgentService, controller_message, AgentMessage,
-    ControllerMessage, Hello, Welcome,
+    Certificate, ControllerMessage, EnrollRequest, Hello, RenewRequest, Welcome,
 };
 use tierwise_proto::v1::{ArtifactChunk, DownloadArtifactRequest};
 use tokio::sync::mpsc;
@@ -39,6 +43,9 @@ pub struct AgentGateway {
     sessions: Sessions,
     engine: Engine,
     artifacts: ArtifactStore,
+    pki: Arc<Pki>,
+    /// How long an agent's certificate is valid.
+    certificate_lifetime: Duration,
     /// Every session task holds a clone; shutdown waits until all are gone,
     /// so each has recorded its disconnect before the store closes.
     drain: mpsc::Sender<()>,
@@ -50,6 +57,8 @@ impl AgentGateway {
         sessions: Sessions,
         engine: Engine,
         artifacts: ArtifactStore,
+        pki: Arc<Pki>,
+        certificate_lifetime: Duration,
         drain: mpsc::Sender<()>,
     ) -> Self {
         Self {
@@ -57,7 +66,17 @@ impl AgentGateway {
             sessions,
             engine,
             artifacts,
+            pki,
+            certificate_lifetime,
             drain,
+        }
+    }
+
+    fn answer(&self, certificate: &crate::store::security::AgentCertificate) -> Certificate {
+        Certificate {
+            certificate_pem: certificate.certificate_pem.clone(),
+            ca_pem: self.pki.ca_pem().to_owned(),
+            not_after_ms: certificate.not_after_ms,
         }
     }
 }
@@ -71,11 +90,63 @@ impl AgentService for AgentGateway {
     type SessionStream = SessionStream;
     type DownloadArtifactStream = ChunkStream;
 
+    async fn enroll(&self, request: Request<EnrollRequest>) -> Result<Response<Certificate>, Status> {
+        let peer = auth::peer_addr(&request).map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let request = request.into_inner();
+        let invalid = |e: tierwise_common::NameError| refuse(&peer, ApiError::InvalidArgument(format!("Enroll: {e}")));
+        validate_name("host id", &request.host_id).map_err(invalid)?;
+        validate_name("installation", &request.installation).map_err(invalid)?;
+        let (token_id, secret) = auth::parse_enrollment_token(&request.token).ok_or_else(|| {
+            refuse(&peer, ApiError::Unauthenticated(crate::store::security::EnrollError::Invalid.to_string()))
+        })?;
+        let now = now_ms();
+        let certificate = self
+            .pki
+            .issue(&request.csr_der, &request.host_id, &request.installation, now, self.certificate_lifetime)
+            .map_err(|e| refuse(&peer, ApiError::InvalidArgument(e.to_string())))?;
+        let enrollment = Enrollment {
+            token_id: &token_id,
+            secret_sha256: &auth::token_digest(&secret),
+            host_id: &request.host_id,
+            installation: &request.installation,
+            certificate,
+        };
+        use crate::store::security::EnrollError;
+        let issued = self.store.enroll(&enrollment, now).await.map_err(|e| {
+            let error = match e {
+                EnrollError::Store(store) => ApiError::Store(store),
+                EnrollError::AlreadyEnrolled(_) => ApiError::AlreadyExists(e.to_string()),
+                EnrollError::Invalid => ApiError::Unauthenticated(e.to_string()),
+                _ => ApiError::PermissionDenied(e.to_string()),
+            };
+            refuse(&peer, error)
+        })?;
+        info!(host_id = %request.host_id, installation = %request.installation, token = %token_id, serial = %issued.serial, %peer, "agent enrolled");
+        Ok(Response::new(self.answer(&issued)))
+    }
+
+    async fn renew(&self, request: Request<RenewRequest>) -> Result<Response<Certificate>, Status> {
+        let identity = auth::agent(&request)?;
+        let request = request.into_inner();
+        let now = now_ms();
+        let certificate = self
+            .pki
+            .issue(&request.csr_der, &identity.host_id, &identity.installation, now, self.certificate_lifetime)
+            .map_err(|e| Status::from(ApiError::InvalidArgument(e.to_string())))?;
+        self.store
+            .record_renewal(&certificate, now)
+            .await
+            .map_err(ApiError::from)?;
+        info!(host_id = %identity.host_id, old = %identity.serial, new = %certificate.serial, "agent certificate renewed");
+        Ok(Response::new(self.answer(&certificate)))
+    }
+
     async fn download_artifact(
         &self,
         request: Request<DownloadArtifactRequest>,
     ) -> Result<Response<ChunkStream>, Status> {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        let identity = auth::agent(&request)?;
         let request = request.into_inner();
         let path = self.artifacts.path(&request.sha256).ok_or_else(|| {
             ApiError::NotFound(format!(
@@ -89,7 +160,7 @@ impl AgentService for AgentGateway {
         file.seek(std::io::SeekFrom::Start(request.offset))
             .await
             .map_err(|e| ApiError::InvalidArgument(format!("offset {}: {e}", request.offset)))?;
-        info!(sha256 = %request.sha256, offset = request.offset, "artifact download");
+        info!(host_id = %identity.host_id, sha256 = %request.sha256, offset = request.offset, "artifact download");
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
             let mut buffer = vec![0u8; crate::artifacts::CHUNK_BYTES];
@@ -125,7 +196,8 @@ impl AgentService for AgentGateway {
         &self,
         request: Request<Streaming<AgentMessage>>,
     ) -> Result<Response<SessionStream>, Status> {
-        let remote = request.remote_addr();
+        let identity = auth::agent(&request)?;
+        let remote = auth::peer_addr(&request);
         let peer = remote.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         let peer_ip = remote.map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
         let mut inbound = request.into_inner();
@@ -158,6 +230,17 @@ impl AgentService for AgentGateway {
             }
         };
         let report = host_report(&hello).map_err(|e| refuse(&peer, e))?;
+        // The certificate says who this is; the hello may only agree.
+        if report.host_id != identity.host_id || report.installation != identity.installation {
+            return Err(refuse(
+                &peer,
+                ApiError::PermissionDenied(format!(
+                    "this agent's certificate is for host {} of installation {}, but its hello says host {} of installation {}; \
+                     fix host_id/installation in its configuration or enroll it under the new name",
+                    identity.host_id, identity.installation, report.host_id, report.installation
+                )),
+            ));
+        }
         let session_id = format!("{:016x}", fastrand::u64(..));
         // Store and registry change together per host, so two streams of one
         // host cannot leave the store naming one and the registry the other.
@@ -211,6 +294,7 @@ impl AgentService for AgentGateway {
             host_id: report.host_id,
             session_id,
             peer,
+            certificate_expires_ms: identity.not_after_ms,
             _drain: self.drain.clone(),
             silence_limit: Duration::from_secs(
                 u64::from(report.heartbeat_seconds)
@@ -293,6 +377,9 @@ struct Session {
     host_id: String,
     session_id: String,
     peer: String,
+    /// The session ends when the certificate it was opened with expires;
+    /// the agent reconnects with its renewed one.
+    certificate_expires_ms: i64,
     _drain: mpsc::Sender<()>,
     silence_limit: Duration,
 }
@@ -307,11 +394,25 @@ impl Session {
     ) {
         let host_id = self.host_id.as_str();
         let peer = self.peer.as_str();
+        let expires_in = Duration::from_millis(
+            u64::try_from(self.certificate_expires_ms - now_ms()).unwrap_or(0),
+        );
+        let certificate_expiry = tokio::time::sleep(expires_in);
+        tokio::pin!(certificate_expiry);
         loop {
             tokio::select! {
+                () = &mut certificate_expiry => {
+                    info!(%host_id, %peer, "the session's certificate expired; closing it");
+                    let _ = outbound.try_send(Err(ApiError::Unauthenticated("the agent's certificate expired; reconnect with the renewed one".into()).into()));
+                    break;
+                }
                 reason = &mut close => {
                     match reason {
                         Ok(CloseReason::Superseded) => info!(%host_id, %peer, "session replaced by a newer one from the same host"),
+                        Ok(CloseReason::Revoked) => {
+                            info!(%host_id, %peer, "host revoked; closing its session");
+                            let _ = outbound.try_send(Err(ApiError::PermissionDenied("this host's certificate was revoked".into()).into()));
+                        }
                         Ok(CloseReason::ShuttingDown) | Err(_) => {
                             let _ = outbound.try_send(Err(ApiError::Unavailable("the controller is shutting down".into()).into()));
                         }

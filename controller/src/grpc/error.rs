@@ -19,6 +19,12 @@ pub enum ApiError {
     Unavailable(String),
     #[error("{0}")]
     DeadlineExceeded(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    AlreadyExists(String),
     #[error("the controller's database failed: {0}")]
     Store(#[from] StoreError),
 }
@@ -32,6 +38,9 @@ impl ApiError {
             ApiError::FailedPrecondition(_) => "failed_precondition",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::DeadlineExceeded(_) => "deadline_exceeded",
+            ApiError::Unauthenticated(_) => "unauthenticated",
+            ApiError::PermissionDenied(_) => "permission_denied",
+            ApiError::AlreadyExists(_) => "already_exists",
             ApiError::Store(_) => "store",
         }
     }
@@ -43,6 +52,9 @@ impl ApiError {
             ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
             ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::DeadlineExceeded(_) => Code::DeadlineExceeded,
+            ApiError::Unauthenticated(_) => Code::Unauthenticated,
+            ApiError::PermissionDenied(_) => Code::PermissionDenied,
+            ApiError::AlreadyExists(_) => Code::AlreadyExists,
             ApiError::Store(_) => Code::Unavailable,
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod auth;
 mod error;
 pub mod sessions;
 

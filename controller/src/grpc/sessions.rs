@@ -28,6 +28,8 @@ pub enum CloseReason {
     Superseded,
     /// The controller is shutting down.
     ShuttingDown,
+    /// An administrator revoked the host's certificate.
+    Revoked,
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +122,15 @@ impl Sessions {
             .filter(|(_, e)| installation.is_none_or(|wanted| wanted == e.installation))
             .map(|(id, e)| (id.clone(), e.outbound.clone()))
             .collect()
+    }
+
+    /// Ends the host's session, if it has one; returns whether it had.
+    pub fn close_host(&self, host_id: &str, reason: CloseReason) -> bool {
+        let mut entries = self.entries();
+        match entries.get_mut(host_id).and_then(|e| e.close.take()) {
+            Some(close) => close.send(reason).is_ok(),
+            None => false,
+        }
     }
 
     /// Ends every session and refuses new ones, for a shutdown: agents see

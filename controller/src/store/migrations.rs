@@ -42,6 +42,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0005_step_progress.sql"),
         include_str!("../../migrations/postgres/0005_step_progress.sql"),
     ),
+    (
+        6,
+        "enrollment tokens, agent certificates, operators",
+        include_str!("../../migrations/sqlite/0006_security.sql"),
+        include_str!("../../migrations/postgres/0006_security.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -8,6 +8,7 @@
 
 mod migrations;
 pub mod rollouts;
+pub mod security;
 mod url;
 
 pub use url::{Backend, DatabaseUrl};
@@ -404,14 +405,18 @@ impl Store {
         &self,
         source: &str,
         document: &str,
+        actor: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
         sqlx::query("INSERT INTO catalogues (imported_ms, source, document) VALUES ($1, $2, $3)")
             .bind(now_ms)
             .bind(source)
             .bind(document)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        audit_in(&mut tx, now_ms, actor, "catalogue import", source, "").await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -447,6 +452,7 @@ impl Store {
         &self,
         installation: &str,
         maintenance_until: Date,
+        actor: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
@@ -467,6 +473,8 @@ impl Store {
         .bind(now_ms)
         .execute(&mut *tx)
         .await?;
+        let details = format!("maintenance until {maintenance_until}");
+        audit_in(&mut tx, now_ms, actor, "licence set", installation, &details).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -537,6 +545,28 @@ impl Store {
 /// false when there is no such installation. Read-then-write transactions
 /// start with a write like this: on SQLite it takes the write lock at once
 /// (waiting for the busy timeout), on PostgreSQL it serialises them per row.
+/// Writes an audit entry inside the transaction of the change it records.
+pub(crate) async fn audit_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    now_ms: i64,
+    actor: &str,
+    action: &str,
+    subject: &str,
+    details: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_log (at_ms, actor, action, subject, details) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(now_ms)
+    .bind(actor)
+    .bind(action)
+    .bind(subject)
+    .bind(details)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 pub(crate) async fn lock_installation(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     installation: &str,

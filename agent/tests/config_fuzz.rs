@@ -1,0 +1,277 @@
+//! Fuzz-style property tests of the agent's configuration parser,
+//! `tierwise_agent::config::parse`, the only code that reads the file an
+//! operator writes on every host.
+//!
+//! Whatever the text, the parser must return validated settings or a clean
+//! error, never panic: a typo must stop one agent with a message, not crash it
+//! in a loop under the service manager. The module promises that every error
+//! names the file and the line; that is checked too, and the line must exist.
+//! Inputs: arbitrary text, documents assembled from the config's own keys
+//! with near-valid values, and the shipped examples with one careless edit.
+//!
+//! `parse` reads no files and writes nothing: paths are only stored, regular
+//! expressions compiled (with a size limit), and without `host_id` it asks the
+//! system for the host name. So running it thousands of times is harmless.
+//!
+//! Each test prints how many cases it ran. PROPTEST_CASES sets the count.
+
+#![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
+
+use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::string::string_regex;
+use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tierwise_agent::config::parse;
+use tierwise_common::validate_name;
+
+/// The shipped example configurations, which operators copy and edit.
+const EXAMPLES: [(&str, &str); 5] = [
+    (
+        "server.toml",
+        include_str!("../../deploy/agent/server.toml"),
+    ),
+    (
+        "client.toml",
+        include_str!("../../deploy/agent/client.toml"),
+    ),
+    (
+        "client-windows.toml",
+        include_str!("../../deploy/agent/client-windows.toml"),
+    ),
+    (
+        "web-apache.toml",
+        include_str!("../../deploy/agent/web-apache.toml"),
+    ),
+    (
+        "web-iis.toml",
+        include_str!("../../deploy/agent/web-iis.toml"),
+    ),
+];
+
+/// Cases per property when PROPTEST_CASES is not set; a few seconds in a debug build.
+const DEFAULT_CASES: u32 = 3000;
+
+/// Runs `check` on as many inputs from `strategy` as configured, turns a panic
+/// into a failure that proptest shrinks to a minimal input, prints the count
+/// (and how many documents were accepted, to show the deep paths ran) and
+/// checks that every configured case really ran.
+fn fuzz<S: Strategy>(
+    name: &str,
+    strategy: S,
+    check: impl Fn(S::Value) -> Result<bool, TestCaseError>,
+) {
+    let cases =
+        std::env::var("PROPTEST_CASES").map_or(DEFAULT_CASES, |v| v.parse().expect("a number"));
+    // No failure persistence: a failing seed is printed, never written into the tree.
+    let mut config = Config::with_cases(cases);
+    config.failure_persistence = None;
+    let (ran, accepted, panics) = (
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    );
+    let result = TestRunner::new(config).run(&strategy, |value| {
+        ran.fetch_add(1, Ordering::Relaxed);
+        // The panic hook has already printed the message and the location.
+        let ok = catch_unwind(AssertUnwindSafe(|| check(value))).unwrap_or_else(|_| {
+            panics.fetch_add(1, Ordering::Relaxed);
+            Err(TestCaseError::fail("panicked (message and location above)"))
+        })?;
+        accepted.fetch_add(usize::from(ok), Ordering::Relaxed);
+        Ok(())
+    });
+    let (ran, accepted, panics) = (ran.into_inner(), accepted.into_inner(), panics.into_inner());
+    eprintln!("{name}: {ran} cases ({accepted} accepted), {panics} panics");
+    if let Err(failure) = result {
+        panic!("{name}: {failure}");
+    }
+    assert_eq!(ran, cases as usize, "{name}: cases went missing");
+}
+
+/// The line an error points at: "line N: ..." from the validation or
+/// "TOML parse error at line N, column M" from the TOML reader.
+fn pointed_line(message: &str) -> Option<usize> {
+    let rest = (message.strip_prefix("line "))
+        .or_else(|| message.strip_prefix("TOML parse error at line "))?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The parser's promise for one document; `Ok(true)` when it was accepted.
+fn check_config(document: &str) -> Result<bool, TestCaseError> {
+    match parse(document, "fuzz.toml") {
+        Ok(settings) => {
+            // Accepted settings hold only what makes sense.
+            let url = &settings.controller;
+            prop_assert!(
+                url.starts_with("http://") || url.starts_with("https://"),
+                "{url}"
+            );
+            prop_assert!(validate_name("installation", &settings.installation).is_ok());
+            prop_assert!(validate_name("host id", &settings.host_id).is_ok());
+            let within = |d: Duration, max: u64| (1..=max).contains(&d.as_secs());
+            prop_assert!(within(settings.heartbeat, 3600) && within(settings.reconnect_max, 3600));
+            prop_assert!(within(settings.probe_interval, 86_400));
+            let roles: Vec<_> = settings.components.iter().map(|c| c.role).collect();
+            prop_assert!(
+                roles.windows(2).all(|r| r[0] < r[1]),
+                "one component per role: {roles:?}"
+            );
+            Ok(true)
+        }
+        Err(e) => {
+            prop_assert_eq!(e.path.as_str(), "fuzz.toml");
+            prop_assert!(!e.message.trim().is_empty());
+            // Only a missing host_id on a host with an unusable name has no line.
+            let line = pointed_line(&e.message);
+            prop_assert!(
+                line.is_some() || e.message.contains("`host_id` is not set"),
+                "no line: {}",
+                e.message
+            );
+            let lines = document.split('\n').count();
+            let inside = line.is_none_or(|n| (1..=lines).contains(&n));
+            prop_assert!(inside, "line {line:?} of {lines}: {}", e.message);
+            Ok(false)
+        }
+    }
+}
+
+/// A valid start, so that assembled components reach their validation.
+const HEADER: &str =
+    "controller = \"http://127.0.0.1:9\"\ninstallation = \"prod\"\nhost_id = \"srv-01\"\n";
+
+/// Joins the lines that are present, so that no key appears twice.
+fn present(lines: &[Option<String>]) -> String {
+    lines.iter().flatten().map(|l| format!("{l}\n")).collect()
+}
+
+/// The top-level keys, each at most once, with near-valid values: wrong
+/// schemes, names with spaces, seconds out of range or negative.
+fn header() -> impl Strategy<Value = String> {
+    let some = |re: &'static str| prop::option::of(re);
+    let keys = (
+        some("controller = \"(http|https|ftp)://[a-z0-9.:/?]{0,12}\""),
+        some("installation = \"[a-z0-9 _.-]{0,8}\""),
+        some("host_id = \"[a-z0-9 _.-]{0,8}\""),
+        some("(heartbeat|probe|reconnect_max)_seconds = -?[0-9]{1,6}"),
+    );
+    let fuzzed = keys.prop_map(|(a, b, c, d)| present(&[a, b, c, d]));
+    prop_oneof![Just(HEADER.to_owned()), fuzzed]
+}
+
+/// A probe table (a regex for proptest): one or two kinds, an arbitrary
+/// regular expression for the agent to compile, any timeout.
+const PROBE: &str = r#"\{ ((file|file_version|registry|value) = "[0-9./a-z]{0,10}"|command = \[("[a-z ]{0,4}")?\]), (pattern = '[()\[\]*+?a-z|{}0-9.^$\\]{0,12}'|timeout_seconds = [0-9]{1,6}|file = "/f") \}"#;
+
+/// An action command: placeholders, empty programs, odd timeouts and codes.
+const ACTION: &str = r#"\{ command = \[("[a-z{} ]{0,10}", ?){0,3}\](, timeout_seconds = [0-9]{1,6})?(, transient_exit_codes = \[-?[0-9]{1,4}\])? \}"#;
+
+/// One `[[component]]` with any subset of the keys a component may have,
+/// whether or not its role allows them, and maybe its actions.
+fn component() -> impl Strategy<Value = String> {
+    let regex = |re: String| string_regex(&re).unwrap();
+    let some = |re: String| prop::option::of(regex(re));
+    let check = format!(r#"(true|false|{PROBE}|\{{ registry_key = "k", registry_value = "v" \}})"#);
+    let keys = (
+        r#"role = "(server|app_server|web|client|server|web|client|db)""#,
+        regex(format!("version = {PROBE}")),
+        some(format!("databases = {PROBE}")),
+        some(r#"server = "(iis|apache|nginx|x)""#.into()),
+        some(r#"docroot = "/srv""#.into()),
+        some(format!("(websocket|update_check) = {check}")),
+        some(r#"web_app = "[a-z{}/ -]{0,16}""#.into()),
+        some(format!(
+            "\\[component\\.actions\\]\n(backup|stop_services|install) = {ACTION}"
+        )),
+        some(format!("(start_services|reactivate_databases) = {ACTION}")),
+    );
+    keys.prop_map(|(role, version, d, s, r, c, w, a, b)| {
+        let lines = [Some(role), Some(version), d, s, r, c, w, a, b];
+        "[[component]]\n".to_owned() + &present(&lines)
+    })
+}
+
+#[test]
+fn config_never_panics_on_arbitrary_text() {
+    fuzz("config::parse (arbitrary)", any::<String>(), |doc| {
+        check_config(&doc)
+    });
+    let components = prop::collection::vec(component(), 0..4);
+    let assembled = (header(), components).prop_map(|(h, c)| h + &c.concat());
+    fuzz("config::parse (assembled)", assembled, |doc| {
+        check_config(&doc)
+    });
+}
+
+#[test]
+fn shipped_examples_are_accepted() {
+    for (name, text) in EXAMPLES {
+        // Registry probes and file versions exist only on Windows; elsewhere
+        // the Windows examples must be refused with that reason.
+        match parse(text, name) {
+            Ok(_) => {}
+            Err(e) if !cfg!(windows) && e.message.contains("only on Windows") => {}
+            Err(e) => panic!("{name} is refused: {e}"),
+        }
+    }
+}
+
+/// One careless edit of a valid document: a byte changed, added or lost, or a
+/// whole line lost or pasted twice.
+#[derive(Clone, Debug)]
+enum Edit {
+    Replace(Index, u8),
+    Insert(Index, u8),
+    Delete(Index),
+    DropLine(Index),
+    DuplicateLine(Index),
+}
+
+fn edit() -> impl Strategy<Value = Edit> {
+    // Bytes that mean something to TOML are more interesting than random ones.
+    let byte = prop_oneof![
+        any::<u8>(),
+        prop::sample::select(b"[]{}=\"'.,#{}\n -_0123456789".to_vec())
+    ];
+    prop_oneof![
+        (any::<Index>(), byte.clone()).prop_map(|(at, b)| Edit::Replace(at, b)),
+        (any::<Index>(), byte).prop_map(|(at, b)| Edit::Insert(at, b)),
+        any::<Index>().prop_map(Edit::Delete),
+        any::<Index>().prop_map(Edit::DropLine),
+        any::<Index>().prop_map(Edit::DuplicateLine),
+    ]
+}
+
+/// The document after the edit; bytes that are no longer UTF-8 become U+FFFD,
+/// as they would when a file is read as text.
+fn apply(document: &str, edit: &Edit) -> String {
+    let mut bytes = document.as_bytes().to_vec();
+    let mut lines: Vec<&str> = document.split('\n').collect();
+    let (b_len, l_len) = (bytes.len(), lines.len());
+    match edit {
+        Edit::Replace(at, b) => bytes[at.index(b_len)] = *b,
+        Edit::Insert(at, b) => bytes.insert(at.index(b_len + 1), *b),
+        Edit::Delete(at) => drop(bytes.remove(at.index(b_len))),
+        Edit::DropLine(at) => return (lines.remove(at.index(l_len)), lines.join("\n")).1,
+        Edit::DuplicateLine(at) => {
+            lines.insert(at.index(l_len), lines[at.index(l_len)]);
+            return lines.join("\n");
+        }
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[test]
+fn edited_examples_never_panic() {
+    let input = (any::<Index>(), edit());
+    fuzz("config::parse (edited examples)", input, |(which, edit)| {
+        let (_, text) = EXAMPLES[which.index(EXAMPLES.len())];
+        check_config(&apply(text, &edit))
+    });
+}

@@ -1,0 +1,230 @@
+//! `tokens`, `operators`, `hosts revoke`, `whoami` and `pki show`.
+
+use super::{status_error, table, AdminClient};
+use crate::clock::rfc3339;
+use anyhow::Context;
+use std::path::Path;
+use std::time::Duration;
+use tierwise_proto::v1::{
+    AddOperatorRequest, CreateTokenRequest, ListOperatorsRequest, ListTokensRequest,
+    RemoveOperatorRequest, RevokeHostRequest, RevokeTokenRequest, WhoAmIRequest,
+};
+use tierwise_transport::{files, Fingerprint};
+
+/// What `tokens create` asks for.
+#[derive(Debug)]
+pub struct NewToken {
+    pub installation: Option<String>,
+    pub uses: u32,
+    pub expires: Duration,
+}
+
+/// Creates an enrollment token. The token goes to stdout alone (it is shown
+/// only now); what it allows is printed to stderr.
+pub async fn token_create(
+    client: &mut AdminClient,
+    token: NewToken,
+    json: bool,
+) -> anyhow::Result<String> {
+    let created = client
+        .create_token(CreateTokenRequest {
+            installation: token.installation.clone().unwrap_or_default(),
+            uses: token.uses,
+            expires_seconds: token.expires.as_secs(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if json {
+        return Ok(serde_json::to_string_pretty(&serde_json::json!({
+            "id": created.id,
+            "token": created.token,
+            "installation": token.installation,
+            "uses": token.uses,
+            "expires": rfc3339(created.expires_at_ms),
+        }))? + "\n");
+    }
+    eprintln!(
+        "Enrollment token {} for {}: {} use(s), expires {}. It is shown only now; \
+         put it in the agents' configuration (enrollment_token) with the CA fingerprint (`tierwise pki show`).",
+        created.id,
+        token
+            .installation
+            .as_deref()
+            .map_or_else(|| "any installation".to_owned(), |i| format!("installation {i}")),
+        token.uses,
+        rfc3339(created.expires_at_ms)
+    );
+    Ok(format!("{}\n", created.token))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct TokenRow {
+    id: String,
+    installation: Option<String>,
+    uses_allowed: i64,
+    uses: i64,
+    expires_ms: i64,
+    created_by: String,
+    state: String,
+}
+
+pub async fn token_list(client: &mut AdminClient, json: bool) -> anyhow::Result<String> {
+    let text = client
+        .list_tokens(ListTokensRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .json;
+    if json {
+        let value: serde_json::Value = serde_json::from_str(&text)?;
+        return Ok(serde_json::to_string_pretty(&value)? + "\n");
+    }
+    let tokens: Vec<TokenRow> = serde_json::from_str(&text).context("malformed token list")?;
+    if tokens.is_empty() {
+        return Ok("No enrollment tokens. Create one with `tierwise tokens create`.\n".into());
+    }
+    let rows: Vec<Vec<String>> = tokens
+        .into_iter()
+        .map(|t| {
+            vec![
+                t.id,
+                t.installation.unwrap_or_else(|| "any".into()),
+                format!("{}/{}", t.uses, t.uses_allowed),
+                rfc3339(t.expires_ms),
+                t.state,
+                t.created_by,
+            ]
+        })
+        .collect();
+    Ok(table::render(
+        &["ID", "INSTALLATION", "USED", "EXPIRES", "STATE", "CREATED BY"],
+        &rows,
+    ))
+}
+
+pub async fn token_revoke(client: &mut AdminClient, id: &str) -> anyhow::Result<String> {
+    client
+        .revoke_token(RevokeTokenRequest { id: id.to_owned() })
+        .await
+        .map_err(status_error)?;
+    Ok(format!(
+        "Enrollment token {id} revoked; agents that enrolled with it keep their certificates.\n"
+    ))
+}
+
+pub async fn operator_add(
+    client: &mut AdminClient,
+    name: &str,
+    role: &str,
+) -> anyhow::Result<String> {
+    let added = client
+        .add_operator(AddOperatorRequest {
+            name: name.to_owned(),
+            role: role.to_owned(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    eprintln!(
+        "Operator {name} added with the role {role}. The token is shown only now; \
+         give it to them to use as TIERWISE_TOKEN or in a --token-file."
+    );
+    Ok(format!("{}\n", added.token))
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct OperatorRow {
+    name: String,
+    role: String,
+    created_ms: i64,
+    created_by: String,
+}
+
+pub async fn operator_list(client: &mut AdminClient, json: bool) -> anyhow::Result<String> {
+    let text = client
+        .list_operators(ListOperatorsRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .json;
+    if json {
+        let value: serde_json::Value = serde_json::from_str(&text)?;
+        return Ok(serde_json::to_string_pretty(&value)? + "\n");
+    }
+    let operators: Vec<OperatorRow> =
+        serde_json::from_str(&text).context("malformed operator list")?;
+    let rows: Vec<Vec<String>> = operators
+        .into_iter()
+        .map(|o| vec![o.name, o.role, rfc3339(o.created_ms), o.created_by])
+        .collect();
+    Ok(table::render(&["NAME", "ROLE", "ADDED", "ADDED BY"], &rows))
+}
+
+pub async fn operator_remove(client: &mut AdminClient, name: &str) -> anyhow::Result<String> {
+    client
+        .remove_operator(RemoveOperatorRequest {
+            name: name.to_owned(),
+        })
+        .await
+        .map_err(status_error)?;
+    Ok(format!("Operator {name} removed; their token no longer works.\n"))
+}
+
+pub async fn host_revoke(client: &mut AdminClient, host_id: &str) -> anyhow::Result<String> {
+    let text = client
+        .revoke_host(RevokeHostRequest {
+            host_id: host_id.to_owned(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .json;
+    let value: serde_json::Value = serde_json::from_str(&text)?;
+    let revoked = value["certificates_revoked"].as_u64().unwrap_or(0);
+    let closed = value["session_closed"].as_bool().unwrap_or(false);
+    Ok(format!(
+        "Host {host_id}: {revoked} certificate(s) revoked{}. It can enroll again only with a new token.\n",
+        if closed { "; its session was closed" } else { "" }
+    ))
+}
+
+pub async fn whoami(client: &mut AdminClient) -> anyhow::Result<String> {
+    let text = client
+        .who_am_i(WhoAmIRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .json;
+    let value: serde_json::Value = serde_json::from_str(&text)?;
+    Ok(format!(
+        "{} ({})\n",
+        value["name"].as_str().unwrap_or("?"),
+        value["role"].as_str().unwrap_or("?")
+    ))
+}
+
+/// The CA certificate and its fingerprint, read from the controller's files.
+pub fn pki_show(ca_cert: &Path, fingerprint_only: bool) -> anyhow::Result<String> {
+    let certificates = files::read_certificates(ca_cert).map_err(|e| {
+        if ca_cert.exists() {
+            anyhow::Error::new(e)
+        } else {
+            anyhow::anyhow!(
+                "no CA certificate at {}: `tierwise serve` creates it on its first start \
+                 (pass --data-dir or --ca-cert if the controller keeps it elsewhere)",
+                ca_cert.display()
+            )
+        }
+    })?;
+    let pem = files::read(ca_cert)?;
+    let fingerprint = Fingerprint::of(&certificates[0]);
+    if fingerprint_only {
+        return Ok(format!("{fingerprint}\n"));
+    }
+    Ok(format!(
+        "CA certificate: {}\nSHA-256 fingerprint: {fingerprint}\n\n{}",
+        ca_cert.display(),
+        pem.trim_end().to_owned() + "\n"
+    ))
+}
