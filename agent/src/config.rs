@@ -13,6 +13,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tierwise_common::{line_of, validate_name, Role, Version, WebServerKind};
+use tierwise_transport::client::ControllerAddress;
+use tierwise_transport::Fingerprint;
 use toml::Spanned;
 
 /// Default heartbeat interval in seconds.
@@ -165,7 +167,9 @@ pub struct ComponentSpec {
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    pub controller: String,
+    pub controller: ControllerAddress,
+    /// How to enroll when the agent holds no valid certificate yet.
+    pub enrollment: Option<EnrollmentSettings>,
     pub installation: String,
     pub host_id: String,
     pub heartbeat: Duration,
@@ -176,6 +180,22 @@ pub struct Settings {
     pub components: Vec<ComponentSpec>,
 }
 
+/// What an agent needs to get its first certificate.
+#[derive(Clone)]
+pub struct EnrollmentSettings {
+    /// The enrollment token (from `tierwise tokens create`).
+    pub token: String,
+    /// The controller's CA, pinned by fingerprint (`tierwise pki show`).
+    pub ca_fingerprint: Fingerprint,
+}
+
+impl std::fmt::Debug for EnrollmentSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: never in logs.
+        write!(f, "EnrollmentSettings {{ token: <hidden>, ca_fingerprint: {} }}", self.ca_fingerprint)
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The file as written.
 
@@ -183,6 +203,9 @@ pub struct Settings {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     controller: Spanned<String>,
+    enrollment_token: Option<Spanned<String>>,
+    enrollment_token_file: Option<Spanned<PathBuf>>,
+    ca_fingerprint: Option<Spanned<String>>,
     installation: Spanned<String>,
     host_id: Option<Spanned<String>>,
     heartbeat_seconds: Option<Spanned<u32>>,
@@ -342,8 +365,59 @@ pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
         ))
     };
 
-    let controller = raw.controller.get_ref().trim().to_owned();
-    check_controller_url(&controller).map_err(|m| at(raw.controller.span(), "controller", m))?;
+    let controller: ControllerAddress = raw
+        .controller
+        .get_ref()
+        .parse()
+        .map_err(|e: tierwise_transport::client::AddressError| {
+            at(raw.controller.span(), "controller", e.to_string())
+        })?;
+    let ca_fingerprint = raw
+        .ca_fingerprint
+        .as_ref()
+        .map(|f| {
+            f.get_ref()
+                .parse::<Fingerprint>()
+                .map_err(|e| at(f.span(), "ca_fingerprint", e.to_string()))
+        })
+        .transpose()?;
+    let token = match (&raw.enrollment_token, &raw.enrollment_token_file) {
+        (Some(_), Some(file)) => {
+            return Err(at(
+                file.span(),
+                "enrollment_token_file",
+                "give enrollment_token or enrollment_token_file, not both".into(),
+            ))
+        }
+        (Some(token), None) => Some((token.get_ref().trim().to_owned(), token.span(), "enrollment_token")),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file.get_ref()).map_err(|e| {
+                at(
+                    file.span(),
+                    "enrollment_token_file",
+                    format!("cannot read {}: {e}", file.get_ref().display()),
+                )
+            })?;
+            Some((text.trim().to_owned(), file.span(), "enrollment_token_file"))
+        }
+        (None, None) => None,
+    };
+    let enrollment = match (token, ca_fingerprint) {
+        (Some((token, span, key)), Some(ca_fingerprint)) => {
+            if token.is_empty() || token.len() > 200 || !token.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(at(span, key, "the enrollment token is empty or has characters a token cannot have".into()));
+            }
+            Some(EnrollmentSettings { token, ca_fingerprint })
+        }
+        (Some((_, span, key)), None) => {
+            return Err(at(
+                span,
+                key,
+                "an enrollment token needs `ca_fingerprint` too (`tierwise pki show --fingerprint` on the controller prints it)".into(),
+            ))
+        }
+        (None, Some(_)) | (None, None) => None,
+    };
     validate_name("installation", raw.installation.get_ref())
         .map_err(|e| at(raw.installation.span(), "installation", e.to_string()))?;
     let host_id = match &raw.host_id {
@@ -556,6 +630,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
 
     Ok(Settings {
         controller,
+        enrollment,
         installation: raw.installation.get_ref().clone(),
         host_id,
         heartbeat,
@@ -564,24 +639,6 @@ pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
         state_dir: raw.state_dir.unwrap_or_else(default_state_dir),
         components,
     })
-}
-
-fn check_controller_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| {
-            format!(
-                "`{url}` is not a controller URL; write it like \"http://controller.example:7700\""
-            )
-        })?;
-    let host = rest.split(['/', '?']).next().unwrap_or("");
-    if host.is_empty() {
-        return Err(format!(
-            "`{url}` names no host; write it like \"http://controller.example:7700\""
-        ));
-    }
-    Ok(())
 }
 
 /// Which keys of a probe table were used, for "exactly one of" checks.
@@ -742,7 +799,7 @@ mod tests {
     use super::*;
 
     const GOOD: &str = r#"
-controller = "http://127.0.0.1:7700"
+controller = "https://127.0.0.1:7700"
 installation = "prod"
 host_id = "srv-01"
 heartbeat_seconds = 10
@@ -760,7 +817,7 @@ version = { file = "/opt/password-secure/server/VERSION" }
     #[test]
     fn the_documented_shape_loads() {
         let settings = parse(GOOD, "agent.toml").unwrap();
-        assert_eq!(settings.controller, "http://127.0.0.1:7700");
+        assert_eq!(settings.controller.to_string(), "https://127.0.0.1:7700");
         assert_eq!(settings.installation, "prod");
         assert_eq!(settings.host_id, "srv-01");
         assert_eq!(settings.heartbeat, Duration::from_secs(10));
@@ -850,7 +907,10 @@ databases = { command = ["ps-databases", "--json"] }
             (GOOD.replace("{ file = \"/opt/password-secure/server/VERSION\" }", "{ }"), "line 10: component `server`: `version`: set exactly one of"),
             (GOOD.replace("{ file = ", "{ command = [\"x\"], file = "), "set exactly one of `file`, `command`"),
             (GOOD.replace("heartbeat_seconds = 10", "heartbeat_seconds = 0"), "line 5: `heartbeat_seconds`: must be between 1 and 3600"),
-            (GOOD.replace("\"http://127.0.0.1:7700\"", "\"127.0.0.1:7700\""), "line 2: `controller`: `127.0.0.1:7700` is not a controller URL"),
+            (GOOD.replace("\"https://127.0.0.1:7700\"", "\"http://127.0.0.1:7700\""), "line 2: `controller`: `http://127.0.0.1:7700` asks for plaintext: Tierwise speaks only TLS; write https://127.0.0.1:7700"),
+            (GOOD.replace("\"https://127.0.0.1:7700\"", "\"https://\""), "line 2: `controller`: `https://` is not a controller address"),
+            (format!("{GOOD}enrollment_token = \"twe_x\"\n"), "`enrollment_token`: an enrollment token needs `ca_fingerprint` too"),
+            (format!("{GOOD}ca_fingerprint = \"AB:CD\"\n"), "`ca_fingerprint`: `AB:CD` is not a SHA-256 fingerprint"),
             (GOOD.replace("\"prod\"", "\"prod env\""), "line 3: `installation`: installation `prod env` contains ` `"),
             (GOOD.replace("role = \"server\"", "role = \"database\""), "unknown role `database`"),
             (format!("{GOOD}\n[[component]]\nrole = \"server\"\nversion = {{ value = \"9.3.1.1\" }}\n"), "line 12: component `server` is configured twice"),

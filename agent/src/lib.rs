@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod config;
 pub mod host;
+pub mod identity;
 pub mod probe;
 pub mod session;
 pub mod steps;

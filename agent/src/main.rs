@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tierwise_agent::{config, probe, session, steps, watcher::InventoryWatcher};
+use tierwise_agent::{config, identity, probe, session, steps, watcher::InventoryWatcher};
 use tierwise_common::json::ComponentJson;
 use tierwise_runtime::logging::LogFormat;
 
@@ -21,6 +21,10 @@ struct Args {
     /// Validate the configuration, probe once, print the inventory as JSON and exit.
     #[arg(long)]
     check: bool,
+    /// Enroll now if the agent holds no valid certificate, say the result
+    /// and exit (status 1 when the controller refuses).
+    #[arg(long, conflicts_with = "check")]
+    enroll: bool,
     /// Log format on stderr.
     #[arg(long, env = "TIERWISE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
@@ -47,6 +51,17 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.config.display()
         )
     })?;
+    if args.enroll {
+        let credentials = identity::obtain(&settings).await?;
+        println!(
+            "enrolled as {} (installation {}); certificate valid until {} (Unix ms), kept in {}",
+            credentials.host_id,
+            settings.installation,
+            credentials.not_after_ms,
+            settings.state_dir.join("identity").display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     tracing::info!(
         host_id = %settings.host_id,
         installation = %settings.installation,
@@ -64,12 +79,43 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             )
         })?;
     let downloader = steps::download::Downloader::new(&settings.controller, &settings.state_dir);
-    let runner = steps::StepRunner::spawn(executor, downloader, watcher.refresh.clone());
+    let runner = steps::StepRunner::spawn(executor, downloader.clone(), watcher.refresh.clone());
+    let credentials = tokio::select! {
+        credentials = obtain_identity(&settings) => credentials?,
+        _ = tierwise_runtime::shutdown::signal() => {
+            tracing::info!("stopping");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let identity = identity::start_renewer(settings.clone(), credentials);
+    downloader.set_identity(identity.clone());
     tokio::select! {
-        _ = session::run_forever(settings, watcher, runner) => {}
+        _ = session::run_forever(settings, watcher, runner, identity) => {}
         _ = tierwise_runtime::shutdown::signal() => tracing::info!("stopping"),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The stored identity, or a new one by enrollment. A refusal or an
+/// unreachable controller is retried with backoff (an administrator may fix
+/// the token meanwhile); a configuration without enrollment settings stops
+/// the agent with what to add.
+async fn obtain_identity(settings: &config::Settings) -> anyhow::Result<identity::Credentials> {
+    let mut backoff = tierwise_agent::backoff::Backoff::new(
+        std::time::Duration::from_secs(1),
+        settings.reconnect_max,
+    );
+    loop {
+        match identity::obtain(settings).await {
+            Ok(credentials) => return Ok(credentials),
+            Err(error @ identity::IdentityError::NotEnrolled) => return Err(error.into()),
+            Err(error) => {
+                let delay = backoff.next_delay(fastrand::f64());
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "no certificate yet");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
 }
 
 /// The `--check` output: what the agent would report, as one JSON document

@@ -16,7 +16,7 @@ use tierwise_proto::v1::{
 use tierwise_proto::{MAX_AGENT_MESSAGE_BYTES, MAX_CONTROLLER_MESSAGE_BYTES};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Endpoint;
+use crate::identity::Identity;
 use tracing::{debug, info, warn};
 
 /// A session that lasted this long was healthy: the next reconnect starts
@@ -25,9 +25,7 @@ const HEALTHY_SESSION: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("the controller address is invalid: {0}")]
-    Address(#[source] tonic::transport::Error),
-    #[error("cannot connect to the controller: {0}")]
+    #[error("cannot connect to the controller: {}", tierwise_runtime::report::error_chain(.0))]
     Connect(#[source] tonic::transport::Error),
     #[error("the controller refused the session: {}", .0.message())]
     Refused(tonic::Status),
@@ -38,17 +36,27 @@ pub enum SessionError {
 }
 
 /// Runs sessions until the process is asked to stop.
-pub async fn run_forever(settings: Settings, watcher: InventoryWatcher, mut steps: StepRunner) {
+pub async fn run_forever(
+    settings: Settings,
+    watcher: InventoryWatcher,
+    mut steps: StepRunner,
+    mut identity: Identity,
+) {
     let mut backoff = Backoff::new(Duration::from_secs(1), settings.reconnect_max);
     let mut watcher = watcher;
     loop {
         let started = Instant::now();
-        let result = run_session(&settings, &mut watcher, &mut steps).await;
+        let result = run_session(&settings, &mut watcher, &mut steps, &mut identity).await;
+        if matches!(result, Ok(Ended::Renewed)) {
+            info!("reconnecting with the renewed certificate");
+            backoff.reset();
+            continue;
+        }
         if started.elapsed() >= HEALTHY_SESSION {
             backoff.reset();
         }
         let delay = backoff.next_delay(fastrand::f64());
-        match result {
+        match result.map(|_| ()) {
             Ok(()) | Err(SessionError::Closed) => {
                 info!(
                     retry_in_ms = delay.as_millis() as u64,
@@ -63,20 +71,30 @@ pub async fn run_forever(settings: Settings, watcher: InventoryWatcher, mut step
     }
 }
 
+/// How a session ended without an error.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// The certificate was renewed: reconnect with it at once.
+    Renewed,
+}
+
 #[tracing::instrument(name = "session", skip_all, fields(controller = %settings.controller))]
 async fn run_session(
     settings: &Settings,
     watcher: &mut InventoryWatcher,
     steps: &mut StepRunner,
-) -> Result<(), SessionError> {
-    let endpoint = Endpoint::from_shared(settings.controller.clone())
-        .map_err(SessionError::Address)?
-        .connect_timeout(Duration::from_secs(10))
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .keep_alive_while_idle(true);
-    let channel = endpoint.connect().await.map_err(SessionError::Connect)?;
+    identity: &mut Identity,
+) -> Result<Ended, SessionError> {
+    identity.mark_seen();
+    let credentials = identity.current();
+    let channel = crate::identity::connect(&settings.controller, credentials.config.clone(), |e| {
+        e.tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true)
+    })
+    .await
+    .map_err(SessionError::Connect)?;
     let mut client = AgentServiceClient::new(channel)
         .max_decoding_message_size(MAX_CONTROLLER_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_AGENT_MESSAGE_BYTES);
@@ -107,6 +125,7 @@ async fn run_session(
     heartbeat.tick().await;
     loop {
         tokio::select! {
+            () = identity.changed() => return Ok(Ended::Renewed),
             _ = heartbeat.tick() => {
                 let message = AgentMessage { body: Some(agent_message::Body::Heartbeat(Heartbeat {})) };
                 if outbound.send(message).await.is_err() {

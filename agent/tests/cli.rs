@@ -33,7 +33,7 @@ fn refused(body: &str) -> String {
     stderr
 }
 
-const HEADER: &str = "controller = \"http://127.0.0.1:9\"\ninstallation = \"prod\"\nhost_id = \"srv-01\"\nstate_dir = \"STATE\"\n";
+const HEADER: &str = "controller = \"https://127.0.0.1:9\"\ninstallation = \"prod\"\nhost_id = \"srv-01\"\nstate_dir = \"STATE\"\n";
 
 fn config(components: &str) -> String {
     format!("{HEADER}\n{components}")

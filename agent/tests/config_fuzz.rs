@@ -68,11 +68,7 @@ fn fuzz<S: Strategy>(
     // No failure persistence: a failing seed is printed, never written into the tree.
     let mut config = Config::with_cases(cases);
     config.failure_persistence = None;
-    let (ran, accepted, panics) = (
-        AtomicUsize::new(0),
-        AtomicUsize::new(0),
-        AtomicUsize::new(0),
-    );
+    let [ran, accepted, panics]: [AtomicUsize; 3] = Default::default();
     let result = TestRunner::new(config).run(&strategy, |value| {
         ran.fetch_add(1, Ordering::Relaxed);
         // The panic hook has already printed the message and the location.
@@ -107,9 +103,9 @@ fn check_config(document: &str) -> Result<bool, TestCaseError> {
     match parse(document, "fuzz.toml") {
         Ok(settings) => {
             // Accepted settings hold only what makes sense.
-            let url = &settings.controller;
+            let url = settings.controller.to_string();
             prop_assert!(
-                url.starts_with("http://") || url.starts_with("https://"),
+                url.starts_with("https://") || url.starts_with("http://"),
                 "{url}"
             );
             prop_assert!(validate_name("installation", &settings.installation).is_ok());
@@ -144,7 +140,7 @@ fn check_config(document: &str) -> Result<bool, TestCaseError> {
 
 /// A valid start, so that assembled components reach their validation.
 const HEADER: &str =
-    "controller = \"http://127.0.0.1:9\"\ninstallation = \"prod\"\nhost_id = \"srv-01\"\n";
+    "controller = \"https://127.0.0.1:9\"\ninstallation = \"prod\"\nhost_id = \"srv-01\"\n";
 
 /// Joins the lines that are present, so that no key appears twice.
 fn present(lines: &[Option<String>]) -> String {
@@ -156,7 +152,7 @@ fn present(lines: &[Option<String>]) -> String {
 fn header() -> impl Strategy<Value = String> {
     let some = |re: &'static str| prop::option::of(re);
     let keys = (
-        some("controller = \"(http|https|ftp)://[a-z0-9.:/?]{0,12}\""),
+        some("controller = \"((http|https|ftp)://)?[a-z0-9.:/?\\[\\]]{0,12}\""),
         some("installation = \"[a-z0-9 _.-]{0,8}\""),
         some("host_id = \"[a-z0-9 _.-]{0,8}\""),
         some("(heartbeat|probe|reconnect_max)_seconds = -?[0-9]{1,6}"),

@@ -70,10 +70,21 @@ fn unwritable_sqlite_location() {
 }
 
 #[test]
-fn cli_without_a_controller() {
+fn cli_refuses_plaintext_and_missing_credentials() {
     fails_with(
         &["--controller", "http://127.0.0.1:9", "hosts", "list"],
-        "cannot reach the controller at http://127.0.0.1:9",
+        "asks for plaintext: Tierwise speaks only TLS; write https://127.0.0.1:9",
+    );
+    fails_with(
+        &[
+            "--controller",
+            "https://127.0.0.1:9",
+            "--ca-cert",
+            "/nonexistent/ca.pem",
+            "hosts",
+            "list",
+        ],
+        "cannot read /nonexistent/ca.pem",
     );
 }
 

@@ -49,11 +49,7 @@ fn fuzz<S: Strategy>(name: &str, strategy: S, check: impl Fn(S::Value) -> Checke
     // No failure persistence: a failing seed is printed, never written into the tree.
     let mut config = Config::with_cases(cases);
     config.failure_persistence = None;
-    let (ran, accepted, panics) = (
-        AtomicUsize::new(0),
-        AtomicUsize::new(0),
-        AtomicUsize::new(0),
-    );
+    let [ran, accepted, panics]: [AtomicUsize; 3] = Default::default();
     let result = TestRunner::new(config).run(&strategy, |value| {
         ran.fetch_add(1, Ordering::Relaxed);
         // The panic hook has already printed the message and the location.
@@ -280,9 +276,8 @@ fn check_bytes(bytes: &[u8]) -> Checked {
     if let Ok(message) = v1::AgentMessage::decode(bytes) {
         accepted |= check_agent_message(&message)?;
     }
-    if let Ok(v1::ControllerMessage {
-        body: Some(ControllerBody::Command(c)),
-    }) = v1::ControllerMessage::decode(bytes)
+    if let Ok(Some(ControllerBody::Command(c))) =
+        v1::ControllerMessage::decode(bytes).map(|m| m.body)
     {
         accepted |= check_command(&c)?;
     }
@@ -306,16 +301,16 @@ fn check_bytes(bytes: &[u8]) -> Checked {
         }
     }
     if let Ok(r) = v1::ImportCatalogueRequest::decode(bytes) {
-        let source: String = r
-            .source
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(255)
-            .collect();
-        accepted |= clean(Catalogue::parse(&r.document, &source))?.is_some();
+        accepted |= clean(Catalogue::parse(&r.document, &r.source))?.is_some();
     }
     if let Ok(r) = v1::SetLicenceRequest::decode(bytes) {
         accepted |= clean(Date::parse(&r.maintenance_until))?.is_some();
+    }
+    // Enrollment: the names are checked here; the token and the certificate
+    // request are the controller's own parsers, outside this crate.
+    if let Ok(r) = v1::EnrollRequest::decode(bytes) {
+        let host = clean(validate_name("host id", &r.host_id))?.is_some();
+        accepted |= host && clean(validate_name("installation", &r.installation))?.is_some();
     }
     Ok(accepted)
 }
@@ -327,21 +322,19 @@ fn built_messages_convert_or_refuse() {
         prop_assert_eq!(v1::AgentMessage::decode(&*encoded), Ok(message.clone()));
         check_agent_message(&message)
     });
-    fuzz("Command (built)", command(), |command| {
-        check_command(&command)
-    });
+    fuzz("Command (built)", command(), |c| check_command(&c));
 }
 
 #[test]
 fn arbitrary_bytes_decode_or_refuse() {
+    let check = |bytes: Vec<u8>| check_bytes(&bytes);
     let bytes = prop::collection::vec(any::<u8>(), 0..256);
-    fuzz("decode (arbitrary bytes)", bytes, |bytes| {
-        check_bytes(&bytes)
-    });
-    let fields = text_and_number_fields();
-    fuzz("decode (text and number fields)", fields, |bytes| {
-        check_bytes(&bytes)
-    });
+    fuzz("decode (arbitrary bytes)", bytes, check);
+    fuzz(
+        "decode (text and number fields)",
+        text_and_number_fields(),
+        check,
+    );
 }
 
 /// A valid encoding with one byte changed, added or lost: decodes far more
@@ -354,20 +347,16 @@ fn edited_encodings_decode_or_refuse() {
         command.prop_map(|body| v1::ControllerMessage { body }.encode_to_vec()),
         text_and_number_fields(),
     ];
-    let input = (encoded, 0..3u8, any::<Index>(), any::<u8>());
-    fuzz(
-        "decode (edited encodings)",
-        input,
-        |(mut bytes, kind, at, byte)| {
-            match kind {
-                0 if !bytes.is_empty() => {
-                    let i = at.index(bytes.len());
-                    bytes[i] = byte;
-                }
-                1 if !bytes.is_empty() => drop(bytes.remove(at.index(bytes.len()))),
-                _ => bytes.insert(at.index(bytes.len() + 1), byte),
+    let input = (encoded, (0..3u8, any::<Index>(), any::<u8>()));
+    fuzz("decode (edited encodings)", input, |(mut bytes, edit)| {
+        match edit {
+            (0, at, byte) if !bytes.is_empty() => {
+                let i = at.index(bytes.len());
+                bytes[i] = byte;
             }
-            check_bytes(&bytes)
-        },
-    );
+            (1, at, _) if !bytes.is_empty() => drop(bytes.remove(at.index(bytes.len()))),
+            (_, at, byte) => bytes.insert(at.index(bytes.len() + 1), byte),
+        }
+        check_bytes(&bytes)
+    });
 }

@@ -3,8 +3,10 @@
 //! file may be used. A file that does not match is deleted and nothing runs.
 
 use sha2::{Digest, Sha256};
+use crate::identity::Identity;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use tierwise_transport::client::ControllerAddress;
 use tierwise_common::action::StepOutcome;
 use tierwise_proto::v1::{agent_service_client::AgentServiceClient, DownloadArtifactRequest};
 use tierwise_proto::MAX_CONTROLLER_MESSAGE_BYTES;
@@ -12,7 +14,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Clone, Debug)]
 pub struct Downloader {
-    controller: String,
+    controller: ControllerAddress,
+    /// Set once the agent has its certificate.
+    identity: Arc<OnceLock<Identity>>,
     dir: PathBuf,
 }
 
@@ -45,11 +49,17 @@ async fn sha256_of(path: &Path) -> std::io::Result<String> {
 }
 
 impl Downloader {
-    pub fn new(controller: &str, state_dir: &Path) -> Self {
+    pub fn new(controller: &ControllerAddress, state_dir: &Path) -> Self {
         Self {
-            controller: controller.to_owned(),
+            controller: controller.clone(),
+            identity: Arc::new(OnceLock::new()),
             dir: state_dir.join("artifacts"),
         }
+    }
+
+    /// Downloads use the agent's certificate from now on.
+    pub fn set_identity(&self, identity: Identity) {
+        let _ = self.identity.set(identity);
     }
 
     /// The verified local file of `sha256`, downloading what is missing.
@@ -76,14 +86,15 @@ impl Downloader {
             .await
             .map(|m| m.len())
             .unwrap_or(0);
-        let channel = tonic::transport::Endpoint::from_shared(self.controller.clone())
-            .map_err(|e| failed(format!("the controller address: {e}")))?
-            .connect_timeout(Duration::from_secs(10))
-            .connect()
+        let Some(identity) = self.identity.get() else {
+            return Err(transient("the agent has no certificate yet".into()));
+        };
+        let channel = crate::identity::connect(&self.controller, identity.current().config.clone(), |e| e)
             .await
             .map_err(|e| {
                 transient(format!(
-                    "cannot reach the controller to download the installer: {e}"
+                    "cannot reach the controller to download the installer: {}",
+                    tierwise_runtime::report::error_chain(&e)
                 ))
             })?;
         let mut client = AgentServiceClient::new(channel)
