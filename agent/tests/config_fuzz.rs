@@ -9,9 +9,12 @@
 //! Inputs: arbitrary text, documents assembled from the config's own keys
 //! with near-valid values, and the shipped examples with one careless edit.
 //!
-//! `parse` reads no files and writes nothing: paths are only stored, regular
-//! expressions compiled (with a size limit), and without `host_id` it asks the
-//! system for the host name. So running it thousands of times is harmless.
+//! `parse` writes nothing: paths are only stored, regular expressions compiled
+//! (with a size limit), and without `host_id` it asks the system for the host
+//! name. It reads one file, the one `enrollment_token_file` names; no input
+//! here contains that key, and no single edit of an example can enable it
+//! (server.toml comments it out next to `enrollment_token`, and both together
+//! are refused before the read). So running it thousands of times is harmless.
 //!
 //! Each test prints how many cases it ran. PROPTEST_CASES sets the count.
 
@@ -28,41 +31,25 @@ use tierwise_agent::config::parse;
 use tierwise_common::validate_name;
 
 /// The shipped example configurations, which operators copy and edit.
-const EXAMPLES: [(&str, &str); 5] = [
-    (
-        "server.toml",
-        include_str!("../../deploy/agent/server.toml"),
-    ),
-    (
-        "client.toml",
-        include_str!("../../deploy/agent/client.toml"),
-    ),
-    (
-        "client-windows.toml",
-        include_str!("../../deploy/agent/client-windows.toml"),
-    ),
-    (
-        "web-apache.toml",
-        include_str!("../../deploy/agent/web-apache.toml"),
-    ),
-    (
-        "web-iis.toml",
-        include_str!("../../deploy/agent/web-iis.toml"),
-    ),
+const EXAMPLES: [&str; 5] = [
+    include_str!("../../deploy/agent/server.toml"),
+    include_str!("../../deploy/agent/client.toml"),
+    include_str!("../../deploy/agent/client-windows.toml"),
+    include_str!("../../deploy/agent/web-apache.toml"),
+    include_str!("../../deploy/agent/web-iis.toml"),
 ];
 
 /// Cases per property when PROPTEST_CASES is not set; a few seconds in a debug build.
 const DEFAULT_CASES: u32 = 3000;
 
+/// Whether a check accepted its input; errors are test failures.
+type Checked = Result<bool, TestCaseError>;
+
 /// Runs `check` on as many inputs from `strategy` as configured, turns a panic
 /// into a failure that proptest shrinks to a minimal input, prints the count
 /// (and how many documents were accepted, to show the deep paths ran) and
 /// checks that every configured case really ran.
-fn fuzz<S: Strategy>(
-    name: &str,
-    strategy: S,
-    check: impl Fn(S::Value) -> Result<bool, TestCaseError>,
-) {
+fn fuzz<S: Strategy>(name: &str, strategy: S, check: impl Fn(S::Value) -> Checked) {
     let cases =
         std::env::var("PROPTEST_CASES").map_or(DEFAULT_CASES, |v| v.parse().expect("a number"));
     // No failure persistence: a failing seed is printed, never written into the tree.
@@ -92,14 +79,12 @@ fn fuzz<S: Strategy>(
 fn pointed_line(message: &str) -> Option<usize> {
     let rest = (message.strip_prefix("line "))
         .or_else(|| message.strip_prefix("TOML parse error at line "))?;
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()?
-        .parse()
-        .ok()
+    let digits = rest.split(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok()
 }
 
 /// The parser's promise for one document; `Ok(true)` when it was accepted.
-fn check_config(document: &str) -> Result<bool, TestCaseError> {
+fn check_config(document: &str) -> Checked {
     match parse(document, "fuzz.toml") {
         Ok(settings) => {
             // Accepted settings hold only what makes sense.
@@ -148,7 +133,8 @@ fn present(lines: &[Option<String>]) -> String {
 }
 
 /// The top-level keys, each at most once, with near-valid values: wrong
-/// schemes, names with spaces, seconds out of range or negative.
+/// schemes, names with spaces, seconds out of range or negative, tokens and
+/// CA fingerprints of the wrong length.
 fn header() -> impl Strategy<Value = String> {
     let some = |re: &'static str| prop::option::of(re);
     let keys = (
@@ -158,7 +144,15 @@ fn header() -> impl Strategy<Value = String> {
         some("(heartbeat|probe|reconnect_max)_seconds = -?[0-9]{1,6}"),
     );
     let fuzzed = keys.prop_map(|(a, b, c, d)| present(&[a, b, c, d]));
-    prop_oneof![Just(HEADER.to_owned()), fuzzed]
+    // Never `enrollment_token_file`: `parse` would read the file it names.
+    let rare = |re: &'static str| prop::option::weighted(0.2, re);
+    let enrollment = (
+        rare("enrollment_token = \"(twe_)?[0-9a-f_ ]{0,70}\""),
+        rare("ca_fingerprint = \"(sha256:)?([0-9A-Fa-f]{2}:?){30,33}\""),
+    );
+    let enrollment = enrollment.prop_map(|(t, f)| present(&[t, f]));
+    let start = prop_oneof![Just(HEADER.to_owned()), fuzzed];
+    (start, enrollment).prop_map(|(start, enrollment)| start + &enrollment)
 }
 
 /// A probe table (a regex for proptest): one or two kinds, an arbitrary
@@ -175,6 +169,7 @@ fn component() -> impl Strategy<Value = String> {
     let some = |re: String| prop::option::of(regex(re));
     let check = format!(r#"(true|false|{PROBE}|\{{ registry_key = "k", registry_value = "v" \}})"#);
     let keys = (
+        // Roles with facts twice as often; `db` is no role.
         r#"role = "(server|app_server|web|client|server|web|client|db)""#,
         regex(format!("version = {PROBE}")),
         some(format!("databases = {PROBE}")),
@@ -207,13 +202,13 @@ fn config_never_panics_on_arbitrary_text() {
 
 #[test]
 fn shipped_examples_are_accepted() {
-    for (name, text) in EXAMPLES {
+    for (i, text) in EXAMPLES.iter().enumerate() {
         // Registry probes and file versions exist only on Windows; elsewhere
         // the Windows examples must be refused with that reason.
-        match parse(text, name) {
+        match parse(text, &format!("example {i}")) {
             Ok(_) => {}
             Err(e) if !cfg!(windows) && e.message.contains("only on Windows") => {}
-            Err(e) => panic!("{name} is refused: {e}"),
+            Err(e) => panic!("a shipped example is refused: {e}"),
         }
     }
 }
@@ -233,7 +228,7 @@ fn edit() -> impl Strategy<Value = Edit> {
     // Bytes that mean something to TOML are more interesting than random ones.
     let byte = prop_oneof![
         any::<u8>(),
-        prop::sample::select(b"[]{}=\"'.,#{}\n -_0123456789".to_vec())
+        prop::sample::select(b"[]{}=\"'.,#%<>\n -_0123456789".to_vec())
     ];
     prop_oneof![
         (any::<Index>(), byte.clone()).prop_map(|(at, b)| Edit::Replace(at, b)),
@@ -254,7 +249,10 @@ fn apply(document: &str, edit: &Edit) -> String {
         Edit::Replace(at, b) => bytes[at.index(b_len)] = *b,
         Edit::Insert(at, b) => bytes.insert(at.index(b_len + 1), *b),
         Edit::Delete(at) => drop(bytes.remove(at.index(b_len))),
-        Edit::DropLine(at) => return (lines.remove(at.index(l_len)), lines.join("\n")).1,
+        Edit::DropLine(at) => {
+            lines.remove(at.index(l_len));
+            return lines.join("\n");
+        }
         Edit::DuplicateLine(at) => {
             lines.insert(at.index(l_len), lines[at.index(l_len)]);
             return lines.join("\n");
@@ -267,7 +265,6 @@ fn apply(document: &str, edit: &Edit) -> String {
 fn edited_examples_never_panic() {
     let input = (any::<Index>(), edit());
     fuzz("config::parse (edited examples)", input, |(which, edit)| {
-        let (_, text) = EXAMPLES[which.index(EXAMPLES.len())];
-        check_config(&apply(text, &edit))
+        check_config(&apply(EXAMPLES[which.index(EXAMPLES.len())], &edit))
     });
 }

@@ -100,14 +100,12 @@ fn component() -> impl Strategy<Value = v1::Component> {
         name: n,
         active: a,
         patch_level: p,
-        ..Default::default()
     });
     let databases = prop::collection::vec(database, 0..4);
     let facts = prop::option::of(prop_oneof![
         (databases, any::<String>()).prop_map(|(d, e)| Facts::Server(v1::ServerFacts {
             databases: d,
             databases_error: e,
-            ..Default::default()
         })),
         (enum_value(), enum_value()).prop_map(|(k, w)| Facts::Web(v1::WebFacts {
             server_kind: k,
@@ -116,7 +114,6 @@ fn component() -> impl Strategy<Value = v1::Component> {
         })),
         enum_value().prop_map(|u| Facts::Client(v1::ClientFacts {
             update_check_enabled: u,
-            ..Default::default()
         })),
     ]);
     let parts = (enum_value(), version_text(), any::<String>(), facts);
@@ -125,7 +122,6 @@ fn component() -> impl Strategy<Value = v1::Component> {
         version: v,
         probe_error: e,
         facts: f,
-        ..Default::default()
     })
 }
 

@@ -13,6 +13,21 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use rustls::pki_types::pem::PemObject;
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use tierwise_transport::client::{client_config, ControllerAddress, Identity, Trust};
+use tierwise_transport::{files, CertificateDer, Fingerprint};
+
+/// Enrollment token and CA fingerprint of each controller this test process
+/// started, by URL: agents started for a URL enroll with them.
+fn enrollments() -> MutexGuard<'static, HashMap<String, (String, String)>> {
+    static ENROLLMENTS: OnceLock<Mutex<HashMap<String, (String, String)>>> = OnceLock::new();
+    ENROLLMENTS
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The last release of the old version scheme and the first of the new.
 pub const V931: &str = "9.3.1.33994";
@@ -84,11 +99,17 @@ impl Controller {
     /// Starts `tierwise serve` on `listen` (port 0: any free port) with its
     /// SQLite store in `data_dir`, and waits until it listens.
     pub fn start(data_dir: &Path, listen: &str) -> Result<Self> {
+        Self::start_with(data_dir, listen, &[])
+    }
+
+    /// As `start`, with more flags for `tierwise serve`.
+    pub fn start_with(data_dir: &Path, listen: &str, flags: &[&str]) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.join(format!("controller-{}.log", unique()));
         let mut child = Command::new(binary("tierwise"))
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
+            .args(flags)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -108,24 +129,90 @@ impl Controller {
                 )
             })?
             .parse()?;
-        Ok(Self {
+        let controller = Self {
             process: Process { child, log },
             addr,
             data_dir: data_dir.to_path_buf(),
-        })
+        };
+        // Agents started for this address enroll with one shared token.
+        let token = controller.cli(&["tokens", "create", "--uses", "100000", "--expires", "2h"])?;
+        let fingerprint = Fingerprint::of(&controller.ca_certificate()?);
+        enrollments()
+            .insert(controller.url(), (token.trim().to_owned(), fingerprint.to_string()));
+        Ok(controller)
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("https://{}", self.addr)
     }
 
-    /// Runs the real CLI against this controller, whatever its exit status.
+    pub fn ca_path(&self) -> PathBuf {
+        self.data_dir.join("pki").join("ca.pem")
+    }
+
+    /// The controller's CA certificate (DER).
+    pub fn ca_certificate(&self) -> Result<CertificateDer<'static>> {
+        let chain = files::read_certificates(&self.ca_path())?;
+        Ok(chain[0].clone())
+    }
+
+    /// The first administrator's token.
+    pub fn admin_token(&self) -> Result<String> {
+        Ok(std::fs::read_to_string(self.data_dir.join("admin.token"))?
+            .trim()
+            .to_owned())
+    }
+
+    /// Runs the real CLI against this controller as its first admin,
+    /// whatever its exit status.
     pub fn cli_output(&self, args: &[&str]) -> Result<std::process::Output> {
+        self.cli_output_as(&self.admin_token()?, args)
+    }
+
+    /// Runs the real CLI with an operator's token.
+    pub fn cli_output_as(&self, token: &str, args: &[&str]) -> Result<std::process::Output> {
         Ok(Command::new(binary("tierwise"))
             .arg("--controller")
             .arg(self.url())
+            .arg("--ca-cert")
+            .arg(self.ca_path())
+            .env("TIERWISE_TOKEN", token)
+            .env_remove("TIERWISE_TOKEN_FILE")
             .args(args)
             .output()?)
+    }
+
+    /// A TLS channel to this controller as an enrolled agent with `host_id`
+    /// (enrolled now, with a token of its own), for tests that speak the
+    /// agent protocol themselves.
+    pub async fn agent_channel(&self, host_id: &str) -> Result<tonic::transport::Channel> {
+        let token = self.cli(&["tokens", "create"])?;
+        let (key_pem, csr) = tierwise_transport::key_and_request(host_id)?;
+        let ca = self.ca_certificate()?;
+        let address: ControllerAddress = self.url().parse()?;
+        let plain = client_config(&Trust::Ca(vec![ca.clone()]), None)?;
+        let channel = address
+            .endpoint()
+            .connect_with_connector(address.connector(plain)?)
+            .await?;
+        let certificate = tierwise_proto::v1::agent_service_client::AgentServiceClient::new(channel)
+            .enroll(tierwise_proto::v1::EnrollRequest {
+                token: token.trim().to_owned(),
+                host_id: host_id.to_owned(),
+                installation: "prod".into(),
+                csr_der: csr,
+            })
+            .await?
+            .into_inner();
+        let chain = files::certificates_from_pem(certificate.certificate_pem.as_bytes())
+            .map_err(|_| anyhow!("no certificate in the answer"))?;
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| anyhow!("{e}"))?;
+        let config = client_config(&Trust::Ca(vec![ca]), Some(Identity { chain, key }))?;
+        Ok(address
+            .endpoint()
+            .connect_with_connector(address.connector(config)?)
+            .await?)
     }
 
     /// Runs the real CLI against this controller; stdout on success.
@@ -215,8 +302,13 @@ impl Agent {
         std::fs::create_dir_all(&dir)?;
         set_file(&dir.join("VERSION"), &format!("{version}\n"))?;
         let quoted = |name: &str| format!("{:?}", dir.join(name).display().to_string());
+        let (token, fingerprint) = enrollments()
+            .get(controller)
+            .cloned()
+            .ok_or_else(|| anyhow!("no controller was started at {controller}"))?;
         let mut config = format!(
-            "controller = {controller:?}\ninstallation = \"prod\"\nhost_id = {host_id:?}\n\
+            "controller = {controller:?}\nenrollment_token = {token:?}\nca_fingerprint = {fingerprint:?}\n\
+             installation = \"prod\"\nhost_id = {host_id:?}\n\
              heartbeat_seconds = 1\nprobe_seconds = {probe_seconds}\nreconnect_max_seconds = 2\nstate_dir = {}\n\n\
              [[component]]\nrole = \"{}\"\nversion = {{ file = {} }}\n",
             quoted("state"),

@@ -71,18 +71,10 @@ fn hello(host_id: &str, version: &str, os: String) -> AgentMessage {
     }
 }
 
-async fn channel(url: &str) -> Channel {
-    Channel::from_shared(url.to_owned())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 /// Opens a session that sends `messages` and returns how the controller
 /// ended it (the first error on the response side).
-async fn session_outcome(url: &str, messages: Vec<AgentMessage>, keep_open: bool) -> Status {
-    let mut client = AgentServiceClient::new(channel(url).await);
+async fn session_outcome(channel: &Channel, messages: Vec<AgentMessage>, keep_open: bool) -> Status {
+    let mut client = AgentServiceClient::new(channel.clone());
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     for message in messages {
         tx.send(message).await.unwrap();
@@ -126,8 +118,10 @@ async fn bad_messages_end_only_their_own_session() -> anyhow::Result<()> {
         })
     })?;
 
+    // A rogue peer with a valid certificate of its own (as cl-rogue).
+    let rogue = controller.agent_channel("cl-rogue").await?;
     // Bytes that are no protobuf at all.
-    let mut grpc = tonic::client::Grpc::new(channel(&url).await);
+    let mut grpc = tonic::client::Grpc::new(rogue.clone());
     grpc.ready().await?;
     let garbage = vec![0xff_u8; 64];
     let request = tonic::Request::new(tokio_stream::iter(vec![garbage]));
@@ -142,18 +136,18 @@ async fn bad_messages_end_only_their_own_session() -> anyhow::Result<()> {
         "9.3.1.33994",
         "x".repeat(tierwise_proto::MAX_AGENT_MESSAGE_BYTES + 1),
     );
-    let status = session_outcome(&url, vec![oversized], true).await;
+    let status = session_outcome(&rogue, vec![oversized], true).await;
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
 
     // A hello that is well-formed protobuf but not a valid report.
-    let status = session_outcome(&url, vec![hello("cl-bad", "9.3", String::new())], true).await;
+    let status = session_outcome(&rogue, vec![hello("cl-bad", "9.3", String::new())], true).await;
     assert_eq!(status.code(), Code::InvalidArgument);
     assert!(
         status.message().contains("`9.3` has 2 part(s)"),
         "{status:?}"
     );
     let status = session_outcome(
-        &url,
+        &rogue,
         vec![hello("bad host", "9.3.1.33994", String::new())],
         true,
     )
@@ -167,7 +161,7 @@ async fn bad_messages_end_only_their_own_session() -> anyhow::Result<()> {
     let heartbeat = AgentMessage {
         body: Some(agent_message::Body::Heartbeat(Heartbeat {})),
     };
-    let status = session_outcome(&url, vec![heartbeat], true).await;
+    let status = session_outcome(&rogue, vec![heartbeat], true).await;
     assert!(status.message().contains("must be Hello"), "{status:?}");
 
     // A valid session that later sends a malformed inventory is closed.
@@ -182,7 +176,7 @@ async fn bad_messages_end_only_their_own_session() -> anyhow::Result<()> {
         })),
     };
     let status = session_outcome(
-        &url,
+        &rogue,
         vec![
             hello("cl-rogue", "9.3.1.33994", String::new()),
             bad_inventory,

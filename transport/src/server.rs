@@ -54,13 +54,17 @@ pub struct AcceptLimits {
     /// Handshakes in flight at once; further connections wait in the
     /// kernel's backlog.
     pub max_handshakes: usize,
+    /// Handshakes in flight from one IP address; a further connection from
+    /// it is closed at once, so one peer cannot hold every slot.
+    pub max_handshakes_per_ip: usize,
 }
 
 impl Default for AcceptLimits {
     fn default() -> Self {
         Self {
             handshake_timeout: Duration::from_secs(10),
-            max_handshakes: 256,
+            max_handshakes: 1024,
+            max_handshakes_per_ip: 64,
         }
     }
 }
@@ -141,6 +145,7 @@ pub fn incoming(
     let (tx, rx) = mpsc::channel(64);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let handshakes = Arc::new(Semaphore::new(limits.max_handshakes.max(1)));
+    let per_ip: PerIp = Arc::default();
     tokio::spawn(async move {
         loop {
             let permit = tokio::select! {
@@ -163,11 +168,16 @@ pub fn incoming(
                     continue;
                 }
             };
+            let Some(slot) = PerIpSlot::take(&per_ip, addr.ip(), limits.max_handshakes_per_ip) else {
+                debug!(peer = %addr, "too many handshakes from this address at once; connection closed");
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
                 let _permit = permit;
+                let _slot = slot;
                 let handshake =
                     tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await;
                 let stream = match handshake {
@@ -193,4 +203,42 @@ pub fn incoming(
         }
     });
     ReceiverStream::new(rx)
+}
+
+type PerIp = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// One handshake in flight from an address; released when dropped.
+struct PerIpSlot {
+    map: PerIp,
+    ip: std::net::IpAddr,
+}
+
+impl PerIpSlot {
+    fn take(map: &PerIp, ip: std::net::IpAddr, limit: usize) -> Option<Self> {
+        let mut counts = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= limit.max(1) {
+            return None;
+        }
+        *count += 1;
+        Some(Self {
+            map: map.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerIpSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
 }

@@ -682,9 +682,9 @@ impl AdminService for AdminApi {
             ))
             .into());
         }
-        if !(60..=MAX_TOKEN_SECONDS).contains(&request.expires_seconds) {
+        if !(1..=MAX_TOKEN_SECONDS).contains(&request.expires_seconds) {
             return Err(ApiError::InvalidArgument(format!(
-                "a token must expire between 1 minute and {} days from now",
+                "a token must expire between 1 second and {} days from now",
                 MAX_TOKEN_SECONDS / 86_400
             ))
             .into());

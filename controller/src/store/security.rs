@@ -70,6 +70,8 @@ pub enum EnrollError {
     },
     #[error("host {0} is already enrolled with a valid certificate; if this is a new machine with the same name, revoke the old one first (`tierwise hosts revoke {0}`)")]
     AlreadyEnrolled(String),
+    #[error("host {host} was revoked after enrollment token {token} was created; it needs a newer token")]
+    RevokedHost { host: String, token: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -263,6 +265,21 @@ impl Store {
                     asked: enrollment.installation.to_owned(),
                 });
             }
+        }
+        // A host revoked after this token was made needs a newer token: a
+        // standing Group Policy token must not bring it straight back.
+        let revoked_since: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM agent_certificates WHERE host_id = $1 AND revoked_ms IS NOT NULL AND revoked_ms >= $2",
+        )
+        .bind(enrollment.host_id)
+        .bind(token.created_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        if revoked_since > 0 {
+            return Err(EnrollError::RevokedHost {
+                host: enrollment.host_id.to_owned(),
+                token: token.id,
+            });
         }
         let active: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM agent_certificates WHERE host_id = $1 AND revoked_ms IS NULL AND not_after_ms > $2",
