@@ -192,7 +192,11 @@ pub struct EnrollmentSettings {
 impl std::fmt::Debug for EnrollmentSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The token is a secret: never in logs.
-        write!(f, "EnrollmentSettings {{ token: <hidden>, ca_fingerprint: {} }}", self.ca_fingerprint)
+        write!(
+            f,
+            "EnrollmentSettings {{ token: <hidden>, ca_fingerprint: {} }}",
+            self.ca_fingerprint
+        )
     }
 }
 
@@ -365,13 +369,11 @@ pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
         ))
     };
 
-    let controller: ControllerAddress = raw
-        .controller
-        .get_ref()
-        .parse()
-        .map_err(|e: tierwise_transport::client::AddressError| {
+    let controller: ControllerAddress = raw.controller.get_ref().parse().map_err(
+        |e: tierwise_transport::client::AddressError| {
             at(raw.controller.span(), "controller", e.to_string())
-        })?;
+        },
+    )?;
     let ca_fingerprint = raw
         .ca_fingerprint
         .as_ref()
@@ -389,9 +391,14 @@ pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
                 "give enrollment_token or enrollment_token_file, not both".into(),
             ))
         }
-        (Some(token), None) => Some((token.get_ref().trim().to_owned(), token.span(), "enrollment_token")),
+        (Some(token), None) => Some((
+            token.get_ref().trim().to_owned(),
+            token.span(),
+            "enrollment_token",
+        )),
         (None, Some(file)) => {
-            let text = std::fs::read_to_string(file.get_ref()).map_err(|e| {
+            // A token is short: read at most 4 KiB, whatever the path names.
+            let text = read_small(file.get_ref()).map_err(|e| {
                 at(
                     file.span(),
                     "enrollment_token_file",
@@ -639,6 +646,15 @@ pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
         state_dir: raw.state_dir.unwrap_or_else(default_state_dir),
         components,
     })
+}
+
+fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(4096)
+        .read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// Which keys of a probe table were used, for "exactly one of" checks.

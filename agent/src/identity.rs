@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tierwise_proto::v1::{agent_service_client::AgentServiceClient, EnrollRequest, RenewRequest};
-use tierwise_transport::client::{client_config, ControllerAddress, Identity as TlsIdentity, Trust};
+use tierwise_transport::client::{
+    client_config, ControllerAddress, Identity as TlsIdentity, Trust,
+};
 use tierwise_transport::{files, Fingerprint};
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
@@ -103,8 +105,9 @@ impl IdentityFiles {
         let chain = files::read_certificates(&agent)?;
         let key = files::read_key(&agent)?;
         let ca = files::read_certificates(&self.ca())?;
-        let (host_id, not_after_ms) = read_certificate(&chain[0])
-            .ok_or_else(|| IdentityError::BadAnswer(format!("{} cannot be read", agent.display())))?;
+        let (host_id, not_after_ms) = read_certificate(&chain[0]).ok_or_else(|| {
+            IdentityError::BadAnswer(format!("{} cannot be read", agent.display()))
+        })?;
         if not_after_ms <= now_ms() {
             warn!(file = %agent.display(), "the agent's certificate has expired; it must enroll again");
             return Ok(None);
@@ -124,12 +127,18 @@ impl IdentityFiles {
     }
 
     /// Stores a certificate with its key and the CA, then loads them.
-    fn store(&self, certificate_pem: &str, key_pem: &str, ca_pem: &str) -> Result<Credentials, IdentityError> {
+    fn store(
+        &self,
+        certificate_pem: &str,
+        key_pem: &str,
+        ca_pem: &str,
+    ) -> Result<Credentials, IdentityError> {
         files::write_public(&self.ca(), ca_pem.as_bytes())?;
         let combined = format!("{}\n{}", certificate_pem.trim_end(), key_pem);
         files::write_private(&self.agent(), combined.as_bytes())?;
-        self.load()?
-            .ok_or_else(|| IdentityError::BadAnswer("the new certificate is already expired".into()))
+        self.load()?.ok_or_else(|| {
+            IdentityError::BadAnswer("the new certificate is already expired".into())
+        })
     }
 }
 
@@ -165,11 +174,19 @@ pub async fn connect(
     let connector = match controller.connector(config) {
         Ok(connector) => connector,
         // The address was checked when the configuration was read.
-        Err(_) => return Endpoint::from_static("http://invalid.invalid").connect().await,
+        Err(_) => {
+            return Endpoint::from_static("http://invalid.invalid")
+                .connect()
+                .await
+        }
     };
-    configure(controller.endpoint().connect_timeout(Duration::from_secs(10)))
-        .connect_with_connector(connector)
-        .await
+    configure(
+        controller
+            .endpoint()
+            .connect_timeout(Duration::from_secs(10)),
+    )
+    .connect_with_connector(connector)
+    .await
 }
 
 /// Enrolls: token and certificate request for a certificate.
@@ -191,9 +208,11 @@ pub async fn enroll(
         .map_err(|e| IdentityError::Key(format!("{}: {e}", pending.display())))?;
     let config = client_config(&Trust::Pinned(enrollment.ca_fingerprint), None)
         .map_err(|e| IdentityError::Unreachable(e.to_string()))?;
-    let channel = connect(&settings.controller, config, |e| e.timeout(Duration::from_secs(30)))
-        .await
-        .map_err(|e| IdentityError::Unreachable(tierwise_runtime::report::error_chain(&e)))?;
+    let channel = connect(&settings.controller, config, |e| {
+        e.timeout(Duration::from_secs(30))
+    })
+    .await
+    .map_err(|e| IdentityError::Unreachable(tierwise_runtime::report::error_chain(&e)))?;
     let answer = AgentServiceClient::new(channel)
         .enroll(EnrollRequest {
             token: enrollment.token.clone(),
@@ -247,7 +266,10 @@ pub async fn renew(
     let stored_ca = files::read_certificates(&identity.ca())?;
     check_ca(&answer.ca_pem, Fingerprint::of(&stored_ca[0]))?;
     let credentials = identity.store(&answer.certificate_pem, &key_pem, &answer.ca_pem)?;
-    info!(not_after_ms = credentials.not_after_ms, "certificate renewed");
+    info!(
+        not_after_ms = credentials.not_after_ms,
+        "certificate renewed"
+    );
     Ok(credentials)
 }
 
@@ -290,7 +312,10 @@ pub async fn obtain(settings: &Settings) -> Result<Credentials, IdentityError> {
         }
         return Ok(credentials);
     }
-    let enrollment = settings.enrollment.as_ref().ok_or(IdentityError::NotEnrolled)?;
+    let enrollment = settings
+        .enrollment
+        .as_ref()
+        .ok_or(IdentityError::NotEnrolled)?;
     enroll(settings, enrollment).await
 }
 

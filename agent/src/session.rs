@@ -5,6 +5,7 @@
 use crate::backoff::Backoff;
 use crate::config::Settings;
 use crate::host;
+use crate::identity::Identity;
 use crate::steps::journal::StepReport;
 use crate::steps::StepRunner;
 use crate::watcher::InventoryWatcher;
@@ -16,7 +17,6 @@ use tierwise_proto::v1::{
 use tierwise_proto::{MAX_AGENT_MESSAGE_BYTES, MAX_CONTROLLER_MESSAGE_BYTES};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use crate::identity::Identity;
 use tracing::{debug, info, warn};
 
 /// A session that lasted this long was healthy: the next reconnect starts

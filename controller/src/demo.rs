@@ -246,10 +246,7 @@ async fn tour(connection: &cli::Connection, root: &Path, hosts: &[DemoHost]) -> 
 
 /// Plans and runs a rollout of the demo installation to 26.3.100.34058,
 /// printing each change of progress, then the final fleet.
-async fn rollout_tour(
-    client: &mut cli::AdminClient,
-    root: &Path,
-) -> anyhow::Result<()> {
+async fn rollout_tour(client: &mut cli::AdminClient, root: &Path) -> anyhow::Result<()> {
     let catalogue = root.join("password-secure.toml");
     write(
         &catalogue,

@@ -592,8 +592,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     )
                     .await?
                 }
-                TokensCommand::List { json } => cli::security::token_list(&mut client, json).await?,
-                TokensCommand::Revoke { id } => cli::security::token_revoke(&mut client, &id).await?,
+                TokensCommand::List { json } => {
+                    cli::security::token_list(&mut client, json).await?
+                }
+                TokensCommand::Revoke { id } => {
+                    cli::security::token_revoke(&mut client, &id).await?
+                }
             };
             print!("{output}");
             Ok(ExitCode::SUCCESS)

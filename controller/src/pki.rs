@@ -72,7 +72,11 @@ pub enum IssueError {
 
 impl Pki {
     /// Loads the CA and the server certificate, creating what is absent.
-    pub fn load_or_create(data_dir: &Path, settings: &PkiSettings, now_ms: i64) -> anyhow::Result<Self> {
+    pub fn load_or_create(
+        data_dir: &Path,
+        settings: &PkiSettings,
+        now_ms: i64,
+    ) -> anyhow::Result<Self> {
         let (ca_cert_file, ca_key_file) = match (&settings.ca_cert, &settings.ca_key) {
             (Some(cert), Some(key)) => (cert.clone(), key.clone()),
             (None, None) => (ca_cert_path(data_dir), ca_key_path(data_dir)),
@@ -93,15 +97,19 @@ impl Pki {
             .next()
             .context("no CA certificate")?;
         let ca_key_pem = files::read(&ca_key_file)?;
-        let ca_key = KeyPair::from_pem(&ca_key_pem)
-            .with_context(|| format!("{} is not a private key rcgen can sign with (PKCS#8 PEM, ECDSA, Ed25519 or RSA)", ca_key_file.display()))?;
+        let ca_key = KeyPair::from_pem(&ca_key_pem).with_context(|| {
+            format!(
+                "{} is not a private key rcgen can sign with (PKCS#8 PEM, ECDSA, Ed25519 or RSA)",
+                ca_key_file.display()
+            )
+        })?;
         let issuer = Issuer::from_ca_cert_der(&ca_der, ca_key)
             .with_context(|| format!("{} is not a CA certificate", ca_cert_file.display()))?;
         let fingerprint = Fingerprint::of(&ca_der);
         let (server_chain, server_key) = match (&settings.server_cert, &settings.server_key) {
             (Some(cert), Some(key)) => {
                 let mut chain = files::read_certificates(cert)?;
-                if !chain.iter().any(|c| *c == ca_der) {
+                if !chain.contains(&ca_der) {
                     chain.push(ca_der.clone());
                 }
                 (chain, files::read_key(key)?)
@@ -225,7 +233,9 @@ fn create_ca(cert_file: &Path, key_file: &Path, now_ms: i64) -> anyhow::Result<(
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    let certificate = params.self_signed(&key).context("signing the CA certificate")?;
+    let certificate = params
+        .self_signed(&key)
+        .context("signing the CA certificate")?;
     files::write_private(key_file, key.serialize_pem().as_bytes())?;
     files::write_public(cert_file, certificate.pem().as_bytes())?;
     info!(ca = %cert_file.display(), "created a new certificate authority");
@@ -238,7 +248,12 @@ fn server_certificate(
     now_ms: i64,
 ) -> anyhow::Result<(CertificateDer<'static>, PrivateKeyDer<'static>)> {
     let mut names: Vec<String> = extra_names.to_vec();
-    for name in [gethostname(), "localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()] {
+    for name in [
+        gethostname(),
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ] {
         if !name.is_empty() && !names.contains(&name) {
             names.push(name);
         }
@@ -347,7 +362,9 @@ mod tests {
             .issue(&csr, "x", "prod", 0, Duration::from_secs(60))
             .unwrap_err();
         assert!(error.to_string().contains("PKCS#10"), "{error}");
-        assert!(pki.issue(b"garbage", "x", "prod", 0, Duration::from_secs(60)).is_err());
+        assert!(pki
+            .issue(b"garbage", "x", "prod", 0, Duration::from_secs(60))
+            .is_err());
     }
 
     #[test]

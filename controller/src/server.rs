@@ -3,26 +3,26 @@
 
 use crate::clock::now_ms;
 use crate::engine::Engine;
+use crate::grpc::auth::{Authenticator, Guard};
 use crate::grpc::sessions::Sessions;
 use crate::grpc::{admin::AdminApi, agent::AgentGateway};
+use crate::pki::{Pki, PkiSettings};
 use crate::store::{DatabaseUrl, Store};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tierwise_proto::v1::admin_service_server::AdminServiceServer;
 use tierwise_proto::v1::agent_service_server::AgentServiceServer;
 use tierwise_proto::{
     MAX_ADMIN_MESSAGE_BYTES, MAX_AGENT_MESSAGE_BYTES, MAX_CONTROLLER_MESSAGE_BYTES,
 };
+use tierwise_transport::server::AcceptLimits;
+use tierwise_transport::Fingerprint;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use crate::grpc::auth::{Authenticator, Guard};
-use crate::pki::{Pki, PkiSettings};
-use std::sync::Arc;
-use tierwise_transport::server::AcceptLimits;
-use tierwise_transport::Fingerprint;
 use tracing::{info, warn};
 
 /// How often the controller looks for hosts that stopped heartbeating.
@@ -149,7 +149,11 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         )
     })?;
     let addr = listener.local_addr()?;
-    let pki = Arc::new(Pki::load_or_create(&settings.data_dir, &settings.pki, now_ms())?);
+    let pki = Arc::new(Pki::load_or_create(
+        &settings.data_dir,
+        &settings.pki,
+        now_ms(),
+    )?);
     let tls = pki.server_config()?;
     let store = Store::open(settings.database.connect_string()).await?;
     info!(database = %settings.database.redacted(), backend = %store.backend(), "store ready");

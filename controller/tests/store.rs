@@ -273,7 +273,12 @@ async fn suite(store: &Store) {
     // Catalogues: the newest import is the one in force.
     assert_eq!(store.current_catalogue().await.unwrap(), None);
     store
-        .import_catalogue("a.toml", "[[release]]\nversion = \"9.3.1.33994\"\n", "test", t0)
+        .import_catalogue(
+            "a.toml",
+            "[[release]]\nversion = \"9.3.1.33994\"\n",
+            "test",
+            t0,
+        )
         .await
         .unwrap();
     store

@@ -7,15 +7,15 @@
 //! packages have integration tests of their own.
 
 use anyhow::{anyhow, bail, Context, Result};
+use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-use rustls::pki_types::pem::PemObject;
-use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 use tierwise_transport::client::{client_config, ControllerAddress, Identity, Trust};
 use tierwise_transport::{files, CertificateDer, Fingerprint};
 
@@ -137,8 +137,10 @@ impl Controller {
         // Agents started for this address enroll with one shared token.
         let token = controller.cli(&["tokens", "create", "--uses", "100000", "--expires", "2h"])?;
         let fingerprint = Fingerprint::of(&controller.ca_certificate()?);
-        enrollments()
-            .insert(controller.url(), (token.trim().to_owned(), fingerprint.to_string()));
+        enrollments().insert(
+            controller.url(),
+            (token.trim().to_owned(), fingerprint.to_string()),
+        );
         Ok(controller)
     }
 
@@ -195,15 +197,16 @@ impl Controller {
             .endpoint()
             .connect_with_connector(address.connector(plain)?)
             .await?;
-        let certificate = tierwise_proto::v1::agent_service_client::AgentServiceClient::new(channel)
-            .enroll(tierwise_proto::v1::EnrollRequest {
-                token: token.trim().to_owned(),
-                host_id: host_id.to_owned(),
-                installation: "prod".into(),
-                csr_der: csr,
-            })
-            .await?
-            .into_inner();
+        let certificate =
+            tierwise_proto::v1::agent_service_client::AgentServiceClient::new(channel)
+                .enroll(tierwise_proto::v1::EnrollRequest {
+                    token: token.trim().to_owned(),
+                    host_id: host_id.to_owned(),
+                    installation: "prod".into(),
+                    csr_der: csr,
+                })
+                .await?
+                .into_inner();
         let chain = files::certificates_from_pem(certificate.certificate_pem.as_bytes())
             .map_err(|_| anyhow!("no certificate in the answer"))?;
         let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())

@@ -73,7 +73,11 @@ fn hello(host_id: &str, version: &str, os: String) -> AgentMessage {
 
 /// Opens a session that sends `messages` and returns how the controller
 /// ended it (the first error on the response side).
-async fn session_outcome(channel: &Channel, messages: Vec<AgentMessage>, keep_open: bool) -> Status {
+async fn session_outcome(
+    channel: &Channel,
+    messages: Vec<AgentMessage>,
+    keep_open: bool,
+) -> Status {
     let mut client = AgentServiceClient::new(channel.clone());
     let (tx, rx) = tokio::sync::mpsc::channel(8);
     for message in messages {

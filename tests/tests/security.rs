@@ -21,7 +21,13 @@ fn text(output: &Output) -> String {
 }
 
 /// `tierwise-agent --enroll` for a host with its own state directory.
-fn enroll(root: &Path, controller: &Controller, host: &str, token: &str, fingerprint: &str) -> Output {
+fn enroll(
+    root: &Path,
+    controller: &Controller,
+    host: &str,
+    token: &str,
+    fingerprint: &str,
+) -> Output {
     let dir = root.join(host);
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("agent.toml");
@@ -46,7 +52,13 @@ fn enroll(root: &Path, controller: &Controller, host: &str, token: &str, fingerp
 
 fn fingerprint(controller: &Controller) -> String {
     controller
-        .cli(&["pki", "show", "--data-dir", controller.data_dir.to_str().unwrap(), "--fingerprint"])
+        .cli(&[
+            "pki",
+            "show",
+            "--data-dir",
+            controller.data_dir.to_str().unwrap(),
+            "--fingerprint",
+        ])
         .unwrap()
         .trim()
         .to_owned()
@@ -58,15 +70,29 @@ fn enrollment_refuses_reused_expired_forged_and_misdirected_tokens() {
     let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0").unwrap();
     let fp = fingerprint(&controller);
     let show = controller
-        .cli(&["pki", "show", "--data-dir", controller.data_dir.to_str().unwrap()])
+        .cli(&[
+            "pki",
+            "show",
+            "--data-dir",
+            controller.data_dir.to_str().unwrap(),
+        ])
         .unwrap();
-    assert!(show.contains(&format!("SHA-256 fingerprint: {fp}")) && show.contains("BEGIN CERTIFICATE"), "{show}");
+    assert!(
+        show.contains(&format!("SHA-256 fingerprint: {fp}")) && show.contains("BEGIN CERTIFICATE"),
+        "{show}"
+    );
 
-    let single = controller.cli(&["tokens", "create", "--installation", "prod"]).unwrap();
+    let single = controller
+        .cli(&["tokens", "create", "--installation", "prod"])
+        .unwrap();
     let single = single.trim();
     let first = enroll(root.path(), &controller, "cl-001", single, &fp);
     assert!(first.status.success(), "{}", text(&first));
-    assert!(text(&first).contains("enrolled as cl-001"), "{}", text(&first));
+    assert!(
+        text(&first).contains("enrolled as cl-001"),
+        "{}",
+        text(&first)
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -78,10 +104,16 @@ fn enrollment_refuses_reused_expired_forged_and_misdirected_tokens() {
     // The same single-use token again.
     let reused = enroll(root.path(), &controller, "cl-002", single, &fp);
     assert!(!reused.status.success());
-    assert!(text(&reused).contains("has been used 1 of 1 time(s)"), "{}", text(&reused));
+    assert!(
+        text(&reused).contains("has been used 1 of 1 time(s)"),
+        "{}",
+        text(&reused)
+    );
 
     // An expired token.
-    let short = controller.cli(&["tokens", "create", "--expires", "1s"]).unwrap();
+    let short = controller
+        .cli(&["tokens", "create", "--expires", "1s"])
+        .unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     let expired = enroll(root.path(), &controller, "cl-003", short.trim(), &fp);
     assert!(!expired.status.success());
@@ -90,16 +122,29 @@ fn enrollment_refuses_reused_expired_forged_and_misdirected_tokens() {
     // A forged token: a real id with a made-up secret, and pure invention.
     let id = single.split('_').nth(1).unwrap();
     let forged = format!("twe_{id}_{}", "0".repeat(48));
-    for token in [forged.as_str(), "twe_0123456789abcdef_0123456789abcdef0123456789abcdef0123456789abcdef"] {
+    for token in [
+        forged.as_str(),
+        "twe_0123456789abcdef_0123456789abcdef0123456789abcdef0123456789abcdef",
+    ] {
         let refused = enroll(root.path(), &controller, "cl-004", token, &fp);
         assert!(!refused.status.success());
-        assert!(text(&refused).contains("the enrollment token is not valid"), "{}", text(&refused));
+        assert!(
+            text(&refused).contains("the enrollment token is not valid"),
+            "{}",
+            text(&refused)
+        );
     }
 
     // A token for another installation.
-    let other = controller.cli(&["tokens", "create", "--installation", "test"]).unwrap();
+    let other = controller
+        .cli(&["tokens", "create", "--installation", "test"])
+        .unwrap();
     let misdirected = enroll(root.path(), &controller, "cl-005", other.trim(), &fp);
-    assert!(text(&misdirected).contains("is for installation `test`, not `prod`"), "{}", text(&misdirected));
+    assert!(
+        text(&misdirected).contains("is for installation `test`, not `prod`"),
+        "{}",
+        text(&misdirected)
+    );
 
     // The right token, but a pinned fingerprint of another CA: the agent
     // refuses the controller before sending its token.
@@ -107,18 +152,30 @@ fn enrollment_refuses_reused_expired_forged_and_misdirected_tokens() {
     let wrong_pin = "AB".repeat(32);
     let unpinned = enroll(root.path(), &controller, "cl-006", good.trim(), &wrong_pin);
     assert!(!unpinned.status.success());
-    assert!(text(&unpinned).contains("no CA with the pinned fingerprint"), "{}", text(&unpinned));
+    assert!(
+        text(&unpinned).contains("no CA with the pinned fingerprint"),
+        "{}",
+        text(&unpinned)
+    );
     let list = controller.cli(&["tokens", "list", "--json"]).unwrap();
     let tokens: serde_json::Value = serde_json::from_str(&list).unwrap();
     let good_id = good.trim().split('_').nth(1).unwrap();
-    let entry = tokens.as_array().unwrap().iter().find(|t| t["id"] == good_id).unwrap();
+    let entry = tokens
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == good_id)
+        .unwrap();
     assert_eq!(entry["uses"], 0, "a refused controller never saw the token");
 
     // Nothing refused was stored: one host enrolled, one enrollment audited.
     let audit = controller.cli(&["audit", "--json"]).unwrap();
     assert_eq!(audit.matches("\"host enroll\"").count(), 1, "{audit}");
     let log = controller.process.log_text();
-    assert!(log.matches("session refused").count() >= 4, "every refusal is logged: {log}");
+    assert!(
+        log.matches("session refused").count() >= 4,
+        "every refusal is logged: {log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,7 +191,9 @@ async fn a_certificate_of_another_ca_is_refused() {
     let issuer = rcgen::Issuer::new(ca_params, ca_key);
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(rcgen::DnType::CommonName, "srv-01");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "srv-01");
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
     let cert = params.signed_by(&key, &issuer).unwrap();
     let chain = vec![cert.der().clone(), ca_cert.der().clone()];
@@ -154,7 +213,9 @@ async fn a_certificate_of_another_ca_is_refused() {
             .map(|_| ())
             .map_err(anyhow::Error::from)
     };
-    let result = tokio::time::timeout(Duration::from_secs(10), attempt).await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .unwrap();
     assert!(result.is_err(), "a foreign certificate got a session");
     tokio::task::block_in_place(|| {
         wait_for("the refusal in the log", Duration::from_secs(5), || {
@@ -163,32 +224,60 @@ async fn a_certificate_of_another_ca_is_refused() {
         })
     })
     .unwrap();
-    assert!(tokio::task::block_in_place(|| controller.hosts()).unwrap().is_empty());
+    assert!(tokio::task::block_in_place(|| controller.hosts())
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
 fn a_revoked_host_is_refused_until_it_enrolls_with_a_newer_token() {
     let root = tempfile::tempdir().unwrap();
     let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0").unwrap();
-    let mut agent = Agent::start(root.path(), &controller.url(), "cl-001", Plays::Client, V931).unwrap();
-    controller.wait_online("cl-001", true, Duration::from_secs(20)).unwrap();
+    let mut agent = Agent::start(
+        root.path(),
+        &controller.url(),
+        "cl-001",
+        Plays::Client,
+        V931,
+    )
+    .unwrap();
+    controller
+        .wait_online("cl-001", true, Duration::from_secs(20))
+        .unwrap();
 
     let out = controller.cli(&["hosts", "revoke", "cl-001"]).unwrap();
-    assert!(out.contains("1 certificate(s) revoked; its session was closed"), "{out}");
-    controller.wait_online("cl-001", false, Duration::from_secs(10)).unwrap();
+    assert!(
+        out.contains("1 certificate(s) revoked; its session was closed"),
+        "{out}"
+    );
+    controller
+        .wait_online("cl-001", false, Duration::from_secs(10))
+        .unwrap();
     // It keeps trying with its certificate and keeps being refused, also
     // after a restart; the standing token cannot bring it back.
     agent.restart().unwrap();
-    wait_for("the refusal in the agent's log", Duration::from_secs(20), || {
-        Ok(agent.process.log_text().contains("was revoked at").then_some(()))
-    })
+    wait_for(
+        "the refusal in the agent's log",
+        Duration::from_secs(20),
+        || {
+            Ok(agent
+                .process
+                .log_text()
+                .contains("was revoked at")
+                .then_some(()))
+        },
+    )
     .unwrap();
     assert_eq!(controller.host("cl-001").unwrap().unwrap()["online"], false);
     let identity = agent.dir.join("state/identity");
     std::fs::remove_dir_all(&identity).unwrap();
     agent.restart().unwrap();
     wait_for("the re-enrollment refusal", Duration::from_secs(20), || {
-        Ok(agent.process.log_text().contains("was revoked after enrollment token").then_some(()))
+        Ok(agent
+            .process
+            .log_text()
+            .contains("was revoked after enrollment token")
+            .then_some(()))
     })
     .unwrap();
     assert_eq!(controller.host("cl-001").unwrap().unwrap()["online"], false);
@@ -200,21 +289,35 @@ fn a_revoked_host_is_refused_until_it_enrolls_with_a_newer_token() {
     let config = std::fs::read_to_string(&agent.config).unwrap();
     let start = config.find("enrollment_token = ").unwrap();
     let end = start + config[start..].find('\n').unwrap();
-    let config = format!("{}enrollment_token = {:?}{}", &config[..start], token.trim(), &config[end..]);
+    let config = format!(
+        "{}enrollment_token = {:?}{}",
+        &config[..start],
+        token.trim(),
+        &config[end..]
+    );
     assert!(config.contains(&fp));
     std::fs::write(&agent.config, config).unwrap();
     agent.restart().unwrap();
-    controller.wait_online("cl-001", true, Duration::from_secs(20)).unwrap();
+    controller
+        .wait_online("cl-001", true, Duration::from_secs(20))
+        .unwrap();
     let audit = controller.cli(&["audit"]).unwrap();
-    assert!(audit.contains("host revoke") && audit.contains("admin"), "{audit}");
+    assert!(
+        audit.contains("host revoke") && audit.contains("admin"),
+        "{audit}"
+    );
 }
 
 #[test]
 fn roles_limit_what_operators_can_do() {
     let root = tempfile::tempdir().unwrap();
     let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0").unwrap();
-    let viewer = controller.cli(&["operators", "add", "vera", "--role", "viewer"]).unwrap();
-    let operator = controller.cli(&["operators", "add", "otto", "--role", "operator"]).unwrap();
+    let viewer = controller
+        .cli(&["operators", "add", "vera", "--role", "viewer"])
+        .unwrap();
+    let operator = controller
+        .cli(&["operators", "add", "otto", "--role", "operator"])
+        .unwrap();
     let (viewer, operator) = (viewer.trim(), operator.trim());
     let as_ = |token: &str, args: &[&str]| controller.cli_output_as(token, args).unwrap();
 
@@ -231,7 +334,11 @@ fn roles_limit_what_operators_can_do() {
         let refused = as_(viewer, args);
         assert!(!refused.status.success(), "{args:?}");
         let said = text(&refused);
-        assert!(said.contains("operator `vera` has the role viewer;") && said.contains("needs operator or above"), "{args:?}: {said}");
+        assert!(
+            said.contains("operator `vera` has the role viewer;")
+                && said.contains("needs operator or above"),
+            "{args:?}: {said}"
+        );
     }
     for args in [
         &["tokens", "create"][..],
@@ -242,34 +349,65 @@ fn roles_limit_what_operators_can_do() {
         let refused = as_(operator, args);
         assert!(!refused.status.success(), "{args:?}");
         let said = text(&refused);
-        assert!(said.contains("operator `otto` has the role operator;") && said.contains("needs admin"), "{args:?}: {said}");
+        assert!(
+            said.contains("operator `otto` has the role operator;") && said.contains("needs admin"),
+            "{args:?}: {said}"
+        );
     }
     // The operator may run rollouts: refused here for a reason of the
     // rollout, not of the role.
     let start = as_(operator, &["rollout", "pause", "r-1"]);
-    assert!(text(&start).contains("no rollout `r-1`"), "{}", text(&start));
+    assert!(
+        text(&start).contains("no rollout `r-1`"),
+        "{}",
+        text(&start)
+    );
 
     // No token, a made-up token, a removed operator.
     let none = std::process::Command::new(binary("tierwise"))
-        .args(["--controller", &controller.url(), "--ca-cert", controller.ca_path().to_str().unwrap()])
+        .args([
+            "--controller",
+            &controller.url(),
+            "--ca-cert",
+            controller.ca_path().to_str().unwrap(),
+        ])
         .args(["--token-file", "/nonexistent/token", "hosts", "list"])
         .env_remove("TIERWISE_TOKEN")
         .output()
         .unwrap();
-    assert!(text(&none).contains("cannot read /nonexistent/token"), "{}", text(&none));
+    assert!(
+        text(&none).contains("cannot read /nonexistent/token"),
+        "{}",
+        text(&none)
+    );
     let bogus = as_("two_0000", &["hosts", "list"]);
-    assert!(text(&bogus).contains("the operator token is not valid"), "{}", text(&bogus));
+    assert!(
+        text(&bogus).contains("the operator token is not valid"),
+        "{}",
+        text(&bogus)
+    );
     controller.cli(&["operators", "remove", "vera"]).unwrap();
     let removed = as_(viewer, &["hosts", "list"]);
-    assert!(text(&removed).contains("the operator token is not valid"), "{}", text(&removed));
-    let last = controller.cli_output(&["operators", "remove", "admin"]).unwrap();
+    assert!(
+        text(&removed).contains("the operator token is not valid"),
+        "{}",
+        text(&removed)
+    );
+    let last = controller
+        .cli_output(&["operators", "remove", "admin"])
+        .unwrap();
     assert!(text(&last).contains("is the last admin"), "{}", text(&last));
 
     // The refusals of known operators and every change are audited by name.
     let audit = controller.cli(&["audit", "--json"]).unwrap();
     let entries: serde_json::Value = serde_json::from_str(&audit).unwrap();
     let entries = entries.as_array().unwrap();
-    let by = |actor: &str, action: &str| entries.iter().filter(|e| e["actor"] == actor && e["action"] == action).count();
+    let by = |actor: &str, action: &str| {
+        entries
+            .iter()
+            .filter(|e| e["actor"] == actor && e["action"] == action)
+            .count()
+    };
     assert_eq!(by("vera", "denied"), 4, "{audit}");
     assert_eq!(by("otto", "denied"), 4, "{audit}");
     assert_eq!(by("admin", "operator add"), 2, "{audit}");
@@ -296,11 +434,25 @@ fn certificates_renew_under_a_running_rollout_without_dropping_it() {
     )
     .unwrap();
     server.with_installers(&order, "5").unwrap();
-    let web = Agent::start(root.path(), &url, "web-01", Plays::Web { websocket: true }, V931).unwrap();
+    let web = Agent::start(
+        root.path(),
+        &url,
+        "web-01",
+        Plays::Web { websocket: true },
+        V931,
+    )
+    .unwrap();
     web.with_web_package(V263).unwrap();
     let mut clients = Vec::new();
     for i in 1..=3 {
-        let mut client = Agent::start(root.path(), &url, &format!("cl-{i:03}"), Plays::Client, V931).unwrap();
+        let mut client = Agent::start(
+            root.path(),
+            &url,
+            &format!("cl-{i:03}"),
+            Plays::Client,
+            V931,
+        )
+        .unwrap();
         client.with_installers(&order, "3").unwrap();
         clients.push(client);
     }
@@ -309,14 +461,31 @@ fn certificates_renew_under_a_running_rollout_without_dropping_it() {
         Ok((hosts.len() == 5 && hosts.iter().all(|h| h["online"] == true)).then_some(()))
     })
     .unwrap();
-    controller.cli(&["releases", "import", &catalogue_path()]).unwrap();
     controller
-        .cli(&["license", "set", "--installation", "prod", "--maintenance-until", "2026-12-31"])
+        .cli(&["releases", "import", &catalogue_path()])
         .unwrap();
     controller
         .cli(&[
-            "rollout", "start", "--installation", "prod", "--to", V263,
-            "--ack-breaking", "--ack-server-manager-password", "--ack", "pkcs11",
+            "license",
+            "set",
+            "--installation",
+            "prod",
+            "--maintenance-until",
+            "2026-12-31",
+        ])
+        .unwrap();
+    controller
+        .cli(&[
+            "rollout",
+            "start",
+            "--installation",
+            "prod",
+            "--to",
+            V263,
+            "--ack-breaking",
+            "--ack-server-manager-password",
+            "--ack",
+            "pkcs11",
         ])
         .unwrap();
     let (done, took) = wait_for("the rollout to end", Duration::from_secs(120), || {
@@ -326,19 +495,44 @@ fn certificates_renew_under_a_running_rollout_without_dropping_it() {
     })
     .unwrap();
     assert_eq!(done["state"], "completed", "{done:#}");
-    assert_eq!(done["failures"].as_array().map(Vec::len), Some(0), "{done:#}");
-    assert!(took > Duration::from_secs(10), "the rollout outlived a certificate ({took:?})");
+    assert_eq!(
+        done["failures"].as_array().map(Vec::len),
+        Some(0),
+        "{done:#}"
+    );
+    assert!(
+        took > Duration::from_secs(10),
+        "the rollout outlived a certificate ({took:?})"
+    );
     // Every agent renewed at least once while it ran, and reconnected.
     for agent in std::iter::once(&server).chain(&clients) {
         let log = agent.process.log_text();
-        assert!(log.contains("certificate renewed"), "{}: {log}", agent.host_id);
-        assert!(log.contains("reconnecting with the renewed certificate"), "{}: {log}", agent.host_id);
+        assert!(
+            log.contains("certificate renewed"),
+            "{}: {log}",
+            agent.host_id
+        );
+        assert!(
+            log.contains("reconnecting with the renewed certificate"),
+            "{}: {log}",
+            agent.host_id
+        );
     }
     // Each step ran exactly once, renewal or not.
     for client in &clients {
-        assert_eq!(client.runs().iter().filter(|r| r.contains("install")).count(), 1);
+        assert_eq!(
+            client
+                .runs()
+                .iter()
+                .filter(|r| r.contains("install"))
+                .count(),
+            1
+        );
     }
-    assert!(controller.process.log_text().contains("agent certificate renewed"));
+    assert!(controller
+        .process
+        .log_text()
+        .contains("agent certificate renewed"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,8 +541,10 @@ async fn a_flood_from_one_peer_does_not_stop_other_agents() {
     let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0").unwrap();
     let url = controller.url();
     let _good = Agent::start(root.path(), &url, "cl-good", Plays::Client, V931).unwrap();
-    tokio::task::block_in_place(|| controller.wait_online("cl-good", true, Duration::from_secs(20)))
-        .unwrap();
+    tokio::task::block_in_place(|| {
+        controller.wait_online("cl-good", true, Duration::from_secs(20))
+    })
+    .unwrap();
 
     // Another machine (127.0.0.2) opens 300 connections and never speaks TLS…
     let mut idle = Vec::new();
@@ -368,7 +564,9 @@ async fn a_flood_from_one_peer_does_not_stop_other_agents() {
         let mut client = AgentServiceClient::new(flood.clone());
         streams.push(tokio::spawn(async move {
             let (tx, rx) = tokio::sync::mpsc::channel::<tierwise_proto::v1::AgentMessage>(1);
-            let result = client.session(tokio_stream::wrappers::ReceiverStream::new(rx)).await;
+            let result = client
+                .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await;
             (tx, result.is_ok())
         }));
     }
@@ -377,14 +575,18 @@ async fn a_flood_from_one_peer_does_not_stop_other_agents() {
     // Meanwhile a new agent enrolls and comes online, and the good one keeps
     // heartbeating.
     let _late = Agent::start(root.path(), &url, "cl-late", Plays::Client, V931).unwrap();
-    let took = tokio::task::block_in_place(|| controller.wait_online("cl-late", true, Duration::from_secs(15)))
-        .unwrap();
+    let took = tokio::task::block_in_place(|| {
+        controller.wait_online("cl-late", true, Duration::from_secs(15))
+    })
+    .unwrap();
     let seen = |c: &Controller| c.host("cl-good").map(|h| h.unwrap()["last_seen"].clone());
     let before = tokio::task::block_in_place(|| seen(&controller)).unwrap();
     tokio::task::block_in_place(|| {
-        wait_for("a new heartbeat of the good agent", Duration::from_secs(10), || {
-            Ok((seen(&controller)? != before).then_some(()))
-        })
+        wait_for(
+            "a new heartbeat of the good agent",
+            Duration::from_secs(10),
+            || Ok((seen(&controller)? != before).then_some(())),
+        )
     })
     .unwrap();
     eprintln!("under the flood a new agent came online in {took:?}");

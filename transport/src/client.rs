@@ -70,7 +70,10 @@ pub fn client_config(
         }
         Trust::Pinned(pin) => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedCa { pin: *pin, provider })),
+            .with_custom_certificate_verifier(Arc::new(PinnedCa {
+                pin: *pin,
+                provider,
+            })),
     };
     let mut config = match identity {
         Some(identity) => builder
@@ -116,11 +119,8 @@ impl ServerCertVerifier for PinnedCa {
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
                 .build()
                 .map_err(|e| rustls::Error::General(e.to_string()))?;
-        let others: Vec<CertificateDer<'_>> = intermediates
-            .iter()
-            .filter(|c| *c != ca)
-            .cloned()
-            .collect();
+        let others: Vec<CertificateDer<'_>> =
+            intermediates.iter().filter(|c| *c != ca).cloned().collect();
         verifier.verify_server_cert(end_entity, &others, server_name, ocsp_response, now)
     }
 
@@ -171,7 +171,9 @@ pub const DEFAULT_PORT: u16 = 7700;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
-    #[error("`{0}` is not a controller address; write it like https://controller.example.com:7700")]
+    #[error(
+        "`{0}` is not a controller address; write it like https://controller.example.com:7700"
+    )]
     Malformed(String),
     #[error("`{0}` asks for plaintext: Tierwise speaks only TLS; write https://{1}")]
     Plaintext(String, String),
@@ -242,7 +244,11 @@ impl ControllerAddress {
     /// The connector that dials this address and does the TLS handshake.
     pub fn connector(&self, config: Arc<ClientConfig>) -> Result<TlsConnector, AddressError> {
         Ok(TlsConnector {
-            host: self.host.trim_start_matches('[').trim_end_matches(']').to_owned(),
+            host: self
+                .host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
             port: self.port,
             name: self.server_name()?,
             tls: tokio_rustls::TlsConnector::from(config),
@@ -268,8 +274,12 @@ impl fmt::Debug for TlsConnector {
 
 type Connecting = Pin<
     Box<
-        dyn Future<Output = Result<TokioIo<tokio_rustls::client::TlsStream<TcpStream>>, std::io::Error>>
-            + Send,
+        dyn Future<
+                Output = Result<
+                    TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
+                    std::io::Error,
+                >,
+            > + Send,
     >,
 >;
 
@@ -313,8 +323,18 @@ mod tests {
         let error = "http://10.0.0.1:7700"
             .parse::<ControllerAddress>()
             .unwrap_err();
-        assert!(error.to_string().contains("https://10.0.0.1:7700"), "{error}");
-        for bad in ["", "https://", "ftp://x", "https://x:99999", "https://x/path", "a b"] {
+        assert!(
+            error.to_string().contains("https://10.0.0.1:7700"),
+            "{error}"
+        );
+        for bad in [
+            "",
+            "https://",
+            "ftp://x",
+            "https://x:99999",
+            "https://x/path",
+            "a b",
+        ] {
             assert!(bad.parse::<ControllerAddress>().is_err(), "{bad}");
         }
     }

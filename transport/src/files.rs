@@ -138,10 +138,19 @@ mod tests {
         let path = dir.path().join("ca.pem");
         std::fs::write(&path, "not a certificate").unwrap();
         let error = read_certificates(&path).unwrap_err().to_string();
-        assert!(error.contains("ca.pem") && error.contains("BEGIN CERTIFICATE"), "{error}");
+        assert!(
+            error.contains("ca.pem") && error.contains("BEGIN CERTIFICATE"),
+            "{error}"
+        );
         let error = read_key(&path).unwrap_err().to_string();
-        assert!(error.contains("ca.pem") && error.contains("private key"), "{error}");
+        assert!(
+            error.contains("ca.pem") && error.contains("private key"),
+            "{error}"
+        );
         let missing = dir.path().join("missing.pem");
-        assert!(read_certificates(&missing).unwrap_err().to_string().contains("missing.pem"));
+        assert!(read_certificates(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("missing.pem"));
     }
 }

@@ -88,7 +88,14 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_64_hex_digits() {
-        for bad in ["", "abc", &"g".repeat(64), &"a".repeat(63), &"a".repeat(65), "é"] {
+        for bad in [
+            "",
+            "abc",
+            &"g".repeat(64),
+            &"a".repeat(63),
+            &"a".repeat(65),
+            "é",
+        ] {
             let error = bad.parse::<Fingerprint>().unwrap_err();
             assert!(error.to_string().contains("tierwise pki show"), "{error}");
         }

@@ -168,7 +168,8 @@ pub fn incoming(
                     continue;
                 }
             };
-            let Some(slot) = PerIpSlot::take(&per_ip, addr.ip(), limits.max_handshakes_per_ip) else {
+            let Some(slot) = PerIpSlot::take(&per_ip, addr.ip(), limits.max_handshakes_per_ip)
+            else {
                 debug!(peer = %addr, "too many handshakes from this address at once; connection closed");
                 continue;
             };
@@ -215,7 +216,9 @@ struct PerIpSlot {
 
 impl PerIpSlot {
     fn take(map: &PerIp, ip: std::net::IpAddr, limit: usize) -> Option<Self> {
-        let mut counts = map.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut counts = map
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let count = counts.entry(ip).or_insert(0);
         if *count >= limit.max(1) {
             return None;

@@ -2,14 +2,14 @@
 //! chunks, resuming a partial download, and verifying the SHA-256 before the
 //! file may be used. A file that does not match is deleted and nothing runs.
 
-use sha2::{Digest, Sha256};
 use crate::identity::Identity;
+use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use tierwise_transport::client::ControllerAddress;
 use tierwise_common::action::StepOutcome;
 use tierwise_proto::v1::{agent_service_client::AgentServiceClient, DownloadArtifactRequest};
 use tierwise_proto::MAX_CONTROLLER_MESSAGE_BYTES;
+use tierwise_transport::client::ControllerAddress;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Clone, Debug)]
@@ -89,14 +89,15 @@ impl Downloader {
         let Some(identity) = self.identity.get() else {
             return Err(transient("the agent has no certificate yet".into()));
         };
-        let channel = crate::identity::connect(&self.controller, identity.current().config.clone(), |e| e)
-            .await
-            .map_err(|e| {
-                transient(format!(
-                    "cannot reach the controller to download the installer: {}",
-                    tierwise_runtime::report::error_chain(&e)
-                ))
-            })?;
+        let channel =
+            crate::identity::connect(&self.controller, identity.current().config.clone(), |e| e)
+                .await
+                .map_err(|e| {
+                    transient(format!(
+                        "cannot reach the controller to download the installer: {}",
+                        tierwise_runtime::report::error_chain(&e)
+                    ))
+                })?;
         let mut client = AgentServiceClient::new(channel)
             .max_decoding_message_size(MAX_CONTROLLER_MESSAGE_BYTES);
         let mut stream = client

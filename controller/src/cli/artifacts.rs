@@ -4,9 +4,7 @@ use super::status_error;
 use anyhow::Context;
 use std::path::Path;
 use tierwise_common::{Role, Version};
-use tierwise_proto::v1::{
-    Role as WireRole, UploadArtifactChunk,
-};
+use tierwise_proto::v1::{Role as WireRole, UploadArtifactChunk};
 use tokio::io::AsyncReadExt;
 
 pub async fn add(

@@ -7,8 +7,7 @@ use serde::Serialize;
 use tierwise_common::json::ComponentJson;
 use tierwise_common::{Facts, HostRecord, ProbedVersion, Role};
 use tierwise_proto::v1::{
-    GetHostRequest, ListHostsRequest,
-    RefreshInventoryRequest, Role as WireRole,
+    GetHostRequest, ListHostsRequest, RefreshInventoryRequest, Role as WireRole,
 };
 
 /// The `--json` shape of a host. Field names are part of the CLI's contract

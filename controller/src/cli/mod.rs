@@ -92,7 +92,10 @@ impl std::fmt::Debug for Bearer {
 }
 
 impl tonic::service::Interceptor for Bearer {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
         request
             .metadata_mut()
             .insert("authorization", self.0.clone());
@@ -104,9 +107,9 @@ impl tonic::service::Interceptor for Bearer {
 /// what to check.
 pub async fn connect(connection: &Connection) -> anyhow::Result<AdminClient> {
     let controller = connection.controller.as_str();
-    let address: ControllerAddress = controller.parse().map_err(|e| {
-        anyhow::anyhow!("{e} (set it with --controller or TIERWISE_CONTROLLER)")
-    })?;
+    let address: ControllerAddress = controller
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{e} (set it with --controller or TIERWISE_CONTROLLER)"))?;
     let ca_path = connection.ca_cert_path()?;
     let ca = files::read_certificates(&ca_path)?;
     let token = connection.token()?;

@@ -7,8 +7,8 @@ use std::path::Path;
 use tierwise_common::plan::Plan;
 use tierwise_common::{Catalogue, ClientWaves, Date, Version};
 use tierwise_proto::v1::{
-    GetCatalogueRequest, ImportCatalogueRequest,
-    ListLicencesRequest, PlanRolloutRequest, SetLicenceRequest,
+    GetCatalogueRequest, ImportCatalogueRequest, ListLicencesRequest, PlanRolloutRequest,
+    SetLicenceRequest,
 };
 
 type Client = crate::cli::AdminClient;

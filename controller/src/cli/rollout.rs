@@ -12,8 +12,8 @@ use tierwise_common::plan::PhaseKind;
 use tierwise_common::rollout::{ErrorThreshold, RolloutState};
 use tierwise_common::{thousands, ClientWaves, Version};
 use tierwise_proto::v1::{
-    ChangeRolloutRequest, GetRolloutRequest,
-    ListAuditRequest, ListRolloutsRequest, RolloutChange, StartRolloutRequest,
+    ChangeRolloutRequest, GetRolloutRequest, ListAuditRequest, ListRolloutsRequest, RolloutChange,
+    StartRolloutRequest,
 };
 
 type Client = crate::cli::AdminClient;

@@ -98,7 +98,14 @@ pub async fn token_list(client: &mut AdminClient, json: bool) -> anyhow::Result<
         })
         .collect();
     Ok(table::render(
-        &["ID", "INSTALLATION", "USED", "EXPIRES", "STATE", "CREATED BY"],
+        &[
+            "ID",
+            "INSTALLATION",
+            "USED",
+            "EXPIRES",
+            "STATE",
+            "CREATED BY",
+        ],
         &rows,
     ))
 }
@@ -168,7 +175,9 @@ pub async fn operator_remove(client: &mut AdminClient, name: &str) -> anyhow::Re
         })
         .await
         .map_err(status_error)?;
-    Ok(format!("Operator {name} removed; their token no longer works.\n"))
+    Ok(format!(
+        "Operator {name} removed; their token no longer works.\n"
+    ))
 }
 
 pub async fn host_revoke(client: &mut AdminClient, host_id: &str) -> anyhow::Result<String> {

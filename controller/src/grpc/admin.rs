@@ -299,7 +299,13 @@ impl AdminService for AdminApi {
         );
         let subject = host_id.or(installation).unwrap_or_else(|| "all".to_owned());
         self.store
-            .audit(&actor, "inventory refresh", &subject, &format!("{} agent(s) asked", asked.len()), now_ms())
+            .audit(
+                &actor,
+                "inventory refresh",
+                &subject,
+                &format!("{} agent(s) asked", asked.len()),
+                now_ms(),
+            )
             .await
             .map_err(ApiError::from)?;
         Ok(Response::new(RefreshInventoryResponse { asked }))
@@ -763,7 +769,13 @@ impl AdminService for AdminApi {
         let token = auth::new_operator_token();
         let added = self
             .store
-            .add_operator(&request.name, role.as_str(), &auth::token_digest(&token), &actor, now_ms())
+            .add_operator(
+                &request.name,
+                role.as_str(),
+                &auth::token_digest(&token),
+                &actor,
+                now_ms(),
+            )
             .await
             .map_err(ApiError::from)?;
         if !added {
@@ -798,7 +810,10 @@ impl AdminService for AdminApi {
             ))
             .into());
         };
-        let admins = operators.iter().filter(|o| o.role == Role::Admin.as_str()).count();
+        let admins = operators
+            .iter()
+            .filter(|o| o.role == Role::Admin.as_str())
+            .count();
         if target.role == Role::Admin.as_str() && admins == 1 {
             return Err(ApiError::FailedPrecondition(format!(
                 "`{name}` is the last admin; add another admin before removing it"
@@ -820,7 +835,11 @@ impl AdminService for AdminApi {
         let actor = actor(&request)?;
         let host_id = request.into_inner().host_id;
         validate_name("host id", &host_id).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
-        let known = self.store.get_host(&host_id, now_ms()).await.map_err(ApiError::from)?;
+        let known = self
+            .store
+            .get_host(&host_id, now_ms())
+            .await
+            .map_err(ApiError::from)?;
         let revoked = self
             .store
             .revoke_host(&host_id, &actor, now_ms())

@@ -12,11 +12,11 @@ use crate::engine::Engine;
 use crate::grpc::auth;
 use crate::grpc::sessions::{CloseReason, Sessions};
 use crate::pki::Pki;
-use crate::store::security::Enrollment;
-use std::sync::Arc;
 use crate::store::rollouts::StepResultRecord;
+use crate::store::security::Enrollment;
 use crate::store::{HostReport, Store};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use tierwise_common::liveness::MISSED_HEARTBEATS_BEFORE_OFFLINE;
 use tierwise_common::{validate_name, Inventory};
@@ -90,19 +90,34 @@ impl AgentService for AgentGateway {
     type SessionStream = SessionStream;
     type DownloadArtifactStream = ChunkStream;
 
-    async fn enroll(&self, request: Request<EnrollRequest>) -> Result<Response<Certificate>, Status> {
-        let peer = auth::peer_addr(&request).map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<Certificate>, Status> {
+        let peer =
+            auth::peer_addr(&request).map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         let request = request.into_inner();
-        let invalid = |e: tierwise_common::NameError| refuse(&peer, ApiError::InvalidArgument(format!("Enroll: {e}")));
+        let invalid = |e: tierwise_common::NameError| {
+            refuse(&peer, ApiError::InvalidArgument(format!("Enroll: {e}")))
+        };
         validate_name("host id", &request.host_id).map_err(invalid)?;
         validate_name("installation", &request.installation).map_err(invalid)?;
         let (token_id, secret) = auth::parse_enrollment_token(&request.token).ok_or_else(|| {
-            refuse(&peer, ApiError::Unauthenticated(crate::store::security::EnrollError::Invalid.to_string()))
+            refuse(
+                &peer,
+                ApiError::Unauthenticated(crate::store::security::EnrollError::Invalid.to_string()),
+            )
         })?;
         let now = now_ms();
         let certificate = self
             .pki
-            .issue(&request.csr_der, &request.host_id, &request.installation, now, self.certificate_lifetime)
+            .issue(
+                &request.csr_der,
+                &request.host_id,
+                &request.installation,
+                now,
+                self.certificate_lifetime,
+            )
             .map_err(|e| refuse(&peer, ApiError::InvalidArgument(e.to_string())))?;
         let enrollment = Enrollment {
             token_id: &token_id,
@@ -131,7 +146,13 @@ impl AgentService for AgentGateway {
         let now = now_ms();
         let certificate = self
             .pki
-            .issue(&request.csr_der, &identity.host_id, &identity.installation, now, self.certificate_lifetime)
+            .issue(
+                &request.csr_der,
+                &identity.host_id,
+                &identity.installation,
+                now,
+                self.certificate_lifetime,
+            )
             .map_err(|e| Status::from(ApiError::InvalidArgument(e.to_string())))?;
         self.store
             .record_renewal(&certificate, now)

@@ -79,7 +79,10 @@ pub struct AgentIdentity {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Principal {
     Agent(AgentIdentity),
-    Operator { name: String, role: Role },
+    Operator {
+        name: String,
+        role: Role,
+    },
     /// `Enroll`: the token in the request decides.
     Anonymous,
 }
@@ -138,7 +141,10 @@ pub fn new_enrollment_token() -> (String, String, String) {
 
 /// The id and secret of an enrollment token, if it is shaped like one.
 pub fn parse_enrollment_token(token: &str) -> Option<(String, String)> {
-    let (id, secret) = token.trim().strip_prefix(ENROLLMENT_PREFIX)?.split_once('_')?;
+    let (id, secret) = token
+        .trim()
+        .strip_prefix(ENROLLMENT_PREFIX)?
+        .split_once('_')?;
     let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
     (hex(id, 16) && hex(secret, 48)).then(|| (id.to_ascii_lowercase(), secret.to_ascii_lowercase()))
 }
@@ -197,7 +203,9 @@ impl Authenticator {
                         )
                     })?;
                 let role: Role = role.parse().map_err(|e: String| {
-                    ApiError::Store(crate::store::StoreError::Corrupt(format!("operator {name}: {e}")))
+                    ApiError::Store(crate::store::StoreError::Corrupt(format!(
+                        "operator {name}: {e}"
+                    )))
                 })?;
                 if role < needed {
                     let reason = format!(
@@ -228,11 +236,15 @@ impl Authenticator {
         let (serial, name) = crate::pki::serial_and_name(certificate).ok_or_else(|| {
             ApiError::Unauthenticated("the client certificate cannot be read".into())
         })?;
-        let record = self.store.agent_certificate(&serial).await?.ok_or_else(|| {
-            ApiError::Unauthenticated(format!(
-                "certificate {serial} is not one this controller issued to an agent"
-            ))
-        })?;
+        let record = self
+            .store
+            .agent_certificate(&serial)
+            .await?
+            .ok_or_else(|| {
+                ApiError::Unauthenticated(format!(
+                    "certificate {serial} is not one this controller issued to an agent"
+                ))
+            })?;
         if let Some(at) = record.revoked_ms {
             return Err(ApiError::PermissionDenied(format!(
                 "the certificate of host {} was revoked at {}; enroll it again with a new token",
@@ -340,7 +352,10 @@ where
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(|v| v.trim().to_owned());
             let path = request.uri().path().to_owned();
-            match auth.authorize(&path, peer.as_ref(), bearer.as_deref()).await {
+            match auth
+                .authorize(&path, peer.as_ref(), bearer.as_deref())
+                .await
+            {
                 Ok(principal) => {
                     request.extensions_mut().insert(principal);
                     inner.call(request).await
@@ -385,7 +400,14 @@ mod tests {
     fn enrollment_tokens_read_back_and_malformed_ones_do_not() {
         let (id, secret, token) = new_enrollment_token();
         assert_eq!(parse_enrollment_token(&token), Some((id, secret)));
-        for bad in ["", "twe_", "twe_abc_def", "two_x", &token[..token.len() - 1], &token.replace("twe_", "twx_")] {
+        for bad in [
+            "",
+            "twe_",
+            "twe_abc_def",
+            "two_x",
+            &token[..token.len() - 1],
+            &token.replace("twe_", "twx_"),
+        ] {
             assert_eq!(parse_enrollment_token(bad), None, "{bad}");
         }
         assert_ne!(new_operator_token(), new_operator_token());
@@ -398,8 +420,17 @@ mod tests {
         assert_eq!(admin_role("ChangeRollout"), Some(Role::Operator));
         assert_eq!(admin_role("CreateToken"), Some(Role::Admin));
         assert_eq!(admin_role("ListHosts"), Some(Role::Viewer));
-        assert_eq!(access("/tierwise.v1.AgentService/Enroll"), Some(Access::Anyone));
-        assert_eq!(access("/tierwise.v1.AgentService/Session"), Some(Access::Agent));
-        assert!("root".parse::<Role>().unwrap_err().contains("viewer, operator or admin"));
+        assert_eq!(
+            access("/tierwise.v1.AgentService/Enroll"),
+            Some(Access::Anyone)
+        );
+        assert_eq!(
+            access("/tierwise.v1.AgentService/Session"),
+            Some(Access::Agent)
+        );
+        assert!("root"
+            .parse::<Role>()
+            .unwrap_err()
+            .contains("viewer, operator or admin"));
     }
 }

@@ -474,7 +474,15 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let details = format!("maintenance until {maintenance_until}");
-        audit_in(&mut tx, now_ms, actor, "licence set", installation, &details).await?;
+        audit_in(
+            &mut tx,
+            now_ms,
+            actor,
+            "licence set",
+            installation,
+            &details,
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }

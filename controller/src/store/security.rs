@@ -123,7 +123,11 @@ const CERTIFICATE_COLUMNS: &str =
 
 /// Compares two hex digests in time independent of where they differ.
 fn same_digest(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 impl Store {
@@ -164,10 +168,7 @@ impl Store {
         ))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(token_from_row)
-            .collect::<Result<_, _>>()?)
+        Ok(rows.iter().map(token_from_row).collect::<Result<_, _>>()?)
     }
 
     /// Revokes a token; `None` when there is no such token.
@@ -295,8 +296,13 @@ impl Store {
             .bind(enrollment.token_id)
             .execute(&mut *tx)
             .await?;
-        insert_certificate(&mut tx, &enrollment.certificate, Some(enrollment.token_id), now_ms)
-            .await?;
+        insert_certificate(
+            &mut tx,
+            &enrollment.certificate,
+            Some(enrollment.token_id),
+            now_ms,
+        )
+        .await?;
         audit_in(
             &mut tx,
             now_ms,
@@ -393,7 +399,15 @@ impl Store {
         if added == 0 {
             return Ok(false);
         }
-        audit_in(&mut tx, now_ms, actor, "operator add", name, &format!("role {role}")).await?;
+        audit_in(
+            &mut tx,
+            now_ms,
+            actor,
+            "operator add",
+            name,
+            &format!("role {role}"),
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -421,11 +435,10 @@ impl Store {
     }
 
     pub async fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, role, created_ms, created_by FROM operators ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT name, role, created_ms, created_by FROM operators ORDER BY name")
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows
             .iter()
             .map(|row| {
