@@ -1,0 +1,199 @@
+//! Handshake cost: how many agent enrollments and mutual-TLS reconnects per
+//! second one controller sustains on this machine.
+//!
+//! `cargo run --release -p tierwise-controller --example handshake_load [-- SECONDS CLIENTS]`
+//!
+//! A real controller (TLS, SQLite store, its own CA) runs in this process on
+//! a runtime of its own; the load runs on another runtime, so both share the
+//! machine's cores as a controller and its agents on one box would.
+//! - enrollments: each client makes a key pair and a certificate request,
+//!   connects pinning the CA by fingerprint and calls `Enroll` with a
+//!   multi-use token (a new host id each time): one TLS handshake, one CSR
+//!   signature check, one certificate signed, one store transaction.
+//! - reconnects: enrolled agents open a new connection with their client
+//!   certificate (full TLS 1.3 handshake, no resumption), are identified by
+//!   their certificate in the store, send `Hello` and wait for `Welcome`
+//!   (the hello is recorded), then disconnect.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A load tool: a failure is the answer.
+
+use rustls::pki_types::pem::PemObject;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tierwise_controller::server::{self, ServeSettings};
+use tierwise_controller::store::DatabaseUrl;
+use tierwise_proto::v1::{
+    agent_message, agent_service_client::AgentServiceClient, AgentMessage, EnrollRequest, Hello,
+};
+use tierwise_transport::client::{client_config, ControllerAddress, Identity, Trust};
+use tierwise_transport::files;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
+    let clients: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(16);
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_path_buf();
+
+    let controller_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let settings = ServeSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        database: DatabaseUrl::sqlite_file(&data_dir.join("tierwise.db")),
+        data_dir: data_dir.clone(),
+        pki: tierwise_controller::pki::PkiSettings::default(),
+        agent_certificate_lifetime: Duration::from_secs(3600),
+    };
+    let running = controller_rt.block_on(server::start(&settings)).unwrap();
+    let address: ControllerAddress = format!("https://{}", running.addr).parse().unwrap();
+    let fingerprint = running.fingerprint;
+
+    let load_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    load_rt.block_on(async move {
+        let ca =
+            files::read_certificates(&tierwise_controller::pki::ca_cert_path(&data_dir)).unwrap();
+        let admin = std::fs::read_to_string(server::admin_token_path(&data_dir)).unwrap();
+        let connection = tierwise_controller::cli::Connection {
+            controller: address.to_string(),
+            ca_cert: Some(tierwise_controller::pki::ca_cert_path(&data_dir)),
+            token: Some(admin.trim().to_owned()),
+            token_file: None,
+        };
+        let mut admin_client = tierwise_controller::cli::connect(&connection)
+            .await
+            .unwrap();
+        let token = tierwise_controller::cli::security::token_create(
+            &mut admin_client,
+            tierwise_controller::cli::security::NewToken {
+                installation: None,
+                uses: 1_000_000,
+                expires: Duration::from_secs(3600),
+            },
+            true,
+        )
+        .await
+        .unwrap();
+        let token: serde_json::Value = serde_json::from_str(&token).unwrap();
+        let token = token["token"].as_str().unwrap().to_owned();
+        let pinned = client_config(&Trust::Pinned(fingerprint), None).unwrap();
+
+        // Enrollments.
+        let enrolled = Arc::new(AtomicU64::new(0));
+        let identities = Arc::new(tokio::sync::Mutex::new(Vec::new()));
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let (address, pinned, token, enrolled, identities) = (
+                address.clone(),
+                pinned.clone(),
+                token.clone(),
+                enrolled.clone(),
+                identities.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    let host_id = format!("load-{c}-{n}");
+                    n += 1;
+                    let (key_pem, csr) = tierwise_transport::key_and_request(&host_id).unwrap();
+                    let channel = address
+                        .endpoint()
+                        .connect_with_connector(address.connector(pinned.clone()).unwrap())
+                        .await
+                        .unwrap();
+                    let answer = AgentServiceClient::new(channel)
+                        .enroll(EnrollRequest {
+                            token: token.clone(),
+                            host_id: host_id.clone(),
+                            installation: "load".into(),
+                            csr_der: csr,
+                        })
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    enrolled.fetch_add(1, Ordering::Relaxed);
+                    let mut list = identities.lock().await;
+                    if list.len() < clients {
+                        list.push((host_id, answer.certificate_pem, key_pem));
+                    }
+                }
+            }));
+        }
+        let started = Instant::now();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let enroll_rate = enrolled.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+
+        // Reconnects with mutual TLS.
+        let reconnects = Arc::new(AtomicU64::new(0));
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let mut tasks = Vec::new();
+        for (host_id, certificate_pem, key_pem) in identities.lock().await.drain(..) {
+            let chain = files::certificates_from_pem(certificate_pem.as_bytes()).unwrap();
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+            let config =
+                client_config(&Trust::Ca(ca.clone()), Some(Identity { chain, key })).unwrap();
+            let (address, reconnects) = (address.clone(), reconnects.clone());
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let channel = address
+                        .endpoint()
+                        .connect_with_connector(address.connector(config.clone()).unwrap())
+                        .await
+                        .unwrap();
+                    let (tx, rx) = tokio::sync::mpsc::channel(1);
+                    tx.send(AgentMessage {
+                        body: Some(agent_message::Body::Hello(Hello {
+                            host_id: host_id.clone(),
+                            installation: "load".into(),
+                            hostname: host_id.clone(),
+                            os: "load".into(),
+                            agent_version: "load".into(),
+                            heartbeat_seconds: 60,
+                            inventory: None,
+                        })),
+                    })
+                    .await
+                    .unwrap();
+                    let mut inbound = AgentServiceClient::new(channel)
+                        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    inbound.message().await.unwrap().expect("a Welcome");
+                    drop(tx);
+                    reconnects.fetch_add(1, Ordering::Relaxed);
+                }
+            }));
+        }
+        let started = Instant::now();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let reconnect_rate =
+            reconnects.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "{} clients, {seconds} s each phase, controller and load on this machine ({} cores)",
+            clients,
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+        println!(
+            "enrollments: {enroll_rate:.0}/s ({} in all)",
+            enrolled.load(Ordering::Relaxed)
+        );
+        println!(
+            "mTLS reconnects (handshake + Hello + Welcome): {reconnect_rate:.0}/s ({} in all)",
+            reconnects.load(Ordering::Relaxed)
+        );
+    });
+    controller_rt.block_on(running.shutdown()).unwrap();
+}
