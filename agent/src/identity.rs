@@ -105,9 +105,10 @@ impl IdentityFiles {
         let chain = files::read_certificates(&agent)?;
         let key = files::read_key(&agent)?;
         let ca = files::read_certificates(&self.ca())?;
-        let (host_id, not_after_ms) = read_certificate(&chain[0]).ok_or_else(|| {
+        let facts = tierwise_transport::certificate_facts(&chain[0]).ok_or_else(|| {
             IdentityError::BadAnswer(format!("{} cannot be read", agent.display()))
         })?;
+        let (host_id, not_after_ms) = (facts.common_name, facts.not_after_ms);
         if not_after_ms <= now_ms() {
             warn!(file = %agent.display(), "the agent's certificate has expired; it must enroll again");
             return Ok(None);
@@ -140,19 +141,6 @@ impl IdentityFiles {
             IdentityError::BadAnswer("the new certificate is already expired".into())
         })
     }
-}
-
-/// The certificate's common name (the host id) and expiry.
-fn read_certificate(der: &[u8]) -> Option<(String, i64)> {
-    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
-    let name = certificate
-        .subject()
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_owned();
-    Some((name, certificate.validity().not_after.timestamp() * 1000))
 }
 
 fn system_ms(time: SystemTime) -> i64 {

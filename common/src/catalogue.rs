@@ -47,6 +47,7 @@ impl ReleaseDate {
             if let (Ok(year), Ok(month)) = (year, month) {
                 if Date::new(year, month, 1).is_some()
                     && text[..4].bytes().all(|b| b.is_ascii_digit())
+                    && text[5..].bytes().all(|b| b.is_ascii_digit())
                 {
                     return Ok(ReleaseDate::Month { year, month });
                 }
@@ -449,6 +450,7 @@ sha256 = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
             (GOOD.replace("\"2026-03\"", "\"2026-02-30\""), "cat.toml: line 7: `released`: `2026-02-30` is not a date of the calendar"),
             (GOOD.replace("\"2026-03\"", "\"March 2026\""), "cat.toml: line 7: `released`: `March 2026` is not a date"),
             (GOOD.replace("\"2026-03\"", "\"2026-13\""), "line 7: `released`: `2026-13` is not a month"),
+            (GOOD.replace("\"2026-03\"", "\"2026-+3\""), "line 7: `released`: `2026-+3` is not a month"),
             (GOOD.replace("\">=9.0\"", "\">=9.x\""), "cat.toml: line 10: `upgrade_from`: `>=9.x` is not a version requirement"),
             (GOOD.replace("[release.artifact.client]", "[release.artifact.database]"), "unknown field `database`, expected one of `server`, `app_server`, `web`, `client`"),
             (GOOD.replace("E3B0C442", "XYZ"), "cat.toml: line 19: `artifact.client.sha256`: `XYZ98FC1C"),

@@ -96,21 +96,23 @@ pub enum ErrorThreshold {
 }
 
 impl ErrorThreshold {
-    /// `5%` or `3`.
+    /// `5%` or `3`: digits only (no sign, no space before `%`).
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
         if let Some(percent) = text.strip_suffix('%') {
-            let value: u8 = percent
-                .trim()
-                .parse()
-                .ok()
+            let value: u8 = Some(percent)
+                .filter(|p| digits(p))
+                .and_then(|p| p.parse().ok())
                 .filter(|p| *p <= 100)
                 .ok_or_else(|| format!("`{text}` is not a share from 0% to 100%"))?;
             return Ok(ErrorThreshold::Percent(value));
         }
-        text.parse::<usize>()
+        Some(text)
+            .filter(|t| digits(t))
+            .and_then(|t| t.parse::<usize>().ok())
             .map(ErrorThreshold::Count)
-            .map_err(|_| format!("`{text}` is neither a share (5%) nor a number of hosts (3)"))
+            .ok_or_else(|| format!("`{text}` is neither a share (5%) nor a number of hosts (3)"))
     }
 
     /// Failures allowed among `total` steps.
@@ -762,6 +764,9 @@ mod tests {
         assert_eq!(ErrorThreshold::parse("5%").unwrap().allowed(100), 5);
         assert_eq!(ErrorThreshold::parse("3"), Ok(ErrorThreshold::Count(3)));
         assert!(ErrorThreshold::parse("150%").is_err() && ErrorThreshold::parse("x").is_err());
+        for signed in ["+5", "+5%", "5 %", "-1", ""] {
+            assert!(ErrorThreshold::parse(signed).is_err(), "{signed}");
+        }
     }
 
     #[test]

@@ -198,20 +198,6 @@ impl Pki {
     }
 }
 
-/// The serial (lowercase hex) and common name of a peer's certificate.
-pub fn serial_and_name(der: &[u8]) -> Option<(String, String)> {
-    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
-    let serial = hex(certificate.raw_serial());
-    let name = certificate
-        .subject()
-        .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
-        .to_owned();
-    Some((serial, name))
-}
-
 fn create_ca(cert_file: &Path, key_file: &Path, now_ms: i64) -> anyhow::Result<()> {
     let key = KeyPair::generate().context("generating the CA key")?;
     let mut params = CertificateParams::default();
@@ -345,9 +331,13 @@ mod tests {
             .issue(&csr, "srv-01", "prod", now, Duration::from_secs(3600))
             .unwrap();
         let der = files::certificates_from_pem(issued.certificate_pem.as_bytes()).unwrap();
-        let (serial, name) = serial_and_name(&der[0]).unwrap();
-        assert_eq!(serial, issued.serial);
-        assert_eq!(name, "srv-01", "the host id, not what the request claimed");
+        let facts = tierwise_transport::certificate_facts(&der[0]).unwrap();
+        assert_eq!(facts.serial, issued.serial);
+        assert_eq!(
+            facts.common_name, "srv-01",
+            "the host id, not what the request claimed"
+        );
+        assert_eq!(facts.not_after_ms, now + 3_600_000);
         assert_eq!(issued.not_after_ms, now + 3_600_000);
     }
 

@@ -29,6 +29,43 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// What Tierwise reads from a certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateFacts {
+    /// The serial number, lowercase hex.
+    pub serial: String,
+    /// The subject's common name (for an agent: its host id).
+    pub common_name: String,
+    /// The end of its validity, Unix milliseconds.
+    pub not_after_ms: i64,
+}
+
+/// Reads a DER certificate; `None` when it cannot be parsed or has no
+/// common name.
+pub fn certificate_facts(der: &[u8]) -> Option<CertificateFacts> {
+    let (_, certificate) = x509_parser::parse_x509_certificate(der).ok()?;
+    let common_name = certificate
+        .subject()
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_owned();
+    Some(CertificateFacts {
+        serial: certificate
+            .raw_serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        common_name,
+        not_after_ms: certificate
+            .validity()
+            .not_after
+            .timestamp()
+            .saturating_mul(1000),
+    })
+}
+
 /// A new private key (ECDSA P-256) with a certificate request for `common_name`,
 /// as PEM (the key) and DER (the request). Agents send the request when they
 /// enroll and when they renew; the controller decides what the certificate says.

@@ -136,6 +136,13 @@ pub async fn connect(connection: &Connection) -> anyhow::Result<AdminClient> {
     )
 }
 
+/// A JSON document from the controller, indented for people (`--json`).
+pub fn pretty_json(text: &str) -> anyhow::Result<String> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| anyhow::anyhow!("the controller sent malformed JSON: {e}"))?;
+    Ok(serde_json::to_string_pretty(&value)? + "\n")
+}
+
 /// Turns a gRPC status from the controller into an error that reads well.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("the controller refused: {}", status.message())

@@ -201,8 +201,7 @@ pub async fn audit(client: &mut Client, json: bool) -> anyhow::Result<String> {
         .into_inner()
         .json;
     if json {
-        let entries: serde_json::Value = serde_json::from_str(&text)?;
-        return Ok(serde_json::to_string_pretty(&entries)? + "\n");
+        return super::pretty_json(&text);
     }
     let entries: Vec<AuditEntry> = serde_json::from_str(&text).context("malformed audit log")?;
     if entries.is_empty() {

@@ -77,8 +77,7 @@ pub async fn token_list(client: &mut AdminClient, json: bool) -> anyhow::Result<
         .into_inner()
         .json;
     if json {
-        let value: serde_json::Value = serde_json::from_str(&text)?;
-        return Ok(serde_json::to_string_pretty(&value)? + "\n");
+        return super::pretty_json(&text);
     }
     let tokens: Vec<TokenRow> = serde_json::from_str(&text).context("malformed token list")?;
     if tokens.is_empty() {
@@ -156,8 +155,7 @@ pub async fn operator_list(client: &mut AdminClient, json: bool) -> anyhow::Resu
         .into_inner()
         .json;
     if json {
-        let value: serde_json::Value = serde_json::from_str(&text)?;
-        return Ok(serde_json::to_string_pretty(&value)? + "\n");
+        return super::pretty_json(&text);
     }
     let operators: Vec<OperatorRow> =
         serde_json::from_str(&text).context("malformed operator list")?;

@@ -330,6 +330,12 @@ impl AdminService for AdminApi {
         // Everything is checked before anything is written.
         let catalogue = Catalogue::parse(&request.document, &source)
             .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        if catalogue.releases().is_empty() {
+            return Err(ApiError::InvalidArgument(format!(
+                "{source}: the catalogue lists no release; nothing was imported"
+            ))
+            .into());
+        }
         let previous = match self
             .store
             .current_catalogue()

@@ -233,9 +233,10 @@ impl Authenticator {
                 "this call needs the agent's client certificate; the agent enrolls with a token first".into(),
             )
         })?;
-        let (serial, name) = crate::pki::serial_and_name(certificate).ok_or_else(|| {
+        let facts = tierwise_transport::certificate_facts(certificate).ok_or_else(|| {
             ApiError::Unauthenticated("the client certificate cannot be read".into())
         })?;
+        let (serial, name) = (facts.serial, facts.common_name);
         let record = self
             .store
             .agent_certificate(&serial)
