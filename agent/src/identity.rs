@@ -159,21 +159,12 @@ pub async fn connect(
     config: Arc<rustls::ClientConfig>,
     configure: impl FnOnce(Endpoint) -> Endpoint,
 ) -> Result<Channel, tonic::transport::Error> {
-    let connector = match controller.connector(config) {
-        Ok(connector) => connector,
-        // The address was checked when the configuration was read.
-        Err(_) => {
-            return Endpoint::from_static("http://invalid.invalid")
-                .connect()
-                .await
-        }
-    };
     configure(
         controller
             .endpoint()
             .connect_timeout(Duration::from_secs(10)),
     )
-    .connect_with_connector(connector)
+    .connect_with_connector(controller.connector(config))
     .await
 }
 

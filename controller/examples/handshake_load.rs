@@ -106,7 +106,7 @@ fn main() {
                     let (key_pem, csr) = tierwise_transport::key_and_request(&host_id).unwrap();
                     let channel = address
                         .endpoint()
-                        .connect_with_connector(address.connector(pinned.clone()).unwrap())
+                        .connect_with_connector(address.connector(pinned.clone()))
                         .await
                         .unwrap();
                     let answer = AgentServiceClient::new(channel)
@@ -147,7 +147,7 @@ fn main() {
                 while Instant::now() < deadline {
                     let channel = address
                         .endpoint()
-                        .connect_with_connector(address.connector(config.clone()).unwrap())
+                        .connect_with_connector(address.connector(config.clone()))
                         .await
                         .unwrap();
                     let (tx, rx) = tokio::sync::mpsc::channel(1);

@@ -49,7 +49,8 @@ enum Command {
         /// Address to listen on for agents and operators [default: 0.0.0.0:7700].
         #[arg(long, env = "TIERWISE_LISTEN")]
         listen: Option<SocketAddr>,
-        /// Directory for the embedded database and, later, artifacts and keys.
+        /// Directory for the embedded database, the installers, the CA (pki/)
+        /// and the first admin's token.
         /// [default: /var/lib/tierwise as root, else ~/.local/share/tierwise]
         #[arg(long, env = "TIERWISE_DATA_DIR")]
         data_dir: Option<PathBuf>,

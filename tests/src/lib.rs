@@ -195,7 +195,7 @@ impl Controller {
         let plain = client_config(&Trust::Ca(vec![ca.clone()]), None)?;
         let channel = address
             .endpoint()
-            .connect_with_connector(address.connector(plain)?)
+            .connect_with_connector(address.connector(plain))
             .await?;
         let certificate =
             tierwise_proto::v1::agent_service_client::AgentServiceClient::new(channel)
@@ -214,7 +214,7 @@ impl Controller {
         let config = client_config(&Trust::Ca(vec![ca]), Some(Identity { chain, key }))?;
         Ok(address
             .endpoint()
-            .connect_with_connector(address.connector(config)?)
+            .connect_with_connector(address.connector(config))
             .await?)
     }
 

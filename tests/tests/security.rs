@@ -204,7 +204,7 @@ async fn a_certificate_of_another_ca_is_refused() {
     let attempt = async {
         let channel = address
             .endpoint()
-            .connect_with_connector(address.connector(config).unwrap())
+            .connect_with_connector(address.connector(config))
             .await?;
         let (_tx, rx) = tokio::sync::mpsc::channel(1);
         AgentServiceClient::new(channel)

@@ -120,7 +120,7 @@ pub async fn connect(connection: &Connection) -> anyhow::Result<AdminClient> {
         .endpoint()
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
-        .connect_with_connector(address.connector(config)?)
+        .connect_with_connector(address.connector(config))
         .await
         .map_err(|e| {
             anyhow::anyhow!(
