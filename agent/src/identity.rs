@@ -308,7 +308,18 @@ pub fn start_renewer(settings: Settings, credentials: Credentials) -> Identity {
             let current = tx.borrow().clone();
             let wait_ms = (current.renew_at_ms() - now_ms()).max(0);
             tokio::time::sleep(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0))).await;
-            match renew(&settings, &current).await {
+            // A certificate that expired (the agent or the controller was
+            // down through its second half) cannot renew itself: enroll
+            // again when the configuration allows it.
+            let result = if now_ms() >= current.not_after_ms {
+                match &settings.enrollment {
+                    Some(enrollment) => enroll(&settings, enrollment).await,
+                    None => Err(IdentityError::NotEnrolled),
+                }
+            } else {
+                renew(&settings, &current).await
+            };
+            match result {
                 Ok(renewed) => {
                     failures = 0;
                     if tx.send(Arc::new(renewed)).is_err() {
@@ -317,11 +328,16 @@ pub fn start_renewer(settings: Settings, credentials: Credentials) -> Identity {
                 }
                 Err(error) => {
                     failures += 1;
-                    // Retry soon, but never past the certificate's end.
+                    // Retry soon, but never past the certificate's end; once
+                    // it has expired, at the reconnect pace.
                     let left_ms = (current.not_after_ms - now_ms()).max(0);
-                    let retry = Duration::from_millis(
-                        u64::try_from((left_ms / 10).clamp(1000, 300_000)).unwrap_or(1000),
-                    );
+                    let retry = if left_ms == 0 {
+                        settings.reconnect_max
+                    } else {
+                        Duration::from_millis(
+                            u64::try_from((left_ms / 10).clamp(1000, 300_000)).unwrap_or(1000),
+                        )
+                    };
                     warn!(%error, failures, retry_in_ms = retry.as_millis() as u64, "certificate renewal failed; retrying");
                     tokio::time::sleep(retry).await;
                 }

@@ -595,3 +595,44 @@ async fn a_flood_from_one_peer_does_not_stop_other_agents() {
         stream.abort();
     }
 }
+
+#[test]
+fn an_agent_whose_certificate_expired_while_the_controller_was_down_enrolls_again() {
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("controller");
+    let lifetime = ["--agent-cert-lifetime", "10s"];
+    let mut controller = Controller::start_with(&data_dir, "127.0.0.1:0", &lifetime).unwrap();
+    let agent = Agent::start(
+        root.path(),
+        &controller.url(),
+        "cl-001",
+        Plays::Client,
+        V931,
+    )
+    .unwrap();
+    controller
+        .wait_online("cl-001", true, Duration::from_secs(20))
+        .unwrap();
+
+    // Down for longer than a whole certificate lifetime.
+    let addr = controller.addr.to_string();
+    controller.process.kill();
+    std::thread::sleep(Duration::from_secs(12));
+    controller = Controller::start_with(&data_dir, &addr, &lifetime).unwrap();
+    controller
+        .wait_online("cl-001", true, Duration::from_secs(30))
+        .unwrap();
+    let audit = controller.cli(&["audit", "--json"]).unwrap();
+    let entries: serde_json::Value = serde_json::from_str(&audit).unwrap();
+    let enrollments = entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "host enroll" && e["subject"] == "cl-001")
+        .count();
+    assert_eq!(enrollments, 2, "enrolled again with its token: {audit}");
+    assert!(agent
+        .process
+        .log_text()
+        .contains("enrolled: the agent has its certificate"));
+}

@@ -123,10 +123,16 @@ pub async fn connect(connection: &Connection) -> anyhow::Result<AdminClient> {
         .connect_with_connector(address.connector(config))
         .await
         .map_err(|e| {
+            let cause = tierwise_runtime::report::error_chain(&e);
+            if cause.contains("not valid for name") {
+                return anyhow::anyhow!(
+                    "cannot reach the controller at {address}: {cause}. Use one of those names, \
+                     or start the controller with --tls-name for this one"
+                );
+            }
             anyhow::anyhow!(
-                "cannot reach the controller at {address}: {}. Is `tierwise serve` running there, \
+                "cannot reach the controller at {address}: {cause}. Is `tierwise serve` running there, \
                  and is {} its CA certificate? Set the address with --controller or TIERWISE_CONTROLLER",
-                tierwise_runtime::report::error_chain(&e),
                 ca_path.display()
             )
         })?;
