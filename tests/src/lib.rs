@@ -551,3 +551,106 @@ pub fn component<'a>(host: &'a Value, role: &str) -> Option<&'a Value> {
         .iter()
         .find(|c| c["role"] == role)
 }
+
+/// A small installation for rollouts: a server with two databases, an
+/// Apache web host and `clients` clients, all with stand-in installers
+/// logging to `order`; the shipped catalogue imported and a licence set.
+#[derive(Debug)]
+pub struct Fleet {
+    pub controller: Controller,
+    pub server: Agent,
+    pub web: Agent,
+    pub clients: Vec<Agent>,
+    pub order: PathBuf,
+    pub root: tempfile::TempDir,
+}
+
+/// What a [`Fleet`] is made of.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    pub clients: usize,
+    /// How long the server's stand-in install takes (`sleep` argument).
+    pub server_delay: &'static str,
+    /// How long a client's stand-in install takes.
+    pub client_delay: &'static str,
+    /// More flags for `tierwise serve`.
+    pub controller_flags: Vec<&'static str>,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        Self {
+            clients: 2,
+            server_delay: "0.3",
+            client_delay: "0.1",
+            controller_flags: Vec::new(),
+        }
+    }
+}
+
+impl Fleet {
+    /// Starts everything and waits until every agent is online.
+    pub fn start(options: &FleetOptions) -> Result<Self> {
+        let root = tempfile::tempdir()?;
+        let controller = Controller::start_with(
+            &root.path().join("controller"),
+            "127.0.0.1:0",
+            &options.controller_flags,
+        )?;
+        let url = controller.url();
+        let order = root.path().join("order.log");
+        let mut server = Agent::start(
+            root.path(),
+            &url,
+            "srv-01",
+            Plays::Server(vec![("PSDB", true, V931), ("Archive", true, V931)]),
+            V931,
+        )?;
+        server.with_installers(&order, options.server_delay)?;
+        let web = Agent::start(
+            root.path(),
+            &url,
+            "web-01",
+            Plays::Web { websocket: true },
+            V931,
+        )?;
+        web.with_web_package(V263)?;
+        let mut clients = Vec::new();
+        for i in 1..=options.clients {
+            let mut agent = Agent::start(
+                root.path(),
+                &url,
+                &format!("cl-{i:03}"),
+                Plays::Client,
+                V931,
+            )?;
+            agent.with_installers(&order, options.client_delay)?;
+            clients.push(agent);
+        }
+        let expected = options.clients + 2;
+        wait_for("agents online", Duration::from_secs(30), || {
+            let hosts = controller.hosts()?;
+            Ok(
+                (hosts.len() == expected && hosts.iter().all(|h| h["online"] == true))
+                    .then_some(()),
+            )
+        })?;
+        controller.cli(&["releases", "import", &catalogue_path()])?;
+        controller.cli(&[
+            "license",
+            "set",
+            "--installation",
+            "prod",
+            "--maintenance-until",
+            "2026-12-31",
+        ])?;
+        Ok(Self {
+            controller,
+            server,
+            web,
+            clients,
+            order,
+            root,
+        })
+    }
+}

@@ -4,70 +4,14 @@
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
 use std::time::Duration;
-use tierwise_e2e::{catalogue_path, wait_for, Agent, Controller, Plays, V263, V931};
-
-struct Fleet {
-    controller: Controller,
-    server: Agent,
-    web: Agent,
-    clients: Vec<Agent>,
-    order: std::path::PathBuf,
-    _root: tempfile::TempDir,
-}
+use tierwise_e2e::{
+    catalogue_path, wait_for, Agent, Controller, Fleet, FleetOptions, Plays, V263, V931,
+};
 
 fn fleet(clients: usize) -> anyhow::Result<Fleet> {
-    let root = tempfile::tempdir()?;
-    let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0")?;
-    let url = controller.url();
-    let order = root.path().join("order.log");
-    let mut server = Agent::start(
-        root.path(),
-        &url,
-        "srv-01",
-        Plays::Server(vec![("PSDB", true, V931), ("Archive", true, V931)]),
-        V931,
-    )?;
-    server.with_installers(&order, "0.3")?;
-    let web = Agent::start(
-        root.path(),
-        &url,
-        "web-01",
-        Plays::Web { websocket: true },
-        V931,
-    )?;
-    web.with_web_package(V263)?;
-    let mut list = Vec::new();
-    for i in 1..=clients {
-        let mut agent = Agent::start(
-            root.path(),
-            &url,
-            &format!("cl-{i:03}"),
-            Plays::Client,
-            V931,
-        )?;
-        agent.with_installers(&order, "0.1")?;
-        list.push(agent);
-    }
-    wait_for("agents online", Duration::from_secs(30), || {
-        let hosts = controller.hosts()?;
-        Ok((hosts.len() == clients + 2 && hosts.iter().all(|h| h["online"] == true)).then_some(()))
-    })?;
-    controller.cli(&["releases", "import", &catalogue_path()])?;
-    controller.cli(&[
-        "license",
-        "set",
-        "--installation",
-        "prod",
-        "--maintenance-until",
-        "2026-12-31",
-    ])?;
-    Ok(Fleet {
-        controller,
-        server,
-        web,
-        clients: list,
-        order,
-        _root: root,
+    Fleet::start(&FleetOptions {
+        clients,
+        ..FleetOptions::default()
     })
 }
 

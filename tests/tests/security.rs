@@ -7,7 +7,9 @@
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
-use tierwise_e2e::{binary, catalogue_path, wait_for, Agent, Controller, Plays, V263, V931};
+use tierwise_e2e::{
+    binary, catalogue_path, wait_for, Agent, Controller, Fleet, FleetOptions, Plays, V263, V931,
+};
 use tierwise_proto::v1::agent_service_client::AgentServiceClient;
 use tierwise_transport::client::{client_config, ControllerAddress, Identity, Trust};
 use tierwise_transport::files;
@@ -416,64 +418,14 @@ fn roles_limit_what_operators_can_do() {
 
 #[test]
 fn certificates_renew_under_a_running_rollout_without_dropping_it() {
-    let root = tempfile::tempdir().unwrap();
-    let controller = Controller::start_with(
-        &root.path().join("controller"),
-        "127.0.0.1:0",
-        &["--agent-cert-lifetime", "10s"],
-    )
-    .unwrap();
-    let url = controller.url();
-    let order = root.path().join("order.log");
-    let mut server = Agent::start(
-        root.path(),
-        &url,
-        "srv-01",
-        Plays::Server(vec![("PSDB", true, V931)]),
-        V931,
-    )
-    .unwrap();
-    server.with_installers(&order, "5").unwrap();
-    let web = Agent::start(
-        root.path(),
-        &url,
-        "web-01",
-        Plays::Web { websocket: true },
-        V931,
-    )
-    .unwrap();
-    web.with_web_package(V263).unwrap();
-    let mut clients = Vec::new();
-    for i in 1..=3 {
-        let mut client = Agent::start(
-            root.path(),
-            &url,
-            &format!("cl-{i:03}"),
-            Plays::Client,
-            V931,
-        )
-        .unwrap();
-        client.with_installers(&order, "3").unwrap();
-        clients.push(client);
-    }
-    wait_for("agents online", Duration::from_secs(30), || {
-        let hosts = controller.hosts()?;
-        Ok((hosts.len() == 5 && hosts.iter().all(|h| h["online"] == true)).then_some(()))
+    let fleet = Fleet::start(&FleetOptions {
+        clients: 3,
+        server_delay: "5",
+        client_delay: "3",
+        controller_flags: vec!["--agent-cert-lifetime", "10s"],
     })
     .unwrap();
-    controller
-        .cli(&["releases", "import", &catalogue_path()])
-        .unwrap();
-    controller
-        .cli(&[
-            "license",
-            "set",
-            "--installation",
-            "prod",
-            "--maintenance-until",
-            "2026-12-31",
-        ])
-        .unwrap();
+    let (controller, server, clients) = (&fleet.controller, &fleet.server, &fleet.clients);
     controller
         .cli(&[
             "rollout",
@@ -505,7 +457,7 @@ fn certificates_renew_under_a_running_rollout_without_dropping_it() {
         "the rollout outlived a certificate ({took:?})"
     );
     // Every agent renewed at least once while it ran, and reconnected.
-    for agent in std::iter::once(&server).chain(&clients) {
+    for agent in std::iter::once(server).chain(clients) {
         let log = agent.process.log_text();
         assert!(
             log.contains("certificate renewed"),
@@ -519,7 +471,7 @@ fn certificates_renew_under_a_running_rollout_without_dropping_it() {
         );
     }
     // Each step ran exactly once, renewal or not.
-    for client in &clients {
+    for client in clients {
         assert_eq!(
             client
                 .runs()
