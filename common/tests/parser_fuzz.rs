@@ -13,52 +13,30 @@
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
 use proptest::prelude::*;
-use proptest::sample::Index;
-use proptest::test_runner::{Config, TestCaseError, TestCaseResult, TestRunner};
+use proptest::test_runner::{TestCaseError, TestCaseResult};
 use std::cell::Cell;
 use std::fmt::Display;
 use std::ops::Range;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use tierwise_common::rollout::ErrorThreshold;
 use tierwise_common::{validate_name, Catalogue, ClientWaves, Date, Role, Version, VersionReq};
+use tierwise_testkit::{apply, edit};
 
 /// The catalogue shipped to operators: the document most likely to be edited by hand.
 const SHIPPED_CATALOGUE: &str = include_str!("../../deploy/catalogue/password-secure.toml");
-
-/// Cases per property when PROPTEST_CASES is not set; a few seconds in a debug build.
-const DEFAULT_CASES: u32 = 3000;
 
 thread_local! {
     /// Inputs the current property saw accepted: shows the deep paths ran.
     static ACCEPTED: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Runs `check` on as many inputs from `strategy` as configured, turns a panic
-/// into a failure that proptest shrinks to a minimal input, prints the count
-/// and checks that every configured case really ran.
+/// Runs `check` through the shared runner; a check marks an accepted input
+/// through `outcome`.
 fn fuzz<S: Strategy>(name: &str, strategy: S, check: impl Fn(S::Value) -> TestCaseResult) {
-    let cases =
-        std::env::var("PROPTEST_CASES").map_or(DEFAULT_CASES, |v| v.parse().expect("a number"));
-    // No failure persistence: a failing seed is printed, never written into the tree.
-    let mut config = Config::with_cases(cases);
-    config.failure_persistence = None;
-    let (ran, panics) = (AtomicUsize::new(0), AtomicUsize::new(0));
-    ACCEPTED.with(|a| a.set(0));
-    let result = TestRunner::new(config).run(&strategy, |value| {
-        ran.fetch_add(1, Ordering::Relaxed);
-        // The panic hook has already printed the message and the location.
-        catch_unwind(AssertUnwindSafe(|| check(value))).unwrap_or_else(|_| {
-            panics.fetch_add(1, Ordering::Relaxed);
-            Err(TestCaseError::fail("panicked (message and location above)"))
-        })
+    tierwise_testkit::fuzz(name, strategy, |value| {
+        let before = ACCEPTED.get();
+        check(value)?;
+        Ok(ACCEPTED.get() > before)
     });
-    let (ran, panics, accepted) = (ran.into_inner(), panics.into_inner(), ACCEPTED.get());
-    eprintln!("{name}: {ran} cases ({accepted} accepted), {panics} panics");
-    if let Err(failure) = result {
-        panic!("{name}: {failure}");
-    }
-    assert_eq!(ran, cases as usize, "{name}: cases went missing");
 }
 
 /// `Some(value)` for an accepted input, `None` for a refusal that explains
@@ -220,54 +198,6 @@ fn names_and_roles_never_panic() {
         }
         Ok(())
     });
-}
-
-/// One careless edit of a valid document: a byte changed, added or lost, or a
-/// whole line lost or pasted twice.
-#[derive(Clone, Debug)]
-enum Edit {
-    Replace(Index, u8),
-    Insert(Index, u8),
-    Delete(Index),
-    DropLine(Index),
-    DuplicateLine(Index),
-}
-
-fn edit() -> impl Strategy<Value = Edit> {
-    // Bytes that mean something to TOML are more interesting than random ones.
-    let byte = prop_oneof![
-        any::<u8>(),
-        prop::sample::select(b"[]{}=\"'.,#%<>\n -_0123456789".to_vec())
-    ];
-    prop_oneof![
-        (any::<Index>(), byte.clone()).prop_map(|(at, b)| Edit::Replace(at, b)),
-        (any::<Index>(), byte).prop_map(|(at, b)| Edit::Insert(at, b)),
-        any::<Index>().prop_map(Edit::Delete),
-        any::<Index>().prop_map(Edit::DropLine),
-        any::<Index>().prop_map(Edit::DuplicateLine),
-    ]
-}
-
-/// The document after the edit; bytes that are no longer UTF-8 become U+FFFD,
-/// as they would when a file is read as text.
-fn apply(document: &str, edit: &Edit) -> String {
-    let mut bytes = document.as_bytes().to_vec();
-    let mut lines: Vec<&str> = document.split('\n').collect();
-    let (b_len, l_len) = (bytes.len(), lines.len());
-    match edit {
-        Edit::Replace(at, b) => bytes[at.index(b_len)] = *b,
-        Edit::Insert(at, b) => bytes.insert(at.index(b_len + 1), *b),
-        Edit::Delete(at) => drop(bytes.remove(at.index(b_len))),
-        Edit::DropLine(at) => {
-            lines.remove(at.index(l_len));
-            return lines.join("\n");
-        }
-        Edit::DuplicateLine(at) => {
-            lines.insert(at.index(l_len), lines[at.index(l_len)]);
-            return lines.join("\n");
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The line an error points at: "line N: ..." from the validation or

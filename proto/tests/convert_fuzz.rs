@@ -17,56 +17,20 @@
 
 use proptest::prelude::*;
 use proptest::sample::Index;
-use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::test_runner::TestCaseError;
 use prost::Message;
 use std::fmt::Display;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use tierwise_common::rollout::ErrorThreshold;
 use tierwise_common::{
     validate_name, Catalogue, ClientWaves, Date, HostRecord, Inventory, Version,
 };
 use tierwise_proto::convert::{command_from_wire, command_to_wire, step_outcome_from_wire};
 use tierwise_proto::v1::{self, agent_message::Body, command::Action, component::Facts};
+use tierwise_testkit::{fuzz, Checked};
 use v1::controller_message::Body as ControllerBody;
 
 /// A real catalogue, so that some import requests get past the TOML reader.
 const SHIPPED_CATALOGUE: &str = include_str!("../../deploy/catalogue/password-secure.toml");
-
-/// Cases per property when PROPTEST_CASES is not set; a few seconds in a debug build.
-const DEFAULT_CASES: u32 = 3000;
-
-/// Whether a check accepted its input; errors are test failures.
-type Checked = Result<bool, TestCaseError>;
-
-/// Runs `check` on as many inputs from `strategy` as configured, turns a panic
-/// into a failure that proptest shrinks to a minimal input, prints the count
-/// (and how many inputs converted, to show the deep paths ran) and checks
-/// that every configured case really ran.
-fn fuzz<S: Strategy>(name: &str, strategy: S, check: impl Fn(S::Value) -> Checked) {
-    let cases =
-        std::env::var("PROPTEST_CASES").map_or(DEFAULT_CASES, |v| v.parse().expect("a number"));
-    // No failure persistence: a failing seed is printed, never written into the tree.
-    let mut config = Config::with_cases(cases);
-    config.failure_persistence = None;
-    let [ran, accepted, panics]: [AtomicUsize; 3] = Default::default();
-    let result = TestRunner::new(config).run(&strategy, |value| {
-        ran.fetch_add(1, Ordering::Relaxed);
-        // The panic hook has already printed the message and the location.
-        let ok = catch_unwind(AssertUnwindSafe(|| check(value))).unwrap_or_else(|_| {
-            panics.fetch_add(1, Ordering::Relaxed);
-            Err(TestCaseError::fail("panicked (message and location above)"))
-        })?;
-        accepted.fetch_add(usize::from(ok), Ordering::Relaxed);
-        Ok(())
-    });
-    let (ran, accepted, panics) = (ran.into_inner(), accepted.into_inner(), panics.into_inner());
-    eprintln!("{name}: {ran} cases ({accepted} accepted), {panics} panics");
-    if let Err(failure) = result {
-        panic!("{name}: {failure}");
-    }
-    assert_eq!(ran, cases as usize, "{name}: cases went missing");
-}
 
 /// `Some(value)` when accepted, `None` for a refusal that explains itself; a
 /// refusal with an empty message fails the property.
