@@ -152,10 +152,10 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let details = format!(
-            "installation {}, {} use(s), expires at {} ms",
+            "installation {}, {} use(s), expires {}",
             token.installation.unwrap_or("any"),
             token.uses_allowed,
-            token.expires_ms
+            crate::clock::rfc3339(token.expires_ms)
         );
         audit_in(&mut tx, now_ms, actor, "token create", token.id, &details).await?;
         tx.commit().await?;
