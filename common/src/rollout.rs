@@ -7,9 +7,9 @@
 
 use crate::action::{StepAction, StepOutcome};
 use crate::plan::{Action, PhaseKind, Plan};
-use crate::{HostRecord, ProbedVersion, Role, Version};
+use crate::{HostRecord, Role, Version};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -286,7 +286,6 @@ pub fn parse_dispatch_id(id: &str) -> Option<(&str, u32)> {
 pub struct RolloutSnapshot<'a> {
     pub state: RolloutState,
     pub current_phase: usize,
-    pub target: Version,
     pub options: &'a RolloutOptions,
     pub phases: &'a [ExecPhase],
     pub steps: &'a [ExecStep],
@@ -318,11 +317,9 @@ fn observed(hosts: &BTreeMap<&str, &HostRecord>, host_id: &str, role: Role) -> O
     hosts
         .get(host_id)?
         .inventory
-        .component(role)
-        .and_then(|c| match c.version {
-            ProbedVersion::Installed(v) => Some(v),
-            _ => None,
-        })
+        .component(role)?
+        .version
+        .installed()
 }
 
 /// Whether what a succeeded step should have changed is what the agent now
@@ -409,14 +406,16 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
         }];
     }
 
-    for (index, step) in steps.iter().enumerate() {
+    // Steps of one host run in order (stop, install, start): hosts with an
+    // unfinished step so far wait. One pass, however large the wave.
+    let mut unfinished: BTreeSet<&str> = BTreeSet::new();
+    for step in steps.iter().copied() {
+        let earlier_done = !unfinished.contains(step.host_id.as_str());
+        if !matches!(step.state, StepState::Succeeded | StepState::Skipped) {
+            unfinished.insert(step.host_id.as_str());
+        }
         match step.state {
             StepState::Pending => {
-                // Steps of one host run in order: stop, install, start.
-                let earlier_done = steps[..index]
-                    .iter()
-                    .filter(|s| s.host_id == step.host_id)
-                    .all(|s| matches!(s.state, StepState::Succeeded | StepState::Skipped));
                 let online = hosts.get(step.host_id.as_str()).is_some_and(|h| h.online);
                 if earlier_done && online {
                     decisions.push(Decision::Dispatch {
@@ -480,6 +479,7 @@ mod tests {
     use super::*;
     use crate::fixtures::{client, licence, password_secure_catalogue, server, web};
     use crate::plan::{plan, PlanRequest};
+    use crate::ProbedVersion;
     use crate::{Check, ClientWaves, WebServerKind};
 
     const V931: Version = Version::new(9, 3, 1, 33994);
@@ -528,7 +528,6 @@ mod tests {
         RolloutSnapshot {
             state: RolloutState::Running,
             current_phase: phase,
-            target: V263,
             options,
             phases,
             steps,

@@ -7,10 +7,11 @@
 use crate::clock::now_ms;
 use crate::grpc::sessions::Sessions;
 use crate::store::{HostFilter, Store, StoreError};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tierwise_common::action::StepAction;
-use tierwise_common::rollout::{decide, dispatch_id, Decision, RolloutSnapshot, RolloutState};
+use tierwise_common::rollout::{decide, dispatch_id, Decision, ExecStep, RolloutSnapshot};
 use tierwise_proto::v1::{controller_message, ControllerMessage};
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -52,13 +53,11 @@ impl Engine {
     }
 
     async fn evaluate_all(&self) -> Result<(), StoreError> {
-        for rollout in self.store.rollouts().await? {
-            if rollout.state == RolloutState::Running {
-                // Phases can complete one after another within one wake-up.
-                for _ in 0..16 {
-                    if !self.evaluate(&rollout.id).await? {
-                        break;
-                    }
+        for id in self.store.running_rollout_ids().await? {
+            // Phases can complete one after another within one wake-up.
+            for _ in 0..16 {
+                if !self.evaluate(&id).await? {
+                    break;
                 }
             }
         }
@@ -86,7 +85,6 @@ impl Engine {
             &RolloutSnapshot {
                 state: rollout.state,
                 current_phase: rollout.current_phase,
-                target: rollout.target,
                 options: &rollout.options,
                 phases: &rollout.phases,
                 steps: &steps,
@@ -106,18 +104,18 @@ impl Engine {
         };
         // Only what the store really moved to dispatched goes out, with the
         // attempt number it recorded.
+        let by_id: HashMap<&str, &ExecStep> =
+            steps.iter().map(|s| (s.step_id.as_str(), s)).collect();
         for (step_id, attempt) in &dispatched {
-            if let Some(step) = steps.iter().find(|s| &s.step_id == step_id) {
+            if let Some(step) = by_id.get(step_id.as_str()) {
                 self.send(&step.host_id, &dispatch_id(step_id, *attempt), &step.action);
             }
         }
-        let mut moved = false;
         for decision in &decisions {
             match decision {
                 Decision::Dispatch { .. } => {}
                 Decision::EnterPhase { phase } => {
-                    info!(rollout = %id, phase, "phase complete; next phase starts");
-                    moved = true;
+                    info!(rollout = %id, phase, "phase complete; next phase starts")
                 }
                 Decision::AwaitApproval { phase } => {
                     info!(rollout = %id, phase, "phase complete; the next waits for approval")
@@ -128,24 +126,25 @@ impl Engine {
                 Decision::Retry { step_id } => info!(rollout = %id, %step_id, "retrying a step"),
             }
         }
-        Ok(moved
-            || decisions
-                .iter()
-                .any(|d| matches!(d, Decision::Retry { .. })))
+        Ok(decisions
+            .iter()
+            .any(|d| matches!(d, Decision::EnterPhase { .. } | Decision::Retry { .. })))
     }
 
     /// Sends one attempt of a step (its dispatch id) to its host if it is connected here; otherwise the step
     /// stays dispatched and goes out when the host says hello.
     pub fn send(&self, host_id: &str, step_id: &str, action: &StepAction) {
-        let command = tierwise_proto::convert::command_to_wire(step_id, action);
-        for (_, outbound) in self.sessions.select(Some(host_id), None) {
-            let message = ControllerMessage {
-                body: Some(controller_message::Body::Command(command.clone())),
-            };
-            tracing::debug!(%host_id, %step_id, "step sent");
-            if outbound.try_send(Ok(message)).is_err() {
-                warn!(%host_id, %step_id, "the agent's queue is full; the step goes out when it reconnects");
-            }
+        let Some(outbound) = self.sessions.outbound(host_id) else {
+            return;
+        };
+        let message = ControllerMessage {
+            body: Some(controller_message::Body::Command(
+                tierwise_proto::convert::command_to_wire(step_id, action),
+            )),
+        };
+        tracing::debug!(%host_id, %step_id, "step sent");
+        if outbound.try_send(Ok(message)).is_err() {
+            warn!(%host_id, %step_id, "the agent's queue is full; the step goes out when it reconnects");
         }
     }
 
@@ -157,14 +156,19 @@ impl Engine {
                 .iter()
                 .filter(|s| s.state == tierwise_common::rollout::StepState::Dispatched)
             {
-                self.send(
-                    &step.host_id,
-                    &dispatch_id(&step.step_id, step.attempts),
-                    &step.action,
-                );
+                self.send_step(step);
             }
         }
         Ok(())
+    }
+
+    /// Sends a dispatched step's current attempt.
+    fn send_step(&self, step: &ExecStep) {
+        self.send(
+            &step.host_id,
+            &dispatch_id(&step.step_id, step.attempts),
+            &step.action,
+        );
     }
 
     /// Sends again what a host was given and has not answered, after it
@@ -173,11 +177,7 @@ impl Engine {
         // Their timeout starts again: the host may have been away for long.
         self.store.touch_dispatched(host_id, now_ms()).await?;
         for step in self.store.dispatched_steps(host_id).await? {
-            self.send(
-                host_id,
-                &dispatch_id(&step.step_id, step.attempts),
-                &step.action,
-            );
+            self.send_step(&step);
         }
         Ok(())
     }

@@ -936,18 +936,16 @@ impl AdminService for AdminApi {
             .await
             .map_err(ApiError::FailedPrecondition)?;
         let now = now_ms();
+        let release_text = release.to_string();
+        let artifact = crate::store::NewArtifact {
+            release: &release_text,
+            role,
+            sha256: &sha256,
+            file_name: &file_name,
+            size,
+        };
         self.store
-            .record_artifact(&release.to_string(), role, &sha256, &file_name, size, now)
-            .await
-            .map_err(ApiError::from)?;
-        self.store
-            .audit(
-                &actor,
-                "artifact add",
-                &format!("{role} {release}"),
-                &format!("{file_name} sha256 {sha256}, {size} bytes"),
-                now,
-            )
+            .record_artifact(&artifact, &actor, now)
             .await
             .map_err(ApiError::from)?;
         info!(%release, %role, %sha256, size, "artifact stored");

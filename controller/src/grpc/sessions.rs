@@ -110,6 +110,11 @@ impl Sessions {
         }
     }
 
+    /// The stream of one host, if it is connected here.
+    pub fn outbound(&self, host_id: &str) -> Option<Outbound> {
+        self.entries().get(host_id).map(|e| e.outbound.clone())
+    }
+
     /// Streams of the hosts that match: one host, one installation, or all.
     pub fn select(
         &self,

@@ -415,7 +415,7 @@ impl Store {
             .bind(document)
             .execute(&mut *tx)
             .await?;
-        audit_in(&mut tx, now_ms, actor, "catalogue import", source, "").await?;
+        audit_in(&mut *tx, now_ms, actor, "catalogue import", source, "").await?;
         tx.commit().await?;
         Ok(())
     }
@@ -475,7 +475,7 @@ impl Store {
         .await?;
         let details = format!("maintenance until {maintenance_until}");
         audit_in(
-            &mut tx,
+            &mut *tx,
             now_ms,
             actor,
             "licence set",
@@ -512,15 +512,22 @@ impl Store {
 
 impl Store {
     /// Records an installer of a release and role (replacing an older one).
+    /// Records a stored installer for its release and role, with its audit
+    /// entry, in one transaction.
     pub async fn record_artifact(
         &self,
-        release: &str,
-        role: Role,
-        sha256: &str,
-        file_name: &str,
-        size: u64,
+        artifact: &NewArtifact<'_>,
+        actor: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        let NewArtifact {
+            release,
+            role,
+            sha256,
+            file_name,
+            size,
+        } = *artifact;
+        let mut tx = self.pool.begin().await?;
         sqlx::query(
             "INSERT INTO artifacts (release, role, sha256, file_name, size, added_ms) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (release, role) DO UPDATE SET sha256 = excluded.sha256, file_name = excluded.file_name, \
@@ -532,8 +539,12 @@ impl Store {
         .bind(file_name)
         .bind(i64::try_from(size).unwrap_or(i64::MAX))
         .bind(now_ms)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        let subject = format!("{role} {release}");
+        let details = format!("{file_name} sha256 {sha256}, {size} bytes");
+        audit_in(&mut *tx, now_ms, actor, "artifact add", &subject, &details).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -549,13 +560,20 @@ impl Store {
     }
 }
 
-/// A no-op write that locks an installation's row for the transaction;
-/// false when there is no such installation. Read-then-write transactions
-/// start with a write like this: on SQLite it takes the write lock at once
-/// (waiting for the busy timeout), on PostgreSQL it serialises them per row.
-/// Writes an audit entry inside the transaction of the change it records.
-pub(crate) async fn audit_in(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+/// An installer to record: release, component role, checksum, name, size.
+#[derive(Clone, Copy, Debug)]
+pub struct NewArtifact<'a> {
+    pub release: &'a str,
+    pub role: Role,
+    pub sha256: &'a str,
+    pub file_name: &'a str,
+    pub size: u64,
+}
+
+/// Writes an audit entry; given the transaction of the change it records,
+/// it lands with that change or not at all.
+pub(crate) async fn audit_in<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
     now_ms: i64,
     actor: &str,
     action: &str,
@@ -570,11 +588,15 @@ pub(crate) async fn audit_in(
     .bind(action)
     .bind(subject)
     .bind(details)
-    .execute(&mut **tx)
+    .execute(executor)
     .await?;
     Ok(())
 }
 
+/// A no-op write that locks an installation's row for the transaction;
+/// false when there is no such installation. Read-then-write transactions
+/// start with a write like this: on SQLite it takes the write lock at once
+/// (waiting for the busy timeout), on PostgreSQL it serialises them per row.
 pub(crate) async fn lock_installation(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     installation: &str,

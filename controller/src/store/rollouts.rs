@@ -1,7 +1,7 @@
 //! Rollouts, their steps and the audit log. Every change of a rollout is one
 //! transaction, so a killed controller leaves either the old or the new state.
 
-use super::{Store, StoreError};
+use super::{audit_in, Store, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 use tierwise_common::action::{StepAction, StepOutcome};
@@ -170,15 +170,7 @@ impl Store {
         details: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        sqlx::query("INSERT INTO audit_log (at_ms, actor, action, subject, details) VALUES ($1, $2, $3, $4, $5)")
-            .bind(now_ms)
-            .bind(actor)
-            .bind(action)
-            .bind(subject)
-            .bind(details)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        Ok(audit_in(&self.pool, now_ms, actor, action, subject, details).await?)
     }
 
     /// The newest `limit` audit entries, oldest first.
@@ -269,13 +261,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("INSERT INTO audit_log (at_ms, actor, action, subject, details) VALUES ($1, $2, 'rollout start', $3, $4)")
-            .bind(now_ms)
-            .bind(actor)
-            .bind(id.as_str())
-            .bind(details)
-            .execute(&mut *tx)
-            .await?;
+        audit_in(&mut *tx, now_ms, actor, "rollout start", &id, details).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -287,6 +273,17 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(rollout_from_row).collect()
+    }
+
+    /// The ids of the running rollouts, oldest first (what the engine
+    /// evaluates every round).
+    pub async fn running_rollout_ids(&self) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM rollouts WHERE state = $1 ORDER BY seq")
+                .bind(RolloutState::Running.as_str())
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     /// A rollout and its steps in order; `None` when there is no such id.
@@ -576,13 +573,8 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        sqlx::query("INSERT INTO audit_log (at_ms, actor, action, subject, details) VALUES ($1, $2, 'rollout skip host', $3, $4)")
-            .bind(now_ms)
-            .bind(actor)
-            .bind(id)
-            .bind(format!("{host_id}: {skipped} step(s) skipped"))
-            .execute(&mut *tx)
-            .await?;
+        let details = format!("{host_id}: {skipped} step(s) skipped");
+        audit_in(&mut *tx, now_ms, actor, "rollout skip host", id, &details).await?;
         tx.commit().await?;
         Ok(skipped)
     }
@@ -630,14 +622,16 @@ impl Store {
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO audit_log (at_ms, actor, action, subject, details) VALUES ($1, $2, $3, $4, $5)")
-            .bind(now_ms)
-            .bind(actor)
-            .bind(format!("rollout {action}"))
-            .bind(id)
-            .bind(format!("{} -> {}", rollout.state.as_str(), to.as_str()))
-            .execute(&mut *tx)
-            .await?;
+        let details = format!("{} -> {}", rollout.state.as_str(), to.as_str());
+        audit_in(
+            &mut *tx,
+            now_ms,
+            actor,
+            &format!("rollout {action}"),
+            id,
+            &details,
+        )
+        .await?;
         tx.commit().await?;
         Ok(RolloutRecord {
             state: to,

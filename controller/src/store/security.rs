@@ -157,7 +157,7 @@ impl Store {
             token.uses_allowed,
             crate::clock::rfc3339(token.expires_ms)
         );
-        audit_in(&mut tx, now_ms, actor, "token create", token.id, &details).await?;
+        audit_in(&mut *tx, now_ms, actor, "token create", token.id, &details).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -195,7 +195,7 @@ impl Store {
         let Some(row) = row else {
             return Ok(None);
         };
-        audit_in(&mut tx, now_ms, actor, "token revoke", id, "").await?;
+        audit_in(&mut *tx, now_ms, actor, "token revoke", id, "").await?;
         tx.commit().await?;
         Ok(Some(token_from_row(&row)?))
     }
@@ -304,7 +304,7 @@ impl Store {
         )
         .await?;
         audit_in(
-            &mut tx,
+            &mut *tx,
             now_ms,
             &format!("token {}", enrollment.token_id),
             "host enroll",
@@ -362,7 +362,7 @@ impl Store {
         .await?
         .rows_affected();
         audit_in(
-            &mut tx,
+            &mut *tx,
             now_ms,
             actor,
             "host revoke",
@@ -400,7 +400,7 @@ impl Store {
             return Ok(false);
         }
         audit_in(
-            &mut tx,
+            &mut *tx,
             now_ms,
             actor,
             "operator add",
@@ -429,7 +429,7 @@ impl Store {
         if removed == 0 {
             return Ok(false);
         }
-        audit_in(&mut tx, now_ms, actor, "operator remove", name, "").await?;
+        audit_in(&mut *tx, now_ms, actor, "operator remove", name, "").await?;
         tx.commit().await?;
         Ok(true)
     }
