@@ -295,7 +295,7 @@ impl Catalogue {
                         ));
                     }
                     let sha256 = value.sha256.get_ref().to_ascii_lowercase();
-                    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    if !crate::is_sha256(&sha256) {
                         return Err(at(
                             value.sha256.span(),
                             &format!("{key}.sha256"),

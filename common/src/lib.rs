@@ -57,6 +57,19 @@ pub fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// Bytes as lower-case hex (checksums, serials, token parts).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `text` is a SHA-256 in lower-case hex.
+pub fn is_sha256(text: &str) -> bool {
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// 1234567 → "1,234,567", for counts people read.
 pub fn thousands(n: usize) -> String {
     let digits = n.to_string();

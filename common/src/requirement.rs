@@ -67,14 +67,6 @@ impl Comparator {
 }
 
 impl VersionReq {
-    /// Matches every version.
-    pub fn any() -> Self {
-        Self {
-            text: "*".into(),
-            comparators: Vec::new(),
-        }
-    }
-
     pub fn parse(text: &str) -> Result<Self, RequirementError> {
         let error = |why: String| RequirementError {
             text: text.to_owned(),

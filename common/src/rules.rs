@@ -2,7 +2,7 @@
 //! findings that name what they are about, the rule, the reason, and what
 //! would make it pass; the planner collects them.
 
-use crate::{Catalogue, Check, Date, Licence, Release, ReleaseDate, Requirement, Role, Version};
+use crate::{Catalogue, Check, Licence, Release, Requirement, Role, Version};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -457,15 +457,10 @@ pub fn update_check(host_id: &str, enabled: Check) -> Option<Finding> {
     })
 }
 
-/// Whether a release date is inside maintenance; for display.
-pub fn covered(released: ReleaseDate, end: Date) -> Option<bool> {
-    released.span().map(|(_, last)| last <= end)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Note, VersionReq};
+    use crate::{Date, Note, ReleaseDate, VersionReq};
 
     fn v(text: &str) -> Version {
         text.parse().unwrap()
@@ -473,13 +468,6 @@ mod tests {
 
     fn release(version: &str) -> Release {
         crate::fixtures::release(v(version))
-    }
-
-    fn licence(date: &str) -> Licence {
-        Licence {
-            installation: "prod".into(),
-            maintenance_until: Date::parse(date).unwrap(),
-        }
     }
 
     #[test]
@@ -515,7 +503,7 @@ mod tests {
             (&r263, None, Some("no maintenance end date is recorded")),
         ];
         for (target, end, expected) in cases {
-            let licence = end.map(licence);
+            let licence = end.map(|until| crate::fixtures::licence("prod", until));
             let finding = maintenance("prod", target, licence.as_ref());
             match (expected, finding) {
                 (None, None) => {}

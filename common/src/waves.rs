@@ -86,10 +86,6 @@ impl ClientWaves {
         }
     }
 
-    pub fn percents(&self) -> &[u8] {
-        &self.percents
-    }
-
     /// Splits `total` clients into waves: (percent, size) of every non-empty
     /// wave, sizes adding up to `total`.
     pub fn split(&self, total: usize) -> Vec<(u8, usize)> {

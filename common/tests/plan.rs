@@ -2,9 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
-use tierwise_common::fixtures::{
-    self, client, licence, offline, password_secure_catalogue, server, web,
-};
+use tierwise_common::fixtures::{client, licence, offline, password_secure_catalogue, server, web};
 use tierwise_common::plan::{plan, Action, PhaseKind, Plan, PlanError, PlanRequest};
 use tierwise_common::rules::{Rule, Severity, Subject};
 use tierwise_common::{Check, ClientWaves, HostRecord, ProbedVersion, Version, WebServerKind};
@@ -303,7 +301,6 @@ fn default_waves_on_a_large_fleet() {
     let plan = plan_for(&installation(20_000, Check::Yes), V263, "2026-12-31");
     let sizes: Vec<usize> = plan.phases[5..].iter().map(|p| p.steps.len()).collect();
     assert_eq!(sizes, [100, 1_900, 8_000, 10_000]);
-    let _ = fixtures::host("unused", "prod");
 }
 
 #[test]

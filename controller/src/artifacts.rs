@@ -5,6 +5,7 @@
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
+use tierwise_common::{hex, is_sha256};
 use tokio::io::AsyncWriteExt;
 
 /// Bytes per chunk sent to agents.
@@ -22,14 +23,6 @@ pub struct Incoming {
     file: tokio::fs::File,
     hasher: Sha256,
     size: u64,
-}
-
-/// Whether `text` is a SHA-256 in lower-case hex.
-pub fn is_sha256(text: &str) -> bool {
-    text.len() == 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl ArtifactStore {
@@ -93,8 +86,4 @@ impl Incoming {
         self.size += data.len() as u64;
         self.file.write_all(data).await
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

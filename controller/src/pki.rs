@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tierwise_common::hex;
 use tierwise_transport::{files, Fingerprint};
 use tracing::info;
 
@@ -302,10 +303,6 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
         .fill(&mut bytes)
         .expect("the operating system's random number generator failed");
     bytes
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn offset_time(ms: i64) -> time::OffsetDateTime {

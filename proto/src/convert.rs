@@ -274,14 +274,6 @@ pub fn step_outcome_from_wire(value: i32) -> Option<StepOutcome> {
     }
 }
 
-fn sha_to_wire(sha: &Option<String>) -> String {
-    sha.clone().unwrap_or_default()
-}
-
-fn sha_from_wire(sha: &str) -> Option<String> {
-    (!sha.is_empty()).then(|| sha.to_owned())
-}
-
 /// The wire form of a typed step.
 pub fn command_to_wire(step_id: &str, action: &StepAction) -> v1::Command {
     use v1::command::Action as A;
@@ -296,7 +288,7 @@ pub fn command_to_wire(step_id: &str, action: &StepAction) -> v1::Command {
         } => A::InstallComponent(v1::InstallComponent {
             role: role(*r),
             version: version.to_string(),
-            artifact_sha256: sha_to_wire(artifact_sha256),
+            artifact_sha256: artifact_sha256.clone().unwrap_or_default(),
         }),
         StepAction::StartServices { role: r } => {
             A::StartServices(v1::RoleAction { role: role(*r) })
@@ -309,7 +301,7 @@ pub fn command_to_wire(step_id: &str, action: &StepAction) -> v1::Command {
             artifact_sha256,
         } => A::DeployWebApp(v1::DeployWebApp {
             version: version.to_string(),
-            artifact_sha256: sha_to_wire(artifact_sha256),
+            artifact_sha256: artifact_sha256.clone().unwrap_or_default(),
         }),
         StepAction::Reprobe => A::Reprobe(v1::Empty {}),
     };
@@ -336,7 +328,7 @@ pub fn command_from_wire(command: &v1::Command) -> Result<(String, StepAction), 
         A::InstallComponent(a) => StepAction::InstallComponent {
             role: role(a.role)?,
             version: version(&a.version)?,
-            artifact_sha256: sha_from_wire(&a.artifact_sha256),
+            artifact_sha256: non_empty(&a.artifact_sha256),
         },
         A::StartServices(a) => StepAction::StartServices {
             role: role(a.role)?,
@@ -346,7 +338,7 @@ pub fn command_from_wire(command: &v1::Command) -> Result<(String, StepAction), 
         },
         A::DeployWebApp(a) => StepAction::DeployWebApp {
             version: version(&a.version)?,
-            artifact_sha256: sha_from_wire(&a.artifact_sha256),
+            artifact_sha256: non_empty(&a.artifact_sha256),
         },
         A::Reprobe(_) => StepAction::Reprobe,
     };

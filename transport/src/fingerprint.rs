@@ -13,10 +13,6 @@ impl Fingerprint {
     pub fn of(der: &[u8]) -> Self {
         Self(Sha256::digest(der).into())
     }
-
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
 }
 
 impl fmt::Display for Fingerprint {

@@ -52,11 +52,8 @@ pub fn certificate_facts(der: &[u8]) -> Option<CertificateFacts> {
         .ok()?
         .to_owned();
     Some(CertificateFacts {
-        serial: certificate
-            .raw_serial()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        // The same encoding the controller stores serials in.
+        serial: tierwise_common::hex(certificate.raw_serial()),
         common_name,
         not_after_ms: certificate
             .validity()

@@ -23,13 +23,6 @@ pub struct Downloader {
 /// Why a download did not produce a usable file.
 pub type DownloadError = (StepOutcome, String);
 
-fn is_sha256(text: &str) -> bool {
-    text.len() == 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
 async fn sha256_of(path: &Path) -> std::io::Result<String> {
     let mut file = tokio::fs::File::open(path).await?;
     let mut hasher = Sha256::new();
@@ -41,11 +34,7 @@ async fn sha256_of(path: &Path) -> std::io::Result<String> {
         }
         hasher.update(&buffer[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(tierwise_common::hex(&hasher.finalize()))
 }
 
 impl Downloader {
@@ -66,7 +55,7 @@ impl Downloader {
     pub async fn fetch(&self, sha256: &str) -> Result<PathBuf, DownloadError> {
         let failed = |why: String| (StepOutcome::Failed, why);
         let transient = |why: String| (StepOutcome::FailedTransient, why);
-        if !is_sha256(sha256) {
+        if !tierwise_common::is_sha256(sha256) {
             return Err(failed(format!("`{sha256}` is not a SHA-256; nothing ran")));
         }
         let done = self.dir.join(sha256);

@@ -1,7 +1,7 @@
 //! `AdminService`: what the operator CLI calls.
 
 use super::auth::{self, Role};
-use super::ApiError;
+use super::{printable, ApiError};
 use crate::artifacts::ArtifactStore;
 use crate::clock::now_ms;
 use crate::engine::Engine;
@@ -13,7 +13,6 @@ use tierwise_common::plan::{plan, Plan, PlanError, PlanRequest};
 use tierwise_common::rollout::{steps_from_plan, ErrorThreshold, RolloutOptions, RolloutState};
 use tierwise_common::rules::{Severity, ACK_BREAKING, ACK_SERVER_MANAGER_PASSWORD};
 use tierwise_common::{validate_name, Catalogue, ClientWaves, Date, Version};
-use tierwise_proto::convert::role_from_wire as wire_role;
 use tierwise_proto::convert::role_from_wire;
 use tierwise_proto::v1::{
     admin_service_server::AdminService, controller_message, ChangeRolloutRequest,
@@ -81,13 +80,14 @@ impl AdminApi {
             )))
         })
     }
-    /// Plans from live inventory, the catalogue in force and the licence.
+    /// Plans from live inventory, the catalogue in force and the licence;
+    /// also returns that catalogue.
     async fn make_plan(
         &self,
         installation: &str,
         target: &str,
         client_waves: &str,
-    ) -> Result<Plan, ApiError> {
+    ) -> Result<(Plan, Catalogue), ApiError> {
         let target = Version::parse(target)
             .map_err(|e| ApiError::InvalidArgument(format!("target: {e}")))?;
         let waves = if client_waves.trim().is_empty() {
@@ -109,7 +109,7 @@ impl AdminApi {
             .await?
             .into_iter()
             .find(|l| l.installation == installation);
-        plan(&PlanRequest {
+        let planned = plan(&PlanRequest {
             installation,
             hosts: &hosts,
             catalogue: &catalogue,
@@ -124,7 +124,8 @@ impl AdminApi {
             PlanError::NoHosts(_) | PlanError::EmptyCatalogue => {
                 ApiError::FailedPrecondition(e.to_string())
             }
-        })
+        })?;
+        Ok((planned, catalogue))
     }
 
     async fn rollout_status(&self, id: &str) -> Result<RolloutStatus, ApiError> {
@@ -187,27 +188,16 @@ struct TokenView {
     #[serde(flatten)]
     token: crate::store::security::TokenRecord,
     /// `active`, `expired`, `used_up` or `revoked`.
-    state: &'static str,
+    state: crate::store::security::TokenState,
 }
 
 impl TokenView {
     fn new(token: crate::store::security::TokenRecord, now_ms: i64) -> Self {
-        let state = if token.revoked_ms.is_some() {
-            "revoked"
-        } else if token.expires_ms <= now_ms {
-            "expired"
-        } else if token.uses >= token.uses_allowed {
-            "used_up"
-        } else {
-            "active"
-        };
-        Self { token, state }
+        Self {
+            state: token.state(now_ms),
+            token,
+        }
     }
-}
-
-/// An id from a request, safe to put in a message.
-fn printable_id(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(64).collect()
 }
 
 #[tonic::async_trait]
@@ -320,12 +310,7 @@ impl AdminService for AdminApi {
         let source = if request.source.trim().is_empty() {
             "catalogue".to_owned()
         } else {
-            request
-                .source
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(255)
-                .collect()
+            printable(&request.source, 255)
         };
         // Everything is checked before anything is written.
         let catalogue = Catalogue::parse(&request.document, &source)
@@ -433,7 +418,7 @@ impl AdminService for AdminApi {
         request: Request<PlanRolloutRequest>,
     ) -> Result<Response<PlanRolloutResponse>, Status> {
         let request = request.into_inner();
-        let planned = self
+        let (planned, _) = self
             .make_plan(
                 &request.installation,
                 &request.target,
@@ -452,12 +437,12 @@ impl AdminService for AdminApi {
         let actor = actor(&request)?;
         let request = request.into_inner();
         let error_threshold = if request.error_threshold.trim().is_empty() {
-            ErrorThreshold::Percent(5)
+            RolloutOptions::default().error_threshold
         } else {
             ErrorThreshold::parse(&request.error_threshold)
                 .map_err(|e| ApiError::InvalidArgument(format!("error threshold: {e}")))?
         };
-        let planned = self
+        let (planned, catalogue) = self
             .make_plan(
                 &request.installation,
                 &request.target,
@@ -503,7 +488,6 @@ impl AdminService for AdminApi {
         }
         // Installers: each install step carries the checksum of the stored
         // installer of its role; the catalogue's checksum must be stored.
-        let catalogue = self.catalogue().await?;
         let named = catalogue
             .get(planned.target.version)
             .map(|r| r.artifacts.clone())
@@ -756,7 +740,7 @@ impl AdminService for AdminApi {
             .ok_or_else(|| {
                 ApiError::NotFound(format!(
                     "no enrollment token `{}`; `tierwise tokens list` shows them",
-                    printable_id(&id)
+                    printable(&id, 64)
                 ))
             })?;
         info!(token = %token.id, %actor, "enrollment token revoked");
@@ -812,7 +796,7 @@ impl AdminService for AdminApi {
         let Some(target) = operators.iter().find(|o| o.name == name) else {
             return Err(ApiError::NotFound(format!(
                 "no operator `{}`; `tierwise operators list` shows them",
-                printable_id(&name)
+                printable(&name, 64)
             ))
             .into());
         };
@@ -892,17 +876,12 @@ impl AdminService for AdminApi {
             .ok_or_else(|| ApiError::InvalidArgument("the upload is empty".into()))?;
         let release = Version::parse(&first.release)
             .map_err(|e| ApiError::InvalidArgument(format!("release: {e}")))?;
-        let role = wire_role(first.role).ok_or_else(|| {
+        let role = role_from_wire(first.role).ok_or_else(|| {
             ApiError::InvalidArgument(
                 "name the component: server, app_server, web or client".into(),
             )
         })?;
-        let file_name: String = first
-            .file_name
-            .chars()
-            .filter(|c| !c.is_control())
-            .take(255)
-            .collect();
+        let file_name = printable(&first.file_name, 255);
         // What the catalogue says this installer must be, if it says.
         let expected = match self
             .store

@@ -5,7 +5,7 @@
 //! malformed or too large ends that one session with a status the agent can
 //! log; no other session notices.
 
-use super::ApiError;
+use super::{printable, ApiError};
 use crate::artifacts::ArtifactStore;
 use crate::clock::now_ms;
 use crate::engine::Engine;
@@ -381,14 +381,6 @@ fn printable_tail(text: &str) -> String {
         .find(|i| kept.is_char_boundary(*i))
         .unwrap_or(kept.len());
     kept[start..].to_owned()
-}
-
-/// At most `max_chars` characters, without control characters.
-fn printable(text: &str, max_chars: usize) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
-        .take(max_chars)
-        .collect()
 }
 
 struct Session {

@@ -133,8 +133,8 @@ const OPERATOR_PREFIX: &str = "two_";
 /// A new enrollment token: (id, secret, the token as handed out). The id is
 /// public (lists, audit); the secret is 192 random bits.
 pub fn new_enrollment_token() -> (String, String, String) {
-    let id = crate::pki::hex(&crate::pki::random_bytes::<8>());
-    let secret = crate::pki::hex(&crate::pki::random_bytes::<24>());
+    let id = tierwise_common::hex(&crate::pki::random_bytes::<8>());
+    let secret = tierwise_common::hex(&crate::pki::random_bytes::<24>());
     let token = format!("{ENROLLMENT_PREFIX}{id}_{secret}");
     (id, secret, token)
 }
@@ -153,13 +153,13 @@ pub fn parse_enrollment_token(token: &str) -> Option<(String, String)> {
 pub fn new_operator_token() -> String {
     format!(
         "{OPERATOR_PREFIX}{}",
-        crate::pki::hex(&crate::pki::random_bytes::<32>())
+        tierwise_common::hex(&crate::pki::random_bytes::<32>())
     )
 }
 
 /// SHA-256 (hex) of a token, as the store keeps it.
 pub fn token_digest(token: &str) -> String {
-    crate::pki::hex(&Sha256::digest(token.as_bytes()))
+    tierwise_common::hex(&Sha256::digest(token.as_bytes()))
 }
 
 #[derive(Clone, Debug)]
@@ -293,11 +293,7 @@ pub fn agent<T>(request: &Request<T>) -> Result<AgentIdentity, Status> {
 
 /// The peer's address, for logs.
 pub fn peer_addr<T>(request: &Request<T>) -> Option<std::net::SocketAddr> {
-    request
-        .extensions()
-        .get::<PeerInfo>()
-        .map(|p| p.addr)
-        .or_else(|| request.remote_addr())
+    request.extensions().get::<PeerInfo>().map(|p| p.addr)
 }
 
 /// Wraps a generated service: authorises every call before the service sees it.

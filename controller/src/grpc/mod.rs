@@ -8,3 +8,12 @@ mod error;
 pub mod sessions;
 
 pub use error::ApiError;
+
+/// Text from a peer made safe to store, log or echo: at most `max_chars`
+/// characters, without control characters.
+pub(crate) fn printable(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect()
+}

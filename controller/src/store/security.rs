@@ -19,6 +19,31 @@ pub struct TokenRecord {
     pub revoked_ms: Option<i64>,
 }
 
+/// Whether a token can still enroll, and if not, the first reason in the
+/// order enrollment checks them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenState {
+    Active,
+    Revoked,
+    Expired,
+    UsedUp,
+}
+
+impl TokenRecord {
+    pub fn state(&self, now_ms: i64) -> TokenState {
+        if self.revoked_ms.is_some() {
+            TokenState::Revoked
+        } else if self.expires_ms <= now_ms {
+            TokenState::Expired
+        } else if self.uses >= self.uses_allowed {
+            TokenState::UsedUp
+        } else {
+            TokenState::Active
+        }
+    }
+}
+
 /// A new token: its id, the SHA-256 of its secret and its limits.
 #[derive(Clone, Debug)]
 pub struct NewToken<'a> {
@@ -243,20 +268,21 @@ impl Store {
         if let Some(row) = retried {
             return Ok(certificate_from_row(&row)?);
         }
-        if token.revoked_ms.is_some() {
-            return Err(EnrollError::Revoked(token.id));
-        }
-        if token.expires_ms <= now_ms {
-            return Err(EnrollError::Expired {
-                at: crate::clock::rfc3339(token.expires_ms),
-                id: token.id,
-            });
-        }
-        if token.uses >= token.uses_allowed {
-            return Err(EnrollError::UsedUp {
-                id: token.id,
-                uses: token.uses_allowed,
-            });
+        match token.state(now_ms) {
+            TokenState::Revoked => return Err(EnrollError::Revoked(token.id)),
+            TokenState::Expired => {
+                return Err(EnrollError::Expired {
+                    at: crate::clock::rfc3339(token.expires_ms),
+                    id: token.id,
+                })
+            }
+            TokenState::UsedUp => {
+                return Err(EnrollError::UsedUp {
+                    id: token.id,
+                    uses: token.uses_allowed,
+                })
+            }
+            TokenState::Active => {}
         }
         if let Some(bound) = &token.installation {
             if bound != enrollment.installation {
