@@ -19,8 +19,9 @@
 use crate::config::{EnrollmentSettings, Settings};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tierwise_proto::v1::{agent_service_client::AgentServiceClient, EnrollRequest, RenewRequest};
+use tierwise_runtime::clock::{now_ms, unix_ms};
 use tierwise_transport::client::{
     client_config, ControllerAddress, Identity as TlsIdentity, Trust,
 };
@@ -115,7 +116,7 @@ impl IdentityFiles {
         }
         let received_ms = std::fs::metadata(&agent)
             .and_then(|m| m.modified())
-            .map(system_ms)
+            .map(unix_ms)
             .unwrap_or_else(|_| now_ms());
         let config = client_config(&Trust::Ca(ca), Some(TlsIdentity { chain, key }))
             .map_err(|e| IdentityError::BadAnswer(e.to_string()))?;
@@ -143,29 +144,18 @@ impl IdentityFiles {
     }
 }
 
-fn system_ms(time: SystemTime) -> i64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn now_ms() -> i64 {
-    system_ms(SystemTime::now())
-}
-
-/// A channel to the controller with the given TLS configuration.
+/// A channel to the controller with the given TLS configuration, with the
+/// agent's connect timeout.
 pub async fn connect(
     controller: &ControllerAddress,
     config: Arc<rustls::ClientConfig>,
     configure: impl FnOnce(Endpoint) -> Endpoint,
 ) -> Result<Channel, tonic::transport::Error> {
-    configure(
-        controller
-            .endpoint()
-            .connect_timeout(Duration::from_secs(10)),
-    )
-    .connect_with_connector(controller.connector(config))
-    .await
+    controller
+        .connect(config, |e| {
+            configure(e.connect_timeout(Duration::from_secs(10)))
+        })
+        .await
 }
 
 /// Enrolls: token and certificate request for a certificate.
@@ -175,16 +165,17 @@ pub async fn enroll(
 ) -> Result<Credentials, IdentityError> {
     let identity = IdentityFiles::new(&settings.state_dir);
     let pending = identity.pending_key();
-    let key_pem = if pending.exists() {
-        files::read(&pending)?
+    let (key_pem, request) = if pending.exists() {
+        let key_pem = files::read(&pending)?;
+        let request = tierwise_transport::request_for_pem(&key_pem, &settings.host_id)
+            .map_err(|e| IdentityError::Key(format!("{}: {e}", pending.display())))?;
+        (key_pem, request)
     } else {
-        let (key_pem, _) = tierwise_transport::key_and_request(&settings.host_id)
+        let (key_pem, request) = tierwise_transport::key_and_request(&settings.host_id)
             .map_err(|e| IdentityError::Key(e.to_string()))?;
         files::write_private(&pending, key_pem.as_bytes())?;
-        key_pem
+        (key_pem, request)
     };
-    let request = tierwise_transport::request_for_pem(&key_pem, &settings.host_id)
-        .map_err(|e| IdentityError::Key(format!("{}: {e}", pending.display())))?;
     let config = client_config(&Trust::Pinned(enrollment.ca_fingerprint), None)
         .map_err(|e| IdentityError::Unreachable(e.to_string()))?;
     let channel = connect(&settings.controller, config, |e| {

@@ -53,15 +53,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })?;
     if args.enroll {
         let credentials = identity::obtain(&settings).await?;
-        let until = std::time::UNIX_EPOCH
-            + std::time::Duration::from_millis(
-                u64::try_from(credentials.not_after_ms).unwrap_or(0),
-            );
         println!(
             "enrolled as {} (installation {}); certificate valid until {}, kept in {}",
             credentials.host_id,
             settings.installation,
-            humantime::format_rfc3339_seconds(until),
+            tierwise_runtime::clock::rfc3339(credentials.not_after_ms),
             settings.state_dir.join("identity").display()
         );
         return Ok(ExitCode::SUCCESS);

@@ -46,24 +46,26 @@ pub async fn run_forever(
     let mut watcher = watcher;
     loop {
         let started = Instant::now();
-        let result = run_session(&settings, &mut watcher, &mut steps, &mut identity).await;
-        if matches!(result, Ok(Ended::Renewed)) {
-            info!("reconnecting with the renewed certificate");
-            backoff.reset();
-            continue;
-        }
+        let error = match run_session(&settings, &mut watcher, &mut steps, &mut identity).await {
+            Ok(Ended::Renewed) => {
+                info!("reconnecting with the renewed certificate");
+                backoff.reset();
+                continue;
+            }
+            Err(error) => error,
+        };
         if started.elapsed() >= HEALTHY_SESSION {
             backoff.reset();
         }
         let delay = backoff.next_delay(fastrand::f64());
-        match result.map(|_| ()) {
-            Ok(()) | Err(SessionError::Closed) => {
+        match error {
+            SessionError::Closed => {
                 info!(
                     retry_in_ms = delay.as_millis() as u64,
                     "session ended; reconnecting"
                 )
             }
-            Err(error) => {
+            error => {
                 warn!(%error, retry_in_ms = delay.as_millis() as u64, "no session with the controller")
             }
         }

@@ -70,19 +70,16 @@ fn main() {
         let mut admin_client = tierwise_controller::cli::connect(&connection)
             .await
             .unwrap();
-        let token = tierwise_controller::cli::security::token_create(
-            &mut admin_client,
-            tierwise_controller::cli::security::NewToken {
-                installation: None,
+        let token = admin_client
+            .create_token(tierwise_proto::v1::CreateTokenRequest {
+                installation: String::new(),
                 uses: 1_000_000,
-                expires: Duration::from_secs(3600),
-            },
-            true,
-        )
-        .await
-        .unwrap();
-        let token: serde_json::Value = serde_json::from_str(&token).unwrap();
-        let token = token["token"].as_str().unwrap().to_owned();
+                expires_seconds: 3600,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token;
         let pinned = client_config(&Trust::Pinned(fingerprint), None).unwrap();
 
         // Enrollments.
@@ -104,11 +101,7 @@ fn main() {
                     let host_id = format!("load-{c}-{n}");
                     n += 1;
                     let (key_pem, csr) = tierwise_transport::key_and_request(&host_id).unwrap();
-                    let channel = address
-                        .endpoint()
-                        .connect_with_connector(address.connector(pinned.clone()))
-                        .await
-                        .unwrap();
+                    let channel = address.connect(pinned.clone(), |e| e).await.unwrap();
                     let answer = AgentServiceClient::new(channel)
                         .enroll(EnrollRequest {
                             token: token.clone(),
@@ -145,11 +138,7 @@ fn main() {
             let (address, reconnects) = (address.clone(), reconnects.clone());
             tasks.push(tokio::spawn(async move {
                 while Instant::now() < deadline {
-                    let channel = address
-                        .endpoint()
-                        .connect_with_connector(address.connector(config.clone()))
-                        .await
-                        .unwrap();
+                    let channel = address.connect(config.clone(), |e| e).await.unwrap();
                     let (tx, rx) = tokio::sync::mpsc::channel(1);
                     tx.send(AgentMessage {
                         body: Some(agent_message::Body::Hello(Hello {

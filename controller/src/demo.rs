@@ -4,7 +4,6 @@
 //! controller noticing.
 
 use crate::cli::{self, hosts};
-use crate::clock::now_ms;
 use crate::server::{self, ServeSettings};
 use crate::store::DatabaseUrl;
 use anyhow::{bail, Context};
@@ -14,6 +13,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 use tierwise_common::rollout::RolloutState;
 use tierwise_common::{HostRecord, Role, Version};
+use tierwise_runtime::clock::now_ms;
 use tokio::process::{Child, Command};
 
 #[derive(Debug)]
@@ -127,29 +127,25 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
     let hosts = fleet();
     // One enrollment token for the whole demo fleet, as Group Policy would
     // hand one to every machine of an installation.
-    let token = {
-        let mut client = cli::connect(&connection).await?;
-        cli::security::token_create(
-            &mut client,
-            cli::security::NewToken {
-                installation: Some(INSTALLATION.to_owned()),
-                uses: u32::try_from(hosts.len()).unwrap_or(u32::MAX),
-                expires: Duration::from_secs(3600),
-            },
-            true,
-        )
+    let token = cli::connect(&connection)
         .await?
-    };
-    let token: serde_json::Value = serde_json::from_str(&token)?;
-    let enrollment = Enrollment {
-        token: token["token"].as_str().unwrap_or_default().to_owned(),
-        fingerprint: controller.fingerprint.to_string(),
-    };
+        .create_token(tierwise_proto::v1::CreateTokenRequest {
+            installation: INSTALLATION.to_owned(),
+            uses: u32::try_from(hosts.len()).unwrap_or(u32::MAX),
+            expires_seconds: 3600,
+        })
+        .await
+        .map_err(cli::status_error)?
+        .into_inner();
     println!(
         "Enrollment token {} for {} agents; each makes its own key and enrolls over TLS, pinning the CA.",
-        token["id"].as_str().unwrap_or_default(),
+        token.id,
         hosts.len()
     );
+    let enrollment = Enrollment {
+        token: token.token,
+        fingerprint: controller.fingerprint.to_string(),
+    };
     let mut agents = Vec::new();
     for host in &hosts {
         agents.push(spawn_agent(&agent_bin, &root, &url, &enrollment, host).await?);

@@ -4,7 +4,6 @@
 //! the connected agents. It wakes on every step result and inventory change,
 //! and on a short tick; a restarted controller just carries on.
 
-use crate::clock::now_ms;
 use crate::grpc::sessions::Sessions;
 use crate::store::{HostFilter, Store, StoreError};
 use std::collections::HashMap;
@@ -13,6 +12,7 @@ use std::time::Duration;
 use tierwise_common::action::StepAction;
 use tierwise_common::rollout::{decide, dispatch_id, Decision, ExecStep, RolloutSnapshot};
 use tierwise_proto::v1::{controller_message, ControllerMessage};
+use tierwise_runtime::clock::now_ms;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 

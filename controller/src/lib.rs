@@ -9,7 +9,6 @@
 
 pub mod artifacts;
 pub mod cli;
-pub mod clock;
 pub mod demo;
 pub mod engine;
 pub mod grpc;

@@ -1,12 +1,12 @@
 //! What `tierwise rollout status` shows: a rollout's phases with their step
 //! counts, failures with their output, and hosts a phase waits for.
 
-use crate::clock::rfc3339;
 use crate::store::rollouts::RolloutRecord;
 use serde::{Deserialize, Serialize};
 use tierwise_common::plan::PhaseKind;
 use tierwise_common::rollout::{ExecStep, RolloutState, StepState};
 use tierwise_common::HostRecord;
+use tierwise_runtime::clock::rfc3339;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PhaseStatus {

@@ -1,7 +1,6 @@
 //! `tierwise serve`: opens the store, listens for agents and operators, and
 //! keeps the online/offline view true.
 
-use crate::clock::now_ms;
 use crate::engine::Engine;
 use crate::grpc::auth::{Authenticator, Guard};
 use crate::grpc::sessions::Sessions;
@@ -18,6 +17,7 @@ use tierwise_proto::v1::agent_service_server::AgentServiceServer;
 use tierwise_proto::{
     MAX_ADMIN_MESSAGE_BYTES, MAX_AGENT_MESSAGE_BYTES, MAX_CONTROLLER_MESSAGE_BYTES,
 };
+use tierwise_runtime::clock::now_ms;
 use tierwise_transport::server::AcceptLimits;
 use tierwise_transport::Fingerprint;
 use tokio::net::TcpListener;

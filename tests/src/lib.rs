@@ -193,10 +193,7 @@ impl Controller {
         let ca = self.ca_certificate()?;
         let address: ControllerAddress = self.url().parse()?;
         let plain = client_config(&Trust::Ca(vec![ca.clone()]), None)?;
-        let channel = address
-            .endpoint()
-            .connect_with_connector(address.connector(plain))
-            .await?;
+        let channel = address.connect(plain, |e| e).await?;
         let certificate =
             tierwise_proto::v1::agent_service_client::AgentServiceClient::new(channel)
                 .enroll(tierwise_proto::v1::EnrollRequest {
@@ -212,10 +209,7 @@ impl Controller {
         let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
             .map_err(|e| anyhow!("{e}"))?;
         let config = client_config(&Trust::Ca(vec![ca]), Some(Identity { chain, key }))?;
-        Ok(address
-            .endpoint()
-            .connect_with_connector(address.connector(config))
-            .await?)
+        Ok(address.connect(config, |e| e).await?)
     }
 
     /// Runs the real CLI against this controller; stdout on success.

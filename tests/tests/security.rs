@@ -204,10 +204,7 @@ async fn a_certificate_of_another_ca_is_refused() {
     let config = client_config(&trust, Some(Identity { chain, key })).unwrap();
     let address: ControllerAddress = controller.url().parse().unwrap();
     let attempt = async {
-        let channel = address
-            .endpoint()
-            .connect_with_connector(address.connector(config))
-            .await?;
+        let channel = address.connect(config, |e| e).await?;
         let (_tx, rx) = tokio::sync::mpsc::channel(1);
         AgentServiceClient::new(channel)
             .session(tokio_stream::wrappers::ReceiverStream::new(rx))

@@ -245,6 +245,18 @@ impl ControllerAddress {
             .unwrap_or_else(|_| Endpoint::from_static("http://invalid.invalid"))
     }
 
+    /// A channel to the controller over TLS with `config`; `configure` sets
+    /// the caller's timeouts and keep-alives.
+    pub async fn connect(
+        &self,
+        config: Arc<ClientConfig>,
+        configure: impl FnOnce(Endpoint) -> Endpoint,
+    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        configure(self.endpoint())
+            .connect_with_connector(self.connector(config))
+            .await
+    }
+
     /// The connector that dials this address and does the TLS handshake.
     pub fn connector(&self, config: Arc<ClientConfig>) -> TlsConnector {
         TlsConnector {

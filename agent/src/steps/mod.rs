@@ -10,19 +10,12 @@ use crate::config::{ActionCommand, ComponentSpec};
 use journal::{Journal, JournalEntry, JournalError, StepReport};
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tierwise_common::action::{interpret_exit_code, StepAction, StepOutcome};
+use tierwise_runtime::clock::now_ms;
 use tokio::io::AsyncReadExt;
 
 /// How much of a command's output a report carries.
 pub const OUTPUT_TAIL_BYTES: usize = 4096;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
 
 /// Runs steps for one agent, one at a time.
 #[derive(Debug)]
@@ -119,23 +112,12 @@ impl Executor {
                 server,
                 docroot,
                 websocket,
-                web_app: Some(package),
+                web_app,
             } => Some(web::WebDeploy {
                 server: *server,
                 docroot: docroot.clone(),
                 websocket: websocket.clone(),
-                package: Some(package.clone()),
-            }),
-            crate::config::FactsSpec::Web {
-                server,
-                docroot,
-                websocket,
-                web_app: None,
-            } => Some(web::WebDeploy {
-                server: *server,
-                docroot: docroot.clone(),
-                websocket: websocket.clone(),
-                package: None,
+                package: web_app.clone(),
             }),
             _ => None,
         })

@@ -1,7 +1,6 @@
 //! `tierwise hosts list|show|refresh`.
 
 use super::table;
-use crate::clock::{ago, now_ms, rfc3339};
 use anyhow::Context;
 use serde::Serialize;
 use tierwise_common::json::ComponentJson;
@@ -9,6 +8,7 @@ use tierwise_common::{Facts, HostRecord, ProbedVersion, Role};
 use tierwise_proto::v1::{
     GetHostRequest, ListHostsRequest, RefreshInventoryRequest, Role as WireRole,
 };
+use tierwise_runtime::clock::{ago, now_ms, rfc3339};
 
 /// The `--json` shape of a host. Field names are part of the CLI's contract
 /// (documented in the README): add fields, never rename or remove them.

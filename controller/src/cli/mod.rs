@@ -117,10 +117,10 @@ pub async fn connect(connection: &Connection) -> anyhow::Result<AdminClient> {
         .map_err(|_| anyhow::anyhow!("the operator token holds characters a token cannot have"))?;
     let config = client_config(&Trust::Ca(ca), None)?;
     let channel = address
-        .endpoint()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(60))
-        .connect_with_connector(address.connector(config))
+        .connect(config, |e| {
+            e.connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(60))
+        })
         .await
         .map_err(|e| {
             let cause = tierwise_runtime::report::error_chain(&e);

@@ -1,7 +1,6 @@
 //! `tierwise releases …`, `tierwise license …` and `tierwise rollout plan`.
 
 use super::{plan as render_plan, status_error, table};
-use crate::clock::rfc3339;
 use anyhow::Context;
 use std::path::Path;
 use tierwise_common::plan::Plan;
@@ -10,6 +9,7 @@ use tierwise_proto::v1::{
     GetCatalogueRequest, ImportCatalogueRequest, ListLicencesRequest, PlanRolloutRequest,
     SetLicenceRequest,
 };
+use tierwise_runtime::clock::rfc3339;
 
 type Client = crate::cli::AdminClient;
 

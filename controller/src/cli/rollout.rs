@@ -2,7 +2,6 @@
 //! `tierwise audit`.
 
 use super::{status_error, table};
-use crate::clock::rfc3339;
 use crate::rollout_view::RolloutStatus;
 use crate::store::rollouts::AuditEntry;
 use anyhow::Context;
@@ -15,6 +14,7 @@ use tierwise_proto::v1::{
     ChangeRolloutRequest, GetRolloutRequest, ListAuditRequest, ListRolloutsRequest, RolloutChange,
     StartRolloutRequest,
 };
+use tierwise_runtime::clock::rfc3339;
 
 type Client = crate::cli::AdminClient;
 

@@ -1,7 +1,6 @@
 //! `tokens`, `operators`, `hosts revoke`, `whoami` and `pki show`.
 
 use super::{status_error, table, AdminClient};
-use crate::clock::rfc3339;
 use anyhow::Context;
 use std::path::Path;
 use std::time::Duration;
@@ -9,6 +8,7 @@ use tierwise_proto::v1::{
     AddOperatorRequest, CreateTokenRequest, ListOperatorsRequest, ListTokensRequest,
     RemoveOperatorRequest, RevokeHostRequest, RevokeTokenRequest, WhoAmIRequest,
 };
+use tierwise_runtime::clock::rfc3339;
 use tierwise_transport::{files, Fingerprint};
 
 /// What `tokens create` asks for.
@@ -139,14 +139,6 @@ pub async fn operator_add(
     Ok(format!("{}\n", added.token))
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct OperatorRow {
-    name: String,
-    role: String,
-    created_ms: i64,
-    created_by: String,
-}
-
 pub async fn operator_list(client: &mut AdminClient, json: bool) -> anyhow::Result<String> {
     let text = client
         .list_operators(ListOperatorsRequest {})
@@ -157,7 +149,7 @@ pub async fn operator_list(client: &mut AdminClient, json: bool) -> anyhow::Resu
     if json {
         return super::pretty_json(&text);
     }
-    let operators: Vec<OperatorRow> =
+    let operators: Vec<crate::store::security::OperatorRecord> =
         serde_json::from_str(&text).context("malformed operator list")?;
     let rows: Vec<Vec<String>> = operators
         .into_iter()

@@ -3,7 +3,6 @@
 use super::auth::{self, Role};
 use super::{printable, ApiError};
 use crate::artifacts::ArtifactStore;
-use crate::clock::now_ms;
 use crate::engine::Engine;
 use crate::grpc::sessions::Sessions;
 use crate::rollout_view::RolloutStatus;
@@ -30,6 +29,7 @@ use tierwise_proto::v1::{
     RevokeTokenRequest, WhoAmIRequest,
 };
 use tierwise_proto::v1::{UploadArtifactChunk, UploadArtifactResponse};
+use tierwise_runtime::clock::now_ms;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 

@@ -7,7 +7,6 @@
 
 use super::{printable, ApiError};
 use crate::artifacts::ArtifactStore;
-use crate::clock::now_ms;
 use crate::engine::Engine;
 use crate::grpc::auth;
 use crate::grpc::sessions::{CloseReason, Sessions};
@@ -26,6 +25,7 @@ use tierwise_proto::v1::{
     Certificate, ControllerMessage, EnrollRequest, Hello, RenewRequest, Welcome,
 };
 use tierwise_proto::v1::{ArtifactChunk, DownloadArtifactRequest};
+use tierwise_runtime::clock::now_ms;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;

@@ -8,12 +8,12 @@
 //! into the request's extensions as a [`Principal`] for the handler.
 
 use super::ApiError;
-use crate::clock::{now_ms, rfc3339};
 use crate::store::Store;
 use sha2::{Digest, Sha256};
 use std::convert::Infallible;
 use std::fmt;
 use std::str::FromStr;
+use tierwise_runtime::clock::{now_ms, rfc3339};
 use tierwise_transport::server::PeerInfo;
 use tonic::body::Body;
 use tonic::codegen::http;

@@ -108,7 +108,7 @@ impl From<sqlx::Error> for EnrollError {
 }
 
 /// An operator as stored.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OperatorRecord {
     pub name: String,
     pub role: String,
@@ -180,7 +180,7 @@ impl Store {
             "installation {}, {} use(s), expires {}",
             token.installation.unwrap_or("any"),
             token.uses_allowed,
-            crate::clock::rfc3339(token.expires_ms)
+            tierwise_runtime::clock::rfc3339(token.expires_ms)
         );
         audit_in(&mut *tx, now_ms, actor, "token create", token.id, &details).await?;
         tx.commit().await?;
@@ -272,7 +272,7 @@ impl Store {
             TokenState::Revoked => return Err(EnrollError::Revoked(token.id)),
             TokenState::Expired => {
                 return Err(EnrollError::Expired {
-                    at: crate::clock::rfc3339(token.expires_ms),
+                    at: tierwise_runtime::clock::rfc3339(token.expires_ms),
                     id: token.id,
                 })
             }
