@@ -79,6 +79,16 @@ pub struct Phase {
     pub steps: Vec<Step>,
 }
 
+impl Phase {
+    fn new(kind: PhaseKind) -> Self {
+        Self {
+            kind,
+            blocked: false,
+            steps: Vec::new(),
+        }
+    }
+}
+
 /// The numbers an operator weighs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
@@ -262,21 +272,9 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
         .filter(|h| h.inventory.component(Role::Server).is_some())
         .collect();
     let mut server_version = None;
-    let mut backup_phase = Phase {
-        kind: PhaseKind::Backup,
-        blocked: false,
-        steps: Vec::new(),
-    };
-    let mut server_phase = Phase {
-        kind: PhaseKind::Server,
-        blocked: false,
-        steps: Vec::new(),
-    };
-    let mut database_phase = Phase {
-        kind: PhaseKind::Databases,
-        blocked: false,
-        steps: Vec::new(),
-    };
+    let mut backup_phase = Phase::new(PhaseKind::Backup);
+    let mut server_phase = Phase::new(PhaseKind::Server);
+    let mut database_phase = Phase::new(PhaseKind::Databases);
     match servers.as_slice() {
         [] => {
             findings.push(Finding::new(
@@ -290,7 +288,7 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
             server_phase.blocked = true;
         }
         [server] => {
-            let before = findings.len();
+            server_version = role_version(server, Role::Server).and_then(ProbedVersion::installed);
             match component_step(
                 server,
                 Role::Server,
@@ -300,8 +298,6 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
                 &mut findings,
             ) {
                 Ok(step) => {
-                    server_version =
-                        role_version(server, Role::Server).and_then(ProbedVersion::installed);
                     if let Some(step) = step {
                         backup_phase.steps.push(Step {
                             host_id: server.host_id.clone(),
@@ -314,11 +310,8 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
                         server_phase.steps.push(step);
                     }
                 }
-                Err(()) => {
-                    server_version =
-                        role_version(server, Role::Server).and_then(ProbedVersion::installed);
-                    server_phase.blocked = findings.len() > before;
-                }
+                // Every refusal comes with its finding.
+                Err(()) => server_phase.blocked = true,
             }
             let server_updated = !server_phase.steps.is_empty();
             if let Some(Facts::Server(facts)) =
@@ -404,16 +397,8 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
     let server_updated = !server_phase.steps.is_empty();
 
     // Further application servers and web hosts: every one must move.
-    let mut app_phase = Phase {
-        kind: PhaseKind::AppServers,
-        blocked: false,
-        steps: Vec::new(),
-    };
-    let mut web_phase = Phase {
-        kind: PhaseKind::Web,
-        blocked: false,
-        steps: Vec::new(),
-    };
+    let mut app_phase = Phase::new(PhaseKind::AppServers);
+    let mut web_phase = Phase::new(PhaseKind::Web);
     for host in &hosts {
         if host.inventory.component(Role::AppServer).is_some() {
             counts.app_servers += 1;

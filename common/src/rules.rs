@@ -183,8 +183,7 @@ pub fn maintenance(
             format!("add `released = \"YYYY-MM-DD\"` to release {version} in the catalogue and import it again"),
         ),
         Some((first, _)) if first > end => blocker(
-            format!("{version} was released {} , after maintenance ended on {end}", target.released)
-                .replace(" ,", ","),
+            format!("{version} was released {}, after maintenance ended on {end}", target.released),
             format!(
                 "renew the maintenance package and record the new end date, or choose a release \
                  published on or before {end}"

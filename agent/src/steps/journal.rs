@@ -32,6 +32,27 @@ pub struct StepReport {
     pub finished_ms: i64,
 }
 
+impl StepReport {
+    /// A report of a step that ended now without running a command (so
+    /// without exit code or output).
+    pub fn without_output(
+        step_id: &str,
+        outcome: StepOutcome,
+        reason: String,
+        started_ms: i64,
+    ) -> Self {
+        Self {
+            step_id: step_id.to_owned(),
+            outcome,
+            exit_code: None,
+            output_tail: String::new(),
+            reason,
+            started_ms,
+            finished_ms: tierwise_runtime::clock::now_ms(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("step id `{0}` is not usable (letters, digits, `.`, `-`, `_`; at most 128)")]

@@ -149,17 +149,14 @@ impl Executor {
             if let Some(report) = entry.finished {
                 return Ok(report);
             }
-            let report = StepReport {
-                step_id: step_id.to_owned(),
-                outcome: StepOutcome::Interrupted,
-                exit_code: None,
-                output_tail: String::new(),
-                reason: "the agent stopped while this step ran; its effect is unknown — check the host, \
-                         then retry or skip the step"
+            let report = StepReport::without_output(
+                step_id,
+                StepOutcome::Interrupted,
+                "the agent stopped while this step ran; its effect is unknown — check the host, \
+                 then retry or skip the step"
                     .into(),
-                started_ms: entry.started_ms,
-                finished_ms: now_ms(),
-            };
+                entry.started_ms,
+            );
             self.journal.put(&JournalEntry {
                 finished: Some(report.clone()),
                 ..entry
@@ -375,15 +372,12 @@ impl StepRunner {
             while let Some((step_id, action)) = queue.recv().await {
                 let started_ms = now_ms();
                 let report = if action == StepAction::Reprobe {
-                    Ok(StepReport {
-                        step_id: step_id.clone(),
-                        outcome: StepOutcome::Succeeded,
-                        exit_code: None,
-                        output_tail: String::new(),
-                        reason: String::new(),
+                    Ok(StepReport::without_output(
+                        &step_id,
+                        StepOutcome::Succeeded,
+                        String::new(),
                         started_ms,
-                        finished_ms: now_ms(),
-                    })
+                    ))
                 } else {
                     tracing::info!(%step_id, action = action.config_key(), "running step");
                     let progress = reporter(&step_id, &progress_tx);
@@ -406,14 +400,13 @@ impl StepRunner {
                         }
                     }
                 };
-                let report = report.unwrap_or_else(|error| StepReport {
-                    step_id: step_id.clone(),
-                    outcome: StepOutcome::Failed,
-                    exit_code: None,
-                    output_tail: String::new(),
-                    reason: error.to_string(),
-                    started_ms,
-                    finished_ms: now_ms(),
+                let report = report.unwrap_or_else(|error| {
+                    StepReport::without_output(
+                        &step_id,
+                        StepOutcome::Failed,
+                        error.to_string(),
+                        started_ms,
+                    )
                 });
                 tracing::info!(%step_id, outcome = ?report.outcome, "step ended");
                 let _ = refresh.try_send(());

@@ -581,11 +581,9 @@ impl AdminService for AdminApi {
         if id.is_empty() {
             id = self
                 .store
-                .rollouts()
+                .latest_rollout_id()
                 .await
                 .map_err(ApiError::from)?
-                .pop()
-                .map(|r| r.id)
                 .ok_or_else(|| {
                     ApiError::NotFound(
                         "no rollout yet; start one with `tierwise rollout start`".into(),

@@ -275,6 +275,15 @@ impl Store {
         rows.iter().map(rollout_from_row).collect()
     }
 
+    /// The id of the newest rollout, if there is one.
+    pub async fn latest_rollout_id(&self) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT id FROM rollouts ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
     /// The ids of the running rollouts, oldest first (what the engine
     /// evaluates every round).
     pub async fn running_rollout_ids(&self) -> Result<Vec<String>, StoreError> {
