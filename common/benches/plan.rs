@@ -1,6 +1,8 @@
 //! Plans a 100,000-host installation (1 server with 4 databases, 2 further
 //! application servers, 10 web hosts, 99,987 clients) from a snapshot and
-//! prints the time per plan and the process's peak memory.
+//! prints the time per plan and the process's peak memory; then the time of
+//! one rollout decision (`decide`, what the engine runs every 500 ms) while
+//! the largest client wave is being dispatched.
 //!
 //!     cargo bench -p tierwise-common --bench plan
 //!
@@ -11,6 +13,9 @@ use tierwise_common::fixtures::{
     app_server, client, licence, password_secure_catalogue, server, web,
 };
 use tierwise_common::plan::{plan, PlanRequest};
+use tierwise_common::rollout::{
+    decide, steps_from_plan, RolloutOptions, RolloutSnapshot, RolloutState,
+};
 use tierwise_common::{Check, ClientWaves, HostRecord, ProbedVersion, Version, WebServerKind};
 
 const RUNS: usize = 10;
@@ -65,12 +70,16 @@ fn main() {
 
     let mut times: Vec<Duration> = Vec::with_capacity(RUNS);
     let mut steps = 0;
+    let mut last = None;
     for _ in 0..RUNS {
         let started = Instant::now();
         let result = plan(&request);
         times.push(started.elapsed());
         match result {
-            Ok(plan) => steps = plan.steps().count(),
+            Ok(plan) => {
+                steps = plan.steps().count();
+                last = Some(plan);
+            }
             Err(error) => {
                 eprintln!("planning failed: {error}");
                 std::process::exit(1);
@@ -90,6 +99,9 @@ fn main() {
         ms(times[RUNS / 2]),
         ms(times[RUNS - 1])
     );
+    if let Some(plan) = &last {
+        decide_in_largest_wave(plan, &hosts);
+    }
     match (rss_start, rss_snapshot, peak_rss_kib()) {
         (Some(start), Some(snapshot), Some(peak)) => println!(
             "  peak RSS {:.1} MiB (process start {:.1} MiB, with the snapshot built {:.1} MiB)",
@@ -99,6 +111,39 @@ fn main() {
         ),
         _ => println!("  peak RSS: not available on this platform"),
     }
+}
+
+/// Times `decide` in the phase with the most steps, every step pending and
+/// every host online: it then dispatches the whole wave.
+fn decide_in_largest_wave(plan: &tierwise_common::plan::Plan, hosts: &[HostRecord]) {
+    let (phases, steps) = steps_from_plan("r1", plan, 0);
+    let phase = (0..phases.len())
+        .max_by_key(|p| steps.iter().filter(|s| s.phase == *p).count())
+        .unwrap_or(0);
+    let wave = steps.iter().filter(|s| s.phase == phase).count();
+    let options = RolloutOptions::default();
+    let snapshot = RolloutSnapshot {
+        state: RolloutState::Running,
+        current_phase: phase,
+        options: &options,
+        phases: &phases,
+        steps: &steps,
+        hosts,
+    };
+    let mut times: Vec<Duration> = Vec::with_capacity(RUNS);
+    let mut dispatched = 0;
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        dispatched = decide(&snapshot, 0).len();
+        times.push(started.elapsed());
+    }
+    times.sort();
+    println!(
+        "decide in the largest wave ({wave} steps, {dispatched} dispatched), {RUNS} runs:\n  min {:.1} ms, median {:.1} ms, max {:.1} ms",
+        times[0].as_secs_f64() * 1000.0,
+        times[RUNS / 2].as_secs_f64() * 1000.0,
+        times[RUNS - 1].as_secs_f64() * 1000.0
+    );
 }
 
 /// VmHWM from /proc (Linux): the most memory this process has held.
