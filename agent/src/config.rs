@@ -177,6 +177,9 @@ pub struct Settings {
     /// Longest wait between reconnect attempts.
     pub reconnect_max: Duration,
     pub state_dir: PathBuf,
+    /// `error`, `warn`, `info`, `debug` or `trace`; `None`: the default
+    /// (`info`, or `RUST_LOG`).
+    pub log_level: Option<String>,
     pub components: Vec<ComponentSpec>,
 }
 
@@ -216,6 +219,7 @@ struct RawConfig {
     probe_seconds: Option<Spanned<u32>>,
     reconnect_max_seconds: Option<Spanned<u32>>,
     state_dir: Option<PathBuf>,
+    log_level: Option<Spanned<String>>,
     #[serde(default)]
     component: Vec<Spanned<RawComponent>>,
 }
@@ -356,16 +360,44 @@ pub fn load(path: &Path) -> Result<Settings, ConfigError> {
 
 /// Validates configuration text; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
+    parse_with(text, origin, None)
+}
+
+/// Validates a document merged from several sources; `locate` turns a line
+/// of `text` into the source to fix (a registry value, a file).
+pub fn parse_located(
+    text: &str,
+    origin: &str,
+    locate: &dyn Fn(usize) -> String,
+) -> Result<Settings, ConfigError> {
+    parse_with(text, origin, Some(locate))
+}
+
+fn parse_with(
+    text: &str,
+    origin: &str,
+    locate: Option<&dyn Fn(usize) -> String>,
+) -> Result<Settings, ConfigError> {
     let fail = |message: String| ConfigError {
         path: origin.to_owned(),
         message,
     };
-    let raw: RawConfig =
-        toml::from_str(text).map_err(|e| fail(e.to_string().trim_end().to_owned()))?;
+    let place = |line: usize| match locate {
+        Some(locate) => locate(line),
+        None => format!("line {line}"),
+    };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| match (locate, e.span()) {
+        (Some(_), Some(span)) => fail(format!(
+            "{}: {}",
+            place(line_of(text, span.start)),
+            e.message().trim_end()
+        )),
+        _ => fail(e.to_string().trim_end().to_owned()),
+    })?;
     let at = |span: std::ops::Range<usize>, key: &str, message: String| {
         fail(format!(
-            "line {}: `{key}`: {message}",
-            line_of(text, span.start)
+            "{}: `{key}`: {message}",
+            place(line_of(text, span.start))
         ))
     };
 
@@ -473,6 +505,27 @@ pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
         3600,
     )?;
 
+    let log_level = raw
+        .log_level
+        .as_ref()
+        .map(|level| {
+            let lower = level.get_ref().trim().to_ascii_lowercase();
+            if crate::policy::table::LOG_LEVELS.contains(&lower.as_str()) {
+                Ok(lower)
+            } else {
+                Err(at(
+                    level.span(),
+                    "log_level",
+                    format!(
+                        "`{}` is not a log level; use one of {}",
+                        level.get_ref(),
+                        crate::policy::table::LOG_LEVELS.join(", ")
+                    ),
+                ))
+            }
+        })
+        .transpose()?;
+
     let mut components: Vec<ComponentSpec> = Vec::new();
     for spanned in &raw.component {
         let line = line_of(text, spanned.span().start);
@@ -481,12 +534,14 @@ pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
         let here = |key: &str, span: Option<std::ops::Range<usize>>, message: String| {
             let line = span.map_or(line, |s| line_of(text, s.start));
             fail(format!(
-                "line {line}: component `{role}`: `{key}`: {message}"
+                "{}: component `{role}`: `{key}`: {message}",
+                place(line)
             ))
         };
         if components.iter().any(|c| c.role == role) {
             return Err(fail(format!(
-                "line {line}: component `{role}` is configured twice; a host has at most one component per role"
+                "{}: component `{role}` is configured twice; a host has at most one component per role",
+                place(line)
             )));
         }
         let version = version_probe(component.version.get_ref())
@@ -644,6 +699,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Settings, ConfigError> {
         probe_interval,
         reconnect_max,
         state_dir: raw.state_dir.unwrap_or_else(default_state_dir),
+        log_level,
         components,
     })
 }
@@ -799,12 +855,12 @@ fn windows_only(key: &str) -> Result<(), String> {
     }
 }
 
-/// `%ProgramData%\Tierwise\agent` on Windows, `/var/lib/tierwise-agent` elsewhere.
+/// `%ProgramData%\Tierwise\Agent` on Windows, `/var/lib/tierwise-agent` elsewhere.
 pub fn default_state_dir() -> PathBuf {
     if cfg!(windows) {
         let base = std::env::var_os("ProgramData")
             .map_or_else(|| PathBuf::from(r"C:\ProgramData"), PathBuf::from);
-        base.join("Tierwise").join("agent")
+        base.join("Tierwise").join("Agent")
     } else {
         PathBuf::from("/var/lib/tierwise-agent")
     }

@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod config;
 pub mod host;
 pub mod identity;
+pub mod policy;
 pub mod probe;
 pub mod session;
 pub mod steps;

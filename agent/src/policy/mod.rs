@@ -1,0 +1,346 @@
+//! Settings from every source, by precedence, documented once:
+//! policy key (`HKLM\SOFTWARE\Policies\Tierwise\Agent`, Group Policy)
+//! > install-time key (`HKLM\SOFTWARE\Tierwise\Agent`, the MSI)
+//! > TOML file > defaults.
+//!
+//! `table` is the one list of policy values (the ADMX templates are made
+//! from it), `layer` checks what a registry key holds, `document` merges the
+//! sources into one document of the file's shape that `config::parse`
+//! validates, and `watch` decides when a changed policy is applied. Only
+//! `registry` touches Windows; everything else is plain code, tested on any
+//! platform with registry contents made in memory.
+
+pub mod admx;
+pub mod document;
+pub mod layer;
+#[cfg(windows)]
+mod registry;
+pub mod table;
+pub mod watch;
+
+use crate::config::{self, ConfigError, Settings};
+use document::{Document, Provenance};
+use layer::{Origin, RawKey};
+use std::path::{Path, PathBuf};
+
+/// What the agent read from each source, before checking.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sources {
+    /// The TOML file (path, text), if there is one.
+    pub file: Option<(String, String)>,
+    pub install_key: RawKey,
+    pub policy_key: RawKey,
+}
+
+/// A configuration that validated, with where each value came from.
+#[derive(Clone, Debug)]
+pub struct Effective {
+    pub settings: Settings,
+    pub provenance: Vec<Provenance>,
+    /// Registry values the agent does not know (ignored).
+    pub ignored: Vec<String>,
+    /// Identifies the configuration: equal texts, equal settings.
+    pub fingerprint: String,
+}
+
+/// The file the agent reads when `--config` is not given: on Windows
+/// `%ProgramData%\Tierwise\Agent\agent.toml` if it exists; elsewhere none
+/// (the agent then needs `--config`).
+pub fn default_file() -> Option<PathBuf> {
+    if cfg!(windows) {
+        let path = config::default_state_dir().join("agent.toml");
+        path.exists().then_some(path)
+    } else {
+        None
+    }
+}
+
+/// Reads every source: the file (when given or found), and on Windows the
+/// two registry keys.
+pub fn read_sources(file: Option<&Path>) -> Result<Sources, ConfigError> {
+    let file = match file.map(Path::to_path_buf).or_else(default_file) {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| ConfigError {
+                path: path.display().to_string(),
+                message: format!("cannot read the configuration: {e}"),
+            })?;
+            Some((path.display().to_string(), text))
+        }
+    };
+    #[cfg(windows)]
+    let (install_key, policy_key) = (
+        registry::read(table::INSTALL_KEY),
+        registry::read(table::POLICY_KEY),
+    );
+    #[cfg(not(windows))]
+    let (install_key, policy_key) = (RawKey::default(), RawKey::default());
+    Ok(Sources {
+        file,
+        install_key,
+        policy_key,
+    })
+}
+
+/// Merges and validates the sources. A bad value anywhere refuses the whole
+/// configuration, naming the registry value or file line to fix.
+pub fn resolve(sources: &Sources) -> Result<Effective, ConfigError> {
+    let registry_empty = sources.install_key.is_empty() && sources.policy_key.is_empty();
+    let file_table = match &sources.file {
+        Some((path, text)) => {
+            Some(
+                toml::from_str::<toml::Table>(text).map_err(|e| ConfigError {
+                    path: path.clone(),
+                    message: e.to_string().trim_end().to_owned(),
+                })?,
+            )
+        }
+        None => None,
+    };
+    let mut document = match (&sources.file, file_table) {
+        (Some((path, _)), Some(table)) => Document::from_file(table, path),
+        _ => Document::default(),
+    };
+    if registry_empty {
+        // The file alone: its own line numbers in every message.
+        let Some((path, text)) = &sources.file else {
+            return Err(ConfigError {
+                path: "configuration".into(),
+                message: format!(
+                    "no configuration found: give `--config FILE`, or set the policy values under HKLM\\{} (README: Deploy by Group Policy)",
+                    table::POLICY_KEY
+                ),
+            });
+        };
+        let settings = config::parse(text, path)?;
+        return Ok(Effective {
+            settings,
+            provenance: document.provenance(),
+            ignored: Vec::new(),
+            fingerprint: text.clone(),
+        });
+    }
+    let mut ignored = Vec::new();
+    for (origin, raw) in [
+        (Origin::InstallKey, &sources.install_key),
+        (Origin::Policy, &sources.policy_key),
+    ] {
+        let root = origin.root().unwrap_or_default();
+        let fail = |errors: Vec<String>| ConfigError {
+            path: format!(r"HKLM\{root}"),
+            message: errors.join("; "),
+        };
+        let layer = layer::read(origin.clone(), raw).map_err(fail)?;
+        document.overlay(&layer).map_err(fail)?;
+        ignored.extend(layer.ignored);
+    }
+    let rendered = document.render();
+    let settings = config::parse_located(&rendered.text, "configuration", &|line| {
+        rendered.locate(line)
+    })?;
+    Ok(Effective {
+        settings,
+        provenance: document.provenance(),
+        ignored,
+        fingerprint: rendered.text,
+    })
+}
+
+/// Reads and resolves, as at start.
+pub fn load(file: Option<&Path>) -> Result<Effective, ConfigError> {
+    resolve(&read_sources(file)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::layer::RegValue;
+    use super::*;
+
+    const FILE: &str = r#"
+controller = "https://file.example:7700"
+installation = "prod"
+host_id = "pc-1"
+heartbeat_seconds = 20
+
+[[component]]
+role = "client"
+version = { file = "/opt/ps/VERSION" }
+update_check = false
+
+[component.actions]
+install = { command = ["msiexec", "/i", "{artifact}"], timeout_seconds = 600 }
+"#;
+
+    fn sources(policy: &[(&str, &str, RegValue)], install: &[(&str, &str, RegValue)]) -> Sources {
+        let mut s = Sources {
+            file: Some(("agent.toml".into(), FILE.into())),
+            ..Sources::default()
+        };
+        for (k, n, v) in policy {
+            s.policy_key.insert(k, n, v.clone());
+        }
+        for (k, n, v) in install {
+            s.install_key.insert(k, n, v.clone());
+        }
+        s
+    }
+
+    fn text(t: &str) -> RegValue {
+        RegValue::Text(t.into())
+    }
+
+    fn source_of<'a>(effective: &'a Effective, key: &str) -> &'a str {
+        &effective
+            .provenance
+            .iter()
+            .find(|p| p.key == key)
+            .unwrap_or_else(|| panic!("no {key} in {:?}", effective.provenance))
+            .source
+    }
+
+    #[test]
+    fn policy_beats_install_key_beats_file_beats_defaults() {
+        let effective = resolve(&sources(
+            &[("", "Controller", text("https://policy.example:7700"))],
+            &[
+                ("", "Controller", text("https://install.example:7700")),
+                ("", "Installation", text("test")),
+            ],
+        ))
+        .expect("valid");
+        let s = &effective.settings;
+        assert_eq!(s.controller.to_string(), "https://policy.example:7700");
+        assert_eq!(s.installation, "test");
+        assert_eq!(s.heartbeat.as_secs(), 20);
+        assert_eq!(
+            s.probe_interval.as_secs(),
+            u64::from(config::DEFAULT_PROBE_SECONDS)
+        );
+        assert_eq!(source_of(&effective, "controller"), "policy");
+        assert_eq!(source_of(&effective, "installation"), "install-time key");
+        assert_eq!(
+            source_of(&effective, "heartbeat_seconds"),
+            "file agent.toml"
+        );
+        assert_eq!(source_of(&effective, "probe_seconds"), "default");
+    }
+
+    #[test]
+    fn a_policy_probe_replaces_the_file_probe_whole() {
+        let effective = resolve(&sources(
+            &[
+                (
+                    r"Components\Client",
+                    "VersionCommand",
+                    RegValue::Lines(vec!["ps-version".into()]),
+                ),
+                (
+                    r"Components\Client",
+                    "VersionPattern",
+                    text(r"(\d+\.\d+\.\d+\.\d+)"),
+                ),
+            ],
+            &[],
+        ))
+        .expect("valid");
+        let client = &effective.settings.components[0];
+        assert!(matches!(
+            &client.version,
+            config::VersionProbe::Text { source: config::Source::Command { argv, .. }, pattern: Some(_) } if argv == &["ps-version"]
+        ));
+        // An action comes from one source whole: a policy timeout alone
+        // replaces the file's action, which then lacks its command.
+        let refused = resolve(&sources(
+            &[(
+                r"Components\Client",
+                "InstallTimeoutSeconds",
+                RegValue::Number(900),
+            )],
+            &[],
+        ))
+        .expect_err("an action without a command");
+        assert!(
+            refused.to_string().contains(
+                r"HKLM\SOFTWARE\Policies\Tierwise\Agent\Components\Client\InstallTimeoutSeconds"
+            ),
+            "{refused}"
+        );
+        assert_eq!(source_of(&effective, "component.client.version"), "policy");
+        assert_eq!(
+            source_of(&effective, "component.client.actions.install"),
+            "file agent.toml"
+        );
+    }
+
+    #[test]
+    fn policy_alone_is_a_whole_configuration() {
+        let mut s = Sources::default();
+        for (k, n, v) in [
+            ("", "Controller", text("https://ctl:7700")),
+            ("", "Installation", text("prod")),
+            ("", "HostId", text("pc-2")),
+            ("", "EnrollmentToken", text("twe_abc")),
+            ("", "CaFingerprint", text(&["AB"; 32].join(":"))),
+            (r"Components\Client", "VersionValue", text("9.3.1.33994")),
+            (
+                r"Components\Client",
+                "InstallCommand",
+                RegValue::Lines(vec!["msiexec".into(), "/i".into(), "{artifact}".into()]),
+            ),
+        ] {
+            s.policy_key.insert(k, n, v);
+        }
+        let effective = resolve(&s).expect("valid");
+        assert_eq!(effective.settings.host_id, "pc-2");
+        assert!(effective.settings.enrollment.is_some());
+        let token = effective
+            .provenance
+            .iter()
+            .find(|p| p.key == "enrollment_token")
+            .expect("token");
+        assert_eq!(token.value, "<hidden>");
+        assert_eq!(
+            token.registry,
+            vec![r"HKLM\SOFTWARE\Policies\Tierwise\Agent\EnrollmentToken".to_owned()]
+        );
+    }
+
+    #[test]
+    fn errors_name_the_registry_value_to_fix() {
+        let bad_pattern = resolve(&sources(
+            &[(r"Components\Client", "VersionRegistry", text("(unclosed"))],
+            &[],
+        ))
+        .expect_err("invalid regex");
+        let message = bad_pattern.to_string();
+        if cfg!(windows) {
+            assert!(message.contains("invalid regular expression"), "{message}");
+        }
+        assert!(
+            message.contains(
+                r"policy HKLM\SOFTWARE\Policies\Tierwise\Agent\Components\Client\VersionRegistry"
+            ),
+            "{message}"
+        );
+        let bad_controller = resolve(&sources(&[("", "Controller", text("http://x:7700"))], &[]))
+            .expect_err("plaintext address");
+        assert!(
+            bad_controller.to_string().contains(r"Agent\Controller"),
+            "{bad_controller}"
+        );
+        let bad_type = resolve(&sources(&[("", "HeartbeatSeconds", text("10"))], &[]))
+            .expect_err("wrong type");
+        assert!(
+            bad_type
+                .to_string()
+                .contains("is REG_SZ; it must be REG_DWORD"),
+            "{bad_type}"
+        );
+    }
+
+    #[test]
+    fn nothing_configured_says_where_to_configure() {
+        let error = resolve(&Sources::default()).expect_err("nothing");
+        assert!(error.to_string().contains("--config FILE"), "{error}");
+    }
+}
