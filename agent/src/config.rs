@@ -857,11 +857,12 @@ fn windows_only(key: &str) -> Result<(), String> {
 
 /// `%ProgramData%\Tierwise\Agent` on Windows, `/var/lib/tierwise-agent` elsewhere.
 pub fn default_state_dir() -> PathBuf {
-    if cfg!(windows) {
-        let base = std::env::var_os("ProgramData")
-            .map_or_else(|| PathBuf::from(r"C:\ProgramData"), PathBuf::from);
-        base.join("Tierwise").join("Agent")
-    } else {
+    #[cfg(windows)]
+    {
+        crate::host::program_data().join("Tierwise").join("Agent")
+    }
+    #[cfg(not(windows))]
+    {
         PathBuf::from("/var/lib/tierwise-agent")
     }
 }

@@ -36,3 +36,40 @@ fn describe() -> Option<String> {
 fn describe() -> Option<String> {
     None
 }
+
+/// The machine-wide application data folder (`C:\ProgramData`), asked of
+/// the shell rather than read from `%ProgramData%`: a service's environment
+/// is not always the interactive one, and the MSI creates the agent's
+/// folder where the shell says.
+#[cfg(windows)]
+#[allow(unsafe_code)]
+pub fn program_data() -> std::path::PathBuf {
+    use std::os::windows::ffi::OsStringExt;
+    use windows_sys::Win32::System::Com::CoTaskMemFree;
+    use windows_sys::Win32::UI::Shell::{FOLDERID_ProgramData, SHGetKnownFolderPath};
+    let mut path: windows_sys::core::PWSTR = std::ptr::null_mut();
+    // SAFETY: FOLDERID_ProgramData is a static GUID; on success the shell
+    // returns a NUL-terminated UTF-16 string that we read up to its NUL and
+    // free with CoTaskMemFree exactly once (also on failure, as documented).
+    let found = unsafe {
+        let result =
+            SHGetKnownFolderPath(&FOLDERID_ProgramData, 0, std::ptr::null_mut(), &mut path);
+        let found = if result == 0 && !path.is_null() {
+            let mut len = 0usize;
+            while *path.add(len) != 0 {
+                len += 1;
+            }
+            Some(std::ffi::OsString::from_wide(std::slice::from_raw_parts(
+                path, len,
+            )))
+        } else {
+            None
+        };
+        CoTaskMemFree(path as *const core::ffi::c_void);
+        found
+    };
+    found
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("ProgramData").map(std::path::PathBuf::from))
+        .unwrap_or_else(|| std::path::PathBuf::from(r"C:\ProgramData"))
+}

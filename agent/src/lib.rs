@@ -5,12 +5,17 @@
 //! everything it executes is defined in its own local configuration. It must
 //! also never change anything while probing: probes only read.
 
+pub mod app;
 pub mod backoff;
 pub mod config;
+#[cfg(windows)]
+pub mod eventlog;
 pub mod host;
 pub mod identity;
+pub mod logs;
 pub mod policy;
 pub mod probe;
+pub mod service;
 pub mod session;
 pub mod steps;
 pub mod watcher;

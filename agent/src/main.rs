@@ -1,10 +1,16 @@
-//! `tierwise-agent --config FILE`: the Tierwise agent.
+//! `tierwise-agent`: the Tierwise agent, in console mode, as a Windows
+//! service (`--service`, started by the Service Control Manager), or one of
+//! its helper commands (`--check`, `--enroll`, `service …`,
+//! `policy-templates`).
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tierwise_agent::{config, identity, probe, session, steps, watcher::InventoryWatcher};
+use tierwise_agent::logs::{self, Sink};
+use tierwise_agent::policy::{self, document::Provenance};
+use tierwise_agent::service::StopCause;
+use tierwise_agent::{app, identity, probe};
 use tierwise_common::json::ComponentJson;
 use tierwise_runtime::logging::LogFormat;
 
@@ -15,44 +21,92 @@ use tierwise_runtime::logging::LogFormat;
     about = "Tierwise agent: reports Password Secure components to the controller"
 )]
 struct Args {
-    /// The agent's configuration file (TOML).
-    #[arg(long, env = "TIERWISE_AGENT_CONFIG")]
-    config: PathBuf,
-    /// Validate the configuration, probe once, print the inventory as JSON and exit.
+    /// The agent's configuration file (TOML). Optional on Windows, where
+    /// settings may come from policy and the install-time key alone
+    /// (default file there: %ProgramData%\Tierwise\Agent\agent.toml, if present).
+    #[arg(long, env = "TIERWISE_AGENT_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Validate the configuration, probe once, print the inventory and every
+    /// effective setting with its source as JSON, and exit.
     #[arg(long)]
     check: bool,
     /// Enroll now if the agent holds no valid certificate, say the result
     /// and exit (status 1 when the controller refuses).
     #[arg(long, conflicts_with = "check")]
     enroll: bool,
-    /// Log format on stderr.
+    /// Run under the Windows Service Control Manager (the installed service
+    /// starts the agent with this; not for a console).
+    #[arg(long, conflicts_with_all = ["check", "enroll"])]
+    service: bool,
+    /// Log format (stderr in console mode, the log file as a service).
     #[arg(long, env = "TIERWISE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
     log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Install, remove, start or stop the Windows service "TierwiseAgent"
+    /// (for installs without the MSI; Windows only, as Administrator).
+    Service {
+        #[command(subcommand)]
+        action: ServiceAction,
+    },
+    /// Write the Group Policy templates (tierwise.admx and
+    /// en-US/tierwise.adml) into DIR, e.g. the central store's PolicyDefinitions.
+    PolicyTemplates { dir: PathBuf },
+}
+
+#[derive(Clone, Copy, Debug, Subcommand)]
+enum ServiceAction {
+    /// Install the service (LocalSystem, automatic start) for this executable.
+    Install,
+    /// Stop and remove the service.
+    Uninstall,
+    Start,
+    Stop,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tierwise_runtime::logging::init(args.log_format, "info");
+    match &args.command {
+        Some(Command::PolicyTemplates { dir }) => return policy_templates(dir),
+        Some(Command::Service { action }) => return service_command(*action, &args),
+        None => {}
+    }
+    if args.service {
+        return run_service(&args);
+    }
+    // Console mode: logs to stderr, the level from the configuration.
+    let level = policy::read_sources(args.config.as_deref())
+        .ok()
+        .and_then(|s| policy::resolve(&s).ok())
+        .and_then(|e| e.settings.log_level);
+    let log = logs::init(&Sink::Stderr, args.log_format, level.as_deref());
     // An agent has little to do; two workers keep its footprint small.
-    tierwise_runtime::run_main(Some(2), run(args))
+    tierwise_runtime::run_main(Some(2), run_console(args, log))
 }
 
-async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let settings = config::load(&args.config)?;
+async fn run_console(args: Args, log: logs::LogControl) -> anyhow::Result<ExitCode> {
+    let effective = policy::load(args.config.as_deref())?;
     if args.check {
-        let inventory = probe::inventory(&settings.components).await?;
-        println!("{}", inventory_json(&settings, &inventory)?);
+        let inventory = probe::inventory(&effective.settings.components).await?;
+        println!(
+            "{}",
+            check_json(&effective.settings, &inventory, &effective.provenance)?
+        );
         return Ok(ExitCode::SUCCESS);
     }
-    std::fs::create_dir_all(&settings.state_dir).with_context(|| {
-        format!(
-            "cannot create the state directory {}; set `state_dir` in {}",
-            settings.state_dir.display(),
-            args.config.display()
-        )
-    })?;
+    let settings = &effective.settings;
     if args.enroll {
-        let credentials = identity::obtain(&settings).await?;
+        std::fs::create_dir_all(&settings.state_dir).with_context(|| {
+            format!(
+                "cannot create the state directory {}; set `state_dir`",
+                settings.state_dir.display()
+            )
+        })?;
+        let credentials = identity::obtain(settings).await?;
         println!(
             "enrolled as {} (installation {}); certificate valid until {}, kept in {}",
             credentials.host_id,
@@ -62,67 +116,101 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    tracing::info!(
-        host_id = %settings.host_id,
-        installation = %settings.installation,
-        controller = %settings.controller,
-        components = settings.components.len(),
-        "agent starting"
-    );
-    let watcher =
-        InventoryWatcher::start(settings.components.clone(), settings.probe_interval).await;
-    let executor = steps::Executor::new(&settings.state_dir, settings.components.clone())
-        .with_context(|| {
-            format!(
-                "cannot open the step journal in {}",
-                settings.state_dir.display()
-            )
-        })?;
-    let downloader = steps::download::Downloader::new(&settings.controller, &settings.state_dir);
-    let runner = steps::StepRunner::spawn(executor, downloader.clone(), watcher.refresh.clone());
-    let credentials = tokio::select! {
-        credentials = obtain_identity(&settings) => credentials?,
-        _ = tierwise_runtime::shutdown::signal() => {
-            tracing::info!("stopping");
-            return Ok(ExitCode::SUCCESS);
-        }
+    let options = app::Options {
+        config: args.config.clone(),
+        log,
     };
-    let identity = identity::start_renewer(settings.clone(), credentials);
-    downloader.set_identity(identity.clone());
-    tokio::select! {
-        _ = session::run_forever(settings, watcher, runner, identity) => {}
-        _ = tierwise_runtime::shutdown::signal() => tracing::info!("stopping"),
-    }
+    let stop = async {
+        tierwise_runtime::shutdown::signal().await;
+        tracing::info!("stopping");
+        StopCause::Signal
+    };
+    app::run(&options, effective, stop, &mut || {
+        tracing::info!("waiting for the running step before stopping")
+    })
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The stored identity, or a new one by enrollment. A refusal or an
-/// unreachable controller is retried with backoff (an administrator may fix
-/// the token meanwhile); a configuration without enrollment settings stops
-/// the agent with what to add.
-async fn obtain_identity(settings: &config::Settings) -> anyhow::Result<identity::Credentials> {
-    let mut backoff = tierwise_agent::backoff::Backoff::new(
-        std::time::Duration::from_secs(1),
-        settings.reconnect_max,
-    );
-    loop {
-        match identity::obtain(settings).await {
-            Ok(credentials) => return Ok(credentials),
-            Err(error @ identity::IdentityError::NotEnrolled) => return Err(error.into()),
-            Err(error) => {
-                let delay = backoff.next_delay(fastrand::f64());
-                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "no certificate yet");
-                tokio::time::sleep(delay).await;
-            }
+fn policy_templates(dir: &std::path::Path) -> ExitCode {
+    let (admx, adml) = policy::admx::templates();
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir.join("en-US"))?;
+        std::fs::write(dir.join("tierwise.admx"), admx)?;
+        std::fs::write(dir.join("en-US").join("tierwise.adml"), adml)?;
+        Ok(())
+    };
+    match write() {
+        Ok(()) => {
+            println!(
+                "wrote {} and {}",
+                dir.join("tierwise.admx").display(),
+                dir.join("en-US").join("tierwise.adml").display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "error: cannot write the templates into {}: {e}",
+                dir.display()
+            );
+            ExitCode::FAILURE
         }
     }
 }
 
-/// The `--check` output: what the agent would report, as one JSON document
-/// in the same shape as `tierwise hosts show --json`.
-fn inventory_json(
-    settings: &config::Settings,
+#[cfg(windows)]
+fn service_command(action: ServiceAction, args: &Args) -> ExitCode {
+    use tierwise_agent::service::windows::{self as svc, Manage};
+    let manage = match action {
+        ServiceAction::Install => Manage::Install {
+            config: args.config.clone(),
+        },
+        ServiceAction::Uninstall => Manage::Uninstall,
+        ServiceAction::Start => Manage::Start,
+        ServiceAction::Stop => Manage::Stop,
+    };
+    match svc::manage(manage) {
+        Ok(said) => {
+            println!("{said}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!(
+                "error: {}",
+                tierwise_runtime::report::error_chain(error.as_ref())
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(not(windows))]
+fn service_command(action: ServiceAction, _args: &Args) -> ExitCode {
+    eprintln!(
+        "error: `service {}` manages a Windows service; on Linux use the systemd unit deploy/systemd/tierwise-agent.service",
+        format!("{action:?}").to_lowercase()
+    );
+    ExitCode::from(2)
+}
+
+#[cfg(windows)]
+fn run_service(args: &Args) -> ExitCode {
+    tierwise_agent::service::windows::run(args.config.clone(), args.log_format)
+}
+
+#[cfg(not(windows))]
+fn run_service(_args: &Args) -> ExitCode {
+    eprintln!("error: --service runs the agent under the Windows Service Control Manager; on Linux run it in the foreground (systemd: deploy/systemd/tierwise-agent.service)");
+    ExitCode::from(2)
+}
+
+/// The `--check` output: what the agent would report, in the same shape as
+/// `tierwise hosts show --json`, and each effective setting with its source.
+fn check_json(
+    settings: &tierwise_agent::config::Settings,
     inventory: &tierwise_common::Inventory,
+    provenance: &[Provenance],
 ) -> anyhow::Result<String> {
     let components: Vec<ComponentJson> = inventory
         .components()
@@ -133,5 +221,6 @@ fn inventory_json(
         "host_id": settings.host_id,
         "installation": settings.installation,
         "components": components,
+        "settings": provenance,
     }))?)
 }

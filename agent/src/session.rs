@@ -35,12 +35,14 @@ pub enum SessionError {
     Closed,
 }
 
-/// Runs sessions until the process is asked to stop.
+/// Runs sessions until the process is asked to stop. Before each reconnect
+/// it notifies `reconnecting` (the agent re-reads its configuration then).
 pub async fn run_forever(
     settings: Settings,
     watcher: InventoryWatcher,
     mut steps: StepRunner,
     mut identity: Identity,
+    reconnecting: std::sync::Arc<tokio::sync::Notify>,
 ) {
     let mut backoff = Backoff::new(Duration::from_secs(1), settings.reconnect_max);
     let mut watcher = watcher;
@@ -69,6 +71,7 @@ pub async fn run_forever(
                 warn!(%error, retry_in_ms = delay.as_millis() as u64, "no session with the controller")
             }
         }
+        reconnecting.notify_one();
         tokio::time::sleep(delay).await;
     }
 }

@@ -306,8 +306,8 @@ impl Document {
     }
 
     /// Every setting with its value and source, the token hidden; settings
-    /// no source gives are listed as defaults.
-    pub fn provenance(&self) -> Vec<Provenance> {
+    /// no source gives are listed with the value `settings` took by default.
+    pub fn provenance(&self, settings: &crate::config::Settings) -> Vec<Provenance> {
         let mut out = Vec::new();
         for ((section, _), unit) in &self.units {
             for (key, value) in &unit.keys {
@@ -318,6 +318,8 @@ impl Document {
                 };
                 let value = if key.starts_with("enrollment_token") && !key.ends_with("_file") {
                     "<hidden>".to_owned()
+                } else if let toml::Value::String(text) = value {
+                    text.clone()
                 } else {
                     render_value(value)
                 };
@@ -333,11 +335,31 @@ impl Document {
                 });
             }
         }
-        for key in DEFAULTED {
-            if !out.iter().any(|p| p.key == *key) {
+        let defaults = [
+            ("host_id", settings.host_id.clone()),
+            (
+                "heartbeat_seconds",
+                settings.heartbeat.as_secs().to_string(),
+            ),
+            (
+                "probe_seconds",
+                settings.probe_interval.as_secs().to_string(),
+            ),
+            (
+                "reconnect_max_seconds",
+                settings.reconnect_max.as_secs().to_string(),
+            ),
+            ("state_dir", settings.state_dir.display().to_string()),
+            (
+                "log_level",
+                settings.log_level.clone().unwrap_or_else(|| "info".into()),
+            ),
+        ];
+        for (key, value) in defaults {
+            if !out.iter().any(|p| p.key == key) {
                 out.push(Provenance {
-                    key: (*key).to_owned(),
-                    value: "(default)".into(),
+                    key: key.to_owned(),
+                    value,
                     source: Origin::Default.to_string(),
                     registry: Vec::new(),
                 });
@@ -354,16 +376,6 @@ impl Document {
             || !self.unplaced.is_empty()
     }
 }
-
-/// Top-level settings with a default, shown by `--check` when unset.
-const DEFAULTED: &[&str] = &[
-    "host_id",
-    "heartbeat_seconds",
-    "probe_seconds",
-    "reconnect_max_seconds",
-    "state_dir",
-    "log_level",
-];
 
 fn conflict(unit: &Unit, root: &str) -> String {
     let names: Vec<String> = unit.values.iter().map(|s| s.path(root)).collect();

@@ -114,8 +114,8 @@ pub fn resolve(sources: &Sources) -> Result<Effective, ConfigError> {
         };
         let settings = config::parse(text, path)?;
         return Ok(Effective {
+            provenance: document.provenance(&settings),
             settings,
-            provenance: document.provenance(),
             ignored: Vec::new(),
             fingerprint: text.clone(),
         });
@@ -139,8 +139,8 @@ pub fn resolve(sources: &Sources) -> Result<Effective, ConfigError> {
         rendered.locate(line)
     })?;
     Ok(Effective {
+        provenance: document.provenance(&settings),
         settings,
-        provenance: document.provenance(),
         ignored,
         fingerprint: rendered.text,
     })

@@ -5,7 +5,7 @@
 use super::layer::{expand, RawKey, RegValue};
 use super::table::{role_subkey, COMPONENTS_SUBKEY};
 use tierwise_common::Role;
-use winreg::enums::{HKEY_LOCAL_MACHINE, KEY_READ, REG_DWORD, REG_EXPAND_SZ, REG_MULTI_SZ, REG_SZ};
+use winreg::enums::{HKEY_LOCAL_MACHINE, KEY_READ};
 use winreg::RegKey;
 
 /// Every value under `HKLM\root` and `HKLM\root\Components\<Role>`.
@@ -36,20 +36,20 @@ pub fn read(root: &str) -> RawKey {
 
 fn convert(value: &winreg::RegValue) -> RegValue {
     use winreg::types::FromRegValue;
-    match value.vtype {
-        REG_SZ => String::from_reg_value(value).map_or_else(
+    match &value.vtype {
+        winreg::enums::RegType::REG_SZ => String::from_reg_value(value).map_or_else(
             |_| RegValue::Other("REG_SZ (unreadable)".into()),
             RegValue::Text,
         ),
-        REG_EXPAND_SZ => String::from_reg_value(value).map_or_else(
+        winreg::enums::RegType::REG_EXPAND_SZ => String::from_reg_value(value).map_or_else(
             |_| RegValue::Other("REG_EXPAND_SZ (unreadable)".into()),
             |text| RegValue::Text(expand(&text, |name| std::env::var(name).ok())),
         ),
-        REG_DWORD => u32::from_reg_value(value).map_or_else(
+        winreg::enums::RegType::REG_DWORD => u32::from_reg_value(value).map_or_else(
             |_| RegValue::Other("REG_DWORD (unreadable)".into()),
             RegValue::Number,
         ),
-        REG_MULTI_SZ => Vec::<String>::from_reg_value(value).map_or_else(
+        winreg::enums::RegType::REG_MULTI_SZ => Vec::<String>::from_reg_value(value).map_or_else(
             |_| RegValue::Other("REG_MULTI_SZ (unreadable)".into()),
             RegValue::Lines,
         ),

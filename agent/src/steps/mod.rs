@@ -181,6 +181,37 @@ impl Executor {
         Ok(report)
     }
 
+    /// How long a step of this action may run (its command's time limit;
+    /// a web deployment has the default one).
+    pub fn time_limit(&self, action: &StepAction) -> std::time::Duration {
+        self.command_for(action).map_or(
+            std::time::Duration::from_secs(u64::from(
+                crate::config::DEFAULT_ACTION_TIMEOUT_SECONDS,
+            )),
+            |command| command.timeout,
+        )
+    }
+
+    /// Journals a step that was still running when the agent had to stop
+    /// before it ended, so it is reported as interrupted, never forgotten.
+    pub fn interrupt(&self, step_id: &str, reason: String) -> Result<(), JournalError> {
+        if let Some(entry) = self.journal.get(step_id)? {
+            if entry.finished.is_none() {
+                let report = StepReport::without_output(
+                    step_id,
+                    StepOutcome::Interrupted,
+                    reason,
+                    entry.started_ms,
+                );
+                self.journal.put(&JournalEntry {
+                    finished: Some(report),
+                    ..entry
+                })?;
+            }
+        }
+        Ok(())
+    }
+
     fn command_for(&self, action: &StepAction) -> Result<&ActionCommand, String> {
         let role = action.role().ok_or("this action runs no command")?;
         let component = self
@@ -357,6 +388,36 @@ pub struct StepRunner {
     pub progress: tokio::sync::mpsc::Receiver<(String, String)>,
 }
 
+/// Ends a runner cleanly: no new step starts, a running one finishes within
+/// the time the stop allows or is ended and journaled as interrupted.
+#[derive(Debug)]
+pub struct RunnerStop {
+    drain: tokio::sync::watch::Sender<Option<crate::service::StopCause>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunnerStop {
+    /// Stops the runner for `cause` and waits until it has. `progress` is
+    /// called every few seconds while a step still runs (a service reports
+    /// it to the SCM so it is not thought hung).
+    pub async fn drain(
+        self,
+        cause: crate::service::StopCause,
+        progress: &mut (dyn FnMut() + Send),
+    ) {
+        let _ = self.drain.send(Some(cause));
+        let mut task = self.task;
+        let mut tick = tokio::time::interval(crate::service::STOP_CHECKPOINT_EVERY);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut task => return,
+                _ = tick.tick() => progress(),
+            }
+        }
+    }
+}
+
 impl StepRunner {
     /// Runs steps in the background; after each, asks `refresh` for a probe
     /// so the new version is reported at once.
@@ -364,21 +425,33 @@ impl StepRunner {
         executor: Executor,
         downloader: download::Downloader,
         refresh: tokio::sync::mpsc::Sender<()>,
-    ) -> Self {
+    ) -> (Self, RunnerStop) {
         let (commands, mut queue) = tokio::sync::mpsc::channel::<(String, StepAction)>(256);
         let (report_tx, reports) = tokio::sync::mpsc::channel(256);
         let (progress_tx, progress) = tokio::sync::mpsc::channel(16);
-        tokio::spawn(async move {
-            while let Some((step_id, action)) = queue.recv().await {
+        let (drain, mut stop) = tokio::sync::watch::channel(None::<crate::service::StopCause>);
+        let task = tokio::spawn(async move {
+            loop {
+                let (step_id, action) = tokio::select! {
+                    biased;
+                    _ = stop.wait_for(Option::is_some) => return,
+                    next = queue.recv() => match next {
+                        Some(next) => next,
+                        None => return,
+                    },
+                };
                 let started_ms = now_ms();
-                let report = if action == StepAction::Reprobe {
-                    Ok(StepReport::without_output(
-                        &step_id,
-                        StepOutcome::Succeeded,
-                        String::new(),
-                        started_ms,
-                    ))
-                } else {
+                let limit = executor.time_limit(&action);
+                let started = tokio::time::Instant::now();
+                let run = async {
+                    if action == StepAction::Reprobe {
+                        return Ok(StepReport::without_output(
+                            &step_id,
+                            StepOutcome::Succeeded,
+                            String::new(),
+                            started_ms,
+                        ));
+                    }
                     tracing::info!(%step_id, action = action.config_key(), "running step");
                     let progress = reporter(&step_id, &progress_tx);
                     match (action.artifact(), executor.known(&step_id)) {
@@ -400,6 +473,32 @@ impl StepRunner {
                         }
                     }
                 };
+                let cut_off = async {
+                    let cause = stop.wait_for(Option::is_some).await.ok().and_then(|c| *c);
+                    let Some(cause) = cause else {
+                        return std::future::pending().await;
+                    };
+                    let left = limit.saturating_sub(started.elapsed());
+                    let budget = cause.drain_budget(left);
+                    tracing::warn!(%step_id, wait_s = budget.as_secs(), "stopping: waiting for the running step");
+                    tokio::time::sleep(budget).await;
+                    (cause, started.elapsed())
+                };
+                let report = tokio::select! {
+                    report = run => report,
+                    (cause, ran) = cut_off => {
+                        // Dropping the run ended its command (kill on drop).
+                        let reason = format!(
+                            "the agent had to stop ({cause:?}) after the step ran {} s; its command was ended and its effect is unknown — check the host, then retry or skip the step",
+                            ran.as_secs()
+                        );
+                        tracing::error!(%step_id, %reason, "step interrupted");
+                        if let Err(error) = executor.interrupt(&step_id, reason) {
+                            tracing::error!(%step_id, %error, "cannot journal the interrupted step");
+                        }
+                        return;
+                    }
+                };
                 let report = report.unwrap_or_else(|error| {
                     StepReport::without_output(
                         &step_id,
@@ -415,11 +514,14 @@ impl StepRunner {
                 }
             }
         });
-        Self {
-            commands,
-            reports,
-            progress,
-        }
+        (
+            Self {
+                commands,
+                reports,
+                progress,
+            },
+            RunnerStop { drain, task },
+        )
     }
 }
 

@@ -1,0 +1,456 @@
+//! The Windows agent end to end, as central IT deploys it, on the real
+//! Windows binary under Wine: a fresh Wine prefix, the agent's MSI installed
+//! with `msiexec /qn`, settings written under the policy key as Group Policy
+//! would, the service started by the installer; the Linux controller lists
+//! the host with the client version the registry probe reads from an
+//! Uninstall entry; a rollout updates that client by running `msiexec` on a
+//! stand-in vendor MSI; a newer agent MSI installed over the old one keeps
+//! the host's identity.
+//!
+//! Needs the cross-built agent (`cargo build --release --target
+//! x86_64-pc-windows-gnu -p tierwise-agent`, or TIERWISE_WINDOWS_AGENT_EXE)
+//! and Wine, wixl and msitools (`scripts/install-windows-toolchain`). Without
+//! them it says so and passes, unless TIERWISE_REQUIRE_WINDOWS_TOOLS=1 (CI).
+
+#![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use tierwise_e2e::{catalogue_path, component, wait_for, Agent, Controller, Plays, V263, V931};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The agent exe, or why the test cannot run here.
+fn prerequisites() -> std::result::Result<PathBuf, String> {
+    let exe = std::env::var_os("TIERWISE_WINDOWS_AGENT_EXE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/x86_64-pc-windows-gnu/release/tierwise-agent.exe"));
+    let missing: Vec<&str> = [
+        "wine",
+        "wineserver",
+        "wixl",
+        "msiinfo",
+        "x86_64-w64-mingw32-gcc",
+    ]
+    .into_iter()
+    .filter(|tool| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .stdout(Stdio::null())
+            .status()
+            .map_or(true, |s| !s.success())
+    })
+    .collect();
+    if !missing.is_empty() {
+        return Err(format!(
+            "{} not found (scripts/install-windows-toolchain)",
+            missing.join(", ")
+        ));
+    }
+    if !exe.is_file() {
+        return Err(format!(
+            "no Windows agent at {} (cargo build --release --target x86_64-pc-windows-gnu -p tierwise-agent)",
+            exe.display()
+        ));
+    }
+    Ok(exe)
+}
+
+/// A Wine prefix of its own, with one ordinary process kept alive so that
+/// Wine does not end the services when the last one exits.
+struct Wine {
+    prefix: PathBuf,
+    keepalive: Child,
+}
+
+impl Wine {
+    fn new(prefix: &Path) -> Result<Self> {
+        let out = Command::new(repo().join("scripts/wine-prefix"))
+            .arg(prefix)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "wine-prefix failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let keepalive = Self::command_in(prefix, "wine")
+            .args(["ping", "-n", "3600", "127.0.0.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        Ok(Self {
+            prefix: prefix.to_path_buf(),
+            keepalive,
+        })
+    }
+
+    fn command_in(prefix: &Path, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command
+            .env("WINEPREFIX", prefix)
+            .env("WINEDEBUG", "-all")
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
+            .env_remove("DISPLAY")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Result<Output> {
+        Ok(Self::command_in(&self.prefix, "wine").args(args).output()?)
+    }
+
+    /// `wine ARGS` that must succeed.
+    fn ok(&self, args: &[&str]) -> Result<String> {
+        let out = self.run(args)?;
+        if !out.status.success() {
+            bail!(
+                "wine {args:?} exited with {}: {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn reg_add(&self, key: &str, name: &str, kind: &str, data: &str) -> Result<()> {
+        self.ok(&["reg", "add", key, "/v", name, "/t", kind, "/d", data, "/f"])
+            .map(|_| ())
+    }
+
+    /// A path inside the prefix's C: drive.
+    fn c(&self, path: &str) -> PathBuf {
+        self.prefix.join("drive_c").join(path)
+    }
+
+    /// The resident memory of the running service process, in KiB.
+    fn service_rss_kib(&self) -> Option<u64> {
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.contains("tierwise-agent.exe") && cmdline.contains("--service") {
+                let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+                if !String::from_utf8_lossy(&environ)
+                    .contains(&format!("WINEPREFIX={}", self.prefix.display()))
+                {
+                    continue;
+                }
+                let status = std::fs::read_to_string(entry.path().join("status")).ok()?;
+                return status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Wine {
+    fn drop(&mut self) {
+        let _ = self.keepalive.kill();
+        let _ = self.keepalive.wait();
+        let _ = Self::command_in(&self.prefix, "wineserver")
+            .arg("-k")
+            .status();
+    }
+}
+
+const POLICY: &str = r"HKLM\SOFTWARE\Policies\Tierwise\Agent";
+const UNINSTALL: &str =
+    r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall\NetwrixPasswordSecureClient";
+
+fn build_msi(exe: &Path, version: &str, out: &Path) -> Result<()> {
+    let status = Command::new(repo().join("scripts/build-msi"))
+        .arg("--exe")
+        .arg(exe)
+        .args(["--version", version, "--out"])
+        .arg(out)
+        .status()?;
+    anyhow::ensure!(status.success(), "build-msi {version} failed");
+    Ok(())
+}
+
+fn sha256(path: &Path) -> Result<String> {
+    let out = Command::new("sha256sum").arg(path).output()?;
+    Ok(String::from_utf8(out.stdout)?
+        .split_whitespace()
+        .next()
+        .context("sha256sum printed nothing")?
+        .to_owned())
+}
+
+fn client_version(controller: &Controller, host: &str) -> Result<Option<String>> {
+    Ok(controller.host(host)?.and_then(|h| {
+        component(&h, "client").and_then(|c| c["version"].as_str().map(str::to_owned))
+    }))
+}
+
+#[test]
+fn the_windows_agent_is_deployed_by_msi_and_policy_and_updates_its_client() -> Result<()> {
+    let exe = match prerequisites() {
+        Ok(exe) => exe,
+        Err(why) if std::env::var_os("TIERWISE_REQUIRE_WINDOWS_TOOLS").is_none() => {
+            eprintln!("skipped: {why}");
+            return Ok(());
+        }
+        Err(why) => bail!("TIERWISE_REQUIRE_WINDOWS_TOOLS is set but {why}"),
+    };
+    let started = Instant::now();
+    let root = tempfile::tempdir()?;
+
+    // The installation's server on Linux, and the catalogue with the
+    // stand-in vendor client MSI as the client artifact of 26.3.100.
+    let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0")?;
+    let url = controller.url();
+    let order = root.path().join("order.log");
+    let mut server = Agent::start(
+        root.path(),
+        &url,
+        "srv-01",
+        Plays::Server(vec![("PSDB", true, V931)]),
+        V931,
+    )?;
+    server.with_installers(&order, "0.1")?;
+    controller.wait_online("srv-01", true, Duration::from_secs(30))?;
+    controller.cli(&[
+        "license",
+        "set",
+        "--installation",
+        "prod",
+        "--maintenance-until",
+        "2026-12-31",
+    ])?;
+    let vendor_msi = root.path().join("PasswordSecure_Client_26.3.100.msi");
+    let out = Command::new("wixl")
+        .args(["-a", "x64", "-D", &format!("Version={V263}"), "-o"])
+        .arg(&vendor_msi)
+        .arg(repo().join("deploy/windows/test/password-secure-client.wxs"))
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "wixl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sha = sha256(&vendor_msi)?;
+    let catalogue = std::fs::read_to_string(catalogue_path())?.replace(
+        "requires = [\"web_websocket\"]\n\n[[release]]\nversion = \"26.4.10.34111\"",
+        &format!(
+            "requires = [\"web_websocket\"]\n\n[release.artifact.client]\nfile = \"PasswordSecure_Client_26.3.100.msi\"\nsha256 = \"{sha}\"\n\n[[release]]\nversion = \"26.4.10.34111\""
+        ),
+    );
+    let catalogue_file = root.path().join("catalogue.toml");
+    std::fs::write(&catalogue_file, catalogue)?;
+    controller.cli(&["releases", "import", catalogue_file.to_str().unwrap()])?;
+    controller.cli(&[
+        "artifacts",
+        "add",
+        vendor_msi.to_str().unwrap(),
+        "--release",
+        V263,
+        "--component",
+        "client",
+    ])?;
+
+    // The agent's MSI twice: the version to deploy and the next one.
+    let msi_old = root.path().join("tierwise-agent-0.1.0.msi");
+    let msi_new = root.path().join("tierwise-agent-0.1.1.msi");
+    build_msi(&exe, "0.1.0", &msi_old)?;
+    build_msi(&exe, "0.1.1", &msi_new)?;
+    let msi_bytes = std::fs::metadata(&msi_old)?.len();
+
+    // A fresh Windows: the Password Secure client 9.3.1 is installed, and
+    // Group Policy has written the agent's settings.
+    let prefix_started = Instant::now();
+    let wine = Wine::new(&root.path().join("wine"))?;
+    let prefix_took = prefix_started.elapsed();
+    wine.reg_add(
+        UNINSTALL,
+        "DisplayName",
+        "REG_SZ",
+        "Netwrix Password Secure",
+    )?;
+    wine.reg_add(UNINSTALL, "DisplayVersion", "REG_SZ", V931)?;
+    let token = controller.cli(&[
+        "tokens",
+        "create",
+        "--installation",
+        "prod",
+        "--uses",
+        "50",
+        "--expires",
+        "1h",
+    ])?;
+    let fingerprint = controller.cli(&["pki", "show", "--fingerprint"])?;
+    wine.reg_add(POLICY, "Controller", "REG_SZ", &url)?;
+    wine.reg_add(POLICY, "CaFingerprint", "REG_SZ", fingerprint.trim())?;
+    wine.reg_add(POLICY, "Installation", "REG_SZ", "prod")?;
+    wine.reg_add(POLICY, "EnrollmentToken", "REG_SZ", token.trim())?;
+    wine.reg_add(POLICY, "HostId", "REG_SZ", "win-cl-01")?;
+    wine.reg_add(POLICY, "HeartbeatSeconds", "REG_DWORD", "5")?;
+    wine.reg_add(POLICY, "ProbeSeconds", "REG_DWORD", "2")?;
+    let client = format!(r"{POLICY}\Components\Client");
+    wine.reg_add(
+        &client,
+        "VersionRegistry",
+        "REG_SZ",
+        "^Netwrix Password Secure$",
+    )?;
+    wine.reg_add(
+        &client,
+        "InstallCommand",
+        "REG_MULTI_SZ",
+        r"msiexec\0/i\0{artifact}\0/qn\0/norestart\0/l*v\0C:\ProgramData\Tierwise\Agent\logs\client-{version}.log\0INSTALL_WIN_APP=1\0INSTALL_AUTOFILL_ADDON=0",
+    )?;
+
+    // Install the agent as Group Policy Software Installation would.
+    let installing = Instant::now();
+    wine.ok(&["msiexec", "/i", msi_old.to_str().unwrap(), "/qn"])?;
+    let took = controller.wait_online("win-cl-01", true, Duration::from_secs(60))?;
+    let to_online = installing.elapsed();
+    let state = wine.ok(&["sc", "query", "TierwiseAgent"])?;
+    assert!(state.contains("RUNNING"), "{state}");
+    let host = controller.host("win-cl-01")?.context("listed")?;
+    assert_eq!(host["installation"], "prod");
+    assert_eq!(
+        client_version(&controller, "win-cl-01")?.as_deref(),
+        Some(V931),
+        "{host}"
+    );
+    let log_file = wine.c(r"ProgramData/Tierwise/Agent/logs/agent.log");
+    let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+    assert!(
+        log.contains("service running"),
+        "the service logs to its file:\n{log}"
+    );
+    let rss = wine.service_rss_kib();
+
+    // Roll the installation out; the Windows client runs the vendor MSI.
+    let rollout_started = Instant::now();
+    controller.cli(&[
+        "rollout",
+        "start",
+        "--installation",
+        "prod",
+        "--to",
+        V263,
+        "--ack-breaking",
+        "--ack-server-manager-password",
+    ])?;
+    let wait = wait_for("the rollout to complete", Duration::from_secs(180), || {
+        let status: serde_json::Value =
+            serde_json::from_str(&controller.cli(&["rollout", "status", "--json"])?)?;
+        match status["state"].as_str() {
+            Some("completed") => Ok(Some(())),
+            Some("failed") | Some("aborted") => bail!("rollout ended: {status}"),
+            _ => Ok(None),
+        }
+    });
+    if let Err(error) = wait {
+        let status = controller.cli(&["rollout", "status"]).unwrap_or_default();
+        let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+        bail!("{error}\n{status}\nagent log:\n{log}");
+    }
+    let rollout_took = rollout_started.elapsed();
+    assert_eq!(
+        client_version(&controller, "win-cl-01")?.as_deref(),
+        Some(V263)
+    );
+    let entry = wine.ok(&["reg", "query", UNINSTALL])?;
+    assert!(
+        entry.contains("INSTALL_WIN_APP=1 INSTALL_AUTOFILL_ADDON=0"),
+        "the vendor properties reached the installer: {entry}"
+    );
+    assert!(
+        wine.c(&format!(
+            "ProgramData/Tierwise/Agent/logs/client-{V263}.log"
+        ))
+        .is_file(),
+        "msiexec wrote its verbose log where the command said"
+    );
+
+    // A newer agent MSI over the old one: same identity, no new enrollment.
+    let identity = wine.c("ProgramData/Tierwise/Agent/identity/agent.pem");
+    let certificate_before = std::fs::read(&identity)?;
+    let uses = |c: &Controller| -> Result<u64> {
+        let tokens: serde_json::Value =
+            serde_json::from_str(&c.cli(&["tokens", "list", "--json"])?)?;
+        Ok(tokens
+            .as_array()
+            .context("tokens")?
+            .iter()
+            .filter(|t| t["installation"] == "prod")
+            .map(|t| t["uses"].as_u64().unwrap_or(0))
+            .sum())
+    };
+    let uses_before = uses(&controller)?;
+    let sessions_before = log_count(&controller, "win-cl-01");
+    wine.ok(&["msiexec", "/i", msi_new.to_str().unwrap(), "/qn"])?;
+    wait_for(
+        "the upgraded agent back online",
+        Duration::from_secs(60),
+        || {
+            Ok((log_count(&controller, "win-cl-01") > sessions_before
+                && controller
+                    .host("win-cl-01")?
+                    .is_some_and(|h| h["online"] == true))
+            .then_some(()))
+        },
+    )?;
+    assert!(wine
+        .ok(&["sc", "query", "TierwiseAgent"])?
+        .contains("RUNNING"));
+    assert_eq!(
+        std::fs::read(&identity)?,
+        certificate_before,
+        "the certificate is kept"
+    );
+    assert_eq!(uses(&controller)?, uses_before, "no second enrollment");
+    assert_eq!(count_lines(&controller, "win-cl-01", "agent enrolled"), 1);
+    let products = wine.ok(&[
+        "reg",
+        "query",
+        r"HKLM\SOFTWARE\Microsoft\Windows\CurrentVersion\Uninstall",
+        "/s",
+    ])?;
+    assert!(
+        products.contains("0.1.1") && !products.contains("DisplayVersion    REG_SZ    0.1.0"),
+        "{products}"
+    );
+
+    // Stopping the service drains and says so.
+    wine.ok(&["net", "stop", "TierwiseAgent"])?;
+    let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+    assert!(log.contains("agent stopped"), "{log}");
+
+    eprintln!(
+        "windows figures: MSI {msi_bytes} bytes; fresh Wine prefix {:.1} s; msiexec to online {:.1} s (controller saw it after {:.1} s of waiting); service RSS under Wine {} KiB; rollout (server, databases, Windows client) {:.1} s; whole test {:.1} s",
+        prefix_took.as_secs_f64(),
+        to_online.as_secs_f64(),
+        took.as_secs_f64(),
+        rss.map_or("unknown".into(), |r| r.to_string()),
+        rollout_took.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// How many sessions the controller opened for `host` (its log says so once
+/// per session).
+fn log_count(controller: &Controller, host: &str) -> usize {
+    count_lines(controller, host, "agent connected")
+}
+
+fn count_lines(controller: &Controller, host: &str, what: &str) -> usize {
+    controller
+        .process
+        .log_text()
+        .lines()
+        .filter(|l| l.contains(&format!("host_id={host}")) && l.contains(what))
+        .count()
+}
