@@ -45,7 +45,9 @@ pub async fn run(
         for value in &effective.ignored {
             tracing::warn!(%value, "registry value not known to this agent; ignored");
         }
-        std::fs::create_dir_all(&settings.state_dir).with_context(|| {
+        // `logs` too: installers are told to write their logs there, and
+        // msiexec fails (1622) when it cannot open its log file.
+        std::fs::create_dir_all(settings.state_dir.join("logs")).with_context(|| {
             format!(
                 "cannot create the state directory {}; set `state_dir` (policy StateDir)",
                 settings.state_dir.display()

@@ -96,6 +96,10 @@ pub enum VersionProbe {
     UninstallRegistry { display_name: Pattern },
     /// Windows: the file version of an executable or DLL.
     FileVersion(PathBuf),
+    /// Windows, for a discovered component (never written in a file): the
+    /// highest DisplayVersion among Uninstall entries that
+    /// `probe::discovery::classify` gives this role.
+    Discovered(Role),
 }
 
 /// A yes/no check on the host (WebSocket support, the update-check setting).

@@ -219,3 +219,30 @@ async fn endless_output_is_cut_off() {
         "stopped by the limit, not the timeout"
     );
 }
+
+#[cfg(not(windows))]
+#[tokio::test]
+async fn discovery_reads_windows_only() {
+    use tierwise_agent::config::{ComponentSpec, FactsSpec};
+    use tierwise_common::{Facts, Role};
+
+    let ProbedVersion::Unknown(why) = probe::version(&VersionProbe::Discovered(Role::Client)).await
+    else {
+        panic!("expected unknown");
+    };
+    assert!(why.contains("works only on Windows"), "{why}");
+    assert!(probe::uninstall_entries().is_empty());
+
+    // A client's database profiles are read only from the Windows registry.
+    let client = ComponentSpec {
+        role: Role::Client,
+        version: VersionProbe::Fixed(Version::new(9, 3, 1, 33994)),
+        facts: FactsSpec::Client { update_check: None },
+        actions: Default::default(),
+    };
+    let inventory = probe::inventory(&[client]).await.unwrap();
+    let Facts::Client(facts) = &inventory.components()[0].facts else {
+        panic!("client facts");
+    };
+    assert!(facts.profiles.is_empty());
+}

@@ -21,6 +21,7 @@ pub fn host(host_id: &str, installation: &str) -> HostRecord {
         last_seen_ms: 1_800_000_000_000,
         heartbeat_seconds: 10,
         inventory: Inventory::default(),
+        placement: None,
     }
 }
 
@@ -104,6 +105,7 @@ pub fn client(
             version,
             facts: Facts::Client(ClientFacts {
                 update_check_enabled: update_check,
+                ..ClientFacts::default()
             }),
         },
     )

@@ -120,7 +120,27 @@ pub struct WebFacts {
 pub struct ClientFacts {
     /// Whether "Can search for updates" is on for normal users.
     pub update_check_enabled: Check,
+    /// The Password Secure servers this client is set up for (its database
+    /// profiles); they tell which installation it belongs to.
+    pub profiles: Vec<DatabaseProfile>,
 }
+
+/// One database profile of a client: the server it connects to and the
+/// database (Windows: `SOFTWARE\MATESO\Password Safe and Repository 8\
+/// DatabaseProfiles`, values `HostIP` and `DatabaseName`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct DatabaseProfile {
+    /// The server's host name or address, as configured.
+    pub host: String,
+    /// The database name; empty when the profile names none.
+    pub database: String,
+}
+
+/// At most this many profiles per client are kept.
+pub const MAX_PROFILES: usize = 16;
+/// Longest profile host name (a DNS name) and database name accepted.
+pub const MAX_PROFILE_HOST: usize = 253;
+pub const MAX_PROFILE_DATABASE: usize = 128;
 
 /// Facts that only make sense for one role.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -167,6 +187,8 @@ pub enum InventoryError {
     DuplicateDatabase(String),
     #[error("a database has an empty name")]
     EmptyDatabaseName,
+    #[error("{0}")]
+    Profile(String),
 }
 
 impl Inventory {
@@ -192,7 +214,7 @@ impl Inventory {
                 return Err(InventoryError::DuplicateRole(pair[0].role));
             }
         }
-        for component in &components {
+        for component in &mut components {
             if let Some(facts_role) = component.facts.role() {
                 if facts_role != component.role {
                     return Err(InventoryError::FactsMismatch {
@@ -200,6 +222,9 @@ impl Inventory {
                         facts_role,
                     });
                 }
+            }
+            if let Facts::Client(client) = &mut component.facts {
+                check_profiles(&mut client.profiles)?;
             }
             if let Facts::Server(server) = &component.facts {
                 let mut seen = BTreeSet::new();
@@ -229,6 +254,36 @@ impl Inventory {
     }
 }
 
+/// Profiles are bounded, printable and unique; kept sorted so that equal
+/// reports compare equal.
+fn check_profiles(profiles: &mut Vec<DatabaseProfile>) -> Result<(), InventoryError> {
+    if profiles.len() > MAX_PROFILES {
+        return Err(InventoryError::Profile(format!(
+            "{} database profiles; at most {MAX_PROFILES} are accepted",
+            profiles.len()
+        )));
+    }
+    for profile in profiles.iter() {
+        let printable = |t: &str| t.chars().all(|c| !c.is_control());
+        if profile.host.trim().is_empty()
+            || profile.host.len() > MAX_PROFILE_HOST
+            || !printable(&profile.host)
+        {
+            return Err(InventoryError::Profile(format!(
+                "a database profile's server must be 1 to {MAX_PROFILE_HOST} printable characters"
+            )));
+        }
+        if profile.database.len() > MAX_PROFILE_DATABASE || !printable(&profile.database) {
+            return Err(InventoryError::Profile(format!(
+                "a database profile's database name must be at most {MAX_PROFILE_DATABASE} printable characters"
+            )));
+        }
+    }
+    profiles.sort();
+    profiles.dedup();
+    Ok(())
+}
+
 /// A host as the controller knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostRecord {
@@ -243,6 +298,10 @@ pub struct HostRecord {
     pub last_seen_ms: i64,
     pub heartbeat_seconds: u32,
     pub inventory: Inventory,
+    /// For an agent that said `installation = "auto"`: where the controller
+    /// placed it and how, or why it could not (`installation` is then
+    /// `auto`). `None` for an agent that named its installation.
+    pub placement: Option<crate::Placement>,
 }
 
 #[cfg(test)]

@@ -22,6 +22,9 @@ pub struct ComponentJson {
     pub web: Option<WebJson>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub update_check_enabled: Option<Check>,
+    /// Client: the servers it is set up for (`host`, `database`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_profiles: Option<Vec<crate::DatabaseProfile>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -54,6 +57,7 @@ impl From<&Component> for ComponentJson {
             databases_error: None,
             web: None,
             update_check_enabled: None,
+            database_profiles: None,
         };
         match &c.facts {
             Facts::None => {}
@@ -80,6 +84,7 @@ impl From<&Component> for ComponentJson {
             }
             Facts::Client(client) => {
                 json.update_check_enabled = Some(client.update_check_enabled);
+                json.database_profiles = Some(client.profiles.clone());
             }
         }
         json

@@ -36,6 +36,7 @@ pub mod json;
 pub mod licence;
 pub mod liveness;
 pub mod name;
+pub mod placement;
 pub mod plan;
 pub mod requirement;
 pub mod role;
@@ -84,11 +85,12 @@ pub fn thousands(n: usize) -> String {
 }
 
 pub use inventory::{
-    Check, ClientFacts, Component, Database, Facts, HostRecord, Inventory, InventoryError,
-    ProbedVersion, ServerFacts, WebFacts, WebServerKind,
+    Check, ClientFacts, Component, Database, DatabaseProfile, Facts, HostRecord, Inventory,
+    InventoryError, ProbedVersion, ServerFacts, WebFacts, WebServerKind,
 };
 pub use licence::Licence;
 pub use name::{validate_name, NameError};
+pub use placement::{KnownServer, Placement, AUTO_INSTALLATION};
 pub use requirement::{RequirementError, VersionReq};
 pub use role::{Role, RoleParseError};
 pub use version::{Version, VersionError};

@@ -103,6 +103,11 @@ enum Command {
         #[command(subcommand)]
         command: HostsCommand,
     },
+    /// Installations: where clients whose agents say installation "auto" belong.
+    Installations {
+        #[command(subcommand)]
+        command: InstallationsCommand,
+    },
     /// The release catalogue: what Tierwise knows about each release.
     Releases {
         #[command(subcommand)]
@@ -172,6 +177,24 @@ enum HostsCommand {
         host: Option<String>,
         #[arg(long)]
         installation: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum InstallationsCommand {
+    /// Place the clients whose Password Secure server is ADDRESS (a host
+    /// name or IP address, as their database profiles name it) in
+    /// INSTALLATION (admin).
+    Map {
+        address: String,
+        installation: String,
+    },
+    /// Remove the mapping of ADDRESS (admin).
+    Unmap { address: String },
+    /// List the address mappings.
+    Maps {
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -614,6 +637,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 OperatorsCommand::Remove { name } => {
                     cli::security::operator_remove(&mut client, &name).await?
+                }
+            };
+            print!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Installations { command } => {
+            let mut client = cli::connect(&connection).await?;
+            let output = match command {
+                InstallationsCommand::Map {
+                    address,
+                    installation,
+                } => cli::installations::map(&mut client, &address, &installation).await?,
+                InstallationsCommand::Unmap { address } => {
+                    cli::installations::unmap(&mut client, &address).await?
+                }
+                InstallationsCommand::Maps { json } => {
+                    cli::installations::maps(&mut client, json).await?
                 }
             };
             print!("{output}");

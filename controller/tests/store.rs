@@ -8,8 +8,8 @@
 
 use sqlx::Executor;
 use tierwise_common::{
-    Check, ClientFacts, Component, Database, Facts, Inventory, ProbedVersion, Role, ServerFacts,
-    Version, WebFacts, WebServerKind,
+    Check, ClientFacts, Component, Database, DatabaseProfile, Facts, Inventory, ProbedVersion,
+    Role, ServerFacts, Version, WebFacts, WebServerKind,
 };
 use tierwise_controller::store::{HostFilter, HostReport, Store};
 
@@ -67,6 +67,10 @@ fn web_and_client() -> Inventory {
             version: ProbedVersion::NotInstalled,
             facts: Facts::Client(ClientFacts {
                 update_check_enabled: Check::Yes,
+                profiles: vec![DatabaseProfile {
+                    host: "PS-SRV.corp.example".into(),
+                    database: "PSDB".into(),
+                }],
             }),
         },
     ])
@@ -312,6 +316,266 @@ async fn suite(store: &Store) {
     assert_eq!(licences[0].maintenance_until, date("2026-12-31"));
     rollouts(store, t0).await;
     security(store, t0).await;
+    placement(store, t0).await;
+}
+
+fn auto_client(profile_hosts: &[&str]) -> Inventory {
+    Inventory::new(vec![Component {
+        role: Role::Client,
+        version: ProbedVersion::Installed(V931),
+        facts: Facts::Client(ClientFacts {
+            update_check_enabled: Check::No,
+            profiles: profile_hosts
+                .iter()
+                .map(|h| DatabaseProfile {
+                    host: (*h).into(),
+                    database: "PSDB".into(),
+                })
+                .collect(),
+        }),
+    }])
+    .unwrap()
+}
+
+/// Clients whose agents say `auto`: placed by the server they name, or by an
+/// operator's mapping; unassigned (installation `auto`) with the reason.
+async fn placement(store: &Store, t0: i64) {
+    use tierwise_common::Placement;
+    use tierwise_controller::store::placement::MappingError;
+    let t = t0 + 100_000;
+    for (host, installation) in [("east-srv", "east"), ("west-srv", "west")] {
+        store
+            .record_hello(
+                &report(host, installation, server_inventory(V931, true)),
+                host,
+                t,
+            )
+            .await
+            .unwrap();
+    }
+    // By the server's host name (the profile's fully qualified form).
+    store
+        .record_hello(
+            &report("auto-1", "auto", auto_client(&["EAST-SRV.corp.example"])),
+            "a1",
+            t,
+        )
+        .await
+        .unwrap();
+    let placed = store.get_host("auto-1", t).await.unwrap().unwrap();
+    assert_eq!(placed.installation, "east");
+    assert_eq!(
+        placed.placement,
+        Some(Placement::Placed {
+            installation: "east".into(),
+            by: "server east-srv".into()
+        })
+    );
+    // An address nobody knows: unassigned, with what to run.
+    store
+        .record_hello(
+            &report("auto-2", "auto", auto_client(&["10.9.9.9"])),
+            "a2",
+            t,
+        )
+        .await
+        .unwrap();
+    let unassigned = store.get_host("auto-2", t).await.unwrap().unwrap();
+    assert_eq!(unassigned.installation, "auto");
+    match &unassigned.placement {
+        Some(Placement::Unassigned { reason }) => {
+            assert!(
+                reason.contains("tierwise installations map 10.9.9.9 INSTALLATION"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!store
+        .installations()
+        .await
+        .unwrap()
+        .contains(&"auto".to_owned()));
+    let east = |store: &Store| {
+        let store = store.clone();
+        async move {
+            store
+                .list_hosts(
+                    &HostFilter {
+                        installation: Some("east".into()),
+                        role: None,
+                    },
+                    t,
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|h| h.host_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(east(store).await, vec!["auto-1", "east-srv"]);
+
+    // Mappings: refused for `auto` and unknown installations; a mapping
+    // places the client at once, and removing it unplaces it.
+    assert!(matches!(
+        store.map_address("10.9.9.9", "auto", "admin", t).await,
+        Err(MappingError::Auto)
+    ));
+    assert!(matches!(
+        store.map_address("10.9.9.9", "nowhere", "admin", t).await,
+        Err(MappingError::UnknownInstallation(..))
+    ));
+    assert!(matches!(
+        store.map_address("  ", "west", "admin", t).await,
+        Err(MappingError::EmptyAddress)
+    ));
+    store
+        .map_address(" 10.9.9.9 ", "west", "admin", t)
+        .await
+        .unwrap();
+    let mapped = store.get_host("auto-2", t).await.unwrap().unwrap();
+    assert_eq!(
+        mapped.placement,
+        Some(Placement::Placed {
+            installation: "west".into(),
+            by: "mapping 10.9.9.9".into()
+        })
+    );
+    let mappings = store.address_mappings().await.unwrap();
+    assert_eq!(mappings.len(), 1);
+    assert_eq!(
+        (
+            mappings[0].address.as_str(),
+            mappings[0].installation.as_str()
+        ),
+        ("10.9.9.9", "west")
+    );
+    // A mapping wins over a matching server host, and moves a placed client.
+    store
+        .map_address("east-srv.corp.example", "west", "admin", t)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_host("auto-1", t)
+            .await
+            .unwrap()
+            .unwrap()
+            .installation,
+        "west"
+    );
+    store
+        .unmap_address("EAST-SRV.corp.example", "admin", t)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_host("auto-1", t)
+            .await
+            .unwrap()
+            .unwrap()
+            .installation,
+        "east"
+    );
+    store.unmap_address("10.9.9.9", "admin", t).await.unwrap();
+    assert_eq!(
+        store
+            .get_host("auto-2", t)
+            .await
+            .unwrap()
+            .unwrap()
+            .installation,
+        "auto"
+    );
+    assert!(matches!(
+        store.unmap_address("10.9.9.9", "admin", t).await,
+        Err(MappingError::NoMapping(_))
+    ));
+    // A reconnect keeps the placement; a new inventory naming another
+    // server moves the client.
+    store
+        .record_hello(
+            &report("auto-1", "auto", auto_client(&["east-srv"])),
+            "a1b",
+            t + 1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_host("auto-1", t + 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .installation,
+        "east"
+    );
+    assert!(store
+        .record_inventory("auto-1", "a1b", &auto_client(&["west-srv"]), t + 2)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .get_host("auto-1", t + 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .installation,
+        "west"
+    );
+    // A new server host that the unassigned client names places it.
+    store
+        .record_hello(
+            &report("ninenine", "east", server_inventory(V931, true)),
+            "n",
+            t + 3,
+        )
+        .await
+        .unwrap();
+    store
+        .record_inventory(
+            "auto-2",
+            "a2",
+            &auto_client(&["ninenine.corp.example"]),
+            t + 4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_host("auto-2", t + 4)
+            .await
+            .unwrap()
+            .unwrap()
+            .installation,
+        "east"
+    );
+    // A placed client that reports no profile (its user logged off) keeps
+    // its placement.
+    store
+        .record_inventory("auto-2", "a2", &auto_client(&[]), t + 4)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_host("auto-2", t + 4)
+            .await
+            .unwrap()
+            .unwrap()
+            .installation,
+        "east"
+    );
+    // An agent that names its installation again is fixed there.
+    store
+        .record_hello(&report("auto-2", "west", auto_client(&[])), "a2b", t + 5)
+        .await
+        .unwrap();
+    let fixed = store.get_host("auto-2", t + 5).await.unwrap().unwrap();
+    assert_eq!(
+        (fixed.installation.as_str(), fixed.placement.clone()),
+        ("west", None)
+    );
 }
 
 /// Rollouts: creation, decisions, results by attempt, operator changes, audit.
@@ -576,7 +840,8 @@ async fn sqlite_store_suite_and_reopen() {
             .await
             .unwrap()
             .len(),
-        3
+        8,
+        "three hosts of the main suite, five of the placement part"
     );
     let mode: (String,) = sqlx::query_as("PRAGMA journal_mode")
         .fetch_one(&sqlx::SqlitePool::connect(&url).await.unwrap())

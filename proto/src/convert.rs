@@ -5,8 +5,9 @@
 use crate::v1;
 use tierwise_common::action::{StepAction, StepOutcome};
 use tierwise_common::{
-    Check, ClientFacts, Component, Database, Facts, HostRecord, Inventory, InventoryError,
-    ProbedVersion, Role, ServerFacts, Version, VersionError, WebFacts, WebServerKind,
+    Check, ClientFacts, Component, Database, DatabaseProfile, Facts, HostRecord, Inventory,
+    InventoryError, Placement, ProbedVersion, Role, ServerFacts, Version, VersionError, WebFacts,
+    WebServerKind,
 };
 
 /// Why a message from a peer was refused.
@@ -119,6 +120,14 @@ impl From<&Component> for v1::Component {
             })),
             Facts::Client(client) => Some(v1::component::Facts::Client(v1::ClientFacts {
                 update_check_enabled: v1::Check::from(client.update_check_enabled).into(),
+                profiles: client
+                    .profiles
+                    .iter()
+                    .map(|p| v1::DatabaseProfile {
+                        host: p.host.clone(),
+                        database: p.database.clone(),
+                    })
+                    .collect(),
             })),
         };
         v1::Component {
@@ -182,6 +191,14 @@ fn component_from_wire(index: usize, wire: &v1::Component) -> Result<Component, 
         }),
         Some(v1::component::Facts::Client(client)) => Facts::Client(ClientFacts {
             update_check_enabled: check_from_wire(client.update_check_enabled),
+            profiles: client
+                .profiles
+                .iter()
+                .map(|p| DatabaseProfile {
+                    host: p.host.clone(),
+                    database: p.database.clone(),
+                })
+                .collect(),
         }),
     };
     Ok(Component {
@@ -225,6 +242,17 @@ impl From<&HostRecord> for v1::HostView {
             last_seen_ms: host.last_seen_ms,
             heartbeat_seconds: host.heartbeat_seconds,
             components: v1::Inventory::from(&host.inventory).components,
+            placement: match &host.placement {
+                None => v1::Placement::Fixed,
+                Some(Placement::Placed { .. }) => v1::Placement::Placed,
+                Some(Placement::Unassigned { .. }) => v1::Placement::Unassigned,
+            }
+            .into(),
+            placement_note: match &host.placement {
+                None => String::new(),
+                Some(Placement::Placed { by, .. }) => by.clone(),
+                Some(Placement::Unassigned { reason }) => reason.clone(),
+            },
         }
     }
 }
@@ -246,6 +274,16 @@ impl TryFrom<&v1::HostView> for HostRecord {
             last_seen_ms: wire.last_seen_ms,
             heartbeat_seconds: wire.heartbeat_seconds,
             inventory,
+            placement: match v1::Placement::try_from(wire.placement) {
+                Ok(v1::Placement::Placed) => Some(Placement::Placed {
+                    installation: wire.installation.clone(),
+                    by: wire.placement_note.clone(),
+                }),
+                Ok(v1::Placement::Unassigned) => Some(Placement::Unassigned {
+                    reason: wire.placement_note.clone(),
+                }),
+                Ok(v1::Placement::Fixed) | Err(_) => None,
+            },
         })
     }
 }
@@ -377,6 +415,10 @@ mod tests {
                 version: ProbedVersion::NotInstalled,
                 facts: Facts::Client(ClientFacts {
                     update_check_enabled: Check::No,
+                    profiles: vec![DatabaseProfile {
+                        host: "ps-prod.corp.example".into(),
+                        database: "PSDB".into(),
+                    }],
                 }),
             },
         ])

@@ -78,6 +78,7 @@ fn component() -> impl Strategy<Value = v1::Component> {
         })),
         enum_value().prop_map(|u| Facts::Client(v1::ClientFacts {
             update_check_enabled: u,
+            ..Default::default()
         })),
     ]);
     let parts = (enum_value(), version_text(), any::<String>(), facts);

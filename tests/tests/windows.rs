@@ -69,13 +69,18 @@ struct Wine {
 
 impl Wine {
     fn new(prefix: &Path) -> Result<Self> {
-        let out = Command::new(repo().join("scripts/wine-prefix"))
+        // Output through a file, for the reason `run` gives.
+        let log = tempfile::NamedTempFile::new()?;
+        let status = Command::new(repo().join("scripts/wine-prefix"))
             .arg(prefix)
-            .output()?;
-        if !out.status.success() {
+            .stdin(Stdio::null())
+            .stdout(log.reopen()?)
+            .stderr(log.reopen()?)
+            .status()?;
+        if !status.success() {
             bail!(
                 "wine-prefix failed: {}",
-                String::from_utf8_lossy(&out.stderr)
+                std::fs::read_to_string(log.path())?
             );
         }
         let keepalive = Self::command_in(prefix, "wine")
@@ -100,8 +105,22 @@ impl Wine {
         command
     }
 
+    /// `wine ARGS`, its output through files: Wine may start its services
+    /// from this very command, and they inherit its standard handles and
+    /// live on, so a pipe would never reach its end.
     fn run(&self, args: &[&str]) -> Result<Output> {
-        Ok(Self::command_in(&self.prefix, "wine").args(args).output()?)
+        let out = tempfile::NamedTempFile::new()?;
+        let err = tempfile::NamedTempFile::new()?;
+        let status = Self::command_in(&self.prefix, "wine")
+            .args(args)
+            .stdout(out.reopen()?)
+            .stderr(err.reopen()?)
+            .status()?;
+        Ok(Output {
+            status,
+            stdout: std::fs::read(out.path())?,
+            stderr: std::fs::read(err.path())?,
+        })
     }
 
     /// `wine ARGS` that must succeed.
@@ -453,4 +472,132 @@ fn count_lines(controller: &Controller, host: &str, what: &str) -> usize {
         .lines()
         .filter(|l| l.contains(&format!("host_id={host}")) && l.contains(what))
         .count()
+}
+
+/// Zero-touch: an agent with no components configured and `installation =
+/// "auto"` finds the Password Secure client itself, reports the server its
+/// database profile names, and the controller places it — first by the
+/// operator's mapping, then by the server host it names — and only a placed
+/// client is part of a plan.
+#[test]
+fn a_discovered_client_is_placed_by_the_server_it_names() -> Result<()> {
+    let exe = match prerequisites() {
+        Ok(exe) => exe,
+        Err(why) if std::env::var_os("TIERWISE_REQUIRE_WINDOWS_TOOLS").is_none() => {
+            eprintln!("skipped: {why}");
+            return Ok(());
+        }
+        Err(why) => bail!("TIERWISE_REQUIRE_WINDOWS_TOOLS is set but {why}"),
+    };
+    let root = tempfile::tempdir()?;
+    let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0")?;
+    let url = controller.url();
+    let _server = Agent::start(
+        root.path(),
+        &url,
+        "srv-01",
+        Plays::Server(vec![("PSDB", true, V931)]),
+        V931,
+    )?;
+    controller.wait_online("srv-01", true, Duration::from_secs(30))?;
+    controller.cli(&["releases", "import", &catalogue_path()])?;
+    controller.cli(&[
+        "license",
+        "set",
+        "--installation",
+        "prod",
+        "--maintenance-until",
+        "2026-12-31",
+    ])?;
+    let msi = root.path().join("tierwise-agent-0.1.0.msi");
+    build_msi(&exe, "0.1.0", &msi)?;
+
+    let wine = Wine::new(&root.path().join("wine"))?;
+    wine.reg_add(
+        UNINSTALL,
+        "DisplayName",
+        "REG_SZ",
+        "Netwrix Password Secure",
+    )?;
+    wine.reg_add(UNINSTALL, "DisplayVersion", "REG_SZ", V931)?;
+    wine.reg_add(UNINSTALL, "Publisher", "REG_SZ", "Netwrix Corporation")?;
+    let profile = r"HKLM\SOFTWARE\MATESO\Password Safe and Repository 8\DatabaseProfiles\Prod";
+    wine.reg_add(profile, "HostIP", "REG_SZ", "ps-elsewhere.corp.example")?;
+    wine.reg_add(profile, "DatabaseName", "REG_SZ", "PSDB")?;
+    // One token for the whole OU, not bound to an installation; no component.
+    let token = controller.cli(&["tokens", "create", "--uses", "50", "--expires", "1h"])?;
+    let fingerprint = controller.cli(&["pki", "show", "--fingerprint"])?;
+    wine.reg_add(POLICY, "Controller", "REG_SZ", &url)?;
+    wine.reg_add(POLICY, "CaFingerprint", "REG_SZ", fingerprint.trim())?;
+    wine.reg_add(POLICY, "Installation", "REG_SZ", "auto")?;
+    wine.reg_add(POLICY, "EnrollmentToken", "REG_SZ", token.trim())?;
+    wine.reg_add(POLICY, "HostId", "REG_SZ", "win-auto-01")?;
+    wine.reg_add(POLICY, "ProbeSeconds", "REG_DWORD", "1")?;
+    wine.ok(&["msiexec", "/i", msi.to_str().unwrap(), "/qn"])?;
+    controller.wait_online("win-auto-01", true, Duration::from_secs(60))?;
+
+    // Its server is unknown: unassigned, with the reason, in no plan.
+    let host = controller.host("win-auto-01")?.context("listed")?;
+    assert_eq!(host["placement"], "unassigned", "{host}");
+    assert!(
+        host["placement_note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("tierwise installations map ps-elsewhere.corp.example INSTALLATION"),
+        "{host}"
+    );
+    let client = component(&host, "client").context("client discovered")?;
+    assert_eq!(client["version"], V931);
+    assert_eq!(
+        client["database_profiles"][0]["host"],
+        "ps-elsewhere.corp.example"
+    );
+    let listed = controller.cli(&["hosts", "list"])?;
+    assert!(listed.contains("unassigned"), "{listed}");
+    let plan = |c: &Controller| -> Result<String> {
+        let out = c.cli_output(&[
+            "rollout",
+            "plan",
+            "--installation",
+            "prod",
+            "--to",
+            V263,
+            "--json",
+        ])?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    assert!(
+        !plan(&controller)?.contains("win-auto-01"),
+        "an unassigned client is in no plan"
+    );
+
+    // The operator maps the address: placed at once.
+    controller.cli(&["installations", "map", "PS-Elsewhere.corp.example", "prod"])?;
+    let host = controller.host("win-auto-01")?.context("listed")?;
+    assert_eq!(
+        (host["installation"].as_str(), host["placement"].as_str()),
+        (Some("prod"), Some("placed"))
+    );
+    assert_eq!(host["placement_note"], "mapping ps-elsewhere.corp.example");
+    assert!(
+        plan(&controller)?.contains("win-auto-01"),
+        "a placed client is planned"
+    );
+    let maps: serde_json::Value =
+        serde_json::from_str(&controller.cli(&["installations", "maps", "--json"])?)?;
+    assert_eq!(maps[0]["installation"], "prod");
+
+    // Without the mapping, the profile now names the server host itself.
+    controller.cli(&["installations", "unmap", "ps-elsewhere.corp.example"])?;
+    wine.reg_add(profile, "HostIP", "REG_SZ", "SRV-01")?;
+    let (placed, _) = wait_for(
+        "placement by the server host",
+        Duration::from_secs(30),
+        || {
+            let host = controller.host("win-auto-01")?.context("listed")?;
+            Ok((host["placement_note"] == "server srv-01").then_some(host))
+        },
+    )?;
+    assert_eq!(placed["installation"], "prod");
+    Ok(())
 }

@@ -6,8 +6,12 @@
 
 use super::layer::{Layer, Origin};
 use super::table::{Setting, Target};
-use std::collections::BTreeMap;
+use crate::config::ComponentSpec;
+use std::collections::{BTreeMap, BTreeSet};
 use tierwise_common::Role;
+
+/// The source `--check` names for a component the agent discovered.
+pub const DISCOVERED: &str = "discovered";
 
 /// Where in the document a unit sits.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,7 +71,7 @@ pub struct Provenance {
     pub key: String,
     /// The value as TOML (a token shows as `<hidden>`).
     pub value: String,
-    /// `policy`, `install-time key`, `file PATH` or `default`.
+    /// `policy`, `install-time key`, `file PATH`, `discovered` or `default`.
     pub source: String,
     /// The registry values it came from, if any.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -375,6 +379,69 @@ impl Document {
             .any(|(s, _)| matches!(s, Section::Component(_)))
             || !self.unplaced.is_empty()
     }
+}
+
+/// `--check`'s lines for discovered components: each version with the
+/// Uninstall entries that showed it (`Uninstall entry "Netwrix Password
+/// Secure"`), each action as the file would write it.
+pub fn discovered_provenance(
+    found: &BTreeMap<Role, BTreeSet<String>>,
+    components: &[ComponentSpec],
+) -> Vec<Provenance> {
+    let mut out = Vec::new();
+    for component in components {
+        let role = component.role;
+        let names: Vec<String> = found
+            .get(&role)
+            .into_iter()
+            .flatten()
+            .map(|name| format!("{name:?}"))
+            .collect();
+        out.push(Provenance {
+            key: format!("component.{role}.version"),
+            value: format!(
+                "Uninstall {} {}",
+                if names.len() == 1 { "entry" } else { "entries" },
+                names.join(", ")
+            ),
+            source: DISCOVERED.into(),
+            registry: Vec::new(),
+        });
+        for (action, command) in &component.actions {
+            let mut table = toml::Table::new();
+            table.insert(
+                "command".into(),
+                toml::Value::Array(
+                    command
+                        .argv
+                        .iter()
+                        .map(|arg| toml::Value::String(arg.clone()))
+                        .collect(),
+                ),
+            );
+            table.insert(
+                "timeout_seconds".into(),
+                toml::Value::Integer(i64::try_from(command.timeout.as_secs()).unwrap_or(i64::MAX)),
+            );
+            table.insert(
+                "transient_exit_codes".into(),
+                toml::Value::Array(
+                    command
+                        .transient_exit_codes
+                        .iter()
+                        .map(|code| toml::Value::Integer(i64::from(*code)))
+                        .collect(),
+                ),
+            );
+            out.push(Provenance {
+                key: format!("component.{role}.actions.{action}"),
+                value: render_value(&toml::Value::Table(table)),
+                source: DISCOVERED.into(),
+                registry: Vec::new(),
+            });
+        }
+    }
+    out
 }
 
 fn conflict(unit: &Unit, root: &str) -> String {

@@ -6,9 +6,11 @@
 //! `table` is the one list of policy values (the ADMX templates are made
 //! from it), `layer` checks what a registry key holds, `document` merges the
 //! sources into one document of the file's shape that `config::parse`
-//! validates, and `watch` decides when a changed policy is applied. Only
-//! `registry` touches Windows; everything else is plain code, tested on any
-//! platform with registry contents made in memory.
+//! validates, and `watch` decides when a changed policy is applied. When no
+//! source configures any component, the components are discovered from the
+//! Uninstall entries (`probe::discovery`). Only `registry` and the reading of
+//! the Uninstall entries touch Windows; everything else is plain code,
+//! tested on any platform with registry contents made in memory.
 
 pub mod admx;
 pub mod document;
@@ -19,6 +21,7 @@ pub mod table;
 pub mod watch;
 
 use crate::config::{self, ConfigError, Settings};
+use crate::probe::discovery::{self, UninstallEntry};
 use document::{Document, Provenance};
 use layer::{Origin, RawKey};
 use std::path::{Path, PathBuf};
@@ -30,6 +33,10 @@ pub struct Sources {
     pub file: Option<(String, String)>,
     pub install_key: RawKey,
     pub policy_key: RawKey,
+    /// Windows: the Uninstall entries of both registry views, from which
+    /// components are discovered when no source configures any; empty
+    /// elsewhere.
+    pub uninstall: Vec<UninstallEntry>,
 }
 
 /// A configuration that validated, with where each value came from.
@@ -56,7 +63,7 @@ pub fn default_file() -> Option<PathBuf> {
 }
 
 /// Reads every source: the file (when given or found), and on Windows the
-/// two registry keys.
+/// two registry keys and the Uninstall entries.
 pub fn read_sources(file: Option<&Path>) -> Result<Sources, ConfigError> {
     let file = match file.map(Path::to_path_buf).or_else(default_file) {
         None => None,
@@ -79,12 +86,21 @@ pub fn read_sources(file: Option<&Path>) -> Result<Sources, ConfigError> {
         file,
         install_key,
         policy_key,
+        uninstall: crate::probe::uninstall_entries(),
     })
 }
 
 /// Merges and validates the sources. A bad value anywhere refuses the whole
-/// configuration, naming the registry value or file line to fix.
+/// configuration, naming the registry value or file line to fix. With no
+/// component configured anywhere, the components are the discovered ones.
 pub fn resolve(sources: &Sources) -> Result<Effective, ConfigError> {
+    let (document, configured) = resolve_configured(sources)?;
+    Ok(discover(&document, &sources.uninstall, configured))
+}
+
+/// The configuration the file and the registry keys give, and the merged
+/// document it was made from.
+fn resolve_configured(sources: &Sources) -> Result<(Document, Effective), ConfigError> {
     let registry_empty = sources.install_key.is_empty() && sources.policy_key.is_empty();
     let file_table = match &sources.file {
         Some((path, text)) => {
@@ -113,12 +129,13 @@ pub fn resolve(sources: &Sources) -> Result<Effective, ConfigError> {
             });
         };
         let settings = config::parse(text, path)?;
-        return Ok(Effective {
+        let effective = Effective {
             provenance: document.provenance(&settings),
             settings,
             ignored: Vec::new(),
             fingerprint: text.clone(),
-        });
+        };
+        return Ok((document, effective));
     }
     let mut ignored = Vec::new();
     for (origin, raw) in [
@@ -138,12 +155,42 @@ pub fn resolve(sources: &Sources) -> Result<Effective, ConfigError> {
     let settings = config::parse_located(&rendered.text, "configuration", &|line| {
         rendered.locate(line)
     })?;
-    Ok(Effective {
+    let effective = Effective {
         provenance: document.provenance(&settings),
         settings,
         ignored,
         fingerprint: rendered.text,
-    })
+    };
+    Ok((document, effective))
+}
+
+/// Zero-touch: when no source configures a component, the components the
+/// Uninstall entries show. The fingerprint gains the discovered roles but
+/// not their versions or names: a client installed later is picked up at
+/// the next re-read, while an upgrade (a new DisplayVersion, which is
+/// probed, not configured) restarts nothing.
+fn discover(
+    document: &Document,
+    uninstall: &[UninstallEntry],
+    mut effective: Effective,
+) -> Effective {
+    if document.has_components() {
+        return effective;
+    }
+    let found = discovery::discovered_roles(uninstall);
+    let components = discovery::discovered_components(uninstall, &effective.settings.state_dir);
+    if components.is_empty() {
+        return effective;
+    }
+    let roles: Vec<&str> = components.iter().map(|c| c.role.as_str()).collect();
+    effective
+        .fingerprint
+        .push_str(&format!("\n# discovered: {}\n", roles.join(", ")));
+    effective
+        .provenance
+        .extend(document::discovered_provenance(&found, &components));
+    effective.settings.components = components;
+    effective
 }
 
 /// Reads and resolves, as at start.
@@ -155,6 +202,7 @@ pub fn load(file: Option<&Path>) -> Result<Effective, ConfigError> {
 mod tests {
     use super::layer::RegValue;
     use super::*;
+    use tierwise_common::Role;
 
     const FILE: &str = r#"
 controller = "https://file.example:7700"
@@ -335,6 +383,192 @@ install = { command = ["msiexec", "/i", "{artifact}"], timeout_seconds = 600 }
                 .to_string()
                 .contains("is REG_SZ; it must be REG_DWORD"),
             "{bad_type}"
+        );
+    }
+
+    fn uninstall(entries: &[(&str, &str)]) -> Vec<UninstallEntry> {
+        entries
+            .iter()
+            .map(|(name, version)| UninstallEntry {
+                display_name: (*name).into(),
+                display_version: Some((*version).into()),
+                publisher: None,
+            })
+            .collect()
+    }
+
+    /// Group Policy with the connection only, as for zero-touch rollout.
+    fn policy_without_components(entries: &[(&str, &str)]) -> Sources {
+        let mut s = Sources {
+            uninstall: uninstall(entries),
+            ..Sources::default()
+        };
+        for (n, v) in [
+            ("Controller", "https://127.0.0.1:7700"),
+            ("Installation", "auto"),
+            ("HostId", "win-1"),
+            ("StateDir", "/state"),
+        ] {
+            s.policy_key.insert("", n, text(v));
+        }
+        s
+    }
+
+    const MACHINE: [(&str, &str); 4] = [
+        ("Netwrix Auditor", "10.6.0.1"),
+        ("Netwrix Password Secure Autofill Add-on", "9.3.1.33994"),
+        ("Netwrix Password Secure", "9.3.1.33994"),
+        ("Password Secure Server Manager", "9.3.1.33994"),
+    ];
+
+    #[test]
+    fn with_no_component_configured_the_agent_discovers_them() {
+        let effective = resolve(&policy_without_components(&MACHINE)).expect("valid");
+        let components = &effective.settings.components;
+        let roles: Vec<Role> = components.iter().map(|c| c.role).collect();
+        assert_eq!(roles, [Role::Server, Role::Client]);
+        assert!(matches!(
+            components[1].version,
+            config::VersionProbe::Discovered(Role::Client)
+        ));
+        assert_eq!(
+            components[1].actions["install"]
+                .argv
+                .last()
+                .map(String::as_str),
+            Some("/state/logs/client-{version}.log"),
+            "the install log goes to the effective state directory"
+        );
+        assert_eq!(
+            source_of(&effective, "component.client.version"),
+            document::DISCOVERED
+        );
+        let version = effective
+            .provenance
+            .iter()
+            .find(|p| p.key == "component.client.version")
+            .expect("client version");
+        assert_eq!(
+            version.value,
+            r#"Uninstall entry "Netwrix Password Secure""#
+        );
+        assert_eq!(
+            source_of(&effective, "component.client.actions.install"),
+            document::DISCOVERED
+        );
+        assert_eq!(
+            source_of(&effective, "component.server.version"),
+            document::DISCOVERED
+        );
+        assert!(
+            !effective
+                .provenance
+                .iter()
+                .any(|p| p.key == "component.server.actions.install"),
+            "the Server Manager gets no action by discovery"
+        );
+
+        // The file alone, without components, discovers too.
+        let file = Sources {
+            file: Some((
+                "agent.toml".into(),
+                "controller = \"https://ctl:7700\"\ninstallation = \"auto\"\nhost_id = \"pc-1\"\n"
+                    .into(),
+            )),
+            uninstall: uninstall(&MACHINE[2..3]),
+            ..Sources::default()
+        };
+        let effective = resolve(&file).expect("valid");
+        let roles: Vec<Role> = effective
+            .settings
+            .components
+            .iter()
+            .map(|c| c.role)
+            .collect();
+        assert_eq!(roles, [Role::Client]);
+
+        // Nothing of the vendor's installed: nothing to report.
+        let effective = resolve(&policy_without_components(&MACHINE[..2])).expect("valid");
+        assert!(effective.settings.components.is_empty());
+    }
+
+    #[test]
+    fn any_configured_component_turns_discovery_off() {
+        // The file configures the client: the Server Manager installed
+        // beside it is not added.
+        let mut s = sources(&[], &[]);
+        s.uninstall = uninstall(&MACHINE);
+        let effective = resolve(&s).expect("valid");
+        let roles: Vec<Role> = effective
+            .settings
+            .components
+            .iter()
+            .map(|c| c.role)
+            .collect();
+        assert_eq!(roles, [Role::Client]);
+        assert!(matches!(
+            effective.settings.components[0].version,
+            config::VersionProbe::Text { .. }
+        ));
+        assert!(!effective
+            .provenance
+            .iter()
+            .any(|p| p.source == document::DISCOVERED));
+
+        // Policy configures only the server: the client is not discovered.
+        let mut s = policy_without_components(&MACHINE);
+        s.policy_key
+            .insert(r"Components\Server", "VersionValue", text("9.3.1.33994"));
+        let effective = resolve(&s).expect("valid");
+        let roles: Vec<Role> = effective
+            .settings
+            .components
+            .iter()
+            .map(|c| c.role)
+            .collect();
+        assert_eq!(roles, [Role::Server]);
+        assert!(matches!(
+            effective.settings.components[0].version,
+            config::VersionProbe::Fixed(_)
+        ));
+    }
+
+    #[test]
+    fn the_fingerprint_follows_discovered_roles_not_versions() {
+        let fingerprint = |entries: &[(&str, &str)]| {
+            resolve(&policy_without_components(entries))
+                .expect("valid")
+                .fingerprint
+        };
+        let client = fingerprint(&[("Netwrix Password Secure", "9.2.0.30000")]);
+        assert_eq!(
+            fingerprint(&[("Netwrix Password Secure", "9.3.1.33994")]),
+            client,
+            "an upgrade changes no setting"
+        );
+        assert_eq!(
+            fingerprint(&[
+                ("Password Safe and Repository 8", "8.16.0.1"),
+                ("Netwrix Password Secure", "9.3.1.33994"),
+            ]),
+            client,
+            "another entry of the same role changes no setting"
+        );
+        let nothing = fingerprint(&[]);
+        assert_ne!(nothing, client, "a client installed later is picked up");
+        let both = fingerprint(&[
+            ("Netwrix Password Secure", "9.2.0.30000"),
+            ("Netwrix Password Secure Server", "9.2.0.30000"),
+        ]);
+        assert_ne!(
+            both, client,
+            "a Server Manager installed later is picked up"
+        );
+        assert_ne!(both, nothing);
+        assert_eq!(
+            fingerprint(&[("Netwrix Password Secure Autofill Add-on", "9.3.1.33994")]),
+            nothing,
+            "add-ons are no component"
         );
     }
 

@@ -4,15 +4,17 @@
 //! entry or executable is absent reports "not installed"; a probe that ran
 //! and failed reports "unknown" with the reason, never a guessed version.
 
+pub mod discovery;
 mod text;
 #[cfg(windows)]
 mod windows;
 
 use crate::config::{CheckProbe, ComponentSpec, DatabasesProbe, FactsSpec, Source, VersionProbe};
+use discovery::UninstallEntry;
 use serde::Deserialize;
 use tierwise_common::{
-    Check, ClientFacts, Component, Database, Facts, Inventory, InventoryError, ProbedVersion,
-    ServerFacts, Version, WebFacts,
+    Check, ClientFacts, Component, Database, DatabaseProfile, Facts, Inventory, InventoryError,
+    ProbedVersion, ServerFacts, Version, WebFacts,
 };
 
 pub use text::{read_source, run_command, SourceText};
@@ -65,8 +67,12 @@ pub async fn version(probe: &VersionProbe) -> ProbedVersion {
         }
         #[cfg(windows)]
         VersionProbe::FileVersion(path) => windows::file_version(path.clone()).await,
+        #[cfg(windows)]
+        VersionProbe::Discovered(role) => windows::discovered_version(*role).await,
         #[cfg(not(windows))]
-        VersionProbe::UninstallRegistry { .. } | VersionProbe::FileVersion(_) => {
+        VersionProbe::UninstallRegistry { .. }
+        | VersionProbe::FileVersion(_)
+        | VersionProbe::Discovered(_) => {
             ProbedVersion::Unknown("this probe works only on Windows".into())
         }
     }
@@ -175,7 +181,35 @@ async fn facts(spec: &FactsSpec) -> Facts {
                 Some(probe) => check(probe).await,
                 None => Check::Unknown,
             },
+            profiles: database_profiles().await,
         }),
+    }
+}
+
+/// The servers the Windows client is set up for, whether the client was
+/// configured or discovered; none elsewhere (no other client keeps them
+/// where the agent could read them).
+async fn database_profiles() -> Vec<DatabaseProfile> {
+    #[cfg(windows)]
+    {
+        windows::database_profiles().await
+    }
+    #[cfg(not(windows))]
+    {
+        Vec::new()
+    }
+}
+
+/// The Uninstall entries of both registry views, which discovery reads when
+/// no component is configured; none elsewhere. Blocks on Windows.
+pub fn uninstall_entries() -> Vec<UninstallEntry> {
+    #[cfg(windows)]
+    {
+        windows::uninstall_entries()
+    }
+    #[cfg(not(windows))]
+    {
+        Vec::new()
     }
 }
 

@@ -1,11 +1,13 @@
-//! Windows probes: the Uninstall registry entries, executable file versions
-//! and DWORD flags. Registry and file-version calls block, so they run on the
-//! blocking pool.
+//! Windows probes: the Uninstall registry entries, the client's database
+//! profiles, executable file versions and DWORD flags. Only reading lives
+//! here; what the entries and profiles mean is decided in `discovery`.
+//! Registry and file-version calls block, so they run on the blocking pool.
 
+use super::discovery::{self, RawProfile, UninstallEntry};
 use crate::config::Pattern;
 use std::path::PathBuf;
-use tierwise_common::{Check, ProbedVersion, Version};
-use winreg::enums::{HKEY_LOCAL_MACHINE, KEY_READ};
+use tierwise_common::{Check, DatabaseProfile, ProbedVersion, Role, Version};
+use winreg::enums::{HKEY_LOCAL_MACHINE, HKEY_USERS, KEY_READ, KEY_WOW64_64KEY};
 use winreg::RegKey;
 
 const UNINSTALL_KEYS: [&str; 2] = [
@@ -13,50 +15,116 @@ const UNINSTALL_KEYS: [&str; 2] = [
     r"SOFTWARE\WOW6432Node\Microsoft\Windows\CurrentVersion\Uninstall",
 ];
 
+/// Where the client keeps its database profiles, under HKLM (both views)
+/// and under each user's hive; the name is the vendor's old product name.
+const PROFILE_KEYS: [&str; 2] = [
+    r"SOFTWARE\MATESO\Password Safe and Repository 8\DatabaseProfiles",
+    r"SOFTWARE\WOW6432Node\MATESO\Password Safe and Repository 8\DatabaseProfiles",
+];
+
+/// The 64-bit view whatever this build is, so the WOW6432Node paths above
+/// are the only 32-bit reads.
+const READ: u32 = KEY_READ | KEY_WOW64_64KEY;
+
+/// Every Uninstall entry that has a DisplayName, from both registry views,
+/// with its DisplayVersion. Blocks: call it off the async runtime.
+pub fn uninstall_entries() -> Vec<UninstallEntry> {
+    let hklm = RegKey::predef(HKEY_LOCAL_MACHINE);
+    let mut entries = Vec::new();
+    for root in UNINSTALL_KEYS {
+        let Ok(uninstall) = hklm.open_subkey_with_flags(root, READ) else {
+            continue;
+        };
+        for name in uninstall.enum_keys().flatten() {
+            let Ok(entry) = uninstall.open_subkey_with_flags(&name, READ) else {
+                continue;
+            };
+            let Ok(display_name) = entry.get_value::<String, _>("DisplayName") else {
+                continue;
+            };
+            entries.push(UninstallEntry {
+                display_name,
+                display_version: entry.get_value::<String, _>("DisplayVersion").ok(),
+                publisher: entry.get_value::<String, _>("Publisher").ok(),
+            });
+        }
+    }
+    entries
+}
+
 /// The highest DisplayVersion among Uninstall entries whose DisplayName
 /// matches; not installed when none does.
 pub async fn uninstall_version(display_name: Pattern) -> ProbedVersion {
     tokio::task::spawn_blocking(move || {
-        let hklm = RegKey::predef(HKEY_LOCAL_MACHINE);
-        let mut best: Option<Version> = None;
-        let mut error = None;
-        for root in UNINSTALL_KEYS {
-            let Ok(uninstall) = hklm.open_subkey_with_flags(root, KEY_READ) else {
-                continue;
-            };
-            for name in uninstall.enum_keys().flatten() {
-                let Ok(entry) = uninstall.open_subkey_with_flags(&name, KEY_READ) else {
-                    continue;
-                };
-                let Ok(shown) = entry.get_value::<String, _>("DisplayName") else {
-                    continue;
-                };
-                if display_name.extract(&shown).is_none() {
-                    continue;
-                }
-                match entry.get_value::<String, _>("DisplayVersion") {
-                    Ok(text) => match Version::parse(text.trim()) {
-                        Ok(version) => best = best.max(Some(version)),
-                        Err(e) => {
-                            error = Some(format!("Uninstall entry `{shown}`: DisplayVersion: {e}"))
-                        }
-                    },
-                    Err(e) => {
-                        error = Some(format!(
-                            "Uninstall entry `{shown}` has no DisplayVersion: {e}"
-                        ))
-                    }
-                }
-            }
-        }
-        match (best, error) {
-            (Some(version), _) => ProbedVersion::Installed(version),
-            (None, Some(error)) => ProbedVersion::Unknown(error),
-            (None, None) => ProbedVersion::NotInstalled,
-        }
+        discovery::highest_version(&uninstall_entries(), |entry| {
+            display_name.extract(&entry.display_name).is_some()
+        })
     })
     .await
     .unwrap_or_else(|e| ProbedVersion::Unknown(format!("registry probe failed: {e}")))
+}
+
+/// The highest DisplayVersion among Uninstall entries `discovery::classify`
+/// gives `role`.
+pub async fn discovered_version(role: Role) -> ProbedVersion {
+    tokio::task::spawn_blocking(move || {
+        discovery::highest_version(&uninstall_entries(), |entry| entry.role() == Some(role))
+    })
+    .await
+    .unwrap_or_else(|e| ProbedVersion::Unknown(format!("registry probe failed: {e}")))
+}
+
+/// The client's database profiles, machine-wide and of every loaded user
+/// hive, cleaned and bounded. A profile that cannot be read is left out: the
+/// controller then says the client names no server, which is the truth as
+/// far as the agent can tell.
+pub async fn database_profiles() -> Vec<DatabaseProfile> {
+    tokio::task::spawn_blocking(|| discovery::normalise_profiles(&raw_profiles()))
+        .await
+        .unwrap_or_default()
+}
+
+fn raw_profiles() -> Vec<RawProfile> {
+    let mut found = Vec::new();
+    let hklm = RegKey::predef(HKEY_LOCAL_MACHINE);
+    for path in PROFILE_KEYS {
+        if let Ok(key) = hklm.open_subkey_with_flags(path, READ) {
+            read_profiles(&key, &mut found);
+        }
+    }
+    // A user's own profiles live in their hive, loaded while they are
+    // logged on (or a service runs as them); the others cannot be read.
+    let users = RegKey::predef(HKEY_USERS);
+    for sid in users
+        .enum_keys()
+        .flatten()
+        .filter(|name| discovery::is_user_hive(name))
+    {
+        if let Ok(key) = users.open_subkey_with_flags(format!(r"{sid}\{}", PROFILE_KEYS[0]), READ) {
+            read_profiles(&key, &mut found);
+        }
+    }
+    found
+}
+
+/// `HostIP` and `DatabaseName` directly under `DatabaseProfiles` and under
+/// each of its subkeys (one per profile): clients have written both.
+fn read_profiles(key: &RegKey, found: &mut Vec<RawProfile>) {
+    found.extend(profile_values(key));
+    for name in key.enum_keys().flatten() {
+        if found.len() >= discovery::MAX_RAW_PROFILES {
+            return;
+        }
+        if let Ok(profile) = key.open_subkey_with_flags(&name, READ) {
+            found.extend(profile_values(&profile));
+        }
+    }
+}
+
+fn profile_values(key: &RegKey) -> Option<RawProfile> {
+    let host = key.get_value::<String, _>("HostIP").ok();
+    let database = key.get_value::<String, _>("DatabaseName").ok();
+    (host.is_some() || database.is_some()).then_some(RawProfile { host, database })
 }
 
 /// A DWORD value under HKLM: non-zero is yes, zero or absent is no.

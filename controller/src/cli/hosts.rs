@@ -4,7 +4,7 @@ use super::table;
 use anyhow::Context;
 use serde::Serialize;
 use tierwise_common::json::ComponentJson;
-use tierwise_common::{Facts, HostRecord, ProbedVersion, Role};
+use tierwise_common::{Facts, HostRecord, Placement, ProbedVersion, Role};
 use tierwise_proto::v1::{
     GetHostRequest, ListHostsRequest, RefreshInventoryRequest, Role as WireRole,
 };
@@ -24,6 +24,11 @@ pub struct HostJson {
     pub last_seen: String,
     pub heartbeat_seconds: u32,
     pub components: Vec<ComponentJson>,
+    /// `fixed` (the agent named its installation), `placed` or `unassigned`
+    /// (its agent said `auto`).
+    pub placement: &'static str,
+    /// How it was placed (`server srv-01`, `mapping 10.0.0.5`) or why not.
+    pub placement_note: Option<String>,
 }
 
 impl From<&HostRecord> for HostJson {
@@ -44,6 +49,16 @@ impl From<&HostRecord> for HostJson {
                 .iter()
                 .map(ComponentJson::from)
                 .collect(),
+            placement: match &host.placement {
+                None => "fixed",
+                Some(Placement::Placed { .. }) => "placed",
+                Some(Placement::Unassigned { .. }) => "unassigned",
+            },
+            placement_note: match &host.placement {
+                None => None,
+                Some(Placement::Placed { by, .. }) => Some(by.clone()),
+                Some(Placement::Unassigned { reason }) => Some(reason.clone()),
+            },
         }
     }
 }
@@ -167,7 +182,7 @@ pub fn render_list(hosts: &[HostRecord], now_ms: i64) -> String {
             vec![
                 h.host_id.clone(),
                 h.hostname.clone(),
-                h.installation.clone(),
+                installation_text(h),
                 status_text(h).into(),
                 ago(h.last_seen_ms, now_ms),
                 component_summary(h),
@@ -175,6 +190,10 @@ pub fn render_list(hosts: &[HostRecord], now_ms: i64) -> String {
         })
         .collect();
     let online = hosts.iter().filter(|h| h.online).count();
+    let unassigned: Vec<&HostRecord> = hosts
+        .iter()
+        .filter(|h| matches!(h.placement, Some(Placement::Unassigned { .. })))
+        .collect();
     let mut out = table::render(
         &[
             "HOST",
@@ -192,7 +211,32 @@ pub fn render_list(hosts: &[HostRecord], now_ms: i64) -> String {
         online,
         hosts.len() - online
     ));
+    if !unassigned.is_empty() {
+        out.push_str(&format!(
+            "{} unassigned (installation \"auto\", part of no rollout until placed):\n",
+            unassigned.len()
+        ));
+        for host in unassigned {
+            if let Some(Placement::Unassigned { reason }) = &host.placement {
+                out.push_str(&format!(
+                    "  {}: {}\n",
+                    table::printable(&host.host_id),
+                    table::printable(reason)
+                ));
+            }
+        }
+    }
     out
+}
+
+/// The installation column: where an `auto` host was placed, marked, or
+/// that it is unassigned.
+fn installation_text(host: &HostRecord) -> String {
+    match &host.placement {
+        None => host.installation.clone(),
+        Some(Placement::Placed { installation, .. }) => format!("{installation} (auto)"),
+        Some(Placement::Unassigned { .. }) => "unassigned".into(),
+    }
 }
 
 pub fn render_show(host: &HostRecord, now_ms: i64) -> String {
@@ -202,7 +246,17 @@ pub fn render_show(host: &HostRecord, now_ms: i64) -> String {
     };
     field(&mut out, "Host", host.host_id.clone());
     field(&mut out, "Hostname", host.hostname.clone());
-    field(&mut out, "Installation", host.installation.clone());
+    field(
+        &mut out,
+        "Installation",
+        match &host.placement {
+            None => host.installation.clone(),
+            Some(Placement::Placed { installation, by }) => {
+                format!("{installation} (placed automatically: {by})")
+            }
+            Some(Placement::Unassigned { reason }) => format!("unassigned: {reason}"),
+        },
+    );
     field(
         &mut out,
         "Status",
@@ -258,10 +312,26 @@ pub fn render_show(host: &HostRecord, now_ms: i64) -> String {
                         web.websocket.as_str()
                     ));
                 }
-                Facts::Client(client) => details.push(format!(
-                    "\"Can search for updates\" for normal users: {}",
-                    client.update_check_enabled.as_str()
-                )),
+                Facts::Client(client) => {
+                    details.push(format!(
+                        "\"Can search for updates\" for normal users: {}",
+                        client.update_check_enabled.as_str()
+                    ));
+                    if !client.profiles.is_empty() {
+                        let servers: Vec<String> = client
+                            .profiles
+                            .iter()
+                            .map(|p| {
+                                if p.database.is_empty() {
+                                    p.host.clone()
+                                } else {
+                                    format!("{} ({})", p.host, p.database)
+                                }
+                            })
+                            .collect();
+                        details.push(format!("server: {}", servers.join(", ")));
+                    }
+                }
             }
             vec![c.role.to_string(), version, details.join("; ")]
         })

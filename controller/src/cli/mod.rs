@@ -2,6 +2,7 @@
 
 pub mod artifacts;
 pub mod hosts;
+pub mod installations;
 pub mod plan;
 pub mod policy;
 pub mod rollout;

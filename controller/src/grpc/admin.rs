@@ -28,6 +28,10 @@ use tierwise_proto::v1::{
     ListOperatorsRequest, ListTokensRequest, RemoveOperatorRequest, RevokeHostRequest,
     RevokeTokenRequest, WhoAmIRequest,
 };
+use tierwise_proto::v1::{
+    AddressMapping as WireMapping, AddressMappings, ListAddressMappingsRequest, MapAddressRequest,
+    UnmapAddressRequest,
+};
 use tierwise_proto::v1::{UploadArtifactChunk, UploadArtifactResponse};
 use tierwise_runtime::clock::now_ms;
 use tonic::{Request, Response, Status};
@@ -58,6 +62,11 @@ impl AdminApi {
     async fn known_installation(&self, installation: &str) -> Result<(), ApiError> {
         validate_name("installation", installation)
             .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        if installation == tierwise_common::AUTO_INSTALLATION {
+            return Err(ApiError::InvalidArgument(
+                "`auto` is no installation: it holds the clients not placed yet (`tierwise hosts list --installation auto` shows them and why); place them with `tierwise installations map ADDRESS INSTALLATION`".into(),
+            ));
+        }
         let known = self.store.installations().await?;
         if known.iter().any(|name| name == installation) {
             return Ok(());
@@ -816,6 +825,43 @@ impl AdminService for AdminApi {
         to_json(target)
     }
 
+    async fn map_address(
+        &self,
+        request: Request<MapAddressRequest>,
+    ) -> Result<Response<AddressMappings>, Status> {
+        let actor = actor(&request)?;
+        let request = request.into_inner();
+        validate_name("installation", &request.installation)
+            .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        self.store
+            .map_address(&request.address, &request.installation, &actor, now_ms())
+            .await
+            .map_err(mapping_error)?;
+        info!(address = %request.address, installation = %request.installation, %actor, "address mapped");
+        self.mappings().await
+    }
+
+    async fn unmap_address(
+        &self,
+        request: Request<UnmapAddressRequest>,
+    ) -> Result<Response<AddressMappings>, Status> {
+        let actor = actor(&request)?;
+        let address = request.into_inner().address;
+        self.store
+            .unmap_address(&address, &actor, now_ms())
+            .await
+            .map_err(mapping_error)?;
+        info!(%address, %actor, "address mapping removed");
+        self.mappings().await
+    }
+
+    async fn list_address_mappings(
+        &self,
+        _request: Request<ListAddressMappingsRequest>,
+    ) -> Result<Response<AddressMappings>, Status> {
+        self.mappings().await
+    }
+
     async fn revoke_host(
         &self,
         request: Request<RevokeHostRequest>,
@@ -932,4 +978,37 @@ impl AdminService for AdminApi {
             checked_against_catalogue: checked,
         }))
     }
+}
+
+impl AdminApi {
+    async fn mappings(&self) -> Result<Response<AddressMappings>, Status> {
+        let mappings = self
+            .store
+            .address_mappings()
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .map(|m| WireMapping {
+                address: m.address,
+                installation: m.installation,
+                created_ms: m.created_ms,
+                created_by: m.created_by,
+            })
+            .collect();
+        Ok(Response::new(AddressMappings { mappings }))
+    }
+}
+
+fn mapping_error(error: crate::store::placement::MappingError) -> Status {
+    use crate::store::placement::MappingError;
+    match error {
+        MappingError::Store(store) => ApiError::Store(store),
+        MappingError::UnknownInstallation(..) | MappingError::NoMapping(_) => {
+            ApiError::NotFound(error.to_string())
+        }
+        MappingError::Auto | MappingError::EmptyAddress | MappingError::BadAddress { .. } => {
+            ApiError::InvalidArgument(error.to_string())
+        }
+    }
+    .into()
 }

@@ -116,13 +116,20 @@ pub fn access(path: &str) -> Option<Access> {
 /// The least role an `AdminService` method needs.
 pub fn admin_role(method: &str) -> Option<Role> {
     Some(match method {
-        "ListHosts" | "GetHost" | "GetCatalogue" | "ListLicences" | "PlanRollout"
-        | "ListRollouts" | "GetRollout" | "ListAudit" | "WhoAmI" => Role::Viewer,
+        "ListHosts"
+        | "GetHost"
+        | "GetCatalogue"
+        | "ListLicences"
+        | "PlanRollout"
+        | "ListRollouts"
+        | "GetRollout"
+        | "ListAudit"
+        | "WhoAmI"
+        | "ListAddressMappings" => Role::Viewer,
         "RefreshInventory" | "StartRollout" | "ChangeRollout" => Role::Operator,
         "ImportCatalogue" | "SetLicence" | "UploadArtifact" | "CreateToken" | "ListTokens"
-        | "RevokeToken" | "AddOperator" | "ListOperators" | "RemoveOperator" | "RevokeHost" => {
-            Role::Admin
-        }
+        | "RevokeToken" | "AddOperator" | "ListOperators" | "RemoveOperator" | "RevokeHost"
+        | "MapAddress" | "UnmapAddress" => Role::Admin,
         _ => return None,
     })
 }

@@ -48,6 +48,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0006_security.sql"),
         include_str!("../../migrations/postgres/0006_security.sql"),
     ),
+    (
+        7,
+        "placement of auto clients",
+        include_str!("../../migrations/sqlite/0007_placement.sql"),
+        include_str!("../../migrations/postgres/0007_placement.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -7,6 +7,7 @@
 //! has its own migration directory so their DDL can diverge when needed.
 
 mod migrations;
+pub mod placement;
 pub mod rollouts;
 pub mod security;
 mod url;
@@ -20,7 +21,8 @@ use std::time::Duration;
 use tierwise_common::liveness::{is_overdue, MISSED_HEARTBEATS_BEFORE_OFFLINE};
 use tierwise_common::{
     Check, ClientFacts, Component, Database, Date, Facts, HostRecord, Inventory, Licence,
-    ProbedVersion, Role, ServerFacts, Version, WebFacts, WebServerKind,
+    Placement, ProbedVersion, Role, ServerFacts, Version, WebFacts, WebServerKind,
+    AUTO_INSTALLATION,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -167,20 +169,22 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO installations (name, created_ms) VALUES ($1, $2) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(report.installation.as_str())
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?;
+        // An `auto` host starts (or stays) where it was placed until its
+        // new profiles are read below.
+        placement::ensure_installation(&mut tx, report.installation.as_str()).await?;
         sqlx::query(
             "INSERT INTO hosts (host_id, hostname, installation, os, agent_version, \
-                                first_seen_ms, last_seen_ms, heartbeat_seconds, online, session_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, 1, $8) \
+                                first_seen_ms, last_seen_ms, heartbeat_seconds, online, session_id, \
+                                claimed_installation) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, 1, $8, $3) \
              ON CONFLICT (host_id) DO UPDATE SET \
-                hostname = excluded.hostname, installation = excluded.installation, \
+                hostname = excluded.hostname, \
+                installation = CASE WHEN excluded.installation = 'auto' \
+                    AND hosts.claimed_installation = 'auto' \
+                    THEN hosts.installation ELSE excluded.installation END, \
+                claimed_installation = excluded.claimed_installation, \
+                placement_note = CASE WHEN excluded.installation = 'auto' \
+                    THEN hosts.placement_note ELSE NULL END, \
                 os = excluded.os, agent_version = excluded.agent_version, \
                 last_seen_ms = excluded.last_seen_ms, \
                 heartbeat_seconds = excluded.heartbeat_seconds, online = 1, \
@@ -197,6 +201,12 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         write_inventory(&mut tx, &report.host_id, &report.inventory).await?;
+        if report.installation == AUTO_INSTALLATION {
+            placement::place_one(&mut tx, &report.host_id).await?;
+        }
+        if placement::moves_others(&report.installation, &report.inventory) {
+            placement::place_all(&mut tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -224,6 +234,18 @@ impl Store {
             return Ok(false);
         }
         write_inventory(&mut tx, host_id, inventory).await?;
+        let row =
+            sqlx::query("SELECT installation, claimed_installation FROM hosts WHERE host_id = $1")
+                .bind(host_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let installation: String = row.try_get("installation")?;
+        let claimed: Option<String> = row.try_get("claimed_installation")?;
+        if claimed.as_deref() == Some(AUTO_INSTALLATION) {
+            placement::place_one(&mut tx, host_id).await?;
+        } else if placement::moves_others(&installation, inventory) {
+            placement::place_all(&mut tx).await?;
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -322,12 +344,14 @@ impl Store {
     ) -> Result<Vec<HostRecord>, StoreError> {
         let host_sql = format!(
             "SELECT h.host_id, h.hostname, h.installation, h.os, h.agent_version, \
-                    h.first_seen_ms, h.last_seen_ms, h.heartbeat_seconds, h.online \
+                    h.first_seen_ms, h.last_seen_ms, h.heartbeat_seconds, h.online, \
+                    h.claimed_installation, h.placement_note \
              FROM hosts h WHERE {host_filter} ORDER BY h.host_id"
         );
         let component_sql = format!(
             "SELECT c.host_id, c.role, c.version, c.probe_error, c.web_server_kind, \
-                    c.web_docroot, c.web_websocket, c.client_update_check, c.databases_error \
+                    c.web_docroot, c.web_websocket, c.client_update_check, c.databases_error, \
+                    c.client_profiles \
              FROM components c JOIN hosts h ON h.host_id = c.host_id WHERE {host_filter}"
         );
         let database_sql = format!(
@@ -373,9 +397,24 @@ impl Store {
                     .map_err(|_| StoreError::Corrupt(format!("host `{host_id}`: heartbeat")))?;
                 let last_seen_ms: i64 = row.try_get("last_seen_ms")?;
                 let stored_online = row.try_get::<i64, _>("online")? != 0;
+                let installation: String = row.try_get("installation")?;
+                let claimed: Option<String> = row.try_get("claimed_installation")?;
+                let note: Option<String> = row.try_get("placement_note")?;
+                let placement = (claimed.as_deref() == Some(AUTO_INSTALLATION)).then(|| {
+                    let note = note.unwrap_or_default();
+                    if installation == AUTO_INSTALLATION {
+                        Placement::Unassigned { reason: note }
+                    } else {
+                        Placement::Placed {
+                            installation: installation.clone(),
+                            by: note,
+                        }
+                    }
+                });
                 Ok(HostRecord {
                     hostname: row.try_get("hostname")?,
-                    installation: row.try_get("installation")?,
+                    installation,
+                    placement,
                     os: row.try_get("os")?,
                     agent_version: row.try_get("agent_version")?,
                     online: stored_online && !is_overdue(last_seen_ms, heartbeat_seconds, now_ms),
@@ -438,7 +477,9 @@ impl Store {
 
     /// Installation names known to the controller (from agents' hellos).
     pub async fn installations(&self) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT name FROM installations ORDER BY name")
+        // `auto` holds the clients not placed yet; it is no installation.
+        let rows = sqlx::query("SELECT name FROM installations WHERE name <> $1 ORDER BY name")
+            .bind(AUTO_INSTALLATION)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -643,6 +684,7 @@ async fn write_inventory(
         let mut web_docroot = None;
         let mut web_websocket = None;
         let mut client_update_check = None;
+        let mut client_profiles = None;
         let mut databases_error = None;
         match &component.facts {
             Facts::None => {}
@@ -668,12 +710,13 @@ async fn write_inventory(
             }
             Facts::Client(client) => {
                 client_update_check = Some(client.update_check_enabled.as_str());
+                client_profiles = Some(placement::profiles_to_json(&client.profiles));
             }
         }
         sqlx::query(
             "INSERT INTO components (host_id, role, version, probe_error, web_server_kind, \
-                web_docroot, web_websocket, client_update_check, databases_error) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                web_docroot, web_websocket, client_update_check, databases_error, client_profiles) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(host_id)
         .bind(component.role.as_str())
@@ -684,6 +727,7 @@ async fn write_inventory(
         .bind(web_websocket.map(str::to_owned))
         .bind(client_update_check.map(str::to_owned))
         .bind(databases_error)
+        .bind(client_profiles)
         .execute(&mut **tx)
         .await?;
     }
@@ -740,6 +784,7 @@ fn component_from_row(
         }
         Role::Client => Facts::Client(ClientFacts {
             update_check_enabled: check_from_row(row, "client_update_check")?,
+            profiles: placement::profiles_from_json(row.try_get("client_profiles")?)?,
         }),
         Role::AppServer => Facts::None,
     };
