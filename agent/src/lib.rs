@@ -5,6 +5,8 @@
 //! everything it executes is defined in its own local configuration. It must
 //! also never change anything while probing: probes only read.
 
+#[cfg(windows)]
+pub mod acl;
 pub mod app;
 pub mod backoff;
 pub mod config;

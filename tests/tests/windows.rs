@@ -348,6 +348,11 @@ fn the_windows_agent_is_deployed_by_msi_and_policy_and_updates_its_client() -> R
         "the service logs to its file:\n{log}"
     );
     let rss = wine.service_rss_kib();
+    let acl = if log.contains("cannot restrict the state directory") {
+        "refused"
+    } else {
+        "set"
+    };
 
     // Roll the installation out; the Windows client runs the vendor MSI.
     let rollout_started = Instant::now();
@@ -448,7 +453,7 @@ fn the_windows_agent_is_deployed_by_msi_and_policy_and_updates_its_client() -> R
     assert!(log.contains("agent stopped"), "{log}");
 
     eprintln!(
-        "windows figures: MSI {msi_bytes} bytes; fresh Wine prefix {:.1} s; msiexec to online {:.1} s (controller saw it after {:.1} s of waiting); service RSS under Wine {} KiB; rollout (server, databases, Windows client) {:.1} s; whole test {:.1} s",
+        "windows figures: MSI {msi_bytes} bytes; fresh Wine prefix {:.1} s; msiexec to online {:.1} s (controller saw it after {:.1} s of waiting); service RSS under Wine {} KiB; state directory ACL {acl}; rollout (server, databases, Windows client) {:.1} s; whole test {:.1} s",
         prefix_took.as_secs_f64(),
         to_online.as_secs_f64(),
         took.as_secs_f64(),

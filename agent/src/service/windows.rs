@@ -161,6 +161,13 @@ fn service_main(_arguments: Vec<OsString>) {
         let Some(effective) = first_configuration(config.clone(), &mut stop_rx).await else {
             return Ok(());
         };
+        // The state directory holds the agent's private key.
+        let state_dir = &effective.settings.state_dir;
+        if let Err(error) = std::fs::create_dir_all(state_dir)
+            .and_then(|()| crate::acl::restrict_to_owners(state_dir))
+        {
+            tracing::warn!(%error, dir = %state_dir.display(), "cannot restrict the state directory to SYSTEM and Administrators");
+        }
         let options = app::Options { config, log };
         let stop = async move {
             match stop_rx.wait_for(Option::is_some).await {
