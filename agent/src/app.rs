@@ -20,6 +20,10 @@ pub struct Options {
     /// `--config`, if given (otherwise the default file, if any).
     pub config: Option<PathBuf>,
     pub log: LogControl,
+    /// A service whose configuration lacks the enrollment settings waits
+    /// for them (Group Policy may bring the token after the MSI brought the
+    /// controller); in a console the agent stops and says what to add.
+    pub wait_for_enrollment_settings: bool,
 }
 
 enum Next {
@@ -73,7 +77,19 @@ pub async fn run(
             steps::download::Downloader::new(&settings.controller, &settings.state_dir);
         let (runner, runner_stop) =
             steps::StepRunner::spawn(executor, downloader.clone(), watcher.refresh.clone());
-        let connected = connect_and_serve(settings, watcher, runner, downloader, reread.clone());
+        let connected = async {
+            let error =
+                connect_and_serve(settings, watcher, runner, downloader, reread.clone()).await;
+            let not_enrolled = matches!(
+                error.downcast_ref::<identity::IdentityError>(),
+                Some(identity::IdentityError::NotEnrolled)
+            );
+            if not_enrolled && options.wait_for_enrollment_settings {
+                tracing::error!(%error, "waiting for a configuration with enrollment settings");
+                std::future::pending::<()>().await;
+            }
+            error
+        };
         let next = tokio::select! {
             cause = &mut stop => Next::Stop(cause),
             new = changed_configuration(options.config.clone(), effective.fingerprint.clone(), &reread) => Next::Reload(Box::new(new)),

@@ -119,6 +119,7 @@ async fn run_console(args: Args, log: logs::LogControl) -> anyhow::Result<ExitCo
     let options = app::Options {
         config: args.config.clone(),
         log,
+        wait_for_enrollment_settings: false,
     };
     let stop = async {
         tierwise_runtime::shutdown::signal().await;

@@ -606,3 +606,69 @@ fn a_discovered_client_is_placed_by_the_server_it_names() -> Result<()> {
     assert_eq!(placed["installation"], "prod");
     Ok(())
 }
+
+/// `tierwise-agent service install|start|stop|uninstall`, for installs
+/// without the MSI, on the real Service Control Manager of Wine.
+#[test]
+fn the_service_commands_install_run_stop_and_remove_the_service() -> Result<()> {
+    let exe = match prerequisites() {
+        Ok(exe) => exe,
+        Err(why) if std::env::var_os("TIERWISE_REQUIRE_WINDOWS_TOOLS").is_none() => {
+            eprintln!("skipped: {why}");
+            return Ok(());
+        }
+        Err(why) => bail!("TIERWISE_REQUIRE_WINDOWS_TOOLS is set but {why}"),
+    };
+    let root = tempfile::tempdir()?;
+    let wine = Wine::new(&root.path().join("wine"))?;
+    std::fs::create_dir_all(wine.c("tw"))?;
+    std::fs::copy(&exe, wine.c("tw/tierwise-agent.exe"))?;
+    // No controller answers here: the service runs and keeps retrying.
+    std::fs::write(
+        wine.c("tw/agent.toml"),
+        format!(
+            "controller = \"https://127.0.0.1:9\"\ninstallation = \"prod\"\nhost_id = \"svc-01\"\n\
+             enrollment_token = \"twe_0123456789abcdef_0123\"\nca_fingerprint = \"{}\"\n",
+            ["AB"; 32].join(":")
+        ),
+    )?;
+    let agent = r"C:\tw\tierwise-agent.exe";
+    let said = wine.ok(&[agent, "service", "install", "--config", r"C:\tw\agent.toml"])?;
+    assert!(
+        said.contains("installed the service TierwiseAgent"),
+        "{said}"
+    );
+    let again = wine.run(&[agent, "service", "install"])?;
+    assert!(!again.status.success(), "a second install is refused");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("service uninstall"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    wine.ok(&[agent, "service", "start"])?;
+    wait_for("the service running", Duration::from_secs(30), || {
+        Ok(wine
+            .ok(&["sc", "query", "TierwiseAgent"])?
+            .contains("RUNNING")
+            .then_some(()))
+    })?;
+    let log_file = wine.c("ProgramData/Tierwise/Agent/logs/agent.log");
+    wait_for(
+        "the agent retrying enrollment",
+        Duration::from_secs(30),
+        || {
+            let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+            Ok(log.contains("no certificate yet").then_some(()))
+        },
+    )?;
+    let stopped = wine.ok(&[agent, "service", "stop"])?;
+    assert!(stopped.contains("stopped TierwiseAgent"), "{stopped}");
+    assert!(std::fs::read_to_string(&log_file)?.contains("agent stopped cause=Stop"));
+    let removed = wine.ok(&[agent, "service", "uninstall"])?;
+    assert!(removed.contains("removed TierwiseAgent"), "{removed}");
+    assert!(!wine
+        .run(&["sc", "query", "TierwiseAgent"])?
+        .status
+        .success());
+    Ok(())
+}

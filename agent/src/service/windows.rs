@@ -168,7 +168,11 @@ fn service_main(_arguments: Vec<OsString>) {
         {
             tracing::warn!(%error, dir = %state_dir.display(), "cannot restrict the state directory to SYSTEM and Administrators");
         }
-        let options = app::Options { config, log };
+        let options = app::Options {
+            config,
+            log,
+            wait_for_enrollment_settings: true,
+        };
         let stop = async move {
             match stop_rx.wait_for(Option::is_some).await {
                 Ok(cause) => cause.unwrap_or(StopCause::Stop),
@@ -230,6 +234,9 @@ fn set_recovery() -> anyhow::Result<()> {
     apply_recovery(&service)
 }
 
+/// The failure actions are required; the preshutdown time and applying the
+/// actions to stops with an error are worth a warning when the system does
+/// not take them (Wine implements neither).
 fn apply_recovery(service: &windows_service::service::Service) -> anyhow::Result<()> {
     use anyhow::Context;
     service
@@ -248,12 +255,13 @@ fn apply_recovery(service: &windows_service::service::Service) -> anyhow::Result
             ),
         })
         .context("setting the failure actions (restart after 5 s, 30 s, 60 s)")?;
-    service
-        .set_preshutdown_timeout(PRESHUTDOWN_TIMEOUT)
-        .context("setting the preshutdown time")?;
-    service
-        .set_failure_actions_on_non_crash_failures(true)
-        .context("applying the failure actions to stops with an error")
+    if let Err(error) = service.set_preshutdown_timeout(PRESHUTDOWN_TIMEOUT) {
+        tracing::warn!(%error, "the system did not take the preshutdown time; a running step gets only the plain shutdown time");
+    }
+    if let Err(error) = service.set_failure_actions_on_non_crash_failures(true) {
+        tracing::warn!(%error, "the system did not apply the failure actions to stops with an error; only crashes restart the service");
+    }
+    Ok(())
 }
 
 /// A `tierwise-agent service …` command.
