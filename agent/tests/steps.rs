@@ -359,3 +359,122 @@ mod web_deploy {
         );
     }
 }
+
+/// A stop of the agent while an installer runs: a plain stop waits for it
+/// (within its own time limit); a shutdown ends it after its short budget
+/// and journals it as interrupted, so a redelivery answers "interrupted"
+/// and never runs it again.
+mod drain {
+    use super::*;
+    use tierwise_agent::service::{StopCause, SHUTDOWN_BUDGET};
+    use tierwise_agent::steps::{download::Downloader, StepRunner};
+
+    fn slow_installer(dir: &Path, seconds: u32) -> ActionCommand {
+        ActionCommand {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                format!(
+                    "echo started >> {runs}; sleep {seconds}; echo done >> {runs}",
+                    runs = dir.join("runs").display()
+                ),
+            ],
+            timeout: Duration::from_secs(60),
+            transient_exit_codes: vec![],
+        }
+    }
+
+    fn runner(dir: &Path, seconds: u32) -> (StepRunner, tierwise_agent::steps::RunnerStop) {
+        let exec = executor(dir, slow_installer(dir, seconds));
+        let controller = "https://127.0.0.1:9".parse().unwrap();
+        let downloader = Downloader::new(&controller, &dir.join("state"));
+        let (refresh, _probes) = tokio::sync::mpsc::channel(4);
+        StepRunner::spawn(exec, downloader, refresh)
+    }
+
+    async fn started(dir: &Path) {
+        for _ in 0..200 {
+            if std::fs::read_to_string(dir.join("runs"))
+                .unwrap_or_default()
+                .contains("started")
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the installer did not start");
+    }
+
+    #[tokio::test]
+    async fn a_plain_stop_lets_the_running_installer_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let (steps, stop) = runner(dir.path(), 1);
+        steps
+            .commands
+            .send(("s-1".into(), install()))
+            .await
+            .unwrap();
+        started(dir.path()).await;
+        let mut checkpoints = 0;
+        stop.drain(StopCause::Stop, &mut || checkpoints += 1).await;
+        let log = std::fs::read_to_string(dir.path().join("runs")).unwrap();
+        assert_eq!(log, "started\ndone\n", "the installer ran to its end");
+        let entry = Journal::open(&dir.path().join("state"))
+            .unwrap()
+            .get("s-1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(entry.finished.unwrap().outcome, StepOutcome::Succeeded);
+    }
+
+    #[tokio::test]
+    async fn a_shutdown_ends_a_long_installer_and_journals_it_as_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (steps, stop) = runner(dir.path(), 30);
+        steps
+            .commands
+            .send(("s-2".into(), install()))
+            .await
+            .unwrap();
+        started(dir.path()).await;
+        let began = std::time::Instant::now();
+        stop.drain(StopCause::Shutdown, &mut || {}).await;
+        let waited = began.elapsed();
+        assert!(
+            waited >= SHUTDOWN_BUDGET && waited < Duration::from_secs(20),
+            "waited {waited:?}"
+        );
+        let journal = Journal::open(&dir.path().join("state")).unwrap();
+        let report = journal.get("s-2").unwrap().unwrap().finished.unwrap();
+        assert_eq!(report.outcome, StepOutcome::Interrupted);
+        assert!(
+            report.reason.contains("the agent had to stop (Shutdown)"),
+            "{}",
+            report.reason
+        );
+        // Delivered again after the restart: answered from the journal.
+        let again = executor(dir.path(), slow_installer(dir.path(), 30))
+            .execute("s-2", &install(), None)
+            .await
+            .unwrap();
+        assert_eq!(again.outcome, StepOutcome::Interrupted);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("runs")).unwrap(),
+            "started\n",
+            "never run twice"
+        );
+    }
+
+    #[tokio::test]
+    async fn no_new_step_starts_once_the_agent_stops() {
+        let dir = tempfile::tempdir().unwrap();
+        let (steps, stop) = runner(dir.path(), 1);
+        stop.drain(StopCause::Stop, &mut || {}).await;
+        // The runner is gone: the command cannot even be queued, or is never run.
+        let _ = steps.commands.send(("s-3".into(), install())).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(runs(dir.path()), 0);
+        let journal = Journal::open(&dir.path().join("state")).unwrap();
+        assert!(journal.get("s-3").unwrap().is_none());
+    }
+}
