@@ -42,6 +42,22 @@ pub fn catalogue_path() -> String {
     .to_owned()
 }
 
+/// The shipped catalogue with a client installer (file name `file`,
+/// checksum `sha256`) for 26.3.100.34058, as an operator would add it.
+pub fn catalogue_with_client_artifact(file: &str, sha256: &str) -> Result<String> {
+    let shipped = std::fs::read_to_string(catalogue_path())?;
+    let anchor = "requires = [\"web_websocket\"]\n\n[[release]]\nversion = \"26.4.10.34111\"";
+    if !shipped.contains(anchor) {
+        bail!("the shipped catalogue changed shape; update catalogue_with_client_artifact");
+    }
+    Ok(shipped.replace(
+        anchor,
+        &format!(
+            "requires = [\"web_websocket\"]\n\n[release.artifact.client]\nfile = {file:?}\nsha256 = {sha256:?}\n\n[[release]]\nversion = \"26.4.10.34111\""
+        ),
+    ))
+}
+
 /// `target/<profile>/<name>`, next to the test executable's `deps/` folder.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
@@ -222,6 +238,19 @@ impl Controller {
             );
         }
         Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// Records that `installation`'s maintenance runs until the end of 2026.
+    pub fn license(&self, installation: &str) -> Result<()> {
+        self.cli(&[
+            "license",
+            "set",
+            "--installation",
+            installation,
+            "--maintenance-until",
+            "2026-12-31",
+        ])
+        .map(|_| ())
     }
 
     /// `tierwise hosts list --json`.
@@ -630,14 +659,7 @@ impl Fleet {
             )
         })?;
         controller.cli(&["releases", "import", &catalogue_path()])?;
-        controller.cli(&[
-            "license",
-            "set",
-            "--installation",
-            "prod",
-            "--maintenance-until",
-            "2026-12-31",
-        ])?;
+        controller.license("prod")?;
         Ok(Self {
             controller,
             server,

@@ -4,9 +4,7 @@
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
 use std::time::Duration;
-use tierwise_e2e::{
-    catalogue_path, wait_for, Agent, Controller, Fleet, FleetOptions, Plays, V263, V931,
-};
+use tierwise_e2e::{wait_for, Agent, Controller, Fleet, FleetOptions, Plays, V263, V931};
 
 fn fleet(clients: usize) -> anyhow::Result<Fleet> {
     Fleet::start(&FleetOptions {
@@ -477,14 +475,9 @@ fn installers_come_from_the_controller_and_are_verified_before_anything_runs() -
             .to_owned()
     };
     // The catalogue with a [release.artifact.client] table for 26.3.100.
-    let catalogue = std::fs::read_to_string(catalogue_path())?;
     let place = |sha: &str| -> String {
-        catalogue.replace(
-            "requires = [\"web_websocket\"]\n\n[[release]]\nversion = \"26.4.10.34111\"",
-            &format!(
-                "requires = [\"web_websocket\"]\n\n[release.artifact.client]\nfile = \"PasswordSecure_Client_26.3.100.msi\"\nsha256 = \"{sha}\"\n\n[[release]]\nversion = \"26.4.10.34111\""
-            ),
-        )
+        tierwise_e2e::catalogue_with_client_artifact("PasswordSecure_Client_26.3.100.msi", sha)
+            .unwrap()
     };
     let file = root.path().join("catalogue.toml");
     std::fs::write(&file, place(&"0".repeat(64)))?;

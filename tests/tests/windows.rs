@@ -60,6 +60,20 @@ fn prerequisites() -> std::result::Result<PathBuf, String> {
     Ok(exe)
 }
 
+/// The agent exe; `None` (the test then passes, saying it skipped) when
+/// the Windows tools or the cross-built agent are missing, unless
+/// TIERWISE_REQUIRE_WINDOWS_TOOLS is set (CI), which makes that a failure.
+fn windows_agent() -> Result<Option<PathBuf>> {
+    match prerequisites() {
+        Ok(exe) => Ok(Some(exe)),
+        Err(why) if std::env::var_os("TIERWISE_REQUIRE_WINDOWS_TOOLS").is_none() => {
+            eprintln!("skipped: {why}");
+            Ok(None)
+        }
+        Err(why) => bail!("TIERWISE_REQUIRE_WINDOWS_TOOLS is set but {why}"),
+    }
+}
+
 /// A Wine prefix of its own, with one ordinary process kept alive so that
 /// Wine does not end the services when the last one exits.
 struct Wine {
@@ -212,13 +226,8 @@ fn client_version(controller: &Controller, host: &str) -> Result<Option<String>>
 
 #[test]
 fn the_windows_agent_is_deployed_by_msi_and_policy_and_updates_its_client() -> Result<()> {
-    let exe = match prerequisites() {
-        Ok(exe) => exe,
-        Err(why) if std::env::var_os("TIERWISE_REQUIRE_WINDOWS_TOOLS").is_none() => {
-            eprintln!("skipped: {why}");
-            return Ok(());
-        }
-        Err(why) => bail!("TIERWISE_REQUIRE_WINDOWS_TOOLS is set but {why}"),
+    let Some(exe) = windows_agent()? else {
+        return Ok(());
     };
     let started = Instant::now();
     let root = tempfile::tempdir()?;
@@ -237,14 +246,7 @@ fn the_windows_agent_is_deployed_by_msi_and_policy_and_updates_its_client() -> R
     )?;
     server.with_installers(&order, "0.1")?;
     controller.wait_online("srv-01", true, Duration::from_secs(30))?;
-    controller.cli(&[
-        "license",
-        "set",
-        "--installation",
-        "prod",
-        "--maintenance-until",
-        "2026-12-31",
-    ])?;
+    controller.license("prod")?;
     let vendor_msi = root.path().join("PasswordSecure_Client_26.3.100.msi");
     let out = Command::new("wixl")
         .args(["-a", "x64", "-D", &format!("Version={V263}"), "-o"])
@@ -257,12 +259,8 @@ fn the_windows_agent_is_deployed_by_msi_and_policy_and_updates_its_client() -> R
         String::from_utf8_lossy(&out.stderr)
     );
     let sha = sha256(&vendor_msi)?;
-    let catalogue = std::fs::read_to_string(catalogue_path())?.replace(
-        "requires = [\"web_websocket\"]\n\n[[release]]\nversion = \"26.4.10.34111\"",
-        &format!(
-            "requires = [\"web_websocket\"]\n\n[release.artifact.client]\nfile = \"PasswordSecure_Client_26.3.100.msi\"\nsha256 = \"{sha}\"\n\n[[release]]\nversion = \"26.4.10.34111\""
-        ),
-    );
+    let catalogue =
+        tierwise_e2e::catalogue_with_client_artifact("PasswordSecure_Client_26.3.100.msi", &sha)?;
     let catalogue_file = root.path().join("catalogue.toml");
     std::fs::write(&catalogue_file, catalogue)?;
     controller.cli(&["releases", "import", catalogue_file.to_str().unwrap()])?;
@@ -486,13 +484,8 @@ fn count_lines(controller: &Controller, host: &str, what: &str) -> usize {
 /// client is part of a plan.
 #[test]
 fn a_discovered_client_is_placed_by_the_server_it_names() -> Result<()> {
-    let exe = match prerequisites() {
-        Ok(exe) => exe,
-        Err(why) if std::env::var_os("TIERWISE_REQUIRE_WINDOWS_TOOLS").is_none() => {
-            eprintln!("skipped: {why}");
-            return Ok(());
-        }
-        Err(why) => bail!("TIERWISE_REQUIRE_WINDOWS_TOOLS is set but {why}"),
+    let Some(exe) = windows_agent()? else {
+        return Ok(());
     };
     let root = tempfile::tempdir()?;
     let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0")?;
@@ -506,14 +499,7 @@ fn a_discovered_client_is_placed_by_the_server_it_names() -> Result<()> {
     )?;
     controller.wait_online("srv-01", true, Duration::from_secs(30))?;
     controller.cli(&["releases", "import", &catalogue_path()])?;
-    controller.cli(&[
-        "license",
-        "set",
-        "--installation",
-        "prod",
-        "--maintenance-until",
-        "2026-12-31",
-    ])?;
+    controller.license("prod")?;
     let msi = root.path().join("tierwise-agent-0.1.0.msi");
     build_msi(&exe, "0.1.0", &msi)?;
 
@@ -611,13 +597,8 @@ fn a_discovered_client_is_placed_by_the_server_it_names() -> Result<()> {
 /// without the MSI, on the real Service Control Manager of Wine.
 #[test]
 fn the_service_commands_install_run_stop_and_remove_the_service() -> Result<()> {
-    let exe = match prerequisites() {
-        Ok(exe) => exe,
-        Err(why) if std::env::var_os("TIERWISE_REQUIRE_WINDOWS_TOOLS").is_none() => {
-            eprintln!("skipped: {why}");
-            return Ok(());
-        }
-        Err(why) => bail!("TIERWISE_REQUIRE_WINDOWS_TOOLS is set but {why}"),
+    let Some(exe) = windows_agent()? else {
+        return Ok(());
     };
     let root = tempfile::tempdir()?;
     let wine = Wine::new(&root.path().join("wine"))?;
