@@ -268,17 +268,50 @@ pub fn steps_from_plan(
     (phases, steps)
 }
 
-/// The id an agent sees for one attempt of a step: `{step_id}.{attempt}`.
-/// The agent runs each id at most once, so a redelivered attempt is never
-/// run twice, while a retry (a new attempt) really runs again.
-pub fn dispatch_id(step_id: &str, attempt: u32) -> String {
-    format!("{step_id}.{attempt}")
+/// The id an agent sees for one attempt of a step:
+/// `{step_id}.{attempt}.{nonce}`. The agent runs each id at most once, so a
+/// redelivered attempt is never run twice, while a retry (a new attempt)
+/// really runs again. The nonce is the rollout's own random tag: rollout
+/// ids (`r1`) repeat after a database restore, in a new database or on
+/// another controller, and the agent's journal must never answer a new
+/// rollout's step from an old one. An empty nonce (rollouts created before
+/// nonces existed) leaves it out.
+pub fn dispatch_id(step_id: &str, attempt: u32, nonce: &str) -> String {
+    if nonce.is_empty() {
+        format!("{step_id}.{attempt}")
+    } else {
+        format!("{step_id}.{attempt}.{nonce}")
+    }
 }
 
-/// Splits a dispatch id back into the step id and the attempt.
-pub fn parse_dispatch_id(id: &str) -> Option<(&str, u32)> {
-    let (step, attempt) = id.rsplit_once('.')?;
-    Some((step, attempt.parse().ok()?))
+/// The parts of a dispatch id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DispatchId<'a> {
+    pub step_id: &'a str,
+    pub attempt: u32,
+    /// Empty for the format without a nonce.
+    pub nonce: &'a str,
+}
+
+/// Splits a dispatch id back into its parts.
+pub fn parse_dispatch_id(id: &str) -> Option<DispatchId<'_>> {
+    let (rest, last) = id.rsplit_once('.')?;
+    if let Ok(attempt) = last.parse() {
+        return Some(DispatchId {
+            step_id: rest,
+            attempt,
+            nonce: "",
+        });
+    }
+    if last.is_empty() || !last.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let (step_id, attempt) = rest.rsplit_once('.')?;
+    Some(DispatchId {
+        step_id,
+        attempt: attempt.parse().ok()?,
+        nonce: last,
+    })
 }
 
 /// What `decide` sees.
@@ -546,10 +579,32 @@ mod tests {
 
     #[test]
     fn dispatch_ids_name_the_attempt() {
-        assert_eq!(dispatch_id("r1-3", 2), "r1-3.2");
-        assert_eq!(parse_dispatch_id("r1-3.2"), Some(("r1-3", 2)));
+        assert_eq!(
+            dispatch_id("r1-3", 2, "9f3a0c17b2e4"),
+            "r1-3.2.9f3a0c17b2e4"
+        );
+        assert_eq!(
+            parse_dispatch_id("r1-3.2.9f3a0c17b2e4"),
+            Some(DispatchId {
+                step_id: "r1-3",
+                attempt: 2,
+                nonce: "9f3a0c17b2e4"
+            })
+        );
+        // Rollouts from before nonces: the old form still reads.
+        assert_eq!(dispatch_id("r1-3", 2, ""), "r1-3.2");
+        assert_eq!(
+            parse_dispatch_id("r1-3.2"),
+            Some(DispatchId {
+                step_id: "r1-3",
+                attempt: 2,
+                nonce: ""
+            })
+        );
         assert_eq!(parse_dispatch_id("r1-3"), None);
         assert_eq!(parse_dispatch_id("r1-3.x"), None);
+        assert_eq!(parse_dispatch_id("r1-3.x.abc"), None);
+        assert_eq!(parse_dispatch_id("r1-3.2.zz"), None);
     }
 
     #[test]

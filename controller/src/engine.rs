@@ -108,7 +108,11 @@ impl Engine {
             steps.iter().map(|s| (s.step_id.as_str(), s)).collect();
         for (step_id, attempt) in &dispatched {
             if let Some(step) = by_id.get(step_id.as_str()) {
-                self.send(&step.host_id, &dispatch_id(step_id, *attempt), &step.action);
+                self.send(
+                    &step.host_id,
+                    &dispatch_id(step_id, *attempt, &rollout.nonce),
+                    &step.action,
+                );
             }
         }
         for decision in &decisions {
@@ -151,22 +155,22 @@ impl Engine {
     /// Sends every unanswered step of a rollout again (after `resume`: a
     /// result may have been lost while it was paused).
     pub async fn resend_rollout(&self, rollout_id: &str) -> Result<(), StoreError> {
-        if let Some((_, steps)) = self.store.rollout(rollout_id).await? {
+        if let Some((rollout, steps)) = self.store.rollout(rollout_id).await? {
             for step in steps
                 .iter()
                 .filter(|s| s.state == tierwise_common::rollout::StepState::Dispatched)
             {
-                self.send_step(step);
+                self.send_step(step, &rollout.nonce);
             }
         }
         Ok(())
     }
 
     /// Sends a dispatched step's current attempt.
-    fn send_step(&self, step: &ExecStep) {
+    fn send_step(&self, step: &ExecStep, nonce: &str) {
         self.send(
             &step.host_id,
-            &dispatch_id(&step.step_id, step.attempts),
+            &dispatch_id(&step.step_id, step.attempts, nonce),
             &step.action,
         );
     }
@@ -176,8 +180,8 @@ impl Engine {
     pub async fn redeliver(&self, host_id: &str) -> Result<(), StoreError> {
         // Their timeout starts again: the host may have been away for long.
         self.store.touch_dispatched(host_id, now_ms()).await?;
-        for step in self.store.dispatched_steps(host_id).await? {
-            self.send_step(&step);
+        for (step, nonce) in self.store.dispatched_steps(host_id).await? {
+            self.send_step(&step, &nonce);
         }
         Ok(())
     }

@@ -638,7 +638,11 @@ async fn rollouts(store: &Store, t0: i64) {
         Some(vec![])
     );
     let pending = store.dispatched_steps("srv-01").await.unwrap();
-    assert_eq!((pending.len(), pending[0].attempts), (1, 1));
+    assert_eq!((pending.len(), pending[0].0.attempts), (1, 1));
+    // Every rollout has a random tag of its own in its dispatch ids.
+    let nonce = rollout.nonce.clone();
+    assert_eq!((nonce.len(), pending[0].1.as_str()), (12, nonce.as_str()));
+    let attempt = |n: u32| tierwise_common::rollout::dispatch_id("r1-1", n, &nonce);
 
     let result = |id: &str| StepResultRecord {
         step_id: id.into(),
@@ -649,7 +653,7 @@ async fn rollouts(store: &Store, t0: i64) {
     };
     assert_eq!(
         store
-            .record_step_result("srv-01", &result("r1-1.0"), t0 + 2)
+            .record_step_result("srv-01", &result(&attempt(0)), t0 + 2)
             .await
             .unwrap(),
         None,
@@ -657,7 +661,7 @@ async fn rollouts(store: &Store, t0: i64) {
     );
     assert_eq!(
         store
-            .record_step_result("other", &result("r1-1.1"), t0 + 2)
+            .record_step_result("other", &result(&attempt(1)), t0 + 2)
             .await
             .unwrap(),
         None,
@@ -665,14 +669,30 @@ async fn rollouts(store: &Store, t0: i64) {
     );
     assert_eq!(
         store
+            .record_step_result("srv-01", &result("r1-1.1.000000000000"), t0 + 2)
+            .await
+            .unwrap(),
+        None,
+        "the same step id of another rollout (another database, a restore)"
+    );
+    assert_eq!(
+        store
             .record_step_result("srv-01", &result("r1-1.1"), t0 + 2)
+            .await
+            .unwrap(),
+        None,
+        "without the tag"
+    );
+    assert_eq!(
+        store
+            .record_step_result("srv-01", &result(&attempt(1)), t0 + 2)
             .await
             .unwrap(),
         Some("r1".into())
     );
     assert_eq!(
         store
-            .record_step_result("srv-01", &result("r1-1.1"), t0 + 3)
+            .record_step_result("srv-01", &result(&attempt(1)), t0 + 3)
             .await
             .unwrap(),
         None,

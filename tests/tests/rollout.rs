@@ -664,3 +664,67 @@ fn status_shows_what_running_steps_report() -> anyhow::Result<()> {
     wait_state(&fleet.controller, "completed", 60)?;
     Ok(())
 }
+
+/// A controller database restored from before a rollout hands out the same
+/// rollout id (`r1`) again; the agents still hold the old rollout's attempts
+/// in their journals. The new rollout's dispatch ids carry a tag of its own,
+/// so its steps really run instead of being answered from the old journal.
+#[test]
+fn a_restored_database_runs_a_new_rollout_for_real() -> anyhow::Result<()> {
+    let mut fleet = fleet(2)?;
+    let data_dir = fleet.controller.data_dir.clone();
+    let addr = fleet.controller.addr.to_string();
+    let backup = fleet.root.path().join("backup");
+    // The backup: taken with the controller stopped, as a file copy.
+    fleet.controller.process.kill();
+    std::fs::create_dir_all(&backup)?;
+    let database_files = ["tierwise.db", "tierwise.db-wal", "tierwise.db-shm"];
+    for name in database_files {
+        if data_dir.join(name).exists() {
+            std::fs::copy(data_dir.join(name), backup.join(name))?;
+        }
+    }
+    fleet.controller = Controller::start(&data_dir, &addr)?;
+    start(&fleet.controller, &[])?;
+    wait_state(&fleet.controller, "completed", 120)?;
+
+    // Restore the database; the hosts are back on the old release too.
+    fleet.controller.process.kill();
+    for name in database_files {
+        let _ = std::fs::remove_file(data_dir.join(name));
+        if backup.join(name).exists() {
+            std::fs::copy(backup.join(name), data_dir.join(name))?;
+        }
+    }
+    fleet.server.set_version(V931)?;
+    tierwise_e2e::set_file(
+        &fleet.server.dir.join("databases.json"),
+        &format!(
+            "[{{\"name\": \"PSDB\", \"active\": true, \"patch_level\": \"{V931}\"}}, \
+             {{\"name\": \"Archive\", \"active\": true, \"patch_level\": \"{V931}\"}}]"
+        ),
+    )?;
+    tierwise_e2e::set_file(
+        &fleet.web.dir.join("docroot").join("version.txt"),
+        &format!("{V931}\n"),
+    )?;
+    for client in &fleet.clients {
+        client.set_version(V931)?;
+    }
+    fleet.controller = Controller::start(&data_dir, &addr)?;
+    wait_for("the fleet back on 9.3.1", Duration::from_secs(60), || {
+        let hosts = fleet.controller.hosts()?;
+        Ok((hosts.len() == 4
+            && hosts.iter().all(|h| {
+                h["online"] == true && h["components"][0]["version"].as_str() == Some(V931)
+            }))
+        .then_some(()))
+    })?;
+    start(&fleet.controller, &[])?;
+    let status = wait_state(&fleet.controller, "completed", 120)?;
+    assert_eq!(status["id"], "r1", "the restored database reuses the id");
+    for client in &fleet.clients {
+        assert_eq!(installs(client), 2, "{} installed again", client.host_id);
+    }
+    Ok(())
+}

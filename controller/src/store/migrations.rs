@@ -54,6 +54,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0007_placement.sql"),
         include_str!("../../migrations/postgres/0007_placement.sql"),
     ),
+    (
+        8,
+        "rollout nonce",
+        include_str!("../../migrations/sqlite/0008_rollout_nonce.sql"),
+        include_str!("../../migrations/postgres/0008_rollout_nonce.sql"),
+    ),
 ];
 
 #[derive(Debug)]

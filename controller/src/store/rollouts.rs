@@ -23,6 +23,9 @@ pub struct RolloutRecord {
     pub reason: String,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// The random tag in every dispatch id of this rollout (empty for
+    /// rollouts created before tags existed).
+    pub nonce: String,
 }
 
 /// A step's result as an agent reported it.
@@ -102,6 +105,9 @@ fn rollout_from_row(row: &AnyRow) -> Result<RolloutRecord, StoreError> {
         reason: row.try_get("reason")?,
         created_ms: row.try_get("created_ms")?,
         updated_ms: row.try_get("updated_ms")?,
+        nonce: row
+            .try_get::<Option<String>, _>("nonce")?
+            .unwrap_or_default(),
         id,
     })
 }
@@ -156,7 +162,7 @@ async fn locked_rollout(
 }
 
 const ROLLOUT_COLUMNS: &str =
-    "id, installation, target, state, current_phase, options, phases, reason, created_ms, updated_ms";
+    "id, installation, target, state, current_phase, options, phases, reason, created_ms, updated_ms, nonce";
 const STEP_COLUMNS: &str =
     "step_id, phase, host_id, action, state, attempts, changed_ms, outcome, reason";
 
@@ -230,10 +236,11 @@ impl Store {
             .await?
             .try_get("next")?;
         let id = format!("r{seq}");
+        let nonce = tierwise_common::hex(&crate::pki::random_bytes::<6>());
         let (phases, steps) = make_steps(&id);
         sqlx::query(
-            "INSERT INTO rollouts (id, seq, installation, target, state, current_phase, options, phases, reason, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, $5, 0, $6, $7, '', $8, $8)",
+            "INSERT INTO rollouts (id, seq, installation, target, state, current_phase, options, phases, reason, created_ms, updated_ms, nonce) \
+             VALUES ($1, $2, $3, $4, $5, 0, $6, $7, '', $8, $8, $9)",
         )
         .bind(id.as_str())
         .bind(seq)
@@ -243,6 +250,7 @@ impl Store {
         .bind(json(options)?)
         .bind(json(&phases)?)
         .bind(now_ms)
+        .bind(nonce.as_str())
         .execute(&mut *tx)
         .await?;
         for (ordinal, step) in steps.iter().enumerate() {
@@ -451,10 +459,10 @@ impl Store {
         result: &StepResultRecord,
         now_ms: i64,
     ) -> Result<Option<String>, StoreError> {
-        let Some((step_id, attempt)) = tierwise_common::rollout::parse_dispatch_id(&result.step_id)
-        else {
+        let Some(dispatch) = tierwise_common::rollout::parse_dispatch_id(&result.step_id) else {
             return Ok(None);
         };
+        let (step_id, attempt) = (dispatch.step_id, dispatch.attempt);
         let state = if result.outcome.succeeded() {
             StepState::Succeeded
         } else {
@@ -462,7 +470,8 @@ impl Store {
         };
         let row = sqlx::query(
             "UPDATE rollout_steps SET state = $3, outcome = $4, exit_code = $5, output_tail = $6, reason = $7, changed_ms = $8 \
-             WHERE step_id = $1 AND host_id = $2 AND attempts = $9 AND state = 'dispatched' RETURNING rollout_id",
+             WHERE step_id = $1 AND host_id = $2 AND attempts = $9 AND state = 'dispatched' \
+             AND rollout_id IN (SELECT id FROM rollouts WHERE COALESCE(nonce, '') = $10) RETURNING rollout_id",
         )
         .bind(step_id)
         .bind(host_id)
@@ -473,6 +482,7 @@ impl Store {
         .bind(result.reason.as_str())
         .bind(now_ms)
         .bind(i64::from(attempt))
+        .bind(dispatch.nonce)
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
@@ -491,19 +501,20 @@ impl Store {
         message: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let Some((step_id, attempt)) = tierwise_common::rollout::parse_dispatch_id(dispatch_id)
-        else {
+        let Some(dispatch) = tierwise_common::rollout::parse_dispatch_id(dispatch_id) else {
             return Ok(());
         };
         sqlx::query(
             "UPDATE rollout_steps SET progress = $3 WHERE step_id = $1 AND host_id = $2 AND attempts = $4 \
-             AND state = 'dispatched' AND changed_ms <= $5",
+             AND state = 'dispatched' AND changed_ms <= $5 \
+             AND rollout_id IN (SELECT id FROM rollouts WHERE COALESCE(nonce, '') = $6)",
         )
-        .bind(step_id)
+        .bind(dispatch.step_id)
         .bind(host_id)
         .bind(message)
-        .bind(i64::from(attempt))
+        .bind(i64::from(dispatch.attempt))
         .bind(now_ms)
+        .bind(dispatch.nonce)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -538,11 +549,16 @@ impl Store {
         Ok(())
     }
 
-    /// Steps sent to a host that have no result yet, in rollouts that run:
-    /// delivered again when the host reconnects.
-    pub async fn dispatched_steps(&self, host_id: &str) -> Result<Vec<ExecStep>, StoreError> {
+    /// Steps sent to a host that have no result yet, in rollouts that run,
+    /// each with its rollout's nonce: delivered again when the host
+    /// reconnects.
+    pub async fn dispatched_steps(
+        &self,
+        host_id: &str,
+    ) -> Result<Vec<(ExecStep, String)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT s.step_id, s.phase, s.host_id, s.action, s.state, s.attempts, s.changed_ms, s.outcome, s.reason \
+            "SELECT s.step_id, s.phase, s.host_id, s.action, s.state, s.attempts, s.changed_ms, s.outcome, s.reason, \
+                    r.nonce \
              FROM rollout_steps s JOIN rollouts r ON r.id = s.rollout_id \
              WHERE s.host_id = $1 AND s.state = 'dispatched' AND r.state NOT IN ('completed', 'aborted') \
              ORDER BY r.seq, s.ordinal",
@@ -550,7 +566,12 @@ impl Store {
         .bind(host_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(step_from_row).collect()
+        rows.iter()
+            .map(|row| {
+                let nonce: Option<String> = row.try_get("nonce")?;
+                Ok((step_from_row(row)?, nonce.unwrap_or_default()))
+            })
+            .collect()
     }
 
     /// The operator lets a rollout finish without a host: its unfinished
