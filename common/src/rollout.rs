@@ -314,6 +314,71 @@ pub fn parse_dispatch_id(id: &str) -> Option<DispatchId<'_>> {
     })
 }
 
+/// Why an operator may not skip a host's steps, or what skipping it means.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SkipVerdict {
+    /// Allowed; the text says what the rollout then does without the host.
+    Allowed { consequence: String },
+    /// Refused; the text says why and what to do instead.
+    Refused { reason: String },
+    /// The host has no unfinished step in this rollout.
+    NothingToSkip,
+}
+
+/// Whether `rollout skip --host HOST` may let a rollout finish without the
+/// host's unfinished steps. Never for the primary server's backup, install
+/// and start, nor for the databases' reactivation: every later phase relies
+/// on them, and skipping them would let clients go past a server that was
+/// never updated — the one thing the vendor forbids. Clients, further
+/// application servers and web hosts may be skipped; they keep their
+/// version.
+pub fn skip_verdict(host_id: &str, phases: &[ExecPhase], steps: &[ExecStep]) -> SkipVerdict {
+    let unfinished: Vec<&ExecStep> = steps
+        .iter()
+        .filter(|s| s.host_id == host_id)
+        .filter(|s| {
+            matches!(
+                s.state,
+                StepState::Pending | StepState::Dispatched | StepState::Failed
+            )
+        })
+        .collect();
+    if unfinished.is_empty() {
+        return SkipVerdict::NothingToSkip;
+    }
+    let kind_of = |step: &ExecStep| phases.get(step.phase).map(|p| p.kind);
+    if unfinished
+        .iter()
+        .any(|s| matches!(kind_of(s), Some(PhaseKind::Backup | PhaseKind::Server)))
+    {
+        return SkipVerdict::Refused {
+            reason: format!(
+                "{host_id} is the primary server: its backup, install and start are what every later phase relies on, and skipping them would send clients past a server that was never updated. Bring the host back (its steps wait for it), fix what failed and `rollout resume`, or `rollout abort`"
+            ),
+        };
+    }
+    if unfinished
+        .iter()
+        .any(|s| kind_of(s) == Some(PhaseKind::Databases))
+    {
+        return SkipVerdict::Refused {
+            reason: format!(
+                "{host_id} reactivates the databases: until they are active at the new patch level the installation does not work with the new server. Bring the host back, fix what failed and `rollout resume`, or `rollout abort`"
+            ),
+        };
+    }
+    let consequence = match unfinished.iter().find_map(|s| kind_of(s)) {
+        Some(PhaseKind::Web) => format!(
+            "{host_id} keeps its old Web Application, which may not work with the new server; update it by hand"
+        ),
+        Some(PhaseKind::AppServers) => format!(
+            "{host_id} stays on its old version as a further application server; update it by hand before clients use it"
+        ),
+        _ => format!("{host_id} keeps its old client version; it may be locked out of the new server until updated"),
+    };
+    SkipVerdict::Allowed { consequence }
+}
+
 /// What `decide` sees.
 #[derive(Clone, Copy, Debug)]
 pub struct RolloutSnapshot<'a> {
@@ -574,6 +639,52 @@ mod tests {
         step.outcome = outcome;
         if state == StepState::Dispatched {
             step.attempts += 1;
+        }
+    }
+
+    #[test]
+    fn skip_never_bypasses_the_server_or_the_databases() {
+        let (phases, mut steps) = rollout(2);
+        let host_in = |kind: PhaseKind| {
+            let index = phases.iter().position(|p| p.kind == kind).expect("phase");
+            steps
+                .iter()
+                .find(|s| s.phase == index)
+                .map(|s| s.host_id.clone())
+                .expect("a step")
+        };
+        let server = host_in(PhaseKind::Server);
+        let verdict = skip_verdict(&server, &phases, &steps);
+        assert!(
+            matches!(&verdict, SkipVerdict::Refused { reason } if reason.contains("primary server")),
+            "{verdict:?}"
+        );
+        let client = steps.last().expect("steps").host_id.clone();
+        assert!(matches!(
+            skip_verdict(&client, &phases, &steps),
+            SkipVerdict::Allowed { consequence } if consequence.contains("keeps its old client version")
+        ));
+        for step in steps.iter_mut().filter(|s| s.host_id == client) {
+            step.state = StepState::Succeeded;
+        }
+        assert_eq!(
+            skip_verdict(&client, &phases, &steps),
+            SkipVerdict::NothingToSkip
+        );
+        // Once the server's own steps are done, only the reactivation is
+        // left on it — still refused.
+        let databases = phases.iter().position(|p| p.kind == PhaseKind::Databases);
+        for step in steps
+            .iter_mut()
+            .filter(|s| s.host_id == server && Some(s.phase) != databases)
+        {
+            step.state = StepState::Succeeded;
+        }
+        if databases.is_some() {
+            assert!(matches!(
+                skip_verdict(&server, &phases, &steps),
+                SkipVerdict::Refused { reason } if reason.contains("reactivates the databases")
+            ));
         }
     }
 

@@ -363,7 +363,8 @@ enum RolloutCommand {
     /// Let a rollout waiting for approval start its next phase.
     Approve { id: String },
     /// Let a rollout finish without a host (e.g. one that stays offline):
-    /// its unfinished steps are skipped.
+    /// its unfinished steps are skipped and it keeps its version. Refused
+    /// for the primary server and the databases' reactivation.
     Skip {
         id: String,
         #[arg(long)]

@@ -58,6 +58,10 @@ pub struct RolloutStatus {
     /// Steps sent and not yet answered, with what they report doing.
     #[serde(default)]
     pub running: Vec<RunningStep>,
+    /// Hosts an operator let the rollout finish without (`rollout skip`):
+    /// they keep their old version.
+    #[serde(default)]
+    pub skipped_hosts: Vec<String>,
 }
 
 impl RolloutStatus {
@@ -137,6 +141,13 @@ impl RolloutStatus {
                     .unwrap_or_default(),
             })
             .collect();
+        let mut skipped_hosts: Vec<String> = steps
+            .iter()
+            .filter(|s| s.state == StepState::Skipped)
+            .map(|s| s.host_id.clone())
+            .collect();
+        skipped_hosts.sort();
+        skipped_hosts.dedup();
         RolloutStatus {
             id: rollout.id.clone(),
             installation: rollout.installation.clone(),
@@ -150,6 +161,7 @@ impl RolloutStatus {
             failures,
             waiting_for_offline,
             running,
+            skipped_hosts,
         }
     }
 }

@@ -728,3 +728,47 @@ fn a_restored_database_runs_a_new_rollout_for_real() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// `rollout skip` never bypasses the vendor's order: a failed primary
+/// server cannot be skipped (so no client goes past it); a client can, and
+/// is then named in the status and the audit log.
+#[test]
+fn skip_refuses_the_primary_server_and_names_a_skipped_client() -> anyhow::Result<()> {
+    let fleet = fleet(2)?;
+    let c = &fleet.controller;
+    // The first server action fails (MSI 1603); the rollout halts there.
+    std::fs::write(fleet.server.dir.join("fail"), "103")?;
+    start(c, &[])?;
+    wait_state(c, "failed", 60)?;
+    let out = c.cli_output(&["rollout", "skip", "r1", "--host", "srv-01"])?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("srv-01 is the primary server") && stderr.contains("rollout resume"),
+        "{stderr}"
+    );
+    let status = wait_state(c, "failed", 5)?;
+    assert!(status["skipped_hosts"].as_array().unwrap().is_empty());
+    for client in &fleet.clients {
+        assert!(client.runs().is_empty(), "no client went past the server");
+    }
+
+    // A client may be skipped: it keeps its version and is named.
+    let client = fleet.clients[0].host_id.clone();
+    let said = c.cli(&["rollout", "skip", "r1", "--host", &client])?;
+    assert!(
+        said.contains(&format!("goes on without {client}")),
+        "{said}"
+    );
+    let _ = std::fs::remove_file(fleet.server.dir.join("fail")); // used up by the failure
+    c.cli(&["rollout", "resume", "r1"])?;
+    let done = wait_state(c, "completed", 90)?;
+    assert_eq!(done["skipped_hosts"], serde_json::json!([client]));
+    assert!(fleet.clients[0].runs().is_empty());
+    assert!(c
+        .cli(&["rollout", "status"])?
+        .contains("Skipped by an operator"));
+    let audit = c.cli(&["audit"])?;
+    assert!(audit.contains("keeps its old client version"), "{audit}");
+    Ok(())
+}

@@ -181,7 +181,7 @@ pub async fn change(
         serde_json::from_str(&json).context("the controller sent a malformed rollout")?;
     if let Some(host) = host_id {
         return Ok(format!(
-            "Rollout {} goes on without {host}; it is {}.\n",
+            "Rollout {} goes on without {host}, which keeps its old version; it is {}.\n",
             status.id,
             status.state.as_str()
         ));
@@ -303,6 +303,13 @@ pub fn render(status: &RolloutStatus) -> String {
         out.push(format!(
             "Waiting for offline host(s): {} — their steps go out when they reconnect.",
             status.waiting_for_offline.join(", ")
+        ));
+    }
+    if !status.skipped_hosts.is_empty() {
+        out.push(String::new());
+        out.push(format!(
+            "Skipped by an operator (still on their old version): {}",
+            status.skipped_hosts.join(", ")
         ));
     }
     if !status.failures.is_empty() {

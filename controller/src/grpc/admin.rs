@@ -164,10 +164,12 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Response<RolloutJson>, Stat
 
 fn rollout_error(error: RolloutError) -> ApiError {
     match error {
-        RolloutError::AlreadyActive { .. } | RolloutError::WrongState { .. } => {
-            ApiError::FailedPrecondition(error.to_string())
+        RolloutError::AlreadyActive { .. }
+        | RolloutError::WrongState { .. }
+        | RolloutError::SkipRefused { .. } => ApiError::FailedPrecondition(error.to_string()),
+        RolloutError::NotFound(_) | RolloutError::NothingToSkip { .. } => {
+            ApiError::NotFound(error.to_string())
         }
-        RolloutError::NotFound(_) => ApiError::NotFound(error.to_string()),
         RolloutError::Store(e) => ApiError::Store(e),
     }
 }
@@ -622,19 +624,12 @@ impl AdminService for AdminApi {
                 RolloutChange::SkipHost => {
                     validate_name("host id", &request.host_id)
                         .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
-                    let skipped = self
+                    let (skipped, consequence) = self
                         .store
                         .skip_host(&request.id, &request.host_id, &actor, now_ms())
                         .await
                         .map_err(rollout_error)?;
-                    if skipped == 0 {
-                        return Err(ApiError::NotFound(format!(
-                            "rollout {} has no unfinished step on `{}`",
-                            request.id, request.host_id
-                        ))
-                        .into());
-                    }
-                    info!(rollout = %request.id, host_id = %request.host_id, skipped, %actor, "host skipped by an operator");
+                    info!(rollout = %request.id, host_id = %request.host_id, skipped, %consequence, %actor, "host skipped by an operator");
                     self.engine.wake();
                     return to_json(&self.rollout_status(&request.id).await?);
                 }

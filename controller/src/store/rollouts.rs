@@ -67,6 +67,10 @@ pub enum RolloutError {
         action: &'static str,
         allowed: String,
     },
+    #[error("rollout {id}: {reason}")]
+    SkipRefused { id: String, reason: String },
+    #[error("rollout {id} has no unfinished step on `{host_id}`")]
+    NothingToSkip { id: String, host_id: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -582,7 +586,7 @@ impl Store {
         host_id: &str,
         actor: &str,
         now_ms: i64,
-    ) -> Result<u64, RolloutError> {
+    ) -> Result<(u64, String), RolloutError> {
         let mut tx = self.pool.begin().await?;
         let rollout = locked_rollout(&mut tx, id).await?;
         if rollout.state.is_final() {
@@ -593,6 +597,33 @@ impl Store {
                 allowed: "running, paused, waiting_for_approval or failed".into(),
             });
         }
+        let rows = sqlx::query(&format!(
+            "SELECT {STEP_COLUMNS} FROM rollout_steps WHERE rollout_id = $1 AND host_id = $2"
+        ))
+        .bind(id)
+        .bind(host_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let steps = rows
+            .iter()
+            .map(step_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let consequence =
+            match tierwise_common::rollout::skip_verdict(host_id, &rollout.phases, &steps) {
+                tierwise_common::rollout::SkipVerdict::Allowed { consequence } => consequence,
+                tierwise_common::rollout::SkipVerdict::Refused { reason } => {
+                    return Err(RolloutError::SkipRefused {
+                        id: id.to_owned(),
+                        reason,
+                    })
+                }
+                tierwise_common::rollout::SkipVerdict::NothingToSkip => {
+                    return Err(RolloutError::NothingToSkip {
+                        id: id.to_owned(),
+                        host_id: host_id.to_owned(),
+                    })
+                }
+            };
         let skipped = sqlx::query(
             "UPDATE rollout_steps SET state = 'skipped', changed_ms = $3, reason = 'skipped by an operator' \
              WHERE rollout_id = $1 AND host_id = $2 AND state IN ('pending', 'dispatched', 'failed')",
@@ -603,10 +634,10 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let details = format!("{host_id}: {skipped} step(s) skipped");
+        let details = format!("{host_id}: {skipped} step(s) skipped; {consequence}");
         audit_in(&mut *tx, now_ms, actor, "rollout skip host", id, &details).await?;
         tx.commit().await?;
-        Ok(skipped)
+        Ok((skipped, consequence))
     }
 
     /// An operator changes a rollout's state (pause, resume, abort, approve);
