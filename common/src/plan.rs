@@ -3,7 +3,7 @@
 //! snapshot, catalogue, licence, target and options give the same plan, byte
 //! for byte (every collection is ordered).
 
-use crate::rules::{self, Finding, Rule, Severity, Subject};
+use crate::rules::{self, Finding, Rule, Severity, Subject, ACK_UNVERIFIED_DATABASES};
 use crate::{
     Catalogue, ClientWaves, Facts, HostRecord, Licence, ProbedVersion, Release, ReleaseDate, Role,
     Version,
@@ -328,6 +328,22 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
                             .to_owned(),
                     ));
                     database_phase.blocked = true;
+                } else if facts.databases.is_empty() && server_updated {
+                    // Nothing to verify the databases' patch level by:
+                    // updating the server regardless needs the operator to
+                    // say so, naming the risk.
+                    findings.push(Finding {
+                        ack: Some(ACK_UNVERIFIED_DATABASES.to_owned()),
+                        ..Finding::new(
+                            Severity::AckRequired,
+                            Rule::Databases,
+                            host_subject(server, Role::Server),
+                            "the primary server reports no databases, so nothing can verify their reactivation after the server update; they stay deactivated until someone reactivates them in the Server Manager".to_owned(),
+                            format!(
+                                "configure the agent's `databases` probe on the primary server, or accept the risk with --ack {ACK_UNVERIFIED_DATABASES}"
+                            ),
+                        )
+                    });
                 } else if facts.databases.is_empty() {
                     findings.push(Finding::new(
                         Severity::Warning,

@@ -144,6 +144,9 @@ impl Finding {
 pub const ACK_BREAKING: &str = "breaking";
 /// The acknowledgement id for the Server Manager password caution.
 pub const ACK_SERVER_MANAGER_PASSWORD: &str = "server-manager-password";
+/// The acknowledgement id for updating a server whose databases cannot be
+/// verified (no `databases` probe).
+pub const ACK_UNVERIFIED_DATABASES: &str = "unverified-databases";
 
 /// Rule 4: a target released after the maintenance end date is refused; an
 /// undated release never passes silently.

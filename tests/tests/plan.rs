@@ -260,3 +260,62 @@ fn bad_requests_are_refused_and_change_nothing() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The database rule is real: a server whose databases cannot be verified
+/// (no `databases` probe, or one that lists none) is updated only when the
+/// operator accepts that risk by name.
+#[test]
+fn a_server_without_verifiable_databases_needs_an_explicit_acknowledgement() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0")?;
+    let url = controller.url();
+    let mut server = Agent::start(root.path(), &url, "srv-01", Plays::Server(vec![]), V931)?;
+    server.with_installers(&root.path().join("order.log"), "0.1")?;
+    controller.wait_online("srv-01", true, Duration::from_secs(20))?;
+    controller.cli(&["releases", "import", &catalogue_path()])?;
+    controller.license("prod")?;
+
+    let plan: serde_json::Value = serde_json::from_str(&controller.cli(&[
+        "rollout",
+        "plan",
+        "--installation",
+        "prod",
+        "--to",
+        V263,
+        "--json",
+    ])?)?;
+    assert!(
+        plan["acks_required"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("unverified-databases")),
+        "{plan}"
+    );
+    let start = |extra: &[&str]| {
+        let mut args = vec![
+            "rollout",
+            "start",
+            "--installation",
+            "prod",
+            "--to",
+            V263,
+            "--ack-breaking",
+            "--ack-server-manager-password",
+        ];
+        args.extend_from_slice(extra);
+        controller.cli_output(&args)
+    };
+    let refused = start(&[])?;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("--ack unverified-databases"), "{stderr}");
+    let started = start(&["--ack", "unverified-databases"])?;
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let audit = controller.cli(&["audit"])?;
+    assert!(audit.contains("unverified-databases"), "{audit}");
+    Ok(())
+}
