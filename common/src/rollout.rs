@@ -129,6 +129,12 @@ pub struct RolloutOptions {
     pub error_threshold: ErrorThreshold,
     /// Each phase after the first waits for `rollout approve`.
     pub approve_phases: bool,
+    /// A breaking release is crossed: approvals are asked only up to the
+    /// server phase; the phases after it (databases, app servers, web,
+    /// client waves) follow at once, since old clients cannot log in to the
+    /// new server until they are updated.
+    #[serde(default)]
+    pub clients_at_once: bool,
     /// Attempts of a step that fails transiently.
     pub max_attempts: u32,
     pub step_timeout_ms: i64,
@@ -141,6 +147,7 @@ impl Default for RolloutOptions {
         Self {
             error_threshold: ErrorThreshold::Percent(5),
             approve_phases: false,
+            clients_at_once: false,
             max_attempts: 3,
             step_timeout_ms: 2 * 3600 * 1000,
             retry_backoff_ms: 30_000,
@@ -565,11 +572,28 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
     if next >= snapshot.phases.len() {
         return vec![Decision::Complete];
     }
-    if options.approve_phases {
+    if needs_approval(options, snapshot.phases, next) {
         vec![Decision::AwaitApproval { phase: next }]
     } else {
         vec![Decision::EnterPhase { phase: next }]
     }
+}
+
+/// Whether entering phase `next` waits for `rollout approve`: with
+/// `--approve-phases`, every phase after the first — except, when a breaking
+/// release is crossed, the phases after the server phase.
+pub fn needs_approval(options: &RolloutOptions, phases: &[ExecPhase], next: usize) -> bool {
+    if !options.approve_phases || next == 0 {
+        return false;
+    }
+    if !options.clients_at_once {
+        return true;
+    }
+    let after_server = phases
+        .iter()
+        .position(|p| p.kind == PhaseKind::Server)
+        .is_some_and(|server| next > server);
+    !after_server
 }
 
 #[cfg(test)]
@@ -686,6 +710,33 @@ mod tests {
                 SkipVerdict::Refused { reason } if reason.contains("reactivates the databases")
             ));
         }
+    }
+
+    #[test]
+    fn a_breaking_release_asks_approval_only_up_to_the_server() {
+        let (phases, _) = rollout(2);
+        let server = phases
+            .iter()
+            .position(|p| p.kind == PhaseKind::Server)
+            .unwrap();
+        let breaking = RolloutOptions {
+            approve_phases: true,
+            clients_at_once: true,
+            ..RolloutOptions::default()
+        };
+        let plain = RolloutOptions {
+            approve_phases: true,
+            ..RolloutOptions::default()
+        };
+        for next in 1..phases.len() {
+            assert!(needs_approval(&plain, &phases, next), "phase {next}");
+            assert_eq!(
+                needs_approval(&breaking, &phases, next),
+                next <= server,
+                "phase {next}"
+            );
+        }
+        assert!(!needs_approval(&RolloutOptions::default(), &phases, 1));
     }
 
     #[test]

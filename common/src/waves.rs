@@ -43,6 +43,16 @@ impl Default for ClientWaves {
 }
 
 impl ClientWaves {
+    /// The default for a breaking release: a small canary (1 %, at most
+    /// 100 hosts), then every other client at once — old clients are locked
+    /// out of the new server until they are updated, so no slow waves.
+    pub fn breaking_default() -> Self {
+        Self {
+            percents: vec![1, 100],
+            first_wave_cap: Some(DEFAULT_FIRST_WAVE_CAP),
+        }
+    }
+
     /// Parses `1%,10%,50%,100%` (the `%` may be left out).
     pub fn parse(text: &str) -> Result<Self, WavesError> {
         if text.trim().is_empty() {

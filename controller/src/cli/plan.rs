@@ -190,7 +190,11 @@ pub fn render(plan: &Plan) -> String {
     }
     if plan.clients_immediately_after_web {
         out.push(
-            "  The client waves follow the web phase at once: a breaking release is crossed."
+            "  A breaking release is crossed: old clients cannot log in to the new server until they are updated."
+                .into(),
+        );
+        out.push(
+            "  With --approve-phases, approval is asked only up to the server phase; the databases, web and client waves then follow at once."
                 .into(),
         );
     }

@@ -99,12 +99,15 @@ impl AdminApi {
     ) -> Result<(Plan, Catalogue), ApiError> {
         let target = Version::parse(target)
             .map_err(|e| ApiError::InvalidArgument(format!("target: {e}")))?;
-        let waves = if client_waves.trim().is_empty() {
-            ClientWaves::default()
+        let chosen = if client_waves.trim().is_empty() {
+            None
         } else {
-            ClientWaves::parse(client_waves)
-                .map_err(|e| ApiError::InvalidArgument(format!("client waves: {e}")))?
+            Some(
+                ClientWaves::parse(client_waves)
+                    .map_err(|e| ApiError::InvalidArgument(format!("client waves: {e}")))?,
+            )
         };
+        let waves = chosen.clone().unwrap_or_default();
         self.known_installation(installation).await?;
         let catalogue = self.catalogue().await?;
         let filter = HostFilter {
@@ -118,22 +121,30 @@ impl AdminApi {
             .await?
             .into_iter()
             .find(|l| l.installation == installation);
-        let planned = plan(&PlanRequest {
-            installation,
-            hosts: &hosts,
-            catalogue: &catalogue,
-            licence: licence.as_ref(),
-            target,
-            waves: &waves,
-        })
-        .map_err(|e| match e {
-            PlanError::UnknownTarget { .. } => {
-                ApiError::NotFound(format!("{e}; `tierwise releases list` shows them all"))
-            }
-            PlanError::NoHosts(_) | PlanError::EmptyCatalogue => {
-                ApiError::FailedPrecondition(e.to_string())
-            }
-        })?;
+        let plan_with = |waves: &ClientWaves| {
+            plan(&PlanRequest {
+                installation,
+                hosts: &hosts,
+                catalogue: &catalogue,
+                licence: licence.as_ref(),
+                target,
+                waves,
+            })
+            .map_err(|e| match e {
+                PlanError::UnknownTarget { .. } => {
+                    ApiError::NotFound(format!("{e}; `tierwise releases list` shows them all"))
+                }
+                PlanError::NoHosts(_) | PlanError::EmptyCatalogue => {
+                    ApiError::FailedPrecondition(e.to_string())
+                }
+            })
+        };
+        let mut planned = plan_with(&waves)?;
+        // A breaking release locks old clients out: unless the operator
+        // chose waves, a canary and then the rest.
+        if chosen.is_none() && planned.clients_immediately_after_web {
+            planned = plan_with(&ClientWaves::breaking_default())?;
+        }
         Ok((planned, catalogue))
     }
 
@@ -536,6 +547,7 @@ impl AdminService for AdminApi {
         let options = RolloutOptions {
             error_threshold,
             approve_phases: request.approve_phases,
+            clients_at_once: planned.clients_immediately_after_web,
             ..RolloutOptions::default()
         };
         let details = format!(
