@@ -140,6 +140,70 @@ pub struct RolloutOptions {
     pub step_timeout_ms: i64,
     /// Wait before the first retry; doubles with each attempt.
     pub retry_backoff_ms: i64,
+    /// How long a succeeded step's effect may take to show in what its host
+    /// reports, by action key (`install`, `deploy_web_app`,
+    /// `reactivate_databases`); missing keys take `DEFAULT_VERIFY_MS`.
+    #[serde(default)]
+    pub verify_timeouts_ms: BTreeMap<String, i64>,
+}
+
+/// How long a succeeded step's effect may take to show, unless the rollout
+/// says otherwise: a server's services start, an agent re-probes, a client
+/// may need its user to log off. 30 minutes.
+pub const DEFAULT_VERIFY_MS: i64 = 30 * 60 * 1000;
+
+/// Actions whose effect is verified against what the host reports.
+pub const VERIFIED_ACTIONS: [&str; 3] = ["install", "deploy_web_app", "reactivate_databases"];
+
+/// Parses `install=20m`, `reactivate_databases=900s`, `deploy_web_app=1h`
+/// (seconds, minutes or hours, 10 s to 24 h) into deadlines by action key.
+pub fn parse_verify_timeouts(items: &[String]) -> Result<BTreeMap<String, i64>, String> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        let (action, duration) = item
+            .split_once('=')
+            .ok_or_else(|| format!("`{item}`: write ACTION=DURATION, e.g. install=20m"))?;
+        let action = action.trim();
+        if !VERIFIED_ACTIONS.contains(&action) {
+            return Err(format!(
+                "`{action}` has nothing to verify; use one of {}",
+                VERIFIED_ACTIONS.join(", ")
+            ));
+        }
+        let duration = duration.trim();
+        let (digits, unit) = duration.split_at(duration.len().saturating_sub(1));
+        let factor = match unit {
+            "s" => 1_000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => {
+                return Err(format!(
+                    "`{duration}`: give seconds, minutes or hours, e.g. 90s, 20m, 1h"
+                ))
+            }
+        };
+        let value: i64 = digits.parse().map_err(|_| {
+            format!("`{duration}`: give seconds, minutes or hours, e.g. 90s, 20m, 1h")
+        })?;
+        let ms = value.saturating_mul(factor);
+        if !(10_000..=86_400_000).contains(&ms) {
+            return Err(format!(
+                "`{duration}`: a verification deadline is between 10s and 24h"
+            ));
+        }
+        out.insert(action.to_owned(), ms);
+    }
+    Ok(out)
+}
+
+impl RolloutOptions {
+    /// The verification deadline of an action.
+    pub fn verify_timeout_ms(&self, action: &StepAction) -> i64 {
+        self.verify_timeouts_ms
+            .get(action.config_key())
+            .copied()
+            .unwrap_or(DEFAULT_VERIFY_MS)
+    }
 }
 
 impl Default for RolloutOptions {
@@ -151,6 +215,7 @@ impl Default for RolloutOptions {
             max_attempts: 3,
             step_timeout_ms: 2 * 3600 * 1000,
             retry_backoff_ms: 30_000,
+            verify_timeouts_ms: BTreeMap::new(),
         }
     }
 }
@@ -406,6 +471,9 @@ pub enum Decision {
     Dispatch { step_id: String },
     /// The step got no result in time: it failed.
     TimedOut { step_id: String },
+    /// The step succeeded, but its host did not report the effect within
+    /// the verification deadline: it failed, for the reason given.
+    Unverified { step_id: String, reason: String },
     /// A transient failure: try the step again.
     Retry { step_id: String },
     /// The current phase is done (results and observed state agree).
@@ -429,6 +497,72 @@ fn observed(hosts: &BTreeMap<&str, &HostRecord>, host_id: &str, role: Role) -> O
 
 /// Whether what a succeeded step should have changed is what the agent now
 /// reports.
+/// What a succeeded step's host should report and what it reports now, when
+/// the two differ; `None` once verified (or for actions with nothing to
+/// verify).
+pub fn awaited_report(step: &ExecStep, hosts: &[HostRecord]) -> Option<(String, String)> {
+    let by_id: BTreeMap<&str, &HostRecord> =
+        hosts.iter().map(|h| (h.host_id.as_str(), h)).collect();
+    awaited(step, &by_id)
+}
+
+fn awaited(step: &ExecStep, hosts: &BTreeMap<&str, &HostRecord>) -> Option<(String, String)> {
+    if verified(step, hosts) {
+        return None;
+    }
+    let shown = |role: Role| {
+        observed(hosts, &step.host_id, role)
+            .map_or_else(|| "no version".to_owned(), |v| v.to_string())
+    };
+    match &step.action {
+        StepAction::InstallComponent { role, version, .. } => Some((
+            format!("{role} {version}"),
+            format!("{role} {}", shown(*role)),
+        )),
+        StepAction::DeployWebApp { version, .. } => Some((
+            format!("web {version}"),
+            format!("web {}", shown(Role::Web)),
+        )),
+        StepAction::ReactivateDatabases { version } => {
+            let reported = hosts
+                .get(step.host_id.as_str())
+                .and_then(|h| h.inventory.component(Role::Server))
+                .map(|c| match &c.facts {
+                    crate::Facts::Server(facts) => facts
+                        .databases
+                        .iter()
+                        .map(|db| {
+                            format!(
+                                "{} {} at {}",
+                                db.name,
+                                if db.active { "active" } else { "inactive" },
+                                db.patch_level
+                                    .map_or_else(|| "unknown".to_owned(), |v| v.to_string())
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    _ => String::new(),
+                })
+                .unwrap_or_default();
+            Some((
+                format!("every database active at patch level {version}"),
+                reported,
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// "45 s" or "30 min", for reasons.
+fn span(ms: i64) -> String {
+    if ms < 120_000 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{} min", ms / 60_000)
+    }
+}
+
 fn verified(step: &ExecStep, hosts: &BTreeMap<&str, &HostRecord>) -> bool {
     match &step.action {
         StepAction::InstallComponent { role, version, .. } => {
@@ -537,6 +671,25 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
                 decisions.push(Decision::TimedOut {
                     step_id: step.step_id.clone(),
                 });
+            }
+            // Succeeded, but the host has not shown the effect: after the
+            // deadline (counted while the host is connected) that is a
+            // failure, named — never a silent wait.
+            StepState::Succeeded
+                if now_ms - step.changed_ms > options.verify_timeout_ms(&step.action)
+                    && hosts.get(step.host_id.as_str()).is_some_and(|h| h.online) =>
+            {
+                if let Some((expected, reported)) = awaited(step, &hosts) {
+                    decisions.push(Decision::Unverified {
+                        step_id: step.step_id.clone(),
+                        reason: format!(
+                            "{} reported success for {}, but {} later it still reports {reported} instead of {expected}",
+                            step.host_id,
+                            step.action.config_key(),
+                            span(options.verify_timeout_ms(&step.action))
+                        ),
+                    });
+                }
             }
             StepState::Failed
                 if step.outcome == Some(StepOutcome::FailedTransient)
@@ -737,6 +890,71 @@ mod tests {
             );
         }
         assert!(!needs_approval(&RolloutOptions::default(), &phases, 1));
+    }
+
+    #[test]
+    fn verification_deadlines_parse_per_action() {
+        let parsed =
+            parse_verify_timeouts(&["install=20m".into(), "reactivate_databases=90s".into()])
+                .unwrap();
+        assert_eq!(parsed["install"], 1_200_000);
+        assert_eq!(parsed["reactivate_databases"], 90_000);
+        for (bad, says) in [
+            ("install", "ACTION=DURATION"),
+            ("backup=1m", "nothing to verify"),
+            ("install=5", "seconds, minutes or hours"),
+            ("install=1s", "between 10s and 24h"),
+            ("install=2d", "seconds, minutes or hours"),
+        ] {
+            let error = parse_verify_timeouts(&[bad.into()]).unwrap_err();
+            assert!(error.contains(says), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_success_never_reported_fails_after_its_deadline() {
+        let (phases, mut steps) = rollout(2);
+        let client = steps
+            .iter()
+            .position(|s| {
+                matches!(
+                    s.action,
+                    StepAction::InstallComponent {
+                        role: Role::Client,
+                        ..
+                    }
+                )
+            })
+            .unwrap();
+        let wave = steps[client].phase;
+        for step in steps.iter_mut().filter(|s| s.phase < wave) {
+            step.state = StepState::Succeeded;
+        }
+        steps[client].state = StepState::Succeeded;
+        steps[client].changed_ms = 1_000;
+        let hosts = fleet(V931, 2);
+        let options = RolloutOptions::default();
+        let at = |now: i64| decide(&snapshot(wave, &phases, &steps, &hosts, &options), now);
+        let deadline = options.verify_timeout_ms(&steps[client].action);
+        assert!(!at(1_000 + deadline)
+            .iter()
+            .any(|d| matches!(d, Decision::Unverified { .. })));
+        let later = at(1_001 + deadline);
+        let reason = later
+            .iter()
+            .find_map(|d| match d {
+                Decision::Unverified { step_id, reason } if *step_id == steps[client].step_id => {
+                    Some(reason.clone())
+                }
+                _ => None,
+            })
+            .expect("unverified");
+        assert!(
+            reason.contains(&steps[client].host_id)
+                && reason.contains("26.3.100.34058")
+                && reason.contains("9.3.1.33994"),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -127,6 +127,9 @@ impl Engine {
                 Decision::Halt { reason } => warn!(rollout = %id, %reason, "rollout halted"),
                 Decision::Complete => info!(rollout = %id, "rollout completed"),
                 Decision::TimedOut { step_id } => warn!(rollout = %id, %step_id, "step timed out"),
+                Decision::Unverified { step_id, reason } => {
+                    warn!(rollout = %id, %step_id, %reason, "step not verified in time")
+                }
                 Decision::Retry { step_id } => info!(rollout = %id, %step_id, "retrying a step"),
             }
         }

@@ -338,6 +338,12 @@ enum RolloutCommand {
         /// Wait for `rollout approve` before each phase after the first.
         #[arg(long)]
         approve_phases: bool,
+        /// How long a succeeded step's effect may take to show in what its
+        /// host reports before the step counts as failed, per action
+        /// (repeatable): install=20m, deploy_web_app=10m,
+        /// reactivate_databases=15m [default: 30m each].
+        #[arg(long = "verify-timeout", value_name = "ACTION=DURATION")]
+        verify_timeouts: Vec<String>,
     },
     /// All rollouts.
     List {
@@ -527,6 +533,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     client_waves,
                     error_threshold,
                     approve_phases,
+                    verify_timeouts,
                 } => {
                     cli::rollout::start(
                         &mut client,
@@ -539,6 +546,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             ack_breaking,
                             ack_server_manager_password,
                             acks,
+                            verify_timeouts,
                         },
                     )
                     .await?

@@ -31,6 +31,19 @@ pub struct StepFailure {
     pub output_tail: String,
 }
 
+/// A step that succeeded while its host does not yet report the effect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwaitedReport {
+    pub step_id: String,
+    pub host_id: String,
+    /// What the host should report, e.g. `client 26.3.100.34058`.
+    pub expected: String,
+    /// What it reports now.
+    pub reported: String,
+    /// When the step succeeded (RFC 3339); the verification deadline runs from here.
+    pub since: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunningStep {
     pub step_id: String,
@@ -62,6 +75,10 @@ pub struct RolloutStatus {
     /// they keep their old version.
     #[serde(default)]
     pub skipped_hosts: Vec<String>,
+    /// Steps of the current phase that succeeded and whose effect the host
+    /// does not report yet.
+    #[serde(default)]
+    pub awaiting_reports: Vec<AwaitedReport>,
 }
 
 impl RolloutStatus {
@@ -141,6 +158,22 @@ impl RolloutStatus {
                     .unwrap_or_default(),
             })
             .collect();
+        let awaiting_reports = steps
+            .iter()
+            .filter(|s| s.phase == rollout.current_phase && s.state == StepState::Succeeded)
+            .filter(|_| !rollout.state.is_final())
+            .filter_map(|s| {
+                tierwise_common::rollout::awaited_report(s, hosts).map(|(expected, reported)| {
+                    AwaitedReport {
+                        step_id: s.step_id.clone(),
+                        host_id: s.host_id.clone(),
+                        expected,
+                        reported,
+                        since: rfc3339(s.changed_ms),
+                    }
+                })
+            })
+            .collect();
         let mut skipped_hosts: Vec<String> = steps
             .iter()
             .filter(|s| s.state == StepState::Skipped)
@@ -162,6 +195,7 @@ impl RolloutStatus {
             waiting_for_offline,
             running,
             skipped_hosts,
+            awaiting_reports,
         }
     }
 }

@@ -769,3 +769,85 @@ fn skip_refuses_the_primary_server_and_names_a_skipped_client() -> anyhow::Resul
     assert!(audit.contains("keeps its old client version"), "{audit}");
     Ok(())
 }
+
+/// An installer that exits 0 while its host keeps reporting the old
+/// version (one that needs a restart first, or one that lies) is no silent
+/// stall: `status` says what it waits for, and after the verification
+/// deadline the step fails with the host, the expected and the reported
+/// version — here crossing the wave's error threshold.
+#[test]
+fn a_success_that_is_never_reported_fails_after_its_deadline() -> anyhow::Result<()> {
+    let fleet = fleet(2)?;
+    let c = &fleet.controller;
+    let liar = &fleet.clients[0];
+    let script = std::fs::read_to_string(liar.dir.join("installer.sh"))?;
+    let lying = script.replace(r#"echo "$version" > "#, r#"true || echo "$version" > "#);
+    assert_ne!(lying, script, "the stand-in installer changed shape");
+    std::fs::write(liar.dir.join("installer.sh"), lying)?;
+    start(
+        c,
+        &[
+            "--client-waves",
+            "100%",
+            "--error-threshold",
+            "0",
+            "--verify-timeout",
+            "install=10s",
+        ],
+    )?;
+    wait_for("the wait to show", Duration::from_secs(60), || {
+        let s = status(c)?;
+        let awaited = s["awaiting_reports"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        Ok(awaited
+            .iter()
+            .any(|a| {
+                a["host_id"] == liar.host_id.as_str() && a["expected"] == format!("client {V263}")
+            })
+            .then_some(()))
+    })?;
+    let text = c.cli(&["rollout", "status"])?;
+    assert!(
+        text.contains(&format!(
+            "waiting for {} to report client {V263}",
+            liar.host_id
+        )),
+        "{text}"
+    );
+    let failed = wait_state(c, "failed", 60)?;
+    let failure = failed["failures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["host_id"] == liar.host_id.as_str())
+        .cloned()
+        .expect("the liar is named");
+    let reason = failure["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("reported success for install")
+            && reason.contains(&format!("client {V931}"))
+            && reason.contains(&format!("client {V263}")),
+        "{reason}"
+    );
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("error threshold"),
+        "{failed}"
+    );
+    let refused = c.cli_output(&[
+        "rollout",
+        "start",
+        "--installation",
+        "prod",
+        "--to",
+        V263,
+        "--verify-timeout",
+        "backup=1m",
+    ])?;
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("nothing to verify"));
+    Ok(())
+}

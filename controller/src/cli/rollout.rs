@@ -29,6 +29,8 @@ pub struct StartOptions {
     pub ack_breaking: bool,
     pub ack_server_manager_password: bool,
     pub acks: Vec<String>,
+    /// `install=20m`, … (see `rollout::parse_verify_timeouts`).
+    pub verify_timeouts: Vec<String>,
 }
 
 pub async fn start(client: &mut Client, options: StartOptions) -> anyhow::Result<String> {
@@ -39,6 +41,8 @@ pub async fn start(client: &mut Client, options: StartOptions) -> anyhow::Result
     if let Some(threshold) = &options.error_threshold {
         ErrorThreshold::parse(threshold).map_err(|e| anyhow::anyhow!("--error-threshold: {e}"))?;
     }
+    tierwise_common::rollout::parse_verify_timeouts(&options.verify_timeouts)
+        .map_err(|e| anyhow::anyhow!("--verify-timeout: {e}"))?;
     let json = client
         .start_rollout(StartRolloutRequest {
             installation: options.installation,
@@ -49,6 +53,7 @@ pub async fn start(client: &mut Client, options: StartOptions) -> anyhow::Result
             ack_breaking: options.ack_breaking,
             ack_server_manager_password: options.ack_server_manager_password,
             acks: options.acks,
+            verify_timeouts: options.verify_timeouts,
         })
         .await
         .map_err(status_error)?
@@ -304,6 +309,25 @@ pub fn render(status: &RolloutStatus) -> String {
             "Waiting for offline host(s): {} — their steps go out when they reconnect.",
             status.waiting_for_offline.join(", ")
         ));
+    }
+    if !status.awaiting_reports.is_empty() {
+        out.push(String::new());
+        out.push("Waiting for hosts to report the result".into());
+        for awaited in status.awaiting_reports.iter().take(8) {
+            out.push(format!(
+                "  waiting for {} to report {} (reports {}; since {})",
+                awaited.host_id,
+                awaited.expected,
+                table::printable(&awaited.reported),
+                awaited.since
+            ));
+        }
+        if status.awaiting_reports.len() > 8 {
+            out.push(format!(
+                "  … and {} more",
+                thousands(status.awaiting_reports.len() - 8)
+            ));
+        }
     }
     if !status.skipped_hosts.is_empty() {
         out.push(String::new());

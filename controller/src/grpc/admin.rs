@@ -544,10 +544,14 @@ impl AdminService for AdminApi {
                 (None, None) => {}
             }
         }
+        let verify_timeouts_ms =
+            tierwise_common::rollout::parse_verify_timeouts(&request.verify_timeouts)
+                .map_err(|e| ApiError::InvalidArgument(format!("verification deadline: {e}")))?;
         let options = RolloutOptions {
             error_threshold,
             approve_phases: request.approve_phases,
             clients_at_once: planned.clients_immediately_after_web,
+            verify_timeouts_ms,
             ..RolloutOptions::default()
         };
         let details = format!(

@@ -413,6 +413,17 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 }
+                Decision::Unverified { step_id, reason } => {
+                    sqlx::query(
+                        "UPDATE rollout_steps SET state = 'failed', changed_ms = $2, reason = $3 \
+                         WHERE step_id = $1 AND state = 'succeeded'",
+                    )
+                    .bind(step_id.as_str())
+                    .bind(now_ms)
+                    .bind(reason.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 Decision::Retry { step_id } => {
                     sqlx::query(
                         "UPDATE rollout_steps SET state = 'pending', changed_ms = $2 WHERE step_id = $1 AND state = 'failed'",
