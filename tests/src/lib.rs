@@ -240,6 +240,36 @@ impl Controller {
         Ok(String::from_utf8(out.stdout)?)
     }
 
+    /// `tierwise rollout start --installation prod --to 26.3.100.34058` with
+    /// both acknowledgements that release needs and `extra` flags, whatever
+    /// its exit status.
+    pub fn rollout_start_output(&self, extra: &[&str]) -> Result<std::process::Output> {
+        let mut args = vec![
+            "rollout",
+            "start",
+            "--installation",
+            "prod",
+            "--to",
+            V263,
+            "--ack-breaking",
+            "--ack-server-manager-password",
+        ];
+        args.extend_from_slice(extra);
+        self.cli_output(&args)
+    }
+
+    /// As `rollout_start_output`, failing unless it started.
+    pub fn rollout_start(&self, extra: &[&str]) -> Result<()> {
+        let out = self.rollout_start_output(extra)?;
+        if !out.status.success() {
+            bail!(
+                "rollout start failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(())
+    }
+
     /// Records that `installation`'s maintenance runs until the end of 2026.
     pub fn license(&self, installation: &str) -> Result<()> {
         self.cli(&[

@@ -291,20 +291,7 @@ fn a_server_without_verifiable_databases_needs_an_explicit_acknowledgement() -> 
             .contains(&serde_json::json!("unverified-databases")),
         "{plan}"
     );
-    let start = |extra: &[&str]| {
-        let mut args = vec![
-            "rollout",
-            "start",
-            "--installation",
-            "prod",
-            "--to",
-            V263,
-            "--ack-breaking",
-            "--ack-server-manager-password",
-        ];
-        args.extend_from_slice(extra);
-        controller.cli_output(&args)
-    };
+    let start = |extra: &[&str]| controller.rollout_start_output(extra);
     let refused = start(&[])?;
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);

@@ -264,19 +264,7 @@ fn pause_resume_abort_and_approve() -> anyhow::Result<()> {
 }
 
 fn start(c: &Controller, extra: &[&str]) -> anyhow::Result<()> {
-    let mut args = vec![
-        "rollout",
-        "start",
-        "--installation",
-        "prod",
-        "--to",
-        V263,
-        "--ack-breaking",
-        "--ack-server-manager-password",
-    ];
-    args.extend_from_slice(extra);
-    c.cli(&args)?;
-    Ok(())
+    c.rollout_start(extra)
 }
 
 /// Stops client `index`'s agent, waits until the controller shows it

@@ -354,16 +354,7 @@ fn the_windows_agent_is_deployed_by_msi_and_policy_and_updates_its_client() -> R
 
     // Roll the installation out; the Windows client runs the vendor MSI.
     let rollout_started = Instant::now();
-    controller.cli(&[
-        "rollout",
-        "start",
-        "--installation",
-        "prod",
-        "--to",
-        V263,
-        "--ack-breaking",
-        "--ack-server-manager-password",
-    ])?;
+    controller.rollout_start(&[])?;
     let wait = wait_for("the rollout to complete", Duration::from_secs(180), || {
         let status: serde_json::Value =
             serde_json::from_str(&controller.cli(&["rollout", "status", "--json"])?)?;
