@@ -78,18 +78,27 @@ fn main() -> ExitCode {
     if args.service {
         return run_service(&args);
     }
-    // Console mode: logs to stderr, the level from the configuration.
-    let level = policy::read_sources(args.config.as_deref())
+    // Console mode: the configuration is read once, before logging starts,
+    // so its level applies from the first line; an error is reported by
+    // `run_main` like any other.
+    let loaded = policy::load(args.config.as_deref());
+    let level = loaded
+        .as_ref()
         .ok()
-        .and_then(|s| policy::resolve(&s).ok())
-        .and_then(|e| e.settings.log_level);
+        .and_then(|e| e.settings.log_level.clone());
     let log = logs::init(&Sink::Stderr, args.log_format, level.as_deref());
     // An agent has little to do; two workers keep its footprint small.
-    tierwise_runtime::run_main(Some(2), run_console(args, log))
+    tierwise_runtime::run_main(
+        Some(2),
+        async move { run_console(args, loaded?, log).await },
+    )
 }
 
-async fn run_console(args: Args, log: logs::LogControl) -> anyhow::Result<ExitCode> {
-    let effective = policy::load(args.config.as_deref())?;
+async fn run_console(
+    args: Args,
+    effective: policy::Effective,
+    log: logs::LogControl,
+) -> anyhow::Result<ExitCode> {
     if args.check {
         let inventory = probe::inventory(&effective.settings.components).await?;
         println!(

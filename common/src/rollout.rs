@@ -495,18 +495,10 @@ fn observed(hosts: &BTreeMap<&str, &HostRecord>, host_id: &str, role: Role) -> O
         .installed()
 }
 
-/// Whether what a succeeded step should have changed is what the agent now
-/// reports.
 /// What a succeeded step's host should report and what it reports now, when
 /// the two differ; `None` once verified (or for actions with nothing to
-/// verify).
-pub fn awaited_report(step: &ExecStep, hosts: &[HostRecord]) -> Option<(String, String)> {
-    let by_id: BTreeMap<&str, &HostRecord> =
-        hosts.iter().map(|h| (h.host_id.as_str(), h)).collect();
-    awaited(step, &by_id)
-}
-
-fn awaited(step: &ExecStep, hosts: &BTreeMap<&str, &HostRecord>) -> Option<(String, String)> {
+/// verify). `hosts` by host id, built once per snapshot.
+pub fn awaited(step: &ExecStep, hosts: &BTreeMap<&str, &HostRecord>) -> Option<(String, String)> {
     if verified(step, hosts) {
         return None;
     }
@@ -563,6 +555,8 @@ fn span(ms: i64) -> String {
     }
 }
 
+/// Whether what a succeeded step should have changed is what the agent now
+/// reports.
 fn verified(step: &ExecStep, hosts: &BTreeMap<&str, &HostRecord>) -> bool {
     match &step.action {
         StepAction::InstallComponent { role, version, .. } => {

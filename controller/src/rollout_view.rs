@@ -158,12 +158,14 @@ impl RolloutStatus {
                     .unwrap_or_default(),
             })
             .collect();
+        let by_id: std::collections::BTreeMap<&str, &HostRecord> =
+            hosts.iter().map(|h| (h.host_id.as_str(), h)).collect();
         let awaiting_reports = steps
             .iter()
             .filter(|s| s.phase == rollout.current_phase && s.state == StepState::Succeeded)
             .filter(|_| !rollout.state.is_final())
             .filter_map(|s| {
-                tierwise_common::rollout::awaited_report(s, hosts).map(|(expected, reported)| {
+                tierwise_common::rollout::awaited(s, &by_id).map(|(expected, reported)| {
                     AwaitedReport {
                         step_id: s.step_id.clone(),
                         host_id: s.host_id.clone(),

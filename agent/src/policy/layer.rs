@@ -2,7 +2,7 @@
 //! key or the install-time key, checked against the table (type, bounds,
 //! choices) before they take part in anything.
 
-use super::table::{self, Setting, Target, ValueKind};
+use super::table::{self, Setting, ValueKind};
 use std::collections::BTreeMap;
 
 /// A registry value as read, reduced to the types the table uses.
@@ -220,11 +220,6 @@ pub fn expand(text: &str, lookup: impl Fn(&str) -> Option<String>) -> String {
     }
     out.push_str(rest);
     out
-}
-
-/// Whether a setting belongs to a top-level key (as opposed to a component).
-pub fn is_top(setting: &Setting) -> bool {
-    matches!(setting.target, Target::Top(_))
 }
 
 #[cfg(test)]

@@ -50,17 +50,6 @@ pub enum Target {
     Action(&'static str, &'static str),
 }
 
-impl Target {
-    /// The key as written in the TOML file, for messages and `--check`.
-    pub fn toml_key(&self) -> String {
-        match self {
-            Target::Top(key) | Target::Component(key) => (*key).to_owned(),
-            Target::Probe(table, key) => format!("{table}.{key}"),
-            Target::Action(action, key) => format!("actions.{action}.{key}"),
-        }
-    }
-}
-
 /// The group a setting is shown in: one ADMX policy per group, so an
 /// administrator sets, say, a component's version probe in one dialog.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -138,10 +138,6 @@ impl Lifecycle {
         }
     }
 
-    pub fn state(&self) -> State {
-        self.state
-    }
-
     /// The agent is up (before any network I/O).
     pub fn running(&mut self) {
         if self.state == State::StartPending {

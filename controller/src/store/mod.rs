@@ -172,7 +172,7 @@ impl Store {
         // An `auto` host starts (or stays) where it was placed until its
         // new profiles are read below.
         placement::ensure_installation(&mut tx, report.installation.as_str()).await?;
-        sqlx::query(
+        let row = sqlx::query(
             "INSERT INTO hosts (host_id, hostname, installation, os, agent_version, \
                                 first_seen_ms, last_seen_ms, heartbeat_seconds, online, session_id, \
                                 claimed_installation) \
@@ -188,7 +188,8 @@ impl Store {
                 os = excluded.os, agent_version = excluded.agent_version, \
                 last_seen_ms = excluded.last_seen_ms, \
                 heartbeat_seconds = excluded.heartbeat_seconds, online = 1, \
-                session_id = excluded.session_id",
+                session_id = excluded.session_id \
+             RETURNING installation",
         )
         .bind(report.host_id.as_str())
         .bind(report.hostname.as_str())
@@ -198,11 +199,12 @@ impl Store {
         .bind(now_ms)
         .bind(i64::from(report.heartbeat_seconds))
         .bind(session_id)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
         write_inventory(&mut tx, &report.host_id, &report.inventory).await?;
         if report.installation == AUTO_INSTALLATION {
-            placement::place_one(&mut tx, &report.host_id).await?;
+            let current: String = row.try_get("installation")?;
+            placement::place_one(&mut tx, &report.host_id, &current, &report.inventory).await?;
         }
         if placement::moves_others(&report.installation, &report.inventory) {
             placement::place_all(&mut tx).await?;
@@ -221,28 +223,25 @@ impl Store {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let touched = sqlx::query(
-            "UPDATE hosts SET last_seen_ms = $3, online = 1 WHERE host_id = $1 AND session_id = $2",
+        // One statement both checks the session and says where the host
+        // belongs: this runs for every inventory report.
+        let Some(row) = sqlx::query(
+            "UPDATE hosts SET last_seen_ms = $3, online = 1 WHERE host_id = $1 AND session_id = $2 \
+             RETURNING installation, claimed_installation",
         )
         .bind(host_id)
         .bind(session_id)
         .bind(now_ms)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?
-        .rows_affected();
-        if touched == 0 {
+        else {
             return Ok(false);
-        }
+        };
         write_inventory(&mut tx, host_id, inventory).await?;
-        let row =
-            sqlx::query("SELECT installation, claimed_installation FROM hosts WHERE host_id = $1")
-                .bind(host_id)
-                .fetch_one(&mut *tx)
-                .await?;
         let installation: String = row.try_get("installation")?;
         let claimed: Option<String> = row.try_get("claimed_installation")?;
         if claimed.as_deref() == Some(AUTO_INSTALLATION) {
-            placement::place_one(&mut tx, host_id).await?;
+            placement::place_one(&mut tx, host_id, &installation, inventory).await?;
         } else if placement::moves_others(&installation, inventory) {
             placement::place_all(&mut tx).await?;
         }

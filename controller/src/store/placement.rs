@@ -155,24 +155,25 @@ fn keeps_placement(current: &str, profiles: &[DatabaseProfile]) -> bool {
     profiles.is_empty() && current != AUTO_INSTALLATION
 }
 
-/// Places one host that claimed `auto` by the profiles it just reported.
-pub(super) async fn place_one(tx: &mut Tx<'_>, host_id: &str) -> Result<(), StoreError> {
-    let mappings = mappings(tx).await?;
-    let servers = servers(tx).await?;
-    let profiles = host_profiles(tx, host_id).await?;
-    let current: Option<String> = sqlx::query("SELECT installation FROM hosts WHERE host_id = $1")
-        .bind(host_id)
-        .fetch_optional(&mut **tx)
-        .await?
-        .map(|row| row.try_get("installation"))
-        .transpose()?;
-    if current
-        .as_deref()
-        .is_some_and(|c| keeps_placement(c, &profiles))
+/// Places one host that claimed `auto` (now in `current`) by the profiles
+/// it just reported.
+pub(super) async fn place_one(
+    tx: &mut Tx<'_>,
+    host_id: &str,
+    current: &str,
+    inventory: &tierwise_common::Inventory,
+) -> Result<(), StoreError> {
+    let profiles = match inventory
+        .component(tierwise_common::Role::Client)
+        .map(|c| &c.facts)
     {
+        Some(tierwise_common::Facts::Client(client)) => client.profiles.as_slice(),
+        _ => &[],
+    };
+    if keeps_placement(current, profiles) {
         return Ok(());
     }
-    let placement = place(&profiles, &mappings, &servers);
+    let placement = place(profiles, &mappings(tx).await?, &servers(tx).await?);
     let (installation, note) = columns(&placement);
     write(tx, host_id, installation, note).await
 }
