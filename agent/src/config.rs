@@ -154,6 +154,9 @@ pub struct ActionCommand {
     pub timeout: Duration,
     /// Exit codes that mean "try again later" (default: 1618).
     pub transient_exit_codes: Vec<i32>,
+    /// Exit codes that mean "succeeded, the host must restart" (default:
+    /// 3010, 1641).
+    pub restart_exit_codes: Vec<i32>,
 }
 
 /// Placeholders an action command may use.
@@ -250,6 +253,7 @@ struct RawActions {
     install: Option<Spanned<RawActionCommand>>,
     start_services: Option<Spanned<RawActionCommand>>,
     reactivate_databases: Option<Spanned<RawActionCommand>>,
+    restart: Option<Spanned<RawActionCommand>>,
 }
 
 #[derive(Deserialize)]
@@ -258,6 +262,7 @@ struct RawActionCommand {
     command: Vec<String>,
     timeout_seconds: Option<u32>,
     transient_exit_codes: Option<Vec<i32>>,
+    restart_exit_codes: Option<Vec<i32>>,
 }
 
 /// Default limit for an action command: installers can take a while.
@@ -296,7 +301,33 @@ fn action_command(raw: &RawActionCommand) -> Result<ActionCommand, String> {
             .transient_exit_codes
             .clone()
             .unwrap_or_else(|| vec![tierwise_common::action::MSI_ALREADY_RUNNING]),
+        restart_exit_codes: raw
+            .restart_exit_codes
+            .clone()
+            .unwrap_or_else(|| tierwise_common::action::DEFAULT_RESTART_EXIT_CODES.to_vec()),
     })
+}
+
+/// On Windows, a component without its own `restart` action restarts the
+/// machine after a minute's warning to whoever is logged on.
+fn default_windows_restart() -> ActionCommand {
+    ActionCommand {
+        argv: [
+            "shutdown.exe",
+            "/r",
+            "/t",
+            "60",
+            "/d",
+            "p:2:17",
+            "/c",
+            "Tierwise: this computer restarts in one minute to finish the Password Secure update.",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        timeout: Duration::from_secs(60),
+        transient_exit_codes: vec![tierwise_common::action::MSI_ALREADY_RUNNING],
+        restart_exit_codes: Vec::new(),
+    }
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -663,6 +694,7 @@ fn parse_with(
                 ("install", &raw.install, false),
                 ("start_services", &raw.start_services, false),
                 ("reactivate_databases", &raw.reactivate_databases, true),
+                ("restart", &raw.restart, false),
             ] {
                 let Some(entry) = entry else { continue };
                 let name = format!("actions.{key}");
@@ -684,6 +716,9 @@ fn parse_with(
                     .map_err(|m| here(&name, Some(entry.span()), m))?;
                 actions.insert(key, command);
             }
+        }
+        if cfg!(windows) && !actions.contains_key("restart") {
+            actions.insert("restart", default_windows_restart());
         }
         components.push(ComponentSpec {
             role,

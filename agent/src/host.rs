@@ -37,6 +37,44 @@ fn describe() -> Option<String> {
     None
 }
 
+/// When this machine last started (Unix ms), so the controller can tell
+/// that a restart it waited for happened. `TIERWISE_AGENT_BOOT_MS` overrides
+/// it, for testing restart orchestration where a machine cannot restart.
+pub fn boot_ms() -> Option<i64> {
+    if let Some(value) = std::env::var_os("TIERWISE_AGENT_BOOT_MS") {
+        return value.to_str().and_then(|v| v.trim().parse().ok());
+    }
+    booted()
+}
+
+#[cfg(target_os = "linux")]
+fn booted() -> Option<i64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let seconds: i64 = stat
+        .lines()
+        .find_map(|line| line.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    seconds.checked_mul(1000)
+}
+
+#[cfg(windows)]
+#[allow(unsafe_code)]
+fn booted() -> Option<i64> {
+    // SAFETY: GetTickCount64 takes no arguments and cannot fail.
+    let up_ms = unsafe { windows_sys::Win32::System::SystemInformation::GetTickCount64() };
+    let now = tierwise_runtime::clock::now_ms();
+    // Rounded to seconds: the two clocks are read at slightly different
+    // moments, and a boot time must not move between hellos.
+    Some((now - i64::try_from(up_ms).ok()?) / 1000 * 1000)
+}
+
+#[cfg(not(any(target_os = "linux", windows)))]
+fn booted() -> Option<i64> {
+    None
+}
+
 /// The machine-wide application data folder (`C:\ProgramData`), asked of
 /// the shell rather than read from `%ProgramData%`: a service's environment
 /// is not always the interactive one, and the MSI creates the agent's

@@ -115,6 +115,7 @@ async fn run_session(
             agent_version: env!("CARGO_PKG_VERSION").to_owned(),
             heartbeat_seconds: u32::try_from(settings.heartbeat.as_secs()).unwrap_or(u32::MAX),
             inventory: Some((&inventory).into()),
+            boot_ms: host::boot_ms().unwrap_or(0),
         })),
     };
     // The channel is new and empty: this cannot fail for lack of room.

@@ -39,6 +39,7 @@ fn recorder(dir: &Path) -> ActionCommand {
         ],
         timeout: Duration::from_secs(10),
         transient_exit_codes: vec![],
+        restart_exit_codes: vec![],
     }
 }
 

@@ -35,6 +35,7 @@ fn installer(dir: &Path) -> ActionCommand {
         ],
         timeout: Duration::from_secs(10),
         transient_exit_codes: vec![1618],
+        restart_exit_codes: vec![30],
     }
 }
 
@@ -105,7 +106,8 @@ async fn runs_the_configured_command_once_per_step_id() {
 
 /// Exit codes as the executor reads them. Unix exit statuses stop at 255,
 /// so 3010 and 1641 (Windows Installer) are covered by the pure
-/// `interpret_exit_code` tests in common; here the transient list is local.
+/// `interpret_exit_code` tests in common; here the transient and restart
+/// lists are local.
 #[tokio::test]
 async fn exit_codes_decide_the_outcome() {
     let dir = tempfile::tempdir().unwrap();
@@ -121,6 +123,7 @@ async fn exit_codes_decide_the_outcome() {
             StepOutcome::FailedTransient,
             "exit code 75: may succeed when retried",
         ),
+        ("c30", 30, StepOutcome::SucceededRestartRequired, ""),
         ("c1", 1, StepOutcome::Failed, "`sh` exited with code 1"),
     ] {
         std::fs::write(dir.path().join("exit"), code.to_string()).unwrap();
@@ -381,6 +384,7 @@ mod drain {
             ],
             timeout: Duration::from_secs(60),
             transient_exit_codes: vec![],
+            restart_exit_codes: vec![],
         }
     }
 

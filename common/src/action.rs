@@ -37,6 +37,11 @@ pub enum StepAction {
     },
     /// Probe now and report the inventory.
     Reprobe,
+    /// Restart the host to finish a step of `role`'s component; the command
+    /// is the host's own (on Windows by default a delayed `shutdown /r`).
+    Restart {
+        role: Role,
+    },
 }
 
 impl StepAction {
@@ -50,6 +55,7 @@ impl StepAction {
             StepAction::ReactivateDatabases { .. } => "reactivate_databases",
             StepAction::DeployWebApp { .. } => "deploy_web_app",
             StepAction::Reprobe => "reprobe",
+            StepAction::Restart { .. } => "restart",
         }
     }
 
@@ -59,7 +65,8 @@ impl StepAction {
             StepAction::Backup | StepAction::ReactivateDatabases { .. } => Some(Role::Server),
             StepAction::StopServices { role }
             | StepAction::StartServices { role }
-            | StepAction::InstallComponent { role, .. } => Some(*role),
+            | StepAction::InstallComponent { role, .. }
+            | StepAction::Restart { role } => Some(*role),
             StepAction::DeployWebApp { .. } => Some(Role::Web),
             StepAction::Reprobe => None,
         }
@@ -140,13 +147,18 @@ pub const MSI_RESTART_REQUIRED: i32 = 3010;
 /// Windows Installer: success, restart initiated.
 pub const MSI_RESTART_STARTED: i32 = 1641;
 
-/// Reads an installer's exit code: 0 succeeds; 3010 and 1641 succeed with a
-/// restart required; codes in `transient` (by default 1618) may be retried;
-/// anything else, or no code at all (killed), fails.
-pub fn interpret_exit_code(code: Option<i32>, transient: &[i32]) -> StepOutcome {
+/// The exit codes that mean "succeeded, restart required" unless an
+/// action's configuration says otherwise.
+pub const DEFAULT_RESTART_EXIT_CODES: [i32; 2] = [MSI_RESTART_REQUIRED, MSI_RESTART_STARTED];
+
+/// Reads an installer's exit code: 0 succeeds; codes in `restart` (by
+/// default 3010 and 1641) succeed with a restart required; codes in
+/// `transient` (by default 1618) may be retried; anything else, or no code
+/// at all (killed), fails.
+pub fn interpret_exit_code(code: Option<i32>, transient: &[i32], restart: &[i32]) -> StepOutcome {
     match code {
         Some(0) => StepOutcome::Succeeded,
-        Some(MSI_RESTART_REQUIRED | MSI_RESTART_STARTED) => StepOutcome::SucceededRestartRequired,
+        Some(code) if restart.contains(&code) => StepOutcome::SucceededRestartRequired,
         Some(code) if transient.contains(&code) => StepOutcome::FailedTransient,
         _ => StepOutcome::Failed,
     }
@@ -160,26 +172,34 @@ mod tests {
     fn installer_exit_codes() {
         let transient = [MSI_ALREADY_RUNNING];
         assert_eq!(
-            interpret_exit_code(Some(0), &transient),
+            interpret_exit_code(Some(0), &transient, &DEFAULT_RESTART_EXIT_CODES),
             StepOutcome::Succeeded
         );
         assert_eq!(
-            interpret_exit_code(Some(3010), &transient),
+            interpret_exit_code(Some(3010), &transient, &DEFAULT_RESTART_EXIT_CODES),
             StepOutcome::SucceededRestartRequired
         );
         assert_eq!(
-            interpret_exit_code(Some(1641), &transient),
+            interpret_exit_code(Some(1641), &transient, &DEFAULT_RESTART_EXIT_CODES),
             StepOutcome::SucceededRestartRequired
         );
         assert_eq!(
-            interpret_exit_code(Some(1618), &transient),
+            interpret_exit_code(Some(1618), &transient, &DEFAULT_RESTART_EXIT_CODES),
             StepOutcome::FailedTransient
         );
         assert_eq!(
-            interpret_exit_code(Some(1603), &transient),
+            interpret_exit_code(Some(1603), &transient, &DEFAULT_RESTART_EXIT_CODES),
             StepOutcome::Failed
         );
-        assert_eq!(interpret_exit_code(None, &transient), StepOutcome::Failed);
+        assert_eq!(
+            interpret_exit_code(None, &transient, &DEFAULT_RESTART_EXIT_CODES),
+            StepOutcome::Failed
+        );
+        assert_eq!(
+            interpret_exit_code(Some(194), &transient, &[194]),
+            StepOutcome::SucceededRestartRequired,
+            "an installer with its own restart code"
+        );
         assert!(StepOutcome::SucceededRestartRequired.succeeded());
         assert!(!StepOutcome::Interrupted.succeeded());
     }

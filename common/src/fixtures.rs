@@ -22,6 +22,7 @@ pub fn host(host_id: &str, installation: &str) -> HostRecord {
         heartbeat_seconds: 10,
         inventory: Inventory::default(),
         placement: None,
+        boot_ms: Some(1_700_000_000_000),
     }
 }
 

@@ -302,6 +302,10 @@ pub struct HostRecord {
     /// placed it and how, or why it could not (`installation` is then
     /// `auto`). `None` for an agent that named its installation.
     pub placement: Option<crate::Placement>,
+    /// When the host last started (Unix ms), as its agent reports it: a
+    /// restart the rollout waited for is done once this is later than the
+    /// step's result. `None` from agents that do not say.
+    pub boot_ms: Option<i64>,
 }
 
 #[cfg(test)]

@@ -34,24 +34,38 @@ pub enum PlanError {
     NoHosts(String),
 }
 
-/// One action on one host (or one database of the primary server).
+/// One action on one host: each is one step of the rollout, so the plan
+/// and the rollout's status count the same steps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Backup,
+    /// Before an install on the primary server or an application server.
+    StopServices,
     InstallServer,
-    ReactivateDatabase,
+    /// After an install on the primary server or an application server.
+    StartServices,
+    /// One reactivation on the primary server for all its databases.
+    ReactivateDatabases,
     InstallAppServer,
     DeployWebApp,
     InstallClient,
+}
+
+/// A database a reactivation raises, with its patch level now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseChange {
+    pub name: String,
+    pub from: Option<Version>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Step {
     pub host_id: String,
     pub action: Action,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub database: Option<String>,
+    /// For `reactivate_databases`: the databases it raises to `to`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub databases: Vec<DatabaseChange>,
     /// The version now (the patch level, for a database); `None` if unknown.
     pub from: Option<Version>,
     pub to: Version,
@@ -198,7 +212,7 @@ fn component_step(
             Ok(Some(Step {
                 host_id: host.host_id.clone(),
                 action,
-                database: None,
+                databases: Vec::new(),
                 from: Some(*installed),
                 to: target.version,
                 offline: !host.online,
@@ -213,6 +227,21 @@ fn component_step(
             Err(())
         }
     }
+}
+
+/// An install on a server runs between stopping and starting its services.
+fn with_services(install: Step) -> [Step; 3] {
+    [
+        Step {
+            action: Action::StopServices,
+            ..install.clone()
+        },
+        install.clone(),
+        Step {
+            action: Action::StartServices,
+            ..install
+        },
+    ]
 }
 
 /// Plans moving `request.installation` to `request.target`.
@@ -300,14 +329,11 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
                 Ok(step) => {
                     if let Some(step) = step {
                         backup_phase.steps.push(Step {
-                            host_id: server.host_id.clone(),
                             action: Action::Backup,
-                            database: None,
-                            from: step.from,
                             to: step.from.unwrap_or(target.version),
-                            offline: step.offline,
+                            ..step.clone()
                         });
-                        server_phase.steps.push(step);
+                        server_phase.steps.extend(with_services(step));
                     }
                 }
                 // Every refusal comes with its finding.
@@ -354,6 +380,7 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
                         "configure the agent's `databases` probe on the primary server".to_owned(),
                     ));
                 }
+                let mut raised = Vec::new();
                 for db in &facts.databases {
                     let subject = Subject::Database {
                         host_id: server.host_id.clone(),
@@ -386,15 +413,23 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
                     let needs =
                         server_updated || !db.active || db.patch_level != Some(target.version);
                     if needs {
-                        database_phase.steps.push(Step {
-                            host_id: server.host_id.clone(),
-                            action: Action::ReactivateDatabase,
-                            database: Some(db.name.clone()),
+                        raised.push(DatabaseChange {
+                            name: db.name.clone(),
                             from: db.patch_level,
-                            to: target.version,
-                            offline: !server.online,
                         });
                     }
+                }
+                // One reactivation raises them all (the configured command
+                // works on the Server Manager, not on one database).
+                if !raised.is_empty() {
+                    database_phase.steps.push(Step {
+                        host_id: server.host_id.clone(),
+                        action: Action::ReactivateDatabases,
+                        from: raised.iter().filter_map(|d| d.from).min(),
+                        databases: raised,
+                        to: target.version,
+                        offline: !server.online,
+                    });
                 }
             }
         }
@@ -426,7 +461,9 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
                 catalogue,
                 &mut findings,
             ) {
-                Ok(step) => app_phase.steps.extend(step),
+                Ok(step) => app_phase
+                    .steps
+                    .extend(step.into_iter().flat_map(with_services)),
                 Err(()) => app_phase.blocked = true,
             }
         }

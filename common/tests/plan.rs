@@ -76,13 +76,40 @@ fn a_breaking_update_in_vendor_order() {
         }
     ));
     assert_eq!(plan.phases[0].steps[0].action, Action::Backup);
-    assert_eq!(plan.phases[1].steps[0].from, Some(v(V931)));
-    let databases: Vec<_> = plan.phases[2]
-        .steps
+    // The plan lists the steps the rollout runs: stop, install, start on
+    // the server; one reactivation for all databases.
+    let server: Vec<Action> = plan.phases[1].steps.iter().map(|s| s.action).collect();
+    assert_eq!(
+        server,
+        [
+            Action::StopServices,
+            Action::InstallServer,
+            Action::StartServices
+        ]
+    );
+    assert_eq!(plan.phases[1].steps[1].from, Some(v(V931)));
+    assert_eq!(plan.phases[2].steps.len(), 1);
+    let databases: Vec<&str> = plan.phases[2].steps[0]
+        .databases
         .iter()
-        .map(|s| s.database.clone().unwrap())
+        .map(|d| d.name.as_str())
         .collect();
     assert_eq!(databases, ["PSDB", "Archive"]);
+    let (phases, steps) = tierwise_common::rollout::steps_from_plan("r1", &plan, 0);
+    for (index, phase) in plan
+        .phases
+        .iter()
+        .filter(|p| !p.steps.is_empty())
+        .enumerate()
+    {
+        assert_eq!(phases[index].kind, phase.kind);
+        assert_eq!(
+            steps.iter().filter(|s| s.phase == index).count(),
+            phase.steps.len(),
+            "{:?}: plan and rollout count the same steps",
+            phase.kind
+        );
+    }
     assert_eq!(plan.phases[4].steps[0].action, Action::DeployWebApp);
     let client_steps: usize = plan.phases[5..].iter().map(|p| p.steps.len()).sum();
     assert_eq!(client_steps, 20);

@@ -149,6 +149,7 @@ fn main() {
                             agent_version: "load".into(),
                             heartbeat_seconds: 60,
                             inventory: None,
+                            boot_ms: 0,
                         })),
                     })
                     .await

@@ -1,17 +1,20 @@
 //! The rollout engine: level-triggered. For each running rollout it loads a
 //! snapshot from the store, asks the pure `decide` what to do, applies the
-//! decisions in one transaction and only then sends the dispatched steps to
-//! the connected agents. It wakes on every step result and inventory change,
+//! decisions in one transaction and only then hands what was dispatched to
+//! the connected agents, through the `Deliver` interface (domain types, no
+//! protobuf). Delivery is level-triggered too: on every hello a host is given
+//! everything it has outstanding (`outstanding`), and its journal answers
+//! what it already ran. It wakes on every step result and inventory change,
 //! and on a short tick; a restarted controller just carries on.
 
-use crate::grpc::sessions::Sessions;
+use crate::delivery::Deliver;
 use crate::store::{HostFilter, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tierwise_common::action::StepAction;
-use tierwise_common::rollout::{decide, dispatch_id, Decision, ExecStep, RolloutSnapshot};
-use tierwise_proto::v1::{controller_message, ControllerMessage};
+use tierwise_common::rollout::{
+    decide, outstanding, restart_delivery, Decision, ExecStep, RolloutSnapshot, StepState,
+};
 use tierwise_runtime::clock::now_ms;
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -22,15 +25,15 @@ const TICK: Duration = Duration::from_millis(500);
 #[derive(Clone, Debug)]
 pub struct Engine {
     store: Store,
-    sessions: Sessions,
+    deliver: Arc<dyn Deliver>,
     wake: Arc<Notify>,
 }
 
 impl Engine {
-    pub fn new(store: Store, sessions: Sessions) -> Self {
+    pub fn new(store: Store, deliver: Arc<dyn Deliver>) -> Self {
         Self {
             store,
-            sessions,
+            deliver,
             wake: Arc::new(Notify::new()),
         }
     }
@@ -52,7 +55,9 @@ impl Engine {
         }
     }
 
-    async fn evaluate_all(&self) -> Result<(), StoreError> {
+    /// Evaluates every running rollout until nothing changes (what the run
+    /// loop does on each wake-up).
+    pub async fn evaluate_all(&self) -> Result<(), StoreError> {
         for id in self.store.running_rollout_ids().await? {
             // Phases can complete one after another within one wake-up.
             for _ in 0..16 {
@@ -102,18 +107,35 @@ impl Engine {
         else {
             return Ok(false);
         };
-        // Only what the store really moved to dispatched goes out, with the
-        // attempt number it recorded.
+        // Only what the store really moved goes out, with the attempt
+        // number it recorded: a pending step's attempt, or the restart that
+        // finishes a succeeded one.
         let by_id: HashMap<&str, &ExecStep> =
             steps.iter().map(|s| (s.step_id.as_str(), s)).collect();
         for (step_id, attempt) in &dispatched {
-            if let Some(step) = by_id.get(step_id.as_str()) {
-                self.send(
-                    &step.host_id,
-                    &dispatch_id(step_id, *attempt, &rollout.nonce),
-                    &step.action,
-                );
-            }
+            let Some(step) = by_id.get(step_id.as_str()) else {
+                continue;
+            };
+            let sent = ExecStep {
+                attempts: *attempt,
+                ..(*step).clone()
+            };
+            let delivery = if step.state == StepState::Succeeded {
+                restart_delivery(&sent, &rollout.nonce)
+            } else {
+                let Some(delivery) = outstanding(
+                    &ExecStep {
+                        state: StepState::Dispatched,
+                        ..sent
+                    },
+                    &rollout.nonce,
+                    None,
+                ) else {
+                    continue;
+                };
+                delivery
+            };
+            self.deliver.deliver(&delivery);
         }
         for decision in &decisions {
             match decision {
@@ -131,6 +153,12 @@ impl Engine {
                     warn!(rollout = %id, %step_id, %reason, "step not verified in time")
                 }
                 Decision::Retry { step_id } => info!(rollout = %id, %step_id, "retrying a step"),
+                Decision::Restart { step_id } => {
+                    info!(rollout = %id, %step_id, "restarting the host to finish a step")
+                }
+                Decision::AwaitRestart { hosts } => {
+                    info!(rollout = %id, ?hosts, "restarts wait for approval")
+                }
             }
         }
         Ok(decisions
@@ -138,54 +166,19 @@ impl Engine {
             .any(|d| matches!(d, Decision::EnterPhase { .. } | Decision::Retry { .. })))
     }
 
-    /// Sends one attempt of a step (its dispatch id) to its host if it is connected here; otherwise the step
-    /// stays dispatched and goes out when the host says hello.
-    pub fn send(&self, host_id: &str, step_id: &str, action: &StepAction) {
-        let Some(outbound) = self.sessions.outbound(host_id) else {
-            return;
-        };
-        let message = ControllerMessage {
-            body: Some(controller_message::Body::Command(
-                tierwise_proto::convert::command_to_wire(step_id, action),
-            )),
-        };
-        tracing::debug!(%host_id, %step_id, "step sent");
-        if outbound.try_send(Ok(message)).is_err() {
-            warn!(%host_id, %step_id, "the agent's queue is full; the step goes out when it reconnects");
-        }
-    }
-
-    /// Sends every unanswered step of a rollout again (after `resume`: a
-    /// result may have been lost while it was paused).
-    pub async fn resend_rollout(&self, rollout_id: &str) -> Result<(), StoreError> {
-        if let Some((rollout, steps)) = self.store.rollout(rollout_id).await? {
-            for step in steps
-                .iter()
-                .filter(|s| s.state == tierwise_common::rollout::StepState::Dispatched)
-            {
-                self.send_step(step, &rollout.nonce);
+    /// Hands a host that just said hello everything it has outstanding:
+    /// the current attempt of each dispatched step (their timeout starts
+    /// again: the host may have been away for long) and each requested
+    /// restart it has not done (it booted at `boot_ms`). Returns how many.
+    pub async fn hello(&self, host_id: &str, boot_ms: Option<i64>) -> Result<usize, StoreError> {
+        self.store.touch_dispatched(host_id, now_ms()).await?;
+        let mut sent = 0;
+        for (step, nonce) in self.store.outstanding_steps(host_id).await? {
+            if let Some(delivery) = outstanding(&step, &nonce, boot_ms) {
+                self.deliver.deliver(&delivery);
+                sent += 1;
             }
         }
-        Ok(())
-    }
-
-    /// Sends a dispatched step's current attempt.
-    fn send_step(&self, step: &ExecStep, nonce: &str) {
-        self.send(
-            &step.host_id,
-            &dispatch_id(&step.step_id, step.attempts, nonce),
-            &step.action,
-        );
-    }
-
-    /// Sends again what a host was given and has not answered, after it
-    /// (re)connects. The agent's journal makes this safe.
-    pub async fn redeliver(&self, host_id: &str) -> Result<(), StoreError> {
-        // Their timeout starts again: the host may have been away for long.
-        self.store.touch_dispatched(host_id, now_ms()).await?;
-        for (step, nonce) in self.store.dispatched_steps(host_id).await? {
-            self.send_step(&step, &nonce);
-        }
-        Ok(())
+        Ok(sent)
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod artifacts;
 pub mod cli;
+pub mod delivery;
 pub mod demo;
 pub mod engine;
 pub mod grpc;

@@ -344,6 +344,13 @@ enum RolloutCommand {
         /// reactivate_databases=15m [default: 30m each].
         #[arg(long = "verify-timeout", value_name = "ACTION=DURATION")]
         verify_timeouts: Vec<String>,
+        /// What happens when an installer says its host must restart (exit
+        /// 3010 or 1641), per role (repeatable): server=ask, client=auto,
+        /// web=never. ask waits for `rollout approve`, auto restarts the
+        /// host at once, never lists it for you [default: client=auto, the
+        /// rest ask].
+        #[arg(long = "restart", value_name = "ROLE=POLICY")]
+        restarts: Vec<String>,
     },
     /// All rollouts.
     List {
@@ -534,6 +541,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     error_threshold,
                     approve_phases,
                     verify_timeouts,
+                    restarts,
                 } => {
                     cli::rollout::start(
                         &mut client,
@@ -547,6 +555,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             ack_server_manager_password,
                             acks,
                             verify_timeouts,
+                            restarts,
                         },
                     )
                     .await?

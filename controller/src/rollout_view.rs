@@ -44,6 +44,20 @@ pub struct AwaitedReport {
     pub since: String,
 }
 
+/// A host that must restart to finish a step of the current phase.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingRestart {
+    pub step_id: String,
+    pub host_id: String,
+    /// The role's restart policy: `ask`, `auto` or `never`.
+    pub policy: String,
+    /// `required` (waiting for the policy: an approval, or you with
+    /// `never`), `approved` or `requested` (the restart was sent).
+    pub state: String,
+    /// When the step succeeded or the restart was sent (RFC 3339).
+    pub since: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunningStep {
     pub step_id: String,
@@ -79,6 +93,9 @@ pub struct RolloutStatus {
     /// does not report yet.
     #[serde(default)]
     pub awaiting_reports: Vec<AwaitedReport>,
+    /// Hosts that must restart to finish a step, not restarted yet.
+    #[serde(default)]
+    pub pending_restarts: Vec<PendingRestart>,
 }
 
 impl RolloutStatus {
@@ -176,6 +193,22 @@ impl RolloutStatus {
                 })
             })
             .collect();
+        let pending_restarts = steps
+            .iter()
+            .filter(|_| !rollout.state.is_final())
+            .filter(|s| tierwise_common::rollout::restart_pending(s, &by_id))
+            .map(|s| PendingRestart {
+                step_id: s.step_id.clone(),
+                host_id: s.host_id.clone(),
+                policy: rollout
+                    .options
+                    .restart_policy(s.action.role().unwrap_or(tierwise_common::Role::Client))
+                    .as_str()
+                    .to_owned(),
+                state: s.restart.as_str().to_owned(),
+                since: rfc3339(s.changed_ms),
+            })
+            .collect();
         let mut skipped_hosts: Vec<String> = steps
             .iter()
             .filter(|s| s.state == StepState::Skipped)
@@ -198,6 +231,7 @@ impl RolloutStatus {
             running,
             skipped_hosts,
             awaiting_reports,
+            pending_restarts,
         }
     }
 }

@@ -161,7 +161,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     let auth = Authenticator::new(store.clone());
     let sessions = Sessions::default();
     let (drain_tx, drained) = mpsc::channel::<()>(1);
-    let engine = Engine::new(store.clone(), sessions.clone());
+    let engine = Engine::new(store.clone(), Arc::new(sessions.clone()));
     let artifacts = crate::artifacts::ArtifactStore::new(&settings.data_dir);
 
     let agent_service = AgentServiceServer::new(AgentGateway::new(

@@ -48,6 +48,7 @@ fn report(host_id: &str, installation: &str, inventory: Inventory) -> HostReport
         agent_version: "0.1.0".into(),
         heartbeat_seconds: 10,
         inventory,
+        boot_ms: Some(1_700_000_000_000),
     }
 }
 
@@ -583,7 +584,7 @@ async fn rollouts(store: &Store, t0: i64) {
     use tierwise_common::action::{StepAction, StepOutcome};
     use tierwise_common::plan::PhaseKind;
     use tierwise_common::rollout::{
-        Decision, ExecPhase, ExecStep, RolloutOptions, RolloutState, StepState,
+        Command, Decision, ExecPhase, ExecStep, Refusal, RolloutOptions, RolloutState, StepState,
     };
     use tierwise_controller::store::rollouts::{RolloutError, StepResultRecord};
 
@@ -598,6 +599,7 @@ async fn rollouts(store: &Store, t0: i64) {
             changed_ms: t0,
             outcome: None,
             reason: String::new(),
+            restart: Default::default(),
         };
         (
             vec![ExecPhase {
@@ -637,7 +639,7 @@ async fn rollouts(store: &Store, t0: i64) {
             .unwrap(),
         Some(vec![])
     );
-    let pending = store.dispatched_steps("srv-01").await.unwrap();
+    let pending = store.outstanding_steps("srv-01").await.unwrap();
     assert_eq!((pending.len(), pending[0].0.attempts), (1, 1));
     // Every rollout has a random tag of its own in its dispatch ids.
     let nonce = rollout.nonce.clone();
@@ -706,15 +708,8 @@ async fn rollouts(store: &Store, t0: i64) {
     );
 
     // Decisions made for an outdated state are not applied.
-    let paused = store
-        .change_rollout_state(
-            "r1",
-            "pause",
-            &[RolloutState::Running],
-            RolloutState::Paused,
-            "tester",
-            t0 + 4,
-        )
+    let (paused, _) = store
+        .apply_command("r1", &Command::Pause, "tester", t0 + 4)
         .await
         .unwrap();
     assert_eq!(paused.state, RolloutState::Paused);
@@ -726,16 +721,15 @@ async fn rollouts(store: &Store, t0: i64) {
         None
     );
     let wrong = store
-        .change_rollout_state(
-            "r1",
-            "approve",
-            &[RolloutState::WaitingForApproval],
-            RolloutState::Running,
-            "tester",
-            t0 + 6,
-        )
+        .apply_command("r1", &Command::Approve, "tester", t0 + 6)
         .await;
-    assert!(matches!(wrong, Err(RolloutError::WrongState { .. })));
+    assert!(matches!(
+        wrong,
+        Err(RolloutError::Refused {
+            refusal: Refusal::WrongState { .. },
+            ..
+        })
+    ));
     let audit = store.audit_log(10).await.unwrap();
     let rollout_entries: Vec<_> = audit
         .iter()

@@ -253,6 +253,7 @@ impl From<&HostRecord> for v1::HostView {
                 Some(Placement::Placed { by, .. }) => by.clone(),
                 Some(Placement::Unassigned { reason }) => reason.clone(),
             },
+            boot_ms: host.boot_ms.unwrap_or(0),
         }
     }
 }
@@ -274,6 +275,7 @@ impl TryFrom<&v1::HostView> for HostRecord {
             last_seen_ms: wire.last_seen_ms,
             heartbeat_seconds: wire.heartbeat_seconds,
             inventory,
+            boot_ms: (wire.boot_ms > 0).then_some(wire.boot_ms),
             placement: match v1::Placement::try_from(wire.placement) {
                 Ok(v1::Placement::Placed) => Some(Placement::Placed {
                     installation: wire.installation.clone(),
@@ -342,6 +344,7 @@ pub fn command_to_wire(step_id: &str, action: &StepAction) -> v1::Command {
             artifact_sha256: artifact_sha256.clone().unwrap_or_default(),
         }),
         StepAction::Reprobe => A::Reprobe(v1::Empty {}),
+        StepAction::Restart { role: r } => A::Restart(v1::RoleAction { role: role(*r) }),
     };
     v1::Command {
         step_id: step_id.to_owned(),
@@ -379,6 +382,9 @@ pub fn command_from_wire(command: &v1::Command) -> Result<(String, StepAction), 
             artifact_sha256: non_empty(&a.artifact_sha256),
         },
         A::Reprobe(_) => StepAction::Reprobe,
+        A::Restart(a) => StepAction::Restart {
+            role: role(a.role)?,
+        },
     };
     Ok((command.step_id.clone(), action))
 }

@@ -435,12 +435,30 @@ impl Agent {
         Ok(())
     }
 
+    /// Stands in for a restart of the machine, which cannot happen here:
+    /// the agent stops and starts again reporting a boot time of now.
+    pub fn reboot(&mut self) -> Result<()> {
+        set_file(
+            &self.dir.join("boot_ms"),
+            &std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis()
+                .to_string(),
+        )?;
+        self.restart()
+    }
+
     /// Adds stand-in installers to the agent's configuration and restarts
     /// it. Each action appends "<host> <action> <version>" to `order_log`
     /// (shared by all hosts) and to the host's own `runs.log`; `install`
     /// takes `delay` and then changes the version file, `reactivate` marks
-    /// every database active at the new patch level. A file `fail` in the
-    /// host's directory makes the next action exit with the code it holds.
+    /// every database active at the new patch level, `restart` marks the file
+    /// `restart-requested` (the harness then calls `reboot`). A file `fail`
+    /// in the host's directory makes the next action exit with the code it
+    /// holds; a file `exit-after-ACTION` makes that action's next run do its
+    /// work and then exit with the code it holds (30: restart required, as
+    /// the stand-ins' `restart_exit_codes` say; a Unix exit code cannot be
+    /// 3010).
     pub fn with_installers(&mut self, order_log: &Path, delay: &str) -> Result<()> {
         self.with_installers_using(order_log, delay, false)
     }
@@ -468,10 +486,12 @@ echo "{host}: $action $version in progress"
 echo "{host} $action $version" >> "{order}"
 case "$action" in
   install) sleep {delay}; echo "$version" > "{dir}/VERSION.tmp"; mv "{dir}/VERSION.tmp" "{dir}/VERSION" ;;
+  restart) touch "{dir}/restart-requested" ;;
   reactivate)
     sed -e 's/"active": false/"active": true/g' -e "s/\"patch_level\": \"[0-9.]*\"/\"patch_level\": \"$version\"/g" "{dir}/databases.json" > "{dir}/db.tmp" && mv "{dir}/db.tmp" "{dir}/databases.json" ;;
 esac
 echo "done: $action $version"
+if [ -f "{dir}/exit-after-$action" ]; then code=$(cat "{dir}/exit-after-$action"); rm -f "{dir}/exit-after-$action"; exit "$code"; fi
 exit 0
 "#,
                 host = self.host_id,
@@ -480,7 +500,7 @@ exit 0
         )?;
         let sh = |action: &str, version: bool| {
             format!(
-                "{{ command = [\"sh\", {:?}, \"{action}\"{}], timeout_seconds = 60 }}",
+                "{{ command = [\"sh\", {:?}, \"{action}\"{}], timeout_seconds = 60, restart_exit_codes = [30] }}",
                 script.display().to_string(),
                 if version { ", \"{version}\"" } else { "" }
             )
@@ -495,6 +515,7 @@ exit 0
         config.push_str(&format!("install = {install}\n"));
         config.push_str(&format!("stop_services = {}\n", sh("stop", false)));
         config.push_str(&format!("start_services = {}\n", sh("start", false)));
+        config.push_str(&format!("restart = {}\n", sh("restart", false)));
         if config.contains("role = \"server\"") {
             config.push_str(&format!("backup = {}\n", sh("backup", false)));
             config.push_str(&format!(
@@ -548,7 +569,11 @@ fn spawn_agent(config: &Path, dir: &Path) -> Result<Process> {
         .create(true)
         .append(true)
         .open(&log)?;
-    let child = Command::new(binary("tierwise-agent"))
+    let mut command = Command::new(binary("tierwise-agent"));
+    if let Ok(boot) = std::fs::read_to_string(dir.join("boot_ms")) {
+        command.env("TIERWISE_AGENT_BOOT_MS", boot.trim());
+    }
+    let child = command
         .arg("--config")
         .arg(config)
         .env("RUST_LOG", "info")

@@ -59,6 +59,7 @@ fn hello(host_id: &str, version: &str, os: String) -> AgentMessage {
             os,
             agent_version: "test".into(),
             heartbeat_seconds: 5,
+            boot_ms: 0,
             inventory: Some(Inventory {
                 components: vec![Component {
                     role: Role::Client.into(),

@@ -90,8 +90,11 @@ fn plan_against_live_inventory() -> anyhow::Result<()> {
         ["backup", "server", "databases", "app_servers", "web"]
     );
     assert!(kinds[5..].iter().all(|k| *k == "client_wave"));
+    let reactivation = plan["phases"][2]["steps"].as_array().unwrap();
+    assert_eq!(reactivation.len(), 1, "one reactivation: {json}");
+    assert_eq!(reactivation[0]["action"], "reactivate_databases");
     assert_eq!(
-        plan["phases"][2]["steps"].as_array().unwrap().len(),
+        reactivation[0]["databases"].as_array().unwrap().len(),
         2,
         "both databases"
     );

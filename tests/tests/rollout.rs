@@ -59,6 +59,17 @@ fn happy_path_in_vendor_order() -> anyhow::Result<()> {
         "{stderr}"
     );
 
+    let planned: serde_json::Value = serde_json::from_str(&c.cli(&[
+        "rollout",
+        "plan",
+        "--installation",
+        "prod",
+        "--to",
+        V263,
+        "--client-waves",
+        "50%,100%",
+        "--json",
+    ])?)?;
     let started = c.cli(&[
         "rollout",
         "start",
@@ -72,6 +83,26 @@ fn happy_path_in_vendor_order() -> anyhow::Result<()> {
         "50%,100%",
     ])?;
     assert!(started.starts_with("Started rollout r1"), "{started}");
+    // The plan and the rollout count the same steps, phase by phase.
+    let count = |phases: &serde_json::Value, steps: &dyn Fn(&serde_json::Value) -> usize| {
+        phases
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["kind"].as_str().unwrap().to_owned(), steps(p)))
+            .filter(|(_, n)| *n > 0)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        count(&planned["phases"], &|p| p["steps"]
+            .as_array()
+            .unwrap()
+            .len()),
+        count(&status(c)?["phases"], &|p| usize::try_from(
+            p["steps"].as_u64().unwrap()
+        )
+        .unwrap()),
+    );
     let done = wait_state(c, "completed", 90)?;
     assert!(done["failures"].as_array().unwrap().is_empty());
 
@@ -837,5 +868,113 @@ fn a_success_that_is_never_reported_fails_after_its_deadline() -> anyhow::Result
         "backup=1m",
     ])?;
     assert!(String::from_utf8_lossy(&refused.stderr).contains("nothing to verify"));
+    Ok(())
+}
+
+/// Waits for `agent`'s restart command to run, then stands in for the
+/// machine's restart.
+fn reboot_when_asked(agent: &mut Agent) -> anyhow::Result<()> {
+    let marker = agent.dir.join("restart-requested");
+    wait_for(
+        &format!("{} to be asked to restart", agent.host_id),
+        Duration::from_secs(60),
+        || Ok(marker.exists().then_some(())),
+    )?;
+    std::fs::remove_file(&marker)?;
+    agent.reboot()
+}
+
+#[test]
+fn restarts_are_orchestrated_by_role_policy() -> anyhow::Result<()> {
+    let mut fleet = fleet(2)?;
+    // The server's installer and one client's say "restart required".
+    std::fs::write(fleet.server.dir.join("exit-after-install"), "30")?;
+    std::fs::write(fleet.clients[0].dir.join("exit-after-install"), "30")?;
+    let c = &fleet.controller;
+    let refused = c.cli_output(&[
+        "rollout",
+        "start",
+        "--installation",
+        "prod",
+        "--to",
+        V263,
+        "--restart",
+        "database=auto",
+    ])?;
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("`database` is no role"),
+        "{refused:?}"
+    );
+    // Defaults: the server asks, clients restart at once.
+    start(c, &["--client-waves", "100%"])?;
+    let waiting = wait_state(c, "waiting_for_approval", 60)?;
+    assert!(
+        waiting["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{} must restart", fleet.server.host_id)),
+        "{waiting}"
+    );
+    let pending = &waiting["pending_restarts"][0];
+    assert_eq!(
+        (&pending["host_id"], &pending["policy"], &pending["state"]),
+        (
+            &serde_json::json!(fleet.server.host_id),
+            &serde_json::json!("ask"),
+            &serde_json::json!("required")
+        ),
+        "{waiting}"
+    );
+    let text = c.cli(&["rollout", "status"])?;
+    assert!(
+        text.contains("Hosts pending a restart")
+            && text.contains("waits for `tierwise rollout approve`"),
+        "{text}"
+    );
+    // Nothing after the install ran on the server while it waits.
+    assert!(
+        !fleet.server.runs().iter().any(|l| l.contains(" start ")),
+        "{:?}",
+        fleet.server.runs()
+    );
+    c.cli(&["rollout", "approve", "r1"])?;
+    reboot_when_asked(&mut fleet.server)?;
+    // The client's restart goes out without asking; time it from the
+    // result that asked for it to the host verified after its reboot.
+    let (_, _) = wait_for("the client's restart", Duration::from_secs(90), || {
+        let s = status(c)?;
+        Ok(s["pending_restarts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["host_id"] == fleet.clients[0].host_id.as_str())
+            .then_some(()))
+    })?;
+    let asked = std::time::Instant::now();
+    reboot_when_asked(&mut fleet.clients[0])?;
+    let done = wait_state(c, "completed", 60)?;
+    eprintln!(
+        "restart required → host verified after its reboot: {:.1} s",
+        asked.elapsed().as_secs_f64()
+    );
+    assert!(done["pending_restarts"].as_array().unwrap().is_empty());
+    // On the server the restart came between install and start.
+    let runs = fleet.server.runs();
+    let at = |action: &str| runs.iter().position(|l| l.contains(&format!(" {action} ")));
+    assert!(
+        at("install") < at("restart") && at("restart") < at("start"),
+        "{runs:?}"
+    );
+    assert_eq!(
+        fleet.clients[1]
+            .runs()
+            .iter()
+            .filter(|l| l.contains(" restart "))
+            .count(),
+        0,
+        "a client that needed no restart got none"
+    );
+    let audit = c.cli(&["audit"])?;
+    assert!(audit.contains("restart approved for 1 step(s)"), "{audit}");
     Ok(())
 }

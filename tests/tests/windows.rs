@@ -334,6 +334,12 @@ fn the_windows_agent_is_deployed_by_msi_and_policy_and_updates_its_client() -> R
     assert!(state.contains("RUNNING"), "{state}");
     let host = controller.host("win-cl-01")?.context("listed")?;
     assert_eq!(host["installation"], "prod");
+    // The service reports when the machine started (restarts are verified
+    // by it).
+    assert!(
+        host["boot_time"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{host}"
+    );
     assert_eq!(
         client_version(&controller, "win-cl-01")?.as_deref(),
         Some(V931),

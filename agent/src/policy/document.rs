@@ -433,6 +433,16 @@ pub fn discovered_provenance(
                         .collect(),
                 ),
             );
+            table.insert(
+                "restart_exit_codes".into(),
+                toml::Value::Array(
+                    command
+                        .restart_exit_codes
+                        .iter()
+                        .map(|code| toml::Value::Integer(i64::from(*code)))
+                        .collect(),
+                ),
+            );
             out.push(Provenance {
                 key: format!("component.{role}.actions.{action}"),
                 value: render_value(&toml::Value::Table(table)),

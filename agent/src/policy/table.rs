@@ -370,7 +370,7 @@ fn component_settings(role: Role) -> Vec<Setting> {
             continue;
         }
         let group = groups.action(action);
-        let (command, timeout, transient) = action_value_names(name);
+        let (command, timeout, transient, restart) = action_value_names(name);
         add(
             command,
             Lines,
@@ -395,6 +395,13 @@ fn component_settings(role: Role) -> Vec<Setting> {
             Action(action, "transient_exit_codes"),
             group,
             "Exit codes meaning try again later (comma-separated, default 1618)",
+        );
+        add(
+            restart,
+            NumberList,
+            Action(action, "restart_exit_codes"),
+            group,
+            "Exit codes meaning succeeded, restart required (comma-separated, default 3010, 1641)",
         );
     }
     list
@@ -470,19 +477,21 @@ fn check_settings(
 }
 
 /// Action keys, their value-name stem, and whether only a server has them.
-pub const ACTIONS: [(&str, &str, bool); 5] = [
+pub const ACTIONS: [(&str, &str, bool); 6] = [
     ("backup", "Backup", true),
     ("stop_services", "StopServices", false),
     ("install", "Install", false),
     ("start_services", "StartServices", false),
     ("reactivate_databases", "ReactivateDatabases", true),
+    ("restart", "Restart", false),
 ];
 
-fn action_value_names(stem: &str) -> (&'static str, &'static str, &'static str) {
+fn action_value_names(stem: &str) -> (&'static str, &'static str, &'static str, &'static str) {
     (
         leak(format!("{stem}Command")),
         leak(format!("{stem}TimeoutSeconds")),
         leak(format!("{stem}TransientExitCodes")),
+        leak(format!("{stem}RestartExitCodes")),
     )
 }
 

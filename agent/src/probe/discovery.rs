@@ -187,6 +187,7 @@ pub fn client_install_action(state_dir: &Path) -> ActionCommand {
         .to_vec(),
         timeout: Duration::from_secs(u64::from(DEFAULT_ACTION_TIMEOUT_SECONDS)),
         transient_exit_codes: vec![tierwise_common::action::MSI_ALREADY_RUNNING],
+        restart_exit_codes: tierwise_common::action::DEFAULT_RESTART_EXIT_CODES.to_vec(),
     }
 }
 

@@ -359,7 +359,11 @@ impl Executor {
                     ),
                     Ok(status) => {
                         let code = status.code();
-                        let outcome = interpret_exit_code(code, &command.transient_exit_codes);
+                        let outcome = interpret_exit_code(
+                            code,
+                            &command.transient_exit_codes,
+                            &command.restart_exit_codes,
+                        );
                         let reason = match (outcome, code) {
                             (StepOutcome::Succeeded, _) => String::new(),
                             (StepOutcome::SucceededRestartRequired, Some(c)) => {

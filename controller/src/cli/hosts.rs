@@ -29,6 +29,8 @@ pub struct HostJson {
     pub placement: &'static str,
     /// How it was placed (`server srv-01`, `mapping 10.0.0.5`) or why not.
     pub placement_note: Option<String>,
+    /// When the host last started (RFC 3339), if its agent says.
+    pub boot_time: Option<String>,
 }
 
 impl From<&HostRecord> for HostJson {
@@ -59,6 +61,7 @@ impl From<&HostRecord> for HostJson {
                 Some(Placement::Placed { by, .. }) => Some(by.clone()),
                 Some(Placement::Unassigned { reason }) => Some(reason.clone()),
             },
+            boot_time: host.boot_ms.map(rfc3339),
         }
     }
 }

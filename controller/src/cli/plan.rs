@@ -28,10 +28,21 @@ fn step_text(step: &Step) -> String {
     let offline = if step.offline { " (offline)" } else { "" };
     match step.action {
         Action::Backup => format!("{} backup before the update{offline}", step.host_id),
-        Action::ReactivateDatabase => format!(
-            "{} on {}: reactivate, patch level {from} → {}{offline}",
-            step.database.as_deref().unwrap_or("?"),
+        Action::StopServices => format!("{} stop services{offline}", step.host_id),
+        Action::StartServices => format!("{} start services{offline}", step.host_id),
+        Action::ReactivateDatabases => format!(
+            "{}: reactivate {}, patch level → {}{offline}",
             step.host_id,
+            step.databases
+                .iter()
+                .map(|d| format!(
+                    "{} (now {})",
+                    d.name,
+                    d.from
+                        .map_or_else(|| "unknown".to_owned(), |v| v.to_string())
+                ))
+                .collect::<Vec<_>>()
+                .join(", "),
             step.to
         ),
         _ => format!("{} {from} → {}{offline}", step.host_id, step.to),

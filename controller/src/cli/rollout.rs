@@ -31,6 +31,8 @@ pub struct StartOptions {
     pub acks: Vec<String>,
     /// `install=20m`, … (see `rollout::parse_verify_timeouts`).
     pub verify_timeouts: Vec<String>,
+    /// `server=ask`, … (see `rollout::parse_restart_policies`).
+    pub restarts: Vec<String>,
 }
 
 pub async fn start(client: &mut Client, options: StartOptions) -> anyhow::Result<String> {
@@ -43,6 +45,8 @@ pub async fn start(client: &mut Client, options: StartOptions) -> anyhow::Result
     }
     tierwise_common::rollout::parse_verify_timeouts(&options.verify_timeouts)
         .map_err(|e| anyhow::anyhow!("--verify-timeout: {e}"))?;
+    tierwise_common::rollout::parse_restart_policies(&options.restarts)
+        .map_err(|e| anyhow::anyhow!("--restart: {e}"))?;
     let json = client
         .start_rollout(StartRolloutRequest {
             installation: options.installation,
@@ -54,6 +58,7 @@ pub async fn start(client: &mut Client, options: StartOptions) -> anyhow::Result
             ack_server_manager_password: options.ack_server_manager_password,
             acks: options.acks,
             verify_timeouts: options.verify_timeouts,
+            restarts: options.restarts,
         })
         .await
         .map_err(status_error)?
@@ -326,6 +331,29 @@ pub fn render(status: &RolloutStatus) -> String {
             out.push(format!(
                 "  … and {} more",
                 thousands(status.awaiting_reports.len() - 8)
+            ));
+        }
+    }
+    if !status.pending_restarts.is_empty() {
+        out.push(String::new());
+        out.push("Hosts pending a restart".into());
+        for pending in status.pending_restarts.iter().take(8) {
+            let what = match (pending.state.as_str(), pending.policy.as_str()) {
+                ("requested", _) => "restart sent, waiting for it to come back",
+                ("approved", _) => "restart approved, sent when it is online",
+                (_, "ask") => "waits for `tierwise rollout approve`",
+                (_, "never") => "restart it yourself; the rollout goes on when it is back",
+                _ => "restart goes out when it is online",
+            };
+            out.push(format!(
+                "  {} ({}): {what} (since {})",
+                pending.host_id, pending.step_id, pending.since
+            ));
+        }
+        if status.pending_restarts.len() > 8 {
+            out.push(format!(
+                "  … and {} more",
+                thousands(status.pending_restarts.len() - 8)
             ));
         }
     }

@@ -9,8 +9,11 @@ use crate::rollout_view::RolloutStatus;
 use crate::store::rollouts::RolloutError;
 use crate::store::{HostFilter, Store};
 use tierwise_common::plan::{plan, Plan, PlanError, PlanRequest};
-use tierwise_common::rollout::{steps_from_plan, ErrorThreshold, RolloutOptions, RolloutState};
-use tierwise_common::rules::{Severity, ACK_BREAKING, ACK_SERVER_MANAGER_PASSWORD};
+use tierwise_common::rollout::{
+    admit, parse_restart_policies, steps_from_plan, AdmissionRequest, Command, ErrorThreshold,
+    Refusal, RolloutOptions,
+};
+use tierwise_common::rules::{ACK_BREAKING, ACK_SERVER_MANAGER_PASSWORD};
 use tierwise_common::{validate_name, Catalogue, ClientWaves, Date, Version};
 use tierwise_proto::convert::role_from_wire;
 use tierwise_proto::v1::{
@@ -175,11 +178,13 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<Response<RolloutJson>, Stat
 
 fn rollout_error(error: RolloutError) -> ApiError {
     match error {
-        RolloutError::AlreadyActive { .. }
-        | RolloutError::WrongState { .. }
-        | RolloutError::SkipRefused { .. } => ApiError::FailedPrecondition(error.to_string()),
-        RolloutError::NotFound(_) | RolloutError::NothingToSkip { .. } => {
-            ApiError::NotFound(error.to_string())
+        RolloutError::Refused {
+            refusal: Refusal::NothingToSkip { .. },
+            ..
+        }
+        | RolloutError::NotFound(_) => ApiError::NotFound(error.to_string()),
+        RolloutError::AlreadyActive { .. } | RolloutError::Refused { .. } => {
+            ApiError::FailedPrecondition(error.to_string())
         }
         RolloutError::Store(e) => ApiError::Store(e),
     }
@@ -471,79 +476,37 @@ impl AdminService for AdminApi {
                 &request.client_waves,
             )
             .await?;
-        if planned.blocked {
-            let blockers: Vec<String> = planned
-                .findings
-                .iter()
-                .filter(|f| f.severity == Severity::Blocker && !f.excludes_client())
-                .map(|f| format!("{}: {} (→ {})", f.subject, f.reason, f.remedy))
-                .collect();
-            return Err(ApiError::FailedPrecondition(format!(
-                "the plan is blocked; `tierwise rollout plan` shows it:\n  {}",
-                blockers.join("\n  ")
-            ))
-            .into());
-        }
-        let mut given: Vec<String> = request.acks.clone();
+        let mut acks: Vec<String> = request.acks.clone();
         if request.ack_breaking {
-            given.push(ACK_BREAKING.to_owned());
+            acks.push(ACK_BREAKING.to_owned());
         }
         if request.ack_server_manager_password {
-            given.push(ACK_SERVER_MANAGER_PASSWORD.to_owned());
+            acks.push(ACK_SERVER_MANAGER_PASSWORD.to_owned());
         }
-        let missing: Vec<String> = planned
-            .acks_required
-            .iter()
-            .filter(|ack| !given.contains(ack))
-            .map(|ack| match ack.as_str() {
-                ACK_BREAKING => "--ack-breaking".to_owned(),
-                ACK_SERVER_MANAGER_PASSWORD => "--ack-server-manager-password".to_owned(),
-                other => format!("--ack {other}"),
-            })
-            .collect();
-        if !missing.is_empty() {
-            return Err(ApiError::FailedPrecondition(format!(
-                "acknowledge before starting: {} (`tierwise rollout plan` says what each one means)",
-                missing.join(" ")
-            ))
-            .into());
+        let release = planned.target.version.to_string();
+        let mut stored = std::collections::BTreeMap::new();
+        for role in tierwise_common::Role::ALL {
+            if let Some(sha) = self
+                .store
+                .artifact(&release, role)
+                .await
+                .map_err(ApiError::from)?
+            {
+                stored.insert(role, sha);
+            }
         }
-        // Installers: each install step carries the checksum of the stored
-        // installer of its role; the catalogue's checksum must be stored.
         let named = catalogue
             .get(planned.target.version)
             .map(|r| r.artifacts.clone())
             .unwrap_or_default();
-        let mut installers = std::collections::BTreeMap::new();
-        for role in tierwise_common::Role::ALL {
-            let stored = self
-                .store
-                .artifact(&planned.target.version.to_string(), role)
-                .await
-                .map_err(ApiError::from)?;
-            match (stored, named.get(&role)) {
-                (Some(sha), Some(artifact)) if sha != artifact.sha256 => {
-                    return Err(ApiError::FailedPrecondition(format!(
-                        "the stored {role} installer of {} has SHA-256 {sha}, but the catalogue gives {}; \
-                         add the right file with `tierwise artifacts add`",
-                        planned.target.version, artifact.sha256
-                    ))
-                    .into())
-                }
-                (Some(sha), _) => {
-                    installers.insert(role, sha);
-                }
-                (None, Some(artifact)) => {
-                    return Err(ApiError::FailedPrecondition(format!(
-                        "the catalogue names the {role} installer {} for {}, but it is not stored; add it with \
-                         `tierwise artifacts add {} --release {} --component {role}`",
-                        artifact.file, planned.target.version, artifact.file, planned.target.version
-                    ))
-                    .into())
-                }
-                (None, None) => {}
-            }
-        }
+        let admitted = admit(&AdmissionRequest {
+            plan: &planned,
+            acks: &acks,
+            named: &named,
+            stored: &stored,
+        })
+        .map_err(|refused| ApiError::FailedPrecondition(refused.to_string()))?;
+        let installers = admitted.installers;
         let verify_timeouts_ms =
             tierwise_common::rollout::parse_verify_timeouts(&request.verify_timeouts)
                 .map_err(|e| ApiError::InvalidArgument(format!("verification deadline: {e}")))?;
@@ -552,6 +515,8 @@ impl AdminService for AdminApi {
             approve_phases: request.approve_phases,
             clients_at_once: planned.clients_immediately_after_web,
             verify_timeouts_ms,
+            restarts: parse_restart_policies(&request.restarts)
+                .map_err(|e| ApiError::InvalidArgument(format!("restart: {e}")))?,
             ..RolloutOptions::default()
         };
         let details = format!(
@@ -626,28 +591,18 @@ impl AdminService for AdminApi {
     ) -> Result<Response<RolloutJson>, Status> {
         let actor = actor(&request)?;
         let request = request.into_inner();
-        use RolloutState::*;
-        let (action, allowed, to): (&'static str, &[RolloutState], RolloutState) =
+        let command =
             match RolloutChange::try_from(request.change).unwrap_or(RolloutChange::Unspecified) {
-                RolloutChange::Pause => ("pause", &[Running, WaitingForApproval], Paused),
-                RolloutChange::Resume => ("resume", &[Paused, Failed], Running),
-                RolloutChange::Abort => (
-                    "abort",
-                    &[Running, Paused, WaitingForApproval, Failed],
-                    Aborted,
-                ),
-                RolloutChange::Approve => ("approve", &[WaitingForApproval], Running),
+                RolloutChange::Pause => Command::Pause,
+                RolloutChange::Resume => Command::Resume,
+                RolloutChange::Abort => Command::Abort,
+                RolloutChange::Approve => Command::Approve,
                 RolloutChange::SkipHost => {
                     validate_name("host id", &request.host_id)
                         .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
-                    let (skipped, consequence) = self
-                        .store
-                        .skip_host(&request.id, &request.host_id, &actor, now_ms())
-                        .await
-                        .map_err(rollout_error)?;
-                    info!(rollout = %request.id, host_id = %request.host_id, skipped, %consequence, %actor, "host skipped by an operator");
-                    self.engine.wake();
-                    return to_json(&self.rollout_status(&request.id).await?);
+                    Command::Skip {
+                        host_id: request.host_id.clone(),
+                    }
                 }
                 RolloutChange::Unspecified => {
                     return Err(ApiError::InvalidArgument(
@@ -656,17 +611,12 @@ impl AdminService for AdminApi {
                     .into())
                 }
             };
-        let changed = self
+        let (changed, change) = self
             .store
-            .change_rollout_state(&request.id, action, allowed, to, &actor, now_ms())
+            .apply_command(&request.id, &command, &actor, now_ms())
             .await
             .map_err(rollout_error)?;
-        info!(rollout = %changed.id, %action, %actor, "rollout changed by an operator");
-        if to == Running {
-            if let Err(error) = self.engine.resend_rollout(&changed.id).await {
-                warn!(rollout = %changed.id, %error, "could not resend unanswered steps");
-            }
-        }
+        info!(rollout = %changed.id, command = command.name(), details = %change.details, %actor, "rollout changed by an operator");
         self.engine.wake();
         to_json(&self.rollout_status(&changed.id).await?)
     }

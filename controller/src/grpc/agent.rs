@@ -303,9 +303,10 @@ impl AgentService for AgentGateway {
             components = report.inventory.components().len(),
             "agent connected"
         );
-        // Steps this host was given and never answered go out again.
-        if let Err(error) = self.engine.redeliver(&report.host_id).await {
-            warn!(host_id = %report.host_id, %error, "could not redeliver pending steps");
+        // Level-triggered: everything outstanding for this host goes out
+        // on every hello; its journal answers what it already ran.
+        if let Err(error) = self.engine.hello(&report.host_id, report.boot_ms).await {
+            warn!(host_id = %report.host_id, %error, "could not deliver outstanding steps");
         }
         self.engine.wake();
         let session = Session {
@@ -366,6 +367,7 @@ fn host_report(hello: &Hello) -> Result<HostReport, ApiError> {
         agent_version: printable(&hello.agent_version, 64),
         heartbeat_seconds: hello.heartbeat_seconds,
         inventory,
+        boot_ms: (hello.boot_ms > 0).then_some(hello.boot_ms),
     })
 }
 

@@ -167,3 +167,23 @@ impl Sessions {
             .unwrap_or_else(PoisonError::into_inner)
     }
 }
+
+impl crate::delivery::Deliver for Sessions {
+    fn deliver(&self, delivery: &tierwise_common::rollout::Delivery) -> bool {
+        let Some(outbound) = self.outbound(&delivery.host_id) else {
+            return false;
+        };
+        let message = ControllerMessage {
+            body: Some(tierwise_proto::v1::controller_message::Body::Command(
+                tierwise_proto::convert::command_to_wire(&delivery.dispatch_id, &delivery.action),
+            )),
+        };
+        if outbound.try_send(Ok(message)).is_err() {
+            tracing::warn!(host_id = %delivery.host_id, dispatch_id = %delivery.dispatch_id,
+                "the agent's queue is full; the step goes out when it reconnects");
+            return false;
+        }
+        tracing::debug!(host_id = %delivery.host_id, dispatch_id = %delivery.dispatch_id, "delivered");
+        true
+    }
+}

@@ -60,6 +60,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0008_rollout_nonce.sql"),
         include_str!("../../migrations/postgres/0008_rollout_nonce.sql"),
     ),
+    (
+        9,
+        "restarts",
+        include_str!("../../migrations/sqlite/0009_restarts.sql"),
+        include_str!("../../migrations/postgres/0009_restarts.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -65,6 +65,8 @@ pub struct HostReport {
     pub agent_version: String,
     pub heartbeat_seconds: u32,
     pub inventory: Inventory,
+    /// When the host last started (Unix ms), if the agent says.
+    pub boot_ms: Option<i64>,
 }
 
 /// Which hosts a listing returns.
@@ -175,8 +177,8 @@ impl Store {
         let row = sqlx::query(
             "INSERT INTO hosts (host_id, hostname, installation, os, agent_version, \
                                 first_seen_ms, last_seen_ms, heartbeat_seconds, online, session_id, \
-                                claimed_installation) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, 1, $8, $3) \
+                                claimed_installation, boot_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, 1, $8, $3, $9) \
              ON CONFLICT (host_id) DO UPDATE SET \
                 hostname = excluded.hostname, \
                 installation = CASE WHEN excluded.installation = 'auto' \
@@ -188,7 +190,7 @@ impl Store {
                 os = excluded.os, agent_version = excluded.agent_version, \
                 last_seen_ms = excluded.last_seen_ms, \
                 heartbeat_seconds = excluded.heartbeat_seconds, online = 1, \
-                session_id = excluded.session_id \
+                session_id = excluded.session_id, boot_ms = excluded.boot_ms \
              RETURNING installation",
         )
         .bind(report.host_id.as_str())
@@ -199,6 +201,7 @@ impl Store {
         .bind(now_ms)
         .bind(i64::from(report.heartbeat_seconds))
         .bind(session_id)
+        .bind(report.boot_ms)
         .fetch_one(&mut *tx)
         .await?;
         write_inventory(&mut tx, &report.host_id, &report.inventory).await?;
@@ -344,7 +347,7 @@ impl Store {
         let host_sql = format!(
             "SELECT h.host_id, h.hostname, h.installation, h.os, h.agent_version, \
                     h.first_seen_ms, h.last_seen_ms, h.heartbeat_seconds, h.online, \
-                    h.claimed_installation, h.placement_note \
+                    h.claimed_installation, h.placement_note, h.boot_ms \
              FROM hosts h WHERE {host_filter} ORDER BY h.host_id"
         );
         let component_sql = format!(
@@ -421,6 +424,7 @@ impl Store {
                     last_seen_ms,
                     heartbeat_seconds,
                     inventory,
+                    boot_ms: row.try_get("boot_ms")?,
                     host_id,
                 })
             })

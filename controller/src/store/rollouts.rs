@@ -6,7 +6,8 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use tierwise_common::action::{StepAction, StepOutcome};
 use tierwise_common::rollout::{
-    Decision, ExecPhase, ExecStep, RolloutOptions, RolloutState, StepState,
+    transition, Command, CommandTarget, Decision, ExecPhase, ExecStep, Refusal, RestartState,
+    RolloutOptions, RolloutState, StepState, Transition,
 };
 use tierwise_common::Version;
 
@@ -60,17 +61,8 @@ pub enum RolloutError {
     },
     #[error("no rollout `{0}`; `tierwise rollout list` shows them")]
     NotFound(String),
-    #[error("rollout {id} is {state}; {action} needs it to be {allowed}")]
-    WrongState {
-        id: String,
-        state: &'static str,
-        action: &'static str,
-        allowed: String,
-    },
-    #[error("rollout {id}: {reason}")]
-    SkipRefused { id: String, reason: String },
-    #[error("rollout {id} has no unfinished step on `{host_id}`")]
-    NothingToSkip { id: String, host_id: String },
+    #[error("rollout {id} {refusal}")]
+    Refused { id: String, refusal: Refusal },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -132,6 +124,11 @@ fn step_from_row(row: &AnyRow) -> Result<ExecStep, StoreError> {
             .map(|o| from_json::<StepOutcome>(&format!("\"{o}\""), "step outcome"))
             .transpose()?,
         reason: row.try_get("reason")?,
+        restart: {
+            let text: String = row.try_get("restart")?;
+            RestartState::parse(&text)
+                .ok_or_else(|| StoreError::Corrupt(format!("step {step_id}: restart `{text}`")))?
+        },
         step_id,
     })
 }
@@ -168,7 +165,7 @@ async fn locked_rollout(
 const ROLLOUT_COLUMNS: &str =
     "id, installation, target, state, current_phase, options, phases, reason, created_ms, updated_ms, nonce";
 const STEP_COLUMNS: &str =
-    "step_id, phase, host_id, action, state, attempts, changed_ms, outcome, reason";
+    "step_id, phase, host_id, action, state, attempts, changed_ms, outcome, reason, restart";
 
 impl Store {
     /// Appends to the audit log.
@@ -391,7 +388,7 @@ impl Store {
                 Decision::Dispatch { step_id } => {
                     let row = sqlx::query(
                         "UPDATE rollout_steps SET state = 'dispatched', attempts = attempts + 1, changed_ms = $2, \
-                         progress = '' WHERE step_id = $1 AND state = 'pending' RETURNING attempts",
+                         progress = '', restart = 'none' WHERE step_id = $1 AND state = 'pending' RETURNING attempts",
                     )
                     .bind(step_id.as_str())
                     .bind(now_ms)
@@ -430,6 +427,37 @@ impl Store {
                     )
                     .bind(step_id.as_str())
                     .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Decision::Restart { step_id } => {
+                    let row = sqlx::query(
+                        "UPDATE rollout_steps SET restart = 'requested', changed_ms = $2 \
+                         WHERE step_id = $1 AND state = 'succeeded' AND restart IN ('required', 'approved') \
+                         RETURNING attempts",
+                    )
+                    .bind(step_id.as_str())
+                    .bind(now_ms)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if let Some(row) = row {
+                        let attempt =
+                            u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0);
+                        dispatched.push((step_id.clone(), attempt));
+                    }
+                }
+                Decision::AwaitRestart { hosts } => {
+                    let reason = format!(
+                        "{} must restart to finish the update; `tierwise rollout approve` restarts {} (or restart {} yourself, then approve)",
+                        hosts.join(", "),
+                        if hosts.len() == 1 { "it" } else { "them" },
+                        if hosts.len() == 1 { "it" } else { "them" },
+                    );
+                    set_rollout(
+                        RolloutState::WaitingForApproval,
+                        rollout.current_phase,
+                        &reason,
+                    )
                     .execute(&mut *tx)
                     .await?;
                 }
@@ -478,13 +506,44 @@ impl Store {
             return Ok(None);
         };
         let (step_id, attempt) = (dispatch.step_id, dispatch.attempt);
+        if dispatch.restart {
+            // A restart that could not be started fails its step; one that
+            // was started is done when the host reports a later boot.
+            if result.outcome.succeeded() {
+                return Ok(None);
+            }
+            let row = sqlx::query(
+                "UPDATE rollout_steps SET state = 'failed', outcome = $3, exit_code = $4, output_tail = $5, \
+                 reason = $6, changed_ms = $7, restart = 'none' \
+                 WHERE step_id = $1 AND host_id = $2 AND attempts = $8 AND state = 'succeeded' AND restart = 'requested' \
+                 AND rollout_id IN (SELECT id FROM rollouts WHERE COALESCE(nonce, '') = $9) RETURNING rollout_id",
+            )
+            .bind(step_id)
+            .bind(host_id)
+            .bind(outcome_text(StepOutcome::Failed)?)
+            .bind(result.exit_code.map(i64::from))
+            .bind(result.output_tail.as_str())
+            .bind(format!("the restart to finish the step failed: {}", result.reason))
+            .bind(now_ms)
+            .bind(i64::from(attempt))
+            .bind(dispatch.nonce)
+            .fetch_optional(&self.pool)
+            .await?;
+            return row
+                .map(|r| {
+                    r.try_get::<String, _>("rollout_id")
+                        .map_err(StoreError::from)
+                })
+                .transpose();
+        }
         let state = if result.outcome.succeeded() {
             StepState::Succeeded
         } else {
             StepState::Failed
         };
         let row = sqlx::query(
-            "UPDATE rollout_steps SET state = $3, outcome = $4, exit_code = $5, output_tail = $6, reason = $7, changed_ms = $8 \
+            "UPDATE rollout_steps SET state = $3, outcome = $4, exit_code = $5, output_tail = $6, reason = $7, changed_ms = $8, \
+             restart = $11 \
              WHERE step_id = $1 AND host_id = $2 AND attempts = $9 AND state = 'dispatched' \
              AND rollout_id IN (SELECT id FROM rollouts WHERE COALESCE(nonce, '') = $10) RETURNING rollout_id",
         )
@@ -498,6 +557,7 @@ impl Store {
         .bind(now_ms)
         .bind(i64::from(attempt))
         .bind(dispatch.nonce)
+        .bind(RestartState::after(result.outcome).as_str())
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| {
@@ -564,18 +624,19 @@ impl Store {
         Ok(())
     }
 
-    /// Steps sent to a host that have no result yet, in rollouts that run,
-    /// each with its rollout's nonce: delivered again when the host
-    /// reconnects.
-    pub async fn dispatched_steps(
+    /// Steps sent to a host that have no result yet, and succeeded steps
+    /// whose restart was requested, in rollouts not ended, each with its
+    /// rollout's nonce: what the host is given on every hello.
+    pub async fn outstanding_steps(
         &self,
         host_id: &str,
     ) -> Result<Vec<(ExecStep, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT s.step_id, s.phase, s.host_id, s.action, s.state, s.attempts, s.changed_ms, s.outcome, s.reason, \
-                    r.nonce \
+                    s.restart, r.nonce \
              FROM rollout_steps s JOIN rollouts r ON r.id = s.rollout_id \
-             WHERE s.host_id = $1 AND s.state = 'dispatched' AND r.state NOT IN ('completed', 'aborted') \
+             WHERE s.host_id = $1 AND (s.state = 'dispatched' OR (s.state = 'succeeded' AND s.restart = 'requested')) \
+               AND r.state NOT IN ('completed', 'aborted') \
              ORDER BY r.seq, s.ordinal",
         )
         .bind(host_id)
@@ -589,125 +650,89 @@ impl Store {
             .collect()
     }
 
-    /// The operator lets a rollout finish without a host: its unfinished
-    /// steps are skipped (audited). Returns how many were skipped.
-    pub async fn skip_host(
+    /// Applies an operator command in one transaction: the pure
+    /// `transition` decides, this writes what it says and audits it.
+    pub async fn apply_command(
         &self,
         id: &str,
-        host_id: &str,
+        command: &Command,
         actor: &str,
         now_ms: i64,
-    ) -> Result<(u64, String), RolloutError> {
+    ) -> Result<(RolloutRecord, Transition), RolloutError> {
         let mut tx = self.pool.begin().await?;
         let rollout = locked_rollout(&mut tx, id).await?;
-        if rollout.state.is_final() {
-            return Err(RolloutError::WrongState {
-                id: id.to_owned(),
-                state: rollout.state.as_str(),
-                action: "skip",
-                allowed: "running, paused, waiting_for_approval or failed".into(),
-            });
-        }
-        let rows = sqlx::query(&format!(
-            "SELECT {STEP_COLUMNS} FROM rollout_steps WHERE rollout_id = $1 AND host_id = $2"
+        let steps = sqlx::query(&format!(
+            "SELECT {STEP_COLUMNS} FROM rollout_steps WHERE rollout_id = $1 ORDER BY ordinal"
         ))
         .bind(id)
-        .bind(host_id)
         .fetch_all(&mut *tx)
-        .await?;
-        let steps = rows
-            .iter()
-            .map(step_from_row)
-            .collect::<Result<Vec<_>, _>>()?;
-        let consequence =
-            match tierwise_common::rollout::skip_verdict(host_id, &rollout.phases, &steps) {
-                tierwise_common::rollout::SkipVerdict::Allowed { consequence } => consequence,
-                tierwise_common::rollout::SkipVerdict::Refused { reason } => {
-                    return Err(RolloutError::SkipRefused {
-                        id: id.to_owned(),
-                        reason,
-                    })
-                }
-                tierwise_common::rollout::SkipVerdict::NothingToSkip => {
-                    return Err(RolloutError::NothingToSkip {
-                        id: id.to_owned(),
-                        host_id: host_id.to_owned(),
-                    })
-                }
-            };
-        let skipped = sqlx::query(
-            "UPDATE rollout_steps SET state = 'skipped', changed_ms = $3, reason = 'skipped by an operator' \
-             WHERE rollout_id = $1 AND host_id = $2 AND state IN ('pending', 'dispatched', 'failed')",
-        )
-        .bind(id)
-        .bind(host_id)
-        .bind(now_ms)
-        .execute(&mut *tx)
         .await?
-        .rows_affected();
-        let details = format!("{host_id}: {skipped} step(s) skipped; {consequence}");
-        audit_in(&mut *tx, now_ms, actor, "rollout skip host", id, &details).await?;
-        tx.commit().await?;
-        Ok((skipped, consequence))
-    }
-
-    /// An operator changes a rollout's state (pause, resume, abort, approve);
-    /// audited in the same transaction. `resume` of a failed rollout puts its
-    /// failed steps of the current phase back to pending.
-    pub async fn change_rollout_state(
-        &self,
-        id: &str,
-        action: &'static str,
-        allowed: &[RolloutState],
-        to: RolloutState,
-        actor: &str,
-        now_ms: i64,
-    ) -> Result<RolloutRecord, RolloutError> {
-        let mut tx = self.pool.begin().await?;
-        let rollout = locked_rollout(&mut tx, id).await?;
-        if !allowed.contains(&rollout.state) {
-            return Err(RolloutError::WrongState {
-                id: id.to_owned(),
-                state: rollout.state.as_str(),
-                action,
-                allowed: allowed
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" or "),
-            });
-        }
-        if action == "resume" && rollout.state == RolloutState::Failed {
+        .iter()
+        .map(step_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        let change = transition(
+            &CommandTarget {
+                state: rollout.state,
+                current_phase: rollout.current_phase,
+                phases: &rollout.phases,
+                steps: &steps,
+            },
+            command,
+        )
+        .map_err(|refusal| RolloutError::Refused {
+            id: id.to_owned(),
+            refusal,
+        })?;
+        for step_id in &change.retry {
             sqlx::query(
-                "UPDATE rollout_steps SET state = 'pending', outcome = NULL, changed_ms = $3 \
-                 WHERE rollout_id = $1 AND phase = $2 AND state = 'failed'",
+                "UPDATE rollout_steps SET state = 'pending', outcome = NULL, restart = 'none', changed_ms = $2 \
+                 WHERE step_id = $1 AND state = 'failed'",
+            )
+            .bind(step_id.as_str())
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for step_id in &change.skip {
+            sqlx::query(
+                "UPDATE rollout_steps SET state = 'skipped', restart = 'none', changed_ms = $2, \
+                 reason = 'skipped by an operator' WHERE step_id = $1",
+            )
+            .bind(step_id.as_str())
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
+        for step_id in &change.approve_restarts {
+            sqlx::query(
+                "UPDATE rollout_steps SET restart = 'approved' WHERE step_id = $1 AND restart = 'required'",
+            )
+            .bind(step_id.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        if change.to != rollout.state {
+            sqlx::query(
+                "UPDATE rollouts SET state = $2, reason = '', updated_ms = $3 WHERE id = $1",
             )
             .bind(id)
-            .bind(i64::try_from(rollout.current_phase).unwrap_or(i64::MAX))
+            .bind(change.to.as_str())
             .bind(now_ms)
             .execute(&mut *tx)
             .await?;
         }
-        sqlx::query("UPDATE rollouts SET state = $2, reason = '', updated_ms = $3 WHERE id = $1")
-            .bind(id)
-            .bind(to.as_str())
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        let details = format!("{} -> {}", rollout.state.as_str(), to.as_str());
-        audit_in(
-            &mut *tx,
-            now_ms,
-            actor,
-            &format!("rollout {action}"),
-            id,
-            &details,
-        )
-        .await?;
+        let action = match command {
+            Command::Skip { .. } => "rollout skip host".to_owned(),
+            other => format!("rollout {}", other.name()),
+        };
+        audit_in(&mut *tx, now_ms, actor, &action, id, &change.details).await?;
         tx.commit().await?;
-        Ok(RolloutRecord {
-            state: to,
-            ..rollout
-        })
+        Ok((
+            RolloutRecord {
+                state: change.to,
+                ..rollout
+            },
+            change,
+        ))
     }
 }

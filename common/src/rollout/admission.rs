@@ -1,0 +1,147 @@
+//! Admission: whether a planned rollout may start. A blocked plan, a
+//! missing acknowledgement or an installer that is not stored (or not the
+//! one the catalogue names) refuses it, saying what to do; an admitted
+//! rollout carries the installers its steps will name.
+
+use crate::catalogue::Artifact;
+use crate::plan::Plan;
+use crate::rules::{Severity, ACK_BREAKING, ACK_SERVER_MANAGER_PASSWORD};
+use crate::Role;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What admission looks at besides the plan.
+#[derive(Clone, Copy, Debug)]
+pub struct AdmissionRequest<'a> {
+    pub plan: &'a Plan,
+    /// The acknowledgements the operator gave, by key.
+    pub acks: &'a [String],
+    /// The installers the catalogue names for the target, by role.
+    pub named: &'a BTreeMap<Role, Artifact>,
+    /// The SHA-256 of the installer stored for the target, by role.
+    pub stored: &'a BTreeMap<Role, String>,
+}
+
+/// An admitted rollout: the installers its steps use, by role.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admitted {
+    pub installers: BTreeMap<Role, String>,
+}
+
+/// Why a rollout may not start; nothing is created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NotAdmitted {
+    /// The plan has blockers: subject, reason and remedy of each.
+    Blocked { blockers: Vec<String> },
+    /// Acknowledgements missing, as the CLI flags that give them.
+    Unacknowledged { flags: Vec<String> },
+    /// The stored installer is not the one the catalogue names.
+    WrongInstaller {
+        role: Role,
+        release: String,
+        stored: String,
+        named: String,
+    },
+    /// The catalogue names an installer that is not stored.
+    MissingInstaller {
+        role: Role,
+        release: String,
+        file: String,
+    },
+}
+
+impl fmt::Display for NotAdmitted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NotAdmitted::Blocked { blockers } => write!(
+                f,
+                "the plan is blocked; `tierwise rollout plan` shows it:\n  {}",
+                blockers.join("\n  ")
+            ),
+            NotAdmitted::Unacknowledged { flags } => write!(
+                f,
+                "acknowledge before starting: {} (`tierwise rollout plan` says what each one means)",
+                flags.join(" ")
+            ),
+            NotAdmitted::WrongInstaller {
+                role,
+                release,
+                stored,
+                named,
+            } => write!(
+                f,
+                "the stored {role} installer of {release} has SHA-256 {stored}, but the catalogue gives {named}; \
+                 add the right file with `tierwise artifacts add`"
+            ),
+            NotAdmitted::MissingInstaller {
+                role,
+                release,
+                file,
+            } => write!(
+                f,
+                "the catalogue names the {role} installer {file} for {release}, but it is not stored; add it with \
+                 `tierwise artifacts add {file} --release {release} --component {role}`"
+            ),
+        }
+    }
+}
+
+/// The CLI flag that gives an acknowledgement.
+pub fn ack_flag(ack: &str) -> String {
+    match ack {
+        ACK_BREAKING => "--ack-breaking".to_owned(),
+        ACK_SERVER_MANAGER_PASSWORD => "--ack-server-manager-password".to_owned(),
+        other => format!("--ack {other}"),
+    }
+}
+
+/// Admits a planned rollout or says why not, in this order: blockers,
+/// acknowledgements, installers.
+pub fn admit(request: &AdmissionRequest<'_>) -> Result<Admitted, NotAdmitted> {
+    let plan = request.plan;
+    if plan.blocked {
+        return Err(NotAdmitted::Blocked {
+            blockers: plan
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Blocker && !f.excludes_client())
+                .map(|f| format!("{}: {} (→ {})", f.subject, f.reason, f.remedy))
+                .collect(),
+        });
+    }
+    let flags: Vec<String> = plan
+        .acks_required
+        .iter()
+        .filter(|ack| !request.acks.contains(ack))
+        .map(|ack| ack_flag(ack))
+        .collect();
+    if !flags.is_empty() {
+        return Err(NotAdmitted::Unacknowledged { flags });
+    }
+    let release = plan.target.version.to_string();
+    let mut installers = BTreeMap::new();
+    for role in Role::ALL {
+        match (request.stored.get(&role), request.named.get(&role)) {
+            (Some(sha), Some(artifact)) if *sha != artifact.sha256 => {
+                return Err(NotAdmitted::WrongInstaller {
+                    role,
+                    release,
+                    stored: sha.clone(),
+                    named: artifact.sha256.clone(),
+                })
+            }
+            (Some(sha), _) => {
+                installers.insert(role, sha.clone());
+            }
+            (None, Some(artifact)) => {
+                return Err(NotAdmitted::MissingInstaller {
+                    role,
+                    release,
+                    file: artifact.file.clone(),
+                })
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(Admitted { installers })
+}

@@ -1,0 +1,376 @@
+//! `decide`: what a running rollout does next, from its steps and what the
+//! agents report.
+
+use super::{
+    ExecPhase, ExecStep, RestartPolicy, RestartState, RolloutOptions, RolloutState, StepState,
+};
+use crate::action::{StepAction, StepOutcome};
+use crate::plan::PhaseKind;
+use crate::{HostRecord, Role, Version};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What `decide` sees.
+#[derive(Clone, Copy, Debug)]
+pub struct RolloutSnapshot<'a> {
+    pub state: RolloutState,
+    pub current_phase: usize,
+    pub options: &'a RolloutOptions,
+    pub phases: &'a [ExecPhase],
+    pub steps: &'a [ExecStep],
+    /// The installation's hosts as the agents report them now.
+    pub hosts: &'a [HostRecord],
+}
+
+/// What the controller should do next.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Send the step to its (connected) host.
+    Dispatch { step_id: String },
+    /// The step got no result in time: it failed.
+    TimedOut { step_id: String },
+    /// The step succeeded, but its host did not report the effect within
+    /// the verification deadline: it failed, for the reason given.
+    Unverified { step_id: String, reason: String },
+    /// A transient failure: try the step again.
+    Retry { step_id: String },
+    /// The step's host must restart to finish it: send it the typed
+    /// `restart` action (policy `auto`, or approved by an operator).
+    Restart { step_id: String },
+    /// Nothing else to do in this phase but restarts whose policy is `ask`:
+    /// wait for `rollout approve`, which restarts these hosts.
+    AwaitRestart { hosts: Vec<String> },
+    /// The current phase is done (results and observed state agree).
+    EnterPhase { phase: usize },
+    /// The current phase is done; the next waits for `rollout approve`.
+    AwaitApproval { phase: usize },
+    /// Stop: a step failed for good or a wave crossed its error threshold.
+    Halt { reason: String },
+    /// Every phase is done.
+    Complete,
+}
+
+fn observed(hosts: &BTreeMap<&str, &HostRecord>, host_id: &str, role: Role) -> Option<Version> {
+    hosts
+        .get(host_id)?
+        .inventory
+        .component(role)?
+        .version
+        .installed()
+}
+
+/// What a succeeded step's host should report and what it reports now, when
+/// the two differ; `None` once verified (or for actions with nothing to
+/// verify). `hosts` by host id, built once per snapshot.
+pub fn awaited(step: &ExecStep, hosts: &BTreeMap<&str, &HostRecord>) -> Option<(String, String)> {
+    if verified(step, hosts) {
+        return None;
+    }
+    if restart_pending(step, hosts) {
+        let booted = hosts
+            .get(step.host_id.as_str())
+            .and_then(|h| h.boot_ms)
+            .map_or_else(
+                || "no boot time".to_owned(),
+                |boot| {
+                    format!(
+                        "no restart since the step (booted {} s before it)",
+                        (step.changed_ms - boot) / 1000
+                    )
+                },
+            );
+        return Some((
+            format!(
+                "a restart ({}), then the new version",
+                step.restart.as_str()
+            ),
+            booted,
+        ));
+    }
+    let shown = |role: Role| {
+        observed(hosts, &step.host_id, role)
+            .map_or_else(|| "no version".to_owned(), |v| v.to_string())
+    };
+    match &step.action {
+        StepAction::InstallComponent { role, version, .. } => Some((
+            format!("{role} {version}"),
+            format!("{role} {}", shown(*role)),
+        )),
+        StepAction::DeployWebApp { version, .. } => Some((
+            format!("web {version}"),
+            format!("web {}", shown(Role::Web)),
+        )),
+        StepAction::ReactivateDatabases { version } => {
+            let reported = hosts
+                .get(step.host_id.as_str())
+                .and_then(|h| h.inventory.component(Role::Server))
+                .map(|c| match &c.facts {
+                    crate::Facts::Server(facts) => facts
+                        .databases
+                        .iter()
+                        .map(|db| {
+                            format!(
+                                "{} {} at {}",
+                                db.name,
+                                if db.active { "active" } else { "inactive" },
+                                db.patch_level
+                                    .map_or_else(|| "unknown".to_owned(), |v| v.to_string())
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    _ => String::new(),
+                })
+                .unwrap_or_default();
+            Some((
+                format!("every database active at patch level {version}"),
+                reported,
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// "45 s" or "30 min", for reasons.
+fn span(ms: i64) -> String {
+    if ms < 120_000 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{} min", ms / 60_000)
+    }
+}
+
+/// Whether what a succeeded step should have changed is what the agent now
+/// reports.
+fn verified(step: &ExecStep, hosts: &BTreeMap<&str, &HostRecord>) -> bool {
+    if restart_pending(step, hosts) {
+        return false;
+    }
+    match &step.action {
+        StepAction::InstallComponent { role, version, .. } => {
+            observed(hosts, &step.host_id, *role) == Some(*version)
+        }
+        StepAction::DeployWebApp { version, .. } => {
+            observed(hosts, &step.host_id, Role::Web) == Some(*version)
+        }
+        StepAction::ReactivateDatabases { version } => {
+            hosts.get(step.host_id.as_str()).is_some_and(|h| {
+                h.inventory
+                    .component(Role::Server)
+                    .is_some_and(|c| match &c.facts {
+                        crate::Facts::Server(facts) => facts
+                            .databases
+                            .iter()
+                            .all(|db| db.active && db.patch_level == Some(*version)),
+                        _ => false,
+                    })
+            })
+        }
+        StepAction::Backup
+        | StepAction::StopServices { .. }
+        | StepAction::StartServices { .. }
+        | StepAction::Restart { .. }
+        | StepAction::Reprobe => true,
+    }
+}
+
+/// Whether a succeeded step still waits for its host to restart: it needs
+/// one and the host has not reported a boot after the step's last change
+/// (its result, or the restart request).
+pub fn restart_pending(step: &ExecStep, hosts: &BTreeMap<&str, &HostRecord>) -> bool {
+    step.state == StepState::Succeeded
+        && step.restart != RestartState::None
+        && !restarted_since(
+            hosts.get(step.host_id.as_str()).and_then(|h| h.boot_ms),
+            step.changed_ms,
+        )
+}
+
+/// Whether a host that booted at `boot_ms` has started again since
+/// `since_ms`.
+pub fn restarted_since(boot_ms: Option<i64>, since_ms: i64) -> bool {
+    boot_ms.is_some_and(|boot| boot > since_ms)
+}
+
+/// The next decisions for a running rollout; none for any other state.
+pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
+    if snapshot.state != RolloutState::Running {
+        return Vec::new();
+    }
+    let options = snapshot.options;
+    let hosts: BTreeMap<&str, &HostRecord> = snapshot
+        .hosts
+        .iter()
+        .map(|h| (h.host_id.as_str(), h))
+        .collect();
+    let phase = snapshot.current_phase;
+    let Some(kind) = snapshot.phases.get(phase).map(|p| p.kind) else {
+        return vec![Decision::Complete];
+    };
+    let steps: Vec<&ExecStep> = snapshot.steps.iter().filter(|s| s.phase == phase).collect();
+    let is_wave = matches!(kind, PhaseKind::ClientWave { .. });
+    let mut decisions = Vec::new();
+
+    // A failure that will not be retried.
+    let final_failure = |s: &ExecStep| {
+        s.state == StepState::Failed
+            && !(s.outcome == Some(StepOutcome::FailedTransient)
+                && s.attempts < options.max_attempts)
+    };
+    let failed: Vec<&&ExecStep> = steps.iter().filter(|s| final_failure(s)).collect();
+    if is_wave {
+        let allowed = options.error_threshold.allowed(steps.len());
+        if failed.len() > allowed {
+            return vec![Decision::Halt {
+                reason: format!(
+                    "{} of {} client(s) in this wave failed, more than the {} the error threshold allows",
+                    failed.len(),
+                    steps.len(),
+                    allowed
+                ),
+            }];
+        }
+    } else if let Some(step) = failed.first() {
+        return vec![Decision::Halt {
+            reason: format!(
+                "step {} ({}) on {} failed: {}",
+                step.step_id,
+                step.action.config_key(),
+                step.host_id,
+                if step.reason.is_empty() {
+                    "no reason given"
+                } else {
+                    &step.reason
+                }
+            ),
+        }];
+    }
+
+    // Steps of one host run in order (stop, install, start): hosts with an
+    // unfinished step so far wait. One pass, however large the wave.
+    let mut unfinished: BTreeSet<&str> = BTreeSet::new();
+    let mut ask_restart: Vec<String> = Vec::new();
+    for step in steps.iter().copied() {
+        let earlier_done = !unfinished.contains(step.host_id.as_str());
+        let online = hosts.get(step.host_id.as_str()).is_some_and(|h| h.online);
+        let restarting = restart_pending(step, &hosts);
+        // A host's later steps wait for a restart it needs.
+        if !matches!(step.state, StepState::Succeeded | StepState::Skipped) || restarting {
+            unfinished.insert(step.host_id.as_str());
+        }
+        if restarting {
+            let policy = options.restart_policy(step.action.role().unwrap_or(Role::Client));
+            match (step.restart, policy) {
+                (RestartState::Approved, _) | (RestartState::Required, RestartPolicy::Auto) => {
+                    if online {
+                        decisions.push(Decision::Restart {
+                            step_id: step.step_id.clone(),
+                        });
+                    }
+                    continue;
+                }
+                // Waiting for a person: no deadline runs.
+                (RestartState::Required, RestartPolicy::Ask) => {
+                    ask_restart.push(step.host_id.clone());
+                    continue;
+                }
+                // `never`: listed until someone restarts it; `requested`:
+                // waiting for the host to come back. The deadline runs.
+                _ => {}
+            }
+        }
+        match step.state {
+            StepState::Pending if earlier_done && online => {
+                decisions.push(Decision::Dispatch {
+                    step_id: step.step_id.clone(),
+                });
+            }
+            // The timeout runs only while the host is connected: a step
+            // waiting for an offline host is not its failure.
+            StepState::Dispatched
+                if now_ms - step.changed_ms > options.step_timeout_ms && online =>
+            {
+                decisions.push(Decision::TimedOut {
+                    step_id: step.step_id.clone(),
+                });
+            }
+            // Succeeded, but the host has not shown the effect: after the
+            // deadline (counted while the host is connected) that is a
+            // failure, named — never a silent wait.
+            StepState::Succeeded
+                if now_ms - step.changed_ms > options.verify_timeout_ms(&step.action) && online =>
+            {
+                if let Some((expected, reported)) = awaited(step, &hosts) {
+                    decisions.push(Decision::Unverified {
+                        step_id: step.step_id.clone(),
+                        reason: format!(
+                            "{} reported success for {}, but {} later it still reports {reported} instead of {expected}",
+                            step.host_id,
+                            step.action.config_key(),
+                            span(options.verify_timeout_ms(&step.action))
+                        ),
+                    });
+                }
+            }
+            StepState::Failed
+                if step.outcome == Some(StepOutcome::FailedTransient)
+                    && step.attempts < options.max_attempts =>
+            {
+                let shift = step.attempts.saturating_sub(1).min(16);
+                let wait = options.retry_backoff_ms.saturating_mul(1 << shift);
+                if now_ms - step.changed_ms >= wait {
+                    decisions.push(Decision::Retry {
+                        step_id: step.step_id.clone(),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    if !decisions.is_empty() {
+        return decisions;
+    }
+    if !ask_restart.is_empty() {
+        ask_restart.dedup();
+        return vec![Decision::AwaitRestart { hosts: ask_restart }];
+    }
+
+    // Done when every step has ended and the agents report the result.
+    let all_ended = steps
+        .iter()
+        .all(|s| matches!(s.state, StepState::Succeeded | StepState::Skipped) || final_failure(s));
+    let all_verified = steps
+        .iter()
+        .filter(|s| s.state == StepState::Succeeded)
+        .all(|s| verified(s, &hosts));
+    if !(all_ended && all_verified) {
+        return decisions;
+    }
+    let next = phase + 1;
+    if next >= snapshot.phases.len() {
+        return vec![Decision::Complete];
+    }
+    if needs_approval(options, snapshot.phases, next) {
+        vec![Decision::AwaitApproval { phase: next }]
+    } else {
+        vec![Decision::EnterPhase { phase: next }]
+    }
+}
+
+/// Whether entering phase `next` waits for `rollout approve`: with
+/// `--approve-phases`, every phase after the first — except, when a breaking
+/// release is crossed, the phases after the server phase.
+pub fn needs_approval(options: &RolloutOptions, phases: &[ExecPhase], next: usize) -> bool {
+    if !options.approve_phases || next == 0 {
+        return false;
+    }
+    if !options.clients_at_once {
+        return true;
+    }
+    let after_server = phases
+        .iter()
+        .position(|p| p.kind == PhaseKind::Server)
+        .is_some_and(|server| next > server);
+    !after_server
+}

@@ -1,0 +1,24 @@
+//! Rollout execution as a pure function: given what the store knows about a
+//! rollout (its steps and their states) and what the agents report (the
+//! inventory), `decide` says what to do next. The controller loads a
+//! snapshot, calls `decide`, and applies the decisions in one transaction,
+//! so a restart at any moment loses nothing: the next snapshot simply leads
+//! to the same decisions again.
+
+mod admission;
+mod command;
+mod decide;
+mod dispatch;
+mod options;
+mod state;
+mod steps;
+#[cfg(test)]
+mod tests;
+
+pub use admission::*;
+pub use command::*;
+pub use decide::*;
+pub use dispatch::*;
+pub use options::*;
+pub use state::*;
+pub use steps::*;

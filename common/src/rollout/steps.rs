@@ -1,0 +1,95 @@
+//! A rollout's executable phases and steps, made from a plan.
+
+use super::{RestartState, StepState};
+use crate::action::{StepAction, StepOutcome};
+use crate::plan::{Action, PhaseKind, Plan};
+use crate::Role;
+use serde::{Deserialize, Serialize};
+
+/// One step as the store holds it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecStep {
+    pub step_id: String,
+    pub phase: usize,
+    pub host_id: String,
+    pub action: StepAction,
+    pub state: StepState,
+    pub attempts: u32,
+    /// When the state last changed (Unix ms).
+    pub changed_ms: i64,
+    pub outcome: Option<StepOutcome>,
+    pub reason: String,
+    /// A restart the host needs to finish the step.
+    #[serde(default)]
+    pub restart: RestartState,
+}
+
+/// The phases of a rollout, in order, each with its steps.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecPhase {
+    pub kind: PhaseKind,
+}
+
+/// Turns a plan into executable phases and steps, one for each step of the
+/// plan (so the plan and the rollout's status count the same). Step ids
+/// are `{rollout}-{n}`.
+pub fn steps_from_plan(
+    rollout_id: &str,
+    plan: &Plan,
+    now_ms: i64,
+) -> (Vec<ExecPhase>, Vec<ExecStep>) {
+    let mut phases = Vec::new();
+    let mut steps = Vec::new();
+    let push = |phase: usize, host_id: &str, action: StepAction, steps: &mut Vec<ExecStep>| {
+        let step_id = format!("{rollout_id}-{}", steps.len() + 1);
+        steps.push(ExecStep {
+            step_id,
+            phase,
+            host_id: host_id.to_owned(),
+            action,
+            state: StepState::Pending,
+            attempts: 0,
+            changed_ms: now_ms,
+            outcome: None,
+            reason: String::new(),
+            restart: RestartState::None,
+        });
+    };
+    for phase in &plan.phases {
+        if phase.steps.is_empty() {
+            continue;
+        }
+        let index = phases.len();
+        phases.push(ExecPhase { kind: phase.kind });
+        let role = if phase.kind == PhaseKind::AppServers {
+            Role::AppServer
+        } else {
+            Role::Server
+        };
+        for step in &phase.steps {
+            let to = step.to;
+            let action = match step.action {
+                Action::Backup => StepAction::Backup,
+                Action::StopServices => StepAction::StopServices { role },
+                Action::StartServices => StepAction::StartServices { role },
+                Action::InstallServer | Action::InstallAppServer => StepAction::InstallComponent {
+                    role,
+                    version: to,
+                    artifact_sha256: None,
+                },
+                Action::ReactivateDatabases => StepAction::ReactivateDatabases { version: to },
+                Action::DeployWebApp => StepAction::DeployWebApp {
+                    version: to,
+                    artifact_sha256: None,
+                },
+                Action::InstallClient => StepAction::InstallComponent {
+                    role: Role::Client,
+                    version: to,
+                    artifact_sha256: None,
+                },
+            };
+            push(index, &step.host_id, action, &mut steps);
+        }
+    }
+    (phases, steps)
+}

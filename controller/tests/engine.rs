@@ -1,0 +1,187 @@
+//! The rollout engine on a real SQLite store, with a recording delivery in
+//! place of agent sessions: what it hands out on a decision, on a hello,
+//! and after a restart-required result.
+
+#![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
+
+use std::sync::{Arc, Mutex};
+use tierwise_common::action::StepOutcome;
+use tierwise_common::fixtures::{client, licence, password_secure_catalogue, server, web};
+use tierwise_common::plan::{plan, PlanRequest};
+use tierwise_common::rollout::{steps_from_plan, Delivery, RolloutOptions, RolloutState};
+use tierwise_common::{Check, ClientWaves, HostRecord, ProbedVersion, Version, WebServerKind};
+use tierwise_controller::delivery::Deliver;
+use tierwise_controller::engine::Engine;
+use tierwise_controller::store::rollouts::StepResultRecord;
+use tierwise_controller::store::{HostReport, Store};
+
+const FROM: Version = Version::new(9, 3, 0, 33526);
+const TO: Version = Version::new(9, 3, 1, 33994);
+
+/// Remembers every delivery; every host counts as connected.
+#[derive(Debug, Default)]
+struct Recorder(Mutex<Vec<Delivery>>);
+
+impl Deliver for Recorder {
+    fn deliver(&self, delivery: &Delivery) -> bool {
+        self.0.lock().unwrap().push(delivery.clone());
+        true
+    }
+}
+
+impl Recorder {
+    fn take(&self) -> Vec<(String, String)> {
+        self.0
+            .lock()
+            .unwrap()
+            .drain(..)
+            .map(|d| (d.host_id, d.action.config_key().to_owned()))
+            .collect()
+    }
+
+    fn last_id(&self) -> String {
+        self.0.lock().unwrap().last().unwrap().dispatch_id.clone()
+    }
+}
+
+fn fleet() -> Vec<HostRecord> {
+    vec![
+        server("srv", "prod", FROM, &[("PSDB", true, FROM)]),
+        web("web", "prod", FROM, WebServerKind::Apache, Check::Yes),
+        client("cl-1", "prod", ProbedVersion::Installed(FROM), Check::No),
+    ]
+}
+
+async fn hello(store: &Store, host: &HostRecord, boot_ms: i64) {
+    let report = HostReport {
+        host_id: host.host_id.clone(),
+        hostname: host.hostname.clone(),
+        installation: host.installation.clone(),
+        os: host.os.clone(),
+        agent_version: host.agent_version.clone(),
+        heartbeat_seconds: 10,
+        inventory: host.inventory.clone(),
+        boot_ms: Some(boot_ms),
+    };
+    store
+        .record_hello(&report, &format!("s-{}", host.host_id), now())
+        .await
+        .unwrap();
+}
+
+fn now() -> i64 {
+    tierwise_runtime::clock::now_ms()
+}
+
+async fn result(store: &Store, host: &str, dispatch_id: &str, outcome: StepOutcome) {
+    let record = StepResultRecord {
+        step_id: dispatch_id.to_owned(),
+        outcome,
+        exit_code: Some(0),
+        output_tail: String::new(),
+        reason: String::new(),
+    };
+    assert!(store
+        .record_step_result(host, &record, now())
+        .await
+        .unwrap()
+        .is_some());
+}
+
+#[tokio::test]
+async fn the_engine_hands_out_decisions_outstanding_steps_and_restarts() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let hosts = fleet();
+    for host in &hosts {
+        hello(&store, host, 1_000).await;
+    }
+    let planned = plan(&PlanRequest {
+        installation: "prod",
+        hosts: &hosts,
+        catalogue: &password_secure_catalogue(),
+        licence: Some(&licence("prod", "2030-12-31")),
+        target: TO,
+        waves: &ClientWaves::parse("100%").unwrap(),
+    })
+    .unwrap();
+    let options = RolloutOptions::default();
+    store
+        .create_rollout(
+            "prod",
+            TO,
+            &options,
+            |id| steps_from_plan(id, &planned, now()),
+            "tester",
+            "",
+            now(),
+        )
+        .await
+        .unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let engine = Engine::new(store.clone(), recorder.clone());
+
+    // The first decision hands out the backup, once.
+    engine.evaluate_all().await.unwrap();
+    assert_eq!(recorder.take(), [("srv".into(), "backup".into())]);
+    engine.evaluate_all().await.unwrap();
+    assert!(recorder.take().is_empty(), "nothing is handed out twice");
+
+    // A hello hands the host what it has outstanding, under the same id.
+    engine.hello("srv", Some(1_000)).await.unwrap();
+    let backup = recorder.last_id();
+    assert_eq!(recorder.take(), [("srv".into(), "backup".into())]);
+    assert_eq!(engine.hello("cl-1", Some(1_000)).await.unwrap(), 0);
+
+    // Through the server phase: stop, install (restart required), ...
+    result(&store, "srv", &backup, StepOutcome::Succeeded).await;
+    engine.evaluate_all().await.unwrap();
+    let stop = recorder.last_id();
+    assert_eq!(recorder.take(), [("srv".into(), "stop_services".into())]);
+    result(&store, "srv", &stop, StepOutcome::Succeeded).await;
+    engine.evaluate_all().await.unwrap();
+    let install = recorder.last_id();
+    assert_eq!(recorder.take(), [("srv".into(), "install".into())]);
+    result(
+        &store,
+        "srv",
+        &install,
+        StepOutcome::SucceededRestartRequired,
+    )
+    .await;
+    // The server's policy is `ask`: the rollout waits, nothing goes out.
+    engine.evaluate_all().await.unwrap();
+    assert!(recorder.take().is_empty());
+    let (rollout, _) = store.rollout("r1").await.unwrap().unwrap();
+    assert_eq!(rollout.state, RolloutState::WaitingForApproval);
+    assert!(
+        rollout.reason.contains("srv must restart"),
+        "{}",
+        rollout.reason
+    );
+
+    // Approved: the restart goes out, and again on a hello until the host
+    // reports a later boot.
+    store
+        .apply_command(
+            "r1",
+            &tierwise_common::rollout::Command::Approve,
+            "tester",
+            now(),
+        )
+        .await
+        .unwrap();
+    engine.evaluate_all().await.unwrap();
+    let restart = recorder.last_id();
+    assert!(restart.ends_with(".restart"), "{restart}");
+    assert_eq!(recorder.take(), [("srv".into(), "restart".into())]);
+    engine.hello("srv", Some(1_000)).await.unwrap();
+    assert_eq!(recorder.last_id(), restart);
+    recorder.take();
+    let mut rebooted = hosts[0].clone();
+    rebooted.inventory = server("srv", "prod", TO, &[("PSDB", false, FROM)]).inventory;
+    hello(&store, &rebooted, now() + 1_000).await;
+    assert_eq!(engine.hello("srv", Some(now() + 1_000)).await.unwrap(), 0);
+    // Back with a later boot and the new version: start services next.
+    engine.evaluate_all().await.unwrap();
+    assert_eq!(recorder.take(), [("srv".into(), "start_services".into())]);
+}
