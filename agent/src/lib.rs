@@ -1,5 +1,5 @@
 //! The Tierwise agent: reports what Password Secure components a host runs
-//! and (in later versions) executes typed update steps the controller sends.
+//! and executes the typed update steps the controller sends.
 //!
 //! The agent must never run text received from the controller as a command:
 //! everything it executes is defined in its own local configuration. It must

@@ -483,8 +483,11 @@ mod shipped {
             env!("CARGO_MANIFEST_DIR"),
             "/../deploy/catalogue/password-secure.toml"
         );
-        let text = std::fs::read_to_string(path).unwrap();
-        let catalogue = Catalogue::parse(&text, path).unwrap();
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/catalogue/password-secure.toml"
+        ));
+        let catalogue = Catalogue::parse(text, path).unwrap();
         assert_eq!(catalogue.releases().len(), 14);
         let v = |t: &str| t.parse::<Version>().unwrap();
         let r263 = catalogue.get(v("26.3.100.34058")).unwrap();

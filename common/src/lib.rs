@@ -30,6 +30,7 @@ macro_rules! serde_as_text {
 pub mod action;
 pub mod catalogue;
 pub mod date;
+#[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod inventory;
 pub mod json;

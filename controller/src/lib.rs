@@ -1,5 +1,5 @@
 //! The Tierwise controller: `tierwise serve` (the gRPC endpoint for agents and
-//! operators, the store, and later the rollout engine) and the operator CLI
+//! operators, the store and the rollout engine) and the operator CLI
 //! that talks to a running controller.
 //!
 //! The controller owns desired state; agents own observed state. It must never

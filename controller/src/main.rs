@@ -5,9 +5,9 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tierwise_common::rollout::Command as Change;
 use tierwise_common::Role;
 use tierwise_controller::{cli, demo, server};
-use tierwise_proto::v1::RolloutChange;
 use tierwise_runtime::logging::LogFormat;
 use tierwise_runtime::shutdown;
 
@@ -565,20 +565,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     cli::rollout::status(&mut client, id.as_deref(), json, watch).await?
                 }
                 RolloutCommand::Pause { id } => {
-                    cli::rollout::change(&mut client, &id, RolloutChange::Pause, None).await?
+                    cli::rollout::change(&mut client, &id, &Change::Pause).await?
                 }
                 RolloutCommand::Resume { id } => {
-                    cli::rollout::change(&mut client, &id, RolloutChange::Resume, None).await?
+                    cli::rollout::change(&mut client, &id, &Change::Resume).await?
                 }
                 RolloutCommand::Abort { id } => {
-                    cli::rollout::change(&mut client, &id, RolloutChange::Abort, None).await?
+                    cli::rollout::change(&mut client, &id, &Change::Abort).await?
                 }
                 RolloutCommand::Skip { id, host } => {
-                    cli::rollout::change(&mut client, &id, RolloutChange::SkipHost, Some(&host))
-                        .await?
+                    cli::rollout::change(&mut client, &id, &Change::Skip { host_id: host }).await?
                 }
                 RolloutCommand::Approve { id } => {
-                    cli::rollout::change(&mut client, &id, RolloutChange::Approve, None).await?
+                    cli::rollout::change(&mut client, &id, &Change::Approve).await?
                 }
             };
             print!("{output}");

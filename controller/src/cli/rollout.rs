@@ -8,7 +8,7 @@ use anyhow::Context;
 use std::io::IsTerminal;
 use std::time::Duration;
 use tierwise_common::plan::PhaseKind;
-use tierwise_common::rollout::{ErrorThreshold, RolloutState};
+use tierwise_common::rollout::{Command, ErrorThreshold, RolloutState};
 use tierwise_common::{thousands, ClientWaves, Version};
 use tierwise_proto::v1::{
     ChangeRolloutRequest, GetRolloutRequest, ListAuditRequest, ListRolloutsRequest, RolloutChange,
@@ -171,12 +171,14 @@ pub async fn status(
     }
 }
 
-pub async fn change(
-    client: &mut Client,
-    id: &str,
-    change: RolloutChange,
-    host_id: Option<&str>,
-) -> anyhow::Result<String> {
+pub async fn change(client: &mut Client, id: &str, command: &Command) -> anyhow::Result<String> {
+    let (change, host_id) = match command {
+        Command::Pause => (RolloutChange::Pause, None),
+        Command::Resume => (RolloutChange::Resume, None),
+        Command::Abort => (RolloutChange::Abort, None),
+        Command::Approve => (RolloutChange::Approve, None),
+        Command::Skip { host_id } => (RolloutChange::SkipHost, Some(host_id.as_str())),
+    };
     let json = client
         .change_rollout(ChangeRolloutRequest {
             id: id.to_owned(),

@@ -3,8 +3,8 @@
 use crate::store::StoreError;
 use tonic::{Code, Status};
 
-/// Every error an RPC handler can return. `kind()` is a stable label for logs
-/// and, later, metrics; the status code and message follow from the variant.
+/// Every error an RPC handler can return. `kind()` is a stable label for
+/// logs; the status code and message follow from the variant.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]

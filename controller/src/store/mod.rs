@@ -1,4 +1,5 @@
-//! The controller's store: inventory today, rollouts later.
+//! The controller's store: inventory, catalogue, licences, rollouts,
+//! security records and the audit log.
 //!
 //! One implementation over sqlx's `Any` driver serves both SQLite (the
 //! embedded default, one file in WAL mode) and PostgreSQL (the scale-out
