@@ -1,0 +1,205 @@
+//! Access: enrollment tokens, operators and who is asking.
+
+use super::{actor, optional_name, to_json, AdminApi};
+use crate::grpc::auth::{self, Role};
+use crate::grpc::{printable, ApiError};
+use tierwise_common::validate_name;
+use tierwise_proto::v1::RolloutJson;
+use tierwise_proto::v1::{
+    AddOperatorRequest, AddOperatorResponse, CreateTokenRequest, CreateTokenResponse,
+    ListOperatorsRequest, ListTokensRequest, RemoveOperatorRequest, RevokeTokenRequest,
+    WhoAmIRequest,
+};
+use tierwise_runtime::clock::now_ms;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+/// Most uses one enrollment token may have (a Group Policy token for a whole
+/// estate needs many).
+const MAX_TOKEN_USES: u32 = 1_000_000;
+/// Longest lifetime of an enrollment token: 90 days.
+const MAX_TOKEN_SECONDS: u64 = 90 * 86_400;
+
+/// An enrollment token in `tokens list --json`.
+#[derive(Debug, serde::Serialize)]
+struct TokenView {
+    #[serde(flatten)]
+    token: crate::store::security::TokenRecord,
+    /// `active`, `expired`, `used_up` or `revoked`.
+    state: crate::store::security::TokenState,
+}
+
+impl TokenView {
+    fn new(token: crate::store::security::TokenRecord, now_ms: i64) -> Self {
+        Self {
+            state: token.state(now_ms),
+            token,
+        }
+    }
+}
+
+pub(super) async fn create_token(
+    api: &AdminApi,
+    request: Request<CreateTokenRequest>,
+) -> Result<Response<CreateTokenResponse>, Status> {
+    let actor = actor(&request)?;
+    let request = request.into_inner();
+    let installation = optional_name("installation", &request.installation)?;
+    if !(1..=MAX_TOKEN_USES).contains(&request.uses) {
+        return Err(ApiError::InvalidArgument(format!(
+            "uses must be between 1 and {MAX_TOKEN_USES}, not {}",
+            request.uses
+        ))
+        .into());
+    }
+    if !(1..=MAX_TOKEN_SECONDS).contains(&request.expires_seconds) {
+        return Err(ApiError::InvalidArgument(format!(
+            "a token must expire between 1 second and {} days from now",
+            MAX_TOKEN_SECONDS / 86_400
+        ))
+        .into());
+    }
+    let (id, secret, token) = auth::new_enrollment_token();
+    let now = now_ms();
+    let expires_ms = now + i64::try_from(request.expires_seconds * 1000).unwrap_or(i64::MAX);
+    api.store
+        .create_token(
+            &crate::store::security::NewToken {
+                id: &id,
+                secret_sha256: &auth::token_digest(&secret),
+                installation: installation.as_deref(),
+                uses_allowed: i64::from(request.uses),
+                expires_ms,
+            },
+            &actor,
+            now,
+        )
+        .await
+        .map_err(ApiError::from)?;
+    info!(token = %id, %actor, uses = request.uses, "enrollment token created");
+    Ok(Response::new(CreateTokenResponse {
+        token,
+        id,
+        expires_at_ms: expires_ms,
+    }))
+}
+
+pub(super) async fn list_tokens(
+    api: &AdminApi,
+    _request: Request<ListTokensRequest>,
+) -> Result<Response<RolloutJson>, Status> {
+    let now = now_ms();
+    let tokens: Vec<TokenView> = api
+        .store
+        .tokens()
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .map(|t| TokenView::new(t, now))
+        .collect();
+    to_json(&tokens)
+}
+
+pub(super) async fn revoke_token(
+    api: &AdminApi,
+    request: Request<RevokeTokenRequest>,
+) -> Result<Response<RolloutJson>, Status> {
+    let actor = actor(&request)?;
+    let id = request.into_inner().id;
+    let token = api
+        .store
+        .revoke_token(id.trim(), &actor, now_ms())
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no enrollment token `{}`; `tierwise tokens list` shows them",
+                printable(&id, 64)
+            ))
+        })?;
+    info!(token = %token.id, %actor, "enrollment token revoked");
+    to_json(&TokenView::new(token, now_ms()))
+}
+
+pub(super) async fn add_operator(
+    api: &AdminApi,
+    request: Request<AddOperatorRequest>,
+) -> Result<Response<AddOperatorResponse>, Status> {
+    let actor = actor(&request)?;
+    let request = request.into_inner();
+    validate_name("operator name", &request.name)
+        .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+    let role: Role = request.role.parse().map_err(ApiError::InvalidArgument)?;
+    let token = auth::new_operator_token();
+    let added = api
+        .store
+        .add_operator(
+            &request.name,
+            role.as_str(),
+            &auth::token_digest(&token),
+            &actor,
+            now_ms(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+    if !added {
+        return Err(ApiError::AlreadyExists(format!(
+            "operator `{}` exists; remove it first to issue a new token",
+            request.name
+        ))
+        .into());
+    }
+    info!(operator = %request.name, %role, %actor, "operator added");
+    Ok(Response::new(AddOperatorResponse { token }))
+}
+
+pub(super) async fn list_operators(
+    api: &AdminApi,
+    _request: Request<ListOperatorsRequest>,
+) -> Result<Response<RolloutJson>, Status> {
+    to_json(&api.store.operators().await.map_err(ApiError::from)?)
+}
+
+pub(super) async fn remove_operator(
+    api: &AdminApi,
+    request: Request<RemoveOperatorRequest>,
+) -> Result<Response<RolloutJson>, Status> {
+    let actor = actor(&request)?;
+    let name = request.into_inner().name;
+    let operators = api.store.operators().await.map_err(ApiError::from)?;
+    let Some(target) = operators.iter().find(|o| o.name == name) else {
+        return Err(ApiError::NotFound(format!(
+            "no operator `{}`; `tierwise operators list` shows them",
+            printable(&name, 64)
+        ))
+        .into());
+    };
+    let admins = operators
+        .iter()
+        .filter(|o| o.role == Role::Admin.as_str())
+        .count();
+    if target.role == Role::Admin.as_str() && admins == 1 {
+        return Err(ApiError::FailedPrecondition(format!(
+            "`{name}` is the last admin; add another admin before removing it"
+        ))
+        .into());
+    }
+    api.store
+        .remove_operator(&name, &actor, now_ms())
+        .await
+        .map_err(ApiError::from)?;
+    info!(operator = %name, %actor, "operator removed");
+    to_json(target)
+}
+
+pub(super) async fn who_am_i(
+    _api: &AdminApi,
+    request: Request<WhoAmIRequest>,
+) -> Result<Response<RolloutJson>, Status> {
+    match auth::principal(&request)? {
+        auth::Principal::Operator { name, role } => {
+            to_json(&serde_json::json!({ "name": name, "role": role }))
+        }
+        _ => Err(Status::permission_denied("this call is for operators")),
+    }
+}

@@ -1,0 +1,224 @@
+//! Hosts: the inventory list, one host, a refresh, revocation, and the
+//! address mappings that place `auto` clients.
+
+use super::{actor, optional_name, to_json, AdminApi};
+use crate::grpc::ApiError;
+use crate::store::HostFilter;
+use tierwise_common::validate_name;
+use tierwise_proto::convert::role_from_wire;
+use tierwise_proto::v1::RevokeHostRequest;
+use tierwise_proto::v1::{
+    controller_message, ControllerMessage, GetHostRequest, HostView, ListHostsRequest,
+    ListHostsResponse, RefreshInventoryRequest, RefreshInventoryResponse, ReportInventory,
+    Role as WireRole, RolloutJson,
+};
+use tierwise_proto::v1::{
+    AddressMapping as WireMapping, AddressMappings, ListAddressMappingsRequest, MapAddressRequest,
+    UnmapAddressRequest,
+};
+use tierwise_runtime::clock::now_ms;
+use tonic::{Request, Response, Status};
+use tracing::{info, warn};
+
+pub(super) async fn list_hosts(
+    api: &AdminApi,
+    request: Request<ListHostsRequest>,
+) -> Result<Response<ListHostsResponse>, Status> {
+    let request = request.into_inner();
+    let installation = optional_name("installation", &request.installation)?;
+    let role = if request.role == i32::from(WireRole::Unspecified) {
+        None
+    } else {
+        Some(role_from_wire(request.role).ok_or_else(|| {
+            ApiError::InvalidArgument(format!("unknown role value {}", request.role))
+        })?)
+    };
+    let hosts = api
+        .store
+        .list_hosts(&HostFilter { installation, role }, now_ms())
+        .await
+        .map_err(ApiError::from)?;
+    Ok(Response::new(ListHostsResponse {
+        hosts: hosts.iter().map(HostView::from).collect(),
+    }))
+}
+
+pub(super) async fn get_host(
+    api: &AdminApi,
+    request: Request<GetHostRequest>,
+) -> Result<Response<HostView>, Status> {
+    let host_id = request.into_inner().host_id;
+    validate_name("host id", &host_id).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+    let host = api
+        .store
+        .get_host(&host_id, now_ms())
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no host `{host_id}`; `tierwise hosts list` shows the known hosts"
+            ))
+        })?;
+    Ok(Response::new(HostView::from(&host)))
+}
+
+pub(super) async fn refresh_inventory(
+    api: &AdminApi,
+    request: Request<RefreshInventoryRequest>,
+) -> Result<Response<RefreshInventoryResponse>, Status> {
+    let actor = actor(&request)?;
+    let request = request.into_inner();
+    let host_id = optional_name("host id", &request.host_id)?;
+    let installation = optional_name("installation", &request.installation)?;
+    if let Some(id) = &host_id {
+        let known = api
+            .store
+            .get_host(id, now_ms())
+            .await
+            .map_err(ApiError::from)?;
+        if known.is_none() {
+            return Err(ApiError::NotFound(format!(
+                "no host `{id}`; `tierwise hosts list` shows the known hosts"
+            ))
+            .into());
+        }
+    }
+    let mut asked = Vec::new();
+    for (id, outbound) in api
+        .sessions
+        .select(host_id.as_deref(), installation.as_deref())
+    {
+        let message = ControllerMessage {
+            body: Some(controller_message::Body::ReportInventory(
+                ReportInventory {},
+            )),
+        };
+        // A full queue means the agent is not reading; it will report on
+        // its own schedule, so skipping it is harmless.
+        if outbound.try_send(Ok(message)).is_ok() {
+            asked.push(id);
+        }
+    }
+    asked.sort();
+    info!(
+        count = asked.len(),
+        %actor,
+        "asked agents to report their inventory"
+    );
+    let subject = host_id.or(installation).unwrap_or_else(|| "all".to_owned());
+    api.store
+        .audit(
+            &actor,
+            "inventory refresh",
+            &subject,
+            &format!("{} agent(s) asked", asked.len()),
+            now_ms(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+    Ok(Response::new(RefreshInventoryResponse { asked }))
+}
+
+pub(super) async fn map_address(
+    api: &AdminApi,
+    request: Request<MapAddressRequest>,
+) -> Result<Response<AddressMappings>, Status> {
+    let actor = actor(&request)?;
+    let request = request.into_inner();
+    validate_name("installation", &request.installation)
+        .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+    api.store
+        .map_address(&request.address, &request.installation, &actor, now_ms())
+        .await
+        .map_err(mapping_error)?;
+    info!(address = %request.address, installation = %request.installation, %actor, "address mapped");
+    api.mappings().await
+}
+
+pub(super) async fn unmap_address(
+    api: &AdminApi,
+    request: Request<UnmapAddressRequest>,
+) -> Result<Response<AddressMappings>, Status> {
+    let actor = actor(&request)?;
+    let address = request.into_inner().address;
+    api.store
+        .unmap_address(&address, &actor, now_ms())
+        .await
+        .map_err(mapping_error)?;
+    info!(%address, %actor, "address mapping removed");
+    api.mappings().await
+}
+
+pub(super) async fn list_address_mappings(
+    api: &AdminApi,
+    _request: Request<ListAddressMappingsRequest>,
+) -> Result<Response<AddressMappings>, Status> {
+    api.mappings().await
+}
+
+pub(super) async fn revoke_host(
+    api: &AdminApi,
+    request: Request<RevokeHostRequest>,
+) -> Result<Response<RolloutJson>, Status> {
+    let actor = actor(&request)?;
+    let host_id = request.into_inner().host_id;
+    validate_name("host id", &host_id).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+    let known = api
+        .store
+        .get_host(&host_id, now_ms())
+        .await
+        .map_err(ApiError::from)?;
+    let revoked = api
+        .store
+        .revoke_host(&host_id, &actor, now_ms())
+        .await
+        .map_err(ApiError::from)?;
+    if known.is_none() && revoked == 0 {
+        return Err(ApiError::NotFound(format!(
+            "no host `{host_id}`; `tierwise hosts list` shows the known hosts"
+        ))
+        .into());
+    }
+    let session_closed = api
+        .sessions
+        .close_host(&host_id, crate::grpc::sessions::CloseReason::Revoked);
+    warn!(%host_id, revoked, session_closed, %actor, "host revoked");
+    to_json(&serde_json::json!({
+        "host_id": host_id,
+        "certificates_revoked": revoked,
+        "session_closed": session_closed,
+    }))
+}
+
+impl AdminApi {
+    pub(super) async fn mappings(&self) -> Result<Response<AddressMappings>, Status> {
+        let mappings = self
+            .store
+            .address_mappings()
+            .await
+            .map_err(ApiError::from)?
+            .into_iter()
+            .map(|m| WireMapping {
+                address: m.address,
+                installation: m.installation,
+                created_ms: m.created_ms,
+                created_by: m.created_by,
+            })
+            .collect();
+        Ok(Response::new(AddressMappings { mappings }))
+    }
+}
+
+fn mapping_error(error: crate::store::placement::MappingError) -> Status {
+    use crate::store::placement::MappingError;
+    match error {
+        MappingError::Store(store) => ApiError::Store(store),
+        MappingError::UnknownInstallation(..) | MappingError::NoMapping(_) => {
+            ApiError::NotFound(error.to_string())
+        }
+        MappingError::Auto | MappingError::EmptyAddress | MappingError::BadAddress { .. } => {
+            ApiError::InvalidArgument(error.to_string())
+        }
+    }
+    .into()
+}

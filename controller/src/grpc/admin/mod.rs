@@ -1,0 +1,253 @@
+//! `AdminService`: what the operator CLI calls. The service's methods are
+//! one-line hand-offs to the module of their area: hosts (inventory,
+//! placement, revocation), catalogue and licences, rollouts (plan, start,
+//! status, operator commands, audit), access (tokens, operators) and
+//! artifacts.
+
+mod access;
+mod artifacts;
+mod catalogue;
+mod hosts;
+mod rollouts;
+
+use crate::artifacts::ArtifactStore;
+use crate::engine::Engine;
+use crate::grpc::auth::{self};
+use crate::grpc::sessions::Sessions;
+use crate::grpc::ApiError;
+use crate::store::Store;
+use tierwise_common::validate_name;
+use tierwise_proto::v1::{
+    admin_service_server::AdminService, ChangeRolloutRequest, GetCatalogueRequest,
+    GetCatalogueResponse, GetHostRequest, GetRolloutRequest, HostView, ImportCatalogueRequest,
+    ImportCatalogueResponse, ListAuditRequest, ListHostsRequest, ListHostsResponse,
+    ListLicencesRequest, ListLicencesResponse, ListRolloutsRequest, PlanRolloutRequest,
+    PlanRolloutResponse, RefreshInventoryRequest, RefreshInventoryResponse, RolloutJson,
+    SetLicenceRequest, SetLicenceResponse, StartRolloutRequest,
+};
+use tierwise_proto::v1::{
+    AddOperatorRequest, AddOperatorResponse, CreateTokenRequest, CreateTokenResponse,
+    ListOperatorsRequest, ListTokensRequest, RemoveOperatorRequest, RevokeHostRequest,
+    RevokeTokenRequest, WhoAmIRequest,
+};
+use tierwise_proto::v1::{
+    AddressMappings, ListAddressMappingsRequest, MapAddressRequest, UnmapAddressRequest,
+};
+use tierwise_proto::v1::{UploadArtifactChunk, UploadArtifactResponse};
+use tonic::{Request, Response, Status};
+
+#[derive(Clone, Debug)]
+pub struct AdminApi {
+    store: Store,
+    sessions: Sessions,
+    engine: Engine,
+    artifacts: ArtifactStore,
+}
+
+impl AdminApi {
+    pub fn new(store: Store, sessions: Sessions, engine: Engine, artifacts: ArtifactStore) -> Self {
+        Self {
+            store,
+            sessions,
+            engine,
+            artifacts,
+        }
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<Response<RolloutJson>, Status> {
+    serde_json::to_string(value)
+        .map(|json| Response::new(RolloutJson { json }))
+        .map_err(|e| ApiError::Protocol(format!("cannot encode the answer: {e}")).into())
+}
+
+/// Who asked: the authenticated operator's name.
+fn actor<T>(request: &Request<T>) -> Result<String, Status> {
+    auth::operator_name(request)
+}
+
+fn optional_name(kind: &'static str, value: &str) -> Result<Option<String>, ApiError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    validate_name(kind, value).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+    Ok(Some(value.to_owned()))
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    async fn list_hosts(
+        &self,
+        request: Request<ListHostsRequest>,
+    ) -> Result<Response<ListHostsResponse>, Status> {
+        hosts::list_hosts(self, request).await
+    }
+
+    async fn get_host(
+        &self,
+        request: Request<GetHostRequest>,
+    ) -> Result<Response<HostView>, Status> {
+        hosts::get_host(self, request).await
+    }
+
+    async fn refresh_inventory(
+        &self,
+        request: Request<RefreshInventoryRequest>,
+    ) -> Result<Response<RefreshInventoryResponse>, Status> {
+        hosts::refresh_inventory(self, request).await
+    }
+
+    async fn import_catalogue(
+        &self,
+        request: Request<ImportCatalogueRequest>,
+    ) -> Result<Response<ImportCatalogueResponse>, Status> {
+        catalogue::import_catalogue(self, request).await
+    }
+
+    async fn get_catalogue(
+        &self,
+        _request: Request<GetCatalogueRequest>,
+    ) -> Result<Response<GetCatalogueResponse>, Status> {
+        catalogue::get_catalogue(self, _request).await
+    }
+
+    async fn set_licence(
+        &self,
+        request: Request<SetLicenceRequest>,
+    ) -> Result<Response<SetLicenceResponse>, Status> {
+        catalogue::set_licence(self, request).await
+    }
+
+    async fn list_licences(
+        &self,
+        _request: Request<ListLicencesRequest>,
+    ) -> Result<Response<ListLicencesResponse>, Status> {
+        catalogue::list_licences(self, _request).await
+    }
+
+    async fn plan_rollout(
+        &self,
+        request: Request<PlanRolloutRequest>,
+    ) -> Result<Response<PlanRolloutResponse>, Status> {
+        rollouts::plan_rollout(self, request).await
+    }
+
+    async fn start_rollout(
+        &self,
+        request: Request<StartRolloutRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        rollouts::start_rollout(self, request).await
+    }
+
+    async fn list_rollouts(
+        &self,
+        _request: Request<ListRolloutsRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        rollouts::list_rollouts(self, _request).await
+    }
+
+    async fn get_rollout(
+        &self,
+        request: Request<GetRolloutRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        rollouts::get_rollout(self, request).await
+    }
+
+    async fn change_rollout(
+        &self,
+        request: Request<ChangeRolloutRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        rollouts::change_rollout(self, request).await
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<ListAuditRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        rollouts::list_audit(self, request).await
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<CreateTokenRequest>,
+    ) -> Result<Response<CreateTokenResponse>, Status> {
+        access::create_token(self, request).await
+    }
+
+    async fn list_tokens(
+        &self,
+        _request: Request<ListTokensRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        access::list_tokens(self, _request).await
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<RevokeTokenRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        access::revoke_token(self, request).await
+    }
+
+    async fn add_operator(
+        &self,
+        request: Request<AddOperatorRequest>,
+    ) -> Result<Response<AddOperatorResponse>, Status> {
+        access::add_operator(self, request).await
+    }
+
+    async fn list_operators(
+        &self,
+        _request: Request<ListOperatorsRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        access::list_operators(self, _request).await
+    }
+
+    async fn remove_operator(
+        &self,
+        request: Request<RemoveOperatorRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        access::remove_operator(self, request).await
+    }
+
+    async fn map_address(
+        &self,
+        request: Request<MapAddressRequest>,
+    ) -> Result<Response<AddressMappings>, Status> {
+        hosts::map_address(self, request).await
+    }
+
+    async fn unmap_address(
+        &self,
+        request: Request<UnmapAddressRequest>,
+    ) -> Result<Response<AddressMappings>, Status> {
+        hosts::unmap_address(self, request).await
+    }
+
+    async fn list_address_mappings(
+        &self,
+        _request: Request<ListAddressMappingsRequest>,
+    ) -> Result<Response<AddressMappings>, Status> {
+        hosts::list_address_mappings(self, _request).await
+    }
+
+    async fn revoke_host(
+        &self,
+        request: Request<RevokeHostRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        hosts::revoke_host(self, request).await
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<RolloutJson>, Status> {
+        access::who_am_i(self, request).await
+    }
+
+    async fn upload_artifact(
+        &self,
+        request: Request<tonic::Streaming<UploadArtifactChunk>>,
+    ) -> Result<Response<UploadArtifactResponse>, Status> {
+        artifacts::upload_artifact(self, request).await
+    }
+}

@@ -1,0 +1,338 @@
+//! Rollouts: the plan, admission and start, status, operator commands and
+//! the audit log. Every decision is a pure function of `tierwise-common`;
+//! these handlers load, call and apply.
+
+use super::{actor, to_json, AdminApi};
+use crate::grpc::ApiError;
+use crate::rollout_view::RolloutStatus;
+use crate::store::rollouts::RolloutError;
+use crate::store::HostFilter;
+use tierwise_common::plan::{plan, Plan, PlanError, PlanRequest};
+use tierwise_common::rollout::{
+    admit, parse_restart_policies, steps_from_plan, AdmissionRequest, Command, ErrorThreshold,
+    Refusal, RolloutOptions,
+};
+use tierwise_common::rules::{ACK_BREAKING, ACK_SERVER_MANAGER_PASSWORD};
+use tierwise_common::{validate_name, Catalogue, ClientWaves, Version};
+use tierwise_proto::v1::{
+    ChangeRolloutRequest, GetRolloutRequest, ListAuditRequest, ListRolloutsRequest,
+    PlanRolloutRequest, PlanRolloutResponse, RolloutChange, RolloutJson, StartRolloutRequest,
+};
+use tierwise_runtime::clock::now_ms;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+impl AdminApi {
+    /// The installation, if the controller knows it; otherwise an error that
+    /// lists the ones it knows.
+    pub(super) async fn known_installation(&self, installation: &str) -> Result<(), ApiError> {
+        validate_name("installation", installation)
+            .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+        if installation == tierwise_common::AUTO_INSTALLATION {
+            return Err(ApiError::InvalidArgument(
+                "`auto` is no installation: it holds the clients not placed yet (`tierwise hosts list --installation auto` shows them and why); place them with `tierwise installations map ADDRESS INSTALLATION`".into(),
+            ));
+        }
+        let known = self.store.installations().await?;
+        if known.iter().any(|name| name == installation) {
+            return Ok(());
+        }
+        Err(ApiError::NotFound(format!(
+            "no installation `{installation}`; known: {}. An installation appears when its first agent connects",
+            if known.is_empty() { "none yet".to_owned() } else { known.join(", ") }
+        )))
+    }
+
+    pub(super) async fn catalogue(&self) -> Result<Catalogue, ApiError> {
+        let stored = self.store.current_catalogue().await?.ok_or_else(|| {
+            ApiError::FailedPrecondition(
+                "no release catalogue imported yet; import one with `tierwise releases import FILE`".into(),
+            )
+        })?;
+        Catalogue::parse(&stored.document, &stored.source).map_err(|e| {
+            ApiError::Store(crate::store::StoreError::Corrupt(format!(
+                "the stored catalogue: {e}"
+            )))
+        })
+    }
+    /// Plans from live inventory, the catalogue in force and the licence;
+    /// also returns that catalogue.
+    pub(super) async fn make_plan(
+        &self,
+        installation: &str,
+        target: &str,
+        client_waves: &str,
+    ) -> Result<(Plan, Catalogue), ApiError> {
+        let target = Version::parse(target)
+            .map_err(|e| ApiError::InvalidArgument(format!("target: {e}")))?;
+        let chosen = if client_waves.trim().is_empty() {
+            None
+        } else {
+            Some(
+                ClientWaves::parse(client_waves)
+                    .map_err(|e| ApiError::InvalidArgument(format!("client waves: {e}")))?,
+            )
+        };
+        let waves = chosen.clone().unwrap_or_default();
+        self.known_installation(installation).await?;
+        let catalogue = self.catalogue().await?;
+        let filter = HostFilter {
+            installation: Some(installation.to_owned()),
+            role: None,
+        };
+        let hosts = self.store.list_hosts(&filter, now_ms()).await?;
+        let licence = self
+            .store
+            .licences()
+            .await?
+            .into_iter()
+            .find(|l| l.installation == installation);
+        let plan_with = |waves: &ClientWaves| {
+            plan(&PlanRequest {
+                installation,
+                hosts: &hosts,
+                catalogue: &catalogue,
+                licence: licence.as_ref(),
+                target,
+                waves,
+            })
+            .map_err(|e| match e {
+                PlanError::UnknownTarget { .. } => {
+                    ApiError::NotFound(format!("{e}; `tierwise releases list` shows them all"))
+                }
+                PlanError::NoHosts(_) | PlanError::EmptyCatalogue => {
+                    ApiError::FailedPrecondition(e.to_string())
+                }
+            })
+        };
+        let mut planned = plan_with(&waves)?;
+        // A breaking release locks old clients out: unless the operator
+        // chose waves, a canary and then the rest.
+        if chosen.is_none() && planned.clients_immediately_after_web {
+            planned = plan_with(&ClientWaves::breaking_default())?;
+        }
+        Ok((planned, catalogue))
+    }
+
+    pub(super) async fn rollout_status(&self, id: &str) -> Result<RolloutStatus, ApiError> {
+        let (rollout, steps) = self.store.rollout(id).await?.ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no rollout `{id}`; `tierwise rollout list` shows them"
+            ))
+        })?;
+        let outputs = self.store.step_outputs(id).await?;
+        let progress = self.store.step_progress(id).await?;
+        let filter = HostFilter {
+            installation: Some(rollout.installation.clone()),
+            role: None,
+        };
+        let hosts = self.store.list_hosts(&filter, now_ms()).await?;
+        Ok(RolloutStatus::build(
+            &rollout, &steps, &outputs, &progress, &hosts,
+        ))
+    }
+}
+
+fn rollout_error(error: RolloutError) -> ApiError {
+    match error {
+        RolloutError::Refused {
+            refusal: Refusal::NothingToSkip { .. },
+            ..
+        }
+        | RolloutError::NotFound(_) => ApiError::NotFound(error.to_string()),
+        RolloutError::AlreadyActive { .. } | RolloutError::Refused { .. } => {
+            ApiError::FailedPrecondition(error.to_string())
+        }
+        RolloutError::Store(e) => ApiError::Store(e),
+    }
+}
+
+pub(super) async fn plan_rollout(
+    api: &AdminApi,
+    request: Request<PlanRolloutRequest>,
+) -> Result<Response<PlanRolloutResponse>, Status> {
+    let request = request.into_inner();
+    let (planned, _) = api
+        .make_plan(
+            &request.installation,
+            &request.target,
+            &request.client_waves,
+        )
+        .await?;
+    let plan_json = serde_json::to_string(&planned)
+        .map_err(|e| ApiError::Protocol(format!("cannot encode the plan: {e}")))?;
+    Ok(Response::new(PlanRolloutResponse { plan_json }))
+}
+
+pub(super) async fn start_rollout(
+    api: &AdminApi,
+    request: Request<StartRolloutRequest>,
+) -> Result<Response<RolloutJson>, Status> {
+    let actor = actor(&request)?;
+    let request = request.into_inner();
+    let error_threshold = if request.error_threshold.trim().is_empty() {
+        RolloutOptions::default().error_threshold
+    } else {
+        ErrorThreshold::parse(&request.error_threshold)
+            .map_err(|e| ApiError::InvalidArgument(format!("error threshold: {e}")))?
+    };
+    let (planned, catalogue) = api
+        .make_plan(
+            &request.installation,
+            &request.target,
+            &request.client_waves,
+        )
+        .await?;
+    let mut acks: Vec<String> = request.acks.clone();
+    if request.ack_breaking {
+        acks.push(ACK_BREAKING.to_owned());
+    }
+    if request.ack_server_manager_password {
+        acks.push(ACK_SERVER_MANAGER_PASSWORD.to_owned());
+    }
+    let release = planned.target.version.to_string();
+    let mut stored = std::collections::BTreeMap::new();
+    for role in tierwise_common::Role::ALL {
+        if let Some(sha) = api
+            .store
+            .artifact(&release, role)
+            .await
+            .map_err(ApiError::from)?
+        {
+            stored.insert(role, sha);
+        }
+    }
+    let named = catalogue
+        .get(planned.target.version)
+        .map(|r| r.artifacts.clone())
+        .unwrap_or_default();
+    let admitted = admit(&AdmissionRequest {
+        plan: &planned,
+        acks: &acks,
+        named: &named,
+        stored: &stored,
+    })
+    .map_err(|refused| ApiError::FailedPrecondition(refused.to_string()))?;
+    let installers = admitted.installers;
+    let verify_timeouts_ms =
+        tierwise_common::rollout::parse_verify_timeouts(&request.verify_timeouts)
+            .map_err(|e| ApiError::InvalidArgument(format!("verification deadline: {e}")))?;
+    let options = RolloutOptions {
+        error_threshold,
+        approve_phases: request.approve_phases,
+        clients_at_once: planned.clients_immediately_after_web,
+        verify_timeouts_ms,
+        restarts: parse_restart_policies(&request.restarts)
+            .map_err(|e| ApiError::InvalidArgument(format!("restart: {e}")))?,
+        ..RolloutOptions::default()
+    };
+    let details = format!(
+        "installation {} to {}; acknowledged: {}",
+        request.installation,
+        planned.target.version,
+        if planned.acks_required.is_empty() {
+            "nothing needed".to_owned()
+        } else {
+            planned.acks_required.join(", ")
+        }
+    );
+    let now = now_ms();
+    let id = api
+        .store
+        .create_rollout(
+            &request.installation,
+            planned.target.version,
+            &options,
+            |id| {
+                let (phases, mut steps) = steps_from_plan(id, &planned, now);
+                for step in &mut steps {
+                    step.action.attach_artifact(&installers);
+                }
+                (phases, steps)
+            },
+            &actor,
+            &details,
+            now,
+        )
+        .await
+        .map_err(rollout_error)?;
+    info!(rollout = %id, installation = %request.installation, target = %planned.target.version, "rollout started");
+    api.engine.wake();
+    to_json(&api.rollout_status(&id).await?)
+}
+
+pub(super) async fn list_rollouts(
+    api: &AdminApi,
+    _request: Request<ListRolloutsRequest>,
+) -> Result<Response<RolloutJson>, Status> {
+    let mut list = Vec::new();
+    for rollout in api.store.rollouts().await.map_err(ApiError::from)? {
+        list.push(api.rollout_status(&rollout.id).await?);
+    }
+    to_json(&list)
+}
+
+pub(super) async fn get_rollout(
+    api: &AdminApi,
+    request: Request<GetRolloutRequest>,
+) -> Result<Response<RolloutJson>, Status> {
+    let mut id = request.into_inner().id;
+    if id.is_empty() {
+        id = api
+            .store
+            .latest_rollout_id()
+            .await
+            .map_err(ApiError::from)?
+            .ok_or_else(|| {
+                ApiError::NotFound("no rollout yet; start one with `tierwise rollout start`".into())
+            })?;
+    }
+    to_json(&api.rollout_status(&id).await?)
+}
+
+pub(super) async fn change_rollout(
+    api: &AdminApi,
+    request: Request<ChangeRolloutRequest>,
+) -> Result<Response<RolloutJson>, Status> {
+    let actor = actor(&request)?;
+    let request = request.into_inner();
+    let command =
+        match RolloutChange::try_from(request.change).unwrap_or(RolloutChange::Unspecified) {
+            RolloutChange::Pause => Command::Pause,
+            RolloutChange::Resume => Command::Resume,
+            RolloutChange::Abort => Command::Abort,
+            RolloutChange::Approve => Command::Approve,
+            RolloutChange::SkipHost => {
+                validate_name("host id", &request.host_id)
+                    .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+                Command::Skip {
+                    host_id: request.host_id.clone(),
+                }
+            }
+            RolloutChange::Unspecified => {
+                return Err(ApiError::InvalidArgument(
+                    "say pause, resume, abort, approve or skip".into(),
+                )
+                .into())
+            }
+        };
+    let (changed, change) = api
+        .store
+        .apply_command(&request.id, &command, &actor, now_ms())
+        .await
+        .map_err(rollout_error)?;
+    info!(rollout = %changed.id, command = command.name(), details = %change.details, %actor, "rollout changed by an operator");
+    api.engine.wake();
+    to_json(&api.rollout_status(&changed.id).await?)
+}
+
+pub(super) async fn list_audit(
+    api: &AdminApi,
+    request: Request<ListAuditRequest>,
+) -> Result<Response<RolloutJson>, Status> {
+    let limit = match request.into_inner().limit {
+        0 => 100,
+        n => i64::from(n.min(10_000)),
+    };
+    to_json(&api.store.audit_log(limit).await.map_err(ApiError::from)?)
+}
