@@ -1,11 +1,13 @@
 //! The operator CLI: subcommands that talk to a running controller.
 
+pub mod args;
 pub mod artifacts;
 pub mod hosts;
 pub mod installations;
 pub mod plan;
 pub mod policy;
 pub mod rollout;
+pub mod run;
 pub mod security;
 pub mod table;
 

@@ -1,0 +1,404 @@
+//! The `tierwise` command line as clap declares it: global connection
+//! flags, `serve`, and one subcommand group per area. `run.rs` carries each
+//! out.
+
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use tierwise_common::Role;
+use tierwise_runtime::logging::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "tierwise",
+    version,
+    about = "Tier-ordered Netwrix Password Secure rollouts: controller and operator CLI"
+)]
+pub struct Cli {
+    /// The controller the CLI talks to.
+    #[arg(
+        long,
+        global = true,
+        env = "TIERWISE_CONTROLLER",
+        default_value = "https://127.0.0.1:7700"
+    )]
+    pub controller: String,
+    /// The controller's CA certificate (PEM), to check whom the CLI talks to
+    /// [default: the one in this machine's controller data directory].
+    #[arg(long, global = true, env = "TIERWISE_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// A file holding the operator token (the token itself may be given in
+    /// TIERWISE_TOKEN) [default: the first admin's token in this machine's
+    /// controller data directory, when readable].
+    #[arg(long, global = true, env = "TIERWISE_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "TIERWISE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller: agents connect here, operators' commands land here.
+    Serve {
+        /// Address to listen on for agents and operators [default: 0.0.0.0:7700].
+        #[arg(long, env = "TIERWISE_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Directory for the embedded database, the installers, the CA (pki/)
+        /// and the first admin's token.
+        /// [default: /var/lib/tierwise as root, else ~/.local/share/tierwise]
+        #[arg(long, env = "TIERWISE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// sqlite://PATH or postgres://USER@HOST:PORT/DB [default: sqlite in the data directory].
+        #[arg(long, env = "TIERWISE_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        /// The CA that issues agents' certificates (PEM) [default: made on
+        /// first start in DATA_DIR/pki].
+        #[arg(long, env = "TIERWISE_TLS_CA_CERT", requires = "tls_ca_key")]
+        tls_ca_cert: Option<PathBuf>,
+        /// The CA's private key (PEM).
+        #[arg(long, env = "TIERWISE_TLS_CA_KEY", requires = "tls_ca_cert")]
+        tls_ca_key: Option<PathBuf>,
+        /// The controller's own certificate chain (PEM), issued by the CA
+        /// [default: made on every start, signed by the CA].
+        #[arg(long, env = "TIERWISE_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key of --tls-cert.
+        #[arg(long, env = "TIERWISE_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// A DNS name or IP address agents and operators use to reach the
+        /// controller, for its generated certificate (repeatable; the host
+        /// name, localhost and loopback are always in it).
+        #[arg(long = "tls-name", value_name = "NAME")]
+        tls_names: Vec<String>,
+        /// How long an agent's certificate is valid (agents renew it after
+        /// half of that).
+        #[arg(long, env = "TIERWISE_AGENT_CERT_LIFETIME", default_value = "7d", value_parser = parse_lifetime)]
+        agent_cert_lifetime: std::time::Duration,
+    },
+    /// The controller's certificate authority.
+    Pki {
+        #[command(subcommand)]
+        command: PkiCommand,
+    },
+    /// Enrollment tokens for agents (admin).
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
+    /// Who may use the CLI, and with which role (admin).
+    Operators {
+        #[command(subcommand)]
+        command: OperatorsCommand,
+    },
+    /// The operator this CLI authenticates as.
+    Whoami,
+    /// Hosts and what their agents report.
+    Hosts {
+        #[command(subcommand)]
+        command: HostsCommand,
+    },
+    /// Installations: where clients whose agents say installation "auto" belong.
+    Installations {
+        #[command(subcommand)]
+        command: InstallationsCommand,
+    },
+    /// The release catalogue: what Tierwise knows about each release.
+    Releases {
+        #[command(subcommand)]
+        command: ReleasesCommand,
+    },
+    /// Maintenance end dates, per installation.
+    License {
+        #[command(subcommand)]
+        command: LicenseCommand,
+    },
+    /// Rollouts of one installation to one release.
+    Rollout {
+        #[command(subcommand)]
+        command: RolloutCommand,
+    },
+    /// Installers in the controller's content-addressed store.
+    Artifacts {
+        #[command(subcommand)]
+        command: ArtifactsCommand,
+    },
+    /// Every operator action, oldest first.
+    Audit {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a controller and a small simulated Password Secure installation
+    /// of real agent processes, and show what the controller sees.
+    Demo {
+        /// Address of the demo's controller.
+        #[arg(long, default_value = "127.0.0.1:7700")]
+        listen: SocketAddr,
+        /// The tierwise-agent binary [default: next to this one].
+        #[arg(long)]
+        agent_bin: Option<PathBuf>,
+        /// Keep the fleet running after the tour, until Ctrl-C.
+        #[arg(long)]
+        keep_running: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostsCommand {
+    /// List hosts, their status and component versions.
+    List {
+        /// Only hosts of this installation.
+        #[arg(long)]
+        installation: Option<String>,
+        /// Only hosts with a component of this role (server, app_server, web, client).
+        #[arg(long, value_parser = parse_role)]
+        role: Option<Role>,
+        /// Machine-readable output (field names documented in the README).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Everything known about one host.
+    Show {
+        host: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse the host's certificates from now on and close its session;
+    /// it needs a new enrollment token to come back.
+    Revoke { host: String },
+    /// Ask connected agents to probe and report right now.
+    Refresh {
+        /// One host; without it, every connected host (of --installation).
+        host: Option<String>,
+        #[arg(long)]
+        installation: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InstallationsCommand {
+    /// Place the clients whose Password Secure server is ADDRESS (a host
+    /// name or IP address, as their database profiles name it) in
+    /// INSTALLATION (admin).
+    Map {
+        address: String,
+        installation: String,
+    },
+    /// Remove the mapping of ADDRESS (admin).
+    Unmap { address: String },
+    /// List the address mappings.
+    Maps {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Print the CA certificate and its SHA-256 fingerprint, which agents
+    /// pin (`ca_fingerprint`) before they enroll. Reads the controller's files.
+    Show {
+        /// The controller's data directory [default: as for `serve`].
+        #[arg(long, env = "TIERWISE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Print only the fingerprint.
+        #[arg(long)]
+        fingerprint: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create an enrollment token; it is printed once, on stdout.
+    Create {
+        /// Only agents of this installation may enroll with it.
+        #[arg(long)]
+        installation: Option<String>,
+        /// How many agents may enroll with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long it is valid (e.g. 30m, 24h, 7d; at most 90d).
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        expires: std::time::Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every token with its uses, expiry and state (never the secret).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse a token from now on.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorsCommand {
+    /// Add an operator; their token is printed once, on stdout.
+    Add {
+        name: String,
+        /// viewer (reads), operator (also plans and runs rollouts) or admin
+        /// (also tokens, operators, hosts' certificates, catalogue,
+        /// licences, artifacts).
+        #[arg(long)]
+        role: String,
+    },
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an operator; their token stops working at once.
+    Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ArtifactsCommand {
+    /// Store an installer for a release and component; checked against the
+    /// catalogue's SHA-256 when it names one.
+    Add {
+        file: PathBuf,
+        #[arg(long)]
+        release: String,
+        /// server, app_server, web or client.
+        #[arg(long, value_parser = parse_role)]
+        component: Role,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReleasesCommand {
+    /// Replace the catalogue with a TOML file, all or nothing.
+    Import { file: PathBuf },
+    /// The releases the controller knows.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LicenseCommand {
+    /// Record when an installation's software maintenance ends.
+    Set {
+        #[arg(long)]
+        installation: String,
+        /// YYYY-MM-DD: releases published after it are refused.
+        #[arg(long)]
+        maintenance_until: String,
+    },
+    /// The recorded maintenance end dates.
+    Show {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// What a rollout would do and what stops it; changes nothing.
+    /// Exit status 3 when the plan is blocked.
+    Plan {
+        #[arg(long)]
+        installation: String,
+        /// The target release, e.g. 26.3.100.34058.
+        #[arg(long)]
+        to: String,
+        /// Cumulative client waves [default: 1%,10%,50%,100%, first wave at most 100 hosts].
+        #[arg(long)]
+        client_waves: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start a rollout from the plan; refused while anything blocks or an
+    /// acknowledgement is missing.
+    Start {
+        #[arg(long)]
+        installation: String,
+        #[arg(long)]
+        to: String,
+        /// Acknowledge the breaking changes the plan lists.
+        #[arg(long)]
+        ack_breaking: bool,
+        /// Confirm the Server Manager's database password is noted down.
+        #[arg(long)]
+        ack_server_manager_password: bool,
+        /// Acknowledge a vendor note by its id (repeatable), e.g. pkcs11.
+        #[arg(long = "ack", value_name = "NOTE-ID")]
+        acks: Vec<String>,
+        #[arg(long)]
+        client_waves: Option<String>,
+        /// Failures a client wave tolerates: a share (5%) or a number of hosts.
+        #[arg(long)]
+        error_threshold: Option<String>,
+        /// Wait for `rollout approve` before each phase after the first.
+        #[arg(long)]
+        approve_phases: bool,
+        /// How long a succeeded step's effect may take to show in what its
+        /// host reports before the step counts as failed, per action
+        /// (repeatable): install=20m, deploy_web_app=10m,
+        /// reactivate_databases=15m [default: 30m each].
+        #[arg(long = "verify-timeout", value_name = "ACTION=DURATION")]
+        verify_timeouts: Vec<String>,
+        /// What happens when an installer says its host must restart (exit
+        /// 3010 or 1641), per role (repeatable): server=ask, client=auto,
+        /// web=never. ask waits for `rollout approve`, auto restarts the
+        /// host at once, never lists it for you [default: client=auto, the
+        /// rest ask].
+        #[arg(long = "restart", value_name = "ROLE=POLICY")]
+        restarts: Vec<String>,
+    },
+    /// All rollouts.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One rollout's progress [default: the newest].
+    Status {
+        id: Option<String>,
+        #[arg(long)]
+        json: bool,
+        /// Follow it live until it ends.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Stop dispatching new steps (running ones finish).
+    Pause { id: String },
+    /// Continue a paused rollout, or a halted one after a fix (its failed
+    /// steps of the current phase run again).
+    Resume { id: String },
+    /// End a rollout for good; nothing more is sent.
+    Abort { id: String },
+    /// Let a rollout waiting for approval start its next phase.
+    Approve { id: String },
+    /// Let a rollout finish without a host (e.g. one that stays offline):
+    /// its unfinished steps are skipped and it keeps its version. Refused
+    /// for the primary server and the databases' reactivation.
+    Skip {
+        id: String,
+        #[arg(long)]
+        host: String,
+    },
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    text.parse()
+        .map_err(|e: tierwise_common::RoleParseError| e.to_string())
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration like 30m, 24h or 7d: {e}"))
+}
+
+fn parse_lifetime(text: &str) -> Result<std::time::Duration, String> {
+    let lifetime = parse_duration(text)?;
+    if lifetime < crate::server::MIN_AGENT_CERTIFICATE_LIFETIME {
+        return Err(format!(
+            "at least {} s",
+            crate::server::MIN_AGENT_CERTIFICATE_LIFETIME.as_secs()
+        ));
+    }
+    Ok(lifetime)
+}

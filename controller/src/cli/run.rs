@@ -1,0 +1,297 @@
+//! Carries out a parsed command line: `serve` runs the controller, `demo`
+//! the demo, everything else connects to a controller and prints what its
+//! area's module returns.
+
+use super::args::*;
+use anyhow::Context;
+use std::process::ExitCode;
+use tierwise_common::rollout::Command as Change;
+use tierwise_runtime::shutdown;
+
+/// Exit status of `rollout plan` when the plan is blocked.
+const EXIT_BLOCKED: u8 = 3;
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let connection = super::Connection {
+        controller: cli.controller.clone(),
+        ca_cert: cli.ca_cert.clone(),
+        token: std::env::var("TIERWISE_TOKEN").ok(),
+        token_file: cli.token_file.clone(),
+    };
+    match cli.command {
+        Command::Serve {
+            listen,
+            data_dir,
+            database_url,
+            tls_ca_cert,
+            tls_ca_key,
+            tls_cert,
+            tls_key,
+            tls_names,
+            agent_cert_lifetime,
+        } => {
+            let mut settings =
+                crate::server::ServeSettings::resolve(listen, data_dir, database_url.as_deref())?;
+            settings.pki = crate::pki::PkiSettings {
+                ca_cert: tls_ca_cert,
+                ca_key: tls_ca_key,
+                server_cert: tls_cert,
+                server_key: tls_key,
+                names: tls_names,
+            };
+            settings.agent_certificate_lifetime = agent_cert_lifetime;
+            let mut running = crate::server::start(&settings).await?;
+            // One line on stdout for scripts and supervisors (logs go to stderr).
+            println!("tierwise controller listening on {}", running.addr);
+            tokio::select! {
+                result = running.wait() => result.context("the controller stopped")?,
+                _ = shutdown::signal() => {
+                    tracing::info!("shutting down");
+                    running.shutdown().await?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Hosts { command } => {
+            let mut client = super::connect(&connection).await?;
+            let output = match command {
+                HostsCommand::List {
+                    installation,
+                    role,
+                    json,
+                } => super::hosts::list(&mut client, installation.as_deref(), role, json).await?,
+                HostsCommand::Show { host, json } => {
+                    super::hosts::show(&mut client, &host, json).await?
+                }
+                HostsCommand::Revoke { host } => {
+                    super::security::host_revoke(&mut client, &host).await?
+                }
+                HostsCommand::Refresh { host, installation } => {
+                    super::hosts::refresh(&mut client, host.as_deref(), installation.as_deref())
+                        .await?
+                }
+            };
+            print!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Releases { command } => {
+            let mut client = super::connect(&connection).await?;
+            let output = match command {
+                ReleasesCommand::Import { file } => {
+                    super::policy::import(&mut client, &file).await?
+                }
+                ReleasesCommand::List { json } => super::policy::list(&mut client, json).await?,
+            };
+            print!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::License { command } => {
+            let mut client = super::connect(&connection).await?;
+            let output = match command {
+                LicenseCommand::Set {
+                    installation,
+                    maintenance_until,
+                } => {
+                    super::policy::licence_set(&mut client, &installation, &maintenance_until)
+                        .await?
+                }
+                LicenseCommand::Show { json } => {
+                    super::policy::licence_show(&mut client, json).await?
+                }
+            };
+            print!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollout { command } => {
+            let mut client = super::connect(&connection).await?;
+            let output = match command {
+                RolloutCommand::Plan {
+                    installation,
+                    to,
+                    client_waves,
+                    json,
+                } => {
+                    let (output, blocked) = super::policy::plan(
+                        &mut client,
+                        &installation,
+                        &to,
+                        client_waves.as_deref(),
+                        json,
+                    )
+                    .await?;
+                    print!("{output}");
+                    return Ok(if blocked {
+                        ExitCode::from(EXIT_BLOCKED)
+                    } else {
+                        ExitCode::SUCCESS
+                    });
+                }
+                RolloutCommand::Start {
+                    installation,
+                    to,
+                    ack_breaking,
+                    ack_server_manager_password,
+                    acks,
+                    client_waves,
+                    error_threshold,
+                    approve_phases,
+                    verify_timeouts,
+                    restarts,
+                } => {
+                    super::rollout::start(
+                        &mut client,
+                        super::rollout::StartOptions {
+                            installation,
+                            to,
+                            client_waves,
+                            error_threshold,
+                            approve_phases,
+                            ack_breaking,
+                            ack_server_manager_password,
+                            acks,
+                            verify_timeouts,
+                            restarts,
+                        },
+                    )
+                    .await?
+                }
+                RolloutCommand::List { json } => super::rollout::list(&mut client, json).await?,
+                RolloutCommand::Status { id, json, watch } => {
+                    super::rollout::status(&mut client, id.as_deref(), json, watch).await?
+                }
+                RolloutCommand::Pause { id } => {
+                    super::rollout::change(&mut client, &id, &Change::Pause).await?
+                }
+                RolloutCommand::Resume { id } => {
+                    super::rollout::change(&mut client, &id, &Change::Resume).await?
+                }
+                RolloutCommand::Abort { id } => {
+                    super::rollout::change(&mut client, &id, &Change::Abort).await?
+                }
+                RolloutCommand::Skip { id, host } => {
+                    super::rollout::change(&mut client, &id, &Change::Skip { host_id: host })
+                        .await?
+                }
+                RolloutCommand::Approve { id } => {
+                    super::rollout::change(&mut client, &id, &Change::Approve).await?
+                }
+            };
+            print!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Artifacts {
+            command:
+                ArtifactsCommand::Add {
+                    file,
+                    release,
+                    component,
+                },
+        } => {
+            let mut client = super::connect(&connection).await?;
+            print!(
+                "{}",
+                super::artifacts::add(&mut client, &file, &release, component).await?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pki {
+            command:
+                PkiCommand::Show {
+                    data_dir,
+                    fingerprint,
+                },
+        } => {
+            let ca_cert = cli.ca_cert.clone().unwrap_or_else(|| {
+                crate::pki::ca_cert_path(&data_dir.unwrap_or_else(crate::paths::default_data_dir))
+            });
+            print!("{}", super::security::pki_show(&ca_cert, fingerprint)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tokens { command } => {
+            let mut client = super::connect(&connection).await?;
+            let output = match command {
+                TokensCommand::Create {
+                    installation,
+                    uses,
+                    expires,
+                    json,
+                } => {
+                    super::security::token_create(
+                        &mut client,
+                        super::security::NewToken {
+                            installation,
+                            uses,
+                            expires,
+                        },
+                        json,
+                    )
+                    .await?
+                }
+                TokensCommand::List { json } => {
+                    super::security::token_list(&mut client, json).await?
+                }
+                TokensCommand::Revoke { id } => {
+                    super::security::token_revoke(&mut client, &id).await?
+                }
+            };
+            print!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Operators { command } => {
+            let mut client = super::connect(&connection).await?;
+            let output = match command {
+                OperatorsCommand::Add { name, role } => {
+                    super::security::operator_add(&mut client, &name, &role).await?
+                }
+                OperatorsCommand::List { json } => {
+                    super::security::operator_list(&mut client, json).await?
+                }
+                OperatorsCommand::Remove { name } => {
+                    super::security::operator_remove(&mut client, &name).await?
+                }
+            };
+            print!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Installations { command } => {
+            let mut client = super::connect(&connection).await?;
+            let output = match command {
+                InstallationsCommand::Map {
+                    address,
+                    installation,
+                } => super::installations::map(&mut client, &address, &installation).await?,
+                InstallationsCommand::Unmap { address } => {
+                    super::installations::unmap(&mut client, &address).await?
+                }
+                InstallationsCommand::Maps { json } => {
+                    super::installations::maps(&mut client, json).await?
+                }
+            };
+            print!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Whoami => {
+            let mut client = super::connect(&connection).await?;
+            print!("{}", super::security::whoami(&mut client).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { json } => {
+            let mut client = super::connect(&connection).await?;
+            print!("{}", super::rollout::audit(&mut client, json).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            listen,
+            agent_bin,
+            keep_running,
+        } => {
+            crate::demo::run(crate::demo::DemoOptions {
+                listen,
+                agent_bin,
+                keep_running,
+            })
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
