@@ -29,6 +29,9 @@ impl ProbedVersion {
 /// not configured or failed. The rules treat `Unknown` as "not shown".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString)]
+#[cfg_attr(test, derive(strum::EnumIter))]
+#[strum(serialize_all = "snake_case")]
 pub enum Check {
     #[default]
     Unknown,
@@ -37,21 +40,12 @@ pub enum Check {
 }
 
 impl Check {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Check::Unknown => "unknown",
-            Check::Yes => "yes",
-            Check::No => "no",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "unknown" => Some(Check::Unknown),
-            "yes" => Some(Check::Yes),
-            "no" => Some(Check::No),
-            _ => None,
-        }
+        text.parse().ok()
     }
 }
 
@@ -83,6 +77,9 @@ pub struct ServerFacts {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString)]
+#[cfg_attr(test, derive(strum::EnumIter))]
+#[strum(serialize_all = "snake_case")]
 pub enum WebServerKind {
     Iis,
     Apache,
@@ -90,21 +87,12 @@ pub enum WebServerKind {
 }
 
 impl WebServerKind {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            WebServerKind::Iis => "iis",
-            WebServerKind::Apache => "apache",
-            WebServerKind::Nginx => "nginx",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "iis" => Some(WebServerKind::Iis),
-            "apache" => Some(WebServerKind::Apache),
-            "nginx" => Some(WebServerKind::Nginx),
-            _ => None,
-        }
+        text.parse().ok()
     }
 }
 

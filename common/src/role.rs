@@ -5,7 +5,8 @@ use std::str::FromStr;
 
 /// What a component on a host is. Databases are not a role: they are facts of
 /// the primary `server`, whose Server Manager manages them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
 pub enum Role {
     /// Application server running the Server Manager, server and backup services.
     Server,
@@ -26,13 +27,8 @@ impl Role {
     pub const ALL: [Role; 4] = [Role::Server, Role::AppServer, Role::Web, Role::Client];
 
     /// The name used in configuration files, the CLI, JSON output and the store.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Role::Server => "server",
-            Role::AppServer => "app_server",
-            Role::Web => "web",
-            Role::Client => "client",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 

@@ -21,6 +21,9 @@ pub enum Severity {
 /// Which rule produced a finding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString)]
+#[cfg_attr(test, derive(strum::EnumIter))]
+#[strum(serialize_all = "snake_case")]
 pub enum Rule {
     /// Exactly one primary server, with a known version.
     Topology,
@@ -49,21 +52,8 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Rule::Topology => "topology",
-            Rule::Maintenance => "maintenance",
-            Rule::UpgradePath => "upgrade_path",
-            Rule::Downgrade => "downgrade",
-            Rule::KnownVersion => "known_version",
-            Rule::WebPrerequisites => "web_prerequisites",
-            Rule::Databases => "databases",
-            Rule::ClientNotAboveServer => "client_not_above_server",
-            Rule::Compatibility => "compatibility",
-            Rule::Acknowledgement => "acknowledgement",
-            Rule::UpdateCheck => "update_check",
-            Rule::Offline => "offline",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 }
 

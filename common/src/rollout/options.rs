@@ -73,6 +73,9 @@ pub struct RolloutOptions {
 /// restart (exit code 3010 or 1641).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString)]
+#[cfg_attr(test, derive(strum::EnumIter))]
+#[strum(serialize_all = "snake_case")]
 pub enum RestartPolicy {
     /// The rollout waits for `rollout approve`, then restarts the host.
     Ask,
@@ -83,22 +86,12 @@ pub enum RestartPolicy {
 }
 
 impl RestartPolicy {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RestartPolicy::Ask => "ask",
-            RestartPolicy::Auto => "auto",
-            RestartPolicy::Never => "never",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            RestartPolicy::Ask,
-            RestartPolicy::Auto,
-            RestartPolicy::Never,
-        ]
-        .into_iter()
-        .find(|p| p.as_str() == text)
+        text.parse().ok()
     }
 
     /// Without a choice: servers, application servers and web hosts wait

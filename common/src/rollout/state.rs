@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString)]
+#[cfg_attr(test, derive(strum::EnumIter))]
+#[strum(serialize_all = "snake_case")]
 pub enum RolloutState {
     Running,
     Paused,
@@ -14,28 +17,12 @@ pub enum RolloutState {
 }
 
 impl RolloutState {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RolloutState::Running => "running",
-            RolloutState::Paused => "paused",
-            RolloutState::WaitingForApproval => "waiting_for_approval",
-            RolloutState::Completed => "completed",
-            RolloutState::Failed => "failed",
-            RolloutState::Aborted => "aborted",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            RolloutState::Running,
-            RolloutState::Paused,
-            RolloutState::WaitingForApproval,
-            RolloutState::Completed,
-            RolloutState::Failed,
-            RolloutState::Aborted,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        text.parse().ok()
     }
 
     /// No further change can happen.
@@ -46,6 +33,9 @@ impl RolloutState {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString)]
+#[cfg_attr(test, derive(strum::EnumIter))]
+#[strum(serialize_all = "snake_case")]
 pub enum StepState {
     Pending,
     Dispatched,
@@ -55,26 +45,12 @@ pub enum StepState {
 }
 
 impl StepState {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            StepState::Pending => "pending",
-            StepState::Dispatched => "dispatched",
-            StepState::Succeeded => "succeeded",
-            StepState::Failed => "failed",
-            StepState::Skipped => "skipped",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            StepState::Pending,
-            StepState::Dispatched,
-            StepState::Succeeded,
-            StepState::Failed,
-            StepState::Skipped,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        text.parse().ok()
     }
 
     /// Not ended yet: waiting, running, or failed (may be retried).
@@ -91,6 +67,9 @@ impl StepState {
 /// reports a boot time after the step's result.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString)]
+#[cfg_attr(test, derive(strum::EnumIter))]
+#[strum(serialize_all = "snake_case")]
 pub enum RestartState {
     /// No restart involved.
     #[default]
@@ -112,23 +91,11 @@ impl RestartState {
         }
     }
 
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RestartState::None => "none",
-            RestartState::Required => "required",
-            RestartState::Approved => "approved",
-            RestartState::Requested => "requested",
-        }
+    pub fn as_str(self) -> &'static str {
+        self.into()
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [
-            RestartState::None,
-            RestartState::Required,
-            RestartState::Approved,
-            RestartState::Requested,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        text.parse().ok()
     }
 }

@@ -729,3 +729,60 @@ fn admission_refuses_blocked_plans_missing_acks_and_installers() {
         "{refused}"
     );
 }
+
+/// The names the store, the CLI and `--json` use come from one derived
+/// table per enum: serde's name is the stored one, and it reads back.
+#[test]
+fn state_names_round_trip() {
+    use strum::IntoEnumIterator;
+    fn check<T>(
+        variants: impl Iterator<Item = T>,
+        name: fn(T) -> &'static str,
+        parse: fn(&str) -> Option<T>,
+    ) where
+        T: Copy + PartialEq + std::fmt::Debug + serde::Serialize,
+    {
+        for v in variants {
+            assert_eq!(
+                serde_json::to_string(&v).unwrap(),
+                format!("\"{}\"", name(v))
+            );
+            assert_eq!(parse(name(v)), Some(v));
+        }
+    }
+    check(
+        RolloutState::iter(),
+        RolloutState::as_str,
+        RolloutState::parse,
+    );
+    check(StepState::iter(), StepState::as_str, StepState::parse);
+    check(
+        RestartState::iter(),
+        RestartState::as_str,
+        RestartState::parse,
+    );
+    check(
+        RestartPolicy::iter(),
+        RestartPolicy::as_str,
+        RestartPolicy::parse,
+    );
+    check(
+        crate::Check::iter(),
+        crate::Check::as_str,
+        crate::Check::parse,
+    );
+    check(
+        crate::WebServerKind::iter(),
+        crate::WebServerKind::as_str,
+        crate::WebServerKind::parse,
+    );
+    assert_eq!(
+        RolloutState::parse("waiting_for_approval"),
+        Some(RolloutState::WaitingForApproval)
+    );
+    assert_eq!(
+        StepState::parse("Pending"),
+        None,
+        "names are snake_case only"
+    );
+}
