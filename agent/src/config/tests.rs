@@ -1,0 +1,178 @@
+//! The configuration as a whole: documents parsed end to end, checked for
+//! the settings they yield and for the errors (file, line, key, advice) they
+//! are refused with.
+
+use super::{parse, Source, VersionProbe};
+use std::path::Path;
+use std::time::Duration;
+use tierwise_common::Role;
+
+const GOOD: &str = r#"
+controller = "https://127.0.0.1:7700"
+installation = "prod"
+host_id = "srv-01"
+heartbeat_seconds = 10
+state_dir = "/var/lib/tierwise-agent"
+
+[[component]]
+role = "server"
+version = { file = "/opt/password-secure/server/VERSION" }
+"#;
+
+fn error(text: &str) -> String {
+    parse(text, "agent.toml").unwrap_err().to_string()
+}
+
+#[test]
+fn the_documented_shape_loads() {
+    let settings = parse(GOOD, "agent.toml").unwrap();
+    assert_eq!(settings.controller.to_string(), "https://127.0.0.1:7700");
+    assert_eq!(settings.installation, "prod");
+    assert_eq!(settings.host_id, "srv-01");
+    assert_eq!(settings.heartbeat, Duration::from_secs(10));
+    assert_eq!(settings.probe_interval, Duration::from_secs(30));
+    assert_eq!(settings.components.len(), 1);
+    assert!(matches!(
+        &settings.components[0].version,
+        VersionProbe::Text { source: Source::File(p), pattern: None } if p == Path::new("/opt/password-secure/server/VERSION")
+    ));
+}
+
+#[test]
+fn a_full_configuration_loads() {
+    let text = r#"
+controller = "https://tierwise.corp.example:7700"
+installation = "prod"
+probe_seconds = 5
+
+[[component]]
+role = "client"
+version = { command = ["psclient", "--version"], pattern = 'Version (\d+\.\d+\.\d+\.\d+)', timeout_seconds = 5 }
+update_check = false
+
+[[component]]
+role = "web"
+version = { value = "9.3.1.33994" }
+server = "apache"
+docroot = "/var/www/psweb"
+websocket = { command = ["apache2ctl", "-M"], pattern = "proxy_wstunnel_module" }
+
+[[component]]
+role = "server"
+version = { file = "/opt/ps/VERSION", pattern = '(\S+)' }
+databases = { command = ["ps-databases", "--json"] }
+"#;
+    let settings = parse(text, "agent.toml").unwrap();
+    let roles: Vec<Role> = settings.components.iter().map(|c| c.role).collect();
+    assert_eq!(roles, [Role::Server, Role::Web, Role::Client]);
+    assert!(!settings.host_id.is_empty(), "defaults to the hostname");
+}
+
+#[test]
+fn unknown_key_names_the_key_and_line() {
+    let text = GOOD.replace("heartbeat_seconds = 10", "heartbeat_secs = 10");
+    let err = error(&text);
+    assert!(err.starts_with("agent.toml: "), "{err}");
+    assert!(err.contains("line 5"), "{err}");
+    assert!(err.contains("unknown field `heartbeat_secs`"), "{err}");
+}
+
+#[test]
+fn unknown_key_inside_a_probe_names_it() {
+    let text = GOOD.replace("{ file =", "{ path =");
+    let err = error(&text);
+    assert!(err.contains("line 10"), "{err}");
+    assert!(err.contains("unknown field `path`"), "{err}");
+}
+
+#[test]
+fn bad_version_literal_names_the_line() {
+    let text = GOOD.replace(
+        "version = { file = \"/opt/password-secure/server/VERSION\" }",
+        "version = { value = \"9.3\" }",
+    );
+    let err = error(&text);
+    assert!(err.contains("line 10"), "{err}");
+    assert!(err.contains("`9.3` has 2 part(s)"), "{err}");
+}
+
+#[test]
+fn bad_regex_names_the_line() {
+    let text = GOOD.replace(
+        "version = { file = \"/opt/password-secure/server/VERSION\" }",
+        "version = { file = \"/v\", pattern = \"(unclosed\" }",
+    );
+    let err = error(&text);
+    assert!(err.contains("line 10"), "{err}");
+    assert!(
+        err.contains("invalid regular expression `(unclosed`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn semantic_errors_name_key_and_line() {
+    let cases = [
+        (GOOD.replace("{ file = \"/opt/password-secure/server/VERSION\" }", "{ }"), "line 10: component `server`: `version`: set exactly one of"),
+        (GOOD.replace("{ file = ", "{ command = [\"x\"], file = "), "set exactly one of `file`, `command`"),
+        (GOOD.replace("heartbeat_seconds = 10", "heartbeat_seconds = 0"), "line 5: `heartbeat_seconds`: must be between 1 and 3600"),
+        (GOOD.replace("\"https://127.0.0.1:7700\"", "\"http://127.0.0.1:7700\""), "line 2: `controller`: `http://127.0.0.1:7700` asks for plaintext: Tierwise speaks only TLS; write https://127.0.0.1:7700"),
+        (GOOD.replace("\"https://127.0.0.1:7700\"", "\"https://\""), "line 2: `controller`: `https://` is not a controller address"),
+        (GOOD.replace("installation = ", "enrollment_token = \"twe_x\"\ninstallation = "), "`enrollment_token`: an enrollment token needs `ca_fingerprint` too"),
+        (GOOD.replace("installation = ", "ca_fingerprint = \"AB:CD\"\ninstallation = "), "`ca_fingerprint`: `AB:CD` is not a SHA-256 fingerprint"),
+        (GOOD.replace("\"prod\"", "\"prod env\""), "line 3: `installation`: installation `prod env` contains ` `"),
+        (GOOD.replace("role = \"server\"", "role = \"database\""), "unknown role `database`"),
+        (format!("{GOOD}\n[[component]]\nrole = \"server\"\nversion = {{ value = \"9.3.1.1\" }}\n"), "line 12: component `server` is configured twice"),
+        (format!("{GOOD}update_check = true\n"), "`update_check`: only a `client` component has this key"),
+        (format!("{GOOD}\n[[component]]\nrole = \"web\"\nversion = {{ value = \"9.3.1.1\" }}\n"), "component `web`: `server`: a web component needs"),
+        (GOOD.replace("{ file = \"/opt/password-secure/server/VERSION\" }", "{ command = [] }"), "`command` needs at least the program"),
+        (GOOD.replace("{ file = \"/opt/password-secure/server/VERSION\" }", "{ file = \"/v\", timeout_seconds = 3 }"), "`timeout_seconds` only applies to `command`"),
+    ];
+    for (text, expected) in cases {
+        let err = error(&text);
+        assert!(err.contains(expected), "wanted {expected:?} in {err:?}");
+    }
+}
+
+#[cfg(not(windows))]
+#[test]
+fn windows_probes_are_refused_elsewhere() {
+    let text = GOOD.replace(
+        "{ file = \"/opt/password-secure/server/VERSION\" }",
+        "{ registry = \"Password Secure Server\" }",
+    );
+    assert!(error(&text).contains("works only on Windows"));
+}
+
+#[test]
+fn actions_are_checked() {
+    let with_actions = format!(
+        "{GOOD}[component.actions]\ninstall = {{ command = [\"msiexec\", \"/i\", \"{{artifact}}\", \"/qn\"], timeout_seconds = 600 }}\nbackup = {{ command = [\"backup.cmd\", \"{{step}}\"] }}\n"
+    );
+    let settings = parse(&with_actions, "agent.toml").unwrap();
+    let install = &settings.components[0].actions["install"];
+    assert_eq!(install.argv, ["msiexec", "/i", "{artifact}", "/qn"]);
+    assert_eq!(install.timeout, Duration::from_secs(600));
+    assert_eq!(install.transient_exit_codes, [1618]);
+    let err = error(
+        &with_actions
+            .replace("{{step}}", "{{host}}")
+            .replace("{step}", "{host}"),
+    );
+    assert!(
+        err.contains("`actions.backup`: unknown placeholder `{host}`"),
+        "{err}"
+    );
+    let err = error(&format!(
+        "{GOOD}[component.actions]\nreboot = {{ command = [\"x\"] }}\n"
+    ));
+    assert!(err.contains("unknown field `reboot`"), "{err}");
+    let client = GOOD.replace("role = \"server\"", "role = \"client\"");
+    let err = error(&format!(
+        "{client}[component.actions]\nbackup = {{ command = [\"x\"] }}\n"
+    ));
+    assert!(
+        err.contains("only a `server` component has this action"),
+        "{err}"
+    );
+}
