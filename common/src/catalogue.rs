@@ -40,7 +40,8 @@ impl ReleaseDate {
         }
     }
 
-    fn parse(text: &str) -> Result<Self, String> {
+    /// Reads `YYYY-MM-DD`, or `YYYY-MM` when only the month is known.
+    pub fn parse(text: &str) -> Result<Self, String> {
         if text.len() == 7 && text.as_bytes()[4] == b'-' {
             let year = text[..4].parse::<u16>();
             let month = text[5..].parse::<u8>();

@@ -96,6 +96,26 @@ impl ClientWaves {
         }
     }
 
+    /// The cumulative shares, in percent.
+    pub fn percents(&self) -> &[u8] {
+        &self.percents
+    }
+
+    /// The largest first wave, in hosts, if capped.
+    pub fn first_wave_cap(&self) -> Option<usize> {
+        self.first_wave_cap
+    }
+
+    /// Waves from their parts (as they travel), checked as `parse` checks
+    /// text.
+    pub fn from_parts(percents: &[u8], first_wave_cap: Option<usize>) -> Result<Self, WavesError> {
+        let text: Vec<String> = percents.iter().map(u8::to_string).collect();
+        Ok(Self {
+            first_wave_cap,
+            ..Self::parse(&text.join(","))?
+        })
+    }
+
     /// Splits `total` clients into waves: (percent, size) of every non-empty
     /// wave, sizes adding up to `total`.
     pub fn split(&self, total: usize) -> Vec<(u8, usize)> {

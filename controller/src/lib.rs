@@ -18,3 +18,4 @@ pub mod pki;
 pub mod rollout_view;
 pub mod server;
 pub mod store;
+pub mod wire;

@@ -145,11 +145,11 @@ pub async fn connect(connection: &Connection) -> anyhow::Result<AdminClient> {
     )
 }
 
-/// A JSON document from the controller, indented for people (`--json`).
-pub fn pretty_json(text: &str) -> anyhow::Result<String> {
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|e| anyhow::anyhow!("the controller sent malformed JSON: {e}"))?;
-    Ok(serde_json::to_string_pretty(&value)? + "\n")
+/// A `--json` document whose keys are in alphabetical order, as the
+/// documented output of `tokens list`, `operators list` and `audit` has
+/// always been.
+pub fn sorted_json<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(&serde_json::to_value(value)?)? + "\n")
 }
 
 /// Turns a gRPC status from the controller into an error that reads well.

@@ -173,8 +173,13 @@ pub async fn plan(
         .await
         .map_err(status_error)?
         .into_inner();
-    let plan: Plan = serde_json::from_str(&response.plan_json)
-        .context("the controller sent a malformed plan")?;
+    let plan = Plan::try_from(
+        response
+            .plan
+            .as_ref()
+            .context("the controller sent no plan")?,
+    )
+    .context("the controller sent a malformed plan")?;
     let text = if json {
         serde_json::to_string_pretty(&plan)? + "\n"
     } else {

@@ -4,7 +4,6 @@
 use super::{status_error, table};
 use crate::rollout_view::RolloutStatus;
 use crate::store::rollouts::AuditEntry;
-use anyhow::Context;
 use std::io::IsTerminal;
 use std::time::Duration;
 use tierwise_common::plan::PhaseKind;
@@ -62,10 +61,8 @@ pub async fn start(client: &mut Client, options: StartOptions) -> anyhow::Result
         })
         .await
         .map_err(status_error)?
-        .into_inner()
-        .json;
-    let status: RolloutStatus =
-        serde_json::from_str(&json).context("the controller sent a malformed rollout")?;
+        .into_inner();
+    let status = RolloutStatus::try_from(&json)?;
     Ok(format!(
         "Started rollout {} of installation {} to {}.\nFollow it with: tierwise rollout status {} --watch\n",
         status.id, status.installation, status.target, status.id
@@ -73,14 +70,16 @@ pub async fn start(client: &mut Client, options: StartOptions) -> anyhow::Result
 }
 
 pub async fn list(client: &mut Client, json: bool) -> anyhow::Result<String> {
-    let text = client
+    let list = client
         .list_rollouts(ListRolloutsRequest {})
         .await
         .map_err(status_error)?
-        .into_inner()
-        .json;
-    let rollouts: Vec<RolloutStatus> =
-        serde_json::from_str(&text).context("malformed rollout list")?;
+        .into_inner();
+    let rollouts = list
+        .rollouts
+        .iter()
+        .map(RolloutStatus::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
     if json {
         return Ok(serde_json::to_string_pretty(&rollouts)? + "\n");
     }
@@ -126,9 +125,8 @@ pub async fn fetch(client: &mut Client, id: Option<&str>) -> anyhow::Result<Roll
         })
         .await
         .map_err(status_error)?
-        .into_inner()
-        .json;
-    serde_json::from_str(&json).context("the controller sent a malformed rollout")
+        .into_inner();
+    Ok(RolloutStatus::try_from(&json)?)
 }
 
 pub async fn status(
@@ -187,10 +185,8 @@ pub async fn change(client: &mut Client, id: &str, command: &Command) -> anyhow:
         })
         .await
         .map_err(status_error)?
-        .into_inner()
-        .json;
-    let status: RolloutStatus =
-        serde_json::from_str(&json).context("the controller sent a malformed rollout")?;
+        .into_inner();
+    let status = RolloutStatus::try_from(&json)?;
     if let Some(host) = host_id {
         return Ok(format!(
             "Rollout {} goes on without {host}, which keeps its old version; it is {}.\n",
@@ -205,17 +201,25 @@ pub async fn change(client: &mut Client, id: &str, command: &Command) -> anyhow:
     ))
 }
 
+/// The first 8 items, one line each, then "… and N more".
+fn listed<T>(out: &mut Vec<String>, items: &[T], line: impl Fn(&T) -> String) {
+    const SHOWN: usize = 8;
+    out.extend(items.iter().take(SHOWN).map(line));
+    if items.len() > SHOWN {
+        out.push(format!("  … and {} more", thousands(items.len() - SHOWN)));
+    }
+}
+
 pub async fn audit(client: &mut Client, json: bool) -> anyhow::Result<String> {
-    let text = client
+    let log = client
         .list_audit(ListAuditRequest { limit: 0 })
         .await
         .map_err(status_error)?
-        .into_inner()
-        .json;
+        .into_inner();
+    let entries: Vec<AuditEntry> = log.entries.iter().map(AuditEntry::from).collect();
     if json {
-        return super::pretty_json(&text);
+        return super::sorted_json(&entries);
     }
-    let entries: Vec<AuditEntry> = serde_json::from_str(&text).context("malformed audit log")?;
     if entries.is_empty() {
         return Ok("The audit log is empty.\n".into());
     }
@@ -292,23 +296,17 @@ pub fn render(status: &RolloutStatus) -> String {
     if !status.running.is_empty() {
         out.push(String::new());
         out.push(format!("Running ({})", thousands(status.running.len())));
-        for step in status.running.iter().take(8) {
+        listed(&mut out, &status.running, |step| {
             let progress = if step.progress.is_empty() {
                 String::new()
             } else {
                 format!(" — {}", table::printable(&step.progress))
             };
-            out.push(format!(
+            format!(
                 "  {} {} on {}{progress}",
                 step.step_id, step.action, step.host_id
-            ));
-        }
-        if status.running.len() > 8 {
-            out.push(format!(
-                "  … and {} more",
-                thousands(status.running.len() - 8)
-            ));
-        }
+            )
+        });
     }
     if !status.waiting_for_offline.is_empty() {
         out.push(String::new());
@@ -320,26 +318,20 @@ pub fn render(status: &RolloutStatus) -> String {
     if !status.awaiting_reports.is_empty() {
         out.push(String::new());
         out.push("Waiting for hosts to report the result".into());
-        for awaited in status.awaiting_reports.iter().take(8) {
-            out.push(format!(
+        listed(&mut out, &status.awaiting_reports, |awaited| {
+            format!(
                 "  waiting for {} to report {} (reports {}; since {})",
                 awaited.host_id,
                 awaited.expected,
                 table::printable(&awaited.reported),
                 awaited.since
-            ));
-        }
-        if status.awaiting_reports.len() > 8 {
-            out.push(format!(
-                "  … and {} more",
-                thousands(status.awaiting_reports.len() - 8)
-            ));
-        }
+            )
+        });
     }
     if !status.pending_restarts.is_empty() {
         out.push(String::new());
         out.push("Hosts pending a restart".into());
-        for pending in status.pending_restarts.iter().take(8) {
+        listed(&mut out, &status.pending_restarts, |pending| {
             let what = match (pending.state.as_str(), pending.policy.as_str()) {
                 ("requested", _) => "restart sent, waiting for it to come back",
                 ("approved", _) => "restart approved, sent when it is online",
@@ -347,17 +339,11 @@ pub fn render(status: &RolloutStatus) -> String {
                 (_, "never") => "restart it yourself; the rollout goes on when it is back",
                 _ => "restart goes out when it is online",
             };
-            out.push(format!(
+            format!(
                 "  {} ({}): {what} (since {})",
                 pending.host_id, pending.step_id, pending.since
-            ));
-        }
-        if status.pending_restarts.len() > 8 {
-            out.push(format!(
-                "  … and {} more",
-                thousands(status.pending_restarts.len() - 8)
-            ));
-        }
+            )
+        });
     }
     if !status.skipped_hosts.is_empty() {
         out.push(String::new());

@@ -1,7 +1,7 @@
 //! `tokens`, `operators`, `hosts revoke`, `whoami` and `pki show`.
 
 use super::{status_error, table, AdminClient};
-use anyhow::Context;
+use crate::wire::TokenView;
 use std::path::Path;
 use std::time::Duration;
 use tierwise_proto::v1::{
@@ -58,40 +58,32 @@ pub async fn token_create(
     Ok(format!("{}\n", created.token))
 }
 
-#[derive(Debug, serde::Deserialize)]
-struct TokenRow {
-    id: String,
-    installation: Option<String>,
-    uses_allowed: i64,
-    uses: i64,
-    expires_ms: i64,
-    created_by: String,
-    state: String,
-}
-
 pub async fn token_list(client: &mut AdminClient, json: bool) -> anyhow::Result<String> {
-    let text = client
+    let list = client
         .list_tokens(ListTokensRequest {})
         .await
         .map_err(status_error)?
-        .into_inner()
-        .json;
+        .into_inner();
+    let tokens = list
+        .tokens
+        .iter()
+        .map(TokenView::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
     if json {
-        return super::pretty_json(&text);
+        return super::sorted_json(&tokens);
     }
-    let tokens: Vec<TokenRow> = serde_json::from_str(&text).context("malformed token list")?;
     if tokens.is_empty() {
         return Ok("No enrollment tokens. Create one with `tierwise tokens create`.\n".into());
     }
     let rows: Vec<Vec<String>> = tokens
         .into_iter()
-        .map(|t| {
+        .map(|TokenView { token: t, state }| {
             vec![
                 t.id,
                 t.installation.unwrap_or_else(|| "any".into()),
                 format!("{}/{}", t.uses, t.uses_allowed),
                 rfc3339(t.expires_ms),
-                t.state,
+                state.as_str().to_owned(),
                 t.created_by,
             ]
         })
@@ -140,17 +132,16 @@ pub async fn operator_add(
 }
 
 pub async fn operator_list(client: &mut AdminClient, json: bool) -> anyhow::Result<String> {
-    let text = client
+    let list = client
         .list_operators(ListOperatorsRequest {})
         .await
         .map_err(status_error)?
-        .into_inner()
-        .json;
-    if json {
-        return super::pretty_json(&text);
-    }
+        .into_inner();
     let operators: Vec<crate::store::security::OperatorRecord> =
-        serde_json::from_str(&text).context("malformed operator list")?;
+        list.operators.iter().map(Into::into).collect();
+    if json {
+        return super::sorted_json(&operators);
+    }
     let rows: Vec<Vec<String>> = operators
         .into_iter()
         .map(|o| vec![o.name, o.role, rfc3339(o.created_ms), o.created_by])
@@ -171,17 +162,14 @@ pub async fn operator_remove(client: &mut AdminClient, name: &str) -> anyhow::Re
 }
 
 pub async fn host_revoke(client: &mut AdminClient, host_id: &str) -> anyhow::Result<String> {
-    let text = client
+    let revoked = client
         .revoke_host(RevokeHostRequest {
             host_id: host_id.to_owned(),
         })
         .await
         .map_err(status_error)?
-        .into_inner()
-        .json;
-    let value: serde_json::Value = serde_json::from_str(&text)?;
-    let revoked = value["certificates_revoked"].as_u64().unwrap_or(0);
-    let closed = value["session_closed"].as_bool().unwrap_or(false);
+        .into_inner();
+    let (closed, revoked) = (revoked.session_closed, revoked.certificates_revoked);
     Ok(format!(
         "Host {host_id}: {revoked} certificate(s) revoked{}. It can enroll again only with a new token.\n",
         if closed { "; its session was closed" } else { "" }
@@ -189,18 +177,12 @@ pub async fn host_revoke(client: &mut AdminClient, host_id: &str) -> anyhow::Res
 }
 
 pub async fn whoami(client: &mut AdminClient) -> anyhow::Result<String> {
-    let text = client
+    let me = client
         .who_am_i(WhoAmIRequest {})
         .await
         .map_err(status_error)?
-        .into_inner()
-        .json;
-    let value: serde_json::Value = serde_json::from_str(&text)?;
-    Ok(format!(
-        "{} ({})\n",
-        value["name"].as_str().unwrap_or("?"),
-        value["role"].as_str().unwrap_or("?")
-    ))
+        .into_inner();
+    Ok(format!("{} ({})\n", me.name, me.role))
 }
 
 /// The CA certificate and its fingerprint, read from the controller's files.

@@ -385,15 +385,22 @@ impl Store {
         };
         for decision in decisions {
             match decision {
-                Decision::Dispatch { step_id } => {
-                    let row = sqlx::query(
+                // Only a step the store really moves goes out, with the
+                // attempt it recorded.
+                Decision::Dispatch { step_id } | Decision::Restart { step_id } => {
+                    let sql = if matches!(decision, Decision::Dispatch { .. }) {
                         "UPDATE rollout_steps SET state = 'dispatched', attempts = attempts + 1, changed_ms = $2, \
-                         progress = '', restart = 'none' WHERE step_id = $1 AND state = 'pending' RETURNING attempts",
-                    )
-                    .bind(step_id.as_str())
-                    .bind(now_ms)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                         progress = '', restart = 'none' WHERE step_id = $1 AND state = 'pending' RETURNING attempts"
+                    } else {
+                        "UPDATE rollout_steps SET restart = 'requested', changed_ms = $2 \
+                         WHERE step_id = $1 AND state = 'succeeded' AND restart IN ('required', 'approved') \
+                         RETURNING attempts"
+                    };
+                    let row = sqlx::query(sql)
+                        .bind(step_id.as_str())
+                        .bind(now_ms)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                     if let Some(row) = row {
                         let attempt =
                             u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0);
@@ -429,22 +436,6 @@ impl Store {
                     .bind(now_ms)
                     .execute(&mut *tx)
                     .await?;
-                }
-                Decision::Restart { step_id } => {
-                    let row = sqlx::query(
-                        "UPDATE rollout_steps SET restart = 'requested', changed_ms = $2 \
-                         WHERE step_id = $1 AND state = 'succeeded' AND restart IN ('required', 'approved') \
-                         RETURNING attempts",
-                    )
-                    .bind(step_id.as_str())
-                    .bind(now_ms)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(row) = row {
-                        let attempt =
-                            u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0);
-                        dispatched.push((step_id.clone(), attempt));
-                    }
                 }
                 Decision::AwaitRestart { hosts } => {
                     let reason = format!(

@@ -23,11 +23,23 @@ pub struct TokenRecord {
 /// order enrollment checks them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
 pub enum TokenState {
     Active,
     Revoked,
     Expired,
     UsedUp,
+}
+
+impl TokenState {
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        text.parse().ok()
+    }
 }
 
 impl TokenRecord {

@@ -1,10 +1,11 @@
 //! Access: enrollment tokens, operators and who is asking.
 
-use super::{actor, optional_name, to_json, AdminApi};
+use super::{actor, optional_name, AdminApi};
 use crate::grpc::auth::{self, Role};
 use crate::grpc::{printable, ApiError};
+use crate::wire::TokenView;
 use tierwise_common::validate_name;
-use tierwise_proto::v1::RolloutJson;
+use tierwise_proto::v1;
 use tierwise_proto::v1::{
     AddOperatorRequest, AddOperatorResponse, CreateTokenRequest, CreateTokenResponse,
     ListOperatorsRequest, ListTokensRequest, RemoveOperatorRequest, RevokeTokenRequest,
@@ -19,24 +20,6 @@ use tracing::info;
 const MAX_TOKEN_USES: u32 = 1_000_000;
 /// Longest lifetime of an enrollment token: 90 days.
 const MAX_TOKEN_SECONDS: u64 = 90 * 86_400;
-
-/// An enrollment token in `tokens list --json`.
-#[derive(Debug, serde::Serialize)]
-struct TokenView {
-    #[serde(flatten)]
-    token: crate::store::security::TokenRecord,
-    /// `active`, `expired`, `used_up` or `revoked`.
-    state: crate::store::security::TokenState,
-}
-
-impl TokenView {
-    fn new(token: crate::store::security::TokenRecord, now_ms: i64) -> Self {
-        Self {
-            state: token.state(now_ms),
-            token,
-        }
-    }
-}
 
 pub(super) async fn create_token(
     api: &AdminApi,
@@ -87,23 +70,23 @@ pub(super) async fn create_token(
 pub(super) async fn list_tokens(
     api: &AdminApi,
     _request: Request<ListTokensRequest>,
-) -> Result<Response<RolloutJson>, Status> {
+) -> Result<Response<v1::TokenList>, Status> {
     let now = now_ms();
-    let tokens: Vec<TokenView> = api
+    let tokens = api
         .store
         .tokens()
         .await
         .map_err(ApiError::from)?
         .into_iter()
-        .map(|t| TokenView::new(t, now))
+        .map(|t| v1::TokenView::from(&TokenView::new(t, now)))
         .collect();
-    to_json(&tokens)
+    Ok(Response::new(v1::TokenList { tokens }))
 }
 
 pub(super) async fn revoke_token(
     api: &AdminApi,
     request: Request<RevokeTokenRequest>,
-) -> Result<Response<RolloutJson>, Status> {
+) -> Result<Response<v1::TokenView>, Status> {
     let actor = actor(&request)?;
     let id = request.into_inner().id;
     let token = api
@@ -118,7 +101,10 @@ pub(super) async fn revoke_token(
             ))
         })?;
     info!(token = %token.id, %actor, "enrollment token revoked");
-    to_json(&TokenView::new(token, now_ms()))
+    Ok(Response::new(v1::TokenView::from(&TokenView::new(
+        token,
+        now_ms(),
+    ))))
 }
 
 pub(super) async fn add_operator(
@@ -156,14 +142,17 @@ pub(super) async fn add_operator(
 pub(super) async fn list_operators(
     api: &AdminApi,
     _request: Request<ListOperatorsRequest>,
-) -> Result<Response<RolloutJson>, Status> {
-    to_json(&api.store.operators().await.map_err(ApiError::from)?)
+) -> Result<Response<v1::OperatorList>, Status> {
+    let operators = api.store.operators().await.map_err(ApiError::from)?;
+    Ok(Response::new(v1::OperatorList {
+        operators: operators.iter().map(v1::OperatorView::from).collect(),
+    }))
 }
 
 pub(super) async fn remove_operator(
     api: &AdminApi,
     request: Request<RemoveOperatorRequest>,
-) -> Result<Response<RolloutJson>, Status> {
+) -> Result<Response<v1::OperatorView>, Status> {
     let actor = actor(&request)?;
     let name = request.into_inner().name;
     let operators = api.store.operators().await.map_err(ApiError::from)?;
@@ -189,17 +178,18 @@ pub(super) async fn remove_operator(
         .await
         .map_err(ApiError::from)?;
     info!(operator = %name, %actor, "operator removed");
-    to_json(target)
+    Ok(Response::new(v1::OperatorView::from(target)))
 }
 
 pub(super) async fn who_am_i(
     _api: &AdminApi,
     request: Request<WhoAmIRequest>,
-) -> Result<Response<RolloutJson>, Status> {
+) -> Result<Response<v1::WhoAmIResponse>, Status> {
     match auth::principal(&request)? {
-        auth::Principal::Operator { name, role } => {
-            to_json(&serde_json::json!({ "name": name, "role": role }))
-        }
+        auth::Principal::Operator { name, role } => Ok(Response::new(v1::WhoAmIResponse {
+            name: name.clone(),
+            role: role.as_str().to_owned(),
+        })),
         _ => Err(Status::permission_denied("this call is for operators")),
     }
 }

@@ -1,16 +1,17 @@
 //! Hosts: the inventory list, one host, a refresh, revocation, and the
 //! address mappings that place `auto` clients.
 
-use super::{actor, optional_name, to_json, AdminApi};
+use super::{actor, optional_name, AdminApi};
 use crate::grpc::ApiError;
 use crate::store::HostFilter;
 use tierwise_common::validate_name;
 use tierwise_proto::convert::role_from_wire;
+use tierwise_proto::v1;
 use tierwise_proto::v1::RevokeHostRequest;
 use tierwise_proto::v1::{
     controller_message, ControllerMessage, GetHostRequest, HostView, ListHostsRequest,
     ListHostsResponse, RefreshInventoryRequest, RefreshInventoryResponse, ReportInventory,
-    Role as WireRole, RolloutJson,
+    Role as WireRole,
 };
 use tierwise_proto::v1::{
     AddressMapping as WireMapping, AddressMappings, ListAddressMappingsRequest, MapAddressRequest,
@@ -159,7 +160,7 @@ pub(super) async fn list_address_mappings(
 pub(super) async fn revoke_host(
     api: &AdminApi,
     request: Request<RevokeHostRequest>,
-) -> Result<Response<RolloutJson>, Status> {
+) -> Result<Response<v1::RevokeHostResponse>, Status> {
     let actor = actor(&request)?;
     let host_id = request.into_inner().host_id;
     validate_name("host id", &host_id).map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
@@ -183,10 +184,10 @@ pub(super) async fn revoke_host(
         .sessions
         .close_host(&host_id, crate::grpc::sessions::CloseReason::Revoked);
     warn!(%host_id, revoked, session_closed, %actor, "host revoked");
-    to_json(&serde_json::json!({
-        "host_id": host_id,
-        "certificates_revoked": revoked,
-        "session_closed": session_closed,
+    Ok(Response::new(v1::RevokeHostResponse {
+        host_id,
+        certificates_revoked: revoked,
+        session_closed,
     }))
 }
 

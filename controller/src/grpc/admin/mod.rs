@@ -17,13 +17,14 @@ use crate::grpc::sessions::Sessions;
 use crate::grpc::ApiError;
 use crate::store::Store;
 use tierwise_common::validate_name;
+use tierwise_proto::v1;
 use tierwise_proto::v1::{
     admin_service_server::AdminService, ChangeRolloutRequest, GetCatalogueRequest,
     GetCatalogueResponse, GetHostRequest, GetRolloutRequest, HostView, ImportCatalogueRequest,
     ImportCatalogueResponse, ListAuditRequest, ListHostsRequest, ListHostsResponse,
     ListLicencesRequest, ListLicencesResponse, ListRolloutsRequest, PlanRolloutRequest,
-    PlanRolloutResponse, RefreshInventoryRequest, RefreshInventoryResponse, RolloutJson,
-    SetLicenceRequest, SetLicenceResponse, StartRolloutRequest,
+    PlanRolloutResponse, RefreshInventoryRequest, RefreshInventoryResponse, SetLicenceRequest,
+    SetLicenceResponse, StartRolloutRequest,
 };
 use tierwise_proto::v1::{
     AddOperatorRequest, AddOperatorResponse, CreateTokenRequest, CreateTokenResponse,
@@ -53,12 +54,6 @@ impl AdminApi {
             artifacts,
         }
     }
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<Response<RolloutJson>, Status> {
-    serde_json::to_string(value)
-        .map(|json| Response::new(RolloutJson { json }))
-        .map_err(|e| ApiError::Protocol(format!("cannot encode the answer: {e}")).into())
 }
 
 /// Who asked: the authenticated operator's name.
@@ -135,35 +130,35 @@ impl AdminService for AdminApi {
     async fn start_rollout(
         &self,
         request: Request<StartRolloutRequest>,
-    ) -> Result<Response<RolloutJson>, Status> {
+    ) -> Result<Response<v1::RolloutView>, Status> {
         rollouts::start_rollout(self, request).await
     }
 
     async fn list_rollouts(
         &self,
         _request: Request<ListRolloutsRequest>,
-    ) -> Result<Response<RolloutJson>, Status> {
+    ) -> Result<Response<v1::RolloutList>, Status> {
         rollouts::list_rollouts(self, _request).await
     }
 
     async fn get_rollout(
         &self,
         request: Request<GetRolloutRequest>,
-    ) -> Result<Response<RolloutJson>, Status> {
+    ) -> Result<Response<v1::RolloutView>, Status> {
         rollouts::get_rollout(self, request).await
     }
 
     async fn change_rollout(
         &self,
         request: Request<ChangeRolloutRequest>,
-    ) -> Result<Response<RolloutJson>, Status> {
+    ) -> Result<Response<v1::RolloutView>, Status> {
         rollouts::change_rollout(self, request).await
     }
 
     async fn list_audit(
         &self,
         request: Request<ListAuditRequest>,
-    ) -> Result<Response<RolloutJson>, Status> {
+    ) -> Result<Response<v1::AuditLog>, Status> {
         rollouts::list_audit(self, request).await
     }
 
@@ -177,14 +172,14 @@ impl AdminService for AdminApi {
     async fn list_tokens(
         &self,
         _request: Request<ListTokensRequest>,
-    ) -> Result<Response<RolloutJson>, Status> {
+    ) -> Result<Response<v1::TokenList>, Status> {
         access::list_tokens(self, _request).await
     }
 
     async fn revoke_token(
         &self,
         request: Request<RevokeTokenRequest>,
-    ) -> Result<Response<RolloutJson>, Status> {
+    ) -> Result<Response<v1::TokenView>, Status> {
         access::revoke_token(self, request).await
     }
 
@@ -198,14 +193,14 @@ impl AdminService for AdminApi {
     async fn list_operators(
         &self,
         _request: Request<ListOperatorsRequest>,
-    ) -> Result<Response<RolloutJson>, Status> {
+    ) -> Result<Response<v1::OperatorList>, Status> {
         access::list_operators(self, _request).await
     }
 
     async fn remove_operator(
         &self,
         request: Request<RemoveOperatorRequest>,
-    ) -> Result<Response<RolloutJson>, Status> {
+    ) -> Result<Response<v1::OperatorView>, Status> {
         access::remove_operator(self, request).await
     }
 
@@ -233,14 +228,14 @@ impl AdminService for AdminApi {
     async fn revoke_host(
         &self,
         request: Request<RevokeHostRequest>,
-    ) -> Result<Response<RolloutJson>, Status> {
+    ) -> Result<Response<v1::RevokeHostResponse>, Status> {
         hosts::revoke_host(self, request).await
     }
 
     async fn who_am_i(
         &self,
         request: Request<WhoAmIRequest>,
-    ) -> Result<Response<RolloutJson>, Status> {
+    ) -> Result<Response<v1::WhoAmIResponse>, Status> {
         access::who_am_i(self, request).await
     }
 

@@ -2,7 +2,7 @@
 //! the audit log. Every decision is a pure function of `tierwise-common`;
 //! these handlers load, call and apply.
 
-use super::{actor, to_json, AdminApi};
+use super::{actor, AdminApi};
 use crate::grpc::ApiError;
 use crate::rollout_view::RolloutStatus;
 use crate::store::rollouts::RolloutError;
@@ -14,9 +14,10 @@ use tierwise_common::rollout::{
 };
 use tierwise_common::rules::{ACK_BREAKING, ACK_SERVER_MANAGER_PASSWORD};
 use tierwise_common::{validate_name, Catalogue, ClientWaves, Version};
+use tierwise_proto::v1;
 use tierwise_proto::v1::{
     ChangeRolloutRequest, GetRolloutRequest, ListAuditRequest, ListRolloutsRequest,
-    PlanRolloutRequest, PlanRolloutResponse, RolloutChange, RolloutJson, StartRolloutRequest,
+    PlanRolloutRequest, PlanRolloutResponse, RolloutChange, StartRolloutRequest,
 };
 use tierwise_runtime::clock::now_ms;
 use tonic::{Request, Response, Status};
@@ -159,15 +160,15 @@ pub(super) async fn plan_rollout(
             &request.client_waves,
         )
         .await?;
-    let plan_json = serde_json::to_string(&planned)
-        .map_err(|e| ApiError::Protocol(format!("cannot encode the plan: {e}")))?;
-    Ok(Response::new(PlanRolloutResponse { plan_json }))
+    Ok(Response::new(PlanRolloutResponse {
+        plan: Some(v1::Plan::from(&planned)),
+    }))
 }
 
 pub(super) async fn start_rollout(
     api: &AdminApi,
     request: Request<StartRolloutRequest>,
-) -> Result<Response<RolloutJson>, Status> {
+) -> Result<Response<v1::RolloutView>, Status> {
     let actor = actor(&request)?;
     let request = request.into_inner();
     let error_threshold = if request.error_threshold.trim().is_empty() {
@@ -258,24 +259,28 @@ pub(super) async fn start_rollout(
         .map_err(rollout_error)?;
     info!(rollout = %id, installation = %request.installation, target = %planned.target.version, "rollout started");
     api.engine.wake();
-    to_json(&api.rollout_status(&id).await?)
+    Ok(Response::new(v1::RolloutView::from(
+        &api.rollout_status(&id).await?,
+    )))
 }
 
 pub(super) async fn list_rollouts(
     api: &AdminApi,
     _request: Request<ListRolloutsRequest>,
-) -> Result<Response<RolloutJson>, Status> {
+) -> Result<Response<v1::RolloutList>, Status> {
     let mut list = Vec::new();
     for rollout in api.store.rollouts().await.map_err(ApiError::from)? {
-        list.push(api.rollout_status(&rollout.id).await?);
+        list.push(v1::RolloutView::from(
+            &api.rollout_status(&rollout.id).await?,
+        ));
     }
-    to_json(&list)
+    Ok(Response::new(v1::RolloutList { rollouts: list }))
 }
 
 pub(super) async fn get_rollout(
     api: &AdminApi,
     request: Request<GetRolloutRequest>,
-) -> Result<Response<RolloutJson>, Status> {
+) -> Result<Response<v1::RolloutView>, Status> {
     let mut id = request.into_inner().id;
     if id.is_empty() {
         id = api
@@ -287,13 +292,15 @@ pub(super) async fn get_rollout(
                 ApiError::NotFound("no rollout yet; start one with `tierwise rollout start`".into())
             })?;
     }
-    to_json(&api.rollout_status(&id).await?)
+    Ok(Response::new(v1::RolloutView::from(
+        &api.rollout_status(&id).await?,
+    )))
 }
 
 pub(super) async fn change_rollout(
     api: &AdminApi,
     request: Request<ChangeRolloutRequest>,
-) -> Result<Response<RolloutJson>, Status> {
+) -> Result<Response<v1::RolloutView>, Status> {
     let actor = actor(&request)?;
     let request = request.into_inner();
     let command =
@@ -323,16 +330,21 @@ pub(super) async fn change_rollout(
         .map_err(rollout_error)?;
     info!(rollout = %changed.id, command = command.name(), details = %change.details, %actor, "rollout changed by an operator");
     api.engine.wake();
-    to_json(&api.rollout_status(&changed.id).await?)
+    Ok(Response::new(v1::RolloutView::from(
+        &api.rollout_status(&changed.id).await?,
+    )))
 }
 
 pub(super) async fn list_audit(
     api: &AdminApi,
     request: Request<ListAuditRequest>,
-) -> Result<Response<RolloutJson>, Status> {
+) -> Result<Response<v1::AuditLog>, Status> {
     let limit = match request.into_inner().limit {
         0 => 100,
         n => i64::from(n.min(10_000)),
     };
-    to_json(&api.store.audit_log(limit).await.map_err(ApiError::from)?)
+    let entries = api.store.audit_log(limit).await.map_err(ApiError::from)?;
+    Ok(Response::new(v1::AuditLog {
+        entries: entries.iter().map(v1::AuditEntry::from).collect(),
+    }))
 }

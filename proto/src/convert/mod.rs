@@ -2,6 +2,9 @@
 //! `tierwise-common`. Both the controller and the agent convert here, at the
 //! edge, so a malformed message is refused in one place with one wording.
 
+mod plan;
+pub use plan::{phase_kind_from_wire, phase_kind_to_wire, PlanWireError};
+
 use crate::v1;
 use tierwise_common::action::{StepAction, StepOutcome};
 use tierwise_common::{

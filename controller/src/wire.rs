@@ -1,0 +1,291 @@
+//! The controller's views on the wire: rollout status, audit entries,
+//! tokens and operators ⇄ their `tierwise.v1` messages, without loss. The
+//! service sends these messages; the CLI turns them back into the same
+//! views and prints them, so `--json` is the document the controller made.
+
+use crate::rollout_view::{
+    AwaitedReport, PendingRestart, PhaseStatus, RolloutStatus, RunningStep, StepFailure,
+};
+use crate::store::rollouts::AuditEntry;
+use crate::store::security::{OperatorRecord, TokenRecord, TokenState};
+use tierwise_common::rollout::RolloutState;
+use tierwise_proto::convert::{phase_kind_from_wire, phase_kind_to_wire};
+use tierwise_proto::v1;
+
+/// An enrollment token with its state, as `tokens list --json` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TokenView {
+    #[serde(flatten)]
+    pub token: TokenRecord,
+    /// `active`, `expired`, `used_up` or `revoked`.
+    pub state: TokenState,
+}
+
+impl TokenView {
+    pub fn new(token: TokenRecord, now_ms: i64) -> Self {
+        Self {
+            state: token.state(now_ms),
+            token,
+        }
+    }
+}
+
+/// Why a view from the controller cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("the controller sent a malformed {what}: {why}")]
+pub struct ViewError {
+    what: &'static str,
+    why: String,
+}
+
+fn bad(what: &'static str, why: impl Into<String>) -> ViewError {
+    ViewError {
+        what,
+        why: why.into(),
+    }
+}
+
+fn wide(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+fn narrow(n: u64, what: &'static str) -> Result<usize, ViewError> {
+    usize::try_from(n).map_err(|_| bad(what, format!("{n} is too large")))
+}
+
+impl From<&RolloutStatus> for v1::RolloutView {
+    fn from(s: &RolloutStatus) -> Self {
+        v1::RolloutView {
+            id: s.id.clone(),
+            installation: s.installation.clone(),
+            target: s.target.clone(),
+            state: s.state.as_str().to_owned(),
+            current_phase: wide(s.current_phase),
+            reason: s.reason.clone(),
+            created: s.created.clone(),
+            updated: s.updated.clone(),
+            phases: s
+                .phases
+                .iter()
+                .map(|p| v1::PhaseView {
+                    kind: Some(phase_kind_to_wire(p.kind)),
+                    state: p.state.clone(),
+                    steps: wide(p.steps),
+                    pending: wide(p.pending),
+                    dispatched: wide(p.dispatched),
+                    succeeded: wide(p.succeeded),
+                    failed: wide(p.failed),
+                })
+                .collect(),
+            failures: s
+                .failures
+                .iter()
+                .map(|f| v1::StepFailure {
+                    step_id: f.step_id.clone(),
+                    host_id: f.host_id.clone(),
+                    action: f.action.clone(),
+                    reason: f.reason.clone(),
+                    exit_code: f.exit_code,
+                    output_tail: f.output_tail.clone(),
+                })
+                .collect(),
+            waiting_for_offline: s.waiting_for_offline.clone(),
+            running: s
+                .running
+                .iter()
+                .map(|r| v1::RunningStep {
+                    step_id: r.step_id.clone(),
+                    host_id: r.host_id.clone(),
+                    action: r.action.clone(),
+                    progress: r.progress.clone(),
+                })
+                .collect(),
+            skipped_hosts: s.skipped_hosts.clone(),
+            awaiting_reports: s
+                .awaiting_reports
+                .iter()
+                .map(|a| v1::AwaitedReport {
+                    step_id: a.step_id.clone(),
+                    host_id: a.host_id.clone(),
+                    expected: a.expected.clone(),
+                    reported: a.reported.clone(),
+                    since: a.since.clone(),
+                })
+                .collect(),
+            pending_restarts: s
+                .pending_restarts
+                .iter()
+                .map(|p| v1::PendingRestart {
+                    step_id: p.step_id.clone(),
+                    host_id: p.host_id.clone(),
+                    policy: p.policy.clone(),
+                    state: p.state.clone(),
+                    since: p.since.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<&v1::RolloutView> for RolloutStatus {
+    type Error = ViewError;
+
+    fn try_from(w: &v1::RolloutView) -> Result<Self, Self::Error> {
+        const WHAT: &str = "rollout";
+        let mut phases = Vec::with_capacity(w.phases.len());
+        for p in &w.phases {
+            phases.push(PhaseStatus {
+                kind: phase_kind_from_wire(p.kind.as_ref())
+                    .map_err(|e| bad(WHAT, e.to_string()))?,
+                state: p.state.clone(),
+                steps: narrow(p.steps, WHAT)?,
+                pending: narrow(p.pending, WHAT)?,
+                dispatched: narrow(p.dispatched, WHAT)?,
+                succeeded: narrow(p.succeeded, WHAT)?,
+                failed: narrow(p.failed, WHAT)?,
+            });
+        }
+        Ok(RolloutStatus {
+            id: w.id.clone(),
+            installation: w.installation.clone(),
+            target: w.target.clone(),
+            state: RolloutState::parse(&w.state)
+                .ok_or_else(|| bad(WHAT, format!("state `{}`", w.state)))?,
+            current_phase: narrow(w.current_phase, WHAT)?,
+            reason: w.reason.clone(),
+            created: w.created.clone(),
+            updated: w.updated.clone(),
+            phases,
+            failures: w
+                .failures
+                .iter()
+                .map(|f| StepFailure {
+                    step_id: f.step_id.clone(),
+                    host_id: f.host_id.clone(),
+                    action: f.action.clone(),
+                    reason: f.reason.clone(),
+                    exit_code: f.exit_code,
+                    output_tail: f.output_tail.clone(),
+                })
+                .collect(),
+            waiting_for_offline: w.waiting_for_offline.clone(),
+            running: w
+                .running
+                .iter()
+                .map(|r| RunningStep {
+                    step_id: r.step_id.clone(),
+                    host_id: r.host_id.clone(),
+                    action: r.action.clone(),
+                    progress: r.progress.clone(),
+                })
+                .collect(),
+            skipped_hosts: w.skipped_hosts.clone(),
+            awaiting_reports: w
+                .awaiting_reports
+                .iter()
+                .map(|a| AwaitedReport {
+                    step_id: a.step_id.clone(),
+                    host_id: a.host_id.clone(),
+                    expected: a.expected.clone(),
+                    reported: a.reported.clone(),
+                    since: a.since.clone(),
+                })
+                .collect(),
+            pending_restarts: w
+                .pending_restarts
+                .iter()
+                .map(|p| PendingRestart {
+                    step_id: p.step_id.clone(),
+                    host_id: p.host_id.clone(),
+                    policy: p.policy.clone(),
+                    state: p.state.clone(),
+                    since: p.since.clone(),
+                })
+                .collect(),
+        })
+    }
+}
+
+impl From<&AuditEntry> for v1::AuditEntry {
+    fn from(e: &AuditEntry) -> Self {
+        v1::AuditEntry {
+            at_ms: e.at_ms,
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            subject: e.subject.clone(),
+            details: e.details.clone(),
+        }
+    }
+}
+
+impl From<&v1::AuditEntry> for AuditEntry {
+    fn from(e: &v1::AuditEntry) -> Self {
+        AuditEntry {
+            at_ms: e.at_ms,
+            actor: e.actor.clone(),
+            action: e.action.clone(),
+            subject: e.subject.clone(),
+            details: e.details.clone(),
+        }
+    }
+}
+
+impl From<&TokenView> for v1::TokenView {
+    fn from(v: &TokenView) -> Self {
+        let t = &v.token;
+        v1::TokenView {
+            id: t.id.clone(),
+            installation: t.installation.clone(),
+            uses_allowed: t.uses_allowed,
+            uses: t.uses,
+            expires_ms: t.expires_ms,
+            created_ms: t.created_ms,
+            created_by: t.created_by.clone(),
+            revoked_ms: t.revoked_ms,
+            state: v.state.as_str().to_owned(),
+        }
+    }
+}
+
+impl TryFrom<&v1::TokenView> for TokenView {
+    type Error = ViewError;
+
+    fn try_from(w: &v1::TokenView) -> Result<Self, Self::Error> {
+        Ok(TokenView {
+            token: TokenRecord {
+                id: w.id.clone(),
+                installation: w.installation.clone(),
+                uses_allowed: w.uses_allowed,
+                uses: w.uses,
+                expires_ms: w.expires_ms,
+                created_ms: w.created_ms,
+                created_by: w.created_by.clone(),
+                revoked_ms: w.revoked_ms,
+            },
+            state: TokenState::parse(&w.state)
+                .ok_or_else(|| bad("token", format!("state `{}`", w.state)))?,
+        })
+    }
+}
+
+impl From<&OperatorRecord> for v1::OperatorView {
+    fn from(o: &OperatorRecord) -> Self {
+        v1::OperatorView {
+            name: o.name.clone(),
+            role: o.role.clone(),
+            created_ms: o.created_ms,
+            created_by: o.created_by.clone(),
+        }
+    }
+}
+
+impl From<&v1::OperatorView> for OperatorRecord {
+    fn from(o: &v1::OperatorView) -> Self {
+        OperatorRecord {
+            name: o.name.clone(),
+            role: o.role.clone(),
+            created_ms: o.created_ms,
+            created_by: o.created_by.clone(),
+        }
+    }
+}
