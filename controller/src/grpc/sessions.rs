@@ -187,3 +187,74 @@ impl crate::delivery::Deliver for Sessions {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::Deliver;
+    use tierwise_common::action::StepAction;
+    use tierwise_common::rollout::Delivery;
+
+    fn stream() -> (Outbound, mpsc::Receiver<Result<ControllerMessage, Status>>) {
+        mpsc::channel(4)
+    }
+
+    #[test]
+    fn one_session_per_host_and_a_newer_one_wins() {
+        let sessions = Sessions::default();
+        let (first, _first_rx) = stream();
+        let (mut closed, other) = sessions.register("cl-1", "prod", "s1", "10.0.0.5", first);
+        assert_eq!(other, None);
+        let (second, mut second_rx) = stream();
+        let (_open, other) = sessions.register("cl-1", "prod", "s2", "10.0.0.9", second);
+        assert_eq!(closed.try_recv(), Ok(CloseReason::Superseded));
+        assert_eq!(
+            other.as_deref(),
+            Some("10.0.0.5"),
+            "two machines share a host id"
+        );
+        // The old stream ending does not remove the new one.
+        sessions.unregister("cl-1", "s1");
+        assert_eq!(sessions.len(), 1);
+        // Deliveries reach the current stream as typed commands.
+        let delivery = Delivery {
+            host_id: "cl-1".into(),
+            dispatch_id: "r1-4.1.ab12".into(),
+            action: StepAction::Reprobe,
+        };
+        assert!(sessions.deliver(&delivery));
+        let sent = second_rx.try_recv().unwrap().unwrap();
+        assert!(matches!(
+            sent.body,
+            Some(tierwise_proto::v1::controller_message::Body::Command(ref c)) if c.step_id == "r1-4.1.ab12"
+        ));
+        assert!(!sessions.deliver(&Delivery {
+            host_id: "cl-2".into(),
+            ..delivery
+        }));
+        sessions.unregister("cl-1", "s2");
+        assert!(sessions.is_empty());
+    }
+
+    #[test]
+    fn revocation_and_shutdown_close_sessions() {
+        let sessions = Sessions::default();
+        let (a, _a_rx) = stream();
+        let (mut a_closed, _) = sessions.register("cl-1", "prod", "s1", "10.0.0.5", a);
+        let (b, _b_rx) = stream();
+        let (mut b_closed, _) = sessions.register("cl-2", "test", "s2", "10.0.0.6", b);
+        assert_eq!(sessions.select(None, Some("test")).len(), 1);
+        assert!(sessions.close_host("cl-1", CloseReason::Revoked));
+        assert_eq!(a_closed.try_recv(), Ok(CloseReason::Revoked));
+        assert!(
+            !sessions.close_host("cl-1", CloseReason::Revoked),
+            "closed once"
+        );
+        sessions.close_all();
+        assert_eq!(b_closed.try_recv(), Ok(CloseReason::ShuttingDown));
+        // A stream that arrives during shutdown is closed at once.
+        let (c, _c_rx) = stream();
+        let (mut c_closed, _) = sessions.register("cl-3", "prod", "s3", "10.0.0.7", c);
+        assert_eq!(c_closed.try_recv(), Ok(CloseReason::ShuttingDown));
+    }
+}
