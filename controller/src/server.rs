@@ -86,6 +86,8 @@ pub struct RunningController {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     sweeper: JoinHandle<()>,
     engine: JoinHandle<()>,
+    /// Held while the controller runs: one controller per SQLite file.
+    _sqlite_lock: Option<std::fs::File>,
 }
 
 impl RunningController {
@@ -142,12 +144,18 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     }
     // Bind before touching the database: a busy port must not leave a
     // freshly created or migrated database behind.
-    let listener = TcpListener::bind(settings.listen).await.with_context(|| {
+    let listener = listen(settings.listen).with_context(|| {
         format!(
             "cannot listen on {}; is another controller running? Choose another address with --listen",
             settings.listen
         )
     })?;
+    // An SQLite store belongs to one controller: a second one on the same
+    // file would run a second engine over the same rollouts.
+    let sqlite_lock = match settings.database.sqlite_path() {
+        Some(path) => Some(lock_sqlite(&path)?),
+        None => None,
+    };
     let addr = listener.local_addr()?;
     let pki = Arc::new(Pki::load_or_create(
         &settings.data_dir,
@@ -228,7 +236,50 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         server,
         sweeper,
         engine: engine_task,
+        _sqlite_lock: sqlite_lock,
     })
+}
+
+/// Room for a reconnect storm: connections wait in the kernel's queue
+/// while handshakes run (the kernel may cap it at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Takes the SQLite database's lock file (`FILE.lock`), held for the
+/// process's life; refuses when another controller holds it.
+fn lock_sqlite(database: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let mut path = database.as_os_str().to_owned();
+    path.push(".lock");
+    let path = PathBuf::from(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another controller already uses the SQLite database {} (its lock file {} is held); \
+             an SQLite store serves one controller — stop the other one, or use PostgreSQL \
+             (--database-url postgres://…) to run several",
+            database.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
 }
 
 /// Where the first administrator's token is written.

@@ -96,6 +96,16 @@ impl DatabaseUrl {
         self.backend == Backend::Sqlite && self.connect.contains(":memory:")
     }
 
+    /// The SQLite database's file, if it is one.
+    pub fn sqlite_path(&self) -> Option<std::path::PathBuf> {
+        if self.backend != Backend::Sqlite || self.is_in_memory() {
+            return None;
+        }
+        let rest = self.connect.strip_prefix("sqlite:")?;
+        let path = rest.trim_start_matches("//").split('?').next()?;
+        (!path.is_empty()).then(|| std::path::PathBuf::from(path))
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
