@@ -1,20 +1,19 @@
 //! The rollout engine: level-triggered. For each running rollout it loads a
-//! snapshot from the store, asks the pure `decide` what to do, applies the
-//! decisions in one transaction and only then hands what was dispatched to
-//! the connected agents, through the `Deliver` interface (domain types, no
-//! protobuf). Delivery is level-triggered too: on every hello a host is given
-//! everything it has outstanding (`outstanding`), and its journal answers
+//! snapshot from the store, asks the pure `decide` what to do, and applies
+//! the decisions in one transaction, which also puts what was dispatched in
+//! the outbox (`delivery::run_outbox` hands it to whichever replica holds
+//! the host's stream). Only the leader evaluates (on SQLite, the one
+//! controller). Delivery is level-triggered too: on every hello a host is
+//! given everything it has outstanding (`outstanding`), through the
+//! `Deliver` interface (domain types, no protobuf), and its journal answers
 //! what it already ran. It wakes on every step result and inventory change,
 //! and on a short tick; a restarted controller just carries on.
 
 use crate::delivery::Deliver;
 use crate::store::{HostFilter, Store, StoreError};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tierwise_common::rollout::{
-    decide, outstanding, restart_delivery, Decision, ExecStep, RolloutSnapshot, StepState,
-};
+use tierwise_common::rollout::{decide, outstanding, Decision, RolloutSnapshot};
 use tierwise_runtime::clock::now_ms;
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -27,6 +26,8 @@ pub struct Engine {
     store: Store,
     deliver: Arc<dyn Deliver>,
     wake: Arc<Notify>,
+    /// Wakes this replica's outbox reader after a commit that queued.
+    outbox: Arc<Notify>,
 }
 
 impl Engine {
@@ -35,7 +36,23 @@ impl Engine {
             store,
             deliver,
             wake: Arc::new(Notify::new()),
+            outbox: Arc::new(Notify::new()),
         }
+    }
+
+    /// Wakes this replica's outbox reader (something was queued).
+    pub fn wake_outbox(&self) {
+        self.outbox.notify_one();
+    }
+
+    /// Runs this replica's outbox reader, handing rows to the sessions.
+    pub async fn run_outbox(self) {
+        crate::delivery::run_outbox(
+            self.store.clone(),
+            self.deliver.clone(),
+            self.outbox.clone(),
+        )
+        .await;
     }
 
     /// Asks for an evaluation as soon as possible.
@@ -48,6 +65,10 @@ impl Engine {
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(TICK) => {}
+            }
+            // Only the leader decides (on SQLite, the one controller).
+            if self.store.epoch() == 0 {
+                continue;
             }
             if let Err(error) = self.evaluate_all().await {
                 warn!(%error, "rollout evaluation failed; trying again");
@@ -107,35 +128,8 @@ impl Engine {
         else {
             return Ok(false);
         };
-        // Only what the store really moved goes out, with the attempt
-        // number it recorded: a pending step's attempt, or the restart that
-        // finishes a succeeded one.
-        let by_id: HashMap<&str, &ExecStep> =
-            steps.iter().map(|s| (s.step_id.as_str(), s)).collect();
-        for (step_id, attempt) in &dispatched {
-            let Some(step) = by_id.get(step_id.as_str()) else {
-                continue;
-            };
-            let sent = ExecStep {
-                attempts: *attempt,
-                ..(*step).clone()
-            };
-            let delivery = if step.state == StepState::Succeeded {
-                restart_delivery(&sent, &rollout.nonce)
-            } else {
-                let Some(delivery) = outstanding(
-                    &ExecStep {
-                        state: StepState::Dispatched,
-                        ..sent
-                    },
-                    &rollout.nonce,
-                    None,
-                ) else {
-                    continue;
-                };
-                delivery
-            };
-            self.deliver.deliver(&delivery);
+        if !dispatched.is_empty() {
+            self.outbox.notify_one();
         }
         for decision in &decisions {
             match decision {
@@ -171,6 +165,8 @@ impl Engine {
     /// again: the host may have been away for long) and each requested
     /// restart it has not done (it booted at `boot_ms`). Returns how many.
     pub async fn hello(&self, host_id: &str, boot_ms: Option<i64>) -> Result<usize, StoreError> {
+        // What the outbox held for it is outstanding, handed over below.
+        self.store.clear_outbox(host_id).await?;
         self.store.touch_dispatched(host_id, now_ms()).await?;
         let mut sent = 0;
         for (step, nonce) in self.store.outstanding_steps(host_id).await? {

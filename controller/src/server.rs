@@ -86,6 +86,9 @@ pub struct RunningController {
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     sweeper: JoinHandle<()>,
     engine: JoinHandle<()>,
+    /// The outbox reader and the leadership keeper.
+    outbox: JoinHandle<()>,
+    leadership: JoinHandle<()>,
     /// Held while the controller runs: one controller per SQLite file.
     _sqlite_lock: Option<std::fs::File>,
 }
@@ -97,6 +100,8 @@ impl RunningController {
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.sweeper.abort();
         self.engine.abort();
+        self.leadership.abort();
+        self.outbox.abort();
         let _ = self.stop.send(true);
         self.sessions.close_all();
         let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -224,6 +229,8 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         );
     let server = tokio::spawn(server);
     let sweeper = tokio::spawn(sweep_offline(store.clone()));
+    let outbox = tokio::spawn(engine.clone().run_outbox());
+    let leadership = tokio::spawn(lead(store.clone(), engine.clone()));
     let engine_task = tokio::spawn(engine.run());
     info!(%addr, ca_fingerprint = %pki.fingerprint(), "controller listening (TLS)");
     Ok(RunningController {
@@ -236,6 +243,8 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         server,
         sweeper,
         engine: engine_task,
+        outbox,
+        leadership,
         _sqlite_lock: sqlite_lock,
     })
 }
@@ -308,6 +317,45 @@ async fn first_admin(store: &Store, data_dir: &std::path::Path) -> anyhow::Resul
         .await?;
     info!(token_file = %path.display(), "created the first operator `admin`; its token is in the file");
     Ok(())
+}
+
+/// How often a replica tries to become the leader, and the leader checks
+/// that its lock still holds.
+const LEADERSHIP_CHECK: Duration = Duration::from_secs(2);
+/// Outbox rows no replica took (offline hosts) are dropped after this.
+const OUTBOX_KEEP_MS: i64 = 3_600_000;
+
+/// Keeps this replica's part in the engine's leadership: tries to take it
+/// while another holds it, and while holding it checks every couple of
+/// seconds that the lock's connection still answers; a leader that lost it
+/// stops deciding at once (and its epoch no longer lets it write).
+async fn lead(store: Store, engine: Engine) {
+    loop {
+        match store.claim_leadership(now_ms()).await {
+            Ok(Some(mut leadership)) => {
+                info!(
+                    replica = store.replica(),
+                    epoch = store.epoch(),
+                    "this controller runs the rollout engine"
+                );
+                engine.wake();
+                loop {
+                    tokio::time::sleep(LEADERSHIP_CHECK).await;
+                    if !leadership.alive().await {
+                        warn!(replica = store.replica(), "lost the engine's leadership (its database connection failed); another controller takes over");
+                        store.set_epoch(0);
+                        break;
+                    }
+                    if let Err(error) = store.prune_outbox(now_ms() - OUTBOX_KEEP_MS).await {
+                        warn!(%error, "could not prune the outbox");
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(error) => warn!(%error, "could not try for the engine's leadership"),
+        }
+        tokio::time::sleep(LEADERSHIP_CHECK).await;
+    }
 }
 
 /// Marks hosts offline that missed three heartbeats, including those a killed

@@ -27,6 +27,14 @@ impl Deliver for Recorder {
         self.0.lock().unwrap().push(delivery.clone());
         true
     }
+
+    fn refresh(&self, _host_id: &str) -> bool {
+        true
+    }
+
+    fn close(&self, _host_id: &str) -> bool {
+        true
+    }
 }
 
 impl Recorder {
@@ -37,6 +45,28 @@ impl Recorder {
             .drain(..)
             .map(|d| (d.host_id, d.action.config_key().to_owned()))
             .collect()
+    }
+
+    /// What the outbox reader handed over within a few seconds.
+    async fn wait_take(&self) -> Vec<(String, String)> {
+        for _ in 0..100 {
+            if !self.0.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.take()
+    }
+
+    async fn wait_take_with_id(&self) -> (Vec<(String, String)>, String) {
+        for _ in 0..100 {
+            if !self.0.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let id = self.last_id();
+        (self.take(), id)
     }
 
     fn last_id(&self) -> String {
@@ -119,11 +149,18 @@ async fn the_engine_hands_out_decisions_outstanding_steps_and_restarts() {
         .unwrap();
     let recorder = Arc::new(Recorder::default());
     let engine = Engine::new(store.clone(), recorder.clone());
+    tokio::spawn(engine.clone().run_outbox());
+    // The one controller on SQLite leads.
+    assert!(store.claim_leadership(now()).await.unwrap().is_some());
 
     // The first decision hands out the backup, once.
     engine.evaluate_all().await.unwrap();
-    assert_eq!(recorder.take(), [("srv".into(), "backup".into())]);
+    assert_eq!(
+        recorder.wait_take().await,
+        [("srv".into(), "backup".into())]
+    );
     engine.evaluate_all().await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
     assert!(recorder.take().is_empty(), "nothing is handed out twice");
 
     // A hello hands the host what it has outstanding, under the same id.
@@ -135,12 +172,14 @@ async fn the_engine_hands_out_decisions_outstanding_steps_and_restarts() {
     // Through the server phase: stop, install (restart required), ...
     result(&store, "srv", &backup, StepOutcome::Succeeded).await;
     engine.evaluate_all().await.unwrap();
-    let stop = recorder.last_id();
-    assert_eq!(recorder.take(), [("srv".into(), "stop_services".into())]);
+    let handed = recorder.wait_take_with_id().await;
+    let stop = handed.1;
+    assert_eq!(handed.0, [("srv".into(), "stop_services".into())]);
     result(&store, "srv", &stop, StepOutcome::Succeeded).await;
     engine.evaluate_all().await.unwrap();
-    let install = recorder.last_id();
-    assert_eq!(recorder.take(), [("srv".into(), "install".into())]);
+    let handed = recorder.wait_take_with_id().await;
+    let install = handed.1;
+    assert_eq!(handed.0, [("srv".into(), "install".into())]);
     result(
         &store,
         "srv",
@@ -171,9 +210,10 @@ async fn the_engine_hands_out_decisions_outstanding_steps_and_restarts() {
         .await
         .unwrap();
     engine.evaluate_all().await.unwrap();
-    let restart = recorder.last_id();
+    let handed = recorder.wait_take_with_id().await;
+    let restart = handed.1;
     assert!(restart.ends_with(".restart"), "{restart}");
-    assert_eq!(recorder.take(), [("srv".into(), "restart".into())]);
+    assert_eq!(handed.0, [("srv".into(), "restart".into())]);
     engine.hello("srv", Some(1_000)).await.unwrap();
     assert_eq!(recorder.last_id(), restart);
     recorder.take();
@@ -183,5 +223,8 @@ async fn the_engine_hands_out_decisions_outstanding_steps_and_restarts() {
     assert_eq!(engine.hello("srv", Some(now() + 1_000)).await.unwrap(), 0);
     // Back with a later boot and the new version: start services next.
     engine.evaluate_all().await.unwrap();
-    assert_eq!(recorder.take(), [("srv".into(), "start_services".into())]);
+    assert_eq!(
+        recorder.wait_take().await,
+        [("srv".into(), "start_services".into())]
+    );
 }

@@ -587,6 +587,8 @@ async fn rollouts(store: &Store, t0: i64) {
         Command, Decision, ExecPhase, ExecStep, Refusal, RolloutOptions, RolloutState, StepState,
     };
     use tierwise_controller::store::rollouts::{RolloutError, StepResultRecord};
+    // Engine transactions write only for the leader.
+    let _leader = store.claim_leadership(t0).await.unwrap().expect("leads");
 
     let make = |id: &str| {
         let step = |n: usize, host: &str| ExecStep {
@@ -911,6 +913,38 @@ async fn postgres_store_suite_and_reopen() {
     let host = store.get_host("srv-01", 0).await.unwrap().unwrap();
     assert_eq!(host.inventory, server_inventory(V263, true));
     store.close().await;
+
+    // Two replicas: one leads; once its lock is gone another does, and the
+    // ex-leader's engine transactions are refused by the epoch.
+    let a = Store::open(&url).await.unwrap();
+    let b = Store::open(&url).await.unwrap();
+    let held = a.claim_leadership(1).await.unwrap().expect("a leads");
+    assert!(b.claim_leadership(2).await.unwrap().is_none(), "one leader");
+    let (rollout, _) = a.rollout("r1").await.unwrap().unwrap();
+    drop(held);
+    let mut taken = None;
+    for _ in 0..50 {
+        taken = b.claim_leadership(3).await.unwrap();
+        if taken.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(taken.is_some(), "b leads once a's lock is gone");
+    assert!(b.epoch() > a.epoch() && a.epoch() > 0);
+    let decisions = [tierwise_common::rollout::Decision::Complete];
+    assert_eq!(
+        a.apply_decisions(&rollout, &decisions, 4).await.unwrap(),
+        None,
+        "an ex-leader cannot write"
+    );
+    assert!(b
+        .apply_decisions(&rollout, &decisions, 5)
+        .await
+        .unwrap()
+        .is_some());
+    a.close().await;
+    b.close().await;
 
     admin
         .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())

@@ -1,9 +1,12 @@
-//! Controllers sharing a store: an SQLite store serves one controller.
+//! Controllers sharing a store: an SQLite store serves one controller;
+//! on PostgreSQL, replicas share the work — one leads the engine, any holds
+//! any agent's stream, and steps reach agents through whichever holds it.
 
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
 use std::process::Command;
-use tierwise_e2e::{binary, Controller};
+use std::time::Duration;
+use tierwise_e2e::{binary, Agent, Controller, Plays, V263, V931};
 
 #[test]
 fn a_second_controller_on_the_same_sqlite_file_is_refused() -> anyhow::Result<()> {
@@ -26,5 +29,254 @@ fn a_second_controller_on_the_same_sqlite_file_is_refused() -> anyhow::Result<()
     drop(first);
     let again = Controller::start(&data, "127.0.0.1:0")?;
     assert!(again.cli(&["whoami"])?.starts_with("admin"));
+    Ok(())
+}
+
+/// A fresh PostgreSQL database for one test, dropped at the end; `None`
+/// (the test is skipped) without `TIERWISE_TEST_POSTGRES_URL`, unless
+/// `TIERWISE_REQUIRE_POSTGRES` says it must run.
+struct Database {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create() -> anyhow::Result<Option<Self>> {
+        let Ok(admin) = std::env::var("TIERWISE_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("TIERWISE_REQUIRE_POSTGRES").is_err(),
+                "TIERWISE_REQUIRE_POSTGRES is set but TIERWISE_TEST_POSTGRES_URL is not"
+            );
+            eprintln!("skipping: set TIERWISE_TEST_POSTGRES_URL to run replicas on PostgreSQL");
+            return Ok(None);
+        };
+        let name = format!("tw_replicas_{:08x}", std::process::id() ^ rand_part());
+        psql(&admin, &format!("CREATE DATABASE {name}"))?;
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        Ok(Some(Self {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        }))
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = psql(
+            &self.admin,
+            &format!("DROP DATABASE {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn rand_part() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+}
+
+fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Two controllers on one PostgreSQL database and one data directory (the
+/// same CA), the first started first (it takes the engine's leadership).
+fn replicas(root: &std::path::Path, db: &Database) -> anyhow::Result<(Controller, Controller)> {
+    let data = root.join("controller");
+    let flags = ["--database-url", db.url.as_str()];
+    let first = Controller::start_with(&data, "127.0.0.1:0", &flags)?;
+    tierwise_e2e::wait_for("the first replica to lead", Duration::from_secs(20), || {
+        Ok(first
+            .process
+            .log_text()
+            .contains("this controller runs the rollout engine")
+            .then_some(()))
+    })?;
+    let second = Controller::start_with(&data, "127.0.0.1:0", &flags)?;
+    Ok((first, second))
+}
+
+fn start_agent(
+    root: &std::path::Path,
+    controller: &Controller,
+    order: &std::path::Path,
+    host_id: &str,
+    plays: Plays,
+    delay: &str,
+) -> anyhow::Result<Agent> {
+    let mut agent = Agent::start(root, &controller.url(), host_id, plays, V931)?;
+    agent.with_installers(order, delay)?;
+    Ok(agent)
+}
+
+fn installs(agent: &Agent) -> usize {
+    agent
+        .runs()
+        .iter()
+        .filter(|l| l.contains(" install "))
+        .count()
+}
+
+fn wait_completed(controller: &Controller, limit: u64) -> anyhow::Result<serde_json::Value> {
+    let (status, _) = tierwise_e2e::wait_for(
+        "the rollout to complete",
+        Duration::from_secs(limit),
+        || {
+            let status: serde_json::Value =
+                serde_json::from_str(&controller.cli(&["rollout", "status", "--json"])?)?;
+            anyhow::ensure!(status["state"] != "failed", "the rollout failed: {status}");
+            Ok((status["state"] == "completed").then_some(status))
+        },
+    )?;
+    Ok(status)
+}
+
+#[test]
+fn agents_split_over_two_replicas_finish_a_rollout_each_installer_once() -> anyhow::Result<()> {
+    let Some(db) = Database::create()? else {
+        return Ok(());
+    };
+    let root = tempfile::tempdir()?;
+    let (a, b) = replicas(root.path(), &db)?;
+    let order = root.path().join("order.log");
+    let server = start_agent(
+        root.path(),
+        &a,
+        &order,
+        "srv-01",
+        Plays::Server(vec![("PSDB", true, V931)]),
+        "0.2",
+    )?;
+    let web = Agent::start(
+        root.path(),
+        &b.url(),
+        "web-01",
+        Plays::Web { websocket: true },
+        V931,
+    )?;
+    web.with_web_package(V263)?;
+    let mut clients = Vec::new();
+    for (i, replica) in [&a, &b, &b, &a].iter().enumerate() {
+        clients.push(start_agent(
+            root.path(),
+            replica,
+            &order,
+            &format!("cl-{i:03}"),
+            Plays::Client,
+            "0.2",
+        )?);
+    }
+    tierwise_e2e::wait_for("every agent online", Duration::from_secs(30), || {
+        let hosts = a.hosts()?;
+        Ok((hosts.len() == 6 && hosts.iter().all(|h| h["online"] == true)).then_some(()))
+    })?;
+    // Operators may use either replica.
+    b.cli(&["releases", "import", &tierwise_e2e::catalogue_path()])?;
+    a.license("prod")?;
+    b.rollout_start(&["--client-waves", "50%,100%"])?;
+    let done = wait_completed(&a, 90)?;
+    assert!(done["failures"].as_array().unwrap().is_empty(), "{done}");
+    assert_eq!(installs(&server), 1, "{:?}", server.runs());
+    for client in &clients {
+        assert_eq!(
+            installs(client),
+            1,
+            "{}: {:?}",
+            client.host_id,
+            client.runs()
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn the_leader_killed_mid_rollout_another_replica_finishes_it() -> anyhow::Result<()> {
+    let Some(db) = Database::create()? else {
+        return Ok(());
+    };
+    let root = tempfile::tempdir()?;
+    let (mut leader, other) = replicas(root.path(), &db)?;
+    let order = root.path().join("order.log");
+    // Every agent on the replica that stays; slow clients, so the kill
+    // lands while steps run.
+    let server = start_agent(
+        root.path(),
+        &other,
+        &order,
+        "srv-01",
+        Plays::Server(vec![("PSDB", true, V931)]),
+        "0.2",
+    )?;
+    let web = Agent::start(
+        root.path(),
+        &other.url(),
+        "web-01",
+        Plays::Web { websocket: true },
+        V931,
+    )?;
+    web.with_web_package(V263)?;
+    let mut clients = Vec::new();
+    for i in 0..4 {
+        clients.push(start_agent(
+            root.path(),
+            &other,
+            &order,
+            &format!("cl-{i:03}"),
+            Plays::Client,
+            "1.5",
+        )?);
+    }
+    tierwise_e2e::wait_for("every agent online", Duration::from_secs(30), || {
+        let hosts = other.hosts()?;
+        Ok((hosts.len() == 6 && hosts.iter().all(|h| h["online"] == true)).then_some(()))
+    })?;
+    other.cli(&["releases", "import", &tierwise_e2e::catalogue_path()])?;
+    other.license("prod")?;
+    other.rollout_start(&["--client-waves", "100%"])?;
+    tierwise_e2e::wait_for("client steps running", Duration::from_secs(60), || {
+        let status: serde_json::Value =
+            serde_json::from_str(&other.cli(&["rollout", "status", "--json"])?)?;
+        Ok((!status["running"].as_array().unwrap().is_empty()
+            && status["running"][0]["host_id"]
+                .as_str()
+                .is_some_and(|h| h.starts_with("cl-")))
+        .then_some(()))
+    })?;
+    leader.process.kill();
+    let killed = std::time::Instant::now();
+    tierwise_e2e::wait_for("the other replica to lead", Duration::from_secs(30), || {
+        Ok(other
+            .process
+            .log_text()
+            .contains("this controller runs the rollout engine")
+            .then_some(()))
+    })?;
+    eprintln!(
+        "leader killed → another replica leads after {:.1} s",
+        killed.elapsed().as_secs_f64()
+    );
+    let done = wait_completed(&other, 90)?;
+    assert!(done["failures"].as_array().unwrap().is_empty(), "{done}");
+    assert_eq!(installs(&server), 1);
+    for client in &clients {
+        assert_eq!(
+            installs(client),
+            1,
+            "{}: {:?}",
+            client.host_id,
+            client.runs()
+        );
+    }
     Ok(())
 }

@@ -100,8 +100,13 @@ pub fn restart_delivery(step: &ExecStep, nonce: &str) -> Delivery {
     Delivery {
         host_id: step.host_id.clone(),
         dispatch_id: restart_dispatch_id(&step.step_id, step.attempts, nonce),
-        action: StepAction::Restart {
-            role: step.action.role().unwrap_or(crate::Role::Client),
-        },
+        action: restart_action(&step.action),
+    }
+}
+
+/// The restart action for a step's action: the same role's command.
+pub fn restart_action(action: &StepAction) -> StepAction {
+    StepAction::Restart {
+        role: action.role().unwrap_or(crate::Role::Client),
     }
 }

@@ -186,6 +186,26 @@ impl crate::delivery::Deliver for Sessions {
         tracing::debug!(host_id = %delivery.host_id, dispatch_id = %delivery.dispatch_id, "delivered");
         true
     }
+
+    fn refresh(&self, host_id: &str) -> bool {
+        let Some(outbound) = self.outbound(host_id) else {
+            return false;
+        };
+        let message = ControllerMessage {
+            body: Some(
+                tierwise_proto::v1::controller_message::Body::ReportInventory(
+                    tierwise_proto::v1::ReportInventory {},
+                ),
+            ),
+        };
+        // A full queue means the agent is not reading; it reports on its own
+        // schedule anyway.
+        outbound.try_send(Ok(message)).is_ok()
+    }
+
+    fn close(&self, host_id: &str) -> bool {
+        self.close_host(host_id, CloseReason::Revoked)
+    }
 }
 
 #[cfg(test)]

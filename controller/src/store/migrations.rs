@@ -66,6 +66,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0009_restarts.sql"),
         include_str!("../../migrations/postgres/0009_restarts.sql"),
     ),
+    (
+        10,
+        "replicas",
+        include_str!("../../migrations/sqlite/0010_replicas.sql"),
+        include_str!("../../migrations/postgres/0010_replicas.sql"),
+    ),
 ];
 
 #[derive(Debug)]

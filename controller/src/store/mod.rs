@@ -8,6 +8,7 @@
 //! has its own migration directory so their DDL can diverge when needed.
 
 mod migrations;
+pub mod outbox;
 pub mod placement;
 pub mod rollouts;
 pub mod security;
@@ -18,6 +19,7 @@ pub use url::{Backend, DatabaseUrl};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Connection, Executor, Row};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tierwise_common::liveness::{is_overdue, MISSED_HEARTBEATS_BEFORE_OFFLINE};
 use tierwise_common::{
@@ -81,6 +83,15 @@ pub struct HostFilter {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The connect string, for connections of their own (leadership).
+    url: Arc<str>,
+    /// This process among the controllers sharing the database: random,
+    /// new on every start.
+    replica: Arc<str>,
+    /// The leadership epoch this process holds (0: not the leader). Engine
+    /// transactions on PostgreSQL write only while it is still the current
+    /// one, so an ex-leader that was paused or cut off cannot write.
+    epoch: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl Store {
@@ -152,7 +163,34 @@ impl Store {
             .run(&pool)
             .await
             .map_err(|source| StoreError::Migrate { backend, source })?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            url: url.connect_string().into(),
+            replica: format!("{:016x}", fastrand::u64(..)).into(),
+            epoch: Arc::default(),
+        })
+    }
+
+    /// The database's connect string, for connections of their own.
+    pub fn connect_string(&self) -> &str {
+        &self.url
+    }
+
+    /// This process's replica id.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// The leadership epoch this process holds (0: none).
+    pub fn epoch(&self) -> i64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records the epoch this process leads under (0: it does not lead); set
+    /// by the leadership keeper only.
+    pub fn set_epoch(&self, epoch: i64) {
+        self.epoch.store(epoch, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn backend(&self) -> Backend {
@@ -178,8 +216,8 @@ impl Store {
         let row = sqlx::query(
             "INSERT INTO hosts (host_id, hostname, installation, os, agent_version, \
                                 first_seen_ms, last_seen_ms, heartbeat_seconds, online, session_id, \
-                                claimed_installation, boot_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, 1, $8, $3, $9) \
+                                claimed_installation, boot_ms, replica) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, 1, $8, $3, $9, $10) \
              ON CONFLICT (host_id) DO UPDATE SET \
                 hostname = excluded.hostname, \
                 installation = CASE WHEN excluded.installation = 'auto' \
@@ -191,7 +229,8 @@ impl Store {
                 os = excluded.os, agent_version = excluded.agent_version, \
                 last_seen_ms = excluded.last_seen_ms, \
                 heartbeat_seconds = excluded.heartbeat_seconds, online = 1, \
-                session_id = excluded.session_id, boot_ms = excluded.boot_ms \
+                session_id = excluded.session_id, boot_ms = excluded.boot_ms, \
+                replica = excluded.replica \
              RETURNING installation",
         )
         .bind(report.host_id.as_str())
@@ -203,6 +242,7 @@ impl Store {
         .bind(i64::from(report.heartbeat_seconds))
         .bind(session_id)
         .bind(report.boot_ms)
+        .bind(&*self.replica)
         .fetch_one(&mut *tx)
         .await?;
         write_inventory(&mut tx, &report.host_id, &report.inventory).await?;
@@ -280,7 +320,7 @@ impl Store {
         session_id: &str,
     ) -> Result<bool, StoreError> {
         let touched = sqlx::query(
-            "UPDATE hosts SET online = 0, session_id = NULL WHERE host_id = $1 AND session_id = $2",
+            "UPDATE hosts SET online = 0, session_id = NULL, replica = NULL WHERE host_id = $1 AND session_id = $2",
         )
         .bind(host_id)
         .bind(session_id)

@@ -6,8 +6,9 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use tierwise_common::action::{StepAction, StepOutcome};
 use tierwise_common::rollout::{
-    transition, Command, CommandTarget, Decision, ExecPhase, ExecStep, Refusal, RestartState,
-    RolloutOptions, RolloutState, StepState, Transition,
+    dispatch_id, restart_action, restart_dispatch_id, transition, Command, CommandTarget, Decision,
+    Delivery, ExecPhase, ExecStep, Refusal, RestartState, RolloutOptions, RolloutState, StepState,
+    Transition,
 };
 use tierwise_common::Version;
 
@@ -362,6 +363,9 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<Vec<(String, u32)>>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        if !self.still_leader(&mut tx).await? {
+            return Ok(None);
+        }
         lock_rollout(&mut tx, &rollout.id).await?;
         let current = sqlx::query("SELECT state, current_phase FROM rollouts WHERE id = $1")
             .bind(rollout.id.as_str())
@@ -386,15 +390,19 @@ impl Store {
         for decision in decisions {
             match decision {
                 // Only a step the store really moves goes out, with the
-                // attempt it recorded.
+                // attempt it recorded, through the outbox in this same
+                // transaction: whichever replica holds the host's stream
+                // takes it.
                 Decision::Dispatch { step_id } | Decision::Restart { step_id } => {
-                    let sql = if matches!(decision, Decision::Dispatch { .. }) {
-                        "UPDATE rollout_steps SET state = 'dispatched', attempts = attempts + 1, changed_ms = $2, \
-                         progress = '', restart = 'none' WHERE step_id = $1 AND state = 'pending' RETURNING attempts"
-                    } else {
+                    let restart = matches!(decision, Decision::Restart { .. });
+                    let sql = if restart {
                         "UPDATE rollout_steps SET restart = 'requested', changed_ms = $2 \
                          WHERE step_id = $1 AND state = 'succeeded' AND restart IN ('required', 'approved') \
-                         RETURNING attempts"
+                         RETURNING attempts, host_id, action"
+                    } else {
+                        "UPDATE rollout_steps SET state = 'dispatched', attempts = attempts + 1, changed_ms = $2, \
+                         progress = '', restart = 'none' WHERE step_id = $1 AND state = 'pending' \
+                         RETURNING attempts, host_id, action"
                     };
                     let row = sqlx::query(sql)
                         .bind(step_id.as_str())
@@ -404,6 +412,24 @@ impl Store {
                     if let Some(row) = row {
                         let attempt =
                             u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0);
+                        let action = from_json::<StepAction>(
+                            &row.try_get::<String, _>("action")?,
+                            "step action",
+                        )?;
+                        let delivery = Delivery {
+                            host_id: row.try_get("host_id")?,
+                            dispatch_id: if restart {
+                                restart_dispatch_id(step_id, attempt, &rollout.nonce)
+                            } else {
+                                dispatch_id(step_id, attempt, &rollout.nonce)
+                            },
+                            action: if restart {
+                                restart_action(&action)
+                            } else {
+                                action
+                            },
+                        };
+                        super::outbox::enqueue_in(&mut tx, &delivery, now_ms).await?;
                         dispatched.push((step_id.clone(), attempt));
                     }
                 }
@@ -477,6 +503,9 @@ impl Store {
                         .await?;
                 }
             }
+        }
+        if !dispatched.is_empty() {
+            self.notify_outbox(&mut tx).await?;
         }
         tx.commit().await?;
         Ok(Some(dispatched))

@@ -3,19 +3,19 @@
 
 use super::{actor, optional_name, AdminApi};
 use crate::grpc::ApiError;
+use crate::store::outbox::OutboxItem;
 use crate::store::HostFilter;
 use tierwise_common::validate_name;
 use tierwise_proto::convert::role_from_wire;
 use tierwise_proto::v1;
 use tierwise_proto::v1::RevokeHostRequest;
 use tierwise_proto::v1::{
-    controller_message, ControllerMessage, GetHostRequest, HostView, ListHostsRequest,
-    ListHostsResponse, RefreshInventoryRequest, RefreshInventoryResponse, ReportInventory,
-    Role as WireRole,
-};
-use tierwise_proto::v1::{
     AddressMapping as WireMapping, AddressMappings, ListAddressMappingsRequest, MapAddressRequest,
     UnmapAddressRequest,
+};
+use tierwise_proto::v1::{
+    GetHostRequest, HostView, ListHostsRequest, ListHostsResponse, RefreshInventoryRequest,
+    RefreshInventoryResponse, Role as WireRole,
 };
 use tierwise_runtime::clock::now_ms;
 use tonic::{Request, Response, Status};
@@ -84,22 +84,30 @@ pub(super) async fn refresh_inventory(
             .into());
         }
     }
-    let mut asked = Vec::new();
-    for (id, outbound) in api
-        .sessions
-        .select(host_id.as_deref(), installation.as_deref())
-    {
-        let message = ControllerMessage {
-            body: Some(controller_message::Body::ReportInventory(
-                ReportInventory {},
-            )),
-        };
-        // A full queue means the agent is not reading; it will report on
-        // its own schedule, so skipping it is harmless.
-        if outbound.try_send(Ok(message)).is_ok() {
-            asked.push(id);
-        }
-    }
+    // The connected hosts that match, wherever their streams are: the
+    // replica holding each one's stream takes the request from the outbox.
+    let filter = HostFilter {
+        installation: if host_id.is_some() {
+            None
+        } else {
+            installation.clone()
+        },
+        role: None,
+    };
+    let mut asked: Vec<String> = api
+        .store
+        .list_hosts(&filter, now_ms())
+        .await
+        .map_err(ApiError::from)?
+        .into_iter()
+        .filter(|h| h.online && host_id.as_ref().is_none_or(|id| *id == h.host_id))
+        .map(|h| h.host_id)
+        .collect();
+    api.store
+        .enqueue_for_hosts(&asked, |host_id| OutboxItem::Refresh { host_id }, now_ms())
+        .await
+        .map_err(ApiError::from)?;
+    api.engine.wake_outbox();
     asked.sort();
     info!(
         count = asked.len(),
@@ -183,6 +191,16 @@ pub(super) async fn revoke_host(
     let session_closed = api
         .sessions
         .close_host(&host_id, crate::grpc::sessions::CloseReason::Revoked);
+    // A stream held by another replica is closed by that one.
+    api.store
+        .enqueue_for_hosts(
+            std::slice::from_ref(&host_id),
+            |host_id| OutboxItem::Close { host_id },
+            now_ms(),
+        )
+        .await
+        .map_err(ApiError::from)?;
+    api.engine.wake_outbox();
     warn!(%host_id, revoked, session_closed, %actor, "host revoked");
     Ok(Response::new(v1::RevokeHostResponse {
         host_id,
