@@ -123,6 +123,9 @@ impl RunningController {
                 Ok(())
             }
         };
+        if let Err(error) = self.store.flush_heartbeats().await {
+            warn!(%error, "could not write the last heartbeats");
+        }
         self.store.close().await;
         served.context("the gRPC server failed")
     }
@@ -358,13 +361,17 @@ async fn lead(store: Store, engine: Engine) {
     }
 }
 
-/// Marks hosts offline that missed three heartbeats, including those a killed
-/// controller left marked online.
+/// Writes the heartbeats noted in memory, then marks hosts offline that
+/// missed three heartbeats, including those a killed controller left marked
+/// online.
 async fn sweep_offline(store: Store) {
     let mut tick = tokio::time::interval(SWEEP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if let Err(error) = store.flush_heartbeats().await {
+            warn!(%error, "could not write heartbeats; the next ones will be");
+        }
         match store.sweep_offline(now_ms()).await {
             Ok(hosts) => {
                 for host_id in hosts {

@@ -146,14 +146,13 @@ async fn suite(store: &Store) {
             .unwrap()
             .online
     );
-    assert!(!store
-        .record_heartbeat("srv-01", "s1", t0 + 6000)
-        .await
-        .unwrap());
-    assert!(store
-        .record_heartbeat("srv-01", "s2", t0 + 6000)
-        .await
-        .unwrap());
+    // Heartbeats are noted in memory and written together; one from a
+    // replaced session changes nothing.
+    store.note_heartbeat("srv-01", "s1", t0 + 6000);
+    assert_eq!(store.flush_heartbeats().await.unwrap(), 0);
+    store.note_heartbeat("srv-01", "s2", t0 + 6000);
+    assert_eq!(store.flush_heartbeats().await.unwrap(), 1);
+    assert_eq!(store.flush_heartbeats().await.unwrap(), 0, "flushed once");
     assert!(store.record_disconnect("srv-01", "s2").await.unwrap());
     assert!(
         !store
@@ -198,10 +197,8 @@ async fn suite(store: &Store) {
         .unwrap()
         .is_empty());
     // A late agent whose session is still open comes back with its next heartbeat.
-    assert!(store
-        .record_heartbeat("web-01", "w1", web_seen + 61_000)
-        .await
-        .unwrap());
+    store.note_heartbeat("web-01", "w1", web_seen + 61_000);
+    assert_eq!(store.flush_heartbeats().await.unwrap(), 1);
     assert!(
         store
             .get_host("web-01", web_seen + 61_000)

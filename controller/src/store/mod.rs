@@ -92,6 +92,9 @@ pub struct Store {
     /// transactions on PostgreSQL write only while it is still the current
     /// one, so an ex-leader that was paused or cut off cannot write.
     epoch: Arc<std::sync::atomic::AtomicI64>,
+    /// Heartbeats noted since the last flush: host id → (session, when).
+    /// They reach the store together, once a second, not one write a beat.
+    heartbeats: Arc<std::sync::Mutex<std::collections::HashMap<String, (String, i64)>>>,
 }
 
 impl Store {
@@ -169,6 +172,7 @@ impl Store {
             url: url.connect_string().into(),
             replica: format!("{:016x}", fastrand::u64(..)).into(),
             epoch: Arc::default(),
+            heartbeats: Arc::default(),
         })
     }
 
@@ -293,24 +297,42 @@ impl Store {
         Ok(true)
     }
 
-    /// Notes a heartbeat. Returns false when `session_id` is no longer the
-    /// host's current stream.
-    pub async fn record_heartbeat(
-        &self,
-        host_id: &str,
-        session_id: &str,
-        now_ms: i64,
-    ) -> Result<bool, StoreError> {
-        let touched = sqlx::query(
-            "UPDATE hosts SET last_seen_ms = $3, online = 1 WHERE host_id = $1 AND session_id = $2",
-        )
-        .bind(host_id)
-        .bind(session_id)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
-        Ok(touched > 0)
+    /// Notes a heartbeat in memory; `flush_heartbeats` writes it.
+    pub fn note_heartbeat(&self, host_id: &str, session_id: &str, now_ms: i64) {
+        self.heartbeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(host_id.to_owned(), (session_id.to_owned(), now_ms));
+    }
+
+    /// Writes the heartbeats noted since the last flush, in one
+    /// transaction; a beat of a session that is no longer its host's
+    /// current one changes nothing. Returns how many hosts it touched.
+    pub async fn flush_heartbeats(&self) -> Result<u64, StoreError> {
+        let beats: Vec<(String, (String, i64))> = self
+            .heartbeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain()
+            .collect();
+        if beats.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await?;
+        let mut touched = 0;
+        for (host_id, (session_id, at)) in &beats {
+            touched += sqlx::query(
+                "UPDATE hosts SET last_seen_ms = $3, online = 1 WHERE host_id = $1 AND session_id = $2 AND last_seen_ms < $3",
+            )
+            .bind(host_id.as_str())
+            .bind(session_id.as_str())
+            .bind(*at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(touched)
     }
 
     /// A stream ended: the host is offline, unless a newer stream took over.
