@@ -16,8 +16,8 @@ use tierwise_controller::grpc::sessions::Sessions;
 use tierwise_controller::store::{HostReport, Store};
 use tierwise_proto::v1::admin_service_server::AdminService;
 use tierwise_proto::v1::{
-    ChangeRolloutRequest, ImportCatalogueRequest, ListAuditRequest, PlanRolloutRequest,
-    RolloutChange, SetLicenceRequest, StartRolloutRequest,
+    ChangeRolloutRequest, ImportCatalogueRequest, ListAuditRequest, ListHostsRequest,
+    PlanRolloutRequest, RolloutChange, SetLicenceRequest, StartRolloutRequest,
 };
 use tonic::{Code, Request};
 
@@ -208,4 +208,37 @@ async fn handlers_admit_refuse_and_apply_operator_commands() {
             ("alice", "rollout skip host")
         ]
     );
+}
+
+#[tokio::test]
+async fn the_host_list_comes_in_pages() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = api(dir.path()).await;
+    let page = |token: &str| ListHostsRequest {
+        page_size: 2,
+        page_token: token.into(),
+        ..Default::default()
+    };
+    let first = api
+        .list_hosts(request(page("")))
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = first.hosts.iter().map(|h| h.host_id.as_str()).collect();
+    assert_eq!(
+        (ids.as_slice(), first.next_page_token.as_str()),
+        (["cl-1", "srv"].as_slice(), "srv")
+    );
+    let second = api
+        .list_hosts(request(page("srv")))
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = second.hosts.iter().map(|h| h.host_id.as_str()).collect();
+    assert_eq!(
+        (ids.as_slice(), second.next_page_token.as_str()),
+        (["web"].as_slice(), "")
+    );
+    let refused = api.list_hosts(request(page("../x"))).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
 }

@@ -257,6 +257,26 @@ async fn suite(store: &Store) {
         Vec::<String>::new()
     );
     assert!(store.get_host("nope", t0).await.unwrap().is_none());
+    // Page by page, the same hosts with the same inventories.
+    let all = store.list_hosts(&filter(None, None), t0).await.unwrap();
+    let mut paged = Vec::new();
+    let mut after = String::new();
+    loop {
+        let page = store
+            .list_hosts_page(&filter(None, None), &after, 2, t0)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = last.host_id.clone();
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+    let clients = store
+        .list_hosts_page(&filter(None, Some(Role::Client)), "cl-001", 10, t0)
+        .await
+        .unwrap();
+    assert_eq!(ids(clients), ["web-01"]);
 
     // A host that moves to another installation keeps its row.
     store

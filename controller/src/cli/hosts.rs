@@ -72,23 +72,31 @@ pub async fn fetch_hosts(
     installation: Option<&str>,
     role: Option<Role>,
 ) -> anyhow::Result<Vec<HostRecord>> {
-    let request = ListHostsRequest {
-        installation: installation.unwrap_or_default().to_owned(),
-        role: role.map_or(WireRole::Unspecified, WireRole::from).into(),
-    };
-    let response = client
-        .list_hosts(request)
-        .await
-        .map_err(super::status_error)?
-        .into_inner();
-    response
-        .hosts
-        .iter()
-        .map(|view| {
-            HostRecord::try_from(view)
-                .with_context(|| format!("the controller sent a malformed host `{}`", view.host_id))
-        })
-        .collect()
+    // Page by page: no answer grows with the fleet.
+    let mut hosts = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let request = ListHostsRequest {
+            installation: installation.unwrap_or_default().to_owned(),
+            role: role.map_or(WireRole::Unspecified, WireRole::from).into(),
+            page_size: 0,
+            page_token,
+        };
+        let page = client
+            .list_hosts(request)
+            .await
+            .map_err(super::status_error)?
+            .into_inner();
+        for view in &page.hosts {
+            hosts.push(HostRecord::try_from(view).with_context(|| {
+                format!("the controller sent a malformed host `{}`", view.host_id)
+            })?);
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(hosts);
+        }
+        page_token = page.next_page_token;
+    }
 }
 
 pub async fn list(

@@ -386,8 +386,31 @@ impl Store {
         let role = filter.role.map(Role::as_str).unwrap_or("");
         let host_filter = "($1 = '' OR h.installation = $1) AND ($2 = '' OR EXISTS \
              (SELECT 1 FROM components r WHERE r.host_id = h.host_id AND r.role = $2))";
-        self.load_hosts(host_filter, &[installation, role], now_ms)
+        self.load_hosts(host_filter, &[installation, role], None, now_ms)
             .await
+    }
+
+    /// One page of `list_hosts`: at most `limit` hosts whose id sorts after
+    /// `after` ("" for the first page), in host id order.
+    pub async fn list_hosts_page(
+        &self,
+        filter: &HostFilter,
+        after: &str,
+        limit: usize,
+        now_ms: i64,
+    ) -> Result<Vec<HostRecord>, StoreError> {
+        let installation = filter.installation.as_deref().unwrap_or("");
+        let role = filter.role.map(Role::as_str).unwrap_or("");
+        let host_filter = "($1 = '' OR h.installation = $1) AND ($2 = '' OR EXISTS \
+             (SELECT 1 FROM components r WHERE r.host_id = h.host_id AND r.role = $2)) \
+             AND h.host_id > $3";
+        self.load_hosts(
+            host_filter,
+            &[installation, role, after],
+            Some(limit),
+            now_ms,
+        )
+        .await
     }
 
     pub async fn get_host(
@@ -396,23 +419,38 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<HostRecord>, StoreError> {
         let mut hosts = self
-            .load_hosts("h.host_id = $1", &[host_id], now_ms)
+            .load_hosts("h.host_id = $1", &[host_id], None, now_ms)
             .await?;
         Ok(hosts.pop())
     }
 
+    /// Hosts that match `host_filter` (SQL over `h`, with `params`), with
+    /// their components and databases read in one snapshot; with `limit`,
+    /// the first that many in host id order.
     async fn load_hosts(
         &self,
         host_filter: &str,
         params: &[&str],
+        limit: Option<usize>,
         now_ms: i64,
     ) -> Result<Vec<HostRecord>, StoreError> {
+        let limit_sql = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
         let host_sql = format!(
             "SELECT h.host_id, h.hostname, h.installation, h.os, h.agent_version, \
                     h.first_seen_ms, h.last_seen_ms, h.heartbeat_seconds, h.online, \
                     h.claimed_installation, h.placement_note, h.boot_ms \
-             FROM hosts h WHERE {host_filter} ORDER BY h.host_id"
+             FROM hosts h WHERE {host_filter} ORDER BY h.host_id{limit_sql}"
         );
+        // With a limit, components and databases are read for the hosts of
+        // the page only: up to the page's last host id.
+        let (host_filter, last_param) = if limit.is_some() {
+            (
+                format!("{host_filter} AND h.host_id <= ${}", params.len() + 1),
+                true,
+            )
+        } else {
+            (host_filter.to_owned(), false)
+        };
         let component_sql = format!(
             "SELECT c.host_id, c.role, c.version, c.probe_error, c.web_server_kind, \
                     c.web_docroot, c.web_websocket, c.client_update_check, c.databases_error, \
@@ -432,8 +470,22 @@ impl Store {
                 .await?;
         }
         let host_rows = bind_all(&host_sql, params).fetch_all(&mut *tx).await?;
-        let component_rows = bind_all(&component_sql, params).fetch_all(&mut *tx).await?;
-        let database_rows = bind_all(&database_sql, params).fetch_all(&mut *tx).await?;
+        let last: Option<String> = match host_rows.last() {
+            Some(row) if last_param => Some(row.try_get("host_id")?),
+            _ => None,
+        };
+        let mut params = params.to_vec();
+        if last_param {
+            let Some(last) = last.as_deref() else {
+                tx.commit().await?;
+                return Ok(Vec::new());
+            };
+            params.push(last);
+        }
+        let component_rows = bind_all(&component_sql, &params)
+            .fetch_all(&mut *tx)
+            .await?;
+        let database_rows = bind_all(&database_sql, &params).fetch_all(&mut *tx).await?;
         tx.commit().await?;
 
         let mut databases: BTreeMap<String, Vec<Database>> = BTreeMap::new();

@@ -34,15 +34,39 @@ pub(super) async fn list_hosts(
             ApiError::InvalidArgument(format!("unknown role value {}", request.role))
         })?)
     };
+    let size = match request.page_size {
+        0 => DEFAULT_PAGE,
+        n => usize::try_from(n).unwrap_or(MAX_PAGE).min(MAX_PAGE),
+    };
+    if !request.page_token.is_empty() {
+        validate_name("page token", &request.page_token)
+            .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
+    }
     let hosts = api
         .store
-        .list_hosts(&HostFilter { installation, role }, now_ms())
+        .list_hosts_page(
+            &HostFilter { installation, role },
+            &request.page_token,
+            size,
+            now_ms(),
+        )
         .await
         .map_err(ApiError::from)?;
+    let next_page_token = if hosts.len() == size {
+        hosts.last().map(|h| h.host_id.clone()).unwrap_or_default()
+    } else {
+        String::new()
+    };
     Ok(Response::new(ListHostsResponse {
         hosts: hosts.iter().map(HostView::from).collect(),
+        next_page_token,
     }))
 }
+
+/// Hosts per `ListHosts` page unless asked otherwise, and at most: a page
+/// stays far below the message limit however large the fleet.
+const DEFAULT_PAGE: usize = 1000;
+const MAX_PAGE: usize = 5000;
 
 pub(super) async fn get_host(
     api: &AdminApi,
