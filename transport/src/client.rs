@@ -268,7 +268,23 @@ impl ControllerAddress {
             port: self.port,
             name: self.name.clone(),
             tls: tokio_rustls::TlsConnector::from(config),
+            local: None,
         }
+    }
+
+    /// As `connect`, dialling from the local address `local` (a load tool
+    /// spreads its simulated agents over loopback addresses this way).
+    pub async fn connect_from(
+        &self,
+        config: Arc<ClientConfig>,
+        local: std::net::IpAddr,
+        configure: impl FnOnce(Endpoint) -> Endpoint,
+    ) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+        let mut connector = self.connector(config);
+        connector.local = Some(local);
+        configure(self.endpoint())
+            .connect_with_connector(connector)
+            .await
     }
 }
 
@@ -280,6 +296,8 @@ pub struct TlsConnector {
     port: u16,
     name: ServerName<'static>,
     tls: tokio_rustls::TlsConnector,
+    /// The local address to dial from, if not the system's choice.
+    local: Option<std::net::IpAddr>,
 }
 
 impl fmt::Debug for TlsConnector {
@@ -311,7 +329,27 @@ impl Service<Uri> for TlsConnector {
     fn call(&mut self, _: Uri) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let tcp = TcpStream::connect((this.host.as_str(), this.port)).await?;
+            let tcp = match this.local {
+                None => TcpStream::connect((this.host.as_str(), this.port)).await?,
+                Some(local) => {
+                    let remote = tokio::net::lookup_host((this.host.as_str(), this.port))
+                        .await?
+                        .find(|a| a.is_ipv4() == local.is_ipv4())
+                        .ok_or_else(|| {
+                            std::io::Error::new(
+                                std::io::ErrorKind::AddrNotAvailable,
+                                "no controller address of the local address's family",
+                            )
+                        })?;
+                    let socket = if local.is_ipv4() {
+                        tokio::net::TcpSocket::new_v4()?
+                    } else {
+                        tokio::net::TcpSocket::new_v6()?
+                    };
+                    socket.bind(std::net::SocketAddr::new(local, 0))?;
+                    socket.connect(remote).await?
+                }
+            };
             tcp.set_nodelay(true)?;
             let stream = this.tls.connect(this.name.clone(), tcp).await?;
             Ok(TokioIo::new(stream))
