@@ -40,7 +40,14 @@ pub struct ServeSettings {
     pub pki: PkiSettings,
     /// How long an agent's certificate is valid; agents renew after half.
     pub agent_certificate_lifetime: Duration,
+    /// TLS handshakes in flight from one address (behind a load balancer
+    /// in TCP mode every agent comes from its address: raise it there).
+    pub max_handshakes_per_address: usize,
 }
+
+/// Handshakes in flight from one address unless configured: one peer
+/// cannot hold every slot.
+pub const DEFAULT_HANDSHAKES_PER_ADDRESS: usize = 64;
 
 /// Agents' certificates are valid this long by default.
 pub const DEFAULT_AGENT_CERTIFICATE_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -68,6 +75,7 @@ impl ServeSettings {
             database,
             pki: PkiSettings::default(),
             agent_certificate_lifetime: DEFAULT_AGENT_CERTIFICATE_LIFETIME,
+            max_handshakes_per_address: DEFAULT_HANDSHAKES_PER_ADDRESS,
         })
     }
 }
@@ -161,7 +169,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     // An SQLite store belongs to one controller: a second one on the same
     // file would run a second engine over the same rollouts.
     let sqlite_lock = match settings.database.sqlite_path() {
-        Some(path) => Some(lock_sqlite(&path)?),
+        Some(path) => lock_sqlite(&path)?,
         None => None,
     };
     let addr = listener.local_addr()?;
@@ -227,7 +235,14 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         .add_service(agent_service)
         .add_service(admin_service)
         .serve_with_incoming_shutdown(
-            tierwise_transport::server::incoming(listener, tls, AcceptLimits::default()),
+            tierwise_transport::server::incoming(
+                listener,
+                tls,
+                AcceptLimits {
+                    max_handshakes_per_ip: settings.max_handshakes_per_address.max(1),
+                    ..AcceptLimits::default()
+                },
+            ),
             shutdown,
         );
     let server = tokio::spawn(server);
@@ -268,8 +283,16 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Takes the SQLite database's lock file (`FILE.lock`), held for the
-/// process's life; refuses when another controller holds it.
-fn lock_sqlite(database: &std::path::Path) -> anyhow::Result<std::fs::File> {
+/// process's life; refuses when another controller holds it. Where the
+/// database's directory does not exist there is nothing to lock: opening
+/// the store then says what is wrong.
+fn lock_sqlite(database: &std::path::Path) -> anyhow::Result<Option<std::fs::File>> {
+    if database
+        .parent()
+        .is_some_and(|dir| !dir.as_os_str().is_empty() && !dir.is_dir())
+    {
+        return Ok(None);
+    }
     let mut path = database.as_os_str().to_owned();
     path.push(".lock");
     let path = PathBuf::from(path);
@@ -280,7 +303,7 @@ fn lock_sqlite(database: &std::path::Path) -> anyhow::Result<std::fs::File> {
         .open(&path)
         .with_context(|| format!("cannot open the lock file {}", path.display()))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
+        Ok(()) => Ok(Some(file)),
         Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
             "another controller already uses the SQLite database {} (its lock file {} is held); \
              an SQLite store serves one controller — stop the other one, or use PostgreSQL \

@@ -76,6 +76,10 @@ struct Args {
     /// How many loopback source addresses the agents are spread over.
     #[arg(long, default_value_t = 200)]
     addresses: u8,
+    /// A flag for `tierwise serve` (repeatable), e.g.
+    /// --serve-flag=--max-handshakes-per-address=1024.
+    #[arg(long = "serve-flag", value_name = "FLAG", allow_hyphen_values = true)]
+    serve_flags: Vec<String>,
 }
 
 const FROM: Version = Version::new(9, 3, 1, 33994);
@@ -87,6 +91,7 @@ struct Controller {
     binary: PathBuf,
     data_dir: PathBuf,
     database_url: Option<String>,
+    flags: Vec<String>,
     addr: SocketAddr,
     child: Child,
 }
@@ -96,12 +101,14 @@ impl Controller {
         binary: PathBuf,
         data_dir: PathBuf,
         database_url: Option<String>,
+        flags: Vec<String>,
         listen: &str,
     ) -> anyhow::Result<Self> {
         let mut command = Command::new(&binary);
         command
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(&data_dir)
+            .args(&flags)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(data_dir.join("controller.log"))?);
@@ -122,6 +129,7 @@ impl Controller {
             binary,
             data_dir,
             database_url,
+            flags,
             addr,
             child,
         })
@@ -134,6 +142,7 @@ impl Controller {
             self.binary.clone(),
             self.data_dir.clone(),
             self.database_url.clone(),
+            self.flags.clone(),
             &self.addr.to_string(),
         )?;
         *self = again;
@@ -211,6 +220,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         binary,
         data_dir.clone(),
         args.database_url.clone(),
+        args.serve_flags.clone(),
         "127.0.0.1:0",
     )?;
     let store = if args.database_url.is_some() {

@@ -77,6 +77,12 @@ pub enum Command {
         /// half of that).
         #[arg(long, env = "TIERWISE_AGENT_CERT_LIFETIME", default_value = "7d", value_parser = parse_lifetime)]
         agent_cert_lifetime: std::time::Duration,
+        /// TLS handshakes in flight from one address; further connections
+        /// from it are closed at once. Behind a load balancer in TCP mode
+        /// every agent comes from the balancer's address: raise it (up to
+        /// 1024, the limit for all addresses together).
+        #[arg(long, env = "TIERWISE_MAX_HANDSHAKES_PER_ADDRESS", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        max_handshakes_per_address: u16,
     },
     /// The controller's certificate authority.
     Pki {

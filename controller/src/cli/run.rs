@@ -29,6 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_key,
             tls_names,
             agent_cert_lifetime,
+            max_handshakes_per_address,
         } => {
             let mut settings =
                 crate::server::ServeSettings::resolve(listen, data_dir, database_url.as_deref())?;
@@ -40,6 +41,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 names: tls_names,
             };
             settings.agent_certificate_lifetime = agent_cert_lifetime;
+            settings.max_handshakes_per_address = usize::from(max_handshakes_per_address);
             let mut running = crate::server::start(&settings).await?;
             // One line on stdout for scripts and supervisors (logs go to stderr).
             println!("tierwise controller listening on {}", running.addr);
