@@ -280,3 +280,139 @@ fn the_leader_killed_mid_rollout_another_replica_finishes_it() -> anyhow::Result
     }
     Ok(())
 }
+
+/// HAProxy in TCP mode in front of the replicas, as `deploy/compose/`
+/// runs it; `None` (the test is skipped) where HAProxy is not installed,
+/// unless `TIERWISE_REQUIRE_HAPROXY` says it must run.
+struct Balancer {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Balancer {
+    fn start(root: &std::path::Path, backends: &[&Controller]) -> anyhow::Result<Option<Self>> {
+        if Command::new("haproxy").arg("-v").output().is_err() {
+            assert!(
+                std::env::var("TIERWISE_REQUIRE_HAPROXY").is_err(),
+                "TIERWISE_REQUIRE_HAPROXY is set but haproxy is not installed (scripts/install-test-tools)"
+            );
+            eprintln!("skipping: haproxy is not installed (scripts/install-test-tools)");
+            return Ok(None);
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let servers: String = backends
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!(
+                    "    server replica{i} {} check inter 500ms fall 1 rise 2\n",
+                    c.addr
+                )
+            })
+            .collect();
+        let config = root.join("haproxy.cfg");
+        std::fs::write(
+            &config,
+            format!(
+                "global\n    maxconn 4096\ndefaults\n    mode tcp\n    timeout connect 2s\n    timeout client 1h\n    timeout server 1h\n\
+                 frontend agents\n    bind 127.0.0.1:{port}\n    default_backend controllers\n\
+                 backend controllers\n    balance roundrobin\n{servers}"
+            ),
+        )?;
+        let child = Command::new("haproxy")
+            .arg("-f")
+            .arg(&config)
+            .arg("-db")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(root.join("haproxy.log"))?)
+            .spawn()?;
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        tierwise_e2e::wait_for("haproxy to listen", Duration::from_secs(10), || {
+            Ok(std::net::TcpStream::connect(addr).ok().map(|_| ()))
+        })?;
+        Ok(Some(Self { child, addr }))
+    }
+
+    fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_killed_replica_s_agents_come_back_through_another_and_get_their_steps() -> anyhow::Result<()> {
+    let Some(db) = Database::create()? else {
+        return Ok(());
+    };
+    let root = tempfile::tempdir()?;
+    let (a, mut b) = replicas(root.path(), &db)?;
+    let Some(balancer) = Balancer::start(root.path(), &[&a, &b])? else {
+        return Ok(());
+    };
+    a.also_reached_at(&balancer.url());
+    let order = root.path().join("order.log");
+    let via = |host_id: &str, plays: Plays, delay: &str| -> anyhow::Result<Agent> {
+        let mut agent = Agent::start(root.path(), &balancer.url(), host_id, plays, V931)?;
+        agent.with_installers(&order, delay)?;
+        Ok(agent)
+    };
+    let server = via("srv-01", Plays::Server(vec![("PSDB", true, V931)]), "0.2")?;
+    let web = Agent::start(
+        root.path(),
+        &balancer.url(),
+        "web-01",
+        Plays::Web { websocket: true },
+        V931,
+    )?;
+    web.with_web_package(V263)?;
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        clients.push(via(&format!("cl-{i:03}"), Plays::Client, "2")?);
+    }
+    tierwise_e2e::wait_for("every agent online", Duration::from_secs(30), || {
+        let hosts = a.hosts()?;
+        Ok((hosts.len() == 8 && hosts.iter().all(|h| h["online"] == true)).then_some(()))
+    })?;
+    // The balancer spread them: each replica holds some streams.
+    let b_streams = || -> usize { b.process.log_text().matches("agent connected").count() };
+    assert!(
+        b_streams() > 0,
+        "round robin gave the second replica no agent"
+    );
+    a.cli(&["releases", "import", &tierwise_e2e::catalogue_path()])?;
+    a.license("prod")?;
+    a.rollout_start(&["--client-waves", "100%"])?;
+    tierwise_e2e::wait_for("client steps running", Duration::from_secs(60), || {
+        let status: serde_json::Value =
+            serde_json::from_str(&a.cli(&["rollout", "status", "--json"])?)?;
+        Ok(status["running"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["host_id"].as_str().is_some_and(|h| h.starts_with("cl-")))
+            .then_some(()))
+    })?;
+    // The second replica dies with client steps sent through it.
+    b.process.kill();
+    let done = wait_completed(&a, 120)?;
+    assert!(done["failures"].as_array().unwrap().is_empty(), "{done}");
+    assert_eq!(installs(&server), 1);
+    for client in &clients {
+        assert_eq!(
+            installs(client),
+            1,
+            "{}: {:?}",
+            client.host_id,
+            client.runs()
+        );
+    }
+    Ok(())
+}
