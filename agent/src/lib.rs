@@ -8,7 +8,7 @@
 #[cfg(windows)]
 pub mod acl;
 pub mod app;
-pub mod backoff;
+pub use tierwise_common::backoff;
 pub mod config;
 #[cfg(windows)]
 pub mod eventlog;

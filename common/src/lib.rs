@@ -28,6 +28,7 @@ macro_rules! serde_as_text {
 }
 
 pub mod action;
+pub mod backoff;
 pub mod catalogue;
 pub mod date;
 #[cfg(any(test, feature = "fixtures"))]

@@ -10,6 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tierwise_common::action::{StepAction, StepOutcome};
+use tierwise_common::backoff::Backoff;
 use tierwise_common::{
     Check, ClientFacts, Component, Database, Facts, Inventory, ProbedVersion, Role, ServerFacts,
     Version, WebFacts, WebServerKind,
@@ -133,7 +134,9 @@ pub async fn run(
 ) {
     let mut version = start;
     let mut databases_at = start;
-    let mut backoff = Duration::from_millis(200);
+    // Reconnect delays as a real agent's: 0.5–1 s first, doubling, at most a
+    // minute, with jitter.
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         stats.attempt();
         let connected = address
@@ -146,8 +149,7 @@ pub async fn run(
             Ok(channel) => channel,
             Err(_) => {
                 stats.handshake_failed();
-                tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64())).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                tokio::time::sleep(backoff.next_delay(fastrand::f64())).await;
                 continue;
             }
         };
@@ -174,17 +176,17 @@ pub async fn run(
             Ok(response) => response.into_inner(),
             Err(_) => {
                 stats.handshake_failed();
-                tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64())).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
+                tokio::time::sleep(backoff.next_delay(fastrand::f64())).await;
                 continue;
             }
         };
         // Connected: the first message is the Welcome.
         if !matches!(inbound.message().await, Ok(Some(_))) {
             stats.handshake_failed();
+            tokio::time::sleep(backoff.next_delay(fastrand::f64())).await;
             continue;
         }
-        backoff = Duration::from_millis(200);
+        backoff.reset();
         stats.connected();
         let mut heartbeat = tokio::time::interval_at(
             tokio::time::Instant::now() + behaviour.heartbeat,
@@ -241,7 +243,7 @@ pub async fn run(
             }
         }
         stats.disconnected();
-        tokio::time::sleep(backoff.mul_f64(0.5 + fastrand::f64())).await;
+        tokio::time::sleep(backoff.next_delay(fastrand::f64())).await;
     }
 }
 
