@@ -49,15 +49,10 @@ impl Recorder {
 
     /// What the outbox reader handed over within a few seconds.
     async fn wait_take(&self) -> Vec<(String, String)> {
-        for _ in 0..100 {
-            if !self.0.lock().unwrap().is_empty() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        self.take()
+        self.wait_take_with_id().await.0
     }
 
+    /// As `wait_take`, with the last dispatch id handed over.
     async fn wait_take_with_id(&self) -> (Vec<(String, String)>, String) {
         for _ in 0..100 {
             if !self.0.lock().unwrap().is_empty() {
@@ -65,7 +60,13 @@ impl Recorder {
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        let id = self.last_id();
+        let id = self
+            .0
+            .lock()
+            .unwrap()
+            .last()
+            .map(|d| d.dispatch_id.clone())
+            .unwrap_or_default();
         (self.take(), id)
     }
 

@@ -24,6 +24,22 @@ pub enum OutboxItem {
     Close { host_id: String },
 }
 
+/// A session command the outbox carries for hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostCommand {
+    Refresh,
+    Close,
+}
+
+impl HostCommand {
+    const fn kind(self) -> &'static str {
+        match self {
+            HostCommand::Refresh => "refresh",
+            HostCommand::Close => "close",
+        }
+    }
+}
+
 /// The advisory lock key of the engine's leadership ("tierwise").
 const LEADER_LOCK: i64 = 0x7469_6572_7769_7365;
 
@@ -84,19 +100,14 @@ impl Store {
     pub async fn enqueue_for_hosts(
         &self,
         host_ids: &[String],
-        item: fn(String) -> OutboxItem,
+        command: HostCommand,
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for host_id in host_ids {
-            let kind = match item(host_id.clone()) {
-                OutboxItem::Refresh { .. } => "refresh",
-                OutboxItem::Close { .. } => "close",
-                OutboxItem::Deliver(_) => continue,
-            };
             sqlx::query("INSERT INTO outbox (host_id, kind, created_ms) VALUES ($1, $2, $3)")
                 .bind(host_id.as_str())
-                .bind(kind)
+                .bind(command.kind())
                 .bind(now_ms)
                 .execute(&mut *tx)
                 .await?;

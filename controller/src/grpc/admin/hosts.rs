@@ -3,7 +3,7 @@
 
 use super::{actor, optional_name, AdminApi};
 use crate::grpc::ApiError;
-use crate::store::outbox::OutboxItem;
+use crate::store::outbox::HostCommand;
 use crate::store::HostFilter;
 use tierwise_common::validate_name;
 use tierwise_proto::convert::role_from_wire;
@@ -128,7 +128,7 @@ pub(super) async fn refresh_inventory(
         .map(|h| h.host_id)
         .collect();
     api.store
-        .enqueue_for_hosts(&asked, |host_id| OutboxItem::Refresh { host_id }, now_ms())
+        .enqueue_for_hosts(&asked, HostCommand::Refresh, now_ms())
         .await
         .map_err(ApiError::from)?;
     api.engine.wake_outbox();
@@ -217,11 +217,7 @@ pub(super) async fn revoke_host(
         .close_host(&host_id, crate::grpc::sessions::CloseReason::Revoked);
     // A stream held by another replica is closed by that one.
     api.store
-        .enqueue_for_hosts(
-            std::slice::from_ref(&host_id),
-            |host_id| OutboxItem::Close { host_id },
-            now_ms(),
-        )
+        .enqueue_for_hosts(std::slice::from_ref(&host_id), HostCommand::Close, now_ms())
         .await
         .map_err(ApiError::from)?;
     api.engine.wake_outbox();
