@@ -333,6 +333,7 @@ async fn suite(store: &Store) {
     assert_eq!(licences[0].installation, "prod");
     assert_eq!(licences[0].maintenance_until, date("2026-12-31"));
     rollouts(store, t0).await;
+    engine_inbox(store, t0).await;
     security(store, t0).await;
     placement(store, t0).await;
 }
@@ -759,6 +760,107 @@ async fn rollouts(store: &Store, t0: i64) {
     assert_eq!(rollout_entries[1].actor, "tester");
 }
 
+/// The inbox tells the engine which hosts changed in what `decide` reads,
+/// whoever wrote the change; heartbeats and progress lines are not changes.
+async fn engine_inbox(store: &Store, t0: i64) {
+    use tierwise_controller::store::rollouts::StepResultRecord;
+    let taken = |ids: &[&str]| ids.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let take = || async {
+        store
+            .take_changed_hosts()
+            .await
+            .unwrap()
+            .into_iter()
+            .collect::<Vec<_>>()
+    };
+    take().await;
+    assert_eq!(take().await, taken(&[]), "taken rows are gone");
+
+    store
+        .record_hello(&report("inbox-01", "prod", web_and_client()), "i1", t0)
+        .await
+        .unwrap();
+    assert_eq!(take().await, taken(&["inbox-01"]), "a new host");
+
+    store.note_heartbeat("inbox-01", "i1", t0 + 10_000);
+    assert_eq!(store.flush_heartbeats().await.unwrap(), 1);
+    assert_eq!(take().await, taken(&[]), "a heartbeat is not a change");
+
+    assert!(store
+        .record_inventory("inbox-01", "i1", &web_and_client(), t0 + 11_000)
+        .await
+        .unwrap());
+    assert_eq!(
+        take().await,
+        taken(&["inbox-01"]),
+        "every report, even the same"
+    );
+
+    assert!(store.record_disconnect("inbox-01", "i1").await.unwrap());
+    assert_eq!(take().await, taken(&["inbox-01"]), "offline");
+    store
+        .record_hello(
+            &report("inbox-01", "prod", web_and_client()),
+            "i2",
+            t0 + 12_000,
+        )
+        .await
+        .unwrap();
+    let swept = store.sweep_offline(t0 + 10_000_000).await.unwrap();
+    assert!(swept.contains(&"inbox-01".to_owned()));
+    let changed = take().await;
+    assert!(
+        changed.contains(&"inbox-01".to_owned()),
+        "swept offline: {changed:?}"
+    );
+
+    // The step of r1 that is still pending, dispatched: its host changed;
+    // a progress line of it is not a change.
+    let (rollout, _) = store.rollout("r1").await.unwrap().unwrap();
+    let resumed = store
+        .apply_command(
+            "r1",
+            &tierwise_common::rollout::Command::Resume,
+            "tester",
+            t0 + 20,
+        )
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(take().await, taken(&[]), "a command that changes no step");
+    let dispatched = store
+        .apply_decisions(
+            &resumed,
+            &[tierwise_common::rollout::Decision::Dispatch {
+                step_id: "r1-2".into(),
+            }],
+            t0 + 21,
+        )
+        .await
+        .unwrap();
+    assert_eq!(dispatched, Some(vec![("r1-2".to_owned(), 1)]));
+    assert_eq!(take().await, taken(&["srv-01"]), "a dispatch");
+    let id = tierwise_common::rollout::dispatch_id("r1-2", 1, &rollout.nonce);
+    store
+        .record_progress("srv-01", &id, "copying", t0 + 22)
+        .await
+        .unwrap();
+    assert_eq!(take().await, taken(&[]), "a progress line is not a change");
+    let result = StepResultRecord {
+        step_id: id,
+        outcome: tierwise_common::action::StepOutcome::Succeeded,
+        exit_code: Some(0),
+        output_tail: String::new(),
+        reason: String::new(),
+    };
+    assert!(store
+        .record_step_result("srv-01", &result, t0 + 23)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(take().await, taken(&["srv-01"]), "a result");
+}
+
 /// Tokens, enrollment, revocation and operators, the same on both backends.
 async fn security(store: &Store, t0: i64) {
     use tierwise_controller::store::security::{
@@ -873,8 +975,8 @@ async fn sqlite_store_suite_and_reopen() {
             .await
             .unwrap()
             .len(),
-        8,
-        "three hosts of the main suite, five of the placement part"
+        9,
+        "three hosts of the main suite, one of the inbox part, five of the placement part"
     );
     let mode: (String,) = sqlx::query_as("PRAGMA journal_mode")
         .fetch_one(&sqlx::SqlitePool::connect(&url).await.unwrap())

@@ -72,6 +72,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0010_replicas.sql"),
         include_str!("../../migrations/postgres/0010_replicas.sql"),
     ),
+    (
+        11,
+        "engine inbox",
+        include_str!("../../migrations/sqlite/0011_engine_inbox.sql"),
+        include_str!("../../migrations/postgres/0011_engine_inbox.sql"),
+    ),
 ];
 
 #[derive(Debug)]

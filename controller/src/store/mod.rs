@@ -7,6 +7,7 @@
 //! `ON CONFLICT`, BIGINT/INTEGER times in Unix ms, 0/1 flags); each backend
 //! has its own migration directory so their DDL can diverge when needed.
 
+mod changes;
 mod migrations;
 pub mod outbox;
 pub mod placement;
@@ -297,6 +298,16 @@ impl Store {
         Ok(true)
     }
 
+    /// How many inventory reports (hellos included) the store has taken in
+    /// over all hosts: what a load tool counts ingestion by.
+    pub async fn inventory_reports(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT CAST(COALESCE(SUM(inventory_rev), 0) AS BIGINT) FROM hosts")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
     /// Notes a heartbeat in memory; `flush_heartbeats` writes it.
     pub fn note_heartbeat(&self, host_id: &str, session_id: &str, now_ms: i64) {
         self.heartbeats
@@ -386,8 +397,13 @@ impl Store {
         let role = filter.role.map(Role::as_str).unwrap_or("");
         let host_filter = "($1 = '' OR h.installation = $1) AND ($2 = '' OR EXISTS \
              (SELECT 1 FROM components r WHERE r.host_id = h.host_id AND r.role = $2))";
-        self.load_hosts(host_filter, &[installation, role], None, now_ms)
-            .await
+        self.load_hosts(
+            host_filter,
+            &[installation, role],
+            None,
+            Liveness::At(now_ms),
+        )
+        .await
     }
 
     /// One page of `list_hosts`: at most `limit` hosts whose id sorts after
@@ -408,7 +424,7 @@ impl Store {
             host_filter,
             &[installation, role, after],
             Some(limit),
-            now_ms,
+            Liveness::At(now_ms),
         )
         .await
     }
@@ -419,7 +435,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Option<HostRecord>, StoreError> {
         let mut hosts = self
-            .load_hosts("h.host_id = $1", &[host_id], None, now_ms)
+            .load_hosts("h.host_id = $1", &[host_id], None, Liveness::At(now_ms))
             .await?;
         Ok(hosts.pop())
     }
@@ -432,7 +448,7 @@ impl Store {
         host_filter: &str,
         params: &[&str],
         limit: Option<usize>,
-        now_ms: i64,
+        liveness: Liveness,
     ) -> Result<Vec<HostRecord>, StoreError> {
         let limit_sql = limit.map(|n| format!(" LIMIT {n}")).unwrap_or_default();
         let host_sql = format!(
@@ -534,7 +550,12 @@ impl Store {
                     placement,
                     os: row.try_get("os")?,
                     agent_version: row.try_get("agent_version")?,
-                    online: stored_online && !is_overdue(last_seen_ms, heartbeat_seconds, now_ms),
+                    online: match liveness {
+                        Liveness::At(now_ms) => {
+                            stored_online && !is_overdue(last_seen_ms, heartbeat_seconds, now_ms)
+                        }
+                        Liveness::Stored => stored_online,
+                    },
                     first_seen_ms: row.try_get("first_seen_ms")?,
                     last_seen_ms,
                     heartbeat_seconds,
@@ -545,6 +566,17 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// How `online` is read for a host.
+#[derive(Clone, Copy, Debug)]
+enum Liveness {
+    /// What a person would expect at this time (Unix ms): overdue hosts
+    /// show offline before the sweeper writes it down.
+    At(i64),
+    /// As stored: changed by hellos, disconnects and the sweeper, each of
+    /// which the engine is told about (an answer it may keep).
+    Stored,
 }
 
 /// The catalogue in force, as the operator imported it.
@@ -784,6 +816,11 @@ async fn write_inventory(
     host_id: &str,
     inventory: &Inventory,
 ) -> Result<(), StoreError> {
+    // Tells the engine (through its inbox trigger) that a report came.
+    sqlx::query("UPDATE hosts SET inventory_rev = inventory_rev + 1 WHERE host_id = $1")
+        .bind(host_id)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query("DELETE FROM databases WHERE host_id = $1")
         .bind(host_id)
         .execute(&mut **tx)

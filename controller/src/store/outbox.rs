@@ -122,7 +122,7 @@ impl Store {
     pub async fn take_outbox(&self) -> Result<Vec<OutboxItem>, StoreError> {
         let rows = sqlx::query(
             "DELETE FROM outbox WHERE host_id IN (SELECT host_id FROM hosts WHERE replica = $1) \
-             RETURNING seq, host_id, kind, dispatch_id, action",
+             RETURNING seq, host_id, kind, dispatch_id, action, created_ms",
         )
         .bind(&*self.replica)
         .fetch_all(&self.pool)
@@ -140,6 +140,7 @@ impl Store {
                         dispatch_id: row.try_get("dispatch_id")?,
                         action: serde_json::from_str::<StepAction>(&action)
                             .map_err(|e| StoreError::Corrupt(format!("outbox action: {e}")))?,
+                        dispatched_ms: row.try_get("created_ms")?,
                     })
                 }
                 "refresh" => OutboxItem::Refresh { host_id },

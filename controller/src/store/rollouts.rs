@@ -86,7 +86,7 @@ fn outcome_text(outcome: StepOutcome) -> Result<String, StoreError> {
     Ok(json(&outcome)?.trim_matches('"').to_owned())
 }
 
-fn rollout_from_row(row: &AnyRow) -> Result<RolloutRecord, StoreError> {
+pub(super) fn rollout_from_row(row: &AnyRow) -> Result<RolloutRecord, StoreError> {
     let id: String = row.try_get("id")?;
     let state: String = row.try_get("state")?;
     let target: String = row.try_get("target")?;
@@ -109,7 +109,7 @@ fn rollout_from_row(row: &AnyRow) -> Result<RolloutRecord, StoreError> {
     })
 }
 
-fn step_from_row(row: &AnyRow) -> Result<ExecStep, StoreError> {
+pub(super) fn step_from_row(row: &AnyRow) -> Result<ExecStep, StoreError> {
     let step_id: String = row.try_get("step_id")?;
     let state: String = row.try_get("state")?;
     let outcome: Option<String> = row.try_get("outcome")?;
@@ -163,9 +163,9 @@ async fn locked_rollout(
     Ok(rollout_from_row(&row)?)
 }
 
-const ROLLOUT_COLUMNS: &str =
+pub(super) const ROLLOUT_COLUMNS: &str =
     "id, installation, target, state, current_phase, options, phases, reason, created_ms, updated_ms, nonce";
-const STEP_COLUMNS: &str =
+pub(super) const STEP_COLUMNS: &str =
     "step_id, phase, host_id, action, state, attempts, changed_ms, outcome, reason, restart";
 
 impl Store {
@@ -379,6 +379,7 @@ impl Store {
             return Ok(None);
         }
         let mut dispatched = Vec::new();
+        let mut queued = Vec::new();
         let set_rollout = |state: RolloutState, phase: usize, reason: &str| {
             sqlx::query("UPDATE rollouts SET state = $2, current_phase = $3, reason = $4, updated_ms = $5 WHERE id = $1")
                 .bind(rollout.id.clone())
@@ -391,8 +392,8 @@ impl Store {
             match decision {
                 // Only a step the store really moves goes out, with the
                 // attempt it recorded, through the outbox in this same
-                // transaction: whichever replica holds the host's stream
-                // takes it.
+                // transaction (queued at its end): whichever replica holds
+                // the host's stream takes it.
                 Decision::Dispatch { step_id } | Decision::Restart { step_id } => {
                     let restart = matches!(decision, Decision::Restart { .. });
                     let sql = if restart {
@@ -428,8 +429,9 @@ impl Store {
                             } else {
                                 action
                             },
+                            dispatched_ms: now_ms,
                         };
-                        super::outbox::enqueue_in(&mut tx, &delivery, now_ms).await?;
+                        queued.push(delivery);
                         dispatched.push((step_id.clone(), attempt));
                     }
                 }
@@ -504,7 +506,14 @@ impl Store {
                 }
             }
         }
-        if !dispatched.is_empty() {
+        if !queued.is_empty() {
+            // Queued last, stamped with the time just before the commit:
+            // what delivery latency is measured from.
+            let queued_ms = tierwise_runtime::clock::now_ms();
+            for delivery in &mut queued {
+                delivery.dispatched_ms = queued_ms;
+                super::outbox::enqueue_in(&mut tx, delivery, queued_ms).await?;
+            }
             self.notify_outbox(&mut tx).await?;
         }
         tx.commit().await?;

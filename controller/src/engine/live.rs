@@ -1,0 +1,229 @@
+//! A running rollout as the engine keeps it between rounds: its steps and
+//! the hosts they run on, replaced host by host as the inbox names them.
+//! Bookkeeping only; what to do is `decide`'s.
+
+use crate::store::rollouts::RolloutRecord;
+use std::collections::{BTreeSet, HashMap};
+use tierwise_common::rollout::{ExecStep, RolloutSnapshot};
+use tierwise_common::HostRecord;
+
+#[derive(Debug)]
+pub(super) struct LiveRollout {
+    pub record: RolloutRecord,
+    /// In rollout order (the order `decide` walks).
+    steps: Vec<ExecStep>,
+    step_at: HashMap<String, usize>,
+    /// The hosts of the installation that have steps here.
+    hosts: Vec<HostRecord>,
+    host_at: HashMap<String, usize>,
+    step_hosts: BTreeSet<String>,
+    /// Something changed since `decide` last looked.
+    pub dirty: bool,
+    /// When `decide` last looked (Unix ms): time alone can change its
+    /// answer (timeouts, deadlines), so it looks again now and then.
+    pub decided_ms: i64,
+}
+
+impl LiveRollout {
+    /// From a whole load: the rollout, its steps in order, and hosts that
+    /// may include others (only those with steps here are kept).
+    pub fn new(record: RolloutRecord, steps: Vec<ExecStep>, hosts: Vec<HostRecord>) -> Self {
+        let step_hosts: BTreeSet<String> = steps.iter().map(|s| s.host_id.clone()).collect();
+        let step_at = steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.step_id.clone(), i))
+            .collect();
+        let mut live = Self {
+            record,
+            steps,
+            step_at,
+            hosts: Vec::new(),
+            host_at: HashMap::new(),
+            step_hosts,
+            dirty: true,
+            decided_ms: 0,
+        };
+        for host in hosts {
+            live.put_host(host);
+        }
+        live
+    }
+
+    /// Of `changed`, the hosts this rollout has steps on.
+    pub fn concerned<'a>(&self, changed: &'a BTreeSet<String>) -> Vec<&'a str> {
+        changed
+            .iter()
+            .filter(|id| self.step_hosts.contains(*id))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Replaces the steps read again (steps are never added or removed
+    /// after the rollout is created).
+    pub fn update_steps(&mut self, steps: Vec<ExecStep>) {
+        for step in steps {
+            if let Some(&at) = self.step_at.get(&step.step_id) {
+                self.steps[at] = step;
+                self.dirty = true;
+            }
+        }
+    }
+
+    /// Replaces the hosts read again for `asked`: one that is gone or now
+    /// belongs to another installation drops out, as a whole load would
+    /// leave it out.
+    pub fn update_hosts(&mut self, asked: &[&str], found: Vec<HostRecord>) {
+        for id in asked {
+            self.remove_host(id);
+        }
+        for host in found {
+            self.put_host(host);
+        }
+        self.dirty = true;
+    }
+
+    pub fn snapshot(&self) -> RolloutSnapshot<'_> {
+        RolloutSnapshot {
+            state: self.record.state,
+            current_phase: self.record.current_phase,
+            options: &self.record.options,
+            phases: &self.record.phases,
+            steps: &self.steps,
+            hosts: &self.hosts,
+        }
+    }
+
+    fn put_host(&mut self, host: HostRecord) {
+        if host.installation != self.record.installation || !self.step_hosts.contains(&host.host_id)
+        {
+            return;
+        }
+        match self.host_at.get(&host.host_id) {
+            Some(&at) => self.hosts[at] = host,
+            None => {
+                self.host_at.insert(host.host_id.clone(), self.hosts.len());
+                self.hosts.push(host);
+            }
+        }
+    }
+
+    fn remove_host(&mut self, host_id: &str) {
+        let Some(at) = self.host_at.remove(host_id) else {
+            return;
+        };
+        self.hosts.swap_remove(at);
+        if let Some(moved) = self.hosts.get(at) {
+            self.host_at.insert(moved.host_id.clone(), at);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tierwise_common::action::StepAction;
+    use tierwise_common::fixtures::client;
+    use tierwise_common::plan::PhaseKind;
+    use tierwise_common::rollout::{ExecPhase, RolloutOptions, RolloutState, StepState};
+    use tierwise_common::{Check, ProbedVersion, Version};
+
+    const FROM: Version = Version::new(9, 3, 0, 1);
+
+    fn step(n: usize, host: &str) -> ExecStep {
+        ExecStep {
+            step_id: format!("r1-{n}"),
+            phase: 0,
+            host_id: host.into(),
+            action: StepAction::Reprobe,
+            state: StepState::Pending,
+            attempts: 0,
+            changed_ms: 0,
+            outcome: None,
+            reason: String::new(),
+            restart: Default::default(),
+        }
+    }
+
+    fn host(id: &str, installation: &str) -> HostRecord {
+        client(id, installation, ProbedVersion::Installed(FROM), Check::No)
+    }
+
+    fn live() -> LiveRollout {
+        let record = RolloutRecord {
+            id: "r1".into(),
+            installation: "prod".into(),
+            target: Version::new(9, 3, 1, 2),
+            state: RolloutState::Running,
+            current_phase: 0,
+            options: RolloutOptions::default(),
+            phases: vec![ExecPhase {
+                kind: PhaseKind::ClientWave {
+                    wave: 0,
+                    percent: 100,
+                },
+            }],
+            reason: String::new(),
+            created_ms: 0,
+            updated_ms: 0,
+            nonce: "n".into(),
+        };
+        LiveRollout::new(
+            record,
+            vec![step(1, "a"), step(2, "b"), step(3, "c")],
+            // "x" has no step here; "c" is in another installation.
+            vec![
+                host("a", "prod"),
+                host("b", "prod"),
+                host("c", "test"),
+                host("x", "prod"),
+            ],
+        )
+    }
+
+    fn ids(live: &LiveRollout) -> Vec<&str> {
+        let mut ids: Vec<&str> = live
+            .snapshot()
+            .hosts
+            .iter()
+            .map(|h| h.host_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    #[test]
+    fn keeps_the_installation_s_hosts_that_have_steps() {
+        assert_eq!(ids(&live()), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_host_read_again_replaces_moves_in_or_drops_out() {
+        let mut live = live();
+        live.dirty = false;
+        let changed: BTreeSet<String> = ["a", "c", "x"].map(String::from).into();
+        assert_eq!(live.concerned(&changed), ["a", "c"]);
+        // "a" moved to another installation (dropped), "c" moved in.
+        live.update_hosts(&["a", "c"], vec![host("a", "test"), host("c", "prod")]);
+        assert!(live.dirty);
+        assert_eq!(ids(&live), ["b", "c"]);
+        // "b" is gone from the store; "c" read again stays once.
+        live.update_hosts(&["b", "c"], vec![host("c", "prod")]);
+        assert_eq!(ids(&live), ["c"]);
+        live.update_hosts(&["a"], vec![host("a", "prod")]);
+        assert_eq!(ids(&live), ["a", "c"]);
+    }
+
+    #[test]
+    fn steps_read_again_replace_in_place_and_keep_their_order() {
+        let mut live = live();
+        let mut done = step(2, "b");
+        done.state = StepState::Succeeded;
+        live.update_steps(vec![done, step(9, "z")]);
+        let steps = live.snapshot().steps;
+        let order: Vec<&str> = steps.iter().map(|s| s.step_id.as_str()).collect();
+        assert_eq!(order, ["r1-1", "r1-2", "r1-3"]);
+        assert_eq!(steps[1].state, StepState::Succeeded);
+    }
+}

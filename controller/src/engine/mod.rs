@@ -1,0 +1,268 @@
+//! The rollout engine: level-triggered. It keeps each running rollout in
+//! memory (`live`), and each round takes the inbox of changed hosts (written
+//! by store triggers with every change `decide` reads, on whichever replica
+//! made it), reloads only those hosts and their steps, asks the pure
+//! `decide` what to do, and applies the decisions in one transaction, which
+//! also puts what was dispatched in the outbox (`delivery::run_outbox` hands it to whichever replica holds
+//! the host's stream). Only the leader evaluates (on SQLite, the one
+//! controller). Delivery is level-triggered too: on every hello a host is
+//! given everything it has outstanding (`outstanding`), through the
+//! `Deliver` interface (domain types, no protobuf), and its journal answers
+//! what it already ran. It wakes on every step result and inventory change,
+//! and on a short tick. The store stays the source of truth: a restarted
+//! controller, or a new leader, loads the running rollouts whole and
+//! carries on.
+
+mod live;
+
+use crate::delivery::Deliver;
+use crate::store::{Store, StoreError};
+use live::LiveRollout;
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tierwise_common::rollout::{decide, outstanding, Decision};
+use tierwise_runtime::clock::now_ms;
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+/// Also re-evaluate without a wake-up (changes made on other replicas,
+/// timeouts).
+const TICK: Duration = Duration::from_millis(250);
+
+/// How often `decide` looks at a rollout in which nothing changed: only
+/// time moved (step timeouts, verification deadlines).
+const RECHECK_MS: i64 = 1_000;
+
+/// The running rollouts this replica keeps while it leads.
+#[derive(Debug, Default)]
+struct Live {
+    /// The leadership they were read under.
+    epoch: i64,
+    rollouts: BTreeMap<String, LiveRollout>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Engine {
+    store: Store,
+    deliver: Arc<dyn Deliver>,
+    wake: Arc<Notify>,
+    /// Wakes this replica's outbox reader after a commit that queued.
+    outbox: Arc<Notify>,
+    live: Arc<tokio::sync::Mutex<Live>>,
+}
+
+impl Engine {
+    pub fn new(store: Store, deliver: Arc<dyn Deliver>) -> Self {
+        Self {
+            store,
+            deliver,
+            wake: Arc::new(Notify::new()),
+            outbox: Arc::new(Notify::new()),
+            live: Arc::default(),
+        }
+    }
+
+    /// Wakes this replica's outbox reader (something was queued).
+    pub fn wake_outbox(&self) {
+        self.outbox.notify_one();
+    }
+
+    /// Runs this replica's outbox reader, handing rows to the sessions.
+    pub async fn run_outbox(self) {
+        crate::delivery::run_outbox(
+            self.store.clone(),
+            self.deliver.clone(),
+            self.outbox.clone(),
+        )
+        .await;
+    }
+
+    /// Asks for an evaluation as soon as possible.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub async fn run(self) {
+        loop {
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            // Only the leader decides (on SQLite, the one controller).
+            if self.store.epoch() == 0 {
+                continue;
+            }
+            if let Err(error) = self.evaluate_all().await {
+                warn!(%error, "rollout evaluation failed; trying again");
+            }
+        }
+    }
+
+    /// Evaluates every running rollout until nothing changes (what the run
+    /// loop does on each wake-up). Rollouts are kept in memory between
+    /// calls; each round reloads only the rollout rows and the hosts the
+    /// inbox names. After an error nothing kept is trusted: the next call
+    /// loads whole again.
+    pub async fn evaluate_all(&self) -> Result<(), StoreError> {
+        let mut live = self.live.lock().await;
+        // A new leadership starts from the store.
+        let epoch = self.store.epoch();
+        if live.epoch != epoch {
+            live.rollouts.clear();
+            live.epoch = epoch;
+        }
+        let result = self.rounds(&mut live.rollouts).await;
+        if result.is_err() {
+            live.rollouts.clear();
+        }
+        result
+    }
+
+    async fn rounds(&self, live: &mut BTreeMap<String, LiveRollout>) -> Result<(), StoreError> {
+        // Phases can complete one after another within one wake-up.
+        for _ in 0..16 {
+            // Taken before anything is read: what changes after the reads
+            // below is in the next take.
+            let changed = self.store.take_changed_hosts().await?;
+            let running = self.store.running_rollout_ids().await?;
+            live.retain(|id, _| running.contains(id));
+            let mut again = false;
+            for id in &running {
+                let rollout = match live.entry(id.clone()) {
+                    Entry::Occupied(entry) => {
+                        let rollout = entry.into_mut();
+                        if !self.refresh(rollout, &changed).await? {
+                            live.remove(id);
+                            continue;
+                        }
+                        rollout
+                    }
+                    Entry::Vacant(entry) => match self.load(id).await? {
+                        Some(rollout) => entry.insert(rollout),
+                        None => continue,
+                    },
+                };
+                again |= self.evaluate(rollout).await?;
+            }
+            if !again {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// A running rollout read whole: its steps and the hosts they run on.
+    async fn load(&self, id: &str) -> Result<Option<LiveRollout>, StoreError> {
+        let Some((record, steps)) = self.store.rollout(id).await? else {
+            return Ok(None);
+        };
+        let ids: BTreeSet<&str> = steps.iter().map(|s| s.host_id.as_str()).collect();
+        let ids: Vec<&str> = ids.into_iter().collect();
+        let hosts = self.store.hosts_as_stored(&ids).await?;
+        Ok(Some(LiveRollout::new(record, steps, hosts)))
+    }
+
+    /// Reads the rollout's row again and the hosts and steps `changed`
+    /// names; false when the rollout is gone.
+    async fn refresh(
+        &self,
+        rollout: &mut LiveRollout,
+        changed: &BTreeSet<String>,
+    ) -> Result<bool, StoreError> {
+        let Some(record) = self.store.rollout_record(&rollout.record.id).await? else {
+            return Ok(false);
+        };
+        if record != rollout.record {
+            rollout.record = record;
+            rollout.dirty = true;
+        }
+        let concerned = rollout.concerned(changed);
+        if !concerned.is_empty() {
+            let steps = self
+                .store
+                .steps_of_hosts(&rollout.record.id, &concerned)
+                .await?;
+            rollout.update_steps(steps);
+            let hosts = self.store.hosts_as_stored(&concerned).await?;
+            rollout.update_hosts(&concerned, hosts);
+        }
+        Ok(true)
+    }
+
+    /// One decide-and-apply round; true when the rollout changed phase or
+    /// state and should be looked at again at once. `decide` runs when
+    /// something changed, and otherwise every `RECHECK` (timeouts).
+    async fn evaluate(&self, rollout: &mut LiveRollout) -> Result<bool, StoreError> {
+        let now = now_ms();
+        if !rollout.dirty && now - rollout.decided_ms < RECHECK_MS {
+            return Ok(false);
+        }
+        rollout.dirty = false;
+        rollout.decided_ms = now;
+        let decisions = decide(&rollout.snapshot(), now);
+        if decisions.is_empty() {
+            return Ok(false);
+        }
+        let id = rollout.record.id.as_str();
+        let Some(dispatched) = self
+            .store
+            .apply_decisions(&rollout.record, &decisions, now)
+            .await?
+        else {
+            return Ok(false);
+        };
+        // What was applied comes back through the inbox; until then the
+        // rollout is looked at again next round.
+        rollout.dirty = true;
+        if !dispatched.is_empty() {
+            self.outbox.notify_one();
+        }
+        for decision in &decisions {
+            match decision {
+                Decision::Dispatch { .. } => {}
+                Decision::EnterPhase { phase } => {
+                    info!(rollout = %id, phase, "phase complete; next phase starts")
+                }
+                Decision::AwaitApproval { phase } => {
+                    info!(rollout = %id, phase, "phase complete; the next waits for approval")
+                }
+                Decision::Halt { reason } => warn!(rollout = %id, %reason, "rollout halted"),
+                Decision::Complete => info!(rollout = %id, "rollout completed"),
+                Decision::TimedOut { step_id } => warn!(rollout = %id, %step_id, "step timed out"),
+                Decision::Unverified { step_id, reason } => {
+                    warn!(rollout = %id, %step_id, %reason, "step not verified in time")
+                }
+                Decision::Retry { step_id } => info!(rollout = %id, %step_id, "retrying a step"),
+                Decision::Restart { step_id } => {
+                    info!(rollout = %id, %step_id, "restarting the host to finish a step")
+                }
+                Decision::AwaitRestart { hosts } => {
+                    info!(rollout = %id, ?hosts, "restarts wait for approval")
+                }
+            }
+        }
+        Ok(decisions
+            .iter()
+            .any(|d| matches!(d, Decision::EnterPhase { .. } | Decision::Retry { .. })))
+    }
+
+    /// Hands a host that just said hello everything it has outstanding:
+    /// the current attempt of each dispatched step (their timeout starts
+    /// again: the host may have been away for long) and each requested
+    /// restart it has not done (it booted at `boot_ms`). Returns how many.
+    pub async fn hello(&self, host_id: &str, boot_ms: Option<i64>) -> Result<usize, StoreError> {
+        // What the outbox held for it is outstanding, handed over below.
+        self.store.clear_outbox(host_id).await?;
+        self.store.touch_dispatched(host_id, now_ms()).await?;
+        let mut sent = 0;
+        for (step, nonce) in self.store.outstanding_steps(host_id).await? {
+            if let Some(delivery) = outstanding(&step, &nonce, boot_ms) {
+                self.deliver.deliver(&delivery);
+                sent += 1;
+            }
+        }
+        Ok(sent)
+    }
+}
