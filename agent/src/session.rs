@@ -177,6 +177,7 @@ async fn run_session(
                     Some(controller_message::Body::Command(command)) => {
                         match tierwise_proto::convert::command_from_wire(&command) {
                             Ok(step) => {
+                                debug!(step_id = %command.step_id, dispatched_ms = command.dispatched_ms, "step received");
                                 if steps.commands.send(step).await.is_err() {
                                     return Err(SessionError::Closed);
                                 }

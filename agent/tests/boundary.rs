@@ -98,6 +98,7 @@ fn text_from_the_controller_never_becomes_a_command() {
             let command = Command {
                 step_id: step_id.clone(),
                 action: Some(action),
+                dispatched_ms: 0,
             };
             let Ok((step, action)) = command_from_wire(&command) else {
                 return Ok(false);

@@ -48,6 +48,7 @@ fn main() {
         pki: tierwise_controller::pki::PkiSettings::default(),
         agent_certificate_lifetime: Duration::from_secs(3600),
         max_handshakes_per_address: server::DEFAULT_HANDSHAKES_PER_ADDRESS,
+        max_session_age: None,
     };
     let running = controller_rt.block_on(server::start(&settings)).unwrap();
     let address: ControllerAddress = format!("https://{}", running.addr).parse().unwrap();

@@ -105,6 +105,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         pki: crate::pki::PkiSettings::default(),
         agent_certificate_lifetime: server::DEFAULT_AGENT_CERTIFICATE_LIFETIME,
         max_handshakes_per_address: server::DEFAULT_HANDSHAKES_PER_ADDRESS,
+        max_session_age: None,
     };
     let controller = server::start(&settings).await.with_context(|| {
         format!(

@@ -43,6 +43,9 @@ pub struct ServeSettings {
     /// TLS handshakes in flight from one address (behind a load balancer
     /// in TCP mode every agent comes from its address: raise it there).
     pub max_handshakes_per_address: usize,
+    /// Agent sessions close after about this long (jittered) so streams
+    /// spread again over replicas behind a load balancer; `None`: never.
+    pub max_session_age: Option<Duration>,
 }
 
 /// Handshakes in flight from one address unless configured: one peer
@@ -76,6 +79,7 @@ impl ServeSettings {
             pki: PkiSettings::default(),
             agent_certificate_lifetime: DEFAULT_AGENT_CERTIFICATE_LIFETIME,
             max_handshakes_per_address: DEFAULT_HANDSHAKES_PER_ADDRESS,
+            max_session_age: None,
         })
     }
 }
@@ -188,15 +192,18 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     let engine = Engine::new(store.clone(), Arc::new(sessions.clone()));
     let artifacts = crate::artifacts::ArtifactStore::new(&settings.data_dir);
 
-    let agent_service = AgentServiceServer::new(AgentGateway::new(
-        store.clone(),
-        sessions.clone(),
-        engine.clone(),
-        artifacts.clone(),
-        pki.clone(),
-        settings.agent_certificate_lifetime,
-        drain_tx,
-    ))
+    let agent_service = AgentServiceServer::new(
+        AgentGateway::new(
+            store.clone(),
+            sessions.clone(),
+            engine.clone(),
+            artifacts.clone(),
+            pki.clone(),
+            settings.agent_certificate_lifetime,
+            drain_tx,
+        )
+        .with_max_session_age(settings.max_session_age),
+    )
     .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_CONTROLLER_MESSAGE_BYTES);
     let admin_service = AdminServiceServer::new(AdminApi::new(

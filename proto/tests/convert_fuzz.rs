@@ -120,7 +120,11 @@ fn command() -> impl Strategy<Value = v1::Command> {
         }),
     ];
     let parts = (any::<String>(), prop::option::of(action));
-    parts.prop_map(|(step_id, action)| v1::Command { step_id, action })
+    parts.prop_map(|(step_id, action)| v1::Command {
+        step_id,
+        action,
+        dispatched_ms: 0,
+    })
 }
 
 fn agent_message() -> impl Strategy<Value = v1::AgentMessage> {

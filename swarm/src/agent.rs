@@ -39,6 +39,10 @@ pub struct Behaviour {
     /// Share of client steps that fail (0.0–1.0).
     pub failure_rate: f64,
     pub installation: String,
+    /// Each change asks every agent for `reports` inventory reports at once
+    /// (the ingest scenario).
+    pub ingest: tokio::sync::watch::Receiver<u64>,
+    pub reports: u32,
 }
 
 /// An enrolled simulated agent.
@@ -87,8 +91,9 @@ pub async fn enroll(
     })
 }
 
-/// The inventory a simulated host reports at `version`.
-fn inventory(plays: Plays, version: Version, databases_at: Version) -> Inventory {
+/// The inventory a simulated host reports at `version`; `variant` changes a
+/// client's facts (the ingest scenario's reports are real changes).
+fn inventory(plays: Plays, version: Version, databases_at: Version, variant: bool) -> Inventory {
     let component = match plays {
         Plays::Server => Component {
             role: Role::Server,
@@ -115,7 +120,7 @@ fn inventory(plays: Plays, version: Version, databases_at: Version) -> Inventory
             role: Role::Client,
             version: ProbedVersion::Installed(version),
             facts: Facts::Client(ClientFacts {
-                update_check_enabled: Check::No,
+                update_check_enabled: if variant { Check::Yes } else { Check::No },
                 profiles: Vec::new(),
             }),
         },
@@ -137,6 +142,9 @@ pub async fn run(
     // Reconnect delays as a real agent's: 0.5–1 s first, doubling, at most a
     // minute, with jitter.
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut ingest = behaviour.ingest.clone();
+    ingest.borrow_and_update();
+    let mut variant = false;
     loop {
         stats.attempt();
         let connected = address
@@ -162,7 +170,7 @@ pub async fn run(
                 os: "swarm".into(),
                 agent_version: "swarm".into(),
                 heartbeat_seconds: u32::try_from(behaviour.heartbeat.as_secs()).unwrap_or(60),
-                inventory: Some((&inventory(agent.plays, version, databases_at)).into()),
+                inventory: Some((&inventory(agent.plays, version, databases_at, variant)).into()),
                 boot_ms: 1,
             })),
         };
@@ -220,15 +228,27 @@ pub async fn run(
                         finished_ms: 0,
                     })) };
                     let report = AgentMessage { body: Some(agent_message::Body::Inventory(
-                        (&inventory(agent.plays, version, databases_at)).into(),
+                        (&inventory(agent.plays, version, databases_at, variant)).into(),
                     )) };
                     stats.result_sent();
                     if tx.send(report).await.is_err() || tx.send(result).await.is_err() { break; }
                 }
+                Ok(()) = ingest.changed() => {
+                    ingest.borrow_and_update();
+                    let mut sent = true;
+                    for _ in 0..behaviour.reports {
+                        variant = !variant;
+                        let report = AgentMessage { body: Some(agent_message::Body::Inventory(
+                            (&inventory(agent.plays, version, databases_at, variant)).into(),
+                        )) };
+                        if tx.send(report).await.is_err() { sent = false; break; }
+                    }
+                    if !sent { break; }
+                }
                 message = inbound.message() => {
                     let Ok(Some(message)) = message else { break };
                     if let Some(controller_message::Body::Command(command)) = message.body {
-                        stats.command_received();
+                        stats.command_received(command.dispatched_ms);
                         let Ok((id, action)) = command_from_wire(&command) else { continue };
                         // Only clients fail: a failed server step halts
                         // the rollout by design.

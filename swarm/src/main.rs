@@ -11,7 +11,12 @@
 //!   are back, and the share of failed handshakes;
 //! - `rollout`: a rollout of the installation (one server, one web host,
 //!   N−2 clients); steps take `--step-ms` and fail at `--failure-rate`;
-//!   wall time and "latest result → next command" latency.
+//!   wall time, delivery latency (the controller queues the command, just
+//!   before its commit, and stamps it → the agent has it) and handoffs (the latest
+//!   result → the next command while nothing ran: a phase handoff, or a
+//!   host's next step);
+//! - `ingest`: every agent sends `--reports` inventory reports at once;
+//!   how many the store took in per second (counted in the store).
 
 mod agent;
 mod stats;
@@ -35,6 +40,7 @@ enum Scenario {
     Steady,
     Storm,
     Rollout,
+    Ingest,
 }
 
 #[derive(Debug, Parser)]
@@ -60,8 +66,15 @@ struct Args {
     /// How long the steady state is measured, in seconds.
     #[arg(long, default_value_t = 30)]
     steady_seconds: u64,
+    /// Inventory reports each agent sends at once in the ingest scenario.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    reports: u32,
     /// The scenarios to run, in this order.
-    #[arg(long, value_delimiter = ',', default_value = "steady,storm,rollout")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "steady,storm,rollout,ingest"
+    )]
     scenarios: Vec<Scenario>,
     /// A PostgreSQL URL for the controller's store (a fresh database);
     /// without it, SQLite in a temporary directory.
@@ -151,6 +164,19 @@ impl Controller {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The controller's store, opened beside it (to count what it took in).
+    async fn store(&self) -> anyhow::Result<tierwise_controller::store::Store> {
+        let url = match &self.database_url {
+            Some(url) => url.clone(),
+            None => tierwise_controller::store::DatabaseUrl::sqlite_file(
+                &self.data_dir.join("tierwise.db"),
+            )
+            .connect_string()
+            .to_owned(),
+        };
+        Ok(tierwise_controller::store::Store::open(&url).await?)
     }
 
     fn connection(&self) -> anyhow::Result<tierwise_controller::cli::Connection> {
@@ -306,11 +332,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     // Connect them all.
     let stats = Arc::new(Stats::default());
+    let (ingest, ingest_rx) = tokio::sync::watch::channel(0_u64);
     let behaviour = Arc::new(Behaviour {
         heartbeat: Duration::from_secs(args.heartbeat_seconds.clamp(1, 3600)),
         step: Duration::from_millis(args.step_ms),
         failure_rate: args.failure_rate,
         installation: INSTALLATION.into(),
+        ingest: ingest_rx,
+        reports: args.reports,
     });
     let started = Instant::now();
     for agent in enrolled {
@@ -453,13 +482,49 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     args.step_ms,
                     args.failure_rate * 100.0
                 );
-                if let Some((p50, p99, max)) = stats.reaction_ms() {
+                if let Some(q) = stats.delivery_ms() {
                     println!(
-                        "  latest result → next command: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms (the max is a phase handoff or a wave start)"
+                        "  delivery (queued at the commit → agent has the command): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} commands",
+                        q.p50, q.p99, q.max, q.count
+                    );
+                }
+                if let Some(q) = stats.handoff_ms() {
+                    println!(
+                        "  handoff (latest result → next command, nothing running: next phase or the host's next step): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {}",
+                        q.p50, q.p99, q.max, q.count
                     );
                 }
                 let (rss, _) = stats::process(controller.pid()).unwrap_or_default();
                 println!("  controller RSS after the rollout: {:.1} MiB", mib(rss));
+            }
+            Scenario::Ingest => {
+                let store = controller.store().await?;
+                let before = store.inventory_reports().await?;
+                let expected = i64::try_from(args.agents)? * i64::from(args.reports);
+                let (_, cpu0) = stats::process(controller.pid()).unwrap_or_default();
+                let started = Instant::now();
+                ingest.send_modify(|round| *round += 1);
+                let mut taken = 0;
+                while started.elapsed() < Duration::from_secs(600) {
+                    taken = store.inventory_reports().await? - before;
+                    if taken >= expected {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let seconds = started.elapsed().as_secs_f64();
+                let (_, cpu1) = stats::process(controller.pid()).unwrap_or_default();
+                store.close().await;
+                anyhow::ensure!(
+                    taken >= expected,
+                    "ingest: the store took in {taken} of {expected} reports within 600 s"
+                );
+                println!(
+                    "ingest: {expected} inventory reports ({} per agent at once) stored in {seconds:.1} s: {:.0} reports/s; controller CPU {:.0} % of one core",
+                    args.reports,
+                    expected as f64 / seconds,
+                    (cpu1 - cpu0) / seconds * 100.0
+                );
             }
         }
     }

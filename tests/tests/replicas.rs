@@ -416,3 +416,51 @@ fn a_killed_replica_s_agents_come_back_through_another_and_get_their_steps() -> 
     }
     Ok(())
 }
+
+/// `--max-session-age`: the controller closes a session after about that
+/// long and the agent comes straight back (behind a load balancer, to
+/// whichever replica it picks), online again, its steps level-triggered.
+#[test]
+fn sessions_close_at_their_age_limit_and_the_agent_comes_back() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let controller = Controller::start_with(
+        &root.path().join("controller"),
+        "127.0.0.1:0",
+        &["--max-session-age", "10s"],
+    )?;
+    let agent = Agent::start(root.path(), &controller.url(), "cl-1", Plays::Client, V931)?;
+    controller.wait_online("cl-1", true, Duration::from_secs(20))?;
+    tierwise_e2e::wait_for(
+        "the session to reach its age limit and the agent to return",
+        Duration::from_secs(30),
+        || {
+            let log = controller.process.log_text();
+            let closed = log.contains("the session reached its age limit");
+            let connected = log.matches("agent connected").count();
+            Ok((closed && connected >= 2).then_some(()))
+        },
+    )?;
+    controller.wait_online("cl-1", true, Duration::from_secs(10))?;
+    assert!(
+        agent.process.log_text().contains("--max-session-age"),
+        "the agent is told why: {}",
+        agent.process.log_text()
+    );
+    // A lifetime below 10 s is refused with what to give.
+    let refused = Command::new(binary("tierwise"))
+        .args([
+            "serve",
+            "--max-session-age",
+            "5s",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()?;
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("at least 10 s"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    Ok(())
+}

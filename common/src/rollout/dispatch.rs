@@ -72,6 +72,10 @@ pub struct Delivery {
     pub host_id: String,
     pub dispatch_id: String,
     pub action: StepAction,
+    /// When the controller queued it (Unix ms; just before the commit that
+    /// dispatches it, or for a delivery again on a hello, that hello): what
+    /// delivery latency counts from.
+    pub dispatched_ms: i64,
 }
 
 /// What a step has outstanding at its host, if anything: the current
@@ -85,6 +89,7 @@ pub fn outstanding(step: &ExecStep, nonce: &str, boot_ms: Option<i64>) -> Option
             host_id: step.host_id.clone(),
             dispatch_id: dispatch_id(&step.step_id, step.attempts, nonce),
             action: step.action.clone(),
+            dispatched_ms: step.changed_ms,
         }),
         (StepState::Succeeded, RestartState::Requested)
             if !super::restarted_since(boot_ms, step.changed_ms) =>
@@ -101,6 +106,7 @@ pub fn restart_delivery(step: &ExecStep, nonce: &str) -> Delivery {
         host_id: step.host_id.clone(),
         dispatch_id: restart_dispatch_id(&step.step_id, step.attempts, nonce),
         action: restart_action(&step.action),
+        dispatched_ms: step.changed_ms,
     }
 }
 

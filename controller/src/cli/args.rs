@@ -83,6 +83,11 @@ pub enum Command {
         /// 1024, the limit for all addresses together).
         #[arg(long, env = "TIERWISE_MAX_HANDSHAKES_PER_ADDRESS", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
         max_handshakes_per_address: u16,
+        /// Close each agent session after about this long (±10 %, at least
+        /// 10 s); the agent reconnects at once, so behind a load balancer
+        /// streams spread again over replicas started later. Off by default.
+        #[arg(long, env = "TIERWISE_MAX_SESSION_AGE", value_parser = parse_lifetime)]
+        max_session_age: Option<std::time::Duration>,
     },
     /// The controller's certificate authority.
     Pki {

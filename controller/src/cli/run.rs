@@ -30,6 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tls_names,
             agent_cert_lifetime,
             max_handshakes_per_address,
+            max_session_age,
         } => {
             let mut settings =
                 crate::server::ServeSettings::resolve(listen, data_dir, database_url.as_deref())?;
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             settings.agent_certificate_lifetime = agent_cert_lifetime;
             settings.max_handshakes_per_address = usize::from(max_handshakes_per_address);
+            settings.max_session_age = max_session_age;
             let mut running = crate::server::start(&settings).await?;
             // One line on stdout for scripts and supervisors (logs go to stderr).
             println!("tierwise controller listening on {}", running.addr);

@@ -49,6 +49,8 @@ pub struct AgentGateway {
     /// Every session task holds a clone; shutdown waits until all are gone,
     /// so each has recorded its disconnect before the store closes.
     drain: mpsc::Sender<()>,
+    /// Sessions close after about this long (see `session_age_limit`).
+    max_session_age: Option<Duration>,
 }
 
 impl AgentGateway {
@@ -69,7 +71,16 @@ impl AgentGateway {
             pki,
             certificate_lifetime,
             drain,
+            max_session_age: None,
         }
+    }
+
+    /// Closes each session after about `age` (±10 %), so that agents behind
+    /// a load balancer reconnect and spread over the replicas there are.
+    #[must_use]
+    pub fn with_max_session_age(mut self, age: Option<Duration>) -> Self {
+        self.max_session_age = age;
+        self
     }
 
     fn answer(&self, certificate: &crate::store::security::AgentCertificate) -> Certificate {
@@ -317,6 +328,7 @@ impl AgentService for AgentGateway {
             session_id,
             peer,
             certificate_expires_ms: identity.not_after_ms,
+            age_limit: self.max_session_age.map(session_age_limit),
             _drain: self.drain.clone(),
             silence_limit: Duration::from_secs(
                 u64::from(report.heartbeat_seconds)
@@ -395,6 +407,8 @@ struct Session {
     /// The session ends when the certificate it was opened with expires;
     /// the agent reconnects with its renewed one.
     certificate_expires_ms: i64,
+    /// This session's share of `--max-session-age`.
+    age_limit: Option<Duration>,
     _drain: mpsc::Sender<()>,
     silence_limit: Duration,
 }
@@ -414,8 +428,21 @@ impl Session {
         );
         let certificate_expiry = tokio::time::sleep(expires_in);
         tokio::pin!(certificate_expiry);
+        let age_limit = self.age_limit;
+        let aged = async move {
+            match age_limit {
+                Some(limit) => tokio::time::sleep(limit).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(aged);
         loop {
             tokio::select! {
+                () = &mut aged => {
+                    info!(%host_id, %peer, "the session reached its age limit; closing it so the agent reconnects");
+                    let _ = outbound.try_send(Err(ApiError::Unavailable("the session reached the controller's --max-session-age; reconnect".into()).into()));
+                    break;
+                }
                 () = &mut certificate_expiry => {
                     info!(%host_id, %peer, "the session's certificate expired; closing it");
                     let _ = outbound.try_send(Err(ApiError::Unauthenticated("the agent's certificate expired; reconnect with the renewed one".into()).into()));
@@ -544,4 +571,12 @@ impl Session {
             None => Err(ApiError::Protocol("empty message".into())),
         }
     }
+}
+
+/// A session's age limit: `age` ±10 %, so sessions opened together (after a
+/// restart) do not all close together.
+fn session_age_limit(age: Duration) -> Duration {
+    let [a, b] = crate::pki::random_bytes::<2>();
+    let unit = f64::from(u16::from_le_bytes([a, b])) / f64::from(u16::MAX);
+    age.mul_f64(0.9 + 0.2 * unit)
 }

@@ -173,9 +173,12 @@ impl crate::delivery::Deliver for Sessions {
         let Some(outbound) = self.outbound(&delivery.host_id) else {
             return false;
         };
+        let mut command =
+            tierwise_proto::convert::command_to_wire(&delivery.dispatch_id, &delivery.action);
+        command.dispatched_ms = delivery.dispatched_ms;
         let message = ControllerMessage {
             body: Some(tierwise_proto::v1::controller_message::Body::Command(
-                tierwise_proto::convert::command_to_wire(&delivery.dispatch_id, &delivery.action),
+                command,
             )),
         };
         if outbound.try_send(Ok(message)).is_err() {
@@ -241,12 +244,14 @@ mod tests {
             host_id: "cl-1".into(),
             dispatch_id: "r1-4.1.ab12".into(),
             action: StepAction::Reprobe,
+            dispatched_ms: 1_800_000_000_000,
         };
         assert!(sessions.deliver(&delivery));
         let sent = second_rx.try_recv().unwrap().unwrap();
         assert!(matches!(
             sent.body,
-            Some(tierwise_proto::v1::controller_message::Body::Command(ref c)) if c.step_id == "r1-4.1.ab12"
+            Some(tierwise_proto::v1::controller_message::Body::Command(ref c))
+                if c.step_id == "r1-4.1.ab12" && c.dispatched_ms == 1_800_000_000_000
         ));
         assert!(!sessions.deliver(&Delivery {
             host_id: "cl-2".into(),

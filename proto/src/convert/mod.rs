@@ -352,6 +352,7 @@ pub fn command_to_wire(step_id: &str, action: &StepAction) -> v1::Command {
     v1::Command {
         step_id: step_id.to_owned(),
         action: Some(action),
+        dispatched_ms: 0,
     }
 }
 
@@ -463,6 +464,7 @@ mod tests {
         let empty = v1::Command {
             step_id: "x".into(),
             action: None,
+            dispatched_ms: 0,
         };
         assert!(command_from_wire(&empty).is_err());
     }
