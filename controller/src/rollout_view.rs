@@ -96,6 +96,28 @@ pub struct RolloutStatus {
     /// Hosts that must restart to finish a step, not restarted yet.
     #[serde(default)]
     pub pending_restarts: Vec<PendingRestart>,
+    /// Each list above holds at most `LISTED` entries, in step order; this
+    /// says how many more a list had, by its name (`running`: 49000). The
+    /// phases' counts are always whole.
+    #[serde(default)]
+    pub omitted: std::collections::BTreeMap<String, u64>,
+}
+
+/// The most entries a list of the status holds, so its size does not grow
+/// with the fleet.
+pub const LISTED: usize = 1_000;
+
+/// `list` cut to `LISTED`, noting in `omitted` how many were left out.
+fn capped<T>(
+    mut list: Vec<T>,
+    name: &str,
+    omitted: &mut std::collections::BTreeMap<String, u64>,
+) -> Vec<T> {
+    if list.len() > LISTED {
+        omitted.insert(name.to_owned(), (list.len() - LISTED) as u64);
+        list.truncate(LISTED);
+    }
+    list
 }
 
 impl RolloutStatus {
@@ -136,18 +158,33 @@ impl RolloutStatus {
                 }
             })
             .collect();
+        let outputs: std::collections::HashMap<&str, (Option<i64>, &str)> = outputs
+            .iter()
+            .map(|(id, code, tail)| (id.as_str(), (*code, tail.as_str())))
+            .collect();
+        let progress: std::collections::HashMap<&str, &str> = progress
+            .iter()
+            .map(|(id, line)| (id.as_str(), line.as_str()))
+            .collect();
+        let offline: std::collections::HashSet<&str> = hosts
+            .iter()
+            .filter(|h| !h.online)
+            .map(|h| h.host_id.as_str())
+            .collect();
         let failures = steps
             .iter()
             .filter(|s| s.state == StepState::Failed)
             .map(|s| {
-                let output = outputs.iter().find(|(id, _, _)| *id == s.step_id);
+                let output = outputs.get(s.step_id.as_str());
                 StepFailure {
                     step_id: s.step_id.clone(),
                     host_id: s.host_id.clone(),
                     action: s.action.config_key().to_owned(),
                     reason: s.reason.clone(),
-                    exit_code: output.and_then(|(_, code, _)| *code),
-                    output_tail: output.map(|(_, _, tail)| tail.clone()).unwrap_or_default(),
+                    exit_code: output.and_then(|(code, _)| *code),
+                    output_tail: output
+                        .map(|(_, tail)| (*tail).to_owned())
+                        .unwrap_or_default(),
                 }
             })
             .collect();
@@ -157,7 +194,7 @@ impl RolloutStatus {
                 s.phase == rollout.current_phase
                     && matches!(s.state, StepState::Pending | StepState::Dispatched)
             })
-            .filter(|s| hosts.iter().any(|h| h.host_id == s.host_id && !h.online))
+            .filter(|s| offline.contains(s.host_id.as_str()))
             .map(|s| s.host_id.clone())
             .collect();
         waiting_for_offline.dedup();
@@ -169,9 +206,8 @@ impl RolloutStatus {
                 host_id: s.host_id.clone(),
                 action: s.action.config_key().to_owned(),
                 progress: progress
-                    .iter()
-                    .find(|(id, _)| *id == s.step_id)
-                    .map(|(_, p)| p.clone())
+                    .get(s.step_id.as_str())
+                    .map(|p| (*p).to_owned())
                     .unwrap_or_default(),
             })
             .collect();
@@ -216,6 +252,7 @@ impl RolloutStatus {
             .collect();
         skipped_hosts.sort();
         skipped_hosts.dedup();
+        let mut omitted = std::collections::BTreeMap::new();
         RolloutStatus {
             id: rollout.id.clone(),
             installation: rollout.installation.clone(),
@@ -226,12 +263,66 @@ impl RolloutStatus {
             created: rfc3339(rollout.created_ms),
             updated: rfc3339(rollout.updated_ms),
             phases,
-            failures,
-            waiting_for_offline,
-            running,
-            skipped_hosts,
-            awaiting_reports,
-            pending_restarts,
+            failures: capped(failures, "failures", &mut omitted),
+            waiting_for_offline: capped(waiting_for_offline, "waiting_for_offline", &mut omitted),
+            running: capped(running, "running", &mut omitted),
+            skipped_hosts: capped(skipped_hosts, "skipped_hosts", &mut omitted),
+            awaiting_reports: capped(awaiting_reports, "awaiting_reports", &mut omitted),
+            pending_restarts: capped(pending_restarts, "pending_restarts", &mut omitted),
+            omitted,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tierwise_common::action::StepAction;
+    use tierwise_common::plan::PhaseKind;
+    use tierwise_common::rollout::{ExecPhase, RolloutOptions};
+    use tierwise_common::Version;
+
+    #[test]
+    fn lists_stop_at_listed_and_say_how_many_more() {
+        let record = RolloutRecord {
+            id: "r1".into(),
+            installation: "prod".into(),
+            target: Version::new(9, 3, 1, 2),
+            state: RolloutState::Running,
+            current_phase: 0,
+            options: RolloutOptions::default(),
+            phases: vec![ExecPhase {
+                kind: PhaseKind::ClientWave {
+                    wave: 0,
+                    percent: 100,
+                },
+            }],
+            reason: String::new(),
+            created_ms: 0,
+            updated_ms: 0,
+            nonce: "n".into(),
+        };
+        let steps: Vec<ExecStep> = (0..LISTED + 5)
+            .map(|n| ExecStep {
+                step_id: format!("r1-{n}"),
+                phase: 0,
+                host_id: format!("cl-{n:05}"),
+                action: StepAction::Reprobe,
+                state: StepState::Dispatched,
+                attempts: 1,
+                changed_ms: 0,
+                outcome: None,
+                reason: String::new(),
+                restart: Default::default(),
+            })
+            .collect();
+        let status = RolloutStatus::build(&record, &steps, &[], &[], &[]);
+        assert_eq!(status.running.len(), LISTED);
+        assert_eq!(status.running[0].step_id, "r1-0", "in step order");
+        assert_eq!(status.omitted.get("running"), Some(&5));
+        assert_eq!(status.phases[0].dispatched, LISTED + 5, "counts are whole");
+        let small = RolloutStatus::build(&record, &steps[..3], &[], &[], &[]);
+        assert!(small.omitted.is_empty());
     }
 }

@@ -123,6 +123,7 @@ impl From<&RolloutStatus> for v1::RolloutView {
                     since: p.since.clone(),
                 })
                 .collect(),
+            omitted: s.omitted.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         }
     }
 }
@@ -202,6 +203,7 @@ impl TryFrom<&v1::RolloutView> for RolloutStatus {
                     since: p.since.clone(),
                 })
                 .collect(),
+            omitted: w.omitted.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         })
     }
 }

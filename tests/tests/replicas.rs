@@ -291,12 +291,7 @@ struct Balancer {
 
 impl Balancer {
     fn start(root: &std::path::Path, backends: &[&Controller]) -> anyhow::Result<Option<Self>> {
-        if Command::new("haproxy").arg("-v").output().is_err() {
-            assert!(
-                std::env::var("TIERWISE_REQUIRE_HAPROXY").is_err(),
-                "TIERWISE_REQUIRE_HAPROXY is set but haproxy is not installed (scripts/install-test-tools)"
-            );
-            eprintln!("skipping: haproxy is not installed (scripts/install-test-tools)");
+        if !haproxy_installed() {
             return Ok(None);
         }
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -463,4 +458,86 @@ fn sessions_close_at_their_age_limit_and_the_agent_comes_back() -> anyhow::Resul
         String::from_utf8_lossy(&refused.stderr)
     );
     Ok(())
+}
+
+/// `pki init` makes the CA replicas share, once; a controller started on
+/// that directory uses it.
+#[test]
+fn pki_init_makes_the_ca_once_and_serve_uses_it() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let data = root.path().join("shared");
+    let init = || -> anyhow::Result<String> {
+        let out = Command::new(binary("tierwise"))
+            .args(["pki", "init", "--data-dir"])
+            .arg(&data)
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let first = init()?;
+    assert!(first.contains("BEGIN CERTIFICATE"), "{first}");
+    assert_eq!(init()?, first, "the second run keeps the CA");
+    let controller = Controller::start(&data, "127.0.0.1:0")?;
+    let shown = controller.cli(&[
+        "pki",
+        "show",
+        "--fingerprint",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ])?;
+    assert!(first.contains(shown.trim()), "{first}\n{shown}");
+    assert_eq!(
+        tierwise_transport::Fingerprint::of(&controller.ca_certificate()?).to_string(),
+        shown.trim(),
+        "the controller serves with that CA"
+    );
+    Ok(())
+}
+
+/// The balancer configuration `deploy/compose/` ships is one HAProxy
+/// accepts (its replicas' names resolve only inside Compose).
+#[test]
+fn the_compose_haproxy_configuration_is_valid() -> anyhow::Result<()> {
+    if !haproxy_installed() {
+        return Ok(());
+    }
+    let config =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/compose/haproxy.cfg");
+    let out = Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&config)
+        .output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("Configuration file is valid"),
+        "{text}"
+    );
+    assert!(
+        std::fs::read_to_string(&config)?.contains("mode tcp"),
+        "TLS passes through"
+    );
+    Ok(())
+}
+
+/// Whether HAProxy is here; without it the test is skipped, unless
+/// `TIERWISE_REQUIRE_HAPROXY` says it must run.
+fn haproxy_installed() -> bool {
+    if Command::new("haproxy").arg("-v").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("TIERWISE_REQUIRE_HAPROXY").is_err(),
+        "TIERWISE_REQUIRE_HAPROXY is set but haproxy is not installed (scripts/install-test-tools)"
+    );
+    eprintln!("skipping: haproxy is not installed (scripts/install-test-tools)");
+    false
 }

@@ -208,6 +208,13 @@ pub enum InstallationsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
+    /// Create the CA in the data directory if it has none, then show it as
+    /// `pki show` does: run once before starting replicas that share it.
+    Init {
+        /// The controller's data directory [default: as for `serve`].
+        #[arg(long, env = "TIERWISE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Print the CA certificate and its SHA-256 fingerprint, which agents
     /// pin (`ca_fingerprint`) before they enroll. Reads the controller's files.
     Show {

@@ -202,11 +202,14 @@ pub async fn change(client: &mut Client, id: &str, command: &Command) -> anyhow:
 }
 
 /// The first 8 items, one line each, then "… and N more".
-fn listed<T>(out: &mut Vec<String>, items: &[T], line: impl Fn(&T) -> String) {
+/// The first few `items`, and how many more there are (`omitted`: those
+/// the controller did not send).
+fn listed<T>(out: &mut Vec<String>, items: &[T], omitted: u64, line: impl Fn(&T) -> String) {
     const SHOWN: usize = 8;
     out.extend(items.iter().take(SHOWN).map(line));
-    if items.len() > SHOWN {
-        out.push(format!("  … and {} more", thousands(items.len() - SHOWN)));
+    let more = items.len().saturating_sub(SHOWN) as u64 + omitted;
+    if more > 0 {
+        out.push(format!("  … and {} more", thousands(more as usize)));
     }
 }
 
@@ -254,6 +257,11 @@ fn bar(done: usize, total: usize) -> String {
 }
 
 pub fn render(status: &RolloutStatus) -> String {
+    let omitted = |list: &str| status.omitted.get(list).copied().unwrap_or(0);
+    let and_more = |list: &str| match omitted(list) {
+        0 => String::new(),
+        n => format!(" and {} more", thousands(n as usize)),
+    };
     let mut out = vec![format!(
         "Rollout {}: installation {} → {} — {}",
         status.id,
@@ -295,8 +303,11 @@ pub fn render(status: &RolloutStatus) -> String {
     }
     if !status.running.is_empty() {
         out.push(String::new());
-        out.push(format!("Running ({})", thousands(status.running.len())));
-        listed(&mut out, &status.running, |step| {
+        out.push(format!(
+            "Running ({})",
+            thousands(status.running.len() + omitted("running") as usize)
+        ));
+        listed(&mut out, &status.running, omitted("running"), |step| {
             let progress = if step.progress.is_empty() {
                 String::new()
             } else {
@@ -311,45 +322,57 @@ pub fn render(status: &RolloutStatus) -> String {
     if !status.waiting_for_offline.is_empty() {
         out.push(String::new());
         out.push(format!(
-            "Waiting for offline host(s): {} — their steps go out when they reconnect.",
-            status.waiting_for_offline.join(", ")
+            "Waiting for offline host(s): {}{} — their steps go out when they reconnect.",
+            status.waiting_for_offline.join(", "),
+            and_more("waiting_for_offline")
         ));
     }
     if !status.awaiting_reports.is_empty() {
         out.push(String::new());
         out.push("Waiting for hosts to report the result".into());
-        listed(&mut out, &status.awaiting_reports, |awaited| {
-            format!(
-                "  waiting for {} to report {} (reports {}; since {})",
-                awaited.host_id,
-                awaited.expected,
-                table::printable(&awaited.reported),
-                awaited.since
-            )
-        });
+        listed(
+            &mut out,
+            &status.awaiting_reports,
+            omitted("awaiting_reports"),
+            |awaited| {
+                format!(
+                    "  waiting for {} to report {} (reports {}; since {})",
+                    awaited.host_id,
+                    awaited.expected,
+                    table::printable(&awaited.reported),
+                    awaited.since
+                )
+            },
+        );
     }
     if !status.pending_restarts.is_empty() {
         out.push(String::new());
         out.push("Hosts pending a restart".into());
-        listed(&mut out, &status.pending_restarts, |pending| {
-            let what = match (pending.state.as_str(), pending.policy.as_str()) {
-                ("requested", _) => "restart sent, waiting for it to come back",
-                ("approved", _) => "restart approved, sent when it is online",
-                (_, "ask") => "waits for `tierwise rollout approve`",
-                (_, "never") => "restart it yourself; the rollout goes on when it is back",
-                _ => "restart goes out when it is online",
-            };
-            format!(
-                "  {} ({}): {what} (since {})",
-                pending.host_id, pending.step_id, pending.since
-            )
-        });
+        listed(
+            &mut out,
+            &status.pending_restarts,
+            omitted("pending_restarts"),
+            |pending| {
+                let what = match (pending.state.as_str(), pending.policy.as_str()) {
+                    ("requested", _) => "restart sent, waiting for it to come back",
+                    ("approved", _) => "restart approved, sent when it is online",
+                    (_, "ask") => "waits for `tierwise rollout approve`",
+                    (_, "never") => "restart it yourself; the rollout goes on when it is back",
+                    _ => "restart goes out when it is online",
+                };
+                format!(
+                    "  {} ({}): {what} (since {})",
+                    pending.host_id, pending.step_id, pending.since
+                )
+            },
+        );
     }
     if !status.skipped_hosts.is_empty() {
         out.push(String::new());
         out.push(format!(
-            "Skipped by an operator (still on their old version): {}",
-            status.skipped_hosts.join(", ")
+            "Skipped by an operator (still on their old version): {}{}",
+            status.skipped_hosts.join(", "),
+            and_more("skipped_hosts")
         ));
     }
     if !status.failures.is_empty() {
@@ -378,6 +401,12 @@ pub fn render(status: &RolloutStatus) -> String {
             {
                 out.push(format!("      | {}", table::printable(line)));
             }
+        }
+        if omitted("failures") > 0 {
+            out.push(format!(
+                "  … and {} more failures",
+                thousands(omitted("failures") as usize)
+            ));
         }
     }
     let mut text = out.join("\n");

@@ -199,6 +199,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Pki {
+            command: PkiCommand::Init { data_dir },
+        } => {
+            let data_dir = data_dir.unwrap_or_else(crate::paths::default_data_dir);
+            std::fs::create_dir_all(&data_dir).with_context(|| {
+                format!(
+                    "cannot create the data directory {}; choose another with --data-dir",
+                    data_dir.display()
+                )
+            })?;
+            crate::pki::Pki::load_or_create(
+                &data_dir,
+                &crate::pki::PkiSettings::default(),
+                tierwise_runtime::clock::now_ms(),
+            )?;
+            let ca_cert = crate::pki::ca_cert_path(&data_dir);
+            print!("{}", super::security::pki_show(&ca_cert, false)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pki {
             command:
                 PkiCommand::Show {
                     data_dir,

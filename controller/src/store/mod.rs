@@ -8,6 +8,7 @@
 //! has its own migration directory so their DDL can diverge when needed.
 
 mod changes;
+mod ingest;
 mod migrations;
 pub mod outbox;
 pub mod placement;
@@ -55,6 +56,8 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("the store is closed (the controller is shutting down)")]
+    Closed,
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
 }
@@ -96,6 +99,8 @@ pub struct Store {
     /// Heartbeats noted since the last flush: host id → (session, when).
     /// They reach the store together, once a second, not one write a beat.
     heartbeats: Arc<std::sync::Mutex<std::collections::HashMap<String, (String, i64)>>>,
+    /// Writes inventory reports in batches.
+    ingest: ingest::Writer,
 }
 
 impl Store {
@@ -168,12 +173,13 @@ impl Store {
             .await
             .map_err(|source| StoreError::Migrate { backend, source })?;
         Ok(Self {
-            pool,
             backend,
             url: url.connect_string().into(),
             replica: format!("{:016x}", fastrand::u64(..)).into(),
             epoch: Arc::default(),
             heartbeats: Arc::default(),
+            ingest: ingest::Writer::start(pool.clone()),
+            pool,
         })
     }
 
@@ -221,8 +227,8 @@ impl Store {
         let row = sqlx::query(
             "INSERT INTO hosts (host_id, hostname, installation, os, agent_version, \
                                 first_seen_ms, last_seen_ms, heartbeat_seconds, online, session_id, \
-                                claimed_installation, boot_ms, replica) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, 1, $8, $3, $9, $10) \
+                                claimed_installation, boot_ms, replica, inventory_rev) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, 1, $8, $3, $9, $10, 1) \
              ON CONFLICT (host_id) DO UPDATE SET \
                 hostname = excluded.hostname, \
                 installation = CASE WHEN excluded.installation = 'auto' \
@@ -235,7 +241,7 @@ impl Store {
                 last_seen_ms = excluded.last_seen_ms, \
                 heartbeat_seconds = excluded.heartbeat_seconds, online = 1, \
                 session_id = excluded.session_id, boot_ms = excluded.boot_ms, \
-                replica = excluded.replica \
+                replica = excluded.replica, inventory_rev = hosts.inventory_rev + 1 \
              RETURNING installation",
         )
         .bind(report.host_id.as_str())
@@ -263,7 +269,9 @@ impl Store {
     }
 
     /// Replaces a host's inventory; ignored unless `session_id` is current,
-    /// so a stale stream cannot overwrite what a newer one reported.
+    /// so a stale stream cannot overwrite what a newer one reported. Reports
+    /// arriving together are written in one transaction (`ingest.rs`);
+    /// this returns once its own is committed.
     pub async fn record_inventory(
         &self,
         host_id: &str,
@@ -271,31 +279,14 @@ impl Store {
         inventory: &Inventory,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // One statement both checks the session and says where the host
-        // belongs: this runs for every inventory report.
-        let Some(row) = sqlx::query(
-            "UPDATE hosts SET last_seen_ms = $3, online = 1 WHERE host_id = $1 AND session_id = $2 \
-             RETURNING installation, claimed_installation",
-        )
-        .bind(host_id)
-        .bind(session_id)
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await?
-        else {
-            return Ok(false);
-        };
-        write_inventory(&mut tx, host_id, inventory).await?;
-        let installation: String = row.try_get("installation")?;
-        let claimed: Option<String> = row.try_get("claimed_installation")?;
-        if claimed.as_deref() == Some(AUTO_INSTALLATION) {
-            placement::place_one(&mut tx, host_id, &installation, inventory).await?;
-        } else if placement::moves_others(&installation, inventory) {
-            placement::place_all(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        self.ingest
+            .write(ingest::Report {
+                host_id: host_id.to_owned(),
+                session_id: session_id.to_owned(),
+                inventory: inventory.clone(),
+                now_ms,
+            })
+            .await
     }
 
     /// How many inventory reports (hellos included) the store has taken in
@@ -811,16 +802,49 @@ fn bind_all<'q>(
     query
 }
 
+/// One inventory report within `tx`: false (nothing written) unless
+/// `session_id` is the host's current session.
+async fn inventory_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    host_id: &str,
+    session_id: &str,
+    inventory: &Inventory,
+    now_ms: i64,
+) -> Result<bool, StoreError> {
+    // One statement both checks the session and says where the host
+    // belongs: this runs for every inventory report.
+    let Some(row) = sqlx::query(
+        "UPDATE hosts SET last_seen_ms = $3, online = 1, inventory_rev = inventory_rev + 1 \
+         WHERE host_id = $1 AND session_id = $2 \
+         RETURNING installation, claimed_installation",
+    )
+    .bind(host_id)
+    .bind(session_id)
+    .bind(now_ms)
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
+        return Ok(false);
+    };
+    write_inventory(tx, host_id, inventory).await?;
+    let installation: String = row.try_get("installation")?;
+    let claimed: Option<String> = row.try_get("claimed_installation")?;
+    if claimed.as_deref() == Some(AUTO_INSTALLATION) {
+        placement::place_one(tx, host_id, &installation, inventory).await?;
+    } else if placement::moves_others(&installation, inventory) {
+        placement::place_all(tx).await?;
+    }
+    Ok(true)
+}
+
+/// Replaces a host's components and databases. Callers count the report in
+/// `hosts.inventory_rev` in the same transaction (in the statement that
+/// checks the session), which tells the engine through its inbox trigger.
 async fn write_inventory(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     host_id: &str,
     inventory: &Inventory,
 ) -> Result<(), StoreError> {
-    // Tells the engine (through its inbox trigger) that a report came.
-    sqlx::query("UPDATE hosts SET inventory_rev = inventory_rev + 1 WHERE host_id = $1")
-        .bind(host_id)
-        .execute(&mut **tx)
-        .await?;
     sqlx::query("DELETE FROM databases WHERE host_id = $1")
         .bind(host_id)
         .execute(&mut **tx)
