@@ -103,8 +103,17 @@ fn generated_types_stay_at_the_wire_edges() {
         "generated protobuf types outside the wire's edges (convert to domain types where they arrive): {offenders:?}"
     );
     // The engine reaches agents through the delivery interface only.
-    let engine = std::fs::read_to_string(root().join("controller/src/engine.rs")).unwrap();
-    assert!(!engine.contains("crate::grpc") && !engine.contains("tierwise_proto"));
+    let engine = sources("controller/src/engine", &[".rs"]);
+    assert!(
+        !engine.is_empty(),
+        "the engine's files are in controller/src/engine/"
+    );
+    for (path, text) in engine {
+        assert!(
+            !text.contains("crate::grpc") && !text.contains("tierwise_proto"),
+            "{path} reaches agents other than through the delivery interface"
+        );
+    }
 }
 
 #[test]
