@@ -43,7 +43,9 @@ fn the_swarm_runs_every_scenario_and_prints_its_figures() -> anyhow::Result<()> 
         "KiB per agent",
         "storm: controller killed and restarted; all 300 back",
         "rollout of 300 hosts: completed",
-        "latest result → next command: p50",
+        "delivery (queued at the commit → agent has the command): p50",
+        "handoff (latest result → next command",
+        "ingest: 3000 inventory reports (10 per agent at once) stored in",
     ] {
         assert!(stdout.contains(expected), "`{expected}` missing:\n{stdout}");
     }
