@@ -18,4 +18,6 @@ pub mod pki;
 pub mod rollout_view;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+mod test_fixtures;
 pub mod wire;

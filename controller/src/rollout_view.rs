@@ -278,44 +278,13 @@ impl RolloutStatus {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use tierwise_common::action::StepAction;
-    use tierwise_common::plan::PhaseKind;
-    use tierwise_common::rollout::{ExecPhase, RolloutOptions};
-    use tierwise_common::Version;
+    use crate::test_fixtures::{step, wave_rollout};
 
     #[test]
     fn lists_stop_at_listed_and_say_how_many_more() {
-        let record = RolloutRecord {
-            id: "r1".into(),
-            installation: "prod".into(),
-            target: Version::new(9, 3, 1, 2),
-            state: RolloutState::Running,
-            current_phase: 0,
-            options: RolloutOptions::default(),
-            phases: vec![ExecPhase {
-                kind: PhaseKind::ClientWave {
-                    wave: 0,
-                    percent: 100,
-                },
-            }],
-            reason: String::new(),
-            created_ms: 0,
-            updated_ms: 0,
-            nonce: "n".into(),
-        };
+        let record = wave_rollout();
         let steps: Vec<ExecStep> = (0..LISTED + 5)
-            .map(|n| ExecStep {
-                step_id: format!("r1-{n}"),
-                phase: 0,
-                host_id: format!("cl-{n:05}"),
-                action: StepAction::Reprobe,
-                state: StepState::Dispatched,
-                attempts: 1,
-                changed_ms: 0,
-                outcome: None,
-                reason: String::new(),
-                restart: Default::default(),
-            })
+            .map(|n| step(n, &format!("cl-{n:05}"), StepState::Dispatched))
             .collect();
         let status = RolloutStatus::build(&record, &steps, &[], &[], &[]);
         assert_eq!(status.running.len(), LISTED);

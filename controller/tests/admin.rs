@@ -5,6 +5,8 @@
 
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
+mod support;
+
 use std::sync::Arc;
 use tierwise_common::fixtures::{client, server, web};
 use tierwise_common::{Check, HostRecord, ProbedVersion, Version, WebServerKind};
@@ -13,7 +15,7 @@ use tierwise_controller::engine::Engine;
 use tierwise_controller::grpc::admin::AdminApi;
 use tierwise_controller::grpc::auth::{Principal, Role};
 use tierwise_controller::grpc::sessions::Sessions;
-use tierwise_controller::store::{HostReport, Store};
+use tierwise_controller::store::Store;
 use tierwise_proto::v1::admin_service_server::AdminService;
 use tierwise_proto::v1::{
     ChangeRolloutRequest, ImportCatalogueRequest, ListAuditRequest, ListHostsRequest,
@@ -41,21 +43,7 @@ async fn api(dir: &std::path::Path) -> AdminApi {
         client("cl-1", "prod", ProbedVersion::Installed(V931), Check::No),
     ];
     for host in &hosts {
-        let report = HostReport {
-            host_id: host.host_id.clone(),
-            hostname: host.hostname.clone(),
-            installation: host.installation.clone(),
-            os: host.os.clone(),
-            agent_version: host.agent_version.clone(),
-            heartbeat_seconds: 10,
-            inventory: host.inventory.clone(),
-            boot_ms: Some(1_000),
-        };
-        let now = tierwise_runtime::clock::now_ms();
-        store
-            .record_hello(&report, &format!("s-{}", host.host_id), now)
-            .await
-            .unwrap();
+        support::hello(&store, host, 1_000).await;
     }
     let sessions = Sessions::default();
     let engine = Engine::new(store.clone(), Arc::new(sessions.clone()));

@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use tierwise_common::action::StepOutcome;
 use tierwise_common::fixtures::{client, licence, password_secure_catalogue, server, web};
@@ -13,7 +15,7 @@ use tierwise_common::{Check, ClientWaves, HostRecord, ProbedVersion, Version, We
 use tierwise_controller::delivery::Deliver;
 use tierwise_controller::engine::Engine;
 use tierwise_controller::store::rollouts::StepResultRecord;
-use tierwise_controller::store::{HostReport, Store};
+use tierwise_controller::store::Store;
 
 const FROM: Version = Version::new(9, 3, 0, 33526);
 const TO: Version = Version::new(9, 3, 1, 33994);
@@ -83,23 +85,6 @@ fn fleet() -> Vec<HostRecord> {
     ]
 }
 
-async fn hello(store: &Store, host: &HostRecord, boot_ms: i64) {
-    let report = HostReport {
-        host_id: host.host_id.clone(),
-        hostname: host.hostname.clone(),
-        installation: host.installation.clone(),
-        os: host.os.clone(),
-        agent_version: host.agent_version.clone(),
-        heartbeat_seconds: 10,
-        inventory: host.inventory.clone(),
-        boot_ms: Some(boot_ms),
-    };
-    store
-        .record_hello(&report, &format!("s-{}", host.host_id), now())
-        .await
-        .unwrap();
-}
-
 fn now() -> i64 {
     tierwise_runtime::clock::now_ms()
 }
@@ -124,7 +109,7 @@ async fn the_engine_hands_out_decisions_outstanding_steps_and_restarts() {
     let store = Store::open("sqlite::memory:").await.unwrap();
     let hosts = fleet();
     for host in &hosts {
-        hello(&store, host, 1_000).await;
+        support::hello(&store, host, 1_000).await;
     }
     let planned = plan(&PlanRequest {
         installation: "prod",
@@ -220,7 +205,7 @@ async fn the_engine_hands_out_decisions_outstanding_steps_and_restarts() {
     recorder.take();
     let mut rebooted = hosts[0].clone();
     rebooted.inventory = server("srv", "prod", TO, &[("PSDB", false, FROM)]).inventory;
-    hello(&store, &rebooted, now() + 1_000).await;
+    support::hello(&store, &rebooted, now() + 1_000).await;
     assert_eq!(engine.hello("srv", Some(now() + 1_000)).await.unwrap(), 0);
     // Back with a later boot and the new version: start services next.
     engine.evaluate_all().await.unwrap();

@@ -107,11 +107,11 @@ async fn suite(store: &Store) {
 
     // Inventory changes replace the old one, on the current session only.
     assert!(store
-        .record_inventory("srv-01", "s1", &server_inventory(V263, true), t0 + 1000)
+        .record_inventory("srv-01", "s1", server_inventory(V263, true), t0 + 1000)
         .await
         .unwrap());
     assert!(!store
-        .record_inventory("srv-01", "stale", &server_inventory(V931, false), t0 + 1500)
+        .record_inventory("srv-01", "stale", server_inventory(V931, false), t0 + 1500)
         .await
         .unwrap());
     let host = store.get_host("srv-01", t0 + 2000).await.unwrap().unwrap();
@@ -531,7 +531,7 @@ async fn placement(store: &Store, t0: i64) {
         "east"
     );
     assert!(store
-        .record_inventory("auto-1", "a1b", &auto_client(&["west-srv"]), t + 2)
+        .record_inventory("auto-1", "a1b", auto_client(&["west-srv"]), t + 2)
         .await
         .unwrap());
     assert_eq!(
@@ -556,7 +556,7 @@ async fn placement(store: &Store, t0: i64) {
         .record_inventory(
             "auto-2",
             "a2",
-            &auto_client(&["ninenine.corp.example"]),
+            auto_client(&["ninenine.corp.example"]),
             t + 4,
         )
         .await
@@ -573,7 +573,7 @@ async fn placement(store: &Store, t0: i64) {
     // A placed client that reports no profile (its user logged off) keeps
     // its placement.
     store
-        .record_inventory("auto-2", "a2", &auto_client(&[]), t + 4)
+        .record_inventory("auto-2", "a2", auto_client(&[]), t + 4)
         .await
         .unwrap();
     assert_eq!(
@@ -787,7 +787,7 @@ async fn engine_inbox(store: &Store, t0: i64) {
     assert_eq!(take().await, taken(&[]), "a heartbeat is not a change");
 
     assert!(store
-        .record_inventory("inbox-01", "i1", &web_and_client(), t0 + 11_000)
+        .record_inventory("inbox-01", "i1", web_and_client(), t0 + 11_000)
         .await
         .unwrap());
     assert_eq!(

@@ -292,6 +292,13 @@ impl Controller {
         .map(|_| ())
     }
 
+    /// `tierwise rollout status --json`.
+    pub fn rollout_status(&self) -> Result<Value> {
+        Ok(serde_json::from_str(
+            &self.cli(&["rollout", "status", "--json"])?,
+        )?)
+    }
+
     /// `tierwise hosts list --json`.
     pub fn hosts(&self) -> Result<Vec<Value>> {
         let text = self.cli(&["hosts", "list", "--json"])?;
@@ -564,6 +571,14 @@ exit 0
             .lines()
             .map(str::to_owned)
             .collect()
+    }
+
+    /// How many times an installer ran on this host.
+    pub fn installs(&self) -> usize {
+        self.runs()
+            .iter()
+            .filter(|l| l.contains(" install "))
+            .count()
     }
 
     /// Changes what the version probe will read.

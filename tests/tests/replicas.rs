@@ -107,25 +107,96 @@ fn replicas(root: &std::path::Path, db: &Database) -> anyhow::Result<(Controller
     Ok((first, second))
 }
 
-fn start_agent(
-    root: &std::path::Path,
-    controller: &Controller,
-    order: &std::path::Path,
-    host_id: &str,
-    plays: Plays,
-    delay: &str,
-) -> anyhow::Result<Agent> {
-    let mut agent = Agent::start(root, &controller.url(), host_id, plays, V931)?;
-    agent.with_installers(order, delay)?;
-    Ok(agent)
+/// A server, a web host and clients of `prod`, each agent connected to the
+/// URL given for it, all online (as `watch` shows them).
+struct SplitFleet {
+    server: Agent,
+    _web: Agent,
+    clients: Vec<Agent>,
 }
 
-fn installs(agent: &Agent) -> usize {
-    agent
-        .runs()
-        .iter()
-        .filter(|l| l.contains(" install "))
-        .count()
+impl SplitFleet {
+    fn start(
+        root: &std::path::Path,
+        watch: &Controller,
+        server_url: &str,
+        web_url: &str,
+        client_urls: &[String],
+        client_delay: &str,
+    ) -> anyhow::Result<Self> {
+        let order = root.join("order.log");
+        let mut server = Agent::start(
+            root,
+            server_url,
+            "srv-01",
+            Plays::Server(vec![("PSDB", true, V931)]),
+            V931,
+        )?;
+        server.with_installers(&order, "0.2")?;
+        let web = Agent::start(
+            root,
+            web_url,
+            "web-01",
+            Plays::Web { websocket: true },
+            V931,
+        )?;
+        web.with_web_package(V263)?;
+        let mut clients = Vec::new();
+        for (i, url) in client_urls.iter().enumerate() {
+            let mut client = Agent::start(root, url, &format!("cl-{i:03}"), Plays::Client, V931)?;
+            client.with_installers(&order, client_delay)?;
+            clients.push(client);
+        }
+        let expected = client_urls.len() + 2;
+        tierwise_e2e::wait_for("every agent online", Duration::from_secs(30), || {
+            let hosts = watch.hosts()?;
+            Ok(
+                (hosts.len() == expected && hosts.iter().all(|h| h["online"] == true))
+                    .then_some(()),
+            )
+        })?;
+        Ok(Self {
+            server,
+            _web: web,
+            clients,
+        })
+    }
+
+    /// Every installer ran exactly once.
+    fn assert_installed_once(&self) {
+        assert_eq!(self.server.installs(), 1, "{:?}", self.server.runs());
+        for client in &self.clients {
+            assert_eq!(
+                client.installs(),
+                1,
+                "{}: {:?}",
+                client.host_id,
+                client.runs()
+            );
+        }
+    }
+}
+
+/// Imports the catalogue, licenses `prod` and starts a rollout with these
+/// client waves, all through `controller`.
+fn start_rollout(controller: &Controller, waves: &str) -> anyhow::Result<()> {
+    controller.cli(&["releases", "import", &tierwise_e2e::catalogue_path()])?;
+    controller.license("prod")?;
+    controller.rollout_start(&["--client-waves", waves])
+}
+
+/// Waits until a client's step runs (a kill then lands mid-rollout).
+fn wait_client_steps_running(controller: &Controller) -> anyhow::Result<()> {
+    tierwise_e2e::wait_for("client steps running", Duration::from_secs(60), || {
+        let status = controller.rollout_status()?;
+        Ok(status["running"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["host_id"].as_str().is_some_and(|h| h.starts_with("cl-")))
+            .then_some(()))
+    })?;
+    Ok(())
 }
 
 fn wait_completed(controller: &Controller, limit: u64) -> anyhow::Result<serde_json::Value> {
@@ -133,8 +204,7 @@ fn wait_completed(controller: &Controller, limit: u64) -> anyhow::Result<serde_j
         "the rollout to complete",
         Duration::from_secs(limit),
         || {
-            let status: serde_json::Value =
-                serde_json::from_str(&controller.cli(&["rollout", "status", "--json"])?)?;
+            let status = controller.rollout_status()?;
             anyhow::ensure!(status["state"] != "failed", "the rollout failed: {status}");
             Ok((status["state"] == "completed").then_some(status))
         },
@@ -149,54 +219,21 @@ fn agents_split_over_two_replicas_finish_a_rollout_each_installer_once() -> anyh
     };
     let root = tempfile::tempdir()?;
     let (a, b) = replicas(root.path(), &db)?;
-    let order = root.path().join("order.log");
-    let server = start_agent(
+    let fleet = SplitFleet::start(
         root.path(),
         &a,
-        &order,
-        "srv-01",
-        Plays::Server(vec![("PSDB", true, V931)]),
+        &a.url(),
+        &b.url(),
+        &[a.url(), b.url(), b.url(), a.url()],
         "0.2",
     )?;
-    let web = Agent::start(
-        root.path(),
-        &b.url(),
-        "web-01",
-        Plays::Web { websocket: true },
-        V931,
-    )?;
-    web.with_web_package(V263)?;
-    let mut clients = Vec::new();
-    for (i, replica) in [&a, &b, &b, &a].iter().enumerate() {
-        clients.push(start_agent(
-            root.path(),
-            replica,
-            &order,
-            &format!("cl-{i:03}"),
-            Plays::Client,
-            "0.2",
-        )?);
-    }
-    tierwise_e2e::wait_for("every agent online", Duration::from_secs(30), || {
-        let hosts = a.hosts()?;
-        Ok((hosts.len() == 6 && hosts.iter().all(|h| h["online"] == true)).then_some(()))
-    })?;
     // Operators may use either replica.
     b.cli(&["releases", "import", &tierwise_e2e::catalogue_path()])?;
     a.license("prod")?;
     b.rollout_start(&["--client-waves", "50%,100%"])?;
     let done = wait_completed(&a, 90)?;
     assert!(done["failures"].as_array().unwrap().is_empty(), "{done}");
-    assert_eq!(installs(&server), 1, "{:?}", server.runs());
-    for client in &clients {
-        assert_eq!(
-            installs(client),
-            1,
-            "{}: {:?}",
-            client.host_id,
-            client.runs()
-        );
-    }
+    fleet.assert_installed_once();
     Ok(())
 }
 
@@ -207,52 +244,18 @@ fn the_leader_killed_mid_rollout_another_replica_finishes_it() -> anyhow::Result
     };
     let root = tempfile::tempdir()?;
     let (mut leader, other) = replicas(root.path(), &db)?;
-    let order = root.path().join("order.log");
     // Every agent on the replica that stays; slow clients, so the kill
     // lands while steps run.
-    let server = start_agent(
+    let fleet = SplitFleet::start(
         root.path(),
         &other,
-        &order,
-        "srv-01",
-        Plays::Server(vec![("PSDB", true, V931)]),
-        "0.2",
-    )?;
-    let web = Agent::start(
-        root.path(),
         &other.url(),
-        "web-01",
-        Plays::Web { websocket: true },
-        V931,
+        &other.url(),
+        &vec![other.url(); 4],
+        "1.5",
     )?;
-    web.with_web_package(V263)?;
-    let mut clients = Vec::new();
-    for i in 0..4 {
-        clients.push(start_agent(
-            root.path(),
-            &other,
-            &order,
-            &format!("cl-{i:03}"),
-            Plays::Client,
-            "1.5",
-        )?);
-    }
-    tierwise_e2e::wait_for("every agent online", Duration::from_secs(30), || {
-        let hosts = other.hosts()?;
-        Ok((hosts.len() == 6 && hosts.iter().all(|h| h["online"] == true)).then_some(()))
-    })?;
-    other.cli(&["releases", "import", &tierwise_e2e::catalogue_path()])?;
-    other.license("prod")?;
-    other.rollout_start(&["--client-waves", "100%"])?;
-    tierwise_e2e::wait_for("client steps running", Duration::from_secs(60), || {
-        let status: serde_json::Value =
-            serde_json::from_str(&other.cli(&["rollout", "status", "--json"])?)?;
-        Ok((!status["running"].as_array().unwrap().is_empty()
-            && status["running"][0]["host_id"]
-                .as_str()
-                .is_some_and(|h| h.starts_with("cl-")))
-        .then_some(()))
-    })?;
+    start_rollout(&other, "100%")?;
+    wait_client_steps_running(&other)?;
     leader.process.kill();
     let killed = std::time::Instant::now();
     tierwise_e2e::wait_for("the other replica to lead", Duration::from_secs(30), || {
@@ -268,16 +271,7 @@ fn the_leader_killed_mid_rollout_another_replica_finishes_it() -> anyhow::Result
     );
     let done = wait_completed(&other, 90)?;
     assert!(done["failures"].as_array().unwrap().is_empty(), "{done}");
-    assert_eq!(installs(&server), 1);
-    for client in &clients {
-        assert_eq!(
-            installs(client),
-            1,
-            "{}: {:?}",
-            client.host_id,
-            client.runs()
-        );
-    }
+    fleet.assert_installed_once();
     Ok(())
 }
 
@@ -353,62 +347,21 @@ fn a_killed_replica_s_agents_come_back_through_another_and_get_their_steps() -> 
         return Ok(());
     };
     a.also_reached_at(&balancer.url());
-    let order = root.path().join("order.log");
-    let via = |host_id: &str, plays: Plays, delay: &str| -> anyhow::Result<Agent> {
-        let mut agent = Agent::start(root.path(), &balancer.url(), host_id, plays, V931)?;
-        agent.with_installers(&order, delay)?;
-        Ok(agent)
-    };
-    let server = via("srv-01", Plays::Server(vec![("PSDB", true, V931)]), "0.2")?;
-    let web = Agent::start(
-        root.path(),
-        &balancer.url(),
-        "web-01",
-        Plays::Web { websocket: true },
-        V931,
-    )?;
-    web.with_web_package(V263)?;
-    let mut clients = Vec::new();
-    for i in 0..6 {
-        clients.push(via(&format!("cl-{i:03}"), Plays::Client, "2")?);
-    }
-    tierwise_e2e::wait_for("every agent online", Duration::from_secs(30), || {
-        let hosts = a.hosts()?;
-        Ok((hosts.len() == 8 && hosts.iter().all(|h| h["online"] == true)).then_some(()))
-    })?;
+    let via = balancer.url();
+    let fleet = SplitFleet::start(root.path(), &a, &via, &via, &vec![via.clone(); 6], "2")?;
     // The balancer spread them: each replica holds some streams.
     let b_streams = || -> usize { b.process.log_text().matches("agent connected").count() };
     assert!(
         b_streams() > 0,
         "round robin gave the second replica no agent"
     );
-    a.cli(&["releases", "import", &tierwise_e2e::catalogue_path()])?;
-    a.license("prod")?;
-    a.rollout_start(&["--client-waves", "100%"])?;
-    tierwise_e2e::wait_for("client steps running", Duration::from_secs(60), || {
-        let status: serde_json::Value =
-            serde_json::from_str(&a.cli(&["rollout", "status", "--json"])?)?;
-        Ok(status["running"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["host_id"].as_str().is_some_and(|h| h.starts_with("cl-")))
-            .then_some(()))
-    })?;
+    start_rollout(&a, "100%")?;
+    wait_client_steps_running(&a)?;
     // The second replica dies with client steps sent through it.
     b.process.kill();
     let done = wait_completed(&a, 120)?;
     assert!(done["failures"].as_array().unwrap().is_empty(), "{done}");
-    assert_eq!(installs(&server), 1);
-    for client in &clients {
-        assert_eq!(
-            installs(client),
-            1,
-            "{}: {:?}",
-            client.host_id,
-            client.runs()
-        );
-    }
+    fleet.assert_installed_once();
     Ok(())
 }
 

@@ -13,12 +13,6 @@ fn fleet(clients: usize) -> anyhow::Result<Fleet> {
     })
 }
 
-fn status(controller: &Controller) -> anyhow::Result<serde_json::Value> {
-    Ok(serde_json::from_str(
-        &controller.cli(&["rollout", "status", "--json"])?,
-    )?)
-}
-
 fn wait_state(
     controller: &Controller,
     state: &str,
@@ -28,7 +22,7 @@ fn wait_state(
         &format!("rollout {state}"),
         Duration::from_secs(limit),
         || {
-            let s = status(controller)?;
+            let s = controller.rollout_status()?;
             Ok((s["state"] == state).then_some(s))
         },
     );
@@ -98,7 +92,7 @@ fn happy_path_in_vendor_order() -> anyhow::Result<()> {
             .as_array()
             .unwrap()
             .len()),
-        count(&status(c)?["phases"], &|p| usize::try_from(
+        count(&c.rollout_status()?["phases"], &|p| usize::try_from(
             p["steps"].as_u64().unwrap()
         )
         .unwrap()),
@@ -163,16 +157,7 @@ fn a_failing_server_install_stops_everything_after_it() -> anyhow::Result<()> {
     // The server's stop_services succeeds; make its install fail (MSI 1603).
     std::fs::write(fleet.server.dir.join("fail"), "0")?;
     std::fs::remove_file(fleet.server.dir.join("fail"))?;
-    c.cli(&[
-        "rollout",
-        "start",
-        "--installation",
-        "prod",
-        "--to",
-        V263,
-        "--ack-breaking",
-        "--ack-server-manager-password",
-    ])?;
+    c.rollout_start(&[])?;
     // Wait for the backup and stop to have run, then fail the install.
     wait_for("stop ran", Duration::from_secs(30), || {
         Ok(fleet
@@ -216,17 +201,7 @@ fn a_failing_server_install_stops_everything_after_it() -> anyhow::Result<()> {
 fn pause_resume_abort_and_approve() -> anyhow::Result<()> {
     let fleet = fleet(2)?;
     let c = &fleet.controller;
-    c.cli(&[
-        "rollout",
-        "start",
-        "--installation",
-        "prod",
-        "--to",
-        V263,
-        "--ack-breaking",
-        "--ack-server-manager-password",
-        "--approve-phases",
-    ])?;
+    c.rollout_start(&["--approve-phases"])?;
     // The backup phase runs, then the rollout waits for approval.
     let waiting = wait_state(c, "waiting_for_approval", 30)?;
     assert_eq!(waiting["current_phase"], 1);
@@ -235,7 +210,7 @@ fn pause_resume_abort_and_approve() -> anyhow::Result<()> {
     assert!(String::from_utf8_lossy(&refused.stderr)
         .contains("rollout r1 is waiting_for_approval; resume needs it to be paused or failed"));
     c.cli(&["rollout", "pause", "r1"])?;
-    assert_eq!(status(c)?["state"], "paused");
+    assert_eq!(c.rollout_status()?["state"], "paused");
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(
         fleet.server.runs().len(),
@@ -243,7 +218,7 @@ fn pause_resume_abort_and_approve() -> anyhow::Result<()> {
         "nothing dispatched while paused"
     );
     c.cli(&["rollout", "abort", "r1"])?;
-    assert_eq!(status(c)?["state"], "aborted");
+    assert_eq!(c.rollout_status()?["state"], "aborted");
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(fleet.server.runs().len(), 1, "aborted before the server");
     for client in &fleet.clients {
@@ -271,7 +246,7 @@ fn pause_resume_abort_and_approve() -> anyhow::Result<()> {
         .count();
     assert_eq!(waves, 2, "a canary, then the rest: {done}");
     for client in &fleet.clients {
-        assert_eq!(installs(client), 1, "{} updated", client.host_id);
+        assert_eq!(client.installs(), 1, "{} updated", client.host_id);
     }
     let audit: serde_json::Value = serde_json::from_str(&c.cli(&["audit", "--json"])?)?;
     let actions: Vec<&str> = audit
@@ -310,14 +285,6 @@ fn start_with_offline_client(fleet: &mut Fleet, index: usize) -> anyhow::Result<
     Ok(away)
 }
 
-fn installs(agent: &Agent) -> usize {
-    agent
-        .runs()
-        .iter()
-        .filter(|l| l.contains(" install "))
-        .count()
-}
-
 #[test]
 fn a_killed_controller_resumes_with_no_step_lost_or_repeated() -> anyhow::Result<()> {
     let mut fleet = fleet(6)?;
@@ -331,7 +298,7 @@ fn a_killed_controller_resumes_with_no_step_lost_or_repeated() -> anyhow::Result
     }
     start(&fleet.controller, &["--client-waves", "50%,100%"])?;
     wait_for("a client install running", Duration::from_secs(60), || {
-        Ok(fleet.clients.iter().any(|c| installs(c) > 0).then_some(()))
+        Ok(fleet.clients.iter().any(|c| c.installs() > 0).then_some(()))
     })?;
     let addr = fleet.controller.addr.to_string();
     let data_dir = fleet.controller.data_dir.clone();
@@ -341,7 +308,7 @@ fn a_killed_controller_resumes_with_no_step_lost_or_repeated() -> anyhow::Result
     assert!(done["failures"].as_array().unwrap().is_empty(), "{done}");
     for client in &fleet.clients {
         assert_eq!(
-            installs(client),
+            client.installs(),
             1,
             "{} installed exactly once",
             client.host_id
@@ -363,7 +330,7 @@ fn an_agent_killed_mid_step_reports_from_its_journal_and_never_reruns() -> anyho
     wait_for(
         "the server install running",
         Duration::from_secs(30),
-        || Ok((installs(&fleet.server) == 1).then_some(())),
+        || Ok((fleet.server.installs() == 1).then_some(())),
     )?;
     fleet.server.process.kill();
     fleet.server.restart()?;
@@ -375,14 +342,14 @@ fn an_agent_killed_mid_step_reports_from_its_journal_and_never_reruns() -> anyho
     );
     std::thread::sleep(Duration::from_millis(2500));
     assert_eq!(
-        installs(&fleet.server),
+        fleet.server.installs(),
         1,
         "the interrupted step was not run again"
     );
     // The operator checked the host: resuming runs a new attempt.
     fleet.controller.cli(&["rollout", "resume", "r1"])?;
     wait_state(&fleet.controller, "completed", 60)?;
-    assert_eq!(installs(&fleet.server), 2);
+    assert_eq!(fleet.server.installs(), 2);
     Ok(())
 }
 
@@ -394,7 +361,7 @@ fn an_offline_client_gets_its_step_when_it_returns() -> anyhow::Result<()> {
         "the wave waits for the offline client",
         Duration::from_secs(60),
         || {
-            let s = status(&fleet.controller)?;
+            let s = fleet.controller.rollout_status()?;
             Ok((s["waiting_for_offline"] == serde_json::json!([away])).then_some(s))
         },
     )?
@@ -407,7 +374,7 @@ fn an_offline_client_gets_its_step_when_it_returns() -> anyhow::Result<()> {
     );
     fleet.clients[0].restart()?;
     wait_state(&fleet.controller, "completed", 60)?;
-    assert_eq!(installs(&fleet.clients[0]), 1);
+    assert_eq!(fleet.clients[0].installs(), 1);
     Ok(())
 }
 
@@ -434,7 +401,7 @@ fn a_wave_over_its_error_threshold_halts_and_resume_continues() -> anyhow::Resul
     fleet.controller.cli(&["rollout", "resume", "r1"])?;
     wait_state(&fleet.controller, "completed", 60)?;
     for client in &fleet.clients {
-        assert_eq!(installs(client), 1, "{}", client.host_id);
+        assert_eq!(client.installs(), 1, "{}", client.host_id);
     }
     Ok(())
 }
@@ -518,16 +485,7 @@ fn installers_come_from_the_controller_and_are_verified_before_anything_runs() -
         "{stderr}"
     );
     // Without the stored installer the rollout cannot start.
-    let out = controller.cli_output(&[
-        "rollout",
-        "start",
-        "--installation",
-        "prod",
-        "--to",
-        V263,
-        "--ack-breaking",
-        "--ack-server-manager-password",
-    ])?;
+    let out = controller.rollout_start_output(&[])?;
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("but it is not stored; add it with"),
         "{}",
@@ -553,16 +511,7 @@ fn installers_come_from_the_controller_and_are_verified_before_anything_runs() -
     // Tamper with the controller's copy: the agents must refuse it.
     let cas = controller.data_dir.join("artifacts").join(&real_sha);
     std::fs::write(&cas, vec![8u8; 300_000])?;
-    controller.cli(&[
-        "rollout",
-        "start",
-        "--installation",
-        "prod",
-        "--to",
-        V263,
-        "--ack-breaking",
-        "--ack-server-manager-password",
-    ])?;
+    controller.rollout_start(&[])?;
     let failed = wait_state(&controller, "failed", 60)?;
     let failures = failed["failures"].as_array().unwrap();
     assert!(!failures.is_empty());
@@ -593,7 +542,7 @@ fn installers_come_from_the_controller_and_are_verified_before_anything_runs() -
     controller.cli(&["rollout", "resume", "r1"])?;
     wait_state(&controller, "completed", 60)?;
     for client in &clients {
-        assert_eq!(installs(client), 1);
+        assert_eq!(client.installs(), 1);
         let installer = client.dir.join("state/artifacts").join(&real_sha);
         assert!(installer.is_file(), "kept under its checksum");
         let runs = client.runs().join("\n");
@@ -618,7 +567,7 @@ fn an_operator_can_finish_without_a_host_that_stays_offline() -> anyhow::Result<
         "the wave waits for the offline client",
         Duration::from_secs(60),
         || {
-            let s = status(&fleet.controller)?;
+            let s = fleet.controller.rollout_status()?;
             Ok((s["waiting_for_offline"] == serde_json::json!([away])).then_some(()))
         },
     )?;
@@ -634,7 +583,7 @@ fn an_operator_can_finish_without_a_host_that_stays_offline() -> anyhow::Result<
         "{skipped}"
     );
     wait_state(&fleet.controller, "completed", 30)?;
-    assert_eq!(installs(&fleet.clients[0]), 1);
+    assert_eq!(fleet.clients[0].installs(), 1);
     let audit = fleet.controller.cli(&["audit"])?;
     assert!(
         audit.contains("rollout skip host")
@@ -657,7 +606,7 @@ fn status_shows_what_running_steps_report() -> anyhow::Result<()> {
         "progress of the server install",
         Duration::from_secs(30),
         || {
-            let s = status(&fleet.controller)?;
+            let s = fleet.controller.rollout_status()?;
             let found = s["running"].as_array().and_then(|r| {
                 r.iter()
                     .find(|step| {
@@ -740,7 +689,7 @@ fn a_restored_database_runs_a_new_rollout_for_real() -> anyhow::Result<()> {
     let status = wait_state(&fleet.controller, "completed", 120)?;
     assert_eq!(status["id"], "r1", "the restored database reuses the id");
     for client in &fleet.clients {
-        assert_eq!(installs(client), 2, "{} installed again", client.host_id);
+        assert_eq!(client.installs(), 2, "{} installed again", client.host_id);
     }
     Ok(())
 }
@@ -815,7 +764,7 @@ fn a_success_that_is_never_reported_fails_after_its_deadline() -> anyhow::Result
         ],
     )?;
     wait_for("the wait to show", Duration::from_secs(60), || {
-        let s = status(c)?;
+        let s = c.rollout_status()?;
         let awaited = s["awaiting_reports"]
             .as_array()
             .cloned()
@@ -942,7 +891,7 @@ fn restarts_are_orchestrated_by_role_policy() -> anyhow::Result<()> {
     // The client's restart goes out without asking; time it from the
     // result that asked for it to the host verified after its reboot.
     let (_, _) = wait_for("the client's restart", Duration::from_secs(90), || {
-        let s = status(c)?;
+        let s = c.rollout_status()?;
         Ok(s["pending_restarts"]
             .as_array()
             .unwrap()

@@ -423,23 +423,9 @@ fn certificates_renew_under_a_running_rollout_without_dropping_it() {
     })
     .unwrap();
     let (controller, server, clients) = (&fleet.controller, &fleet.server, &fleet.clients);
-    controller
-        .cli(&[
-            "rollout",
-            "start",
-            "--installation",
-            "prod",
-            "--to",
-            V263,
-            "--ack-breaking",
-            "--ack-server-manager-password",
-            "--ack",
-            "pkcs11",
-        ])
-        .unwrap();
+    controller.rollout_start(&["--ack", "pkcs11"]).unwrap();
     let (done, took) = wait_for("the rollout to end", Duration::from_secs(120), || {
-        let status: serde_json::Value =
-            serde_json::from_str(&controller.cli(&["rollout", "status", "--json"])?)?;
+        let status = controller.rollout_status()?;
         Ok((status["state"] != "running").then_some(status))
     })
     .unwrap();

@@ -362,8 +362,7 @@ fn the_windows_agent_is_deployed_by_msi_and_policy_and_updates_its_client() -> R
     let rollout_started = Instant::now();
     controller.rollout_start(&[])?;
     let wait = wait_for("the rollout to complete", Duration::from_secs(180), || {
-        let status: serde_json::Value =
-            serde_json::from_str(&controller.cli(&["rollout", "status", "--json"])?)?;
+        let status = controller.rollout_status()?;
         match status["state"].as_str() {
             Some("completed") => Ok(Some(())),
             Some("failed") | Some("aborted") => bail!("rollout ended: {status}"),

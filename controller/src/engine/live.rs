@@ -123,55 +123,22 @@ impl LiveRollout {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use tierwise_common::action::StepAction;
+    use crate::test_fixtures::{step, wave_rollout};
     use tierwise_common::fixtures::client;
-    use tierwise_common::plan::PhaseKind;
-    use tierwise_common::rollout::{ExecPhase, RolloutOptions, RolloutState, StepState};
+    use tierwise_common::rollout::StepState;
     use tierwise_common::{Check, ProbedVersion, Version};
 
     const FROM: Version = Version::new(9, 3, 0, 1);
-
-    fn step(n: usize, host: &str) -> ExecStep {
-        ExecStep {
-            step_id: format!("r1-{n}"),
-            phase: 0,
-            host_id: host.into(),
-            action: StepAction::Reprobe,
-            state: StepState::Pending,
-            attempts: 0,
-            changed_ms: 0,
-            outcome: None,
-            reason: String::new(),
-            restart: Default::default(),
-        }
-    }
 
     fn host(id: &str, installation: &str) -> HostRecord {
         client(id, installation, ProbedVersion::Installed(FROM), Check::No)
     }
 
     fn live() -> LiveRollout {
-        let record = RolloutRecord {
-            id: "r1".into(),
-            installation: "prod".into(),
-            target: Version::new(9, 3, 1, 2),
-            state: RolloutState::Running,
-            current_phase: 0,
-            options: RolloutOptions::default(),
-            phases: vec![ExecPhase {
-                kind: PhaseKind::ClientWave {
-                    wave: 0,
-                    percent: 100,
-                },
-            }],
-            reason: String::new(),
-            created_ms: 0,
-            updated_ms: 0,
-            nonce: "n".into(),
-        };
+        let pending = |n, host| step(n, host, StepState::Pending);
         LiveRollout::new(
-            record,
-            vec![step(1, "a"), step(2, "b"), step(3, "c")],
+            wave_rollout(),
+            vec![pending(1, "a"), pending(2, "b"), pending(3, "c")],
             // "x" has no step here; "c" is in another installation.
             vec![
                 host("a", "prod"),
@@ -181,7 +148,6 @@ mod tests {
             ],
         )
     }
-
     fn ids(live: &LiveRollout) -> Vec<&str> {
         let mut ids: Vec<&str> = live
             .snapshot()
@@ -218,9 +184,8 @@ mod tests {
     #[test]
     fn steps_read_again_replace_in_place_and_keep_their_order() {
         let mut live = live();
-        let mut done = step(2, "b");
-        done.state = StepState::Succeeded;
-        live.update_steps(vec![done, step(9, "z")]);
+        let done = step(2, "b", StepState::Succeeded);
+        live.update_steps(vec![done, step(9, "z", StepState::Pending)]);
         let steps = live.snapshot().steps;
         let order: Vec<&str> = steps.iter().map(|s| s.step_id.as_str()).collect();
         assert_eq!(order, ["r1-1", "r1-2", "r1-3"]);

@@ -522,7 +522,7 @@ impl Session {
                     .map_err(|e| ApiError::InvalidArgument(format!("Inventory: {e}")))?;
                 let current = self
                     .store
-                    .record_inventory(&self.host_id, &self.session_id, &inventory, now_ms())
+                    .record_inventory(&self.host_id, &self.session_id, inventory, now_ms())
                     .await?;
                 if current {
                     info!(host_id = %self.host_id, "inventory updated");

@@ -276,14 +276,14 @@ impl Store {
         &self,
         host_id: &str,
         session_id: &str,
-        inventory: &Inventory,
+        inventory: Inventory,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         self.ingest
             .write(ingest::Report {
                 host_id: host_id.to_owned(),
                 session_id: session_id.to_owned(),
-                inventory: inventory.clone(),
+                inventory,
                 now_ms,
             })
             .await
