@@ -8,10 +8,11 @@
 
 use crate::store::outbox::OutboxItem;
 use crate::store::{Backend, Store};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tierwise_common::rollout::Delivery;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tracing::{debug, warn};
 
 /// Hands deliveries and session commands to the streams of connected
@@ -25,6 +26,53 @@ pub trait Deliver: Send + Sync + std::fmt::Debug {
     fn refresh(&self, host_id: &str) -> bool;
     /// Ends the host's session (its certificates were revoked).
     fn close(&self, host_id: &str) -> bool;
+    /// Messages handed to this replica's streams that they have not sent
+    /// yet (what the wire is behind by).
+    fn queued(&self) -> usize;
+}
+
+/// Between the engine and this replica's outbox reader: wakes the reader,
+/// and tells the engine when the reader has taken what was committed, so a
+/// large wave goes out at the pace the streams take it instead of piling
+/// up in the outbox and the stream queues (where every command waits).
+#[derive(Debug)]
+pub struct OutboxSignal {
+    wake: Notify,
+    /// Commits that queued something, counted by the engine.
+    committed: AtomicU64,
+    /// The `committed` count the reader had seen when it last took.
+    taken: watch::Sender<u64>,
+}
+
+impl Default for OutboxSignal {
+    fn default() -> Self {
+        Self {
+            wake: Notify::new(),
+            committed: AtomicU64::new(0),
+            taken: watch::Sender::new(0),
+        }
+    }
+}
+
+impl OutboxSignal {
+    /// Wakes the reader (something was queued, by this replica or another).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Says that a commit queued something, wakes the reader, and returns
+    /// the commit's number for `taken`.
+    pub fn committed(&self) -> u64 {
+        let number = self.committed.fetch_add(1, Ordering::SeqCst) + 1;
+        self.wake();
+        number
+    }
+
+    /// Waits until the reader has taken commit `number` (up to `limit`).
+    pub async fn taken(&self, number: u64, limit: Duration) {
+        let mut taken = self.taken.subscribe();
+        let _ = tokio::time::timeout(limit, taken.wait_for(|t| *t >= number)).await;
+    }
 }
 
 /// How often the reader looks even without a wake-up (a notification lost
@@ -34,16 +82,24 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// Takes this replica's outbox rows whenever woken (by the local engine,
 /// by PostgreSQL's NOTIFY) and at least every `POLL`, and hands them over.
-pub async fn run_outbox(store: Store, deliver: Arc<dyn Deliver>, wake: Arc<Notify>) {
+pub async fn run_outbox(store: Store, deliver: Arc<dyn Deliver>, signal: Arc<OutboxSignal>) {
     if store.backend() == Backend::Postgres {
-        tokio::spawn(listen(store.clone(), wake.clone()));
+        tokio::spawn(listen(store.clone(), signal.clone()));
     }
     loop {
         tokio::select! {
-            _ = wake.notified() => {}
+            _ = signal.wake.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
         }
-        match store.take_outbox().await {
+        // Every commit counted before this take is in what it reads.
+        let seen = signal.committed.load(Ordering::SeqCst);
+        let taken = store.take_outbox().await;
+        signal.taken.send_if_modified(|taken| {
+            let newer = seen > *taken;
+            *taken = (*taken).max(seen);
+            newer
+        });
+        match taken {
             Ok(items) => {
                 for item in items {
                     let handed = match &item {
@@ -61,7 +117,7 @@ pub async fn run_outbox(store: Store, deliver: Arc<dyn Deliver>, wake: Arc<Notif
 
 /// Turns PostgreSQL's `tierwise_outbox` notifications into wake-ups; the
 /// poll covers the time a lost connection takes to come back.
-async fn listen(store: Store, wake: Arc<Notify>) {
+async fn listen(store: Store, signal: Arc<OutboxSignal>) {
     loop {
         match sqlx::postgres::PgListener::connect(store.connect_string()).await {
             Ok(mut listener) => {
@@ -69,7 +125,7 @@ async fn listen(store: Store, wake: Arc<Notify>) {
                     warn!(%error, "cannot listen for outbox notifications; polling");
                 } else {
                     while listener.recv().await.is_ok() {
-                        wake.notify_one();
+                        signal.wake();
                     }
                 }
             }

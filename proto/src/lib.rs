@@ -6,6 +6,8 @@
 
 #![allow(missing_debug_implementations)]
 
+pub mod codec;
+
 pub mod v1 {
     #![allow(clippy::all, clippy::pedantic, missing_docs)]
     tonic::include_proto!("tierwise.v1");

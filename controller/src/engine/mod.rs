@@ -15,7 +15,7 @@
 
 mod live;
 
-use crate::delivery::Deliver;
+use crate::delivery::{Deliver, OutboxSignal};
 use crate::store::{Store, StoreError};
 use live::LiveRollout;
 use std::collections::btree_map::Entry;
@@ -35,6 +35,33 @@ const TICK: Duration = Duration::from_millis(250);
 /// time moved (step timeouts, verification deadlines).
 const RECHECK_MS: i64 = 1_000;
 
+/// At most this many steps are dispatched per transaction.
+const DISPATCH_BATCH: usize = 100;
+
+/// The longest the engine waits for the wire between two parts of a wave
+/// (a stalled stream must not hold the rollout).
+const PACE_LIMIT: Duration = Duration::from_secs(1);
+
+/// Splits one round's decisions, in order, into parts that hold at most
+/// `max` dispatches each (the other decisions stay where they were).
+fn dispatch_batches(decisions: &[Decision], max: usize) -> Vec<&[Decision]> {
+    let mut parts = Vec::new();
+    let (mut start, mut count) = (0, 0);
+    for (i, decision) in decisions.iter().enumerate() {
+        if matches!(decision, Decision::Dispatch { .. }) {
+            if count == max.max(1) {
+                parts.push(&decisions[start..i]);
+                (start, count) = (i, 0);
+            }
+            count += 1;
+        }
+    }
+    if start < decisions.len() {
+        parts.push(&decisions[start..]);
+    }
+    parts
+}
+
 /// The running rollouts this replica keeps while it leads.
 #[derive(Debug, Default)]
 struct Live {
@@ -49,7 +76,7 @@ pub struct Engine {
     deliver: Arc<dyn Deliver>,
     wake: Arc<Notify>,
     /// Wakes this replica's outbox reader after a commit that queued.
-    outbox: Arc<Notify>,
+    outbox: Arc<OutboxSignal>,
     live: Arc<tokio::sync::Mutex<Live>>,
 }
 
@@ -59,14 +86,14 @@ impl Engine {
             store,
             deliver,
             wake: Arc::new(Notify::new()),
-            outbox: Arc::new(Notify::new()),
+            outbox: Arc::default(),
             live: Arc::default(),
         }
     }
 
     /// Wakes this replica's outbox reader (something was queued).
     pub fn wake_outbox(&self) {
-        self.outbox.notify_one();
+        self.outbox.wake();
     }
 
     /// Runs this replica's outbox reader, handing rows to the sessions.
@@ -206,18 +233,30 @@ impl Engine {
             return Ok(false);
         }
         let id = rollout.record.id.as_str();
-        let Some(dispatched) = self
-            .store
-            .apply_decisions(&rollout.record, &decisions, now)
-            .await?
-        else {
-            return Ok(false);
-        };
-        // What was applied comes back through the inbox; until then the
-        // rollout is looked at again next round.
-        rollout.dirty = true;
-        if !dispatched.is_empty() {
-            self.outbox.notify_one();
+        // A wave of thousands goes out in several commits. Each part is
+        // handed to the outbox at once, and the next is committed when the
+        // outbox reader has taken it and the streams have sent most of it:
+        // the first hosts start while the rest are still being written, and
+        // no command waits behind thousands of others. A part the store
+        // refuses (the rollout moved on under it) ends the round.
+        let mut last_commit = None;
+        for part in dispatch_batches(&decisions, DISPATCH_BATCH) {
+            if let Some(commit) = last_commit {
+                self.paced(commit).await;
+            }
+            let Some(dispatched) = self
+                .store
+                .apply_decisions(&rollout.record, part, now)
+                .await?
+            else {
+                return Ok(false);
+            };
+            // What was applied comes back through the inbox; until then the
+            // rollout is looked at again next round.
+            rollout.dirty = true;
+            if !dispatched.is_empty() {
+                last_commit = Some(self.outbox.committed());
+            }
         }
         for decision in &decisions {
             match decision {
@@ -248,6 +287,17 @@ impl Engine {
             .any(|d| matches!(d, Decision::EnterPhase { .. } | Decision::Retry { .. })))
     }
 
+    /// Waits (at most `PACE_LIMIT`) until the outbox reader has taken
+    /// commit `commit` and this replica's streams are behind by less than
+    /// one part.
+    async fn paced(&self, commit: u64) {
+        let deadline = tokio::time::Instant::now() + PACE_LIMIT;
+        self.outbox.taken(commit, PACE_LIMIT).await;
+        while self.deliver.queued() >= DISPATCH_BATCH && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Hands a host that just said hello everything it has outstanding:
     /// the current attempt of each dispatched step (their timeout starts
     /// again: the host may have been away for long) and each requested
@@ -264,5 +314,44 @@ impl Engine {
             }
         }
         Ok(sent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dispatch(n: usize) -> Decision {
+        Decision::Dispatch {
+            step_id: format!("s{n}"),
+        }
+    }
+
+    #[test]
+    fn dispatches_are_split_and_nothing_is_lost_or_reordered() {
+        let mut decisions: Vec<Decision> = (0..7).map(dispatch).collect();
+        decisions.insert(
+            3,
+            Decision::TimedOut {
+                step_id: "t".into(),
+            },
+        );
+        decisions.push(Decision::Complete);
+        let parts = dispatch_batches(&decisions, 3);
+        let sizes: Vec<usize> = parts.iter().map(|p| p.len()).collect();
+        assert_eq!(sizes, vec![4, 3, 2]);
+        assert!(parts.iter().all(|p| p
+            .iter()
+            .filter(|d| matches!(d, Decision::Dispatch { .. }))
+            .count()
+            <= 3));
+        assert_eq!(parts.concat(), decisions);
+    }
+
+    #[test]
+    fn a_round_without_dispatches_is_one_part() {
+        let decisions = vec![Decision::EnterPhase { phase: 2 }];
+        assert_eq!(dispatch_batches(&decisions, 250), vec![&decisions[..]]);
+        assert!(dispatch_batches(&[], 250).is_empty());
     }
 }

@@ -206,6 +206,13 @@ impl crate::delivery::Deliver for Sessions {
         outbound.try_send(Ok(message)).is_ok()
     }
 
+    fn queued(&self) -> usize {
+        self.entries()
+            .values()
+            .map(|e| e.outbound.max_capacity() - e.outbound.capacity())
+            .sum()
+    }
+
     fn close(&self, host_id: &str) -> bool {
         self.close_host(host_id, CloseReason::Revoked)
     }
