@@ -161,11 +161,7 @@ impl Pki {
         now_ms: i64,
         lifetime: Duration,
     ) -> Result<AgentCertificate, IssueError> {
-        let request = CertificateSigningRequestParams::from_der(&csr_der.to_vec().into())
-            .map_err(|e| IssueError::BadRequest(e.to_string()))?;
-        let public_key_sha256 = hex(&Sha256::digest(rcgen::PublicKeyData::der_bytes(
-            &request.public_key,
-        )));
+        let (request, public_key_sha256) = parse_request(csr_der)?;
         let serial = random_serial();
         let not_after_ms = now_ms + lifetime.as_millis() as i64;
         let mut params = CertificateParams::default();
@@ -195,8 +191,27 @@ impl Pki {
             certificate_pem: signed.pem(),
             not_after_ms,
             revoked_ms: None,
+            superseded_ms: None,
         })
     }
+
+    /// The SHA-256 (hex) of the public key an agent's certificate request
+    /// holds, once its signature is checked: what an enrollment is checked
+    /// with before anything is signed for it.
+    pub fn request_key_sha256(csr_der: &[u8]) -> Result<String, IssueError> {
+        parse_request(csr_der).map(|(_, key)| key)
+    }
+}
+
+/// Reads a certificate request (its signature proves the key) and the
+/// SHA-256 of its public key.
+fn parse_request(csr_der: &[u8]) -> Result<(CertificateSigningRequestParams, String), IssueError> {
+    let request = CertificateSigningRequestParams::from_der(&csr_der.to_vec().into())
+        .map_err(|e| IssueError::BadRequest(e.to_string()))?;
+    let public_key_sha256 = hex(&Sha256::digest(rcgen::PublicKeyData::der_bytes(
+        &request.public_key,
+    )));
+    Ok((request, public_key_sha256))
 }
 
 fn create_ca(cert_file: &Path, key_file: &Path, now_ms: i64) -> anyhow::Result<()> {

@@ -335,6 +335,7 @@ async fn suite(store: &Store) {
     rollouts(store, t0).await;
     engine_inbox(store, t0).await;
     security(store, t0).await;
+    renewal_and_moves(store, t0).await;
     placement(store, t0).await;
 }
 
@@ -882,6 +883,7 @@ async fn security(store: &Store, t0: i64) {
         certificate_pem: "PEM".into(),
         not_after_ms: t0 + 3_600_000,
         revoked_ms: None,
+        superseded_ms: None,
     };
     let enrollment = |secret: &'static str, serial: &str, key: &str| Enrollment {
         token_id: "t1",
@@ -955,6 +957,162 @@ async fn security(store: &Store, t0: i64) {
             "{action} not audited"
         );
     }
+}
+
+/// Renewals: only past half of a certificate's life, each supersedes the
+/// certificate it replaces, and a revocation between the handler's check
+/// and the renewal's transaction wins. Enrollments are checked before
+/// anything is signed, and a host stays in its installation.
+async fn renewal_and_moves(store: &Store, t0: i64) {
+    use tierwise_controller::store::security::{
+        AgentCertificate, EnrollError, Enrollment, NewToken, RenewError,
+    };
+    let hour = 3_600_000;
+    let certificate =
+        |serial: &str, host: &str, installation: &str, issued: i64| AgentCertificate {
+            serial: serial.into(),
+            host_id: host.into(),
+            installation: installation.into(),
+            public_key_sha256: format!("key-{serial}"),
+            certificate_pem: "PEM".into(),
+            not_after_ms: issued + 2 * hour,
+            revoked_ms: None,
+            superseded_ms: None,
+        };
+    for id in ["r-prod", "r-test"] {
+        let token = NewToken {
+            id,
+            secret_sha256: "aa",
+            installation: None,
+            uses_allowed: 10,
+            expires_ms: t0 + 100 * hour,
+        };
+        store.create_token(&token, "admin", t0).await.unwrap();
+    }
+    let enroll = |serial: &'static str,
+                  host: &'static str,
+                  installation: &'static str,
+                  token: &'static str,
+                  at: i64| {
+        let certificate = certificate(serial, host, installation, at);
+        async move {
+            let enrollment = Enrollment {
+                token_id: token,
+                secret_sha256: "aa",
+                host_id: host,
+                installation,
+                certificate,
+            };
+            store.enroll(&enrollment, at).await
+        }
+    };
+    enroll("rn-1", "rn-host", "prod", "r-prod", t0)
+        .await
+        .unwrap();
+
+    // Not before half of its life (one hour of two).
+    assert!(matches!(
+        store.check_renewal("rn-1", t0 + hour - 1).await,
+        Err(RenewError::TooEarly { .. })
+    ));
+    assert!(matches!(
+        store
+            .renew(
+                "rn-1",
+                &certificate("rn-2", "rn-host", "prod", t0),
+                t0 + hour - 1
+            )
+            .await,
+        Err(RenewError::TooEarly { .. })
+    ));
+    assert!(store.agent_certificate("rn-2").await.unwrap().is_none());
+    // Past it: the new one is stored, the old one superseded and refused.
+    store.check_renewal("rn-1", t0 + hour).await.unwrap();
+    store
+        .renew(
+            "rn-1",
+            &certificate("rn-2", "rn-host", "prod", t0 + hour),
+            t0 + hour,
+        )
+        .await
+        .unwrap();
+    let refusal = store.certificate_refusal("rn-1", t0 + hour).await.unwrap();
+    assert!(refusal.unwrap().contains("replaced by a renewal"));
+    assert_eq!(
+        store.certificate_refusal("rn-2", t0 + hour).await.unwrap(),
+        None
+    );
+    // The old certificate renews no more.
+    assert!(matches!(
+        store
+            .renew(
+                "rn-1",
+                &certificate("rn-3", "rn-host", "prod", t0 + hour),
+                t0 + hour
+            )
+            .await,
+        Err(RenewError::Superseded(_))
+    ));
+
+    // The race: the handler checked, then the host was revoked, then the
+    // renewal is recorded. The revocation wins; nothing new is valid.
+    let later = t0 + 2 * hour;
+    store.check_renewal("rn-2", later).await.unwrap();
+    store.revoke_host("rn-host", "admin", later).await.unwrap();
+    assert!(matches!(
+        store
+            .renew(
+                "rn-2",
+                &certificate("rn-4", "rn-host", "prod", later),
+                later
+            )
+            .await,
+        Err(RenewError::Revoked(_))
+    ));
+    assert!(store.agent_certificate("rn-4").await.unwrap().is_none());
+    let refusal = store.certificate_refusal("rn-2", later).await.unwrap();
+    assert!(refusal.unwrap().contains("was revoked"));
+    let audit = store.audit_log(1000).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.action == "host renew" && a.details.contains("rn-1 replaced by rn-2")));
+
+    // A host whose certificate expired does not move to another
+    // installation with another installation's token...
+    enroll("mv-1", "mv-host", "prod", "r-prod", t0)
+        .await
+        .unwrap();
+    let expired = t0 + 3 * hour;
+    let moved = enroll("mv-2", "mv-host", "test", "r-test", expired).await;
+    assert!(
+        matches!(&moved, Err(EnrollError::OtherInstallation { was, .. }) if was == "prod"),
+        "{moved:?}"
+    );
+    assert!(store.agent_certificate("mv-2").await.unwrap().is_none());
+    // ...it comes back to its own with a token,
+    enroll("mv-3", "mv-host", "prod", "r-prod", expired)
+        .await
+        .unwrap();
+    // and moves only once an administrator revoked it (and with a token
+    // created after that).
+    store
+        .revoke_host("mv-host", "admin", expired)
+        .await
+        .unwrap();
+    let token = NewToken {
+        id: "r-test-2",
+        secret_sha256: "aa",
+        installation: None,
+        uses_allowed: 1,
+        expires_ms: t0 + 100 * hour,
+    };
+    store
+        .create_token(&token, "admin", expired + 1)
+        .await
+        .unwrap();
+    enroll("mv-4", "mv-host", "test", "r-test-2", expired + 2)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

@@ -6,6 +6,8 @@
 //! `cargo test --workspace` builds them, because the controller and agent
 //! packages have integration tests of their own.
 
+pub mod wire;
+
 use anyhow::{anyhow, bail, Context, Result};
 use rustls::pki_types::pem::PemObject;
 use serde_json::Value;

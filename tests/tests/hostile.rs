@@ -5,13 +5,10 @@
 
 use bytes::{Buf, BufMut};
 use std::time::Duration;
+use tierwise_e2e::wire::{hello, session_outcome};
 use tierwise_e2e::{wait_for, Agent, Controller, Plays};
-use tierwise_proto::v1::{
-    agent_message, agent_service_client::AgentServiceClient, AgentMessage, Component, Heartbeat,
-    Hello, Inventory, Role,
-};
+use tierwise_proto::v1::{agent_message, AgentMessage, Component, Heartbeat, Inventory};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 /// Sends bytes as they are, so the test can put anything on the wire.
@@ -47,62 +44,6 @@ impl Decoder for RawCodec {
         let bytes = src.chunk().to_vec();
         src.advance(bytes.len());
         Ok(Some(bytes))
-    }
-}
-
-fn hello(host_id: &str, version: &str, os: String) -> AgentMessage {
-    AgentMessage {
-        body: Some(agent_message::Body::Hello(Hello {
-            host_id: host_id.into(),
-            installation: "prod".into(),
-            hostname: host_id.into(),
-            os,
-            agent_version: "test".into(),
-            heartbeat_seconds: 5,
-            boot_ms: 0,
-            inventory: Some(Inventory {
-                components: vec![Component {
-                    role: Role::Client.into(),
-                    version: version.into(),
-                    probe_error: String::new(),
-                    facts: None,
-                }],
-            }),
-        })),
-    }
-}
-
-/// Opens a session that sends `messages` and returns how the controller
-/// ended it (the first error on the response side).
-async fn session_outcome(
-    channel: &Channel,
-    messages: Vec<AgentMessage>,
-    keep_open: bool,
-) -> Status {
-    let mut client = AgentServiceClient::new(channel.clone());
-    let (tx, rx) = tokio::sync::mpsc::channel(8);
-    for message in messages {
-        tx.send(message).await.unwrap();
-    }
-    if !keep_open {
-        drop(tx);
-    }
-    let response = client
-        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
-        .await;
-    match response {
-        Err(status) => status,
-        Ok(response) => {
-            let mut inbound = response.into_inner();
-            loop {
-                match tokio::time::timeout(Duration::from_secs(10), inbound.message()).await {
-                    Err(_) => panic!("the controller kept a bad session open"),
-                    Ok(Err(status)) => return status,
-                    Ok(Ok(None)) => return Status::ok("closed"),
-                    Ok(Ok(Some(_))) => continue,
-                }
-            }
-        }
     }
 }
 

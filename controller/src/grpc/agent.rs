@@ -12,7 +12,7 @@ use crate::grpc::auth;
 use crate::grpc::sessions::{CloseReason, Sessions};
 use crate::pki::Pki;
 use crate::store::rollouts::StepResultRecord;
-use crate::store::security::Enrollment;
+use crate::store::security::{Enrollment, EnrollmentAsk, RenewError};
 use crate::store::{HostReport, Store};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -120,6 +120,35 @@ impl AgentService for AgentGateway {
             )
         })?;
         let now = now_ms();
+        use crate::store::security::EnrollError;
+        let enroll_error = |e: EnrollError| {
+            let error = match e {
+                EnrollError::Store(store) => ApiError::Store(store),
+                EnrollError::AlreadyEnrolled(_) => ApiError::AlreadyExists(e.to_string()),
+                EnrollError::Invalid => ApiError::Unauthenticated(e.to_string()),
+                _ => ApiError::PermissionDenied(e.to_string()),
+            };
+            refuse(&peer, error)
+        };
+        // Everything is checked before a certificate is signed: a refused
+        // attempt costs reads, not a signature and a write.
+        let public_key_sha256 = crate::pki::Pki::request_key_sha256(&request.csr_der)
+            .map_err(|e| refuse(&peer, ApiError::InvalidArgument(e.to_string())))?;
+        let ask = EnrollmentAsk {
+            token_id: &token_id,
+            secret_sha256: &auth::token_digest(&secret),
+            host_id: &request.host_id,
+            installation: &request.installation,
+            public_key_sha256: &public_key_sha256,
+        };
+        if let Some(issued) = self
+            .store
+            .check_enrollment(&ask, now)
+            .await
+            .map_err(enroll_error)?
+        {
+            return Ok(Response::new(self.answer(&issued)));
+        }
         let certificate = self
             .pki
             .issue(
@@ -131,30 +160,42 @@ impl AgentService for AgentGateway {
             )
             .map_err(|e| refuse(&peer, ApiError::InvalidArgument(e.to_string())))?;
         let enrollment = Enrollment {
-            token_id: &token_id,
-            secret_sha256: &auth::token_digest(&secret),
-            host_id: &request.host_id,
-            installation: &request.installation,
+            token_id: ask.token_id,
+            secret_sha256: ask.secret_sha256,
+            host_id: ask.host_id,
+            installation: ask.installation,
             certificate,
         };
-        use crate::store::security::EnrollError;
-        let issued = self.store.enroll(&enrollment, now).await.map_err(|e| {
-            let error = match e {
-                EnrollError::Store(store) => ApiError::Store(store),
-                EnrollError::AlreadyEnrolled(_) => ApiError::AlreadyExists(e.to_string()),
-                EnrollError::Invalid => ApiError::Unauthenticated(e.to_string()),
-                _ => ApiError::PermissionDenied(e.to_string()),
-            };
-            refuse(&peer, error)
-        })?;
+        let issued = self
+            .store
+            .enroll(&enrollment, now)
+            .await
+            .map_err(enroll_error)?;
         info!(host_id = %request.host_id, installation = %request.installation, token = %token_id, serial = %issued.serial, %peer, "agent enrolled");
         Ok(Response::new(self.answer(&issued)))
     }
 
     async fn renew(&self, request: Request<RenewRequest>) -> Result<Response<Certificate>, Status> {
         let identity = auth::agent(&request)?;
+        let peer =
+            auth::peer_addr(&request).map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         let request = request.into_inner();
         let now = now_ms();
+        let renew_error = |e: RenewError| {
+            let error = match e {
+                RenewError::Store(store) => ApiError::Store(store),
+                RenewError::TooEarly { .. } => ApiError::FailedPrecondition(e.to_string()),
+                RenewError::Conflict(_) => ApiError::Unavailable(e.to_string()),
+                _ => ApiError::PermissionDenied(e.to_string()),
+            };
+            refuse(&peer, error)
+        };
+        // Checked before signing, and again where the renewal is recorded:
+        // a revocation between the call's arrival and its end wins.
+        self.store
+            .check_renewal(&identity.serial, now)
+            .await
+            .map_err(renew_error)?;
         let certificate = self
             .pki
             .issue(
@@ -164,11 +205,11 @@ impl AgentService for AgentGateway {
                 now,
                 self.certificate_lifetime,
             )
-            .map_err(|e| Status::from(ApiError::InvalidArgument(e.to_string())))?;
+            .map_err(|e| refuse(&peer, ApiError::InvalidArgument(e.to_string())))?;
         self.store
-            .record_renewal(&certificate, now)
+            .renew(&identity.serial, &certificate, now)
             .await
-            .map_err(ApiError::from)?;
+            .map_err(renew_error)?;
         info!(host_id = %identity.host_id, old = %identity.serial, new = %certificate.serial, "agent certificate renewed");
         Ok(Response::new(self.answer(&certificate)))
     }
@@ -273,6 +314,11 @@ impl AgentService for AgentGateway {
                 )),
             ));
         }
+        // The stream was authorised when it opened; the host may have been
+        // revoked since (a hello can come up to HELLO_TIMEOUT later).
+        self.still_valid(&identity.serial)
+            .await
+            .map_err(|e| refuse(&peer, e))?;
         let session_id = format!("{:016x}", fastrand::u64(..));
         // Store and registry change together per host, so two streams of one
         // host cannot leave the store naming one and the registry the other.
@@ -298,6 +344,15 @@ impl AgentService for AgentGateway {
             outbound.clone(),
         );
         drop(hello_guard);
+        // Registered: a revocation from now on reaches this session through
+        // the outbox. One that committed in between is caught here, and the
+        // session ends at once, with nothing handed to it.
+        let revoked = self.still_valid(&identity.serial).await.err();
+        if let Some(error) = &revoked {
+            warn!(host_id = %report.host_id, %peer, %error, "session closed: revoked while it said hello");
+            self.sessions
+                .close_host(&report.host_id, CloseReason::Revoked);
+        }
         if let Some(other) = other_machine {
             warn!(
                 host_id = %report.host_id,
@@ -316,10 +371,12 @@ impl AgentService for AgentGateway {
         );
         // Level-triggered: everything outstanding for this host goes out
         // on every hello; its journal answers what it already ran.
-        if let Err(error) = self.engine.hello(&report.host_id, report.boot_ms).await {
-            warn!(host_id = %report.host_id, %error, "could not deliver outstanding steps");
+        if revoked.is_none() {
+            if let Err(error) = self.engine.hello(&report.host_id, report.boot_ms).await {
+                warn!(host_id = %report.host_id, %error, "could not deliver outstanding steps");
+            }
+            self.engine.wake();
         }
-        self.engine.wake();
         let session = Session {
             engine: self.engine.clone(),
             store: self.store.clone(),
@@ -337,6 +394,17 @@ impl AgentService for AgentGateway {
         };
         tokio::spawn(session.run(inbound, outbound, close));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+impl AgentGateway {
+    /// Refuses when the certificate a stream was opened with has been
+    /// revoked, renewed or has expired since.
+    async fn still_valid(&self, serial: &str) -> Result<(), ApiError> {
+        match self.store.certificate_refusal(serial, now_ms()).await? {
+            Some(reason) => Err(ApiError::PermissionDenied(reason)),
+            None => Ok(()),
+        }
     }
 }
 

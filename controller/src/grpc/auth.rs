@@ -260,6 +260,13 @@ impl Authenticator {
                 rfc3339(at)
             )));
         }
+        if let Some(at) = record.superseded_ms {
+            return Err(ApiError::Unauthenticated(format!(
+                "certificate {serial} of host {} was replaced by a renewal at {}; use the newer certificate",
+                record.host_id,
+                rfc3339(at)
+            )));
+        }
         if record.not_after_ms <= now_ms() || record.host_id != name {
             return Err(ApiError::Unauthenticated(format!(
                 "certificate {serial} is expired or does not match its record"

@@ -78,6 +78,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0011_engine_inbox.sql"),
         include_str!("../../migrations/postgres/0011_engine_inbox.sql"),
     ),
+    (
+        12,
+        "certificate renewal",
+        include_str!("../../migrations/sqlite/0012_renewal.sql"),
+        include_str!("../../migrations/postgres/0012_renewal.sql"),
+    ),
 ];
 
 #[derive(Debug)]

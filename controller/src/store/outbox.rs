@@ -120,6 +120,19 @@ impl Store {
     /// Takes what the outbox holds for the hosts whose streams this replica
     /// holds, oldest first.
     pub async fn take_outbox(&self) -> Result<Vec<OutboxItem>, StoreError> {
+        // Nothing goes to a host whose certificates are all revoked, even
+        // if it was queued before the revocation.
+        sqlx::query(
+            "DELETE FROM outbox WHERE kind = 'deliver' \
+             AND host_id IN (SELECT host_id FROM hosts WHERE replica = $1) \
+             AND EXISTS (SELECT 1 FROM agent_certificates c \
+                         WHERE c.host_id = outbox.host_id AND c.revoked_ms IS NOT NULL) \
+             AND NOT EXISTS (SELECT 1 FROM agent_certificates c \
+                             WHERE c.host_id = outbox.host_id AND c.revoked_ms IS NULL)",
+        )
+        .bind(&*self.replica)
+        .execute(&self.pool)
+        .await?;
         let rows = sqlx::query(
             "DELETE FROM outbox WHERE host_id IN (SELECT host_id FROM hosts WHERE replica = $1) \
              RETURNING seq, host_id, kind, dispatch_id, action, created_ms",

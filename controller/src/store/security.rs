@@ -76,9 +76,23 @@ pub struct AgentCertificate {
     pub certificate_pem: String,
     pub not_after_ms: i64,
     pub revoked_ms: Option<i64>,
+    /// When a renewal replaced it.
+    pub superseded_ms: Option<i64>,
 }
 
-/// What an enrollment asks for, with the certificate already signed.
+/// What an enrollment asks for, before anything is signed.
+#[derive(Clone, Copy, Debug)]
+pub struct EnrollmentAsk<'a> {
+    pub token_id: &'a str,
+    pub secret_sha256: &'a str,
+    pub host_id: &'a str,
+    pub installation: &'a str,
+    /// SHA-256 of the public key in the agent's certificate request.
+    pub public_key_sha256: &'a str,
+}
+
+/// What an enrollment asks for, with the certificate signed once the
+/// checks passed.
 #[derive(Clone, Debug)]
 pub struct Enrollment<'a> {
     pub token_id: &'a str,
@@ -86,6 +100,18 @@ pub struct Enrollment<'a> {
     pub host_id: &'a str,
     pub installation: &'a str,
     pub certificate: AgentCertificate,
+}
+
+impl Enrollment<'_> {
+    pub fn ask(&self) -> EnrollmentAsk<'_> {
+        EnrollmentAsk {
+            token_id: self.token_id,
+            secret_sha256: self.secret_sha256,
+            host_id: self.host_id,
+            installation: self.installation,
+            public_key_sha256: &self.certificate.public_key_sha256,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,11 +135,42 @@ pub enum EnrollError {
     AlreadyEnrolled(String),
     #[error("host {host} was revoked after enrollment token {token} was created; it needs a newer token")]
     RevokedHost { host: String, token: String },
+    #[error("host {host} belongs to installation `{was}`; a token of `{asked}` does not move it. If the machine really moved, revoke it first (`tierwise hosts revoke {host}`), then enroll it with a token created after that")]
+    OtherInstallation {
+        host: String,
+        was: String,
+        asked: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
 impl From<sqlx::Error> for EnrollError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Store(error.into())
+    }
+}
+
+/// Why a certificate was not renewed.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewError {
+    #[error("certificate {0} is not one this controller issued")]
+    Unknown(String),
+    #[error("certificate {0} was revoked; the host must be enrolled again with a new token")]
+    Revoked(String),
+    #[error("certificate {0} was renewed already; only the newer certificate is accepted")]
+    Superseded(String),
+    #[error("certificate {0} has expired; enroll the host again with a token")]
+    Expired(String),
+    #[error("certificate {serial} can be renewed from {at} on (half of its life); the agent renews then on its own")]
+    TooEarly { serial: String, at: String },
+    #[error("certificate {0} was renewed or revoked at the same moment; try again")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for RenewError {
     fn from(error: sqlx::Error) -> Self {
         Self::Store(error.into())
     }
@@ -150,13 +207,14 @@ fn certificate_from_row(row: &AnyRow) -> Result<AgentCertificate, sqlx::Error> {
         certificate_pem: row.try_get("certificate_pem")?,
         not_after_ms: row.try_get("not_after_ms")?,
         revoked_ms: row.try_get("revoked_ms")?,
+        superseded_ms: row.try_get("superseded_ms")?,
     })
 }
 
 const TOKEN_COLUMNS: &str =
     "id, installation, uses_allowed, uses, expires_ms, created_ms, created_by, revoked_ms";
 const CERTIFICATE_COLUMNS: &str =
-    "serial, host_id, installation, public_key_sha256, certificate_pem, not_after_ms, revoked_ms";
+    "serial, host_id, installation, public_key_sha256, certificate_pem, not_after_ms, revoked_ms, superseded_ms";
 
 /// Compares two hex digests in time independent of where they differ.
 fn same_digest(a: &str, b: &str) -> bool {
@@ -237,6 +295,20 @@ impl Store {
         Ok(Some(token_from_row(&row)?))
     }
 
+    /// Checks an enrollment without writing anything, before a certificate
+    /// is signed for it: a refused attempt costs a few reads, no signature
+    /// and no write. `Some` is the certificate already issued to this key
+    /// with this token (an agent that lost the answer). `enroll` checks
+    /// again in its transaction.
+    pub async fn check_enrollment(
+        &self,
+        ask: &EnrollmentAsk<'_>,
+        now_ms: i64,
+    ) -> Result<Option<AgentCertificate>, EnrollError> {
+        let mut conn = self.pool.acquire().await.map_err(StoreError::from)?;
+        check_enrollment_in(&mut conn, ask, now_ms).await
+    }
+
     /// Checks the token and records the certificate, in one transaction:
     /// a use is counted only with a certificate stored. The same key
     /// enrolling again with the same token (an agent that lost the answer)
@@ -253,82 +325,8 @@ impl Store {
             .bind(enrollment.token_id)
             .execute(&mut *tx)
             .await?;
-        let row = sqlx::query(&format!(
-            "SELECT {TOKEN_COLUMNS}, secret_sha256 FROM enrollment_tokens WHERE id = $1"
-        ))
-        .bind(enrollment.token_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Err(EnrollError::Invalid);
-        };
-        let stored_secret: String = row.try_get("secret_sha256")?;
-        if !same_digest(&stored_secret, enrollment.secret_sha256) {
-            return Err(EnrollError::Invalid);
-        }
-        let token = token_from_row(&row)?;
-        let retried = sqlx::query(&format!(
-            "SELECT {CERTIFICATE_COLUMNS} FROM agent_certificates \
-             WHERE token_id = $1 AND host_id = $2 AND public_key_sha256 = $3 AND revoked_ms IS NULL AND not_after_ms > $4"
-        ))
-        .bind(enrollment.token_id)
-        .bind(enrollment.host_id)
-        .bind(&enrollment.certificate.public_key_sha256)
-        .bind(now_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = retried {
-            return Ok(certificate_from_row(&row)?);
-        }
-        match token.state(now_ms) {
-            TokenState::Revoked => return Err(EnrollError::Revoked(token.id)),
-            TokenState::Expired => {
-                return Err(EnrollError::Expired {
-                    at: tierwise_runtime::clock::rfc3339(token.expires_ms),
-                    id: token.id,
-                })
-            }
-            TokenState::UsedUp => {
-                return Err(EnrollError::UsedUp {
-                    id: token.id,
-                    uses: token.uses_allowed,
-                })
-            }
-            TokenState::Active => {}
-        }
-        if let Some(bound) = &token.installation {
-            if bound != enrollment.installation {
-                return Err(EnrollError::WrongInstallation {
-                    id: token.id,
-                    token: bound.clone(),
-                    asked: enrollment.installation.to_owned(),
-                });
-            }
-        }
-        // A host revoked after this token was made needs a newer token: a
-        // standing Group Policy token must not bring it straight back.
-        let revoked_since: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM agent_certificates WHERE host_id = $1 AND revoked_ms IS NOT NULL AND revoked_ms >= $2",
-        )
-        .bind(enrollment.host_id)
-        .bind(token.created_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        if revoked_since > 0 {
-            return Err(EnrollError::RevokedHost {
-                host: enrollment.host_id.to_owned(),
-                token: token.id,
-            });
-        }
-        let active: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM agent_certificates WHERE host_id = $1 AND revoked_ms IS NULL AND not_after_ms > $2",
-        )
-        .bind(enrollment.host_id)
-        .bind(now_ms)
-        .fetch_one(&mut *tx)
-        .await?;
-        if active > 0 {
-            return Err(EnrollError::AlreadyEnrolled(enrollment.host_id.to_owned()));
+        if let Some(issued) = check_enrollment_in(&mut tx, &enrollment.ask(), now_ms).await? {
+            return Ok(issued);
         }
         sqlx::query("UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1")
             .bind(enrollment.token_id)
@@ -357,16 +355,88 @@ impl Store {
         Ok(enrollment.certificate.clone())
     }
 
-    /// Records a renewed certificate of an enrolled host.
-    pub async fn record_renewal(
+    /// Checks, without writing, that certificate `serial` may be renewed
+    /// now: before a new one is signed for it. `renew` checks again.
+    pub async fn check_renewal(&self, serial: &str, now_ms: i64) -> Result<(), RenewError> {
+        let mut conn = self.pool.acquire().await.map_err(StoreError::from)?;
+        renewable_in(&mut conn, serial, now_ms).await
+    }
+
+    /// Replaces certificate `old_serial` by `certificate`, in one
+    /// transaction: the old one is superseded (refused from then on) and
+    /// the renewal audited. Refused unless the old one is valid, not
+    /// revoked, not renewed already, and past half of its life. The
+    /// statement that supersedes it locks its row, which `revoke_host`
+    /// writes too: a renewal and a revocation of one host cannot both win.
+    pub async fn renew(
         &self,
+        old_serial: &str,
         certificate: &AgentCertificate,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), RenewError> {
         let mut tx = self.pool.begin().await?;
+        let superseded = sqlx::query(
+            "UPDATE agent_certificates SET superseded_ms = $2 \
+             WHERE serial = $1 AND host_id = $3 AND revoked_ms IS NULL AND superseded_ms IS NULL \
+             AND not_after_ms > $2 AND issued_ms + (not_after_ms - issued_ms) / 2 <= $2",
+        )
+        .bind(old_serial)
+        .bind(now_ms)
+        .bind(&certificate.host_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if superseded != 1 {
+            renewable_in(&mut tx, old_serial, now_ms).await?;
+            // Renewable now but not a moment ago: the same refusal as a
+            // race lost.
+            return Err(RenewError::Conflict(old_serial.to_owned()));
+        }
         insert_certificate(&mut tx, certificate, None, now_ms).await?;
+        audit_in(
+            &mut *tx,
+            now_ms,
+            &format!("host {}", certificate.host_id),
+            "host renew",
+            &certificate.host_id,
+            &format!(
+                "certificate {old_serial} replaced by {}",
+                certificate.serial
+            ),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Why certificate `serial` may not be used now (revoked, replaced by a
+    /// renewal, expired or unknown), or `None` when it may: checked again
+    /// whenever the controller acts for a host on a stream opened earlier.
+    pub async fn certificate_refusal(
+        &self,
+        serial: &str,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(record) = self.agent_certificate(serial).await? else {
+            return Ok(Some(format!(
+                "certificate {serial} is not one this controller issued"
+            )));
+        };
+        Ok(if let Some(at) = record.revoked_ms {
+            Some(format!(
+                "the certificate of host {} was revoked at {}; enroll it again with a new token",
+                record.host_id,
+                tierwise_runtime::clock::rfc3339(at)
+            ))
+        } else if record.superseded_ms.is_some() {
+            Some(format!(
+                "certificate {serial} was replaced by a renewal; use the newer certificate"
+            ))
+        } else if record.not_after_ms <= now_ms {
+            Some(format!("certificate {serial} has expired"))
+        } else {
+            None
+        })
     }
 
     /// The certificate with this serial, if this controller issued it.
@@ -391,14 +461,21 @@ impl Store {
         now_ms: i64,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let revoked = sqlx::query(
-            "UPDATE agent_certificates SET revoked_ms = $2 WHERE host_id = $1 AND revoked_ms IS NULL",
-        )
-        .bind(host_id)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        // Twice: a renewal that committed while the first statement waited
+        // for its row lock inserted a certificate that statement could not
+        // see (PostgreSQL, read committed); the second sees it. A renewal
+        // that comes after finds its old certificate revoked and fails.
+        let mut revoked = 0;
+        for _ in 0..2 {
+            revoked += sqlx::query(
+                "UPDATE agent_certificates SET revoked_ms = $2 WHERE host_id = $1 AND revoked_ms IS NULL",
+            )
+            .bind(host_id)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
         audit_in(
             &mut *tx,
             now_ms,
@@ -504,6 +581,150 @@ impl Store {
             None => None,
         })
     }
+}
+
+/// Why certificate `serial` cannot be renewed now, if it cannot.
+async fn renewable_in(
+    conn: &mut sqlx::AnyConnection,
+    serial: &str,
+    now_ms: i64,
+) -> Result<(), RenewError> {
+    let row = sqlx::query(
+        "SELECT issued_ms, not_after_ms, revoked_ms, superseded_ms FROM agent_certificates WHERE serial = $1",
+    )
+    .bind(serial)
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or_else(|| RenewError::Unknown(serial.to_owned()))?;
+    let issued: i64 = row.try_get("issued_ms")?;
+    let not_after: i64 = row.try_get("not_after_ms")?;
+    let revoked: Option<i64> = row.try_get("revoked_ms")?;
+    let superseded: Option<i64> = row.try_get("superseded_ms")?;
+    let half = issued + (not_after - issued) / 2;
+    if revoked.is_some() {
+        Err(RenewError::Revoked(serial.to_owned()))
+    } else if superseded.is_some() {
+        Err(RenewError::Superseded(serial.to_owned()))
+    } else if not_after <= now_ms {
+        Err(RenewError::Expired(serial.to_owned()))
+    } else if now_ms < half {
+        Err(RenewError::TooEarly {
+            serial: serial.to_owned(),
+            at: tierwise_runtime::clock::rfc3339(half),
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// What `check_enrollment` and `enroll` check, on one connection (the
+/// latter's inside its transaction).
+async fn check_enrollment_in(
+    conn: &mut sqlx::AnyConnection,
+    ask: &EnrollmentAsk<'_>,
+    now_ms: i64,
+) -> Result<Option<AgentCertificate>, EnrollError> {
+    let row = sqlx::query(&format!(
+        "SELECT {TOKEN_COLUMNS}, secret_sha256 FROM enrollment_tokens WHERE id = $1"
+    ))
+    .bind(ask.token_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Err(EnrollError::Invalid);
+    };
+    let stored_secret: String = row.try_get("secret_sha256")?;
+    if !same_digest(&stored_secret, ask.secret_sha256) {
+        return Err(EnrollError::Invalid);
+    }
+    let token = token_from_row(&row)?;
+    let retried = sqlx::query(&format!(
+        "SELECT {CERTIFICATE_COLUMNS} FROM agent_certificates \
+         WHERE token_id = $1 AND host_id = $2 AND public_key_sha256 = $3 AND revoked_ms IS NULL \
+         AND superseded_ms IS NULL AND not_after_ms > $4"
+    ))
+    .bind(ask.token_id)
+    .bind(ask.host_id)
+    .bind(ask.public_key_sha256)
+    .bind(now_ms)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(row) = retried {
+        return Ok(Some(certificate_from_row(&row)?));
+    }
+    match token.state(now_ms) {
+        TokenState::Revoked => return Err(EnrollError::Revoked(token.id)),
+        TokenState::Expired => {
+            return Err(EnrollError::Expired {
+                at: tierwise_runtime::clock::rfc3339(token.expires_ms),
+                id: token.id,
+            })
+        }
+        TokenState::UsedUp => {
+            return Err(EnrollError::UsedUp {
+                id: token.id,
+                uses: token.uses_allowed,
+            })
+        }
+        TokenState::Active => {}
+    }
+    if let Some(bound) = &token.installation {
+        if bound != ask.installation {
+            return Err(EnrollError::WrongInstallation {
+                id: token.id,
+                token: bound.clone(),
+                asked: ask.installation.to_owned(),
+            });
+        }
+    }
+    // A host revoked after this token was made needs a newer token: a
+    // standing Group Policy token must not bring it straight back.
+    let revoked_since: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM agent_certificates WHERE host_id = $1 AND revoked_ms IS NOT NULL AND revoked_ms >= $2",
+    )
+    .bind(ask.host_id)
+    .bind(token.created_ms)
+    .fetch_one(&mut *conn)
+    .await?;
+    if revoked_since > 0 {
+        return Err(EnrollError::RevokedHost {
+            host: ask.host_id.to_owned(),
+            token: token.id,
+        });
+    }
+    let active: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM agent_certificates WHERE host_id = $1 AND revoked_ms IS NULL \
+         AND superseded_ms IS NULL AND not_after_ms > $2",
+    )
+    .bind(ask.host_id)
+    .bind(now_ms)
+    .fetch_one(&mut *conn)
+    .await?;
+    if active > 0 {
+        return Err(EnrollError::AlreadyEnrolled(ask.host_id.to_owned()));
+    }
+    // A host stays in its installation: an expired certificate and a token
+    // of another installation do not move it. Revoking it first is the
+    // administrator's decision that it may go.
+    let latest = sqlx::query(
+        "SELECT installation, revoked_ms FROM agent_certificates WHERE host_id = $1 \
+         ORDER BY issued_ms DESC LIMIT 1",
+    )
+    .bind(ask.host_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(latest) = latest {
+        let was: String = latest.try_get("installation")?;
+        let revoked: Option<i64> = latest.try_get("revoked_ms")?;
+        if revoked.is_none() && was != ask.installation {
+            return Err(EnrollError::OtherInstallation {
+                host: ask.host_id.to_owned(),
+                was,
+                asked: ask.installation.to_owned(),
+            });
+        }
+    }
+    Ok(None)
 }
 
 async fn insert_certificate(

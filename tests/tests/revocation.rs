@@ -1,0 +1,95 @@
+//! Revocation holds at every moment: a stream opened before `hosts revoke`
+//! cannot register a session afterwards, and a renewal is accepted only
+//! past half of a certificate's life and retires the certificate it
+//! replaces.
+
+#![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
+
+use std::time::Duration;
+use tierwise_e2e::wire::{hello, session_outcome};
+use tierwise_e2e::Controller;
+use tierwise_proto::v1::{agent_service_client::AgentServiceClient, RenewRequest};
+use tonic::Code;
+
+const V931: &str = "9.3.1.33994";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_opened_before_a_revocation_cannot_say_hello_after_it() {
+    let root = tempfile::tempdir().unwrap();
+    let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0").unwrap();
+    let channel = controller.agent_channel("cl-late").await.unwrap();
+
+    // The stream opens (and is authorised) now; its hello comes later.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let session = tokio::spawn(async move {
+        AgentServiceClient::new(channel)
+            .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let out =
+        tokio::task::block_in_place(|| controller.cli(&["hosts", "revoke", "cl-late"])).unwrap();
+    assert!(out.contains("1 certificate(s) revoked"), "{out}");
+    tx.send(hello("cl-late", V931, String::new()))
+        .await
+        .unwrap();
+
+    let refused = tokio::time::timeout(Duration::from_secs(10), session)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("was revoked at"), "{refused:?}");
+    // No session was registered: the host never came online.
+    let host = tokio::task::block_in_place(|| controller.host("cl-late")).unwrap();
+    assert!(
+        host.as_ref().is_none_or(|h| h["online"] == false),
+        "{host:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_waits_for_half_the_lifetime_and_retires_the_old_certificate() {
+    let root = tempfile::tempdir().unwrap();
+    let controller = Controller::start_with(
+        &root.path().join("controller"),
+        "127.0.0.1:0",
+        &["--agent-cert-lifetime", "10s"],
+    )
+    .unwrap();
+    let old = controller.agent_channel("cl-renew").await.unwrap();
+    let enrolled = std::time::Instant::now();
+    let renew = |channel: tonic::transport::Channel| async move {
+        let (_key, csr) = tierwise_transport::key_and_request("cl-renew").unwrap();
+        AgentServiceClient::new(channel)
+            .renew(RenewRequest { csr_der: csr })
+            .await
+    };
+
+    // Too early: refused, and nothing was issued.
+    let early = renew(old.clone()).await.unwrap_err();
+    assert_eq!(early.code(), Code::FailedPrecondition, "{early:?}");
+    assert!(early.message().contains("can be renewed from"), "{early:?}");
+
+    // Past half of its life: renewed once.
+    tokio::time::sleep(Duration::from_millis(5_500).saturating_sub(enrolled.elapsed())).await;
+    let renewed = renew(old.clone()).await.unwrap().into_inner();
+    assert!(renewed.certificate_pem.contains("BEGIN CERTIFICATE"));
+
+    // The old certificate is retired: no session, no second renewal.
+    let status = session_outcome(&old, vec![hello("cl-renew", V931, String::new())], true).await;
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(
+        status.message().contains("replaced by a renewal"),
+        "{status:?}"
+    );
+    let again = renew(old).await.unwrap_err();
+    assert!(
+        again.message().contains("replaced by a renewal"),
+        "{again:?}"
+    );
+
+    let audit = tokio::task::block_in_place(|| controller.cli(&["audit"])).unwrap();
+    assert!(audit.contains("host renew"), "{audit}");
+}
