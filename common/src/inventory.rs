@@ -129,6 +129,15 @@ pub const MAX_PROFILES: usize = 16;
 /// Longest profile host name (a DNS name) and database name accepted.
 pub const MAX_PROFILE_HOST: usize = 253;
 pub const MAX_PROFILE_DATABASE: usize = 128;
+/// At most this many databases per server are accepted.
+pub const MAX_DATABASES: usize = 32;
+/// Longest database name accepted (SQL Server's own limit).
+pub const MAX_DATABASE_NAME: usize = 128;
+/// Longest document directory accepted.
+pub const MAX_DOCROOT: usize = 1024;
+/// Free text from a probe (why a version or the databases are unknown) is
+/// cut to this many bytes: it explains, it is not data.
+pub const MAX_PROBE_TEXT: usize = 512;
 
 /// Facts that only make sense for one role.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -176,6 +185,8 @@ pub enum InventoryError {
     #[error("a database has an empty name")]
     EmptyDatabaseName,
     #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
     Profile(String),
 }
 
@@ -214,11 +225,35 @@ impl Inventory {
             if let Facts::Client(client) = &mut component.facts {
                 check_profiles(&mut client.profiles)?;
             }
-            if let Facts::Server(server) = &component.facts {
+            if let ProbedVersion::Unknown(why) = &mut component.version {
+                cut_text(why);
+            }
+            if let Facts::Web(web) = &component.facts {
+                if web.docroot.len() > MAX_DOCROOT || web.docroot.chars().any(char::is_control) {
+                    return Err(InventoryError::TooLarge(format!(
+                        "the web document directory must be at most {MAX_DOCROOT} printable characters"
+                    )));
+                }
+            }
+            if let Facts::Server(server) = &mut component.facts {
+                if let Some(why) = &mut server.databases_error {
+                    cut_text(why);
+                }
+                if server.databases.len() > MAX_DATABASES {
+                    return Err(InventoryError::TooLarge(format!(
+                        "{} databases; at most {MAX_DATABASES} are accepted",
+                        server.databases.len()
+                    )));
+                }
                 let mut seen = BTreeSet::new();
                 for db in &server.databases {
                     if db.name.is_empty() {
                         return Err(InventoryError::EmptyDatabaseName);
+                    }
+                    if db.name.len() > MAX_DATABASE_NAME || db.name.chars().any(char::is_control) {
+                        return Err(InventoryError::TooLarge(format!(
+                            "a database name must be at most {MAX_DATABASE_NAME} printable characters"
+                        )));
                     }
                     if !seen.insert(db.name.as_str()) {
                         return Err(InventoryError::DuplicateDatabase(db.name.clone()));
@@ -239,6 +274,19 @@ impl Inventory {
 
     pub fn into_components(self) -> Vec<Component> {
         self.components
+    }
+}
+
+/// Cuts probe text to `MAX_PROBE_TEXT` bytes (at a character boundary),
+/// marking the cut.
+fn cut_text(text: &mut String) {
+    if text.len() > MAX_PROBE_TEXT {
+        let mut end = MAX_PROBE_TEXT - '…'.len_utf8();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
     }
 }
 
@@ -306,6 +354,75 @@ mod tests {
             version: ProbedVersion::NotInstalled,
             facts,
         }
+    }
+
+    #[test]
+    fn probe_text_is_cut_and_identifiers_are_bounded() {
+        let long = "é".repeat(MAX_PROBE_TEXT);
+        let inv = Inventory::new(vec![Component {
+            role: Role::Server,
+            version: ProbedVersion::Unknown(long.clone()),
+            facts: Facts::Server(ServerFacts {
+                databases: Vec::new(),
+                databases_error: Some(long),
+            }),
+        }])
+        .unwrap();
+        let server = &inv.components()[0];
+        let ProbedVersion::Unknown(why) = &server.version else {
+            panic!("the version stays unknown")
+        };
+        assert!(why.len() <= MAX_PROBE_TEXT && why.ends_with('…'), "{why}");
+        let Facts::Server(facts) = &server.facts else {
+            panic!("server facts")
+        };
+        assert!(facts.databases_error.as_ref().unwrap().len() <= MAX_PROBE_TEXT);
+
+        let database = |name: String| Database {
+            name,
+            active: true,
+            patch_level: None,
+        };
+        let server_with = |databases: Vec<Database>| {
+            Inventory::new(vec![component(
+                Role::Server,
+                Facts::Server(ServerFacts {
+                    databases,
+                    databases_error: None,
+                }),
+            )])
+        };
+        let many = (0..=MAX_DATABASES)
+            .map(|i| database(format!("db{i}")))
+            .collect();
+        assert!(
+            matches!(server_with(many), Err(InventoryError::TooLarge(m)) if m.contains("33 databases"))
+        );
+        let long_name = vec![database("d".repeat(MAX_DATABASE_NAME + 1))];
+        assert!(matches!(
+            server_with(long_name),
+            Err(InventoryError::TooLarge(_))
+        ));
+        assert!(server_with(vec![database("d".repeat(MAX_DATABASE_NAME))]).is_ok());
+        let web = |docroot: String| {
+            Inventory::new(vec![component(
+                Role::Web,
+                Facts::Web(WebFacts {
+                    server_kind: WebServerKind::Iis,
+                    docroot,
+                    websocket: Check::Yes,
+                }),
+            )])
+        };
+        assert!(matches!(
+            web("/".repeat(MAX_DOCROOT + 1)),
+            Err(InventoryError::TooLarge(_))
+        ));
+        assert!(matches!(
+            web("C:\\web\n".into()),
+            Err(InventoryError::TooLarge(_))
+        ));
+        assert!(web("C:\\inetpub\\wwwroot\\psweb".into()).is_ok());
     }
 
     #[test]

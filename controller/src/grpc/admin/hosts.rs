@@ -66,7 +66,7 @@ pub(super) async fn list_hosts(
 /// Hosts per `ListHosts` page unless asked otherwise, and at most: a page
 /// stays far below the message limit however large the fleet.
 const DEFAULT_PAGE: usize = 1000;
-const MAX_PAGE: usize = 5000;
+const MAX_PAGE: usize = 2000;
 
 pub(super) async fn get_host(
     api: &AdminApi,
@@ -260,4 +260,99 @@ fn mapping_error(error: crate::store::placement::MappingError) -> Status {
         }
     }
     .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MAX_PAGE;
+    use prost::Message;
+    use tierwise_common::inventory::{
+        MAX_DATABASES, MAX_DATABASE_NAME, MAX_DOCROOT, MAX_PROBE_TEXT, MAX_PROFILES,
+        MAX_PROFILE_DATABASE, MAX_PROFILE_HOST,
+    };
+    use tierwise_common::name::MAX_NAME_LEN;
+    use tierwise_common::{
+        Check, ClientFacts, Component, Database, DatabaseProfile, Facts, HostRecord, Inventory,
+        Placement, ProbedVersion, Role, ServerFacts, Version, WebFacts, WebServerKind,
+    };
+    use tierwise_proto::v1::HostView;
+
+    /// The largest host an agent can make the controller keep: every role,
+    /// every list full, every text at its limit.
+    fn largest_host(n: usize) -> HostRecord {
+        let text = |len: usize| "x".repeat(len);
+        let unknown = || ProbedVersion::Unknown(text(4 * MAX_PROBE_TEXT));
+        let inventory = Inventory::new(vec![
+            Component {
+                role: Role::Server,
+                version: unknown(),
+                facts: Facts::Server(ServerFacts {
+                    databases: (0..MAX_DATABASES)
+                        .map(|i| Database {
+                            name: format!("{i:03}{}", text(MAX_DATABASE_NAME - 3)),
+                            active: true,
+                            patch_level: Some(Version::new(26, 3, 100, 34058)),
+                        })
+                        .collect(),
+                    databases_error: Some(text(4 * MAX_PROBE_TEXT)),
+                }),
+            },
+            Component {
+                role: Role::AppServer,
+                version: unknown(),
+                facts: Facts::None,
+            },
+            Component {
+                role: Role::Web,
+                version: unknown(),
+                facts: Facts::Web(WebFacts {
+                    server_kind: WebServerKind::Iis,
+                    docroot: text(MAX_DOCROOT),
+                    websocket: Check::Yes,
+                }),
+            },
+            Component {
+                role: Role::Client,
+                version: unknown(),
+                facts: Facts::Client(ClientFacts {
+                    update_check_enabled: Check::Yes,
+                    profiles: (0..MAX_PROFILES)
+                        .map(|i| DatabaseProfile {
+                            host: format!("{i:03}{}", text(MAX_PROFILE_HOST - 3)),
+                            database: text(MAX_PROFILE_DATABASE),
+                        })
+                        .collect(),
+                }),
+            },
+        ])
+        .unwrap_or_default();
+        HostRecord {
+            host_id: format!("{n:06}{}", text(MAX_NAME_LEN - 6)),
+            hostname: text(253),
+            installation: text(MAX_NAME_LEN),
+            os: text(200),
+            agent_version: text(64),
+            online: true,
+            first_seen_ms: i64::MAX,
+            last_seen_ms: i64::MAX,
+            heartbeat_seconds: u32::MAX,
+            inventory,
+            placement: Some(Placement::Unassigned {
+                reason: text(MAX_PROFILES * (MAX_PROFILE_HOST + 2)),
+            }),
+            boot_ms: Some(i64::MAX),
+        }
+    }
+
+    #[test]
+    fn a_full_page_of_the_largest_hosts_fits_in_one_message() {
+        let host = HostView::from(&largest_host(1));
+        assert_eq!(host.components.len(), 4, "the inventory was refused");
+        let page = MAX_PAGE * host.encoded_len();
+        assert!(
+            page < tierwise_proto::MAX_ADMIN_MESSAGE_BYTES,
+            "a page of {MAX_PAGE} hosts of {} bytes is {page} bytes",
+            host.encoded_len()
+        );
+    }
 }
