@@ -361,6 +361,35 @@ mod web_deploy {
             report.reason
         );
     }
+    #[tokio::test]
+    async fn a_package_with_symbolic_links_is_refused_untouched() {
+        for (link, target) in [("leak", "/etc/passwd"), ("root", "/"), ("up", "../../..")] {
+            let dir = tempfile::tempdir().unwrap();
+            setup(dir.path());
+            let mut zip = zip::ZipWriter::new(
+                std::fs::File::create(dir.path().join("WebApp-26.3.100.34058.zip")).unwrap(),
+            );
+            zip.start_file("index.html", zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.write_all(b"<html>").unwrap();
+            zip.add_symlink(link, target, zip::write::SimpleFileOptions::default())
+                .unwrap();
+            zip.finish().unwrap();
+            let exec = web_executor(dir.path(), WebServerKind::Apache, true);
+            let report = exec.execute("w-6", &deploy(), None).await.unwrap();
+            assert_eq!(report.outcome, StepOutcome::Failed, "{link}");
+            assert!(
+                report.reason.contains(&format!("`{link}`, a symbolic link"))
+                    && report.reason.contains("nothing was changed"),
+                "{}",
+                report.reason
+            );
+            // The document directory is as it was.
+            assert!(dir.path().join("docroot/assets/old.js").exists());
+            assert!(!dir.path().join("docroot/index.html").exists());
+            assert!(!dir.path().join("docroot").join(link).exists());
+        }
+    }
 }
 
 /// A stop of the agent while an installer runs: a plain stop waits for it

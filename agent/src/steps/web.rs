@@ -99,6 +99,16 @@ fn deploy_files(spec: &WebDeploy, package: &Path, backup_dir: &Path) -> DeployRe
                 entry.name()
             ));
         }
+        // A Web Application is files and folders. A link could point
+        // anywhere on the host (`/etc/passwd`, `/`) and be served or
+        // written through.
+        if entry.is_symlink() {
+            return Err(format!(
+                "{} contains `{}`, a symbolic link; a Web Application package holds only files and folders; nothing was changed",
+                package.display(),
+                entry.name()
+            ));
+        }
     }
     if !spec.docroot.is_dir() {
         return Err(format!(
