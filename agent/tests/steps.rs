@@ -379,7 +379,9 @@ mod web_deploy {
             let report = exec.execute("w-6", &deploy(), None).await.unwrap();
             assert_eq!(report.outcome, StepOutcome::Failed, "{link}");
             assert!(
-                report.reason.contains(&format!("`{link}`, a symbolic link"))
+                report
+                    .reason
+                    .contains(&format!("`{link}`, a symbolic link"))
                     && report.reason.contains("nothing was changed"),
                 "{}",
                 report.reason

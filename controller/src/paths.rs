@@ -40,3 +40,17 @@ fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Creates the data directory owner-only (0700), or makes an existing one
+/// so: it holds the CA key, the admin token, the database and the
+/// installers.
+pub fn private_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    match tierwise_transport::files::private_dir(dir) {
+        Ok(true) => {
+            tracing::warn!(dir = %dir.display(), "the data directory was open to other users; it is owner-only now");
+            Ok(())
+        }
+        Ok(false) => Ok(()),
+        Err(error) => Err(std::io::Error::other(error.to_string())),
+    }
+}

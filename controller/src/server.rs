@@ -155,7 +155,7 @@ impl RunningController {
 /// free port; `RunningController::addr` tells which).
 pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController> {
     if settings.database.backend() == crate::store::Backend::Sqlite {
-        std::fs::create_dir_all(&settings.data_dir).with_context(|| {
+        crate::paths::private_data_dir(&settings.data_dir).with_context(|| {
             format!(
                 "cannot create the data directory {}; choose another with --data-dir",
                 settings.data_dir.display()

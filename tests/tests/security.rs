@@ -571,3 +571,34 @@ fn an_agent_whose_certificate_expired_while_the_controller_was_down_enrolls_agai
         .log_text()
         .contains("enrolled: the agent has its certificate"));
 }
+
+#[cfg(unix)]
+#[test]
+fn the_data_directory_and_the_database_are_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("controller");
+    // Made by someone else with the usual umask: open to every local user.
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let controller = Controller::start(&data, "127.0.0.1:0").unwrap();
+    controller.cli(&["hosts", "list"]).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    for file in [
+        "tierwise.db",
+        "tierwise.db-wal",
+        "tierwise.db-shm",
+        "admin.token",
+    ] {
+        let path = data.join(file);
+        if path.exists() {
+            assert_eq!(mode(&path), 0o600, "{file}");
+        }
+    }
+    assert!(data.join("tierwise.db").exists());
+    assert!(controller
+        .process
+        .log_text()
+        .contains("the data directory was open to other users; it is owner-only now"));
+}

@@ -80,6 +80,65 @@ pub fn write_public(path: &Path, contents: &[u8]) -> Result<(), FileError> {
     write_atomically(path, contents, false)
 }
 
+/// Creates a directory only its owner may enter (0700 on Unix), or makes
+/// an existing one so; returns true when an existing one had to be
+/// tightened. Its parents are created as usual.
+pub fn private_dir(path: &Path) -> Result<bool, FileError> {
+    let error = |source| FileError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    if !path.exists() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            builder.mode(0o700);
+        }
+        builder.create(path).map_err(error)?;
+        return Ok(false);
+    }
+    restrict(path, 0o700).map_err(error)
+}
+
+/// Makes an existing file owner-only (0600 on Unix), or creates it empty
+/// so; returns true when an existing one had to be tightened.
+pub fn private_file(path: &Path) -> Result<bool, FileError> {
+    let error = |source| FileError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    if !path.exists() {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        options.open(path).map_err(error)?;
+        return Ok(false);
+    }
+    restrict(path, 0o600).map_err(error)
+}
+
+/// Takes group and other permissions away (Unix; elsewhere a no-op).
+fn restrict(path: &Path, mode: u32) -> std::io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let current = std::fs::metadata(path)?.permissions().mode();
+        if current & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+            return Ok(true);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(false)
+}
+
 fn write_atomically(path: &Path, contents: &[u8], private: bool) -> Result<(), FileError> {
     let error = |source| FileError::Write {
         path: path.to_owned(),
@@ -116,6 +175,29 @@ fn write_atomically(path: &Path, contents: &[u8], private: bool) -> Result<(), F
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn private_files_and_directories_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = root.path().join("a/data");
+        assert!(!private_dir(&dir).unwrap());
+        assert_eq!(mode(&dir), 0o700);
+        let file = dir.join("tierwise.db");
+        assert!(!private_file(&file).unwrap());
+        assert_eq!(mode(&file), 0o600);
+        // Existing ones with looser permissions are tightened, and said so.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::write(&file, b"kept").unwrap();
+        assert!(private_dir(&dir).unwrap());
+        assert!(private_file(&file).unwrap());
+        assert_eq!((mode(&dir), mode(&file)), (0o700, 0o600));
+        assert_eq!(std::fs::read(&file).unwrap(), b"kept");
+        assert!(!private_file(&file).unwrap());
+    }
 
     #[test]
     fn a_private_key_is_readable_by_its_owner_only() {

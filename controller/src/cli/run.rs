@@ -202,7 +202,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: PkiCommand::Init { data_dir },
         } => {
             let data_dir = data_dir.unwrap_or_else(crate::paths::default_data_dir);
-            std::fs::create_dir_all(&data_dir).with_context(|| {
+            crate::paths::private_data_dir(&data_dir).with_context(|| {
                 format!(
                     "cannot create the data directory {}; choose another with --data-dir",
                     data_dir.display()

@@ -103,6 +103,37 @@ pub struct Store {
     ingest: ingest::Writer,
 }
 
+/// The SQLite database holds the fleet's inventory and the audit log: its
+/// file (made before SQLite makes it, so it is never readable by others)
+/// and its journal files are owner-only. SQLite gives the journal files the
+/// database file's permissions when it creates them.
+fn keep_private(path: &std::path::Path) {
+    let parent_exists = path
+        .parent()
+        .is_none_or(|p| p.as_os_str().is_empty() || p.is_dir());
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm"] {
+        let mut journal = path.as_os_str().to_owned();
+        journal.push(suffix);
+        let journal = std::path::PathBuf::from(journal);
+        if journal.exists() {
+            files.push(journal);
+        }
+    }
+    if !parent_exists {
+        return;
+    }
+    for file in files {
+        match tierwise_transport::files::private_file(&file) {
+            Ok(true) => {
+                tracing::warn!(file = %file.display(), "the database file was readable by others; it is owner-only now")
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "cannot make the database file owner-only"),
+        }
+    }
+}
+
 impl Store {
     /// Connects, and brings the schema up to date. Fails with a message that
     /// says which database could not be opened and why.
@@ -120,6 +151,9 @@ impl Store {
                 source,
             },
         };
+        if let Some(path) = url.sqlite_path() {
+            keep_private(&path);
+        }
         // One direct connection first: the pool would retry a refused or
         // misconfigured connection until its timeout and then report only
         // the timeout; the operator needs the reason, at once.
