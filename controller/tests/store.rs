@@ -865,7 +865,7 @@ async fn engine_inbox(store: &Store, t0: i64) {
 /// Tokens, enrollment, revocation and operators, the same on both backends.
 async fn security(store: &Store, t0: i64) {
     use tierwise_controller::store::security::{
-        AgentCertificate, EnrollError, Enrollment, NewToken,
+        AgentCertificate, EnrollError, Enrollment, NewToken, RemoveOperator,
     };
     let token = NewToken {
         id: "t1",
@@ -942,7 +942,39 @@ async fn security(store: &Store, t0: i64) {
         store.operator_by_token("h1").await.unwrap(),
         Some(("vera".to_owned(), "viewer".to_owned()))
     );
-    assert!(store.remove_operator("vera", "admin", t0).await.unwrap());
+    assert!(matches!(
+        store.remove_operator("vera", "admin", t0).await.unwrap(),
+        RemoveOperator::Removed(_)
+    ));
+    assert_eq!(
+        store.remove_operator("vera", "admin", t0).await.unwrap(),
+        RemoveOperator::NotFound
+    );
+    // The last admin stays, also when two admins remove each other at the
+    // same moment: exactly one removal wins.
+    for name in ["ada", "alan"] {
+        assert!(store
+            .add_operator(name, "admin", &format!("h-{name}"), "admin", t0)
+            .await
+            .unwrap());
+    }
+    let (first, second) = tokio::join!(
+        store.remove_operator("ada", "alan", t0),
+        store.remove_operator("alan", "ada", t0)
+    );
+    let outcomes = [first.unwrap(), second.unwrap()];
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| matches!(o, RemoveOperator::Removed(_)))
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert!(
+        outcomes.contains(&RemoveOperator::LastAdmin),
+        "{outcomes:?}"
+    );
     assert_eq!(store.operator_by_token("h1").await.unwrap(), None);
     let audit = store.audit_log(100).await.unwrap();
     for action in [

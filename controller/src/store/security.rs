@@ -176,6 +176,15 @@ impl From<sqlx::Error> for RenewError {
     }
 }
 
+/// What `remove_operator` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemoveOperator {
+    Removed(OperatorRecord),
+    NotFound,
+    /// Refused: it is the only admin.
+    LastAdmin,
+}
+
 /// An operator as stored.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OperatorRecord {
@@ -195,6 +204,15 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord, sqlx::Error> {
         created_ms: row.try_get("created_ms")?,
         created_by: row.try_get("created_by")?,
         revoked_ms: row.try_get("revoked_ms")?,
+    })
+}
+
+fn operator_from_row(row: &AnyRow) -> Result<OperatorRecord, sqlx::Error> {
+    Ok(OperatorRecord {
+        name: row.try_get("name")?,
+        role: row.try_get("role")?,
+        created_ms: row.try_get("created_ms")?,
+        created_by: row.try_get("created_by")?,
     })
 }
 
@@ -527,26 +545,45 @@ impl Store {
         Ok(true)
     }
 
-    /// Removes an operator (their token stops working at once); `false`
-    /// when there is no such operator.
+    /// Removes an operator (their token stops working at once), unless it
+    /// is the last admin. The check and the removal are one transaction
+    /// that first locks every admin row (a no-op update), so two admins
+    /// removing each other at once cannot both succeed.
     pub async fn remove_operator(
         &self,
         name: &str,
         actor: &str,
         now_ms: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<RemoveOperator, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let removed = sqlx::query("DELETE FROM operators WHERE name = $1")
+        sqlx::query("UPDATE operators SET role = role WHERE role = 'admin'")
+            .execute(&mut *tx)
+            .await?;
+        let row =
+            sqlx::query("SELECT name, role, created_ms, created_by FROM operators WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(row) = row else {
+            return Ok(RemoveOperator::NotFound);
+        };
+        let operator = operator_from_row(&row)?;
+        if operator.role == "admin" {
+            let admins: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM operators WHERE role = 'admin'")
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if admins <= 1 {
+                return Ok(RemoveOperator::LastAdmin);
+            }
+        }
+        sqlx::query("DELETE FROM operators WHERE name = $1")
             .bind(name)
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if removed == 0 {
-            return Ok(false);
-        }
+            .await?;
         audit_in(&mut *tx, now_ms, actor, "operator remove", name, "").await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(RemoveOperator::Removed(operator))
     }
 
     pub async fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
@@ -556,14 +593,7 @@ impl Store {
                 .await?;
         Ok(rows
             .iter()
-            .map(|row| {
-                Ok(OperatorRecord {
-                    name: row.try_get("name")?,
-                    role: row.try_get("role")?,
-                    created_ms: row.try_get("created_ms")?,
-                    created_by: row.try_get("created_by")?,
-                })
-            })
+            .map(operator_from_row)
             .collect::<Result<_, sqlx::Error>>()?)
     }
 

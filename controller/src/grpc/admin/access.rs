@@ -3,6 +3,7 @@
 use super::{actor, optional_name, AdminApi};
 use crate::grpc::auth::{self, Role};
 use crate::grpc::{printable, ApiError};
+use crate::store::security::RemoveOperator;
 use crate::wire::TokenView;
 use tierwise_common::validate_name;
 use tierwise_proto::v1;
@@ -155,30 +156,29 @@ pub(super) async fn remove_operator(
 ) -> Result<Response<v1::OperatorView>, Status> {
     let actor = actor(&request)?;
     let name = request.into_inner().name;
-    let operators = api.store.operators().await.map_err(ApiError::from)?;
-    let Some(target) = operators.iter().find(|o| o.name == name) else {
-        return Err(ApiError::NotFound(format!(
-            "no operator `{}`; `tierwise operators list` shows them",
-            printable(&name, 64)
-        ))
-        .into());
-    };
-    let admins = operators
-        .iter()
-        .filter(|o| o.role == Role::Admin.as_str())
-        .count();
-    if target.role == Role::Admin.as_str() && admins == 1 {
-        return Err(ApiError::FailedPrecondition(format!(
-            "`{name}` is the last admin; add another admin before removing it"
-        ))
-        .into());
-    }
-    api.store
+    let target = match api
+        .store
         .remove_operator(&name, &actor, now_ms())
         .await
-        .map_err(ApiError::from)?;
+        .map_err(ApiError::from)?
+    {
+        RemoveOperator::Removed(target) => target,
+        RemoveOperator::NotFound => {
+            return Err(ApiError::NotFound(format!(
+                "no operator `{}`; `tierwise operators list` shows them",
+                printable(&name, 64)
+            ))
+            .into())
+        }
+        RemoveOperator::LastAdmin => {
+            return Err(ApiError::FailedPrecondition(format!(
+                "`{name}` is the last admin; add another admin before removing it"
+            ))
+            .into())
+        }
+    };
     info!(operator = %name, %actor, "operator removed");
-    Ok(Response::new(v1::OperatorView::from(target)))
+    Ok(Response::new(v1::OperatorView::from(&target)))
 }
 
 pub(super) async fn who_am_i(
