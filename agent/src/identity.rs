@@ -65,10 +65,11 @@ pub enum IdentityError {
 
 impl IdentityError {
     /// Whether trying again later may succeed without anyone changing
-    /// anything (the controller was down, say).
+    /// anything (the controller was down, or over its rate limit).
     pub fn is_transient(&self) -> bool {
         matches!(self, IdentityError::Unreachable(_))
-            || matches!(self, IdentityError::Refused(s) if s.code() == tonic::Code::Unavailable)
+            || matches!(self, IdentityError::Refused(s)
+                if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::ResourceExhausted))
     }
 }
 

@@ -40,6 +40,7 @@ pub mod liveness;
 pub mod name;
 pub mod placement;
 pub mod plan;
+pub mod ratelimit;
 pub mod requirement;
 pub mod role;
 pub mod rollout;

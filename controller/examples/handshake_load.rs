@@ -1,7 +1,12 @@
 //! Handshake cost: how many agent enrollments and mutual-TLS reconnects per
 //! second one controller sustains on this machine.
 //!
-//! `cargo run --release -p tierwise-controller --example handshake_load [-- SECONDS CLIENTS]`
+//! `cargo run --release -p tierwise-controller --example handshake_load [-- SECONDS CLIENTS [limits]]`
+//!
+//! All clients enroll from 127.0.0.1 with one token, which the default
+//! enrollment rate limits (per address, per token) would throttle by
+//! design; they are off for the throughput figure unless `limits` is given,
+//! which measures with the defaults (what one address and one token get).
 //!
 //! A real controller (TLS, SQLite store, its own CA) runs in this process on
 //! a runtime of its own; the load runs on another runtime, so both share the
@@ -33,6 +38,16 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let seconds: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(10);
     let clients: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(16);
+    let limited = args.get(3).is_some_and(|a| a == "limits");
+    let limits = if limited {
+        tierwise_controller::grpc::limits::LimitSettings::default()
+    } else {
+        tierwise_controller::grpc::limits::LimitSettings {
+            enroll_per_address: tierwise_common::ratelimit::Rate::OFF,
+            enroll_per_token: tierwise_common::ratelimit::Rate::OFF,
+            ..Default::default()
+        }
+    };
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_path_buf();
 
@@ -49,6 +64,7 @@ fn main() {
         agent_certificate_lifetime: Duration::from_secs(3600),
         max_handshakes_per_address: server::DEFAULT_HANDSHAKES_PER_ADDRESS,
         max_session_age: None,
+        limits,
     };
     let running = controller_rt.block_on(server::start(&settings)).unwrap();
     let address: ControllerAddress = format!("https://{}", running.addr).parse().unwrap();
@@ -86,15 +102,17 @@ fn main() {
 
         // Enrollments.
         let enrolled = Arc::new(AtomicU64::new(0));
+        let refused = Arc::new(AtomicU64::new(0));
         let identities = Arc::new(tokio::sync::Mutex::new(Vec::new()));
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let mut tasks = Vec::new();
         for c in 0..clients {
-            let (address, pinned, token, enrolled, identities) = (
+            let (address, pinned, token, enrolled, refused, identities) = (
                 address.clone(),
                 pinned.clone(),
                 token.clone(),
                 enrolled.clone(),
+                refused.clone(),
                 identities.clone(),
             );
             tasks.push(tokio::spawn(async move {
@@ -104,7 +122,7 @@ fn main() {
                     n += 1;
                     let (key_pem, csr) = tierwise_transport::key_and_request(&host_id).unwrap();
                     let channel = address.connect(pinned.clone(), |e| e).await.unwrap();
-                    let answer = AgentServiceClient::new(channel)
+                    let answer = match AgentServiceClient::new(channel)
                         .enroll(EnrollRequest {
                             token: token.clone(),
                             host_id: host_id.clone(),
@@ -112,8 +130,14 @@ fn main() {
                             csr_der: csr,
                         })
                         .await
-                        .unwrap()
-                        .into_inner();
+                    {
+                        Ok(answer) => answer.into_inner(),
+                        Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                            refused.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        Err(status) => panic!("enrollment failed: {status}"),
+                    };
                     enrolled.fetch_add(1, Ordering::Relaxed);
                     let mut list = identities.lock().await;
                     if list.len() < clients {
@@ -179,8 +203,14 @@ fn main() {
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
         println!(
-            "enrollments: {enroll_rate:.0}/s ({} in all)",
-            enrolled.load(Ordering::Relaxed)
+            "enrollments: {enroll_rate:.0}/s ({} in all; {} refused by the rate limits{})",
+            enrolled.load(Ordering::Relaxed),
+            refused.load(Ordering::Relaxed),
+            if limited {
+                ", which are at their defaults"
+            } else {
+                ", which are off"
+            }
         );
         println!(
             "mTLS reconnects (handshake + Hello + Welcome): {reconnect_rate:.0}/s ({} in all)",

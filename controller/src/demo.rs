@@ -106,6 +106,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         agent_certificate_lifetime: server::DEFAULT_AGENT_CERTIFICATE_LIFETIME,
         max_handshakes_per_address: server::DEFAULT_HANDSHAKES_PER_ADDRESS,
         max_session_age: None,
+        limits: crate::grpc::limits::LimitSettings::default(),
     };
     let controller = server::start(&settings).await.with_context(|| {
         format!(

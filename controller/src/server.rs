@@ -46,6 +46,8 @@ pub struct ServeSettings {
     /// Agent sessions close after about this long (jittered) so streams
     /// spread again over replicas behind a load balancer; `None`: never.
     pub max_session_age: Option<Duration>,
+    /// Rate limits and the coalescing of refused calls in the audit log.
+    pub limits: crate::grpc::limits::LimitSettings,
 }
 
 /// Handshakes in flight from one address unless configured: one peer
@@ -80,6 +82,7 @@ impl ServeSettings {
             agent_certificate_lifetime: DEFAULT_AGENT_CERTIFICATE_LIFETIME,
             max_handshakes_per_address: DEFAULT_HANDSHAKES_PER_ADDRESS,
             max_session_age: None,
+            limits: crate::grpc::limits::LimitSettings::default(),
         })
     }
 }
@@ -97,6 +100,7 @@ pub struct RunningController {
     stop: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     sweeper: JoinHandle<()>,
+    refusal_audit: JoinHandle<()>,
     engine: JoinHandle<()>,
     /// The outbox reader and the leadership keeper.
     outbox: JoinHandle<()>,
@@ -111,6 +115,7 @@ impl RunningController {
     /// `SHUTDOWN_GRACE`; then closes the store.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         self.sweeper.abort();
+        self.refusal_audit.abort();
         self.engine.abort();
         self.leadership.abort();
         self.outbox.abort();
@@ -186,7 +191,9 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     let store = Store::open(settings.database.connect_string()).await?;
     info!(database = %settings.database.redacted(), backend = %store.backend(), "store ready");
     first_admin(&store, &settings.data_dir).await?;
-    let auth = Authenticator::new(store.clone());
+    let limits = Arc::new(crate::grpc::limits::Limits::new(&settings.limits));
+    let auth = Authenticator::new(store.clone(), limits.clone());
+    let refusal_audit = tokio::spawn(auth.clone().run_refusal_audit());
     let sessions = Sessions::default();
     let (drain_tx, drained) = mpsc::channel::<()>(1);
     let engine = Engine::new(store.clone(), Arc::new(sessions.clone()));
@@ -202,7 +209,8 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
             settings.agent_certificate_lifetime,
             drain_tx,
         )
-        .with_max_session_age(settings.max_session_age),
+        .with_max_session_age(settings.max_session_age)
+        .with_limits(limits),
     )
     .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_CONTROLLER_MESSAGE_BYTES);
@@ -267,6 +275,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         stop,
         server,
         sweeper,
+        refusal_audit,
         engine: engine_task,
         outbox,
         leadership,

@@ -242,11 +242,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let data_dir = work.path().join("controller");
     std::fs::create_dir_all(&data_dir)?;
+    // The swarm's agents all enroll through 127.0.0.1 with one token (set
+    // up, not measured): the enrollment rate limits would make that a
+    // crawl by design, so they are off unless a --serve-flag sets them.
+    let mut serve_flags = args.serve_flags.clone();
+    for flag in ["--enroll-rate-per-address", "--enroll-rate-per-token"] {
+        if !serve_flags.iter().any(|f| f.starts_with(flag)) {
+            serve_flags.push(format!("{flag}=off"));
+        }
+    }
     let mut controller = Controller::start(
         binary,
         data_dir.clone(),
         args.database_url.clone(),
-        args.serve_flags.clone(),
+        serve_flags,
         "127.0.0.1:0",
     )?;
     let store = if args.database_url.is_some() {

@@ -602,3 +602,100 @@ fn the_data_directory_and_the_database_are_owner_only() {
         .log_text()
         .contains("the data directory was open to other users; it is owner-only now"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_floods_are_limited_and_refused_calls_are_audited_coalesced() {
+    let root = tempfile::tempdir().unwrap();
+    let controller = Controller::start_with(
+        &root.path().join("controller"),
+        "127.0.0.1:0",
+        &[
+            "--enroll-rate-per-address",
+            "1/s",
+            "--audit-refusal-window",
+            "2s",
+        ],
+    )
+    .unwrap();
+
+    // Well-formed attempts with a made-up token from one address: five
+    // seconds' worth are checked (and refused for the token), then the
+    // address is told to slow down.
+    let ca = controller.ca_certificate().unwrap();
+    let address: ControllerAddress = controller.url().parse().unwrap();
+    let channel = address
+        .connect(client_config(&Trust::Ca(vec![ca]), None).unwrap(), |e| e)
+        .await
+        .unwrap();
+    let (_key, csr) = tierwise_transport::key_and_request("cl-flood").unwrap();
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        let status = AgentServiceClient::new(channel.clone())
+            .enroll(tierwise_proto::v1::EnrollRequest {
+                token: format!("twe_{}_{}", "0".repeat(16), "0".repeat(48)),
+                host_id: "cl-flood".into(),
+                installation: "prod".into(),
+                csr_der: csr.clone(),
+            })
+            .await
+            .unwrap_err();
+        if status.code() == tonic::Code::ResourceExhausted {
+            assert!(
+                status
+                    .message()
+                    .contains("too many enrollment attempts from 127.0.0.1; try again in"),
+                "{status:?}"
+            );
+        }
+        codes.push(status.code());
+    }
+    assert_eq!(
+        codes
+            .iter()
+            .filter(|c| **c == tonic::Code::Unauthenticated)
+            .count(),
+        5,
+        "{codes:?}"
+    );
+    assert_eq!(codes[5..], [tonic::Code::ResourceExhausted; 3], "{codes:?}");
+
+    // Thirty refused calls of a viewer: one audit entry at once, one count
+    // when the window ends.
+    let viewer = tokio::task::block_in_place(|| {
+        controller.cli(&["operators", "add", "vera", "--role", "viewer"])
+    })
+    .unwrap();
+    let denied = || -> Vec<serde_json::Value> {
+        let audit = controller.cli(&["audit", "--json"]).unwrap();
+        let entries: serde_json::Value = serde_json::from_str(&audit).unwrap();
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["actor"] == "vera" && e["action"] == "denied")
+            .cloned()
+            .collect()
+    };
+    tokio::task::block_in_place(|| {
+        for _ in 0..30 {
+            let refused = controller
+                .cli_output_as(viewer.trim(), &["hosts", "refresh"])
+                .unwrap();
+            assert!(!refused.status.success());
+        }
+        assert_eq!(denied().len(), 1);
+        let counted = wait_for("the count of the others", Duration::from_secs(20), || {
+            let denied = denied();
+            Ok((denied.len() == 2).then_some(denied))
+        })
+        .unwrap()
+        .0;
+        assert!(
+            counted.iter().any(|e| e["details"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("29 more refused call(s) within 2 s")),
+            "{counted:?}"
+        );
+    });
+}

@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use tierwise_common::ratelimit::Rate;
 use tierwise_common::Role;
 use tierwise_runtime::logging::LogFormat;
 
@@ -88,6 +89,20 @@ pub enum Command {
         /// streams spread again over replicas started later. Off by default.
         #[arg(long, env = "TIERWISE_MAX_SESSION_AGE", value_parser = parse_lifetime)]
         max_session_age: Option<std::time::Duration>,
+        /// Enrollment attempts allowed per source address (`20/s`, `6/min`,
+        /// `100/h` or `off`; five seconds' worth may come at once).
+        #[arg(long, env = "TIERWISE_ENROLL_RATE_PER_ADDRESS", default_value = "20/s")]
+        enroll_rate_per_address: Rate,
+        /// Enrollment attempts allowed per enrollment token.
+        #[arg(long, env = "TIERWISE_ENROLL_RATE_PER_TOKEN", default_value = "500/s")]
+        enroll_rate_per_token: Rate,
+        /// Certificate renewals allowed per host.
+        #[arg(long, env = "TIERWISE_RENEW_RATE_PER_HOST", default_value = "6/min")]
+        renew_rate_per_host: Rate,
+        /// A refused call of an operator is audited once per method within
+        /// this window; the others are counted in one entry at its end.
+        #[arg(long, env = "TIERWISE_AUDIT_REFUSAL_WINDOW", default_value = "60s", value_parser = parse_duration)]
+        audit_refusal_window: std::time::Duration,
     },
     /// The controller's certificate authority.
     Pki {

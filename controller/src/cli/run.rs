@@ -31,6 +31,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             agent_cert_lifetime,
             max_handshakes_per_address,
             max_session_age,
+            enroll_rate_per_address,
+            enroll_rate_per_token,
+            renew_rate_per_host,
+            audit_refusal_window,
         } => {
             let mut settings =
                 crate::server::ServeSettings::resolve(listen, data_dir, database_url.as_deref())?;
@@ -44,6 +48,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             settings.agent_certificate_lifetime = agent_cert_lifetime;
             settings.max_handshakes_per_address = usize::from(max_handshakes_per_address);
             settings.max_session_age = max_session_age;
+            settings.limits = crate::grpc::limits::LimitSettings {
+                enroll_per_address: enroll_rate_per_address,
+                enroll_per_token: enroll_rate_per_token,
+                renew_per_host: renew_rate_per_host,
+                audit_refusal_window,
+            };
             let mut running = crate::server::start(&settings).await?;
             // One line on stdout for scripts and supervisors (logs go to stderr).
             println!("tierwise controller listening on {}", running.addr);

@@ -9,6 +9,7 @@ use super::{printable, ApiError};
 use crate::artifacts::ArtifactStore;
 use crate::engine::Engine;
 use crate::grpc::auth;
+use crate::grpc::limits::{LimitSettings, Limits};
 use crate::grpc::sessions::{CloseReason, Sessions};
 use crate::pki::Pki;
 use crate::store::rollouts::StepResultRecord;
@@ -51,6 +52,8 @@ pub struct AgentGateway {
     drain: mpsc::Sender<()>,
     /// Sessions close after about this long (see `session_age_limit`).
     max_session_age: Option<Duration>,
+    /// Enrollment and renewal rate limits.
+    limits: Arc<Limits>,
 }
 
 impl AgentGateway {
@@ -72,7 +75,15 @@ impl AgentGateway {
             certificate_lifetime,
             drain,
             max_session_age: None,
+            limits: Arc::new(Limits::new(&LimitSettings::default())),
         }
+    }
+
+    /// Enrollment and renewal limits other than the defaults.
+    #[must_use]
+    pub fn with_limits(mut self, limits: Arc<Limits>) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// Closes each session after about `age` (±10 %), so that agents behind
@@ -107,6 +118,8 @@ impl AgentService for AgentGateway {
     ) -> Result<Response<Certificate>, Status> {
         let peer =
             auth::peer_addr(&request).map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let address =
+            auth::peer_addr(&request).map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
         let request = request.into_inner();
         let invalid = |e: tierwise_common::NameError| {
             refuse(&peer, ApiError::InvalidArgument(format!("Enroll: {e}")))
@@ -120,6 +133,9 @@ impl AgentService for AgentGateway {
             )
         })?;
         let now = now_ms();
+        self.limits
+            .enroll(&address, &token_id, now)
+            .map_err(|over| refuse(&peer, over.into()))?;
         use crate::store::security::EnrollError;
         let enroll_error = |e: EnrollError| {
             let error = match e {
@@ -181,6 +197,9 @@ impl AgentService for AgentGateway {
             auth::peer_addr(&request).map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         let request = request.into_inner();
         let now = now_ms();
+        self.limits
+            .renew(&identity.host_id, now)
+            .map_err(|over| refuse(&peer, over.into()))?;
         let renew_error = |e: RenewError| {
             let error = match e {
                 RenewError::Store(store) => ApiError::Store(store),

@@ -7,12 +7,14 @@
 //! method's. A method without a rule is refused. The caller's identity goes
 //! into the request's extensions as a [`Principal`] for the handler.
 
+use super::limits::{Limits, Refusal};
 use super::ApiError;
 use crate::store::Store;
 use sha2::{Digest, Sha256};
 use std::convert::Infallible;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use tierwise_runtime::clock::{now_ms, rfc3339};
 use tierwise_transport::server::PeerInfo;
 use tonic::body::Body;
@@ -172,11 +174,40 @@ pub fn token_digest(token: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct Authenticator {
     store: Store,
+    limits: Arc<Limits>,
 }
 
 impl Authenticator {
-    pub fn new(store: Store) -> Self {
-        Self { store }
+    pub fn new(store: Store, limits: Arc<Limits>) -> Self {
+        Self { store, limits }
+    }
+
+    /// Writes the counts of refused calls whose window has ended, every few
+    /// seconds (the first refusal of a window is written at once).
+    pub async fn run_refusal_audit(self) {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            self.write_refusals(self.limits.ended_refusals(now_ms()))
+                .await;
+        }
+    }
+
+    async fn write_refusals(&self, refusals: Vec<Refusal>) {
+        for refusal in refusals {
+            if let Err(error) = self
+                .store
+                .audit(
+                    &refusal.operator,
+                    "denied",
+                    &refusal.method,
+                    &refusal.details,
+                    now_ms(),
+                )
+                .await
+            {
+                warn!(%error, "could not record refused calls in the audit log");
+            }
+        }
     }
 
     pub async fn authorize(
@@ -219,14 +250,10 @@ impl Authenticator {
                         "operator `{name}` has the role {role}; {method} needs {needed} or above"
                     );
                     warn!(operator = %name, %method, "call refused: role too low");
-                    // A refused attempt by a known operator is worth keeping.
-                    if let Err(error) = self
-                        .store
-                        .audit(&name, "denied", method, &reason, now_ms())
-                        .await
-                    {
-                        warn!(%error, "could not record a refused call in the audit log");
-                    }
+                    // A refused attempt by a known operator is worth keeping;
+                    // a flood of them is one entry and a count per window.
+                    let refusals = self.limits.refused(&name, method, &reason, now_ms());
+                    self.write_refusals(refusals).await;
                     return Err(ApiError::PermissionDenied(reason));
                 }
                 Ok(Principal::Operator { name, role })

@@ -25,6 +25,8 @@ pub enum ApiError {
     PermissionDenied(String),
     #[error("{0}")]
     AlreadyExists(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error("the controller's database failed: {0}")]
     Store(#[from] StoreError),
 }
@@ -41,6 +43,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => "unauthenticated",
             ApiError::PermissionDenied(_) => "permission_denied",
             ApiError::AlreadyExists(_) => "already_exists",
+            ApiError::ResourceExhausted(_) => "resource_exhausted",
             ApiError::Store(_) => "store",
         }
     }
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::Unauthenticated(_) => Code::Unauthenticated,
             ApiError::PermissionDenied(_) => Code::PermissionDenied,
             ApiError::AlreadyExists(_) => Code::AlreadyExists,
+            ApiError::ResourceExhausted(_) => Code::ResourceExhausted,
             ApiError::Store(_) => Code::Unavailable,
         }
     }
@@ -66,5 +70,11 @@ impl From<ApiError> for Status {
             tracing::error!(kind = error.kind(), error = %store, "request failed");
         }
         Status::new(error.code(), error.to_string())
+    }
+}
+
+impl From<super::limits::OverLimit> for ApiError {
+    fn from(over: super::limits::OverLimit) -> Self {
+        ApiError::ResourceExhausted(over.to_string())
     }
 }

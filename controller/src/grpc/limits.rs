@@ -1,0 +1,254 @@
+//! The controller's rate limits and the coalescing of refused calls in the
+//! audit log. Enrollment attempts are limited per source address and per
+//! token, renewals per host; what is over a limit is refused with
+//! RESOURCE_EXHAUSTED and when to try again (agents back off and retry).
+//! A known operator's refused calls are audited once per method and
+//! window, with the count of the rest: a flood cannot fill the audit log.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+use tierwise_common::ratelimit::{Rate, RateLimiter};
+
+/// Keys each limiter holds at most (see `RateLimiter`).
+const MAX_KEYS: usize = 200_000;
+
+/// The limits, as configured (`tierwise serve --enroll-rate-per-address`…).
+#[derive(Clone, Copy, Debug)]
+pub struct LimitSettings {
+    pub enroll_per_address: Rate,
+    pub enroll_per_token: Rate,
+    pub renew_per_host: Rate,
+    /// A refused call of an operator is audited once per method in this
+    /// window; the rest are counted in one entry at its end.
+    pub audit_refusal_window: Duration,
+}
+
+impl Default for LimitSettings {
+    /// Loose enough for a fleet enrolling at once through one Group Policy
+    /// token (the controller completes about 1,100 enrollments a second
+    /// here) and for any reconnect storm (sessions are not limited here).
+    fn default() -> Self {
+        Self {
+            enroll_per_address: Rate::per_second(20.0),
+            enroll_per_token: Rate::per_second(500.0),
+            renew_per_host: Rate::per_second(0.1),
+            audit_refusal_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The limiters of one controller process.
+#[derive(Debug)]
+pub struct Limits {
+    enroll_per_address: Mutex<RateLimiter>,
+    enroll_per_token: Mutex<RateLimiter>,
+    renew_per_host: Mutex<RateLimiter>,
+    refusals: Mutex<Refusals>,
+}
+
+/// Over a limit: what was limited and when to try again.
+#[derive(Debug, thiserror::Error)]
+#[error("too many {what}; try again in {retry_ms} ms")]
+pub struct OverLimit {
+    pub what: String,
+    pub retry_ms: u64,
+}
+
+impl Limits {
+    pub fn new(settings: &LimitSettings) -> Self {
+        Self {
+            enroll_per_address: Mutex::new(RateLimiter::new(settings.enroll_per_address, MAX_KEYS)),
+            enroll_per_token: Mutex::new(RateLimiter::new(settings.enroll_per_token, MAX_KEYS)),
+            renew_per_host: Mutex::new(RateLimiter::new(settings.renew_per_host, MAX_KEYS)),
+            refusals: Mutex::new(Refusals::new(settings.audit_refusal_window)),
+        }
+    }
+
+    /// One enrollment attempt from `address` with token `token_id`.
+    pub fn enroll(&self, address: &str, token_id: &str, now_ms: i64) -> Result<(), OverLimit> {
+        take(&self.enroll_per_address, address, now_ms).map_err(|retry_ms| OverLimit {
+            what: format!("enrollment attempts from {address}"),
+            retry_ms,
+        })?;
+        take(&self.enroll_per_token, token_id, now_ms).map_err(|retry_ms| OverLimit {
+            what: format!("enrollment attempts with token {token_id}"),
+            retry_ms,
+        })
+    }
+
+    /// One renewal by `host_id`.
+    pub fn renew(&self, host_id: &str, now_ms: i64) -> Result<(), OverLimit> {
+        take(&self.renew_per_host, host_id, now_ms).map_err(|retry_ms| OverLimit {
+            what: format!("certificate renewals by host {host_id}"),
+            retry_ms,
+        })
+    }
+
+    /// A refused call by `operator`: the audit entries to write now.
+    pub fn refused(&self, operator: &str, method: &str, reason: &str, now_ms: i64) -> Vec<Refusal> {
+        self.refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .refused(operator, method, reason, now_ms)
+    }
+
+    /// Counts of windows that have ended, to write now.
+    pub fn ended_refusals(&self, now_ms: i64) -> Vec<Refusal> {
+        self.refusals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ended(now_ms)
+    }
+}
+
+fn take(limiter: &Mutex<RateLimiter>, key: &str, now_ms: i64) -> Result<(), u64> {
+    limiter
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .allow(key, now_ms)
+}
+
+/// An audit entry for refused calls: the first of a window, or the count
+/// of the others at its end.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub operator: String,
+    pub method: String,
+    pub details: String,
+}
+
+#[derive(Debug)]
+struct Window {
+    started_ms: i64,
+    more: u64,
+    reason: String,
+}
+
+/// Refused calls by (operator, method), one window each.
+#[derive(Debug)]
+struct Refusals {
+    window_ms: i64,
+    open: HashMap<(String, String), Window>,
+}
+
+impl Refusals {
+    fn new(window: Duration) -> Self {
+        Self {
+            window_ms: i64::try_from(window.as_millis()).unwrap_or(i64::MAX),
+            open: HashMap::new(),
+        }
+    }
+
+    fn refused(&mut self, operator: &str, method: &str, reason: &str, now_ms: i64) -> Vec<Refusal> {
+        let mut write = self.ended(now_ms);
+        let key = (operator.to_owned(), method.to_owned());
+        match self.open.get_mut(&key) {
+            Some(window) => window.more += 1,
+            None => {
+                write.push(Refusal {
+                    operator: operator.to_owned(),
+                    method: method.to_owned(),
+                    details: reason.to_owned(),
+                });
+                self.open.insert(
+                    key,
+                    Window {
+                        started_ms: now_ms,
+                        more: 0,
+                        reason: reason.to_owned(),
+                    },
+                );
+            }
+        }
+        write
+    }
+
+    fn ended(&mut self, now_ms: i64) -> Vec<Refusal> {
+        let window_ms = self.window_ms;
+        let mut write = Vec::new();
+        self.open.retain(|(operator, method), window| {
+            if now_ms - window.started_ms < window_ms {
+                return true;
+            }
+            if window.more > 0 {
+                write.push(Refusal {
+                    operator: operator.clone(),
+                    method: method.clone(),
+                    details: format!(
+                        "{} more refused call(s) within {} s: {}",
+                        window.more,
+                        window_ms / 1000,
+                        window.reason
+                    ),
+                });
+            }
+            false
+        });
+        write.sort_by(|a, b| (&a.operator, &a.method).cmp(&(&b.operator, &b.method)));
+        write
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_of_refusals_is_one_entry_and_a_count_per_window() {
+        let mut refusals = Refusals::new(Duration::from_secs(60));
+        let first = refusals.refused("vera", "StartRollout", "role too low", 0);
+        assert_eq!(first.len(), 1);
+        for t in 1..1000 {
+            assert!(refusals
+                .refused("vera", "StartRollout", "role too low", t)
+                .is_empty());
+        }
+        // Another method has its own window.
+        assert_eq!(
+            refusals
+                .refused("vera", "AbortRollout", "role too low", 5)
+                .len(),
+            1
+        );
+        assert!(refusals.ended(59_999).is_empty());
+        let ended = refusals.ended(60_000);
+        assert_eq!(ended.len(), 1, "{ended:?}");
+        assert_eq!(ended[0].method, "StartRollout");
+        assert!(ended[0]
+            .details
+            .starts_with("999 more refused call(s) within 60 s"));
+        // A window without more refusals ends without an entry.
+        assert!(refusals.ended(60_005).is_empty());
+        // The next refusal after the window is written again.
+        assert_eq!(
+            refusals
+                .refused("vera", "StartRollout", "role too low", 61_000)
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn enrollment_is_limited_per_address_and_per_token() {
+        let limits = Limits::new(&LimitSettings {
+            enroll_per_address: Rate::per_second(1.0),
+            enroll_per_token: Rate::per_second(2.0),
+            ..LimitSettings::default()
+        });
+        for _ in 0..5 {
+            limits.enroll("10.0.0.1", "t1", 0).unwrap();
+        }
+        let over = limits.enroll("10.0.0.1", "t1", 0).unwrap_err();
+        assert!(over.to_string().contains("from 10.0.0.1"), "{over}");
+        for i in 0..5 {
+            limits.enroll(&format!("10.0.1.{i}"), "t1", 0).unwrap();
+        }
+        let over = limits.enroll("10.0.2.1", "t1", 0).unwrap_err();
+        assert!(over.to_string().contains("with token t1"), "{over}");
+        for _ in 0..3 {
+            assert!(limits.renew("cl-1", 0).is_ok());
+        }
+        assert!(limits.renew("cl-1", 0).is_err());
+    }
+}
