@@ -216,6 +216,9 @@ impl From<&AuditEntry> for v1::AuditEntry {
             action: e.action.clone(),
             subject: e.subject.clone(),
             details: e.details.clone(),
+            seq: e.seq,
+            prev_sha256: e.prev_sha256.clone(),
+            sha256: e.sha256.clone(),
         }
     }
 }
@@ -223,11 +226,14 @@ impl From<&AuditEntry> for v1::AuditEntry {
 impl From<&v1::AuditEntry> for AuditEntry {
     fn from(e: &v1::AuditEntry) -> Self {
         AuditEntry {
+            seq: e.seq,
             at_ms: e.at_ms,
             actor: e.actor.clone(),
             action: e.action.clone(),
             subject: e.subject.clone(),
             details: e.details.clone(),
+            prev_sha256: e.prev_sha256.clone(),
+            sha256: e.sha256.clone(),
         }
     }
 }

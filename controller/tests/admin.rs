@@ -178,7 +178,10 @@ async fn handlers_admit_refuse_and_apply_operator_commands() {
 
     // Every change is audited with the operator's name.
     let audit = api
-        .list_audit(request(ListAuditRequest { limit: 0 }))
+        .list_audit(request(ListAuditRequest {
+            limit: 0,
+            ..Default::default()
+        }))
         .await
         .unwrap()
         .into_inner();

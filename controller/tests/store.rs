@@ -336,6 +336,7 @@ async fn suite(store: &Store) {
     engine_inbox(store, t0).await;
     security(store, t0).await;
     renewal_and_moves(store, t0).await;
+    audit_chain(store, t0).await;
     placement(store, t0).await;
 }
 
@@ -989,6 +990,34 @@ async fn security(store: &Store, t0: i64) {
             "{action} not audited"
         );
     }
+}
+
+/// Every entry the suite wrote, and entries written at the same moment by
+/// concurrent transactions, form one unbroken hash chain.
+async fn audit_chain(store: &Store, t0: i64) {
+    let writes = (0..20).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .audit("admin", "test", &format!("s{i}"), "concurrent", t0)
+                .await
+        })
+    });
+    for write in writes.collect::<Vec<_>>() {
+        write.await.unwrap().unwrap();
+    }
+    let entries = store.audit_after(0, 100_000).await.unwrap();
+    let links: Vec<_> = entries.iter().map(|e| e.link()).collect();
+    let verified = tierwise_common::audit::verify(&links).unwrap();
+    assert_eq!(verified.chained, entries.len());
+    assert_eq!(verified.unchained, 0);
+    assert!(entries.len() > 20);
+    assert_eq!(
+        verified.head.unwrap().0,
+        entries.last().unwrap().seq,
+        "numbered without gaps from 1"
+    );
+    assert_eq!(entries[0].seq, 1);
 }
 
 /// Renewals: only past half of a certificate's life, each supersedes the

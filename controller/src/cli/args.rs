@@ -151,10 +151,17 @@ pub enum Command {
         #[command(subcommand)]
         command: ArtifactsCommand,
     },
-    /// Every operator action, oldest first.
+    /// Every operator action, oldest first (the newest 100); `verify`
+    /// checks the log's hash chain.
     Audit {
         #[arg(long)]
         json: bool,
+        /// Keep printing new entries as they are written, until stopped
+        /// (with --json one object per line, for a SIEM).
+        #[arg(long)]
+        follow: bool,
+        #[command(subcommand)]
+        command: Option<AuditCommand>,
     },
     /// Start a controller and a small simulated Password Secure installation
     /// of real agent processes, and show what the controller sees.
@@ -168,6 +175,17 @@ pub enum Command {
         /// Keep the fleet running after the tour, until Ctrl-C.
         #[arg(long)]
         keep_running: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Fetch the whole audit log and recompute its hash chain here: any
+    /// entry changed, removed, reordered or inserted after it was written
+    /// is found. Prints the chain's head (entry number and hash) to keep.
+    Verify {
+        #[arg(long)]
+        json: bool,
     },
 }
 

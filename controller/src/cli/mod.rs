@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod artifacts;
+pub mod audit;
 pub mod hosts;
 pub mod installations;
 pub mod plan;

@@ -3,17 +3,15 @@
 
 use super::{status_error, table};
 use crate::rollout_view::RolloutStatus;
-use crate::store::rollouts::AuditEntry;
 use std::io::IsTerminal;
 use std::time::Duration;
 use tierwise_common::plan::PhaseKind;
 use tierwise_common::rollout::{Command, ErrorThreshold, RolloutState};
 use tierwise_common::{thousands, ClientWaves, Version};
 use tierwise_proto::v1::{
-    ChangeRolloutRequest, GetRolloutRequest, ListAuditRequest, ListRolloutsRequest, RolloutChange,
+    ChangeRolloutRequest, GetRolloutRequest, ListRolloutsRequest, RolloutChange,
     StartRolloutRequest,
 };
-use tierwise_runtime::clock::rfc3339;
 
 type Client = crate::cli::AdminClient;
 
@@ -211,29 +209,6 @@ fn listed<T>(out: &mut Vec<String>, items: &[T], omitted: u64, line: impl Fn(&T)
     if more > 0 {
         out.push(format!("  … and {} more", thousands(more as usize)));
     }
-}
-
-pub async fn audit(client: &mut Client, json: bool) -> anyhow::Result<String> {
-    let log = client
-        .list_audit(ListAuditRequest { limit: 0 })
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    let entries: Vec<AuditEntry> = log.entries.iter().map(AuditEntry::from).collect();
-    if json {
-        return super::sorted_json(&entries);
-    }
-    if entries.is_empty() {
-        return Ok("The audit log is empty.\n".into());
-    }
-    let rows: Vec<Vec<String>> = entries
-        .into_iter()
-        .map(|e| vec![rfc3339(e.at_ms), e.actor, e.action, e.subject, e.details])
-        .collect();
-    Ok(table::render(
-        &["AT", "WHO", "ACTION", "SUBJECT", "DETAILS"],
-        &rows,
-    ))
 }
 
 pub fn phase_name(kind: &PhaseKind) -> String {

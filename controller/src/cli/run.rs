@@ -308,9 +308,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", super::security::whoami(&mut client).await?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit { json } => {
+        Command::Audit {
+            json,
+            follow,
+            command,
+        } => {
             let mut client = super::connect(&connection).await?;
-            print!("{}", super::rollout::audit(&mut client, json).await?);
+            match command {
+                Some(AuditCommand::Verify { json }) => {
+                    print!("{}", super::audit::verify(&mut client, json).await?)
+                }
+                None if follow => super::audit::follow(&mut client, json).await?,
+                None => print!("{}", super::audit::list(&mut client, json).await?),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo {

@@ -9,11 +9,11 @@ use super::{printable, ApiError};
 use crate::artifacts::ArtifactStore;
 use crate::engine::Engine;
 use crate::grpc::auth;
-use crate::grpc::limits::{LimitSettings, Limits};
+use crate::grpc::limits::{audit_refusals, LimitSettings, Limits};
 use crate::grpc::sessions::{CloseReason, Sessions};
 use crate::pki::Pki;
 use crate::store::rollouts::StepResultRecord;
-use crate::store::security::{Enrollment, EnrollmentAsk, RenewError};
+use crate::store::security::{EnrollError, Enrollment, EnrollmentAsk, RenewError};
 use crate::store::{HostReport, Store};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -136,16 +136,6 @@ impl AgentService for AgentGateway {
         self.limits
             .enroll(&address, &token_id, now)
             .map_err(|over| refuse(&peer, over.into()))?;
-        use crate::store::security::EnrollError;
-        let enroll_error = |e: EnrollError| {
-            let error = match e {
-                EnrollError::Store(store) => ApiError::Store(store),
-                EnrollError::AlreadyEnrolled(_) => ApiError::AlreadyExists(e.to_string()),
-                EnrollError::Invalid => ApiError::Unauthenticated(e.to_string()),
-                _ => ApiError::PermissionDenied(e.to_string()),
-            };
-            refuse(&peer, error)
-        };
         // Everything is checked before a certificate is signed: a refused
         // attempt costs reads, not a signature and a write.
         let public_key_sha256 = crate::pki::Pki::request_key_sha256(&request.csr_der)
@@ -157,12 +147,16 @@ impl AgentService for AgentGateway {
             installation: &request.installation,
             public_key_sha256: &public_key_sha256,
         };
-        if let Some(issued) = self
-            .store
-            .check_enrollment(&ask, now)
-            .await
-            .map_err(enroll_error)?
-        {
+        let checked = self.store.check_enrollment(&ask, now).await;
+        let checked = match checked {
+            Ok(checked) => checked,
+            Err(e) => {
+                return Err(self
+                    .enroll_refused(&peer, &address, &request.host_id, e)
+                    .await)
+            }
+        };
+        if let Some(issued) = checked {
             return Ok(Response::new(self.answer(&issued)));
         }
         let certificate = self
@@ -182,11 +176,14 @@ impl AgentService for AgentGateway {
             installation: ask.installation,
             certificate,
         };
-        let issued = self
-            .store
-            .enroll(&enrollment, now)
-            .await
-            .map_err(enroll_error)?;
+        let issued = match self.store.enroll(&enrollment, now).await {
+            Ok(issued) => issued,
+            Err(e) => {
+                return Err(self
+                    .enroll_refused(&peer, &address, &request.host_id, e)
+                    .await)
+            }
+        };
         info!(host_id = %request.host_id, installation = %request.installation, token = %token_id, serial = %issued.serial, %peer, "agent enrolled");
         Ok(Response::new(self.answer(&issued)))
     }
@@ -417,6 +414,32 @@ impl AgentService for AgentGateway {
 }
 
 impl AgentGateway {
+    /// The answer to a refused enrollment; it is audited (once per address
+    /// and window, with a count of the rest: a flood cannot fill the log).
+    async fn enroll_refused(
+        &self,
+        peer: &str,
+        address: &str,
+        host_id: &str,
+        e: EnrollError,
+    ) -> Status {
+        let error = match e {
+            EnrollError::Store(store) => return refuse(peer, ApiError::Store(store)),
+            EnrollError::AlreadyEnrolled(_) => ApiError::AlreadyExists(e.to_string()),
+            EnrollError::Invalid => ApiError::Unauthenticated(e.to_string()),
+            _ => ApiError::PermissionDenied(e.to_string()),
+        };
+        let refusals = self.limits.refused(
+            &format!("address {address}"),
+            "enroll refused",
+            "Enroll",
+            &format!("host {host_id}: {error}"),
+            now_ms(),
+        );
+        audit_refusals(&self.store, refusals).await;
+        refuse(peer, error)
+    }
+
     /// Refuses when the certificate a stream was opened with has been
     /// revoked, renewed or has expired since.
     async fn still_valid(&self, serial: &str) -> Result<(), ApiError> {

@@ -7,7 +7,7 @@
 //! method's. A method without a rule is refused. The caller's identity goes
 //! into the request's extensions as a [`Principal`] for the handler.
 
-use super::limits::{Limits, Refusal};
+use super::limits::{audit_refusals, Limits};
 use super::ApiError;
 use crate::store::Store;
 use sha2::{Digest, Sha256};
@@ -187,26 +187,7 @@ impl Authenticator {
     pub async fn run_refusal_audit(self) {
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-            self.write_refusals(self.limits.ended_refusals(now_ms()))
-                .await;
-        }
-    }
-
-    async fn write_refusals(&self, refusals: Vec<Refusal>) {
-        for refusal in refusals {
-            if let Err(error) = self
-                .store
-                .audit(
-                    &refusal.operator,
-                    "denied",
-                    &refusal.method,
-                    &refusal.details,
-                    now_ms(),
-                )
-                .await
-            {
-                warn!(%error, "could not record refused calls in the audit log");
-            }
+            audit_refusals(&self.store, self.limits.ended_refusals(now_ms())).await;
         }
     }
 
@@ -252,8 +233,10 @@ impl Authenticator {
                     warn!(operator = %name, %method, "call refused: role too low");
                     // A refused attempt by a known operator is worth keeping;
                     // a flood of them is one entry and a count per window.
-                    let refusals = self.limits.refused(&name, method, &reason, now_ms());
-                    self.write_refusals(refusals).await;
+                    let refusals = self
+                        .limits
+                        .refused(&name, "denied", method, &reason, now_ms());
+                    audit_refusals(&self.store, refusals).await;
                     return Err(ApiError::PermissionDenied(reason));
                 }
                 Ok(Principal::Operator { name, role })

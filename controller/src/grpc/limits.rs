@@ -85,12 +85,20 @@ impl Limits {
         })
     }
 
-    /// A refused call by `operator`: the audit entries to write now.
-    pub fn refused(&self, operator: &str, method: &str, reason: &str, now_ms: i64) -> Vec<Refusal> {
+    /// A refused call by `actor` (an operator, an address) of `method`,
+    /// audited as `action`: the audit entries to write now.
+    pub fn refused(
+        &self,
+        actor: &str,
+        action: &str,
+        method: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Vec<Refusal> {
         self.refusals
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .refused(operator, method, reason, now_ms)
+            .refused(actor, action, method, reason, now_ms)
     }
 
     /// Counts of windows that have ended, to write now.
@@ -99,6 +107,26 @@ impl Limits {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .ended(now_ms)
+    }
+}
+
+/// Writes refusal entries to the audit log (a failure is logged: the call
+/// was refused either way).
+pub async fn audit_refusals(store: &crate::store::Store, refusals: Vec<Refusal>) {
+    for refusal in refusals {
+        let now = tierwise_runtime::clock::now_ms();
+        if let Err(error) = store
+            .audit(
+                &refusal.actor,
+                &refusal.action,
+                &refusal.method,
+                &refusal.details,
+                now,
+            )
+            .await
+        {
+            tracing::warn!(%error, "could not record refused calls in the audit log");
+        }
     }
 }
 
@@ -113,7 +141,8 @@ fn take(limiter: &Mutex<RateLimiter>, key: &str, now_ms: i64) -> Result<(), u64>
 /// of the others at its end.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Refusal {
-    pub operator: String,
+    pub actor: String,
+    pub action: String,
     pub method: String,
     pub details: String,
 }
@@ -122,6 +151,7 @@ pub struct Refusal {
 struct Window {
     started_ms: i64,
     more: u64,
+    action: String,
     reason: String,
 }
 
@@ -140,14 +170,22 @@ impl Refusals {
         }
     }
 
-    fn refused(&mut self, operator: &str, method: &str, reason: &str, now_ms: i64) -> Vec<Refusal> {
+    fn refused(
+        &mut self,
+        actor: &str,
+        action: &str,
+        method: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Vec<Refusal> {
         let mut write = self.ended(now_ms);
-        let key = (operator.to_owned(), method.to_owned());
+        let key = (actor.to_owned(), method.to_owned());
         match self.open.get_mut(&key) {
             Some(window) => window.more += 1,
             None => {
                 write.push(Refusal {
-                    operator: operator.to_owned(),
+                    actor: actor.to_owned(),
+                    action: action.to_owned(),
                     method: method.to_owned(),
                     details: reason.to_owned(),
                 });
@@ -156,6 +194,7 @@ impl Refusals {
                     Window {
                         started_ms: now_ms,
                         more: 0,
+                        action: action.to_owned(),
                         reason: reason.to_owned(),
                     },
                 );
@@ -167,13 +206,14 @@ impl Refusals {
     fn ended(&mut self, now_ms: i64) -> Vec<Refusal> {
         let window_ms = self.window_ms;
         let mut write = Vec::new();
-        self.open.retain(|(operator, method), window| {
+        self.open.retain(|(actor, method), window| {
             if now_ms - window.started_ms < window_ms {
                 return true;
             }
             if window.more > 0 {
                 write.push(Refusal {
-                    operator: operator.clone(),
+                    actor: actor.clone(),
+                    action: window.action.clone(),
                     method: method.clone(),
                     details: format!(
                         "{} more refused call(s) within {} s: {}",
@@ -185,7 +225,7 @@ impl Refusals {
             }
             false
         });
-        write.sort_by(|a, b| (&a.operator, &a.method).cmp(&(&b.operator, &b.method)));
+        write.sort_by(|a, b| (&a.actor, &a.method).cmp(&(&b.actor, &b.method)));
         write
     }
 }
@@ -197,17 +237,17 @@ mod tests {
     #[test]
     fn a_flood_of_refusals_is_one_entry_and_a_count_per_window() {
         let mut refusals = Refusals::new(Duration::from_secs(60));
-        let first = refusals.refused("vera", "StartRollout", "role too low", 0);
+        let first = refusals.refused("vera", "denied", "StartRollout", "role too low", 0);
         assert_eq!(first.len(), 1);
         for t in 1..1000 {
             assert!(refusals
-                .refused("vera", "StartRollout", "role too low", t)
+                .refused("vera", "denied", "StartRollout", "role too low", t)
                 .is_empty());
         }
         // Another method has its own window.
         assert_eq!(
             refusals
-                .refused("vera", "AbortRollout", "role too low", 5)
+                .refused("vera", "denied", "AbortRollout", "role too low", 5)
                 .len(),
             1
         );
@@ -223,7 +263,7 @@ mod tests {
         // The next refusal after the window is written again.
         assert_eq!(
             refusals
-                .refused("vera", "StartRollout", "role too low", 61_000)
+                .refused("vera", "denied", "StartRollout", "role too low", 61_000)
                 .len(),
             1
         );

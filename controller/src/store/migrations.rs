@@ -84,6 +84,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0012_renewal.sql"),
         include_str!("../../migrations/postgres/0012_renewal.sql"),
     ),
+    (
+        13,
+        "audit chain",
+        include_str!("../../migrations/sqlite/0013_audit_chain.sql"),
+        include_str!("../../migrations/postgres/0013_audit_chain.sql"),
+    ),
 ];
 
 #[derive(Debug)]

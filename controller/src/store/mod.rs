@@ -629,7 +629,7 @@ impl Store {
             .bind(document)
             .execute(&mut *tx)
             .await?;
-        audit_in(&mut *tx, now_ms, actor, "catalogue import", source, "").await?;
+        audit_in(&mut tx, now_ms, actor, "catalogue import", source, "").await?;
         tx.commit().await?;
         Ok(())
     }
@@ -691,7 +691,7 @@ impl Store {
         .await?;
         let details = format!("maintenance until {maintenance_until}");
         audit_in(
-            &mut *tx,
+            &mut tx,
             now_ms,
             actor,
             "licence set",
@@ -759,7 +759,7 @@ impl Store {
         .await?;
         let subject = format!("{role} {release}");
         let details = format!("{file_name} sha256 {sha256}, {size} bytes");
-        audit_in(&mut *tx, now_ms, actor, "artifact add", &subject, &details).await?;
+        audit_in(&mut tx, now_ms, actor, "artifact add", &subject, &details).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -786,25 +786,42 @@ pub struct NewArtifact<'a> {
     pub size: u64,
 }
 
-/// Writes an audit entry; given the transaction of the change it records,
-/// it lands with that change or not at all.
-pub(crate) async fn audit_in<'e>(
-    executor: impl sqlx::Executor<'e, Database = sqlx::Any>,
+/// Appends an entry to the audit log's hash chain, in the caller's
+/// transaction: takes the chain's head (its row lock orders concurrent
+/// appends), links the entry to it and moves it on.
+pub(crate) async fn audit_in(
+    conn: &mut sqlx::AnyConnection,
     now_ms: i64,
     actor: &str,
     action: &str,
     subject: &str,
     details: &str,
 ) -> Result<(), sqlx::Error> {
+    let head =
+        sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, sha256")
+            .fetch_one(&mut *conn)
+            .await?;
+    let seq: i64 = head.try_get("seq")?;
+    let prev: String = head.try_get("sha256")?;
+    let sha256 =
+        tierwise_common::audit::entry_sha256(&prev, seq, now_ms, actor, action, subject, details);
+    sqlx::query("UPDATE audit_head SET sha256 = $1 WHERE id = 1")
+        .bind(&sha256)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(
-        "INSERT INTO audit_log (at_ms, actor, action, subject, details) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO audit_log (seq, at_ms, actor, action, subject, details, prev_sha256, sha256) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
+    .bind(seq)
     .bind(now_ms)
     .bind(actor)
     .bind(action)
     .bind(subject)
     .bind(details)
-    .execute(executor)
+    .bind(&prev)
+    .bind(&sha256)
+    .execute(&mut *conn)
     .await?;
     Ok(())
 }

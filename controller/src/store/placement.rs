@@ -267,7 +267,7 @@ impl Store {
         .await?;
         place_all(&mut tx).await?;
         audit_in(
-            &mut *tx,
+            &mut tx,
             now_ms,
             actor,
             "installation map",
@@ -297,7 +297,7 @@ impl Store {
             return Err(MappingError::NoMapping(address));
         }
         place_all(&mut tx).await?;
-        audit_in(&mut *tx, now_ms, actor, "installation unmap", &address, "").await?;
+        audit_in(&mut tx, now_ms, actor, "installation unmap", &address, "").await?;
         tx.commit().await?;
         Ok(())
     }

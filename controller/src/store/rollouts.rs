@@ -43,11 +43,47 @@ pub struct StepResultRecord {
 /// One line of the audit log.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditEntry {
+    /// The entry's number in the log.
+    pub seq: i64,
     pub at_ms: i64,
     pub actor: String,
     pub action: String,
     pub subject: String,
     pub details: String,
+    /// The hash chain (`common::audit`); empty for entries written before
+    /// the log was chained.
+    pub prev_sha256: String,
+    pub sha256: String,
+}
+
+impl AuditEntry {
+    pub fn link(&self) -> tierwise_common::audit::Link<'_> {
+        tierwise_common::audit::Link {
+            seq: self.seq,
+            at_ms: self.at_ms,
+            actor: &self.actor,
+            action: &self.action,
+            subject: &self.subject,
+            details: &self.details,
+            prev_sha256: &self.prev_sha256,
+            sha256: &self.sha256,
+        }
+    }
+}
+
+const AUDIT_COLUMNS: &str = "seq, at_ms, actor, action, subject, details, prev_sha256, sha256";
+
+fn audit_from_row(row: &sqlx::any::AnyRow) -> Result<AuditEntry, sqlx::Error> {
+    Ok(AuditEntry {
+        seq: row.try_get("seq")?,
+        at_ms: row.try_get("at_ms")?,
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        subject: row.try_get("subject")?,
+        details: row.try_get("details")?,
+        prev_sha256: row.try_get("prev_sha256")?,
+        sha256: row.try_get("sha256")?,
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,31 +214,46 @@ impl Store {
         details: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        Ok(audit_in(&self.pool, now_ms, actor, action, subject, details).await?)
+        let mut tx = self.pool.begin().await?;
+        audit_in(&mut tx, now_ms, actor, action, subject, details).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// The newest `limit` audit entries, oldest first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT at_ms, actor, action, subject, details FROM audit_log ORDER BY id DESC LIMIT $1",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log ORDER BY seq DESC LIMIT $1"
+        ))
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
         let mut entries = rows
             .iter()
-            .map(|row| {
-                Ok(AuditEntry {
-                    at_ms: row.try_get("at_ms")?,
-                    actor: row.try_get("actor")?,
-                    action: row.try_get("action")?,
-                    subject: row.try_get("subject")?,
-                    details: row.try_get("details")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+            .map(audit_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
         entries.reverse();
         Ok(entries)
+    }
+
+    /// Up to `limit` audit entries after number `after_seq`, oldest first:
+    /// for following the log and for verifying it page by page.
+    pub async fn audit_after(
+        &self,
+        after_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
+        .bind(after_seq)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(audit_from_row)
+            .collect::<Result<Vec<_>, _>>()?)
     }
 
     /// Creates a rollout with its steps, refusing a second active rollout of
@@ -271,7 +322,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
-        audit_in(&mut *tx, now_ms, actor, "rollout start", &id, details).await?;
+        audit_in(&mut tx, now_ms, actor, "rollout start", &id, details).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -754,7 +805,7 @@ impl Store {
             Command::Skip { .. } => "rollout skip host".to_owned(),
             other => format!("rollout {}", other.name()),
         };
-        audit_in(&mut *tx, now_ms, actor, &action, id, &change.details).await?;
+        audit_in(&mut tx, now_ms, actor, &action, id, &change.details).await?;
         tx.commit().await?;
         Ok((
             RolloutRecord {

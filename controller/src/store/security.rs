@@ -270,7 +270,7 @@ impl Store {
             token.uses_allowed,
             tierwise_runtime::clock::rfc3339(token.expires_ms)
         );
-        audit_in(&mut *tx, now_ms, actor, "token create", token.id, &details).await?;
+        audit_in(&mut tx, now_ms, actor, "token create", token.id, &details).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -308,7 +308,7 @@ impl Store {
         let Some(row) = row else {
             return Ok(None);
         };
-        audit_in(&mut *tx, now_ms, actor, "token revoke", id, "").await?;
+        audit_in(&mut tx, now_ms, actor, "token revoke", id, "").await?;
         tx.commit().await?;
         Ok(Some(token_from_row(&row)?))
     }
@@ -358,7 +358,7 @@ impl Store {
         )
         .await?;
         audit_in(
-            &mut *tx,
+            &mut tx,
             now_ms,
             &format!("token {}", enrollment.token_id),
             "host enroll",
@@ -412,7 +412,7 @@ impl Store {
         }
         insert_certificate(&mut tx, certificate, None, now_ms).await?;
         audit_in(
-            &mut *tx,
+            &mut tx,
             now_ms,
             &format!("host {}", certificate.host_id),
             "host renew",
@@ -495,7 +495,7 @@ impl Store {
             .rows_affected();
         }
         audit_in(
-            &mut *tx,
+            &mut tx,
             now_ms,
             actor,
             "host revoke",
@@ -533,7 +533,7 @@ impl Store {
             return Ok(false);
         }
         audit_in(
-            &mut *tx,
+            &mut tx,
             now_ms,
             actor,
             "operator add",
@@ -581,7 +581,7 @@ impl Store {
             .bind(name)
             .execute(&mut *tx)
             .await?;
-        audit_in(&mut *tx, now_ms, actor, "operator remove", name, "").await?;
+        audit_in(&mut tx, now_ms, actor, "operator remove", name, "").await?;
         tx.commit().await?;
         Ok(RemoveOperator::Removed(operator))
     }

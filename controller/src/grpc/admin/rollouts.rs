@@ -339,11 +339,17 @@ pub(super) async fn list_audit(
     api: &AdminApi,
     request: Request<ListAuditRequest>,
 ) -> Result<Response<v1::AuditLog>, Status> {
-    let limit = match request.into_inner().limit {
+    let request = request.into_inner();
+    let limit = match request.limit {
         0 => 100,
         n => i64::from(n.min(10_000)),
     };
-    let entries = api.store.audit_log(limit).await.map_err(ApiError::from)?;
+    let entries = if request.from_start || request.after_seq != 0 {
+        api.store.audit_after(request.after_seq, limit).await
+    } else {
+        api.store.audit_log(limit).await
+    }
+    .map_err(ApiError::from)?;
     Ok(Response::new(v1::AuditLog {
         entries: entries.iter().map(v1::AuditEntry::from).collect(),
     }))
