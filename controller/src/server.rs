@@ -342,22 +342,45 @@ pub fn admin_token_path(data_dir: &std::path::Path) -> PathBuf {
 /// and writes its token into the data directory, readable only by the
 /// controller's user: whoever can read that file owns the controller anyway.
 async fn first_admin(store: &Store, data_dir: &std::path::Path) -> anyhow::Result<()> {
-    if !store.operators().await?.is_empty() {
+    let now = now_ms();
+    let operators = store.operators().await?;
+    let token = crate::grpc::auth::new_operator_token();
+    let digest = crate::grpc::auth::token_digest(&token);
+    let expires = Some(now + crate::grpc::admin::OPERATOR_TOKEN_LIFETIME.as_millis() as i64);
+    let path = admin_token_path(data_dir);
+    if operators.is_empty() {
+        tierwise_transport::files::write_private(&path, format!("{token}\n").as_bytes())?;
+        store
+            .add_operator(
+                "admin",
+                "admin",
+                &digest,
+                expires,
+                "tierwise serve (first start)",
+                now,
+            )
+            .await?;
+        info!(token_file = %path.display(), "created the first operator `admin`; its token is in the file");
         return Ok(());
     }
-    let token = crate::grpc::auth::new_operator_token();
-    let path = admin_token_path(data_dir);
-    tierwise_transport::files::write_private(&path, format!("{token}\n").as_bytes())?;
-    store
-        .add_operator(
-            "admin",
-            "admin",
-            &crate::grpc::auth::token_digest(&token),
-            "tierwise serve (first start)",
-            now_ms(),
-        )
-        .await?;
-    info!(token_file = %path.display(), "created the first operator `admin`; its token is in the file");
+    // Every admin token expired: whoever can start the controller and read
+    // its data directory gets a new one (they hold the CA key already).
+    let admins: Vec<_> = operators.iter().filter(|o| o.role == "admin").collect();
+    if admins.iter().all(|o| o.expired(now)) {
+        if let Some(admin) = admins.first() {
+            tierwise_transport::files::write_private(&path, format!("{token}\n").as_bytes())?;
+            store
+                .rotate_operator(
+                    &admin.name,
+                    &digest,
+                    expires,
+                    "tierwise serve (every admin token had expired)",
+                    now,
+                )
+                .await?;
+            warn!(operator = %admin.name, token_file = %path.display(), "every admin token had expired; a new one for this admin is in the file");
+        }
+    }
     Ok(())
 }
 

@@ -283,6 +283,8 @@ impl From<&OperatorRecord> for v1::OperatorView {
             role: o.role.clone(),
             created_ms: o.created_ms,
             created_by: o.created_by.clone(),
+            expires_ms: o.expires_ms.unwrap_or(0),
+            last_used_ms: o.last_used_ms.unwrap_or(0),
         }
     }
 }
@@ -294,6 +296,8 @@ impl From<&v1::OperatorView> for OperatorRecord {
             role: o.role.clone(),
             created_ms: o.created_ms,
             created_by: o.created_by.clone(),
+            expires_ms: (o.expires_ms != 0).then_some(o.expires_ms),
+            last_used_ms: (o.last_used_ms != 0).then_some(o.last_used_ms),
         }
     }
 }

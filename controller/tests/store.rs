@@ -932,16 +932,38 @@ async fn security(store: &Store, t0: i64) {
         .is_some());
 
     assert!(store
-        .add_operator("vera", "viewer", "h1", "admin", t0)
+        .add_operator("vera", "viewer", "h1", Some(t0 + 60_000), "admin", t0)
         .await
         .unwrap());
     assert!(!store
-        .add_operator("vera", "admin", "h2", "admin", t0)
+        .add_operator("vera", "admin", "h2", None, "admin", t0)
         .await
         .unwrap());
+    let vera = store.operator_by_token("h1").await.unwrap().unwrap();
+    assert_eq!((vera.name.as_str(), vera.role.as_str()), ("vera", "viewer"));
+    assert_eq!(vera.expires_ms, Some(t0 + 60_000));
+    assert!(!vera.expired(t0 + 59_999) && vera.expired(t0 + 60_000));
+    // A rotation replaces the token at once and sets a new expiry.
+    assert!(store
+        .rotate_operator("vera", "h3", None, "vera", t0 + 1)
+        .await
+        .unwrap());
+    assert_eq!(store.operator_by_token("h1").await.unwrap(), None);
+    let vera = store.operator_by_token("h3").await.unwrap().unwrap();
+    assert_eq!(vera.expires_ms, None);
+    assert!(!store
+        .rotate_operator("nobody", "h4", None, "admin", t0)
+        .await
+        .unwrap());
+    store.touch_operator("vera", t0 + 2).await.unwrap();
     assert_eq!(
-        store.operator_by_token("h1").await.unwrap(),
-        Some(("vera".to_owned(), "viewer".to_owned()))
+        store
+            .operator_by_token("h3")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_ms,
+        Some(t0 + 2)
     );
     assert!(matches!(
         store.remove_operator("vera", "admin", t0).await.unwrap(),
@@ -955,7 +977,7 @@ async fn security(store: &Store, t0: i64) {
     // same moment: exactly one removal wins.
     for name in ["ada", "alan"] {
         assert!(store
-            .add_operator(name, "admin", &format!("h-{name}"), "admin", t0)
+            .add_operator(name, "admin", &format!("h-{name}"), None, "admin", t0)
             .await
             .unwrap());
     }
@@ -976,13 +998,14 @@ async fn security(store: &Store, t0: i64) {
         outcomes.contains(&RemoveOperator::LastAdmin),
         "{outcomes:?}"
     );
-    assert_eq!(store.operator_by_token("h1").await.unwrap(), None);
+    assert_eq!(store.operator_by_token("h3").await.unwrap(), None);
     let audit = store.audit_log(100).await.unwrap();
     for action in [
         "token create",
         "host enroll",
         "host revoke",
         "operator add",
+        "operator rotate",
         "operator remove",
     ] {
         assert!(

@@ -701,3 +701,96 @@ async fn enrollment_floods_are_limited_and_refused_calls_are_audited_coalesced()
         );
     });
 }
+
+#[test]
+fn operator_tokens_expire_rotate_and_show_their_last_use() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("controller");
+    let mut controller = Controller::start(&data, "127.0.0.1:0").unwrap();
+    let short = controller
+        .cli(&[
+            "operators",
+            "add",
+            "sam",
+            "--role",
+            "viewer",
+            "--expires",
+            "3s",
+        ])
+        .unwrap();
+    let vera = controller
+        .cli(&["operators", "add", "vera", "--role", "viewer"])
+        .unwrap();
+    let (short, vera) = (short.trim().to_owned(), vera.trim().to_owned());
+    let as_ = |token: &str, args: &[&str]| controller.cli_output_as(token, args).unwrap();
+    assert!(as_(&short, &["hosts", "list"]).status.success());
+
+    // A viewer rotates their own token, not anyone else's.
+    let other = as_(&vera, &["operators", "rotate", "sam"]);
+    assert!(
+        text(&other).contains("operator `vera` may rotate only their own token"),
+        "{}",
+        text(&other)
+    );
+    let rotated = as_(&vera, &["operators", "rotate", "vera", "--expires", "30d"]);
+    assert!(rotated.status.success(), "{}", text(&rotated));
+    let new_vera = String::from_utf8_lossy(&rotated.stdout).trim().to_owned();
+    assert!(text(&as_(&vera, &["hosts", "list"])).contains("the operator token is not valid"));
+    assert!(as_(&new_vera, &["whoami"]).status.success());
+
+    // The list shows expiry and last use.
+    let list: serde_json::Value =
+        serde_json::from_str(&controller.cli(&["operators", "list", "--json"]).unwrap()).unwrap();
+    let sam = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "sam")
+        .unwrap()
+        .clone();
+    assert!(sam["expires_ms"].as_i64().is_some(), "{sam}");
+    wait_for("sam's last call recorded", Duration::from_secs(10), || {
+        let list: serde_json::Value =
+            serde_json::from_str(&controller.cli(&["operators", "list", "--json"])?)?;
+        Ok(list
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["name"] == "sam" && o["last_used_ms"].as_i64().is_some())
+            .then_some(()))
+    })
+    .unwrap();
+    assert!(controller
+        .cli(&["operators", "list"])
+        .unwrap()
+        .contains("LAST USED"));
+
+    // Expired: refused, saying how to get a new one.
+    std::thread::sleep(Duration::from_secs(3));
+    let expired = as_(&short, &["hosts", "list"]);
+    assert!(
+        text(&expired).contains("the token of operator `sam` expired at")
+            && text(&expired).contains("tierwise operators rotate sam"),
+        "{}",
+        text(&expired)
+    );
+
+    // Every admin token expired: the next start writes a new one for the
+    // admin into the data directory.
+    let admin_rotated = controller
+        .cli_output(&["operators", "rotate", "admin", "--expires", "1s"])
+        .unwrap();
+    assert!(admin_rotated.status.success());
+    std::thread::sleep(Duration::from_millis(1500));
+    let stale = controller.cli_output(&["hosts", "list"]).unwrap();
+    assert!(!stale.status.success());
+    controller.process.kill();
+    controller = Controller::start(&data, "127.0.0.1:0").unwrap();
+    assert!(controller.cli(&["hosts", "list"]).is_ok());
+    assert!(controller
+        .process
+        .log_text()
+        .contains("every admin token had expired"));
+    let audit = controller.cli(&["audit"]).unwrap();
+    assert!(audit.contains("operator rotate"), "{audit}");
+}

@@ -295,13 +295,47 @@ pub enum OperatorsCommand {
         /// licences, artifacts).
         #[arg(long)]
         role: String,
+        /// How long the token works (`90d`, `12h`, …) or `never`.
+        #[arg(long, default_value = "90d", value_parser = parse_expiry)]
+        expires: Expiry,
     },
+    /// Operators with their role, when their token expires and their last
+    /// call.
     List {
         #[arg(long)]
         json: bool,
     },
     /// Remove an operator; their token stops working at once.
     Remove { name: String },
+    /// A new token for NAME, printed once; the old one stops working at
+    /// once. Any operator for themselves, an admin for anyone.
+    Rotate {
+        name: String,
+        /// How long the new token works (`90d`, `12h`, …) or `never`.
+        #[arg(long, default_value = "90d", value_parser = parse_expiry)]
+        expires: Expiry,
+    },
+}
+
+/// How long an operator token works.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expiry {
+    After(std::time::Duration),
+    Never,
+}
+
+fn parse_expiry(text: &str) -> Result<Expiry, String> {
+    if text == "never" {
+        return Ok(Expiry::Never);
+    }
+    let lifetime = parse_duration(text)?;
+    if lifetime.is_zero() {
+        return Err(
+            "an expiry must be longer than 0; write `never` for a token that does not expire"
+                .into(),
+        );
+    }
+    Ok(Expiry::After(lifetime))
 }
 
 #[derive(Debug, Subcommand)]

@@ -273,8 +273,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Operators { command } => {
             let mut client = super::connect(&connection).await?;
             let output = match command {
-                OperatorsCommand::Add { name, role } => {
-                    super::security::operator_add(&mut client, &name, &role).await?
+                OperatorsCommand::Add {
+                    name,
+                    role,
+                    expires,
+                } => super::security::operator_add(&mut client, &name, &role, expires).await?,
+                OperatorsCommand::Rotate { name, expires } => {
+                    super::security::operator_rotate(&mut client, &name, expires).await?
                 }
                 OperatorsCommand::List { json } => {
                     super::security::operator_list(&mut client, json).await?

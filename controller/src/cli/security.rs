@@ -1,12 +1,14 @@
 //! `tokens`, `operators`, `hosts revoke`, `whoami` and `pki show`.
 
+use super::args::Expiry;
 use super::{status_error, table, AdminClient};
 use crate::wire::TokenView;
 use std::path::Path;
 use std::time::Duration;
 use tierwise_proto::v1::{
     AddOperatorRequest, CreateTokenRequest, ListOperatorsRequest, ListTokensRequest,
-    RemoveOperatorRequest, RevokeHostRequest, RevokeTokenRequest, WhoAmIRequest,
+    RemoveOperatorRequest, RevokeHostRequest, RevokeTokenRequest, RotateOperatorRequest,
+    WhoAmIRequest,
 };
 use tierwise_runtime::clock::rfc3339;
 use tierwise_transport::{files, Fingerprint};
@@ -111,15 +113,27 @@ pub async fn token_revoke(client: &mut AdminClient, id: &str) -> anyhow::Result<
     ))
 }
 
+/// (expires_seconds, never_expires) as the requests carry them.
+fn expiry_fields(expires: Expiry) -> (u64, bool) {
+    match expires {
+        Expiry::Never => (0, true),
+        Expiry::After(lifetime) => (lifetime.as_secs().max(1), false),
+    }
+}
+
 pub async fn operator_add(
     client: &mut AdminClient,
     name: &str,
     role: &str,
+    expires: Expiry,
 ) -> anyhow::Result<String> {
+    let (expires_seconds, never_expires) = expiry_fields(expires);
     let added = client
         .add_operator(AddOperatorRequest {
             name: name.to_owned(),
             role: role.to_owned(),
+            expires_seconds,
+            never_expires,
         })
         .await
         .map_err(status_error)?
@@ -129,6 +143,25 @@ pub async fn operator_add(
          give it to them to use as TIERWISE_TOKEN or in a --token-file."
     );
     Ok(format!("{}\n", added.token))
+}
+
+pub async fn operator_rotate(
+    client: &mut AdminClient,
+    name: &str,
+    expires: Expiry,
+) -> anyhow::Result<String> {
+    let (expires_seconds, never_expires) = expiry_fields(expires);
+    let rotated = client
+        .rotate_operator(RotateOperatorRequest {
+            name: name.to_owned(),
+            expires_seconds,
+            never_expires,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    eprintln!("Operator {name} has a new token, shown only now; the old one no longer works.");
+    Ok(format!("{}\n", rotated.token))
 }
 
 pub async fn operator_list(client: &mut AdminClient, json: bool) -> anyhow::Result<String> {
@@ -144,9 +177,21 @@ pub async fn operator_list(client: &mut AdminClient, json: bool) -> anyhow::Resu
     }
     let rows: Vec<Vec<String>> = operators
         .into_iter()
-        .map(|o| vec![o.name, o.role, rfc3339(o.created_ms), o.created_by])
+        .map(|o| {
+            vec![
+                o.name,
+                o.role,
+                rfc3339(o.created_ms),
+                o.created_by,
+                o.expires_ms.map_or_else(|| "never".to_owned(), rfc3339),
+                o.last_used_ms.map_or_else(|| "never".to_owned(), rfc3339),
+            ]
+        })
         .collect();
-    Ok(table::render(&["NAME", "ROLE", "ADDED", "ADDED BY"], &rows))
+    Ok(table::render(
+        &["NAME", "ROLE", "ADDED", "ADDED BY", "EXPIRES", "LAST USED"],
+        &rows,
+    ))
 }
 
 pub async fn operator_remove(client: &mut AdminClient, name: &str) -> anyhow::Result<String> {

@@ -127,7 +127,9 @@ pub fn admin_role(method: &str) -> Option<Role> {
         | "GetRollout"
         | "ListAudit"
         | "WhoAmI"
-        | "ListAddressMappings" => Role::Viewer,
+        | "ListAddressMappings"
+        // For themselves; the handler asks admin for anyone else.
+        | "RotateOperator" => Role::Viewer,
         "RefreshInventory" | "StartRollout" | "ChangeRollout" => Role::Operator,
         "ImportCatalogue" | "SetLicence" | "UploadArtifact" | "CreateToken" | "ListTokens"
         | "RevokeToken" | "AddOperator" | "ListOperators" | "RemoveOperator" | "RevokeHost"
@@ -175,11 +177,41 @@ pub fn token_digest(token: &str) -> String {
 pub struct Authenticator {
     store: Store,
     limits: Arc<Limits>,
+    /// When each operator's last call was written (at most once a minute).
+    used: Arc<std::sync::Mutex<std::collections::HashMap<String, i64>>>,
 }
+
+/// An operator's last call is written at most this often.
+const LAST_USED_EVERY_MS: i64 = 60_000;
 
 impl Authenticator {
     pub fn new(store: Store, limits: Arc<Limits>) -> Self {
-        Self { store, limits }
+        Self {
+            store,
+            limits,
+            used: Arc::default(),
+        }
+    }
+
+    /// Notes an operator's call; written in the background, to the minute.
+    fn used(&self, name: &str, now: i64) {
+        let mut used = self
+            .used
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if used
+            .get(name)
+            .is_some_and(|at| now - at < LAST_USED_EVERY_MS)
+        {
+            return;
+        }
+        used.insert(name.to_owned(), now);
+        let (store, name) = (self.store.clone(), name.to_owned());
+        tokio::spawn(async move {
+            if let Err(error) = store.touch_operator(&name, now).await {
+                warn!(%error, operator = %name, "could not record the operator's last call");
+            }
+        });
     }
 
     /// Writes the counts of refused calls whose window has ended, every few
@@ -212,15 +244,26 @@ impl Authenticator {
                             .into(),
                     )
                 })?;
-                let (name, role) = self
+                let operator = self
                     .store
                     .operator_by_token(&token_digest(token))
                     .await?
                     .ok_or_else(|| {
                         ApiError::Unauthenticated(
-                            "the operator token is not valid (unknown or removed); ask an administrator for a new one".into(),
+                            "the operator token is not valid (unknown, removed or replaced by a rotation); ask an administrator for a new one".into(),
                         )
                     })?;
+                let now = now_ms();
+                if let Some(at) = operator.expires_ms.filter(|at| *at <= now) {
+                    return Err(ApiError::Unauthenticated(format!(
+                        "the token of operator `{}` expired at {}; an administrator gives them a new one (`tierwise operators rotate {}`)",
+                        operator.name,
+                        rfc3339(at),
+                        operator.name
+                    )));
+                }
+                self.used(&operator.name, now);
+                let (name, role) = (operator.name, operator.role);
                 let role: Role = role.parse().map_err(|e: String| {
                     ApiError::Store(crate::store::StoreError::Corrupt(format!(
                         "operator {name}: {e}"

@@ -90,6 +90,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0013_audit_chain.sql"),
         include_str!("../../migrations/postgres/0013_audit_chain.sql"),
     ),
+    (
+        14,
+        "operator token expiry",
+        include_str!("../../migrations/sqlite/0014_operator_expiry.sql"),
+        include_str!("../../migrations/postgres/0014_operator_expiry.sql"),
+    ),
 ];
 
 #[derive(Debug)]

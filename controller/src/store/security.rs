@@ -192,7 +192,19 @@ pub struct OperatorRecord {
     pub role: String,
     pub created_ms: i64,
     pub created_by: String,
+    /// When the token stops working; `None`: never.
+    pub expires_ms: Option<i64>,
+    /// The operator's last call, to the minute; `None`: none yet.
+    pub last_used_ms: Option<i64>,
 }
+
+impl OperatorRecord {
+    pub fn expired(&self, now_ms: i64) -> bool {
+        self.expires_ms.is_some_and(|at| at <= now_ms)
+    }
+}
+
+const OPERATOR_COLUMNS: &str = "name, role, created_ms, created_by, expires_ms, last_used_ms";
 
 fn token_from_row(row: &AnyRow) -> Result<TokenRecord, sqlx::Error> {
     Ok(TokenRecord {
@@ -213,6 +225,8 @@ fn operator_from_row(row: &AnyRow) -> Result<OperatorRecord, sqlx::Error> {
         role: row.try_get("role")?,
         created_ms: row.try_get("created_ms")?,
         created_by: row.try_get("created_by")?,
+        expires_ms: row.try_get("expires_ms")?,
+        last_used_ms: row.try_get("last_used_ms")?,
     })
 }
 
@@ -507,18 +521,20 @@ impl Store {
         Ok(revoked)
     }
 
-    /// Adds an operator; `false` when the name is taken.
+    /// Adds an operator whose token expires at `expires_ms` (`None`:
+    /// never); `false` when the name is taken.
     pub async fn add_operator(
         &self,
         name: &str,
         role: &str,
         token_sha256: &str,
+        expires_ms: Option<i64>,
         actor: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         let added = sqlx::query(
-            "INSERT INTO operators (name, role, token_sha256, created_ms, created_by) VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO operators (name, role, token_sha256, created_ms, created_by, expires_ms) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (name) DO NOTHING",
         )
         .bind(name)
@@ -526,6 +542,7 @@ impl Store {
         .bind(token_sha256)
         .bind(now_ms)
         .bind(actor)
+        .bind(expires_ms)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -559,11 +576,12 @@ impl Store {
         sqlx::query("UPDATE operators SET role = role WHERE role = 'admin'")
             .execute(&mut *tx)
             .await?;
-        let row =
-            sqlx::query("SELECT name, role, created_ms, created_by FROM operators WHERE name = $1")
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {OPERATOR_COLUMNS} FROM operators WHERE name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await?;
         let Some(row) = row else {
             return Ok(RemoveOperator::NotFound);
         };
@@ -587,29 +605,71 @@ impl Store {
     }
 
     pub async fn operators(&self) -> Result<Vec<OperatorRecord>, StoreError> {
-        let rows =
-            sqlx::query("SELECT name, role, created_ms, created_by FROM operators ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {OPERATOR_COLUMNS} FROM operators ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows
             .iter()
             .map(operator_from_row)
             .collect::<Result<_, sqlx::Error>>()?)
     }
 
-    /// The operator whose token has this SHA-256: (name, role).
+    /// The operator whose token has this SHA-256.
     pub async fn operator_by_token(
         &self,
         token_sha256: &str,
-    ) -> Result<Option<(String, String)>, StoreError> {
-        let row = sqlx::query("SELECT name, role FROM operators WHERE token_sha256 = $1")
-            .bind(token_sha256)
-            .fetch_optional(&self.pool)
+    ) -> Result<Option<OperatorRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {OPERATOR_COLUMNS} FROM operators WHERE token_sha256 = $1"
+        ))
+        .bind(token_sha256)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(operator_from_row).transpose()?)
+    }
+
+    /// Gives an operator a new token (the old one stops working at once)
+    /// that expires at `expires_ms`; audited. `false` when there is no such
+    /// operator.
+    pub async fn rotate_operator(
+        &self,
+        name: &str,
+        token_sha256: &str,
+        expires_ms: Option<i64>,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let rotated =
+            sqlx::query("UPDATE operators SET token_sha256 = $2, expires_ms = $3 WHERE name = $1")
+                .bind(name)
+                .bind(token_sha256)
+                .bind(expires_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if rotated == 0 {
+            return Ok(false);
+        }
+        let until = expires_ms.map_or_else(
+            || "never expires".to_owned(),
+            |at| format!("expires {}", tierwise_runtime::clock::rfc3339(at)),
+        );
+        audit_in(&mut tx, now_ms, actor, "operator rotate", name, &until).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Records an operator's call (callers write at most once a minute).
+    pub async fn touch_operator(&self, name: &str, now_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE operators SET last_used_ms = $2 WHERE name = $1")
+            .bind(name)
+            .bind(now_ms)
+            .execute(&self.pool)
             .await?;
-        Ok(match row {
-            Some(row) => Some((row.try_get("name")?, row.try_get("role")?)),
-            None => None,
-        })
+        Ok(())
     }
 }
 

@@ -10,7 +10,7 @@ use tierwise_proto::v1;
 use tierwise_proto::v1::{
     AddOperatorRequest, AddOperatorResponse, CreateTokenRequest, CreateTokenResponse,
     ListOperatorsRequest, ListTokensRequest, RemoveOperatorRequest, RevokeTokenRequest,
-    WhoAmIRequest,
+    RotateOperatorRequest, WhoAmIRequest,
 };
 use tierwise_runtime::clock::now_ms;
 use tonic::{Request, Response, Status};
@@ -118,14 +118,16 @@ pub(super) async fn add_operator(
         .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
     let role: Role = request.role.parse().map_err(ApiError::InvalidArgument)?;
     let token = auth::new_operator_token();
+    let now = now_ms();
     let added = api
         .store
         .add_operator(
             &request.name,
             role.as_str(),
             &auth::token_digest(&token),
+            token_expiry(request.expires_seconds, request.never_expires, now),
             &actor,
-            now_ms(),
+            now,
         )
         .await
         .map_err(ApiError::from)?;
@@ -137,6 +139,67 @@ pub(super) async fn add_operator(
         .into());
     }
     info!(operator = %request.name, %role, %actor, "operator added");
+    Ok(Response::new(AddOperatorResponse { token }))
+}
+
+/// When a token issued `now` expires: `never`, after `seconds`, or after
+/// the default `OPERATOR_TOKEN_LIFETIME` (0 seconds).
+fn token_expiry(seconds: u64, never: bool, now: i64) -> Option<i64> {
+    if never {
+        return None;
+    }
+    let lifetime = match seconds {
+        0 => OPERATOR_TOKEN_LIFETIME,
+        n => std::time::Duration::from_secs(n),
+    };
+    Some(now.saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX)))
+}
+
+/// Operator tokens work this long unless told otherwise.
+pub const OPERATOR_TOKEN_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(90 * 24 * 3600);
+
+pub(super) async fn rotate_operator(
+    api: &AdminApi,
+    request: Request<RotateOperatorRequest>,
+) -> Result<Response<AddOperatorResponse>, Status> {
+    let actor = actor(&request)?;
+    let caller_is_admin = matches!(
+        auth::principal(&request)?,
+        auth::Principal::Operator {
+            role: Role::Admin,
+            ..
+        }
+    );
+    let request = request.into_inner();
+    if request.name != actor && !caller_is_admin {
+        return Err(ApiError::PermissionDenied(format!(
+            "operator `{actor}` may rotate only their own token; an admin rotates `{}`'s",
+            printable(&request.name, 64)
+        ))
+        .into());
+    }
+    let token = auth::new_operator_token();
+    let now = now_ms();
+    let rotated = api
+        .store
+        .rotate_operator(
+            &request.name,
+            &auth::token_digest(&token),
+            token_expiry(request.expires_seconds, request.never_expires, now),
+            &actor,
+            now,
+        )
+        .await
+        .map_err(ApiError::from)?;
+    if !rotated {
+        return Err(ApiError::NotFound(format!(
+            "no operator `{}`; `tierwise operators list` shows them",
+            printable(&request.name, 64)
+        ))
+        .into());
+    }
+    info!(operator = %request.name, %actor, "operator token rotated");
     Ok(Response::new(AddOperatorResponse { token }))
 }
 

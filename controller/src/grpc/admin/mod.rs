@@ -5,6 +5,7 @@
 //! artifacts.
 
 mod access;
+pub use access::OPERATOR_TOKEN_LIFETIME;
 mod artifacts;
 mod catalogue;
 mod hosts;
@@ -202,6 +203,13 @@ impl AdminService for AdminApi {
         request: Request<RemoveOperatorRequest>,
     ) -> Result<Response<v1::OperatorView>, Status> {
         access::remove_operator(self, request).await
+    }
+
+    async fn rotate_operator(
+        &self,
+        request: Request<v1::RotateOperatorRequest>,
+    ) -> Result<Response<AddOperatorResponse>, Status> {
+        access::rotate_operator(self, request).await
     }
 
     async fn map_address(
