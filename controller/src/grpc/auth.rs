@@ -299,7 +299,7 @@ impl Authenticator {
         let (serial, name) = (facts.serial, facts.common_name);
         let record = self
             .store
-            .agent_certificate(&serial)
+            .certificate_status(&serial)
             .await?
             .ok_or_else(|| {
                 ApiError::Unauthenticated(format!(

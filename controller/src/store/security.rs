@@ -80,6 +80,16 @@ pub struct AgentCertificate {
     pub superseded_ms: Option<i64>,
 }
 
+/// A certificate's standing, as a call checks it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateStatus {
+    pub host_id: String,
+    pub installation: String,
+    pub not_after_ms: i64,
+    pub revoked_ms: Option<i64>,
+    pub superseded_ms: Option<i64>,
+}
+
 /// What an enrollment asks for, before anything is signed.
 #[derive(Clone, Copy, Debug)]
 pub struct EnrollmentAsk<'a> {
@@ -449,7 +459,7 @@ impl Store {
         serial: &str,
         now_ms: i64,
     ) -> Result<Option<String>, StoreError> {
-        let Some(record) = self.agent_certificate(serial).await? else {
+        let Some(record) = self.certificate_status(serial).await? else {
             return Ok(Some(format!(
                 "certificate {serial} is not one this controller issued"
             )));
@@ -469,6 +479,29 @@ impl Store {
         } else {
             None
         })
+    }
+
+    /// What a call checks of the certificate it came with (everything but
+    /// the PEM): on every agent call and hello, so kept small.
+    pub async fn certificate_status(
+        &self,
+        serial: &str,
+    ) -> Result<Option<CertificateStatus>, StoreError> {
+        let row = sqlx::query(
+            "SELECT host_id, installation, not_after_ms, revoked_ms, superseded_ms \
+             FROM agent_certificates WHERE serial = $1",
+        )
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(CertificateStatus {
+            host_id: row.try_get("host_id")?,
+            installation: row.try_get("installation")?,
+            not_after_ms: row.try_get("not_after_ms")?,
+            revoked_ms: row.try_get("revoked_ms")?,
+            superseded_ms: row.try_get("superseded_ms")?,
+        }))
     }
 
     /// The certificate with this serial, if this controller issued it.
