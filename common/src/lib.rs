@@ -46,6 +46,7 @@ pub mod requirement;
 pub mod role;
 pub mod rollout;
 pub mod rules;
+pub mod trust;
 pub mod version;
 pub mod waves;
 

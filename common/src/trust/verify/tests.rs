@@ -1,0 +1,355 @@
+//! The metadata attacks, each refused with its reason: a tampered
+//! catalogue or installer list, expired metadata, a rolled-back version,
+//! an installer of another release, a key the root does not certify, a
+//! root threshold not met, a root that is not the pinned one, and root
+//! rotation done right and wrong.
+
+use super::super::*;
+use super::*;
+
+const NOW: i64 = 1_800_000_000_000;
+const DAY: i64 = 86_400_000;
+
+struct Keys {
+    root: Vec<KeyPair>,
+    release: Vec<KeyPair>,
+}
+
+fn keys() -> Keys {
+    Keys {
+        root: (0..3).map(|_| generate_key().unwrap()).collect(),
+        release: (0..2).map(|_| generate_key().unwrap()).collect(),
+    }
+}
+
+fn root_doc(version: u64, root: &[&KeyPair], threshold: u32, release: &[&KeyPair]) -> Root {
+    let mut keys = BTreeMap::new();
+    for key in root.iter().chain(release) {
+        keys.insert(key.key_id(), key.public_hex());
+    }
+    Root {
+        kind: "root".into(),
+        version,
+        expires_ms: NOW + 365 * DAY,
+        keys,
+        root: RoleKeys {
+            keyids: root.iter().map(|k| k.key_id()).collect(),
+            threshold,
+        },
+        release: RoleKeys {
+            keyids: release.iter().map(|k| k.key_id()).collect(),
+            threshold: 1,
+        },
+    }
+}
+
+fn envelope<T: serde::Serialize>(doc: &T, signers: &[&KeyPair]) -> Envelope {
+    let mut envelope = Envelope {
+        payload: serde_json::to_string(doc).unwrap(),
+        signatures: Vec::new(),
+    };
+    for key in signers {
+        key.sign(&mut envelope);
+    }
+    envelope
+}
+
+fn release_doc(version: u64) -> Release {
+    Release {
+        kind: "release".into(),
+        version,
+        expires_ms: NOW + 7 * DAY,
+        catalogue_sha256: "c".repeat(64),
+        installers: vec![
+            SignedInstaller {
+                release: "26.3.100.34058".into(),
+                component: "client".into(),
+                sha256: "a".repeat(64),
+                length: 1000,
+            },
+            SignedInstaller {
+                release: "26.3.100.34058".into(),
+                component: "server".into(),
+                sha256: "b".repeat(64),
+                length: 2000,
+            },
+        ],
+    }
+}
+
+/// A root v1 signed by two of three root keys (threshold 2).
+fn setup() -> (Keys, Envelope, String) {
+    let k = keys();
+    let root = root_doc(
+        1,
+        &[&k.root[0], &k.root[1], &k.root[2]],
+        2,
+        &[&k.release[0]],
+    );
+    let signed = envelope(&root, &[&k.root[0], &k.root[1]]);
+    let pin = signed.fingerprint();
+    (k, signed, pin)
+}
+
+#[test]
+fn a_good_chain_verifies_and_an_installer_matches() {
+    let (k, root, pin) = setup();
+    let trusted = trusted_root(&pin, std::slice::from_ref(&root), NOW).unwrap();
+    let release = envelope(&release_doc(3), &[&k.release[0]]);
+    let release = verify_release(&trusted, &release, NOW, Some((2, "x"))).unwrap();
+    check_installer(
+        &release.release,
+        "26.3.100.34058",
+        "client",
+        &"A".repeat(64),
+        1000,
+    )
+    .unwrap();
+    // The same version again, the same bytes: fine.
+    let again = envelope(&release_doc(3), &[&k.release[0]]);
+    verify_release(&trusted, &again, NOW, Some((3, &release.payload_sha256))).unwrap();
+    // Keys round-trip through their stored form.
+    let copy = KeyPair::from_pkcs8_hex(k.release[0].to_pkcs8_hex()).unwrap();
+    assert_eq!(copy.key_id(), k.release[0].key_id());
+}
+
+#[test]
+fn a_root_that_is_not_the_pinned_one_or_short_of_its_threshold_is_refused() {
+    let (k, root, pin) = setup();
+    let other = envelope(
+        &root_doc(
+            1,
+            &[&k.root[0], &k.root[1], &k.root[2]],
+            2,
+            &[&k.release[1]],
+        ),
+        &[&k.root[0], &k.root[1]],
+    );
+    assert!(matches!(
+        trusted_root(&pin, &[other], NOW),
+        Err(TrustError::RootFingerprint { .. })
+    ));
+    // One signature of the two the threshold needs.
+    let doc = root_doc(
+        1,
+        &[&k.root[0], &k.root[1], &k.root[2]],
+        2,
+        &[&k.release[0]],
+    );
+    let short = envelope(&doc, &[&k.root[0]]);
+    let error = trusted_root(&short.fingerprint(), std::slice::from_ref(&short), NOW).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            TrustError::Threshold {
+                have: 1,
+                need: 2,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    // The same key twice is one signature.
+    let mut twice = short.clone();
+    twice.signatures.push(twice.signatures[0].clone());
+    assert!(trusted_root(&twice.fingerprint(), &[twice], NOW).is_err());
+    let _ = root;
+}
+
+#[test]
+fn tampered_metadata_is_refused() {
+    let (k, root, pin) = setup();
+    let trusted = trusted_root(&pin, &[root], NOW).unwrap();
+    // The catalogue's hash changed after signing.
+    let mut release = envelope(&release_doc(3), &[&k.release[0]]);
+    release.payload = release.payload.replace(&"c".repeat(64), &"d".repeat(64));
+    let error = verify_release(&trusted, &release, NOW, None).unwrap_err();
+    assert!(
+        matches!(error, TrustError::Threshold { have: 0, .. }),
+        "{error}"
+    );
+    // An installer's hash changed after signing.
+    let mut release = envelope(&release_doc(3), &[&k.release[0]]);
+    release.payload = release.payload.replace(&"a".repeat(64), &"e".repeat(64));
+    assert!(verify_release(&trusted, &release, NOW, None).is_err());
+    // An installer that is not in the signed list at all.
+    let good = verify_release(
+        &trusted,
+        &envelope(&release_doc(3), &[&k.release[0]]),
+        NOW,
+        None,
+    )
+    .unwrap();
+    let error = check_installer(
+        &good.release,
+        "26.3.100.34058",
+        "client",
+        &"e".repeat(64),
+        1000,
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("not in the signed release metadata"),
+        "{error}"
+    );
+    let error = check_installer(
+        &good.release,
+        "26.3.100.34058",
+        "client",
+        &"a".repeat(64),
+        999,
+    )
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("signed with 1000 bytes"),
+        "{error}"
+    );
+}
+
+#[test]
+fn expired_and_rolled_back_metadata_is_refused() {
+    let (k, root, pin) = setup();
+    let trusted = trusted_root(&pin, std::slice::from_ref(&root), NOW).unwrap();
+    let release = envelope(&release_doc(3), &[&k.release[0]]);
+    assert!(matches!(
+        verify_release(&trusted, &release, NOW + 8 * DAY, None),
+        Err(TrustError::Expired { .. })
+    ));
+    assert!(matches!(
+        trusted_root(&pin, &[root], NOW + 366 * DAY),
+        Err(TrustError::Expired { .. })
+    ));
+    let error = verify_release(&trusted, &release, NOW, Some((4, "x"))).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            TrustError::Rollback {
+                seen: 4,
+                got: 3,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    // The same version with other content is refused too.
+    assert!(matches!(
+        verify_release(&trusted, &release, NOW, Some((3, "other"))),
+        Err(TrustError::Rollback { .. })
+    ));
+}
+
+#[test]
+fn an_installer_of_another_release_or_component_is_refused() {
+    let (k, root, pin) = setup();
+    let trusted = trusted_root(&pin, &[root], NOW).unwrap();
+    let good = verify_release(
+        &trusted,
+        &envelope(&release_doc(3), &[&k.release[0]]),
+        NOW,
+        None,
+    )
+    .unwrap();
+    let error = check_installer(
+        &good.release,
+        "26.4.10.34111",
+        "client",
+        &"a".repeat(64),
+        1000,
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("is signed for client 26.3.100.34058, not for client 26.4.10.34111"),
+        "{error}"
+    );
+    let error = check_installer(
+        &good.release,
+        "26.3.100.34058",
+        "client",
+        &"b".repeat(64),
+        2000,
+    )
+    .unwrap_err();
+    assert!(error.to_string().contains("signed for server"), "{error}");
+}
+
+#[test]
+fn a_key_the_root_does_not_certify_does_not_count() {
+    let (k, root, pin) = setup();
+    let trusted = trusted_root(&pin, &[root], NOW).unwrap();
+    // Signed by the second release key, which root v1 does not certify,
+    // and by a root key (not a release key).
+    let release = envelope(&release_doc(3), &[&k.release[1], &k.root[0]]);
+    let error = verify_release(&trusted, &release, NOW, None).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            TrustError::Threshold {
+                have: 0,
+                need: 1,
+                ..
+            }
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn rotation_needs_the_old_and_the_new_root_keys_in_order() {
+    let (k, v1, pin) = setup();
+    let new_root_key = generate_key().unwrap();
+    // v2: root keys 1, 2 and a new one; release key 2 replaces key 1.
+    let v2_doc = root_doc(
+        2,
+        &[&k.root[1], &k.root[2], &new_root_key],
+        2,
+        &[&k.release[1]],
+    );
+    let v2 = envelope(&v2_doc, &[&k.root[0], &k.root[1], &new_root_key]);
+    let trusted = trusted_root(&pin, &[v1.clone(), v2.clone()], NOW).unwrap();
+    assert_eq!(trusted.version, 2);
+    let release = envelope(&release_doc(5), &[&k.release[1]]);
+    verify_release(&trusted, &release, NOW, None).unwrap();
+    // The retired release key no longer counts.
+    let old = envelope(&release_doc(5), &[&k.release[0]]);
+    assert!(verify_release(&trusted, &old, NOW, None).is_err());
+
+    // Signed only by the new keys: the old root did not agree.
+    let rogue = envelope(&v2_doc, &[&k.root[2], &new_root_key]);
+    let error = trusted_root(&pin, &[v1.clone(), rogue], NOW).unwrap_err();
+    assert!(
+        error.to_string().contains("by the previous root's keys"),
+        "{error}"
+    );
+    // A skipped version.
+    let v3 = envelope(
+        &root_doc(
+            3,
+            &[&k.root[0], &k.root[1], &k.root[2]],
+            2,
+            &[&k.release[0]],
+        ),
+        &[&k.root[0], &k.root[1]],
+    );
+    assert!(matches!(
+        trusted_root(&pin, &[v1, v3], NOW),
+        Err(TrustError::RootGap {
+            previous: 1,
+            got: 3
+        })
+    ));
+}
+
+#[test]
+fn a_root_whose_threshold_cannot_be_met_is_malformed() {
+    let k = keys();
+    let doc = root_doc(1, &[&k.root[0]], 2, &[&k.release[0]]);
+    let signed = envelope(&doc, &[&k.root[0]]);
+    assert!(matches!(
+        trusted_root(&signed.fingerprint(), &[signed], NOW),
+        Err(TrustError::Malformed(_))
+    ));
+}
