@@ -104,6 +104,12 @@ pub enum Command {
         #[arg(long, env = "TIERWISE_AUDIT_REFUSAL_WINDOW", default_value = "60s", value_parser = parse_duration)]
         audit_refusal_window: std::time::Duration,
     },
+    /// Offline keys for signed release metadata: never talks to a
+    /// controller. Run it on a machine that keeps the keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// The controller's certificate authority.
     Pki {
         #[command(subcommand)]
@@ -236,6 +242,81 @@ pub enum InstallationsCommand {
     Maps {
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make an Ed25519 signing key in FILE (owner-only; refused if FILE
+    /// exists); prints its id and public key.
+    Create { file: PathBuf },
+    /// Write root metadata: which keys sign roots and releases, and how
+    /// many of them must. Signed by every --root-key and --sign-with.
+    Root {
+        #[arg(long)]
+        out: PathBuf,
+        /// 1 for the first root; the previous root's version + 1 to rotate.
+        #[arg(long)]
+        version: u64,
+        #[arg(long, default_value = "365d", value_parser = parse_duration)]
+        expires: std::time::Duration,
+        /// A root key file (listed, and it signs).
+        #[arg(long = "root-key", value_name = "FILE", required = true)]
+        root_keys: Vec<PathBuf>,
+        /// A root key held elsewhere: its public key (listed, does not sign now).
+        #[arg(long = "root-public", value_name = "HEX")]
+        root_publics: Vec<String>,
+        /// Root signatures a root needs.
+        #[arg(long, default_value_t = 1)]
+        threshold: u32,
+        /// A release key's public key (repeatable).
+        #[arg(long = "release-public", value_name = "HEX", required = true)]
+        release_publics: Vec<String>,
+        /// Release signatures a release needs.
+        #[arg(long, default_value_t = 1)]
+        release_threshold: u32,
+        /// Another key that signs too: for a rotation, the previous root's
+        /// keys (the threshold of the old root must sign the new one).
+        #[arg(long = "sign-with", value_name = "FILE")]
+        sign_with: Vec<PathBuf>,
+    },
+    /// Write release metadata: the catalogue's and every installer's
+    /// SHA-256 and length with its release and component, signed by the
+    /// release keys.
+    Release {
+        #[arg(long)]
+        out: PathBuf,
+        /// Higher than every release metadata signed before.
+        #[arg(long)]
+        version: u64,
+        #[arg(long, default_value = "30d", value_parser = parse_duration)]
+        expires: std::time::Duration,
+        /// A release key file (repeatable).
+        #[arg(long = "key", value_name = "FILE", required = true)]
+        keys: Vec<PathBuf>,
+        /// The release catalogue these installers belong to.
+        #[arg(long)]
+        catalogue: PathBuf,
+        /// An installer: FILE=RELEASE:COMPONENT (repeatable).
+        #[arg(long = "installer", value_name = "FILE=RELEASE:COMPONENT")]
+        installers: Vec<String>,
+    },
+    /// The fingerprint of a root file, which agents pin.
+    Fingerprint { root: PathBuf },
+    /// Check metadata as an agent would: the roots from the pinned one on,
+    /// then the release metadata, then each installer.
+    Verify {
+        /// The fingerprint of the first root (`keys fingerprint`).
+        #[arg(long)]
+        pin: String,
+        /// Root files, oldest first (repeatable).
+        #[arg(long = "root", value_name = "FILE", required = true)]
+        roots: Vec<PathBuf>,
+        #[arg(long)]
+        release: Option<PathBuf>,
+        /// An installer to check: FILE=RELEASE:COMPONENT (repeatable).
+        #[arg(long = "installer", value_name = "FILE=RELEASE:COMPONENT")]
+        installers: Vec<String>,
     },
 }
 

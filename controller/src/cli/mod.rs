@@ -5,6 +5,7 @@ pub mod artifacts;
 pub mod audit;
 pub mod hosts;
 pub mod installations;
+pub mod keys;
 pub mod plan;
 pub mod policy;
 pub mod rollout;

@@ -208,6 +208,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Keys { command } => {
+            print!("{}", super::keys::run(command)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Pki {
             command: PkiCommand::Init { data_dir },
         } => {
