@@ -68,42 +68,60 @@ pub struct Verified {
 pub enum ChainBreak {
     #[error("entry {seq} does not follow entry {before}: an entry between them was removed, or the log was reordered")]
     Gap { before: i64, seq: i64 },
-    #[error("entry {seq} does not name the hash of the entry before it: an earlier entry was changed or removed")]
+    #[error("entry {seq} does not name the hash of the entry before it: an earlier entry was changed or removed, or its hash blanked")]
     Link { seq: i64 },
     #[error("entry {seq} does not match its hash: it was changed after it was written")]
     Content { seq: i64 },
-    #[error("entry {seq} has no hash, but the log was chained before it: it was inserted by hand")]
+    #[error("entry {seq} has no hash, but the log was chained before it: it was inserted by hand, or its hash removed")]
     Unhashed { seq: i64 },
+    #[error("the log starts at entry {seq}, not 1: the entries before it were removed")]
+    Start { seq: i64 },
 }
 
-/// Checks entries in order (oldest first). Entries without hashes may only
-/// come first (from before the chain).
-pub fn verify(links: &[Link<'_>]) -> Result<Verified, ChainBreak> {
-    let mut verified = Verified {
-        unchained: 0,
-        chained: 0,
-        head: None,
-    };
-    let mut previous: Option<(i64, &str)> = None;
-    for link in links {
+/// Checks entries in order (oldest first), one page at a time if need
+/// be. Entries without hashes may only come first (from before the log
+/// was chained); the first chained entry must follow them directly (or be
+/// entry 1) and name `GENESIS` as the hash before it, so entries removed or
+/// unhashed at the start are found too.
+#[derive(Clone, Debug, Default)]
+pub struct Verifier {
+    unchained: usize,
+    chained: usize,
+    /// The last entry seen: its number, and its hash if chained.
+    last: Option<(i64, String)>,
+}
+
+impl Verifier {
+    pub fn push(&mut self, link: &Link<'_>) -> Result<(), ChainBreak> {
+        let expected_seq = self.last.as_ref().map_or(1, |(seq, _)| seq + 1);
+        // Entries from before the chain were numbered by the database,
+        // which may have skipped numbers (PostgreSQL does on a rollback):
+        // they only have to come in order.
+        let unchained_in_order =
+            link.sha256.is_empty() && self.chained == 0 && link.seq >= expected_seq;
+        if link.seq != expected_seq && !unchained_in_order {
+            return Err(match &self.last {
+                Some((before, _)) => ChainBreak::Gap {
+                    before: *before,
+                    seq: link.seq,
+                },
+                None => ChainBreak::Start { seq: link.seq },
+            });
+        }
         if link.sha256.is_empty() {
-            if previous.is_some() {
+            if self.chained > 0 {
                 return Err(ChainBreak::Unhashed { seq: link.seq });
             }
-            verified.unchained += 1;
-            continue;
+            self.unchained += 1;
+            self.last = Some((link.seq, String::new()));
+            return Ok(());
         }
-        match previous {
-            Some((seq, _)) if link.seq != seq + 1 => {
-                return Err(ChainBreak::Gap {
-                    before: seq,
-                    seq: link.seq,
-                })
-            }
-            Some((_, hash)) if link.prev_sha256 != hash => {
-                return Err(ChainBreak::Link { seq: link.seq })
-            }
-            _ => {}
+        let before = match &self.last {
+            Some((_, hash)) if !hash.is_empty() => hash.as_str(),
+            _ => GENESIS,
+        };
+        if link.prev_sha256 != before {
+            return Err(ChainBreak::Link { seq: link.seq });
         }
         let expected = entry_sha256(
             link.prev_sha256,
@@ -117,11 +135,27 @@ pub fn verify(links: &[Link<'_>]) -> Result<Verified, ChainBreak> {
         if expected != link.sha256 {
             return Err(ChainBreak::Content { seq: link.seq });
         }
-        previous = Some((link.seq, link.sha256));
-        verified.chained += 1;
+        self.chained += 1;
+        self.last = Some((link.seq, link.sha256.to_owned()));
+        Ok(())
     }
-    verified.head = previous.map(|(seq, hash)| (seq, hash.to_owned()));
-    Ok(verified)
+
+    pub fn finish(self) -> Verified {
+        Verified {
+            unchained: self.unchained,
+            chained: self.chained,
+            head: self.last.filter(|(_, hash)| !hash.is_empty()),
+        }
+    }
+}
+
+/// Checks a whole log (see `Verifier`).
+pub fn verify(links: &[Link<'_>]) -> Result<Verified, ChainBreak> {
+    let mut verifier = Verifier::default();
+    for link in links {
+        verifier.push(link)?;
+    }
+    Ok(verifier.finish())
 }
 
 #[cfg(test)]
@@ -136,8 +170,14 @@ mod tests {
     }
 
     fn chain(n: i64) -> Vec<Entry> {
+        chain_from(1, n)
+    }
+
+    /// A chain whose first entry is number `first` (entries before it are
+    /// from before the log was chained).
+    fn chain_from(first: i64, n: i64) -> Vec<Entry> {
         let mut prev = GENESIS.to_owned();
-        (1..=n)
+        (first..first + n)
             .map(|seq| {
                 let details = format!("change {seq}");
                 let sha = entry_sha256(
@@ -232,8 +272,9 @@ mod tests {
             },
         );
         assert_eq!(verify(&inserted), Err(ChainBreak::Unhashed { seq: 3 }));
+        let later = chain_from(2, 3);
         let mut legacy = vec![Link {
-            seq: 0,
+            seq: 1,
             at_ms: 0,
             actor: "admin",
             action: "operator add",
@@ -242,7 +283,28 @@ mod tests {
             prev_sha256: "",
             sha256: "",
         }];
-        legacy.extend(links(&entries));
+        legacy.extend(links(&later));
         assert_eq!(verify(&legacy).unwrap().unchained, 1);
+    }
+
+    #[test]
+    fn entries_removed_or_unhashed_at_the_start_are_found() {
+        let entries = chain(5);
+        let all = links(&entries);
+        assert_eq!(verify(&all[2..]), Err(ChainBreak::Start { seq: 3 }));
+        // Their hashes blanked so that they pass for entries from before
+        // the chain: the first hashed one does not follow from GENESIS.
+        let mut blanked = links(&entries);
+        for link in &mut blanked[..2] {
+            link.sha256 = "";
+            link.prev_sha256 = "";
+        }
+        assert_eq!(verify(&blanked), Err(ChainBreak::Link { seq: 3 }));
+        // Page by page gives the same answer as all at once.
+        let mut verifier = Verifier::default();
+        for link in &all {
+            verifier.push(link).unwrap();
+        }
+        assert_eq!(verifier.finish(), verify(&all).unwrap());
     }
 }

@@ -1110,56 +1110,61 @@ async fn renewal_and_moves(store: &Store, t0: i64) {
         Err(RenewError::TooEarly { .. })
     ));
     assert!(store.agent_certificate("rn-2").await.unwrap().is_none());
-    // Past it: the new one is stored, the old one superseded and refused.
+    // Past it: the new one is stored. Until it is used the old one still
+    // works (its agent may have lost the answer, and renews again: the
+    // unused successor is then discarded).
     store.check_renewal("rn-1", t0 + hour).await.unwrap();
-    store
-        .renew(
-            "rn-1",
-            &certificate("rn-2", "rn-host", "prod", t0 + hour),
-            t0 + hour,
-        )
+    let renew = |old: &'static str, new: &'static str, at: i64| {
+        let certificate = certificate(new, "rn-host", "prod", at);
+        async move { store.renew(old, &certificate, at).await }
+    };
+    renew("rn-1", "rn-2", t0 + hour).await.unwrap();
+    assert_eq!(
+        store.certificate_refusal("rn-1", t0 + hour).await.unwrap(),
+        None
+    );
+    renew("rn-1", "rn-2b", t0 + hour + 1).await.unwrap();
+    let discarded = store
+        .certificate_refusal("rn-2", t0 + hour + 1)
         .await
         .unwrap();
-    let refusal = store.certificate_refusal("rn-1", t0 + hour).await.unwrap();
+    assert!(discarded.unwrap().contains("replaced by a renewal"));
+    // The new one's first use supersedes the old one.
+    store.first_use("rn-2b", t0 + hour + 2).await.unwrap();
+    let refusal = store
+        .certificate_refusal("rn-1", t0 + hour + 2)
+        .await
+        .unwrap();
     assert!(refusal.unwrap().contains("replaced by a renewal"));
     assert_eq!(
-        store.certificate_refusal("rn-2", t0 + hour).await.unwrap(),
+        store
+            .certificate_refusal("rn-2b", t0 + hour + 2)
+            .await
+            .unwrap(),
         None
     );
     // The old certificate renews no more.
     assert!(matches!(
-        store
-            .renew(
-                "rn-1",
-                &certificate("rn-3", "rn-host", "prod", t0 + hour),
-                t0 + hour
-            )
-            .await,
+        renew("rn-1", "rn-3", t0 + hour + 3).await,
         Err(RenewError::Superseded(_))
     ));
 
     // The race: the handler checked, then the host was revoked, then the
     // renewal is recorded. The revocation wins; nothing new is valid.
-    let later = t0 + 2 * hour;
-    store.check_renewal("rn-2", later).await.unwrap();
+    let later = t0 + 2 * hour + 10;
+    store.check_renewal("rn-2b", later).await.unwrap();
     store.revoke_host("rn-host", "admin", later).await.unwrap();
     assert!(matches!(
-        store
-            .renew(
-                "rn-2",
-                &certificate("rn-4", "rn-host", "prod", later),
-                later
-            )
-            .await,
+        renew("rn-2b", "rn-4", later).await,
         Err(RenewError::Revoked(_))
     ));
     assert!(store.agent_certificate("rn-4").await.unwrap().is_none());
-    let refusal = store.certificate_refusal("rn-2", later).await.unwrap();
+    let refusal = store.certificate_refusal("rn-2b", later).await.unwrap();
     assert!(refusal.unwrap().contains("was revoked"));
     let audit = store.audit_log(1000).await.unwrap();
     assert!(audit
         .iter()
-        .any(|a| a.action == "host renew" && a.details.contains("rn-1 replaced by rn-2")));
+        .any(|a| a.action == "host renew" && a.details.contains("rn-1 replaced by rn-2b")));
 
     // A host whose certificate expired does not move to another
     // installation with another installation's token...

@@ -101,11 +101,36 @@ fn offline_keys_sign_roots_and_releases_that_verify_as_agents_check_them() {
             "root-1.json",
             "--release",
             "release-1.json",
+            "--catalogue",
+            "catalogue.toml",
             "--installer",
             "PSClient.msi=26.3.100.34058:client",
         ],
     );
     assert!(verified.contains("Root version 1 is trusted"), "{verified}");
+    assert!(
+        verified.contains("catalogue.toml is the signed catalogue."),
+        "{verified}"
+    );
+    std::fs::write(dir.join("other.toml"), "# another catalogue\n").unwrap();
+    let error = refused(
+        dir,
+        &[
+            "verify",
+            "--pin",
+            &pin,
+            "--root",
+            "root-1.json",
+            "--release",
+            "release-1.json",
+            "--catalogue",
+            "other.toml",
+        ],
+    );
+    assert!(
+        error.contains("is not the one release metadata version 1 was signed for"),
+        "{error}"
+    );
     assert!(
         verified.contains("PSClient.msi is signed for client 26.3.100.34058."),
         "{verified}"

@@ -5,10 +5,14 @@
 
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
+use rustls::pki_types::pem::PemObject;
 use std::time::Duration;
 use tierwise_e2e::wire::{hello, session_outcome};
 use tierwise_e2e::Controller;
 use tierwise_proto::v1::{agent_service_client::AgentServiceClient, RenewRequest};
+use tierwise_transport::client::{client_config, ControllerAddress, Identity, Trust};
+use tierwise_transport::files;
+use tonic::transport::Channel;
 use tonic::Code;
 
 const V931: &str = "9.3.1.33994";
@@ -55,16 +59,33 @@ async fn a_renewal_waits_for_half_the_lifetime_and_retires_the_old_certificate()
     let controller = Controller::start_with(
         &root.path().join("controller"),
         "127.0.0.1:0",
-        &["--agent-cert-lifetime", "10s"],
+        &[
+            "--agent-cert-lifetime",
+            "10s",
+            "--renew-rate-per-host",
+            "60/min",
+        ],
     )
     .unwrap();
     let old = controller.agent_channel("cl-renew").await.unwrap();
     let enrolled = std::time::Instant::now();
-    let renew = |channel: tonic::transport::Channel| async move {
-        let (_key, csr) = tierwise_transport::key_and_request("cl-renew").unwrap();
-        AgentServiceClient::new(channel)
-            .renew(RenewRequest { csr_der: csr })
-            .await
+    // Renews over `channel`; the new certificate's channel, or the refusal.
+    let renew = |channel: Channel| {
+        let controller = &controller;
+        async move {
+            let (key_pem, csr) = tierwise_transport::key_and_request("cl-renew").unwrap();
+            let answer = AgentServiceClient::new(channel)
+                .renew(RenewRequest { csr_der: csr })
+                .await?
+                .into_inner();
+            let chain = files::certificates_from_pem(answer.certificate_pem.as_bytes()).unwrap();
+            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+            let ca = controller.ca_certificate().unwrap();
+            let config =
+                client_config(&Trust::Ca(vec![ca]), Some(Identity { chain, key })).unwrap();
+            let address: ControllerAddress = controller.url().parse().unwrap();
+            Ok::<_, tonic::Status>(address.connect(config, |e| e).await.unwrap())
+        }
     };
 
     // Too early: refused, and nothing was issued.
@@ -72,12 +93,22 @@ async fn a_renewal_waits_for_half_the_lifetime_and_retires_the_old_certificate()
     assert_eq!(early.code(), Code::FailedPrecondition, "{early:?}");
     assert!(early.message().contains("can be renewed from"), "{early:?}");
 
-    // Past half of its life: renewed once.
+    // Past half of its life: renewed. The agent loses that answer, keeps
+    // working with the old certificate and renews again; the first new
+    // certificate, never used, is discarded.
     tokio::time::sleep(Duration::from_millis(5_500).saturating_sub(enrolled.elapsed())).await;
-    let renewed = renew(old.clone()).await.unwrap().into_inner();
-    assert!(renewed.certificate_pem.contains("BEGIN CERTIFICATE"));
+    let lost = renew(old.clone()).await.unwrap();
+    let kept = renew(old.clone()).await.unwrap();
+    let discarded = renew(lost).await.unwrap_err();
+    assert!(
+        discarded.message().contains("replaced by a renewal"),
+        "{discarded:?}"
+    );
 
-    // The old certificate is retired: no session, no second renewal.
+    // The new certificate's first use retires the old one: no session, no
+    // second renewal.
+    let used = renew(kept).await.unwrap_err();
+    assert_eq!(used.code(), Code::FailedPrecondition, "{used:?}");
     let status = session_outcome(&old, vec![hello("cl-renew", V931, String::new())], true).await;
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
     assert!(

@@ -314,6 +314,9 @@ pub enum KeysCommand {
         roots: Vec<PathBuf>,
         #[arg(long)]
         release: Option<PathBuf>,
+        /// The catalogue the release metadata must have been signed for.
+        #[arg(long)]
+        catalogue: Option<PathBuf>,
         /// An installer to check: FILE=RELEASE:COMPONENT (repeatable).
         #[arg(long = "installer", value_name = "FILE=RELEASE:COMPONENT")]
         installers: Vec<String>,

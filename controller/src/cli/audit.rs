@@ -6,7 +6,7 @@ use super::{sorted_json, status_error, table};
 use crate::store::rollouts::AuditEntry;
 use std::io::Write;
 use std::time::Duration;
-use tierwise_common::audit::{verify as verify_chain, Verified};
+use tierwise_common::audit::Verifier;
 use tierwise_proto::v1::ListAuditRequest;
 use tierwise_runtime::clock::rfc3339;
 
@@ -97,24 +97,14 @@ pub async fn follow(client: &mut Client, json: bool) -> anyhow::Result<()> {
 
 /// Fetches the whole log page by page and recomputes its hash chain.
 pub async fn verify(client: &mut Client, json: bool) -> anyhow::Result<String> {
-    let mut total = Verified {
-        unchained: 0,
-        chained: 0,
-        head: None,
-    };
-    let mut previous: Option<AuditEntry> = None;
+    let mut verifier = Verifier::default();
     let mut after = 0;
     loop {
         let page = fetch(client, PAGE, after, true).await?;
         let Some(newest) = page.last() else { break };
         after = newest.seq;
-        // Each page is checked together with the entry before it, so the
-        // link between pages is checked too.
-        let mut links: Vec<_> = previous.iter().map(AuditEntry::link).collect();
-        links.extend(page.iter().map(AuditEntry::link));
-        let verified = match verify_chain(&links) {
-            Ok(verified) => verified,
-            Err(broken) => {
+        for entry in &page {
+            if let Err(broken) = verifier.push(&entry.link()) {
                 if json {
                     print!(
                         "{}",
@@ -126,17 +116,9 @@ pub async fn verify(client: &mut Client, json: bool) -> anyhow::Result<String> {
                 }
                 anyhow::bail!("the audit log does not verify: {broken}");
             }
-        };
-        let (carried_chained, carried_unchained) = match &previous {
-            Some(p) if p.sha256.is_empty() => (0, 1),
-            Some(_) => (1, 0),
-            None => (0, 0),
-        };
-        total.chained += verified.chained - carried_chained;
-        total.unchained += verified.unchained - carried_unchained;
-        total.head = verified.head.or(total.head);
-        previous = page.into_iter().last();
+        }
     }
+    let total = verifier.finish();
     if json {
         return sorted_json(&serde_json::json!({
             "verified": true,

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use tierwise_common::trust::{
-    check_installer, generate_key, key_id, trusted_root, verify_release, Envelope, KeyPair,
-    Release, RoleKeys, Root, SignedInstaller,
+    check_catalogue, check_installer, generate_key, key_id, trusted_root, verify_release, Envelope,
+    KeyPair, Release, RoleKeys, Root, SignedInstaller,
 };
 use tierwise_runtime::clock::{now_ms, rfc3339};
 use tierwise_transport::files;
@@ -118,6 +118,7 @@ pub fn run(command: KeysCommand) -> anyhow::Result<String> {
             pin,
             roots,
             release,
+            catalogue,
             installers,
         } => {
             let chain = roots
@@ -125,7 +126,8 @@ pub fn run(command: KeysCommand) -> anyhow::Result<String> {
                 .map(|path| read_envelope(path))
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let now = now_ms();
-            let root = trusted_root(&pin, &chain, now).context("the roots are not trusted")?;
+            let root =
+                trusted_root(&pin, &chain, now, None).context("the roots are not trusted")?;
             let mut out = format!(
                 "Root version {} is trusted (expires {}).\n",
                 root.version,
@@ -141,6 +143,12 @@ pub fn run(command: KeysCommand) -> anyhow::Result<String> {
                 trusted.release.version,
                 rfc3339(trusted.release.expires_ms)
             ));
+            if let Some(path) = catalogue {
+                let (sha256, _) = hash_file(&path)?;
+                check_catalogue(&trusted.release, &sha256)
+                    .with_context(|| format!("{} is not trusted", path.display()))?;
+                out.push_str(&format!("{} is the signed catalogue.\n", path.display()));
+            }
             for spec in &installers {
                 let (path, for_release, component) = installer_spec(spec)?;
                 let (sha256, length) = hash_file(&path)?;

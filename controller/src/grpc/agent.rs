@@ -365,9 +365,9 @@ impl AgentService for AgentGateway {
         // session ends at once, with nothing handed to it.
         let revoked = self.still_valid(&identity.serial).await.err();
         if let Some(error) = &revoked {
-            warn!(host_id = %report.host_id, %peer, %error, "session closed: revoked while it said hello");
+            warn!(host_id = %report.host_id, %peer, %error, "session closed: its certificate was revoked or replaced while it said hello");
             self.sessions
-                .close_host(&report.host_id, CloseReason::Revoked);
+                .close_session(&report.host_id, &session_id, CloseReason::Revoked);
         }
         if let Some(other) = other_machine {
             warn!(

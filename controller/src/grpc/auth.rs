@@ -325,6 +325,10 @@ impl Authenticator {
                 "certificate {serial} is expired or does not match its record"
             )));
         }
+        // A renewed certificate's first use retires the one it replaced.
+        if record.first_used_ms.is_none() {
+            self.store.first_use(&serial, now_ms()).await?;
+        }
         Ok(AgentIdentity {
             host_id: record.host_id,
             installation: record.installation,

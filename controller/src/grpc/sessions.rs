@@ -138,6 +138,20 @@ impl Sessions {
         }
     }
 
+    /// Ends the host's session if it is still `session_id` (a newer one of
+    /// the same host is left alone); returns whether it was.
+    pub fn close_session(&self, host_id: &str, session_id: &str, reason: CloseReason) -> bool {
+        let mut entries = self.entries();
+        match entries
+            .get_mut(host_id)
+            .filter(|e| e.session_id == session_id)
+            .and_then(|e| e.close.take())
+        {
+            Some(close) => close.send(reason).is_ok(),
+            None => false,
+        }
+    }
+
     /// Ends every session and refuses new ones, for a shutdown: agents see
     /// their stream close and reconnect to whichever controller is up next.
     pub fn close_all(&self) {

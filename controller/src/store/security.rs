@@ -88,6 +88,8 @@ pub struct CertificateStatus {
     pub not_after_ms: i64,
     pub revoked_ms: Option<i64>,
     pub superseded_ms: Option<i64>,
+    /// When a call first came with it; `None`: not yet.
+    pub first_used_ms: Option<i64>,
 }
 
 /// What an enrollment asks for, before anything is signed.
@@ -168,7 +170,7 @@ pub enum RenewError {
     Unknown(String),
     #[error("certificate {0} was revoked; the host must be enrolled again with a new token")]
     Revoked(String),
-    #[error("certificate {0} was renewed already; only the newer certificate is accepted")]
+    #[error("certificate {0} was renewed and the new one is in use; only the newer certificate is accepted")]
     Superseded(String),
     #[error("certificate {0} has expired; enroll the host again with a token")]
     Expired(String),
@@ -404,12 +406,14 @@ impl Store {
         renewable_in(&mut conn, serial, now_ms).await
     }
 
-    /// Replaces certificate `old_serial` by `certificate`, in one
-    /// transaction: the old one is superseded (refused from then on) and
-    /// the renewal audited. Refused unless the old one is valid, not
-    /// revoked, not renewed already, and past half of its life. The
-    /// statement that supersedes it locks its row, which `revoke_host`
-    /// writes too: a renewal and a revocation of one host cannot both win.
+    /// Issues `certificate` as the successor of `old_serial`, in one
+    /// transaction: audited; the old one is superseded (refused from then
+    /// on) when the new one is first used (`first_use`), so an agent that
+    /// lost this answer keeps working with the old one and renews again (a
+    /// successor never used is then discarded). Refused unless the old one
+    /// is valid, not revoked, not superseded and past half of its life. The
+    /// statement that checks it locks its row, which `revoke_host` writes
+    /// too: a renewal and a revocation of one host cannot both win.
     pub async fn renew(
         &self,
         old_serial: &str,
@@ -417,23 +421,40 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), RenewError> {
         let mut tx = self.pool.begin().await?;
-        let superseded = sqlx::query(
-            "UPDATE agent_certificates SET superseded_ms = $2 \
+        let row = sqlx::query(
+            "UPDATE agent_certificates SET renewed_to = renewed_to \
              WHERE serial = $1 AND host_id = $3 AND revoked_ms IS NULL AND superseded_ms IS NULL \
-             AND not_after_ms > $2 AND issued_ms + (not_after_ms - issued_ms) / 2 <= $2",
+             AND not_after_ms > $2 AND issued_ms + (not_after_ms - issued_ms) / 2 <= $2 \
+             RETURNING renewed_to",
         )
         .bind(old_serial)
         .bind(now_ms)
         .bind(&certificate.host_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if superseded != 1 {
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
             renewable_in(&mut tx, old_serial, now_ms).await?;
             // Renewable now but not a moment ago: the same refusal as a
             // race lost.
             return Err(RenewError::Conflict(old_serial.to_owned()));
+        };
+        // An earlier successor its agent never used (the answer was lost)
+        // is discarded.
+        if let Some(unused) = row.try_get::<Option<String>, _>("renewed_to")? {
+            sqlx::query(
+                "UPDATE agent_certificates SET superseded_ms = $2 \
+                 WHERE serial = $1 AND first_used_ms IS NULL AND superseded_ms IS NULL",
+            )
+            .bind(unused)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
         }
+        sqlx::query("UPDATE agent_certificates SET renewed_to = $2 WHERE serial = $1")
+            .bind(old_serial)
+            .bind(&certificate.serial)
+            .execute(&mut *tx)
+            .await?;
         insert_certificate(&mut tx, certificate, None, now_ms).await?;
         audit_in(
             &mut tx,
@@ -447,6 +468,31 @@ impl Store {
             ),
         )
         .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Records the first use of certificate `serial` and supersedes the
+    /// certificate it renewed: from now on only the new one is accepted.
+    pub async fn first_use(&self, serial: &str, now_ms: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let first = sqlx::query(
+            "UPDATE agent_certificates SET first_used_ms = $2 WHERE serial = $1 AND first_used_ms IS NULL",
+        )
+        .bind(serial)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if first > 0 {
+            sqlx::query(
+                "UPDATE agent_certificates SET superseded_ms = $2 WHERE renewed_to = $1 AND superseded_ms IS NULL",
+            )
+            .bind(serial)
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -488,7 +534,7 @@ impl Store {
         serial: &str,
     ) -> Result<Option<CertificateStatus>, StoreError> {
         let row = sqlx::query(
-            "SELECT host_id, installation, not_after_ms, revoked_ms, superseded_ms \
+            "SELECT host_id, installation, not_after_ms, revoked_ms, superseded_ms, first_used_ms \
              FROM agent_certificates WHERE serial = $1",
         )
         .bind(serial)
@@ -501,6 +547,7 @@ impl Store {
             not_after_ms: row.try_get("not_after_ms")?,
             revoked_ms: row.try_get("revoked_ms")?,
             superseded_ms: row.try_get("superseded_ms")?,
+            first_used_ms: row.try_get("first_used_ms")?,
         }))
     }
 

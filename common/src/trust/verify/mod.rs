@@ -19,11 +19,14 @@ pub struct TrustedRelease {
 /// fingerprint and be signed by a threshold of its own root keys; each
 /// later one must be the next version and be signed by a threshold of the
 /// previous root's root keys and of its own; the last must not have
-/// expired.
+/// expired, nor be older than the newest root trusted before
+/// (`seen_version`): a chain cut short at an old root, whose keys may have
+/// been retired for a reason, is refused.
 pub fn trusted_root(
     pinned_fingerprint: &str,
     chain: &[Envelope],
     now_ms: i64,
+    seen_version: Option<u64>,
 ) -> Result<Root, TrustError> {
     let first = chain
         .first()
@@ -69,6 +72,13 @@ pub fn trusted_root(
         )?;
         root = newer;
     }
+    if let Some(seen) = seen_version.filter(|seen| *seen > root.version) {
+        return Err(TrustError::Rollback {
+            what: "the root".into(),
+            seen,
+            got: root.version,
+        });
+    }
     if root.expires_ms <= now_ms {
         return Err(TrustError::Expired {
             what: format!("root version {}", root.version),
@@ -112,6 +122,19 @@ pub fn verify_release(
         release,
         payload_sha256,
     })
+}
+
+/// The catalogue in use must be the one the release metadata was signed
+/// for.
+pub fn check_catalogue(release: &Release, sha256: &str) -> Result<(), TrustError> {
+    if release.catalogue_sha256.eq_ignore_ascii_case(sha256) {
+        Ok(())
+    } else {
+        Err(TrustError::Installer(format!(
+            "the catalogue {sha256} is not the one release metadata version {} was signed for ({})",
+            release.version, release.catalogue_sha256
+        )))
+    }
 }
 
 /// The installer a step would run must be in the signed metadata with

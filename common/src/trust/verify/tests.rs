@@ -94,7 +94,7 @@ fn setup() -> (Keys, Envelope, String) {
 #[test]
 fn a_good_chain_verifies_and_an_installer_matches() {
     let (k, root, pin) = setup();
-    let trusted = trusted_root(&pin, std::slice::from_ref(&root), NOW).unwrap();
+    let trusted = trusted_root(&pin, std::slice::from_ref(&root), NOW, None).unwrap();
     let release = envelope(&release_doc(3), &[&k.release[0]]);
     let release = verify_release(&trusted, &release, NOW, Some((2, "x"))).unwrap();
     check_installer(
@@ -126,7 +126,7 @@ fn a_root_that_is_not_the_pinned_one_or_short_of_its_threshold_is_refused() {
         &[&k.root[0], &k.root[1]],
     );
     assert!(matches!(
-        trusted_root(&pin, &[other], NOW),
+        trusted_root(&pin, &[other], NOW, None),
         Err(TrustError::RootFingerprint { .. })
     ));
     // One signature of the two the threshold needs.
@@ -137,7 +137,13 @@ fn a_root_that_is_not_the_pinned_one_or_short_of_its_threshold_is_refused() {
         &[&k.release[0]],
     );
     let short = envelope(&doc, &[&k.root[0]]);
-    let error = trusted_root(&short.fingerprint(), std::slice::from_ref(&short), NOW).unwrap_err();
+    let error = trusted_root(
+        &short.fingerprint(),
+        std::slice::from_ref(&short),
+        NOW,
+        None,
+    )
+    .unwrap_err();
     assert!(
         matches!(
             error,
@@ -152,14 +158,14 @@ fn a_root_that_is_not_the_pinned_one_or_short_of_its_threshold_is_refused() {
     // The same key twice is one signature.
     let mut twice = short.clone();
     twice.signatures.push(twice.signatures[0].clone());
-    assert!(trusted_root(&twice.fingerprint(), &[twice], NOW).is_err());
+    assert!(trusted_root(&twice.fingerprint(), &[twice], NOW, None).is_err());
     let _ = root;
 }
 
 #[test]
 fn tampered_metadata_is_refused() {
     let (k, root, pin) = setup();
-    let trusted = trusted_root(&pin, &[root], NOW).unwrap();
+    let trusted = trusted_root(&pin, &[root], NOW, None).unwrap();
     // The catalogue's hash changed after signing.
     let mut release = envelope(&release_doc(3), &[&k.release[0]]);
     release.payload = release.payload.replace(&"c".repeat(64), &"d".repeat(64));
@@ -211,14 +217,14 @@ fn tampered_metadata_is_refused() {
 #[test]
 fn expired_and_rolled_back_metadata_is_refused() {
     let (k, root, pin) = setup();
-    let trusted = trusted_root(&pin, std::slice::from_ref(&root), NOW).unwrap();
+    let trusted = trusted_root(&pin, std::slice::from_ref(&root), NOW, None).unwrap();
     let release = envelope(&release_doc(3), &[&k.release[0]]);
     assert!(matches!(
         verify_release(&trusted, &release, NOW + 8 * DAY, None),
         Err(TrustError::Expired { .. })
     ));
     assert!(matches!(
-        trusted_root(&pin, &[root], NOW + 366 * DAY),
+        trusted_root(&pin, &[root], NOW + 366 * DAY, None),
         Err(TrustError::Expired { .. })
     ));
     let error = verify_release(&trusted, &release, NOW, Some((4, "x"))).unwrap_err();
@@ -243,7 +249,7 @@ fn expired_and_rolled_back_metadata_is_refused() {
 #[test]
 fn an_installer_of_another_release_or_component_is_refused() {
     let (k, root, pin) = setup();
-    let trusted = trusted_root(&pin, &[root], NOW).unwrap();
+    let trusted = trusted_root(&pin, &[root], NOW, None).unwrap();
     let good = verify_release(
         &trusted,
         &envelope(&release_doc(3), &[&k.release[0]]),
@@ -279,7 +285,7 @@ fn an_installer_of_another_release_or_component_is_refused() {
 #[test]
 fn a_key_the_root_does_not_certify_does_not_count() {
     let (k, root, pin) = setup();
-    let trusted = trusted_root(&pin, &[root], NOW).unwrap();
+    let trusted = trusted_root(&pin, &[root], NOW, None).unwrap();
     // Signed by the second release key, which root v1 does not certify,
     // and by a root key (not a release key).
     let release = envelope(&release_doc(3), &[&k.release[1], &k.root[0]]);
@@ -309,8 +315,18 @@ fn rotation_needs_the_old_and_the_new_root_keys_in_order() {
         &[&k.release[1]],
     );
     let v2 = envelope(&v2_doc, &[&k.root[0], &k.root[1], &new_root_key]);
-    let trusted = trusted_root(&pin, &[v1.clone(), v2.clone()], NOW).unwrap();
+    let trusted = trusted_root(&pin, &[v1.clone(), v2.clone()], NOW, None).unwrap();
     assert_eq!(trusted.version, 2);
+    // Once root 2 is trusted, a chain cut short at root 1 (whose retired
+    // release key may have leaked) is refused.
+    assert!(matches!(
+        trusted_root(&pin, std::slice::from_ref(&v1), NOW, Some(2)),
+        Err(TrustError::Rollback {
+            seen: 2,
+            got: 1,
+            ..
+        })
+    ));
     let release = envelope(&release_doc(5), &[&k.release[1]]);
     verify_release(&trusted, &release, NOW, None).unwrap();
     // The retired release key no longer counts.
@@ -319,7 +335,7 @@ fn rotation_needs_the_old_and_the_new_root_keys_in_order() {
 
     // Signed only by the new keys: the old root did not agree.
     let rogue = envelope(&v2_doc, &[&k.root[2], &new_root_key]);
-    let error = trusted_root(&pin, &[v1.clone(), rogue], NOW).unwrap_err();
+    let error = trusted_root(&pin, &[v1.clone(), rogue], NOW, None).unwrap_err();
     assert!(
         error.to_string().contains("by the previous root's keys"),
         "{error}"
@@ -335,7 +351,7 @@ fn rotation_needs_the_old_and_the_new_root_keys_in_order() {
         &[&k.root[0], &k.root[1]],
     );
     assert!(matches!(
-        trusted_root(&pin, &[v1, v3], NOW),
+        trusted_root(&pin, &[v1, v3], NOW, None),
         Err(TrustError::RootGap {
             previous: 1,
             got: 3
@@ -349,7 +365,7 @@ fn a_root_whose_threshold_cannot_be_met_is_malformed() {
     let doc = root_doc(1, &[&k.root[0]], 2, &[&k.release[0]]);
     let signed = envelope(&doc, &[&k.root[0]]);
     assert!(matches!(
-        trusted_root(&signed.fingerprint(), &[signed], NOW),
+        trusted_root(&signed.fingerprint(), &[signed], NOW, None),
         Err(TrustError::Malformed(_))
     ));
 }
