@@ -732,6 +732,15 @@ fn operator_tokens_expire_rotate_and_show_their_last_use() {
         "{}",
         text(&other)
     );
+    let forever = as_(
+        &vera,
+        &["operators", "rotate", "vera", "--expires", "never"],
+    );
+    assert!(
+        text(&forever).contains("only an admin issues tokens that never expire"),
+        "{}",
+        text(&forever)
+    );
     let rotated = as_(&vera, &["operators", "rotate", "vera", "--expires", "30d"]);
     assert!(rotated.status.success(), "{}", text(&rotated));
     let new_vera = String::from_utf8_lossy(&rotated.stdout).trim().to_owned();

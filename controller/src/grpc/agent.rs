@@ -118,8 +118,8 @@ impl AgentService for AgentGateway {
     ) -> Result<Response<Certificate>, Status> {
         let peer =
             auth::peer_addr(&request).map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-        let address =
-            auth::peer_addr(&request).map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
+        let ip = auth::peer_addr(&request).map(|a| a.ip());
+        let address = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         let request = request.into_inner();
         let invalid = |e: tierwise_common::NameError| {
             refuse(&peer, ApiError::InvalidArgument(format!("Enroll: {e}")))
@@ -133,9 +133,11 @@ impl AgentService for AgentGateway {
             )
         })?;
         let now = now_ms();
-        self.limits
-            .enroll(&address, &token_id, now)
-            .map_err(|over| refuse(&peer, over.into()))?;
+        if let Some(ip) = ip {
+            self.limits
+                .enroll_address(ip, now)
+                .map_err(|over| refuse(&peer, over.into()))?;
+        }
         // Everything is checked before a certificate is signed: a refused
         // attempt costs reads, not a signature and a write.
         let public_key_sha256 = crate::pki::Pki::request_key_sha256(&request.csr_der)
@@ -148,6 +150,12 @@ impl AgentService for AgentGateway {
             public_key_sha256: &public_key_sha256,
         };
         let checked = self.store.check_enrollment(&ask, now).await;
+        // The token's own rate counts only attempts that knew its secret.
+        if !matches!(checked, Err(EnrollError::Invalid)) {
+            self.limits
+                .enroll_token(&token_id, now)
+                .map_err(|over| refuse(&peer, over.into()))?;
+        }
         let checked = match checked {
             Ok(checked) => checked,
             Err(e) => {
@@ -414,8 +422,8 @@ impl AgentService for AgentGateway {
 }
 
 impl AgentGateway {
-    /// The answer to a refused enrollment; it is audited (once per address
-    /// and window, with a count of the rest: a flood cannot fill the log).
+    /// The answer to a refused enrollment. One with a valid token is
+    /// audited (once per address and window, with a count of the rest).
     async fn enroll_refused(
         &self,
         peer: &str,
@@ -425,8 +433,10 @@ impl AgentGateway {
     ) -> Status {
         let error = match e {
             EnrollError::Store(store) => return refuse(peer, ApiError::Store(store)),
+            // Without a valid token the attempt is logged, not audited: a
+            // flood of made-up tokens cannot fill the log.
+            EnrollError::Invalid => return refuse(peer, ApiError::Unauthenticated(e.to_string())),
             EnrollError::AlreadyEnrolled(_) => ApiError::AlreadyExists(e.to_string()),
-            EnrollError::Invalid => ApiError::Unauthenticated(e.to_string()),
             _ => ApiError::PermissionDenied(e.to_string()),
         };
         let refusals = self.limits.refused(

@@ -13,6 +13,9 @@ use tierwise_common::ratelimit::{Rate, RateLimiter};
 /// Keys each limiter holds at most (see `RateLimiter`).
 const MAX_KEYS: usize = 200_000;
 
+/// Refusal windows open at once at most.
+const MAX_WINDOWS: usize = 10_000;
+
 /// The limits, as configured (`tierwise serve --enroll-rate-per-address`…).
 #[derive(Clone, Copy, Debug)]
 pub struct LimitSettings {
@@ -65,12 +68,26 @@ impl Limits {
         }
     }
 
-    /// One enrollment attempt from `address` with token `token_id`.
-    pub fn enroll(&self, address: &str, token_id: &str, now_ms: i64) -> Result<(), OverLimit> {
-        take(&self.enroll_per_address, address, now_ms).map_err(|retry_ms| OverLimit {
-            what: format!("enrollment attempts from {address}"),
+    /// One enrollment attempt from `address` (an IPv6 address counts by
+    /// its /64, which one machine may fill).
+    pub fn enroll_address(&self, address: std::net::IpAddr, now_ms: i64) -> Result<(), OverLimit> {
+        let key = match address.to_canonical() {
+            std::net::IpAddr::V6(v6) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            v4 => v4.to_string(),
+        };
+        take(&self.enroll_per_address, &key, now_ms).map_err(|retry_ms| OverLimit {
+            what: format!("enrollment attempts from {key}"),
             retry_ms,
-        })?;
+        })
+    }
+
+    /// One enrollment attempt with token `token_id`, counted once its
+    /// secret was found right: made-up secrets cannot use up a real
+    /// token's rate.
+    pub fn enroll_token(&self, token_id: &str, now_ms: i64) -> Result<(), OverLimit> {
         take(&self.enroll_per_token, token_id, now_ms).map_err(|retry_ms| OverLimit {
             what: format!("enrollment attempts with token {token_id}"),
             retry_ms,
@@ -180,8 +197,12 @@ impl Refusals {
     ) -> Vec<Refusal> {
         let mut write = self.ended(now_ms);
         let key = (actor.to_owned(), method.to_owned());
+        let full = self.open.len() >= MAX_WINDOWS;
         match self.open.get_mut(&key) {
             Some(window) => window.more += 1,
+            // So many actors refused at once: the rest are logged, not
+            // audited, and memory stays bounded.
+            None if full => {}
             None => {
                 write.push(Refusal {
                     actor: actor.to_owned(),
@@ -276,15 +297,30 @@ mod tests {
             enroll_per_token: Rate::per_second(2.0),
             ..LimitSettings::default()
         });
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
         for _ in 0..5 {
-            limits.enroll("10.0.0.1", "t1", 0).unwrap();
+            limits.enroll_address(ip("10.0.0.1"), 0).unwrap();
         }
-        let over = limits.enroll("10.0.0.1", "t1", 0).unwrap_err();
+        let over = limits.enroll_address(ip("10.0.0.1"), 0).unwrap_err();
         assert!(over.to_string().contains("from 10.0.0.1"), "{over}");
+        limits.enroll_address(ip("10.0.0.2"), 0).unwrap();
+        // One IPv6 /64 is one address.
         for i in 0..5 {
-            limits.enroll(&format!("10.0.1.{i}"), "t1", 0).unwrap();
+            limits
+                .enroll_address(ip(&format!("2001:db8:1:2::{i}")), 0)
+                .unwrap();
         }
-        let over = limits.enroll("10.0.2.1", "t1", 0).unwrap_err();
+        let over = limits
+            .enroll_address(ip("2001:db8:1:2::ffff"), 0)
+            .unwrap_err();
+        assert!(
+            over.to_string().contains("from 2001:db8:1:2::/64"),
+            "{over}"
+        );
+        for _ in 0..10 {
+            limits.enroll_token("t1", 0).unwrap();
+        }
+        let over = limits.enroll_token("t1", 0).unwrap_err();
         assert!(over.to_string().contains("with token t1"), "{over}");
         for _ in 0..3 {
             assert!(limits.renew("cl-1", 0).is_ok());

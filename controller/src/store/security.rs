@@ -363,6 +363,9 @@ impl Store {
         now_ms: i64,
     ) -> Result<AgentCertificate, EnrollError> {
         let mut tx = self.pool.begin().await?;
+        // Enrollments and revocations of one host name queue here
+        // (PostgreSQL): each sees what the other committed.
+        lock_host_name(&mut tx, self.backend(), enrollment.host_id).await?;
         // A no-op write first: concurrent enrollments with one token queue
         // here instead of both counting the last use.
         sqlx::query("UPDATE enrollment_tokens SET uses = uses WHERE id = $1")
@@ -573,20 +576,28 @@ impl Store {
         now_ms: i64,
     ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
+        lock_host_name(&mut tx, self.backend(), host_id).await?;
+        let valid: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM agent_certificates WHERE host_id = $1 AND revoked_ms IS NULL \
+             AND superseded_ms IS NULL AND not_after_ms > $2",
+        )
+        .bind(host_id)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await?;
+        let revoked = u64::try_from(valid).unwrap_or(0);
         // Twice: a renewal that committed while the first statement waited
         // for its row lock inserted a certificate that statement could not
         // see (PostgreSQL, read committed); the second sees it. A renewal
         // that comes after finds its old certificate revoked and fails.
-        let mut revoked = 0;
         for _ in 0..2 {
-            revoked += sqlx::query(
+            sqlx::query(
                 "UPDATE agent_certificates SET revoked_ms = $2 WHERE host_id = $1 AND revoked_ms IS NULL",
             )
             .bind(host_id)
             .bind(now_ms)
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            .await?;
         }
         audit_in(
             &mut tx,
@@ -751,6 +762,23 @@ impl Store {
             .await?;
         Ok(())
     }
+}
+
+/// Serialises the transactions about one host name that may create or
+/// revoke its certificates, even when it has no row anywhere yet: a
+/// transaction-scoped advisory lock on PostgreSQL; SQLite has one writer.
+async fn lock_host_name(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: super::Backend,
+    host_id: &str,
+) -> Result<(), sqlx::Error> {
+    if backend == super::Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7))::text")
+            .bind(host_id)
+            .fetch_one(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Why certificate `serial` cannot be renewed now, if it cannot.

@@ -179,6 +179,16 @@ pub(super) async fn rotate_operator(
         ))
         .into());
     }
+    // Their own token, not for longer: a leaked token must not become one
+    // that never expires.
+    let default_seconds = OPERATOR_TOKEN_LIFETIME.as_secs();
+    if !caller_is_admin && (request.never_expires || request.expires_seconds > default_seconds) {
+        return Err(ApiError::PermissionDenied(format!(
+            "only an admin issues tokens that never expire or work longer than {} days",
+            default_seconds / 86_400
+        ))
+        .into());
+    }
     let token = auth::new_operator_token();
     let now = now_ms();
     let rotated = api
