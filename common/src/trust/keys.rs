@@ -25,6 +25,19 @@ pub fn key_id(public_key: &[u8]) -> String {
     crate::hex(&Sha256::digest(public_key))
 }
 
+/// The id of a public key written in hex (as `KeyPair::public_hex` and
+/// root metadata write it).
+pub fn public_key_id(public_hex: &str) -> Result<String, TrustError> {
+    unhex(public_hex.trim())
+        .filter(|bytes| bytes.len() == 32)
+        .map(|bytes| key_id(&bytes))
+        .ok_or_else(|| {
+            TrustError::Malformed(format!(
+                "`{public_hex}` is not an Ed25519 public key (64 hex digits, as `keys create` prints)"
+            ))
+        })
+}
+
 impl KeyPair {
     /// Reads a key as `to_pkcs8_hex` wrote it.
     pub fn from_pkcs8_hex(text: &str) -> Result<Self, TrustError> {

@@ -20,7 +20,7 @@
 mod keys;
 mod verify;
 
-pub use keys::{generate_key, key_id, KeyPair};
+pub use keys::{generate_key, key_id, public_key_id, KeyPair};
 pub use verify::{check_catalogue, check_installer, trusted_root, verify_release, TrustedRelease};
 
 use serde::{Deserialize, Serialize};

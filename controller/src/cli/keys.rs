@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use tierwise_common::trust::{
-    check_catalogue, check_installer, generate_key, key_id, trusted_root, verify_release, Envelope,
-    KeyPair, Release, RoleKeys, Root, SignedInstaller,
+    check_catalogue, check_installer, generate_key, public_key_id, trusted_root, verify_release,
+    Envelope, KeyPair, Release, RoleKeys, Root, SignedInstaller,
 };
 use tierwise_runtime::clock::{now_ms, rfc3339};
 use tierwise_transport::files;
@@ -38,14 +38,14 @@ pub fn run(command: KeysCommand) -> anyhow::Result<String> {
                 .map(KeyPair::public_hex)
                 .chain(root_publics.iter().map(|p| p.trim().to_ascii_lowercase()))
             {
-                let id = public_id(&public)?;
+                let id = public_key_id(&public)?;
                 keys.insert(id.clone(), public);
                 root_ids.push(id);
             }
             let mut release_ids = Vec::new();
             for public in &release_publics {
                 let public = public.trim().to_ascii_lowercase();
-                let id = public_id(&public)?;
+                let id = public_key_id(&public)?;
                 keys.insert(id.clone(), public);
                 release_ids.push(id);
             }
@@ -193,18 +193,6 @@ fn read_keys(paths: &[PathBuf]) -> anyhow::Result<Vec<KeyPair>> {
             })
         })
         .collect()
-}
-
-fn public_id(public_hex: &str) -> anyhow::Result<String> {
-    let bytes = (0..public_hex.len())
-        .step_by(2)
-        .map(|i| public_hex.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()))
-        .collect::<Option<Vec<u8>>>()
-        .filter(|b| b.len() == 32 && public_hex.len() == 64)
-        .with_context(|| {
-            format!("`{public_hex}` is not an Ed25519 public key (64 hex digits, as `keys create` prints)")
-        })?;
-    Ok(key_id(&bytes))
 }
 
 fn signed<T: serde::Serialize>(doc: &T, signers: &[&KeyPair]) -> anyhow::Result<Envelope> {

@@ -116,9 +116,9 @@ impl AgentService for AgentGateway {
         &self,
         request: Request<EnrollRequest>,
     ) -> Result<Response<Certificate>, Status> {
-        let peer =
-            auth::peer_addr(&request).map_or_else(|| "unknown".to_owned(), |a| a.to_string());
-        let ip = auth::peer_addr(&request).map(|a| a.ip());
+        let from = auth::peer_addr(&request);
+        let peer = from.map_or_else(|| "unknown".to_owned(), |a| a.to_string());
+        let ip = from.map(|a| a.ip());
         let address = ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
         let request = request.into_inner();
         let invalid = |e: tierwise_common::NameError| {

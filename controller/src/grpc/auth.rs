@@ -306,28 +306,22 @@ impl Authenticator {
                     "certificate {serial} is not one this controller issued to an agent"
                 ))
             })?;
-        if let Some(at) = record.revoked_ms {
-            return Err(ApiError::PermissionDenied(format!(
-                "the certificate of host {} was revoked at {}; enroll it again with a new token",
-                record.host_id,
-                rfc3339(at)
-            )));
+        let now = now_ms();
+        if let Some(refusal) = record.refusal(&serial, now) {
+            return Err(if refusal.revoked {
+                ApiError::PermissionDenied(refusal.reason)
+            } else {
+                ApiError::Unauthenticated(refusal.reason)
+            });
         }
-        if let Some(at) = record.superseded_ms {
-            return Err(ApiError::Unauthenticated(format!(
-                "certificate {serial} of host {} was replaced by a renewal at {}; use the newer certificate",
-                record.host_id,
-                rfc3339(at)
-            )));
-        }
-        if record.not_after_ms <= now_ms() || record.host_id != name {
+        if record.host_id != name {
             return Err(ApiError::Unauthenticated(format!(
                 "certificate {serial} is expired or does not match its record"
             )));
         }
         // A renewed certificate's first use retires the one it replaced.
         if record.first_used_ms.is_none() {
-            self.store.first_use(&serial, now_ms()).await?;
+            self.store.first_use(&serial, now).await?;
         }
         Ok(AgentIdentity {
             host_id: record.host_id,

@@ -187,6 +187,10 @@ impl Refusals {
         }
     }
 
+    /// A refusal: written at once when it opens a window for its actor and
+    /// method (after the count of that pair's previous window, if it ended
+    /// with more), counted otherwise. Only this pair's window is looked at:
+    /// `ended` writes the others, every few seconds.
     fn refused(
         &mut self,
         actor: &str,
@@ -195,8 +199,17 @@ impl Refusals {
         reason: &str,
         now_ms: i64,
     ) -> Vec<Refusal> {
-        let mut write = self.ended(now_ms);
         let key = (actor.to_owned(), method.to_owned());
+        let mut write = Vec::new();
+        if self
+            .open
+            .get(&key)
+            .is_some_and(|window| now_ms - window.started_ms >= self.window_ms)
+        {
+            if let Some(ended) = self.open.remove(&key).and_then(|w| self.count(&key, w)) {
+                write.push(ended);
+            }
+        }
         let full = self.open.len() >= MAX_WINDOWS;
         match self.open.get_mut(&key) {
             Some(window) => window.more += 1,
@@ -224,30 +237,39 @@ impl Refusals {
         write
     }
 
+    /// The windows that have ended: the counts of those with more.
     fn ended(&mut self, now_ms: i64) -> Vec<Refusal> {
         let window_ms = self.window_ms;
-        let mut write = Vec::new();
-        self.open.retain(|(actor, method), window| {
-            if now_ms - window.started_ms < window_ms {
-                return true;
-            }
-            if window.more > 0 {
-                write.push(Refusal {
-                    actor: actor.clone(),
-                    action: window.action.clone(),
-                    method: method.clone(),
-                    details: format!(
-                        "{} more refused call(s) within {} s: {}",
-                        window.more,
-                        window_ms / 1000,
-                        window.reason
-                    ),
-                });
-            }
-            false
-        });
+        let ended: Vec<_> = self
+            .open
+            .iter()
+            .filter(|(_, window)| now_ms - window.started_ms >= window_ms)
+            .map(|(key, _)| key.clone())
+            .collect();
+        let mut write: Vec<Refusal> = ended
+            .into_iter()
+            .filter_map(|key| {
+                let window = self.open.remove(&key)?;
+                self.count(&key, window)
+            })
+            .collect();
         write.sort_by(|a, b| (&a.actor, &a.method).cmp(&(&b.actor, &b.method)));
         write
+    }
+
+    /// The entry that counts a window's other refusals, if there were any.
+    fn count(&self, (actor, method): &(String, String), window: Window) -> Option<Refusal> {
+        (window.more > 0).then(|| Refusal {
+            actor: actor.clone(),
+            action: window.action,
+            method: method.clone(),
+            details: format!(
+                "{} more refused call(s) within {} s: {}",
+                window.more,
+                self.window_ms / 1000,
+                window.reason
+            ),
+        })
     }
 }
 

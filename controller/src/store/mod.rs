@@ -108,23 +108,21 @@ pub struct Store {
 /// and its journal files are owner-only. SQLite gives the journal files the
 /// database file's permissions when it creates them.
 fn keep_private(path: &std::path::Path) {
-    let parent_exists = path
+    // A database in a directory that does not exist: SQLite says so.
+    if path
         .parent()
-        .is_none_or(|p| p.as_os_str().is_empty() || p.is_dir());
-    let mut files = vec![path.to_path_buf()];
-    for suffix in ["-wal", "-shm"] {
-        let mut journal = path.as_os_str().to_owned();
-        journal.push(suffix);
-        let journal = std::path::PathBuf::from(journal);
-        if journal.exists() {
-            files.push(journal);
-        }
-    }
-    if !parent_exists {
+        .is_some_and(|p| !p.as_os_str().is_empty() && !p.is_dir())
+    {
         return;
     }
-    for file in files {
-        match tierwise_transport::files::private_file(&file) {
+    let journals = ["-wal", "-shm"].map(|suffix| {
+        let mut journal = path.as_os_str().to_owned();
+        journal.push(suffix);
+        std::path::PathBuf::from(journal)
+    });
+    let existing_journals = journals.iter().filter(|j| j.exists());
+    for file in std::iter::once(path).chain(existing_journals.map(|j| j.as_path())) {
+        match tierwise_transport::files::private_file(file) {
             Ok(true) => {
                 tracing::warn!(file = %file.display(), "the database file was readable by others; it is owner-only now")
             }

@@ -92,6 +92,45 @@ pub struct CertificateStatus {
     pub first_used_ms: Option<i64>,
 }
 
+/// Why a certificate is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateRefusal {
+    /// Revoked by an administrator (the others: replaced or expired).
+    pub revoked: bool,
+    pub reason: String,
+}
+
+impl CertificateStatus {
+    /// Why certificate `serial` may not be used at `now_ms`, if it may not.
+    pub fn refusal(&self, serial: &str, now_ms: i64) -> Option<CertificateRefusal> {
+        let rfc3339 = tierwise_runtime::clock::rfc3339;
+        let (revoked, reason) = if let Some(at) = self.revoked_ms {
+            (
+                true,
+                format!(
+                "the certificate of host {} was revoked at {}; enroll it again with a new token",
+                self.host_id,
+                rfc3339(at)
+            ),
+            )
+        } else if let Some(at) = self.superseded_ms {
+            (false, format!(
+                "certificate {serial} of host {} was replaced by a renewal at {}; use the newer certificate",
+                self.host_id,
+                rfc3339(at)
+            ))
+        } else if self.not_after_ms <= now_ms {
+            (
+                false,
+                format!("certificate {serial} is expired or does not match its record"),
+            )
+        } else {
+            return None;
+        };
+        Some(CertificateRefusal { revoked, reason })
+    }
+}
+
 /// What an enrollment asks for, before anything is signed.
 #[derive(Clone, Copy, Debug)]
 pub struct EnrollmentAsk<'a> {
@@ -508,25 +547,11 @@ impl Store {
         serial: &str,
         now_ms: i64,
     ) -> Result<Option<String>, StoreError> {
-        let Some(record) = self.certificate_status(serial).await? else {
-            return Ok(Some(format!(
-                "certificate {serial} is not one this controller issued"
-            )));
-        };
-        Ok(if let Some(at) = record.revoked_ms {
-            Some(format!(
-                "the certificate of host {} was revoked at {}; enroll it again with a new token",
-                record.host_id,
-                tierwise_runtime::clock::rfc3339(at)
-            ))
-        } else if record.superseded_ms.is_some() {
-            Some(format!(
-                "certificate {serial} was replaced by a renewal; use the newer certificate"
-            ))
-        } else if record.not_after_ms <= now_ms {
-            Some(format!("certificate {serial} has expired"))
-        } else {
-            None
+        Ok(match self.certificate_status(serial).await? {
+            None => Some(format!(
+                "certificate {serial} is not one this controller issued to an agent"
+            )),
+            Some(status) => status.refusal(serial, now_ms).map(|r| r.reason),
         })
     }
 
