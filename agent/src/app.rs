@@ -75,8 +75,14 @@ pub async fn run(
             })?;
         let downloader =
             steps::download::Downloader::new(&settings.controller, &settings.state_dir);
+        let trust =
+            steps::signed::ReleaseTrust::new(settings.release_root.clone(), &settings.state_dir);
+        match &settings.release_root {
+            Some(root) => tracing::info!(%root, "installers run only when signed release metadata from this root covers them"),
+            None => tracing::warn!("no release_root_fingerprint: installers are checked by their SHA-256 only, not against signed release metadata"),
+        }
         let (runner, runner_stop) =
-            steps::StepRunner::spawn(executor, downloader.clone(), watcher.refresh.clone());
+            steps::StepRunner::spawn(executor, downloader.clone(), trust, watcher.refresh.clone());
         let connected = async {
             let error =
                 connect_and_serve(settings, watcher, runner, downloader, reread.clone()).await;

@@ -424,7 +424,12 @@ mod drain {
         let controller = "https://127.0.0.1:9".parse().unwrap();
         let downloader = Downloader::new(&controller, &dir.join("state"));
         let (refresh, _probes) = tokio::sync::mpsc::channel(4);
-        StepRunner::spawn(exec, downloader, refresh)
+        StepRunner::spawn(
+            exec,
+            downloader,
+            tierwise_agent::steps::signed::ReleaseTrust::new(None, dir),
+            refresh,
+        )
     }
 
     async fn started(dir: &Path) {

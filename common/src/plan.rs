@@ -153,11 +153,27 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Adds a finding made outside the planner (e.g. about signatures),
+    /// keeping the order and what blocks as `plan` makes them.
+    pub fn add_finding(&mut self, finding: Finding) {
+        self.findings.push(finding);
+        self.findings.sort();
+        self.findings.dedup();
+        self.blocked = blocks(&self.findings);
+    }
+
     pub fn steps(&self) -> impl Iterator<Item = (&Phase, &Step)> {
         self.phases
             .iter()
             .flat_map(|p| p.steps.iter().map(move |s| (p, s)))
     }
+}
+
+/// A blocker stops the rollout unless it only keeps a client out.
+fn blocks(findings: &[Finding]) -> bool {
+    findings
+        .iter()
+        .any(|f| f.severity == Severity::Blocker && !f.excludes_client())
 }
 
 /// A deterministic spread of clients over waves: a stable hash of the host
@@ -619,9 +635,7 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
 
     findings.sort();
     findings.dedup();
-    let blocked = findings
-        .iter()
-        .any(|f| f.severity == Severity::Blocker && !f.excludes_client());
+    let blocked = blocks(&findings);
     let acks_required: Vec<String> = findings
         .iter()
         .filter_map(|f| f.ack.clone())

@@ -49,6 +49,8 @@ pub enum Rule {
     UpdateCheck,
     /// Hosts that are not connected.
     Offline,
+    /// Installers covered by signed release metadata.
+    SignedRelease,
 }
 
 impl Rule {

@@ -65,6 +65,7 @@ fn main() {
         max_handshakes_per_address: server::DEFAULT_HANDSHAKES_PER_ADDRESS,
         max_session_age: None,
         limits,
+        allow_unsigned_releases: false,
     };
     let running = controller_rt.block_on(server::start(&settings)).unwrap();
     let address: ControllerAddress = format!("https://{}", running.addr).parse().unwrap();

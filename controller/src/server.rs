@@ -48,6 +48,9 @@ pub struct ServeSettings {
     pub max_session_age: Option<Duration>,
     /// Rate limits and the coalescing of refused calls in the audit log.
     pub limits: crate::grpc::limits::LimitSettings,
+    /// Rollouts of installers that signed release metadata does not cover
+    /// may start (the plan warns loudly); off: they are refused.
+    pub allow_unsigned_releases: bool,
 }
 
 /// Handshakes in flight from one address unless configured: one peer
@@ -83,6 +86,7 @@ impl ServeSettings {
             max_handshakes_per_address: DEFAULT_HANDSHAKES_PER_ADDRESS,
             max_session_age: None,
             limits: crate::grpc::limits::LimitSettings::default(),
+            allow_unsigned_releases: false,
         })
     }
 }
@@ -214,12 +218,10 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     )
     .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_CONTROLLER_MESSAGE_BYTES);
-    let admin_service = AdminServiceServer::new(AdminApi::new(
-        store.clone(),
-        sessions.clone(),
-        engine.clone(),
-        artifacts,
-    ))
+    let admin_service = AdminServiceServer::new(
+        AdminApi::new(store.clone(), sessions.clone(), engine.clone(), artifacts)
+            .allowing_unsigned_releases(settings.allow_unsigned_releases),
+    )
     .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES);
     // Authorisation runs before either service sees a call.

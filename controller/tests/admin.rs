@@ -47,7 +47,7 @@ async fn api(dir: &std::path::Path) -> AdminApi {
     }
     let sessions = Sessions::default();
     let engine = Engine::new(store.clone(), Arc::new(sessions.clone()));
-    AdminApi::new(store, sessions, engine, ArtifactStore::new(dir))
+    AdminApi::new(store, sessions, engine, ArtifactStore::new(dir)).allowing_unsigned_releases(true)
 }
 
 fn change(id: &str, change: RolloutChange, host_id: &str) -> Request<ChangeRolloutRequest> {
@@ -95,6 +95,16 @@ async fn handlers_admit_refuse_and_apply_operator_commands() {
     let planned = api.plan_rollout(request(plan)).await.unwrap().into_inner();
     let planned = planned.plan.unwrap();
     assert!(!planned.blocked);
+    // Nothing is signed, which this controller allows, and says loudly.
+    let unsigned = planned
+        .findings
+        .iter()
+        .find(|f| f.rule == "signed_release")
+        .expect("a finding about signatures");
+    assert!(
+        unsigned.reason.starts_with("UNSIGNED RELEASE ALLOWED"),
+        "{unsigned:?}"
+    );
     assert_eq!(
         planned.acks_required,
         ["breaking", "server-manager-password"]

@@ -120,8 +120,17 @@ impl Controller {
         Self::start_with(data_dir, listen, &[])
     }
 
-    /// As `start`, with more flags for `tierwise serve`.
+    /// As `start`, with more flags for `tierwise serve`. Tests of
+    /// everything but signing run with `--allow-unsigned-releases`.
     pub fn start_with(data_dir: &Path, listen: &str, flags: &[&str]) -> Result<Self> {
+        let mut all = vec!["--allow-unsigned-releases"];
+        all.extend_from_slice(flags);
+        Self::start_exactly(data_dir, listen, &all)
+    }
+
+    /// Starts `tierwise serve` with exactly these flags (unsigned releases
+    /// are refused unless they allow them).
+    pub fn start_exactly(data_dir: &Path, listen: &str, flags: &[&str]) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.join(format!("controller-{}.log", unique()));
         let mut child = Command::new(binary("tierwise"))

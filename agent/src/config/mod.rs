@@ -77,6 +77,10 @@ pub struct Settings {
     pub controller: ControllerAddress,
     /// How to enroll when the agent holds no valid certificate yet.
     pub enrollment: Option<EnrollmentSettings>,
+    /// The release root pinned by its fingerprint (64 lowercase hex
+    /// digits): installers run only when signed release metadata from it
+    /// covers them. `None`: checked by their SHA-256 only.
+    pub release_root: Option<String>,
     pub installation: String,
     pub host_id: String,
     pub heartbeat: Duration,

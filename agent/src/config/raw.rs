@@ -17,6 +17,7 @@ pub(super) struct RawConfig {
     pub(super) enrollment_token: Option<Spanned<String>>,
     pub(super) enrollment_token_file: Option<Spanned<PathBuf>>,
     pub(super) ca_fingerprint: Option<Spanned<String>>,
+    pub(super) release_root_fingerprint: Option<Spanned<String>>,
     pub(super) installation: Spanned<String>,
     pub(super) host_id: Option<Spanned<String>>,
     pub(super) heartbeat_seconds: Option<Spanned<u32>>,

@@ -109,6 +109,25 @@ pub(super) fn settings(
                 .map_err(|e| at(f.span(), "ca_fingerprint", e.to_string()))
         })
         .transpose()?;
+    let release_root = raw
+        .release_root_fingerprint
+        .as_ref()
+        .map(|f| {
+            f.get_ref()
+                .parse::<Fingerprint>()
+                .map(|fp| fp.to_string().replace(':', "").to_ascii_lowercase())
+                .map_err(|_| {
+                    at(
+                        f.span(),
+                        "release_root_fingerprint",
+                        format!(
+                            "`{}` is not a root fingerprint: write the 64 hexadecimal digits `tierwise keys fingerprint ROOT.json` prints",
+                            f.get_ref().chars().take(120).collect::<String>()
+                        ),
+                    )
+                })
+        })
+        .transpose()?;
     let token = match (&raw.enrollment_token, &raw.enrollment_token_file) {
         (Some(_), Some(file)) => {
             return Err(at(
@@ -395,6 +414,7 @@ pub(super) fn settings(
     Ok(Settings {
         controller,
         enrollment,
+        release_root,
         installation: raw.installation.get_ref().clone(),
         host_id,
         heartbeat,

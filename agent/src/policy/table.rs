@@ -167,6 +167,13 @@ fn build() -> Vec<Setting> {
             "CA fingerprint (SHA-256)",
         ),
         top(
+            "ReleaseRootFingerprint",
+            ValueKind::Text,
+            "release_root_fingerprint",
+            CONNECTION,
+            "Release root fingerprint (signed installers only)",
+        ),
+        top(
             "Installation",
             ValueKind::Text,
             "installation",

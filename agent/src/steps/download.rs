@@ -7,7 +7,10 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use tierwise_common::action::StepOutcome;
-use tierwise_proto::v1::{agent_service_client::AgentServiceClient, DownloadArtifactRequest};
+use tierwise_proto::v1::{
+    agent_service_client::AgentServiceClient, DownloadArtifactRequest, ReleaseMetadataRequest,
+    SignedMetadata,
+};
 use tierwise_proto::MAX_CONTROLLER_MESSAGE_BYTES;
 use tierwise_transport::client::ControllerAddress;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -51,6 +54,48 @@ impl Downloader {
         let _ = self.identity.set(identity);
     }
 
+    /// A client of the controller with the agent's certificate.
+    async fn client(
+        &self,
+        purpose: &str,
+    ) -> Result<AgentServiceClient<tonic::transport::Channel>, DownloadError> {
+        let transient = |why: String| (StepOutcome::FailedTransient, why);
+        let Some(identity) = self.identity.get() else {
+            return Err(transient("the agent has no certificate yet".into()));
+        };
+        let channel =
+            crate::identity::connect(&self.controller, identity.current().config.clone(), |e| e)
+                .await
+                .map_err(|e| {
+                    transient(format!(
+                        "cannot reach the controller to {purpose}: {}",
+                        tierwise_runtime::report::error_chain(&e)
+                    ))
+                })?;
+        Ok(
+            AgentServiceClient::new(channel)
+                .max_decoding_message_size(MAX_CONTROLLER_MESSAGE_BYTES),
+        )
+    }
+
+    /// The signed release metadata and the catalogue the controller holds.
+    pub async fn release_metadata(&self) -> Result<SignedMetadata, DownloadError> {
+        let mut client = self.client("fetch the signed release metadata").await?;
+        client
+            .release_metadata(ReleaseMetadataRequest {})
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| {
+                (
+                    StepOutcome::FailedTransient,
+                    format!(
+                        "the controller did not give the signed release metadata: {}",
+                        status.message()
+                    ),
+                )
+            })
+    }
+
     /// The verified local file of `sha256`, downloading what is missing.
     pub async fn fetch(&self, sha256: &str) -> Result<PathBuf, DownloadError> {
         let failed = |why: String| (StepOutcome::Failed, why);
@@ -75,20 +120,7 @@ impl Downloader {
             .await
             .map(|m| m.len())
             .unwrap_or(0);
-        let Some(identity) = self.identity.get() else {
-            return Err(transient("the agent has no certificate yet".into()));
-        };
-        let channel =
-            crate::identity::connect(&self.controller, identity.current().config.clone(), |e| e)
-                .await
-                .map_err(|e| {
-                    transient(format!(
-                        "cannot reach the controller to download the installer: {}",
-                        tierwise_runtime::report::error_chain(&e)
-                    ))
-                })?;
-        let mut client = AgentServiceClient::new(channel)
-            .max_decoding_message_size(MAX_CONTROLLER_MESSAGE_BYTES);
+        let mut client = self.client("download the installer").await?;
         let mut stream = client
             .download_artifact(DownloadArtifactRequest {
                 sha256: sha256.to_owned(),

@@ -4,6 +4,7 @@
 
 pub mod download;
 pub mod journal;
+pub mod signed;
 pub mod web;
 
 use crate::config::{ActionCommand, ComponentSpec};
@@ -428,6 +429,7 @@ impl StepRunner {
     pub fn spawn(
         executor: Executor,
         downloader: download::Downloader,
+        trust: signed::ReleaseTrust,
         refresh: tokio::sync::mpsc::Sender<()>,
     ) -> (Self, RunnerStop) {
         let (commands, mut queue) = tokio::sync::mpsc::channel::<(String, StepAction)>(256);
@@ -458,24 +460,33 @@ impl StepRunner {
                     }
                     tracing::info!(%step_id, action = action.config_key(), "running step");
                     let progress = reporter(&step_id, &progress_tx);
-                    match (action.artifact(), executor.known(&step_id)) {
-                        // A new attempt that needs an installer: fetch and verify it first.
-                        (Some(sha256), Ok(false)) => match downloader.fetch(sha256).await {
-                            Ok(path) => {
-                                executor
-                                    .execute_reporting(&step_id, &action, Some(&path), &progress)
-                                    .await
-                            }
+                    let new_attempt = matches!(executor.known(&step_id), Ok(false));
+                    if !new_attempt || (action.artifact().is_none() && !trust.applies(&action)) {
+                        return executor
+                            .execute_reporting(&step_id, &action, None, &progress)
+                            .await;
+                    }
+                    // A new attempt that needs an installer: fetch it, verify
+                    // its SHA-256 and, where a release root is pinned, its
+                    // signed metadata — all before anything runs.
+                    let path = match action.artifact() {
+                        Some(sha256) => match downloader.fetch(sha256).await {
+                            Ok(path) => Some(path),
                             Err((outcome, reason)) => {
-                                executor.fail(&step_id, &action, outcome, reason)
+                                return executor.fail(&step_id, &action, outcome, reason)
                             }
                         },
-                        _ => {
-                            executor
-                                .execute_reporting(&step_id, &action, None, &progress)
-                                .await
-                        }
+                        None => None,
+                    };
+                    if let Err((outcome, reason)) =
+                        trust.check(&downloader, &action, path.as_deref()).await
+                    {
+                        tracing::error!(%step_id, %reason, "installer refused");
+                        return executor.fail(&step_id, &action, outcome, reason);
                     }
+                    executor
+                        .execute_reporting(&step_id, &action, path.as_deref(), &progress)
+                        .await
                 };
                 let cut_off = async {
                     let cause = stop.wait_for(Option::is_some).await.ok().and_then(|c| *c);

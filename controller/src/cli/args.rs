@@ -103,6 +103,11 @@ pub enum Command {
         /// this window; the others are counted in one entry at its end.
         #[arg(long, env = "TIERWISE_AUDIT_REFUSAL_WINDOW", default_value = "60s", value_parser = parse_duration)]
         audit_refusal_window: std::time::Duration,
+        /// Let rollouts start whose installers no signed release metadata
+        /// covers (`rollout plan` warns loudly). Without it they are
+        /// refused. Agents that pin a release root refuse them anyway.
+        #[arg(long, env = "TIERWISE_ALLOW_UNSIGNED_RELEASES")]
+        allow_unsigned_releases: bool,
     },
     /// Offline keys for signed release metadata: never talks to a
     /// controller. Run it on a machine that keeps the keys.
@@ -442,6 +447,31 @@ pub enum ReleasesCommand {
     Import { file: PathBuf },
     /// The releases the controller knows.
     List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Signed release metadata (made offline with `tierwise keys`).
+    Metadata {
+        #[command(subcommand)]
+        command: MetadataCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetadataCommand {
+    /// Store signed metadata for the catalogue in force (admin): checked
+    /// first (signatures, expiry, versions, catalogue), all or nothing.
+    Import {
+        /// Root metadata, oldest first: the first root, then every later
+        /// one (repeatable).
+        #[arg(long = "root", value_name = "FILE", required = true)]
+        roots: Vec<PathBuf>,
+        /// The release metadata.
+        #[arg(long, value_name = "FILE")]
+        release: PathBuf,
+    },
+    /// The metadata in force and whether it still verifies.
+    Show {
         #[arg(long)]
         json: bool,
     },

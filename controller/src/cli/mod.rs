@@ -6,6 +6,7 @@ pub mod audit;
 pub mod hosts;
 pub mod installations;
 pub mod keys;
+pub mod metadata;
 pub mod plan;
 pub mod policy;
 pub mod rollout;

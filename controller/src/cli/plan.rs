@@ -2,7 +2,7 @@
 
 use super::table;
 use tierwise_common::plan::{Action, Phase, PhaseKind, Plan, Step};
-use tierwise_common::rules::{Finding, Severity, Subject};
+use tierwise_common::rules::{Finding, Rule, Severity, Subject};
 use tierwise_common::thousands;
 
 /// How many hosts a list shows before it says "and N more".
@@ -159,6 +159,15 @@ pub fn render(plan: &Plan) -> String {
             .map_or_else(|| "an unknown version".to_owned(), |v| v.to_string()),
         plan.waves
     ));
+    // Said before anything else: nothing proves where these installers came from.
+    if plan
+        .findings
+        .iter()
+        .any(|f| f.rule == Rule::SignedRelease && f.severity == Severity::Warning)
+    {
+        out.push(String::new());
+        out.push("!!! UNSIGNED RELEASE: this controller allows unsigned releases, and the installers of this rollout are not covered by signed release metadata. Agents that pin a release root will refuse them; the others will run them unchecked. !!!".into());
+    }
     out.push(String::new());
 
     let of = |severity: Severity| -> Vec<&Finding> {

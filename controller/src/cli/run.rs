@@ -35,6 +35,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             enroll_rate_per_token,
             renew_rate_per_host,
             audit_refusal_window,
+            allow_unsigned_releases,
         } => {
             let mut settings =
                 crate::server::ServeSettings::resolve(listen, data_dir, database_url.as_deref())?;
@@ -54,6 +55,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 renew_per_host: renew_rate_per_host,
                 audit_refusal_window,
             };
+            settings.allow_unsigned_releases = allow_unsigned_releases;
+            if allow_unsigned_releases {
+                tracing::warn!("unsigned releases are allowed: rollouts of installers that no signed release metadata covers can start");
+            }
             let mut running = crate::server::start(&settings).await?;
             // One line on stdout for scripts and supervisors (logs go to stderr).
             println!("tierwise controller listening on {}", running.addr);
@@ -95,6 +100,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     super::policy::import(&mut client, &file).await?
                 }
                 ReleasesCommand::List { json } => super::policy::list(&mut client, json).await?,
+                ReleasesCommand::Metadata {
+                    command: MetadataCommand::Import { roots, release },
+                } => super::metadata::import(&mut client, &roots, &release).await?,
+                ReleasesCommand::Metadata {
+                    command: MetadataCommand::Show { json },
+                } => super::metadata::show(&mut client, json).await?,
             };
             print!("{output}");
             Ok(ExitCode::SUCCESS)

@@ -19,13 +19,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tierwise_common::liveness::MISSED_HEARTBEATS_BEFORE_OFFLINE;
+use tierwise_common::trust::Envelope;
 use tierwise_common::{validate_name, Inventory};
 use tierwise_proto::convert::step_outcome_from_wire;
 use tierwise_proto::v1::{
     agent_message, agent_service_server::AgentService, controller_message, AgentMessage,
     Certificate, ControllerMessage, EnrollRequest, Hello, RenewRequest, Welcome,
 };
-use tierwise_proto::v1::{ArtifactChunk, DownloadArtifactRequest};
+use tierwise_proto::v1::{
+    ArtifactChunk, DownloadArtifactRequest, ReleaseMetadataRequest, SignedMetadata,
+};
 use tierwise_runtime::clock::now_ms;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -236,6 +239,33 @@ impl AgentService for AgentGateway {
             .map_err(renew_error)?;
         info!(host_id = %identity.host_id, old = %identity.serial, new = %certificate.serial, "agent certificate renewed");
         Ok(Response::new(self.answer(&certificate)))
+    }
+
+    async fn release_metadata(
+        &self,
+        request: Request<ReleaseMetadataRequest>,
+    ) -> Result<Response<SignedMetadata>, Status> {
+        let identity = auth::agent(&request)?;
+        let stored = self
+            .store
+            .release_metadata()
+            .await
+            .map_err(ApiError::from)?;
+        let catalogue = self
+            .store
+            .current_catalogue()
+            .await
+            .map_err(ApiError::from)?;
+        let mut answer = SignedMetadata {
+            catalogue: catalogue.map(|c| c.document).unwrap_or_default(),
+            ..Default::default()
+        };
+        if let Some(stored) = stored {
+            answer.roots = stored.roots.iter().map(Envelope::to_json).collect();
+            answer.release = stored.release.to_json();
+        }
+        info!(host_id = %identity.host_id, "release metadata fetched");
+        Ok(Response::new(answer))
     }
 
     async fn download_artifact(

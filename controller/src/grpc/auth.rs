@@ -107,7 +107,7 @@ pub fn access(path: &str) -> Option<Access> {
     match service {
         AGENT_SERVICE => match method {
             "Enroll" => Some(Access::Anyone),
-            "Session" | "DownloadArtifact" | "Renew" => Some(Access::Agent),
+            "Session" | "DownloadArtifact" | "Renew" | "ReleaseMetadata" => Some(Access::Agent),
             _ => None,
         },
         ADMIN_SERVICE => admin_role(method).map(Access::Operator),
@@ -121,6 +121,7 @@ pub fn admin_role(method: &str) -> Option<Role> {
         "ListHosts"
         | "GetHost"
         | "GetCatalogue"
+        | "GetReleaseMetadata"
         | "ListLicences"
         | "PlanRollout"
         | "ListRollouts"
@@ -131,7 +132,7 @@ pub fn admin_role(method: &str) -> Option<Role> {
         // For themselves; the handler asks admin for anyone else.
         | "RotateOperator" => Role::Viewer,
         "RefreshInventory" | "StartRollout" | "ChangeRollout" => Role::Operator,
-        "ImportCatalogue" | "SetLicence" | "UploadArtifact" | "CreateToken" | "ListTokens"
+        "ImportCatalogue" | "ImportReleaseMetadata" | "SetLicence" | "UploadArtifact" | "CreateToken" | "ListTokens"
         | "RevokeToken" | "AddOperator" | "ListOperators" | "RemoveOperator" | "RevokeHost"
         | "MapAddress" | "UnmapAddress" => Role::Admin,
         _ => return None,

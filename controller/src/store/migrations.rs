@@ -96,6 +96,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0014_operator_expiry.sql"),
         include_str!("../../migrations/postgres/0014_operator_expiry.sql"),
     ),
+    (
+        15,
+        "signed release metadata",
+        include_str!("../../migrations/sqlite/0015_release_metadata.sql"),
+        include_str!("../../migrations/postgres/0015_release_metadata.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -12,6 +12,7 @@ mod ingest;
 mod migrations;
 pub mod outbox;
 pub mod placement;
+pub mod release_metadata;
 pub mod rollouts;
 pub mod security;
 mod url;
@@ -763,14 +764,25 @@ impl Store {
     }
 
     /// The SHA-256 of the stored installer of a release and role.
-    pub async fn artifact(&self, release: &str, role: Role) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query("SELECT sha256 FROM artifacts WHERE release = $1 AND role = $2")
-            .bind(release)
-            .bind(role.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| r.try_get::<String, _>("sha256").map_err(StoreError::from))
-            .transpose()
+    pub async fn artifact(
+        &self,
+        release: &str,
+        role: Role,
+    ) -> Result<Option<(String, u64)>, StoreError> {
+        let row =
+            sqlx::query("SELECT sha256, size FROM artifacts WHERE release = $1 AND role = $2")
+                .bind(release)
+                .bind(role.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(|r| {
+            let size: i64 = r.try_get("size")?;
+            Ok((
+                r.try_get::<String, _>("sha256")?,
+                u64::try_from(size).unwrap_or_default(),
+            ))
+        })
+        .transpose()
     }
 }
 

@@ -369,3 +369,201 @@ fn a_root_whose_threshold_cannot_be_met_is_malformed() {
         Err(TrustError::Malformed(_))
     ));
 }
+
+const CATALOGUE: &str = "[[release]]\nversion = \"26.3.100.34058\"\n";
+
+fn sha(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    crate::hex(&Sha256::digest(text.as_bytes()))
+}
+
+/// Release metadata for `CATALOGUE` with one client installer.
+fn signed_for_catalogue(k: &Keys, version: u64) -> Envelope {
+    let mut doc = release_doc(version);
+    doc.catalogue_sha256 = sha(CATALOGUE);
+    envelope(&doc, &[&k.release[0]])
+}
+
+fn client_installer(sha256: &str) -> super::super::StepInstaller<'_> {
+    super::super::StepInstaller {
+        release: "26.3.100.34058".parse().unwrap(),
+        component: "client",
+        sha256,
+        length: 1000,
+    }
+}
+
+#[test]
+fn a_step_is_checked_from_the_pin_to_the_installer_and_remembers_what_it_trusted() {
+    use super::super::{check_step, Fetched, Seen};
+    let (k, root, pin) = setup();
+    let roots = [root];
+    let release = signed_for_catalogue(&k, 4);
+    let fetched = Fetched {
+        roots: &roots,
+        release: &release,
+        catalogue: CATALOGUE,
+    };
+    let a = "a".repeat(64);
+    let seen = check_step(&pin, &fetched, &client_installer(&a), NOW, &Seen::default()).unwrap();
+    assert_eq!(seen.root_version, Some(1));
+    assert_eq!(seen.release_version, Some(4));
+    // Once version 4 was trusted, version 3 is a rollback.
+    let older = signed_for_catalogue(&k, 3);
+    let error = check_step(
+        &pin,
+        &Fetched {
+            release: &older,
+            ..fetched.clone()
+        },
+        &client_installer(&a),
+        NOW,
+        &seen,
+    )
+    .unwrap_err();
+    assert!(matches!(error, TrustError::Rollback { .. }), "{error}");
+    // A catalogue changed by one byte is not the signed one.
+    let tampered = CATALOGUE.replace("34058", "34059");
+    let error = check_step(
+        &pin,
+        &Fetched {
+            catalogue: &tampered,
+            ..fetched.clone()
+        },
+        &client_installer(&a),
+        NOW,
+        &seen,
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("is not the one release metadata version 4 was signed for"),
+        "{error}"
+    );
+    // The server's installer offered for a client step: mix and match.
+    let b = "b".repeat(64);
+    let error = check_step(&pin, &fetched, &client_installer(&b), NOW, &seen).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("signed for server 26.3.100.34058, not for client"),
+        "{error}"
+    );
+    // A release the signed catalogue does not list.
+    let mut other = client_installer(&a);
+    other.release = "26.4.10.34111".parse().unwrap();
+    let error = check_step(&pin, &fetched, &other, NOW, &seen).unwrap_err();
+    assert!(
+        error.to_string().contains("not in the signed catalogue"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_plan_with_unsigned_installers_is_blocked_unless_unsigned_releases_are_allowed() {
+    use super::super::{signing_finding, SigningInput};
+    use crate::fixtures::{client, licence, password_secure_catalogue};
+    use crate::plan::{plan, PlanRequest};
+    use crate::rules::{Rule, Severity};
+    use crate::{Check, ClientWaves, ProbedVersion, Role};
+    let v = |t: &str| t.parse::<crate::Version>().unwrap();
+    let hosts = vec![
+        crate::fixtures::server(
+            "srv",
+            "prod",
+            v("26.3.100.34058"),
+            &[("DB", true, v("26.3.100.34058"))],
+        ),
+        client(
+            "cl",
+            "prod",
+            ProbedVersion::Installed(v("9.3.1.33994")),
+            Check::No,
+        ),
+    ];
+    let catalogue = password_secure_catalogue();
+    let planned = plan(&PlanRequest {
+        installation: "prod",
+        hosts: &hosts,
+        catalogue: &catalogue,
+        licence: Some(&licence("prod", "2026-12-31")),
+        target: v("26.3.100.34058"),
+        waves: &ClientWaves::parse("100%").unwrap(),
+    })
+    .unwrap();
+    assert!(!planned.blocked);
+    let release = release_doc(1);
+    let signed_client: std::collections::BTreeMap<Role, (String, u64)> =
+        [(Role::Client, ("a".repeat(64), 1000))].into();
+    let input = SigningInput {
+        release: Ok(&release),
+        catalogue_sha256: &"c".repeat(64),
+        installers: &signed_client,
+        allow_unsigned: false,
+    };
+    assert_eq!(signing_finding(&planned, &input), None);
+    // Another file stored for the client than the one signed.
+    let tampered: std::collections::BTreeMap<Role, (String, u64)> =
+        [(Role::Client, ("d".repeat(64), 1000))].into();
+    let finding = signing_finding(
+        &planned,
+        &SigningInput {
+            installers: &tampered,
+            ..input.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        (finding.severity, finding.rule),
+        (Severity::Blocker, Rule::SignedRelease)
+    );
+    assert!(
+        finding
+            .reason
+            .contains("is not in the signed release metadata"),
+        "{}",
+        finding.reason
+    );
+    let mut blocked = planned.clone();
+    blocked.add_finding(finding);
+    assert!(blocked.blocked);
+    // No metadata, a catalogue other than the signed one.
+    let none = signing_finding(
+        &planned,
+        &SigningInput {
+            release: Err("no signed release metadata imported".into()),
+            ..input.clone()
+        },
+    )
+    .unwrap();
+    assert!(none.reason.contains("no signed release metadata imported"));
+    let other = signing_finding(
+        &planned,
+        &SigningInput {
+            catalogue_sha256: &"e".repeat(64),
+            ..input.clone()
+        },
+    )
+    .unwrap();
+    assert!(
+        other.reason.contains("signed for another catalogue"),
+        "{}",
+        other.reason
+    );
+    // Allowed: a warning that says so, and the plan is not blocked.
+    let allowed = signing_finding(
+        &planned,
+        &SigningInput {
+            installers: &tampered,
+            allow_unsigned: true,
+            ..input
+        },
+    )
+    .unwrap();
+    assert_eq!(allowed.severity, Severity::Warning);
+    assert!(allowed.reason.starts_with("UNSIGNED RELEASE ALLOWED"));
+    let mut warned = planned;
+    warned.add_finding(allowed);
+    assert!(!warned.blocked);
+}

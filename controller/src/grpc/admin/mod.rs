@@ -9,6 +9,7 @@ pub use access::OPERATOR_TOKEN_LIFETIME;
 mod artifacts;
 mod catalogue;
 mod hosts;
+pub mod metadata;
 mod rollouts;
 
 use crate::artifacts::ArtifactStore;
@@ -35,6 +36,9 @@ use tierwise_proto::v1::{
 use tierwise_proto::v1::{
     AddressMappings, ListAddressMappingsRequest, MapAddressRequest, UnmapAddressRequest,
 };
+use tierwise_proto::v1::{
+    GetReleaseMetadataRequest, ImportReleaseMetadataRequest, ReleaseMetadataView,
+};
 use tierwise_proto::v1::{UploadArtifactChunk, UploadArtifactResponse};
 use tonic::{Request, Response, Status};
 
@@ -44,6 +48,9 @@ pub struct AdminApi {
     sessions: Sessions,
     engine: Engine,
     artifacts: ArtifactStore,
+    /// `--allow-unsigned-releases`: a rollout whose installers are not
+    /// signed is warned about instead of refused.
+    allow_unsigned: bool,
 }
 
 impl AdminApi {
@@ -53,7 +60,14 @@ impl AdminApi {
             sessions,
             engine,
             artifacts,
+            allow_unsigned: false,
         }
+    }
+
+    /// Lets rollouts of unsigned installers start (with a loud warning).
+    pub fn allowing_unsigned_releases(mut self, allow: bool) -> Self {
+        self.allow_unsigned = allow;
+        self
     }
 }
 
@@ -119,6 +133,20 @@ impl AdminService for AdminApi {
         _request: Request<ListLicencesRequest>,
     ) -> Result<Response<ListLicencesResponse>, Status> {
         catalogue::list_licences(self, _request).await
+    }
+
+    async fn import_release_metadata(
+        &self,
+        request: Request<ImportReleaseMetadataRequest>,
+    ) -> Result<Response<ReleaseMetadataView>, Status> {
+        metadata::import_release_metadata(self, request).await
+    }
+
+    async fn get_release_metadata(
+        &self,
+        request: Request<GetReleaseMetadataRequest>,
+    ) -> Result<Response<ReleaseMetadataView>, Status> {
+        metadata::get_release_metadata(self, request).await
     }
 
     async fn plan_rollout(

@@ -13,6 +13,7 @@ use tierwise_common::rollout::{
     Refusal, RolloutOptions,
 };
 use tierwise_common::rules::{ACK_BREAKING, ACK_SERVER_MANAGER_PASSWORD};
+use tierwise_common::trust::{signing_finding, SigningInput};
 use tierwise_common::{validate_name, Catalogue, ClientWaves, Version};
 use tierwise_proto::v1;
 use tierwise_proto::v1::{
@@ -44,17 +45,37 @@ impl AdminApi {
         )))
     }
 
-    pub(super) async fn catalogue(&self) -> Result<Catalogue, ApiError> {
+    /// The catalogue in force, with the SHA-256 of its document.
+    pub(super) async fn catalogue(&self) -> Result<(Catalogue, String), ApiError> {
         let stored = self.store.current_catalogue().await?.ok_or_else(|| {
             ApiError::FailedPrecondition(
                 "no release catalogue imported yet; import one with `tierwise releases import FILE`".into(),
             )
         })?;
-        Catalogue::parse(&stored.document, &stored.source).map_err(|e| {
+        let catalogue = Catalogue::parse(&stored.document, &stored.source).map_err(|e| {
             ApiError::Store(crate::store::StoreError::Corrupt(format!(
                 "the stored catalogue: {e}"
             )))
-        })
+        })?;
+        Ok((
+            catalogue,
+            super::metadata::catalogue_sha256(&stored.document),
+        ))
+    }
+
+    /// The installer stored for each role of `release`: SHA-256, length.
+    pub(super) async fn stored_installers(
+        &self,
+        release: Version,
+    ) -> Result<std::collections::BTreeMap<tierwise_common::Role, (String, u64)>, ApiError> {
+        let release = release.to_string();
+        let mut stored = std::collections::BTreeMap::new();
+        for role in tierwise_common::Role::ALL {
+            if let Some(installer) = self.store.artifact(&release, role).await? {
+                stored.insert(role, installer);
+            }
+        }
+        Ok(stored)
     }
     /// Plans from live inventory, the catalogue in force and the licence;
     /// also returns that catalogue.
@@ -76,7 +97,7 @@ impl AdminApi {
         };
         let waves = chosen.clone().unwrap_or_default();
         self.known_installation(installation).await?;
-        let catalogue = self.catalogue().await?;
+        let (catalogue, catalogue_sha256) = self.catalogue().await?;
         let filter = HostFilter {
             installation: Some(installation.to_owned()),
             role: None,
@@ -111,6 +132,20 @@ impl AdminApi {
         // chose waves, a canary and then the rest.
         if chosen.is_none() && planned.clients_immediately_after_web {
             planned = plan_with(&ClientWaves::breaking_default())?;
+        }
+        // Whether the installers it would run are signed.
+        let release = self.signed_release().await?;
+        let installers = self.stored_installers(target).await?;
+        if let Some(finding) = signing_finding(
+            &planned,
+            &SigningInput {
+                release: release.as_ref().map_err(Clone::clone),
+                catalogue_sha256: &catalogue_sha256,
+                installers: &installers,
+                allow_unsigned: self.allow_unsigned,
+            },
+        ) {
+            planned.add_finding(finding);
         }
         Ok((planned, catalogue))
     }
@@ -191,18 +226,12 @@ pub(super) async fn start_rollout(
     if request.ack_server_manager_password {
         acks.push(ACK_SERVER_MANAGER_PASSWORD.to_owned());
     }
-    let release = planned.target.version.to_string();
-    let mut stored = std::collections::BTreeMap::new();
-    for role in tierwise_common::Role::ALL {
-        if let Some(sha) = api
-            .store
-            .artifact(&release, role)
-            .await
-            .map_err(ApiError::from)?
-        {
-            stored.insert(role, sha);
-        }
-    }
+    let stored = api
+        .stored_installers(planned.target.version)
+        .await?
+        .into_iter()
+        .map(|(role, (sha256, _))| (role, sha256))
+        .collect();
     let named = catalogue
         .get(planned.target.version)
         .map(|r| r.artifacts.clone())
