@@ -455,6 +455,18 @@ impl Agent {
         })
     }
 
+    /// Makes the agent pin a release root (`release_root_fingerprint`)
+    /// and restarts it: from now on it runs only installers that signed
+    /// release metadata from that root covers.
+    pub fn pin_release_root(&mut self, fingerprint: &str) -> Result<()> {
+        let config = std::fs::read_to_string(&self.config)?;
+        set_file(
+            &self.config,
+            &format!("release_root_fingerprint = {fingerprint:?}\n{config}"),
+        )?;
+        self.restart()
+    }
+
     /// Starts the agent process again with the same configuration.
     pub fn restart(&mut self) -> Result<()> {
         self.process.kill();

@@ -112,7 +112,7 @@ pub fn verify_release(
             || (release.version == seen_version && payload_sha256 != seen_sha256)
         {
             return Err(TrustError::Rollback {
-                what,
+                what: "the release metadata".into(),
                 seen: seen_version,
                 got: release.version,
             });
