@@ -120,6 +120,7 @@ fn semantic_errors_name_key_and_line() {
         (GOOD.replace("\"https://127.0.0.1:7700\"", "\"https://\""), "line 2: `controller`: `https://` is not a controller address"),
         (GOOD.replace("installation = ", "enrollment_token = \"twe_x\"\ninstallation = "), "`enrollment_token`: an enrollment token needs `ca_fingerprint` too"),
         (GOOD.replace("installation = ", "ca_fingerprint = \"AB:CD\"\ninstallation = "), "`ca_fingerprint`: `AB:CD` is not a SHA-256 fingerprint"),
+        (GOOD.replace("installation = ", "release_root_fingerprint = \"AB:CD\"\ninstallation = "), "line 3: `release_root_fingerprint`: `AB:CD` is not a root fingerprint: write the 64 hexadecimal digits `tierwise keys fingerprint ROOT.json` prints"),
         (GOOD.replace("\"prod\"", "\"prod env\""), "line 3: `installation`: installation `prod env` contains ` `"),
         (GOOD.replace("role = \"server\"", "role = \"database\""), "unknown role `database`"),
         (format!("{GOOD}\n[[component]]\nrole = \"server\"\nversion = {{ value = \"9.3.1.1\" }}\n"), "line 12: component `server` is configured twice"),
@@ -175,4 +176,22 @@ fn actions_are_checked() {
         err.contains("only a `server` component has this action"),
         "{err}"
     );
+}
+
+#[test]
+fn a_pinned_release_root_is_kept_as_lowercase_hex() {
+    let upper = "AB".repeat(32);
+    let settings = parse(
+        &GOOD.replace(
+            "installation = ",
+            &format!("release_root_fingerprint = {upper:?}\ninstallation = "),
+        ),
+        "agent.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        settings.release_root.as_deref(),
+        Some("ab".repeat(32).as_str())
+    );
+    assert_eq!(parse(GOOD, "agent.toml").unwrap().release_root, None);
 }
