@@ -66,6 +66,7 @@ fn main() {
         max_session_age: None,
         limits,
         allow_unsigned_releases: false,
+        release_root: None,
     };
     let running = controller_rt.block_on(server::start(&settings)).unwrap();
     let address: ControllerAddress = format!("https://{}", running.addr).parse().unwrap();

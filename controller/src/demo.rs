@@ -108,6 +108,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         max_session_age: None,
         limits: crate::grpc::limits::LimitSettings::default(),
         allow_unsigned_releases: true,
+        release_root: None,
     };
     let controller = server::start(&settings).await.with_context(|| {
         format!(

@@ -51,6 +51,9 @@ pub struct ServeSettings {
     /// Rollouts of installers that signed release metadata does not cover
     /// may start (the plan warns loudly); off: they are refused.
     pub allow_unsigned_releases: bool,
+    /// The only root release metadata may come from (64 lowercase hex
+    /// digits); `None`: the root of the first metadata imported.
+    pub release_root: Option<String>,
 }
 
 /// Handshakes in flight from one address unless configured: one peer
@@ -87,6 +90,7 @@ impl ServeSettings {
             max_session_age: None,
             limits: crate::grpc::limits::LimitSettings::default(),
             allow_unsigned_releases: false,
+            release_root: None,
         })
     }
 }
@@ -220,7 +224,8 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     .max_encoding_message_size(MAX_CONTROLLER_MESSAGE_BYTES);
     let admin_service = AdminServiceServer::new(
         AdminApi::new(store.clone(), sessions.clone(), engine.clone(), artifacts)
-            .allowing_unsigned_releases(settings.allow_unsigned_releases),
+            .allowing_unsigned_releases(settings.allow_unsigned_releases)
+            .pinning_release_root(settings.release_root.clone()),
     )
     .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES);

@@ -61,7 +61,7 @@ impl Offline {
         public(&keys(dir, &["create", "root2.key"]));
         let r3 = public(&keys(dir, &["create", "root3.key"]));
         let release_public = public(&keys(dir, &["create", "release.key"]));
-        keys(dir, &["create", "rogue.key"]);
+        let rogue = public(&keys(dir, &["create", "rogue.key"]));
         keys(
             dir,
             &[
@@ -83,12 +83,45 @@ impl Offline {
             ],
         );
         let pin = keys(dir, &["fingerprint", "root-1.json"]).trim().to_owned();
+
         let catalogue = dir.join("password-secure.toml");
         std::fs::copy(catalogue_path(), &catalogue).unwrap();
         let client_msi = dir.join("PasswordSecure_Client_26.3.100.msi");
         std::fs::write(&client_msi, vec![7u8; 200_000]).unwrap();
         let other_msi = dir.join("PasswordSecure_Client_26.4.10.msi");
         std::fs::write(&other_msi, vec![9u8; 210_000]).unwrap();
+        // Someone else's root, certifying the rogue key, and what it signs.
+        keys(dir, &["create", "attacker.key"]);
+        keys(
+            dir,
+            &[
+                "root",
+                "--out",
+                "attacker-root.json",
+                "--version",
+                "1",
+                "--root-key",
+                "attacker.key",
+                "--release-public",
+                &rogue,
+            ],
+        );
+        keys(
+            dir,
+            &[
+                "release",
+                "--out",
+                "attacker-release.json",
+                "--version",
+                "9",
+                "--key",
+                "rogue.key",
+                "--catalogue",
+                catalogue.to_str().unwrap(),
+                "--installer",
+                &format!("{}={V263}:client", client_msi.display()),
+            ],
+        );
         Self {
             dir: dir.to_path_buf(),
             pin,
@@ -102,25 +135,46 @@ impl Offline {
     /// Release metadata `version` for the catalogue and both client
     /// installers, signed with `key`.
     fn release(&self, out: &str, version: u64, key: &str, expires: &str) -> PathBuf {
+        self.release_with(out, version, key, expires, &[])
+    }
+
+    /// As `release`, with more `--installer FILE=RELEASE:COMPONENT`.
+    fn release_with(
+        &self,
+        out: &str,
+        version: u64,
+        key: &str,
+        expires: &str,
+        more: &[String],
+    ) -> PathBuf {
+        let mut extra = Vec::new();
+        for installer in more {
+            extra.push("--installer");
+            extra.push(installer.as_str());
+        }
         keys(
             &self.dir,
             &[
-                "release",
-                "--out",
-                out,
-                "--version",
-                &version.to_string(),
-                "--key",
-                key,
-                "--catalogue",
-                self.catalogue.to_str().unwrap(),
-                "--installer",
-                &format!("{}={V263}:client", self.client_msi.display()),
-                "--installer",
-                &format!("{}={OTHER_RELEASE}:client", self.other_msi.display()),
-                "--expires",
-                expires,
-            ],
+                &[
+                    "release",
+                    "--out",
+                    out,
+                    "--version",
+                    &version.to_string(),
+                    "--key",
+                    key,
+                    "--catalogue",
+                    self.catalogue.to_str().unwrap(),
+                    "--installer",
+                    &format!("{}={V263}:client", self.client_msi.display()),
+                    "--installer",
+                    &format!("{}={OTHER_RELEASE}:client", self.other_msi.display()),
+                    "--expires",
+                    expires,
+                ][..],
+                &extra,
+            ]
+            .concat(),
         );
         self.dir.join(out)
     }
@@ -131,8 +185,15 @@ impl Offline {
 }
 
 /// A primary server already at the target and one client at 9.3.1 that
-/// pins the root and takes its installer from the controller.
-fn fleet(root: &Path, controller: &Controller, pin: &str) -> (Agent, Agent) {
+/// pins the root and takes its installer from the controller; with `web`,
+/// also a web host at 9.3.1 that pins it and deploys the package it is
+/// given.
+fn fleet(
+    root: &Path,
+    controller: &Controller,
+    pin: &str,
+    web: bool,
+) -> (Agent, Agent, Option<Agent>) {
     let url = controller.url();
     let order = root.join("order.log");
     let mut server = Agent::start(
@@ -147,16 +208,28 @@ fn fleet(root: &Path, controller: &Controller, pin: &str) -> (Agent, Agent) {
     let mut client = Agent::start(root, &url, "cl-001", Plays::Client, V931).unwrap();
     client.with_installers_using(&order, "0.1", true).unwrap();
     client.pin_release_root(pin).unwrap();
+    let web = web.then(|| {
+        let mut web =
+            Agent::start(root, &url, "web-01", Plays::Web { websocket: true }, V931).unwrap();
+        web.with_web_package(V263).unwrap();
+        web.pin_release_root(pin).unwrap();
+        web
+    });
+    let expected = 2 + usize::from(web.is_some());
     wait_for("agents online", Duration::from_secs(30), || {
         let hosts = controller.hosts()?;
-        Ok((hosts.len() == 2 && hosts.iter().all(|h| h["online"] == true)).then_some(()))
+        Ok((hosts.len() == expected && hosts.iter().all(|h| h["online"] == true)).then_some(()))
     })
     .unwrap();
     controller.license("prod").unwrap();
-    (server, client)
+    (server, client, web)
 }
 
 fn add_installer(controller: &Controller, file: &Path) {
+    add_artifact(controller, file, "client");
+}
+
+fn add_artifact(controller: &Controller, file: &Path, component: &str) {
     controller
         .cli(&[
             "artifacts",
@@ -165,7 +238,7 @@ fn add_installer(controller: &Controller, file: &Path) {
             "--release",
             V263,
             "--component",
-            "client",
+            component,
         ])
         .unwrap();
 }
@@ -214,14 +287,21 @@ fn trusted(client: &Agent) -> Value {
 fn a_controller_refuses_unsigned_rollouts_until_signed_metadata_covers_them() {
     let root = tempfile::tempdir().unwrap();
     let offline = Offline::new(&root.path().join("offline"));
-    // No --allow-unsigned-releases.
-    let controller =
-        Controller::start_exactly(&root.path().join("controller"), "127.0.0.1:0", &[]).unwrap();
-    let (_server, client) = fleet(root.path(), &controller, &offline.pin);
+    // No --allow-unsigned-releases; metadata only from the offline root.
+    let controller = Controller::start_exactly(
+        &root.path().join("controller"),
+        "127.0.0.1:0",
+        &["--release-root-fingerprint", &offline.pin],
+    )
+    .unwrap();
+    let (_server, client, web) = fleet(root.path(), &controller, &offline.pin, true);
+    let web = web.unwrap();
+    let package = web.dir.join(format!("WebApp-{V263}.zip"));
     controller
         .cli(&["releases", "import", offline.catalogue.to_str().unwrap()])
         .unwrap();
     add_installer(&controller, &offline.client_msi);
+    add_artifact(&controller, &package, "web");
 
     // Nothing signed yet: the plan is blocked (exit 3) and says why.
     let plan = controller
@@ -243,7 +323,13 @@ fn a_controller_refuses_unsigned_rollouts_until_signed_metadata_covers_them() {
     );
 
     // Metadata tampered with after signing is refused and nothing is stored.
-    let good = offline.release("release-1.json", 1, "release.key", "30d");
+    let good = offline.release_with(
+        "release-1.json",
+        1,
+        "release.key",
+        "30d",
+        &[format!("{}={V263}:web", package.display())],
+    );
     let mut envelope: Value =
         serde_json::from_str(&std::fs::read_to_string(&good).unwrap()).unwrap();
     let payload = envelope["payload"]
@@ -278,6 +364,30 @@ fn a_controller_refuses_unsigned_rollouts_until_signed_metadata_covers_them() {
     )
     .unwrap();
     assert_eq!(shown["present"], false);
+    assert_eq!(shown["pinned_root"], offline.pin.as_str());
+    assert_eq!(shown["pinned_by"], "--release-root-fingerprint");
+    // Metadata from keys of someone's own (an admin token is enough to
+    // try) is refused: it does not start from the pinned root.
+    let out = controller
+        .cli_output(&[
+            "releases",
+            "metadata",
+            "import",
+            "--root",
+            &offline.path("attacker-root.json"),
+            "--release",
+            &offline.path("attacker-release.json"),
+        ])
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "accepts release metadata only from root {} (pinned by --release-root-fingerprint)",
+            offline.pin
+        )),
+        "{}",
+        stderr(&out)
+    );
 
     // The signed metadata: shown, and the plan is clear.
     let imported = controller
@@ -302,7 +412,7 @@ fn a_controller_refuses_unsigned_rollouts_until_signed_metadata_covers_them() {
     assert_eq!(shown["root_fingerprint"], offline.pin.as_str());
     assert_eq!(shown["release_version"], 1);
     assert_eq!(shown["catalogue_matches"], true);
-    assert_eq!(shown["installers"].as_array().unwrap().len(), 2);
+    assert_eq!(shown["installers"].as_array().unwrap().len(), 3);
     assert_eq!(shown["problem"], Value::Null);
     let plan: Value = serde_json::from_str(
         &controller
@@ -337,6 +447,14 @@ fn a_controller_refuses_unsigned_rollouts_until_signed_metadata_covers_them() {
     .unwrap();
     assert_eq!(client.installs(), 1);
     assert_eq!(trusted(&client)["release_version"], 1);
+    // The web host deployed the signed package.
+    assert_eq!(
+        std::fs::read_to_string(web.dir.join("docroot/version.txt"))
+            .unwrap()
+            .trim(),
+        V263
+    );
+    assert_eq!(trusted(&web)["release_version"], 1);
     assert!(client
         .process
         .log_text()
@@ -384,7 +502,7 @@ fn a_pinned_agent_refuses_every_metadata_attack_and_nothing_runs() {
     let offline = Offline::new(&root.path().join("offline"));
     // The controller an attacker controls allows unsigned releases.
     let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0").unwrap();
-    let (_server, client) = fleet(root.path(), &controller, &offline.pin);
+    let (_server, client, _) = fleet(root.path(), &controller, &offline.pin, false);
     controller
         .cli(&["releases", "import", offline.catalogue.to_str().unwrap()])
         .unwrap();
@@ -402,6 +520,27 @@ fn a_pinned_agent_refuses_every_metadata_attack_and_nothing_runs() {
             release_2.to_str().unwrap(),
         ])
         .unwrap();
+
+    // The first import pinned its root: metadata of another root is refused.
+    let out = controller
+        .cli_output(&[
+            "releases",
+            "metadata",
+            "import",
+            "--root",
+            &offline.path("attacker-root.json"),
+            "--release",
+            &offline.path("attacker-release.json"),
+        ])
+        .unwrap();
+    assert!(
+        stderr(&out).contains(&format!(
+            "accepts release metadata only from root {} (pinned by first import)",
+            offline.pin
+        )),
+        "{}",
+        stderr(&out)
+    );
 
     // 1. An installer nobody signed, stored with an admin token.
     let evil = offline.dir.join("evil.msi");

@@ -195,3 +195,22 @@ fn a_pinned_release_root_is_kept_as_lowercase_hex() {
     );
     assert_eq!(parse(GOOD, "agent.toml").unwrap().release_root, None);
 }
+
+#[test]
+fn a_pinned_release_root_needs_the_installer_given_as_artifact() {
+    let pinned = GOOD.replace(
+        "installation = ",
+        &format!(
+            "release_root_fingerprint = \"{}\"\ninstallation = ",
+            "ab".repeat(32)
+        ),
+    );
+    let local = format!("{pinned}\n[component.actions]\ninstall = {{ command = [\"msiexec\", \"/i\", \"C:\\\\inst\\\\x.msi\"] }}\n");
+    let err = error(&local);
+    assert!(
+        err.contains("`actions.install`: with `release_root_fingerprint` set, only the signed installer may run"),
+        "{err}"
+    );
+    let signed = format!("{pinned}\n[component.actions]\ninstall = {{ command = [\"msiexec\", \"/i\", \"{{artifact}}\"] }}\n");
+    assert!(parse(&signed, "agent.toml").is_ok());
+}

@@ -396,6 +396,19 @@ pub(super) fn settings(
                 }
                 let command = action_command(entry.get_ref())
                     .map_err(|m| here(&name, Some(entry.span()), m))?;
+                // A pinned root vouches for the installer the controller
+                // hands over; a command that runs another file would
+                // bypass it.
+                if key == "install"
+                    && release_root.is_some()
+                    && !command.argv.iter().any(|a| a.contains("{artifact}"))
+                {
+                    return Err(here(
+                        &name,
+                        Some(entry.span()),
+                        "with `release_root_fingerprint` set, only the signed installer may run: give it as `{artifact}` in the command".into(),
+                    ));
+                }
                 actions.insert(key, command);
             }
         }

@@ -460,7 +460,9 @@ impl StepRunner {
                     }
                     tracing::info!(%step_id, action = action.config_key(), "running step");
                     let progress = reporter(&step_id, &progress_tx);
-                    let new_attempt = matches!(executor.known(&step_id), Ok(false));
+                    // A journal that cannot be read fails the step (below),
+                    // never skips the checks.
+                    let new_attempt = !executor.known(&step_id)?;
                     if !new_attempt || (action.artifact().is_none() && !trust.applies(&action)) {
                         return executor
                             .execute_reporting(&step_id, &action, None, &progress)

@@ -97,7 +97,7 @@ impl ReleaseTrust {
             .map_err(|e| refused(e.to_string()))?;
         let release_envelope =
             Envelope::parse(&wire.release).map_err(|e| refused(e.to_string()))?;
-        let seen = self.seen().map_err(refused)?;
+        let seen = self.seen(pin).map_err(refused)?;
         let verified = verify_metadata(
             pin,
             &Fetched {
@@ -136,15 +136,20 @@ impl ReleaseTrust {
         Ok(())
     }
 
-    /// What was trusted before; nothing when this agent never checked.
-    fn seen(&self) -> Result<Seen, String> {
+    /// What was trusted before under `pin`; nothing when this agent never
+    /// checked, or checked under another root.
+    fn seen(&self, pin: &str) -> Result<Seen, String> {
+        let damaged = |why: String| {
+            format!(
+                "{} is damaged ({why}); it records the newest metadata trusted, so it is not ignored: restore it, or delete it to trust the controller's metadata afresh",
+                self.state.display()
+            )
+        };
         match std::fs::read(&self.state) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                format!(
-                    "{} is damaged ({e}); it records the newest metadata trusted, so it is not ignored: restore it, or delete it to trust the controller's metadata afresh",
-                    self.state.display()
-                )
-            }),
+            Ok(bytes) => serde_json::from_slice::<Seen>(&bytes)
+                .map_err(|e| damaged(e.to_string()))?
+                .under(pin)
+                .map_err(damaged),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Seen::default()),
             Err(e) => Err(format!("cannot read {}: {e}", self.state.display())),
         }

@@ -12,11 +12,29 @@ use serde::{Deserialize, Serialize};
 /// go back, even across restarts.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seen {
+    /// The pinned root these versions were trusted under.
+    #[serde(default)]
+    pub root_fingerprint: Option<String>,
     pub root_version: Option<u64>,
     pub release_version: Option<u64>,
     /// The SHA-256 of that release metadata's payload: the same version
     /// signed again with other content is a rollback too.
     pub release_sha256: Option<String>,
+}
+
+impl Seen {
+    /// What was seen under `pinned_root`: nothing when it was recorded
+    /// under another root (the pin was changed on purpose, in the agent's
+    /// own configuration); an error when the record is half written.
+    pub fn under(self, pinned_root: &str) -> Result<Seen, String> {
+        if self.release_version.is_some() != self.release_sha256.is_some() {
+            return Err("it names a release metadata version without its hash, or a hash without its version".into());
+        }
+        match &self.root_fingerprint {
+            Some(root) if !root.eq_ignore_ascii_case(pinned_root.trim()) => Ok(Seen::default()),
+            _ => Ok(self),
+        }
+    }
 }
 
 /// The signed metadata as the controller serves it.
@@ -73,6 +91,7 @@ pub fn verify_metadata(
         .map_err(|e| TrustError::Malformed(e.to_string()))?;
     Ok(Verified {
         seen: Seen {
+            root_fingerprint: Some(pinned_root.trim().to_ascii_lowercase()),
             root_version: Some(root.version),
             release_version: Some(trusted.release.version),
             release_sha256: Some(trusted.payload_sha256),

@@ -106,8 +106,13 @@ pub enum Command {
         /// Let rollouts start whose installers no signed release metadata
         /// covers (`rollout plan` warns loudly). Without it they are
         /// refused. Agents that pin a release root refuse them anyway.
-        #[arg(long, env = "TIERWISE_ALLOW_UNSIGNED_RELEASES")]
+        #[arg(long, env = "TIERWISE_ALLOW_UNSIGNED_RELEASES", value_parser = clap::builder::BoolishValueParser::new())]
         allow_unsigned_releases: bool,
+        /// Accept release metadata only from this root (`tierwise keys
+        /// fingerprint root-1.json`, the one agents pin) [default: the root
+        /// of the first metadata imported].
+        #[arg(long, env = "TIERWISE_RELEASE_ROOT_FINGERPRINT", value_parser = parse_root_fingerprint)]
+        release_root_fingerprint: Option<String>,
     },
     /// Offline keys for signed release metadata: never talks to a
     /// controller. Run it on a machine that keeps the keys.
@@ -600,4 +605,12 @@ fn parse_lifetime(text: &str) -> Result<std::time::Duration, String> {
         ));
     }
     Ok(lifetime)
+}
+
+/// A root fingerprint as `tierwise keys fingerprint` prints it (colons and
+/// upper case accepted), kept as 64 lowercase hex digits.
+fn parse_root_fingerprint(text: &str) -> Result<String, String> {
+    text.parse::<tierwise_transport::Fingerprint>()
+        .map(|f| f.to_string().replace(':', "").to_ascii_lowercase())
+        .map_err(|_| format!("`{text}` is not a root fingerprint: give the 64 hexadecimal digits `tierwise keys fingerprint ROOT.json` prints"))
 }

@@ -222,13 +222,15 @@ fn installer_spec(spec: &str) -> anyhow::Result<(PathBuf, String, String)> {
     };
     let (file, rest) = spec.rsplit_once('=').with_context(wrong)?;
     let (release, component) = rest.split_once(':').with_context(wrong)?;
-    tierwise_common::Version::parse(release).with_context(wrong)?;
+    // Written as agents and the controller print it (`26.03` → `26.3`), so
+    // it compares equal to the step's release.
+    let release = tierwise_common::Version::parse(release).with_context(wrong)?;
     component
         .parse::<tierwise_common::Role>()
         .map_err(|e| anyhow::anyhow!("{}: {e}", wrong()))?;
     Ok((
         PathBuf::from(file),
-        release.to_owned(),
+        release.to_string(),
         component.to_owned(),
     ))
 }

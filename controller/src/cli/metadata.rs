@@ -49,6 +49,12 @@ pub async fn show(client: &mut Client, json: bool) -> anyhow::Result<String> {
 
 fn text(view: &ReleaseMetadataView) -> String {
     let mut out = String::new();
+    if !view.pinned_root.is_empty() {
+        out.push_str(&format!(
+            "Accepted only from root {} (pinned by {}).\n",
+            view.pinned_root, view.pinned_by
+        ));
+    }
     if !view.present {
         out.push_str("No signed release metadata imported.\n");
     } else {
@@ -111,5 +117,7 @@ fn to_json(view: &ReleaseMetadataView) -> serde_json::Value {
         })).collect::<Vec<_>>(),
         "problem": (!view.problem.is_empty()).then_some(&view.problem),
         "allow_unsigned": view.allow_unsigned,
+        "pinned_root": (!view.pinned_root.is_empty()).then_some(&view.pinned_root),
+        "pinned_by": (!view.pinned_by.is_empty()).then_some(&view.pinned_by),
     })
 }

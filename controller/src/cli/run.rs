@@ -36,6 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             renew_rate_per_host,
             audit_refusal_window,
             allow_unsigned_releases,
+            release_root_fingerprint,
         } => {
             let mut settings =
                 crate::server::ServeSettings::resolve(listen, data_dir, database_url.as_deref())?;
@@ -56,6 +57,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 audit_refusal_window,
             };
             settings.allow_unsigned_releases = allow_unsigned_releases;
+            settings.release_root = release_root_fingerprint;
             if allow_unsigned_releases {
                 tracing::warn!("unsigned releases are allowed: rollouts of installers that no signed release metadata covers can start");
             }

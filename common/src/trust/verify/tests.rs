@@ -567,3 +567,23 @@ fn a_plan_with_unsigned_installers_is_blocked_unless_unsigned_releases_are_allow
     warned.add_finding(allowed);
     assert!(!warned.blocked);
 }
+
+#[test]
+fn what_was_seen_counts_only_under_its_root_and_must_be_whole() {
+    use super::super::Seen;
+    let seen = Seen {
+        root_fingerprint: Some("ab".repeat(32)),
+        root_version: Some(2),
+        release_version: Some(7),
+        release_sha256: Some("c".repeat(64)),
+    };
+    assert_eq!(seen.clone().under(&"AB".repeat(32)), Ok(seen.clone()));
+    // The agent was pinned to another root on purpose: start afresh.
+    assert_eq!(seen.clone().under(&"cd".repeat(32)), Ok(Seen::default()));
+    // A version without its hash would turn the rollback check off.
+    let half = Seen {
+        release_sha256: None,
+        ..seen
+    };
+    assert!(half.under(&"ab".repeat(32)).is_err());
+}

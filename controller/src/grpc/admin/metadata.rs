@@ -30,18 +30,21 @@ pub fn catalogue_sha256(document: &str) -> String {
     tierwise_common::hex(&Sha256::digest(document.as_bytes()))
 }
 
-/// Verifies stored or offered metadata at `now_ms` from its own first
-/// root; `seen` is what was in force before (rollback).
+/// Verifies stored or offered metadata at `now_ms` from the pinned root
+/// (`None`: its own first root); `seen` is what was in force before
+/// (rollback).
 fn verify(
     roots: &[Envelope],
     release: &Envelope,
     now_ms: i64,
     seen: Option<&(Root, Release, String)>,
+    pin: Option<&str>,
 ) -> Result<(Root, Release, String), TrustError> {
-    let pin = roots
+    let first = roots
         .first()
         .ok_or_else(|| TrustError::Malformed("no root metadata".into()))?
         .fingerprint();
+    let pin = pin.map_or(first, str::to_owned);
     let root = trusted_root(&pin, roots, now_ms, seen.map(|s| s.0.version))?;
     let trusted = verify_release(
         &root,
@@ -55,20 +58,44 @@ fn verify(
 /// The stored metadata's contents whatever the time (to compare versions
 /// with); `None` when it never verified.
 fn contents(stored: &StoredMetadata) -> Option<(Root, Release, String)> {
-    let (root, release, _) = verify(&stored.roots, &stored.release, i64::MIN, None).ok()?;
+    let (root, release, _) = verify(&stored.roots, &stored.release, i64::MIN, None, None).ok()?;
     Some((root, release, stored.release.fingerprint()))
 }
 
+/// How the controller came to trust a root.
+const PINNED_BY_FLAG: &str = "--release-root-fingerprint";
+const PINNED_BY_FIRST_IMPORT: &str = "first import";
+
 impl AdminApi {
-    /// The release metadata in force, verified now, or why there is none to
-    /// use.
+    /// The root release metadata must come from, and what pinned it: the
+    /// serve flag, else the root of the metadata imported first (an admin
+    /// token cannot swap the root afterwards; restarting the controller
+    /// with the flag can).
+    fn pinned_root(&self, stored: Option<&StoredMetadata>) -> Option<(String, &'static str)> {
+        match &self.release_root {
+            Some(root) => Some((root.clone(), PINNED_BY_FLAG)),
+            None => stored
+                .and_then(|s| s.roots.first())
+                .map(|first| (first.fingerprint(), PINNED_BY_FIRST_IMPORT)),
+        }
+    }
+
+    /// The release metadata in force, verified now from the pinned root, or
+    /// why there is none to use.
     pub(super) async fn signed_release(&self) -> Result<Result<Release, String>, ApiError> {
         let Some(stored) = self.store.release_metadata().await? else {
             return Ok(Err("no signed release metadata imported".into()));
         };
-        Ok(verify(&stored.roots, &stored.release, now_ms(), None)
-            .map(|(_, release, _)| release)
-            .map_err(|e| format!("the release metadata in force does not verify: {e}")))
+        let pin = self.pinned_root(Some(&stored)).map(|(root, _)| root);
+        Ok(verify(
+            &stored.roots,
+            &stored.release,
+            now_ms(),
+            None,
+            pin.as_deref(),
+        )
+        .map(|(_, release, _)| release)
+        .map_err(|e| format!("the release metadata in force does not verify: {e}")))
     }
 
     async fn metadata_view(&self) -> Result<ReleaseMetadataView, ApiError> {
@@ -76,7 +103,12 @@ impl AdminApi {
             allow_unsigned: self.allow_unsigned,
             ..Default::default()
         };
-        let Some(stored) = self.store.release_metadata().await? else {
+        let stored = self.store.release_metadata().await?;
+        if let Some((root, by)) = self.pinned_root(stored.as_ref()) {
+            view.pinned_root = root;
+            view.pinned_by = by.to_owned();
+        }
+        let Some(stored) = stored else {
             return Ok(view);
         };
         let catalogue = self
@@ -107,7 +139,13 @@ impl AdminApi {
                 })
                 .collect();
         }
-        if let Err(e) = verify(&stored.roots, &stored.release, now_ms(), None) {
+        if let Err(e) = verify(
+            &stored.roots,
+            &stored.release,
+            now_ms(),
+            None,
+            Some(&view.pinned_root),
+        ) {
             view.problem = e.to_string();
         } else if !view.catalogue_matches {
             view.problem = "the catalogue in force is not the one the metadata was signed for; import the signed catalogue or sign this one".into();
@@ -162,21 +200,26 @@ pub(super) async fn import_release_metadata(
         .collect::<Result<Vec<_>, _>>()?;
     let release =
         Envelope::parse(&request.release).map_err(|e| invalid(format!("release file: {e}")))?;
+    let stored = api.store.release_metadata().await.map_err(ApiError::from)?;
+    let offered = roots.first().map(Envelope::fingerprint).unwrap_or_default();
+    let pinned = api.pinned_root(stored.as_ref());
+    if let Some((root, by)) = &pinned {
+        if !root.eq_ignore_ascii_case(&offered) {
+            return Err(ApiError::FailedPrecondition(format!(
+                "this controller accepts release metadata only from root {root} (pinned by {by}), and this metadata starts from root {offered}; nothing was imported. Give every root from {root} on (a rotation is a later root signed by the earlier one), or, to start over with another root, restart the controller with --release-root-fingerprint"
+            ))
+            .into());
+        }
+    }
     // What was in force before, when it comes from the same root: versions
     // never go back (agents would refuse them anyway).
-    let previous = api
-        .store
-        .release_metadata()
-        .await
-        .map_err(ApiError::from)?
-        .and_then(|stored| {
-            (stored.roots.first().map(Envelope::fingerprint)
-                == roots.first().map(Envelope::fingerprint))
+    let previous = stored.and_then(|stored| {
+        (stored.roots.first().map(Envelope::fingerprint).as_deref() == Some(offered.as_str()))
             .then(|| contents(&stored))
             .flatten()
-        });
+    });
     let now = now_ms();
-    let (root, signed, pin) = verify(&roots, &release, now, previous.as_ref())
+    let (root, signed, pin) = verify(&roots, &release, now, previous.as_ref(), None)
         .map_err(|e| invalid(format!("{e}; nothing was imported")))?;
     check_catalogue(&signed, &catalogue_sha256(&catalogue.document)).map_err(|e| {
         Status::from(ApiError::FailedPrecondition(format!(

@@ -51,6 +51,8 @@ pub struct AdminApi {
     /// `--allow-unsigned-releases`: a rollout whose installers are not
     /// signed is warned about instead of refused.
     allow_unsigned: bool,
+    /// `--release-root-fingerprint`: the only root metadata may come from.
+    release_root: Option<String>,
 }
 
 impl AdminApi {
@@ -61,7 +63,14 @@ impl AdminApi {
             engine,
             artifacts,
             allow_unsigned: false,
+            release_root: None,
         }
+    }
+
+    /// Accepts release metadata only from this root.
+    pub fn pinning_release_root(mut self, root: Option<String>) -> Self {
+        self.release_root = root;
+        self
     }
 
     /// Lets rollouts of unsigned installers start (with a loud warning).
