@@ -209,6 +209,21 @@ fn build_msi(exe: &Path, version: &str, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `tierwise keys …` in `dir` (offline; no controller involved).
+fn keys(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = Command::new(tierwise_e2e::binary("tierwise"))
+        .current_dir(dir)
+        .arg("keys")
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "keys {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8(out.stdout)?)
+}
+
 fn sha256(path: &Path) -> Result<String> {
     let out = Command::new("sha256sum").arg(path).output()?;
     Ok(String::from_utf8(out.stdout)?
@@ -273,6 +288,60 @@ fn the_windows_agent_is_deployed_by_msi_and_policy_and_updates_its_client() -> R
         "--component",
         "client",
     ])?;
+    // Signed offline: a root, a release key, and the metadata for this
+    // catalogue and the vendor's client MSI.
+    let offline = root.path().join("offline");
+    std::fs::create_dir_all(&offline)?;
+    keys(&offline, &["create", "root.key"])?;
+    let created = keys(&offline, &["create", "release.key"])?;
+    let release_public = created
+        .lines()
+        .find_map(|l| l.strip_prefix("Public key: "))
+        .context("public key")?
+        .trim()
+        .to_owned();
+    keys(
+        &offline,
+        &[
+            "root",
+            "--out",
+            "root-1.json",
+            "--version",
+            "1",
+            "--root-key",
+            "root.key",
+            "--release-public",
+            &release_public,
+        ],
+    )?;
+    let release_root = keys(&offline, &["fingerprint", "root-1.json"])?
+        .trim()
+        .to_owned();
+    keys(
+        &offline,
+        &[
+            "release",
+            "--out",
+            "release-1.json",
+            "--version",
+            "1",
+            "--key",
+            "release.key",
+            "--catalogue",
+            catalogue_file.to_str().unwrap(),
+            "--installer",
+            &format!("{}={V263}:client", vendor_msi.display()),
+        ],
+    )?;
+    controller.cli(&[
+        "releases",
+        "metadata",
+        "import",
+        "--root",
+        offline.join("root-1.json").to_str().unwrap(),
+        "--release",
+        offline.join("release-1.json").to_str().unwrap(),
+    ])?;
 
     // The agent's MSI twice: the version to deploy and the next one.
     let msi_old = root.path().join("tierwise-agent-0.1.0.msi");
@@ -306,6 +375,8 @@ fn the_windows_agent_is_deployed_by_msi_and_policy_and_updates_its_client() -> R
     let fingerprint = controller.cli(&["pki", "show", "--fingerprint"])?;
     wine.reg_add(POLICY, "Controller", "REG_SZ", &url)?;
     wine.reg_add(POLICY, "CaFingerprint", "REG_SZ", fingerprint.trim())?;
+    // Only installers signed from this root run on the client.
+    wine.reg_add(POLICY, "ReleaseRootFingerprint", "REG_SZ", &release_root)?;
     wine.reg_add(POLICY, "Installation", "REG_SZ", "prod")?;
     wine.reg_add(POLICY, "EnrollmentToken", "REG_SZ", token.trim())?;
     wine.reg_add(POLICY, "HostId", "REG_SZ", "win-cl-01")?;
@@ -379,6 +450,14 @@ fn the_windows_agent_is_deployed_by_msi_and_policy_and_updates_its_client() -> R
         client_version(&controller, "win-cl-01")?.as_deref(),
         Some(V263)
     );
+    let log = std::fs::read_to_string(&log_file).unwrap_or_default();
+    assert!(
+        log.contains("installer verified against signed release metadata"),
+        "the Windows agent checked the signed metadata before msiexec ran:\n{log}"
+    );
+    assert!(wine
+        .c("ProgramData/Tierwise/Agent/release-trust.json")
+        .is_file());
     let entry = wine.ok(&["reg", "query", UNINSTALL])?;
     assert!(
         entry.contains("INSTALL_WIN_APP=1 INSTALL_AUTOFILL_ADDON=0"),

@@ -329,6 +329,7 @@ install = { command = ["msiexec", "/i", "{artifact}"], timeout_seconds = 600 }
             ("", "HostId", text("pc-2")),
             ("", "EnrollmentToken", text("twe_abc")),
             ("", "CaFingerprint", text(&["AB"; 32].join(":"))),
+            ("", "ReleaseRootFingerprint", text(&"CD".repeat(32))),
             (r"Components\Client", "VersionValue", text("9.3.1.33994")),
             (
                 r"Components\Client",
@@ -340,6 +341,10 @@ install = { command = ["msiexec", "/i", "{artifact}"], timeout_seconds = 600 }
         }
         let effective = resolve(&s).expect("valid");
         assert_eq!(effective.settings.host_id, "pc-2");
+        assert_eq!(
+            effective.settings.release_root.as_deref(),
+            Some("cd".repeat(32).as_str())
+        );
         assert!(effective.settings.enrollment.is_some());
         let token = effective
             .provenance
