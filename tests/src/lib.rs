@@ -60,6 +60,34 @@ pub fn catalogue_with_client_artifact(file: &str, sha256: &str) -> Result<String
     ))
 }
 
+/// `tierwise keys ARGS` in `dir`, whatever its exit status (offline: it
+/// never talks to a controller).
+pub fn keys_output(dir: &Path, args: &[&str]) -> Result<std::process::Output> {
+    Ok(Command::new(binary("tierwise"))
+        .current_dir(dir)
+        .arg("keys")
+        .args(args)
+        .output()?)
+}
+
+/// As `keys_output`, failing unless it succeeded; what it printed.
+pub fn keys(dir: &Path, args: &[&str]) -> Result<String> {
+    let out = keys_output(dir, args)?;
+    if !out.status.success() {
+        bail!("keys {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// The public key `tierwise keys create` printed.
+pub fn public_key(created: &str) -> Result<String> {
+    created
+        .lines()
+        .find_map(|l| l.strip_prefix("Public key: "))
+        .map(|k| k.trim().to_owned())
+        .ok_or_else(|| anyhow!("no public key in {created:?}"))
+}
+
 /// `target/<profile>/<name>`, next to the test executable's `deps/` folder.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");

@@ -7,15 +7,9 @@
 
 use std::path::Path;
 use std::process::Output;
-use tierwise_e2e::binary;
 
 fn keys(dir: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(binary("tierwise"))
-        .current_dir(dir)
-        .arg("keys")
-        .args(args)
-        .output()
-        .unwrap()
+    tierwise_e2e::keys_output(dir, args).unwrap()
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
@@ -35,12 +29,7 @@ fn refused(dir: &Path, args: &[&str]) -> String {
 }
 
 fn public(created: &str) -> String {
-    created
-        .lines()
-        .find_map(|l| l.strip_prefix("Public key: "))
-        .unwrap()
-        .trim()
-        .to_owned()
+    tierwise_e2e::public_key(created).unwrap()
 }
 
 #[test]

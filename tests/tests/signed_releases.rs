@@ -12,34 +12,17 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tierwise_e2e::{binary, catalogue_path, wait_for, Agent, Controller, Plays, V263};
+use tierwise_e2e::{catalogue_path, wait_for, Agent, Controller, Plays, V263};
 
 const V931: &str = "9.3.1.33994";
 const OTHER_RELEASE: &str = "26.4.10.34111";
 
-/// `tierwise keys …` in `dir`, failing unless it succeeded.
 fn keys(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(binary("tierwise"))
-        .current_dir(dir)
-        .arg("keys")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "keys {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    tierwise_e2e::keys(dir, args).unwrap()
 }
 
 fn public(created: &str) -> String {
-    created
-        .lines()
-        .find_map(|l| l.strip_prefix("Public key: "))
-        .unwrap()
-        .trim()
-        .to_owned()
+    tierwise_e2e::public_key(created).unwrap()
 }
 
 /// The offline side: keys, a root (two of three root keys), and the
@@ -178,10 +161,6 @@ impl Offline {
         );
         self.dir.join(out)
     }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
 }
 
 /// A primary server already at the target and one client at 9.3.1 that
@@ -241,6 +220,23 @@ fn add_artifact(controller: &Controller, file: &Path, component: &str) {
             component,
         ])
         .unwrap();
+}
+
+/// `tierwise releases metadata import --root … --release …`, whatever its
+/// exit status.
+fn import_metadata(
+    controller: &Controller,
+    roots: &[&Path],
+    release: &Path,
+) -> std::process::Output {
+    let mut args = vec!["releases", "metadata", "import"];
+    for root in roots {
+        args.push("--root");
+        args.push(root.to_str().unwrap());
+    }
+    args.push("--release");
+    args.push(release.to_str().unwrap());
+    controller.cli_output(&args).unwrap()
 }
 
 fn stderr(out: &std::process::Output) -> String {
@@ -339,17 +335,7 @@ fn a_controller_refuses_unsigned_rollouts_until_signed_metadata_covers_them() {
     envelope["payload"] = Value::String(payload);
     let tampered = offline.dir.join("tampered.json");
     std::fs::write(&tampered, envelope.to_string()).unwrap();
-    let out = controller
-        .cli_output(&[
-            "releases",
-            "metadata",
-            "import",
-            "--root",
-            &offline.path("root-1.json"),
-            "--release",
-            tampered.to_str().unwrap(),
-        ])
-        .unwrap();
+    let out = import_metadata(&controller, &[&offline.dir.join("root-1.json")], &tampered);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains("0 valid signature(s) of the 1 required")
@@ -368,17 +354,11 @@ fn a_controller_refuses_unsigned_rollouts_until_signed_metadata_covers_them() {
     assert_eq!(shown["pinned_by"], "--release-root-fingerprint");
     // Metadata from keys of someone's own (an admin token is enough to
     // try) is refused: it does not start from the pinned root.
-    let out = controller
-        .cli_output(&[
-            "releases",
-            "metadata",
-            "import",
-            "--root",
-            &offline.path("attacker-root.json"),
-            "--release",
-            &offline.path("attacker-release.json"),
-        ])
-        .unwrap();
+    let out = import_metadata(
+        &controller,
+        &[&offline.dir.join("attacker-root.json")],
+        &offline.dir.join("attacker-release.json"),
+    );
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains(&format!(
@@ -390,17 +370,9 @@ fn a_controller_refuses_unsigned_rollouts_until_signed_metadata_covers_them() {
     );
 
     // The signed metadata: shown, and the plan is clear.
-    let imported = controller
-        .cli(&[
-            "releases",
-            "metadata",
-            "import",
-            "--root",
-            &offline.path("root-1.json"),
-            "--release",
-            good.to_str().unwrap(),
-        ])
-        .unwrap();
+    let out = import_metadata(&controller, &[&offline.dir.join("root-1.json")], &good);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let imported = String::from_utf8_lossy(&out.stdout);
     assert!(imported.contains(&offline.pin), "{imported}");
     let shown: Value = serde_json::from_str(
         &controller
@@ -509,30 +481,15 @@ fn a_pinned_agent_refuses_every_metadata_attack_and_nothing_runs() {
     let release_1 = offline.release("release-1.json", 1, "release.key", "30d");
     let release_2 = offline.release("release-2.json", 2, "release.key", "30d");
     let root_1 = offline.dir.join("root-1.json");
-    controller
-        .cli(&[
-            "releases",
-            "metadata",
-            "import",
-            "--root",
-            root_1.to_str().unwrap(),
-            "--release",
-            release_2.to_str().unwrap(),
-        ])
-        .unwrap();
+    let out = import_metadata(&controller, &[&root_1], &release_2);
+    assert!(out.status.success(), "{}", stderr(&out));
 
     // The first import pinned its root: metadata of another root is refused.
-    let out = controller
-        .cli_output(&[
-            "releases",
-            "metadata",
-            "import",
-            "--root",
-            &offline.path("attacker-root.json"),
-            "--release",
-            &offline.path("attacker-release.json"),
-        ])
-        .unwrap();
+    let out = import_metadata(
+        &controller,
+        &[&offline.dir.join("attacker-root.json")],
+        &offline.dir.join("attacker-release.json"),
+    );
     assert!(
         stderr(&out).contains(&format!(
             "accepts release metadata only from root {} (pinned by first import)",

@@ -18,7 +18,9 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use tierwise_e2e::{catalogue_path, component, wait_for, Agent, Controller, Plays, V263, V931};
+use tierwise_e2e::{
+    catalogue_path, component, keys, public_key, wait_for, Agent, Controller, Plays, V263, V931,
+};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -209,21 +211,6 @@ fn build_msi(exe: &Path, version: &str, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `tierwise keys …` in `dir` (offline; no controller involved).
-fn keys(dir: &Path, args: &[&str]) -> Result<String> {
-    let out = Command::new(tierwise_e2e::binary("tierwise"))
-        .current_dir(dir)
-        .arg("keys")
-        .args(args)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "keys {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8(out.stdout)?)
-}
-
 fn sha256(path: &Path) -> Result<String> {
     let out = Command::new("sha256sum").arg(path).output()?;
     Ok(String::from_utf8(out.stdout)?
@@ -293,13 +280,7 @@ fn the_windows_agent_is_deployed_by_msi_and_policy_and_updates_its_client() -> R
     let offline = root.path().join("offline");
     std::fs::create_dir_all(&offline)?;
     keys(&offline, &["create", "root.key"])?;
-    let created = keys(&offline, &["create", "release.key"])?;
-    let release_public = created
-        .lines()
-        .find_map(|l| l.strip_prefix("Public key: "))
-        .context("public key")?
-        .trim()
-        .to_owned();
+    let release_public = public_key(&keys(&offline, &["create", "release.key"])?)?;
     keys(
         &offline,
         &[
