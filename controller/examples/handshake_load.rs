@@ -65,6 +65,7 @@ fn main() {
         max_handshakes_per_address: server::DEFAULT_HANDSHAKES_PER_ADDRESS,
         max_session_age: None,
         limits,
+        health_listen: None,
         allow_unsigned_releases: false,
         release_root: None,
     };

@@ -107,6 +107,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         max_handshakes_per_address: server::DEFAULT_HANDSHAKES_PER_ADDRESS,
         max_session_age: None,
         limits: crate::grpc::limits::LimitSettings::default(),
+        health_listen: None,
         allow_unsigned_releases: true,
         release_root: None,
     };

@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod demo;
 pub mod engine;
 pub mod grpc;
+pub mod health;
 pub mod paths;
 pub mod pki;
 pub mod rollout_view;

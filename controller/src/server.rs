@@ -48,6 +48,9 @@ pub struct ServeSettings {
     pub max_session_age: Option<Duration>,
     /// Rate limits and the coalescing of refused calls in the audit log.
     pub limits: crate::grpc::limits::LimitSettings,
+    /// A plaintext listener that serves only the gRPC health service (for
+    /// probes that speak no TLS); `None`: none.
+    pub health_listen: Option<SocketAddr>,
     /// Rollouts of installers that signed release metadata does not cover
     /// may start (the plan warns loudly); off: they are refused.
     pub allow_unsigned_releases: bool,
@@ -89,6 +92,7 @@ impl ServeSettings {
             max_handshakes_per_address: DEFAULT_HANDSHAKES_PER_ADDRESS,
             max_session_age: None,
             limits: crate::grpc::limits::LimitSettings::default(),
+            health_listen: None,
             allow_unsigned_releases: false,
             release_root: None,
         })
@@ -102,6 +106,10 @@ pub struct RunningController {
     pub store: Store,
     /// The CA's fingerprint, which agents pin.
     pub fingerprint: Fingerprint,
+    /// Where the plaintext health listener listens, if there is one.
+    pub health_addr: Option<SocketAddr>,
+    health: tonic_health::server::HealthReporter,
+    probe: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     sessions: Sessions,
     /// Resolves (recv returns None) once every session task has ended.
     drained: mpsc::Receiver<()>,
@@ -122,6 +130,8 @@ impl RunningController {
     /// offline) and waits for the server and the sessions to finish, at most
     /// `SHUTDOWN_GRACE`; then closes the store.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        // Probes see the drain at once; the plaintext one answers until the end.
+        crate::health::mark(&self.health, false).await;
         self.sweeper.abort();
         self.refusal_audit.abort();
         self.engine.abort();
@@ -148,6 +158,9 @@ impl RunningController {
                 Ok(())
             }
         };
+        if let Some(probe) = self.probe.take() {
+            probe.abort();
+        }
         if let Err(error) = self.store.flush_heartbeats().await {
             warn!(%error, "could not write the last heartbeats");
         }
@@ -183,6 +196,12 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
             settings.listen
         )
     })?;
+    let health_listener = match settings.health_listen {
+        Some(addr) => Some(listen(addr).with_context(|| {
+            format!("cannot listen on {addr} for health probes; choose another address with --health-listen")
+        })?),
+        None => None,
+    };
     // An SQLite store belongs to one controller: a second one on the same
     // file would run a second engine over the same rollouts.
     let sqlite_lock = match settings.database.sqlite_path() {
@@ -231,7 +250,24 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES);
     // Authorisation runs before either service sees a call.
     let agent_service = Guard::new(agent_service, auth.clone());
-    let admin_service = Guard::new(admin_service, auth);
+    let admin_service = Guard::new(admin_service, auth.clone());
+    let (reflection_v1, reflection_v1alpha) = crate::health::reflection()?;
+    let reflection_v1 = Guard::new(reflection_v1, auth.clone());
+    let reflection_v1alpha = Guard::new(reflection_v1alpha, auth);
+    // Health answers anyone, also without a client certificate or token.
+    let (health, health_service) = tonic_health::server::health_reporter();
+    crate::health::mark(&health, true).await;
+    let (probe, health_addr) = match health_listener {
+        Some(listener) => {
+            let at = listener.local_addr()?;
+            let served = tonic::transport::Server::builder()
+                .add_service(health_service.clone())
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+            info!(addr = %at, "health probes served without TLS");
+            (Some(tokio::spawn(served)), Some(at))
+        }
+        None => (None, None),
+    };
 
     let (stop, mut stopped) = watch::channel(false);
     let shutdown = async move {
@@ -256,6 +292,9 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         .http2_max_local_error_reset_streams(Some(256))
         .add_service(agent_service)
         .add_service(admin_service)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(
             tierwise_transport::server::incoming(
                 listener,
@@ -277,6 +316,9 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         addr,
         store,
         fingerprint: pki.fingerprint(),
+        health_addr,
+        health,
+        probe,
         sessions,
         drained,
         stop,

@@ -13,6 +13,10 @@ pub mod v1 {
     tonic::include_proto!("tierwise.v1");
 }
 
+/// The protocol's file descriptors, encoded (for gRPC server reflection).
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/tierwise_descriptor.bin"));
+
 /// Largest message an agent may send on its session stream. An inventory is a
 /// few KiB; anything near this limit is a broken or hostile peer.
 pub const MAX_AGENT_MESSAGE_BYTES: usize = 256 * 1024;

@@ -103,6 +103,10 @@ pub enum Command {
         /// this window; the others are counted in one entry at its end.
         #[arg(long, env = "TIERWISE_AUDIT_REFUSAL_WINDOW", default_value = "60s", value_parser = parse_duration)]
         audit_refusal_window: std::time::Duration,
+        /// Also serve the gRPC health service, and only it, without TLS on
+        /// this address (for Kubernetes probes, which speak no TLS).
+        #[arg(long, env = "TIERWISE_HEALTH_LISTEN")]
+        health_listen: Option<SocketAddr>,
         /// Let rollouts start whose installers no signed release metadata
         /// covers (`rollout plan` warns loudly). Without it they are
         /// refused. Agents that pin a release root refuse them anyway.
