@@ -56,6 +56,14 @@ enum Command {
     /// Write the Group Policy templates (tierwise.admx and
     /// en-US/tierwise.adml) into DIR, e.g. the central store's PolicyDefinitions.
     PolicyTemplates { dir: PathBuf },
+    /// Print the shell completion script (bash, zsh, fish, powershell,
+    /// elvish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (tierwise-agent.1 and one per subcommand) into DIR.
+    Man { dir: PathBuf },
 }
 
 #[derive(Clone, Copy, Debug, Subcommand)]
@@ -73,6 +81,37 @@ fn main() -> ExitCode {
     match &args.command {
         Some(Command::PolicyTemplates { dir }) => return policy_templates(dir),
         Some(Command::Service { action }) => return service_command(*action, &args),
+        Some(Command::Completions { shell }) => {
+            let mut command = <Args as clap::CommandFactory>::command();
+            let script = tierwise_runtime::cli_docs::completions(&mut command, *shell);
+            return match tierwise_runtime::cli_docs::print_out(&script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: cannot print the completions: {error}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Man { dir }) => {
+            let command = <Args as clap::CommandFactory>::command();
+            return match tierwise_runtime::cli_docs::man_pages(&command, dir) {
+                Ok(written) => {
+                    println!(
+                        "Wrote {} man page(s) into {}.",
+                        written.len(),
+                        dir.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!(
+                        "error: cannot write the man pages into {}: {error}",
+                        dir.display()
+                    );
+                    ExitCode::FAILURE
+                }
+            };
+        }
         None => {}
     }
     if args.service {

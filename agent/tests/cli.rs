@@ -134,3 +134,24 @@ fn shipped_examples_are_valid() {
     }
     assert!(checked >= 5, "found only {checked} examples");
 }
+
+#[test]
+fn completions_and_man_pages_come_from_the_cli_definition() {
+    let out = agent().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8(out.stdout).unwrap();
+    assert!(script.contains("_tierwise__agent()") && script.contains("policy-templates"));
+    let dir = tempfile::tempdir().unwrap();
+    let out = agent().args(["man"]).arg(dir.path()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page =
+        std::fs::read_to_string(dir.path().join("tierwise-agent-service-install.1")).unwrap();
+    assert!(
+        page.contains(".TH tierwise-agent-service-install 1"),
+        "{page}"
+    );
+}

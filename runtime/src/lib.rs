@@ -3,6 +3,7 @@
 //!
 //! Nothing here knows about Password Secure or the protocol.
 
+pub mod cli_docs;
 pub mod clock;
 pub mod logging;
 pub mod report;

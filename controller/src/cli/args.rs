@@ -118,6 +118,15 @@ pub enum Command {
         #[arg(long, env = "TIERWISE_RELEASE_ROOT_FINGERPRINT", value_parser = parse_root_fingerprint)]
         release_root_fingerprint: Option<String>,
     },
+    /// Print the shell completion script (bash, zsh, fish, powershell,
+    /// elvish), e.g. `tierwise completions bash > /etc/bash_completion.d/tierwise`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the man pages (tierwise.1 and one per subcommand, e.g.
+    /// tierwise-rollout-start.1) into DIR, e.g. /usr/local/share/man/man1.
+    Man { dir: PathBuf },
     /// Offline keys for signed release metadata: never talks to a
     /// controller. Run it on a machine that keeps the keys.
     Keys {

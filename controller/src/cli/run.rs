@@ -223,6 +223,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            tierwise_runtime::cli_docs::print_out(&tierwise_runtime::cli_docs::completions(
+                &mut command,
+                shell,
+            ))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            let command = <Cli as clap::CommandFactory>::command();
+            let written = tierwise_runtime::cli_docs::man_pages(&command, &dir)
+                .with_context(|| format!("cannot write the man pages into {}", dir.display()))?;
+            println!(
+                "Wrote {} man page(s) into {}.",
+                written.len(),
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keys { command } => {
             print!("{}", super::keys::run(command)?);
             Ok(ExitCode::SUCCESS)
