@@ -66,6 +66,7 @@ fn main() {
         max_session_age: None,
         limits,
         health_listen: None,
+        metrics_listen: None,
         allow_unsigned_releases: false,
         release_root: None,
     };

@@ -108,6 +108,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         max_session_age: None,
         limits: crate::grpc::limits::LimitSettings::default(),
         health_listen: None,
+        metrics_listen: None,
         allow_unsigned_releases: true,
         release_root: None,
     };

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod engine;
 pub mod grpc;
 pub mod health;
+pub mod metrics;
 pub mod paths;
 pub mod pki;
 pub mod rollout_view;

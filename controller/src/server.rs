@@ -51,6 +51,9 @@ pub struct ServeSettings {
     /// A plaintext listener that serves only the gRPC health service (for
     /// probes that speak no TLS); `None`: none.
     pub health_listen: Option<SocketAddr>,
+    /// A plaintext HTTP listener for Prometheus (`GET /metrics`); `None`:
+    /// none.
+    pub metrics_listen: Option<SocketAddr>,
     /// Rollouts of installers that signed release metadata does not cover
     /// may start (the plan warns loudly); off: they are refused.
     pub allow_unsigned_releases: bool,
@@ -93,6 +96,7 @@ impl ServeSettings {
             max_session_age: None,
             limits: crate::grpc::limits::LimitSettings::default(),
             health_listen: None,
+            metrics_listen: None,
             allow_unsigned_releases: false,
             release_root: None,
         })
@@ -108,6 +112,9 @@ pub struct RunningController {
     pub fingerprint: Fingerprint,
     /// Where the plaintext health listener listens, if there is one.
     pub health_addr: Option<SocketAddr>,
+    /// Where `GET /metrics` is served, if it is.
+    pub metrics_addr: Option<SocketAddr>,
+    metrics: Option<JoinHandle<std::io::Result<()>>>,
     health: tonic_health::server::HealthReporter,
     probe: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     sessions: Sessions,
@@ -161,6 +168,9 @@ impl RunningController {
         if let Some(probe) = self.probe.take() {
             probe.abort();
         }
+        if let Some(metrics) = self.metrics.take() {
+            metrics.abort();
+        }
         if let Err(error) = self.store.flush_heartbeats().await {
             warn!(%error, "could not write the last heartbeats");
         }
@@ -199,6 +209,14 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     let health_listener = match settings.health_listen {
         Some(addr) => Some(listen(addr).with_context(|| {
             format!("cannot listen on {addr} for health probes; choose another address with --health-listen")
+        })?),
+        None => None,
+    };
+    let metrics_listener = match settings.metrics_listen {
+        Some(addr) => Some(listen(addr).with_context(|| {
+            format!(
+                "cannot listen on {addr} for metrics; choose another address with --metrics-listen"
+            )
         })?),
         None => None,
     };
@@ -257,6 +275,17 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     // Health answers anyone, also without a client certificate or token.
     let (health, health_service) = tonic_health::server::health_reporter();
     crate::health::mark(&health, true).await;
+    let (metrics, metrics_addr) = match metrics_listener {
+        Some(listener) => {
+            let at = listener.local_addr()?;
+            info!(addr = %at, "metrics served at /metrics (plain HTTP)");
+            (
+                Some(tokio::spawn(crate::metrics::serve(listener, store.clone()))),
+                Some(at),
+            )
+        }
+        None => (None, None),
+    };
     let (probe, health_addr) = match health_listener {
         Some(listener) => {
             let at = listener.local_addr()?;
@@ -317,6 +346,8 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         store,
         fingerprint: pki.fingerprint(),
         health_addr,
+        metrics_addr,
+        metrics,
         health,
         probe,
         sessions,
@@ -480,7 +511,10 @@ async fn sweep_offline(store: Store) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Err(error) = store.flush_heartbeats().await {
+        let started = std::time::Instant::now();
+        let flushed = store.flush_heartbeats().await;
+        crate::metrics::metrics().store_operation("heartbeats", started.elapsed());
+        if let Err(error) = flushed {
             warn!(%error, "could not write heartbeats; the next ones will be");
         }
         match store.sweep_offline(now_ms()).await {

@@ -118,6 +118,22 @@ async fn suite(store: &Store) {
     assert_eq!(host.inventory, server_inventory(V263, true));
     assert_eq!(host.last_seen_ms, t0 + 1000);
 
+    // The fleet as metrics count it, on either database.
+    let stats = store.fleet_stats().await.unwrap();
+    assert!(
+        stats
+            .connected
+            .contains(&("prod".into(), "server".into(), 1)),
+        "{stats:?}"
+    );
+    assert!(
+        stats
+            .versions
+            .contains(&("prod".into(), "server".into(), V263.to_string(), 1)),
+        "{stats:?}"
+    );
+    assert_eq!(store.step_action_key("nothing").await.unwrap(), None);
+
     // A reconnect is the same host: same row, first_seen kept, new session.
     store
         .record_hello(

@@ -184,10 +184,12 @@ pub fn incoming(
                 let stream = match handshake {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(error)) => {
+                        HANDSHAKE_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         warn!(peer = %addr, %error, "TLS handshake refused");
                         return;
                     }
                     Err(_) => {
+                        HANDSHAKE_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         debug!(peer = %addr, "TLS handshake timed out");
                         return;
                     }
@@ -204,6 +206,13 @@ pub fn incoming(
         }
     });
     ReceiverStream::new(rx)
+}
+
+static HANDSHAKE_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// TLS handshakes refused or timed out in this process so far (for metrics).
+pub fn handshake_failures() -> u64 {
+    HANDSHAKE_FAILURES.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 type PerIp = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;

@@ -103,6 +103,10 @@ pub enum Command {
         /// this window; the others are counted in one entry at its end.
         #[arg(long, env = "TIERWISE_AUDIT_REFUSAL_WINDOW", default_value = "60s", value_parser = parse_duration)]
         audit_refusal_window: std::time::Duration,
+        /// Serve Prometheus metrics (`GET /metrics`, OpenMetrics text) on
+        /// this address, in plain HTTP; off by default.
+        #[arg(long, env = "TIERWISE_METRICS_LISTEN")]
+        metrics_listen: Option<SocketAddr>,
         /// Also serve the gRPC health service, and only it, without TLS on
         /// this address (for Kubernetes probes, which speak no TLS).
         #[arg(long, env = "TIERWISE_HEALTH_LISTEN")]

@@ -38,6 +38,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             allow_unsigned_releases,
             release_root_fingerprint,
             health_listen,
+            metrics_listen,
         } => {
             let mut settings =
                 crate::server::ServeSettings::resolve(listen, data_dir, database_url.as_deref())?;
@@ -60,6 +61,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             settings.allow_unsigned_releases = allow_unsigned_releases;
             settings.release_root = release_root_fingerprint;
             settings.health_listen = health_listen;
+            settings.metrics_listen = metrics_listen;
             if allow_unsigned_releases {
                 tracing::warn!("unsigned releases are allowed: rollouts of installers that no signed release metadata covers can start");
             }

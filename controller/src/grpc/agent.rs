@@ -110,12 +110,9 @@ type SessionStream = Pin<Box<dyn Stream<Item = Result<ControllerMessage, Status>
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<ArtifactChunk, Status>> + Send>>;
 
-#[tonic::async_trait]
-impl AgentService for AgentGateway {
-    type SessionStream = SessionStream;
-    type DownloadArtifactStream = ChunkStream;
-
-    async fn enroll(
+impl AgentGateway {
+    /// Enroll as the protocol defines it; `enroll` counts the outcome.
+    async fn enroll_checked(
         &self,
         request: Request<EnrollRequest>,
     ) -> Result<Response<Certificate>, Status> {
@@ -197,6 +194,25 @@ impl AgentService for AgentGateway {
         };
         info!(host_id = %request.host_id, installation = %request.installation, token = %token_id, serial = %issued.serial, %peer, "agent enrolled");
         Ok(Response::new(self.answer(&issued)))
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentGateway {
+    type SessionStream = SessionStream;
+    type DownloadArtifactStream = ChunkStream;
+
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<Certificate>, Status> {
+        let answer = self.enroll_checked(request).await;
+        crate::metrics::metrics().enrollment(match &answer {
+            Ok(_) => "enrolled",
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => "rate_limited",
+            Err(_) => "refused",
+        });
+        answer
     }
 
     async fn renew(&self, request: Request<RenewRequest>) -> Result<Response<Certificate>, Status> {
@@ -377,10 +393,13 @@ impl AgentService for AgentGateway {
         // Store and registry change together per host, so two streams of one
         // host cannot leave the store naming one and the registry the other.
         let hello_guard = self.sessions.hello_lock(&report.host_id).await;
-        self.store
+        let started = std::time::Instant::now();
+        let recorded = self
+            .store
             .record_hello(&report, &session_id, now_ms())
-            .await
-            .map_err(ApiError::from)?;
+            .await;
+        crate::metrics::metrics().store_operation("hello", started.elapsed());
+        recorded.map_err(ApiError::from)?;
 
         let (outbound, receiver) = mpsc::channel(32);
         let welcome = ControllerMessage {
@@ -670,10 +689,12 @@ impl Session {
             Some(agent_message::Body::Inventory(wire)) => {
                 let inventory = Inventory::try_from(&wire)
                     .map_err(|e| ApiError::InvalidArgument(format!("Inventory: {e}")))?;
+                let started = std::time::Instant::now();
                 let current = self
                     .store
                     .record_inventory(&self.host_id, &self.session_id, inventory, now_ms())
                     .await?;
+                crate::metrics::metrics().store_operation("inventory_report", started.elapsed());
                 if current {
                     info!(host_id = %self.host_id, "inventory updated");
                     self.engine.wake();
@@ -705,13 +726,33 @@ impl Session {
                     output_tail: printable_tail(&result.output_tail),
                     reason: printable(&result.reason, 1000),
                 };
-                if let Some(rollout) = self
+                let started = std::time::Instant::now();
+                let recorded = self
                     .store
                     .record_step_result(&self.host_id, &record, now_ms())
-                    .await?
-                {
+                    .await?;
+                crate::metrics::metrics().store_operation("step_result", started.elapsed());
+                if let Some(rollout) = recorded {
                     info!(host_id = %self.host_id, %rollout, step = %record.step_id, ?outcome, "step result");
                     self.engine.wake();
+                    let action = self
+                        .store
+                        .step_action_key(&record.step_id)
+                        .await
+                        .ok()
+                        .flatten()
+                        .unwrap_or_else(|| "unknown".into());
+                    let outcome = serde_json::to_value(outcome)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    let ran_ms = if result.started_ms > 0 && result.finished_ms >= result.started_ms
+                    {
+                        result.finished_ms - result.started_ms
+                    } else {
+                        -1
+                    };
+                    crate::metrics::metrics().step_result(&action, &outcome, ran_ms);
                 }
                 Ok(true)
             }

@@ -195,7 +195,12 @@ impl crate::delivery::Deliver for Sessions {
                 command,
             )),
         };
-        if outbound.try_send(Ok(message)).is_err() {
+        let sent = outbound.try_send(Ok(message));
+        if sent.is_ok() {
+            crate::metrics::metrics()
+                .dispatched(tierwise_runtime::clock::now_ms() - delivery.dispatched_ms);
+        }
+        if sent.is_err() {
             tracing::warn!(host_id = %delivery.host_id, dispatch_id = %delivery.dispatch_id,
                 "the agent's queue is full; the step goes out when it reconnects");
             return false;

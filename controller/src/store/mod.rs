@@ -15,6 +15,7 @@ pub mod placement;
 pub mod release_metadata;
 pub mod rollouts;
 pub mod security;
+pub mod stats;
 mod url;
 
 pub use url::{Backend, DatabaseUrl};
