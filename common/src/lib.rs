@@ -49,6 +49,7 @@ pub mod rules;
 pub mod trust;
 pub mod version;
 pub mod waves;
+pub mod window;
 
 pub use catalogue::{Artifact, Catalogue, CatalogueError, Note, Release, ReleaseDate, Requirement};
 pub use date::{Date, DateError};
