@@ -129,6 +129,7 @@ fn decide_in_largest_wave(plan: &tierwise_common::plan::Plan, hosts: &[HostRecor
         phases: &phases,
         steps: &steps,
         hosts,
+        windows: &[],
     };
     let mut times: Vec<Duration> = Vec::with_capacity(RUNS);
     let mut dispatched = 0;

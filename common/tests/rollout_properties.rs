@@ -323,6 +323,7 @@ impl World {
                     phases: &self.phases,
                     steps: &self.steps,
                     hosts: &self.hosts,
+                    windows: &[],
                 },
                 self.now,
             );

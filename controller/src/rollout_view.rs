@@ -101,6 +101,9 @@ pub struct RolloutStatus {
     /// phases' counts are always whole.
     #[serde(default)]
     pub omitted: std::collections::BTreeMap<String, u64>,
+    /// Why the current phase's steps wait for a maintenance window.
+    #[serde(default)]
+    pub waiting_for_window: Option<String>,
 }
 
 /// The most entries a list of the status holds, so its size does not grow
@@ -270,6 +273,7 @@ impl RolloutStatus {
             awaiting_reports: capped(awaiting_reports, "awaiting_reports", &mut omitted),
             pending_restarts: capped(pending_restarts, "pending_restarts", &mut omitted),
             omitted,
+            waiting_for_window: None,
         }
     }
 }

@@ -123,6 +123,7 @@ impl From<&RolloutStatus> for v1::RolloutView {
                     since: p.since.clone(),
                 })
                 .collect(),
+            waiting_for_window: s.waiting_for_window.clone().unwrap_or_default(),
             omitted: s.omitted.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         }
     }
@@ -203,6 +204,8 @@ impl TryFrom<&v1::RolloutView> for RolloutStatus {
                     since: p.since.clone(),
                 })
                 .collect(),
+            waiting_for_window: (!w.waiting_for_window.is_empty())
+                .then(|| w.waiting_for_window.clone()),
             omitted: w.omitted.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         })
     }

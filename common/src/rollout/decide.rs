@@ -20,6 +20,28 @@ pub struct RolloutSnapshot<'a> {
     pub steps: &'a [ExecStep],
     /// The installation's hosts as the agents report them now.
     pub hosts: &'a [HostRecord],
+    /// The installation's maintenance windows.
+    pub windows: &'a [crate::window::MaintenanceWindow],
+}
+
+/// Whether the current phase's steps may start now: its scope's window
+/// must be open for a whole step time limit. When a breaking release is
+/// crossed the client waves follow at once, whatever their window.
+pub fn phase_gate(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> crate::window::Gate {
+    use crate::window::{gate, Gate, WindowScope};
+    let Some(kind) = snapshot.phases.get(snapshot.current_phase).map(|p| p.kind) else {
+        return Gate::Free;
+    };
+    let scope = WindowScope::of(kind);
+    if scope == WindowScope::Clients && snapshot.options.clients_at_once {
+        return Gate::Free;
+    }
+    gate(
+        snapshot.windows,
+        scope,
+        now_ms,
+        snapshot.options.step_timeout_ms,
+    )
 }
 
 /// What the controller should do next.
@@ -210,6 +232,10 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
     };
     let steps: Vec<&ExecStep> = snapshot.steps.iter().filter(|s| s.phase == phase).collect();
     let is_wave = matches!(kind, PhaseKind::ClientWave { .. });
+    let window_open = matches!(
+        phase_gate(snapshot, now_ms),
+        crate::window::Gate::Free | crate::window::Gate::Open { .. }
+    );
     let mut decisions = Vec::new();
 
     // A failure that will not be retried.
@@ -281,7 +307,7 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
             }
         }
         match step.state {
-            StepState::Pending if earlier_done && online => {
+            StepState::Pending if earlier_done && online && window_open => {
                 decisions.push(Decision::Dispatch {
                     step_id: step.step_id.clone(),
                 });
@@ -315,7 +341,8 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
             }
             StepState::Failed
                 if step.outcome == Some(StepOutcome::FailedTransient)
-                    && step.attempts < options.max_attempts =>
+                    && step.attempts < options.max_attempts
+                    && window_open =>
             {
                 let shift = step.attempts.saturating_sub(1).min(16);
                 let wait = options.retry_backoff_ms.saturating_mul(1 << shift);

@@ -57,6 +57,7 @@ fn snapshot<'a>(
         phases,
         steps,
         hosts,
+        windows: &[],
     }
 }
 
@@ -785,4 +786,62 @@ fn state_names_round_trip() {
         None,
         "names are snake_case only"
     );
+}
+
+#[test]
+fn steps_start_only_when_their_time_limit_fits_in_the_window() {
+    use crate::window::{Gate, MaintenanceWindow};
+    let (phases, steps) = rollout(1);
+    let hosts = fleet(V931, 1);
+    let options = RolloutOptions::default(); // steps may take 2 h
+                                             // Friday 2026-12-04 12:00 UTC.
+    let friday_noon = 1_796_385_600_000;
+    let saturday = [MaintenanceWindow::new("server", "sat", "02:00", "06:00", "UTC").unwrap()];
+    let snap = RolloutSnapshot {
+        windows: &saturday,
+        ..snapshot(0, &phases, &steps, &hosts, &options)
+    };
+    assert!(
+        decide(&snap, friday_noon).is_empty(),
+        "the backup waits for Saturday"
+    );
+    assert!(
+        matches!(phase_gate(&snap, friday_noon), Gate::Wait { reason, .. } if reason.contains("opens Sat 2026-12-05 02:00 UTC"))
+    );
+    // Saturday 03:00: two hours fit before 06:00; at 04:30 they do not.
+    let three = friday_noon + 15 * 3_600_000;
+    assert!(matches!(
+        decide(&snap, three).as_slice(),
+        [Decision::Dispatch { .. }]
+    ));
+    assert!(decide(&snap, three + 90 * 60_000).is_empty());
+    // A window of another scope does not hold the server's phases.
+    let clients = [MaintenanceWindow::new("clients", "sat", "02:00", "06:00", "UTC").unwrap()];
+    let other = RolloutSnapshot {
+        windows: &clients,
+        ..snapshot(0, &phases, &steps, &hosts, &options)
+    };
+    assert!(matches!(
+        decide(&other, friday_noon).as_slice(),
+        [Decision::Dispatch { .. }]
+    ));
+    // With a breaking release crossed the client waves follow at once.
+    let wave = phases
+        .iter()
+        .position(|p| matches!(p.kind, PhaseKind::ClientWave { .. }))
+        .unwrap();
+    let at_once = RolloutOptions {
+        clients_at_once: true,
+        ..RolloutOptions::default()
+    };
+    let breaking = RolloutSnapshot {
+        windows: &clients,
+        ..snapshot(wave, &phases, &steps, &hosts, &at_once)
+    };
+    assert_eq!(phase_gate(&breaking, friday_noon), Gate::Free);
+    let held = RolloutSnapshot {
+        windows: &clients,
+        ..snapshot(wave, &phases, &steps, &hosts, &options)
+    };
+    assert!(matches!(phase_gate(&held, friday_noon), Gate::Wait { .. }));
 }

@@ -169,6 +169,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ReleasesCommand,
     },
+    /// Maintenance windows: when the steps of a scope may start (admin to
+    /// change, anyone to list).
+    Windows {
+        #[command(subcommand)]
+        command: WindowsCommand,
+    },
     /// Maintenance end dates, per installation.
     License {
         #[command(subcommand)]
@@ -630,4 +636,43 @@ fn parse_root_fingerprint(text: &str) -> Result<String, String> {
     text.parse::<tierwise_transport::Fingerprint>()
         .map(|f| f.to_string().replace(':', "").to_ascii_lowercase())
         .map_err(|_| format!("`{text}` is not a root fingerprint: give the 64 hexadecimal digits `tierwise keys fingerprint ROOT.json` prints"))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WindowsCommand {
+    /// Set the window of one scope of an installation (replacing it): a step
+    /// of that scope starts only when its time limit fits before it closes.
+    Set {
+        #[arg(long)]
+        installation: String,
+        /// server (backup, server, databases), app_servers, web or clients.
+        #[arg(long)]
+        scope: String,
+        /// mon-fri, sat, sat,sun, daily.
+        #[arg(long)]
+        days: String,
+        /// HH:MM local time.
+        #[arg(long)]
+        from: String,
+        /// HH:MM local time; not after --from: past midnight.
+        #[arg(long)]
+        to: String,
+        /// IANA time zone, e.g. Europe/Berlin.
+        #[arg(long = "tz")]
+        time_zone: String,
+    },
+    /// Remove the window of one scope.
+    Remove {
+        #[arg(long)]
+        installation: String,
+        #[arg(long)]
+        scope: String,
+    },
+    /// The windows, and when each opens next.
+    List {
+        #[arg(long)]
+        installation: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }

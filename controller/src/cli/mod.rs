@@ -13,6 +13,7 @@ pub mod rollout;
 pub mod run;
 pub mod security;
 pub mod table;
+pub mod windows;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -180,10 +180,35 @@ pub async fn plan(
             .context("the controller sent no plan")?,
     )
     .context("the controller sent a malformed plan")?;
+    let windows = super::windows::fetch(client, Some(installation)).await?;
     let text = if json {
-        serde_json::to_string_pretty(&plan)? + "\n"
-    } else {
+        #[derive(serde::Serialize)]
+        struct WithWindows<'a> {
+            #[serde(flatten)]
+            plan: &'a Plan,
+            windows: Vec<serde_json::Value>,
+        }
+        let windows = windows
+            .windows
+            .iter()
+            .map(|w| {
+                serde_json::json!({
+                    "scope": w.scope, "days": w.days, "from": w.from, "to": w.to, "time_zone": w.time_zone,
+                })
+            })
+            .collect();
+        serde_json::to_string_pretty(&WithWindows {
+            plan: &plan,
+            windows,
+        })? + "\n"
+    } else if windows.windows.is_empty() {
         render_plan::render(&plan)
+    } else {
+        format!(
+            "{}\nMaintenance windows (a step starts only when its time limit fits before the window closes)\n{}",
+            render_plan::render(&plan),
+            super::windows::render(&windows)
+        )
     };
     Ok((text, plan.blocked))
 }

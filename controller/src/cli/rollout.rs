@@ -294,6 +294,10 @@ pub fn render(status: &RolloutStatus) -> String {
             )
         });
     }
+    if let Some(window) = &status.waiting_for_window {
+        out.push(String::new());
+        out.push(format!("Waiting: {window}."));
+    }
     if !status.waiting_for_offline.is_empty() {
         out.push(String::new());
         out.push(format!(

@@ -133,6 +133,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{output}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Windows { command } => {
+            let mut client = super::connect(&connection).await?;
+            let output = match command {
+                WindowsCommand::Set {
+                    installation,
+                    scope,
+                    days,
+                    from,
+                    to,
+                    time_zone,
+                } => {
+                    super::windows::set(
+                        &mut client,
+                        &super::windows::NewWindow {
+                            installation: &installation,
+                            scope: &scope,
+                            days: &days,
+                            from: &from,
+                            to: &to,
+                            time_zone: &time_zone,
+                        },
+                    )
+                    .await?
+                }
+                WindowsCommand::Remove {
+                    installation,
+                    scope,
+                } => super::windows::remove(&mut client, &installation, &scope).await?,
+                WindowsCommand::List { installation, json } => {
+                    super::windows::list(&mut client, installation.as_deref(), json).await?
+                }
+            };
+            print!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Rollout { command } => {
             let mut client = super::connect(&connection).await?;
             let output = match command {

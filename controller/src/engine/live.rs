@@ -22,6 +22,8 @@ pub(super) struct LiveRollout {
     /// When `decide` last looked (Unix ms): time alone can change its
     /// answer (timeouts, deadlines), so it looks again now and then.
     pub decided_ms: i64,
+    /// The installation's maintenance windows, read before each decision.
+    pub windows: Vec<tierwise_common::window::MaintenanceWindow>,
 }
 
 impl LiveRollout {
@@ -43,6 +45,7 @@ impl LiveRollout {
             step_hosts,
             dirty: true,
             decided_ms: 0,
+            windows: Vec::new(),
         };
         for host in hosts {
             live.put_host(host);
@@ -91,6 +94,7 @@ impl LiveRollout {
             phases: &self.record.phases,
             steps: &self.steps,
             hosts: &self.hosts,
+            windows: &self.windows,
         }
     }
 

@@ -228,6 +228,14 @@ impl Engine {
         }
         rollout.dirty = false;
         rollout.decided_ms = now;
+        // Windows change seldom, but an operator's change counts at once.
+        rollout.windows = self
+            .store
+            .windows(Some(&rollout.record.installation))
+            .await?
+            .into_iter()
+            .map(|(_, window)| window)
+            .collect();
         let decisions = decide(&rollout.snapshot(), now);
         if decisions.is_empty() {
             return Ok(false);

@@ -126,6 +126,7 @@ pub fn admin_role(method: &str) -> Option<Role> {
         | "GetHost"
         | "GetCatalogue"
         | "GetReleaseMetadata"
+        | "ListWindows"
         | "ListLicences"
         | "PlanRollout"
         | "ListRollouts"
@@ -136,7 +137,7 @@ pub fn admin_role(method: &str) -> Option<Role> {
         // For themselves; the handler asks admin for anyone else.
         | "RotateOperator" => Role::Viewer,
         "RefreshInventory" | "StartRollout" | "ChangeRollout" => Role::Operator,
-        "ImportCatalogue" | "ImportReleaseMetadata" | "SetLicence" | "UploadArtifact" | "CreateToken" | "ListTokens"
+        "ImportCatalogue" | "ImportReleaseMetadata" | "SetWindow" | "RemoveWindow" | "SetLicence" | "UploadArtifact" | "CreateToken" | "ListTokens"
         | "RevokeToken" | "AddOperator" | "ListOperators" | "RemoveOperator" | "RevokeHost"
         | "MapAddress" | "UnmapAddress" => Role::Admin,
         _ => return None,

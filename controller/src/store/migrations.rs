@@ -102,6 +102,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0015_release_metadata.sql"),
         include_str!("../../migrations/postgres/0015_release_metadata.sql"),
     ),
+    (
+        16,
+        "maintenance windows",
+        include_str!("../../migrations/sqlite/0016_windows.sql"),
+        include_str!("../../migrations/postgres/0016_windows.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -17,6 +17,7 @@ pub mod rollouts;
 pub mod security;
 pub mod stats;
 mod url;
+pub mod windows;
 
 pub use url::{Backend, DatabaseUrl};
 

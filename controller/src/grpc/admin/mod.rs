@@ -11,6 +11,7 @@ mod catalogue;
 mod hosts;
 pub mod metadata;
 mod rollouts;
+mod windows;
 
 use crate::artifacts::ArtifactStore;
 use crate::engine::Engine;
@@ -149,6 +150,27 @@ impl AdminService for AdminApi {
         request: Request<ImportReleaseMetadataRequest>,
     ) -> Result<Response<ReleaseMetadataView>, Status> {
         metadata::import_release_metadata(self, request).await
+    }
+
+    async fn set_window(
+        &self,
+        request: Request<tierwise_proto::v1::SetWindowRequest>,
+    ) -> Result<Response<tierwise_proto::v1::WindowList>, Status> {
+        windows::set_window(self, request).await
+    }
+
+    async fn remove_window(
+        &self,
+        request: Request<tierwise_proto::v1::RemoveWindowRequest>,
+    ) -> Result<Response<tierwise_proto::v1::WindowList>, Status> {
+        windows::remove_window(self, request).await
+    }
+
+    async fn list_windows(
+        &self,
+        request: Request<tierwise_proto::v1::ListWindowsRequest>,
+    ) -> Result<Response<tierwise_proto::v1::WindowList>, Status> {
+        windows::list_windows(self, request).await
     }
 
     async fn get_release_metadata(

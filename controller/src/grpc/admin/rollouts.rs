@@ -163,9 +163,37 @@ impl AdminApi {
             role: None,
         };
         let hosts = self.store.list_hosts(&filter, now_ms()).await?;
-        Ok(RolloutStatus::build(
-            &rollout, &steps, &outputs, &progress, &hosts,
-        ))
+        let windows: Vec<_> = self
+            .store
+            .windows(Some(&rollout.installation))
+            .await?
+            .into_iter()
+            .map(|(_, window)| window)
+            .collect();
+        let mut status = RolloutStatus::build(&rollout, &steps, &outputs, &progress, &hosts);
+        // Said only while the current phase has steps that could start.
+        let waiting = steps.iter().any(|s| {
+            s.phase == rollout.current_phase
+                && matches!(s.state, tierwise_common::rollout::StepState::Pending)
+        });
+        if rollout.state == tierwise_common::rollout::RolloutState::Running && waiting {
+            let snapshot = tierwise_common::rollout::RolloutSnapshot {
+                state: rollout.state,
+                current_phase: rollout.current_phase,
+                options: &rollout.options,
+                phases: &rollout.phases,
+                steps: &steps,
+                hosts: &[],
+                windows: &windows,
+            };
+            status.waiting_for_window =
+                match tierwise_common::rollout::phase_gate(&snapshot, now_ms()) {
+                    tierwise_common::window::Gate::Wait { reason, .. }
+                    | tierwise_common::window::Gate::Never { reason } => Some(reason),
+                    _ => None,
+                };
+        }
+        Ok(status)
     }
 }
 
