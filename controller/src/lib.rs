@@ -13,7 +13,6 @@ pub mod delivery;
 pub mod demo;
 pub mod engine;
 pub mod grpc;
-pub mod health;
 pub mod metrics;
 pub mod paths;
 pub mod pki;

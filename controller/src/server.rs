@@ -138,7 +138,7 @@ impl RunningController {
     /// `SHUTDOWN_GRACE`; then closes the store.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         // Probes see the drain at once; the plaintext one answers until the end.
-        crate::health::mark(&self.health, false).await;
+        crate::grpc::health::mark(&self.health, false).await;
         self.sweeper.abort();
         self.refusal_audit.abort();
         self.engine.abort();
@@ -269,12 +269,12 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     // Authorisation runs before either service sees a call.
     let agent_service = Guard::new(agent_service, auth.clone());
     let admin_service = Guard::new(admin_service, auth.clone());
-    let (reflection_v1, reflection_v1alpha) = crate::health::reflection()?;
+    let (reflection_v1, reflection_v1alpha) = crate::grpc::health::reflection()?;
     let reflection_v1 = Guard::new(reflection_v1, auth.clone());
     let reflection_v1alpha = Guard::new(reflection_v1alpha, auth);
     // Health answers anyone, also without a client certificate or token.
     let (health, health_service) = tonic_health::server::health_reporter();
-    crate::health::mark(&health, true).await;
+    crate::grpc::health::mark(&health, true).await;
     let (metrics, metrics_addr) = match metrics_listener {
         Some(listener) => {
             let at = listener.local_addr()?;

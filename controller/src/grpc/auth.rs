@@ -112,7 +112,7 @@ pub fn access(path: &str) -> Option<Access> {
         },
         ADMIN_SERVICE => admin_role(method).map(Access::Operator),
         // What the protocol looks like: for operators, like the admin API.
-        s if crate::health::REFLECTION_SERVICES.contains(&s) => {
+        s if crate::grpc::health::REFLECTION_SERVICES.contains(&s) => {
             Some(Access::Operator(Role::Viewer))
         }
         _ => None,
