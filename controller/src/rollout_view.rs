@@ -104,6 +104,101 @@ pub struct RolloutStatus {
     /// Why the current phase's steps wait for a maintenance window.
     #[serde(default)]
     pub waiting_for_window: Option<String>,
+    /// What the rest is expected to take, and when it should end.
+    #[serde(default)]
+    pub eta: Option<EtaView>,
+}
+
+/// An expectation as shown: seconds of work and RFC 3339 times (the Unix
+/// ms beside them travel on the wire only).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EtaView {
+    pub phases: Vec<PhaseEtaView>,
+    /// The work left, in seconds; `null` when some of it was never measured.
+    pub expected_seconds: Option<i64>,
+    /// `null` when unknown, and in a plan.
+    pub expected_end: Option<String>,
+    /// Actions never measured (`install on client`).
+    pub unmeasured: Vec<String>,
+    #[serde(skip)]
+    pub work_ms: Option<i64>,
+    #[serde(skip)]
+    pub end_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseEtaView {
+    /// The phase's number, from 1, as `status` and `plan` count them.
+    pub phase: usize,
+    pub expected_seconds: Option<i64>,
+    pub starts: Option<String>,
+    pub ends: Option<String>,
+    pub waits_for_window: bool,
+    #[serde(skip)]
+    pub work_ms: Option<i64>,
+    #[serde(skip)]
+    pub starts_ms: Option<i64>,
+    #[serde(skip)]
+    pub ends_ms: Option<i64>,
+}
+
+/// A phase's index, work, start, end (ms) and whether its window delays it.
+pub type PhaseTimes = (usize, Option<i64>, Option<i64>, Option<i64>, bool);
+
+impl EtaView {
+    /// From the ms an estimate (or the wire) gives; `times`: show when
+    /// phases start and end (a status) or only their work (a plan).
+    pub fn new(
+        phases: Vec<PhaseTimes>,
+        work_ms: Option<i64>,
+        end_ms: Option<i64>,
+        unmeasured: Vec<String>,
+        times: bool,
+    ) -> Self {
+        let at = |ms: Option<i64>| ms.filter(|_| times).map(rfc3339);
+        Self {
+            phases: phases
+                .into_iter()
+                .map(|(index, work, starts, ends, waits)| PhaseEtaView {
+                    phase: index + 1,
+                    expected_seconds: work.map(|ms| ms / 1000),
+                    starts: at(starts),
+                    ends: at(ends),
+                    waits_for_window: waits,
+                    work_ms: work,
+                    starts_ms: starts,
+                    ends_ms: ends,
+                })
+                .collect(),
+            expected_seconds: work_ms.map(|ms| ms / 1000),
+            expected_end: at(end_ms),
+            unmeasured,
+            work_ms,
+            end_ms: end_ms.filter(|_| times),
+        }
+    }
+
+    pub fn from_estimate(estimate: &tierwise_common::rollout::Estimate, times: bool) -> Self {
+        Self::new(
+            estimate
+                .phases
+                .iter()
+                .map(|p| {
+                    (
+                        p.phase,
+                        p.work_ms,
+                        p.starts_ms,
+                        p.ends_ms,
+                        p.waits_for_window,
+                    )
+                })
+                .collect(),
+            estimate.work_ms,
+            estimate.end_ms,
+            estimate.unmeasured.clone(),
+            times,
+        )
+    }
 }
 
 /// The most entries a list of the status holds, so its size does not grow
@@ -274,6 +369,7 @@ impl RolloutStatus {
             pending_restarts: capped(pending_restarts, "pending_restarts", &mut omitted),
             omitted,
             waiting_for_window: None,
+            eta: None,
         }
     }
 }

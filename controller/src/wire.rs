@@ -124,6 +124,7 @@ impl From<&RolloutStatus> for v1::RolloutView {
                 })
                 .collect(),
             waiting_for_window: s.waiting_for_window.clone().unwrap_or_default(),
+            eta: s.eta.as_ref().map(eta_to_wire),
             omitted: s.omitted.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         }
     }
@@ -206,6 +207,7 @@ impl TryFrom<&v1::RolloutView> for RolloutStatus {
                 .collect(),
             waiting_for_window: (!w.waiting_for_window.is_empty())
                 .then(|| w.waiting_for_window.clone()),
+            eta: w.eta.as_ref().map(|e| eta_from_wire(e, true)),
             omitted: w.omitted.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         })
     }
@@ -303,4 +305,48 @@ impl From<&v1::OperatorView> for OperatorRecord {
             last_used_ms: (o.last_used_ms != 0).then_some(o.last_used_ms),
         }
     }
+}
+
+/// An expectation on the wire: -1 for unknown work, 0 for unknown times.
+pub fn eta_to_wire(eta: &crate::rollout_view::EtaView) -> v1::Eta {
+    v1::Eta {
+        phases: eta
+            .phases
+            .iter()
+            .map(|p| v1::PhaseEta {
+                phase: p.phase.saturating_sub(1) as u64,
+                work_ms: p.work_ms.unwrap_or(-1),
+                starts_ms: p.starts_ms.unwrap_or(0),
+                ends_ms: p.ends_ms.unwrap_or(0),
+                waits_for_window: p.waits_for_window,
+            })
+            .collect(),
+        work_ms: eta.work_ms.unwrap_or(-1),
+        end_ms: eta.end_ms.unwrap_or(0),
+        unmeasured: eta.unmeasured.clone(),
+    }
+}
+
+/// The view of a wire expectation; `times`: it has times (a status).
+pub fn eta_from_wire(eta: &v1::Eta, times: bool) -> crate::rollout_view::EtaView {
+    let work = |ms: i64| (ms >= 0).then_some(ms);
+    let time = |ms: i64| (ms > 0).then_some(ms);
+    crate::rollout_view::EtaView::new(
+        eta.phases
+            .iter()
+            .map(|p| {
+                (
+                    usize::try_from(p.phase).unwrap_or(usize::MAX),
+                    work(p.work_ms),
+                    time(p.starts_ms),
+                    time(p.ends_ms),
+                    p.waits_for_window,
+                )
+            })
+            .collect(),
+        work(eta.work_ms),
+        time(eta.end_ms),
+        eta.unmeasured.clone(),
+        times,
+    )
 }

@@ -132,7 +132,8 @@ async fn suite(store: &Store) {
             .contains(&("prod".into(), "server".into(), V263.to_string(), 1)),
         "{stats:?}"
     );
-    assert_eq!(store.step_action_key("nothing").await.unwrap(), None);
+    assert_eq!(store.step_facts("nothing").await.unwrap(), None);
+    assert_eq!(store.durations().await.unwrap(), Default::default());
 
     // A reconnect is the same host: same row, first_seen kept, new session.
     store

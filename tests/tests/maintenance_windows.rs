@@ -181,6 +181,27 @@ fn server_phases_wait_for_their_window_and_status_says_when_it_opens() {
         )) && waiting.ends_with("02:00 UTC"),
         "{waiting}"
     );
+    // The expectation: nothing measured yet on this controller, and the
+    // first phase starts when the window opens.
+    let eta = &status["eta"];
+    assert_eq!(eta["expected_end"], Value::Null, "{eta}");
+    assert!(
+        eta["unmeasured"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == "install on client"),
+        "{eta}"
+    );
+    assert_eq!(eta["phases"][0]["phase"], 1);
+    assert_eq!(eta["phases"][0]["waits_for_window"], true);
+    assert!(
+        eta["phases"][0]["starts"]
+            .as_str()
+            .unwrap()
+            .ends_with("T02:00:00Z"),
+        "{eta}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(c.rollout_status().unwrap()["state"], "running");
     assert!(
@@ -222,6 +243,40 @@ fn server_phases_wait_for_their_window_and_status_says_when_it_opens() {
         Value::Null
     );
     assert!(!fleet.server.runs().is_empty());
+    // Every action has been measured now: a plan for a client that went
+    // back expects a known amount of work.
+    fleet.clients[0].set_version("9.3.1.33994").unwrap();
+    let (plan, _) = wait_for(
+        "a plan with the client to update",
+        Duration::from_secs(30),
+        || {
+            let plan: Value = serde_json::from_str(&c.cli(&[
+                "rollout",
+                "plan",
+                "--installation",
+                "prod",
+                "--to",
+                tierwise_e2e::V263,
+                "--json",
+            ])?)?;
+            Ok((plan["counts"]["clients_to_update"] == 1).then_some(plan))
+        },
+    )
+    .unwrap();
+    assert!(plan["eta"]["expected_seconds"].is_i64(), "{}", plan["eta"]);
+    assert_eq!(plan["eta"]["unmeasured"], serde_json::json!([]));
+    assert_eq!(plan["eta"]["expected_end"], Value::Null);
+    let text = c
+        .cli(&[
+            "rollout",
+            "plan",
+            "--installation",
+            "prod",
+            "--to",
+            tierwise_e2e::V263,
+        ])
+        .unwrap();
+    assert!(text.contains("Expected work: "), "{text}");
     c.cli(&[
         "windows",
         "remove",

@@ -845,3 +845,60 @@ fn steps_start_only_when_their_time_limit_fits_in_the_window() {
     };
     assert!(matches!(phase_gate(&held, friday_noon), Gate::Wait { .. }));
 }
+
+#[test]
+fn the_expected_duration_follows_the_slowest_host_and_waits_for_windows() {
+    use crate::window::MaintenanceWindow;
+    let (phases, steps) = rollout(2);
+    let release = V263.to_string();
+    let min = 60_000;
+    let mut durations = Durations::default();
+    for (action, role, each) in [
+        ("backup", Role::Server, 2),
+        ("stop_services", Role::Server, 1),
+        ("install", Role::Server, 10),
+        ("start_services", Role::Server, 1),
+        ("reactivate_databases", Role::Server, 3),
+        ("deploy_web_app", Role::Web, 1),
+    ] {
+        durations.add(action, role, &release, 2, 2 * each * min);
+    }
+    let options = RolloutOptions::default();
+    let now = 1_796_385_600_000; // Friday 2026-12-04 12:00 UTC
+                                 // Clients never measured: the work of their waves, and the end, are unknown.
+    let partial = estimate(&phases, &steps, 0, &release, &durations, &[], &options, now);
+    assert_eq!(partial.unmeasured, ["install on client"]);
+    assert_eq!(partial.end_ms, None);
+    assert_eq!(
+        partial.phases[1].work_ms,
+        Some(12 * min),
+        "stop, install, start on one host"
+    );
+    // Measured for another release: that mean is used.
+    durations.add("install", Role::Client, "26.4.10.34111", 4, 4 * 5 * min);
+    let full = estimate(&phases, &steps, 0, &release, &durations, &[], &options, now);
+    assert!(full.unmeasured.is_empty());
+    // backup 2 + server 12 + databases 3 + web 1 + two waves of 5.
+    assert_eq!(full.work_ms, Some(28 * min));
+    assert_eq!(full.end_ms, Some(now + 28 * min));
+    // A server window on Saturday: everything moves to 02:00 UTC.
+    let saturday = [MaintenanceWindow::new("server", "sat", "02:00", "06:00", "UTC").unwrap()];
+    let waiting = estimate(
+        &phases, &steps, 0, &release, &durations, &saturday, &options, now,
+    );
+    let opens = now + 14 * 3_600_000;
+    assert!(waiting.phases[0].waits_for_window);
+    assert_eq!(waiting.phases[0].starts_ms, Some(opens));
+    assert_eq!(waiting.end_ms, Some(opens + 28 * min));
+    // From the first client wave on, only what is left counts.
+    let wave = phases
+        .iter()
+        .position(|p| matches!(p.kind, PhaseKind::ClientWave { .. }))
+        .unwrap();
+    let rest = estimate(
+        &phases, &steps, wave, &release, &durations, &saturday, &options, now,
+    );
+    assert_eq!(rest.work_ms, Some(10 * min));
+    assert_eq!(duration_text(28 * min), "28 min");
+    assert_eq!(duration_text(80 * min), "1 h 20 min");
+}

@@ -181,12 +181,18 @@ pub async fn plan(
     )
     .context("the controller sent a malformed plan")?;
     let windows = super::windows::fetch(client, Some(installation)).await?;
+    let eta = response
+        .eta
+        .as_ref()
+        .map(|e| crate::wire::eta_from_wire(e, false))
+        .unwrap_or_default();
     let text = if json {
         #[derive(serde::Serialize)]
         struct WithWindows<'a> {
             #[serde(flatten)]
             plan: &'a Plan,
             windows: Vec<serde_json::Value>,
+            eta: &'a crate::rollout_view::EtaView,
         }
         let windows = windows
             .windows
@@ -200,15 +206,18 @@ pub async fn plan(
         serde_json::to_string_pretty(&WithWindows {
             plan: &plan,
             windows,
+            eta: &eta,
         })? + "\n"
-    } else if windows.windows.is_empty() {
-        render_plan::render(&plan)
     } else {
-        format!(
-            "{}\nMaintenance windows (a step starts only when its time limit fits before the window closes)\n{}",
-            render_plan::render(&plan),
-            super::windows::render(&windows)
-        )
+        let mut text = render_plan::render(&plan);
+        text.push_str(&format!("\n{}\n", super::rollout::eta_line(&eta, false)));
+        if !windows.windows.is_empty() {
+            text.push_str(&format!(
+                "\nMaintenance windows (a step starts only when its time limit fits before the window closes)\n{}",
+                super::windows::render(&windows)
+            ));
+        }
+        text
     };
     Ok((text, plan.blocked))
 }

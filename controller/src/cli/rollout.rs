@@ -211,6 +211,47 @@ fn listed<T>(out: &mut Vec<String>, items: &[T], omitted: u64, line: impl Fn(&T)
     }
 }
 
+/// One line on what is expected: the work per phase and, for a running
+/// rollout, when it should end.
+pub fn eta_line(eta: &crate::rollout_view::EtaView, times: bool) -> String {
+    use tierwise_common::rollout::duration_text;
+    let phases: Vec<String> = eta
+        .phases
+        .iter()
+        .filter_map(|p| {
+            let work = p.work_ms.map_or_else(|| "?".to_owned(), duration_text);
+            let waits = match (&p.starts, p.waits_for_window) {
+                (Some(starts), true) => format!(" from {starts} (its window)"),
+                (None, true) => " (its window never fits a step)".to_owned(),
+                _ => String::new(),
+            };
+            (p.work_ms != Some(0) || p.waits_for_window)
+                .then(|| format!("{}. {work}{waits}", p.phase))
+        })
+        .collect();
+    let unmeasured = if eta.unmeasured.is_empty() {
+        String::new()
+    } else {
+        format!("; never measured yet: {}", eta.unmeasured.join(", "))
+    };
+    let work = eta
+        .work_ms
+        .map_or_else(|| "unknown".to_owned(), duration_text);
+    let head = match (&eta.expected_end, times) {
+        (Some(end), true) => format!("Expected end: {end} ({work} of work left"),
+        (None, true) => format!("Expected end: unknown ({work} of work left"),
+        _ => format!("Expected work: {work} (measured durations"),
+    };
+    format!(
+        "{head}; by phase: {}{unmeasured}).",
+        if phases.is_empty() {
+            "none left".to_owned()
+        } else {
+            phases.join(", ")
+        }
+    )
+}
+
 pub fn phase_name(kind: &PhaseKind) -> String {
     match kind {
         PhaseKind::Backup => "backup".into(),
@@ -297,6 +338,10 @@ pub fn render(status: &RolloutStatus) -> String {
     if let Some(window) = &status.waiting_for_window {
         out.push(String::new());
         out.push(format!("Waiting: {window}."));
+    }
+    if let Some(eta) = &status.eta {
+        out.push(String::new());
+        out.push(eta_line(eta, true));
     }
     if !status.waiting_for_offline.is_empty() {
         out.push(String::new());

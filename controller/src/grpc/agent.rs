@@ -735,14 +735,12 @@ impl Session {
                 if let Some(rollout) = recorded {
                     info!(host_id = %self.host_id, %rollout, step = %record.step_id, ?outcome, "step result");
                     self.engine.wake();
-                    let action = self
-                        .store
-                        .step_action_key(&record.step_id)
-                        .await
-                        .ok()
-                        .flatten()
-                        .unwrap_or_else(|| "unknown".into());
-                    let outcome = serde_json::to_value(outcome)
+                    let facts = self.store.step_facts(&record.step_id).await.ok().flatten();
+                    let action = facts
+                        .as_ref()
+                        .map_or("unknown", |(action, _)| action.config_key())
+                        .to_owned();
+                    let outcome_text = serde_json::to_value(outcome)
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_owned))
                         .unwrap_or_default();
@@ -752,6 +750,19 @@ impl Session {
                     } else {
                         -1
                     };
+                    // What plans and statuses expect: durations of steps that succeeded.
+                    if let (Some((step_action, release)), true, true) =
+                        (&facts, outcome.succeeded(), ran_ms >= 0)
+                    {
+                        if let Err(error) = self
+                            .store
+                            .record_duration(step_action, release, ran_ms)
+                            .await
+                        {
+                            warn!(%error, "could not record the step's duration");
+                        }
+                    }
+                    let outcome = outcome_text;
                     crate::metrics::metrics().step_result(&action, &outcome, ran_ms);
                 }
                 Ok(true)

@@ -108,6 +108,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0016_windows.sql"),
         include_str!("../../migrations/postgres/0016_windows.sql"),
     ),
+    (
+        17,
+        "step durations",
+        include_str!("../../migrations/sqlite/0017_step_durations.sql"),
+        include_str!("../../migrations/postgres/0017_step_durations.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -171,6 +171,19 @@ impl AdminApi {
             .map(|(_, window)| window)
             .collect();
         let mut status = RolloutStatus::build(&rollout, &steps, &outputs, &progress, &hosts);
+        if !rollout.state.is_final() {
+            let estimate = tierwise_common::rollout::estimate(
+                &rollout.phases,
+                &steps,
+                rollout.current_phase,
+                &rollout.target.to_string(),
+                &self.store.durations().await?,
+                &windows,
+                &rollout.options,
+                now_ms(),
+            );
+            status.eta = Some(crate::rollout_view::EtaView::from_estimate(&estimate, true));
+        }
         // Said only while the current phase has steps that could start.
         let waiting = steps.iter().any(|s| {
             s.phase == rollout.current_phase
@@ -223,7 +236,28 @@ pub(super) async fn plan_rollout(
             &request.client_waves,
         )
         .await?;
+    // The work it would take, as measured so far (no windows: a plan is
+    // the same whenever it is asked).
+    let now = now_ms();
+    let (phases, steps) = steps_from_plan("plan", &planned, now);
+    let options = RolloutOptions {
+        clients_at_once: planned.clients_immediately_after_web,
+        ..RolloutOptions::default()
+    };
+    let estimate = tierwise_common::rollout::estimate(
+        &phases,
+        &steps,
+        0,
+        &planned.target.version.to_string(),
+        &api.store.durations().await.map_err(ApiError::from)?,
+        &[],
+        &options,
+        now,
+    );
     Ok(Response::new(PlanRolloutResponse {
+        eta: Some(crate::wire::eta_to_wire(
+            &crate::rollout_view::EtaView::from_estimate(&estimate, false),
+        )),
         plan: Some(v1::Plan::from(&planned)),
     }))
 }
