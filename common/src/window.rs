@@ -103,12 +103,15 @@ impl FromStr for Weekdays {
         for part in lower.split(',') {
             match part.split_once('-') {
                 Some((from, to)) => {
+                    // `fri-mon` runs over the weekend.
                     let (from, to) = (day(from).ok_or_else(wrong)?, day(to).ok_or_else(wrong)?);
-                    if from > to {
-                        return Err(wrong());
-                    }
-                    for d in from..=to {
+                    let mut d = from;
+                    loop {
                         bits |= 1 << d;
+                        if d == to {
+                            break;
+                        }
+                        d = (d + 1) % 7;
                     }
                 }
                 None => bits |= 1 << day(part).ok_or_else(wrong)?,
@@ -163,9 +166,13 @@ impl FromStr for TimeOfDay {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let wrong = || WindowError::Time(text.to_owned());
         let (h, m) = text.trim().split_once(':').ok_or_else(wrong)?;
+        let two_digits = |part: &str| part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit());
+        if !two_digits(h) || !two_digits(m) {
+            return Err(wrong());
+        }
         let hour: i8 = h.parse().map_err(|_| wrong())?;
         let minute: i8 = m.parse().map_err(|_| wrong())?;
-        if !(0..24).contains(&hour) || !(0..60).contains(&minute) || m.len() != 2 {
+        if !(0..24).contains(&hour) || !(0..60).contains(&minute) {
             return Err(wrong());
         }
         Ok(Self { hour, minute })
@@ -233,6 +240,12 @@ impl MaintenanceWindow {
             to,
             time_zone: time_zone.to_owned(),
         })
+    }
+
+    /// How long the window is on a day without a clock change, in minutes.
+    pub fn nominal_minutes(&self) -> i64 {
+        let minutes = |t: TimeOfDay| i64::from(t.hour) * 60 + i64::from(t.minute);
+        (minutes(self.to) - minutes(self.from)).rem_euclid(24 * 60)
     }
 
     /// `sat 02:00–06:00 Europe/Berlin`.

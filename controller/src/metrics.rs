@@ -250,11 +250,15 @@ pub fn metrics() -> &'static Metrics {
 pub async fn serve(listener: tokio::net::TcpListener, store: Store) -> std::io::Result<()> {
     use axum::http::{header, StatusCode};
     use axum::response::IntoResponse;
+    // One scrape at a time: each clears and refills the fleet's gauges.
+    let turn = std::sync::Arc::new(tokio::sync::Mutex::new(()));
     let app = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
             let store = store.clone();
+            let turn = turn.clone();
             async move {
+                let _turn = turn.lock().await;
                 match metrics().scrape(&store).await {
                     Ok(text) => (
                         StatusCode::OK,

@@ -133,6 +133,37 @@ async fn suite(store: &Store) {
         "{stats:?}"
     );
     assert_eq!(store.step_facts("nothing").await.unwrap(), None);
+    // Maintenance windows, on either database.
+    let window = tierwise_common::window::MaintenanceWindow::new(
+        "server",
+        "sat",
+        "02:00",
+        "06:00",
+        "Europe/Berlin",
+    )
+    .unwrap();
+    assert!(store
+        .set_window("prod", &window, "alice", t0)
+        .await
+        .unwrap());
+    assert!(!store
+        .set_window("nowhere", &window, "alice", t0)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.windows(Some("prod")).await.unwrap(),
+        [("prod".to_owned(), window.clone())]
+    );
+    assert_eq!(store.windows(None).await.unwrap().len(), 1);
+    assert!(store
+        .remove_window("prod", "server", "alice", t0)
+        .await
+        .unwrap());
+    assert!(!store
+        .remove_window("prod", "server", "alice", t0)
+        .await
+        .unwrap());
+    assert!(store.windows(None).await.unwrap().is_empty());
     assert_eq!(store.durations().await.unwrap(), Default::default());
 
     // A reconnect is the same host: same row, first_seen kept, new session.

@@ -87,6 +87,13 @@ fn server_phases_wait_for_their_window_and_status_says_when_it_opens() {
             ],
             "`2am` is no time of day",
         ),
+        (
+            vec![
+                "--scope", "server", "--days", "sat", "--from", "02:00", "--to", "03:00", "--tz",
+                "UTC",
+            ],
+            "shorter than a step's time limit (120 min)",
+        ),
     ] {
         let out = set(&args);
         assert!(!out.status.success());
@@ -209,10 +216,7 @@ fn server_phases_wait_for_their_window_and_status_says_when_it_opens() {
         "nothing ran outside the window"
     );
     let text = c.cli(&["rollout", "status"]).unwrap();
-    assert!(
-        text.contains("Waiting: waiting for the server window"),
-        "{text}"
-    );
+    assert!(text.contains("Waiting for the server window"), "{text}");
 
     // A window open now, with room for a step's two hours: it goes on.
     let (minutes, _) = now_utc();

@@ -99,9 +99,23 @@ async fn health_answers_anyone_reflection_needs_an_operator_and_draining_is_not_
     };
     let names: Vec<&str> = services.service.iter().map(|s| s.name.as_str()).collect();
     assert!(
-        names.contains(&"tierwise.v1.AdminService") && names.contains(&"tierwise.v1.AgentService"),
+        names.contains(&"tierwise.v1.AdminService")
+            && names.contains(&"tierwise.v1.AgentService")
+            && names.contains(&"grpc.health.v1.Health"),
         "{names:?}"
     );
+    // The older reflection version is guarded the same way.
+    use tonic_reflection::pb::v1alpha;
+    let refused = v1alpha::server_reflection_client::ServerReflectionClient::new(tls.clone())
+        .server_reflection_info(tokio_stream::iter([v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+            ),
+        }]))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
 
     // A watcher sees SERVING, then NOT_SERVING as soon as the controller is
     // told to stop (the plaintext probe, which answers until the end, too).

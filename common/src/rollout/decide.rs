@@ -24,16 +24,29 @@ pub struct RolloutSnapshot<'a> {
     pub windows: &'a [crate::window::MaintenanceWindow],
 }
 
-/// Whether the current phase's steps may start now: its scope's window
-/// must be open for a whole step time limit. When a breaking release is
-/// crossed the client waves follow at once, whatever their window.
+/// Whether a host may begin the current phase's steps now: its scope's
+/// window must be open for a whole step time limit. The window is asked
+/// only when a scope's work begins: the backup opens the server's run, and
+/// the server phase and the databases' reactivation that follow it go on
+/// even past the window's end, as do a host's later steps once its first
+/// started (`decide`), so a server is never left stopped or half updated.
+/// When a breaking release is crossed, every phase after the server's
+/// follows at once, whatever its window: old clients cannot log in.
 pub fn phase_gate(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> crate::window::Gate {
     use crate::window::{gate, Gate, WindowScope};
-    let Some(kind) = snapshot.phases.get(snapshot.current_phase).map(|p| p.kind) else {
+    let phase = snapshot.current_phase;
+    let Some(kind) = snapshot.phases.get(phase).map(|p| p.kind) else {
         return Gate::Free;
     };
     let scope = WindowScope::of(kind);
-    if scope == WindowScope::Clients && snapshot.options.clients_at_once {
+    if scope != WindowScope::Server && snapshot.options.clients_at_once {
+        return Gate::Free;
+    }
+    let continues = phase
+        .checked_sub(1)
+        .and_then(|previous| snapshot.phases.get(previous))
+        .is_some_and(|previous| WindowScope::of(previous.kind) == scope);
+    if continues {
         return Gate::Free;
     }
     gate(
@@ -276,6 +289,12 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
     // Steps of one host run in order (stop, install, start): hosts with an
     // unfinished step so far wait. One pass, however large the wave.
     let mut unfinished: BTreeSet<&str> = BTreeSet::new();
+    // Hosts that began this phase's steps: the window is not asked again.
+    let begun: BTreeSet<&str> = steps
+        .iter()
+        .filter(|s| s.attempts > 0 || s.state != StepState::Pending)
+        .map(|s| s.host_id.as_str())
+        .collect();
     let mut ask_restart: Vec<String> = Vec::new();
     for step in steps.iter().copied() {
         let earlier_done = !unfinished.contains(step.host_id.as_str());
@@ -307,7 +326,11 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
             }
         }
         match step.state {
-            StepState::Pending if earlier_done && online && window_open => {
+            StepState::Pending
+                if earlier_done
+                    && online
+                    && (window_open || begun.contains(step.host_id.as_str())) =>
+            {
                 decisions.push(Decision::Dispatch {
                     step_id: step.step_id.clone(),
                 });
@@ -341,8 +364,7 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
             }
             StepState::Failed
                 if step.outcome == Some(StepOutcome::FailedTransient)
-                    && step.attempts < options.max_attempts
-                    && window_open =>
+                    && step.attempts < options.max_attempts =>
             {
                 let shift = step.attempts.saturating_sub(1).min(16);
                 let wait = options.retry_backoff_ms.saturating_mul(1 << shift);

@@ -902,3 +902,59 @@ fn the_expected_duration_follows_the_slowest_host_and_waits_for_windows() {
     assert_eq!(duration_text(28 * min), "28 min");
     assert_eq!(duration_text(80 * min), "1 h 20 min");
 }
+
+#[test]
+fn once_a_scope_began_its_work_goes_on_past_the_window() {
+    use crate::window::{Gate, MaintenanceWindow};
+    let (phases, mut steps) = rollout(1);
+    let hosts = fleet(V931, 1);
+    let options = RolloutOptions::default();
+    let friday_noon = 1_796_385_600_000;
+    let windows = [
+        MaintenanceWindow::new("server", "sat", "02:00", "06:00", "UTC").unwrap(),
+        MaintenanceWindow::new("web", "sat", "02:00", "06:00", "UTC").unwrap(),
+    ];
+    let at = |kind: fn(&PhaseKind) -> bool| phases.iter().position(|p| kind(&p.kind)).unwrap();
+    // The server phase and the databases follow the backup whatever the time.
+    for phase in [
+        at(|k| *k == PhaseKind::Server),
+        at(|k| *k == PhaseKind::Databases),
+    ] {
+        let snap = RolloutSnapshot {
+            windows: &windows,
+            ..snapshot(phase, &phases, &steps, &hosts, &options)
+        };
+        assert_eq!(phase_gate(&snap, friday_noon), Gate::Free);
+    }
+    // The web phase begins a scope of its own: it waits, unless a breaking
+    // release makes everything after the server follow at once.
+    let web = at(|k| *k == PhaseKind::Web);
+    let snap = RolloutSnapshot {
+        windows: &windows,
+        ..snapshot(web, &phases, &steps, &hosts, &options)
+    };
+    assert!(matches!(phase_gate(&snap, friday_noon), Gate::Wait { .. }));
+    let at_once = RolloutOptions {
+        clients_at_once: true,
+        ..RolloutOptions::default()
+    };
+    let snap = RolloutSnapshot {
+        windows: &windows,
+        ..snapshot(web, &phases, &steps, &hosts, &at_once)
+    };
+    assert_eq!(phase_gate(&snap, friday_noon), Gate::Free);
+    // A backup that failed transiently inside the window is retried after it.
+    let backup = steps.iter_mut().find(|s| s.phase == 0).unwrap();
+    backup.state = StepState::Failed;
+    backup.outcome = Some(StepOutcome::FailedTransient);
+    backup.attempts = 1;
+    backup.changed_ms = friday_noon - 3_600_000;
+    let snap = RolloutSnapshot {
+        windows: &windows,
+        ..snapshot(0, &phases, &steps, &hosts, &options)
+    };
+    assert!(matches!(
+        decide(&snap, friday_noon).as_slice(),
+        [Decision::Retry { .. }]
+    ));
+}

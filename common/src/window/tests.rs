@@ -147,6 +147,14 @@ fn bad_windows_say_what_to_write() {
             ("database", "sat", "02:00", "06:00", "Europe/Berlin"),
             "unknown scope `database`",
         ),
+        (
+            ("server", "sat", "2:00", "06:00", "UTC"),
+            "`2:00` is no time of day",
+        ),
+        (
+            ("server", "sat", "+2:00", "06:00", "UTC"),
+            "`+2:00` is no time of day",
+        ),
     ];
     for ((scope, days, from, to, tz), expected) in cases {
         let error = MaintenanceWindow::new(scope, days, from, to, tz)
@@ -160,11 +168,16 @@ fn bad_windows_say_what_to_write() {
         ("daily", "daily"),
         ("mon,wed,fri", "mon,wed,fri"),
         ("mon-sun", "daily"),
+        ("fri-mon", "mon,fri-sun"),
     ] {
         assert_eq!(text.parse::<Weekdays>().unwrap().to_string(), shown);
     }
     assert_eq!(
         WindowScope::of(crate::plan::PhaseKind::Databases),
         WindowScope::Server
+    );
+    assert_eq!(
+        window("server", "fri", "22:00", "02:00").nominal_minutes(),
+        240
     );
 }

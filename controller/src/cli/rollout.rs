@@ -337,7 +337,12 @@ pub fn render(status: &RolloutStatus) -> String {
     }
     if let Some(window) = &status.waiting_for_window {
         out.push(String::new());
-        out.push(format!("Waiting: {window}."));
+        // "Waiting for the server window (…), opens …."
+        let mut said = window.clone();
+        if let Some(first) = said.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        out.push(format!("{said}."));
     }
     if let Some(eta) = &status.eta {
         out.push(String::new());

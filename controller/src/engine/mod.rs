@@ -229,13 +229,14 @@ impl Engine {
         rollout.dirty = false;
         rollout.decided_ms = now;
         // Windows change seldom, but an operator's change counts at once.
-        rollout.windows = self
-            .store
-            .windows(Some(&rollout.record.installation))
-            .await?
-            .into_iter()
-            .map(|(_, window)| window)
-            .collect();
+        // One that cannot be read holds this rollout only (never lifted).
+        match self.store.windows(Some(&rollout.record.installation)).await {
+            Ok(windows) => rollout.windows = windows.into_iter().map(|(_, w)| w).collect(),
+            Err(error) => {
+                warn!(rollout = %rollout.record.id, %error, "cannot read the maintenance windows; the rollout waits");
+                return Ok(false);
+            }
+        }
         let decisions = decide(&rollout.snapshot(), now);
         if decisions.is_empty() {
             return Ok(false);

@@ -48,6 +48,15 @@ pub(super) async fn set_window(
     api.known_installation(&r.installation).await?;
     let window = MaintenanceWindow::new(&r.scope, &r.days, &r.from, &r.to, &r.time_zone)
         .map_err(|e| ApiError::InvalidArgument(format!("{e}; nothing was changed")))?;
+    // A window no step fits in would hold a rollout for ever.
+    let limit = tierwise_common::rollout::RolloutOptions::default().step_timeout_ms / 60_000;
+    if window.nominal_minutes() < limit {
+        return Err(ApiError::InvalidArgument(format!(
+            "the window is {} min long, shorter than a step's time limit ({limit} min): no step could ever start in it; nothing was changed",
+            window.nominal_minutes()
+        ))
+        .into());
+    }
     if !api
         .store
         .set_window(&r.installation, &window, &actor, now_ms())
