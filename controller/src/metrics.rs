@@ -162,20 +162,21 @@ impl Metrics {
         }
     }
 
-    /// A step result arrived for a step of `action`.
-    pub fn step_result(&self, action: &str, outcome: &str, ran_ms: i64) {
+    /// A step result arrived for a step of `action`, which ran `ran_ms` if
+    /// its host said.
+    pub fn step_result(&self, action: &str, outcome: &str, ran_ms: Option<i64>) {
         self.steps
             .get_or_create(&StepLabels {
                 action: action.to_owned(),
                 outcome: outcome.to_owned(),
             })
             .inc();
-        if ran_ms >= 0 {
+        if let Some(ms) = ran_ms {
             self.step_duration
                 .get_or_create(&Action {
                     action: action.to_owned(),
                 })
-                .observe(ran_ms as f64 / 1000.0);
+                .observe(ms as f64 / 1000.0);
         }
     }
 
@@ -288,7 +289,7 @@ mod tests {
     #[test]
     fn every_metric_is_registered_and_documented() {
         let metrics = Metrics::new();
-        metrics.step_result("install", "succeeded", 1500);
+        metrics.step_result("install", "succeeded", Some(1500));
         metrics.enrollment("enrolled");
         metrics.store_operation("hello", Duration::from_millis(2));
         metrics.dispatched(12);

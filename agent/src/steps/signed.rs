@@ -1,9 +1,10 @@
 //! Signed release metadata, checked before any installer runs or any web
 //! package is deployed, on an agent that pins a release root
 //! (`release_root_fingerprint`). The check itself is the pure
-//! `tierwise_common::trust::check_step`; this file fetches its inputs and
-//! keeps what was trusted (`release-trust.json` in the state directory),
-//! so versions never go back, even across restarts.
+//! `tierwise_common::trust::verify_metadata` and `check_step_installer`;
+//! this file fetches their inputs and keeps what was trusted
+//! (`release-trust.json` in the state directory), so versions never go
+//! back, even across restarts.
 
 use super::download::{DownloadError, Downloader};
 use std::path::{Path, PathBuf};

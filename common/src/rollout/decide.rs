@@ -290,11 +290,16 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
     // unfinished step so far wait. One pass, however large the wave.
     let mut unfinished: BTreeSet<&str> = BTreeSet::new();
     // Hosts that began this phase's steps: the window is not asked again.
-    let begun: BTreeSet<&str> = steps
-        .iter()
-        .filter(|s| s.attempts > 0 || s.state != StepState::Pending)
-        .map(|s| s.host_id.as_str())
-        .collect();
+    // Only needed while it is closed (a wave can hold 50,000 hosts).
+    let begun: BTreeSet<&str> = if window_open {
+        BTreeSet::new()
+    } else {
+        steps
+            .iter()
+            .filter(|s| s.attempts > 0 || s.state != StepState::Pending)
+            .map(|s| s.host_id.as_str())
+            .collect()
+    };
     let mut ask_restart: Vec<String> = Vec::new();
     for step in steps.iter().copied() {
         let earlier_done = !unfinished.contains(step.host_id.as_str());

@@ -24,9 +24,7 @@ mod verify;
 
 pub use keys::{generate_key, key_id, public_key_id, KeyPair};
 pub use rollout::{installer_role, signing_finding, unsigned_installers, SigningInput};
-pub use step::{
-    check_step, check_step_installer, verify_metadata, Fetched, Seen, StepInstaller, Verified,
-};
+pub use step::{check_step_installer, verify_metadata, Fetched, Seen, StepInstaller, Verified};
 pub use verify::{check_catalogue, check_installer, trusted_root, verify_release, TrustedRelease};
 
 use serde::{Deserialize, Serialize};

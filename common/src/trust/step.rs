@@ -122,16 +122,3 @@ pub fn check_step_installer(
         installer.length,
     )
 }
-
-/// Both checks; returns what to remember as seen.
-pub fn check_step(
-    pinned_root: &str,
-    fetched: &Fetched<'_>,
-    installer: &StepInstaller<'_>,
-    now_ms: i64,
-    seen: &Seen,
-) -> Result<Seen, TrustError> {
-    let verified = verify_metadata(pinned_root, fetched, now_ms, seen)?;
-    check_step_installer(&verified, installer)?;
-    Ok(verified.seen)
-}

@@ -22,8 +22,10 @@ pub(super) struct LiveRollout {
     /// When `decide` last looked (Unix ms): time alone can change its
     /// answer (timeouts, deadlines), so it looks again now and then.
     pub decided_ms: i64,
-    /// The installation's maintenance windows, read before each decision.
+    /// The installation's maintenance windows, read again at most every
+    /// second (Unix ms of the last read in `windows_read_ms`).
     pub windows: Vec<tierwise_common::window::MaintenanceWindow>,
+    pub windows_read_ms: i64,
 }
 
 impl LiveRollout {
@@ -46,6 +48,7 @@ impl LiveRollout {
             dirty: true,
             decided_ms: 0,
             windows: Vec::new(),
+            windows_read_ms: 0,
         };
         for host in hosts {
             live.put_host(host);

@@ -228,13 +228,19 @@ impl Engine {
         }
         rollout.dirty = false;
         rollout.decided_ms = now;
-        // Windows change seldom, but an operator's change counts at once.
-        // One that cannot be read holds this rollout only (never lifted).
-        match self.store.windows(Some(&rollout.record.installation)).await {
-            Ok(windows) => rollout.windows = windows.into_iter().map(|(_, w)| w).collect(),
-            Err(error) => {
-                warn!(rollout = %rollout.record.id, %error, "cannot read the maintenance windows; the rollout waits");
-                return Ok(false);
+        // Windows change seldom: read at most once a second, so an
+        // operator's change counts within a second, not on every change of
+        // a large wave. One that cannot be read holds this rollout only.
+        if now - rollout.windows_read_ms >= RECHECK_MS {
+            match self.store.windows(Some(&rollout.record.installation)).await {
+                Ok(windows) => {
+                    rollout.windows = windows.into_iter().map(|(_, w)| w).collect();
+                    rollout.windows_read_ms = now;
+                }
+                Err(error) => {
+                    warn!(rollout = %rollout.record.id, %error, "cannot read the maintenance windows; the rollout waits");
+                    return Ok(false);
+                }
             }
         }
         let decisions = decide(&rollout.snapshot(), now);

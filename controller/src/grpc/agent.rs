@@ -736,34 +736,23 @@ impl Session {
                     info!(host_id = %self.host_id, %rollout, step = %record.step_id, ?outcome, "step result");
                     self.engine.wake();
                     let facts = self.store.step_facts(&record.step_id).await.ok().flatten();
-                    let action = facts
-                        .as_ref()
-                        .map_or("unknown", |(action, _)| action.config_key())
-                        .to_owned();
-                    let outcome_text = serde_json::to_value(outcome)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default();
-                    let ran_ms = if result.started_ms > 0 && result.finished_ms >= result.started_ms
-                    {
-                        result.finished_ms - result.started_ms
-                    } else {
-                        -1
-                    };
+                    let ran_ms = (result.started_ms > 0 && result.finished_ms >= result.started_ms)
+                        .then(|| result.finished_ms - result.started_ms);
                     // What plans and statuses expect: durations of steps that succeeded.
-                    if let (Some((step_action, release)), true, true) =
-                        (&facts, outcome.succeeded(), ran_ms >= 0)
+                    if let (Some((action, release)), Some(ms)) =
+                        (&facts, ran_ms.filter(|_| outcome.succeeded()))
                     {
-                        if let Err(error) = self
-                            .store
-                            .record_duration(step_action, release, ran_ms)
-                            .await
-                        {
+                        if let Err(error) = self.store.record_duration(action, release, ms).await {
                             warn!(%error, "could not record the step's duration");
                         }
                     }
-                    let outcome = outcome_text;
-                    crate::metrics::metrics().step_result(&action, &outcome, ran_ms);
+                    crate::metrics::metrics().step_result(
+                        facts
+                            .as_ref()
+                            .map_or("unknown", |(action, _)| action.config_key()),
+                        &crate::store::rollouts::outcome_text(outcome).unwrap_or_default(),
+                        ran_ms,
+                    );
                 }
                 Ok(true)
             }

@@ -118,7 +118,8 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
-fn outcome_text(outcome: StepOutcome) -> Result<String, StoreError> {
+/// How an outcome is written in the store, the JSON and metrics.
+pub(crate) fn outcome_text(outcome: StepOutcome) -> Result<String, StoreError> {
     Ok(json(&outcome)?.trim_matches('"').to_owned())
 }
 

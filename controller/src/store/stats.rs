@@ -38,9 +38,7 @@ impl Store {
             "SELECT h.installation AS installation, c.role AS role, \
              COALESCE(c.version, CASE WHEN c.probe_error IS NULL THEN 'not_installed' ELSE 'unknown' END) AS version, \
              COUNT(*) AS n \
-             FROM hosts h JOIN components c ON c.host_id = h.host_id \
-             GROUP BY h.installation, c.role, \
-             COALESCE(c.version, CASE WHEN c.probe_error IS NULL THEN 'not_installed' ELSE 'unknown' END)",
+             FROM hosts h JOIN components c ON c.host_id = h.host_id GROUP BY 1, 2, 3",
         )
         .fetch_all(&self.pool)
         .await?

@@ -395,7 +395,7 @@ fn client_installer(sha256: &str) -> super::super::StepInstaller<'_> {
 
 #[test]
 fn a_step_is_checked_from_the_pin_to_the_installer_and_remembers_what_it_trusted() {
-    use super::super::{check_step, Fetched, Seen};
+    use super::super::{Fetched, Seen};
     let (k, root, pin) = setup();
     let roots = [root];
     let release = signed_for_catalogue(&k, 4);
@@ -586,4 +586,17 @@ fn what_was_seen_counts_only_under_its_root_and_must_be_whole() {
         ..seen
     };
     assert!(half.under(&"ab".repeat(32)).is_err());
+}
+
+/// Both checks of a step, as an agent makes them; what to remember as seen.
+fn check_step(
+    pinned_root: &str,
+    fetched: &super::super::Fetched<'_>,
+    installer: &super::super::StepInstaller<'_>,
+    now_ms: i64,
+    seen: &super::super::Seen,
+) -> Result<super::super::Seen, TrustError> {
+    let verified = super::super::verify_metadata(pinned_root, fetched, now_ms, seen)?;
+    super::super::check_step_installer(&verified, installer)?;
+    Ok(verified.seen)
 }
