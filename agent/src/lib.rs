@@ -12,6 +12,7 @@ pub use tierwise_common::backoff;
 pub mod config;
 #[cfg(windows)]
 pub mod eventlog;
+pub mod health;
 pub mod host;
 pub mod identity;
 pub mod logs;

@@ -50,6 +50,7 @@ fn executor(dir: &Path) -> Executor {
         facts: FactsSpec::Client { update_check: None },
         // Only `install` is defined for this host.
         actions: BTreeMap::from([("install", recorder(dir))]),
+        health: None,
     };
     Executor::new(&dir.join("state"), vec![client]).unwrap()
 }

@@ -239,6 +239,7 @@ async fn discovery_reads_windows_only() {
         version: VersionProbe::Fixed(Version::new(9, 3, 1, 33994)),
         facts: FactsSpec::Client { update_check: None },
         actions: Default::default(),
+        health: None,
     };
     let inventory = probe::inventory(&[client]).await.unwrap();
     let Facts::Client(facts) = &inventory.components()[0].facts else {

@@ -6,7 +6,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
-use tierwise_agent::config::{ActionCommand, ComponentSpec, FactsSpec, VersionProbe};
+use tierwise_agent::config::{
+    ActionCommand, ComponentSpec, FactsSpec, HealthChecks, TcpTarget, VersionProbe,
+};
 use tierwise_agent::steps::journal::{Journal, JournalEntry};
 use tierwise_agent::steps::Executor;
 use tierwise_common::action::{StepAction, StepOutcome};
@@ -45,8 +47,92 @@ fn executor(dir: &Path, install: ActionCommand) -> Executor {
         version: VersionProbe::Fixed(Version::new(9, 3, 1, 33994)),
         facts: FactsSpec::Client { update_check: None },
         actions: BTreeMap::from([("install", install)]),
+        health: None,
     };
     Executor::new(&dir.join("state"), vec![client]).unwrap()
+}
+
+/// A client whose health check is a port on this machine.
+fn checked_executor(dir: &Path, port: u16) -> Executor {
+    let client = ComponentSpec {
+        role: Role::Client,
+        version: VersionProbe::Fixed(Version::new(9, 3, 1, 33994)),
+        facts: FactsSpec::Client { update_check: None },
+        actions: BTreeMap::from([("install", installer(dir))]),
+        health: Some(HealthChecks {
+            tcp: vec![TcpTarget {
+                host: "127.0.0.1".into(),
+                port,
+            }],
+            https: Vec::new(),
+            services: Vec::new(),
+            ca_file: None,
+            wait: Duration::from_secs(1),
+        }),
+    };
+    Executor::new(&dir.join("state"), vec![client]).unwrap()
+}
+
+#[tokio::test]
+async fn an_install_counts_only_when_its_health_checks_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let open = listener.local_addr().unwrap().port();
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let artifact = dir.path().join("client.msi");
+
+    let report = checked_executor(dir.path(), open)
+        .execute("ok-1", &install(), Some(&artifact))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, StepOutcome::Succeeded, "{report:?}");
+    assert!(
+        report.output_tail.contains("installing /i")
+            && report
+                .output_tail
+                .contains(&format!("health checks:\nok   tcp 127.0.0.1:{open}:")),
+        "{}",
+        report.output_tail
+    );
+
+    let report = checked_executor(dir.path(), closed)
+        .execute("bad-1", &install(), Some(&artifact))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, StepOutcome::Failed, "{report:?}");
+    assert_eq!(report.exit_code, Some(0), "the installer itself succeeded");
+    assert!(
+        report.reason.starts_with("health check failed after ")
+            && report.reason.contains(&format!("tcp 127.0.0.1:{closed}:")),
+        "{}",
+        report.reason
+    );
+    assert!(report
+        .output_tail
+        .contains(&format!("FAIL tcp 127.0.0.1:{closed}:")));
+    // The journal keeps the failure: a redelivery answers the same.
+    let again = checked_executor(dir.path(), open)
+        .execute("bad-1", &install(), Some(&artifact))
+        .await
+        .unwrap();
+    assert_eq!(again, report);
+
+    // Restart required: the component is not whole yet, nothing is checked.
+    std::fs::write(dir.path().join("exit"), "30").unwrap();
+    let report = checked_executor(dir.path(), closed)
+        .execute("restart-1", &install(), Some(&artifact))
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, StepOutcome::SucceededRestartRequired);
+    assert!(
+        report.output_tail.contains("health checks not run"),
+        "{}",
+        report.output_tail
+    );
+    drop(listener);
 }
 
 fn install() -> StepAction {
@@ -243,6 +329,7 @@ mod web_deploy {
                 web_app: Some(format!("{}/WebApp-{{version}}.zip", dir.display())),
             },
             actions: BTreeMap::new(),
+            health: None,
         };
         Executor::new(&dir.join("state"), vec![web]).unwrap()
     }

@@ -105,6 +105,21 @@ impl StepAction {
         }
     }
 
+    /// The component whose post-update health checks run after this step
+    /// succeeds: the step that leaves it running again — `start_services`
+    /// of a server or application server, the Web Application's
+    /// deployment, and a client's install (a client has no services).
+    pub const fn health_checked(&self) -> Option<Role> {
+        match self {
+            StepAction::StartServices { role } => Some(*role),
+            StepAction::DeployWebApp { .. } => Some(Role::Web),
+            StepAction::InstallComponent {
+                role: Role::Client, ..
+            } => Some(Role::Client),
+            _ => None,
+        }
+    }
+
     /// The version the action moves to, for the `{version}` placeholder.
     pub const fn version(&self) -> Option<Version> {
         match self {
@@ -167,6 +182,51 @@ pub fn interpret_exit_code(code: Option<i32>, transient: &[i32], restart: &[i32]
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn health_checks_follow_the_step_that_leaves_a_component_running() {
+        let v: Version = "9.3.1.33994".parse().expect("version");
+        let install = |role| StepAction::InstallComponent {
+            role,
+            version: v,
+            artifact_sha256: None,
+        };
+        assert_eq!(
+            StepAction::StartServices { role: Role::Server }.health_checked(),
+            Some(Role::Server)
+        );
+        assert_eq!(
+            StepAction::StartServices {
+                role: Role::AppServer
+            }
+            .health_checked(),
+            Some(Role::AppServer)
+        );
+        assert_eq!(
+            StepAction::DeployWebApp {
+                version: v,
+                artifact_sha256: None
+            }
+            .health_checked(),
+            Some(Role::Web)
+        );
+        assert_eq!(install(Role::Client).health_checked(), Some(Role::Client));
+        // A server's install is followed by its start: checked then.
+        assert_eq!(install(Role::Server).health_checked(), None);
+        assert_eq!(StepAction::Backup.health_checked(), None);
+        assert_eq!(
+            StepAction::StopServices { role: Role::Server }.health_checked(),
+            None
+        );
+        assert_eq!(
+            StepAction::ReactivateDatabases { version: v }.health_checked(),
+            None
+        );
+        assert_eq!(
+            StepAction::Restart { role: Role::Client }.health_checked(),
+            None
+        );
+    }
 
     #[test]
     fn installer_exit_codes() {

@@ -594,6 +594,16 @@ exit 0
         self.restart()
     }
 
+    /// Gives the agent's component post-update health checks (the body of
+    /// `[component.health]`, e.g. `tcp = ["127.0.0.1:11011"]`) and
+    /// restarts it.
+    pub fn with_health(&mut self, body: &str) -> Result<()> {
+        let mut config = std::fs::read_to_string(&self.config)?;
+        config.push_str(&format!("\n[component.health]\n{body}\n"));
+        set_file(&self.config, &config)?;
+        self.restart()
+    }
+
     /// Writes the Web Application package of `version` (a ZIP with its
     /// `version.txt` and an `index.html`) where the web agent looks for it.
     pub fn with_web_package(&self, version: &str) -> Result<()> {

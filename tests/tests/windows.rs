@@ -370,6 +370,16 @@ fn the_windows_agent_is_deployed_by_msi_and_policy_and_updates_its_client() -> R
         "REG_SZ",
         "^Netwrix Password Secure$",
     )?;
+    // After its install the client's health: the agent's own service runs
+    // and the controller (standing in for the application server) answers.
+    wine.reg_add(&client, "HealthServices", "REG_MULTI_SZ", "TierwiseAgent")?;
+    let controller_port = url.rsplit(':').next().context("port")?;
+    wine.reg_add(
+        &client,
+        "HealthTcp",
+        "REG_MULTI_SZ",
+        &format!("127.0.0.1:{controller_port}"),
+    )?;
     wine.reg_add(
         &client,
         "InstallCommand",
@@ -439,6 +449,11 @@ fn the_windows_agent_is_deployed_by_msi_and_policy_and_updates_its_client() -> R
     assert!(wine
         .c("ProgramData/Tierwise/Agent/release-trust.json")
         .is_file());
+    assert!(
+        log.contains("ok   service TierwiseAgent: running")
+            && log.contains(&format!("ok   tcp 127.0.0.1:{controller_port}")),
+        "the client's health checks, set by Group Policy, ran after its install:\n{log}"
+    );
     let entry = wine.ok(&["reg", "query", UNINSTALL])?;
     assert!(
         entry.contains("INSTALL_WIN_APP=1 INSTALL_AUTOFILL_ADDON=0"),

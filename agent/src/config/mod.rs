@@ -69,6 +69,54 @@ pub struct ComponentSpec {
     pub facts: FactsSpec,
     /// Commands by action key (`install`, `stop_services`, ...).
     pub actions: std::collections::BTreeMap<&'static str, ActionCommand>,
+    /// What must answer once an update left the component running.
+    pub health: Option<HealthChecks>,
+}
+
+/// Default time the health checks have to pass after a step.
+pub const DEFAULT_HEALTH_WAIT_SECONDS: u32 = 120;
+
+/// Post-update health checks of one component: every one must pass, within
+/// `wait`, for the step that left the component running to succeed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthChecks {
+    /// Ports that must accept a connection.
+    pub tcp: Vec<TcpTarget>,
+    /// URLs that must answer 200 over HTTPS.
+    pub https: Vec<HttpsTarget>,
+    /// Windows services that must be running.
+    pub services: Vec<String>,
+    /// A PEM file of certificates trusted for `https` besides the system's.
+    pub ca_file: Option<PathBuf>,
+    pub wait: Duration,
+}
+
+/// `HOST:PORT` of a TCP check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpTarget {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for TcpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// An `https://` URL, split for the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpsTarget {
+    /// As written, for messages.
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    /// Path and query, at least `/`.
+    pub path: String,
 }
 
 /// The validated configuration.

@@ -40,7 +40,18 @@ pub(super) struct RawComponent {
     pub(super) websocket: Option<Spanned<RawCheck>>,
     pub(super) update_check: Option<Spanned<RawCheck>>,
     pub(super) web_app: Option<Spanned<String>>,
+    pub(super) health: Option<Spanned<RawHealth>>,
     pub(super) actions: Option<RawActions>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealth {
+    pub(super) tcp: Option<Vec<String>>,
+    pub(super) https: Option<Vec<String>>,
+    pub(super) services: Option<Vec<String>>,
+    pub(super) ca_file: Option<PathBuf>,
+    pub(super) wait_seconds: Option<u32>,
 }
 
 #[derive(Deserialize)]

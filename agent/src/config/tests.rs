@@ -214,3 +214,57 @@ fn a_pinned_release_root_needs_the_installer_given_as_artifact() {
     let signed = format!("{pinned}\n[component.actions]\ninstall = {{ command = [\"msiexec\", \"/i\", \"{{artifact}}\"] }}\n");
     assert!(parse(&signed, "agent.toml").is_ok());
 }
+
+#[test]
+fn health_checks_are_read_with_their_defaults() {
+    let text = format!(
+        "{GOOD}health = {{ tcp = [\"localhost:11011\", \"[::1]:11014\"], https = [\"https://ps.corp.example:8443/status?x=1\", \"https://ps.corp.example\"] }}\n"
+    );
+    let settings = parse(&text, "agent.toml").unwrap();
+    let health = settings.components[0].health.as_ref().expect("health");
+    assert_eq!(health.wait, Duration::from_secs(120));
+    let tcp: Vec<String> = health.tcp.iter().map(ToString::to_string).collect();
+    assert_eq!(tcp, ["localhost:11011", "[::1]:11014"]);
+    assert_eq!(health.https[0].host, "ps.corp.example");
+    assert_eq!(health.https[0].port, 8443);
+    assert_eq!(health.https[0].path, "/status?x=1");
+    assert_eq!(health.https[1].port, 443);
+    assert_eq!(health.https[1].path, "/");
+
+    // The same as a table of its own, with a wait.
+    let text =
+        format!("{GOOD}[component.health]\ntcp = [\"ps-app-01:11016\"]\nwait_seconds = 300\n");
+    let settings = parse(&text, "agent.toml").unwrap();
+    let health = settings.components[0].health.as_ref().expect("health");
+    assert_eq!(health.wait, Duration::from_secs(300));
+}
+
+#[test]
+fn wrong_health_checks_are_refused_with_what_to_write() {
+    let with = |health: &str| error(&format!("{GOOD}health = {health}\n"));
+    let e = with("{ tcp = [\"ps-app-01\"] }");
+    assert!(
+        e.contains("component `server`: `health`") && e.contains("not HOST:PORT"),
+        "{e}"
+    );
+    let e = with("{ tcp = [\"ps-app-01:0\"] }");
+    assert!(e.contains("not HOST:PORT"), "{e}");
+    let e = with("{ tcp = [\"::1:11011\"] }");
+    assert!(e.contains("not HOST:PORT"), "{e}");
+    let e = with("{ https = [\"http://ps.corp.example/\"] }");
+    assert!(e.contains("is not an https:// URL"), "{e}");
+    let e = with("{ https = [\"https://user@ps.corp.example/\"] }");
+    assert!(e.contains("user name"), "{e}");
+    let e = with("{ wait_seconds = 30 }");
+    assert!(e.contains("names no check"), "{e}");
+    let e = with("{ tcp = [\"a:1\"], ca_file = \"/etc/ca.pem\" }");
+    assert!(e.contains("`ca_file` is for the `https` checks"), "{e}");
+    let e = with("{ tcp = [\"a:1\"], wait_seconds = 0 }");
+    assert!(e.contains("between 1 and 3600"), "{e}");
+    let e = with("{ tcp = [\"a:1\"], ports = [1] }");
+    assert!(e.contains("unknown field `ports`"), "{e}");
+    if !cfg!(windows) {
+        let e = with("{ services = [\"PasswordSecureServer\"] }");
+        assert!(e.contains("works only on Windows"), "{e}");
+    }
+}

@@ -6,12 +6,12 @@
 //! default state directory) is gathered beforehand by `mod.rs` and handed in
 //! as a [`Machine`].
 
-use super::raw::{RawActionCommand, RawCheck, RawConfig, RawSource, RawWebServer};
+use super::raw::{RawActionCommand, RawCheck, RawConfig, RawHealth, RawSource, RawWebServer};
 use super::{
     ActionCommand, CheckProbe, ComponentSpec, ConfigError, DatabasesProbe, EnrollmentSettings,
-    FactsSpec, Settings, Source, VersionProbe, DEFAULT_ACTION_TIMEOUT_SECONDS,
-    DEFAULT_COMMAND_TIMEOUT_SECONDS, DEFAULT_HEARTBEAT_SECONDS, DEFAULT_PROBE_SECONDS,
-    DEFAULT_RECONNECT_MAX_SECONDS, PLACEHOLDERS,
+    FactsSpec, HealthChecks, HttpsTarget, Settings, Source, TcpTarget, VersionProbe,
+    DEFAULT_ACTION_TIMEOUT_SECONDS, DEFAULT_COMMAND_TIMEOUT_SECONDS, DEFAULT_HEALTH_WAIT_SECONDS,
+    DEFAULT_HEARTBEAT_SECONDS, DEFAULT_PROBE_SECONDS, DEFAULT_RECONNECT_MAX_SECONDS, PLACEHOLDERS,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -415,11 +415,17 @@ pub(super) fn settings(
         if cfg!(windows) && !actions.contains_key("restart") {
             actions.insert("restart", default_windows_restart());
         }
+        let health = component
+            .health
+            .as_ref()
+            .map(|h| health_checks(h.get_ref()).map_err(|m| here("health", Some(h.span()), m)))
+            .transpose()?;
         components.push(ComponentSpec {
             role,
             version,
             facts,
             actions,
+            health,
         });
     }
     components.sort_by_key(|c| c.role);
@@ -630,6 +636,93 @@ fn check_probe(raw: &RawCheck) -> Result<CheckProbe, String> {
     Ok(CheckProbe::Text {
         source: source(raw, true)?,
         pattern,
+    })
+}
+
+fn health_checks(raw: &RawHealth) -> Result<HealthChecks, String> {
+    let tcp = raw
+        .tcp
+        .iter()
+        .flatten()
+        .map(|entry| tcp_target(entry))
+        .collect::<Result<Vec<_>, _>>()?;
+    let https = raw
+        .https
+        .iter()
+        .flatten()
+        .map(|entry| https_target(entry))
+        .collect::<Result<Vec<_>, _>>()?;
+    let services: Vec<String> = raw.services.iter().flatten().cloned().collect();
+    if !services.is_empty() && !cfg!(windows) {
+        return Err("`services` asks the Windows Service Control Manager and works only on Windows; check the service's port with `tcp` instead".into());
+    }
+    if let Some(name) = services.iter().find(|s| s.trim().is_empty()) {
+        return Err(format!(
+            "`services`: `{name}` is not a service name; give the service's name as `sc query` shows it"
+        ));
+    }
+    if tcp.is_empty() && https.is_empty() && services.is_empty() {
+        return Err("names no check; give at least one of `tcp = [\"HOST:PORT\"]`, `https = [\"https://HOST/\"]` or (Windows) `services = [\"NAME\"]`".into());
+    }
+    if raw.ca_file.is_some() && https.is_empty() {
+        return Err("`ca_file` is for the `https` checks, and there are none".into());
+    }
+    let wait = match raw.wait_seconds {
+        None => DEFAULT_HEALTH_WAIT_SECONDS,
+        Some(seconds) if (1..=3600).contains(&seconds) => seconds,
+        Some(_) => return Err("`wait_seconds` must be between 1 and 3600".into()),
+    };
+    Ok(HealthChecks {
+        tcp,
+        https,
+        services,
+        ca_file: raw.ca_file.clone(),
+        wait: Duration::from_secs(u64::from(wait)),
+    })
+}
+
+/// `HOST:PORT`, `[IPv6]:PORT`.
+fn tcp_target(entry: &str) -> Result<TcpTarget, String> {
+    let wrong = || format!("`tcp`: `{entry}` is not HOST:PORT; write e.g. \"ps-app-01:11011\"");
+    let (host, port) = entry.trim().rsplit_once(':').ok_or_else(wrong)?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() || (host.contains(':') && !entry.trim().starts_with('[')) {
+        return Err(wrong());
+    }
+    let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(wrong)?;
+    Ok(TcpTarget {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+fn https_target(entry: &str) -> Result<HttpsTarget, String> {
+    let wrong = |why: &str| {
+        format!("`https`: `{entry}` {why}; write e.g. \"https://passwordsecure.corp.example/\"")
+    };
+    let uri: http::Uri = entry.trim().parse().map_err(|_| wrong("is not a URL"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err(wrong("is not an https:// URL"));
+    }
+    let authority = uri.authority().ok_or_else(|| wrong("names no host"))?;
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    if host.is_empty() || authority.as_str().contains('@') {
+        return Err(wrong("names no host (or carries a user name)"));
+    }
+    Ok(HttpsTarget {
+        url: entry.trim().to_owned(),
+        host: host.to_owned(),
+        port: authority.port_u16().unwrap_or(443),
+        path: uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
     })
 }
 

@@ -321,6 +321,51 @@ install = { command = ["msiexec", "/i", "{artifact}"], timeout_seconds = 600 }
     }
 
     #[test]
+    fn health_checks_come_from_policy_as_one_table() {
+        let effective = resolve(&sources(
+            &[
+                (
+                    r"Components\Client",
+                    "HealthTcp",
+                    RegValue::Lines(vec!["ps-app-01:11011".into(), "ps-app-02:11011".into()]),
+                ),
+                (
+                    r"Components\Client",
+                    "HealthWaitSeconds",
+                    RegValue::Number(60),
+                ),
+            ],
+            &[],
+        ))
+        .expect("valid");
+        let health = effective.settings.components[0]
+            .health
+            .as_ref()
+            .expect("health checks");
+        let tcp: Vec<String> = health.tcp.iter().map(ToString::to_string).collect();
+        assert_eq!(tcp, ["ps-app-01:11011", "ps-app-02:11011"]);
+        assert_eq!(health.wait.as_secs(), 60);
+        assert_eq!(source_of(&effective, "component.client.health"), "policy");
+
+        // A wait alone names no check: refused, naming the value to fix.
+        let refused = resolve(&sources(
+            &[(
+                r"Components\Client",
+                "HealthWaitSeconds",
+                RegValue::Number(60),
+            )],
+            &[],
+        ))
+        .expect_err("no check");
+        let refused = refused.to_string();
+        assert!(refused.contains("names no check"), "{refused}");
+        assert!(
+            refused.contains(r"Components\Client\HealthWaitSeconds"),
+            "{refused}"
+        );
+    }
+
+    #[test]
     fn policy_alone_is_a_whole_configuration() {
         let mut s = Sources::default();
         for (k, n, v) in [

@@ -372,6 +372,46 @@ fn component_settings(role: Role) -> Vec<Setting> {
         Role::Client => check_settings(&mut add, role, "update_check", "UpdateCheck", f),
         Role::AppServer => {}
     }
+    let h = groups.health;
+    add(
+        "HealthTcp",
+        Lines,
+        Probe("health", "tcp"),
+        h,
+        "Ports that must accept a connection (HOST:PORT, one per line)",
+    );
+    add(
+        "HealthHttps",
+        Lines,
+        Probe("health", "https"),
+        h,
+        "HTTPS addresses that must answer 200 (one per line)",
+    );
+    add(
+        "HealthServices",
+        Lines,
+        Probe("health", "services"),
+        h,
+        "Windows services that must be running (one name per line)",
+    );
+    add(
+        "HealthCaFile",
+        Text,
+        Probe("health", "ca_file"),
+        h,
+        "PEM file of certificates trusted for the HTTPS checks",
+    );
+    add(
+        "HealthWaitSeconds",
+        Number {
+            min: 1,
+            max: 3600,
+            default: 120,
+        },
+        Probe("health", "wait_seconds"),
+        h,
+        "How long the checks have to pass (seconds, default 120)",
+    );
     for (action, name, server_only) in ACTIONS {
         if (server_only && role != Role::Server) || (role == Role::Web && action == "install") {
             continue;
@@ -513,6 +553,7 @@ struct ComponentGroups {
     role: Role,
     version: Group,
     facts: Group,
+    health: Group,
 }
 
 impl ComponentGroups {
@@ -537,6 +578,13 @@ impl ComponentGroups {
                     Role::Client => "Whether \"Can search for updates\" is on for normal users (the vendor recommends off): a fixed answer, a DWORD flag in the registry, or a file or command whose text the pattern matches.",
                     Role::AppServer => "",
                 },
+            },
+            health: Group {
+                id: leak(format!("{stem}Health")),
+                title: leak(format!("{title}: health checks after an update")),
+                help: leak(format!(
+                    "What must answer once an update left the `{role}` component running (after its services start; for a client after its install; for the Web Application after its deployment): ports that accept a connection, HTTPS addresses that answer 200, Windows services that run. The checks are repeated until all pass or the wait is over; if they do not pass, the step fails with every check's result and the rollout halts as for any failed step. Vendor ports: 11011 (clients and web server to the application server), 11014 (backup service), 11016 (web server to the application server)."
+                )),
             },
         }
     }

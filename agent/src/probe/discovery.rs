@@ -156,12 +156,14 @@ pub fn discovered_components(entries: &[UninstallEntry], state_dir: &Path) -> Ve
                 version: VersionProbe::Discovered(role),
                 facts: FactsSpec::Server { databases: None },
                 actions: BTreeMap::new(),
+                health: None,
             }),
             Role::Client => Some(ComponentSpec {
                 role,
                 version: VersionProbe::Discovered(role),
                 facts: FactsSpec::Client { update_check: None },
                 actions: BTreeMap::from([("install", client_install_action(state_dir))]),
+                health: None,
             }),
             // `classify` names no other role.
             Role::AppServer | Role::Web => None,

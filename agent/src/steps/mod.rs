@@ -230,7 +230,65 @@ impl Executor {
         })
     }
 
+    /// Performs the step, then, when it left a component running again,
+    /// that component's health checks: the step succeeds only if they pass.
     async fn run(
+        &self,
+        step_id: &str,
+        action: &StepAction,
+        artifact: Option<&Path>,
+        started_ms: i64,
+        progress: &(dyn Fn(&str) + Send + Sync),
+    ) -> StepReport {
+        let mut report = self
+            .perform(step_id, action, artifact, started_ms, progress)
+            .await;
+        let Some(checks) = action
+            .health_checked()
+            .and_then(|role| self.components.iter().find(|c| c.role == role))
+            .and_then(|component| component.health.as_ref())
+        else {
+            return report;
+        };
+        match report.outcome {
+            StepOutcome::Succeeded => {}
+            StepOutcome::SucceededRestartRequired => {
+                report.output_tail = with_health(
+                    &report.output_tail,
+                    &[
+                        "health checks not run: the component is whole only after the restart"
+                            .to_owned(),
+                    ],
+                );
+                return report;
+            }
+            _ => return report,
+        }
+        tracing::info!(%step_id, "running health checks");
+        let verdict = crate::health::verify(checks, progress).await;
+        tracing::info!(
+            %step_id,
+            passed = verdict.passed,
+            "health checks: {}",
+            verdict.lines.join("; ")
+        );
+        report.output_tail = with_health(&report.output_tail, &verdict.lines);
+        report.finished_ms = now_ms();
+        if !verdict.passed {
+            report.outcome = StepOutcome::Failed;
+            report.reason = format!(
+                "health check failed after {} s: {}",
+                verdict.waited.as_secs(),
+                verdict
+                    .first_failure()
+                    .unwrap_or("a check failed")
+                    .trim_start_matches("FAIL ")
+            );
+        }
+        report
+    }
+
+    async fn perform(
         &self,
         step_id: &str,
         action: &StepAction,
@@ -382,6 +440,22 @@ impl Executor {
             }
         }
     }
+}
+
+/// A step's output followed by its health checks' lines, kept within
+/// `OUTPUT_TAIL_BYTES` (the checks' lines are the ones kept).
+fn with_health(output: &str, lines: &[String]) -> String {
+    let mut text = String::new();
+    if !output.is_empty() {
+        text.push_str(output.trim_end());
+        text.push('\n');
+    }
+    text.push_str("health checks:\n");
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    tail(text.as_bytes(), OUTPUT_TAIL_BYTES)
 }
 
 /// The agent's queue of steps: commands in, reports out, one step at a time.
