@@ -67,6 +67,7 @@ fn main() {
         limits,
         health_listen: None,
         metrics_listen: None,
+        ui_listen: None,
         allow_unsigned_releases: false,
         release_root: None,
     };

@@ -21,6 +21,8 @@ pub struct DemoOptions {
     pub listen: SocketAddr,
     pub agent_bin: Option<PathBuf>,
     pub keep_running: bool,
+    /// Where to serve the web dashboard, if anywhere.
+    pub ui_listen: Option<SocketAddr>,
 }
 
 const INSTALLATION: &str = "demo";
@@ -109,6 +111,7 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         limits: crate::grpc::limits::LimitSettings::default(),
         health_listen: None,
         metrics_listen: None,
+        ui_listen: options.ui_listen,
         allow_unsigned_releases: true,
         release_root: None,
     };
@@ -130,6 +133,12 @@ pub async fn run(options: DemoOptions) -> anyhow::Result<()> {
         controller.fingerprint,
         settings.data_dir.display()
     );
+    if let Some(at) = controller.ui_addr {
+        println!(
+            "Web dashboard at https://{at}/ (the demo's own CA: your browser warns); log in with the token in {}",
+            server::admin_token_path(&settings.data_dir).display()
+        );
+    }
 
     let hosts = fleet();
     // One enrollment token for the whole demo fleet, as Group Policy would

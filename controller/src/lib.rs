@@ -21,4 +21,5 @@ pub mod server;
 pub mod store;
 #[cfg(test)]
 mod test_fixtures;
+pub mod ui;
 pub mod wire;

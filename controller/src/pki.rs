@@ -149,6 +149,16 @@ impl Pki {
         .context("the server certificate and key cannot be used together")
     }
 
+    /// The web dashboard's TLS configuration: the server certificate,
+    /// without asking for a client certificate.
+    pub fn browser_config(&self) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+        tierwise_transport::server::browser_config(
+            self.server_chain.clone(),
+            self.server_key.clone_key(),
+        )
+        .context("the server certificate and key cannot be used together")
+    }
+
     /// Signs an agent's certificate from its request. What the certificate
     /// says is decided here: the host id as its common name, client
     /// authentication only, `lifetime` from now; only the request's public

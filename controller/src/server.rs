@@ -54,6 +54,8 @@ pub struct ServeSettings {
     /// A plaintext HTTP listener for Prometheus (`GET /metrics`); `None`:
     /// none.
     pub metrics_listen: Option<SocketAddr>,
+    /// The web dashboard's TLS listener; `None`: no dashboard.
+    pub ui_listen: Option<SocketAddr>,
     /// Rollouts of installers that signed release metadata does not cover
     /// may start (the plan warns loudly); off: they are refused.
     pub allow_unsigned_releases: bool,
@@ -97,6 +99,7 @@ impl ServeSettings {
             limits: crate::grpc::limits::LimitSettings::default(),
             health_listen: None,
             metrics_listen: None,
+            ui_listen: None,
             allow_unsigned_releases: false,
             release_root: None,
         })
@@ -115,6 +118,9 @@ pub struct RunningController {
     /// Where `GET /metrics` is served, if it is.
     pub metrics_addr: Option<SocketAddr>,
     metrics: Option<JoinHandle<std::io::Result<()>>>,
+    /// Where the web dashboard is served, if it is.
+    pub ui_addr: Option<SocketAddr>,
+    ui: Option<JoinHandle<()>>,
     health: tonic_health::server::HealthReporter,
     probe: Option<JoinHandle<Result<(), tonic::transport::Error>>>,
     sessions: Sessions,
@@ -171,6 +177,9 @@ impl RunningController {
         if let Some(metrics) = self.metrics.take() {
             metrics.abort();
         }
+        if let Some(ui) = self.ui.take() {
+            ui.abort();
+        }
         if let Err(error) = self.store.flush_heartbeats().await {
             warn!(%error, "could not write the last heartbeats");
         }
@@ -220,6 +229,12 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         })?),
         None => None,
     };
+    let ui_listener = match settings.ui_listen {
+        Some(addr) => Some(listen(addr).with_context(|| {
+            format!("cannot listen on {addr} for the web dashboard; choose another address with --ui-listen")
+        })?),
+        None => None,
+    };
     // An SQLite store belongs to one controller: a second one on the same
     // file would run a second engine over the same rollouts.
     let sqlite_lock = match settings.database.sqlite_path() {
@@ -259,13 +274,28 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     )
     .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_CONTROLLER_MESSAGE_BYTES);
-    let admin_service = AdminServiceServer::new(
-        AdminApi::new(store.clone(), sessions.clone(), engine.clone(), artifacts)
-            .allowing_unsigned_releases(settings.allow_unsigned_releases)
-            .pinning_release_root(settings.release_root.clone()),
-    )
-    .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
-    .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES);
+    let admin_api = AdminApi::new(store.clone(), sessions.clone(), engine.clone(), artifacts)
+        .allowing_unsigned_releases(settings.allow_unsigned_releases)
+        .pinning_release_root(settings.release_root.clone());
+    let (ui, ui_addr) = match ui_listener {
+        Some(listener) => {
+            let at = listener.local_addr()?;
+            let dashboard = crate::ui::Ui::new(admin_api.clone(), auth.clone(), store.clone());
+            info!(addr = %at, "web dashboard served at https://{at}/ (TLS)");
+            (
+                Some(tokio::spawn(crate::ui::serve(
+                    listener,
+                    pki.browser_config()?,
+                    dashboard,
+                ))),
+                Some(at),
+            )
+        }
+        None => (None, None),
+    };
+    let admin_service = AdminServiceServer::new(admin_api)
+        .max_decoding_message_size(MAX_AGENT_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_ADMIN_MESSAGE_BYTES);
     // Authorisation runs before either service sees a call.
     let agent_service = Guard::new(agent_service, auth.clone());
     let admin_service = Guard::new(admin_service, auth.clone());
@@ -348,6 +378,8 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         health_addr,
         metrics_addr,
         metrics,
+        ui_addr,
+        ui,
         health,
         probe,
         sessions,

@@ -6,6 +6,7 @@
 //! `cargo test --workspace` builds them, because the controller and agent
 //! packages have integration tests of their own.
 
+pub mod webdriver;
 pub mod wire;
 
 use anyhow::{anyhow, bail, Context, Result};

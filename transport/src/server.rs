@@ -46,6 +46,21 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The TLS configuration of the web dashboard: the same certificate, TLS
+/// 1.3, no client certificate asked (a browser would offer the user a
+/// choice of certificates), HTTP/1.1.
+pub fn browser_config(
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// Limits of the accept loop.
 #[derive(Clone, Copy, Debug)]
 pub struct AcceptLimits {

@@ -40,6 +40,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per run: the size of `serve`'s many flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller: agents connect here, operators' commands land here.
@@ -107,6 +109,10 @@ pub enum Command {
         /// this address, in plain HTTP; off by default.
         #[arg(long, env = "TIERWISE_METRICS_LISTEN")]
         metrics_listen: Option<SocketAddr>,
+        /// Serve the read-only web dashboard over TLS on this address
+        /// (operators log in with their token); off by default.
+        #[arg(long, env = "TIERWISE_UI_LISTEN")]
+        ui_listen: Option<SocketAddr>,
         /// Also serve the gRPC health service, and only it, without TLS on
         /// this address (for Kubernetes probes, which speak no TLS).
         #[arg(long, env = "TIERWISE_HEALTH_LISTEN")]
@@ -214,6 +220,10 @@ pub enum Command {
         /// Keep the fleet running after the tour, until Ctrl-C.
         #[arg(long)]
         keep_running: bool,
+        /// Also serve the web dashboard on this address (log in with the
+        /// token the demo prints the path of).
+        #[arg(long)]
+        ui_listen: Option<SocketAddr>,
     },
 }
 

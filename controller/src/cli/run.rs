@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             release_root_fingerprint,
             health_listen,
             metrics_listen,
+            ui_listen,
         } => {
             let mut settings =
                 crate::server::ServeSettings::resolve(listen, data_dir, database_url.as_deref())?;
@@ -62,6 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             settings.release_root = release_root_fingerprint;
             settings.health_listen = health_listen;
             settings.metrics_listen = metrics_listen;
+            settings.ui_listen = ui_listen;
             if allow_unsigned_releases {
                 tracing::warn!("unsigned releases are allowed: rollouts of installers that no signed release metadata covers can start");
             }
@@ -407,11 +409,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             agent_bin,
             keep_running,
+            ui_listen,
         } => {
             crate::demo::run(crate::demo::DemoOptions {
                 listen,
                 agent_bin,
                 keep_running,
+                ui_listen,
             })
             .await?;
             Ok(ExitCode::SUCCESS)

@@ -4,7 +4,7 @@
 pub mod admin;
 pub mod agent;
 pub mod auth;
-mod error;
+pub mod error;
 pub mod health;
 pub mod limits;
 pub mod sessions;

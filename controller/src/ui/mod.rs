@@ -1,0 +1,144 @@
+//! The web dashboard: read-only pages served over the controller's TLS on
+//! `--ui-listen` (off by default). An operator logs in with their token;
+//! every page is authorised as the gRPC call that reads the same data, and
+//! the data comes from the same handlers the CLI calls — the dashboard and
+//! `tierwise … --json` cannot disagree.
+//!
+//! Server-rendered HTML (askama templates, escaped by default) with htmx,
+//! vendored, polling a rollout's live part. No request leaves the page's
+//! origin: the Content-Security-Policy allows only this server.
+//!
+//! The files: `session.rs` (login, cookies, who may see a page), `data.rs`
+//! (the in-process calls to the admin API, the one place here with
+//! protobuf types), `chart.rs` (versions per role as bar segments, pure),
+//! `pages.rs` (the handlers and their templates).
+
+mod chart;
+mod data;
+mod pages;
+mod session;
+
+use crate::grpc::admin::AdminApi;
+use crate::grpc::auth::Authenticator;
+use crate::store::Store;
+use axum::http::{header, HeaderValue};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+/// Connections served at once; more wait in the kernel's queue.
+const MAX_CONNECTIONS: usize = 256;
+/// A browser that has not finished its TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request whose headers have not arrived by then is dropped.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the pages need.
+#[derive(Clone)]
+pub struct Ui {
+    api: AdminApi,
+    auth: Authenticator,
+    store: Store,
+    sessions: session::Sessions,
+}
+
+impl std::fmt::Debug for Ui {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ui")
+    }
+}
+
+impl Ui {
+    pub fn new(api: AdminApi, auth: Authenticator, store: Store) -> Self {
+        Self {
+            api,
+            auth,
+            store,
+            sessions: session::Sessions::default(),
+        }
+    }
+}
+
+/// The dashboard's routes, with the headers every answer carries.
+pub fn router(ui: Ui) -> axum::Router {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/", get(pages::fleet))
+        .route("/hosts", get(pages::hosts))
+        .route("/rollouts", get(pages::rollouts))
+        .route("/rollouts/{id}", get(pages::rollout))
+        .route("/rollouts/{id}/live", get(pages::rollout_live))
+        .route("/plan", get(pages::plan))
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/assets/htmx-2.0.4.min.js", get(pages::htmx))
+        .route("/assets/style.css", get(pages::style))
+        .fallback(pages::not_found)
+        .layer(axum::middleware::map_response(secure_headers))
+        .with_state(ui)
+}
+
+/// Only this server may supply scripts, styles, images and requests; the
+/// pages are never framed, cached, or sniffed as another type.
+async fn secure_headers(mut response: axum::response::Response) -> axum::response::Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Serves the dashboard on `listener` over TLS until the task is aborted.
+pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ui: Ui) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let service = hyper_util::service::TowerToHyperService::new(router(ui));
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (tcp, peer) = match listener.accept().await {
+            Ok(pair) => pair,
+            Err(error) => {
+                warn!(%error, "web dashboard: accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let service = service.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => {
+                    debug!(%peer, %error, "web dashboard: TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+            if let Err(error) = served {
+                debug!(%peer, %error, "web dashboard: connection ended");
+            }
+        });
+    }
+}

@@ -1,0 +1,282 @@
+//! Logging in to the dashboard: an operator's token, checked as every gRPC
+//! call checks it, is traded for a session cookie. The token stays on the
+//! controller; the cookie holds only a random session id (HttpOnly, Secure,
+//! SameSite=Strict). Every page checks the token again, so a removed,
+//! rotated or expired token ends its sessions at once.
+
+use super::pages::{render, Page};
+use super::Ui;
+use crate::grpc::auth::{Principal, Role};
+use crate::grpc::error::ApiError;
+use askama::Template;
+use axum::extract::{Form, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tierwise_runtime::clock::now_ms;
+
+/// The cookie's name.
+const COOKIE: &str = "tierwise_session";
+/// A session unused this long ends.
+const IDLE: Duration = Duration::from_secs(30 * 60);
+/// A session ends this long after its login, used or not.
+const LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
+/// Sessions held at once; the oldest go first.
+const MAX_SESSIONS: usize = 10_000;
+
+struct Session {
+    token: String,
+    started: Instant,
+    used: Instant,
+}
+
+/// The sessions of this controller process.
+#[derive(Clone, Default)]
+pub struct Sessions(Arc<Mutex<HashMap<String, Session>>>);
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn open(&self, token: String) -> String {
+        let id = new_session_id();
+        let now = Instant::now();
+        let mut sessions = self.lock();
+        sessions.retain(|_, s| alive(s, now));
+        if sessions.len() >= MAX_SESSIONS {
+            if let Some(oldest) = sessions
+                .iter()
+                .min_by_key(|(_, s)| s.started)
+                .map(|(id, _)| id.clone())
+            {
+                sessions.remove(&oldest);
+            }
+        }
+        sessions.insert(
+            id.clone(),
+            Session {
+                token,
+                started: now,
+                used: now,
+            },
+        );
+        id
+    }
+
+    /// The session's token, marking it used; `None` when it ended.
+    fn token(&self, id: &str) -> Option<String> {
+        let now = Instant::now();
+        let mut sessions = self.lock();
+        let session = sessions.get_mut(id)?;
+        if !alive(session, now) {
+            sessions.remove(id);
+            return None;
+        }
+        session.used = now;
+        Some(session.token.clone())
+    }
+
+    fn close(&self, id: &str) {
+        self.lock().remove(id);
+    }
+}
+
+fn alive(session: &Session, now: Instant) -> bool {
+    now.duration_since(session.used) < IDLE && now.duration_since(session.started) < LIFETIME
+}
+
+fn new_session_id() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    // The system's generator does not fail on supported platforms; a
+    // failure would leave zeros, so it ends the process instead.
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        panic!("the system's random generator failed");
+    }
+    tierwise_common::hex(&bytes)
+}
+
+/// The session id a request carries in its cookie.
+fn session_id(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value)
+        .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// Who is looking at a page: the operator, and the token that proves it
+/// (the data calls carry it).
+pub struct Viewer {
+    pub name: String,
+    pub role: Role,
+}
+
+/// Lets the request through when its session's token may make `method`
+/// (an admin API method); otherwise the login page, or a refusal.
+pub async fn authorize(ui: &Ui, headers: &HeaderMap, method: &str) -> Result<Viewer, Response> {
+    let Some(id) = session_id(headers) else {
+        return Err(Redirect::to("/login").into_response());
+    };
+    let Some(token) = ui.sessions.token(id) else {
+        return Err(login_again("Your session ended; log in again."));
+    };
+    let path = format!("/tierwise.v1.AdminService/{method}");
+    match ui.auth.authorize(&path, None, Some(&token)).await {
+        Ok(Principal::Operator { name, role }) => Ok(Viewer { name, role }),
+        Ok(_) => Err(login_again("Log in with an operator token.")),
+        Err(ApiError::Unauthenticated(reason)) => {
+            ui.sessions.close(id);
+            Err(login_again(&reason))
+        }
+        Err(ApiError::PermissionDenied(reason)) => Err(super::pages::problem(
+            StatusCode::FORBIDDEN,
+            "Not allowed",
+            &reason,
+        )),
+        Err(error) => Err(super::pages::problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The controller cannot answer",
+            &error.to_string(),
+        )),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    page: Page,
+    message: String,
+}
+
+fn login_form(status: StatusCode, message: &str) -> Response {
+    let page = LoginPage {
+        page: Page::anonymous("Log in"),
+        message: message.to_owned(),
+    };
+    (status, render(&page)).into_response()
+}
+
+fn login_again(message: &str) -> Response {
+    let mut response = login_form(StatusCode::UNAUTHORIZED, message);
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, clear_cookie());
+    response
+}
+
+pub async fn login_page() -> Response {
+    login_form(StatusCode::OK, "")
+}
+
+#[derive(serde::Deserialize)]
+pub struct LoginForm {
+    token: String,
+}
+
+/// Checks the token as `WhoAmI` would and opens a session.
+pub async fn login(State(ui): State<Ui>, Form(form): Form<LoginForm>) -> Response {
+    let token = form.token.trim().to_owned();
+    if token.is_empty() {
+        return login_form(
+            StatusCode::UNAUTHORIZED,
+            "Paste your operator token (tierwise operators add NAME --role viewer gives one).",
+        );
+    }
+    match ui
+        .auth
+        .authorize("/tierwise.v1.AdminService/WhoAmI", None, Some(&token))
+        .await
+    {
+        Ok(Principal::Operator { name, role }) => {
+            if let Err(error) = ui
+                .store
+                .audit(&name, "ui login", &name, &format!("role {role}"), now_ms())
+                .await
+            {
+                return super::pages::problem(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "The controller cannot answer",
+                    &error.to_string(),
+                );
+            }
+            let id = ui.sessions.open(token);
+            let mut response = Redirect::to("/").into_response();
+            if let Ok(cookie) =
+                format!("{COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict").parse()
+            {
+                response.headers_mut().insert(header::SET_COOKIE, cookie);
+            }
+            response
+        }
+        Ok(_) => login_form(StatusCode::UNAUTHORIZED, "That is not an operator token."),
+        Err(ApiError::Unauthenticated(reason) | ApiError::PermissionDenied(reason)) => {
+            login_form(StatusCode::UNAUTHORIZED, &reason)
+        }
+        Err(error) => super::pages::problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The controller cannot answer",
+            &error.to_string(),
+        ),
+    }
+}
+
+pub async fn logout(State(ui): State<Ui>, headers: HeaderMap) -> Response {
+    if let Some(id) = session_id(&headers) {
+        ui.sessions.close(id);
+    }
+    let mut response = Redirect::to("/login").into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, clear_cookie());
+    response
+}
+
+fn clear_cookie() -> axum::http::HeaderValue {
+    axum::http::HeaderValue::from_static(
+        "tierwise_session=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_well_formed_session_cookie_is_read() {
+        let mut headers = HeaderMap::new();
+        let id = "ab".repeat(32);
+        headers.insert(
+            header::COOKIE,
+            format!("other=1; {COOKIE}={id}").parse().expect("header"),
+        );
+        assert_eq!(session_id(&headers), Some(id.as_str()));
+        headers.insert(
+            header::COOKIE,
+            format!("{COOKIE}=../../etc").parse().expect("header"),
+        );
+        assert_eq!(session_id(&headers), None);
+    }
+
+    #[test]
+    fn sessions_end_when_closed_and_ids_are_unguessable() {
+        let sessions = Sessions::default();
+        let a = sessions.open("token-a".into());
+        let b = sessions.open("token-b".into());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 64);
+        assert_eq!(sessions.token(&a).as_deref(), Some("token-a"));
+        sessions.close(&a);
+        assert_eq!(sessions.token(&a), None);
+        assert_eq!(sessions.token(&b).as_deref(), Some("token-b"));
+    }
+}
