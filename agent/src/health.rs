@@ -41,20 +41,17 @@ impl Verdict {
 }
 
 /// Runs every check, round after round, until all pass or `checks.wait` is
-/// over. `progress` hears what is still awaited.
+/// over; the checks of a round run at once, each within what is left of
+/// the wait (at most `CHECK_TIMEOUT`). `progress` hears what is awaited.
 pub async fn verify(checks: &HealthChecks, progress: &(dyn Fn(&str) + Send + Sync)) -> Verdict {
     let started = Instant::now();
-    let tls = match tls_config(checks) {
-        Ok(config) => Some(config),
-        Err(reason) => {
-            // Without a trust store no HTTPS check can pass; the TCP and
-            // service checks still say what they see.
-            tracing::error!(%reason, "health checks: no TLS configuration");
-            None
-        }
-    };
+    // Without a usable trust store the HTTPS checks fail with the reason;
+    // the TCP and service checks still say what they see.
+    let tls = tls_config(checks);
     loop {
-        let results = round(checks, tls.as_ref()).await;
+        let left = checks.wait.saturating_sub(started.elapsed());
+        let limit = CHECK_TIMEOUT.min(left).max(Duration::from_secs(1));
+        let results = round(checks, &tls, limit).await;
         let passed = results.iter().all(|r| r.passed);
         let lines: Vec<String> = results.into_iter().map(|r| r.line).collect();
         if passed || started.elapsed() + ROUND_PAUSE > checks.wait {
@@ -71,29 +68,48 @@ pub async fn verify(checks: &HealthChecks, progress: &(dyn Fn(&str) + Send + Syn
     }
 }
 
-async fn round(checks: &HealthChecks, tls: Option<&TlsSetup>) -> Vec<CheckResult> {
-    let mut results = Vec::new();
+/// One round: every check at once, results in the configuration's order.
+async fn round(
+    checks: &HealthChecks,
+    tls: &Result<TlsSetup, String>,
+    limit: Duration,
+) -> Vec<CheckResult> {
+    let mut set = tokio::task::JoinSet::new();
+    let mut order = 0usize;
+    let mut next = || {
+        order += 1;
+        order
+    };
     for target in &checks.tcp {
-        results.push(tcp(target).await);
+        let target = target.clone();
+        let at = next();
+        set.spawn(async move { (at, tcp(&target, limit).await) });
     }
-    for target in &checks.https {
-        results.push(match tls {
-            Some(tls) => https(target, tls).await,
-            None => fail(format!(
-                "https {}: no trusted certificates could be loaded (system store{})",
-                target.url,
-                if checks.ca_file.is_some() {
-                    " and ca_file"
-                } else {
-                    ""
-                }
-            )),
+    for target in checks.https.iter().cloned() {
+        let at = next();
+        let tls = tls.clone();
+        set.spawn(async move {
+            let result = match tls {
+                Ok(tls) => https(&target, &tls, limit).await,
+                Err(reason) => fail(format!("https {}: {reason}", target.url)),
+            };
+            (at, result)
         });
     }
     for name in &checks.services {
-        results.push(service(name).await);
+        let name = name.clone();
+        let at = next();
+        set.spawn(async move { (at, service(&name, limit).await) });
     }
-    results
+    let mut results: Vec<(usize, CheckResult)> = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(result) => results.push(result),
+            Err(e) => results.push((usize::MAX, fail(format!("a check ended abnormally: {e}")))),
+        }
+    }
+    results.sort_by_key(|(at, _)| *at);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 fn pass(line: String) -> CheckResult {
@@ -114,10 +130,10 @@ fn millis(since: Instant) -> u128 {
     since.elapsed().as_millis()
 }
 
-async fn tcp(target: &TcpTarget) -> CheckResult {
+async fn tcp(target: &TcpTarget, limit: Duration) -> CheckResult {
     let started = Instant::now();
     let connect = tokio::net::TcpStream::connect((target.host.as_str(), target.port));
-    match tokio::time::timeout(CHECK_TIMEOUT, connect).await {
+    match tokio::time::timeout(limit, connect).await {
         Ok(Ok(_)) => pass(format!(
             "tcp {target}: accepted a connection in {} ms",
             millis(started)
@@ -125,13 +141,14 @@ async fn tcp(target: &TcpTarget) -> CheckResult {
         Ok(Err(e)) => fail(format!("tcp {target}: {e}")),
         Err(_) => fail(format!(
             "tcp {target}: no answer within {} s",
-            CHECK_TIMEOUT.as_secs()
+            limit.as_secs()
         )),
     }
 }
 
 /// The TLS client of the HTTPS checks: the system's trusted certificates
 /// plus `ca_file`, TLS 1.2 and 1.3.
+#[derive(Clone)]
 struct TlsSetup {
     connector: tokio_rustls::TlsConnector,
 }
@@ -144,11 +161,11 @@ fn tls_config(checks: &HealthChecks) -> Result<TlsSetup, String> {
     }
     if let Some(path) = &checks.ca_file {
         let certificates = tierwise_transport::files::read_certificates(path)
-            .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+            .map_err(|e| format!("the ca_file {} cannot be used: {e}", path.display()))?;
         for certificate in certificates {
             roots
                 .add(certificate)
-                .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+                .map_err(|e| format!("the ca_file {} cannot be used: {e}", path.display()))?;
         }
     }
     if !checks.https.is_empty() && roots.is_empty() {
@@ -164,9 +181,9 @@ fn tls_config(checks: &HealthChecks) -> Result<TlsSetup, String> {
     })
 }
 
-async fn https(target: &HttpsTarget, tls: &TlsSetup) -> CheckResult {
+async fn https(target: &HttpsTarget, tls: &TlsSetup, limit: Duration) -> CheckResult {
     let started = Instant::now();
-    match tokio::time::timeout(CHECK_TIMEOUT, get(target, tls)).await {
+    match tokio::time::timeout(limit, get(target, tls)).await {
         Ok(Ok(200)) => pass(format!(
             "https {}: answered 200 in {} ms",
             target.url,
@@ -177,7 +194,7 @@ async fn https(target: &HttpsTarget, tls: &TlsSetup) -> CheckResult {
         Err(_) => fail(format!(
             "https {}: no answer within {} s",
             target.url,
-            CHECK_TIMEOUT.as_secs()
+            limit.as_secs()
         )),
     }
 }
@@ -205,10 +222,16 @@ async fn get(target: &HttpsTarget, tls: &TlsSetup) -> Result<u16, String> {
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
-    let authority = if target.port == 443 {
-        target.host.clone()
+    // An IPv6 address is written in brackets in the Host header.
+    let host = if target.host.contains(':') {
+        format!("[{}]", target.host)
     } else {
-        format!("{}:{}", target.host, target.port)
+        target.host.clone()
+    };
+    let authority = if target.port == 443 {
+        host
+    } else {
+        format!("{host}:{}", target.port)
     };
     let request = http::Request::get(target.path.as_str())
         .header(http::header::HOST, authority)
@@ -223,14 +246,22 @@ async fn get(target: &HttpsTarget, tls: &TlsSetup) -> Result<u16, String> {
 }
 
 #[cfg(windows)]
-async fn service(name: &str) -> CheckResult {
+async fn service(name: &str, limit: Duration) -> CheckResult {
     let owned = name.to_owned();
-    let state = tokio::task::spawn_blocking(move || service_state(&owned)).await;
+    let state = tokio::time::timeout(
+        limit,
+        tokio::task::spawn_blocking(move || service_state(&owned)),
+    )
+    .await;
     match state {
-        Ok(Ok("running")) => pass(format!("service {name}: running")),
-        Ok(Ok(state)) => fail(format!("service {name}: {state}, not running")),
-        Ok(Err(reason)) => fail(format!("service {name}: {reason}")),
-        Err(e) => fail(format!("service {name}: {e}")),
+        Ok(Ok(Ok("running"))) => pass(format!("service {name}: running")),
+        Ok(Ok(Ok(state))) => fail(format!("service {name}: {state}, not running")),
+        Ok(Ok(Err(reason))) => fail(format!("service {name}: {reason}")),
+        Ok(Err(e)) => fail(format!("service {name}: {e}")),
+        Err(_) => fail(format!(
+            "service {name}: the Service Control Manager did not answer within {} s",
+            limit.as_secs()
+        )),
     }
 }
 
@@ -259,7 +290,7 @@ fn service_state(name: &str) -> Result<&'static str, String> {
 }
 
 #[cfg(not(windows))]
-async fn service(name: &str) -> CheckResult {
+async fn service(name: &str, _limit: Duration) -> CheckResult {
     // The configuration refuses `services` off Windows; kept total.
     fail(format!(
         "service {name}: service checks work only on Windows"
@@ -437,6 +468,15 @@ mod tests {
             failure.contains("TLS:") && failure.contains("certificate"),
             "{failure}"
         );
+
+        // A ca_file that cannot be read says so in the check's line.
+        let verdict = verify(
+            &https_checks(good, Some(dir.path().join("missing.pem"))),
+            &|_: &str| {},
+        )
+        .await;
+        let failure = verdict.first_failure().expect("failure");
+        assert!(failure.contains("missing.pem cannot be used"), "{failure}");
 
         // Trusted, but not well: the status is the failure.
         let (sick, pem) = https_server(503).await;

@@ -230,6 +230,15 @@ fn health_checks_are_read_with_their_defaults() {
     assert_eq!(health.https[0].path, "/status?x=1");
     assert_eq!(health.https[1].port, 443);
     assert_eq!(health.https[1].path, "/");
+    let text = format!("{GOOD}health = {{ https = [\"HTTPS://[::1]:8443?ready\"] }}\n");
+    let settings = parse(&text, "agent.toml").unwrap();
+    let https = &settings.components[0]
+        .health
+        .as_ref()
+        .expect("health")
+        .https[0];
+    assert_eq!((https.host.as_str(), https.port), ("::1", 8443));
+    assert_eq!(https.path, "/?ready");
 
     // The same as a table of its own, with a wait.
     let text =
@@ -249,8 +258,20 @@ fn wrong_health_checks_are_refused_with_what_to_write() {
     );
     let e = with("{ tcp = [\"ps-app-01:0\"] }");
     assert!(e.contains("not HOST:PORT"), "{e}");
-    let e = with("{ tcp = [\"::1:11011\"] }");
-    assert!(e.contains("not HOST:PORT"), "{e}");
+    for bad in [
+        "::1:11011",
+        "host:+80",
+        "[::1:80",
+        "[::1]",
+        "host:",
+        ":80",
+        "host:99999",
+    ] {
+        let e = with(&format!("{{ tcp = [\"{bad}\"] }}"));
+        assert!(e.contains("not HOST:PORT"), "{bad}: {e}");
+    }
+    let e = with("{ https = [\"https://ps.corp.example:0/\"] }");
+    assert!(e.contains("no usable port"), "{e}");
     let e = with("{ https = [\"http://ps.corp.example/\"] }");
     assert!(e.contains("is not an https:// URL"), "{e}");
     let e = with("{ https = [\"https://user@ps.corp.example/\"] }");

@@ -684,19 +684,33 @@ fn health_checks(raw: &RawHealth) -> Result<HealthChecks, String> {
 /// `HOST:PORT`, `[IPv6]:PORT`.
 fn tcp_target(entry: &str) -> Result<TcpTarget, String> {
     let wrong = || format!("`tcp`: `{entry}` is not HOST:PORT; write e.g. \"ps-app-01:11011\"");
-    let (host, port) = entry.trim().rsplit_once(':').ok_or_else(wrong)?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    if host.is_empty() || (host.contains(':') && !entry.trim().starts_with('[')) {
+    let entry = entry.trim();
+    let (host, port) = match entry.strip_prefix('[') {
+        // [IPv6]:PORT
+        Some(rest) => rest.split_once("]:").ok_or_else(wrong)?,
+        None => {
+            let (host, port) = entry.rsplit_once(':').ok_or_else(wrong)?;
+            if host.contains(':') {
+                return Err(wrong());
+            }
+            (host, port)
+        }
+    };
+    if host.is_empty() || host.contains(['[', ']', '/', ' ']) {
         return Err(wrong());
     }
-    let port: u16 = port.parse().ok().filter(|p| *p > 0).ok_or_else(wrong)?;
     Ok(TcpTarget {
         host: host.to_owned(),
-        port,
+        port: port_number(port).ok_or_else(wrong)?,
     })
+}
+
+/// A port written in digits only, 1 to 65535.
+fn port_number(text: &str) -> Option<u16> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok().filter(|p| *p > 0)
 }
 
 fn https_target(entry: &str) -> Result<HttpsTarget, String> {
@@ -716,13 +730,21 @@ fn https_target(entry: &str) -> Result<HttpsTarget, String> {
     if host.is_empty() || authority.as_str().contains('@') {
         return Err(wrong("names no host (or carries a user name)"));
     }
+    let port = match authority.port() {
+        None => 443,
+        Some(port) => port_number(port.as_str()).ok_or_else(|| wrong("has no usable port"))?,
+    };
+    // `https://host?x=1` asks for `/?x=1`.
+    let path = match uri.path_and_query().map(|p| p.as_str()) {
+        None | Some("") => "/".to_owned(),
+        Some(p) if p.starts_with('/') => p.to_owned(),
+        Some(p) => format!("/{p}"),
+    };
     Ok(HttpsTarget {
         url: entry.trim().to_owned(),
         host: host.to_owned(),
-        port: authority.port_u16().unwrap_or(443),
-        path: uri
-            .path_and_query()
-            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+        port,
+        path,
     })
 }
 

@@ -182,15 +182,28 @@ impl Executor {
         Ok(report)
     }
 
-    /// How long a step of this action may run (its command's time limit;
-    /// a web deployment has the default one).
+    /// How long a step of this action may run: its command's time limit (a
+    /// web deployment has the default one), plus the wait of the health
+    /// checks that follow it.
     pub fn time_limit(&self, action: &StepAction) -> std::time::Duration {
-        self.command_for(action).map_or(
+        let command = self.command_for(action).map_or(
             std::time::Duration::from_secs(u64::from(
                 crate::config::DEFAULT_ACTION_TIMEOUT_SECONDS,
             )),
             |command| command.timeout,
-        )
+        );
+        command
+            + self
+                .health_for(action)
+                .map_or(std::time::Duration::ZERO, |h| h.wait)
+    }
+
+    /// The health checks that follow a step of this action, if any.
+    fn health_for(&self, action: &StepAction) -> Option<&crate::config::HealthChecks> {
+        action
+            .health_checked()
+            .and_then(|role| self.components.iter().find(|c| c.role == role))
+            .and_then(|component| component.health.as_ref())
     }
 
     /// Journals a step that was still running when the agent had to stop
@@ -243,11 +256,7 @@ impl Executor {
         let mut report = self
             .perform(step_id, action, artifact, started_ms, progress)
             .await;
-        let Some(checks) = action
-            .health_checked()
-            .and_then(|role| self.components.iter().find(|c| c.role == role))
-            .and_then(|component| component.health.as_ref())
-        else {
+        let Some(checks) = self.health_for(action) else {
             return report;
         };
         match report.outcome {

@@ -22,6 +22,8 @@ use crate::grpc::admin::AdminApi;
 use crate::grpc::auth::Authenticator;
 use crate::store::Store;
 use axum::http::{header, HeaderValue};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -33,6 +35,16 @@ const MAX_CONNECTIONS: usize = 256;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request whose headers have not arrived by then is dropped.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request (its body read, its page made) that takes longer is answered
+/// 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection is closed after this long, however busy (a browser opens
+/// another); a peer that never reads its answer holds a slot no longer.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// Connections from one address at once.
+const CONNECTIONS_PER_ADDRESS: usize = 32;
+/// The largest request body (the login form is the only one).
+const MAX_BODY: usize = 16 * 1024;
 
 /// What the pages need.
 #[derive(Clone)]
@@ -75,8 +87,28 @@ pub fn router(ui: Ui) -> axum::Router {
         .route("/assets/htmx-2.0.4.min.js", get(pages::htmx))
         .route("/assets/style.css", get(pages::style))
         .fallback(pages::not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(within_time))
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(ui)
+}
+
+/// A request that takes longer than `REQUEST_TIMEOUT` (a body trickling
+/// in, say) is answered 408 and its connection freed.
+async fn within_time(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => (
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            [(header::CONNECTION, "close")],
+            "the request took too long\n",
+        )
+            .into_response(),
+    }
 }
 
 /// Only this server may supply scripts, styles, images and requests; the
@@ -92,7 +124,6 @@ async fn secure_headers(mut response: axum::response::Response) -> axum::respons
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::REFERRER_POLICY, "no-referrer"),
         (header::X_FRAME_OPTIONS, "DENY"),
-        (header::STRICT_TRANSPORT_SECURITY, "max-age=31536000"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }
@@ -107,6 +138,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ui: Ui
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let service = hyper_util::service::TowerToHyperService::new(router(ui));
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let per_address: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -119,10 +151,14 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ui: Ui
                 continue;
             }
         };
+        let Some(address_slot) = AddressSlot::take(&per_address, peer.ip()) else {
+            debug!(%peer, "web dashboard: too many connections from this address");
+            continue;
+        };
         let acceptor = acceptor.clone();
         let service = service.clone();
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, address_slot);
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
@@ -134,11 +170,53 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ui: Ui
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                .await;
-            if let Err(error) = served {
-                debug!(%peer, %error, "web dashboard: connection ended");
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+            match tokio::time::timeout(CONNECTION_LIFETIME, served).await {
+                Ok(Err(error)) => debug!(%peer, %error, "web dashboard: connection ended"),
+                Err(_) => debug!(%peer, "web dashboard: connection closed after its lifetime"),
+                Ok(Ok(())) => {}
             }
         });
+    }
+}
+
+/// One of the connections an address may hold; given back when dropped.
+struct AddressSlot {
+    counts: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+    address: IpAddr,
+}
+
+impl AddressSlot {
+    fn take(
+        counts: &Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
+        address: IpAddr,
+    ) -> Option<Self> {
+        let mut map = counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let held = map.entry(address).or_insert(0);
+        if *held >= CONNECTIONS_PER_ADDRESS {
+            return None;
+        }
+        *held += 1;
+        Some(Self {
+            counts: counts.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut map = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(held) = map.get_mut(&self.address) {
+            *held -= 1;
+            if *held == 0 {
+                map.remove(&self.address);
+            }
+        }
     }
 }

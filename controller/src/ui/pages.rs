@@ -480,13 +480,13 @@ pub async fn rollout_live(
 ) -> Response {
     match live_of(&ui, &headers, &id).await {
         Ok((_, live)) => render(&LivePart { live }),
-        // A session that ended: the whole page goes to the login.
-        Err(refused) if refused.status() == StatusCode::UNAUTHORIZED => {
-            let mut response = refused;
-            if let Ok(value) = "/login".parse() {
-                response.headers_mut().insert("HX-Redirect", value);
-            }
-            response
+        // No session, or one that ended: the whole page goes to the login
+        // (htmx would otherwise put the login page inside this one).
+        Err(refused)
+            if refused.status() == StatusCode::UNAUTHORIZED
+                || refused.status().is_redirection() =>
+        {
+            ([("HX-Redirect", "/login")], "").into_response()
         }
         Err(refused) => refused,
     }

@@ -17,8 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tierwise_runtime::clock::now_ms;
 
-/// The cookie's name.
-const COOKIE: &str = "tierwise_session";
+/// The cookie's name: `__Host-` makes browsers accept it only as set here
+/// (secure, for this host, path `/`), never from a sibling domain.
+const COOKIE: &str = "__Host-tierwise_session";
 /// A session unused this long ends.
 const IDLE: Duration = Duration::from_secs(30 * 60);
 /// A session ends this long after its login, used or not.
@@ -183,8 +184,39 @@ pub struct LoginForm {
     token: String,
 }
 
+/// Whether a form was posted from the dashboard's own pages: browsers say
+/// where a request comes from (`Sec-Fetch-Site`, `Origin`); another site's
+/// form is refused.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text("sec-fetch-site") {
+        return matches!(site, "same-origin" | "none");
+    }
+    match (text("origin"), text("host")) {
+        (Some(origin), Some(host)) => origin == format!("https://{host}"),
+        // Neither header: not a browser's cross-site form.
+        (None, _) => true,
+        (Some(_), None) => false,
+    }
+}
+
+fn cross_site() -> Response {
+    super::pages::problem(
+        StatusCode::FORBIDDEN,
+        "Refused",
+        "This form was sent from another site; use the dashboard's own pages.",
+    )
+}
+
 /// Checks the token as `WhoAmI` would and opens a session.
-pub async fn login(State(ui): State<Ui>, Form(form): Form<LoginForm>) -> Response {
+pub async fn login(
+    State(ui): State<Ui>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return cross_site();
+    }
     let token = form.token.trim().to_owned();
     if token.is_empty() {
         return login_form(
@@ -231,6 +263,9 @@ pub async fn login(State(ui): State<Ui>, Form(form): Form<LoginForm>) -> Respons
 }
 
 pub async fn logout(State(ui): State<Ui>, headers: HeaderMap) -> Response {
+    if !same_origin(&headers) {
+        return cross_site();
+    }
     if let Some(id) = session_id(&headers) {
         ui.sessions.close(id);
     }
@@ -243,7 +278,7 @@ pub async fn logout(State(ui): State<Ui>, headers: HeaderMap) -> Response {
 
 fn clear_cookie() -> axum::http::HeaderValue {
     axum::http::HeaderValue::from_static(
-        "tierwise_session=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
+        "__Host-tierwise_session=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0",
     )
 }
 
@@ -265,6 +300,29 @@ mod tests {
             format!("{COOKIE}=../../etc").parse().expect("header"),
         );
         assert_eq!(session_id(&headers), None);
+    }
+
+    #[test]
+    fn forms_from_other_sites_are_told_apart() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, value.parse().expect("value"));
+            }
+            map
+        };
+        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(!same_origin(&headers(&[("sec-fetch-site", "same-site")])));
+        assert!(same_origin(&headers(&[
+            ("origin", "https://ctl:7443"),
+            ("host", "ctl:7443")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("origin", "https://evil.example"),
+            ("host", "ctl:7443")
+        ])));
+        assert!(same_origin(&headers(&[])));
     }
 
     #[test]
