@@ -352,7 +352,93 @@ mod web_deploy {
                 ("index.html", "<html>"),
                 ("js/app.js", "new"),
                 ("config.bat", "@echo generated"),
+                ("setup/iis/Config.BAT", "@echo generated too"),
             ],
+        );
+    }
+
+    /// Every file under `dir`, with its contents.
+    fn tree(dir: &Path) -> BTreeMap<String, String> {
+        let mut files = BTreeMap::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(at) = stack.pop() {
+            for entry in std::fs::read_dir(&at).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    let name = path.strip_prefix(dir).unwrap().display().to_string();
+                    files.insert(name, std::fs::read_to_string(&path).unwrap_or_default());
+                }
+            }
+        }
+        files
+    }
+
+    #[tokio::test]
+    async fn a_package_of_another_version_is_refused_and_nothing_is_touched() {
+        let dir = tempfile::tempdir().unwrap();
+        setup(dir.path());
+        // The file is named for the target, its content says otherwise.
+        package(
+            &dir.path().join("WebApp-26.3.100.34058.zip"),
+            &[
+                (
+                    "PasswordSecureWeb/version.txt",
+                    "Web Application 26.9.100.34193\n",
+                ),
+                ("PasswordSecureWeb/index.html", "<html>"),
+            ],
+        );
+        let before = tree(&dir.path().join("docroot"));
+        let report = web_executor(dir.path(), WebServerKind::Iis, true)
+            .execute("w-v", &deploy(), None)
+            .await
+            .unwrap();
+        assert_eq!(report.outcome, StepOutcome::Failed);
+        assert!(
+            report.reason.contains(
+                "is the Web Application of 26.9.100.34193 (its PasswordSecureWeb/version.txt says so), not of 26.3.100.34058; nothing was changed"
+            ),
+            "{}",
+            report.reason
+        );
+        assert_eq!(tree(&dir.path().join("docroot")), before);
+        assert!(!dir.path().join("state/web-backups/w-v").exists());
+    }
+
+    #[tokio::test]
+    async fn a_package_that_states_no_version_runs_only_as_the_controllers_artifact() {
+        let dir = tempfile::tempdir().unwrap();
+        setup(dir.path());
+        let unstated = dir.path().join("WebApp-26.3.100.34058.zip");
+        package(&unstated, &[("index.html", "<html>")]);
+        let before = tree(&dir.path().join("docroot"));
+        let report = web_executor(dir.path(), WebServerKind::Apache, true)
+            .execute("w-n", &deploy(), None)
+            .await
+            .unwrap();
+        assert_eq!(report.outcome, StepOutcome::Failed);
+        assert!(
+            report.reason.contains("states no version"),
+            "{}",
+            report.reason
+        );
+        assert_eq!(tree(&dir.path().join("docroot")), before);
+
+        // The same package handed over by the controller, registered for
+        // the release and verified by its checksum before this runs.
+        let report = web_executor(dir.path(), WebServerKind::Apache, true)
+            .execute("w-a", &deploy(), Some(&unstated))
+            .await
+            .unwrap();
+        assert_eq!(report.outcome, StepOutcome::Succeeded, "{report:?}");
+        assert!(
+            report.output_tail.contains(
+                "accepted as the Web Application the controller registered for 26.3.100.34058"
+            ),
+            "{}",
+            report.output_tail
         );
     }
 
@@ -374,18 +460,29 @@ mod web_deploy {
             !docroot.join("config.bat").exists(),
             "config.bat deleted, never run"
         );
+        assert!(
+            !docroot.join("setup/iis/Config.BAT").exists(),
+            "every config.bat, wherever it sits"
+        );
+        assert!(docroot.join("setup/iis").is_dir());
         let backup = dir.path().join("state/web-backups/w-1");
         assert_eq!(
             std::fs::read_to_string(backup.join("assets/old.js")).unwrap(),
             "old"
         );
-        assert!(
-            report
-                .output_tail
-                .contains("deleted the generated config.bat"),
-            "{}",
-            report.output_tail
-        );
+        for deleted in ["config.bat", "setup/iis/Config.BAT"] {
+            assert!(
+                report.output_tail.contains(&format!(
+                    "deleted the generated {} without running it",
+                    docroot.join(deleted).display()
+                )),
+                "{}",
+                report.output_tail
+            );
+        }
+        assert!(report
+            .output_tail
+            .contains("the package states 26.3.100.34058 (version.txt)"));
     }
 
     #[tokio::test]
@@ -414,8 +511,9 @@ mod web_deploy {
             .unwrap();
         assert_eq!(report.outcome, StepOutcome::Succeeded, "{report:?}");
         assert!(
-            dir.path().join("docroot/config.bat").exists(),
-            "only IIS deletes it"
+            dir.path().join("docroot/config.bat").exists()
+                && dir.path().join("docroot/setup/iis/Config.BAT").exists(),
+            "only IIS deletes them"
         );
     }
 

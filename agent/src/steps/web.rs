@@ -1,7 +1,17 @@
 //! Deploying the Web Application the way the vendor describes: check the
-//! web server's prerequisites, keep a copy of the document directory, empty
-//! it, unzip the new Web Application into it, and on IIS delete the
+//! web server's prerequisites and that the package is the Web Application
+//! of the target version, keep a copy of the document directory, empty it,
+//! unzip the new Web Application into it, and on IIS delete every
 //! generated `config.bat` without running it.
+//!
+//! What a package states about its version: the first four-part version in
+//! its `version.txt`, at the top of the archive or inside its only
+//! top-level folder. A package that states another version is refused
+//! before anything is touched. One that states none is accepted only when
+//! it is the controller's artifact, which was registered for the target
+//! release and component (and verified by its SHA-256, and its signature
+//! where a release root is pinned); a local `web_app` package that states
+//! nothing is refused.
 
 use crate::config::CheckProbe;
 use std::fs;
@@ -62,12 +72,69 @@ pub async fn deploy(
     };
     let spec = spec.clone();
     let backup_dir = backup_dir.to_path_buf();
-    tokio::task::spawn_blocking(move || deploy_files(&spec, &package, &backup_dir))
-        .await
-        .unwrap_or_else(|e| Err(format!("the deploy task failed: {e}")))
+    let registered = artifact.is_some();
+    tokio::task::spawn_blocking(move || {
+        deploy_files(&spec, &package, version, registered, &backup_dir)
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the deploy task failed: {e}")))
 }
 
-fn deploy_files(spec: &WebDeploy, package: &Path, backup_dir: &Path) -> DeployResult {
+/// The largest `version.txt` read.
+const VERSION_FILE_LIMIT: u64 = 4096;
+
+/// What the package says about its version: (the entry, the version), or
+/// `None` when it has no `version.txt` where one is looked for.
+fn stated_version(
+    archive: &mut zip::ZipArchive<fs::File>,
+    package: &Path,
+) -> Result<Option<(String, Version)>, String> {
+    use std::io::Read;
+    let names: Vec<PathBuf> = (0..archive.len())
+        .filter_map(|i| archive.by_index(i).ok()?.enclosed_name())
+        .collect();
+    let tops: std::collections::BTreeSet<&std::ffi::OsStr> = names
+        .iter()
+        .filter_map(|n| n.components().next().map(|c| c.as_os_str()))
+        .collect();
+    let wanted = |name: &Path| {
+        let parts: Vec<_> = name.components().collect();
+        let is_version = name
+            .file_name()
+            .is_some_and(|f| f.eq_ignore_ascii_case("version.txt"));
+        is_version && (parts.len() == 1 || (parts.len() == 2 && tops.len() == 1))
+    };
+    let Some(entry) = names.iter().find(|n| wanted(n)).cloned() else {
+        return Ok(None);
+    };
+    let shown = entry.display().to_string();
+    let mut text = String::new();
+    archive
+        .by_name(&shown.replace('\\', "/"))
+        .map_err(|e| format!("{}: {shown}: {e}; nothing was changed", package.display()))?
+        .take(VERSION_FILE_LIMIT)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{}: {shown}: {e}; nothing was changed", package.display()))?;
+    let pattern = regex_lite::Regex::new(r"\d+\.\d+\.\d+\.\d+").map_err(|e| e.to_string())?;
+    let version = pattern
+        .find(&text)
+        .and_then(|m| Version::parse(m.as_str()).ok())
+        .ok_or_else(|| {
+            format!(
+                "{}: its {shown} holds no version such as 26.3.100.34058; nothing was changed",
+                package.display()
+            )
+        })?;
+    Ok(Some((shown, version)))
+}
+
+fn deploy_files(
+    spec: &WebDeploy,
+    package: &Path,
+    version: Version,
+    registered: bool,
+    backup_dir: &Path,
+) -> DeployResult {
     let io = |what: &str, e: io::Error| format!("{what}: {e}");
     let file = fs::File::open(package).map_err(|e| {
         io(
@@ -110,13 +177,34 @@ fn deploy_files(spec: &WebDeploy, package: &Path, backup_dir: &Path) -> DeployRe
             ));
         }
     }
+    let mut summary = Vec::new();
+    // The package must be the Web Application of the target version.
+    match stated_version(&mut archive, package)? {
+        Some((entry, stated)) if stated == version => {
+            summary.push(format!("the package states {stated} ({entry})"));
+        }
+        Some((entry, stated)) => {
+            return Err(format!(
+                "{} is the Web Application of {stated} (its {entry} says so), not of {version}; nothing was changed",
+                package.display()
+            ))
+        }
+        None if registered => summary.push(format!(
+            "the package states no version (no version.txt); accepted as the Web Application the controller registered for {version}"
+        )),
+        None => {
+            return Err(format!(
+                "{} states no version (no version.txt at its top), so the agent cannot tell it is the Web Application of {version}; add a version.txt holding {version}, or give the package to the controller (`tierwise artifacts add FILE --release {version} --component web`); nothing was changed",
+                package.display()
+            ))
+        }
+    }
     if !spec.docroot.is_dir() {
         return Err(format!(
             "the document directory {} does not exist",
             spec.docroot.display()
         ));
     }
-    let mut summary = Vec::new();
     // 1. Keep a copy.
     let copied = copy_tree(&spec.docroot, backup_dir)
         .map_err(|e| io("keeping a copy of the document directory", e))?;
@@ -160,12 +248,17 @@ fn deploy_files(spec: &WebDeploy, package: &Path, backup_dir: &Path) -> DeployRe
         archive.len(),
         package.display()
     ));
-    // 4. IIS: the generated config.bat must not run for an update; delete it.
+    // 4. IIS: a generated config.bat must not run for an update; delete
+    // every one, wherever it sits.
     if spec.server == WebServerKind::Iis {
-        let config = spec.docroot.join("config.bat");
-        if config.exists() {
-            fs::remove_file(&config).map_err(|e| io("deleting config.bat", e))?;
-            summary.push("deleted the generated config.bat without running it".into());
+        let mut found = Vec::new();
+        find_config_bat(&spec.docroot, &mut found).map_err(|e| io("looking for config.bat", e))?;
+        for path in found {
+            fs::remove_file(&path).map_err(|e| io(&format!("deleting {}", path.display()), e))?;
+            summary.push(format!(
+                "deleted the generated {} without running it",
+                path.display()
+            ));
         }
     }
     // 5. Verify: something is there.
@@ -177,6 +270,20 @@ fn deploy_files(spec: &WebDeploy, package: &Path, backup_dir: &Path) -> DeployRe
         ));
     }
     Ok(summary)
+}
+
+/// Every file named `config.bat` (in any case) under `dir`.
+fn find_config_bat(dir: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            find_config_bat(&entry.path(), found)?;
+        } else if entry.file_name().eq_ignore_ascii_case("config.bat") {
+            found.push(entry.path());
+        }
+    }
+    Ok(())
 }
 
 /// Copies a directory tree; returns the number of files copied.
