@@ -130,6 +130,9 @@ pub struct Release {
     pub requires: Vec<Requirement>,
     pub notes: Vec<Note>,
     pub artifacts: BTreeMap<Role, Artifact>,
+    /// Where the vendor's changelog of this release is (an address or a
+    /// reference); every changelog crossed must be acknowledged as read.
+    pub changelog: Option<String>,
 }
 
 /// Releases ordered by version, each version once.
@@ -258,6 +261,13 @@ impl Catalogue {
                         ),
                     ));
                 }
+                if raw.id == crate::rules::ACK_CHANGELOG {
+                    return Err(at(
+                        note.span(),
+                        "note.id",
+                        "`changelog` is the acknowledgement of the changelogs themselves; give the note another id".into(),
+                    ));
+                }
                 if notes.iter().any(|n| n.id == raw.id) {
                     return Err(at(
                         note.span(),
@@ -315,6 +325,22 @@ impl Catalogue {
                     );
                 }
             }
+            let changelog = entry
+                .changelog
+                .as_ref()
+                .map(|c| {
+                    let text = c.get_ref().trim();
+                    if text.is_empty() || text.len() > 500 || text.chars().any(char::is_control) {
+                        Err(at(
+                            c.span(),
+                            "changelog",
+                            "give the changelog's address or reference on one line (at most 500 characters)".into(),
+                        ))
+                    } else {
+                        Ok(text.to_owned())
+                    }
+                })
+                .transpose()?;
             let mut requires = entry.requires.clone();
             requires.sort();
             requires.dedup();
@@ -327,6 +353,7 @@ impl Catalogue {
                 requires,
                 notes,
                 artifacts,
+                changelog,
             });
         }
         Catalogue::new(releases).map_err(|v| fail(format!("{v} is listed twice")))
@@ -353,6 +380,7 @@ struct RawRelease {
     #[serde(default)]
     note: Vec<Spanned<RawNote>>,
     artifact: Option<RawArtifacts>,
+    changelog: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -128,6 +128,7 @@ pub fn release(version: Version) -> Release {
         requires: vec![Requirement::WebWebsocket],
         notes: Vec::new(),
         artifacts: Default::default(),
+        changelog: None,
     }
 }
 

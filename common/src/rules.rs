@@ -134,6 +134,9 @@ impl Finding {
 
 /// The acknowledgement id for breaking changes (`--ack-breaking`).
 pub const ACK_BREAKING: &str = "breaking";
+/// The acknowledgement that the changelogs of every release crossed were
+/// read (`--ack changelog`).
+pub const ACK_CHANGELOG: &str = "changelog";
 /// The acknowledgement id for the Server Manager password caution.
 pub const ACK_SERVER_MANAGER_PASSWORD: &str = "server-manager-password";
 /// The acknowledgement id for updating a server whose databases cannot be
@@ -377,8 +380,9 @@ pub fn compatibility(
     }
 }
 
-/// Rule 8: breaking releases and vendor notes crossed by moving the server
-/// from `from` to the target, and the Server Manager password caution.
+/// Rule 8: the changelogs of the releases crossed by moving the server from
+/// `from` to the target (one acknowledgement for all), breaking releases
+/// and vendor notes among them, and the Server Manager password caution.
 pub fn acknowledgements(
     from: Version,
     target: Version,
@@ -386,6 +390,28 @@ pub fn acknowledgements(
     server_updated: bool,
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
+    let crossed: Vec<String> = catalogue
+        .between(from, target)
+        .map(|r| match &r.changelog {
+            Some(reference) => format!("{} ({reference})", r.version),
+            None => format!("{} (no changelog reference in the catalogue)", r.version),
+        })
+        .collect();
+    if !crossed.is_empty() {
+        findings.push(Finding {
+            ack: Some(ACK_CHANGELOG.to_owned()),
+            ..Finding::new(
+                Severity::AckRequired,
+                Rule::Acknowledgement,
+                Subject::Release { version: target },
+                format!(
+                    "the vendor asks to read the changelog of every release before updating, for requirements and breaking changes: {}",
+                    crossed.join(", ")
+                ),
+                "read them, then acknowledge with --ack changelog when starting the rollout".to_owned(),
+            )
+        });
+    }
     for release in catalogue.between(from, target) {
         let subject = Subject::Release {
             version: release.version,
@@ -612,13 +638,17 @@ mod tests {
         // 9.3.1.33994 -> 26.3.100.34058 is breaking.
         let acks = acknowledgements(v("9.3.1.33994"), v("26.3.100.34058"), &catalogue, true);
         let ids: Vec<_> = acks.iter().map(|f| f.ack.as_deref().unwrap()).collect();
-        assert_eq!(ids, [ACK_BREAKING, ACK_SERVER_MANAGER_PASSWORD]);
+        assert_eq!(
+            ids,
+            [ACK_CHANGELOG, ACK_BREAKING, ACK_SERVER_MANAGER_PASSWORD]
+        );
         // Across both breaking releases, with the note.
         let acks = acknowledgements(v("9.3.1.33994"), v("26.6.100.34161"), &catalogue, true);
         let ids: Vec<_> = acks.iter().map(|f| f.ack.as_deref().unwrap()).collect();
         assert_eq!(
             ids,
             [
+                ACK_CHANGELOG,
                 ACK_BREAKING,
                 ACK_BREAKING,
                 "pkcs11-local-signed",
@@ -626,6 +656,24 @@ mod tests {
             ]
         );
         assert!(acks.iter().all(|f| f.severity == Severity::AckRequired));
+        // One acknowledgement for every changelog crossed, each named with
+        // its reference where the catalogue has one.
+        assert_eq!(
+            acks[0].reason,
+            "the vendor asks to read the changelog of every release before updating, for requirements and breaking changes: \
+             26.3.100.34058 (no changelog reference in the catalogue), 26.6.100.34161 (no changelog reference in the catalogue)"
+        );
+        let mut with_reference = catalogue.releases().to_vec();
+        with_reference[1].changelog = Some("https://vendor.example/changelog/26.3".into());
+        let catalogue2 = Catalogue::new(with_reference).unwrap();
+        let acks = acknowledgements(v("9.3.1.33994"), v("26.3.100.34058"), &catalogue2, false);
+        assert!(
+            acks[0]
+                .reason
+                .ends_with("26.3.100.34058 (https://vendor.example/changelog/26.3)"),
+            "{}",
+            acks[0].reason
+        );
         // Already past them, and the server not updated: nothing to acknowledge.
         let acks = acknowledgements(v("26.6.100.34161"), v("26.6.100.34161"), &catalogue, false);
         assert!(acks.is_empty());

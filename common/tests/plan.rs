@@ -118,7 +118,10 @@ fn a_breaking_update_in_vendor_order() {
         "every client is older than 26.3.100"
     );
     assert!(plan.clients_immediately_after_web);
-    assert_eq!(plan.acks_required, ["breaking", "server-manager-password"]);
+    assert_eq!(
+        plan.acks_required,
+        ["breaking", "changelog", "server-manager-password"]
+    );
     let locked = plan
         .findings
         .iter()
@@ -250,7 +253,7 @@ fn crossing_pkcs11_needs_its_note_acknowledged() {
     let plan = plan_for(&installation(1, Check::Yes), "26.6.100.34161", "2026-12-31");
     assert_eq!(
         plan.acks_required,
-        ["breaking", "pkcs11", "server-manager-password"]
+        ["breaking", "changelog", "pkcs11", "server-manager-password"]
     );
 }
 

@@ -278,7 +278,7 @@ async fn rollout_tour(client: &mut cli::AdminClient, root: &Path) -> anyhow::Res
         cli::policy::plan(client, INSTALLATION, &TARGET.to_string(), None, false).await?;
     print!("{plan}");
     println!(
-        "\n$ tierwise rollout start --installation {INSTALLATION} --to {TARGET} --ack-breaking \\\n    --ack-server-manager-password --error-threshold 1"
+        "\n$ tierwise rollout start --installation {INSTALLATION} --to {TARGET} --ack-breaking \\\n    --ack-server-manager-password --ack changelog --error-threshold 1"
     );
     let started = cli::rollout::start(
         client,
@@ -288,6 +288,7 @@ async fn rollout_tour(client: &mut cli::AdminClient, root: &Path) -> anyhow::Res
             error_threshold: Some("1".into()),
             ack_breaking: true,
             ack_server_manager_password: true,
+            acks: vec!["changelog".into()],
             ..Default::default()
         },
     )

@@ -107,7 +107,7 @@ async fn handlers_admit_refuse_and_apply_operator_commands() {
     );
     assert_eq!(
         planned.acks_required,
-        ["breaking", "server-manager-password"]
+        ["breaking", "changelog", "server-manager-password"]
     );
 
     // Admission: acknowledgements first, by their flags.
@@ -121,12 +121,13 @@ async fn handlers_admit_refuse_and_apply_operator_commands() {
     assert!(
         refused
             .message()
-            .contains("--ack-breaking --ack-server-manager-password"),
+            .contains("--ack-breaking --ack changelog (changelogs of "),
         "{refused:?}"
     );
     let bad_policy = StartRolloutRequest {
         ack_breaking: true,
         ack_server_manager_password: true,
+        acks: vec!["changelog".into()],
         restarts: vec!["server=sometimes".into()],
         ..start.clone()
     };
@@ -136,6 +137,7 @@ async fn handlers_admit_refuse_and_apply_operator_commands() {
         .start_rollout(request(StartRolloutRequest {
             ack_breaking: true,
             ack_server_manager_password: true,
+            acks: vec!["changelog".into()],
             ..start
         }))
         .await

@@ -464,6 +464,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         target: TARGET.into(),
                         ack_breaking: true,
                         ack_server_manager_password: true,
+                        acks: vec!["changelog".into()],
                         error_threshold: "100%".into(),
                         ..Default::default()
                     })

@@ -290,8 +290,8 @@ impl Controller {
     }
 
     /// `tierwise rollout start --installation prod --to 26.3.100.34058` with
-    /// both acknowledgements that release needs and `extra` flags, whatever
-    /// its exit status.
+    /// the acknowledgements that release needs (breaking, the Server Manager
+    /// password, the changelogs) and `extra` flags, whatever its exit status.
     pub fn rollout_start_output(&self, extra: &[&str]) -> Result<std::process::Output> {
         let mut args = vec![
             "rollout",
@@ -302,6 +302,8 @@ impl Controller {
             V263,
             "--ack-breaking",
             "--ack-server-manager-password",
+            "--ack",
+            "changelog",
         ];
         args.extend_from_slice(extra);
         self.cli_output(&args)

@@ -48,8 +48,10 @@ fn happy_path_in_vendor_order() -> anyhow::Result<()> {
     let out = c.cli_output(&["rollout", "start", "--installation", "prod", "--to", V263])?;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // Every changelog crossed is named, with the breaking release's flag.
     assert!(
-        stderr.contains("--ack-breaking --ack-server-manager-password"),
+        stderr.contains("--ack-breaking --ack changelog (changelogs of ")
+            && stderr.contains("26.3.100.34058 (no changelog reference in the catalogue)) --ack-server-manager-password"),
         "{stderr}"
     );
 
@@ -73,6 +75,8 @@ fn happy_path_in_vendor_order() -> anyhow::Result<()> {
         V263,
         "--ack-breaking",
         "--ack-server-manager-password",
+        "--ack",
+        "changelog",
         "--client-waves",
         "50%,100%",
     ])?;

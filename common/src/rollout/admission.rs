@@ -5,7 +5,7 @@
 
 use crate::catalogue::Artifact;
 use crate::plan::Plan;
-use crate::rules::{Severity, ACK_BREAKING, ACK_SERVER_MANAGER_PASSWORD};
+use crate::rules::{Severity, ACK_BREAKING, ACK_CHANGELOG, ACK_SERVER_MANAGER_PASSWORD};
 use crate::Role;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -113,7 +113,19 @@ pub fn admit(request: &AdmissionRequest<'_>) -> Result<Admitted, NotAdmitted> {
         .acks_required
         .iter()
         .filter(|ack| !request.acks.contains(ack))
-        .map(|ack| ack_flag(ack))
+        .map(|ack| match ack.as_str() {
+            // The releases whose changelogs are meant, with their references.
+            ACK_CHANGELOG => plan
+                .findings
+                .iter()
+                .find(|f| f.ack.as_deref() == Some(ACK_CHANGELOG))
+                .and_then(|f| f.reason.split_once(": "))
+                .map_or_else(
+                    || ack_flag(ack),
+                    |(_, releases)| format!("{} (changelogs of {releases})", ack_flag(ack)),
+                ),
+            _ => ack_flag(ack),
+        })
         .collect();
     if !flags.is_empty() {
         return Err(NotAdmitted::Unacknowledged { flags });
