@@ -41,6 +41,7 @@ pub mod liveness;
 pub mod name;
 pub mod placement;
 pub mod plan;
+pub mod promotion;
 pub mod ratelimit;
 pub mod requirement;
 pub mod role;

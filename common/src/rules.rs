@@ -51,6 +51,9 @@ pub enum Rule {
     Offline,
     /// Installers covered by signed release metadata.
     SignedRelease,
+    /// A release reaches an installation only after the one it is
+    /// promoted from ran it long enough.
+    Promotion,
 }
 
 impl Rule {

@@ -403,8 +403,40 @@ impl Agent {
         Self::start_probing_every(root, controller, host_id, plays, version, 1)
     }
 
+    /// As `start`, for a host of `installation` instead of `prod`.
+    pub fn start_in(
+        installation: &str,
+        root: &Path,
+        controller: &str,
+        host_id: &str,
+        plays: Plays,
+        version: &str,
+    ) -> Result<Self> {
+        Self::start_with(installation, root, controller, host_id, plays, version, 1)
+    }
+
     /// As `start`, with the agent's re-probe interval in seconds.
     pub fn start_probing_every(
+        root: &Path,
+        controller: &str,
+        host_id: &str,
+        plays: Plays,
+        version: &str,
+        probe_seconds: u32,
+    ) -> Result<Self> {
+        Self::start_with(
+            "prod",
+            root,
+            controller,
+            host_id,
+            plays,
+            version,
+            probe_seconds,
+        )
+    }
+
+    fn start_with(
+        installation: &str,
         root: &Path,
         controller: &str,
         host_id: &str,
@@ -422,7 +454,7 @@ impl Agent {
             .ok_or_else(|| anyhow!("no controller was started at {controller}"))?;
         let mut config = format!(
             "controller = {controller:?}\nenrollment_token = {token:?}\nca_fingerprint = {fingerprint:?}\n\
-             installation = \"prod\"\nhost_id = {host_id:?}\n\
+             installation = {installation:?}\nhost_id = {host_id:?}\n\
              heartbeat_seconds = 1\nprobe_seconds = {probe_seconds}\nreconnect_max_seconds = 2\nstate_dir = {}\n\n\
              [[component]]\nrole = \"{}\"\nversion = {{ file = {} }}\n",
             quoted("state"),

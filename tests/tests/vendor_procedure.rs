@@ -1,14 +1,17 @@
 //! The vendor's update instructions kept with real processes: a Web
 //! Application package of another version is refused before the document
-//! directory is touched.
+//! directory is touched; a release reaches production only after the test
+//! installation ran it for the soak time, unless an operator skips that on
+//! record.
 
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
-use tierwise_e2e::{wait_for, Fleet, FleetOptions, V263};
+use tierwise_e2e::{wait_for, Agent, Fleet, FleetOptions, Plays, V263, V931};
 
 /// Every file under `dir` with its contents.
 fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -76,4 +79,223 @@ fn a_web_package_of_another_version_is_refused_and_the_document_directory_is_unc
         "the document directory is untouched"
     );
     assert!(fleet.clients.iter().all(|a| a.installs() == 0));
+}
+
+#[test]
+fn production_waits_for_the_test_installation_to_soak_unless_skipped_on_record() {
+    let fleet = Fleet::start(&FleetOptions {
+        clients: 1,
+        ..FleetOptions::default()
+    })
+    .unwrap();
+    let c = &fleet.controller;
+    // The test installation: a server with its database and one client.
+    let url = c.url();
+    let order = fleet.root.path().join("test-order.log");
+    let mut test_server = Agent::start_in(
+        "test",
+        fleet.root.path(),
+        &url,
+        "test-srv",
+        Plays::Server(vec![("PSDB", true, V931)]),
+        V931,
+    )
+    .unwrap();
+    test_server.with_installers(&order, "0.2").unwrap();
+    let mut test_client = Agent::start_in(
+        "test",
+        fleet.root.path(),
+        &url,
+        "test-cl",
+        Plays::Client,
+        V931,
+    )
+    .unwrap();
+    test_client.with_installers(&order, "0.1").unwrap();
+    wait_for("the test hosts online", Duration::from_secs(30), || {
+        let hosts = c.hosts()?;
+        Ok((hosts
+            .iter()
+            .filter(|h| h["installation"] == "test" && h["online"] == true)
+            .count()
+            == 2)
+            .then_some(()))
+    })
+    .unwrap();
+    c.license("test").unwrap();
+
+    // Settings: refused when they make no sense, shown when set.
+    let refused = c
+        .cli_output(&["installations", "set", "prod", "--promote-from", "test"])
+        .unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--soak is needed"));
+    let refused = c
+        .cli_output(&[
+            "installations",
+            "set",
+            "prod",
+            "--promote-from",
+            "nowhere",
+            "--soak",
+            "1h",
+        ])
+        .unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no installation `nowhere`"));
+    c.cli(&[
+        "installations",
+        "set",
+        "prod",
+        "--promote-from",
+        "test",
+        "--soak",
+        "6s",
+    ])
+    .unwrap();
+    let refused = c
+        .cli_output(&[
+            "installations",
+            "set",
+            "test",
+            "--promote-from",
+            "prod",
+            "--soak",
+            "1h",
+        ])
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("would be promoted from itself"),
+        "{refused:?}"
+    );
+    let shown: Value =
+        serde_json::from_str(&c.cli(&["installations", "show", "prod", "--json"]).unwrap())
+            .unwrap();
+    assert_eq!(shown["promote_from"], "test");
+    assert_eq!(shown["soak_seconds"], 6);
+
+    let plan = |installation: &str| -> (Value, bool) {
+        let out = c
+            .cli_output(&[
+                "rollout",
+                "plan",
+                "--installation",
+                installation,
+                "--to",
+                V263,
+                "--json",
+            ])
+            .unwrap();
+        (
+            serde_json::from_slice(&out.stdout).unwrap(),
+            out.status.success(),
+        )
+    };
+    // Not rolled out on test: production's plan is blocked, and says why.
+    let (prod, ok) = plan("prod");
+    assert!(!ok && prod["blocked"] == true);
+    assert_eq!(
+        prod["promotion"]["state"], "not_rolled_out",
+        "{}",
+        prod["promotion"]
+    );
+    let blocker = prod["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "promotion")
+        .expect("a promotion finding");
+    assert_eq!(blocker["severity"], "blocker");
+    let refused = c.rollout_start_output(&[]).unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("has not completed a rollout on test"),
+        "{refused:?}"
+    );
+
+    // Test rolls to the release; production then waits for the soak.
+    c.cli(&[
+        "rollout",
+        "start",
+        "--installation",
+        "test",
+        "--to",
+        V263,
+        "--ack-breaking",
+        "--ack-server-manager-password",
+        "--ack",
+        "changelog",
+    ])
+    .unwrap();
+    wait_for(
+        "the test rollout to complete",
+        Duration::from_secs(60),
+        || {
+            let status: Value =
+                serde_json::from_str(&c.cli(&["rollout", "status", "r1", "--json"])?)?;
+            Ok((status["state"] == "completed").then_some(()))
+        },
+    )
+    .unwrap();
+    let (prod, ok) = plan("prod");
+    assert!(!ok);
+    assert_eq!(
+        prod["promotion"]["state"], "soaking",
+        "{}",
+        prod["promotion"]
+    );
+    let soak_ends = prod["promotion"]["soak_ends"].as_str().unwrap().to_owned();
+    assert!(
+        prod["promotion"]["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("its soak ends at {soak_ends}")),
+        "{}",
+        prod["promotion"]
+    );
+    let text = c
+        .cli_output(&["rollout", "plan", "--installation", "prod", "--to", V263])
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("Promotion from test: "));
+    // Once it has soaked, production may go.
+    let (prod, _) = wait_for("the soak to end", Duration::from_secs(30), || {
+        let (prod, ok) = plan("prod");
+        Ok(ok.then_some(prod))
+    })
+    .unwrap();
+    assert_eq!(prod["promotion"]["state"], "ready");
+    assert_eq!(prod["promotion"]["rollout"], "r1");
+
+    // A longer soak blocks again; an emergency start skips it, on record.
+    c.cli(&[
+        "installations",
+        "set",
+        "prod",
+        "--promote-from",
+        "test",
+        "--soak",
+        "7d",
+    ])
+    .unwrap();
+    assert!(!plan("prod").1);
+    c.rollout_start(&["--ack", "skip-promotion"]).unwrap();
+    let audit: Value = serde_json::from_str(&c.cli(&["audit", "--json"]).unwrap()).unwrap();
+    let skipped = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "promotion skipped")
+        .expect("the skip is audited");
+    assert_eq!(skipped["actor"], "admin");
+    assert_eq!(skipped["subject"], "prod");
+    assert!(
+        skipped["details"]
+            .as_str()
+            .unwrap()
+            .contains("its soak ends at"),
+        "{skipped}"
+    );
+    assert!(audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["action"] == "installation set" && e["subject"] == "prod"));
 }

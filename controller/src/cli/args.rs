@@ -286,6 +286,26 @@ pub enum InstallationsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Promote NAME's releases from another installation (admin): a plan
+    /// or rollout of NAME to a release is blocked until SOURCE completed a
+    /// rollout to it at least --soak ago, with no failure there since.
+    Set {
+        name: String,
+        /// The installation releases must come through first; `none`
+        /// clears it.
+        #[arg(long)]
+        promote_from: String,
+        /// How long a release must have run there, completed (e.g. 3d,
+        /// 12h; 0s: only completed). Needed unless --promote-from none.
+        #[arg(long, value_parser = parse_duration)]
+        soak: Option<std::time::Duration>,
+    },
+    /// Show NAME's settings.
+    Show {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,10 +1,12 @@
 //! `tierwise installations map|unmap|maps`: which installation a Password
 //! Secure server address belongs to, for clients whose agents say
-//! `installation = "auto"`.
+//! `installation = "auto"`; `installations set|show`: where an
+//! installation's releases are promoted from.
 
 use super::{status_error, table, AdminClient};
 use tierwise_proto::v1::{
-    AddressMappings, ListAddressMappingsRequest, MapAddressRequest, UnmapAddressRequest,
+    AddressMappings, GetInstallationRequest, InstallationView, ListAddressMappingsRequest,
+    MapAddressRequest, SetInstallationRequest, UnmapAddressRequest,
 };
 use tierwise_runtime::clock::rfc3339;
 
@@ -87,4 +89,73 @@ fn render(mappings: &AddressMappings, json: bool) -> String {
         })
         .collect();
     table::render(&["ADDRESS", "INSTALLATION", "MAPPED", "BY"], &rows)
+}
+
+pub async fn set(
+    client: &mut AdminClient,
+    name: &str,
+    promote_from: &str,
+    soak: Option<std::time::Duration>,
+) -> anyhow::Result<String> {
+    let clear = promote_from == "none";
+    let soak_seconds = match (clear, soak) {
+        (true, _) => 0,
+        (false, Some(soak)) => i64::try_from(soak.as_secs()).unwrap_or(i64::MAX),
+        (false, None) => anyhow::bail!(
+            "--soak is needed with --promote-from: how long a release must have run on {promote_from}, completed (e.g. --soak 3d; 0s for none)"
+        ),
+    };
+    let view = client
+        .set_installation(SetInstallationRequest {
+            installation: name.to_owned(),
+            promote_from: if clear {
+                String::new()
+            } else {
+                promote_from.to_owned()
+            },
+            soak_seconds,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    Ok(render_installation(&view, false))
+}
+
+pub async fn show(client: &mut AdminClient, name: &str, json: bool) -> anyhow::Result<String> {
+    let view = client
+        .get_installation(GetInstallationRequest {
+            installation: name.to_owned(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    Ok(render_installation(&view, json))
+}
+
+fn render_installation(view: &InstallationView, json: bool) -> String {
+    if json {
+        let value = serde_json::json!({
+            "installation": view.installation,
+            "promote_from": (!view.promote_from.is_empty()).then_some(&view.promote_from),
+            "soak_seconds": view.soak_seconds,
+        });
+        return serde_json::to_string_pretty(&value).unwrap_or_default() + "\n";
+    }
+    if view.promote_from.is_empty() {
+        format!(
+            "{}: promoted from no installation; its rollouts wait for none.\n",
+            view.installation
+        )
+    } else {
+        format!(
+            "{}: promoted from {} after a soak of {}: a release reaches {} once {} completed a rollout to it at least that long ago, with no failure there since.\n",
+            view.installation,
+            view.promote_from,
+            humantime::format_duration(std::time::Duration::from_secs(
+                u64::try_from(view.soak_seconds).unwrap_or(0)
+            )),
+            view.installation,
+            view.promote_from
+        )
+    }
 }

@@ -193,6 +193,7 @@ pub async fn plan(
             plan: &'a Plan,
             windows: Vec<serde_json::Value>,
             eta: &'a crate::rollout_view::EtaView,
+            promotion: serde_json::Value,
         }
         let windows = windows
             .windows
@@ -207,10 +208,14 @@ pub async fn plan(
             plan: &plan,
             windows,
             eta: &eta,
+            promotion: promotion_json(response.promotion.as_ref()),
         })? + "\n"
     } else {
         let mut text = render_plan::render(&plan);
         text.push_str(&format!("\n{}\n", super::rollout::eta_line(&eta, false)));
+        if let Some(line) = promotion_line(response.promotion.as_ref()) {
+            text.push_str(&format!("\n{line}\n"));
+        }
         if !windows.windows.is_empty() {
             text.push_str(&format!(
                 "\nMaintenance windows (a step starts only when its time limit fits before the window closes)\n{}",
@@ -220,4 +225,40 @@ pub async fn plan(
         text
     };
     Ok((text, plan.blocked))
+}
+
+/// The plan's `promotion` in `--json`: `state` none, ready, soaking,
+/// not_rolled_out or failed_there, and what it rests on.
+fn promotion_json(view: Option<&tierwise_proto::v1::PromotionView>) -> serde_json::Value {
+    use tierwise_runtime::clock::rfc3339;
+    let Some(p) = view else {
+        return serde_json::json!({ "state": "none" });
+    };
+    let time = |ms: i64| (ms != 0).then(|| rfc3339(ms));
+    serde_json::json!({
+        "state": p.state,
+        "from": (!p.from.is_empty()).then_some(&p.from),
+        "soak_seconds": p.soak_seconds,
+        "rollout": (!p.rollout.is_empty()).then_some(&p.rollout),
+        "completed": time(p.completed_ms),
+        "soak_ends": time(p.soak_ends_ms),
+        "failed": time(p.failed_ms),
+        "reason": (!p.reason.is_empty()).then_some(&p.reason),
+    })
+}
+
+/// One line on the promotion under a plan; none when there is none.
+fn promotion_line(view: Option<&tierwise_proto::v1::PromotionView>) -> Option<String> {
+    use tierwise_runtime::clock::rfc3339;
+    let p = view.filter(|p| p.state != "none")?;
+    Some(match p.state.as_str() {
+        "ready" => format!(
+            "Promotion: ready — completed on {} ({}) at {}, soaked until {}.",
+            p.from,
+            p.rollout,
+            rfc3339(p.completed_ms),
+            rfc3339(p.soak_ends_ms)
+        ),
+        _ => format!("Promotion from {}: {}.", p.from, p.reason),
+    })
 }

@@ -381,6 +381,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 InstallationsCommand::Maps { json } => {
                     super::installations::maps(&mut client, json).await?
                 }
+                InstallationsCommand::Set {
+                    name,
+                    promote_from,
+                    soak,
+                } => super::installations::set(&mut client, &name, &promote_from, soak).await?,
+                InstallationsCommand::Show { name, json } => {
+                    super::installations::show(&mut client, &name, json).await?
+                }
             };
             print!("{output}");
             Ok(ExitCode::SUCCESS)

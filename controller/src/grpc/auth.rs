@@ -127,6 +127,7 @@ pub fn admin_role(method: &str) -> Option<Role> {
         | "GetCatalogue"
         | "GetReleaseMetadata"
         | "ListWindows"
+        | "GetInstallation"
         | "ListLicences"
         | "PlanRollout"
         | "ListRollouts"
@@ -137,7 +138,7 @@ pub fn admin_role(method: &str) -> Option<Role> {
         // For themselves; the handler asks admin for anyone else.
         | "RotateOperator" => Role::Viewer,
         "RefreshInventory" | "StartRollout" | "ChangeRollout" => Role::Operator,
-        "ImportCatalogue" | "ImportReleaseMetadata" | "SetWindow" | "RemoveWindow" | "SetLicence" | "UploadArtifact" | "CreateToken" | "ListTokens"
+        "ImportCatalogue" | "ImportReleaseMetadata" | "SetWindow" | "RemoveWindow" | "SetInstallation" | "SetLicence" | "UploadArtifact" | "CreateToken" | "ListTokens"
         | "RevokeToken" | "AddOperator" | "ListOperators" | "RemoveOperator" | "RevokeHost"
         | "MapAddress" | "UnmapAddress" => Role::Admin,
         _ => return None,

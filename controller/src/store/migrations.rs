@@ -114,6 +114,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0017_step_durations.sql"),
         include_str!("../../migrations/postgres/0017_step_durations.sql"),
     ),
+    (
+        18,
+        "promotion between installations",
+        include_str!("../../migrations/sqlite/0018_promotion.sql"),
+        include_str!("../../migrations/postgres/0018_promotion.sql"),
+    ),
 ];
 
 #[derive(Debug)]

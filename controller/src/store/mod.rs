@@ -12,6 +12,7 @@ mod ingest;
 mod migrations;
 pub mod outbox;
 pub mod placement;
+pub mod promotion;
 pub mod release_metadata;
 pub mod rollouts;
 pub mod security;

@@ -9,6 +9,7 @@ pub use access::OPERATOR_TOKEN_LIFETIME;
 mod artifacts;
 mod catalogue;
 mod hosts;
+mod installations;
 pub mod metadata;
 mod rollouts;
 mod windows;
@@ -171,6 +172,20 @@ impl AdminService for AdminApi {
         request: Request<tierwise_proto::v1::ListWindowsRequest>,
     ) -> Result<Response<tierwise_proto::v1::WindowList>, Status> {
         windows::list_windows(self, request).await
+    }
+
+    async fn set_installation(
+        &self,
+        request: Request<tierwise_proto::v1::SetInstallationRequest>,
+    ) -> Result<Response<tierwise_proto::v1::InstallationView>, Status> {
+        installations::set_installation(self, request).await
+    }
+
+    async fn get_installation(
+        &self,
+        request: Request<tierwise_proto::v1::GetInstallationRequest>,
+    ) -> Result<Response<tierwise_proto::v1::InstallationView>, Status> {
+        installations::get_installation(self, request).await
     }
 
     async fn get_release_metadata(

@@ -8,6 +8,7 @@ use crate::rollout_view::RolloutStatus;
 use crate::store::rollouts::RolloutError;
 use crate::store::HostFilter;
 use tierwise_common::plan::{plan, Plan, PlanError, PlanRequest};
+use tierwise_common::promotion::ACK_SKIP_PROMOTION;
 use tierwise_common::rollout::{
     admit, parse_restart_policies, steps_from_plan, AdmissionRequest, Command, ErrorThreshold,
     Refusal, RolloutOptions,
@@ -79,12 +80,17 @@ impl AdminApi {
     }
     /// Plans from live inventory, the catalogue in force and the licence;
     /// also returns that catalogue.
+    /// The plan of `installation` to `target`, with the catalogue it was
+    /// made from and where its promotion stands. `skipped_by`: the operator
+    /// who acknowledged `skip-promotion` (the promotion's blocker is then a
+    /// warning naming them).
     pub(super) async fn make_plan(
         &self,
         installation: &str,
         target: &str,
         client_waves: &str,
-    ) -> Result<(Plan, Catalogue), ApiError> {
+        skipped_by: Option<&str>,
+    ) -> Result<(Plan, Catalogue, v1::PromotionView), ApiError> {
         let target = Version::parse(target)
             .map_err(|e| ApiError::InvalidArgument(format!("target: {e}")))?;
         let chosen = if client_waves.trim().is_empty() {
@@ -147,7 +153,29 @@ impl AdminApi {
         ) {
             planned.add_finding(finding);
         }
-        Ok((planned, catalogue))
+        // Whether the installation it is promoted from ran the target long
+        // enough.
+        let promotion = self
+            .store
+            .promotion(installation)
+            .await?
+            .map_err(|e| ApiError::NotFound(e.to_string()))?;
+        let history = match &promotion {
+            Some(p) => self.store.rollouts_to(&p.from, target).await?,
+            None => Vec::new(),
+        };
+        let state =
+            tierwise_common::promotion::evaluate(promotion.as_ref(), target, &history, now_ms());
+        let finding = tierwise_common::promotion::finding(installation, target, &state, skipped_by);
+        let reason = finding
+            .as_ref()
+            .map(|f| f.reason.clone())
+            .unwrap_or_default();
+        if let Some(finding) = finding {
+            planned.add_finding(finding);
+        }
+        let promotion = super::installations::promotion_view(promotion.as_ref(), &state, reason);
+        Ok((planned, catalogue, promotion))
     }
 
     pub(super) async fn rollout_status(&self, id: &str) -> Result<RolloutStatus, ApiError> {
@@ -229,11 +257,12 @@ pub(super) async fn plan_rollout(
     request: Request<PlanRolloutRequest>,
 ) -> Result<Response<PlanRolloutResponse>, Status> {
     let request = request.into_inner();
-    let (planned, _) = api
+    let (planned, _, promotion) = api
         .make_plan(
             &request.installation,
             &request.target,
             &request.client_waves,
+            None,
         )
         .await?;
     // The work it would take, as measured so far (no windows: a plan is
@@ -259,6 +288,7 @@ pub(super) async fn plan_rollout(
             &crate::rollout_view::EtaView::from_estimate(&estimate, false),
         )),
         plan: Some(v1::Plan::from(&planned)),
+        promotion: Some(promotion),
     }))
 }
 
@@ -274,11 +304,13 @@ pub(super) async fn start_rollout(
         ErrorThreshold::parse(&request.error_threshold)
             .map_err(|e| ApiError::InvalidArgument(format!("error threshold: {e}")))?
     };
-    let (planned, catalogue) = api
+    let skip_promotion = request.acks.iter().any(|a| a == ACK_SKIP_PROMOTION);
+    let (planned, catalogue, promotion) = api
         .make_plan(
             &request.installation,
             &request.target,
             &request.client_waves,
+            skip_promotion.then_some(actor.as_str()),
         )
         .await?;
     let mut acks: Vec<String> = request.acks.clone();
@@ -349,6 +381,20 @@ pub(super) async fn start_rollout(
         .await
         .map_err(rollout_error)?;
     info!(rollout = %id, installation = %request.installation, target = %planned.target.version, "rollout started");
+    // An emergency start past its promotion is on record, with who did it.
+    if skip_promotion && !promotion.reason.is_empty() {
+        tracing::warn!(rollout = %id, operator = %actor, reason = %promotion.reason, "promotion skipped");
+        api.store
+            .audit(
+                &actor,
+                "promotion skipped",
+                &request.installation,
+                &format!("rollout {id}: {}", promotion.reason),
+                now_ms(),
+            )
+            .await
+            .map_err(ApiError::from)?;
+    }
     api.engine.wake();
     Ok(Response::new(v1::RolloutView::from(
         &api.rollout_status(&id).await?,
