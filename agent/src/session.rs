@@ -202,5 +202,13 @@ fn step_result(report: &StepReport) -> tierwise_proto::v1::StepResult {
         reason: report.reason.clone(),
         started_ms: report.started_ms,
         finished_ms: report.finished_ms,
+        backup: report
+            .backup
+            .as_ref()
+            .map(|b| tierwise_proto::v1::BackupFile {
+                path: b.path.clone(),
+                size: b.size,
+                modified_ms: b.modified_ms,
+            }),
     }
 }

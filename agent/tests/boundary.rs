@@ -51,6 +51,7 @@ fn executor(dir: &Path) -> Executor {
         // Only `install` is defined for this host.
         actions: BTreeMap::from([("install", recorder(dir))]),
         health: None,
+        backup_location: None,
     };
     Executor::new(&dir.join("state"), vec![client]).unwrap()
 }

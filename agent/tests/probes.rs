@@ -240,6 +240,7 @@ async fn discovery_reads_windows_only() {
         facts: FactsSpec::Client { update_check: None },
         actions: Default::default(),
         health: None,
+        backup_location: None,
     };
     let inventory = probe::inventory(&[client]).await.unwrap();
     let Facts::Client(facts) = &inventory.components()[0].facts else {

@@ -48,6 +48,7 @@ fn executor(dir: &Path, install: ActionCommand) -> Executor {
         facts: FactsSpec::Client { update_check: None },
         actions: BTreeMap::from([("install", install)]),
         health: None,
+        backup_location: None,
     };
     Executor::new(&dir.join("state"), vec![client]).unwrap()
 }
@@ -69,6 +70,7 @@ fn checked_executor(dir: &Path, port: u16) -> Executor {
             ca_file: None,
             wait: Duration::from_secs(1),
         }),
+        backup_location: None,
     };
     Executor::new(&dir.join("state"), vec![client]).unwrap()
 }
@@ -330,6 +332,7 @@ mod web_deploy {
             },
             actions: BTreeMap::new(),
             health: None,
+            backup_location: None,
         };
         Executor::new(&dir.join("state"), vec![web]).unwrap()
     }

@@ -131,6 +131,16 @@ impl StepAction {
     }
 }
 
+/// The backup file a verified backup step found: the newest non-empty file
+/// matching the configured pattern that appeared after the step started.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupFile {
+    pub path: String,
+    pub size: u64,
+    /// When it was last written (Unix ms).
+    pub modified_ms: i64,
+}
+
 /// How a step ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -56,6 +56,7 @@ pub fn server(
                     })
                     .collect(),
                 databases_error: None,
+                backup_location: None,
             }),
         },
     )

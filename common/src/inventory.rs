@@ -73,6 +73,10 @@ pub struct ServerFacts {
     /// Set when the database probe failed; `databases` is then empty.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub databases_error: Option<String>,
+    /// Where the backup action's backups land ("DIR (PATTERN)"); `None`:
+    /// a backup is verified by its exit code alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_location: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -365,6 +369,7 @@ mod tests {
             facts: Facts::Server(ServerFacts {
                 databases: Vec::new(),
                 databases_error: Some(long),
+                backup_location: None,
             }),
         }])
         .unwrap();
@@ -389,6 +394,7 @@ mod tests {
                 Facts::Server(ServerFacts {
                     databases,
                     databases_error: None,
+                    backup_location: None,
                 }),
             )])
         };
@@ -464,6 +470,7 @@ mod tests {
             Facts::Server(ServerFacts {
                 databases: vec![db("a"), db("a")],
                 databases_error: None,
+                backup_location: None,
             }),
         )]);
         assert_eq!(dup_db, Err(InventoryError::DuplicateDatabase("a".into())));

@@ -108,6 +108,7 @@ mod tests {
                     patch_level: None,
                 }],
                 databases_error: None,
+                backup_location: None,
             }),
         };
         let json = serde_json::to_string(&ComponentJson::from(&component)).unwrap();

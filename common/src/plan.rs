@@ -360,6 +360,15 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
                 server.inventory.component(Role::Server).map(|c| &c.facts)
             {
                 counts.databases = facts.databases.len();
+                if server_updated && facts.backup_location.is_none() {
+                    findings.push(Finding::new(
+                        Severity::Warning,
+                        Rule::Backup,
+                        host_subject(server, Role::Server),
+                        "the backup before the server update is unverified: the server's backup action names no location, so only its exit code says a backup was made".to_owned(),
+                        "set `backup_directory` (and `backup_pattern`) on the backup action in the server agent's configuration".to_owned(),
+                    ));
+                }
                 if let Some(error) = &facts.databases_error {
                     findings.push(Finding::new(
                         Severity::Blocker,

@@ -54,6 +54,9 @@ pub enum Rule {
     /// A release reaches an installation only after the one it is
     /// promoted from ran it long enough.
     Promotion,
+    /// The backup before the server update is verified by the file it
+    /// leaves, not by an exit code alone.
+    Backup,
 }
 
 impl Rule {

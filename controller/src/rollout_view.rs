@@ -107,6 +107,22 @@ pub struct RolloutStatus {
     /// What the rest is expected to take, and when it should end.
     #[serde(default)]
     pub eta: Option<EtaView>,
+    /// The verified backup that protects this rollout, once the backup
+    /// step found it.
+    #[serde(default)]
+    pub backup: Option<BackupView>,
+}
+
+/// A backup file as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupView {
+    pub host_id: String,
+    pub path: String,
+    pub size: u64,
+    /// When it was written (RFC 3339).
+    pub time: String,
+    #[serde(skip)]
+    pub modified_ms: i64,
 }
 
 /// An expectation as shown: seconds of work and RFC 3339 times (the Unix
@@ -370,6 +386,7 @@ impl RolloutStatus {
             omitted,
             waiting_for_window: None,
             eta: None,
+            backup: None,
         }
     }
 }

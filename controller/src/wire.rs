@@ -125,6 +125,14 @@ impl From<&RolloutStatus> for v1::RolloutView {
                 .collect(),
             waiting_for_window: s.waiting_for_window.clone().unwrap_or_default(),
             eta: s.eta.as_ref().map(eta_to_wire),
+            backup: s.backup.as_ref().map(|b| v1::RolloutBackup {
+                host_id: b.host_id.clone(),
+                file: Some(v1::BackupFile {
+                    path: b.path.clone(),
+                    size: b.size,
+                    modified_ms: b.modified_ms,
+                }),
+            }),
             omitted: s.omitted.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         }
     }
@@ -209,6 +217,16 @@ impl TryFrom<&v1::RolloutView> for RolloutStatus {
                 .then(|| w.waiting_for_window.clone()),
             eta: w.eta.as_ref().map(|e| eta_from_wire(e, true)),
             omitted: w.omitted.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            backup: w.backup.as_ref().and_then(|b| {
+                let file = b.file.as_ref()?;
+                Some(crate::rollout_view::BackupView {
+                    host_id: b.host_id.clone(),
+                    path: file.path.clone(),
+                    size: file.size,
+                    time: tierwise_runtime::clock::rfc3339(file.modified_ms),
+                    modified_ms: file.modified_ms,
+                })
+            }),
         })
     }
 }

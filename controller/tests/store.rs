@@ -34,6 +34,7 @@ fn server_inventory(version: Version, active: bool) -> Inventory {
                 },
             ],
             databases_error: None,
+            backup_location: None,
         }),
     }])
     .unwrap()

@@ -105,6 +105,7 @@ fn inventory(plays: Plays, version: Version, databases_at: Version, variant: boo
                     patch_level: Some(databases_at),
                 }],
                 databases_error: None,
+                backup_location: None,
             }),
         },
         Plays::Web => Component {
@@ -226,6 +227,7 @@ pub async fn run(
                         reason: if ok { String::new() } else { "simulated failure".into() },
                         started_ms: 0,
                         finished_ms: 0,
+                        backup: None,
                     })) };
                     let report = AgentMessage { body: Some(agent_message::Body::Inventory(
                         (&inventory(agent.plays, version, databases_at, variant)).into(),

@@ -589,6 +589,7 @@ echo "{host} $action $version" >> "{order}"
 case "$action" in
   install) sleep {delay}; echo "$version" > "{dir}/VERSION.tmp"; mv "{dir}/VERSION.tmp" "{dir}/VERSION" ;;
   restart) touch "{dir}/restart-requested" ;;
+  backup) if [ -d "{dir}/backups" ] && [ ! -f "{dir}/backup-writes-nothing" ]; then echo "backup of $(date)" > "{dir}/backups/PSDB_$(date +%s%N).bak"; fi ;;
   reactivate)
     sed -e 's/"active": false/"active": true/g' -e "s/\"patch_level\": \"[0-9.]*\"/\"patch_level\": \"$version\"/g" "{dir}/databases.json" > "{dir}/db.tmp" && mv "{dir}/db.tmp" "{dir}/databases.json" ;;
 esac
@@ -635,6 +636,27 @@ exit 0
     pub fn with_health(&mut self, body: &str) -> Result<()> {
         let mut config = std::fs::read_to_string(&self.config)?;
         config.push_str(&format!("\n[component.health]\n{body}\n"));
+        set_file(&self.config, &config)?;
+        self.restart()
+    }
+
+    /// Makes the server's backup action name where its backups land
+    /// (`DIR/backups`, `PSDB_*.bak`; the stand-in backup writes one there
+    /// unless the file `backup-writes-nothing` exists) and restarts it.
+    pub fn with_backup_location(&mut self) -> Result<()> {
+        let backups = self.dir.join("backups");
+        std::fs::create_dir_all(&backups)?;
+        let config = std::fs::read_to_string(&self.config)?;
+        let Some(at) = config.find("\nbackup = {") else {
+            bail!("{} has no backup action", self.config.display());
+        };
+        let end = at + config[at..].find(" }\n").context("the backup line ends")?;
+        let config = format!(
+            "{}, backup_directory = {:?}, backup_pattern = \"PSDB_*.bak\"{}",
+            &config[..end],
+            backups.display().to_string(),
+            &config[end..]
+        );
         set_file(&self.config, &config)?;
         self.restart()
     }

@@ -299,3 +299,102 @@ fn production_waits_for_the_test_installation_to_soak_unless_skipped_on_record()
         .iter()
         .any(|e| e["action"] == "installation set" && e["subject"] == "prod"));
 }
+
+#[test]
+fn a_backup_that_leaves_no_file_halts_before_the_server_is_touched() {
+    let mut fleet = Fleet::start(&FleetOptions {
+        clients: 1,
+        ..FleetOptions::default()
+    })
+    .unwrap();
+    let c = &fleet.controller;
+    let plan = || -> Value {
+        serde_json::from_str(
+            &c.cli(&[
+                "rollout",
+                "plan",
+                "--installation",
+                "prod",
+                "--to",
+                V263,
+                "--json",
+            ])
+            .unwrap(),
+        )
+        .unwrap()
+    };
+    let unverified = |plan: &Value| {
+        plan["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "backup" && f["severity"] == "warning")
+    };
+    // Without a location the plan warns that the backup is unverified.
+    assert!(unverified(&plan()));
+    fleet.server.with_backup_location().unwrap();
+    wait_for(
+        "the location to be reported",
+        Duration::from_secs(30),
+        || Ok((!unverified(&plan())).then_some(())),
+    )
+    .unwrap();
+
+    // The backup command exits 0 but writes nothing: the step fails, the
+    // rollout halts, and the server was never stopped.
+    std::fs::write(fleet.server.dir.join("backup-writes-nothing"), "").unwrap();
+    c.rollout_start(&[]).unwrap();
+    let (status, _) = wait_for("the rollout to halt", Duration::from_secs(60), || {
+        let s = c.rollout_status()?;
+        Ok(matches!(s["state"].as_str(), Some("failed" | "completed")).then_some(s))
+    })
+    .unwrap();
+    assert_eq!(status["state"], "failed", "{status}");
+    let failure = &status["failures"][0];
+    assert_eq!(failure["action"], "backup");
+    assert!(
+        failure["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the backup command exited 0, but no file matching `PSDB_*.bak`"),
+        "{failure}"
+    );
+    assert_eq!(status["backup"], Value::Null);
+    let runs = fleet.server.runs();
+    assert!(
+        runs.iter()
+            .all(|r| !r.contains(" stop ") && !r.contains(" install ")),
+        "{runs:?}"
+    );
+
+    // With the backup writing its file, resuming verifies it and goes on.
+    std::fs::remove_file(fleet.server.dir.join("backup-writes-nothing")).unwrap();
+    let id = status["id"].as_str().unwrap().to_owned();
+    c.cli(&["rollout", "resume", &id]).unwrap();
+    let (done, _) = wait_for("the rollout to complete", Duration::from_secs(90), || {
+        let s = c.rollout_status()?;
+        Ok(matches!(s["state"].as_str(), Some("failed" | "completed")).then_some(s))
+    })
+    .unwrap();
+    assert_eq!(done["state"], "completed", "{done}");
+    let backup = &done["backup"];
+    assert_eq!(backup["host_id"], "srv-01", "{done}");
+    let path = backup["path"].as_str().unwrap();
+    assert!(
+        path.ends_with(".bak") && Path::new(path).is_file(),
+        "{backup}"
+    );
+    assert!(backup["size"].as_u64().unwrap() > 0);
+    assert!(backup["time"].as_str().unwrap().ends_with('Z'));
+    let text = c.cli(&["rollout", "status"]).unwrap();
+    assert!(text.contains("Protected by the backup "), "{text}");
+    let audit: Value = serde_json::from_str(&c.cli(&["audit", "--json"]).unwrap()).unwrap();
+    let verified = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "backup verified")
+        .expect("audited");
+    assert_eq!(verified["actor"], "agent srv-01");
+    assert!(verified["details"].as_str().unwrap().starts_with(path));
+}

@@ -71,6 +71,23 @@ pub struct ComponentSpec {
     pub actions: std::collections::BTreeMap<&'static str, ActionCommand>,
     /// What must answer once an update left the component running.
     pub health: Option<HealthChecks>,
+    /// `server` only: where the backup action's backups land; the step
+    /// then succeeds only when a new one is there.
+    pub backup_location: Option<BackupLocation>,
+}
+
+/// Where backups land: a directory, and the pattern of their file names
+/// (`*` and `?`, any case).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupLocation {
+    pub directory: PathBuf,
+    pub pattern: String,
+}
+
+impl std::fmt::Display for BackupLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.directory.display(), self.pattern)
+    }
 }
 
 /// Default time the health checks have to pass after a step.

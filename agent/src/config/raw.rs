@@ -72,6 +72,9 @@ pub(super) struct RawActionCommand {
     pub(super) timeout_seconds: Option<u32>,
     pub(super) transient_exit_codes: Option<Vec<i32>>,
     pub(super) restart_exit_codes: Option<Vec<i32>>,
+    /// `backup` only: where its backups land, and which files they are.
+    pub(super) backup_directory: Option<PathBuf>,
+    pub(super) backup_pattern: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy)]

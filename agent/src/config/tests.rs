@@ -289,3 +289,53 @@ fn wrong_health_checks_are_refused_with_what_to_write() {
         assert!(e.contains("works only on Windows"), "{e}");
     }
 }
+
+#[test]
+fn a_backup_names_where_its_backups_land() {
+    let with = |actions: &str| format!("{GOOD}\n[component.actions]\n{actions}\n");
+    let settings = parse(
+        &with(r#"backup = { command = ["b"], backup_directory = "/srv/backups", backup_pattern = "PSDB_*.bak" }"#),
+        "agent.toml",
+    )
+    .unwrap();
+    let location = settings.components[0]
+        .backup_location
+        .as_ref()
+        .expect("a location");
+    assert_eq!(location.directory, Path::new("/srv/backups"));
+    assert_eq!(location.pattern, "PSDB_*.bak");
+    let settings = parse(
+        &with(r#"backup = { command = ["b"], backup_directory = "/srv/backups" }"#),
+        "agent.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        settings.components[0]
+            .backup_location
+            .as_ref()
+            .expect("a location")
+            .pattern,
+        "*"
+    );
+    for (actions, expected) in [
+        (
+            r#"backup = { command = ["b"], backup_pattern = "*.bak" }"#,
+            "`backup_pattern` needs `backup_directory`",
+        ),
+        (
+            r#"backup = { command = ["b"], backup_directory = "backups" }"#,
+            "must be an absolute path",
+        ),
+        (
+            r#"backup = { command = ["b"], backup_directory = "/b", backup_pattern = "x/*.bak" }"#,
+            "is a file name pattern",
+        ),
+        (
+            r#"stop_services = { command = ["s"], backup_directory = "/b" }"#,
+            "belong to the `backup` action",
+        ),
+    ] {
+        let e = error(&with(actions));
+        assert!(e.contains(expected), "{actions}: {e}");
+    }
+}

@@ -8,10 +8,11 @@
 
 use super::raw::{RawActionCommand, RawCheck, RawConfig, RawHealth, RawSource, RawWebServer};
 use super::{
-    ActionCommand, CheckProbe, ComponentSpec, ConfigError, DatabasesProbe, EnrollmentSettings,
-    FactsSpec, HealthChecks, HttpsTarget, Settings, Source, TcpTarget, VersionProbe,
-    DEFAULT_ACTION_TIMEOUT_SECONDS, DEFAULT_COMMAND_TIMEOUT_SECONDS, DEFAULT_HEALTH_WAIT_SECONDS,
-    DEFAULT_HEARTBEAT_SECONDS, DEFAULT_PROBE_SECONDS, DEFAULT_RECONNECT_MAX_SECONDS, PLACEHOLDERS,
+    ActionCommand, BackupLocation, CheckProbe, ComponentSpec, ConfigError, DatabasesProbe,
+    EnrollmentSettings, FactsSpec, HealthChecks, HttpsTarget, Settings, Source, TcpTarget,
+    VersionProbe, DEFAULT_ACTION_TIMEOUT_SECONDS, DEFAULT_COMMAND_TIMEOUT_SECONDS,
+    DEFAULT_HEALTH_WAIT_SECONDS, DEFAULT_HEARTBEAT_SECONDS, DEFAULT_PROBE_SECONDS,
+    DEFAULT_RECONNECT_MAX_SECONDS, PLACEHOLDERS,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -369,6 +370,7 @@ pub(super) fn settings(
             Role::AppServer => FactsSpec::None,
         };
         let mut actions = std::collections::BTreeMap::new();
+        let mut backup_location = None;
         if let Some(raw) = &component.actions {
             for (key, entry, server_only) in [
                 ("backup", &raw.backup, true),
@@ -396,6 +398,11 @@ pub(super) fn settings(
                 }
                 let command = action_command(entry.get_ref())
                     .map_err(|m| here(&name, Some(entry.span()), m))?;
+                let location = backup_location_of(key, entry.get_ref())
+                    .map_err(|m| here(&name, Some(entry.span()), m))?;
+                if location.is_some() {
+                    backup_location = location;
+                }
                 // A pinned root vouches for the installer the controller
                 // hands over; a command that runs another file would
                 // bypass it.
@@ -426,6 +433,7 @@ pub(super) fn settings(
             facts,
             actions,
             health,
+            backup_location,
         });
     }
     components.sort_by_key(|c| c.role);
@@ -443,6 +451,37 @@ pub(super) fn settings(
         log_level,
         components,
     })
+}
+
+/// `backup_directory` and `backup_pattern`: only on the backup action.
+fn backup_location_of(key: &str, raw: &RawActionCommand) -> Result<Option<BackupLocation>, String> {
+    match (&raw.backup_directory, &raw.backup_pattern) {
+        (None, None) => Ok(None),
+        _ if key != "backup" => {
+            Err("`backup_directory` and `backup_pattern` belong to the `backup` action".into())
+        }
+        (None, Some(_)) => {
+            Err("`backup_pattern` needs `backup_directory`, where the backups land".into())
+        }
+        (Some(directory), pattern) => {
+            if directory.as_os_str().is_empty() || !directory.is_absolute() {
+                return Err(format!(
+                    "`backup_directory` must be an absolute path, not `{}`",
+                    directory.display()
+                ));
+            }
+            let pattern = pattern.clone().unwrap_or_else(|| "*".to_owned());
+            if pattern.trim().is_empty() || pattern.contains(['/', '\\']) {
+                return Err(format!(
+                    "`backup_pattern` is a file name pattern such as \"PSDB_*.bak\" (`*` and `?`), not `{pattern}`"
+                ));
+            }
+            Ok(Some(BackupLocation {
+                directory: directory.clone(),
+                pattern,
+            }))
+        }
+    }
 }
 
 fn action_command(raw: &RawActionCommand) -> Result<ActionCommand, String> {

@@ -450,6 +450,22 @@ fn component_settings(role: Role) -> Vec<Setting> {
             group,
             "Exit codes meaning succeeded, restart required (comma-separated, default 3010, 1641)",
         );
+        if action == "backup" {
+            add(
+                "BackupDirectory",
+                Text,
+                Action(action, "backup_directory"),
+                group,
+                "Directory the backups land in (the step then needs a new file there)",
+            );
+            add(
+                "BackupPattern",
+                Text,
+                Action(action, "backup_pattern"),
+                group,
+                "Backup file name pattern (* and ?, default *)",
+            );
+        }
     }
     list
 }

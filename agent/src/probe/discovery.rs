@@ -157,6 +157,7 @@ pub fn discovered_components(entries: &[UninstallEntry], state_dir: &Path) -> Ve
                 facts: FactsSpec::Server { databases: None },
                 actions: BTreeMap::new(),
                 health: None,
+                backup_location: None,
             }),
             Role::Client => Some(ComponentSpec {
                 role,
@@ -164,6 +165,7 @@ pub fn discovered_components(entries: &[UninstallEntry], state_dir: &Path) -> Ve
                 facts: FactsSpec::Client { update_check: None },
                 actions: BTreeMap::from([("install", client_install_action(state_dir))]),
                 health: None,
+                backup_location: None,
             }),
             // `classify` names no other role.
             Role::AppServer | Role::Web => None,

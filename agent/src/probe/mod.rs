@@ -28,7 +28,14 @@ pub async fn inventory(components: &[ComponentSpec]) -> Result<Inventory, Invent
         probed.push(Component {
             role: spec.role,
             version: version(&spec.version).await,
-            facts: facts(&spec.facts).await,
+            facts: match facts(&spec.facts).await {
+                // Where backups land is configuration, not a probe.
+                Facts::Server(mut server) => {
+                    server.backup_location = spec.backup_location.as_ref().map(ToString::to_string);
+                    Facts::Server(server)
+                }
+                other => other,
+            },
         });
     }
     Inventory::new(probed)
@@ -157,10 +164,12 @@ async fn facts(spec: &FactsSpec) -> Facts {
             Ok(databases) => ServerFacts {
                 databases,
                 databases_error: None,
+                backup_location: None,
             },
             Err(why) => ServerFacts {
                 databases: Vec::new(),
                 databases_error: Some(why),
+                backup_location: None,
             },
         }),
         FactsSpec::Web {

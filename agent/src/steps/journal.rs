@@ -30,6 +30,9 @@ pub struct StepReport {
     pub reason: String,
     pub started_ms: i64,
     pub finished_ms: i64,
+    /// A backup step whose location is configured: the backup it found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<tierwise_common::action::BackupFile>,
 }
 
 impl StepReport {
@@ -49,6 +52,7 @@ impl StepReport {
             reason,
             started_ms,
             finished_ms: tierwise_runtime::clock::now_ms(),
+            backup: None,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! configuration defines for it; nothing the controller sends is ever run as
 //! a command. Every step id is journaled before and after it runs.
 
+pub mod backup;
 pub mod download;
 pub mod journal;
 pub mod signed;
@@ -97,6 +98,7 @@ impl Executor {
             reason,
             started_ms: now,
             finished_ms: now,
+            backup: None,
         };
         self.journal.put(&JournalEntry {
             step_id: step_id.to_owned(),
@@ -198,6 +200,18 @@ impl Executor {
                 .map_or(std::time::Duration::ZERO, |h| h.wait)
     }
 
+    /// Where a backup step's backups land, when the server configures it.
+    fn backup_location(&self, action: &StepAction) -> Option<&crate::config::BackupLocation> {
+        (*action == StepAction::Backup)
+            .then(|| {
+                self.components
+                    .iter()
+                    .find(|c| c.role == tierwise_common::Role::Server)
+            })
+            .flatten()
+            .and_then(|c| c.backup_location.as_ref())
+    }
+
     /// The health checks that follow a step of this action, if any.
     fn health_for(&self, action: &StepAction) -> Option<&crate::config::HealthChecks> {
         action
@@ -256,6 +270,12 @@ impl Executor {
         let mut report = self
             .perform(step_id, action, artifact, started_ms, progress)
             .await;
+        if let Some(location) = self.backup_location(action) {
+            if report.outcome == StepOutcome::Succeeded {
+                verify_backup(&mut report, location, started_ms).await;
+            }
+            return report;
+        }
         let Some(checks) = self.health_for(action) else {
             return report;
         };
@@ -313,6 +333,7 @@ impl Executor {
             reason,
             started_ms,
             finished_ms: now_ms(),
+            backup: None,
         };
         if let StepAction::DeployWebApp { version, .. } = action {
             let Some(spec) = self.web_deploy() else {
@@ -447,6 +468,39 @@ impl Executor {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A backup command that exited 0 counts only when a new, non-empty backup
+/// file is where the configuration says backups land.
+async fn verify_backup(
+    report: &mut StepReport,
+    location: &crate::config::BackupLocation,
+    started_ms: i64,
+) {
+    let location = location.clone();
+    let found = tokio::task::spawn_blocking(move || backup::newest(&location, started_ms))
+        .await
+        .unwrap_or_else(|e| Err(format!("the backup check failed: {e}")));
+    report.finished_ms = now_ms();
+    match found {
+        Ok(file) => {
+            let line = format!(
+                "backup verified: {} ({} bytes, written {})",
+                file.path,
+                file.size,
+                tierwise_runtime::clock::rfc3339(file.modified_ms)
+            );
+            report.output_tail = tail(
+                format!("{}\n{line}\n", report.output_tail.trim_end()).as_bytes(),
+                OUTPUT_TAIL_BYTES,
+            );
+            report.backup = Some(file);
+        }
+        Err(reason) => {
+            report.outcome = StepOutcome::Failed;
+            report.reason = reason;
         }
     }
 }

@@ -292,6 +292,15 @@ pub fn render(status: &RolloutStatus) -> String {
         "Started {}, last change {}",
         status.created, status.updated
     ));
+    if let Some(backup) = &status.backup {
+        out.push(format!(
+            "Protected by the backup {} on {} ({} bytes, written {})",
+            table::printable(&backup.path),
+            backup.host_id,
+            thousands(usize::try_from(backup.size).unwrap_or(usize::MAX)),
+            backup.time
+        ));
+    }
     out.push(String::new());
     for (index, phase) in status.phases.iter().enumerate() {
         let marker = match phase.state.as_str() {

@@ -734,6 +734,16 @@ impl Session {
                 crate::metrics::metrics().store_operation("step_result", started.elapsed());
                 if let Some(rollout) = recorded {
                     info!(host_id = %self.host_id, %rollout, step = %record.step_id, ?outcome, "step result");
+                    if let Some(file) = result.backup.as_ref().filter(|_| outcome.succeeded()) {
+                        let file = tierwise_common::action::BackupFile {
+                            path: printable(&file.path, 1000),
+                            size: file.size,
+                            modified_ms: file.modified_ms,
+                        };
+                        self.store
+                            .record_backup(&rollout, &self.host_id, &file, now_ms())
+                            .await?;
+                    }
                     self.engine.wake();
                     let facts = self.store.step_facts(&record.step_id).await.ok().flatten();
                     let ran_ms = (result.started_ms > 0 && result.finished_ms >= result.started_ms)

@@ -120,6 +120,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0018_promotion.sql"),
         include_str!("../../migrations/postgres/0018_promotion.sql"),
     ),
+    (
+        19,
+        "verified backups",
+        include_str!("../../migrations/sqlite/0019_verified_backups.sql"),
+        include_str!("../../migrations/postgres/0019_verified_backups.sql"),
+    ),
 ];
 
 #[derive(Debug)]

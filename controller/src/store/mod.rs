@@ -7,6 +7,7 @@
 //! `ON CONFLICT`, BIGINT/INTEGER times in Unix ms, 0/1 flags); each backend
 //! has its own migration directory so their DDL can diverge when needed.
 
+mod backups;
 mod changes;
 mod ingest;
 mod migrations;
@@ -497,7 +498,7 @@ impl Store {
         let component_sql = format!(
             "SELECT c.host_id, c.role, c.version, c.probe_error, c.web_server_kind, \
                     c.web_docroot, c.web_websocket, c.client_update_check, c.databases_error, \
-                    c.client_profiles \
+                    c.client_profiles, c.backup_location \
              FROM components c JOIN hosts h ON h.host_id = c.host_id WHERE {host_filter}"
         );
         let database_sql = format!(
@@ -929,10 +930,12 @@ async fn write_inventory(
         let mut client_update_check = None;
         let mut client_profiles = None;
         let mut databases_error = None;
+        let mut backup_location = None;
         match &component.facts {
             Facts::None => {}
             Facts::Server(server) => {
                 databases_error = server.databases_error.clone();
+                backup_location = server.backup_location.clone();
                 for db in &server.databases {
                     sqlx::query(
                         "INSERT INTO databases (host_id, name, active, patch_level) \
@@ -958,8 +961,9 @@ async fn write_inventory(
         }
         sqlx::query(
             "INSERT INTO components (host_id, role, version, probe_error, web_server_kind, \
-                web_docroot, web_websocket, client_update_check, databases_error, client_profiles) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                web_docroot, web_websocket, client_update_check, databases_error, client_profiles, \
+                backup_location) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(host_id)
         .bind(component.role.as_str())
@@ -971,6 +975,7 @@ async fn write_inventory(
         .bind(client_update_check.map(str::to_owned))
         .bind(databases_error)
         .bind(client_profiles)
+        .bind(backup_location)
         .execute(&mut **tx)
         .await?;
     }
@@ -1011,6 +1016,7 @@ fn component_from_row(
         Role::Server => Facts::Server(ServerFacts {
             databases: databases.remove(&host_id).unwrap_or_default(),
             databases_error: row.try_get("databases_error")?,
+            backup_location: row.try_get("backup_location")?,
         }),
         Role::Web => {
             let kind: Option<String> = row.try_get("web_server_kind")?;

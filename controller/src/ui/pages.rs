@@ -676,6 +676,7 @@ mod tests {
             omitted: BTreeMap::new(),
             waiting_for_window: None,
             eta: None,
+            backup: None,
         }
     }
 

@@ -115,6 +115,7 @@ impl From<&Component> for v1::Component {
                     })
                     .collect(),
                 databases_error: server.databases_error.clone().unwrap_or_default(),
+                backup_location: server.backup_location.clone().unwrap_or_default(),
             })),
             Facts::Web(web) => Some(v1::component::Facts::Web(v1::WebFacts {
                 server_kind: v1::WebServerKind::from(web.server_kind).into(),
@@ -184,6 +185,7 @@ fn component_from_wire(index: usize, wire: &v1::Component) -> Result<Component, 
             Facts::Server(ServerFacts {
                 databases,
                 databases_error: non_empty(&server.databases_error),
+                backup_location: non_empty(&server.backup_location),
             })
         }
         Some(v1::component::Facts::Web(web)) => Facts::Web(WebFacts {
@@ -409,6 +411,7 @@ mod tests {
                         patch_level: Some(Version::new(9, 3, 1, 33994)),
                     }],
                     databases_error: None,
+                    backup_location: None,
                 }),
             },
             Component {
