@@ -398,3 +398,104 @@ fn a_backup_that_leaves_no_file_halts_before_the_server_is_touched() {
     assert_eq!(verified["actor"], "agent srv-01");
     assert!(verified["details"].as_str().unwrap().starts_with(path));
 }
+
+/// The web host's package for 26.3.100.34058, with a `config.bat` at its
+/// top and one in a subfolder, as the Server Manager might generate them.
+fn package_with_config_bats(fleet: &Fleet) {
+    let path = fleet.web.dir.join(format!("WebApp-{V263}.zip"));
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    for (name, text) in [
+        ("version.txt", format!("{V263}\n")),
+        (
+            "index.html",
+            "<!doctype html><title>Password Secure</title>".to_owned(),
+        ),
+        ("config.bat", "@echo configure IIS".to_owned()),
+        (
+            "setup/iis/config.bat",
+            "@echo configure IIS again".to_owned(),
+        ),
+    ] {
+        zip.start_file(name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(text.as_bytes()).unwrap();
+    }
+    zip.finish().unwrap();
+}
+
+fn roll_to_the_end(fleet: &Fleet) -> Value {
+    let c = &fleet.controller;
+    c.rollout_start(&[]).unwrap();
+    let (status, _) = wait_for("the rollout to end", Duration::from_secs(90), || {
+        let s = c.rollout_status()?;
+        Ok(matches!(s["state"].as_str(), Some("failed" | "completed")).then_some(s))
+    })
+    .unwrap();
+    assert_eq!(status["state"], "completed", "{status}");
+    status
+}
+
+#[test]
+fn config_bat_is_deleted_wherever_it_sits_on_iis_and_kept_on_apache() {
+    // Apache keeps the files the package brings.
+    let fleet = Fleet::start(&FleetOptions {
+        clients: 1,
+        ..FleetOptions::default()
+    })
+    .unwrap();
+    package_with_config_bats(&fleet);
+    roll_to_the_end(&fleet);
+    let docroot = fleet.web.dir.join("docroot");
+    assert!(docroot.join("config.bat").is_file());
+    assert!(docroot.join("setup/iis/config.bat").is_file());
+    drop(fleet);
+
+    // The same web host as IIS (WebSocket Protocol taken as present).
+    let mut fleet = Fleet::start(&FleetOptions {
+        clients: 1,
+        ..FleetOptions::default()
+    })
+    .unwrap();
+    let config = std::fs::read_to_string(&fleet.web.config).unwrap();
+    let websocket = config
+        .lines()
+        .find(|l| l.starts_with("websocket = "))
+        .unwrap()
+        .to_owned();
+    let config = config
+        .replace("server = \"apache\"", "server = \"iis\"")
+        .replace(&websocket, "websocket = true");
+    tierwise_e2e::set_file(&fleet.web.config, &config).unwrap();
+    fleet.web.restart().unwrap();
+    let c = &fleet.controller;
+    wait_for("the web host back as IIS", Duration::from_secs(30), || {
+        let host = c.host("web-01")?.unwrap_or_default();
+        let web = tierwise_e2e::component(&host, "web")
+            .cloned()
+            .unwrap_or_default();
+        Ok((host["online"] == true && web.to_string().contains("iis")).then_some(()))
+    })
+    .unwrap();
+    package_with_config_bats(&fleet);
+    let status = roll_to_the_end(&fleet);
+    let docroot = fleet.web.dir.join("docroot");
+    assert!(docroot.join("index.html").is_file());
+    assert!(!docroot.join("config.bat").exists());
+    assert!(!docroot.join("setup/iis/config.bat").exists());
+    assert!(docroot.join("setup/iis").is_dir());
+    assert_eq!(status["failures"], serde_json::json!([]));
+    // Each deletion is in the step's report (as the agent journaled and
+    // sent it).
+    let reports: String = std::fs::read_dir(fleet.web.dir.join("state/steps"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    for deleted in ["config.bat", "setup/iis/config.bat"] {
+        let line = format!(
+            "deleted the generated {} without running it",
+            docroot.join(deleted).display()
+        );
+        assert!(reports.contains(&line), "{line} in {reports}");
+    }
+}
