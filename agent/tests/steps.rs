@@ -386,11 +386,8 @@ mod web_deploy {
         package(
             &dir.path().join("WebApp-26.3.100.34058.zip"),
             &[
-                (
-                    "PasswordSecureWeb/version.txt",
-                    "Web Application 26.9.100.34193\n",
-                ),
-                ("PasswordSecureWeb/index.html", "<html>"),
+                ("version.txt", "Web Application 26.9.100.34193\n"),
+                ("index.html", "<html>"),
             ],
         );
         let before = tree(&dir.path().join("docroot"));
@@ -401,7 +398,7 @@ mod web_deploy {
         assert_eq!(report.outcome, StepOutcome::Failed);
         assert!(
             report.reason.contains(
-                "is the Web Application of 26.9.100.34193 (its PasswordSecureWeb/version.txt says so), not of 26.3.100.34058; nothing was changed"
+                "is the Web Application of 26.9.100.34193 (its version.txt says so), not of 26.3.100.34058; nothing was changed"
             ),
             "{}",
             report.reason

@@ -243,6 +243,13 @@ impl Inventory {
                 if let Some(why) = &mut server.databases_error {
                     cut_text(why);
                 }
+                if let Some(location) = &server.backup_location {
+                    if location.len() > MAX_DOCROOT || location.chars().any(char::is_control) {
+                        return Err(InventoryError::TooLarge(format!(
+                            "the backup location must be at most {MAX_DOCROOT} printable characters"
+                        )));
+                    }
+                }
                 if server.databases.len() > MAX_DATABASES {
                     return Err(InventoryError::TooLarge(format!(
                         "{} databases; at most {MAX_DATABASES} are accepted",

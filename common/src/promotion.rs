@@ -55,8 +55,9 @@ pub enum PromotionState {
     },
     /// Never completed there.
     NotRolledOut { from: String },
-    /// A rollout to the target failed there after (or instead of) the one
-    /// that completed.
+    /// A rollout to the target failed (or was aborted, which is how a
+    /// failed one is cleared away) there after, or instead of, the one that
+    /// completed.
     FailedThere {
         from: String,
         rollout: String,
@@ -82,9 +83,12 @@ pub fn evaluate(
         return PromotionState::None;
     };
     let from = promotion.from.clone();
+    // In the order they were created (a stable sort keeps the store's
+    // order for rollouts created in the same millisecond).
     let mut to_target: Vec<&SourceRollout> =
         history.iter().filter(|r| r.target == target).collect();
-    to_target.sort_by_key(|r| (r.created_ms, r.id.clone()));
+    to_target.sort_by_key(|r| r.created_ms);
+    let position = |r: &SourceRollout| to_target.iter().position(|x| x.id == r.id);
     let completed = to_target
         .iter()
         .rev()
@@ -92,8 +96,8 @@ pub fn evaluate(
     // A failure at the target since the completed rollout (or ever, when
     // none completed) speaks against it.
     let failed = to_target.iter().rev().find(|r| {
-        r.state == RolloutState::Failed
-            && completed.is_none_or(|c| r.created_ms >= c.created_ms && r.id != c.id)
+        matches!(r.state, RolloutState::Failed | RolloutState::Aborted)
+            && completed.is_none_or(|c| position(r) > position(c))
     });
     if let Some(failed) = failed {
         return PromotionState::FailedThere {
@@ -286,6 +290,16 @@ mod tests {
                 failed_ms: T0 + 6 * HOUR,
             }
         );
+        // Aborting the failed rollout (the only way to start another) does
+        // not clear it.
+        let history = [
+            rollout("r2", "26.3.100.34058", RolloutState::Completed, T0),
+            rollout("r3", "26.3.100.34058", RolloutState::Aborted, T0 + 5 * HOUR),
+        ];
+        assert!(matches!(
+            evaluate(Some(&p), target, &history, T0 + 100 * HOUR),
+            PromotionState::FailedThere { .. }
+        ));
         // A failure before the completed one is history.
         let history = [
             rollout("r1", "26.3.100.34058", RolloutState::Failed, T0 - 10 * HOUR),

@@ -102,7 +102,7 @@ fn plan_against_live_inventory() -> anyhow::Result<()> {
     assert_eq!(plan["counts"]["clients_locked_out"], 3);
     assert_eq!(
         plan["acks_required"],
-        serde_json::json!(["breaking", "server-manager-password"])
+        serde_json::json!(["breaking", "changelog", "server-manager-password"])
     );
     assert_eq!(plan["clients_immediately_after_web"], true);
     // The same inventory gives the same plan, byte for byte.
@@ -149,7 +149,7 @@ fn plan_against_live_inventory() -> anyhow::Result<()> {
     let plan: serde_json::Value = serde_json::from_str(&json)?;
     assert_eq!(
         plan["acks_required"],
-        serde_json::json!(["breaking", "pkcs11", "server-manager-password"])
+        serde_json::json!(["breaking", "changelog", "pkcs11", "server-manager-password"])
     );
     Ok(())
 }

@@ -10,6 +10,11 @@ use tierwise_common::action::BackupFile;
 /// File systems that keep times to 2 s (FAT) may date a file just written
 /// up to this much before the step began.
 const TIME_GRACE_MS: i64 = 2000;
+/// A backup dated further ahead than this says the clocks disagree (a
+/// share's file server and this host): its time proves nothing.
+const FUTURE_LIMIT_MS: i64 = 5 * 60 * 1000;
+/// How long a found backup must stay unchanged to count as finished.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Whether `name` matches `pattern`: `*` any run of characters, `?` one
 /// character, everything else itself in any case.
@@ -93,6 +98,13 @@ pub fn newest(location: &BackupLocation, started_ms: i64) -> Result<BackupFile, 
             file.path,
             stamp(file.modified_ms)
         )),
+        Some(file) if file.modified_ms > tierwise_runtime::clock::now_ms() + FUTURE_LIMIT_MS => {
+            Err(format!(
+                "the backup command exited 0, but its newest backup {} is dated {}, in the future: the clocks of this host and of the backup directory disagree, so its time proves nothing",
+                file.path,
+                stamp(file.modified_ms)
+            ))
+        }
         Some(file) if file.size == 0 => Err(format!(
             "the backup command exited 0, but its newest backup {} is empty",
             file.path
@@ -143,5 +155,17 @@ mod tests {
         // Written before the step started: old.
         let old = newest(&location, now + 60_000).expect_err("old");
         assert!(old.contains("no new file matching"), "{old}");
+
+        // Dated far ahead: the clocks disagree.
+        let ahead = dir.path().join("PSDB_3.bak");
+        std::fs::write(&ahead, "backup").expect("write");
+        let future = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&ahead)
+            .and_then(|f| f.set_modified(future))
+            .expect("set the time");
+        let wrong = newest(&location, now).expect_err("future");
+        assert!(wrong.contains("in the future"), "{wrong}");
     }
 }

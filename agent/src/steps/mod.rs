@@ -271,7 +271,8 @@ impl Executor {
             .perform(step_id, action, artifact, started_ms, progress)
             .await;
         if let Some(location) = self.backup_location(action) {
-            if report.outcome == StepOutcome::Succeeded {
+            // Whatever its exit code says, success needs the file.
+            if report.outcome.succeeded() {
                 verify_backup(&mut report, location, started_ms).await;
             }
             return report;
@@ -479,10 +480,27 @@ async fn verify_backup(
     location: &crate::config::BackupLocation,
     started_ms: i64,
 ) {
-    let location = location.clone();
-    let found = tokio::task::spawn_blocking(move || backup::newest(&location, started_ms))
-        .await
-        .unwrap_or_else(|e| Err(format!("the backup check failed: {e}")));
+    let look = |location: crate::config::BackupLocation| async move {
+        tokio::task::spawn_blocking(move || backup::newest(&location, started_ms))
+            .await
+            .unwrap_or_else(|e| Err(format!("the backup check failed: {e}")))
+    };
+    // Found, then unchanged a moment later: a file still being written by
+    // a job the command only started is not a backup yet.
+    let found = match look(location.clone()).await {
+        Ok(first) => {
+            tokio::time::sleep(backup::SETTLE).await;
+            match look(location.clone()).await {
+                Ok(second) if second == first => Ok(second),
+                Ok(second) => Err(format!(
+                    "the backup command exited 0, but its backup is still being written ({}: {} bytes, then {} bytes as {})",
+                    first.path, first.size, second.size, second.path
+                )),
+                Err(reason) => Err(reason),
+            }
+        }
+        Err(reason) => Err(reason),
+    };
     report.finished_ms = now_ms();
     match found {
         Ok(file) => {

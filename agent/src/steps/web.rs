@@ -5,8 +5,7 @@
 //! generated `config.bat` without running it.
 //!
 //! What a package states about its version: the first four-part version in
-//! its `version.txt`, at the top of the archive or inside its only
-//! top-level folder. A package that states another version is refused
+//! the `version.txt` at the top of the archive. A package that states another version is refused
 //! before anything is touched. One that states none is accepted only when
 //! it is the controller's artifact, which was registered for the target
 //! release and component (and verified by its SHA-256, and its signature
@@ -84,34 +83,38 @@ pub async fn deploy(
 const VERSION_FILE_LIMIT: u64 = 4096;
 
 /// What the package says about its version: (the entry, the version), or
-/// `None` when it has no `version.txt` where one is looked for.
+/// `None` when it has no `version.txt` at its top.
 fn stated_version(
     archive: &mut zip::ZipArchive<fs::File>,
     package: &Path,
 ) -> Result<Option<(String, Version)>, String> {
     use std::io::Read;
-    let names: Vec<PathBuf> = (0..archive.len())
-        .filter_map(|i| archive.by_index(i).ok()?.enclosed_name())
-        .collect();
-    let tops: std::collections::BTreeSet<&std::ffi::OsStr> = names
-        .iter()
-        .filter_map(|n| n.components().next().map(|c| c.as_os_str()))
-        .collect();
-    let wanted = |name: &Path| {
-        let parts: Vec<_> = name.components().collect();
-        let is_version = name
-            .file_name()
-            .is_some_and(|f| f.eq_ignore_ascii_case("version.txt"));
-        is_version && (parts.len() == 1 || (parts.len() == 2 && tops.len() == 1))
-    };
-    let Some(entry) = names.iter().find(|n| wanted(n)).cloned() else {
+    // At the top only: that is where the files land in the document
+    // directory (a folder around them would land as a folder).
+    let found = (0..archive.len()).find(|&i| {
+        archive
+            .by_index(i)
+            .ok()
+            .and_then(|e| e.enclosed_name())
+            .is_some_and(|n| {
+                n.components().count() == 1
+                    && n.file_name()
+                        .is_some_and(|f| f.eq_ignore_ascii_case("version.txt"))
+            })
+    });
+    let Some(index) = found else {
         return Ok(None);
     };
-    let shown = entry.display().to_string();
+    let mut entry = archive.by_index(index).map_err(|e| {
+        format!(
+            "{}: entry {index}: {e}; nothing was changed",
+            package.display()
+        )
+    })?;
+    let shown = entry.name().to_owned();
     let mut text = String::new();
-    archive
-        .by_name(&shown.replace('\\', "/"))
-        .map_err(|e| format!("{}: {shown}: {e}; nothing was changed", package.display()))?
+    entry
+        .by_ref()
         .take(VERSION_FILE_LIMIT)
         .read_to_string(&mut text)
         .map_err(|e| format!("{}: {shown}: {e}; nothing was changed", package.display()))?;

@@ -734,18 +734,32 @@ impl Session {
                 crate::metrics::metrics().store_operation("step_result", started.elapsed());
                 if let Some(rollout) = recorded {
                     info!(host_id = %self.host_id, %rollout, step = %record.step_id, ?outcome, "step result");
-                    if let Some(file) = result.backup.as_ref().filter(|_| outcome.succeeded()) {
+                    self.engine.wake();
+                    let facts = self.store.step_facts(&record.step_id).await.ok().flatten();
+                    // Only the backup step of this host's rollout names the
+                    // backup that protects it.
+                    let is_backup = matches!(
+                        &facts,
+                        Some((tierwise_common::action::StepAction::Backup, _))
+                    );
+                    if let Some(file) = result
+                        .backup
+                        .as_ref()
+                        .filter(|_| outcome.succeeded() && is_backup)
+                    {
                         let file = tierwise_common::action::BackupFile {
                             path: printable(&file.path, 1000),
                             size: file.size,
                             modified_ms: file.modified_ms,
                         };
-                        self.store
+                        if let Err(error) = self
+                            .store
                             .record_backup(&rollout, &self.host_id, &file, now_ms())
-                            .await?;
+                            .await
+                        {
+                            warn!(%rollout, %error, "could not record the rollout's backup");
+                        }
                     }
-                    self.engine.wake();
-                    let facts = self.store.step_facts(&record.step_id).await.ok().flatten();
                     let ran_ms = (result.started_ms > 0 && result.finished_ms >= result.started_ms)
                         .then(|| result.finished_ms - result.started_ms);
                     // What plans and statuses expect: durations of steps that succeeded.

@@ -71,6 +71,8 @@ pub(super) async fn get_installation(
     request: Request<GetInstallationRequest>,
 ) -> Result<Response<InstallationView>, Status> {
     let request = request.into_inner();
+    validate_name("installation", &request.installation)
+        .map_err(|e| ApiError::InvalidArgument(e.to_string()))?;
     let promotion = api
         .store
         .promotion(&request.installation)

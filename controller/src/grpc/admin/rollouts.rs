@@ -359,7 +359,7 @@ pub(super) async fn start_rollout(
             .map_err(|e| ApiError::InvalidArgument(format!("restart: {e}")))?,
         ..RolloutOptions::default()
     };
-    let details = format!(
+    let mut details = format!(
         "installation {} to {}; acknowledged: {}",
         request.installation,
         planned.target.version,
@@ -369,6 +369,10 @@ pub(super) async fn start_rollout(
             planned.acks_required.join(", ")
         }
     );
+    // In the same entry as the start itself: never one without the other.
+    if skip_promotion && !promotion.reason.is_empty() {
+        details.push_str(&format!("; PROMOTION SKIPPED: {}", promotion.reason));
+    }
     let now = now_ms();
     let id = api
         .store
