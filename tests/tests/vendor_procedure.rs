@@ -31,6 +31,16 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
+/// The current rollout's status once it has ended (failed or completed).
+fn ended(c: &tierwise_e2e::Controller) -> Value {
+    wait_for("the rollout to end", Duration::from_secs(90), || {
+        let s = c.rollout_status()?;
+        Ok(matches!(s["state"].as_str(), Some("failed" | "completed")).then_some(s))
+    })
+    .unwrap()
+    .0
+}
+
 #[test]
 fn a_web_package_of_another_version_is_refused_and_the_document_directory_is_unchanged() {
     let fleet = Fleet::start(&FleetOptions {
@@ -59,11 +69,7 @@ fn a_web_package_of_another_version_is_refused_and_the_document_directory_is_unc
 
     let c = &fleet.controller;
     c.rollout_start(&[]).unwrap();
-    let (status, _) = wait_for("the rollout to halt", Duration::from_secs(60), || {
-        let s = c.rollout_status()?;
-        Ok(matches!(s["state"].as_str(), Some("failed" | "completed")).then_some(s))
-    })
-    .unwrap();
+    let status = ended(c);
     assert_eq!(status["state"], "failed", "{status}");
     let failure = &status["failures"][0];
     assert_eq!(failure["host_id"], "web-01");
@@ -344,11 +350,7 @@ fn a_backup_that_leaves_no_file_halts_before_the_server_is_touched() {
     // rollout halts, and the server was never stopped.
     std::fs::write(fleet.server.dir.join("backup-writes-nothing"), "").unwrap();
     c.rollout_start(&[]).unwrap();
-    let (status, _) = wait_for("the rollout to halt", Duration::from_secs(60), || {
-        let s = c.rollout_status()?;
-        Ok(matches!(s["state"].as_str(), Some("failed" | "completed")).then_some(s))
-    })
-    .unwrap();
+    let status = ended(c);
     assert_eq!(status["state"], "failed", "{status}");
     let failure = &status["failures"][0];
     assert_eq!(failure["action"], "backup");
@@ -371,11 +373,7 @@ fn a_backup_that_leaves_no_file_halts_before_the_server_is_touched() {
     std::fs::remove_file(fleet.server.dir.join("backup-writes-nothing")).unwrap();
     let id = status["id"].as_str().unwrap().to_owned();
     c.cli(&["rollout", "resume", &id]).unwrap();
-    let (done, _) = wait_for("the rollout to complete", Duration::from_secs(90), || {
-        let s = c.rollout_status()?;
-        Ok(matches!(s["state"].as_str(), Some("failed" | "completed")).then_some(s))
-    })
-    .unwrap();
+    let done = ended(c);
     assert_eq!(done["state"], "completed", "{done}");
     let backup = &done["backup"];
     assert_eq!(backup["host_id"], "srv-01", "{done}");
@@ -426,11 +424,7 @@ fn package_with_config_bats(fleet: &Fleet) {
 fn roll_to_the_end(fleet: &Fleet) -> Value {
     let c = &fleet.controller;
     c.rollout_start(&[]).unwrap();
-    let (status, _) = wait_for("the rollout to end", Duration::from_secs(90), || {
-        let s = c.rollout_status()?;
-        Ok(matches!(s["state"].as_str(), Some("failed" | "completed")).then_some(s))
-    })
-    .unwrap();
+    let status = ended(c);
     assert_eq!(status["state"], "completed", "{status}");
     status
 }

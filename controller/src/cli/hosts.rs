@@ -165,7 +165,8 @@ fn status_text(host: &HostRecord) -> &'static str {
     }
 }
 
-fn component_summary(host: &HostRecord) -> String {
+/// A host's components and versions on one line (`client 9.3.1.33994, …`).
+pub(crate) fn component_summary(host: &HostRecord) -> String {
     let parts: Vec<String> = host
         .inventory
         .components()

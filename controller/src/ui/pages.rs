@@ -228,24 +228,6 @@ struct HostsPage {
     error: String,
 }
 
-fn component_text(host: &HostRecord) -> String {
-    let parts: Vec<String> = host
-        .inventory
-        .components()
-        .iter()
-        .map(|c| match &c.version {
-            ProbedVersion::Installed(v) => format!("{} {v}", c.role),
-            ProbedVersion::NotInstalled => format!("{} (not installed)", c.role),
-            ProbedVersion::Unknown(_) => format!("{} (unknown)", c.role),
-        })
-        .collect();
-    if parts.is_empty() {
-        "–".into()
-    } else {
-        parts.join(", ")
-    }
-}
-
 /// Whether a host passes the filters the admin API does not apply.
 fn host_matches(host: &HostRecord, filter: &HostFilter) -> bool {
     let status = match filter.status.as_str() {
@@ -316,7 +298,7 @@ pub async fn hosts(
                         host_id: h.host_id.clone(),
                         installation: h.installation.clone(),
                         online: h.online,
-                        components: component_text(h),
+                        components: crate::cli::hosts::component_summary(h),
                         agent_version: h.agent_version.clone(),
                         last_seen: ago(h.last_seen_ms, now),
                     })

@@ -97,38 +97,38 @@ pub(super) fn promotion_view(
         reason,
         ..PromotionView::default()
     };
+    out.state = match state {
+        PromotionState::None => "none",
+        PromotionState::Ready { .. } => "ready",
+        PromotionState::Soaking { .. } => "soaking",
+        PromotionState::NotRolledOut { .. } => "not_rolled_out",
+        PromotionState::FailedThere { .. } => "failed_there",
+    }
+    .to_owned();
     match state {
-        PromotionState::None => out.state = "none".into(),
         PromotionState::Ready {
             rollout,
             completed_ms,
-            soak_ended_ms,
+            soak_ended_ms: ends_ms,
             ..
-        } => {
-            out.state = "ready".into();
-            out.rollout = rollout.clone();
-            out.completed_ms = *completed_ms;
-            out.soak_ends_ms = *soak_ended_ms;
         }
-        PromotionState::Soaking {
+        | PromotionState::Soaking {
             rollout,
             completed_ms,
-            soak_ends_ms,
+            soak_ends_ms: ends_ms,
             ..
         } => {
-            out.state = "soaking".into();
             out.rollout = rollout.clone();
             out.completed_ms = *completed_ms;
-            out.soak_ends_ms = *soak_ends_ms;
+            out.soak_ends_ms = *ends_ms;
         }
-        PromotionState::NotRolledOut { .. } => out.state = "not_rolled_out".into(),
         PromotionState::FailedThere {
             rollout, failed_ms, ..
         } => {
-            out.state = "failed_there".into();
             out.rollout = rollout.clone();
             out.failed_ms = *failed_ms;
         }
+        PromotionState::None | PromotionState::NotRolledOut { .. } => {}
     }
     out
 }
