@@ -88,12 +88,20 @@ fn an_operator_follows_a_rollout_to_its_end_in_the_browser() {
     assert_eq!(browser.text("#host-count").unwrap(), "6 hosts.");
     browser.type_into("input[name=q]", "cl-00").unwrap();
     browser.click("form.filters button").unwrap();
+    // The page before the click says the same count: wait for the new one.
+    let arrived = |query: &str| {
+        wait_for("the filtered page", Duration::from_secs(20), || {
+            Ok(browser.url()?.contains(query).then_some(()))
+        })
+        .unwrap();
+    };
+    arrived("q=cl-00");
     browser
         .text_when("#host-count", |t| t == "6 hosts.")
         .unwrap();
-    assert!(browser.url().unwrap().contains("q=cl-00"));
     browser.type_into("input[name=q]", "cl-003").unwrap();
     browser.click("form.filters button").unwrap();
+    arrived("q=cl-003");
     browser
         .text_when("#host-count", |t| t == "1 host.")
         .unwrap();
