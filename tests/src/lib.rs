@@ -334,6 +334,18 @@ impl Controller {
         .map(|_| ())
     }
 
+    /// The newest audit entry of `action` (`tierwise audit --json`).
+    pub fn audit_entry(&self, action: &str) -> Result<Option<Value>> {
+        let audit: Value = serde_json::from_str(&self.cli(&["audit", "--json"])?)?;
+        Ok(audit
+            .as_array()
+            .into_iter()
+            .flatten()
+            .rev()
+            .find(|e| e["action"] == action)
+            .cloned())
+    }
+
     /// `tierwise rollout status --json`.
     pub fn rollout_status(&self) -> Result<Value> {
         Ok(serde_json::from_str(

@@ -283,12 +283,9 @@ fn production_waits_for_the_test_installation_to_soak_unless_skipped_on_record()
     .unwrap();
     assert!(!plan("prod").1);
     c.rollout_start(&["--ack", "skip-promotion"]).unwrap();
-    let audit: Value = serde_json::from_str(&c.cli(&["audit", "--json"]).unwrap()).unwrap();
-    let skipped = audit
-        .as_array()
+    let skipped = c
+        .audit_entry("promotion skipped")
         .unwrap()
-        .iter()
-        .find(|e| e["action"] == "promotion skipped")
         .expect("the skip is audited");
     assert_eq!(skipped["actor"], "admin");
     assert_eq!(skipped["subject"], "prod");
@@ -299,11 +296,10 @@ fn production_waits_for_the_test_installation_to_soak_unless_skipped_on_record()
             .contains("its soak ends at"),
         "{skipped}"
     );
-    assert!(audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|e| e["action"] == "installation set" && e["subject"] == "prod"));
+    assert_eq!(
+        c.audit_entry("installation set").unwrap().expect("audited")["subject"],
+        "prod"
+    );
 }
 
 #[test]
@@ -386,13 +382,7 @@ fn a_backup_that_leaves_no_file_halts_before_the_server_is_touched() {
     assert!(backup["time"].as_str().unwrap().ends_with('Z'));
     let text = c.cli(&["rollout", "status"]).unwrap();
     assert!(text.contains("Protected by the backup "), "{text}");
-    let audit: Value = serde_json::from_str(&c.cli(&["audit", "--json"]).unwrap()).unwrap();
-    let verified = audit
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["action"] == "backup verified")
-        .expect("audited");
+    let verified = c.audit_entry("backup verified").unwrap().expect("audited");
     assert_eq!(verified["actor"], "agent srv-01");
     assert!(verified["details"].as_str().unwrap().starts_with(path));
 }

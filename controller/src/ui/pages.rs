@@ -262,14 +262,15 @@ pub async fn hosts(
         Ok(viewer) => viewer,
         Err(refused) => return refused,
     };
+    // Every installation hosts report, `auto` (clients not yet placed) too.
     let installations: Vec<String> = match ui.store.fleet_stats().await {
-        Ok(stats) => {
-            let mut names: Vec<String> = stats.versions.into_iter().map(|(i, _, _, _)| i).collect();
-            names.dedup();
-            names.sort();
-            names.dedup();
-            names
-        }
+        Ok(stats) => stats
+            .versions
+            .into_iter()
+            .map(|(i, _, _, _)| i)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect(),
         Err(error) => return unavailable(&error.to_string()),
     };
     let mut error = String::new();
@@ -538,13 +539,9 @@ pub async fn plan(
         Ok(viewer) => viewer,
         Err(refused) => return refused,
     };
-    let installations: Vec<String> = match ui.store.fleet_stats().await {
-        Ok(stats) => {
-            let mut names: Vec<String> = stats.versions.into_iter().map(|(i, _, _, _)| i).collect();
-            names.sort();
-            names.dedup();
-            names
-        }
+    // The installations a rollout can be planned for.
+    let installations = match ui.store.installations().await {
+        Ok(names) => names,
         Err(error) => return unavailable(&error.to_string()),
     };
     let mut error = String::new();
