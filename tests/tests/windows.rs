@@ -153,9 +153,31 @@ impl Wine {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Writes a registry value as Group Policy would. Wine's `reg.exe` has
+    /// been seen, once in CI under load, to exit 1 without a word on a value
+    /// it wrote fine every other time; the write is idempotent (`/f`) and
+    /// stands in for Group Policy rather than being under test, so a failed
+    /// attempt is reported and tried again, twice at most, before the test
+    /// fails with every attempt's output.
     fn reg_add(&self, key: &str, name: &str, kind: &str, data: &str) -> Result<()> {
-        self.ok(&["reg", "add", key, "/v", name, "/t", kind, "/d", data, "/f"])
-            .map(|_| ())
+        let args = ["reg", "add", key, "/v", name, "/t", kind, "/d", data, "/f"];
+        let mut failures = Vec::new();
+        for attempt in 1..=3 {
+            let out = self.run(&args)?;
+            if out.status.success() {
+                return Ok(());
+            }
+            let said = format!(
+                "attempt {attempt}: {}: {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            eprintln!("wine {args:?} failed, {said}");
+            failures.push(said);
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        bail!("wine {args:?} failed: {}", failures.join("; "))
     }
 
     /// A path inside the prefix's C: drive.
