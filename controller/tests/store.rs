@@ -7,10 +7,12 @@
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
 use sqlx::Executor;
+use tierwise_common::promotion::Promotion;
 use tierwise_common::{
     Check, ClientFacts, Component, Database, DatabaseProfile, Facts, Inventory, ProbedVersion,
     Role, ServerFacts, Version, WebFacts, WebServerKind,
 };
+use tierwise_controller::store::promotion::PromotionError;
 use tierwise_controller::store::{HostFilter, HostReport, Store};
 
 const V931: Version = Version::new(9, 3, 1, 33994);
@@ -387,6 +389,78 @@ async fn suite(store: &Store) {
     renewal_and_moves(store, t0).await;
     audit_chain(store, t0).await;
     placement(store, t0).await;
+    promotion(store, t0).await;
+}
+
+/// Where releases come from: unknown names and cycles are refused, also
+/// when two admins close a cycle at the same moment from both ends.
+async fn promotion(store: &Store, t0: i64) {
+    let from = |name: &str| Promotion {
+        from: name.to_owned(),
+        soak_ms: 60_000,
+    };
+    assert_eq!(
+        store
+            .set_promotion("nowhere", Some(&from("test")), "admin", t0)
+            .await
+            .unwrap(),
+        Err(PromotionError::Unknown("nowhere".into()))
+    );
+    assert_eq!(
+        store
+            .set_promotion("prod", Some(&from("nowhere")), "admin", t0)
+            .await
+            .unwrap(),
+        Err(PromotionError::Unknown("nowhere".into()))
+    );
+    store
+        .set_promotion("prod", Some(&from("test")), "admin", t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        store.promotion("prod").await.unwrap(),
+        Ok(Some(from("test")))
+    );
+    assert!(matches!(
+        store
+            .set_promotion("test", Some(&from("prod")), "admin", t0)
+            .await
+            .unwrap(),
+        Err(PromotionError::Cycle(..))
+    ));
+    store
+        .set_promotion("prod", None, "admin", t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.promotion("prod").await.unwrap(), Ok(None));
+
+    // East from west and west from east, set at once: one wins, the other
+    // is refused as a cycle, and what is stored has no cycle.
+    let (from_west, from_east) = (from("west"), from("east"));
+    for _ in 0..5 {
+        let (first, second) = tokio::join!(
+            store.set_promotion("east", Some(&from_west), "ada", t0),
+            store.set_promotion("west", Some(&from_east), "alan", t0)
+        );
+        let outcomes = [first.unwrap(), second.unwrap()];
+        assert_eq!(
+            outcomes.iter().filter(|o| o.is_ok()).count(),
+            1,
+            "{outcomes:?}"
+        );
+        let east = store.promotion("east").await.unwrap().unwrap();
+        let west = store.promotion("west").await.unwrap().unwrap();
+        assert!(east.is_none() || west.is_none(), "{east:?} {west:?}");
+        for name in ["east", "west"] {
+            store
+                .set_promotion(name, None, "admin", t0)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+    }
 }
 
 fn auto_client(profile_hosts: &[&str]) -> Inventory {

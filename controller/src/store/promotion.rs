@@ -28,6 +28,14 @@ impl Store {
         now_ms: i64,
     ) -> Result<Result<(), PromotionError>, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Whether a cycle closes depends on every installation's source, so
+        // the transaction starts by locking them all with a no-op write
+        // (the pattern of `lock_installation`): two admins closing a cycle
+        // from both ends at once are serialised, and the second reads what
+        // the first wrote.
+        sqlx::query("UPDATE installations SET created_ms = created_ms")
+            .execute(&mut *tx)
+            .await?;
         let mut sources = std::collections::BTreeMap::new();
         for row in sqlx::query("SELECT name, promote_from FROM installations")
             .fetch_all(&mut *tx)
