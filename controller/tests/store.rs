@@ -13,6 +13,7 @@ use tierwise_common::{
     Role, ServerFacts, Version, WebFacts, WebServerKind,
 };
 use tierwise_controller::store::promotion::PromotionError;
+use tierwise_controller::store::sessions::SessionTerms;
 use tierwise_controller::store::{HostFilter, HostReport, Store};
 
 const V931: Version = Version::new(9, 3, 1, 33994);
@@ -390,6 +391,60 @@ async fn suite(store: &Store) {
     audit_chain(store, t0).await;
     placement(store, t0).await;
     promotion(store, t0).await;
+    dashboard_sessions(store, t0).await;
+}
+
+/// Dashboard sessions: read back by any store on the database, ended when
+/// idle, past their lifetime or closed, and the oldest go beyond the limit.
+async fn dashboard_sessions(store: &Store, t0: i64) {
+    let terms = SessionTerms {
+        idle_ms: 60_000,
+        lifetime_ms: 600_000,
+        max_sessions: 3,
+    };
+    store
+        .open_dashboard_session("s-a", "token-a", terms, t0)
+        .await
+        .unwrap();
+    let read = |id: &'static str, at: i64| store.dashboard_session(id, terms, at);
+    assert_eq!(
+        read("s-a", t0 + 1).await.unwrap().as_deref(),
+        Some("token-a")
+    );
+    assert_eq!(read("s-unknown", t0).await.unwrap(), None);
+    // Used every 50 s it stays open past the idle limit, not past its
+    // lifetime; once ended it is gone even for an earlier clock.
+    let mut at = t0;
+    while at + 50_000 < t0 + 600_000 {
+        at += 50_000;
+        assert!(read("s-a", at).await.unwrap().is_some(), "at {at}");
+    }
+    assert_eq!(read("s-a", t0 + 600_000).await.unwrap(), None);
+    assert_eq!(read("s-a", t0).await.unwrap(), None);
+    // Idle too long.
+    store
+        .open_dashboard_session("s-b", "token-b", terms, t0)
+        .await
+        .unwrap();
+    assert_eq!(read("s-b", t0 + 60_000).await.unwrap(), None);
+    // Closed.
+    store
+        .open_dashboard_session("s-c", "token-c", terms, t0)
+        .await
+        .unwrap();
+    store.close_dashboard_session("s-c").await.unwrap();
+    assert_eq!(read("s-c", t0).await.unwrap(), None);
+    // A fourth login ends the oldest of three.
+    for (i, id) in ["s-1", "s-2", "s-3", "s-4"].into_iter().enumerate() {
+        store
+            .open_dashboard_session(id, "token", terms, t0 + i as i64)
+            .await
+            .unwrap();
+    }
+    assert_eq!(read("s-1", t0 + 10).await.unwrap(), None);
+    for id in ["s-2", "s-3", "s-4"] {
+        assert!(read(id, t0 + 10).await.unwrap().is_some(), "{id}");
+    }
 }
 
 /// Where releases come from: unknown names and cycles are refused, also

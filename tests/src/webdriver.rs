@@ -248,6 +248,18 @@ impl Browser {
         .map(|_| ())
     }
 
+    /// The cookie `name` of the current page's site, HttpOnly ones too, as
+    /// WebDriver gives it (name, value, path, secure, …).
+    pub fn cookie(&self, name: &str) -> Result<Value> {
+        self.session_call("GET", &format!("/cookie/{name}"), None)
+    }
+
+    /// Sets a cookie (as `cookie` gave it) on the current page's site.
+    pub fn add_cookie(&self, cookie: Value) -> Result<()> {
+        self.session_call("POST", "/cookie", Some(json!({ "cookie": cookie })))
+            .map(|_| ())
+    }
+
     /// Runs `script` (a function body) in the page; its return value.
     pub fn run(&self, script: &str) -> Result<Value> {
         self.session_call(

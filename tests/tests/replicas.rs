@@ -494,3 +494,85 @@ fn haproxy_installed() -> bool {
     eprintln!("skipping: haproxy is not installed (scripts/install-test-tools)");
     false
 }
+
+fn free_address() -> anyhow::Result<String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.to_string())
+}
+
+/// The dashboard behind a load balancer without stickiness: a browser
+/// logged in through one replica is served by the other, the session
+/// outlives a restart of the replica that opened it, and logging out
+/// through either ends it on both.
+#[test]
+fn a_dashboard_session_is_served_by_every_replica_and_outlives_a_restart() -> anyhow::Result<()> {
+    let (chromium, driver) = match tierwise_e2e::webdriver::tools() {
+        Ok(tools) => tools,
+        Err(why) if std::env::var_os("TIERWISE_REQUIRE_CHROMIUM").is_none() => {
+            eprintln!("skipped: {why}");
+            return Ok(());
+        }
+        Err(why) => anyhow::bail!("TIERWISE_REQUIRE_CHROMIUM is set but {why}"),
+    };
+    let Some(db) = Database::create()? else {
+        return Ok(());
+    };
+    let root = tempfile::tempdir()?;
+    let data = root.path().join("controller");
+    let (ui_a, ui_b) = (free_address()?, free_address()?);
+    let flags = |ui: &str| -> Vec<String> {
+        ["--database-url", db.url.as_str(), "--ui-listen", ui]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    let start = |ui: &str| {
+        let flags = flags(ui);
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Controller::start_with(&data, "127.0.0.1:0", &flags)
+    };
+    let mut first = start(&ui_a)?;
+    let _second = start(&ui_b)?;
+    let browser = tierwise_e2e::webdriver::Browser::start(&chromium, &driver)?;
+    let (a, b) = (format!("https://{ui_a}"), format!("https://{ui_b}"));
+
+    browser.goto(&format!("{a}/login"))?;
+    browser.type_into("#token", first.admin_token()?.trim())?;
+    browser.click("#login")?;
+    browser.text_when("#operator", |t| t == "admin (admin)")?;
+
+    // The other replica knows the session.
+    browser.goto(&format!("{b}/hosts"))?;
+    assert_eq!(browser.url()?, format!("{b}/hosts"));
+    assert_eq!(browser.text("#operator")?, "admin (admin)");
+
+    // The replica that opened it is killed and started again: still in.
+    first.process.kill();
+    let _first = start(&ui_a)?;
+    browser.goto(&format!("{a}/rollouts"))?;
+    assert_eq!(browser.url()?, format!("{a}/rollouts"));
+    assert_eq!(browser.text("#operator")?, "admin (admin)");
+
+    // Out through the second replica: out on the first as well, even with
+    // the old cookie put back.
+    browser.goto(&format!("{b}/"))?;
+    assert_eq!(
+        browser.run("return document.cookie")?,
+        "",
+        "the session cookie is HttpOnly"
+    );
+    let cookie = browser.cookie("__Host-tierwise_session")?;
+    assert_eq!(cookie["httpOnly"], true, "{cookie}");
+    browser.click("form.who button")?;
+    tierwise_e2e::wait_for("the login page", Duration::from_secs(20), || {
+        Ok(browser.url()?.ends_with("/login").then_some(()))
+    })?;
+    browser.goto(&format!("{a}/hosts"))?;
+    assert!(browser.url()?.ends_with("/login"), "{}", browser.url()?);
+    browser.add_cookie(cookie)?;
+    browser.goto(&format!("{a}/hosts"))?;
+    assert_eq!(
+        browser.text("#login-error")?,
+        "Your session ended; log in again."
+    );
+    Ok(())
+}

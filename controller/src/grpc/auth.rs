@@ -251,47 +251,69 @@ impl Authenticator {
                             .into(),
                     )
                 })?;
-                let operator = self
-                    .store
-                    .operator_by_token(&token_digest(token))
-                    .await?
-                    .ok_or_else(|| {
-                        ApiError::Unauthenticated(
-                            "the operator token is not valid (unknown, removed or replaced by a rotation); ask an administrator for a new one".into(),
-                        )
-                    })?;
-                let now = now_ms();
-                if let Some(at) = operator.expires_ms.filter(|at| *at <= now) {
-                    return Err(ApiError::Unauthenticated(format!(
-                        "the token of operator `{}` expired at {}; an administrator gives them a new one (`tierwise operators rotate {}`)",
-                        operator.name,
-                        rfc3339(at),
-                        operator.name
-                    )));
-                }
-                self.used(&operator.name, now);
-                let (name, role) = (operator.name, operator.role);
-                let role: Role = role.parse().map_err(|e: String| {
-                    ApiError::Store(crate::store::StoreError::Corrupt(format!(
-                        "operator {name}: {e}"
-                    )))
-                })?;
-                if role < needed {
-                    let reason = format!(
-                        "operator `{name}` has the role {role}; {method} needs {needed} or above"
-                    );
-                    warn!(operator = %name, %method, "call refused: role too low");
-                    // A refused attempt by a known operator is worth keeping;
-                    // a flood of them is one entry and a count per window.
-                    let refusals = self
-                        .limits
-                        .refused(&name, "denied", method, &reason, now_ms());
-                    audit_refusals(&self.store, refusals).await;
-                    return Err(ApiError::PermissionDenied(reason));
-                }
-                Ok(Principal::Operator { name, role })
+                self.operator(&token_digest(token), needed, method).await
             }
         }
+    }
+
+    /// Who may make the operator call `path` with the token of SHA-256
+    /// `digest` (the dashboard keeps only the digest of a session's token).
+    pub async fn authorize_digest(&self, path: &str, digest: &str) -> Result<Principal, ApiError> {
+        let method = path.rsplit('/').next().unwrap_or(path);
+        match access(path) {
+            Some(Access::Operator(needed)) => self.operator(digest, needed, method).await,
+            _ => Err(ApiError::PermissionDenied(format!(
+                "{path} is not an operator call; refused"
+            ))),
+        }
+    }
+
+    /// The operator whose token has SHA-256 `digest`, if their role is at
+    /// least `needed` for `method`.
+    async fn operator(
+        &self,
+        digest: &str,
+        needed: Role,
+        method: &str,
+    ) -> Result<Principal, ApiError> {
+        let operator = self
+            .store
+            .operator_by_token(digest)
+            .await?
+            .ok_or_else(|| {
+                ApiError::Unauthenticated(
+                    "the operator token is not valid (unknown, removed or replaced by a rotation); ask an administrator for a new one".into(),
+                )
+            })?;
+        let now = now_ms();
+        if let Some(at) = operator.expires_ms.filter(|at| *at <= now) {
+            return Err(ApiError::Unauthenticated(format!(
+                "the token of operator `{}` expired at {}; an administrator gives them a new one (`tierwise operators rotate {}`)",
+                operator.name,
+                rfc3339(at),
+                operator.name
+            )));
+        }
+        self.used(&operator.name, now);
+        let (name, role) = (operator.name, operator.role);
+        let role: Role = role.parse().map_err(|e: String| {
+            ApiError::Store(crate::store::StoreError::Corrupt(format!(
+                "operator {name}: {e}"
+            )))
+        })?;
+        if role < needed {
+            let reason =
+                format!("operator `{name}` has the role {role}; {method} needs {needed} or above");
+            warn!(operator = %name, %method, "call refused: role too low");
+            // A refused attempt by a known operator is worth keeping;
+            // a flood of them is one entry and a count per window.
+            let refusals = self
+                .limits
+                .refused(&name, "denied", method, &reason, now_ms());
+            audit_refusals(&self.store, refusals).await;
+            return Err(ApiError::PermissionDenied(reason));
+        }
+        Ok(Principal::Operator { name, role })
     }
 
     async fn agent(&self, peer: Option<&PeerInfo>) -> Result<AgentIdentity, ApiError> {

@@ -126,6 +126,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0019_verified_backups.sql"),
         include_str!("../../migrations/postgres/0019_verified_backups.sql"),
     ),
+    (
+        20,
+        "dashboard sessions",
+        include_str!("../../migrations/sqlite/0020_dashboard_sessions.sql"),
+        include_str!("../../migrations/postgres/0020_dashboard_sessions.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -17,6 +17,7 @@ pub mod promotion;
 pub mod release_metadata;
 pub mod rollouts;
 pub mod security;
+pub mod sessions;
 pub mod stats;
 mod url;
 pub mod windows;

@@ -52,7 +52,6 @@ pub struct Ui {
     api: AdminApi,
     auth: Authenticator,
     store: Store,
-    sessions: session::Sessions,
 }
 
 impl std::fmt::Debug for Ui {
@@ -63,12 +62,7 @@ impl std::fmt::Debug for Ui {
 
 impl Ui {
     pub fn new(api: AdminApi, auth: Authenticator, store: Store) -> Self {
-        Self {
-            api,
-            auth,
-            store,
-            sessions: session::Sessions::default(),
-        }
+        Self { api, auth, store }
     }
 }
 

@@ -1,95 +1,32 @@
 //! Logging in to the dashboard: an operator's token, checked as every gRPC
-//! call checks it, is traded for a session cookie. The token stays on the
-//! controller; the cookie holds only a random session id (HttpOnly, Secure,
-//! SameSite=Strict). Every page checks the token again, so a removed,
-//! rotated or expired token ends its sessions at once.
+//! call checks it, is traded for a session cookie. The cookie holds only a
+//! random session id (HttpOnly, Secure, SameSite=Strict); the database keeps
+//! the digests of that id and of the token (`store::sessions`), so any
+//! replica serves the session and a restart ends none. Every page checks the
+//! token again, so a removed, rotated or expired token ends its sessions at
+//! once.
 
 use super::pages::{render, Page};
 use super::Ui;
-use crate::grpc::auth::{Principal, Role};
+use crate::grpc::auth::{token_digest, Principal, Role};
 use crate::grpc::error::ApiError;
+use crate::store::sessions::SessionTerms;
 use askama::Template;
 use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 use tierwise_runtime::clock::now_ms;
 
 /// The cookie's name: `__Host-` makes browsers accept it only as set here
 /// (secure, for this host, path `/`), never from a sibling domain.
 const COOKIE: &str = "__Host-tierwise_session";
-/// A session unused this long ends.
-const IDLE: Duration = Duration::from_secs(30 * 60);
-/// A session ends this long after its login, used or not.
-const LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
-/// Sessions held at once; the oldest go first.
-const MAX_SESSIONS: usize = 10_000;
-
-struct Session {
-    token: String,
-    started: Instant,
-    used: Instant,
-}
-
-/// The sessions of this controller process.
-#[derive(Clone, Default)]
-pub struct Sessions(Arc<Mutex<HashMap<String, Session>>>);
-
-impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn open(&self, token: String) -> String {
-        let id = new_session_id();
-        let now = Instant::now();
-        let mut sessions = self.lock();
-        sessions.retain(|_, s| alive(s, now));
-        if sessions.len() >= MAX_SESSIONS {
-            if let Some(oldest) = sessions
-                .iter()
-                .min_by_key(|(_, s)| s.started)
-                .map(|(id, _)| id.clone())
-            {
-                sessions.remove(&oldest);
-            }
-        }
-        sessions.insert(
-            id.clone(),
-            Session {
-                token,
-                started: now,
-                used: now,
-            },
-        );
-        id
-    }
-
-    /// The session's token, marking it used; `None` when it ended.
-    fn token(&self, id: &str) -> Option<String> {
-        let now = Instant::now();
-        let mut sessions = self.lock();
-        let session = sessions.get_mut(id)?;
-        if !alive(session, now) {
-            sessions.remove(id);
-            return None;
-        }
-        session.used = now;
-        Some(session.token.clone())
-    }
-
-    fn close(&self, id: &str) {
-        self.lock().remove(id);
-    }
-}
-
-fn alive(session: &Session, now: Instant) -> bool {
-    now.duration_since(session.used) < IDLE && now.duration_since(session.started) < LIFETIME
-}
+/// A session ends 30 minutes after its last page, or 12 hours after its
+/// login; 10,000 are held at once, the oldest going first.
+const TERMS: SessionTerms = SessionTerms {
+    idle_ms: 30 * 60 * 1000,
+    lifetime_ms: 12 * 60 * 60 * 1000,
+    max_sessions: 10_000,
+};
 
 fn new_session_id() -> String {
     use ring::rand::SecureRandom;
@@ -100,6 +37,14 @@ fn new_session_id() -> String {
         panic!("the system's random generator failed");
     }
     tierwise_common::hex(&bytes)
+}
+
+fn unavailable(error: &dyn std::fmt::Display) -> Response {
+    super::pages::problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The controller cannot answer",
+        &error.to_string(),
+    )
 }
 
 /// The session id a request carries in its cookie.
@@ -128,15 +73,20 @@ pub async fn authorize(ui: &Ui, headers: &HeaderMap, method: &str) -> Result<Vie
     let Some(id) = session_id(headers) else {
         return Err(Redirect::to("/login").into_response());
     };
-    let Some(token) = ui.sessions.token(id) else {
-        return Err(login_again("Your session ended; log in again."));
+    let id = token_digest(id);
+    let token = match ui.store.dashboard_session(&id, TERMS, now_ms()).await {
+        Ok(Some(token)) => token,
+        Ok(None) => return Err(login_again("Your session ended; log in again.")),
+        Err(error) => return Err(unavailable(&error)),
     };
     let path = format!("/tierwise.v1.AdminService/{method}");
-    match ui.auth.authorize(&path, None, Some(&token)).await {
+    match ui.auth.authorize_digest(&path, &token).await {
         Ok(Principal::Operator { name, role }) => Ok(Viewer { name, role }),
         Ok(_) => Err(login_again("Log in with an operator token.")),
         Err(ApiError::Unauthenticated(reason)) => {
-            ui.sessions.close(id);
+            if let Err(error) = ui.store.close_dashboard_session(&id).await {
+                return Err(unavailable(&error));
+            }
             Err(login_again(&reason))
         }
         Err(ApiError::PermissionDenied(reason)) => Err(super::pages::problem(
@@ -144,11 +94,7 @@ pub async fn authorize(ui: &Ui, headers: &HeaderMap, method: &str) -> Result<Vie
             "Not allowed",
             &reason,
         )),
-        Err(error) => Err(super::pages::problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The controller cannot answer",
-            &error.to_string(),
-        )),
+        Err(error) => Err(unavailable(&error)),
     }
 }
 
@@ -235,13 +181,16 @@ pub async fn login(
                 .audit(&name, "ui login", &name, &format!("role {role}"), now_ms())
                 .await
             {
-                return super::pages::problem(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "The controller cannot answer",
-                    &error.to_string(),
-                );
+                return unavailable(&error);
             }
-            let id = ui.sessions.open(token);
+            let id = new_session_id();
+            if let Err(error) = ui
+                .store
+                .open_dashboard_session(&token_digest(&id), &token_digest(&token), TERMS, now_ms())
+                .await
+            {
+                return unavailable(&error);
+            }
             let mut response = Redirect::to("/").into_response();
             if let Ok(cookie) =
                 format!("{COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict").parse()
@@ -254,11 +203,7 @@ pub async fn login(
         Err(ApiError::Unauthenticated(reason) | ApiError::PermissionDenied(reason)) => {
             login_form(StatusCode::UNAUTHORIZED, &reason)
         }
-        Err(error) => super::pages::problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The controller cannot answer",
-            &error.to_string(),
-        ),
+        Err(error) => unavailable(&error),
     }
 }
 
@@ -267,7 +212,9 @@ pub async fn logout(State(ui): State<Ui>, headers: HeaderMap) -> Response {
         return cross_site();
     }
     if let Some(id) = session_id(&headers) {
-        ui.sessions.close(id);
+        if let Err(error) = ui.store.close_dashboard_session(&token_digest(id)).await {
+            return unavailable(&error);
+        }
     }
     let mut response = Redirect::to("/login").into_response();
     response
@@ -323,18 +270,5 @@ mod tests {
             ("host", "ctl:7443")
         ])));
         assert!(same_origin(&headers(&[])));
-    }
-
-    #[test]
-    fn sessions_end_when_closed_and_ids_are_unguessable() {
-        let sessions = Sessions::default();
-        let a = sessions.open("token-a".into());
-        let b = sessions.open("token-b".into());
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 64);
-        assert_eq!(sessions.token(&a).as_deref(), Some("token-a"));
-        sessions.close(&a);
-        assert_eq!(sessions.token(&a), None);
-        assert_eq!(sessions.token(&b).as_deref(), Some("token-b"));
     }
 }

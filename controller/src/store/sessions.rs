@@ -1,0 +1,134 @@
+//! The dashboard's sessions. They live in the database, not in a replica's
+//! memory: a browser logged in through one replica is served by any other,
+//! and a restarted controller logs nobody out. Only digests are stored: of
+//! the session id the browser's cookie carries, and of the operator token
+//! the session acts with, so reading the table opens no session and gives
+//! away no token.
+
+use super::{Store, StoreError};
+use sqlx::Row;
+
+/// How long sessions last, and how many there may be at once.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionTerms {
+    /// A session unused this long ends.
+    pub idle_ms: i64,
+    /// A session ends this long after its login, used or not.
+    pub lifetime_ms: i64,
+    /// Sessions held at once; a login beyond them ends the oldest.
+    pub max_sessions: i64,
+}
+
+/// A session's last use is written at most this often: a page following a
+/// running rollout asks every 2 s, and the idle limit is counted in minutes.
+const TOUCH_EVERY_MS: i64 = 30_000;
+
+impl SessionTerms {
+    fn alive(&self, started_ms: i64, used_ms: i64, now_ms: i64) -> bool {
+        now_ms - used_ms < self.idle_ms && now_ms - started_ms < self.lifetime_ms
+    }
+}
+
+impl Store {
+    /// Opens a session acting with the token of digest `token_sha256`;
+    /// ended sessions are swept first, and the oldest ones go when there
+    /// are as many as the terms allow.
+    pub async fn open_dashboard_session(
+        &self,
+        id_sha256: &str,
+        token_sha256: &str,
+        terms: SessionTerms,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM dashboard_sessions WHERE used_ms <= $1 OR started_ms <= $2")
+            .bind(now_ms - terms.idle_ms)
+            .bind(now_ms - terms.lifetime_ms)
+            .execute(&mut *tx)
+            .await?;
+        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dashboard_sessions")
+            .fetch_one(&mut *tx)
+            .await?;
+        let over = held - terms.max_sessions + 1;
+        if over > 0 {
+            sqlx::query(
+                "DELETE FROM dashboard_sessions WHERE id_sha256 IN \
+                 (SELECT id_sha256 FROM dashboard_sessions ORDER BY started_ms, id_sha256 LIMIT $1)",
+            )
+            .bind(over)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO dashboard_sessions (id_sha256, token_sha256, started_ms, used_ms) \
+             VALUES ($1, $2, $3, $3)",
+        )
+        .bind(id_sha256)
+        .bind(token_sha256)
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The token digest of a live session, marking it used; `None` when
+    /// there is no such session or it has ended (it is then removed).
+    pub async fn dashboard_session(
+        &self,
+        id_sha256: &str,
+        terms: SessionTerms,
+        now_ms: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT token_sha256, started_ms, used_ms FROM dashboard_sessions WHERE id_sha256 = $1",
+        )
+        .bind(id_sha256)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let started_ms: i64 = row.try_get("started_ms")?;
+        let used_ms: i64 = row.try_get("used_ms")?;
+        if !terms.alive(started_ms, used_ms, now_ms) {
+            self.close_dashboard_session(id_sha256).await?;
+            return Ok(None);
+        }
+        if now_ms - used_ms >= TOUCH_EVERY_MS {
+            sqlx::query("UPDATE dashboard_sessions SET used_ms = $2 WHERE id_sha256 = $1")
+                .bind(id_sha256)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(Some(row.try_get("token_sha256")?))
+    }
+
+    /// Ends a session (logging out, or its token no longer valid).
+    pub async fn close_dashboard_session(&self, id_sha256: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM dashboard_sessions WHERE id_sha256 = $1")
+            .bind(id_sha256)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_lives_while_used_and_never_past_its_lifetime() {
+        let terms = SessionTerms {
+            idle_ms: 1_000,
+            lifetime_ms: 10_000,
+            max_sessions: 2,
+        };
+        assert!(terms.alive(0, 0, 999));
+        assert!(!terms.alive(0, 0, 1_000));
+        assert!(terms.alive(0, 9_500, 9_999));
+        assert!(!terms.alive(0, 9_999, 10_000));
+    }
+}
