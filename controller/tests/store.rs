@@ -394,7 +394,7 @@ async fn suite(store: &Store) {
     dashboard_sessions(store, t0).await;
 }
 
-/// Dashboard sessions: read back by any store on the database, ended when
+/// Dashboard sessions: read back by id, ended when
 /// idle, past their lifetime or closed, and the oldest go beyond the limit.
 async fn dashboard_sessions(store: &Store, t0: i64) {
     let terms = SessionTerms {

@@ -270,6 +270,24 @@ fn server_phases_wait_for_their_window_and_status_says_when_it_opens() {
     assert!(plan["eta"]["expected_seconds"].is_i64(), "{}", plan["eta"]);
     assert_eq!(plan["eta"]["unmeasured"], serde_json::json!([]));
     assert_eq!(plan["eta"]["expected_end"], Value::Null);
+    // The expectation is numbered as the plan lists its phases, those with
+    // nothing to do included: the only phase with work is the client's.
+    let listed = plan["phases"].as_array().unwrap();
+    let with_work: Vec<usize> = listed
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| !p["steps"].as_array().unwrap().is_empty())
+        .map(|(i, _)| i + 1)
+        .collect();
+    let expected: Vec<usize> = plan["eta"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(expected, with_work, "{}", plan["eta"]);
+    assert!(listed.len() > with_work.len(), "{}", plan["phases"]);
+    assert_eq!(listed[with_work[0] - 1]["kind"], "client_wave");
     let text = c
         .cli(&[
             "rollout",

@@ -132,6 +132,25 @@ pub async fn show(client: &mut AdminClient, name: &str, json: bool) -> anyhow::R
     Ok(render_installation(&view, json))
 }
 
+/// `3 days`, `1 h 30 m`, `0 s`: humantime's spelling with a space before
+/// each unit.
+fn soak_text(seconds: i64) -> String {
+    let text = humantime::format_duration(std::time::Duration::from_secs(
+        u64::try_from(seconds).unwrap_or(0),
+    ))
+    .to_string();
+    let mut out = String::with_capacity(text.len() + 4);
+    let mut previous = ' ';
+    for c in text.chars() {
+        if previous.is_ascii_digit() && c.is_alphabetic() {
+            out.push(' ');
+        }
+        out.push(c);
+        previous = c;
+    }
+    out
+}
+
 fn render_installation(view: &InstallationView, json: bool) -> String {
     if json {
         let value = serde_json::json!({
@@ -151,11 +170,21 @@ fn render_installation(view: &InstallationView, json: bool) -> String {
             "{}: promoted from {} after a soak of {}: a release reaches {} once {} completed a rollout to it at least that long ago, with no failure there since.\n",
             view.installation,
             view.promote_from,
-            humantime::format_duration(std::time::Duration::from_secs(
-                u64::try_from(view.soak_seconds).unwrap_or(0)
-            )),
+            soak_text(view.soak_seconds),
             view.installation,
             view.promote_from
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::soak_text;
+
+    #[test]
+    fn a_soak_reads_with_a_space_before_each_unit() {
+        assert_eq!(soak_text(3 * 86_400), "3 days");
+        assert_eq!(soak_text(5_400), "1 h 30 m");
+        assert_eq!(soak_text(0), "0 s");
     }
 }

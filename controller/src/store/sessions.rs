@@ -15,7 +15,8 @@ pub struct SessionTerms {
     pub idle_ms: i64,
     /// A session ends this long after its login, used or not.
     pub lifetime_ms: i64,
-    /// Sessions held at once; a login beyond them ends the oldest.
+    /// Sessions held at once; a login beyond them ends the oldest (logins
+    /// at the same moment on several replicas may briefly exceed it).
     pub max_sessions: i64,
 }
 
@@ -92,15 +93,26 @@ impl Store {
         let started_ms: i64 = row.try_get("started_ms")?;
         let used_ms: i64 = row.try_get("used_ms")?;
         if !terms.alive(started_ms, used_ms, now_ms) {
-            self.close_dashboard_session(id_sha256).await?;
+            // An ended session is refused whether or not it can be swept
+            // now; the next login sweeps it otherwise.
+            if let Err(error) = self.close_dashboard_session(id_sha256).await {
+                tracing::warn!(%error, "an ended dashboard session could not be removed");
+            }
             return Ok(None);
         }
         if now_ms - used_ms >= TOUCH_EVERY_MS {
-            sqlx::query("UPDATE dashboard_sessions SET used_ms = $2 WHERE id_sha256 = $1")
-                .bind(id_sha256)
-                .bind(now_ms)
-                .execute(&self.pool)
-                .await?;
+            // A page is read-only: a busy or read-only database that cannot
+            // note the use must not turn a valid session away (it then ends
+            // at most one touch early).
+            if let Err(error) =
+                sqlx::query("UPDATE dashboard_sessions SET used_ms = $2 WHERE id_sha256 = $1")
+                    .bind(id_sha256)
+                    .bind(now_ms)
+                    .execute(&self.pool)
+                    .await
+            {
+                tracing::warn!(%error, "a dashboard session's last use could not be written");
+            }
         }
         Ok(Some(row.try_get("token_sha256")?))
     }

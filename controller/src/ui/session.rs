@@ -176,19 +176,29 @@ pub async fn login(
         .await
     {
         Ok(Principal::Operator { name, role }) => {
+            // A login in a browser that still holds a session ends that one.
+            if let Some(old) = session_id(&headers) {
+                if let Err(error) = ui.store.close_dashboard_session(&token_digest(old)).await {
+                    return unavailable(&error);
+                }
+            }
+            let id = new_session_id();
+            let id_digest = token_digest(&id);
+            if let Err(error) = ui
+                .store
+                .open_dashboard_session(&id_digest, &token_digest(&token), TERMS, now_ms())
+                .await
+            {
+                return unavailable(&error);
+            }
+            // Audited once the session exists; a session whose login cannot
+            // be audited is closed again.
             if let Err(error) = ui
                 .store
                 .audit(&name, "ui login", &name, &format!("role {role}"), now_ms())
                 .await
             {
-                return unavailable(&error);
-            }
-            let id = new_session_id();
-            if let Err(error) = ui
-                .store
-                .open_dashboard_session(&token_digest(&id), &token_digest(&token), TERMS, now_ms())
-                .await
-            {
+                let _ = ui.store.close_dashboard_session(&id_digest).await;
                 return unavailable(&error);
             }
             let mut response = Redirect::to("/").into_response();

@@ -282,7 +282,7 @@ pub(super) async fn plan_rollout(
         clients_at_once: planned.clients_immediately_after_web,
         ..RolloutOptions::default()
     };
-    let estimate = tierwise_common::rollout::estimate(
+    let mut estimate = tierwise_common::rollout::estimate(
         &phases,
         &steps,
         0,
@@ -292,6 +292,18 @@ pub(super) async fn plan_rollout(
         &options,
         now,
     );
+    // A rollout leaves out the plan's phases with nothing to do; the plan
+    // lists them, so its expectations carry the plan's own phase numbers.
+    let plan_phases: Vec<usize> = planned
+        .phases
+        .iter()
+        .enumerate()
+        .filter(|(_, phase)| !phase.steps.is_empty())
+        .map(|(index, _)| index)
+        .collect();
+    for phase in &mut estimate.phases {
+        phase.phase = plan_phases.get(phase.phase).copied().unwrap_or(phase.phase);
+    }
     Ok(Response::new(PlanRolloutResponse {
         eta: Some(crate::wire::eta_to_wire(
             &crate::rollout_view::EtaView::from_estimate(&estimate, false),
