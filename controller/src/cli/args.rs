@@ -54,7 +54,7 @@ pub enum Command {
         /// [default: /var/lib/tierwise as root, else ~/.local/share/tierwise]
         #[arg(long, env = "TIERWISE_DATA_DIR")]
         data_dir: Option<PathBuf>,
-        /// sqlite://PATH or postgres://USER@HOST:PORT/DB [default: sqlite in the data directory].
+        /// sqlite://PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB [default: sqlite in the data directory].
         #[arg(long, env = "TIERWISE_DATABASE_URL", hide_env_values = true)]
         database_url: Option<String>,
         /// The CA that issues agents' certificates (PEM) [default: made on

@@ -71,28 +71,37 @@ pub async fn follow(client: &mut Client, json: bool) -> anyhow::Result<()> {
         if let Some(newest) = entries.last() {
             last = newest.seq;
         }
-        let mut out = std::io::stdout().lock();
-        for entry in &entries {
-            if json {
-                writeln!(out, "{}", serde_json::to_string(entry)?)?;
-            } else {
-                writeln!(
-                    out,
-                    "#{} {} {} {} {}: {}",
-                    entry.seq,
-                    rfc3339(entry.at_ms),
-                    entry.actor,
-                    entry.action,
-                    entry.subject,
-                    entry.details
-                )?;
-            }
+        match write_entries(&entries, json) {
+            Ok(()) => {}
+            // The reader went away (`| head`): following ends, quietly.
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            Err(error) => return Err(error.into()),
         }
-        out.flush()?;
-        drop(out);
         tokio::time::sleep(Duration::from_secs(1)).await;
         entries = fetch(client, PAGE, last, true).await?;
     }
+}
+
+/// Writes entries to standard output, a line each.
+fn write_entries(entries: &[AuditEntry], json: bool) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for entry in entries {
+        if json {
+            writeln!(out, "{}", serde_json::to_string(entry)?)?;
+        } else {
+            writeln!(
+                out,
+                "#{} {} {} {} {}: {}",
+                entry.seq,
+                rfc3339(entry.at_ms),
+                entry.actor,
+                entry.action,
+                entry.subject,
+                entry.details
+            )?;
+        }
+    }
+    out.flush()
 }
 
 /// Fetches the whole log page by page and recomputes its hash chain.

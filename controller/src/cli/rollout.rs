@@ -425,6 +425,8 @@ pub fn render(status: &RolloutStatus) -> String {
                 table::printable(&failure.reason),
                 failure
                     .exit_code
+                    // Said once: a reason that names the code stands alone.
+                    .filter(|c| !failure.reason.contains(&format!("code {c}")))
                     .map(|c| format!(" (exit {c})"))
                     .unwrap_or_default()
             ));
