@@ -247,8 +247,9 @@ fn promotion_json(view: Option<&tierwise_proto::v1::PromotionView>) -> serde_jso
     })
 }
 
-/// One line on the promotion under a plan; none when there is none.
-fn promotion_line(view: Option<&tierwise_proto::v1::PromotionView>) -> Option<String> {
+/// One line on the promotion under a plan; none when there is none (the
+/// dashboard's plan page shows the same line).
+pub(crate) fn promotion_line(view: Option<&tierwise_proto::v1::PromotionView>) -> Option<String> {
     use tierwise_runtime::clock::rfc3339;
     let p = view.filter(|p| p.state != "none")?;
     Some(match p.state.as_str() {

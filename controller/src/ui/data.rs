@@ -143,14 +143,15 @@ pub async fn windows(
         .collect())
 }
 
-/// The plan of `installation` to `target`, and what it is expected to take.
+/// The plan of `installation` to `target`, what it is expected to take,
+/// and its promotion line as the CLI prints it (none without a promotion).
 pub async fn plan(
     api: &crate::grpc::admin::AdminApi,
     viewer: &Viewer,
     installation: &str,
     target: &str,
     waves: &str,
-) -> Result<(Plan, EtaView), String> {
+) -> Result<(Plan, EtaView, Option<String>), String> {
     let response = api
         .plan_rollout(request(
             viewer,
@@ -175,5 +176,6 @@ pub async fn plan(
         .as_ref()
         .map(|e| crate::wire::eta_from_wire(e, false))
         .unwrap_or_default();
-    Ok((plan, eta))
+    let promotion = crate::cli::policy::promotion_line(response.promotion.as_ref());
+    Ok((plan, eta, promotion))
 }

@@ -517,6 +517,8 @@ struct PlanView {
     findings: Vec<FindingRow>,
     acks: Vec<String>,
     eta: String,
+    /// Where the release must come through first; empty without a promotion.
+    promotion: String,
     windows: Vec<Window>,
 }
 
@@ -556,11 +558,13 @@ pub async fn plan(
         )
         .await
         {
-            Ok((plan, eta)) => {
+            Ok((plan, eta, promotion)) => {
                 let windows = data::windows(&ui.api, &viewer, &query.installation)
                     .await
                     .unwrap_or_default();
-                shown = Some(plan_view(&plan, &eta, windows));
+                let mut view = plan_view(&plan, &eta, windows);
+                view.promotion = promotion.unwrap_or_default();
+                shown = Some(view);
             }
             Err(e) => error = e,
         }
@@ -619,6 +623,7 @@ fn plan_view(
             .collect(),
         acks: plan.acks_required.clone(),
         eta: eta_line(eta, false),
+        promotion: String::new(),
         windows,
     }
 }
@@ -682,5 +687,45 @@ mod tests {
         .render()
         .expect("renders");
         assert!(!html.contains("hx-get"), "{html}");
+    }
+
+    #[test]
+    fn a_plan_shows_its_promotion_line_only_when_there_is_one() {
+        let view = |promotion: &str| PlanView {
+            blocked: true,
+            target: "26.3.100.34058".into(),
+            breaking: false,
+            server_version: "9.3.1.33994".into(),
+            hosts: 3,
+            hosts_offline: 0,
+            clients_to_update: 1,
+            clients_excluded: 0,
+            phases: Vec::new(),
+            findings: Vec::new(),
+            acks: Vec::new(),
+            eta: String::new(),
+            promotion: promotion.into(),
+            windows: Vec::new(),
+        };
+        let page = |promotion: &str| {
+            PlanPage {
+                page: Page::anonymous("Plan"),
+                query: PlanQuery::default(),
+                installations: vec!["prod".into()],
+                plan: Some(view(promotion)),
+                error: String::new(),
+            }
+            .render()
+            .expect("renders")
+        };
+        let line = "Promotion from test: soaking until 2026-12-07T10:00:00Z.";
+        let html = page(line);
+        assert!(
+            html.contains(&format!(
+                "<p class=\"promotion\" id=\"plan-promotion\">{line}</p>"
+            )),
+            "{html}"
+        );
+        assert!(!page("").contains("plan-promotion"));
     }
 }
