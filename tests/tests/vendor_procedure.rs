@@ -141,6 +141,21 @@ fn production_waits_for_the_test_installation_to_soak_unless_skipped_on_record()
             "set",
             "prod",
             "--promote-from",
+            "none",
+            "--soak",
+            "1d",
+        ])
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--soak has no meaning"),
+        "{refused:?}"
+    );
+    let refused = c
+        .cli_output(&[
+            "installations",
+            "set",
+            "prod",
+            "--promote-from",
             "nowhere",
             "--soak",
             "1h",

@@ -99,7 +99,10 @@ pub async fn set(
 ) -> anyhow::Result<String> {
     let clear = promote_from == "none";
     let soak_seconds = match (clear, soak) {
-        (true, _) => 0,
+        (true, None) => 0,
+        (true, Some(_)) => anyhow::bail!(
+            "--soak has no meaning with --promote-from none (no promotion, nothing to soak); leave it out"
+        ),
         (false, Some(soak)) => i64::try_from(soak.as_secs()).unwrap_or(i64::MAX),
         (false, None) => anyhow::bail!(
             "--soak is needed with --promote-from: how long a release must have run on {promote_from}, completed (e.g. --soak 3d; 0s for none)"
