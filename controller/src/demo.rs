@@ -471,13 +471,15 @@ async fn spawn_agent(
         version = path("VERSION"),
     );
     let script = dir.join("installer.sh");
-    let action = |name: &str, with_version: bool| {
+    // An action running the stand-in script; `more`: further keys.
+    let action_with = |name: &str, with_version: bool, more: &str| {
         format!(
-            "{{ command = [\"sh\", {}, \"{name}\"{}], timeout_seconds = 120 }}",
+            "{{ command = [\"sh\", {}, \"{name}\"{}], timeout_seconds = 120{more} }}",
             toml_str(&script.display().to_string()),
             if with_version { ", \"{version}\"" } else { "" }
         )
     };
+    let action = |name: &str, with_version: bool| action_with(name, with_version, "");
     let mut actions = String::new();
     match host.role {
         Role::Server => {
@@ -485,10 +487,11 @@ async fn spawn_agent(
             actions = format!(
                 "\n[component.actions]\nbackup = {}\nstop_services = {}\ninstall = {}\nstart_services = {}\nreactivate_databases = {}\n",
                 // The backup is verified: the file it writes must appear.
-                action("backup", false).replace(
-                    " }",
+                action_with(
+                    "backup",
+                    false,
                     &format!(
-                        ", backup_directory = {}, backup_pattern = \"PSDB-*.bak\" }}",
+                        ", backup_directory = {}, backup_pattern = \"PSDB-*.bak\"",
                         path("backups")
                     ),
                 ),

@@ -131,37 +131,22 @@ fn production_waits_for_the_test_installation_to_soak_unless_skipped_on_record()
     c.license("test").unwrap();
 
     // Settings: refused when they make no sense, shown when set.
-    let refused = c
-        .cli_output(&["installations", "set", "prod", "--promote-from", "test"])
-        .unwrap();
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("--soak is needed"));
-    let refused = c
-        .cli_output(&[
-            "installations",
-            "set",
-            "prod",
-            "--promote-from",
-            "none",
-            "--soak",
-            "1d",
-        ])
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("--soak has no meaning"),
-        "{refused:?}"
+    let refused = |args: &[&str], says: &str| {
+        let mut all = vec!["installations", "set"];
+        all.extend_from_slice(args);
+        let out = c.cli_output(&all).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    };
+    refused(&["prod", "--promote-from", "test"], "--soak is needed");
+    refused(
+        &["prod", "--promote-from", "none", "--soak", "1d"],
+        "--soak has no meaning",
     );
-    let refused = c
-        .cli_output(&[
-            "installations",
-            "set",
-            "prod",
-            "--promote-from",
-            "nowhere",
-            "--soak",
-            "1h",
-        ])
-        .unwrap();
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("no installation `nowhere`"));
+    refused(
+        &["prod", "--promote-from", "nowhere", "--soak", "1h"],
+        "no installation `nowhere`",
+    );
     c.cli(&[
         "installations",
         "set",
@@ -172,20 +157,9 @@ fn production_waits_for_the_test_installation_to_soak_unless_skipped_on_record()
         "6s",
     ])
     .unwrap();
-    let refused = c
-        .cli_output(&[
-            "installations",
-            "set",
-            "test",
-            "--promote-from",
-            "prod",
-            "--soak",
-            "1h",
-        ])
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("would be promoted from itself"),
-        "{refused:?}"
+    refused(
+        &["test", "--promote-from", "prod", "--soak", "1h"],
+        "would be promoted from itself",
     );
     let shown: Value =
         serde_json::from_str(&c.cli(&["installations", "show", "prod", "--json"]).unwrap())

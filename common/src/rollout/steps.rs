@@ -30,6 +30,16 @@ pub struct ExecPhase {
     pub kind: PhaseKind,
 }
 
+/// The plan's phases a rollout runs, with their numbers in the plan (from
+/// 0): those with nothing to do are left out, so a rollout's phase `i` is
+/// the plan's phase `executed_phases(plan)[i].0`.
+pub fn executed_phases(plan: &Plan) -> impl Iterator<Item = (usize, &crate::plan::Phase)> {
+    plan.phases
+        .iter()
+        .enumerate()
+        .filter(|(_, phase)| !phase.steps.is_empty())
+}
+
 /// Turns a plan into executable phases and steps, one for each step of the
 /// plan (so the plan and the rollout's status count the same). Step ids
 /// are `{rollout}-{n}`.
@@ -55,10 +65,7 @@ pub fn steps_from_plan(
             restart: RestartState::None,
         });
     };
-    for phase in &plan.phases {
-        if phase.steps.is_empty() {
-            continue;
-        }
+    for (_, phase) in executed_phases(plan) {
         let index = phases.len();
         phases.push(ExecPhase { kind: phase.kind });
         let role = if phase.kind == PhaseKind::AppServers {

@@ -562,9 +562,7 @@ pub async fn plan(
                 let windows = data::windows(&ui.api, &viewer, &query.installation)
                     .await
                     .unwrap_or_default();
-                let mut view = plan_view(&plan, &eta, windows);
-                view.promotion = promotion.unwrap_or_default();
-                shown = Some(view);
+                shown = Some(plan_view(&plan, &eta, promotion, windows));
             }
             Err(e) => error = e,
         }
@@ -581,6 +579,7 @@ pub async fn plan(
 fn plan_view(
     plan: &tierwise_common::plan::Plan,
     eta: &crate::rollout_view::EtaView,
+    promotion: Option<String>,
     windows: Vec<Window>,
 ) -> PlanView {
     PlanView {
@@ -623,7 +622,7 @@ fn plan_view(
             .collect(),
         acks: plan.acks_required.clone(),
         eta: eta_line(eta, false),
-        promotion: String::new(),
+        promotion: promotion.unwrap_or_default(),
         windows,
     }
 }

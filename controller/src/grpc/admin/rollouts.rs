@@ -294,11 +294,7 @@ pub(super) async fn plan_rollout(
     );
     // A rollout leaves out the plan's phases with nothing to do; the plan
     // lists them, so its expectations carry the plan's own phase numbers.
-    let plan_phases: Vec<usize> = planned
-        .phases
-        .iter()
-        .enumerate()
-        .filter(|(_, phase)| !phase.steps.is_empty())
+    let plan_phases: Vec<usize> = tierwise_common::rollout::executed_phases(&planned)
         .map(|(index, _)| index)
         .collect();
     for phase in &mut estimate.phases {
