@@ -7,9 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use tierwise_common::action::StepAction;
-use tierwise_common::rules::{
-    Rule, ACK_BREAKING, ACK_CHANGELOG, ACK_SERVER_MANAGER_PASSWORD, ACK_UNVERIFIED_DATABASES,
-};
+use tierwise_common::rules::{Rule, ACK_BREAKING, ACK_CHANGELOG, ACK_SERVER_MANAGER_PASSWORD};
+use tierwise_common::task::TaskKind;
 use tierwise_common::{Role, Version};
 
 fn root() -> PathBuf {
@@ -91,7 +90,6 @@ fn the_vendor_procedure_table_names_only_what_exists() {
         ACK_BREAKING,
         ACK_CHANGELOG,
         ACK_SERVER_MANAGER_PASSWORD,
-        ACK_UNVERIFIED_DATABASES,
         tierwise_common::promotion::ACK_SKIP_PROMOTION,
     ];
     let mut code = Vec::new();
@@ -126,6 +124,12 @@ fn the_vendor_procedure_table_names_only_what_exists() {
             assert!(
                 actions.contains(&action),
                 "row {number}: no action `{action}`"
+            );
+        }
+        for task in named(tierwise, "task:") {
+            assert!(
+                TaskKind::parse(task).is_some(),
+                "row {number}: no operator task `{task}`"
             );
         }
         for ack in named(tierwise, "ack:") {
