@@ -110,9 +110,10 @@ fn the_vendor_procedure_table_names_only_what_exists() {
         "performed",
         "acknowledged",
         "warned",
+        "operator task",
         "left to the operator",
     ];
-    let mut counts = [0usize; 5];
+    let mut counts = [0usize; 6];
     for (number, tierwise, kind, tests) in &rows {
         for rule in named(tierwise, "rule:") {
             assert!(
@@ -163,8 +164,8 @@ fn the_vendor_procedure_table_names_only_what_exists() {
         }
     }
     let summary = format!(
-        "Counts: enforced {}, performed {}, acknowledged {}, warned {}, left to the operator {}.",
-        counts[0], counts[1], counts[2], counts[3], counts[4]
+        "Counts: enforced {}, performed {}, acknowledged {}, warned {}, operator task {}, left to the operator {}.",
+        counts[0], counts[1], counts[2], counts[3], counts[4], counts[5]
     );
     assert!(
         text.contains(&summary),

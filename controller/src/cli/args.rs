@@ -606,12 +606,12 @@ pub enum RolloutCommand {
         #[arg(long = "restart", value_name = "ROLE=POLICY")]
         restarts: Vec<String>,
         /// How long an operator task may stay open before the rollout halts
-        /// (90m, 24h, 2d; 1m to 7d) [default: 24h].
+        /// (90m, 24h, 2d; 10s to 7d) [default: 24h].
         #[arg(long, value_name = "DURATION")]
         task_timeout: Option<String>,
         /// The oldest backup the server's update may start on, e.g. after an
         /// approval wait; an older one halts the rollout, and `resume` takes
-        /// a new one (30m, 2h; 1m to 7d) [default: 2h].
+        /// a new one (30m, 2h; 10s to 7d) [default: 2h].
         #[arg(long, value_name = "DURATION")]
         max_backup_age: Option<String>,
     },

@@ -52,7 +52,7 @@ pub async fn start(client: &mut Client, options: StartOptions) -> anyhow::Result
         ("--max-backup-age", &options.max_backup_age),
     ] {
         if let Some(text) = value {
-            tierwise_common::rollout::parse_duration_ms(text, flag, 60_000, 7 * 86_400_000)
+            tierwise_common::rollout::parse_duration_ms(text, flag, 10_000, 7 * 86_400_000)
                 .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
         }
     }

@@ -368,14 +368,14 @@ pub(super) async fn start_rollout(
         task_timeout_ms: duration_or(
             &request.task_timeout,
             "--task-timeout",
-            60_000,
+            10_000,
             7 * 86_400_000,
             tierwise_common::rollout::DEFAULT_TASK_TIMEOUT_MS,
         )?,
         max_backup_age_ms: duration_or(
             &request.max_backup_age,
             "--max-backup-age",
-            60_000,
+            10_000,
             7 * 86_400_000,
             tierwise_common::rollout::DEFAULT_MAX_BACKUP_AGE_MS,
         )?,
