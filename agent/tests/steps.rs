@@ -49,6 +49,7 @@ fn executor(dir: &Path, install: ActionCommand) -> Executor {
         actions: BTreeMap::from([("install", install)]),
         health: None,
         backup_location: None,
+        web_app_output: None,
     };
     Executor::new(&dir.join("state"), vec![client]).unwrap()
 }
@@ -71,6 +72,7 @@ fn checked_executor(dir: &Path, port: u16) -> Executor {
             wait: Duration::from_secs(1),
         }),
         backup_location: None,
+        web_app_output: None,
     };
     Executor::new(&dir.join("state"), vec![client]).unwrap()
 }
@@ -333,6 +335,7 @@ mod web_deploy {
             actions: BTreeMap::new(),
             health: None,
             backup_location: None,
+            web_app_output: None,
         };
         Executor::new(&dir.join("state"), vec![web]).unwrap()
     }
