@@ -64,8 +64,12 @@ pub async fn run(
             components = settings.components.len(),
             "agent starting"
         );
-        let watcher =
-            InventoryWatcher::start(settings.components.clone(), settings.probe_interval).await;
+        let watcher = InventoryWatcher::start(
+            settings.components.clone(),
+            settings.probe_interval,
+            settings.state_dir.clone(),
+        )
+        .await;
         let executor = steps::Executor::new(&settings.state_dir, settings.components.clone())
             .with_context(|| {
                 format!(

@@ -37,6 +37,46 @@ fn describe() -> Option<String> {
     None
 }
 
+/// The space free to this process on the volume that holds `path`.
+#[cfg(unix)]
+#[allow(unsafe_code)]
+pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c_path` is a NUL-terminated string that outlives the call,
+    // and `stat` is written by statvfs before it is read, only on success.
+    let stat = unsafe {
+        if libc::statvfs(c_path.as_ptr(), stat.as_mut_ptr()) != 0 {
+            return None;
+        }
+        stat.assume_init()
+    };
+    #[allow(clippy::useless_conversion)] // the field types differ by platform
+    let (available, size) = (u64::from(stat.f_bavail), u64::from(stat.f_frsize));
+    available.checked_mul(size)
+}
+
+/// The space free to this process on the volume that holds `path`.
+#[cfg(windows)]
+#[allow(unsafe_code)]
+pub fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    use std::os::windows::ffi::OsStrExt;
+    let wide: Vec<u16> = path.as_os_str().encode_wide().chain(Some(0)).collect();
+    let mut available = 0u64;
+    // SAFETY: `wide` is NUL-terminated and outlives the call; the result is
+    // written to a valid u64, the two other outputs may be null.
+    let ok = unsafe {
+        windows_sys::Win32::Storage::FileSystem::GetDiskFreeSpaceExW(
+            wide.as_ptr(),
+            &mut available,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    (ok != 0).then_some(available)
+}
+
 /// When this machine last started (Unix ms), so the controller can tell
 /// that a restart it waited for happened. `TIERWISE_AGENT_BOOT_MS` overrides
 /// it, for testing restart orchestration where a machine cannot restart.

@@ -16,9 +16,22 @@ pub struct InventoryWatcher {
 }
 
 impl InventoryWatcher {
-    /// Probes once, then keeps probing in the background.
-    pub async fn start(components: Vec<ComponentSpec>, probe_interval: Duration) -> Self {
-        let first = probe::inventory(&components).await.unwrap_or_else(|error| {
+    /// Probes once, then keeps probing in the background; `state_dir` is
+    /// where installers are downloaded (its free space is reported).
+    pub async fn start(
+        components: Vec<ComponentSpec>,
+        probe_interval: Duration,
+        state_dir: std::path::PathBuf,
+    ) -> Self {
+        let probe_all = move |components: Vec<ComponentSpec>, state_dir: std::path::PathBuf| async move {
+            let inventory = probe::inventory(&components).await?;
+            let volumes =
+                tokio::task::spawn_blocking(move || probe::volumes(&state_dir, &components))
+                    .await
+                    .unwrap_or_default();
+            inventory.with_volumes(volumes)
+        };
+        let first = probe_all(components.clone(), state_dir.clone()).await.unwrap_or_else(|error| {
             tracing::error!(%error, "probing produced an invalid inventory; reporting none until it is fixed");
             Inventory::default()
         });
@@ -38,7 +51,7 @@ impl InventoryWatcher {
                         true
                     }
                 };
-                let current = match probe::inventory(&components).await {
+                let current = match probe_all(components.clone(), state_dir.clone()).await {
                     Ok(current) => current,
                     Err(error) => {
                         tracing::error!(%error, "probing produced an invalid inventory; keeping the last one");

@@ -203,11 +203,45 @@ pub struct Component {
     pub facts: Facts,
 }
 
-/// Everything installed on one host, at most one component per role.
+/// Everything installed on one host, at most one component per role,
+/// and the free space where the agent writes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Inventory {
     components: Vec<Component>,
+    volumes: Vec<Volume>,
 }
+
+/// What the agent writes to a folder.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "snake_case")]
+pub enum VolumePurpose {
+    /// The state directory: installers are downloaded there, and a web
+    /// host keeps its copy of the document directory there.
+    State,
+    /// A web host's document directory.
+    Docroot,
+    /// Where the server's backups land.
+    Backup,
+}
+
+/// The free space of the volume holding a folder the agent writes to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Volume {
+    pub purpose: VolumePurpose,
+    pub path: String,
+    /// Rounded down to `VOLUME_GRANULARITY`, so a busy disk does not
+    /// make the agent report on every probe.
+    pub free_bytes: u64,
+}
+
+/// Free space is reported in steps of 64 MiB.
+pub const VOLUME_GRANULARITY: u64 = 64 * 1024 * 1024;
+/// At most this many volumes per host are accepted.
+pub const MAX_VOLUMES: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum InventoryError {
@@ -316,7 +350,37 @@ impl Inventory {
                 }
             }
         }
-        Ok(Self { components })
+        Ok(Self {
+            components,
+            volumes: Vec::new(),
+        })
+    }
+
+    /// The same inventory with the free space of the volumes the agent
+    /// writes to.
+    pub fn with_volumes(mut self, volumes: Vec<Volume>) -> Result<Self, InventoryError> {
+        if volumes.len() > MAX_VOLUMES
+            || volumes
+                .iter()
+                .any(|v| v.path.len() > MAX_DOCROOT || v.path.chars().any(char::is_control))
+        {
+            return Err(InventoryError::TooLarge(format!(
+                "at most {MAX_VOLUMES} volumes with paths of up to {MAX_DOCROOT} printable characters are accepted"
+            )));
+        }
+        self.volumes = volumes;
+        Ok(self)
+    }
+
+    pub fn volumes(&self) -> &[Volume] {
+        &self.volumes
+    }
+
+    /// The free space where the agent downloads installers, if reported.
+    pub fn free_for_installers(&self) -> Option<&Volume> {
+        self.volumes
+            .iter()
+            .find(|v| v.purpose == VolumePurpose::State)
     }
 
     pub fn components(&self) -> &[Component] {

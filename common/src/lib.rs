@@ -94,7 +94,7 @@ pub fn thousands(n: usize) -> String {
 
 pub use inventory::{
     Check, ClientFacts, Component, Database, DatabaseProfile, Facts, HostRecord, Inventory,
-    InventoryError, ProbedVersion, ServerFacts, WebFacts, WebServerKind,
+    InventoryError, ProbedVersion, ServerFacts, Volume, VolumePurpose, WebFacts, WebServerKind,
 };
 pub use licence::Licence;
 pub use name::{validate_name, NameError};

@@ -488,10 +488,19 @@ fn installers_come_from_the_controller_and_are_verified_before_anything_runs() -
         )),
         "{stderr}"
     );
-    // Without the stored installer the rollout cannot start.
+    // Without the stored installer the plan is not ready, and the rollout
+    // cannot start.
+    let plan =
+        controller.cli_output(&["rollout", "plan", "--installation", "prod", "--to", V263])?;
+    assert_eq!(plan.status.code(), Some(3), "a blocked plan");
+    assert!(
+        String::from_utf8_lossy(&plan.stdout).contains("but the controller does not hold it"),
+        "{}",
+        String::from_utf8_lossy(&plan.stdout)
+    );
     let out = controller.rollout_start_output(&[])?;
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("but it is not stored; add it with"),
+        String::from_utf8_lossy(&out.stderr).contains("but the controller does not hold it"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -206,6 +206,37 @@ async fn facts(spec: &FactsSpec) -> Facts {
     }
 }
 
+/// The free space where this agent writes: its state directory (the
+/// installers it downloads), a web host's document directory and the
+/// server's backup directory; rounded down to `VOLUME_GRANULARITY`.
+pub fn volumes(
+    state_dir: &std::path::Path,
+    components: &[ComponentSpec],
+) -> Vec<tierwise_common::Volume> {
+    use tierwise_common::inventory::VOLUME_GRANULARITY;
+    use tierwise_common::{Volume, VolumePurpose};
+    let mut places = vec![(VolumePurpose::State, state_dir.to_path_buf())];
+    for spec in components {
+        if let FactsSpec::Web { docroot, .. } = &spec.facts {
+            places.push((VolumePurpose::Docroot, docroot.clone()));
+        }
+        if let Some(location) = &spec.backup_location {
+            places.push((VolumePurpose::Backup, location.directory.clone()));
+        }
+    }
+    places
+        .into_iter()
+        .filter_map(|(purpose, path)| {
+            let free = crate::host::free_bytes(&path)?;
+            Some(Volume {
+                purpose,
+                path: path.display().to_string(),
+                free_bytes: free / VOLUME_GRANULARITY * VOLUME_GRANULARITY,
+            })
+        })
+        .collect()
+}
+
 /// The releases whose Web Application package lies at the `web_app` path
 /// (`{version}` in its file name; newest first, at most
 /// `MAX_WEB_PACKAGES`). A path without `{version}` names no release.

@@ -95,6 +95,112 @@ pub fn ack_flag(ack: &str) -> String {
     }
 }
 
+/// What the plan's steps will need of the installers: a blocker for each
+/// component the rollout updates whose installer the catalogue names but
+/// the controller does not hold, or holds with another checksum — so a
+/// plan that says it can start can (`rule:readiness`).
+pub fn installer_findings(
+    plan: &Plan,
+    named: &BTreeMap<Role, Artifact>,
+    stored: &BTreeMap<Role, String>,
+) -> Vec<crate::rules::Finding> {
+    use crate::rules::{Finding, Rule, Subject};
+    let release = plan.target.version;
+    let mut roles: Vec<Role> = plan
+        .steps()
+        .filter_map(|(_, step)| crate::trust::installer_role(step.action))
+        .collect();
+    roles.sort();
+    roles.dedup();
+    roles
+        .into_iter()
+        .filter_map(|role| {
+            let artifact = named.get(&role)?;
+            let (reason, remedy) = match stored.get(&role) {
+                Some(sha) if *sha == artifact.sha256 => return None,
+                Some(sha) => (
+                    format!(
+                        "the stored {role} installer of {release} has SHA-256 {sha}, but the catalogue gives {}",
+                        artifact.sha256
+                    ),
+                    format!(
+                        "add the right file: `tierwise artifacts add {} --release {release} --component {role}`",
+                        artifact.file
+                    ),
+                ),
+                None => (
+                    format!(
+                        "the catalogue names the {role} installer {} for {release}, but the controller does not hold it",
+                        artifact.file
+                    ),
+                    format!(
+                        "`tierwise artifacts add {} --release {release} --component {role}`",
+                        artifact.file
+                    ),
+                ),
+            };
+            Some(Finding::new(
+                Severity::Blocker,
+                Rule::Readiness,
+                Subject::Release { version: release },
+                reason,
+                remedy,
+            ))
+        })
+        .collect()
+}
+
+/// Free space needed where an agent downloads an installer: the file,
+/// and as much again for what the installer unpacks.
+pub const fn space_needed(installer: u64) -> u64 {
+    installer.saturating_mul(2)
+}
+
+/// A blocker for each host whose agent reports less free space where it
+/// downloads installers than its step's installer needs (`space_needed`);
+/// hosts that report nothing are not judged. For a client it is a warning:
+/// its install would fail and count against its wave's error threshold.
+pub fn disk_findings(
+    plan: &Plan,
+    hosts: &[crate::HostRecord],
+    sizes: &BTreeMap<Role, u64>,
+) -> Vec<crate::rules::Finding> {
+    use crate::rules::{Finding, Rule, Subject};
+    let by_id: BTreeMap<&str, &crate::HostRecord> =
+        hosts.iter().map(|h| (h.host_id.as_str(), h)).collect();
+    let mib = |bytes: u64| bytes / (1024 * 1024);
+    plan.steps()
+        .filter_map(|(_, step)| {
+            let role = crate::trust::installer_role(step.action)?;
+            let size = *sizes.get(&role)?;
+            let volume = by_id.get(step.host_id.as_str())?.inventory.free_for_installers()?;
+            let needed = space_needed(size);
+            (volume.free_bytes < needed).then(|| {
+                Finding::new(
+                    if role == Role::Client {
+                        Severity::Warning
+                    } else {
+                        Severity::Blocker
+                    },
+                    Rule::Readiness,
+                    Subject::Host {
+                        host_id: step.host_id.clone(),
+                        role,
+                    },
+                    format!(
+                        "{} MiB are free in {}, where the agent downloads the {role} installer of {} MiB; it needs {} MiB",
+                        mib(volume.free_bytes),
+                        volume.path,
+                        mib(size).max(1),
+                        mib(needed).max(1)
+                    ),
+                    format!("free space on the volume of {}", volume.path),
+                )
+            })
+        })
+        .collect()
+}
+
 /// Admits a planned rollout or says why not, in this order: blockers,
 /// acknowledgements, installers.
 pub fn admit(request: &AdmissionRequest<'_>) -> Result<Admitted, NotAdmitted> {

@@ -8,6 +8,7 @@ use crate::plan::{plan, Action, PhaseKind, Plan, PlanRequest};
 use crate::rules::{Rule, Severity};
 use crate::task::{TaskKind, TaskState};
 use crate::{Check, ClientWaves, Facts, HostRecord, ProbedVersion, Role, Version, WebServerKind};
+use std::collections::BTreeMap;
 
 const V931: Version = Version::new(9, 3, 1, 33994);
 const V263: Version = Version::new(26, 3, 100, 34058);
@@ -461,4 +462,73 @@ fn durations_read_as_operators_write_them() {
         TaskKind::Backup.config_key()
     );
     let _ = Role::Server;
+}
+
+#[test]
+fn a_plan_is_not_ready_without_installers_or_the_space_for_them() {
+    use crate::{Artifact, Volume, VolumePurpose};
+    let mut hosts = fleet(&ALL, &[("PSDB", true, V931)]);
+    let plan = planned(&hosts);
+    let sha = |c: char| c.to_string().repeat(64);
+    let named: BTreeMap<Role, Artifact> = [(
+        Role::Server,
+        Artifact {
+            file: "PSServer.msi".into(),
+            sha256: sha('a'),
+        },
+    )]
+    .into();
+    // Named by the catalogue, not held, or held with another checksum.
+    let missing = installer_findings(&plan, &named, &BTreeMap::new());
+    assert_eq!(missing.len(), 1);
+    assert!(
+        missing[0].reason.contains("does not hold it"),
+        "{}",
+        missing[0].reason
+    );
+    assert_eq!(missing[0].severity, Severity::Blocker);
+    let wrong = installer_findings(&plan, &named, &[(Role::Server, sha('b'))].into());
+    assert!(
+        wrong[0].reason.contains("but the catalogue gives"),
+        "{}",
+        wrong[0].reason
+    );
+    assert!(installer_findings(&plan, &named, &[(Role::Server, sha('a'))].into()).is_empty());
+
+    // Free space where the agents download installers.
+    let with_free = |host: &mut HostRecord, mib: u64| {
+        host.inventory = host
+            .inventory
+            .clone()
+            .with_volumes(vec![Volume {
+                purpose: VolumePurpose::State,
+                path: "/var/lib/tierwise-agent".into(),
+                free_bytes: mib * 1024 * 1024,
+            }])
+            .unwrap();
+    };
+    let sizes: BTreeMap<Role, u64> = [(Role::Server, 300 << 20), (Role::Client, 100 << 20)].into();
+    assert!(
+        disk_findings(&plan, &hosts, &sizes).is_empty(),
+        "nothing reported"
+    );
+    with_free(&mut hosts[0], 512);
+    with_free(&mut hosts[2], 150);
+    let tight = disk_findings(&plan, &hosts, &sizes);
+    assert_eq!(tight.len(), 2, "{tight:#?}");
+    assert_eq!(tight[0].severity, Severity::Blocker);
+    assert!(
+        tight[0].reason.contains("512 MiB are free"),
+        "{}",
+        tight[0].reason
+    );
+    assert!(
+        tight[0].reason.contains("needs 600 MiB"),
+        "{}",
+        tight[0].reason
+    );
+    assert_eq!(tight[1].severity, Severity::Warning, "a client");
+    with_free(&mut hosts[0], 4096);
+    with_free(&mut hosts[2], 4096);
+    assert!(disk_findings(&plan, &hosts, &sizes).is_empty());
 }

@@ -21,3 +21,5 @@ CREATE TABLE web_packages (
     added_ms    BIGINT NOT NULL,
     PRIMARY KEY (release, web_server)
 );
+-- The free space where each host's agent writes (JSON; NULL: not reported).
+ALTER TABLE hosts ADD COLUMN volumes TEXT;

@@ -484,7 +484,7 @@ impl Store {
         let host_sql = format!(
             "SELECT h.host_id, h.hostname, h.installation, h.os, h.agent_version, \
                     h.first_seen_ms, h.last_seen_ms, h.heartbeat_seconds, h.online, \
-                    h.claimed_installation, h.placement_note, h.boot_ms \
+                    h.claimed_installation, h.placement_note, h.boot_ms, h.volumes \
              FROM hosts h WHERE {host_filter} ORDER BY h.host_id{limit_sql}"
         );
         // With a limit, components and databases are read for the hosts of
@@ -555,7 +555,14 @@ impl Store {
             .iter()
             .map(|row| {
                 let host_id: String = row.try_get("host_id")?;
+                let volumes: Vec<tierwise_common::Volume> = row
+                    .try_get::<Option<String>, _>("volumes")?
+                    .map(|text| serde_json::from_str(&text))
+                    .transpose()
+                    .map_err(|e| StoreError::Corrupt(format!("host `{host_id}`: volumes: {e}")))?
+                    .unwrap_or_default();
                 let inventory = Inventory::new(components.remove(&host_id).unwrap_or_default())
+                    .and_then(|i| i.with_volumes(volumes))
                     .map_err(|e| StoreError::Corrupt(format!("host `{host_id}`: {e}")))?;
                 let heartbeat_seconds = u32::try_from(row.try_get::<i64, _>("heartbeat_seconds")?)
                     .map_err(|_| StoreError::Corrupt(format!("host `{host_id}`: heartbeat")))?;
@@ -919,6 +926,14 @@ async fn write_inventory(
         .await?;
     sqlx::query("DELETE FROM components WHERE host_id = $1")
         .bind(host_id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE hosts SET volumes = $2 WHERE host_id = $1")
+        .bind(host_id)
+        .bind(
+            serde_json::to_string(inventory.volumes())
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        )
         .execute(&mut **tx)
         .await?;
     for component in inventory.components() {

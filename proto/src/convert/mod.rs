@@ -249,6 +249,15 @@ impl From<&Inventory> for v1::Inventory {
     fn from(inventory: &Inventory) -> Self {
         v1::Inventory {
             components: inventory.components().iter().map(Into::into).collect(),
+            volumes: inventory
+                .volumes()
+                .iter()
+                .map(|v| v1::Volume {
+                    purpose: <&str>::from(v.purpose).to_owned(),
+                    path: v.path.clone(),
+                    free_bytes: v.free_bytes,
+                })
+                .collect(),
         }
     }
 }
@@ -262,7 +271,23 @@ impl TryFrom<&v1::Inventory> for Inventory {
             .enumerate()
             .map(|(index, c)| component_from_wire(index, c))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Inventory::new(components)?)
+        let volumes = wire
+            .volumes
+            .iter()
+            .map(|v| {
+                Ok(tierwise_common::Volume {
+                    purpose: v.purpose.parse().map_err(|_| {
+                        InventoryError::TooLarge(format!(
+                            "unknown volume purpose `{}`",
+                            v.purpose.chars().take(32).collect::<String>()
+                        ))
+                    })?,
+                    path: v.path.clone(),
+                    free_bytes: v.free_bytes,
+                })
+            })
+            .collect::<Result<Vec<_>, InventoryError>>()?;
+        Ok(Inventory::new(components)?.with_volumes(volumes)?)
     }
 }
 
@@ -279,6 +304,7 @@ impl From<&HostRecord> for v1::HostView {
             last_seen_ms: host.last_seen_ms,
             heartbeat_seconds: host.heartbeat_seconds,
             components: v1::Inventory::from(&host.inventory).components,
+            volumes: v1::Inventory::from(&host.inventory).volumes,
             placement: match &host.placement {
                 None => v1::Placement::Fixed,
                 Some(Placement::Placed { .. }) => v1::Placement::Placed,
@@ -300,6 +326,7 @@ impl TryFrom<&v1::HostView> for HostRecord {
     fn try_from(wire: &v1::HostView) -> Result<Self, Self::Error> {
         let inventory = Inventory::try_from(&v1::Inventory {
             components: wire.components.clone(),
+            volumes: wire.volumes.clone(),
         })?;
         Ok(HostRecord {
             host_id: wire.host_id.clone(),

@@ -141,9 +141,29 @@ impl AdminApi {
         if chosen.is_none() && planned.clients_immediately_after_web {
             planned = plan_with(&ClientWaves::breaking_default())?;
         }
-        // Whether the installers it would run are signed.
+        // Whether the installers it would run are there, and signed.
         let release = self.signed_release().await?;
         let installers = self.stored_installers(target).await?;
+        let named = catalogue
+            .get(target)
+            .map(|r| r.artifacts.clone())
+            .unwrap_or_default();
+        let stored: std::collections::BTreeMap<_, _> = installers
+            .iter()
+            .map(|(role, (sha256, _))| (*role, sha256.clone()))
+            .collect();
+        let sizes: std::collections::BTreeMap<_, _> = installers
+            .iter()
+            .map(|(role, (_, size))| (*role, *size))
+            .collect();
+        for finding in tierwise_common::rollout::installer_findings(&planned, &named, &stored)
+            .into_iter()
+            .chain(tierwise_common::rollout::disk_findings(
+                &planned, &hosts, &sizes,
+            ))
+        {
+            planned.add_finding(finding);
+        }
         if let Some(finding) = signing_finding(
             &planned,
             &SigningInput {
