@@ -105,7 +105,10 @@ fn component() -> impl Strategy<Value = v1::Component> {
 
 fn inventory() -> impl Strategy<Value = v1::Inventory> {
     let components = prop::collection::vec(component(), 0..5);
-    components.prop_map(|components| v1::Inventory { components })
+    components.prop_map(|components| v1::Inventory {
+        components,
+        volumes: Vec::new(),
+    })
 }
 
 fn command() -> impl Strategy<Value = v1::Command> {

@@ -27,6 +27,7 @@ pub fn hello(host_id: &str, version: &str, os: String) -> AgentMessage {
                     probe_error: String::new(),
                     facts: None,
                 }],
+                volumes: Vec::new(),
             }),
         })),
     }

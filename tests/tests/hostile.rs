@@ -119,6 +119,7 @@ async fn bad_messages_end_only_their_own_session() -> anyhow::Result<()> {
                 probe_error: String::new(),
                 facts: None,
             }],
+            volumes: Vec::new(),
         })),
     };
     let status = session_outcome(
