@@ -8,10 +8,12 @@
 //!
 //! The files follow those steps: `raw` is the file as written, `validate`
 //! turns it into `Settings` (every check, message and default, and no I/O),
-//! `probes` holds the validated probe specifications. This file holds the
+//! with `actions` checking each component's actions; `probes` holds the
+//! validated probe specifications. This file holds the
 //! public types and the loading functions, the only code of the
 //! configuration that reads files or asks the machine anything.
 
+mod actions;
 mod probes;
 mod raw;
 #[cfg(test)]
