@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod download;
 pub mod journal;
+pub mod services;
 pub mod signed;
 pub mod web;
 
