@@ -122,8 +122,9 @@ fn header() -> impl Strategy<Value = String> {
 /// regular expression for the agent to compile, any timeout.
 const PROBE: &str = r#"\{ ((file|file_version|registry|value) = "[0-9./a-z]{0,10}"|command = \[("[a-z ]{0,4}")?\]), (pattern = '[()\[\]*+?a-z|{}0-9.^$\\]{0,12}'|timeout_seconds = [0-9]{1,6}|file = "/f") \}"#;
 
-/// An action command: placeholders, empty programs, odd timeouts and codes.
-const ACTION: &str = r#"\{ command = \[("[a-z{} ]{0,10}", ?){0,3}\](, timeout_seconds = [0-9]{1,6})?(, transient_exit_codes = \[-?[0-9]{1,4}\])? \}"#;
+/// An action: a command (placeholders, empty programs) or Windows services
+/// (empty, odd and repeated names), odd timeouts and codes.
+const ACTION: &str = r#"\{ (command = \[("[a-z{} ]{0,10}", ?){0,3}\]|windows_services = \[("[A-Za-z+/ ]{0,8}", ?){0,3}\]|command = \["x"\], windows_services = \["S"\])(, timeout_seconds = [0-9]{1,6})?(, transient_exit_codes = \[-?[0-9]{1,4}\])? \}"#;
 
 /// One `[[component]]` with any subset of the keys a component may have,
 /// whether or not its role allows them, and maybe its actions.

@@ -6,11 +6,11 @@
 //! default state directory) is gathered beforehand by `mod.rs` and handed in
 //! as a [`Machine`].
 
-use super::actions::{action_command, backup_location_of, default_windows_restart};
+use super::actions::{backup_location_of, configured_action, default_windows_restart};
 use super::raw::{RawCheck, RawConfig, RawHealth, RawSource, RawWebServer};
 use super::{
-    CheckProbe, ComponentSpec, ConfigError, DatabasesProbe, EnrollmentSettings, FactsSpec,
-    HealthChecks, HttpsTarget, Settings, Source, TcpTarget, VersionProbe,
+    CheckProbe, ComponentSpec, ConfigError, ConfiguredAction, DatabasesProbe, EnrollmentSettings,
+    FactsSpec, HealthChecks, HttpsTarget, Settings, Source, TcpTarget, VersionProbe,
     DEFAULT_COMMAND_TIMEOUT_SECONDS, DEFAULT_HEALTH_WAIT_SECONDS, DEFAULT_HEARTBEAT_SECONDS,
     DEFAULT_PROBE_SECONDS, DEFAULT_RECONNECT_MAX_SECONDS,
 };
@@ -396,9 +396,9 @@ pub(super) fn settings(
                         "the Web Application is deployed by the agent itself (empty the docroot, unzip); no install command".into(),
                     ));
                 }
-                let command = action_command(entry.get_ref())
-                    .map_err(|m| here(&name, Some(entry.span()), m))?;
                 let location = backup_location_of(key, entry.get_ref())
+                    .map_err(|m| here(&name, Some(entry.span()), m))?;
+                let action = configured_action(key, role, entry.get_ref())
                     .map_err(|m| here(&name, Some(entry.span()), m))?;
                 if location.is_some() {
                     backup_location = location;
@@ -406,21 +406,20 @@ pub(super) fn settings(
                 // A pinned root vouches for the installer the controller
                 // hands over; a command that runs another file would
                 // bypass it.
-                if key == "install"
-                    && release_root.is_some()
-                    && !command.argv.iter().any(|a| a.contains("{artifact}"))
-                {
+                let runs_the_artifact = matches!(&action, ConfiguredAction::Command(command)
+                    if command.argv.iter().any(|a| a.contains("{artifact}")));
+                if key == "install" && release_root.is_some() && !runs_the_artifact {
                     return Err(here(
                         &name,
                         Some(entry.span()),
                         "with `release_root_fingerprint` set, only the signed installer may run: give it as `{artifact}` in the command".into(),
                     ));
                 }
-                actions.insert(key, command);
+                actions.insert(key, action);
             }
         }
         if cfg!(windows) && !actions.contains_key("restart") {
-            actions.insert("restart", default_windows_restart());
+            actions.insert("restart", default_windows_restart().into());
         }
         let health = component
             .health
