@@ -29,8 +29,9 @@ use tierwise_common::validate_name;
 use tierwise_testkit::{apply, edit, fuzz, Checked};
 
 /// The shipped example configurations, which operators copy and edit.
-const EXAMPLES: [&str; 5] = [
+const EXAMPLES: [&str; 6] = [
     include_str!("../../deploy/agent/server.toml"),
+    include_str!("../../deploy/agent/server-windows.toml"),
     include_str!("../../deploy/agent/client.toml"),
     include_str!("../../deploy/agent/client-windows.toml"),
     include_str!("../../deploy/agent/web-apache.toml"),
