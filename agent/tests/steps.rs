@@ -50,6 +50,7 @@ fn executor(dir: &Path, install: ActionCommand) -> Executor {
         actions: BTreeMap::from([("install", install.into())]),
         health: None,
         backup_location: None,
+        web_app_output: None,
     };
     Executor::new(&dir.join("state"), vec![client]).unwrap()
 }
@@ -72,6 +73,7 @@ fn checked_executor(dir: &Path, port: u16) -> Executor {
             wait: Duration::from_secs(1),
         }),
         backup_location: None,
+        web_app_output: None,
     };
     Executor::new(&dir.join("state"), vec![client]).unwrap()
 }
@@ -334,6 +336,7 @@ mod web_deploy {
             actions: BTreeMap::new(),
             health: None,
             backup_location: None,
+            web_app_output: None,
         };
         Executor::new(&dir.join("state"), vec![web]).unwrap()
     }
@@ -724,6 +727,7 @@ async fn a_windows_services_step_off_windows_fails_saying_why() {
         )]),
         health: None,
         backup_location: None,
+        web_app_output: None,
     };
     let exec = Executor::new(&dir.path().join("state"), vec![server]).unwrap();
     let stop = StepAction::StopServices { role: Role::Server };

@@ -57,6 +57,8 @@ pub fn server(
                     .collect(),
                 databases_error: None,
                 backup_location: None,
+                commands: None,
+                web_app_output: None,
             }),
         },
     )
@@ -89,6 +91,7 @@ pub fn web(
                 server_kind: kind,
                 docroot: "/var/www/passwordsecure".to_owned(),
                 websocket,
+                packages: None,
             }),
         },
     )

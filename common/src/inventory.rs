@@ -77,9 +77,36 @@ pub struct ServerFacts {
     /// a backup is verified by its exit code alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup_location: Option<String>,
+    /// The actions the server's agent has a command for (`backup`,
+    /// `install`, `reactivate_databases`, ...): one without a command is
+    /// an operator task. `None` when the agent does not say (an agent from
+    /// before tasks), which counts as every command configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commands: Option<BTreeSet<String>>,
+    /// Where the Server Manager's generated Web Application packages are
+    /// picked up (`web_app_output`: a folder per web server kind); `None`
+    /// when not configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_app_output: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+impl ServerFacts {
+    /// Whether the server's agent runs `key` itself.
+    pub fn has_command(&self, key: &str) -> bool {
+        self.commands.as_ref().is_none_or(|c| c.contains(key))
+    }
+}
+
+/// At most this many Web Application packages per web host are reported.
+pub const MAX_WEB_PACKAGES: usize = 64;
+/// At most this many action names per component are accepted, each at
+/// most `MAX_ACTION_NAME` bytes.
+pub const MAX_ACTIONS: usize = 16;
+pub const MAX_ACTION_NAME: usize = 32;
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::EnumString)]
 #[cfg_attr(test, derive(strum::EnumIter))]
@@ -106,6 +133,10 @@ pub struct WebFacts {
     pub docroot: String,
     /// IIS "WebSocket Protocol" feature, Apache `proxy_wstunnel`, nginx proxying.
     pub websocket: Check,
+    /// The releases whose Web Application package lies at the host's own
+    /// `web_app` path; `None` when it has none configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Vec<Version>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -250,6 +281,19 @@ impl Inventory {
                         )));
                     }
                 }
+                if let Some(commands) = &server.commands {
+                    if commands.len() > MAX_ACTIONS
+                        || commands.iter().any(|c| {
+                            c.is_empty()
+                                || c.len() > MAX_ACTION_NAME
+                                || !c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                        })
+                    {
+                        return Err(InventoryError::TooLarge(format!(
+                            "at most {MAX_ACTIONS} action names of lower-case letters and `_` (up to {MAX_ACTION_NAME}) are accepted"
+                        )));
+                    }
+                }
                 if server.databases.len() > MAX_DATABASES {
                     return Err(InventoryError::TooLarge(format!(
                         "{} databases; at most {MAX_DATABASES} are accepted",
@@ -377,6 +421,8 @@ mod tests {
                 databases: Vec::new(),
                 databases_error: Some(long),
                 backup_location: None,
+                commands: None,
+                web_app_output: None,
             }),
         }])
         .unwrap();
@@ -402,6 +448,8 @@ mod tests {
                     databases,
                     databases_error: None,
                     backup_location: None,
+                    commands: None,
+                    web_app_output: None,
                 }),
             )])
         };
@@ -424,6 +472,7 @@ mod tests {
                     server_kind: WebServerKind::Iis,
                     docroot,
                     websocket: Check::Yes,
+                    packages: None,
                 }),
             )])
         };
@@ -478,6 +527,8 @@ mod tests {
                 databases: vec![db("a"), db("a")],
                 databases_error: None,
                 backup_location: None,
+                commands: None,
+                web_app_output: None,
             }),
         )]);
         assert_eq!(dup_db, Err(InventoryError::DuplicateDatabase("a".into())));

@@ -111,6 +111,30 @@ pub struct RolloutStatus {
     /// step found it.
     #[serde(default)]
     pub backup: Option<BackupView>,
+    /// The operator tasks, in step order.
+    #[serde(default)]
+    pub tasks: Vec<TaskView>,
+}
+
+/// An operator task as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskView {
+    /// The task's id (its step's), as `rollout done` takes it.
+    pub id: String,
+    pub host_id: String,
+    /// `backup`, `install_server` or `reactivate_databases`.
+    pub kind: String,
+    pub instructions: String,
+    /// `pending` (not reached), `open`, `done` or `verified`.
+    pub state: String,
+    /// Who said it is done, when (RFC 3339) and their note; `null` until then.
+    pub done_by: Option<String>,
+    pub done_at: Option<String>,
+    pub note: Option<String>,
+    /// Whether the agents' reports can show it was done.
+    pub observable: bool,
+    /// What is checked after `done`, or that nothing can be.
+    pub verification: String,
 }
 
 /// A backup file as `status` shows it.
@@ -241,6 +265,7 @@ impl RolloutStatus {
         outputs: &[(String, Option<i64>, String)],
         progress: &[(String, String)],
         hosts: &[HostRecord],
+        web_packages: Option<&tierwise_common::plan::WebPackages>,
     ) -> Self {
         let phases = rollout
             .phases
@@ -314,7 +339,7 @@ impl RolloutStatus {
         waiting_for_offline.dedup();
         let running = steps
             .iter()
-            .filter(|s| s.state == StepState::Dispatched)
+            .filter(|s| s.state == StepState::Dispatched && s.task.is_none())
             .map(|s| RunningStep {
                 step_id: s.step_id.clone(),
                 host_id: s.host_id.clone(),
@@ -325,14 +350,14 @@ impl RolloutStatus {
                     .unwrap_or_default(),
             })
             .collect();
-        let by_id: std::collections::BTreeMap<&str, &HostRecord> =
-            hosts.iter().map(|h| (h.host_id.as_str(), h)).collect();
+        let observed = tierwise_common::rollout::Observed::new(hosts, web_packages);
+        let by_id = &observed.hosts;
         let awaiting_reports = steps
             .iter()
             .filter(|s| s.phase == rollout.current_phase && s.state == StepState::Succeeded)
             .filter(|_| !rollout.state.is_final())
             .filter_map(|s| {
-                tierwise_common::rollout::awaited(s, &by_id).map(|(expected, reported)| {
+                tierwise_common::rollout::awaited(s, &observed).map(|(expected, reported)| {
                     AwaitedReport {
                         step_id: s.step_id.clone(),
                         host_id: s.host_id.clone(),
@@ -346,7 +371,7 @@ impl RolloutStatus {
         let pending_restarts = steps
             .iter()
             .filter(|_| !rollout.state.is_final())
-            .filter(|s| tierwise_common::rollout::restart_pending(s, &by_id))
+            .filter(|s| tierwise_common::rollout::restart_pending(s, by_id))
             .map(|s| PendingRestart {
                 step_id: s.step_id.clone(),
                 host_id: s.host_id.clone(),
@@ -366,7 +391,28 @@ impl RolloutStatus {
             .collect();
         skipped_hosts.sort();
         skipped_hosts.dedup();
+        let tasks = steps
+            .iter()
+            .filter_map(|s| {
+                let task = s.task.as_ref()?;
+                let state = tierwise_common::rollout::task_state(s, &observed)?;
+                let done = task.done_at_ms.is_some();
+                Some(TaskView {
+                    id: s.step_id.clone(),
+                    host_id: s.host_id.clone(),
+                    kind: task.kind.as_str().to_owned(),
+                    instructions: task.instructions.clone(),
+                    state: state.as_str().to_owned(),
+                    done_by: done.then(|| task.done_by.clone()),
+                    done_at: task.done_at_ms.map(rfc3339),
+                    note: done.then(|| task.note.clone()),
+                    observable: task.observable,
+                    verification: task.verification.clone(),
+                })
+            })
+            .collect();
         let mut omitted = std::collections::BTreeMap::new();
+        let tasks = capped(tasks, "tasks", &mut omitted);
         RolloutStatus {
             id: rollout.id.clone(),
             installation: rollout.installation.clone(),
@@ -387,6 +433,7 @@ impl RolloutStatus {
             waiting_for_window: None,
             eta: None,
             backup: None,
+            tasks,
         }
     }
 }
@@ -403,12 +450,12 @@ mod tests {
         let steps: Vec<ExecStep> = (0..LISTED + 5)
             .map(|n| step(n, &format!("cl-{n:05}"), StepState::Dispatched))
             .collect();
-        let status = RolloutStatus::build(&record, &steps, &[], &[], &[]);
+        let status = RolloutStatus::build(&record, &steps, &[], &[], &[], None);
         assert_eq!(status.running.len(), LISTED);
         assert_eq!(status.running[0].step_id, "r1-0", "in step order");
         assert_eq!(status.omitted.get("running"), Some(&5));
         assert_eq!(status.phases[0].dispatched, LISTED + 5, "counts are whole");
-        let small = RolloutStatus::build(&record, &steps[..3], &[], &[], &[]);
+        let small = RolloutStatus::build(&record, &steps[..3], &[], &[], &[], None);
         assert!(small.omitted.is_empty());
     }
 }

@@ -4,7 +4,7 @@
 //! views and prints them, so `--json` is the document the controller made.
 
 use crate::rollout_view::{
-    AwaitedReport, PendingRestart, PhaseStatus, RolloutStatus, RunningStep, StepFailure,
+    AwaitedReport, PendingRestart, PhaseStatus, RolloutStatus, RunningStep, StepFailure, TaskView,
 };
 use crate::store::rollouts::AuditEntry;
 use crate::store::security::{OperatorRecord, TokenRecord, TokenState};
@@ -134,6 +134,22 @@ impl From<&RolloutStatus> for v1::RolloutView {
                 }),
             }),
             omitted: s.omitted.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            tasks: s
+                .tasks
+                .iter()
+                .map(|t| v1::TaskView {
+                    id: t.id.clone(),
+                    host_id: t.host_id.clone(),
+                    kind: t.kind.clone(),
+                    instructions: t.instructions.clone(),
+                    state: t.state.clone(),
+                    done_by: t.done_by.clone().unwrap_or_default(),
+                    done_at: t.done_at.clone().unwrap_or_default(),
+                    note: t.note.clone().unwrap_or_default(),
+                    observable: t.observable,
+                    verification: t.verification.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -227,6 +243,26 @@ impl TryFrom<&v1::RolloutView> for RolloutStatus {
                     modified_ms: file.modified_ms,
                 })
             }),
+            tasks: w
+                .tasks
+                .iter()
+                .map(|t| {
+                    // Set together once an operator said it is done.
+                    let done = !t.done_at.is_empty();
+                    TaskView {
+                        id: t.id.clone(),
+                        host_id: t.host_id.clone(),
+                        kind: t.kind.clone(),
+                        instructions: t.instructions.clone(),
+                        state: t.state.clone(),
+                        done_by: done.then(|| t.done_by.clone()),
+                        done_at: done.then(|| t.done_at.clone()),
+                        note: done.then(|| t.note.clone()),
+                        observable: t.observable,
+                        verification: t.verification.clone(),
+                    }
+                })
+                .collect(),
         })
     }
 }

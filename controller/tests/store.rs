@@ -38,6 +38,8 @@ fn server_inventory(version: Version, active: bool) -> Inventory {
             ],
             databases_error: None,
             backup_location: None,
+            commands: None,
+            web_app_output: None,
         }),
     }])
     .unwrap()
@@ -65,6 +67,7 @@ fn web_and_client() -> Inventory {
                 server_kind: WebServerKind::Iis,
                 docroot: r"C:\inetpub\psweb".into(),
                 websocket: Check::No,
+                packages: None,
             }),
         },
         Component {
@@ -800,6 +803,7 @@ async fn rollouts(store: &Store, t0: i64) {
             outcome: None,
             reason: String::new(),
             restart: Default::default(),
+            task: None,
         };
         (
             vec![ExecPhase {

@@ -22,6 +22,9 @@ pub struct ExecStep {
     /// A restart the host needs to finish the step.
     #[serde(default)]
     pub restart: RestartState,
+    /// Set when a person does this step: the host has no command for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<crate::task::OperatorTask>,
 }
 
 /// The phases of a rollout, in order, each with its steps.
@@ -50,8 +53,32 @@ pub fn steps_from_plan(
 ) -> (Vec<ExecPhase>, Vec<ExecStep>) {
     let mut phases = Vec::new();
     let mut steps = Vec::new();
-    let push = |phase: usize, host_id: &str, action: StepAction, steps: &mut Vec<ExecStep>| {
+    let push = |phase: usize,
+                plan_phase: usize,
+                step: &crate::plan::Step,
+                action: StepAction,
+                steps: &mut Vec<ExecStep>| {
+        let host_id = step.host_id.as_str();
         let step_id = format!("{rollout_id}-{}", steps.len() + 1);
+        // The plan's own task, told how to say it is done.
+        let task = step.task.and_then(|kind| {
+            let planned = plan
+                .tasks
+                .iter()
+                .find(|t| t.phase == plan_phase && t.host_id == host_id && t.kind == kind)?;
+            Some(crate::task::OperatorTask {
+                kind,
+                instructions: planned.instructions.replace(
+                    crate::task::DONE_PLACEHOLDER,
+                    &format!("`tierwise rollout done {rollout_id} {step_id}`"),
+                ),
+                observable: planned.observable,
+                verification: planned.verification.clone(),
+                done_by: String::new(),
+                done_at_ms: None,
+                note: String::new(),
+            })
+        });
         steps.push(ExecStep {
             step_id,
             phase,
@@ -63,9 +90,10 @@ pub fn steps_from_plan(
             outcome: None,
             reason: String::new(),
             restart: RestartState::None,
+            task,
         });
     };
-    for (_, phase) in executed_phases(plan) {
+    for (plan_phase, phase) in executed_phases(plan) {
         let index = phases.len();
         phases.push(ExecPhase { kind: phase.kind });
         let role = if phase.kind == PhaseKind::AppServers {
@@ -85,6 +113,10 @@ pub fn steps_from_plan(
                     artifact_sha256: None,
                 },
                 Action::ReactivateDatabases => StepAction::ReactivateDatabases { version: to },
+                Action::GenerateWebApp => StepAction::GenerateWebApp {
+                    version: to,
+                    web_servers: step.web_servers.clone(),
+                },
                 Action::DeployWebApp => StepAction::DeployWebApp {
                     version: to,
                     artifact_sha256: None,
@@ -95,7 +127,7 @@ pub fn steps_from_plan(
                     artifact_sha256: None,
                 },
             };
-            push(index, &step.host_id, action, &mut steps);
+            push(index, plan_phase, step, action, &mut steps);
         }
     }
     (phases, steps)

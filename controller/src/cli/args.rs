@@ -496,7 +496,17 @@ pub enum ArtifactsCommand {
         /// server, app_server, web or client.
         #[arg(long, value_parser = parse_role)]
         component: Role,
+        /// With `--component web`: the Web Application the Server Manager
+        /// generated for this kind of web server (iis, apache or nginx);
+        /// each web host of that kind then gets it.
+        #[arg(long, value_parser = parse_web_server)]
+        web_server: Option<tierwise_common::WebServerKind>,
     },
+}
+
+fn parse_web_server(text: &str) -> Result<tierwise_common::WebServerKind, String> {
+    tierwise_common::WebServerKind::parse(text)
+        .ok_or_else(|| format!("`{text}` is no kind of web server; use iis, apache or nginx"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -605,6 +615,15 @@ pub enum RolloutCommand {
         /// rest ask].
         #[arg(long = "restart", value_name = "ROLE=POLICY")]
         restarts: Vec<String>,
+        /// How long an operator task may stay open before the rollout halts
+        /// (90m, 24h, 2d; 10s to 7d) [default: 24h].
+        #[arg(long, value_name = "DURATION")]
+        task_timeout: Option<String>,
+        /// The oldest backup the server's update may start on, e.g. after an
+        /// approval wait; an older one halts the rollout, and `resume` takes
+        /// a new one (30m, 2h; 10s to 7d) [default: 2h].
+        #[arg(long, value_name = "DURATION")]
+        max_backup_age: Option<String>,
     },
     /// All rollouts.
     List {
@@ -636,6 +655,16 @@ pub enum RolloutCommand {
         id: String,
         #[arg(long)]
         host: String,
+    },
+    /// Say that an operator task is done (as `rollout status` lists it: its
+    /// id, or its kind when the rollout has one such task); the rollout then
+    /// checks what the agents report and goes on.
+    Done {
+        id: String,
+        task: String,
+        /// What was done, for the audit log and the status.
+        #[arg(long)]
+        note: Option<String>,
     },
 }
 

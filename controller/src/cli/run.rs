@@ -205,6 +205,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     approve_phases,
                     verify_timeouts,
                     restarts,
+                    task_timeout,
+                    max_backup_age,
                 } => {
                     super::rollout::start(
                         &mut client,
@@ -219,6 +221,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             acks,
                             verify_timeouts,
                             restarts,
+                            task_timeout,
+                            max_backup_age,
                         },
                     )
                     .await?
@@ -243,6 +247,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 RolloutCommand::Approve { id } => {
                     super::rollout::change(&mut client, &id, &Change::Approve).await?
                 }
+                RolloutCommand::Done { id, task, note } => {
+                    super::rollout::change(
+                        &mut client,
+                        &id,
+                        &Change::Done {
+                            task,
+                            note: note.unwrap_or_default(),
+                        },
+                    )
+                    .await?
+                }
             };
             print!("{output}");
             Ok(ExitCode::SUCCESS)
@@ -253,12 +268,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     file,
                     release,
                     component,
+                    web_server,
                 },
         } => {
+            if web_server.is_some() && component != tierwise_common::Role::Web {
+                anyhow::bail!("--web-server goes with --component web");
+            }
             let mut client = super::connect(&connection).await?;
             print!(
                 "{}",
-                super::artifacts::add(&mut client, &file, &release, component).await?
+                super::artifacts::add(&mut client, &file, &release, component, web_server).await?
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -78,6 +78,8 @@ pub struct Engine {
     /// Wakes this replica's outbox reader after a commit that queued.
     outbox: Arc<OutboxSignal>,
     live: Arc<tokio::sync::Mutex<Live>>,
+    /// Which Web Application packages count (signed, where releases must be).
+    trust: crate::web_packages::ReleaseTrust,
 }
 
 impl Engine {
@@ -88,7 +90,15 @@ impl Engine {
             wake: Arc::new(Notify::new()),
             outbox: Arc::default(),
             live: Arc::default(),
+            trust: crate::web_packages::ReleaseTrust::default(),
         }
+    }
+
+    /// Trusts releases as the controller was told to (the default trusts
+    /// only signed ones).
+    pub fn trusting(mut self, trust: crate::web_packages::ReleaseTrust) -> Self {
+        self.trust = trust;
+        self
     }
 
     /// Wakes this replica's outbox reader (something was queued).
@@ -243,6 +253,14 @@ impl Engine {
                 }
             }
         }
+        if rollout.generates_web_app() && now - rollout.packages_read_ms >= RECHECK_MS {
+            let packages = self
+                .trust
+                .web_packages(&self.store, rollout.record.target)
+                .await?;
+            rollout.web_packages = Some(packages);
+            rollout.packages_read_ms = now;
+        }
         let decisions = decide(&rollout.snapshot(), now);
         if decisions.is_empty() {
             return Ok(false);
@@ -294,6 +312,17 @@ impl Engine {
                 }
                 Decision::AwaitRestart { hosts } => {
                     info!(rollout = %id, ?hosts, "restarts wait for approval")
+                }
+                Decision::AwaitOperator { open, reason } => {
+                    info!(rollout = %id, ?open, %reason, "waiting for an operator")
+                }
+                Decision::TaskExpired { step_id, reason } => {
+                    warn!(rollout = %id, %step_id, %reason, "an operator task was not done in time")
+                }
+                Decision::StaleBackup {
+                    step_id, reason, ..
+                } => {
+                    warn!(rollout = %id, %step_id, %reason, "the backup is too old for the server's update")
                 }
             }
         }

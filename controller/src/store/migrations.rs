@@ -132,6 +132,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0020_dashboard_sessions.sql"),
         include_str!("../../migrations/postgres/0020_dashboard_sessions.sql"),
     ),
+    (
+        22,
+        "operator tasks and site-made Web Applications",
+        include_str!("../../migrations/sqlite/0022_operator_tasks.sql"),
+        include_str!("../../migrations/postgres/0022_operator_tasks.sql"),
+    ),
 ];
 
 #[derive(Debug)]

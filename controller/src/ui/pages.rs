@@ -660,6 +660,7 @@ mod tests {
             waiting_for_window: None,
             eta: None,
             backup: None,
+            tasks: Vec::new(),
         }
     }
 

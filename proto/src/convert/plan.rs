@@ -5,9 +5,10 @@ use super::role_from_wire;
 use crate::v1;
 use std::str::FromStr;
 use tierwise_common::plan::{
-    Action, Counts, DatabaseChange, Phase, PhaseKind, Plan, Step, TargetSummary,
+    Action, Counts, DatabaseChange, Phase, PhaseKind, Plan, PlannedTask, Step, TargetSummary,
 };
 use tierwise_common::rules::{Finding, Rule, Severity, Subject};
+use tierwise_common::task::TaskKind;
 use tierwise_common::{ClientWaves, ReleaseDate, Version};
 
 /// Why a plan from the controller cannot be read.
@@ -90,6 +91,7 @@ fn action_to_wire(action: Action) -> v1::PlanAction {
         Action::InstallAppServer => A::InstallAppServer,
         Action::DeployWebApp => A::DeployWebApp,
         Action::InstallClient => A::InstallClient,
+        Action::GenerateWebApp => A::GenerateWebApp,
     }
 }
 
@@ -104,6 +106,7 @@ fn action_from_wire(value: i32) -> Result<Action, PlanWireError> {
         A::InstallAppServer => Action::InstallAppServer,
         A::DeployWebApp => Action::DeployWebApp,
         A::InstallClient => Action::InstallClient,
+        A::GenerateWebApp => Action::GenerateWebApp,
         A::Unspecified => return Err(bad(format!("unknown step action {value}"))),
     })
 }
@@ -218,6 +221,12 @@ impl From<&Plan> for v1::Plan {
                             from: text(step.from),
                             to: step.to.to_string(),
                             offline: step.offline,
+                            task: step.task.map(|k| k.as_str().to_owned()).unwrap_or_default(),
+                            web_servers: step
+                                .web_servers
+                                .iter()
+                                .map(|k| k.as_str().to_owned())
+                                .collect(),
                         })
                         .collect(),
                 })
@@ -249,8 +258,30 @@ impl From<&Plan> for v1::Plan {
                 clients_locked_out: count(c.clients_locked_out),
                 clients_update_check_enabled: count(c.clients_update_check_enabled),
             }),
+            tasks: plan
+                .tasks
+                .iter()
+                .map(|t| v1::PlannedTask {
+                    phase: count(t.phase),
+                    host_id: t.host_id.clone(),
+                    kind: t.kind.as_str().to_owned(),
+                    instructions: t.instructions.clone(),
+                    observable: t.observable,
+                    verification: t.verification.clone(),
+                })
+                .collect(),
         }
     }
+}
+
+/// A task kind as the wire names it; empty: none.
+fn task_kind(text: &str) -> Result<Option<TaskKind>, PlanWireError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    TaskKind::parse(text)
+        .map(Some)
+        .ok_or_else(|| bad(format!("unknown operator task `{text}`")))
 }
 
 impl TryFrom<&v1::Plan> for Plan {
@@ -287,6 +318,15 @@ impl TryFrom<&v1::Plan> for Plan {
                     from: optional_version(&step.from, "step")?,
                     to: version(&step.to, "step")?,
                     offline: step.offline,
+                    task: task_kind(&step.task)?,
+                    web_servers: step
+                        .web_servers
+                        .iter()
+                        .map(|k| {
+                            tierwise_common::WebServerKind::parse(k)
+                                .ok_or_else(|| bad(format!("unknown web server kind `{k}`")))
+                        })
+                        .collect::<Result<_, _>>()?,
                 });
             }
             phases.push(Phase {
@@ -328,6 +368,20 @@ impl TryFrom<&v1::Plan> for Plan {
             findings,
             acks_required: wire.acks_required.clone(),
             excluded: wire.excluded.clone(),
+            tasks: wire
+                .tasks
+                .iter()
+                .map(|t| {
+                    Ok(PlannedTask {
+                        phase: size(t.phase, "task phase")?,
+                        host_id: t.host_id.clone(),
+                        kind: task_kind(&t.kind)?.ok_or_else(|| bad("a task without a kind"))?,
+                        instructions: t.instructions.clone(),
+                        observable: t.observable,
+                        verification: t.verification.clone(),
+                    })
+                })
+                .collect::<Result<_, PlanWireError>>()?,
             counts: Counts {
                 hosts: size(counts.hosts, "hosts")?,
                 hosts_offline: size(counts.hosts_offline, "hosts offline")?,
@@ -389,6 +443,7 @@ mod tests {
                 licence: Some(&licence("prod", until)),
                 target,
                 waves: &ClientWaves::default(),
+                web_packages: None,
             })
             .unwrap();
             let back = Plan::try_from(&v1::Plan::from(&planned)).unwrap();
