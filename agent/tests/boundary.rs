@@ -49,7 +49,7 @@ fn executor(dir: &Path) -> Executor {
         version: VersionProbe::Fixed(Version::new(9, 3, 1, 33994)),
         facts: FactsSpec::Client { update_check: None },
         // Only `install` is defined for this host.
-        actions: BTreeMap::from([("install", recorder(dir))]),
+        actions: BTreeMap::from([("install", recorder(dir).into())]),
         health: None,
         backup_location: None,
         web_app_output: None,

@@ -29,8 +29,9 @@ use tierwise_common::validate_name;
 use tierwise_testkit::{apply, edit, fuzz, Checked};
 
 /// The shipped example configurations, which operators copy and edit.
-const EXAMPLES: [&str; 5] = [
+const EXAMPLES: [&str; 6] = [
     include_str!("../../deploy/agent/server.toml"),
+    include_str!("../../deploy/agent/server-windows.toml"),
     include_str!("../../deploy/agent/client.toml"),
     include_str!("../../deploy/agent/client-windows.toml"),
     include_str!("../../deploy/agent/web-apache.toml"),
@@ -122,8 +123,9 @@ fn header() -> impl Strategy<Value = String> {
 /// regular expression for the agent to compile, any timeout.
 const PROBE: &str = r#"\{ ((file|file_version|registry|value) = "[0-9./a-z]{0,10}"|command = \[("[a-z ]{0,4}")?\]), (pattern = '[()\[\]*+?a-z|{}0-9.^$\\]{0,12}'|timeout_seconds = [0-9]{1,6}|file = "/f") \}"#;
 
-/// An action command: placeholders, empty programs, odd timeouts and codes.
-const ACTION: &str = r#"\{ command = \[("[a-z{} ]{0,10}", ?){0,3}\](, timeout_seconds = [0-9]{1,6})?(, transient_exit_codes = \[-?[0-9]{1,4}\])? \}"#;
+/// An action: a command (placeholders, empty programs) or Windows services
+/// (empty, odd and repeated names), odd timeouts and codes.
+const ACTION: &str = r#"\{ (command = \[("[a-z{} ]{0,10}", ?){0,3}\]|windows_services = \[("[A-Za-z+/ ]{0,8}", ?){0,3}\]|command = \["x"\], windows_services = \["S"\])(, timeout_seconds = [0-9]{1,6})?(, transient_exit_codes = \[-?[0-9]{1,4}\])? \}"#;
 
 /// One `[[component]]` with any subset of the keys a component may have,
 /// whether or not its role allows them, and maybe its actions.

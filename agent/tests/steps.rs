@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 use tierwise_agent::config::{
-    ActionCommand, ComponentSpec, FactsSpec, HealthChecks, TcpTarget, VersionProbe,
+    ActionCommand, ComponentSpec, ConfiguredAction, FactsSpec, HealthChecks, TcpTarget,
+    VersionProbe, WindowsServicesAction,
 };
 use tierwise_agent::steps::journal::{Journal, JournalEntry};
 use tierwise_agent::steps::Executor;
@@ -46,7 +47,7 @@ fn executor(dir: &Path, install: ActionCommand) -> Executor {
         role: Role::Client,
         version: VersionProbe::Fixed(Version::new(9, 3, 1, 33994)),
         facts: FactsSpec::Client { update_check: None },
-        actions: BTreeMap::from([("install", install)]),
+        actions: BTreeMap::from([("install", install.into())]),
         health: None,
         backup_location: None,
         web_app_output: None,
@@ -60,7 +61,7 @@ fn checked_executor(dir: &Path, port: u16) -> Executor {
         role: Role::Client,
         version: VersionProbe::Fixed(Version::new(9, 3, 1, 33994)),
         facts: FactsSpec::Client { update_check: None },
-        actions: BTreeMap::from([("install", installer(dir))]),
+        actions: BTreeMap::from([("install", installer(dir).into())]),
         health: Some(HealthChecks {
             tcp: vec![TcpTarget {
                 host: "127.0.0.1".into(),
@@ -705,4 +706,37 @@ mod drain {
         let journal = Journal::open(&dir.path().join("state")).unwrap();
         assert!(journal.get("s-3").unwrap().is_none());
     }
+}
+
+/// Off Windows there is no Service Control Manager (the configuration
+/// refuses `windows_services` there): a step given services anyway fails
+/// saying so, is journaled like any other, and has the services' time limit.
+#[tokio::test]
+async fn a_windows_services_step_off_windows_fails_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ComponentSpec {
+        role: Role::Server,
+        version: VersionProbe::Fixed(Version::new(9, 3, 1, 33994)),
+        facts: FactsSpec::Server { databases: None },
+        actions: BTreeMap::from([(
+            "stop_services",
+            ConfiguredAction::WindowsServices(WindowsServicesAction {
+                services: vec!["PsrBackupService".into(), "PsrServer".into()],
+                timeout: Duration::from_secs(7),
+            }),
+        )]),
+        health: None,
+        backup_location: None,
+        web_app_output: None,
+    };
+    let exec = Executor::new(&dir.path().join("state"), vec![server]).unwrap();
+    let stop = StepAction::StopServices { role: Role::Server };
+    assert_eq!(exec.time_limit(&stop), Duration::from_secs(7));
+    let report = exec.execute("step-1", &stop, None).await.unwrap();
+    assert_eq!(report.outcome, StepOutcome::Failed);
+    assert_eq!(
+        report.reason,
+        "the Windows Service Control Manager exists only on Windows"
+    );
+    assert!(exec.known("step-1").unwrap());
 }

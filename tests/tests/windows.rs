@@ -746,3 +746,319 @@ fn the_service_commands_install_run_stop_and_remove_the_service() -> Result<()> 
         .success());
     Ok(())
 }
+
+/// A Windows program started under Wine (here the agent in a console), ended
+/// when the test ends however it ends.
+struct Started(Child);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The server's actions in `C:\ps`, standing in for the vendor's: each run
+/// appends "ACTION VERSION" to `events.log` (where the stand-in services
+/// also write when they change state, so the log is one timeline); install
+/// sets the version the probe reads and leaves the marker `installed-VERSION`;
+/// reactivate marks the database active at the new patch level. A space
+/// stands before each `>`: in cmd a digit right before it would name a handle.
+const SERVER_STEPS_CMD: &str = "@echo off\r\n\
+echo %1 %2 >> C:\\ps\\events.log\r\n\
+if \"%1\"==\"install\" (\r\n\
+  echo %2 > C:\\ps\\VERSION\r\n\
+  echo %2 > C:\\ps\\installed-%2\r\n\
+)\r\n\
+if \"%1\"==\"reactivate\" (\r\n\
+  echo [{\"name\": \"PSDB\", \"active\": true, \"patch_level\": \"%2\"}] > C:\\ps\\databases.json\r\n\
+)\r\n\
+exit /b 0\r\n";
+
+/// `stop_services` and `start_services` as `windows_services`, on Wine's real
+/// Service Control Manager (and `deploy/agent/server-windows.toml` accepted
+/// by the Windows agent): two services made with `sc create` as field
+/// scripts name Password Secure's (the backup service depending on the
+/// server service), run by a stand-in service program
+/// (`deploy/windows/test/password-secure-service.c`), and the Windows agent
+/// as the primary server. Its configuration lists them the wrong way round
+/// for both steps; the agent asks the SCM for their dependencies, stops the
+/// backup service first and starts it last, the installer running in
+/// between with both stopped, and the rollout completes. Then the backup
+/// service hangs (it ignores stop requests): the next rollout's
+/// `stop_services` fails within its time limit naming it and its state, the
+/// server service is left running, and the rollout halts before its
+/// installer runs.
+#[test]
+fn windows_services_stop_in_dependency_order_and_one_that_hangs_halts_the_rollout() -> Result<()> {
+    let Some(exe) = windows_agent()? else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let root = tempfile::tempdir()?;
+    let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0")?;
+    controller.cli(&["releases", "import", &catalogue_path()])?;
+    let wine = Wine::new(&root.path().join("wine"))?;
+
+    // The primary server: its version and databases, its actions, and the
+    // two services, running.
+    let ps = wine.c("ps");
+    std::fs::create_dir_all(&ps)?;
+    std::fs::create_dir_all(wine.c("tw"))?;
+    std::fs::copy(&exe, wine.c("tw/tierwise-agent.exe"))?;
+    let out = Command::new("x86_64-w64-mingw32-gcc")
+        .args(["-O2", "-Wall", "-Werror", "-o"])
+        .arg(ps.join("password-secure-service.exe"))
+        .arg(repo().join("deploy/windows/test/password-secure-service.c"))
+        .arg("-ladvapi32")
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the stand-in service did not compile: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(ps.join("VERSION"), format!("{V931}\n"))?;
+    std::fs::write(
+        ps.join("databases.json"),
+        format!(r#"[{{"name": "PSDB", "active": true, "patch_level": "{V931}"}}]"#),
+    )?;
+    std::fs::write(ps.join("steps.cmd"), SERVER_STEPS_CMD)?;
+    let binary_path = |name: &str| {
+        format!(r"C:\ps\password-secure-service.exe {name} C:\ps\events.log C:\ps\hold-{name}")
+    };
+    wine.ok(&[
+        "sc",
+        "create",
+        "PsrServer",
+        "binpath=",
+        &binary_path("PsrServer"),
+    ])?;
+    // Wine's sc.exe hands `depend=`'s value to CreateService as it is, without
+    // the second NUL that ends a list of dependencies (Windows' sc.exe builds
+    // the list from names separated by `/`); the empty argument after it is
+    // that NUL, or the list would run on into whatever follows in memory.
+    wine.ok(&[
+        "sc",
+        "create",
+        "PsrBackupService",
+        "binpath=",
+        &binary_path("PsrBackupService"),
+        "depend=",
+        "PsrServer",
+        "",
+    ])?;
+    for name in ["PsrServer", "PsrBackupService"] {
+        wine.ok(&["sc", "start", name])?;
+    }
+    // The shipped example for such a server is what the Windows agent takes.
+    let example = repo()
+        .join("deploy/agent/server-windows.toml")
+        .canonicalize()?;
+    let example = format!("Z:{}", example.display()).replace('/', "\\");
+    let checked: serde_json::Value = serde_json::from_str(&wine.ok(&[
+        r"C:\tw\tierwise-agent.exe",
+        "--check",
+        "--config",
+        &example,
+    ])?)?;
+    let stop = checked["settings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["key"] == "component.server.actions.stop_services")
+        .with_context(|| format!("{checked}"))?;
+    assert_eq!(
+        stop["value"],
+        r#"{ timeout_seconds = 300, windows_services = ["PsrBackupService", "PsrServer"] }"#
+    );
+    let running =
+        |name: &str| -> Result<bool> { Ok(wine.ok(&["sc", "query", name])?.contains("RUNNING")) };
+    wait_for("both services running", Duration::from_secs(30), || {
+        Ok((running("PsrServer")? && running("PsrBackupService")?).then_some(()))
+    })?;
+
+    let token = controller.cli(&[
+        "tokens",
+        "create",
+        "--installation",
+        "prod",
+        "--uses",
+        "1",
+        "--expires",
+        "1h",
+    ])?;
+    let fingerprint = controller.cli(&["pki", "show", "--fingerprint"])?;
+    let steps = |action: &str, version: bool| {
+        format!(
+            r#"{{ command = ["cmd", "/c", 'C:\ps\steps.cmd', "{action}"{}], timeout_seconds = 60 }}"#,
+            if version { r#", "{version}""# } else { "" }
+        )
+    };
+    // Both lists the wrong way round: the order must come from the SCM.
+    let config = format!(
+        "controller = {url:?}\nenrollment_token = {token:?}\nca_fingerprint = {fingerprint:?}\n\
+         installation = \"prod\"\nhost_id = \"win-srv-01\"\nheartbeat_seconds = 1\nprobe_seconds = 1\n\
+         reconnect_max_seconds = 2\nstate_dir = 'C:\\ps\\state'\n\n\
+         [[component]]\nrole = \"server\"\nversion = {{ file = 'C:\\ps\\VERSION' }}\n\
+         databases = {{ file = 'C:\\ps\\databases.json' }}\n\n\
+         [component.actions]\nbackup = {backup}\n\
+         stop_services = {{ windows_services = [\"PsrServer\", \"PsrBackupService\"], timeout_seconds = 10 }}\n\
+         install = {install}\n\
+         start_services = {{ windows_services = [\"PsrBackupService\", \"PsrServer\"], timeout_seconds = 30 }}\n\
+         reactivate_databases = {reactivate}\n\n\
+         [component.health]\nservices = [\"PsrServer\", \"PsrBackupService\"]\nwait_seconds = 30\n",
+        url = controller.url(),
+        token = token.trim(),
+        fingerprint = fingerprint.trim(),
+        backup = steps("backup", false),
+        install = steps("install", true),
+        reactivate = steps("reactivate", true),
+    );
+    std::fs::write(ps.join("agent.toml"), config)?;
+    let agent_log = root.path().join("agent.log");
+    let log = std::fs::File::create(&agent_log)?;
+    let _agent = Started(
+        Wine::command_in(&wine.prefix, "wine")
+            .args([r"C:\tw\tierwise-agent.exe", "--config", r"C:\ps\agent.toml"])
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?,
+    );
+    let agent_said = || std::fs::read_to_string(&agent_log).unwrap_or_default();
+    controller
+        .wait_online("win-srv-01", true, Duration::from_secs(60))
+        .with_context(agent_said)?;
+    // The installation exists now that its server reported.
+    controller.license("prod")?;
+    let events = || -> Vec<String> {
+        std::fs::read_to_string(ps.join("events.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect()
+    };
+    let wait_for_state = |what: &str, state: &str| -> Result<serde_json::Value> {
+        let waited = wait_for(what, Duration::from_secs(120), || {
+            let status = controller.rollout_status()?;
+            match status["state"].as_str() {
+                Some(s) if s == state => Ok(Some(status)),
+                Some("completed" | "failed" | "aborted") => bail!("rollout ended: {status}"),
+                _ => Ok(None),
+            }
+        });
+        waited.map(|(status, _)| status).map_err(|error| {
+            let text = controller.cli(&["rollout", "status"]).unwrap_or_default();
+            anyhow::anyhow!(
+                "{error}\n{text}\nevents: {:?}\nagent log:\n{}",
+                events(),
+                agent_said()
+            )
+        })
+    };
+
+    // 1. The update: backup, the services stopped dependents first, the
+    // installer, the services started dependencies first, the databases.
+    let rollout_started = Instant::now();
+    controller.rollout_start(&[])?;
+    wait_for_state("the rollout to complete", "completed")?;
+    let rollout_took = rollout_started.elapsed();
+    let timeline = events();
+    let at = |line: &str| {
+        timeline
+            .iter()
+            .rposition(|l| l == line)
+            .with_context(|| format!("no {line:?} in {timeline:?}"))
+    };
+    let expected = [
+        "PsrBackupService stopping",
+        "PsrBackupService stopped",
+        "PsrServer stopping",
+        "PsrServer stopped",
+        &format!("install {V263}"),
+        "PsrServer running",
+        "PsrBackupService running",
+        &format!("reactivate {V263}"),
+    ];
+    let positions = expected.iter().map(|l| at(l)).collect::<Result<Vec<_>>>()?;
+    assert!(
+        positions.windows(2).all(|p| p[0] < p[1]),
+        "in this order {expected:?}: {timeline:?}\nagent log:\n{}",
+        agent_said()
+    );
+    assert!(ps.join(format!("installed-{V263}")).is_file());
+    let log = agent_said();
+    for line in [
+        "stopping PsrBackupService, then PsrServer (services that depend on others first)",
+        "PsrBackupService: RUNNING → STOP_PENDING → STOPPED in ",
+        "PsrServer: RUNNING → STOP_PENDING → STOPPED in ",
+        "starting PsrServer, then PsrBackupService (dependencies first)",
+        "PsrBackupService: STOPPED → START_PENDING → RUNNING in ",
+        "ok   service PsrBackupService: running",
+    ] {
+        assert!(log.contains(line), "{line:?} in the agent's log:\n{log}");
+    }
+
+    // 2. The backup service hangs: it ignores stop requests from now on.
+    std::fs::write(ps.join("hold-PsrBackupService"), "")?;
+    let halting = Instant::now();
+    let out = controller.cli_output(&[
+        "rollout",
+        "start",
+        "--installation",
+        "prod",
+        "--to",
+        "26.4.10.34111",
+        "--ack-server-manager-password",
+        "--ack",
+        "changelog",
+    ])?;
+    anyhow::ensure!(
+        out.status.success(),
+        "rollout start: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = wait_for_state("the rollout to halt", "failed")?;
+    let halted_after = halting.elapsed();
+    let failure = &status["failures"][0];
+    assert_eq!(failure["host_id"], "win-srv-01", "{status}");
+    assert_eq!(failure["action"], "stop_services", "{status}");
+    assert_eq!(
+        failure["reason"],
+        "PsrBackupService did not reach STOPPED within the step's time limit of 10 s; its last state: RUNNING",
+        "{status}"
+    );
+    let output = failure["output_tail"].as_str().unwrap_or_default();
+    assert!(
+        output.contains("stopping PsrBackupService, then PsrServer"),
+        "{output}"
+    );
+    // The installer never ran, and the server service was never asked to
+    // stop while the service that depends on it still ran.
+    assert!(!ps.join("installed-26.4.10.34111").exists());
+    let timeline = events();
+    assert!(
+        !timeline.iter().any(|l| l.starts_with("install 26.4.10")),
+        "{timeline:?}"
+    );
+    assert_eq!(
+        timeline.last().map(String::as_str),
+        Some("PsrBackupService ignored a stop request"),
+        "{timeline:?}"
+    );
+    assert!(running("PsrServer")? && running("PsrBackupService")?);
+    let text = controller.cli(&["rollout", "status"])?;
+    assert!(
+        text.contains("PsrBackupService did not reach STOPPED"),
+        "{text}"
+    );
+
+    eprintln!(
+        "windows services figures: rollout with both services stopped and started {:.1} s; halted on the hung service after {:.1} s; whole test {:.1} s",
+        rollout_took.as_secs_f64(),
+        halted_after.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

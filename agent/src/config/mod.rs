@@ -8,10 +8,12 @@
 //!
 //! The files follow those steps: `raw` is the file as written, `validate`
 //! turns it into `Settings` (every check, message and default, and no I/O),
-//! `probes` holds the validated probe specifications. This file holds the
+//! with `actions` checking each component's actions; `probes` holds the
+//! validated probe specifications. This file holds the
 //! public types and the loading functions, the only code of the
 //! configuration that reads files or asks the machine anything.
 
+mod actions;
 mod probes;
 mod raw;
 #[cfg(test)]
@@ -59,6 +61,52 @@ pub struct ActionCommand {
     pub restart_exit_codes: Vec<i32>,
 }
 
+/// How the agent performs one typed action on this host: exactly one of a
+/// local command or, for `stop_services` and `start_services` on Windows,
+/// the named services through the Service Control Manager.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfiguredAction {
+    Command(ActionCommand),
+    WindowsServices(WindowsServicesAction),
+}
+
+impl ConfiguredAction {
+    /// The step's time limit.
+    pub fn timeout(&self) -> Duration {
+        match self {
+            ConfiguredAction::Command(command) => command.timeout,
+            ConfiguredAction::WindowsServices(services) => services.timeout,
+        }
+    }
+
+    /// The command, when a command performs it.
+    pub fn command(&self) -> Option<&ActionCommand> {
+        match self {
+            ConfiguredAction::Command(command) => Some(command),
+            ConfiguredAction::WindowsServices(_) => None,
+        }
+    }
+}
+
+impl From<ActionCommand> for ConfiguredAction {
+    fn from(command: ActionCommand) -> Self {
+        ConfiguredAction::Command(command)
+    }
+}
+
+/// `windows_services = [...]`: services stopped or started through the
+/// Service Control Manager, in the order their dependencies require (asked
+/// of the SCM, not taken from how the list is written), each awaited until
+/// it reached the state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowsServicesAction {
+    /// Service names as `sc query` shows them (SERVICE_NAME), unique
+    /// without regard to case.
+    pub services: Vec<String>,
+    /// For all of them together.
+    pub timeout: Duration,
+}
+
 /// Placeholders an action command may use.
 pub const PLACEHOLDERS: [&str; 4] = ["{artifact}", "{version}", "{role}", "{step}"];
 
@@ -67,8 +115,9 @@ pub struct ComponentSpec {
     pub role: Role,
     pub version: VersionProbe,
     pub facts: FactsSpec,
-    /// Commands by action key (`install`, `stop_services`, ...).
-    pub actions: std::collections::BTreeMap<&'static str, ActionCommand>,
+    /// How each action is performed, by action key (`install`,
+    /// `stop_services`, ...).
+    pub actions: std::collections::BTreeMap<&'static str, ConfiguredAction>,
     /// What must answer once an update left the component running.
     pub health: Option<HealthChecks>,
     /// `server` only: where the backup action's backups land; the step

@@ -58,19 +58,22 @@ pub(super) struct RawHealth {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawActions {
-    pub(super) backup: Option<Spanned<RawActionCommand>>,
-    pub(super) stop_services: Option<Spanned<RawActionCommand>>,
-    pub(super) install: Option<Spanned<RawActionCommand>>,
-    pub(super) start_services: Option<Spanned<RawActionCommand>>,
-    pub(super) reactivate_databases: Option<Spanned<RawActionCommand>>,
-    pub(super) generate_web_app: Option<Spanned<RawActionCommand>>,
-    pub(super) restart: Option<Spanned<RawActionCommand>>,
+    pub(super) backup: Option<Spanned<RawAction>>,
+    pub(super) stop_services: Option<Spanned<RawAction>>,
+    pub(super) install: Option<Spanned<RawAction>>,
+    pub(super) start_services: Option<Spanned<RawAction>>,
+    pub(super) reactivate_databases: Option<Spanned<RawAction>>,
+    pub(super) generate_web_app: Option<Spanned<RawAction>>,
+    pub(super) restart: Option<Spanned<RawAction>>,
 }
 
+/// Every key an action may have; which go together is checked afterwards.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawActionCommand {
-    pub(super) command: Vec<String>,
+pub(super) struct RawAction {
+    pub(super) command: Option<Vec<String>>,
+    /// `stop_services` and `start_services` only, instead of `command`.
+    pub(super) windows_services: Option<Vec<String>>,
     pub(super) timeout_seconds: Option<u32>,
     pub(super) transient_exit_codes: Option<Vec<i32>>,
     pub(super) restart_exit_codes: Option<Vec<i32>>,

@@ -151,7 +151,9 @@ fn actions_are_checked() {
         "{GOOD}[component.actions]\ninstall = {{ command = [\"msiexec\", \"/i\", \"{{artifact}}\", \"/qn\"], timeout_seconds = 600 }}\nbackup = {{ command = [\"backup.cmd\", \"{{step}}\"] }}\n"
     );
     let settings = parse(&with_actions, "agent.toml").unwrap();
-    let install = &settings.components[0].actions["install"];
+    let install = settings.components[0].actions["install"]
+        .command()
+        .expect("a command");
     assert_eq!(install.argv, ["msiexec", "/i", "{artifact}", "/qn"]);
     assert_eq!(install.timeout, Duration::from_secs(600));
     assert_eq!(install.transient_exit_codes, [1618]);
@@ -338,4 +340,137 @@ fn a_backup_names_where_its_backups_land() {
         let e = error(&with(actions));
         assert!(e.contains(expected), "{actions}: {e}");
     }
+}
+
+#[test]
+fn stop_and_start_services_may_name_windows_services_instead_of_a_command() {
+    let with = |role: &str, actions: &str| {
+        format!(
+            "{}[component.actions]\n{actions}\n",
+            GOOD.replace("role = \"server\"", &format!("role = \"{role}\""))
+        )
+    };
+    let services = r#"stop_services = { windows_services = ["PsrBackupService", "PsrServer"], timeout_seconds = 300 }"#;
+    for role in ["server", "app_server"] {
+        match parse(&with(role, services), "agent.toml") {
+            Ok(settings) if cfg!(windows) => assert_eq!(
+                settings.components[0].actions["stop_services"],
+                super::ConfiguredAction::WindowsServices(super::WindowsServicesAction {
+                    services: vec!["PsrBackupService".into(), "PsrServer".into()],
+                    timeout: Duration::from_secs(300),
+                })
+            ),
+            Err(e) if !cfg!(windows) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains("line 12: component `")
+                        && e.contains("`actions.stop_services`: `windows_services` needs Windows")
+                        && e.ends_with("use `command = [...]` here"),
+                    "{e}"
+                );
+            }
+            other => panic!("{role}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn windows_services_are_refused_where_they_cannot_work_with_the_reason() {
+    for (role, action, expected) in [
+        (
+            "server",
+            r#"stop_services = { command = ["x"], windows_services = ["PsrServer"] }"#,
+            "give either `command` or `windows_services`, not both",
+        ),
+        (
+            "server",
+            r#"stop_services = { timeout_seconds = 60 }"#,
+            "say how: `command = [\"program\", \"arg\"]`, or on Windows `windows_services = [\"NAME\", ...]`",
+        ),
+        (
+            "server",
+            r#"install = { timeout_seconds = 60 }"#,
+            "needs `command`, at least the program",
+        ),
+        (
+            "server",
+            r#"install = { windows_services = ["PsrServer"] }"#,
+            "`windows_services` is for `stop_services` and `start_services`; `install` needs `command = [...]`",
+        ),
+        (
+            "client",
+            r#"start_services = { windows_services = ["PsrServer"] }"#,
+            "for the Password Secure services of a `server` or `app_server` component",
+        ),
+        (
+            "server",
+            r#"stop_services = { windows_services = [] }"#,
+            "`windows_services` names no service",
+        ),
+        (
+            "server",
+            r#"stop_services = { windows_services = ["PsrServer", ""] }"#,
+            "`windows_services`: `` is empty; give the name `sc query` shows as SERVICE_NAME",
+        ),
+        (
+            "server",
+            r#"stop_services = { windows_services = [" PsrServer"] }"#,
+            "` PsrServer` has spaces around it",
+        ),
+        (
+            "server",
+            r#"start_services = { windows_services = ['Psr\Server'] }"#,
+            "has a `/` or `\\`",
+        ),
+        (
+            "server",
+            r#"start_services = { windows_services = ["Psr\tServer"] }"#,
+            "`Psr\\tServer` has a control character",
+        ),
+        (
+            "server",
+            r#"start_services = { windows_services = ["+NetworkProvider"] }"#,
+            "names a load-order group",
+        ),
+        (
+            "server",
+            r#"stop_services = { windows_services = ["PsrServer", "psrserver"] }"#,
+            "names `psrserver` twice (service names ignore case)",
+        ),
+        (
+            "server",
+            r#"stop_services = { windows_services = ["PsrServer"], restart_exit_codes = [3010] }"#,
+            "exit codes belong to a `command`",
+        ),
+        (
+            "server",
+            r#"stop_services = { windows_services = ["PsrServer"], timeout_seconds = 0 }"#,
+            "`timeout_seconds` must be between 1 and 86400",
+        ),
+        (
+            "server",
+            r#"stop_services = { windows_services = ["PsrServer"], backup_directory = "/b" }"#,
+            "belong to the `backup` action",
+        ),
+        ("server", r#"stop_services = { windows_services = "PsrServer" }"#, "invalid type"),
+    ] {
+        let text = format!(
+            "{}[component.actions]\n{action}\n",
+            GOOD.replace("role = \"server\"", &format!("role = \"{role}\""))
+        );
+        let e = error(&text);
+        assert!(e.contains(expected), "{action}: {e}");
+        assert!(e.contains("line 12"), "{action}: {e}");
+    }
+    let long = "S".repeat(257);
+    let e = error(&format!(
+        "{GOOD}[component.actions]\nstop_services = {{ windows_services = [\"{long}\"] }}\n"
+    ));
+    assert!(e.contains("is longer than a service name can be"), "{e}");
+    let many: Vec<String> = (0..33).map(|i| format!("\"S{i}\"")).collect();
+    let e = error(&format!(
+        "{GOOD}[component.actions]\nstop_services = {{ windows_services = [{}] }}\n",
+        many.join(", ")
+    ));
+    assert!(e.contains("names 33 services; at most 32"), "{e}");
 }

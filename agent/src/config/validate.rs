@@ -6,13 +6,13 @@
 //! default state directory) is gathered beforehand by `mod.rs` and handed in
 //! as a [`Machine`].
 
-use super::raw::{RawActionCommand, RawCheck, RawConfig, RawHealth, RawSource, RawWebServer};
+use super::actions::{backup_location_of, configured_action, default_windows_restart};
+use super::raw::{RawCheck, RawConfig, RawHealth, RawSource, RawWebServer};
 use super::{
-    ActionCommand, BackupLocation, CheckProbe, ComponentSpec, ConfigError, DatabasesProbe,
-    EnrollmentSettings, FactsSpec, HealthChecks, HttpsTarget, Settings, Source, TcpTarget,
-    VersionProbe, DEFAULT_ACTION_TIMEOUT_SECONDS, DEFAULT_COMMAND_TIMEOUT_SECONDS,
-    DEFAULT_HEALTH_WAIT_SECONDS, DEFAULT_HEARTBEAT_SECONDS, DEFAULT_PROBE_SECONDS,
-    DEFAULT_RECONNECT_MAX_SECONDS, PLACEHOLDERS,
+    CheckProbe, ComponentSpec, ConfigError, ConfiguredAction, DatabasesProbe, EnrollmentSettings,
+    FactsSpec, HealthChecks, HttpsTarget, Settings, Source, TcpTarget, VersionProbe,
+    DEFAULT_COMMAND_TIMEOUT_SECONDS, DEFAULT_HEALTH_WAIT_SECONDS, DEFAULT_HEARTBEAT_SECONDS,
+    DEFAULT_PROBE_SECONDS, DEFAULT_RECONNECT_MAX_SECONDS,
 };
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -415,9 +415,9 @@ pub(super) fn settings(
                         "the Web Application is deployed by the agent itself (empty the docroot, unzip); no install command".into(),
                     ));
                 }
-                let command = action_command(entry.get_ref())
-                    .map_err(|m| here(&name, Some(entry.span()), m))?;
                 let location = backup_location_of(key, entry.get_ref())
+                    .map_err(|m| here(&name, Some(entry.span()), m))?;
+                let action = configured_action(key, role, entry.get_ref())
                     .map_err(|m| here(&name, Some(entry.span()), m))?;
                 if location.is_some() {
                     backup_location = location;
@@ -425,21 +425,20 @@ pub(super) fn settings(
                 // A pinned root vouches for the installer the controller
                 // hands over; a command that runs another file would
                 // bypass it.
-                if key == "install"
-                    && release_root.is_some()
-                    && !command.argv.iter().any(|a| a.contains("{artifact}"))
-                {
+                let runs_the_artifact = matches!(&action, ConfiguredAction::Command(command)
+                    if command.argv.iter().any(|a| a.contains("{artifact}")));
+                if key == "install" && release_root.is_some() && !runs_the_artifact {
                     return Err(here(
                         &name,
                         Some(entry.span()),
                         "with `release_root_fingerprint` set, only the signed installer may run: give it as `{artifact}` in the command".into(),
                     ));
                 }
-                actions.insert(key, command);
+                actions.insert(key, action);
             }
         }
         if cfg!(windows) && !actions.contains_key("restart") {
-            actions.insert("restart", default_windows_restart());
+            actions.insert("restart", default_windows_restart().into());
         }
         let health = component
             .health
@@ -471,99 +470,6 @@ pub(super) fn settings(
         log_level,
         components,
     })
-}
-
-/// `backup_directory` and `backup_pattern`: only on the backup action.
-fn backup_location_of(key: &str, raw: &RawActionCommand) -> Result<Option<BackupLocation>, String> {
-    match (&raw.backup_directory, &raw.backup_pattern) {
-        (None, None) => Ok(None),
-        _ if key != "backup" => {
-            Err("`backup_directory` and `backup_pattern` belong to the `backup` action".into())
-        }
-        (None, Some(_)) => {
-            Err("`backup_pattern` needs `backup_directory`, where the backups land".into())
-        }
-        (Some(directory), pattern) => {
-            if directory.as_os_str().is_empty() || !directory.is_absolute() {
-                return Err(format!(
-                    "`backup_directory` must be an absolute path, not `{}`",
-                    directory.display()
-                ));
-            }
-            let pattern = pattern.clone().unwrap_or_else(|| "*".to_owned());
-            if pattern.trim().is_empty() || pattern.contains(['/', '\\']) {
-                return Err(format!(
-                    "`backup_pattern` is a file name pattern such as \"PSDB_*.bak\" (`*` and `?`), not `{pattern}`"
-                ));
-            }
-            Ok(Some(BackupLocation {
-                directory: directory.clone(),
-                pattern,
-            }))
-        }
-    }
-}
-
-fn action_command(raw: &RawActionCommand) -> Result<ActionCommand, String> {
-    if raw.command.first().is_none_or(|p| p.trim().is_empty()) {
-        return Err("`command` needs at least the program, e.g. [\"msiexec\", \"/i\", \"{artifact}\", \"/qn\"]".into());
-    }
-    for arg in &raw.command {
-        let mut rest = arg.as_str();
-        while let Some(open) = rest.find('{') {
-            let Some(close) = rest[open..].find('}') else {
-                return Err(format!("`{arg}` has a `{{` without `}}`"));
-            };
-            let token = &rest[open..open + close + 1];
-            if !PLACEHOLDERS.contains(&token) {
-                return Err(format!(
-                    "unknown placeholder `{token}`; use {}",
-                    PLACEHOLDERS.join(", ")
-                ));
-            }
-            rest = &rest[open + close + 1..];
-        }
-    }
-    let timeout = raw
-        .timeout_seconds
-        .unwrap_or(DEFAULT_ACTION_TIMEOUT_SECONDS);
-    if !(1..=86_400).contains(&timeout) {
-        return Err("`timeout_seconds` must be between 1 and 86400".into());
-    }
-    Ok(ActionCommand {
-        argv: raw.command.clone(),
-        timeout: Duration::from_secs(u64::from(timeout)),
-        transient_exit_codes: raw
-            .transient_exit_codes
-            .clone()
-            .unwrap_or_else(|| vec![tierwise_common::action::MSI_ALREADY_RUNNING]),
-        restart_exit_codes: raw
-            .restart_exit_codes
-            .clone()
-            .unwrap_or_else(|| tierwise_common::action::DEFAULT_RESTART_EXIT_CODES.to_vec()),
-    })
-}
-
-/// On Windows, a component without its own `restart` action restarts the
-/// machine after a minute's warning to whoever is logged on.
-fn default_windows_restart() -> ActionCommand {
-    ActionCommand {
-        argv: [
-            "shutdown.exe",
-            "/r",
-            "/t",
-            "60",
-            "/d",
-            "p:2:17",
-            "/c",
-            "Tierwise: this computer restarts in one minute to finish the Password Secure update.",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-        timeout: Duration::from_secs(60),
-        transient_exit_codes: vec![tierwise_common::action::MSI_ALREADY_RUNNING],
-        restart_exit_codes: Vec::new(),
-    }
 }
 
 /// Which keys of a probe table were used, for "exactly one of" checks.

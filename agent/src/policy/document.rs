@@ -6,7 +6,7 @@
 
 use super::layer::{Layer, Origin};
 use super::table::{Setting, Target};
-use crate::config::ComponentSpec;
+use crate::config::{ComponentSpec, ConfiguredAction};
 use std::collections::{BTreeMap, BTreeSet};
 use tierwise_common::Role;
 
@@ -407,42 +407,8 @@ pub fn discovered_provenance(
             source: DISCOVERED.into(),
             registry: Vec::new(),
         });
-        for (action, command) in &component.actions {
-            let mut table = toml::Table::new();
-            table.insert(
-                "command".into(),
-                toml::Value::Array(
-                    command
-                        .argv
-                        .iter()
-                        .map(|arg| toml::Value::String(arg.clone()))
-                        .collect(),
-                ),
-            );
-            table.insert(
-                "timeout_seconds".into(),
-                toml::Value::Integer(i64::try_from(command.timeout.as_secs()).unwrap_or(i64::MAX)),
-            );
-            table.insert(
-                "transient_exit_codes".into(),
-                toml::Value::Array(
-                    command
-                        .transient_exit_codes
-                        .iter()
-                        .map(|code| toml::Value::Integer(i64::from(*code)))
-                        .collect(),
-                ),
-            );
-            table.insert(
-                "restart_exit_codes".into(),
-                toml::Value::Array(
-                    command
-                        .restart_exit_codes
-                        .iter()
-                        .map(|code| toml::Value::Integer(i64::from(*code)))
-                        .collect(),
-                ),
-            );
+        for (action, configured) in &component.actions {
+            let table = action_table(configured);
             out.push(Provenance {
                 key: format!("component.{role}.actions.{action}"),
                 value: render_value(&toml::Value::Table(table)),
@@ -452,6 +418,42 @@ pub fn discovered_provenance(
         }
     }
     out
+}
+
+/// An action as the file would write it, every key shown.
+fn action_table(action: &ConfiguredAction) -> toml::Table {
+    let strings = |list: &[String]| {
+        toml::Value::Array(list.iter().cloned().map(toml::Value::String).collect())
+    };
+    let numbers = |list: &[i32]| {
+        toml::Value::Array(
+            list.iter()
+                .map(|code| toml::Value::Integer(i64::from(*code)))
+                .collect(),
+        )
+    };
+    let mut table = toml::Table::new();
+    match action {
+        ConfiguredAction::Command(command) => {
+            table.insert("command".into(), strings(&command.argv));
+            table.insert(
+                "transient_exit_codes".into(),
+                numbers(&command.transient_exit_codes),
+            );
+            table.insert(
+                "restart_exit_codes".into(),
+                numbers(&command.restart_exit_codes),
+            );
+        }
+        ConfiguredAction::WindowsServices(services) => {
+            table.insert("windows_services".into(), strings(&services.services));
+        }
+    }
+    table.insert(
+        "timeout_seconds".into(),
+        toml::Value::Integer(i64::try_from(action.timeout().as_secs()).unwrap_or(i64::MAX)),
+    );
+    table
 }
 
 fn conflict(unit: &Unit, root: &str) -> String {

@@ -483,7 +483,9 @@ install = { command = ["msiexec", "/i", "{artifact}"], timeout_seconds = 600 }
         ));
         assert_eq!(
             components[1].actions["install"]
-                .argv
+                .command()
+                .map(|c| c.argv.as_slice())
+                .unwrap_or_default()
                 .last()
                 .map(String::as_str),
             Some("/state/logs/client-{version}.log"),
@@ -626,5 +628,81 @@ install = { command = ["msiexec", "/i", "{artifact}"], timeout_seconds = 600 }
     fn nothing_configured_says_where_to_configure() {
         let error = resolve(&Sources::default()).expect_err("nothing");
         assert!(error.to_string().contains("--config FILE"), "{error}");
+    }
+
+    #[test]
+    fn windows_services_come_from_policy_as_one_action_with_their_time_limit() {
+        let server = r"Components\Server";
+        let lines =
+            |names: &[&str]| RegValue::Lines(names.iter().map(|n| (*n).to_owned()).collect());
+        let effective = resolve(&sources(
+            &[
+                (server, "VersionValue", text("9.3.1.33994")),
+                (
+                    server,
+                    "StopServicesWindowsServices",
+                    lines(&["PsrServer", "PsrBackupService"]),
+                ),
+                (server, "StopServicesTimeoutSeconds", RegValue::Number(300)),
+            ],
+            &[],
+        ));
+        let value =
+            r"HKLM\SOFTWARE\Policies\Tierwise\Agent\Components\Server\StopServicesWindowsServices";
+        match effective {
+            Ok(effective) if cfg!(windows) => {
+                let server = effective
+                    .settings
+                    .components
+                    .iter()
+                    .find(|c| c.role == Role::Server)
+                    .expect("a server");
+                assert_eq!(
+                    server.actions["stop_services"],
+                    config::ConfiguredAction::WindowsServices(config::WindowsServicesAction {
+                        services: vec!["PsrServer".into(), "PsrBackupService".into()],
+                        timeout: std::time::Duration::from_secs(300),
+                    })
+                );
+                assert_eq!(
+                    source_of(&effective, "component.server.actions.stop_services"),
+                    "policy"
+                );
+            }
+            Err(error) if !cfg!(windows) => {
+                let error = error.to_string();
+                assert!(
+                    error.contains(value) && error.contains("`windows_services` needs Windows"),
+                    "{error}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // A command and services for the same action: refused, naming both.
+        let both = resolve(&sources(
+            &[
+                (server, "VersionValue", text("9.3.1.33994")),
+                (server, "StopServicesWindowsServices", lines(&["PsrServer"])),
+                (
+                    server,
+                    "StopServicesCommand",
+                    lines(&["net", "stop", "PsrServer"]),
+                ),
+            ],
+            &[],
+        ))
+        .expect_err("both");
+        let both = both.to_string();
+        assert!(
+            both.contains(value)
+                && both.contains("StopServicesCommand")
+                && both.contains("give either `command` or `windows_services`, not both"),
+            "{both}"
+        );
+        // Only the components that run the services have the value.
+        assert!(!table::settings()
+            .iter()
+            .any(|s| s.value == "StopServicesWindowsServices"
+                && matches!(s.role, Some(Role::Client | Role::Web))));
     }
 }

@@ -425,6 +425,15 @@ fn component_settings(role: Role) -> Vec<Setting> {
             group,
             "Command (one argument per line; {artifact}, {version}, {role}, {step} are filled in)",
         );
+        if takes_windows_services(role, action) {
+            add(
+                leak(format!("{name}WindowsServices")),
+                Lines,
+                Action(action, "windows_services"),
+                group,
+                "or: Windows services, one name per line as sc query shows it (the agent orders them by their dependencies)",
+            );
+        }
         add(
             timeout,
             Number {
@@ -549,6 +558,14 @@ pub const ACTIONS: [(&str, &str, bool); 6] = [
     ("restart", "Restart", false),
 ];
 
+/// Whether the action may name Windows services instead of a command
+/// (`<Action>WindowsServices`): stopping and starting the Password Secure
+/// services on the hosts that run them.
+fn takes_windows_services(role: Role, action: &str) -> bool {
+    matches!(role, Role::Server | Role::AppServer)
+        && matches!(action, "stop_services" | "start_services")
+}
+
 fn action_value_names(stem: &str) -> (&'static str, &'static str, &'static str, &'static str) {
     (
         leak(format!("{stem}Command")),
@@ -611,6 +628,15 @@ impl ComponentGroups {
             .find(|(key, _, _)| *key == action)
             .copied()
             .unwrap_or((action, action, false));
+        let services = if takes_windows_services(self.role, action) {
+            format!(
+                " Instead of a command, {stem}WindowsServices may name the Windows services (e.g. PsrBackupService and PsrServer, as `sc query` shows them; check the names on site): the agent then {} them through the Service Control Manager in the order their dependencies require, waits until each is {} within the time limit, and fails the step naming any service that is missing or does not get there. Set one of the two, not both; the exit code settings then do not apply.",
+                if action == "stop_services" { "stops" } else { "starts" },
+                if action == "stop_services" { "stopped" } else { "running" },
+            )
+        } else {
+            String::new()
+        };
         Group {
             id: leak(format!("{}{stem}", role_subkey(self.role))),
             title: leak(format!(
@@ -619,7 +645,7 @@ impl ComponentGroups {
                 action.replace('_', " ")
             )),
             help: leak(format!(
-                "The local command the agent runs for the `{action}` step of a `{}` component. The controller sends only the typed action; the command comes from here or the agent's file, never from the controller. Exit codes 0, 3010 and 1641 are success (the last two: restart required).",
+                "The local command the agent runs for the `{action}` step of a `{}` component. The controller sends only the typed action; the command comes from here or the agent's file, never from the controller. Exit codes 0, 3010 and 1641 are success (the last two: restart required).{services}",
                 self.role
             )),
         }

@@ -164,7 +164,7 @@ pub fn discovered_components(entries: &[UninstallEntry], state_dir: &Path) -> Ve
                 role,
                 version: VersionProbe::Discovered(role),
                 facts: FactsSpec::Client { update_check: None },
-                actions: BTreeMap::from([("install", client_install_action(state_dir))]),
+                actions: BTreeMap::from([("install", client_install_action(state_dir).into())]),
                 health: None,
                 backup_location: None,
                 web_app_output: None,
@@ -405,7 +405,9 @@ mod tests {
             client.facts,
             FactsSpec::Client { update_check: None }
         ));
-        let install = &client.actions["install"];
+        let install = client.actions["install"]
+            .command()
+            .expect("a command installs the client");
         assert_eq!(
             install.argv,
             [

@@ -5,10 +5,11 @@
 pub mod backup;
 pub mod download;
 pub mod journal;
+pub mod services;
 pub mod signed;
 pub mod web;
 
-use crate::config::{ActionCommand, ComponentSpec};
+use crate::config::{ComponentSpec, ConfiguredAction, WindowsServicesAction};
 use journal::{Journal, JournalEntry, JournalError, StepReport};
 use std::path::Path;
 use std::process::Stdio;
@@ -184,20 +185,19 @@ impl Executor {
         Ok(report)
     }
 
-    /// How long a step of this action may run: its command's time limit (a
-    /// web deployment has the default one), plus the wait of the health
-    /// checks that follow it.
+    /// How long a step of this action may run: its command's or services'
+    /// time limit (a web deployment has the default one), plus the wait of
+    /// the health checks that follow it.
     pub fn time_limit(&self, action: &StepAction) -> std::time::Duration {
-        let command = self.command_for(action).map_or(
+        let own = self.action_for(action).map_or(
             std::time::Duration::from_secs(u64::from(
                 crate::config::DEFAULT_ACTION_TIMEOUT_SECONDS,
             )),
-            |command| command.timeout,
+            ConfiguredAction::timeout,
         );
-        command
-            + self
-                .health_for(action)
-                .map_or(std::time::Duration::ZERO, |h| h.wait)
+        own + self
+            .health_for(action)
+            .map_or(std::time::Duration::ZERO, |h| h.wait)
     }
 
     /// Where a backup step's backups land, when the server configures it.
@@ -240,7 +240,7 @@ impl Executor {
         Ok(())
     }
 
-    fn command_for(&self, action: &StepAction) -> Result<&ActionCommand, String> {
+    fn action_for(&self, action: &StepAction) -> Result<&ConfiguredAction, String> {
         let role = action.role().ok_or("this action runs no command")?;
         let component = self
             .components
@@ -357,8 +357,12 @@ impl Executor {
                 Err(reason) => report(StepOutcome::Failed, None, String::new(), reason),
             };
         }
-        let command = match self.command_for(action) {
-            Ok(command) => command,
+        let command = match self.action_for(action) {
+            Ok(ConfiguredAction::Command(command)) => command,
+            Ok(ConfiguredAction::WindowsServices(services)) => {
+                let (outcome, output, reason) = move_services(action, services, progress).await;
+                return report(outcome, None, output, reason);
+            }
             Err(reason) => return report(StepOutcome::Failed, None, String::new(), reason),
         };
         let fill = |arg: &str| -> Result<String, String> {
@@ -469,6 +473,46 @@ impl Executor {
                     }
                 }
             }
+        }
+    }
+}
+
+/// `stop_services` or `start_services` through the Service Control
+/// Manager: the outcome, a line per service, and the reason of a failure.
+async fn move_services(
+    action: &StepAction,
+    services: &WindowsServicesAction,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> (StepOutcome, String, String) {
+    let direction = match action {
+        StepAction::StopServices { .. } => services::Direction::Stop,
+        StepAction::StartServices { .. } => services::Direction::Start,
+        // The configuration allows `windows_services` for nothing else.
+        other => {
+            return (
+                StepOutcome::Failed,
+                String::new(),
+                format!(
+                    "`windows_services` stops and starts services; it cannot perform `{}`",
+                    other.config_key()
+                ),
+            )
+        }
+    };
+    let done = services::perform(
+        &services::SystemScm,
+        &services.services,
+        direction,
+        services.timeout,
+        progress,
+    )
+    .await;
+    let output = tail(done.lines.join("\n").as_bytes(), OUTPUT_TAIL_BYTES);
+    match done.result {
+        Ok(()) => (StepOutcome::Succeeded, output, String::new()),
+        Err(error) => {
+            tracing::warn!(%error, "the services did not get there");
+            (StepOutcome::Failed, output, error.to_string())
         }
     }
 }
