@@ -59,6 +59,7 @@ pub fn server(
                 backup_location: None,
                 commands: None,
                 web_app_output: None,
+                missing_services: Vec::new(),
             }),
         },
     )

@@ -88,6 +88,10 @@ pub struct ServerFacts {
     /// when not configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub web_app_output: Option<String>,
+    /// Windows services its `stop_services` / `start_services` name that
+    /// this host does not have.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_services: Vec<String>,
 }
 
 impl ServerFacts {
@@ -328,6 +332,16 @@ impl Inventory {
                         )));
                     }
                 }
+                if server.missing_services.len() > MAX_DATABASES
+                    || server
+                        .missing_services
+                        .iter()
+                        .any(|s| s.len() > 256 || s.chars().any(char::is_control))
+                {
+                    return Err(InventoryError::TooLarge(format!(
+                        "at most {MAX_DATABASES} missing service names of up to 256 printable characters are accepted"
+                    )));
+                }
                 if server.databases.len() > MAX_DATABASES {
                     return Err(InventoryError::TooLarge(format!(
                         "{} databases; at most {MAX_DATABASES} are accepted",
@@ -487,6 +501,7 @@ mod tests {
                 backup_location: None,
                 commands: None,
                 web_app_output: None,
+                missing_services: Vec::new(),
             }),
         }])
         .unwrap();
@@ -514,6 +529,7 @@ mod tests {
                     backup_location: None,
                     commands: None,
                     web_app_output: None,
+                    missing_services: Vec::new(),
                 }),
             )])
         };
@@ -593,6 +609,7 @@ mod tests {
                 backup_location: None,
                 commands: None,
                 web_app_output: None,
+                missing_services: Vec::new(),
             }),
         )]);
         assert_eq!(dup_db, Err(InventoryError::DuplicateDatabase("a".into())));

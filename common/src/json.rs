@@ -111,6 +111,7 @@ mod tests {
                 backup_location: None,
                 commands: None,
                 web_app_output: None,
+                missing_services: Vec::new(),
             }),
         };
         let json = serde_json::to_string(&ComponentJson::from(&component)).unwrap();

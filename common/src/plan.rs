@@ -376,6 +376,18 @@ fn server_unit(
             missing.push(key);
         }
     }
+    if !facts.missing_services.is_empty() {
+        findings.push(Finding::new(
+            Severity::Blocker,
+            Rule::Readiness,
+            host_subject(server, Role::Server),
+            format!(
+                "the server's agent stops and starts Windows services this host does not have: {}",
+                facts.missing_services.join(", ")
+            ),
+            "name the services as `sc query` shows them (SERVICE_NAME) in `windows_services` of stop_services and start_services".to_owned(),
+        ));
+    }
     if !missing.is_empty() {
         findings.push(Finding::new(
             Severity::Blocker,
@@ -395,7 +407,10 @@ fn server_unit(
             ),
         ));
     }
-    (unit, missing.is_empty())
+    (
+        unit,
+        missing.is_empty() && facts.missing_services.is_empty(),
+    )
 }
 
 /// The tasks of a plan's phases, in step order, with their instructions

@@ -40,6 +40,7 @@ fn server_inventory(version: Version, active: bool) -> Inventory {
             backup_location: None,
             commands: None,
             web_app_output: None,
+            missing_services: Vec::new(),
         }),
     }])
     .unwrap()

@@ -108,6 +108,7 @@ fn inventory(plays: Plays, version: Version, databases_at: Version, variant: boo
                 backup_location: None,
                 commands: None,
                 web_app_output: None,
+                missing_services: Vec::new(),
             }),
         },
         Plays::Web => Component {

@@ -38,6 +38,7 @@ pub async fn inventory(components: &[ComponentSpec]) -> Result<Inventory, Invent
                         .web_app_output
                         .as_ref()
                         .map(|d| d.display().to_string());
+                    server.missing_services = missing_services(spec).await;
                     Facts::Server(server)
                 }
                 other => other,
@@ -173,6 +174,7 @@ async fn facts(spec: &FactsSpec) -> Facts {
                 backup_location: None,
                 commands: None,
                 web_app_output: None,
+                missing_services: Vec::new(),
             },
             Err(why) => ServerFacts {
                 databases: Vec::new(),
@@ -180,6 +182,7 @@ async fn facts(spec: &FactsSpec) -> Facts {
                 backup_location: None,
                 commands: None,
                 web_app_output: None,
+                missing_services: Vec::new(),
             },
         }),
         FactsSpec::Web {
@@ -204,6 +207,31 @@ async fn facts(spec: &FactsSpec) -> Facts {
             profiles: database_profiles().await,
         }),
     }
+}
+
+/// The Windows services the component's service actions name that this
+/// host lacks; none where they cannot be asked (not Windows: the
+/// configuration refuses such actions there anyway).
+async fn missing_services(spec: &ComponentSpec) -> Vec<String> {
+    let mut named: Vec<String> = spec
+        .actions
+        .values()
+        .filter_map(|action| match action {
+            crate::config::ConfiguredAction::WindowsServices(services) => {
+                Some(services.services.clone())
+            }
+            crate::config::ConfiguredAction::Command(_) => None,
+        })
+        .flatten()
+        .collect();
+    named.sort();
+    named.dedup();
+    if named.is_empty() {
+        return Vec::new();
+    }
+    crate::steps::services::missing_on_this_host(&named)
+        .await
+        .unwrap_or_default()
 }
 
 /// The free space where this agent writes: its state directory (the

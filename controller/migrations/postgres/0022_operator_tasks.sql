@@ -23,3 +23,6 @@ CREATE TABLE web_packages (
 );
 -- The free space where each host's agent writes (JSON; NULL: not reported).
 ALTER TABLE hosts ADD COLUMN volumes TEXT;
+-- Windows services a server's service actions name that the host lacks
+-- (JSON list; NULL: none).
+ALTER TABLE components ADD COLUMN missing_services TEXT;

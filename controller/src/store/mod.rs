@@ -501,7 +501,7 @@ impl Store {
             "SELECT c.host_id, c.role, c.version, c.probe_error, c.web_server_kind, \
                     c.web_docroot, c.web_websocket, c.client_update_check, c.databases_error, \
                     c.client_profiles, c.backup_location, c.server_commands, c.web_app_output, \
-                    c.web_packages \
+                    c.web_packages, c.missing_services \
              FROM components c JOIN hosts h ON h.host_id = c.host_id WHERE {host_filter}"
         );
         let database_sql = format!(
@@ -952,6 +952,7 @@ async fn write_inventory(
         let mut server_commands = None;
         let mut web_app_output = None;
         let mut web_packages = None;
+        let mut missing_services = None;
         match &component.facts {
             Facts::None => {}
             Facts::Server(server) => {
@@ -962,6 +963,12 @@ async fn write_inventory(
                     .as_ref()
                     .map(|c| c.iter().cloned().collect::<Vec<_>>().join(","));
                 web_app_output = server.web_app_output.clone();
+                if !server.missing_services.is_empty() {
+                    missing_services = Some(
+                        serde_json::to_string(&server.missing_services)
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    );
+                }
                 for db in &server.databases {
                     sqlx::query(
                         "INSERT INTO databases (host_id, name, active, patch_level) \
@@ -994,8 +1001,8 @@ async fn write_inventory(
         sqlx::query(
             "INSERT INTO components (host_id, role, version, probe_error, web_server_kind, \
                 web_docroot, web_websocket, client_update_check, databases_error, client_profiles, \
-                backup_location, server_commands, web_app_output, web_packages) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                backup_location, server_commands, web_app_output, web_packages, missing_services) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         )
         .bind(host_id)
         .bind(component.role.as_str())
@@ -1011,6 +1018,7 @@ async fn write_inventory(
         .bind(server_commands)
         .bind(web_app_output)
         .bind(web_packages)
+        .bind(missing_services)
         .execute(&mut **tx)
         .await?;
     }
@@ -1061,6 +1069,14 @@ fn component_from_row(
                         .collect()
                 }),
             web_app_output: row.try_get("web_app_output")?,
+            missing_services: row
+                .try_get::<Option<String>, _>("missing_services")?
+                .map(|text| serde_json::from_str(&text))
+                .transpose()
+                .map_err(|e| {
+                    StoreError::Corrupt(format!("host `{host_id}`: missing services: {e}"))
+                })?
+                .unwrap_or_default(),
         }),
         Role::Web => {
             let kind: Option<String> = row.try_get("web_server_kind")?;

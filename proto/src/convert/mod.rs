@@ -119,6 +119,7 @@ impl From<&Component> for v1::Component {
                 commands: server.commands.iter().flatten().cloned().collect(),
                 commands_reported: server.commands.is_some(),
                 web_app_output: server.web_app_output.clone().unwrap_or_default(),
+                missing_services: server.missing_services.clone(),
             })),
             Facts::Web(web) => Some(v1::component::Facts::Web(v1::WebFacts {
                 server_kind: v1::WebServerKind::from(web.server_kind).into(),
@@ -200,6 +201,7 @@ fn component_from_wire(index: usize, wire: &v1::Component) -> Result<Component, 
                     .commands_reported
                     .then(|| server.commands.iter().cloned().collect()),
                 web_app_output: non_empty(&server.web_app_output),
+                missing_services: server.missing_services.clone(),
             })
         }
         Some(v1::component::Facts::Web(web)) => Facts::Web(WebFacts {
@@ -490,6 +492,7 @@ mod tests {
                     backup_location: None,
                     commands: None,
                     web_app_output: None,
+                    missing_services: Vec::new(),
                 }),
             },
             Component {

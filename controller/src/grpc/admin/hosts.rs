@@ -298,6 +298,7 @@ mod tests {
                     backup_location: None,
                     commands: None,
                     web_app_output: None,
+                    missing_services: Vec::new(),
                 }),
             },
             Component {
