@@ -125,12 +125,14 @@ impl From<&RolloutStatus> for v1::RolloutView {
                 .collect(),
             waiting_for_window: s.waiting_for_window.clone().unwrap_or_default(),
             eta: s.eta.as_ref().map(eta_to_wire),
+            backups: Vec::new(),
             backup: s.backup.as_ref().map(|b| v1::RolloutBackup {
                 host_id: b.host_id.clone(),
                 file: Some(v1::BackupFile {
                     path: b.path.clone(),
                     size: b.size,
                     modified_ms: b.modified_ms,
+                    database: String::new(),
                 }),
             }),
             omitted: s.omitted.iter().map(|(k, v)| (k.clone(), *v)).collect(),

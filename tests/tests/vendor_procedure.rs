@@ -343,7 +343,7 @@ fn a_backup_that_leaves_no_file_halts_before_the_server_is_touched() {
         failure["reason"]
             .as_str()
             .unwrap()
-            .contains("the backup command exited 0, but no file matching `PSDB_*.bak`"),
+            .contains("`PSDB`: no file matching `PSDB_*.bak`"),
         "{failure}"
     );
     assert_eq!(status["backup"], Value::Null);

@@ -398,7 +398,7 @@ pub(super) fn settings(
                 }
                 let command = action_command(entry.get_ref())
                     .map_err(|m| here(&name, Some(entry.span()), m))?;
-                let location = backup_location_of(key, entry.get_ref())
+                let location = backup_location_of(key, entry.get_ref(), &facts)
                     .map_err(|m| here(&name, Some(entry.span()), m))?;
                 if location.is_some() {
                     backup_location = location;
@@ -453,8 +453,13 @@ pub(super) fn settings(
     })
 }
 
-/// `backup_directory` and `backup_pattern`: only on the backup action.
-fn backup_location_of(key: &str, raw: &RawActionCommand) -> Result<Option<BackupLocation>, String> {
+/// `backup_directory` and `backup_pattern`: only on the backup action; a
+/// pattern naming `{database}` needs the databases probe that lists them.
+fn backup_location_of(
+    key: &str,
+    raw: &RawActionCommand,
+    facts: &FactsSpec,
+) -> Result<Option<BackupLocation>, String> {
     match (&raw.backup_directory, &raw.backup_pattern) {
         (None, None) => Ok(None),
         _ if key != "backup" => {
@@ -470,10 +475,16 @@ fn backup_location_of(key: &str, raw: &RawActionCommand) -> Result<Option<Backup
                     directory.display()
                 ));
             }
-            let pattern = pattern.clone().unwrap_or_else(|| "*".to_owned());
-            if pattern.trim().is_empty() || pattern.contains(['/', '\\']) {
+            let pattern: tierwise_common::backup::BackupPattern = pattern
+                .as_deref()
+                .unwrap_or("*")
+                .parse()
+                .map_err(|e: tierwise_common::backup::BackupPatternError| e.to_string())?;
+            if pattern.names_database()
+                && !matches!(facts, FactsSpec::Server { databases: Some(_) })
+            {
                 return Err(format!(
-                    "`backup_pattern` is a file name pattern such as \"PSDB_*.bak\" (`*` and `?`), not `{pattern}`"
+                    "`backup_pattern` `{pattern}` names `{{database}}`, but this component has no `databases` probe to say which databases there are; add one, or name the files without `{{database}}`"
                 ));
             }
             Ok(Some(BackupLocation {

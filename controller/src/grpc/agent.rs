@@ -742,15 +742,14 @@ impl Session {
                         &facts,
                         Some((tierwise_common::action::StepAction::Backup, _))
                     );
-                    if let Some(file) = result
-                        .backup
-                        .as_ref()
+                    if let Some(file) = tierwise_proto::convert::backups_from_wire(&result)
+                        .into_iter()
+                        .next()
                         .filter(|_| outcome.succeeded() && is_backup)
                     {
                         let file = tierwise_common::action::BackupFile {
                             path: printable(&file.path, 1000),
-                            size: file.size,
-                            modified_ms: file.modified_ms,
+                            ..file
                         };
                         if let Err(error) = self
                             .store

@@ -66,6 +66,7 @@ impl Store {
             Ok((
                 row.try_get("host_id")?,
                 BackupFile {
+                    database: None,
                     path: row.try_get("path")?,
                     size: u64::try_from(size).unwrap_or(0),
                     modified_ms: row.try_get("modified_ms")?,
