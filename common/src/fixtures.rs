@@ -57,6 +57,7 @@ pub fn server(
                     .collect(),
                 databases_error: None,
                 backup_location: None,
+                commands: None,
             }),
         },
     )

@@ -77,7 +77,25 @@ pub struct ServerFacts {
     /// a backup is verified by its exit code alone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backup_location: Option<String>,
+    /// The actions the server's agent has a command for (`backup`,
+    /// `install`, `reactivate_databases`, ...): one without a command is
+    /// an operator task. `None` when the agent does not say (an agent from
+    /// before tasks), which counts as every command configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commands: Option<BTreeSet<String>>,
 }
+
+impl ServerFacts {
+    /// Whether the server's agent runs `key` itself.
+    pub fn has_command(&self, key: &str) -> bool {
+        self.commands.as_ref().is_none_or(|c| c.contains(key))
+    }
+}
+
+/// At most this many action names per component are accepted, each at
+/// most `MAX_ACTION_NAME` bytes.
+pub const MAX_ACTIONS: usize = 16;
+pub const MAX_ACTION_NAME: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -250,6 +268,19 @@ impl Inventory {
                         )));
                     }
                 }
+                if let Some(commands) = &server.commands {
+                    if commands.len() > MAX_ACTIONS
+                        || commands.iter().any(|c| {
+                            c.is_empty()
+                                || c.len() > MAX_ACTION_NAME
+                                || !c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                        })
+                    {
+                        return Err(InventoryError::TooLarge(format!(
+                            "at most {MAX_ACTIONS} action names of lower-case letters and `_` (up to {MAX_ACTION_NAME}) are accepted"
+                        )));
+                    }
+                }
                 if server.databases.len() > MAX_DATABASES {
                     return Err(InventoryError::TooLarge(format!(
                         "{} databases; at most {MAX_DATABASES} are accepted",
@@ -377,6 +408,7 @@ mod tests {
                 databases: Vec::new(),
                 databases_error: Some(long),
                 backup_location: None,
+                commands: None,
             }),
         }])
         .unwrap();
@@ -402,6 +434,7 @@ mod tests {
                     databases,
                     databases_error: None,
                     backup_location: None,
+                    commands: None,
                 }),
             )])
         };
@@ -478,6 +511,7 @@ mod tests {
                 databases: vec![db("a"), db("a")],
                 databases_error: None,
                 backup_location: None,
+                commands: None,
             }),
         )]);
         assert_eq!(dup_db, Err(InventoryError::DuplicateDatabase("a".into())));

@@ -109,6 +109,7 @@ mod tests {
                 }],
                 databases_error: None,
                 backup_location: None,
+                commands: None,
             }),
         };
         let json = serde_json::to_string(&ComponentJson::from(&component)).unwrap();

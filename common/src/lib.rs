@@ -48,6 +48,7 @@ pub mod requirement;
 pub mod role;
 pub mod rollout;
 pub mod rules;
+pub mod task;
 pub mod trust;
 pub mod version;
 pub mod waves;

@@ -3,10 +3,11 @@
 //! snapshot, catalogue, licence, target and options give the same plan, byte
 //! for byte (every collection is ordered).
 
-use crate::rules::{self, Finding, Rule, Severity, Subject, ACK_UNVERIFIED_DATABASES};
+use crate::rules::{self, Finding, Rule, Severity, Subject};
+use crate::task::{self, TaskContext, TaskKind, Verification};
 use crate::{
     Catalogue, ClientWaves, Facts, HostRecord, Licence, ProbedVersion, Release, ReleaseDate, Role,
-    Version,
+    ServerFacts, Version,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -71,6 +72,25 @@ pub struct Step {
     pub to: Version,
     /// The host is not connected now; its step waits until it returns.
     pub offline: bool,
+    /// The host has no command for it: a person does it (`plan.tasks`
+    /// says how).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskKind>,
+}
+
+/// A step a person does, with what they are told and what the rollout
+/// checks afterwards.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedTask {
+    /// The plan's phase (an index into `phases`).
+    pub phase: usize,
+    pub host_id: String,
+    pub kind: TaskKind,
+    pub instructions: String,
+    /// Whether the agents' reports can show it was done.
+    pub observable: bool,
+    /// What is checked after `done`, or that nothing can be.
+    pub verification: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +170,9 @@ pub struct Plan {
     /// Clients left out, by host id, each with a blocker finding.
     pub excluded: Vec<String>,
     pub counts: Counts,
+    /// The steps a person does, in the order the rollout reaches them.
+    #[serde(default)]
+    pub tasks: Vec<PlannedTask>,
 }
 
 impl Plan {
@@ -232,6 +255,7 @@ fn component_step(
                 from: Some(*installed),
                 to: target.version,
                 offline: !host.online,
+                task: None,
             }))
         }
         Some(ProbedVersion::Unknown(why)) => {
@@ -258,6 +282,95 @@ fn with_services(install: Step) -> [Step; 3] {
             ..install
         },
     ]
+}
+
+/// The task a step is when the server's agent has no command for it.
+fn task_unless(facts: &ServerFacts, kind: TaskKind) -> Option<TaskKind> {
+    (!facts.has_command(kind.config_key())).then_some(kind)
+}
+
+/// The server's unit: stop its services, install, start them. The install
+/// is a task when the agent has no command for it; the vendor's wizard
+/// then offers to end the services itself, so a missing stop or start
+/// command is left to it. An install by command needs both; without them
+/// the plan is blocked (false), naming what to configure.
+fn server_unit(
+    install: Step,
+    facts: &ServerFacts,
+    server: &HostRecord,
+    findings: &mut Vec<Finding>,
+) -> (Vec<Step>, bool) {
+    let install_task = task_unless(facts, TaskKind::InstallServer);
+    let mut unit = Vec::new();
+    let mut missing = Vec::new();
+    for (action, key) in [
+        (Action::StopServices, "stop_services"),
+        (Action::InstallServer, "install"),
+        (Action::StartServices, "start_services"),
+    ] {
+        if action == Action::InstallServer {
+            unit.push(Step {
+                task: install_task,
+                ..install.clone()
+            });
+        } else if facts.has_command(key) {
+            unit.push(Step {
+                action,
+                ..install.clone()
+            });
+        } else if install_task.is_none() {
+            missing.push(key);
+        }
+    }
+    if !missing.is_empty() {
+        findings.push(Finding::new(
+            Severity::Blocker,
+            Rule::Readiness,
+            host_subject(server, Role::Server),
+            format!(
+                "the server's agent installs by command but has no command for {}: the installer would run with the services up",
+                missing.join(" and ")
+            ),
+            format!(
+                "add [component.actions] {} to the server agent's configuration (a command, or `windows_services`)",
+                missing
+                    .iter()
+                    .map(|k| format!("{k} = {{ ... }}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    (unit, missing.is_empty())
+}
+
+/// The tasks of a plan's phases, in step order, with their instructions
+/// (ids to be filled in by the rollout) and how each is checked.
+fn planned_tasks(phases: &[Phase], server_reports_databases: bool) -> Vec<PlannedTask> {
+    let mut tasks = Vec::new();
+    for (index, phase) in phases.iter().enumerate() {
+        for step in &phase.steps {
+            let Some(kind) = step.task else { continue };
+            let Verification { observable, text } =
+                task::verification(kind, &step.host_id, step.to, server_reports_databases);
+            tasks.push(PlannedTask {
+                phase: index,
+                host_id: step.host_id.clone(),
+                kind,
+                instructions: task::instructions(&TaskContext {
+                    kind,
+                    host_id: &step.host_id,
+                    from: step.from,
+                    to: step.to,
+                    databases: &step.databases,
+                    ids: None,
+                }),
+                observable,
+                verification: text,
+            });
+        }
+    }
+    tasks
 }
 
 /// Plans moving `request.installation` to `request.target`.
@@ -334,6 +447,11 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
         }
         [server] => {
             server_version = role_version(server, Role::Server).and_then(ProbedVersion::installed);
+            let no_facts = ServerFacts::default();
+            let facts = match server.inventory.component(Role::Server).map(|c| &c.facts) {
+                Some(Facts::Server(facts)) => facts,
+                _ => &no_facts,
+            };
             match component_step(
                 server,
                 Role::Server,
@@ -347,115 +465,106 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
                         backup_phase.steps.push(Step {
                             action: Action::Backup,
                             to: step.from.unwrap_or(target.version),
+                            task: task_unless(facts, TaskKind::Backup),
                             ..step.clone()
                         });
-                        server_phase.steps.extend(with_services(step));
+                        let (unit, ready) = server_unit(step, facts, server, &mut findings);
+                        server_phase.blocked |= !ready;
+                        server_phase.steps.extend(unit);
                     }
                 }
                 // Every refusal comes with its finding.
                 Err(()) => server_phase.blocked = true,
             }
             let server_updated = !server_phase.steps.is_empty();
-            if let Some(Facts::Server(facts)) =
-                server.inventory.component(Role::Server).map(|c| &c.facts)
+            counts.databases = facts.databases.len();
+            if server_updated
+                && facts.backup_location.is_none()
+                && facts.has_command(TaskKind::Backup.config_key())
             {
-                counts.databases = facts.databases.len();
-                if server_updated && facts.backup_location.is_none() {
-                    findings.push(Finding::new(
-                        Severity::Warning,
-                        Rule::Backup,
-                        host_subject(server, Role::Server),
-                        "the backup before the server update is unverified: the server's backup action names no location, so only its exit code says a backup was made".to_owned(),
-                        "set `backup_directory` (and `backup_pattern`) on the backup action in the server agent's configuration".to_owned(),
-                    ));
-                }
-                if let Some(error) = &facts.databases_error {
+                findings.push(Finding::new(
+                    Severity::Warning,
+                    Rule::Backup,
+                    host_subject(server, Role::Server),
+                    "the backup before the server update is unverified: the server's backup action names no location, so only its exit code says a backup was made".to_owned(),
+                    "set `backup_directory` (and `backup_pattern`) on the backup action in the server agent's configuration".to_owned(),
+                ));
+            }
+            if let Some(error) = &facts.databases_error {
+                findings.push(Finding::new(
+                    Severity::Blocker,
+                    Rule::Databases,
+                    host_subject(server, Role::Server),
+                    format!("the server's database probe failed: {error}"),
+                    "fix the agent's `databases` probe so patch levels can be verified".to_owned(),
+                ));
+                database_phase.blocked = true;
+            } else if facts.databases.is_empty() {
+                findings.push(Finding::new(
+                    Severity::Warning,
+                    Rule::Databases,
+                    host_subject(server, Role::Server),
+                    if server_updated {
+                        "the primary server reports no databases, so nothing can verify their reactivation after the server update: the rollout goes on once the reactivation has run (or an operator said it is done)".to_owned()
+                    } else {
+                        "the server reports no databases, so their patch level cannot be checked"
+                            .to_owned()
+                    },
+                    "configure the agent's `databases` probe on the primary server".to_owned(),
+                ));
+            }
+            let mut raised = Vec::new();
+            for db in &facts.databases {
+                let subject = Subject::Database {
+                    host_id: server.host_id.clone(),
+                    name: db.name.clone(),
+                };
+                if db.patch_level.is_some_and(|level| level > target.version) {
                     findings.push(Finding::new(
                         Severity::Blocker,
-                        Rule::Databases,
-                        host_subject(server, Role::Server),
-                        format!("the server's database probe failed: {error}"),
-                        "fix the agent's `databases` probe so patch levels can be verified"
-                            .to_owned(),
+                        Rule::Downgrade,
+                        subject,
+                        format!(
+                            "the database's patch level {} is newer than the target {}",
+                            db.patch_level.map(|l| l.to_string()).unwrap_or_default(),
+                            target.version
+                        ),
+                        "choose a target at least as new as the databases".to_owned(),
                     ));
                     database_phase.blocked = true;
-                } else if facts.databases.is_empty() && server_updated {
-                    // Nothing to verify the databases' patch level by:
-                    // updating the server regardless needs the operator to
-                    // say so, naming the risk.
-                    findings.push(Finding {
-                        ack: Some(ACK_UNVERIFIED_DATABASES.to_owned()),
-                        ..Finding::new(
-                            Severity::AckRequired,
-                            Rule::Databases,
-                            host_subject(server, Role::Server),
-                            "the primary server reports no databases, so nothing can verify their reactivation after the server update; they stay deactivated until someone reactivates them in the Server Manager".to_owned(),
-                            format!(
-                                "configure the agent's `databases` probe on the primary server, or accept the risk with --ack {ACK_UNVERIFIED_DATABASES}"
-                            ),
-                        )
-                    });
-                } else if facts.databases.is_empty() {
+                    continue;
+                }
+                if !db.active && !server_updated {
                     findings.push(Finding::new(
                         Severity::Warning,
                         Rule::Databases,
-                        host_subject(server, Role::Server),
-                        "the server reports no databases, so their patch level cannot be checked"
-                            .to_owned(),
-                        "configure the agent's `databases` probe on the primary server".to_owned(),
+                        subject.clone(),
+                        "the database is not active".to_owned(),
+                        "the rollout reactivates it, which raises its patch level".to_owned(),
                     ));
                 }
-                let mut raised = Vec::new();
-                for db in &facts.databases {
-                    let subject = Subject::Database {
-                        host_id: server.host_id.clone(),
+                let needs = server_updated || !db.active || db.patch_level != Some(target.version);
+                if needs {
+                    raised.push(DatabaseChange {
                         name: db.name.clone(),
-                    };
-                    if db.patch_level.is_some_and(|level| level > target.version) {
-                        findings.push(Finding::new(
-                            Severity::Blocker,
-                            Rule::Downgrade,
-                            subject,
-                            format!(
-                                "the database's patch level {} is newer than the target {}",
-                                db.patch_level.map(|l| l.to_string()).unwrap_or_default(),
-                                target.version
-                            ),
-                            "choose a target at least as new as the databases".to_owned(),
-                        ));
-                        database_phase.blocked = true;
-                        continue;
-                    }
-                    if !db.active && !server_updated {
-                        findings.push(Finding::new(
-                            Severity::Warning,
-                            Rule::Databases,
-                            subject.clone(),
-                            "the database is not active".to_owned(),
-                            "the rollout reactivates it, which raises its patch level".to_owned(),
-                        ));
-                    }
-                    let needs =
-                        server_updated || !db.active || db.patch_level != Some(target.version);
-                    if needs {
-                        raised.push(DatabaseChange {
-                            name: db.name.clone(),
-                            from: db.patch_level,
-                        });
-                    }
-                }
-                // One reactivation raises them all (the configured command
-                // works on the Server Manager, not on one database).
-                if !raised.is_empty() {
-                    database_phase.steps.push(Step {
-                        host_id: server.host_id.clone(),
-                        action: Action::ReactivateDatabases,
-                        from: raised.iter().filter_map(|d| d.from).min(),
-                        databases: raised,
-                        to: target.version,
-                        offline: !server.online,
+                        from: db.patch_level,
                     });
                 }
+            }
+            // One reactivation raises them all (the Server Manager's
+            // button works on the databases, not on one of them). After a
+            // server update it always follows, databases reported or not:
+            // they are deactivated until someone reactivates them.
+            if (server_updated && facts.databases_error.is_none()) || !raised.is_empty() {
+                database_phase.steps.push(Step {
+                    host_id: server.host_id.clone(),
+                    action: Action::ReactivateDatabases,
+                    from: raised.iter().filter_map(|d| d.from).min(),
+                    databases: raised,
+                    to: target.version,
+                    offline: !server.online,
+                    task: task_unless(facts, TaskKind::ReactivateDatabases),
+                });
             }
         }
         many => {
@@ -642,6 +751,20 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
         });
     }
 
+    let tasks = planned_tasks(&phases, counts.databases > 0);
+    if !tasks.is_empty() {
+        findings.push(Finding::new(
+            Severity::Warning,
+            Rule::Readiness,
+            installation_subject.clone(),
+            format!(
+                "{} step(s) have no command on their host and are operator tasks ({}): the rollout waits at each for `tierwise rollout done`, then checks what the agents report",
+                tasks.len(),
+                tasks.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            "be ready to do them when the rollout reaches them (`rollout status` shows the instructions), or give the host a command for each".to_owned(),
+        ));
+    }
     findings.sort();
     findings.dedup();
     let blocked = blocks(&findings);
@@ -668,5 +791,6 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
         acks_required,
         excluded: excluded.into_iter().collect(),
         counts,
+        tasks,
     })
 }

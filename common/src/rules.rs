@@ -57,6 +57,9 @@ pub enum Rule {
     /// The backup before the server update is verified by the file it
     /// leaves, not by an exit code alone.
     Backup,
+    /// What the rollout will need is in place before it starts: a command
+    /// or an operator task for every step of the server's unit.
+    Readiness,
 }
 
 impl Rule {
@@ -145,9 +148,6 @@ pub const ACK_BREAKING: &str = "breaking";
 pub const ACK_CHANGELOG: &str = "changelog";
 /// The acknowledgement id for the Server Manager password caution.
 pub const ACK_SERVER_MANAGER_PASSWORD: &str = "server-manager-password";
-/// The acknowledgement id for updating a server whose databases cannot be
-/// verified (no `databases` probe).
-pub const ACK_UNVERIFIED_DATABASES: &str = "unverified-databases";
 
 /// Rule 4: a target released after the maintenance end date is refused; an
 /// undated release never passes silently.

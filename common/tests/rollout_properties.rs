@@ -134,6 +134,10 @@ fn options() -> impl Strategy<Value = RolloutOptions> {
                     max_attempts: 3,
                     step_timeout_ms: 600_000,
                     retry_backoff_ms: 30_000,
+                    task_timeout_ms: tierwise_common::rollout::DEFAULT_TASK_TIMEOUT_MS,
+                    // These traces have no operator tasks, and approvals
+                    // may wait for ever: backups never go stale here.
+                    max_backup_age_ms: i64::MAX,
                     verify_timeouts_ms: [
                         ("install".to_owned(), 240_000),
                         ("reactivate_databases".to_owned(), 240_000),
@@ -347,6 +351,13 @@ impl World {
     fn apply(&mut self, decision: Decision, again: &mut bool) -> Result<(), String> {
         let now = self.now;
         match decision {
+            // These traces' hosts have every command: no task, and no
+            // backup older than the (unbounded) limit.
+            Decision::AwaitOperator { .. }
+            | Decision::TaskExpired { .. }
+            | Decision::StaleBackup { .. } => {
+                return Err(format!("{decision:?} in a trace without operator tasks"));
+            }
             Decision::Dispatch { step_id } => {
                 let index = self
                     .steps

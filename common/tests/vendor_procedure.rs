@@ -7,9 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use tierwise_common::action::StepAction;
-use tierwise_common::rules::{
-    Rule, ACK_BREAKING, ACK_CHANGELOG, ACK_SERVER_MANAGER_PASSWORD, ACK_UNVERIFIED_DATABASES,
-};
+use tierwise_common::rules::{Rule, ACK_BREAKING, ACK_CHANGELOG, ACK_SERVER_MANAGER_PASSWORD};
+use tierwise_common::task::TaskKind;
 use tierwise_common::{Role, Version};
 
 fn root() -> PathBuf {
@@ -91,7 +90,6 @@ fn the_vendor_procedure_table_names_only_what_exists() {
         ACK_BREAKING,
         ACK_CHANGELOG,
         ACK_SERVER_MANAGER_PASSWORD,
-        ACK_UNVERIFIED_DATABASES,
         tierwise_common::promotion::ACK_SKIP_PROMOTION,
     ];
     let mut code = Vec::new();
@@ -112,9 +110,10 @@ fn the_vendor_procedure_table_names_only_what_exists() {
         "performed",
         "acknowledged",
         "warned",
+        "operator task",
         "left to the operator",
     ];
-    let mut counts = [0usize; 5];
+    let mut counts = [0usize; 6];
     for (number, tierwise, kind, tests) in &rows {
         for rule in named(tierwise, "rule:") {
             assert!(
@@ -126,6 +125,12 @@ fn the_vendor_procedure_table_names_only_what_exists() {
             assert!(
                 actions.contains(&action),
                 "row {number}: no action `{action}`"
+            );
+        }
+        for task in named(tierwise, "task:") {
+            assert!(
+                TaskKind::parse(task).is_some(),
+                "row {number}: no operator task `{task}`"
             );
         }
         for ack in named(tierwise, "ack:") {
@@ -159,8 +164,8 @@ fn the_vendor_procedure_table_names_only_what_exists() {
         }
     }
     let summary = format!(
-        "Counts: enforced {}, performed {}, acknowledged {}, warned {}, left to the operator {}.",
-        counts[0], counts[1], counts[2], counts[3], counts[4]
+        "Counts: enforced {}, performed {}, acknowledged {}, warned {}, operator task {}, left to the operator {}.",
+        counts[0], counts[1], counts[2], counts[3], counts[4], counts[5]
     );
     assert!(
         text.contains(&summary),

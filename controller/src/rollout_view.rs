@@ -115,6 +115,30 @@ pub struct RolloutStatus {
     /// Every file of that backup: one per database the server reported.
     #[serde(default)]
     pub backups: Vec<DatabaseBackupView>,
+    /// The operator tasks, in step order.
+    #[serde(default)]
+    pub tasks: Vec<TaskView>,
+}
+
+/// An operator task as `status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskView {
+    /// The task's id (its step's), as `rollout done` takes it.
+    pub id: String,
+    pub host_id: String,
+    /// `backup`, `install_server` or `reactivate_databases`.
+    pub kind: String,
+    pub instructions: String,
+    /// `pending` (not reached), `open`, `done` or `verified`.
+    pub state: String,
+    /// Who said it is done, when (RFC 3339) and their note; `null` until then.
+    pub done_by: Option<String>,
+    pub done_at: Option<String>,
+    pub note: Option<String>,
+    /// Whether the agents' reports can show it was done.
+    pub observable: bool,
+    /// What is checked after `done`, or that nothing can be.
+    pub verification: String,
 }
 
 /// A backup file as `status` shows it.
@@ -350,7 +374,7 @@ impl RolloutStatus {
         waiting_for_offline.dedup();
         let running = steps
             .iter()
-            .filter(|s| s.state == StepState::Dispatched)
+            .filter(|s| s.state == StepState::Dispatched && s.task.is_none())
             .map(|s| RunningStep {
                 step_id: s.step_id.clone(),
                 host_id: s.host_id.clone(),
@@ -402,7 +426,28 @@ impl RolloutStatus {
             .collect();
         skipped_hosts.sort();
         skipped_hosts.dedup();
+        let tasks = steps
+            .iter()
+            .filter_map(|s| {
+                let task = s.task.as_ref()?;
+                let state = tierwise_common::rollout::task_state(s, &by_id)?;
+                let done = task.done_at_ms.is_some();
+                Some(TaskView {
+                    id: s.step_id.clone(),
+                    host_id: s.host_id.clone(),
+                    kind: task.kind.as_str().to_owned(),
+                    instructions: task.instructions.clone(),
+                    state: state.as_str().to_owned(),
+                    done_by: done.then(|| task.done_by.clone()),
+                    done_at: task.done_at_ms.map(rfc3339),
+                    note: done.then(|| task.note.clone()),
+                    observable: task.observable,
+                    verification: task.verification.clone(),
+                })
+            })
+            .collect();
         let mut omitted = std::collections::BTreeMap::new();
+        let tasks = capped(tasks, "tasks", &mut omitted);
         RolloutStatus {
             id: rollout.id.clone(),
             installation: rollout.installation.clone(),
@@ -424,6 +469,7 @@ impl RolloutStatus {
             eta: None,
             backup: None,
             backups: Vec::new(),
+            tasks,
         }
     }
 }

@@ -42,5 +42,6 @@ pub fn step(n: usize, host: &str, state: StepState) -> ExecStep {
         outcome: None,
         reason: String::new(),
         restart: Default::default(),
+        task: None,
     }
 }

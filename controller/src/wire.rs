@@ -5,7 +5,7 @@
 
 use crate::rollout_view::{
     AwaitedReport, BackupView, DatabaseBackupView, PendingRestart, PhaseStatus, RolloutStatus,
-    RunningStep, StepFailure,
+    RunningStep, StepFailure, TaskView,
 };
 use crate::store::rollouts::AuditEntry;
 use crate::store::security::{OperatorRecord, TokenRecord, TokenState};
@@ -133,6 +133,22 @@ impl From<&RolloutStatus> for v1::RolloutView {
                 .map(|b| backup_to_wire(b.database.as_deref(), &b.file))
                 .collect(),
             omitted: s.omitted.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            tasks: s
+                .tasks
+                .iter()
+                .map(|t| v1::TaskView {
+                    id: t.id.clone(),
+                    host_id: t.host_id.clone(),
+                    kind: t.kind.clone(),
+                    instructions: t.instructions.clone(),
+                    state: t.state.clone(),
+                    done_by: t.done_by.clone().unwrap_or_default(),
+                    done_at: t.done_at.clone().unwrap_or_default(),
+                    note: t.note.clone().unwrap_or_default(),
+                    observable: t.observable,
+                    verification: t.verification.clone(),
+                })
+                .collect(),
         }
     }
 }
@@ -223,6 +239,26 @@ impl TryFrom<&v1::RolloutView> for RolloutStatus {
             } else {
                 w.backups.iter().filter_map(backup_from_wire).collect()
             },
+            tasks: w
+                .tasks
+                .iter()
+                .map(|t| {
+                    // Set together once an operator said it is done.
+                    let done = !t.done_at.is_empty();
+                    TaskView {
+                        id: t.id.clone(),
+                        host_id: t.host_id.clone(),
+                        kind: t.kind.clone(),
+                        instructions: t.instructions.clone(),
+                        state: t.state.clone(),
+                        done_by: done.then(|| t.done_by.clone()),
+                        done_at: done.then(|| t.done_at.clone()),
+                        note: done.then(|| t.note.clone()),
+                        observable: t.observable,
+                        verification: t.verification.clone(),
+                    }
+                })
+                .collect(),
         })
     }
 }

@@ -55,6 +55,7 @@ fn change(id: &str, change: RolloutChange, host_id: &str) -> Request<ChangeRollo
         id: id.into(),
         change: change.into(),
         host_id: host_id.into(),
+        ..Default::default()
     })
 }
 

@@ -38,6 +38,7 @@ fn server_inventory(version: Version, active: bool) -> Inventory {
             ],
             databases_error: None,
             backup_location: None,
+            commands: None,
         }),
     }])
     .unwrap()
@@ -801,6 +802,7 @@ async fn rollouts(store: &Store, t0: i64) {
             outcome: None,
             reason: String::new(),
             restart: Default::default(),
+            task: None,
         };
         (
             vec![ExecPhase {

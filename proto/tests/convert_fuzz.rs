@@ -69,13 +69,22 @@ fn component() -> impl Strategy<Value = v1::Component> {
     });
     let databases = prop::collection::vec(database, 0..4);
     let facts = prop::option::of(prop_oneof![
-        (databases, any::<String>(), any::<String>()).prop_map(|(d, e, b)| {
-            Facts::Server(v1::ServerFacts {
-                databases: d,
-                databases_error: e,
-                backup_location: b,
-            })
-        }),
+        (
+            databases,
+            any::<String>(),
+            any::<String>(),
+            prop::collection::vec(any::<String>(), 0..20),
+            any::<bool>()
+        )
+            .prop_map(|(d, e, b, c, r)| {
+                Facts::Server(v1::ServerFacts {
+                    databases: d,
+                    databases_error: e,
+                    backup_location: b,
+                    commands: c,
+                    commands_reported: r,
+                })
+            }),
         (enum_value(), enum_value()).prop_map(|(k, w)| Facts::Web(v1::WebFacts {
             server_kind: k,
             websocket: w,

@@ -106,6 +106,7 @@ fn inventory(plays: Plays, version: Version, databases_at: Version, variant: boo
                 }],
                 databases_error: None,
                 backup_location: None,
+                commands: None,
             }),
         },
         Plays::Web => Component {

@@ -648,6 +648,20 @@ exit 0
         self.restart()
     }
 
+    /// Takes the command for `action` (e.g. `reactivate_databases`) out of
+    /// the agent's configuration and restarts it: on this host that step
+    /// becomes an operator task.
+    pub fn without_action(&mut self, action: &str) -> Result<()> {
+        let config = std::fs::read_to_string(&self.config)?;
+        let prefix = format!("{action} = ");
+        if !config.lines().any(|l| l.starts_with(&prefix)) {
+            bail!("{} has no `{action}` action", self.config.display());
+        }
+        let kept: Vec<&str> = config.lines().filter(|l| !l.starts_with(&prefix)).collect();
+        set_file(&self.config, &(kept.join("\n") + "\n"))?;
+        self.restart()
+    }
+
     /// Gives the agent's component post-update health checks (the body of
     /// `[component.health]`, e.g. `tcp = ["127.0.0.1:11011"]`) and
     /// restarts it.

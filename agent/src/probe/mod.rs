@@ -32,6 +32,8 @@ pub async fn inventory(components: &[ComponentSpec]) -> Result<Inventory, Invent
                 // Where backups land is configuration, not a probe.
                 Facts::Server(mut server) => {
                     server.backup_location = spec.backup_location.as_ref().map(ToString::to_string);
+                    // What has no command here is an operator task.
+                    server.commands = Some(spec.actions.keys().map(|k| (*k).to_owned()).collect());
                     Facts::Server(server)
                 }
                 other => other,
@@ -165,11 +167,13 @@ async fn facts(spec: &FactsSpec) -> Facts {
                 databases,
                 databases_error: None,
                 backup_location: None,
+                commands: None,
             },
             Err(why) => ServerFacts {
                 databases: Vec::new(),
                 databases_error: Some(why),
                 backup_location: None,
+                commands: None,
             },
         }),
         FactsSpec::Web {

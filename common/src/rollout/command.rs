@@ -19,6 +19,12 @@ pub enum Command {
     Skip {
         host_id: String,
     },
+    /// An operator did task `task` (its step id, or its kind when the
+    /// rollout has one task of that kind).
+    Done {
+        task: String,
+        note: String,
+    },
 }
 
 impl Command {
@@ -30,6 +36,7 @@ impl Command {
             Command::Abort => "abort",
             Command::Approve => "approve",
             Command::Skip { .. } => "skip",
+            Command::Done { .. } => "done",
         }
     }
 
@@ -37,11 +44,24 @@ impl Command {
     pub const fn allowed_from(&self) -> &'static [RolloutState] {
         use RolloutState::*;
         match self {
-            Command::Pause => &[Running, WaitingForApproval],
+            Command::Pause => &[Running, WaitingForApproval, WaitingForOperator],
             Command::Resume => &[Paused, Failed],
-            Command::Abort => &[Running, Paused, WaitingForApproval, Failed],
+            Command::Abort => &[
+                Running,
+                Paused,
+                WaitingForApproval,
+                WaitingForOperator,
+                Failed,
+            ],
             Command::Approve => &[WaitingForApproval],
-            Command::Skip { .. } => &[Running, Paused, WaitingForApproval, Failed],
+            Command::Skip { .. } => &[
+                Running,
+                Paused,
+                WaitingForApproval,
+                WaitingForOperator,
+                Failed,
+            ],
+            Command::Done { .. } => &[WaitingForOperator, Running, Paused, Failed],
         }
     }
 }
@@ -67,6 +87,8 @@ pub struct Transition {
     pub skip: Vec<String>,
     /// Steps whose host may now be restarted (an approved restart).
     pub approve_restarts: Vec<String>,
+    /// The operator task done, and the note given with it.
+    pub done: Option<(String, String)>,
     /// For the audit log: what changed.
     pub details: String,
 }
@@ -84,6 +106,8 @@ pub enum Refusal {
     SkipRefused { reason: String },
     /// The host has no unfinished step in this rollout.
     NothingToSkip { host_id: String },
+    /// `done` names no task of this rollout, or one that is not open.
+    Task { reason: String },
 }
 
 impl fmt::Display for Refusal {
@@ -102,6 +126,7 @@ impl fmt::Display for Refusal {
             Refusal::NothingToSkip { host_id } => {
                 write!(f, "has no unfinished step on `{host_id}`")
             }
+            Refusal::Task { reason } => write!(f, "{reason}"),
         }
     }
 }
@@ -126,6 +151,7 @@ pub fn transition(target: &CommandTarget<'_>, command: &Command) -> Result<Trans
         retry: Vec::new(),
         skip: Vec::new(),
         approve_restarts: Vec::new(),
+        done: None,
         details: format!("{} -> {}", target.state.as_str(), to.as_str()),
     };
     match command {
@@ -175,6 +201,7 @@ pub fn transition(target: &CommandTarget<'_>, command: &Command) -> Result<Trans
                     retry: Vec::new(),
                     skip,
                     approve_restarts: Vec::new(),
+                    done: None,
                 })
             }
             SkipVerdict::Refused { reason } => Err(Refusal::SkipRefused { reason }),
@@ -182,6 +209,104 @@ pub fn transition(target: &CommandTarget<'_>, command: &Command) -> Result<Trans
                 host_id: host_id.clone(),
             }),
         },
+        Command::Done { task, note } => {
+            let step = find_task(target.steps, task)?;
+            let kind = step.task.as_ref().map_or("task", |t| t.kind.as_str());
+            match step.state {
+                StepState::Dispatched | StepState::Failed => {}
+                StepState::Pending => {
+                    return Err(Refusal::Task {
+                        reason: format!(
+                            "has not reached task {} ({kind} on {}) yet: do it when `rollout status` shows it open, not before",
+                            step.step_id, step.host_id
+                        ),
+                    })
+                }
+                StepState::Succeeded | StepState::Skipped => {
+                    return Err(Refusal::Task {
+                        reason: format!(
+                            "task {} ({kind} on {}) is already done",
+                            step.step_id, step.host_id
+                        ),
+                    })
+                }
+            }
+            // Waiting for this task alone: the rollout goes on (and checks).
+            let others_open = target.steps.iter().any(|s| {
+                s.task.is_some() && s.step_id != step.step_id && s.state == StepState::Dispatched
+            });
+            let to = if target.state == RolloutState::WaitingForOperator && !others_open {
+                RolloutState::Running
+            } else {
+                target.state
+            };
+            let mut details = format!("{} ({kind} on {}) done", step.step_id, step.host_id);
+            if !note.is_empty() {
+                details.push_str(&format!("; note: {note}"));
+            }
+            if to != target.state {
+                details.push_str(&format!("; {} -> {}", target.state.as_str(), to.as_str()));
+            }
+            Ok(Transition {
+                command: command.name(),
+                to,
+                retry: Vec::new(),
+                skip: Vec::new(),
+                approve_restarts: Vec::new(),
+                done: Some((step.step_id.clone(), note.clone())),
+                details,
+            })
+        }
+    }
+}
+
+/// The task `name` means: a step id, or a task kind the rollout has once.
+fn find_task<'a>(steps: &'a [ExecStep], name: &str) -> Result<&'a ExecStep, Refusal> {
+    let tasks: Vec<&ExecStep> = steps.iter().filter(|s| s.task.is_some()).collect();
+    let listed = || {
+        if tasks.is_empty() {
+            "it has no operator tasks".to_owned()
+        } else {
+            format!(
+                "its tasks are {}",
+                tasks
+                    .iter()
+                    .map(|s| format!(
+                        "{} ({})",
+                        s.step_id,
+                        s.task.as_ref().map_or("", |t| t.kind.as_str())
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    };
+    if let Some(step) = tasks.iter().find(|s| s.step_id == name) {
+        return Ok(step);
+    }
+    if steps.iter().any(|s| s.step_id == name) {
+        return Err(Refusal::Task {
+            reason: format!(
+                "step {name} is run by its host's agent, not an operator task; {}",
+                listed()
+            ),
+        });
+    }
+    let of_kind: Vec<&&ExecStep> = tasks
+        .iter()
+        .filter(|s| s.task.as_ref().is_some_and(|t| t.kind.as_str() == name))
+        .collect();
+    match of_kind.as_slice() {
+        [one] => Ok(one),
+        [] => Err(Refusal::Task {
+            reason: format!("has no task `{name}`; {}", listed()),
+        }),
+        _ => Err(Refusal::Task {
+            reason: format!(
+                "has several `{name}` tasks: name one by its id; {}",
+                listed()
+            ),
+        }),
     }
 }
 

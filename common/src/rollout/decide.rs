@@ -84,6 +84,19 @@ pub enum Decision {
     Halt { reason: String },
     /// Every phase is done.
     Complete,
+    /// Operator tasks were reached (`open`: those to open now) or are
+    /// open: the rollout waits for a person, telling them why.
+    AwaitOperator { open: Vec<String>, reason: String },
+    /// An operator task stayed open past the task timeout: it failed.
+    TaskExpired { step_id: String, reason: String },
+    /// The backup is older than the rollout allows for the server's
+    /// update: the backup step fails, the rollout halts back in the backup
+    /// phase, and `rollout resume` takes a new one.
+    StaleBackup {
+        step_id: String,
+        phase: usize,
+        reason: String,
+    },
 }
 
 fn observed(hosts: &BTreeMap<&str, &HostRecord>, host_id: &str, role: Role) -> Option<Version> {
@@ -228,9 +241,81 @@ pub fn restarted_since(boot_ms: Option<i64>, since_ms: i64) -> bool {
     boot_ms.is_some_and(|boot| boot > since_ms)
 }
 
-/// The next decisions for a running rollout; none for any other state.
+/// Where an operator task stands (`None` for a step an agent runs).
+pub fn task_state(
+    step: &ExecStep,
+    hosts: &BTreeMap<&str, &HostRecord>,
+) -> Option<crate::task::TaskState> {
+    use crate::task::TaskState;
+    step.task.as_ref()?;
+    Some(match step.state {
+        StepState::Pending => TaskState::Pending,
+        StepState::Dispatched | StepState::Failed => TaskState::Open,
+        StepState::Succeeded | StepState::Skipped if verified(step, hosts) => TaskState::Verified,
+        StepState::Succeeded | StepState::Skipped => TaskState::Done,
+    })
+}
+
+/// Why the rollout waits for a person, naming the tasks and the way out.
+fn operator_reason(rollout_tasks: &[&ExecStep]) -> String {
+    let names: Vec<String> = rollout_tasks
+        .iter()
+        .filter_map(|s| {
+            s.task
+                .as_ref()
+                .map(|t| format!("{} ({} on {})", s.step_id, t.kind.title(), s.host_id))
+        })
+        .collect();
+    let down = rollout_tasks
+        .iter()
+        .any(|s| s.task.as_ref().is_some_and(|t| t.kind.installation_down()));
+    format!(
+        "waiting for an operator: {}; `tierwise rollout status` has the instructions, `tierwise rollout done` says it is done{}",
+        names.join(", "),
+        if down {
+            ". Password Secure is out of service until then: the server's services were stopped for the update and its databases are deactivated until they are reactivated"
+        } else {
+            ""
+        }
+    )
+}
+
+/// The backup a server phase that has not begun would rely on, when it is
+/// older than the rollout allows: the decision to take it again.
+fn stale_backup(snapshot: &RolloutSnapshot<'_>, kind: PhaseKind, now_ms: i64) -> Option<Decision> {
+    if kind != PhaseKind::Server {
+        return None;
+    }
+    let phase = snapshot.current_phase;
+    let begun = snapshot
+        .steps
+        .iter()
+        .any(|s| s.phase == phase && (s.state != StepState::Pending || s.attempts > 0));
+    if begun {
+        return None;
+    }
+    let backup = snapshot
+        .steps
+        .iter()
+        .find(|s| s.action == StepAction::Backup && s.state == StepState::Succeeded)?;
+    let age = now_ms - backup.changed_ms;
+    let limit = snapshot.options.max_backup_age_ms;
+    (age > limit).then(|| Decision::StaleBackup {
+        step_id: backup.step_id.clone(),
+        phase: backup.phase,
+        reason: format!(
+            "the backup ({}) finished {} ago, longer than the {} the server's update may rely on (--max-backup-age): `tierwise rollout resume` takes a new one before the server is touched",
+            backup.step_id,
+            super::human_span(age),
+            super::human_span(limit)
+        ),
+    })
+}
+
+/// The next decisions for a running rollout (or one waiting for an
+/// operator); none for any other state.
 pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
-    if snapshot.state != RolloutState::Running {
+    if !snapshot.state.is_evaluated() {
         return Vec::new();
     }
     let options = snapshot.options;
@@ -300,9 +385,54 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
             .map(|s| s.host_id.as_str())
             .collect()
     };
+    if let Some(stale) = stale_backup(snapshot, kind, now_ms) {
+        return vec![stale];
+    }
     let mut ask_restart: Vec<String> = Vec::new();
+    // A task that is not verified holds every later step of its phase:
+    // nothing is sent past a person's work until the agents show it.
+    let mut held_by_task = false;
+    let mut open_tasks: Vec<String> = Vec::new();
+    let mut waiting_tasks: Vec<&ExecStep> = Vec::new();
     for step in steps.iter().copied() {
         let earlier_done = !unfinished.contains(step.host_id.as_str());
+        let may_begin =
+            earlier_done && !held_by_task && (window_open || begun.contains(step.host_id.as_str()));
+        if step.task.is_some() {
+            held_by_task |= !(matches!(step.state, StepState::Succeeded | StepState::Skipped)
+                && verified(step, &hosts));
+            if !matches!(step.state, StepState::Succeeded | StepState::Skipped) {
+                unfinished.insert(step.host_id.as_str());
+            }
+            match step.state {
+                StepState::Pending if may_begin => {
+                    open_tasks.push(step.step_id.clone());
+                    waiting_tasks.push(step);
+                    continue;
+                }
+                StepState::Dispatched => {
+                    waiting_tasks.push(step);
+                    if now_ms - step.changed_ms > options.task_timeout_ms {
+                        decisions.push(Decision::TaskExpired {
+                            step_id: step.step_id.clone(),
+                            reason: format!(
+                                "nobody said the operator task was done within {} (--task-timeout){}",
+                                super::human_span(options.task_timeout_ms),
+                                if step.task.as_ref().is_some_and(|t| t.kind.installation_down()) {
+                                    "; Password Secure has been out of service all that time"
+                                } else {
+                                    ""
+                                }
+                            ),
+                        });
+                    }
+                    continue;
+                }
+                // Done: checked like any succeeded step below.
+                StepState::Succeeded => {}
+                _ => continue,
+            }
+        }
         let online = hosts.get(step.host_id.as_str()).is_some_and(|h| h.online);
         let restarting = restart_pending(step, &hosts);
         // A host's later steps wait for a restart it needs.
@@ -331,11 +461,7 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
             }
         }
         match step.state {
-            StepState::Pending
-                if earlier_done
-                    && online
-                    && (window_open || begun.contains(step.host_id.as_str())) =>
-            {
+            StepState::Pending if may_begin && online => {
                 decisions.push(Decision::Dispatch {
                     step_id: step.step_id.clone(),
                 });
@@ -382,6 +508,14 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
             _ => {}
         }
     }
+    if !open_tasks.is_empty()
+        || (snapshot.state == RolloutState::Running && !waiting_tasks.is_empty())
+    {
+        decisions.push(Decision::AwaitOperator {
+            open: open_tasks,
+            reason: operator_reason(&waiting_tasks),
+        });
+    }
     if !decisions.is_empty() {
         return decisions;
     }
@@ -417,6 +551,11 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
 /// release is crossed, the phases after the server phase.
 pub fn needs_approval(options: &RolloutOptions, phases: &[ExecPhase], next: usize) -> bool {
     if !options.approve_phases || next == 0 {
+        return false;
+    }
+    // The server's unit is never split: between its install and the
+    // databases' reactivation the installation is down.
+    if phases.get(next).map(|p| p.kind) == Some(PhaseKind::Databases) {
         return false;
     }
     if !options.clients_at_once {

@@ -14,6 +14,8 @@ mod options;
 mod state;
 mod steps;
 #[cfg(test)]
+mod task_tests;
+#[cfg(test)]
 mod tests;
 
 pub use admission::*;

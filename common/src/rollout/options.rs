@@ -67,6 +67,72 @@ pub struct RolloutOptions {
     /// missing roles take `RestartPolicy::default_for`.
     #[serde(default)]
     pub restarts: BTreeMap<Role, RestartPolicy>,
+    /// How long an operator task may stay open before the rollout halts.
+    #[serde(default = "default_task_timeout_ms")]
+    pub task_timeout_ms: i64,
+    /// The oldest backup the server's update may start on: after an
+    /// approval wait or a resume, an older one is taken again.
+    #[serde(default = "default_max_backup_age_ms")]
+    pub max_backup_age_ms: i64,
+}
+
+/// An operator task open longer than this halts the rollout: 24 h.
+pub const DEFAULT_TASK_TIMEOUT_MS: i64 = 24 * 3600 * 1000;
+/// The server is not updated on a backup older than this: 2 h.
+pub const DEFAULT_MAX_BACKUP_AGE_MS: i64 = 2 * 3600 * 1000;
+
+const fn default_task_timeout_ms() -> i64 {
+    DEFAULT_TASK_TIMEOUT_MS
+}
+
+const fn default_max_backup_age_ms() -> i64 {
+    DEFAULT_MAX_BACKUP_AGE_MS
+}
+
+/// Parses a duration as operators write it: `90s`, `20m`, `2h` or `1d`,
+/// within `min_ms..=max_ms` (`what` names it in errors).
+pub fn parse_duration_ms(text: &str, what: &str, min_ms: i64, max_ms: i64) -> Result<i64, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(text.len().saturating_sub(1));
+    let factor = match unit {
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => 0,
+    };
+    let value = Some(digits)
+        .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|d| d.parse::<i64>().ok())
+        .filter(|_| factor > 0)
+        .ok_or_else(|| {
+            format!(
+                "`{text}`: give {what} in seconds, minutes, hours or days, e.g. 90s, 30m, 2h, 1d"
+            )
+        })?;
+    let ms = value.saturating_mul(factor);
+    if !(min_ms..=max_ms).contains(&ms) {
+        return Err(format!(
+            "`{text}`: {what} is between {} and {}",
+            human_span(min_ms),
+            human_span(max_ms)
+        ));
+    }
+    Ok(ms)
+}
+
+/// "90 s", "30 min", "2 h", "3 d": a span as people read it.
+pub fn human_span(ms: i64) -> String {
+    let s = ms / 1000;
+    if s % 86_400 == 0 && s >= 86_400 {
+        format!("{} d", s / 86_400)
+    } else if s % 3600 == 0 && s >= 3600 {
+        format!("{} h", s / 3600)
+    } else if s % 60 == 0 && s >= 60 {
+        format!("{} min", s / 60)
+    } else {
+        format!("{s} s")
+    }
 }
 
 /// What the rollout does when a step's installer says its host must
@@ -211,6 +277,8 @@ impl Default for RolloutOptions {
             retry_backoff_ms: 30_000,
             verify_timeouts_ms: BTreeMap::new(),
             restarts: BTreeMap::new(),
+            task_timeout_ms: DEFAULT_TASK_TIMEOUT_MS,
+            max_backup_age_ms: DEFAULT_MAX_BACKUP_AGE_MS,
         }
     }
 }

@@ -11,6 +11,8 @@ pub enum RolloutState {
     Running,
     Paused,
     WaitingForApproval,
+    /// An operator task is open: a person must do it and say `done`.
+    WaitingForOperator,
     Completed,
     Failed,
     Aborted,
@@ -23,6 +25,15 @@ impl RolloutState {
 
     pub fn parse(text: &str) -> Option<Self> {
         text.parse().ok()
+    }
+
+    /// The engine evaluates it: it runs, or waits for a person while
+    /// still watching deadlines.
+    pub const fn is_evaluated(self) -> bool {
+        matches!(
+            self,
+            RolloutState::Running | RolloutState::WaitingForOperator
+        )
     }
 
     /// No further change can happen.

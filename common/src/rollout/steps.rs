@@ -22,6 +22,9 @@ pub struct ExecStep {
     /// A restart the host needs to finish the step.
     #[serde(default)]
     pub restart: RestartState,
+    /// Set when a person does this step: the host has no command for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<crate::task::OperatorTask>,
 }
 
 /// The phases of a rollout, in order, each with its steps.
@@ -50,21 +53,44 @@ pub fn steps_from_plan(
 ) -> (Vec<ExecPhase>, Vec<ExecStep>) {
     let mut phases = Vec::new();
     let mut steps = Vec::new();
-    let push = |phase: usize, host_id: &str, action: StepAction, steps: &mut Vec<ExecStep>| {
-        let step_id = format!("{rollout_id}-{}", steps.len() + 1);
-        steps.push(ExecStep {
-            step_id,
-            phase,
-            host_id: host_id.to_owned(),
-            action,
-            state: StepState::Pending,
-            attempts: 0,
-            changed_ms: now_ms,
-            outcome: None,
-            reason: String::new(),
-            restart: RestartState::None,
-        });
-    };
+    let reports_databases = plan.counts.databases > 0;
+    let push =
+        |phase: usize, step: &crate::plan::Step, action: StepAction, steps: &mut Vec<ExecStep>| {
+            let host_id = step.host_id.as_str();
+            let step_id = format!("{rollout_id}-{}", steps.len() + 1);
+            let task = step.task.map(|kind| {
+                let check = crate::task::verification(kind, host_id, step.to, reports_databases);
+                crate::task::OperatorTask {
+                    kind,
+                    instructions: crate::task::instructions(&crate::task::TaskContext {
+                        kind,
+                        host_id,
+                        from: step.from,
+                        to: step.to,
+                        databases: &step.databases,
+                        ids: Some((rollout_id, &step_id)),
+                    }),
+                    observable: check.observable,
+                    verification: check.text,
+                    done_by: String::new(),
+                    done_at_ms: None,
+                    note: String::new(),
+                }
+            });
+            steps.push(ExecStep {
+                step_id,
+                phase,
+                host_id: host_id.to_owned(),
+                action,
+                state: StepState::Pending,
+                attempts: 0,
+                changed_ms: now_ms,
+                outcome: None,
+                reason: String::new(),
+                restart: RestartState::None,
+                task,
+            });
+        };
     for (_, phase) in executed_phases(plan) {
         let index = phases.len();
         phases.push(ExecPhase { kind: phase.kind });
@@ -95,7 +121,7 @@ pub fn steps_from_plan(
                     artifact_sha256: None,
                 },
             };
-            push(index, &step.host_id, action, &mut steps);
+            push(index, step, action, &mut steps);
         }
     }
     (phases, steps)

@@ -605,6 +605,15 @@ pub enum RolloutCommand {
         /// rest ask].
         #[arg(long = "restart", value_name = "ROLE=POLICY")]
         restarts: Vec<String>,
+        /// How long an operator task may stay open before the rollout halts
+        /// (90m, 24h, 2d; 10s to 7d) [default: 24h].
+        #[arg(long, value_name = "DURATION")]
+        task_timeout: Option<String>,
+        /// The oldest backup the server's update may start on, e.g. after an
+        /// approval wait; an older one halts the rollout, and `resume` takes
+        /// a new one (30m, 2h; 10s to 7d) [default: 2h].
+        #[arg(long, value_name = "DURATION")]
+        max_backup_age: Option<String>,
     },
     /// All rollouts.
     List {
@@ -636,6 +645,16 @@ pub enum RolloutCommand {
         id: String,
         #[arg(long)]
         host: String,
+    },
+    /// Say that an operator task is done (as `rollout status` lists it: its
+    /// id, or its kind when the rollout has one such task); the rollout then
+    /// checks what the agents report and goes on.
+    Done {
+        id: String,
+        task: String,
+        /// What was done, for the audit log and the status.
+        #[arg(long)]
+        note: Option<String>,
     },
 }
 

@@ -22,6 +22,14 @@ fn phase_title(kind: &PhaseKind) -> String {
 }
 
 fn step_text(step: &Step) -> String {
+    let text = action_text(step);
+    match step.task {
+        Some(kind) => format!("{text} — OPERATOR TASK ({})", kind.as_str()),
+        None => text,
+    }
+}
+
+fn action_text(step: &Step) -> String {
     let from = step
         .from
         .map_or_else(|| "unknown".to_owned(), |v| v.to_string());
@@ -217,6 +225,25 @@ pub fn render(plan: &Plan) -> String {
             "  With --approve-phases, approval is asked only up to the server phase; the databases, web and client waves then follow at once."
                 .into(),
         );
+    }
+
+    if !plan.tasks.is_empty() {
+        out.push(String::new());
+        out.push(format!(
+            "Operator tasks ({}): the rollout waits at each for `tierwise rollout done`, then checks it",
+            plan.tasks.len()
+        ));
+        for (number, task) in plan.tasks.iter().enumerate() {
+            out.push(format!(
+                "  {}. {} on {} (phase {})",
+                number + 1,
+                task.kind.as_str(),
+                task.host_id,
+                task.phase + 1
+            ));
+            out.push(format!("       {}", task.instructions));
+            out.push(format!("       Then checked: {}.", task.verification));
+        }
     }
 
     let c = &plan.counts;

@@ -30,6 +30,9 @@ pub struct StartOptions {
     pub verify_timeouts: Vec<String>,
     /// `server=ask`, … (see `rollout::parse_restart_policies`).
     pub restarts: Vec<String>,
+    /// `24h`, … (see `rollout::parse_duration_ms`).
+    pub task_timeout: Option<String>,
+    pub max_backup_age: Option<String>,
 }
 
 pub async fn start(client: &mut Client, options: StartOptions) -> anyhow::Result<String> {
@@ -44,6 +47,15 @@ pub async fn start(client: &mut Client, options: StartOptions) -> anyhow::Result
         .map_err(|e| anyhow::anyhow!("--verify-timeout: {e}"))?;
     tierwise_common::rollout::parse_restart_policies(&options.restarts)
         .map_err(|e| anyhow::anyhow!("--restart: {e}"))?;
+    for (flag, value) in [
+        ("--task-timeout", &options.task_timeout),
+        ("--max-backup-age", &options.max_backup_age),
+    ] {
+        if let Some(text) = value {
+            tierwise_common::rollout::parse_duration_ms(text, flag, 10_000, 7 * 86_400_000)
+                .map_err(|e| anyhow::anyhow!("{flag}: {e}"))?;
+        }
+    }
     let json = client
         .start_rollout(StartRolloutRequest {
             installation: options.installation,
@@ -56,6 +68,8 @@ pub async fn start(client: &mut Client, options: StartOptions) -> anyhow::Result
             acks: options.acks,
             verify_timeouts: options.verify_timeouts,
             restarts: options.restarts,
+            task_timeout: options.task_timeout.unwrap_or_default(),
+            max_backup_age: options.max_backup_age.unwrap_or_default(),
         })
         .await
         .map_err(status_error)?
@@ -174,17 +188,39 @@ pub async fn change(client: &mut Client, id: &str, command: &Command) -> anyhow:
         Command::Abort => (RolloutChange::Abort, None),
         Command::Approve => (RolloutChange::Approve, None),
         Command::Skip { host_id } => (RolloutChange::SkipHost, Some(host_id.as_str())),
+        Command::Done { .. } => (RolloutChange::Done, None),
+    };
+    let (task, note) = match command {
+        Command::Done { task, note } => (task.clone(), note.clone()),
+        _ => Default::default(),
     };
     let json = client
         .change_rollout(ChangeRolloutRequest {
             id: id.to_owned(),
             change: change.into(),
             host_id: host_id.unwrap_or_default().to_owned(),
+            task: task.clone(),
+            note,
         })
         .await
         .map_err(status_error)?
         .into_inner();
     let status = RolloutStatus::try_from(&json)?;
+    if let Command::Done { .. } = command {
+        let done = status
+            .tasks
+            .iter()
+            .find(|t| t.id == task || (t.kind == task && t.done_at.is_some()));
+        let checks = done.map_or_else(String::new, |t| {
+            format!(" The rollout now checks: {}.", t.verification)
+        });
+        return Ok(format!(
+            "Task {} of rollout {} is done.{checks} The rollout is {}.\n",
+            done.map_or(task.as_str(), |t| t.id.as_str()),
+            status.id,
+            status.state.as_str()
+        ));
+    }
     if let Some(host) = host_id {
         return Ok(format!(
             "Rollout {} goes on without {host}, which keeps its old version; it is {}.\n",
@@ -375,6 +411,32 @@ pub fn render(status: &RolloutStatus) -> String {
                 step.step_id, step.action, step.host_id
             )
         });
+    }
+    if !status.tasks.is_empty() {
+        out.push(String::new());
+        out.push("Operator tasks".into());
+        for task in &status.tasks {
+            let by = match (&task.done_by, &task.done_at) {
+                (Some(by), Some(at)) => format!(" by {by} at {at}"),
+                _ => String::new(),
+            };
+            out.push(format!(
+                "  {} {} on {}: {}{by}",
+                task.id,
+                task.kind,
+                task.host_id,
+                task.state.to_uppercase()
+            ));
+            if let Some(note) = task.note.as_ref().filter(|n| !n.is_empty()) {
+                out.push(format!("      note: {}", table::printable(note)));
+            }
+            if task.state == "open" {
+                out.push(format!("      {}", table::printable(&task.instructions)));
+            }
+            if matches!(task.state.as_str(), "open" | "done") {
+                out.push(format!("      then checked: {}", task.verification));
+            }
+        }
     }
     if let Some(window) = &status.waiting_for_window {
         out.push(String::new());

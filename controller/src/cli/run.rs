@@ -205,6 +205,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     approve_phases,
                     verify_timeouts,
                     restarts,
+                    task_timeout,
+                    max_backup_age,
                 } => {
                     super::rollout::start(
                         &mut client,
@@ -219,6 +221,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                             acks,
                             verify_timeouts,
                             restarts,
+                            task_timeout,
+                            max_backup_age,
                         },
                     )
                     .await?
@@ -242,6 +246,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 RolloutCommand::Approve { id } => {
                     super::rollout::change(&mut client, &id, &Change::Approve).await?
+                }
+                RolloutCommand::Done { id, task, note } => {
+                    super::rollout::change(
+                        &mut client,
+                        &id,
+                        &Change::Done {
+                            task,
+                            note: note.unwrap_or_default(),
+                        },
+                    )
+                    .await?
                 }
             };
             print!("{output}");

@@ -295,6 +295,17 @@ impl Engine {
                 Decision::AwaitRestart { hosts } => {
                     info!(rollout = %id, ?hosts, "restarts wait for approval")
                 }
+                Decision::AwaitOperator { open, reason } => {
+                    info!(rollout = %id, ?open, %reason, "waiting for an operator")
+                }
+                Decision::TaskExpired { step_id, reason } => {
+                    warn!(rollout = %id, %step_id, %reason, "an operator task was not done in time")
+                }
+                Decision::StaleBackup {
+                    step_id, reason, ..
+                } => {
+                    warn!(rollout = %id, %step_id, %reason, "the backup is too old for the server's update")
+                }
             }
         }
         Ok(decisions

@@ -138,6 +138,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0021_backup_files.sql"),
         include_str!("../../migrations/postgres/0021_backup_files.sql"),
     ),
+    (
+        22,
+        "operator tasks",
+        include_str!("../../migrations/sqlite/0022_operator_tasks.sql"),
+        include_str!("../../migrations/postgres/0022_operator_tasks.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -499,7 +499,7 @@ impl Store {
         let component_sql = format!(
             "SELECT c.host_id, c.role, c.version, c.probe_error, c.web_server_kind, \
                     c.web_docroot, c.web_websocket, c.client_update_check, c.databases_error, \
-                    c.client_profiles, c.backup_location \
+                    c.client_profiles, c.backup_location, c.server_commands \
              FROM components c JOIN hosts h ON h.host_id = c.host_id WHERE {host_filter}"
         );
         let database_sql = format!(
@@ -932,11 +932,16 @@ async fn write_inventory(
         let mut client_profiles = None;
         let mut databases_error = None;
         let mut backup_location = None;
+        let mut server_commands = None;
         match &component.facts {
             Facts::None => {}
             Facts::Server(server) => {
                 databases_error = server.databases_error.clone();
                 backup_location = server.backup_location.clone();
+                server_commands = server
+                    .commands
+                    .as_ref()
+                    .map(|c| c.iter().cloned().collect::<Vec<_>>().join(","));
                 for db in &server.databases {
                     sqlx::query(
                         "INSERT INTO databases (host_id, name, active, patch_level) \
@@ -963,8 +968,8 @@ async fn write_inventory(
         sqlx::query(
             "INSERT INTO components (host_id, role, version, probe_error, web_server_kind, \
                 web_docroot, web_websocket, client_update_check, databases_error, client_profiles, \
-                backup_location) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                backup_location, server_commands) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(host_id)
         .bind(component.role.as_str())
@@ -977,6 +982,7 @@ async fn write_inventory(
         .bind(databases_error)
         .bind(client_profiles)
         .bind(backup_location)
+        .bind(server_commands)
         .execute(&mut **tx)
         .await?;
     }
@@ -1018,6 +1024,14 @@ fn component_from_row(
             databases: databases.remove(&host_id).unwrap_or_default(),
             databases_error: row.try_get("databases_error")?,
             backup_location: row.try_get("backup_location")?,
+            commands: row
+                .try_get::<Option<String>, _>("server_commands")?
+                .map(|text| {
+                    text.split(',')
+                        .filter(|c| !c.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                }),
         }),
         Role::Web => {
             let kind: Option<String> = row.try_get("web_server_kind")?;

@@ -167,6 +167,10 @@ pub(super) fn step_from_row(row: &AnyRow) -> Result<ExecStep, StoreError> {
             RestartState::parse(&text)
                 .ok_or_else(|| StoreError::Corrupt(format!("step {step_id}: restart `{text}`")))?
         },
+        task: row
+            .try_get::<Option<String>, _>("task")?
+            .map(|text| from_json(&text, "operator task"))
+            .transpose()?,
         step_id,
     })
 }
@@ -203,7 +207,7 @@ async fn locked_rollout(
 pub(super) const ROLLOUT_COLUMNS: &str =
     "id, installation, target, state, current_phase, options, phases, reason, created_ms, updated_ms, nonce";
 pub(super) const STEP_COLUMNS: &str =
-    "step_id, phase, host_id, action, state, attempts, changed_ms, outcome, reason, restart";
+    "step_id, phase, host_id, action, state, attempts, changed_ms, outcome, reason, restart, task";
 
 impl Store {
     /// Appends to the audit log.
@@ -309,8 +313,8 @@ impl Store {
         .await?;
         for (ordinal, step) in steps.iter().enumerate() {
             sqlx::query(
-                "INSERT INTO rollout_steps (step_id, rollout_id, ordinal, phase, host_id, action, state, attempts, changed_ms) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8)",
+                "INSERT INTO rollout_steps (step_id, rollout_id, ordinal, phase, host_id, action, state, attempts, changed_ms, task) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9)",
             )
             .bind(step.step_id.as_str())
             .bind(id.as_str())
@@ -320,6 +324,7 @@ impl Store {
             .bind(json(&step.action)?)
             .bind(StepState::Pending.as_str())
             .bind(now_ms)
+            .bind(step.task.as_ref().map(json).transpose()?)
             .execute(&mut *tx)
             .await?;
         }
@@ -346,12 +351,13 @@ impl Store {
         )
     }
 
-    /// The ids of the running rollouts, oldest first (what the engine
-    /// evaluates every round).
+    /// The ids of the running rollouts and those waiting for an operator,
+    /// oldest first (what the engine evaluates every round).
     pub async fn running_rollout_ids(&self) -> Result<Vec<String>, StoreError> {
         Ok(
-            sqlx::query_scalar("SELECT id FROM rollouts WHERE state = $1 ORDER BY seq")
+            sqlx::query_scalar("SELECT id FROM rollouts WHERE state IN ($1, $2) ORDER BY seq")
                 .bind(RolloutState::Running.as_str())
+                .bind(RolloutState::WaitingForOperator.as_str())
                 .fetch_all(&self.pool)
                 .await?,
         )
@@ -454,7 +460,7 @@ impl Store {
                          RETURNING attempts, host_id, action"
                     } else {
                         "UPDATE rollout_steps SET state = 'dispatched', attempts = attempts + 1, changed_ms = $2, \
-                         progress = '', restart = 'none' WHERE step_id = $1 AND state = 'pending' \
+                         progress = '', restart = 'none' WHERE step_id = $1 AND state = 'pending' AND task IS NULL \
                          RETURNING attempts, host_id, action"
                     };
                     let row = sqlx::query(sql)
@@ -490,7 +496,8 @@ impl Store {
                 Decision::TimedOut { step_id } => {
                     sqlx::query(
                         "UPDATE rollout_steps SET state = 'failed', outcome = 'failed', changed_ms = $2, \
-                         reason = 'no result within the step timeout' WHERE step_id = $1 AND state = 'dispatched'",
+                         reason = 'no result within the step timeout' WHERE step_id = $1 AND state = 'dispatched' \
+                         AND task IS NULL",
                     )
                     .bind(step_id.as_str())
                     .bind(now_ms)
@@ -553,6 +560,70 @@ impl Store {
                 }
                 Decision::Complete => {
                     set_rollout(RolloutState::Completed, rollout.current_phase, "")
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                // A task is opened, never sent: a person does it.
+                Decision::AwaitOperator { open, reason } => {
+                    for step_id in open {
+                        sqlx::query(
+                            "UPDATE rollout_steps SET state = 'dispatched', attempts = attempts + 1, changed_ms = $2, \
+                             outcome = NULL, reason = '' WHERE step_id = $1 AND state = 'pending' AND task IS NOT NULL",
+                        )
+                        .bind(step_id.as_str())
+                        .bind(now_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                        let host: String = sqlx::query_scalar(
+                            "SELECT host_id FROM rollout_steps WHERE step_id = $1",
+                        )
+                        .bind(step_id.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        audit_in(
+                            &mut tx,
+                            now_ms,
+                            "controller",
+                            "rollout task open",
+                            &rollout.id,
+                            &format!("{step_id} on {host}: waiting for an operator"),
+                        )
+                        .await?;
+                    }
+                    set_rollout(
+                        RolloutState::WaitingForOperator,
+                        rollout.current_phase,
+                        reason,
+                    )
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Decision::TaskExpired { step_id, reason } => {
+                    sqlx::query(
+                        "UPDATE rollout_steps SET state = 'failed', outcome = 'failed', changed_ms = $2, reason = $3 \
+                         WHERE step_id = $1 AND state = 'dispatched' AND task IS NOT NULL",
+                    )
+                    .bind(step_id.as_str())
+                    .bind(now_ms)
+                    .bind(reason.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Decision::StaleBackup {
+                    step_id,
+                    phase,
+                    reason,
+                } => {
+                    sqlx::query(
+                        "UPDATE rollout_steps SET state = 'failed', outcome = 'failed', changed_ms = $2, reason = $3 \
+                         WHERE step_id = $1 AND state = 'succeeded'",
+                    )
+                    .bind(step_id.as_str())
+                    .bind(now_ms)
+                    .bind(reason.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    set_rollout(RolloutState::Failed, *phase, reason)
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -625,7 +696,7 @@ impl Store {
         let row = sqlx::query(
             "UPDATE rollout_steps SET state = $3, outcome = $4, exit_code = $5, output_tail = $6, reason = $7, changed_ms = $8, \
              restart = $11 \
-             WHERE step_id = $1 AND host_id = $2 AND attempts = $9 AND state = 'dispatched' \
+             WHERE step_id = $1 AND host_id = $2 AND attempts = $9 AND state = 'dispatched' AND task IS NULL \
              AND rollout_id IN (SELECT id FROM rollouts WHERE COALESCE(nonce, '') = $10) RETURNING rollout_id",
         )
         .bind(step_id)
@@ -696,7 +767,7 @@ impl Store {
     /// delivered again now.
     pub async fn touch_dispatched(&self, host_id: &str, now_ms: i64) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE rollout_steps SET changed_ms = $2 WHERE host_id = $1 AND state = 'dispatched'",
+            "UPDATE rollout_steps SET changed_ms = $2 WHERE host_id = $1 AND state = 'dispatched' AND task IS NULL",
         )
         .bind(host_id)
         .bind(now_ms)
@@ -714,9 +785,10 @@ impl Store {
     ) -> Result<Vec<(ExecStep, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT s.step_id, s.phase, s.host_id, s.action, s.state, s.attempts, s.changed_ms, s.outcome, s.reason, \
-                    s.restart, r.nonce \
+                    s.restart, s.task, r.nonce \
              FROM rollout_steps s JOIN rollouts r ON r.id = s.rollout_id \
-             WHERE s.host_id = $1 AND (s.state = 'dispatched' OR (s.state = 'succeeded' AND s.restart = 'requested')) \
+             WHERE s.host_id = $1 AND s.task IS NULL \
+               AND (s.state = 'dispatched' OR (s.state = 'succeeded' AND s.restart = 'requested')) \
                AND r.state NOT IN ('completed', 'aborted') \
              ORDER BY r.seq, s.ordinal",
         )
@@ -784,6 +856,26 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        if let Some((step_id, note)) = &change.done {
+            let step = steps
+                .iter()
+                .find(|s| &s.step_id == step_id)
+                .and_then(|s| s.task.clone());
+            if let Some(mut task) = step {
+                task.done_by = actor.to_owned();
+                task.done_at_ms = Some(now_ms);
+                task.note = note.clone();
+                sqlx::query(
+                    "UPDATE rollout_steps SET state = 'succeeded', outcome = 'succeeded', changed_ms = $2, \
+                     reason = '', task = $3 WHERE step_id = $1 AND state IN ('dispatched', 'failed')",
+                )
+                .bind(step_id.as_str())
+                .bind(now_ms)
+                .bind(json(&task)?)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         for step_id in &change.approve_restarts {
             sqlx::query(
                 "UPDATE rollout_steps SET restart = 'approved' WHERE step_id = $1 AND restart = 'required'",
@@ -804,6 +896,7 @@ impl Store {
         }
         let action = match command {
             Command::Skip { .. } => "rollout skip host".to_owned(),
+            Command::Done { .. } => "rollout task done".to_owned(),
             other => format!("rollout {}", other.name()),
         };
         audit_in(&mut tx, now_ms, actor, &action, id, &change.details).await?;

@@ -665,6 +665,7 @@ mod tests {
             eta: None,
             backup: None,
             backups: Vec::new(),
+            tasks: Vec::new(),
         }
     }
 

@@ -118,6 +118,8 @@ impl From<&Component> for v1::Component {
                     .collect(),
                 databases_error: server.databases_error.clone().unwrap_or_default(),
                 backup_location: server.backup_location.clone().unwrap_or_default(),
+                commands: server.commands.iter().flatten().cloned().collect(),
+                commands_reported: server.commands.is_some(),
             })),
             Facts::Web(web) => Some(v1::component::Facts::Web(v1::WebFacts {
                 server_kind: v1::WebServerKind::from(web.server_kind).into(),
@@ -188,6 +190,9 @@ fn component_from_wire(index: usize, wire: &v1::Component) -> Result<Component, 
                 databases,
                 databases_error: non_empty(&server.databases_error),
                 backup_location: non_empty(&server.backup_location),
+                commands: server
+                    .commands_reported
+                    .then(|| server.commands.iter().cloned().collect()),
             })
         }
         Some(v1::component::Facts::Web(web)) => Facts::Web(WebFacts {
@@ -414,6 +419,7 @@ mod tests {
                     }],
                     databases_error: None,
                     backup_location: None,
+                    commands: None,
                 }),
             },
             Component {

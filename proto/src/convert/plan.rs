@@ -5,9 +5,10 @@ use super::role_from_wire;
 use crate::v1;
 use std::str::FromStr;
 use tierwise_common::plan::{
-    Action, Counts, DatabaseChange, Phase, PhaseKind, Plan, Step, TargetSummary,
+    Action, Counts, DatabaseChange, Phase, PhaseKind, Plan, PlannedTask, Step, TargetSummary,
 };
 use tierwise_common::rules::{Finding, Rule, Severity, Subject};
+use tierwise_common::task::TaskKind;
 use tierwise_common::{ClientWaves, ReleaseDate, Version};
 
 /// Why a plan from the controller cannot be read.
@@ -218,6 +219,7 @@ impl From<&Plan> for v1::Plan {
                             from: text(step.from),
                             to: step.to.to_string(),
                             offline: step.offline,
+                            task: step.task.map(|k| k.as_str().to_owned()).unwrap_or_default(),
                         })
                         .collect(),
                 })
@@ -249,8 +251,30 @@ impl From<&Plan> for v1::Plan {
                 clients_locked_out: count(c.clients_locked_out),
                 clients_update_check_enabled: count(c.clients_update_check_enabled),
             }),
+            tasks: plan
+                .tasks
+                .iter()
+                .map(|t| v1::PlannedTask {
+                    phase: count(t.phase),
+                    host_id: t.host_id.clone(),
+                    kind: t.kind.as_str().to_owned(),
+                    instructions: t.instructions.clone(),
+                    observable: t.observable,
+                    verification: t.verification.clone(),
+                })
+                .collect(),
         }
     }
+}
+
+/// A task kind as the wire names it; empty: none.
+fn task_kind(text: &str) -> Result<Option<TaskKind>, PlanWireError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    TaskKind::parse(text)
+        .map(Some)
+        .ok_or_else(|| bad(format!("unknown operator task `{text}`")))
 }
 
 impl TryFrom<&v1::Plan> for Plan {
@@ -287,6 +311,7 @@ impl TryFrom<&v1::Plan> for Plan {
                     from: optional_version(&step.from, "step")?,
                     to: version(&step.to, "step")?,
                     offline: step.offline,
+                    task: task_kind(&step.task)?,
                 });
             }
             phases.push(Phase {
@@ -328,6 +353,20 @@ impl TryFrom<&v1::Plan> for Plan {
             findings,
             acks_required: wire.acks_required.clone(),
             excluded: wire.excluded.clone(),
+            tasks: wire
+                .tasks
+                .iter()
+                .map(|t| {
+                    Ok(PlannedTask {
+                        phase: size(t.phase, "task phase")?,
+                        host_id: t.host_id.clone(),
+                        kind: task_kind(&t.kind)?.ok_or_else(|| bad("a task without a kind"))?,
+                        instructions: t.instructions.clone(),
+                        observable: t.observable,
+                        verification: t.verification.clone(),
+                    })
+                })
+                .collect::<Result<_, PlanWireError>>()?,
             counts: Counts {
                 hosts: size(counts.hosts, "hosts")?,
                 hosts_offline: size(counts.hosts_offline, "hosts offline")?,

@@ -296,6 +296,7 @@ mod tests {
                         .collect(),
                     databases_error: Some(text(4 * MAX_PROBE_TEXT)),
                     backup_location: None,
+                    commands: None,
                 }),
             },
             Component {

@@ -365,6 +365,20 @@ pub(super) async fn start_rollout(
         verify_timeouts_ms,
         restarts: parse_restart_policies(&request.restarts)
             .map_err(|e| ApiError::InvalidArgument(format!("restart: {e}")))?,
+        task_timeout_ms: duration_or(
+            &request.task_timeout,
+            "--task-timeout",
+            10_000,
+            7 * 86_400_000,
+            tierwise_common::rollout::DEFAULT_TASK_TIMEOUT_MS,
+        )?,
+        max_backup_age_ms: duration_or(
+            &request.max_backup_age,
+            "--max-backup-age",
+            10_000,
+            7 * 86_400_000,
+            tierwise_common::rollout::DEFAULT_MAX_BACKUP_AGE_MS,
+        )?,
         ..RolloutOptions::default()
     };
     let mut details = format!(
@@ -474,9 +488,10 @@ pub(super) async fn change_rollout(
                     host_id: request.host_id.clone(),
                 }
             }
+            RolloutChange::Done => done_command(&request.task, &request.note)?,
             RolloutChange::Unspecified => {
                 return Err(ApiError::InvalidArgument(
-                    "say pause, resume, abort, approve or skip".into(),
+                    "say pause, resume, abort, approve, skip or done".into(),
                 )
                 .into())
             }
@@ -487,10 +502,69 @@ pub(super) async fn change_rollout(
         .await
         .map_err(rollout_error)?;
     info!(rollout = %changed.id, command = command.name(), details = %change.details, %actor, "rollout changed by an operator");
+    // What a person did shows in the host's next report: ask for it now
+    // rather than at its next probe.
+    if let Some((step_id, _)) = &change.done {
+        if let Some(host) = api
+            .store
+            .rollout(&changed.id)
+            .await
+            .map_err(ApiError::from)?
+            .and_then(|(_, steps)| steps.into_iter().find(|s| &s.step_id == step_id))
+            .map(|s| s.host_id)
+        {
+            api.store
+                .enqueue_for_hosts(
+                    &[host],
+                    crate::store::outbox::HostCommand::Refresh,
+                    now_ms(),
+                )
+                .await
+                .map_err(ApiError::from)?;
+            api.engine.wake_outbox();
+        }
+    }
     api.engine.wake();
     Ok(Response::new(v1::RolloutView::from(
         &api.rollout_status(&changed.id).await?,
     )))
+}
+
+/// A duration flag: `default` when not given.
+fn duration_or(text: &str, what: &str, min: i64, max: i64, default: i64) -> Result<i64, ApiError> {
+    if text.trim().is_empty() {
+        return Ok(default);
+    }
+    tierwise_common::rollout::parse_duration_ms(text, what, min, max)
+        .map_err(ApiError::InvalidArgument)
+}
+
+/// The longest note an operator may give with `done`.
+const MAX_NOTE: usize = 1000;
+
+/// `done TASK [--note TEXT]`, checked before anything is read.
+fn done_command(task: &str, note: &str) -> Result<Command, ApiError> {
+    let task = task.trim();
+    if task.is_empty()
+        || task.len() > 64
+        || !task
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(ApiError::InvalidArgument(
+            "name the task by its id as `rollout status` lists it (e.g. r3-5), or by its kind (backup, install_server, reactivate_databases)".into(),
+        ));
+    }
+    let note = note.trim();
+    if note.chars().count() > MAX_NOTE || note.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(ApiError::InvalidArgument(format!(
+            "the note must be at most {MAX_NOTE} printable characters"
+        )));
+    }
+    Ok(Command::Done {
+        task: task.to_owned(),
+        note: note.to_owned(),
+    })
 }
 
 pub(super) async fn list_audit(
