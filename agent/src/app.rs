@@ -136,7 +136,23 @@ async fn connect_and_serve(
     };
     let identity = identity::start_renewer(settings.clone(), credentials);
     downloader.set_identity(identity.clone());
+    // The primary server hands over the Web Application its Server Manager
+    // generates; the task ends with this session loop's.
+    let handing_over = settings
+        .components
+        .iter()
+        .find_map(|c| c.web_app_output.clone())
+        .map(|output| {
+            tokio::spawn(crate::web_output::run(
+                output,
+                downloader.clone(),
+                settings.probe_interval,
+            ))
+        });
     session::run_forever(settings, watcher, runner, identity, reread).await;
+    if let Some(task) = handing_over {
+        task.abort();
+    }
     anyhow::anyhow!("the session loop ended")
 }
 

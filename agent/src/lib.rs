@@ -22,3 +22,4 @@ pub mod service;
 pub mod session;
 pub mod steps;
 pub mod watcher;
+pub mod web_output;

@@ -52,6 +52,7 @@ fn executor(dir: &Path) -> Executor {
         actions: BTreeMap::from([("install", recorder(dir))]),
         health: None,
         backup_location: None,
+        web_app_output: None,
     };
     Executor::new(&dir.join("state"), vec![client]).unwrap()
 }

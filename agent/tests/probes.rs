@@ -241,6 +241,7 @@ async fn discovery_reads_windows_only() {
         actions: Default::default(),
         health: None,
         backup_location: None,
+        web_app_output: None,
     };
     let inventory = probe::inventory(&[client]).await.unwrap();
     let Facts::Client(facts) = &inventory.components()[0].facts else {

@@ -50,6 +50,7 @@ fn executor(dir: &Path, install: ActionCommand) -> Executor {
         actions: BTreeMap::from([("install", install)]),
         health: None,
         backup_location: None,
+        web_app_output: None,
     };
     Executor::new(&dir.join("state"), vec![client]).unwrap()
 }
@@ -72,6 +73,7 @@ fn checked_executor(dir: &Path, port: u16) -> Executor {
             wait: Duration::from_secs(1),
         }),
         backup_location: None,
+        web_app_output: None,
     };
     Executor::new(&dir.join("state"), vec![client]).unwrap()
 }
@@ -321,6 +323,7 @@ fn backing_up_executor(dir: &Path) -> Executor {
             directory: backups,
             pattern: "{database}_*.bak".parse().unwrap(),
         }),
+        web_app_output: None,
     };
     Executor::new(&dir.join("state"), vec![server]).unwrap()
 }
@@ -435,6 +438,7 @@ mod web_deploy {
             actions: BTreeMap::new(),
             health: None,
             backup_location: None,
+            web_app_output: None,
         };
         Executor::new(&dir.join("state"), vec![web]).unwrap()
     }

@@ -65,6 +65,7 @@ fn main() {
         licence: Some(&licence),
         target,
         waves: &waves,
+        web_packages: None,
     };
     let rss_snapshot = peak_rss_kib();
 
@@ -130,6 +131,7 @@ fn decide_in_largest_wave(plan: &tierwise_common::plan::Plan, hosts: &[HostRecor
         steps: &steps,
         hosts,
         windows: &[],
+        web_packages: None,
     };
     let mut times: Vec<Duration> = Vec::with_capacity(RUNS);
     let mut dispatched = 0;

@@ -29,6 +29,12 @@ pub enum StepAction {
     ReactivateDatabases {
         version: Version,
     },
+    /// Generate the Web Application packages of `version` in the Server
+    /// Manager, one for each kind of web server (a site's own command).
+    GenerateWebApp {
+        version: Version,
+        web_servers: Vec<crate::WebServerKind>,
+    },
     /// Replace the Web Application in the document directory.
     DeployWebApp {
         version: Version,
@@ -54,6 +60,7 @@ impl StepAction {
             StepAction::StartServices { .. } => "start_services",
             StepAction::ReactivateDatabases { .. } => "reactivate_databases",
             StepAction::DeployWebApp { .. } => "deploy_web_app",
+            StepAction::GenerateWebApp { .. } => "generate_web_app",
             StepAction::Reprobe => "reprobe",
             StepAction::Restart { .. } => "restart",
         }
@@ -62,7 +69,9 @@ impl StepAction {
     /// The role whose configuration defines the command.
     pub const fn role(&self) -> Option<Role> {
         match self {
-            StepAction::Backup | StepAction::ReactivateDatabases { .. } => Some(Role::Server),
+            StepAction::Backup
+            | StepAction::ReactivateDatabases { .. }
+            | StepAction::GenerateWebApp { .. } => Some(Role::Server),
             StepAction::StopServices { role }
             | StepAction::StartServices { role }
             | StepAction::InstallComponent { role, .. }
@@ -125,6 +134,7 @@ impl StepAction {
         match self {
             StepAction::InstallComponent { version, .. }
             | StepAction::ReactivateDatabases { version }
+            | StepAction::GenerateWebApp { version, .. }
             | StepAction::DeployWebApp { version, .. } => Some(*version),
             _ => None,
         }

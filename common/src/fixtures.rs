@@ -58,6 +58,7 @@ pub fn server(
                 databases_error: None,
                 backup_location: None,
                 commands: None,
+                web_app_output: None,
             }),
         },
     )
@@ -90,6 +91,7 @@ pub fn web(
                 server_kind: kind,
                 docroot: "/var/www/passwordsecure".to_owned(),
                 websocket,
+                packages: None,
             }),
         },
     )

@@ -83,6 +83,11 @@ pub struct ServerFacts {
     /// before tasks), which counts as every command configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub commands: Option<BTreeSet<String>>,
+    /// Where the Server Manager's generated Web Application packages are
+    /// picked up (`web_app_output`: a folder per web server kind); `None`
+    /// when not configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_app_output: Option<String>,
 }
 
 impl ServerFacts {
@@ -92,12 +97,16 @@ impl ServerFacts {
     }
 }
 
+/// At most this many Web Application packages per web host are reported.
+pub const MAX_WEB_PACKAGES: usize = 64;
 /// At most this many action names per component are accepted, each at
 /// most `MAX_ACTION_NAME` bytes.
 pub const MAX_ACTIONS: usize = 16;
 pub const MAX_ACTION_NAME: usize = 32;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 #[derive(strum::IntoStaticStr, strum::EnumString)]
 #[cfg_attr(test, derive(strum::EnumIter))]
@@ -124,6 +133,10 @@ pub struct WebFacts {
     pub docroot: String,
     /// IIS "WebSocket Protocol" feature, Apache `proxy_wstunnel`, nginx proxying.
     pub websocket: Check,
+    /// The releases whose Web Application package lies at the host's own
+    /// `web_app` path; `None` when it has none configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packages: Option<Vec<Version>>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -409,6 +422,7 @@ mod tests {
                 databases_error: Some(long),
                 backup_location: None,
                 commands: None,
+                web_app_output: None,
             }),
         }])
         .unwrap();
@@ -435,6 +449,7 @@ mod tests {
                     databases_error: None,
                     backup_location: None,
                     commands: None,
+                    web_app_output: None,
                 }),
             )])
         };
@@ -457,6 +472,7 @@ mod tests {
                     server_kind: WebServerKind::Iis,
                     docroot,
                     websocket: Check::Yes,
+                    packages: None,
                 }),
             )])
         };
@@ -512,6 +528,7 @@ mod tests {
                 databases_error: None,
                 backup_location: None,
                 commands: None,
+                web_app_output: None,
             }),
         )]);
         assert_eq!(dup_db, Err(InventoryError::DuplicateDatabase("a".into())));

@@ -110,6 +110,7 @@ mod tests {
                 databases_error: None,
                 backup_location: None,
                 commands: None,
+                web_app_output: None,
             }),
         };
         let json = serde_json::to_string(&ComponentJson::from(&component)).unwrap();

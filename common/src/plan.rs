@@ -22,6 +22,25 @@ pub struct PlanRequest<'a> {
     pub licence: Option<&'a Licence>,
     pub target: Version,
     pub waves: &'a ClientWaves,
+    /// The Web Application packages the controller holds for the target;
+    /// `None`: not known, every web host counts as having its package.
+    pub web_packages: Option<&'a WebPackages>,
+}
+
+/// The Web Application packages the controller holds for one release: one
+/// for every kind of web server (`generic`, registered without a kind), or
+/// one per kind (made by the Server Manager for IIS, Apache or nginx).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WebPackages {
+    pub generic: bool,
+    pub kinds: BTreeSet<crate::WebServerKind>,
+}
+
+impl WebPackages {
+    /// Whether a web host of `kind` has a package to deploy.
+    pub fn covers(&self, kind: crate::WebServerKind) -> bool {
+        self.generic || self.kinds.contains(&kind)
+    }
 }
 
 /// Requests the planner cannot answer with a plan at all.
@@ -49,6 +68,9 @@ pub enum Action {
     /// One reactivation on the primary server for all its databases.
     ReactivateDatabases,
     InstallAppServer,
+    /// Generate the Web Application on the primary server, for the kinds
+    /// of web server whose package nobody holds yet.
+    GenerateWebApp,
     DeployWebApp,
     InstallClient,
 }
@@ -76,6 +98,9 @@ pub struct Step {
     /// says how).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<TaskKind>,
+    /// For `generate_web_app`: the kinds of web server it is made for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub web_servers: Vec<crate::WebServerKind>,
 }
 
 /// A step a person does, with what they are told and what the rollout
@@ -256,6 +281,7 @@ fn component_step(
                 to: target.version,
                 offline: !host.online,
                 task: None,
+                web_servers: Vec::new(),
             }))
         }
         Some(ProbedVersion::Unknown(why)) => {
@@ -282,6 +308,34 @@ fn with_services(install: Step) -> [Step; 3] {
             ..install
         },
     ]
+}
+
+/// The kinds of web server whose Web Application of `target` nobody has
+/// yet: neither the controller (for the kind, or for every kind) nor the
+/// web host at its own `web_app` path. The vendor's package exists only
+/// once the Server Manager of the target generated it, per kind of web
+/// server; `None` when every web step has its package.
+fn web_app_needed(
+    hosts: &[&HostRecord],
+    web_phase: &Phase,
+    packages: &WebPackages,
+    target: Version,
+) -> Option<Vec<crate::WebServerKind>> {
+    let mut missing = BTreeSet::new();
+    for step in &web_phase.steps {
+        let facts = hosts
+            .iter()
+            .find(|h| h.host_id == step.host_id)
+            .and_then(|h| h.inventory.component(Role::Web))
+            .map(|c| &c.facts);
+        if let Some(Facts::Web(web)) = facts {
+            let local = web.packages.as_ref().is_some_and(|p| p.contains(&target));
+            if !local && !packages.covers(web.server_kind) {
+                missing.insert(web.server_kind);
+            }
+        }
+    }
+    (!missing.is_empty()).then(|| missing.into_iter().collect())
 }
 
 /// The task a step is when the server's agent has no command for it.
@@ -346,7 +400,11 @@ fn server_unit(
 
 /// The tasks of a plan's phases, in step order, with their instructions
 /// (ids to be filled in by the rollout) and how each is checked.
-fn planned_tasks(phases: &[Phase], server_reports_databases: bool) -> Vec<PlannedTask> {
+fn planned_tasks(
+    phases: &[Phase],
+    server_reports_databases: bool,
+    web_app_output: Option<&str>,
+) -> Vec<PlannedTask> {
     let mut tasks = Vec::new();
     for (index, phase) in phases.iter().enumerate() {
         for step in &phase.steps {
@@ -364,6 +422,8 @@ fn planned_tasks(phases: &[Phase], server_reports_databases: bool) -> Vec<Planne
                     to: step.to,
                     databases: &step.databases,
                     ids: None,
+                    web_servers: &step.web_servers,
+                    web_app_output,
                 }),
                 observable,
                 verification: text,
@@ -433,6 +493,7 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
     let mut backup_phase = Phase::new(PhaseKind::Backup);
     let mut server_phase = Phase::new(PhaseKind::Server);
     let mut database_phase = Phase::new(PhaseKind::Databases);
+    let mut primary: Option<(&HostRecord, ServerFacts)> = None;
     match servers.as_slice() {
         [] => {
             findings.push(Finding::new(
@@ -477,6 +538,7 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
                 Err(()) => server_phase.blocked = true,
             }
             let server_updated = !server_phase.steps.is_empty();
+            primary = Some((server, facts.clone()));
             counts.databases = facts.databases.len();
             if server_updated
                 && facts.backup_location.is_none()
@@ -564,6 +626,7 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
                     to: target.version,
                     offline: !server.online,
                     task: task_unless(facts, TaskKind::ReactivateDatabases),
+                    web_servers: Vec::new(),
                 });
             }
         }
@@ -625,6 +688,26 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
                 Ok(step) => web_phase.steps.extend(step),
                 Err(()) => web_phase.blocked = true,
             }
+        }
+    }
+    let web_app_output = primary
+        .as_ref()
+        .and_then(|(_, facts)| facts.web_app_output.clone());
+    if let (Some((server, facts)), Some(packages)) = (&primary, request.web_packages) {
+        if let Some(generate) = web_app_needed(&hosts, &web_phase, packages, target.version) {
+            web_phase.steps.insert(
+                0,
+                Step {
+                    host_id: server.host_id.clone(),
+                    action: Action::GenerateWebApp,
+                    databases: Vec::new(),
+                    from: None,
+                    to: target.version,
+                    offline: !server.online,
+                    task: task_unless(facts, TaskKind::GenerateWebApp),
+                    web_servers: generate,
+                },
+            );
         }
     }
 
@@ -751,7 +834,7 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
         });
     }
 
-    let tasks = planned_tasks(&phases, counts.databases > 0);
+    let tasks = planned_tasks(&phases, counts.databases > 0, web_app_output.as_deref());
     if !tasks.is_empty() {
         findings.push(Finding::new(
             Severity::Warning,

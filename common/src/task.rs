@@ -23,6 +23,8 @@ pub enum TaskKind {
     InstallServer,
     /// Reactivate the databases in the Server Manager's ribbon.
     ReactivateDatabases,
+    /// Generate the Web Application for each kind of web server.
+    GenerateWebApp,
 }
 
 impl TaskKind {
@@ -41,6 +43,7 @@ impl TaskKind {
             Action::Backup => Some(TaskKind::Backup),
             Action::InstallServer => Some(TaskKind::InstallServer),
             Action::ReactivateDatabases => Some(TaskKind::ReactivateDatabases),
+            Action::GenerateWebApp => Some(TaskKind::GenerateWebApp),
             _ => None,
         }
     }
@@ -51,6 +54,7 @@ impl TaskKind {
             TaskKind::Backup => "backup",
             TaskKind::InstallServer => "install",
             TaskKind::ReactivateDatabases => "reactivate_databases",
+            TaskKind::GenerateWebApp => "generate_web_app",
         }
     }
 
@@ -60,6 +64,7 @@ impl TaskKind {
             TaskKind::Backup => "back up the databases",
             TaskKind::InstallServer => "install the Server Manager",
             TaskKind::ReactivateDatabases => "reactivate the databases",
+            TaskKind::GenerateWebApp => "generate the Web Application",
         }
     }
 
@@ -126,6 +131,10 @@ pub struct TaskContext<'a> {
     /// The rollout and the task's id, once the rollout exists; the plan
     /// shows placeholders.
     pub ids: Option<(&'a str, &'a str)>,
+    /// For the Web Application: the kinds of web server it is made for,
+    /// and where the server's agent picks the packages up.
+    pub web_servers: &'a [crate::WebServerKind],
+    pub web_app_output: Option<&'a str>,
 }
 
 /// How the rollout checks a task once an operator said it is done.
@@ -148,10 +157,24 @@ fn names(databases: &[DatabaseChange]) -> String {
         .join(", ")
 }
 
+fn kinds(web_servers: &[crate::WebServerKind]) -> String {
+    web_servers
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
 /// What the rollout checks after `done`, from what the server's agent
 /// reports (`databases`: whether it reports any).
 pub fn verification(kind: TaskKind, host_id: &str, to: Version, databases: bool) -> Verification {
     match kind {
+        TaskKind::GenerateWebApp => Verification {
+            observable: true,
+            text: format!(
+                "the controller must hold a Web Application package of {to} for each kind of web server (and, where releases are signed, signed metadata covering it); each web host then gets the one for its kind"
+            ),
+        },
         TaskKind::Backup => Verification {
             observable: false,
             text: format!(
@@ -175,6 +198,14 @@ pub fn verification(kind: TaskKind, host_id: &str, to: Version, databases: bool)
     }
 }
 
+/// How a plan's instructions say a task is done, before the rollout and
+/// the task have ids.
+pub const DONE_PLACEHOLDER: &str = "`tierwise rollout done ROLLOUT TASK`";
+
+fn add_command(to: Version) -> String {
+    format!("`tierwise artifacts add FILE --release {to} --component web --web-server KIND`")
+}
+
 /// The instructions a person follows, precise enough to act on without
 /// the manual: the host, the button, the release, the databases by name,
 /// and how to say it is done.
@@ -183,7 +214,7 @@ pub fn instructions(ctx: &TaskContext<'_>) -> String {
     let to = ctx.to;
     let done = match ctx.ids {
         Some((rollout, task)) => format!("`tierwise rollout done {rollout} {task}`"),
-        None => "`tierwise rollout done ROLLOUT TASK`".to_owned(),
+        None => DONE_PLACEHOLDER.to_owned(),
     };
     let databases = if ctx.databases.is_empty() {
         "every database it manages".to_owned()
@@ -204,6 +235,24 @@ pub fn instructions(ctx: &TaskContext<'_>) -> String {
         TaskKind::ReactivateDatabases => format!(
             "On {host}, log in to the Server Manager {to}, open the module Databases and reactivate {databases} with the button in the ribbon; this raises their patch level to {to}. Then {done}. Nobody can log in until it is done."
         ),
+        TaskKind::GenerateWebApp => {
+            let kinds = kinds(ctx.web_servers);
+            let hand_over = match ctx.web_app_output {
+                Some(dir) => format!(
+                    "save each ZIP in its own folder under {dir} ({}), where the server's agent picks it up and hands it to the controller, or add it with {}",
+                    ctx.web_servers
+                        .iter()
+                        .map(|k| format!("{dir}/{}", k.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    add_command(to)
+                ),
+                None => format!("add each ZIP with {}", add_command(to)),
+            };
+            format!(
+                "On {host}, log in to the Server Manager {to} and generate the Web Application for {kinds} (one package per kind of web server; it carries this installation's server address and port); {hand_over}. Where releases are signed, sign each package offline (`tierwise keys release … --installer FILE={to}:web`) and import the metadata. Then {done}."
+            )
+        }
     }
 }
 
@@ -236,6 +285,8 @@ mod tests {
                 to: v("26.3.100.34058"),
                 databases: &databases,
                 ids: Some(("r4", "r4-5")),
+                web_servers: &[crate::WebServerKind::Iis],
+                web_app_output: None,
             });
             assert!(text.contains("srv-01"), "{text}");
             assert!(text.contains("tierwise rollout done r4 r4-5"), "{text}");
@@ -249,6 +300,8 @@ mod tests {
             to: v("26.3.100.34058"),
             databases: &databases,
             ids: None,
+            web_servers: &[],
+            web_app_output: None,
         });
         assert!(reactivate.contains("PSDB (patch level 9.3.1.33994), PSDB_HR"));
         assert!(reactivate.contains("raises their patch level to 26.3.100.34058"));

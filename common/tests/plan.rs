@@ -48,6 +48,7 @@ fn plan_for(hosts: &[HostRecord], target: &str, until: &str) -> Plan {
         licence: Some(&licence),
         target: v(target),
         waves: &ClientWaves::default(),
+        web_packages: None,
     })
     .unwrap()
 }
@@ -307,6 +308,7 @@ fn unknown_target_and_empty_installation_are_errors() {
         licence: None,
         target,
         waves: &waves,
+        web_packages: None,
     };
     let err = plan(&request(v("26.3.100.99999"), "prod")).unwrap_err();
     assert!(matches!(err, PlanError::UnknownTarget { .. }));

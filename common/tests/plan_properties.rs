@@ -177,6 +177,7 @@ proptest! {
             licence: licence.as_ref(),
             target,
             waves: &waves,
+            web_packages: None,
         };
         // Never panics; the only errors are the documented ones.
         let result = plan(&request);

@@ -194,6 +194,7 @@ impl World {
             licence: Some(&licence("prod", "2030-12-31")),
             target: TO,
             waves: &ClientWaves::parse("50%,100%").unwrap(),
+            web_packages: None,
         })
         .unwrap();
         assert!(!planned.blocked, "{:?}", planned.findings);
@@ -328,6 +329,7 @@ impl World {
                     steps: &self.steps,
                     hosts: &self.hosts,
                     windows: &[],
+                    web_packages: None,
                 },
                 self.now,
             );

@@ -22,4 +22,5 @@ pub mod store;
 #[cfg(test)]
 mod test_fixtures;
 pub mod ui;
+pub mod web_packages;
 pub mod wire;

@@ -301,6 +301,7 @@ impl RolloutStatus {
         outputs: &[(String, Option<i64>, String)],
         progress: &[(String, String)],
         hosts: &[HostRecord],
+        web_packages: Option<&tierwise_common::plan::WebPackages>,
     ) -> Self {
         let phases = rollout
             .phases
@@ -385,14 +386,14 @@ impl RolloutStatus {
                     .unwrap_or_default(),
             })
             .collect();
-        let by_id: std::collections::BTreeMap<&str, &HostRecord> =
-            hosts.iter().map(|h| (h.host_id.as_str(), h)).collect();
+        let observed = tierwise_common::rollout::Observed::new(hosts, web_packages);
+        let by_id = &observed.hosts;
         let awaiting_reports = steps
             .iter()
             .filter(|s| s.phase == rollout.current_phase && s.state == StepState::Succeeded)
             .filter(|_| !rollout.state.is_final())
             .filter_map(|s| {
-                tierwise_common::rollout::awaited(s, &by_id).map(|(expected, reported)| {
+                tierwise_common::rollout::awaited(s, &observed).map(|(expected, reported)| {
                     AwaitedReport {
                         step_id: s.step_id.clone(),
                         host_id: s.host_id.clone(),
@@ -406,7 +407,7 @@ impl RolloutStatus {
         let pending_restarts = steps
             .iter()
             .filter(|_| !rollout.state.is_final())
-            .filter(|s| tierwise_common::rollout::restart_pending(s, &by_id))
+            .filter(|s| tierwise_common::rollout::restart_pending(s, by_id))
             .map(|s| PendingRestart {
                 step_id: s.step_id.clone(),
                 host_id: s.host_id.clone(),
@@ -430,7 +431,7 @@ impl RolloutStatus {
             .iter()
             .filter_map(|s| {
                 let task = s.task.as_ref()?;
-                let state = tierwise_common::rollout::task_state(s, &by_id)?;
+                let state = tierwise_common::rollout::task_state(s, &observed)?;
                 let done = task.done_at_ms.is_some();
                 Some(TaskView {
                     id: s.step_id.clone(),
@@ -486,12 +487,12 @@ mod tests {
         let steps: Vec<ExecStep> = (0..LISTED + 5)
             .map(|n| step(n, &format!("cl-{n:05}"), StepState::Dispatched))
             .collect();
-        let status = RolloutStatus::build(&record, &steps, &[], &[], &[]);
+        let status = RolloutStatus::build(&record, &steps, &[], &[], &[], None);
         assert_eq!(status.running.len(), LISTED);
         assert_eq!(status.running[0].step_id, "r1-0", "in step order");
         assert_eq!(status.omitted.get("running"), Some(&5));
         assert_eq!(status.phases[0].dispatched, LISTED + 5, "counts are whole");
-        let small = RolloutStatus::build(&record, &steps[..3], &[], &[], &[]);
+        let small = RolloutStatus::build(&record, &steps[..3], &[], &[], &[], None);
         assert!(small.omitted.is_empty());
     }
 }

@@ -256,7 +256,12 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     let refusal_audit = tokio::spawn(auth.clone().run_refusal_audit());
     let sessions = Sessions::default();
     let (drain_tx, drained) = mpsc::channel::<()>(1);
-    let engine = Engine::new(store.clone(), Arc::new(sessions.clone()));
+    let engine = Engine::new(store.clone(), Arc::new(sessions.clone())).trusting(
+        crate::web_packages::ReleaseTrust {
+            allow_unsigned: settings.allow_unsigned_releases,
+            release_root: settings.release_root.clone(),
+        },
+    );
     let artifacts = crate::artifacts::ArtifactStore::new(&settings.data_dir);
 
     let agent_service = AgentServiceServer::new(

@@ -426,7 +426,7 @@ mod tests {
     use serde_json::json;
 
     fn protected() -> RolloutStatus {
-        let mut status = RolloutStatus::build(&wave_rollout(), &[], &[], &[], &[]);
+        let mut status = RolloutStatus::build(&wave_rollout(), &[], &[], &[], &[], None);
         let file = |database: &str, path: &str| {
             DatabaseBackupView::new(
                 "srv-01",

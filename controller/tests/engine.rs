@@ -123,6 +123,7 @@ async fn the_engine_hands_out_decisions_outstanding_steps_and_restarts() {
         licence: Some(&licence("prod", "2030-12-31")),
         target: TO,
         waves: &ClientWaves::parse("100%").unwrap(),
+        web_packages: None,
     })
     .unwrap();
     let options = RolloutOptions::default();

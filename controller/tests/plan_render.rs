@@ -30,6 +30,7 @@ fn render_plan(
         licence: licence.as_ref(),
         target: v(target),
         waves: &waves,
+        web_packages: None,
     })
     .unwrap();
     render(&plan)

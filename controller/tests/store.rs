@@ -39,6 +39,7 @@ fn server_inventory(version: Version, active: bool) -> Inventory {
             databases_error: None,
             backup_location: None,
             commands: None,
+            web_app_output: None,
         }),
     }])
     .unwrap()
@@ -66,6 +67,7 @@ fn web_and_client() -> Inventory {
                 server_kind: WebServerKind::Iis,
                 docroot: r"C:\inetpub\psweb".into(),
                 websocket: Check::No,
+                packages: None,
             }),
         },
         Component {

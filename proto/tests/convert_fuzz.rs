@@ -83,6 +83,7 @@ fn component() -> impl Strategy<Value = v1::Component> {
                     backup_location: b,
                     commands: c,
                     commands_reported: r,
+                    ..Default::default()
                 })
             }),
         (enum_value(), enum_value()).prop_map(|(k, w)| Facts::Web(v1::WebFacts {

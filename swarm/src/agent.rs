@@ -107,6 +107,7 @@ fn inventory(plays: Plays, version: Version, databases_at: Version, variant: boo
                 databases_error: None,
                 backup_location: None,
                 commands: None,
+                web_app_output: None,
             }),
         },
         Plays::Web => Component {
@@ -116,6 +117,7 @@ fn inventory(plays: Plays, version: Version, databases_at: Version, variant: boo
                 server_kind: WebServerKind::Apache,
                 docroot: "/var/www/passwordsecure".into(),
                 websocket: Check::Yes,
+                packages: None,
             }),
         },
         Plays::Client => Component {

@@ -371,3 +371,161 @@ fn a_backup_older_than_max_backup_age_is_taken_again_before_the_server() -> Resu
     })?;
     Ok(())
 }
+
+/// Writes a Web Application package: its `version.txt` (what the harness's
+/// web probe reads) and an `index.html` naming who it was made for.
+fn web_package(path: &Path, version: &str, made_for: &str) -> Result<()> {
+    use std::io::Write;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut zip = zip::ZipWriter::new(std::fs::File::create(path)?);
+    for (name, text) in [
+        ("version.txt", format!("{version}\n")),
+        (
+            "index.html",
+            format!("<!doctype html><title>{made_for}</title>"),
+        ),
+    ] {
+        zip.start_file(name, zip::write::SimpleFileOptions::default())?;
+        zip.write_all(text.as_bytes())?;
+    }
+    zip.finish()?;
+    Ok(())
+}
+
+#[test]
+fn a_web_application_generated_mid_rollout_reaches_each_kind_of_web_server() -> Result<()> {
+    let root = tempfile::tempdir()?;
+    let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0")?;
+    let url = controller.url();
+    let order = root.path().join("order.log");
+    let mut server = Agent::start(
+        root.path(),
+        &url,
+        "srv-01",
+        Plays::Server(vec![("PSDB", true, V931)]),
+        V931,
+    )?;
+    server.with_installers(&order, "0.1")?;
+    // The Server Manager saves what it generates here, a folder per kind.
+    let output = root.path().join("webapp-out");
+    let config = std::fs::read_to_string(&server.config)?;
+    let config = config.replacen(
+        "\n[component.actions]",
+        &format!(
+            "web_app_output = {:?}\n\n[component.actions]",
+            output.display().to_string()
+        ),
+        1,
+    );
+    set_file(&server.config, &config)?;
+    server.restart()?;
+    let apache = Agent::start(
+        root.path(),
+        &url,
+        "web-apache",
+        Plays::Web { websocket: true },
+        V931,
+    )?;
+    let mut iis = Agent::start(
+        root.path(),
+        &url,
+        "web-iis",
+        Plays::Web { websocket: true },
+        V931,
+    )?;
+    let config =
+        std::fs::read_to_string(&iis.config)?.replace("server = \"apache\"", "server = \"iis\"");
+    set_file(&iis.config, &config)?;
+    iis.restart()?;
+    for host in ["srv-01", "web-apache", "web-iis"] {
+        controller.wait_online(host, true, Duration::from_secs(20))?;
+    }
+    controller.cli(&["releases", "import", &catalogue_path()])?;
+    controller.license("prod")?;
+
+    // Neither web host has a package of the target, nor the controller:
+    // the plan says who makes them, and is not "Ready".
+    let planned = until("the web hosts to report", Duration::from_secs(20), || {
+        let planned = plan(&controller, V263)?;
+        Ok(planned["tasks"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["kind"] == "generate_web_app"))
+            .then_some(planned))
+    })?;
+    let task_plan = planned["tasks"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["kind"] == "generate_web_app"))
+        .cloned()
+        .unwrap_or_default();
+    let instructions = task_plan["instructions"].as_str().unwrap_or_default();
+    assert!(
+        instructions.contains("iis and apache")
+            && instructions.contains(&output.display().to_string()),
+        "{instructions}"
+    );
+    let text = controller.cli(&["rollout", "plan", "--installation", "prod", "--to", V263])?;
+    assert!(!text.contains("Ready: nothing blocks"), "{text}");
+    assert!(text.contains("generate_web_app"), "{text}");
+
+    controller.rollout_start(&[])?;
+    let status = until(
+        "the rollout to wait for the Web Application",
+        Duration::from_secs(30),
+        || {
+            let status = controller.rollout_status()?;
+            Ok((status["state"] == "waiting_for_operator"
+                && task(&status, "generate_web_app")["state"] == "open")
+                .then_some(status))
+        },
+    )?;
+    let rollout = status["id"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        !apache.runs().iter().any(|l| l.contains("deploy")),
+        "nothing deployed before the package exists"
+    );
+
+    // The person generates one package per kind into the output folder;
+    // the server's agent hands them over.
+    web_package(
+        &output.join("iis").join("PSWebApp-IIS.zip"),
+        V263,
+        "made for IIS",
+    )?;
+    web_package(
+        &output.join("apache").join("PSWebApp-Apache.zip"),
+        V263,
+        "made for Apache",
+    )?;
+    until(
+        "both packages at the controller",
+        Duration::from_secs(30),
+        || {
+            let audit: Value = serde_json::from_str(&controller.cli(&["audit", "--json"])?)?;
+            let handed: Vec<Value> = audit
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["action"] == "web package add" && e["actor"] == "agent srv-01")
+                .cloned()
+                .collect();
+            Ok((handed.len() == 2).then_some(()))
+        },
+    )?;
+    controller.cli(&["rollout", "done", &rollout, "generate_web_app"])?;
+    let status = until("the rollout to complete", Duration::from_secs(60), || {
+        state_is(&controller, "completed")
+    })?;
+    assert_eq!(task(&status, "generate_web_app")["state"], "verified");
+    let index = |agent: &Agent| {
+        std::fs::read_to_string(agent.dir.join("docroot").join("index.html")).unwrap_or_default()
+    };
+    assert!(index(&iis).contains("made for IIS"), "{}", index(&iis));
+    assert!(
+        index(&apache).contains("made for Apache"),
+        "{}",
+        index(&apache)
+    );
+    Ok(())
+}

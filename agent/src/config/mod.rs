@@ -74,6 +74,10 @@ pub struct ComponentSpec {
     /// `server` only: where the backup action's backups land; the step
     /// then succeeds only when a new one is there.
     pub backup_location: Option<BackupLocation>,
+    /// `server` only: where the Server Manager saves the Web Application
+    /// it generates, a folder per kind of web server (`iis`, `apache`,
+    /// `nginx`); the agent hands new packages to the controller.
+    pub web_app_output: Option<PathBuf>,
 }
 
 /// Where backups land: a directory, and the pattern of their file names

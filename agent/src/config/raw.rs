@@ -40,6 +40,7 @@ pub(super) struct RawComponent {
     pub(super) websocket: Option<Spanned<RawCheck>>,
     pub(super) update_check: Option<Spanned<RawCheck>>,
     pub(super) web_app: Option<Spanned<String>>,
+    pub(super) web_app_output: Option<Spanned<PathBuf>>,
     pub(super) health: Option<Spanned<RawHealth>>,
     pub(super) actions: Option<RawActions>,
 }
@@ -62,6 +63,7 @@ pub(super) struct RawActions {
     pub(super) install: Option<Spanned<RawActionCommand>>,
     pub(super) start_services: Option<Spanned<RawActionCommand>>,
     pub(super) reactivate_databases: Option<Spanned<RawActionCommand>>,
+    pub(super) generate_web_app: Option<Spanned<RawActionCommand>>,
     pub(super) restart: Option<Spanned<RawActionCommand>>,
 }
 

@@ -276,7 +276,25 @@ pub(super) fn settings(
             if let Some(d) = &component.databases {
                 return Err(misplaced("databases", d.span(), "server"));
             }
+            if let Some(o) = &component.web_app_output {
+                return Err(misplaced("web_app_output", o.span(), "server"));
+            }
         }
+        let web_app_output = component
+            .web_app_output
+            .as_ref()
+            .map(|o| {
+                let dir = o.get_ref();
+                if dir.as_os_str().is_empty() || !dir.is_absolute() {
+                    return Err(here(
+                        "web_app_output",
+                        Some(o.span()),
+                        "give the absolute folder the Server Manager saves the generated Web Application in (a subfolder per kind: iis, apache, nginx)".into(),
+                    ));
+                }
+                Ok(dir.clone())
+            })
+            .transpose()?;
         if role != Role::Web {
             if let Some(s) = &component.server {
                 return Err(misplaced("server", s.span(), "web"));
@@ -378,6 +396,7 @@ pub(super) fn settings(
                 ("install", &raw.install, false),
                 ("start_services", &raw.start_services, false),
                 ("reactivate_databases", &raw.reactivate_databases, true),
+                ("generate_web_app", &raw.generate_web_app, true),
                 ("restart", &raw.restart, false),
             ] {
                 let Some(entry) = entry else { continue };
@@ -434,6 +453,7 @@ pub(super) fn settings(
             actions,
             health,
             backup_location,
+            web_app_output,
         });
     }
     components.sort_by_key(|c| c.role);

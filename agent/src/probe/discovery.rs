@@ -158,6 +158,7 @@ pub fn discovered_components(entries: &[UninstallEntry], state_dir: &Path) -> Ve
                 actions: BTreeMap::new(),
                 health: None,
                 backup_location: None,
+                web_app_output: None,
             }),
             Role::Client => Some(ComponentSpec {
                 role,
@@ -166,6 +167,7 @@ pub fn discovered_components(entries: &[UninstallEntry], state_dir: &Path) -> Ve
                 actions: BTreeMap::from([("install", client_install_action(state_dir))]),
                 health: None,
                 backup_location: None,
+                web_app_output: None,
             }),
             // `classify` names no other role.
             Role::AppServer | Role::Web => None,

@@ -34,6 +34,10 @@ pub async fn inventory(components: &[ComponentSpec]) -> Result<Inventory, Invent
                     server.backup_location = spec.backup_location.as_ref().map(ToString::to_string);
                     // What has no command here is an operator task.
                     server.commands = Some(spec.actions.keys().map(|k| (*k).to_owned()).collect());
+                    server.web_app_output = spec
+                        .web_app_output
+                        .as_ref()
+                        .map(|d| d.display().to_string());
                     Facts::Server(server)
                 }
                 other => other,
@@ -168,19 +172,21 @@ async fn facts(spec: &FactsSpec) -> Facts {
                 databases_error: None,
                 backup_location: None,
                 commands: None,
+                web_app_output: None,
             },
             Err(why) => ServerFacts {
                 databases: Vec::new(),
                 databases_error: Some(why),
                 backup_location: None,
                 commands: None,
+                web_app_output: None,
             },
         }),
         FactsSpec::Web {
             server,
             docroot,
             websocket,
-            ..
+            web_app,
         } => Facts::Web(WebFacts {
             server_kind: *server,
             docroot: docroot.display().to_string(),
@@ -188,6 +194,7 @@ async fn facts(spec: &FactsSpec) -> Facts {
                 Some(probe) => check(probe).await,
                 None => Check::Unknown,
             },
+            packages: web_app.as_deref().map(local_packages),
         }),
         FactsSpec::Client { update_check } => Facts::Client(ClientFacts {
             update_check_enabled: match update_check {
@@ -197,6 +204,34 @@ async fn facts(spec: &FactsSpec) -> Facts {
             profiles: database_profiles().await,
         }),
     }
+}
+
+/// The releases whose Web Application package lies at the `web_app` path
+/// (`{version}` in its file name; newest first, at most
+/// `MAX_WEB_PACKAGES`). A path without `{version}` names no release.
+pub fn local_packages(template: &str) -> Vec<tierwise_common::Version> {
+    let path = std::path::Path::new(template);
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Vec::new();
+    };
+    let Some((prefix, suffix)) = name.split_once("{version}") else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<tierwise_common::Version> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let middle = name.strip_prefix(prefix)?.strip_suffix(suffix)?;
+            tierwise_common::Version::parse(middle).ok()
+        })
+        .collect();
+    found.sort_unstable_by(|a, b| b.cmp(a));
+    found.truncate(tierwise_common::inventory::MAX_WEB_PACKAGES);
+    found
 }
 
 /// The servers the Windows client is set up for, whether the client was

@@ -96,6 +96,53 @@ impl Downloader {
             })
     }
 
+    /// Offers a Web Application the Server Manager generated to the
+    /// controller; its receipt, or why it was not taken.
+    pub async fn upload_web_package(
+        &self,
+        kind: tierwise_common::WebServerKind,
+        path: &Path,
+        modified_ms: i64,
+    ) -> Result<tierwise_proto::v1::WebPackageReceipt, String> {
+        use tierwise_proto::v1::WebPackageChunk;
+        let mut client = self
+            .client("hand over the Web Application")
+            .await
+            .map_err(|(_, why)| why)?;
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let reading = tokio::spawn(async move {
+            let mut buffer = vec![0u8; 64 * 1024];
+            let mut first = Some(WebPackageChunk {
+                web_server: kind.as_str().to_owned(),
+                file_name,
+                modified_ms,
+                data: Vec::new(),
+            });
+            loop {
+                let n = file.read(&mut buffer).await?;
+                let mut chunk = first.take().unwrap_or_default();
+                chunk.data = buffer[..n].to_vec();
+                if tx.send(chunk).await.is_err() || n == 0 {
+                    return Ok::<(), std::io::Error>(());
+                }
+            }
+        });
+        let answer = client
+            .upload_web_package(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| status.message().to_owned());
+        reading.abort();
+        answer
+    }
+
     /// The verified local file of `sha256`, downloading what is missing.
     pub async fn fetch(&self, sha256: &str) -> Result<PathBuf, DownloadError> {
         let failed = |why: String| (StepOutcome::Failed, why);

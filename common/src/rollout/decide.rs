@@ -22,6 +22,39 @@ pub struct RolloutSnapshot<'a> {
     pub hosts: &'a [HostRecord],
     /// The installation's maintenance windows.
     pub windows: &'a [crate::window::MaintenanceWindow],
+    /// The Web Application packages the controller holds for the target
+    /// (signed, where releases must be); `None`: none.
+    pub web_packages: Option<&'a crate::plan::WebPackages>,
+}
+
+/// What a step's effect is checked against: the hosts as their agents
+/// report them, by id, and the Web Application packages the controller
+/// holds for the rollout's target.
+#[derive(Clone, Debug)]
+pub struct Observed<'a> {
+    pub hosts: BTreeMap<&'a str, &'a HostRecord>,
+    pub web_packages: Option<&'a crate::plan::WebPackages>,
+}
+
+impl<'a> Observed<'a> {
+    pub fn new(
+        hosts: &'a [HostRecord],
+        web_packages: Option<&'a crate::plan::WebPackages>,
+    ) -> Self {
+        Self {
+            hosts: hosts.iter().map(|h| (h.host_id.as_str(), h)).collect(),
+            web_packages,
+        }
+    }
+
+    /// The web server kinds of `kinds` the controller holds no package for.
+    fn missing_packages(&self, kinds: &[crate::WebServerKind]) -> Vec<crate::WebServerKind> {
+        kinds
+            .iter()
+            .copied()
+            .filter(|k| !self.web_packages.is_some_and(|p| p.covers(*k)))
+            .collect()
+    }
 }
 
 /// Whether a host may begin the current phase's steps now: its scope's
@@ -99,7 +132,11 @@ pub enum Decision {
     },
 }
 
-fn observed(hosts: &BTreeMap<&str, &HostRecord>, host_id: &str, role: Role) -> Option<Version> {
+fn reported_version(
+    hosts: &BTreeMap<&str, &HostRecord>,
+    host_id: &str,
+    role: Role,
+) -> Option<Version> {
     hosts
         .get(host_id)?
         .inventory
@@ -111,9 +148,32 @@ fn observed(hosts: &BTreeMap<&str, &HostRecord>, host_id: &str, role: Role) -> O
 /// What a succeeded step's host should report and what it reports now, when
 /// the two differ; `None` once verified (or for actions with nothing to
 /// verify). `hosts` by host id, built once per snapshot.
-pub fn awaited(step: &ExecStep, hosts: &BTreeMap<&str, &HostRecord>) -> Option<(String, String)> {
-    if verified(step, hosts) {
+pub fn awaited(step: &ExecStep, observed: &Observed<'_>) -> Option<(String, String)> {
+    if verified(step, observed) {
         return None;
+    }
+    let hosts = &observed.hosts;
+    if let StepAction::GenerateWebApp {
+        version,
+        web_servers,
+    } = &step.action
+    {
+        let missing: Vec<&str> = observed
+            .missing_packages(web_servers)
+            .into_iter()
+            .map(|k| k.as_str())
+            .collect();
+        return Some((
+            format!(
+                "a Web Application package of {version} for each of {}",
+                web_servers
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            format!("none for {}", missing.join(", ")),
+        ));
     }
     if restart_pending(step, hosts) {
         let booted = hosts
@@ -137,7 +197,7 @@ pub fn awaited(step: &ExecStep, hosts: &BTreeMap<&str, &HostRecord>) -> Option<(
         ));
     }
     let shown = |role: Role| {
-        observed(hosts, &step.host_id, role)
+        reported_version(hosts, &step.host_id, role)
             .map_or_else(|| "no version".to_owned(), |v| v.to_string())
     };
     match &step.action {
@@ -191,16 +251,20 @@ fn span(ms: i64) -> String {
 
 /// Whether what a succeeded step should have changed is what the agent now
 /// reports.
-fn verified(step: &ExecStep, hosts: &BTreeMap<&str, &HostRecord>) -> bool {
+fn verified(step: &ExecStep, observed: &Observed<'_>) -> bool {
+    let hosts = &observed.hosts;
     if restart_pending(step, hosts) {
         return false;
     }
     match &step.action {
+        StepAction::GenerateWebApp { web_servers, .. } => {
+            observed.missing_packages(web_servers).is_empty()
+        }
         StepAction::InstallComponent { role, version, .. } => {
-            observed(hosts, &step.host_id, *role) == Some(*version)
+            reported_version(hosts, &step.host_id, *role) == Some(*version)
         }
         StepAction::DeployWebApp { version, .. } => {
-            observed(hosts, &step.host_id, Role::Web) == Some(*version)
+            reported_version(hosts, &step.host_id, Role::Web) == Some(*version)
         }
         StepAction::ReactivateDatabases { version } => {
             hosts.get(step.host_id.as_str()).is_some_and(|h| {
@@ -242,16 +306,15 @@ pub fn restarted_since(boot_ms: Option<i64>, since_ms: i64) -> bool {
 }
 
 /// Where an operator task stands (`None` for a step an agent runs).
-pub fn task_state(
-    step: &ExecStep,
-    hosts: &BTreeMap<&str, &HostRecord>,
-) -> Option<crate::task::TaskState> {
+pub fn task_state(step: &ExecStep, observed: &Observed<'_>) -> Option<crate::task::TaskState> {
     use crate::task::TaskState;
     step.task.as_ref()?;
     Some(match step.state {
         StepState::Pending => TaskState::Pending,
         StepState::Dispatched | StepState::Failed => TaskState::Open,
-        StepState::Succeeded | StepState::Skipped if verified(step, hosts) => TaskState::Verified,
+        StepState::Succeeded | StepState::Skipped if verified(step, observed) => {
+            TaskState::Verified
+        }
         StepState::Succeeded | StepState::Skipped => TaskState::Done,
     })
 }
@@ -319,11 +382,8 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
         return Vec::new();
     }
     let options = snapshot.options;
-    let hosts: BTreeMap<&str, &HostRecord> = snapshot
-        .hosts
-        .iter()
-        .map(|h| (h.host_id.as_str(), h))
-        .collect();
+    let observed = Observed::new(snapshot.hosts, snapshot.web_packages);
+    let hosts = &observed.hosts;
     let phase = snapshot.current_phase;
     let Some(kind) = snapshot.phases.get(phase).map(|p| p.kind) else {
         return vec![Decision::Complete];
@@ -400,7 +460,7 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
             earlier_done && !held_by_task && (window_open || begun.contains(step.host_id.as_str()));
         if step.task.is_some() {
             held_by_task |= !(matches!(step.state, StepState::Succeeded | StepState::Skipped)
-                && verified(step, &hosts));
+                && verified(step, &observed));
             if !matches!(step.state, StepState::Succeeded | StepState::Skipped) {
                 unfinished.insert(step.host_id.as_str());
             }
@@ -434,7 +494,7 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
             }
         }
         let online = hosts.get(step.host_id.as_str()).is_some_and(|h| h.online);
-        let restarting = restart_pending(step, &hosts);
+        let restarting = restart_pending(step, hosts);
         // A host's later steps wait for a restart it needs.
         if !matches!(step.state, StepState::Succeeded | StepState::Skipped) || restarting {
             unfinished.insert(step.host_id.as_str());
@@ -481,7 +541,7 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
             StepState::Succeeded
                 if now_ms - step.changed_ms > options.verify_timeout_ms(&step.action) && online =>
             {
-                if let Some((expected, reported)) = awaited(step, &hosts) {
+                if let Some((expected, reported)) = awaited(step, &observed) {
                     decisions.push(Decision::Unverified {
                         step_id: step.step_id.clone(),
                         reason: format!(
@@ -531,7 +591,7 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
     let all_verified = steps
         .iter()
         .filter(|s| s.state == StepState::Succeeded)
-        .all(|s| verified(s, &hosts));
+        .all(|s| verified(s, &observed));
     if !(all_ended && all_verified) {
         return decisions;
     }

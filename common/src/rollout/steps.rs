@@ -53,45 +53,47 @@ pub fn steps_from_plan(
 ) -> (Vec<ExecPhase>, Vec<ExecStep>) {
     let mut phases = Vec::new();
     let mut steps = Vec::new();
-    let reports_databases = plan.counts.databases > 0;
-    let push =
-        |phase: usize, step: &crate::plan::Step, action: StepAction, steps: &mut Vec<ExecStep>| {
-            let host_id = step.host_id.as_str();
-            let step_id = format!("{rollout_id}-{}", steps.len() + 1);
-            let task = step.task.map(|kind| {
-                let check = crate::task::verification(kind, host_id, step.to, reports_databases);
-                crate::task::OperatorTask {
-                    kind,
-                    instructions: crate::task::instructions(&crate::task::TaskContext {
-                        kind,
-                        host_id,
-                        from: step.from,
-                        to: step.to,
-                        databases: &step.databases,
-                        ids: Some((rollout_id, &step_id)),
-                    }),
-                    observable: check.observable,
-                    verification: check.text,
-                    done_by: String::new(),
-                    done_at_ms: None,
-                    note: String::new(),
-                }
-            });
-            steps.push(ExecStep {
-                step_id,
-                phase,
-                host_id: host_id.to_owned(),
-                action,
-                state: StepState::Pending,
-                attempts: 0,
-                changed_ms: now_ms,
-                outcome: None,
-                reason: String::new(),
-                restart: RestartState::None,
-                task,
-            });
-        };
-    for (_, phase) in executed_phases(plan) {
+    let push = |phase: usize,
+                plan_phase: usize,
+                step: &crate::plan::Step,
+                action: StepAction,
+                steps: &mut Vec<ExecStep>| {
+        let host_id = step.host_id.as_str();
+        let step_id = format!("{rollout_id}-{}", steps.len() + 1);
+        // The plan's own task, told how to say it is done.
+        let task = step.task.and_then(|kind| {
+            let planned = plan
+                .tasks
+                .iter()
+                .find(|t| t.phase == plan_phase && t.host_id == host_id && t.kind == kind)?;
+            Some(crate::task::OperatorTask {
+                kind,
+                instructions: planned.instructions.replace(
+                    crate::task::DONE_PLACEHOLDER,
+                    &format!("`tierwise rollout done {rollout_id} {step_id}`"),
+                ),
+                observable: planned.observable,
+                verification: planned.verification.clone(),
+                done_by: String::new(),
+                done_at_ms: None,
+                note: String::new(),
+            })
+        });
+        steps.push(ExecStep {
+            step_id,
+            phase,
+            host_id: host_id.to_owned(),
+            action,
+            state: StepState::Pending,
+            attempts: 0,
+            changed_ms: now_ms,
+            outcome: None,
+            reason: String::new(),
+            restart: RestartState::None,
+            task,
+        });
+    };
+    for (plan_phase, phase) in executed_phases(plan) {
         let index = phases.len();
         phases.push(ExecPhase { kind: phase.kind });
         let role = if phase.kind == PhaseKind::AppServers {
@@ -111,6 +113,10 @@ pub fn steps_from_plan(
                     artifact_sha256: None,
                 },
                 Action::ReactivateDatabases => StepAction::ReactivateDatabases { version: to },
+                Action::GenerateWebApp => StepAction::GenerateWebApp {
+                    version: to,
+                    web_servers: step.web_servers.clone(),
+                },
                 Action::DeployWebApp => StepAction::DeployWebApp {
                     version: to,
                     artifact_sha256: None,
@@ -121,7 +127,7 @@ pub fn steps_from_plan(
                     artifact_sha256: None,
                 },
             };
-            push(index, step, action, &mut steps);
+            push(index, plan_phase, step, action, &mut steps);
         }
     }
     (phases, steps)

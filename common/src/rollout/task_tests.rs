@@ -8,7 +8,6 @@ use crate::plan::{plan, Action, PhaseKind, Plan, PlanRequest};
 use crate::rules::{Rule, Severity};
 use crate::task::{TaskKind, TaskState};
 use crate::{Check, ClientWaves, Facts, HostRecord, ProbedVersion, Role, Version, WebServerKind};
-use std::collections::BTreeMap;
 
 const V931: Version = Version::new(9, 3, 1, 33994);
 const V263: Version = Version::new(26, 3, 100, 34058);
@@ -42,6 +41,7 @@ fn planned(hosts: &[HostRecord]) -> Plan {
         licence: Some(&licence("prod", "2026-12-31")),
         target: V263,
         waves: &ClientWaves::parse("100%").unwrap(),
+        web_packages: None,
     })
     .unwrap()
 }
@@ -62,6 +62,7 @@ fn snapshot<'a>(
         steps,
         hosts,
         windows: &[],
+        web_packages: None,
     }
 }
 
@@ -229,7 +230,7 @@ fn the_rollout_waits_at_a_task_sends_nothing_past_it_and_verifies_it() {
     let [Decision::AwaitOperator { open, reason }] = d.as_slice() else {
         panic!("{d:?}")
     };
-    assert_eq!(open, &[task_id.clone()]);
+    assert_eq!(open, std::slice::from_ref(&task_id));
     assert!(reason.contains("out of service"), "{reason}");
     // Open: nothing else happens while the rollout waits.
     let step = steps.iter_mut().find(|s| s.step_id == task_id).unwrap();
@@ -241,9 +242,8 @@ fn the_rollout_waits_at_a_task_sends_nothing_past_it_and_verifies_it() {
         run(RolloutState::Running, &steps, &hosts).as_slice(),
         [Decision::AwaitOperator { open, .. }] if open.is_empty()
     ));
-    let by_host: BTreeMap<&str, &HostRecord> =
-        hosts.iter().map(|h| (h.host_id.as_str(), h)).collect();
-    let state_of = |steps: &[ExecStep], by_host: &BTreeMap<&str, &HostRecord>| {
+    let by_host = Observed::new(&hosts, None);
+    let state_of = |steps: &[ExecStep], by_host: &Observed<'_>| {
         task_state(
             steps.iter().find(|s| s.step_id == task_id).unwrap(),
             by_host,
@@ -256,8 +256,7 @@ fn the_rollout_waits_at_a_task_sends_nothing_past_it_and_verifies_it() {
     assert!(run(RolloutState::Running, &steps, &hosts).is_empty());
     // The agent reports it active at the new patch level: verified, on.
     hosts[0] = server("srv", "prod", V263, &[("PSDB", true, V263)]);
-    let by_host: BTreeMap<&str, &HostRecord> =
-        hosts.iter().map(|h| (h.host_id.as_str(), h)).collect();
+    let by_host = Observed::new(&hosts, None);
     assert_eq!(state_of(&steps, &by_host), Some(TaskState::Verified));
     assert_eq!(
         run(RolloutState::Running, &steps, &hosts),

@@ -38,6 +38,7 @@ fn rollout(clients: usize) -> (Vec<ExecPhase>, Vec<ExecStep>) {
         licence: Some(&licence),
         target: V263,
         waves: &waves,
+        web_packages: None,
     })
     .unwrap();
     steps_from_plan("r1", &plan, 0)
@@ -58,6 +59,7 @@ fn snapshot<'a>(
         steps,
         hosts,
         windows: &[],
+        web_packages: None,
     }
 }
 
@@ -687,6 +689,7 @@ fn admission_refuses_blocked_plans_missing_acks_and_installers() {
         licence: Some(&licence("prod", "2026-12-31")),
         target: V263,
         waves: &ClientWaves::default(),
+        web_packages: None,
     })
     .unwrap();
     let named: std::collections::BTreeMap<Role, Artifact> = [(
@@ -805,6 +808,7 @@ fn steps_start_only_when_their_time_limit_fits_in_the_window() {
     let saturday = [MaintenanceWindow::new("server", "sat", "02:00", "06:00", "UTC").unwrap()];
     let snap = RolloutSnapshot {
         windows: &saturday,
+        web_packages: None,
         ..snapshot(0, &phases, &steps, &hosts, &options)
     };
     assert!(
@@ -825,6 +829,7 @@ fn steps_start_only_when_their_time_limit_fits_in_the_window() {
     let clients = [MaintenanceWindow::new("clients", "sat", "02:00", "06:00", "UTC").unwrap()];
     let other = RolloutSnapshot {
         windows: &clients,
+        web_packages: None,
         ..snapshot(0, &phases, &steps, &hosts, &options)
     };
     assert!(matches!(
@@ -842,11 +847,13 @@ fn steps_start_only_when_their_time_limit_fits_in_the_window() {
     };
     let breaking = RolloutSnapshot {
         windows: &clients,
+        web_packages: None,
         ..snapshot(wave, &phases, &steps, &hosts, &at_once)
     };
     assert_eq!(phase_gate(&breaking, friday_noon), Gate::Free);
     let held = RolloutSnapshot {
         windows: &clients,
+        web_packages: None,
         ..snapshot(wave, &phases, &steps, &hosts, &options)
     };
     assert!(matches!(phase_gate(&held, friday_noon), Gate::Wait { .. }));
@@ -928,6 +935,7 @@ fn once_a_scope_began_its_work_goes_on_past_the_window() {
     ] {
         let snap = RolloutSnapshot {
             windows: &windows,
+            web_packages: None,
             ..snapshot(phase, &phases, &steps, &hosts, &options)
         };
         assert_eq!(phase_gate(&snap, friday_noon), Gate::Free);
@@ -937,6 +945,7 @@ fn once_a_scope_began_its_work_goes_on_past_the_window() {
     let web = at(|k| *k == PhaseKind::Web);
     let snap = RolloutSnapshot {
         windows: &windows,
+        web_packages: None,
         ..snapshot(web, &phases, &steps, &hosts, &options)
     };
     assert!(matches!(phase_gate(&snap, friday_noon), Gate::Wait { .. }));
@@ -946,6 +955,7 @@ fn once_a_scope_began_its_work_goes_on_past_the_window() {
     };
     let snap = RolloutSnapshot {
         windows: &windows,
+        web_packages: None,
         ..snapshot(web, &phases, &steps, &hosts, &at_once)
     };
     assert_eq!(phase_gate(&snap, friday_noon), Gate::Free);
@@ -957,6 +967,7 @@ fn once_a_scope_began_its_work_goes_on_past_the_window() {
     backup.changed_ms = friday_noon - 3_600_000;
     let snap = RolloutSnapshot {
         windows: &windows,
+        web_packages: None,
         ..snapshot(0, &phases, &steps, &hosts, &options)
     };
     assert!(matches!(

@@ -33,7 +33,8 @@ pub fn installer_role(action: Action) -> Option<Role> {
         Action::Backup
         | Action::StopServices
         | Action::StartServices
-        | Action::ReactivateDatabases => None,
+        | Action::ReactivateDatabases
+        | Action::GenerateWebApp => None,
     }
 }
 
@@ -47,6 +48,14 @@ pub fn unsigned_installers(plan: &Plan, input: &SigningInput<'_>) -> Vec<String>
         .collect();
     roles.sort();
     roles.dedup();
+    // A Web Application made during the rollout is checked when it is
+    // made: its generation waits for signed metadata covering it.
+    if plan
+        .steps()
+        .any(|(_, step)| step.action == Action::GenerateWebApp)
+    {
+        roles.retain(|role| *role != Role::Web);
+    }
     if roles.is_empty() {
         return Vec::new();
     }

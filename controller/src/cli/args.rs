@@ -496,7 +496,17 @@ pub enum ArtifactsCommand {
         /// server, app_server, web or client.
         #[arg(long, value_parser = parse_role)]
         component: Role,
+        /// With `--component web`: the Web Application the Server Manager
+        /// generated for this kind of web server (iis, apache or nginx);
+        /// each web host of that kind then gets it.
+        #[arg(long, value_parser = parse_web_server)]
+        web_server: Option<tierwise_common::WebServerKind>,
     },
+}
+
+fn parse_web_server(text: &str) -> Result<tierwise_common::WebServerKind, String> {
+    tierwise_common::WebServerKind::parse(text)
+        .ok_or_else(|| format!("`{text}` is no kind of web server; use iis, apache or nginx"))
 }
 
 #[derive(Debug, Subcommand)]

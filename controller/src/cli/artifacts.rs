@@ -12,6 +12,7 @@ pub async fn add(
     file: &Path,
     release: &str,
     role: Role,
+    web_server: Option<tierwise_common::WebServerKind>,
 ) -> anyhow::Result<String> {
     let release = Version::parse(release).map_err(|e| anyhow::anyhow!("--release: {e}"))?;
     let mut reader = tokio::fs::File::open(file)
@@ -29,6 +30,9 @@ pub async fn add(
             role: WireRole::from(role).into(),
             file_name,
             data: Vec::new(),
+            web_server: web_server
+                .map(|k| k.as_str().to_owned())
+                .unwrap_or_default(),
         });
         loop {
             let n = reader.read(&mut buffer).await?;
@@ -45,6 +49,16 @@ pub async fn add(
         .map_err(status_error)?
         .into_inner();
     reading.await.context("reading the file")??;
+    if let Some(kind) = web_server {
+        return Ok(format!(
+            "Stored {} as the Web Application of {release} for {} web servers: SHA-256 {}, {} bytes. Each {} web host gets it; where releases are signed, it counts once signed metadata covers it.\n",
+            file.display(),
+            kind.as_str(),
+            response.sha256,
+            response.size,
+            kind.as_str()
+        ));
+    }
     Ok(format!(
         "Stored {} as the {role} installer of {release}: SHA-256 {}, {} bytes{}.\n",
         file.display(),

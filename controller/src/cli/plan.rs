@@ -190,6 +190,21 @@ pub fn render(plan: &Plan) -> String {
         out.push(format!(
             "BLOCKED: {stopping} blocker(s) must be resolved before this rollout can start."
         ));
+    } else if !plan.tasks.is_empty() {
+        let kinds: Vec<&str> = plan.tasks.iter().map(|t| t.kind.as_str()).collect();
+        out.push(format!(
+            "Can start, but not unattended: it waits for {} operator task(s) on the way ({}){}.",
+            plan.tasks.len(),
+            kinds.join(", "),
+            if plan.acks_required.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; starting it needs {} acknowledgement(s)",
+                    plan.acks_required.len()
+                )
+            }
+        ));
     } else if plan.acks_required.is_empty() {
         out.push("Ready: nothing blocks this rollout.".into());
     } else {

@@ -268,12 +268,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     file,
                     release,
                     component,
+                    web_server,
                 },
         } => {
+            if web_server.is_some() && component != tierwise_common::Role::Web {
+                anyhow::bail!("--web-server goes with --component web");
+            }
             let mut client = super::connect(&connection).await?;
             print!(
                 "{}",
-                super::artifacts::add(&mut client, &file, &release, component).await?
+                super::artifacts::add(&mut client, &file, &release, component, web_server).await?
             );
             Ok(ExitCode::SUCCESS)
         }

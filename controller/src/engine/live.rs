@@ -26,6 +26,10 @@ pub(super) struct LiveRollout {
     /// second (Unix ms of the last read in `windows_read_ms`).
     pub windows: Vec<tierwise_common::window::MaintenanceWindow>,
     pub windows_read_ms: i64,
+    /// The Web Application packages that count for the target, read again
+    /// at most every second while the rollout generates one.
+    pub web_packages: Option<tierwise_common::plan::WebPackages>,
+    pub packages_read_ms: i64,
 }
 
 impl LiveRollout {
@@ -49,6 +53,8 @@ impl LiveRollout {
             decided_ms: 0,
             windows: Vec::new(),
             windows_read_ms: 0,
+            web_packages: None,
+            packages_read_ms: 0,
         };
         for host in hosts {
             live.put_host(host);
@@ -98,7 +104,20 @@ impl LiveRollout {
             steps: &self.steps,
             hosts: &self.hosts,
             windows: &self.windows,
+            web_packages: self.web_packages.as_ref(),
         }
+    }
+
+    /// Whether a step of the current phase waits for a Web Application
+    /// made during the rollout.
+    pub fn generates_web_app(&self) -> bool {
+        self.steps.iter().any(|s| {
+            s.phase == self.record.current_phase
+                && matches!(
+                    s.action,
+                    tierwise_common::action::StepAction::GenerateWebApp { .. }
+                )
+        })
     }
 
     fn put_host(&mut self, host: HostRecord) {

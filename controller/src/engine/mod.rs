@@ -78,6 +78,8 @@ pub struct Engine {
     /// Wakes this replica's outbox reader after a commit that queued.
     outbox: Arc<OutboxSignal>,
     live: Arc<tokio::sync::Mutex<Live>>,
+    /// Which Web Application packages count (signed, where releases must be).
+    trust: crate::web_packages::ReleaseTrust,
 }
 
 impl Engine {
@@ -88,7 +90,15 @@ impl Engine {
             wake: Arc::new(Notify::new()),
             outbox: Arc::default(),
             live: Arc::default(),
+            trust: crate::web_packages::ReleaseTrust::default(),
         }
+    }
+
+    /// Trusts releases as the controller was told to (the default trusts
+    /// only signed ones).
+    pub fn trusting(mut self, trust: crate::web_packages::ReleaseTrust) -> Self {
+        self.trust = trust;
+        self
     }
 
     /// Wakes this replica's outbox reader (something was queued).
@@ -242,6 +252,14 @@ impl Engine {
                     return Ok(false);
                 }
             }
+        }
+        if rollout.generates_web_app() && now - rollout.packages_read_ms >= RECHECK_MS {
+            let packages = self
+                .trust
+                .web_packages(&self.store, rollout.record.target)
+                .await?;
+            rollout.web_packages = Some(packages);
+            rollout.packages_read_ms = now;
         }
         let decisions = decide(&rollout.snapshot(), now);
         if decisions.is_empty() {

@@ -257,6 +257,18 @@ impl AgentService for AgentGateway {
         Ok(Response::new(self.answer(&certificate)))
     }
 
+    async fn upload_web_package(
+        &self,
+        request: Request<tonic::Streaming<tierwise_proto::v1::WebPackageChunk>>,
+    ) -> Result<Response<tierwise_proto::v1::WebPackageReceipt>, Status> {
+        let answer =
+            super::web_upload::upload_web_package(&self.store, &self.artifacts, request).await;
+        if answer.is_ok() {
+            self.engine.wake();
+        }
+        answer
+    }
+
     async fn release_metadata(
         &self,
         request: Request<ReleaseMetadataRequest>,

@@ -107,7 +107,9 @@ pub fn access(path: &str) -> Option<Access> {
     match service {
         AGENT_SERVICE => match method {
             "Enroll" => Some(Access::Anyone),
-            "Session" | "DownloadArtifact" | "Renew" | "ReleaseMetadata" => Some(Access::Agent),
+            "Session" | "DownloadArtifact" | "Renew" | "ReleaseMetadata" | "UploadWebPackage" => {
+                Some(Access::Agent)
+            }
             _ => None,
         },
         ADMIN_SERVICE => admin_role(method).map(Access::Operator),

@@ -8,6 +8,7 @@ pub mod error;
 pub mod health;
 pub mod limits;
 pub mod sessions;
+pub mod web_upload;
 
 pub use error::ApiError;
 

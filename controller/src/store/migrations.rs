@@ -140,7 +140,7 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     ),
     (
         22,
-        "operator tasks",
+        "operator tasks and site-made Web Applications",
         include_str!("../../migrations/sqlite/0022_operator_tasks.sql"),
         include_str!("../../migrations/postgres/0022_operator_tasks.sql"),
     ),

@@ -20,6 +20,7 @@ pub mod security;
 pub mod sessions;
 pub mod stats;
 mod url;
+pub mod web_packages;
 pub mod windows;
 
 pub use url::{Backend, DatabaseUrl};
@@ -499,7 +500,8 @@ impl Store {
         let component_sql = format!(
             "SELECT c.host_id, c.role, c.version, c.probe_error, c.web_server_kind, \
                     c.web_docroot, c.web_websocket, c.client_update_check, c.databases_error, \
-                    c.client_profiles, c.backup_location, c.server_commands \
+                    c.client_profiles, c.backup_location, c.server_commands, c.web_app_output, \
+                    c.web_packages \
              FROM components c JOIN hosts h ON h.host_id = c.host_id WHERE {host_filter}"
         );
         let database_sql = format!(
@@ -933,6 +935,8 @@ async fn write_inventory(
         let mut databases_error = None;
         let mut backup_location = None;
         let mut server_commands = None;
+        let mut web_app_output = None;
+        let mut web_packages = None;
         match &component.facts {
             Facts::None => {}
             Facts::Server(server) => {
@@ -942,6 +946,7 @@ async fn write_inventory(
                     .commands
                     .as_ref()
                     .map(|c| c.iter().cloned().collect::<Vec<_>>().join(","));
+                web_app_output = server.web_app_output.clone();
                 for db in &server.databases {
                     sqlx::query(
                         "INSERT INTO databases (host_id, name, active, patch_level) \
@@ -959,6 +964,12 @@ async fn write_inventory(
                 web_server_kind = Some(web.server_kind.as_str());
                 web_docroot = Some(web.docroot.clone());
                 web_websocket = Some(web.websocket.as_str());
+                web_packages = web.packages.as_ref().map(|p| {
+                    p.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                });
             }
             Facts::Client(client) => {
                 client_update_check = Some(client.update_check_enabled.as_str());
@@ -968,8 +979,8 @@ async fn write_inventory(
         sqlx::query(
             "INSERT INTO components (host_id, role, version, probe_error, web_server_kind, \
                 web_docroot, web_websocket, client_update_check, databases_error, client_profiles, \
-                backup_location, server_commands) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                backup_location, server_commands, web_app_output, web_packages) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(host_id)
         .bind(component.role.as_str())
@@ -983,6 +994,8 @@ async fn write_inventory(
         .bind(client_profiles)
         .bind(backup_location)
         .bind(server_commands)
+        .bind(web_app_output)
+        .bind(web_packages)
         .execute(&mut **tx)
         .await?;
     }
@@ -1032,6 +1045,7 @@ fn component_from_row(
                         .map(str::to_owned)
                         .collect()
                 }),
+            web_app_output: row.try_get("web_app_output")?,
         }),
         Role::Web => {
             let kind: Option<String> = row.try_get("web_server_kind")?;
@@ -1042,6 +1056,21 @@ fn component_from_row(
                         .try_get::<Option<String>, _>("web_docroot")?
                         .unwrap_or_default(),
                     websocket: check_from_row(row, "web_websocket")?,
+                    packages: row
+                        .try_get::<Option<String>, _>("web_packages")?
+                        .map(|text| {
+                            text.split(',')
+                                .filter(|v| !v.is_empty())
+                                .map(|v| {
+                                    Version::parse(v).map_err(|e| {
+                                        StoreError::Corrupt(format!(
+                                            "host `{host_id}`: web package {e}"
+                                        ))
+                                    })
+                                })
+                                .collect::<Result<Vec<_>, _>>()
+                        })
+                        .transpose()?,
                 }),
                 None => Facts::None,
             }

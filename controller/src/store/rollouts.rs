@@ -209,6 +209,43 @@ pub(super) const ROLLOUT_COLUMNS: &str =
 pub(super) const STEP_COLUMNS: &str =
     "step_id, phase, host_id, action, state, attempts, changed_ms, outcome, reason, restart, task";
 
+/// Gives a Web Application deployment the package the site's Server
+/// Manager made for its host's kind of web server, when the controller
+/// holds one for the target (it arrives during the rollout, so it is
+/// chosen when the step goes out), and records it in the step.
+async fn web_package_for(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    action: &mut StepAction,
+    step_id: &str,
+    host_id: &str,
+    target: Version,
+) -> Result<(), StoreError> {
+    let StepAction::DeployWebApp {
+        artifact_sha256, ..
+    } = action
+    else {
+        return Ok(());
+    };
+    let sha256: Option<String> = sqlx::query_scalar(
+        "SELECT p.sha256 FROM web_packages p JOIN components c \
+           ON c.host_id = $1 AND c.role = 'web' AND c.web_server_kind = p.web_server \
+         WHERE p.release = $2",
+    )
+    .bind(host_id)
+    .bind(target.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some(sha256) = sha256 {
+        *artifact_sha256 = Some(sha256);
+        sqlx::query("UPDATE rollout_steps SET action = $2 WHERE step_id = $1")
+            .bind(step_id)
+            .bind(json(&*action)?)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Appends to the audit log.
     pub async fn audit(
@@ -471,12 +508,23 @@ impl Store {
                     if let Some(row) = row {
                         let attempt =
                             u32::try_from(row.try_get::<i64, _>("attempts")?).unwrap_or(0);
-                        let action = from_json::<StepAction>(
+                        let mut action = from_json::<StepAction>(
                             &row.try_get::<String, _>("action")?,
                             "step action",
                         )?;
+                        let host_id: String = row.try_get("host_id")?;
+                        if !restart {
+                            web_package_for(
+                                &mut tx,
+                                &mut action,
+                                step_id,
+                                &host_id,
+                                rollout.target,
+                            )
+                            .await?;
+                        }
                         let delivery = Delivery {
-                            host_id: row.try_get("host_id")?,
+                            host_id,
                             dispatch_id: if restart {
                                 restart_dispatch_id(step_id, attempt, &rollout.nonce)
                             } else {

@@ -120,11 +120,19 @@ impl From<&Component> for v1::Component {
                 backup_location: server.backup_location.clone().unwrap_or_default(),
                 commands: server.commands.iter().flatten().cloned().collect(),
                 commands_reported: server.commands.is_some(),
+                web_app_output: server.web_app_output.clone().unwrap_or_default(),
             })),
             Facts::Web(web) => Some(v1::component::Facts::Web(v1::WebFacts {
                 server_kind: v1::WebServerKind::from(web.server_kind).into(),
                 docroot: web.docroot.clone(),
                 websocket: v1::Check::from(web.websocket).into(),
+                packages: web
+                    .packages
+                    .iter()
+                    .flatten()
+                    .map(ToString::to_string)
+                    .collect(),
+                packages_reported: web.packages.is_some(),
             })),
             Facts::Client(client) => Some(v1::component::Facts::Client(v1::ClientFacts {
                 update_check_enabled: v1::Check::from(client.update_check_enabled).into(),
@@ -193,6 +201,7 @@ fn component_from_wire(index: usize, wire: &v1::Component) -> Result<Component, 
                 commands: server
                     .commands_reported
                     .then(|| server.commands.iter().cloned().collect()),
+                web_app_output: non_empty(&server.web_app_output),
             })
         }
         Some(v1::component::Facts::Web(web)) => Facts::Web(WebFacts {
@@ -200,6 +209,24 @@ fn component_from_wire(index: usize, wire: &v1::Component) -> Result<Component, 
                 .ok_or(WireError::WebServerKind { role })?,
             docroot: web.docroot.clone(),
             websocket: check_from_wire(web.websocket),
+            packages: if web.packages_reported {
+                if web.packages.len() > tierwise_common::inventory::MAX_WEB_PACKAGES {
+                    return Err(WireError::Inventory(InventoryError::TooLarge(format!(
+                        "{} Web Application packages; at most {} are accepted",
+                        web.packages.len(),
+                        tierwise_common::inventory::MAX_WEB_PACKAGES
+                    ))));
+                }
+                Some(
+                    web.packages
+                        .iter()
+                        .map(|text| Version::parse(text))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|source| WireError::Version { role, source })?,
+                )
+            } else {
+                None
+            },
         }),
         Some(v1::component::Facts::Client(client)) => Facts::Client(ClientFacts {
             update_check_enabled: check_from_wire(client.update_check_enabled),
@@ -357,6 +384,13 @@ pub fn command_to_wire(step_id: &str, action: &StepAction) -> v1::Command {
         }),
         StepAction::Reprobe => A::Reprobe(v1::Empty {}),
         StepAction::Restart { role: r } => A::Restart(v1::RoleAction { role: role(*r) }),
+        StepAction::GenerateWebApp {
+            version,
+            web_servers,
+        } => A::GenerateWebApp(v1::GenerateWebApp {
+            version: version.to_string(),
+            web_servers: web_servers.iter().map(|k| k.as_str().to_owned()).collect(),
+        }),
     };
     v1::Command {
         step_id: step_id.to_owned(),
@@ -398,6 +432,16 @@ pub fn command_from_wire(command: &v1::Command) -> Result<(String, StepAction), 
         A::Restart(a) => StepAction::Restart {
             role: role(a.role)?,
         },
+        A::GenerateWebApp(a) => StepAction::GenerateWebApp {
+            version: version(&a.version)?,
+            web_servers: a
+                .web_servers
+                .iter()
+                .map(|k| {
+                    WebServerKind::parse(k).ok_or_else(|| format!("unknown web server kind `{k}`"))
+                })
+                .collect::<Result<_, _>>()?,
+        },
     };
     Ok((command.step_id.clone(), action))
 }
@@ -420,6 +464,7 @@ mod tests {
                     databases_error: None,
                     backup_location: None,
                     commands: None,
+                    web_app_output: None,
                 }),
             },
             Component {
@@ -429,6 +474,7 @@ mod tests {
                     server_kind: WebServerKind::Apache,
                     docroot: "/var/www/psweb".into(),
                     websocket: Check::Yes,
+                    packages: None,
                 }),
             },
             Component {

@@ -91,6 +91,7 @@ fn action_to_wire(action: Action) -> v1::PlanAction {
         Action::InstallAppServer => A::InstallAppServer,
         Action::DeployWebApp => A::DeployWebApp,
         Action::InstallClient => A::InstallClient,
+        Action::GenerateWebApp => A::GenerateWebApp,
     }
 }
 
@@ -105,6 +106,7 @@ fn action_from_wire(value: i32) -> Result<Action, PlanWireError> {
         A::InstallAppServer => Action::InstallAppServer,
         A::DeployWebApp => Action::DeployWebApp,
         A::InstallClient => Action::InstallClient,
+        A::GenerateWebApp => Action::GenerateWebApp,
         A::Unspecified => return Err(bad(format!("unknown step action {value}"))),
     })
 }
@@ -220,6 +222,11 @@ impl From<&Plan> for v1::Plan {
                             to: step.to.to_string(),
                             offline: step.offline,
                             task: step.task.map(|k| k.as_str().to_owned()).unwrap_or_default(),
+                            web_servers: step
+                                .web_servers
+                                .iter()
+                                .map(|k| k.as_str().to_owned())
+                                .collect(),
                         })
                         .collect(),
                 })
@@ -312,6 +319,14 @@ impl TryFrom<&v1::Plan> for Plan {
                     to: version(&step.to, "step")?,
                     offline: step.offline,
                     task: task_kind(&step.task)?,
+                    web_servers: step
+                        .web_servers
+                        .iter()
+                        .map(|k| {
+                            tierwise_common::WebServerKind::parse(k)
+                                .ok_or_else(|| bad(format!("unknown web server kind `{k}`")))
+                        })
+                        .collect::<Result<_, _>>()?,
                 });
             }
             phases.push(Phase {
@@ -428,6 +443,7 @@ mod tests {
                 licence: Some(&licence("prod", until)),
                 target,
                 waves: &ClientWaves::default(),
+                web_packages: None,
             })
             .unwrap();
             let back = Plan::try_from(&v1::Plan::from(&planned)).unwrap();

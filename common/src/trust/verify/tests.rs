@@ -490,6 +490,7 @@ fn a_plan_with_unsigned_installers_is_blocked_unless_unsigned_releases_are_allow
         licence: Some(&licence("prod", "2026-12-31")),
         target: v("26.3.100.34058"),
         waves: &ClientWaves::parse("100%").unwrap(),
+        web_packages: None,
     })
     .unwrap();
     assert!(!planned.blocked);

@@ -25,7 +25,24 @@ pub(super) async fn upload_artifact(
         ApiError::InvalidArgument("name the component: server, app_server, web or client".into())
     })?;
     let file_name = printable(&first.file_name, 255);
-    // What the catalogue says this installer must be, if it says.
+    let web_server = match first.web_server.as_str() {
+        "" => None,
+        _ if role != tierwise_common::Role::Web => {
+            return Err(ApiError::InvalidArgument(
+                "a kind of web server goes with the component web".into(),
+            )
+            .into())
+        }
+        text => Some(tierwise_common::WebServerKind::parse(text).ok_or_else(|| {
+            ApiError::InvalidArgument(format!(
+                "`{}` is no kind of web server; use iis, apache or nginx",
+                printable(text, 32)
+            ))
+        })?),
+    };
+    // What the catalogue says this installer must be, if it says (a site's
+    // own Web Application is made by its Server Manager: nobody else knows
+    // its checksum).
     let expected = match api
         .store
         .current_catalogue()
@@ -39,7 +56,8 @@ pub(super) async fn upload_artifact(
                     .and_then(|r| r.artifacts.get(&role).map(|a| a.sha256.clone()))
             }),
         None => None,
-    };
+    }
+    .filter(|_| web_server.is_none());
     let io = |e: std::io::Error| ApiError::Unavailable(format!("the artifact store: {e}"));
     let mut incoming = api.artifacts.begin().await.map_err(io)?;
     incoming.write(&first.data).await.map_err(io)?;
@@ -59,6 +77,29 @@ pub(super) async fn upload_artifact(
         .map_err(ApiError::FailedPrecondition)?;
     let now = now_ms();
     let release_text = release.to_string();
+    if let Some(kind) = web_server {
+        api.store
+            .record_web_package(
+                &crate::store::web_packages::NewWebPackage {
+                    release: &release_text,
+                    web_server: kind,
+                    sha256: &sha256,
+                    file_name: &file_name,
+                    size,
+                },
+                &actor,
+                now,
+            )
+            .await
+            .map_err(ApiError::from)?;
+        info!(%release, web_server = kind.as_str(), %sha256, size, "web package stored");
+        api.engine.wake();
+        return Ok(Response::new(UploadArtifactResponse {
+            sha256,
+            size,
+            checked_against_catalogue: false,
+        }));
+    }
     let artifact = crate::store::NewArtifact {
         release: &release_text,
         role,

@@ -297,6 +297,7 @@ mod tests {
                     databases_error: Some(text(4 * MAX_PROBE_TEXT)),
                     backup_location: None,
                     commands: None,
+                    web_app_output: None,
                 }),
             },
             Component {
@@ -311,6 +312,7 @@ mod tests {
                     server_kind: WebServerKind::Iis,
                     docroot: text(MAX_DOCROOT),
                     websocket: Check::Yes,
+                    packages: None,
                 }),
             },
             Component {

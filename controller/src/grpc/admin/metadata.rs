@@ -33,7 +33,7 @@ pub fn catalogue_sha256(document: &str) -> String {
 /// Verifies stored or offered metadata at `now_ms` from the pinned root
 /// (`None`: its own first root); `seen` is what was in force before
 /// (rollback).
-fn verify(
+pub(crate) fn verify(
     roots: &[Envelope],
     release: &Envelope,
     now_ms: i64,
@@ -83,19 +83,15 @@ impl AdminApi {
     /// The release metadata in force, verified now from the pinned root, or
     /// why there is none to use.
     pub(super) async fn signed_release(&self) -> Result<Result<Release, String>, ApiError> {
-        let Some(stored) = self.store.release_metadata().await? else {
-            return Ok(Err("no signed release metadata imported".into()));
-        };
-        let pin = self.pinned_root(Some(&stored)).map(|(root, _)| root);
-        Ok(verify(
-            &stored.roots,
-            &stored.release,
-            now_ms(),
-            None,
-            pin.as_deref(),
-        )
-        .map(|(_, release, _)| release)
-        .map_err(|e| format!("the release metadata in force does not verify: {e}")))
+        Ok(self.trust().signed_release(&self.store).await?)
+    }
+
+    /// How this controller trusts releases.
+    pub(super) fn trust(&self) -> crate::web_packages::ReleaseTrust {
+        crate::web_packages::ReleaseTrust {
+            allow_unsigned: self.allow_unsigned,
+            release_root: self.release_root.clone(),
+        }
     }
 
     async fn metadata_view(&self) -> Result<ReleaseMetadataView, ApiError> {

@@ -115,6 +115,7 @@ impl AdminApi {
             .await?
             .into_iter()
             .find(|l| l.installation == installation);
+        let packages = self.trust().web_packages(&self.store, target).await?;
         let plan_with = |waves: &ClientWaves| {
             plan(&PlanRequest {
                 installation,
@@ -123,6 +124,7 @@ impl AdminApi {
                 licence: licence.as_ref(),
                 target,
                 waves,
+                web_packages: Some(&packages),
             })
             .map_err(|e| match e {
                 PlanError::UnknownTarget { .. } => {
@@ -198,7 +200,18 @@ impl AdminApi {
             .into_iter()
             .map(|(_, window)| window)
             .collect();
-        let mut status = RolloutStatus::build(&rollout, &steps, &outputs, &progress, &hosts);
+        let packages = self
+            .trust()
+            .web_packages(&self.store, rollout.target)
+            .await?;
+        let mut status = RolloutStatus::build(
+            &rollout,
+            &steps,
+            &outputs,
+            &progress,
+            &hosts,
+            Some(&packages),
+        );
         if let Some(backup) = self.store.rollout_backup(id).await? {
             status.set_backups(
                 backup
@@ -235,6 +248,7 @@ impl AdminApi {
                 steps: &steps,
                 hosts: &[],
                 windows: &windows,
+                web_packages: None,
             };
             status.waiting_for_window =
                 match tierwise_common::rollout::phase_gate(&snapshot, now_ms()) {
