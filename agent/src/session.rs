@@ -193,6 +193,7 @@ async fn run_session(
 }
 
 fn step_result(report: &StepReport) -> tierwise_proto::v1::StepResult {
+    let (backup, backups) = tierwise_proto::convert::backups_to_wire(&report.backups);
     tierwise_proto::v1::StepResult {
         step_id: report.step_id.clone(),
         outcome: tierwise_proto::v1::StepOutcome::from(report.outcome).into(),
@@ -202,13 +203,7 @@ fn step_result(report: &StepReport) -> tierwise_proto::v1::StepResult {
         reason: report.reason.clone(),
         started_ms: report.started_ms,
         finished_ms: report.finished_ms,
-        backup: report
-            .backup
-            .as_ref()
-            .map(|b| tierwise_proto::v1::BackupFile {
-                path: b.path.clone(),
-                size: b.size,
-                modified_ms: b.modified_ms,
-            }),
+        backup,
+        backups,
     }
 }

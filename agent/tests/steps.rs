@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 use tierwise_agent::config::{
-    ActionCommand, ComponentSpec, ConfiguredAction, FactsSpec, HealthChecks, TcpTarget,
-    VersionProbe, WindowsServicesAction,
+    ActionCommand, BackupLocation, ComponentSpec, ConfiguredAction, DatabasesProbe, FactsSpec,
+    HealthChecks, Source, TcpTarget, VersionProbe, WindowsServicesAction,
 };
 use tierwise_agent::steps::journal::{Journal, JournalEntry};
 use tierwise_agent::steps::Executor;
@@ -289,6 +289,108 @@ async fn what_is_not_configured_does_not_run() {
             "{bad:?}"
         );
     }
+}
+
+/// A server whose backup writes `PSDB_<n>.bak`, plus `Archive_<n>.bak`
+/// unless the file `only-psdb` exists, into `backups/`, verified per
+/// database by `{database}_*.bak` against the databases `databases.json`
+/// lists.
+fn backing_up_executor(dir: &Path) -> Executor {
+    let backups = dir.join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    let script = format!(
+        "n=$(date +%s%N); echo backup > {b}/PSDB_$n.bak; [ -f {only} ] || echo backup > {b}/Archive_$n.bak",
+        b = backups.display(),
+        only = dir.join("only-psdb").display()
+    );
+    let backup = ActionCommand {
+        argv: vec!["sh".into(), "-c".into(), script],
+        timeout: Duration::from_secs(10),
+        transient_exit_codes: Vec::new(),
+        restart_exit_codes: Vec::new(),
+    };
+    let server = ComponentSpec {
+        role: Role::Server,
+        version: VersionProbe::Fixed(Version::new(9, 3, 1, 33994)),
+        facts: FactsSpec::Server {
+            databases: Some(DatabasesProbe {
+                source: Source::File(dir.join("databases.json")),
+            }),
+        },
+        actions: BTreeMap::from([("backup", ConfiguredAction::Command(backup))]),
+        health: None,
+        backup_location: Some(BackupLocation {
+            directory: backups,
+            pattern: "{database}_*.bak".parse().unwrap(),
+        }),
+        web_app_output: None,
+    };
+    Executor::new(&dir.join("state"), vec![server]).unwrap()
+}
+
+#[tokio::test]
+async fn a_backup_succeeds_only_with_a_new_file_for_every_database_the_probe_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let exec = backing_up_executor(dir.path());
+
+    // Without the probe's answer nobody can say what the backup covers.
+    let report = exec
+        .execute("b-1", &StepAction::Backup, None)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, StepOutcome::Failed, "{report:?}");
+    assert!(
+        report.reason.contains("the databases probe failed"),
+        "{}",
+        report.reason
+    );
+
+    // Files written within the 2 s a coarse file system's time may lag
+    // would count as new for the next step: start from an empty directory.
+    std::fs::remove_dir_all(dir.path().join("backups")).unwrap();
+    std::fs::create_dir(dir.path().join("backups")).unwrap();
+    std::fs::write(
+        dir.path().join("databases.json"),
+        r#"[{"name": "PSDB", "active": true}, {"name": "Archive", "active": true}]"#,
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("only-psdb"), "").unwrap();
+    let report = exec
+        .execute("b-2", &StepAction::Backup, None)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, StepOutcome::Failed, "{report:?}");
+    assert!(
+        report
+            .reason
+            .contains("1 of 2 databases have no new backup of their own")
+            && report
+                .reason
+                .contains("`Archive`: no file matching `Archive_*.bak`"),
+        "{}",
+        report.reason
+    );
+    assert!(report.backups.is_empty());
+
+    std::fs::remove_file(dir.path().join("only-psdb")).unwrap();
+    let report = exec
+        .execute("b-3", &StepAction::Backup, None)
+        .await
+        .unwrap();
+    assert_eq!(report.outcome, StepOutcome::Succeeded, "{report:?}");
+    let databases: Vec<_> = report
+        .backups
+        .iter()
+        .map(|f| f.database.as_deref())
+        .collect();
+    assert_eq!(databases, [Some("PSDB"), Some("Archive")]);
+    assert!(report.backups.iter().all(|f| f.size > 0));
+    assert!(
+        report.output_tail.contains("backup verified: PSDB: ")
+            && report.output_tail.contains("backup verified: Archive: "),
+        "{}",
+        report.output_tail
+    );
 }
 
 #[tokio::test]

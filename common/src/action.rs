@@ -141,10 +141,15 @@ impl StepAction {
     }
 }
 
-/// The backup file a verified backup step found: the newest non-empty file
+/// A backup file a verified backup step found: for one database (or, when
+/// the server names none, for the whole server), the newest non-empty file
 /// matching the configured pattern that appeared after the step started.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupFile {
+    /// The database it protects; `None` when the server reports no
+    /// databases and one file stands for the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
     pub path: String,
     pub size: u64,
     /// When it was last written (Unix ms).

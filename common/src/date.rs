@@ -20,6 +20,13 @@ pub enum DateError {
     OutOfRange(String),
 }
 
+/// A time (Unix ms) as RFC 3339 in UTC, to the second, for the reasons
+/// this crate writes.
+pub(crate) fn utc(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms - ms.rem_euclid(1000))
+        .map_or_else(|_| ms.to_string(), |t| t.to_string())
+}
+
 pub const fn is_leap(year: u16) -> bool {
     (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400)
 }

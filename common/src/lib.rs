@@ -30,6 +30,7 @@ macro_rules! serde_as_text {
 pub mod action;
 pub mod audit;
 pub mod backoff;
+pub mod backup;
 pub mod catalogue;
 pub mod date;
 #[cfg(any(test, feature = "fixtures"))]

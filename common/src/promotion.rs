@@ -127,12 +127,6 @@ pub fn evaluate(
     }
 }
 
-/// A time as RFC 3339 in UTC, to the second.
-fn utc(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms - ms.rem_euclid(1000))
-        .map_or_else(|_| ms.to_string(), |t| t.to_string())
-}
-
 /// The finding a plan of `installation` to `target` carries: a blocker
 /// while the promotion is not done (or, with `skipped_by`, a warning that
 /// names who skipped it), a warning-free nothing otherwise.
@@ -156,10 +150,10 @@ pub fn finding(
         } => (
             format!(
                 "{target} completed on {from} ({rollout}) at {}; its soak ends at {}",
-                utc(*completed_ms),
-                utc(*soak_ends_ms)
+                crate::date::utc(*completed_ms),
+                crate::date::utc(*soak_ends_ms)
             ),
-            format!("wait until {}", utc(*soak_ends_ms)),
+            format!("wait until {}", crate::date::utc(*soak_ends_ms)),
         ),
         PromotionState::FailedThere {
             from,
@@ -168,7 +162,7 @@ pub fn finding(
         } => (
             format!(
                 "a rollout of {from} to {target} ({rollout}) failed at {}",
-                utc(*failed_ms)
+                crate::date::utc(*failed_ms)
             ),
             format!("complete a rollout of {from} to {target} and let it soak"),
         ),

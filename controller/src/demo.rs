@@ -82,7 +82,8 @@ fn installer_script(dir: &Path, delay: &str, fail_code: Option<u8>) -> String {
          echo \"$action $version\" >> \"{dir}/runs.log\"\n\
          {fail}\
          case \"$action\" in\n\
-           backup) sleep 0.5; mkdir -p \"{dir}/backups\"; echo \"PSDB-Prod and PSDB-Archive, $(date)\" > \"{dir}/backups/PSDB-$(date +%s).bak\" ;;\n\
+           backup) sleep 0.5; mkdir -p \"{dir}/backups\"; n=$(date +%s)\n\
+             for db in $(sed -n 's/.*\"name\": \"\\([^\"]*\\)\".*/\\1/p' \"{dir}/databases.json\"); do echo \"$db, $(date)\" > \"{dir}/backups/$db-$n.bak\"; done ;;\n\
            install) echo \"installing $version\"; sleep {delay}; echo \"$version\" > \"{dir}/VERSION.tmp\"; mv \"{dir}/VERSION.tmp\" \"{dir}/VERSION\" ;;\n\
            reactivate) sleep 1; sed -e \"s/\\\"patch_level\\\": \\\"[0-9.]*\\\"/\\\"patch_level\\\": \\\"$version\\\"/g\" \"{dir}/databases.json\" > \"{dir}/db.tmp\" && mv \"{dir}/db.tmp\" \"{dir}/databases.json\" ;;\n\
            *) sleep 0.5 ;;\n\
@@ -486,7 +487,8 @@ async fn spawn_agent(
             write(&script, &installer_script(&dir, "3", None))?;
             actions = format!(
                 "\n[component.actions]\nbackup = {}\nstop_services = {}\ninstall = {}\nstart_services = {}\nreactivate_databases = {}\n",
-                // The backup is verified: the file it writes must appear.
+                // The backup is verified: a file for each database (its
+                // name in the file's) must appear.
                 action_with(
                     "backup",
                     false,

@@ -107,10 +107,14 @@ pub struct RolloutStatus {
     /// What the rest is expected to take, and when it should end.
     #[serde(default)]
     pub eta: Option<EtaView>,
-    /// The verified backup that protects this rollout, once the backup
-    /// step found it.
+    /// The first file of the verified backup that protects this rollout,
+    /// once the backup step found it (kept for scripts written when a
+    /// backup was one file; `backups` has them all).
     #[serde(default)]
     pub backup: Option<BackupView>,
+    /// Every file of that backup: one per database the server reported.
+    #[serde(default)]
+    pub backups: Vec<DatabaseBackupView>,
     /// The operator tasks, in step order.
     #[serde(default)]
     pub tasks: Vec<TaskView>,
@@ -147,6 +151,38 @@ pub struct BackupView {
     pub time: String,
     #[serde(skip)]
     pub modified_ms: i64,
+}
+
+/// A backup file and the database it protects (`null`: the server names
+/// no databases, and the file stands for it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseBackupView {
+    pub database: Option<String>,
+    #[serde(flatten)]
+    pub file: BackupView,
+}
+
+impl RolloutStatus {
+    /// Sets the backup the status shows: every file, and the first alone.
+    pub fn set_backups(&mut self, backups: Vec<DatabaseBackupView>) {
+        self.backup = backups.first().map(|b| b.file.clone());
+        self.backups = backups;
+    }
+}
+
+impl DatabaseBackupView {
+    pub fn new(host_id: &str, file: &tierwise_common::action::BackupFile) -> Self {
+        Self {
+            database: file.database.clone(),
+            file: BackupView {
+                host_id: host_id.to_owned(),
+                path: file.path.clone(),
+                size: file.size,
+                time: rfc3339(file.modified_ms),
+                modified_ms: file.modified_ms,
+            },
+        }
+    }
 }
 
 /// An expectation as shown: seconds of work and RFC 3339 times (the Unix
@@ -433,6 +469,7 @@ impl RolloutStatus {
             waiting_for_window: None,
             eta: None,
             backup: None,
+            backups: Vec::new(),
             tasks,
         }
     }

@@ -4,7 +4,8 @@
 //! views and prints them, so `--json` is the document the controller made.
 
 use crate::rollout_view::{
-    AwaitedReport, PendingRestart, PhaseStatus, RolloutStatus, RunningStep, StepFailure, TaskView,
+    AwaitedReport, BackupView, DatabaseBackupView, PendingRestart, PhaseStatus, RolloutStatus,
+    RunningStep, StepFailure, TaskView,
 };
 use crate::store::rollouts::AuditEntry;
 use crate::store::security::{OperatorRecord, TokenRecord, TokenState};
@@ -125,14 +126,12 @@ impl From<&RolloutStatus> for v1::RolloutView {
                 .collect(),
             waiting_for_window: s.waiting_for_window.clone().unwrap_or_default(),
             eta: s.eta.as_ref().map(eta_to_wire),
-            backup: s.backup.as_ref().map(|b| v1::RolloutBackup {
-                host_id: b.host_id.clone(),
-                file: Some(v1::BackupFile {
-                    path: b.path.clone(),
-                    size: b.size,
-                    modified_ms: b.modified_ms,
-                }),
-            }),
+            backup: s.backup.as_ref().map(|b| backup_to_wire(None, b)),
+            backups: s
+                .backups
+                .iter()
+                .map(|b| backup_to_wire(b.database.as_deref(), &b.file))
+                .collect(),
             omitted: s.omitted.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             tasks: s
                 .tasks
@@ -233,16 +232,13 @@ impl TryFrom<&v1::RolloutView> for RolloutStatus {
                 .then(|| w.waiting_for_window.clone()),
             eta: w.eta.as_ref().map(|e| eta_from_wire(e, true)),
             omitted: w.omitted.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            backup: w.backup.as_ref().and_then(|b| {
-                let file = b.file.as_ref()?;
-                Some(crate::rollout_view::BackupView {
-                    host_id: b.host_id.clone(),
-                    path: file.path.clone(),
-                    size: file.size,
-                    time: tierwise_runtime::clock::rfc3339(file.modified_ms),
-                    modified_ms: file.modified_ms,
-                })
-            }),
+            backup: w.backup.as_ref().and_then(backup_from_wire).map(|b| b.file),
+            // A controller from before one file per database sends one.
+            backups: if w.backups.is_empty() {
+                w.backup.iter().filter_map(backup_from_wire).collect()
+            } else {
+                w.backups.iter().filter_map(backup_from_wire).collect()
+            },
             tasks: w
                 .tasks
                 .iter()
@@ -265,6 +261,23 @@ impl TryFrom<&v1::RolloutView> for RolloutStatus {
                 .collect(),
         })
     }
+}
+
+fn backup_to_wire(database: Option<&str>, b: &BackupView) -> v1::RolloutBackup {
+    v1::RolloutBackup {
+        host_id: b.host_id.clone(),
+        file: Some(v1::BackupFile {
+            path: b.path.clone(),
+            size: b.size,
+            modified_ms: b.modified_ms,
+            database: database.unwrap_or_default().to_owned(),
+        }),
+    }
+}
+
+fn backup_from_wire(b: &v1::RolloutBackup) -> Option<DatabaseBackupView> {
+    let file = tierwise_common::action::BackupFile::from(b.file.as_ref()?);
+    Some(DatabaseBackupView::new(&b.host_id, &file))
 }
 
 impl From<&AuditEntry> for v1::AuditEntry {
@@ -403,4 +416,64 @@ pub fn eta_from_wire(eta: &v1::Eta, times: bool) -> crate::rollout_view::EtaView
         eta.unmeasured.clone(),
         times,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::test_fixtures::wave_rollout;
+    use serde_json::json;
+
+    fn protected() -> RolloutStatus {
+        let mut status = RolloutStatus::build(&wave_rollout(), &[], &[], &[], &[], None);
+        let file = |database: &str, path: &str| {
+            DatabaseBackupView::new(
+                "srv-01",
+                &tierwise_common::action::BackupFile {
+                    database: Some(database.into()),
+                    path: path.into(),
+                    size: 6,
+                    modified_ms: 1_800_000_000_000,
+                },
+            )
+        };
+        status.set_backups(vec![
+            file("PSDB", "/b/PSDB_1.bak"),
+            file("Archive", "/b/Archive_1.bak"),
+        ]);
+        status
+    }
+
+    #[test]
+    fn every_backup_file_travels_and_the_json_keeps_the_first_alone() {
+        let status = protected();
+        let back = RolloutStatus::try_from(&v1::RolloutView::from(&status)).unwrap();
+        assert_eq!(back, status);
+        let json = serde_json::to_value(&status).unwrap();
+        let time = "2027-01-15T08:00:00Z";
+        assert_eq!(
+            json["backup"],
+            json!({"host_id": "srv-01", "path": "/b/PSDB_1.bak", "size": 6, "time": time})
+        );
+        assert_eq!(
+            json["backups"],
+            json!([
+                {"database": "PSDB", "host_id": "srv-01", "path": "/b/PSDB_1.bak", "size": 6, "time": time},
+                {"database": "Archive", "host_id": "srv-01", "path": "/b/Archive_1.bak", "size": 6, "time": time},
+            ])
+        );
+    }
+
+    #[test]
+    fn a_controller_that_sends_one_backup_file_shows_it_of_no_database() {
+        let status = protected();
+        let mut wire = v1::RolloutView::from(&status);
+        wire.backups.clear();
+        let read = RolloutStatus::try_from(&wire).unwrap();
+        assert_eq!(read.backup, status.backup);
+        assert_eq!(read.backups.len(), 1);
+        assert_eq!(read.backups[0].database, None);
+        assert_eq!(read.backups[0].file, status.backups[0].file);
+    }
 }

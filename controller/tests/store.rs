@@ -389,6 +389,7 @@ async fn suite(store: &Store) {
     assert_eq!(licences[0].installation, "prod");
     assert_eq!(licences[0].maintenance_until, date("2026-12-31"));
     rollouts(store, t0).await;
+    backups(store, t0).await;
     engine_inbox(store, t0).await;
     security(store, t0).await;
     renewal_and_moves(store, t0).await;
@@ -945,6 +946,109 @@ async fn rollouts(store: &Store, t0: i64) {
     assert_eq!(rollout_entries[1].actor, "tester");
 }
 
+/// The backup protecting a rollout: every file in the server's order,
+/// replaced whole when a retried backup finds others, each in the audit
+/// entry.
+async fn backups(store: &Store, t0: i64) {
+    use tierwise_common::action::BackupFile;
+    assert_eq!(store.rollout_backup("r1").await.unwrap(), None);
+    let file = |database: Option<&str>, path: &str, size: u64| BackupFile {
+        database: database.map(Into::into),
+        path: path.into(),
+        size,
+        modified_ms: t0,
+    };
+    // A size past 32 bits: the columns are 64-bit on both stores.
+    let two = [
+        file(Some("PSDB-Prod"), "/b/PSDB-Prod_1.bak", 5_000_000_000),
+        file(Some("PSDB-Archive"), "/b/PSDB-Archive_1.bak", 10),
+    ];
+    store
+        .record_backup("r1", "srv-01", &two, t0 + 10)
+        .await
+        .unwrap();
+    let backup = store.rollout_backup("r1").await.unwrap().unwrap();
+    assert_eq!(backup.host_id, "srv-01");
+    assert_eq!(backup.files, two);
+
+    // A retried backup's files replace every earlier one.
+    let one = [file(None, "/b/server.bak", 7)];
+    store
+        .record_backup("r1", "srv-01", &one, t0 + 20)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.rollout_backup("r1").await.unwrap().unwrap().files,
+        one
+    );
+    store
+        .record_backup("r1", "srv-01", &two, t0 + 30)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.rollout_backup("r1").await.unwrap().unwrap().files,
+        two
+    );
+    // Nothing found records nothing.
+    store
+        .record_backup("r1", "srv-01", &[], t0 + 40)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.rollout_backup("r1").await.unwrap().unwrap().files,
+        two
+    );
+
+    let audit = store.audit_log(100).await.unwrap();
+    let verified: Vec<_> = audit
+        .iter()
+        .filter(|a| a.action == "backup verified")
+        .map(|a| (a.actor.as_str(), a.subject.as_str(), a.details.as_str()))
+        .collect();
+    assert_eq!(
+        verified,
+        [
+            (
+                "agent srv-01",
+                "r1",
+                "PSDB-Prod: /b/PSDB-Prod_1.bak (5000000000 bytes, written 2027-01-15T08:00:00Z); \
+                 PSDB-Archive: /b/PSDB-Archive_1.bak (10 bytes, written 2027-01-15T08:00:00Z)"
+            ),
+            (
+                "agent srv-01",
+                "r1",
+                "/b/server.bak (7 bytes, written 2027-01-15T08:00:00Z)"
+            ),
+            (
+                "agent srv-01",
+                "r1",
+                "PSDB-Prod: /b/PSDB-Prod_1.bak (5000000000 bytes, written 2027-01-15T08:00:00Z); \
+                 PSDB-Archive: /b/PSDB-Archive_1.bak (10 bytes, written 2027-01-15T08:00:00Z)"
+            ),
+        ]
+    );
+}
+
+/// A backup recorded before there was one file per database (a row in
+/// `rollout_backups` alone) still reads as its one file, of no database.
+/// `raw` runs SQL on the store's database behind its back.
+async fn backup_from_before_files_per_database(store: &Store, raw: impl sqlx::Executor<'_>) {
+    raw.execute("DELETE FROM rollout_backup_files WHERE rollout_id = 'r1'")
+        .await
+        .unwrap();
+    let backup = store.rollout_backup("r1").await.unwrap().unwrap();
+    assert_eq!(backup.host_id, "srv-01");
+    assert_eq!(
+        backup.files,
+        [tierwise_common::action::BackupFile {
+            database: None,
+            path: "/b/PSDB-Prod_1.bak".into(),
+            size: 5_000_000_000,
+            modified_ms: 1_800_000_000_000,
+        }]
+    );
+}
+
 /// The inbox tells the engine which hosts changed in what `decide` reads,
 /// whoever wrote the change; heartbeats and progress lines are not changes.
 async fn engine_inbox(store: &Store, t0: i64) {
@@ -1408,11 +1512,13 @@ async fn sqlite_store_suite_and_reopen() {
         9,
         "three hosts of the main suite, one of the inbox part, five of the placement part"
     );
+    let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
     let mode: (String,) = sqlx::query_as("PRAGMA journal_mode")
-        .fetch_one(&sqlx::SqlitePool::connect(&url).await.unwrap())
+        .fetch_one(&raw)
         .await
         .unwrap();
     assert_eq!(mode.0, "wal");
+    backup_from_before_files_per_database(&store, &raw).await;
 }
 
 #[tokio::test]
@@ -1461,6 +1567,9 @@ async fn postgres_store_suite_and_reopen() {
     let store = Store::open(&url).await.unwrap();
     let host = store.get_host("srv-01", 0).await.unwrap().unwrap();
     assert_eq!(host.inventory, server_inventory(V263, true));
+    let raw = sqlx::PgPool::connect(&url).await.unwrap();
+    backup_from_before_files_per_database(&store, &raw).await;
+    raw.close().await;
     store.close().await;
 
     // Two replicas: one leads; once its lock is gone another does, and the

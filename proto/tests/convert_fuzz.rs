@@ -24,7 +24,9 @@ use tierwise_common::rollout::ErrorThreshold;
 use tierwise_common::{
     validate_name, Catalogue, ClientWaves, Date, HostRecord, Inventory, Version,
 };
-use tierwise_proto::convert::{command_from_wire, command_to_wire, step_outcome_from_wire};
+use tierwise_proto::convert::{
+    backups_from_wire, command_from_wire, command_to_wire, step_outcome_from_wire,
+};
 use tierwise_proto::v1::{self, agent_message::Body, command::Action, component::Facts};
 use tierwise_testkit::{fuzz, Checked};
 use v1::controller_message::Body as ControllerBody;
@@ -152,12 +154,27 @@ fn agent_message() -> impl Strategy<Value = v1::AgentMessage> {
             ..Default::default()
         })
     });
-    let result = enum_value().prop_map(|outcome| {
-        Body::StepResult(v1::StepResult {
-            outcome,
-            ..Default::default()
-        })
-    });
+    let backup_file = (any::<String>(), any::<u64>(), any::<i64>(), any::<String>()).prop_map(
+        |(path, size, modified_ms, database)| v1::BackupFile {
+            path,
+            size,
+            modified_ms,
+            database,
+        },
+    );
+    let result = (
+        enum_value(),
+        prop::option::of(backup_file.clone()),
+        prop::collection::vec(backup_file, 0..4),
+    )
+        .prop_map(|(outcome, backup, backups)| {
+            Body::StepResult(v1::StepResult {
+                outcome,
+                backup,
+                backups,
+                ..Default::default()
+            })
+        });
     let body = prop_oneof![hello, result, inventory().prop_map(Body::Inventory)];
     prop::option::of(body).prop_map(|body| v1::AgentMessage { body })
 }
@@ -235,6 +252,15 @@ fn check_agent_message(message: &v1::AgentMessage) -> Checked {
             let outcome = step_outcome_from_wire(result.outcome);
             let back = outcome.map(|o| i32::from(v1::StepOutcome::from(o)));
             prop_assert!(back.is_none_or(|b| b == result.outcome));
+            // Every file reported is read, whichever field carries it.
+            let files = backups_from_wire(result);
+            let sent = if result.backups.is_empty() {
+                usize::from(result.backup.is_some())
+            } else {
+                result.backups.len()
+            };
+            prop_assert_eq!(files.len(), sent);
+            prop_assert!(files.iter().all(|f| f.database.as_deref() != Some("")));
             Ok(outcome.is_some())
         }
         // Heartbeats and progress lines carry nothing to convert.

@@ -232,6 +232,7 @@ pub async fn run(
                         started_ms: 0,
                         finished_ms: 0,
                         backup: None,
+                        backups: Vec::new(),
                     })) };
                     let report = AgentMessage { body: Some(agent_message::Body::Inventory(
                         (&inventory(agent.plays, version, databases_at, variant)).into(),

@@ -601,7 +601,13 @@ echo "{host} $action $version" >> "{order}"
 case "$action" in
   install) sleep {delay}; echo "$version" > "{dir}/VERSION.tmp"; mv "{dir}/VERSION.tmp" "{dir}/VERSION" ;;
   restart) touch "{dir}/restart-requested" ;;
-  backup) if [ -d "{dir}/backups" ] && [ ! -f "{dir}/backup-writes-nothing" ]; then echo "backup of $(date)" > "{dir}/backups/PSDB_$(date +%s%N).bak"; fi ;;
+  backup)
+    if [ -d "{dir}/backups" ] && [ ! -f "{dir}/backup-writes-nothing" ]; then
+      n=$(date +%s%N)
+      grep -o '"name": "[^"]*"' "{dir}/databases.json" | sed -e 's/^"name": "//' -e 's/"$//' | while read -r db; do
+        grep -qxF "$db" "{dir}/backup-skips" 2>/dev/null || echo "backup of $db, $(date)" > "{dir}/backups/${{db}}_$n.bak"
+      done
+    fi ;;
   reactivate)
     sed -e 's/"active": false/"active": true/g' -e "s/\"patch_level\": \"[0-9.]*\"/\"patch_level\": \"$version\"/g" "{dir}/databases.json" > "{dir}/db.tmp" && mv "{dir}/db.tmp" "{dir}/databases.json" ;;
 esac
@@ -667,8 +673,10 @@ exit 0
     }
 
     /// Makes the server's backup action name where its backups land
-    /// (`DIR/backups`, `PSDB_*.bak`; the stand-in backup writes one there
-    /// unless the file `backup-writes-nothing` exists) and restarts it.
+    /// (`DIR/backups`, `{database}_*.bak`: the stand-in backup writes one
+    /// file there per database in `databases.json`, but none with the file
+    /// `backup-writes-nothing`, and none for a database named on a line of
+    /// the file `backup-skips`) and restarts it.
     pub fn with_backup_location(&mut self) -> Result<()> {
         let backups = self.dir.join("backups");
         std::fs::create_dir_all(&backups)?;
@@ -678,7 +686,7 @@ exit 0
         };
         let end = at + config[at..].find(" }\n").context("the backup line ends")?;
         let config = format!(
-            "{}, backup_directory = {:?}, backup_pattern = \"PSDB_*.bak\"{}",
+            "{}, backup_directory = {:?}, backup_pattern = \"{{database}}_*.bak\"{}",
             &config[..end],
             backups.display().to_string(),
             &config[end..]

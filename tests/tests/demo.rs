@@ -1,6 +1,7 @@
 //! `tierwise demo`, as the README's first command runs it: a controller,
 //! 22 real agents and a rollout from 9.3.1 to 26.3.100 in one process tree,
-//! ending with every host online and the rollout's backup verified.
+//! ending with every host online and the rollout's backup of each database
+//! verified.
 
 use std::io::Read;
 use std::process::{Command, Stdio};
@@ -41,8 +42,11 @@ fn the_demo_rolls_its_installation_forward_and_says_what_protected_it() -> anyho
     for expected in [
         // The plan, in the vendor's order, the backup first.
         "1. Backup — 1 step",
-        // The rollout's backup, found and checked by the server's agent.
-        "Protected by the backup ",
+        // The rollout's backup, found and checked by the server's agent:
+        // a file of each of the server's two databases.
+        "Protected by the backups on srv-01 of its 2 databases:",
+        "  PSDB-Prod: ",
+        "  PSDB-Archive: ",
         "22 host(s): 22 online, 0 offline",
         "Demo ready after ",
     ] {

@@ -292,7 +292,7 @@ fn production_waits_for_the_test_installation_to_soak_unless_skipped_on_record()
 }
 
 #[test]
-fn a_backup_that_leaves_no_file_halts_before_the_server_is_touched() {
+fn a_backup_without_a_new_file_for_every_database_halts_before_the_server_is_touched() {
     let mut fleet = Fleet::start(&FleetOptions {
         clients: 1,
         ..FleetOptions::default()
@@ -331,49 +331,93 @@ fn a_backup_that_leaves_no_file_halts_before_the_server_is_touched() {
     )
     .unwrap();
 
-    // The backup command exits 0 but writes nothing: the step fails, the
-    // rollout halts, and the server was never stopped.
-    std::fs::write(fleet.server.dir.join("backup-writes-nothing"), "").unwrap();
+    // The server reports PSDB and Archive. The backup command exits 0 but
+    // writes PSDB's file only; Archive has just a backup from an hour ago.
+    let backups = fleet.server.dir.join("backups");
+    let old = backups.join("Archive_0.bak");
+    std::fs::write(&old, "last night's backup").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .and_then(|f| f.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600)))
+        .unwrap();
+    std::fs::write(fleet.server.dir.join("backup-skips"), "Archive\n").unwrap();
     c.rollout_start(&[]).unwrap();
     let status = ended(c);
     assert_eq!(status["state"], "failed", "{status}");
     let failure = &status["failures"][0];
     assert_eq!(failure["action"], "backup");
-    assert!(
-        failure["reason"]
-            .as_str()
-            .unwrap()
-            .contains("the backup command exited 0, but no file matching `PSDB_*.bak`"),
-        "{failure}"
-    );
+    let reason = failure["reason"].as_str().unwrap();
+    for expected in [
+        "the backup command exited 0, but 1 of 2 databases have no new backup of their own in ",
+        &format!("`Archive`: the newest, {}, was written ", old.display()),
+        "before the step; nothing protects these databases",
+    ] {
+        assert!(reason.contains(expected), "{expected}: {reason}");
+    }
+    assert!(!reason.contains("`PSDB`"), "{reason}");
     assert_eq!(status["backup"], Value::Null);
+    assert_eq!(status["backups"], serde_json::json!([]));
     let runs = fleet.server.runs();
     assert!(
         runs.iter()
             .all(|r| !r.contains(" stop ") && !r.contains(" install ")),
         "{runs:?}"
     );
+    assert!(c.audit_entry("backup verified").unwrap().is_none());
 
-    // With the backup writing its file, resuming verifies it and goes on.
-    std::fs::remove_file(fleet.server.dir.join("backup-writes-nothing")).unwrap();
+    // With a file for each database, resuming verifies both and goes on.
+    std::fs::remove_file(fleet.server.dir.join("backup-skips")).unwrap();
     let id = status["id"].as_str().unwrap().to_owned();
     c.cli(&["rollout", "resume", &id]).unwrap();
     let done = ended(c);
     assert_eq!(done["state"], "completed", "{done}");
+    let files = done["backups"].as_array().unwrap();
+    let databases: Vec<&str> = files
+        .iter()
+        .map(|f| f["database"].as_str().unwrap())
+        .collect();
+    assert_eq!(databases, ["PSDB", "Archive"], "{done}");
+    for file in files {
+        let path = file["path"].as_str().unwrap();
+        let database = file["database"].as_str().unwrap();
+        assert_eq!(file["host_id"], "srv-01", "{file}");
+        assert!(
+            Path::new(path)
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{database}_")))
+                && path != old.display().to_string()
+                && Path::new(path).is_file(),
+            "{file}"
+        );
+        assert!(file["size"].as_u64().unwrap() > 0, "{file}");
+        assert!(file["time"].as_str().unwrap().ends_with('Z'), "{file}");
+    }
+    // `backup` stays, the first file, for scripts written before.
     let backup = &done["backup"];
     assert_eq!(backup["host_id"], "srv-01", "{done}");
-    let path = backup["path"].as_str().unwrap();
-    assert!(
-        path.ends_with(".bak") && Path::new(path).is_file(),
-        "{backup}"
-    );
-    assert!(backup["size"].as_u64().unwrap() > 0);
-    assert!(backup["time"].as_str().unwrap().ends_with('Z'));
+    for key in ["path", "size", "time"] {
+        assert_eq!(backup[key], files[0][key], "{key}");
+    }
+    assert_eq!(backup.get("database"), None, "{backup}");
+
     let text = c.cli(&["rollout", "status"]).unwrap();
-    assert!(text.contains("Protected by the backup "), "{text}");
+    assert!(
+        text.contains("Protected by the backups on srv-01 of its 2 databases:"),
+        "{text}"
+    );
     let verified = c.audit_entry("backup verified").unwrap().expect("audited");
     assert_eq!(verified["actor"], "agent srv-01");
-    assert!(verified["details"].as_str().unwrap().starts_with(path));
+    let details = verified["details"].as_str().unwrap();
+    for file in files {
+        let line = format!(
+            "{}: {}",
+            file["database"].as_str().unwrap(),
+            file["path"].as_str().unwrap()
+        );
+        assert!(text.contains(&format!("  {line} (")), "{line}: {text}");
+        assert!(details.contains(&format!("{line} (")), "{line}: {details}");
+    }
 }
 
 /// The web host's package for 26.3.100.34058, with a `config.bat` at its

@@ -133,6 +133,7 @@ fn timeout_of(raw: &RawAction) -> Result<Duration, String> {
 pub(super) fn backup_location_of(
     key: &str,
     raw: &RawAction,
+    facts: &super::FactsSpec,
 ) -> Result<Option<BackupLocation>, String> {
     match (&raw.backup_directory, &raw.backup_pattern) {
         (None, None) => Ok(None),
@@ -149,10 +150,16 @@ pub(super) fn backup_location_of(
                     directory.display()
                 ));
             }
-            let pattern = pattern.clone().unwrap_or_else(|| "*".to_owned());
-            if pattern.trim().is_empty() || pattern.contains(['/', '\\']) {
+            let pattern: tierwise_common::backup::BackupPattern = pattern
+                .as_deref()
+                .unwrap_or("*")
+                .parse()
+                .map_err(|e: tierwise_common::backup::BackupPatternError| e.to_string())?;
+            if pattern.names_database()
+                && !matches!(facts, super::FactsSpec::Server { databases: Some(_) })
+            {
                 return Err(format!(
-                    "`backup_pattern` is a file name pattern such as \"PSDB_*.bak\" (`*` and `?`), not `{pattern}`"
+                    "`backup_pattern` `{pattern}` names `{{database}}`, but this component has no `databases` probe to say which databases there are; add one, or name the files without `{{database}}`"
                 ));
             }
             Ok(Some(BackupLocation {

@@ -130,11 +130,11 @@ pub struct ComponentSpec {
 }
 
 /// Where backups land: a directory, and the pattern of their file names
-/// (`*` and `?`, any case).
+/// (`*` and `?`, any case; `{database}` for each database's name).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackupLocation {
     pub directory: PathBuf,
-    pub pattern: String,
+    pub pattern: tierwise_common::backup::BackupPattern,
 }
 
 impl std::fmt::Display for BackupLocation {

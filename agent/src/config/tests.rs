@@ -305,7 +305,7 @@ fn a_backup_names_where_its_backups_land() {
         .as_ref()
         .expect("a location");
     assert_eq!(location.directory, Path::new("/srv/backups"));
-    assert_eq!(location.pattern, "PSDB_*.bak");
+    assert_eq!(location.pattern.to_string(), "PSDB_*.bak");
     let settings = parse(
         &with(r#"backup = { command = ["b"], backup_directory = "/srv/backups" }"#),
         "agent.toml",
@@ -316,7 +316,8 @@ fn a_backup_names_where_its_backups_land() {
             .backup_location
             .as_ref()
             .expect("a location")
-            .pattern,
+            .pattern
+            .to_string(),
         "*"
     );
     for (actions, expected) in [
@@ -335,6 +336,15 @@ fn a_backup_names_where_its_backups_land() {
         (
             r#"stop_services = { command = ["s"], backup_directory = "/b" }"#,
             "belong to the `backup` action",
+        ),
+        (
+            r#"backup = { command = ["b"], backup_directory = "/b", backup_pattern = "{date}_*.bak" }"#,
+            "may fill in only `{database}` (each database's name), not `{date}`",
+        ),
+        (
+            // Which databases there are is the databases probe's to say.
+            r#"backup = { command = ["b"], backup_directory = "/b", backup_pattern = "{database}_*.bak" }"#,
+            "has no `databases` probe",
         ),
     ] {
         let e = error(&with(actions));
@@ -473,4 +483,19 @@ fn windows_services_are_refused_where_they_cannot_work_with_the_reason() {
         many.join(", ")
     ));
     assert!(e.contains("names 33 services; at most 32"), "{e}");
+}
+
+#[test]
+fn a_backup_pattern_may_name_each_database() {
+    let text = GOOD.replace(
+        "version = { file = \"/opt/password-secure/server/VERSION\" }",
+        "version = { file = \"/opt/password-secure/server/VERSION\" }\ndatabases = { file = \"/opt/ps/databases.json\" }",
+    ) + "\n[component.actions]\nbackup = { command = [\"b\"], backup_directory = \"/srv/backups\", backup_pattern = \"{database}_*.bak\" }\n";
+    let settings = parse(&text, "agent.toml").unwrap();
+    let location = settings.components[0]
+        .backup_location
+        .as_ref()
+        .expect("a location");
+    assert!(location.pattern.names_database());
+    assert!(location.pattern.matches("PSDB_1.BAK", Some("psdb")));
 }

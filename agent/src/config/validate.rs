@@ -415,7 +415,7 @@ pub(super) fn settings(
                         "the Web Application is deployed by the agent itself (empty the docroot, unzip); no install command".into(),
                     ));
                 }
-                let location = backup_location_of(key, entry.get_ref())
+                let location = backup_location_of(key, entry.get_ref(), &facts)
                     .map_err(|m| here(&name, Some(entry.span()), m))?;
                 let action = configured_action(key, role, entry.get_ref())
                     .map_err(|m| here(&name, Some(entry.span()), m))?;

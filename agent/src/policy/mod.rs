@@ -404,6 +404,54 @@ install = { command = ["msiexec", "/i", "{artifact}"], timeout_seconds = 600 }
     }
 
     #[test]
+    fn a_policy_backup_pattern_is_checked_like_the_file_s() {
+        let server = |pattern: &str| {
+            sources(
+                &[
+                    (r"Components\Server", "VersionValue", text("9.3.1.33994")),
+                    (
+                        r"Components\Server",
+                        "DatabasesFile",
+                        text("/opt/ps/databases.json"),
+                    ),
+                    (
+                        r"Components\Server",
+                        "BackupCommand",
+                        RegValue::Lines(vec!["ps-backup".into()]),
+                    ),
+                    (
+                        r"Components\Server",
+                        "BackupDirectory",
+                        text("/srv/backups"),
+                    ),
+                    (r"Components\Server", "BackupPattern", text(pattern)),
+                ],
+                &[],
+            )
+        };
+        let effective = resolve(&server("{database}_*.bak")).expect("valid");
+        let location = effective
+            .settings
+            .components
+            .iter()
+            .find(|c| c.role == Role::Server)
+            .and_then(|c| c.backup_location.as_ref())
+            .expect("a backup location");
+        assert!(location.pattern.matches("PSDB_1.bak", Some("PSDB")));
+        let refused = resolve(&server("{date}_*.bak"))
+            .expect_err("only {database} is filled in")
+            .to_string();
+        assert!(
+            refused.contains("may fill in only `{database}` (each database's name), not `{date}`"),
+            "{refused}"
+        );
+        assert!(
+            refused.contains(r"Components\Server\BackupPattern"),
+            "{refused}"
+        );
+    }
+
+    #[test]
     fn errors_name_the_registry_value_to_fix() {
         let bad_pattern = resolve(&sources(
             &[(r"Components\Client", "VersionRegistry", text("(unclosed"))],

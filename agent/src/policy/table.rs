@@ -465,14 +465,14 @@ fn component_settings(role: Role) -> Vec<Setting> {
                 Text,
                 Action(action, "backup_directory"),
                 group,
-                "Directory the backups land in (the step then needs a new file there)",
+                "Directory the backups land in (the step then needs a new file there for every database)",
             );
             add(
                 "BackupPattern",
                 Text,
                 Action(action, "backup_pattern"),
                 group,
-                "Backup file name pattern (* and ?, default *)",
+                "Backup file name pattern (* and ?, {database} for each database's name, default *)",
             );
         }
     }

@@ -30,9 +30,32 @@ pub struct StepReport {
     pub reason: String,
     pub started_ms: i64,
     pub finished_ms: i64,
-    /// A backup step whose location is configured: the backup it found.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backup: Option<tierwise_common::action::BackupFile>,
+    /// A backup step whose location is configured: the backup it found of
+    /// each database (or the one of the server). Journals written before
+    /// there was one per database hold a single `backup`.
+    #[serde(
+        default,
+        alias = "backup",
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub backups: Vec<tierwise_common::action::BackupFile>,
+}
+
+/// A list, or the single value an older agent journaled in its place.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<tierwise_common::action::BackupFile>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        Many(Vec<tierwise_common::action::BackupFile>),
+        One(tierwise_common::action::BackupFile),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::Many(files) => files,
+        OneOrMany::One(file) => vec![file],
+    })
 }
 
 impl StepReport {
@@ -52,7 +75,7 @@ impl StepReport {
             reason,
             started_ms,
             finished_ms: tierwise_runtime::clock::now_ms(),
-            backup: None,
+            backups: Vec::new(),
         }
     }
 }
@@ -149,5 +172,24 @@ impl Journal {
             let _ = dir.sync_all();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_journaled_with_one_backup_reads_as_a_list() {
+        let old = r#"{"step_id":"s-1","outcome":"succeeded","exit_code":0,"output_tail":"","reason":"","started_ms":1,"finished_ms":2,
+            "backup":{"path":"/b/PSDB_1.bak","size":6,"modified_ms":2}}"#;
+        let report: StepReport = serde_json::from_str(old).expect("an old report");
+        assert_eq!(report.backups.len(), 1);
+        assert_eq!(report.backups[0].path, "/b/PSDB_1.bak");
+        assert_eq!(report.backups[0].database, None);
+        let written = serde_json::to_string(&report).expect("written");
+        let again: StepReport = serde_json::from_str(&written).expect("read back");
+        assert_eq!(again, report);
+        assert!(written.contains("\"backups\":["), "{written}");
     }
 }

@@ -99,7 +99,7 @@ impl Executor {
             reason,
             started_ms: now,
             finished_ms: now,
-            backup: None,
+            backups: Vec::new(),
         };
         self.journal.put(&JournalEntry {
             step_id: step_id.to_owned(),
@@ -212,6 +212,14 @@ impl Executor {
             .and_then(|c| c.backup_location.as_ref())
     }
 
+    /// The server's databases probe, which says what a backup must cover.
+    fn databases_probe(&self) -> Option<&crate::config::DatabasesProbe> {
+        self.components.iter().find_map(|c| match &c.facts {
+            crate::config::FactsSpec::Server { databases } => databases.as_ref(),
+            _ => None,
+        })
+    }
+
     /// The health checks that follow a step of this action, if any.
     fn health_for(&self, action: &StepAction) -> Option<&crate::config::HealthChecks> {
         action
@@ -271,9 +279,9 @@ impl Executor {
             .perform(step_id, action, artifact, started_ms, progress)
             .await;
         if let Some(location) = self.backup_location(action) {
-            // Whatever its exit code says, success needs the file.
+            // Whatever its exit code says, success needs the files.
             if report.outcome.succeeded() {
-                verify_backup(&mut report, location, started_ms).await;
+                verify_backup(&mut report, location, self.databases_probe(), started_ms).await;
             }
             return report;
         }
@@ -334,7 +342,7 @@ impl Executor {
             reason,
             started_ms,
             finished_ms: now_ms(),
-            backup: None,
+            backups: Vec::new(),
         };
         if let StepAction::DeployWebApp { version, .. } = action {
             let Some(spec) = self.web_deploy() else {
@@ -518,52 +526,82 @@ async fn move_services(
 }
 
 /// A backup command that exited 0 counts only when a new, non-empty backup
-/// file is where the configuration says backups land.
+/// file of every database the server reports now (asked once the command
+/// finished, so a database it just added counts) is where the
+/// configuration says backups land.
 async fn verify_backup(
     report: &mut StepReport,
     location: &crate::config::BackupLocation,
+    databases: Option<&crate::config::DatabasesProbe>,
     started_ms: i64,
 ) {
-    let look = |location: crate::config::BackupLocation| async move {
-        tokio::task::spawn_blocking(move || backup::newest(&location, started_ms))
-            .await
-            .unwrap_or_else(|e| Err(format!("the backup check failed: {e}")))
-    };
-    // Found, then unchanged a moment later: a file still being written by
-    // a job the command only started is not a backup yet.
-    let found = match look(location.clone()).await {
-        Ok(first) => {
-            tokio::time::sleep(backup::SETTLE).await;
-            match look(location.clone()).await {
-                Ok(second) if second == first => Ok(second),
-                Ok(second) => Err(format!(
-                    "the backup command exited 0, but its backup is still being written ({}: {} bytes, then {} bytes as {})",
-                    first.path, first.size, second.size, second.path
-                )),
-                Err(reason) => Err(reason),
-            }
-        }
+    let found = match backup::databases(databases).await {
+        Ok(databases) => settled_backups(location, databases, started_ms).await,
         Err(reason) => Err(reason),
     };
     report.finished_ms = now_ms();
     match found {
-        Ok(file) => {
-            let line = format!(
-                "backup verified: {} ({} bytes, written {})",
-                file.path,
-                file.size,
-                tierwise_runtime::clock::rfc3339(file.modified_ms)
-            );
+        Ok(files) => {
+            let lines: Vec<String> = files
+                .iter()
+                .map(|file| {
+                    format!(
+                        "backup verified: {}{} ({} bytes, written {})",
+                        file.database
+                            .as_deref()
+                            .map_or_else(String::new, |d| format!("{d}: ")),
+                        file.path,
+                        file.size,
+                        tierwise_runtime::clock::rfc3339(file.modified_ms)
+                    )
+                })
+                .collect();
             report.output_tail = tail(
-                format!("{}\n{line}\n", report.output_tail.trim_end()).as_bytes(),
+                format!("{}\n{}\n", report.output_tail.trim_end(), lines.join("\n")).as_bytes(),
                 OUTPUT_TAIL_BYTES,
             );
-            report.backup = Some(file);
+            report.backups = files;
         }
         Err(reason) => {
             report.outcome = StepOutcome::Failed;
             report.reason = reason;
         }
+    }
+}
+
+/// The backups found, then found again unchanged a moment later: a file
+/// still being written by a job the command only started is not a backup
+/// yet.
+async fn settled_backups(
+    location: &crate::config::BackupLocation,
+    databases: Vec<String>,
+    started_ms: i64,
+) -> Result<Vec<tierwise_common::action::BackupFile>, String> {
+    let databases = std::sync::Arc::new(databases);
+    let look = || {
+        let location = location.clone();
+        let databases = std::sync::Arc::clone(&databases);
+        async move {
+            tokio::task::spawn_blocking(move || backup::found(&location, &databases, started_ms))
+                .await
+                .unwrap_or_else(|e| Err(format!("the backup check failed: {e}")))
+        }
+    };
+    let first = look().await?;
+    tokio::time::sleep(backup::SETTLE).await;
+    let second = look().await?;
+    match first.iter().zip(&second).find(|(a, b)| a != b) {
+        None => Ok(second),
+        Some((a, b)) => Err(format!(
+            "the backup command exited 0, but its backup{} is still being written ({}: {} bytes, then {} bytes as {})",
+            a.database
+                .as_deref()
+                .map_or_else(String::new, |d| format!(" of `{d}`")),
+            a.path,
+            a.size,
+            b.size,
+            b.path
+        )),
     }
 }
 

@@ -308,6 +308,46 @@ fn bar(done: usize, total: usize) -> String {
     format!("[{}{}]", "#".repeat(filled), ".".repeat(WIDTH - filled))
 }
 
+/// The lines naming the backup that protects the rollout: one file on
+/// one line, as always; several, one line per database.
+pub fn protected_by(status: &RolloutStatus) -> Vec<String> {
+    let details = |b: &crate::rollout_view::BackupView| {
+        format!(
+            "({} bytes, written {})",
+            thousands(usize::try_from(b.size).unwrap_or(usize::MAX)),
+            b.time
+        )
+    };
+    match status.backups.as_slice() {
+        [] | [_] => status
+            .backup
+            .iter()
+            .map(|b| {
+                format!(
+                    "Protected by the backup {} on {} {}",
+                    table::printable(&b.path),
+                    b.host_id,
+                    details(b)
+                )
+            })
+            .collect(),
+        several => std::iter::once(format!(
+            "Protected by the backups on {} of its {} databases:",
+            several[0].file.host_id,
+            several.len()
+        ))
+        .chain(several.iter().map(|b| {
+            format!(
+                "  {}: {} {}",
+                table::printable(b.database.as_deref().unwrap_or("(server)")),
+                table::printable(&b.file.path),
+                details(&b.file)
+            )
+        }))
+        .collect(),
+    }
+}
+
 pub fn render(status: &RolloutStatus) -> String {
     let omitted = |list: &str| status.omitted.get(list).copied().unwrap_or(0);
     let and_more = |list: &str| match omitted(list) {
@@ -328,15 +368,7 @@ pub fn render(status: &RolloutStatus) -> String {
         "Started {}, last change {}",
         status.created, status.updated
     ));
-    if let Some(backup) = &status.backup {
-        out.push(format!(
-            "Protected by the backup {} on {} ({} bytes, written {})",
-            table::printable(&backup.path),
-            backup.host_id,
-            thousands(usize::try_from(backup.size).unwrap_or(usize::MAX)),
-            backup.time
-        ));
-    }
+    out.extend(protected_by(status));
     out.push(String::new());
     for (index, phase) in status.phases.iter().enumerate() {
         let marker = match phase.state.as_str() {

@@ -754,19 +754,11 @@ impl Session {
                         &facts,
                         Some((tierwise_common::action::StepAction::Backup, _))
                     );
-                    if let Some(file) = result
-                        .backup
-                        .as_ref()
-                        .filter(|_| outcome.succeeded() && is_backup)
-                    {
-                        let file = tierwise_common::action::BackupFile {
-                            path: printable(&file.path, 1000),
-                            size: file.size,
-                            modified_ms: file.modified_ms,
-                        };
+                    let files = backup_files(&result);
+                    if outcome.succeeded() && is_backup && !files.is_empty() {
                         if let Err(error) = self
                             .store
-                            .record_backup(&rollout, &self.host_id, &file, now_ms())
+                            .record_backup(&rollout, &self.host_id, &files, now_ms())
                             .await
                         {
                             warn!(%rollout, %error, "could not record the rollout's backup");
@@ -798,6 +790,30 @@ impl Session {
             None => Err(ApiError::Protocol("empty message".into())),
         }
     }
+}
+
+/// Most backup files a step result may name: a server with more databases
+/// than this is beyond any Password Secure installation, and the rest of
+/// the list would only grow the store and the audit entry.
+const MAX_BACKUP_FILES: usize = 1000;
+
+/// The backup files a step result names, bounded and printable: what an
+/// agent reports is shown to people.
+fn backup_files(
+    result: &tierwise_proto::v1::StepResult,
+) -> Vec<tierwise_common::action::BackupFile> {
+    tierwise_proto::convert::backups_from_wire(result)
+        .into_iter()
+        .take(MAX_BACKUP_FILES)
+        .map(|file| tierwise_common::action::BackupFile {
+            database: file
+                .database
+                .map(|d| printable(&d, 200))
+                .filter(|d| !d.is_empty()),
+            path: printable(&file.path, 1000),
+            ..file
+        })
+        .collect()
 }
 
 /// A session's age limit: `age` ±10 %, so sessions opened together (after a

@@ -133,6 +133,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0020_dashboard_sessions.sql"),
     ),
     (
+        21,
+        "backup files per database",
+        include_str!("../../migrations/sqlite/0021_backup_files.sql"),
+        include_str!("../../migrations/postgres/0021_backup_files.sql"),
+    ),
+    (
         22,
         "operator tasks and site-made Web Applications",
         include_str!("../../migrations/sqlite/0022_operator_tasks.sql"),

@@ -6,7 +6,7 @@ use super::chart::{self, Bar};
 use super::data::{self, Window};
 use super::session::{authorize, Viewer};
 use super::Ui;
-use crate::cli::rollout::{eta_line, phase_name};
+use crate::cli::rollout::{eta_line, phase_name, protected_by};
 use crate::rollout_view::RolloutStatus;
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -376,6 +376,9 @@ struct Live {
     created: String,
     updated: String,
     eta: String,
+    /// The backup protecting the rollout, in the CLI's words: a line, or a
+    /// heading and a line per database.
+    protected_by: Vec<String>,
     waiting_for_window: String,
     phases: Vec<PhaseRow>,
     status: RolloutStatus,
@@ -415,6 +418,7 @@ fn live(status: RolloutStatus, windows: Vec<Window>) -> Live {
             .as_ref()
             .map(|e| eta_line(e, true))
             .unwrap_or_default(),
+        protected_by: protected_by(&status),
         waiting_for_window: status.waiting_for_window.clone().unwrap_or_default(),
         phases,
         status,
@@ -660,6 +664,7 @@ mod tests {
             waiting_for_window: None,
             eta: None,
             backup: None,
+            backups: Vec::new(),
             tasks: Vec::new(),
         }
     }
@@ -687,6 +692,52 @@ mod tests {
         .render()
         .expect("renders");
         assert!(!html.contains("hx-get"), "{html}");
+    }
+
+    #[test]
+    fn a_rollout_shows_the_backup_of_each_database_as_the_cli_does() {
+        let file = |database: &str, path: &str| {
+            crate::rollout_view::DatabaseBackupView::new(
+                "srv-01",
+                &tierwise_common::action::BackupFile {
+                    database: Some(database.into()),
+                    path: path.into(),
+                    size: 1234,
+                    modified_ms: 1_800_000_000_000,
+                },
+            )
+        };
+        let mut protected = status("");
+        protected.set_backups(vec![
+            file("PSDB", "/b/PSDB_1.bak"),
+            file("<i>Archive</i>", "/b/Archive_1.bak"),
+        ]);
+        let html = LivePart {
+            live: live(protected, Vec::new()),
+        }
+        .render()
+        .expect("renders");
+        for expected in [
+            "<p>Protected by the backups on srv-01 of its 2 databases:</p>",
+            "<li>PSDB: /b/PSDB_1.bak (1,234 bytes, written 2027-01-15T08:00:00Z)</li>",
+            "<li>&#60;i&#62;Archive&#60;/i&#62;: /b/Archive_1.bak",
+        ] {
+            assert!(html.contains(expected), "{expected}: {html}");
+        }
+        // One file: one line, as before there was one per database.
+        let mut single = status("");
+        single.set_backups(vec![file("PSDB", "/b/PSDB_1.bak")]);
+        let html = LivePart {
+            live: live(single, Vec::new()),
+        }
+        .render()
+        .expect("renders");
+        assert!(
+            html.contains(
+                "<p>Protected by the backup /b/PSDB_1.bak on srv-01 (1,234 bytes, written 2027-01-15T08:00:00Z)</p>"
+            ),
+            "{html}"
+        );
     }
 
     #[test]

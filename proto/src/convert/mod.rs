@@ -2,7 +2,9 @@
 //! `tierwise-common`. Both the controller and the agent convert here, at the
 //! edge, so a malformed message is refused in one place with one wording.
 
+mod backup;
 mod plan;
+pub use backup::{backups_from_wire, backups_to_wire};
 pub use plan::{phase_kind_from_wire, phase_kind_to_wire, PlanWireError};
 
 use crate::v1;

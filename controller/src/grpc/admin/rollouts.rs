@@ -232,15 +232,15 @@ impl AdminApi {
             &hosts,
             Some(&packages),
         );
-        status.backup = self.store.rollout_backup(id).await?.map(|(host_id, file)| {
-            crate::rollout_view::BackupView {
-                host_id,
-                path: file.path,
-                size: file.size,
-                time: tierwise_runtime::clock::rfc3339(file.modified_ms),
-                modified_ms: file.modified_ms,
-            }
-        });
+        if let Some(backup) = self.store.rollout_backup(id).await? {
+            status.set_backups(
+                backup
+                    .files
+                    .iter()
+                    .map(|file| crate::rollout_view::DatabaseBackupView::new(&backup.host_id, file))
+                    .collect(),
+            );
+        }
         if !rollout.state.is_final() {
             let estimate = tierwise_common::rollout::estimate(
                 &rollout.phases,
