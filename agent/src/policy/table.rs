@@ -344,6 +344,13 @@ fn component_settings(role: Role) -> Vec<Setting> {
                 f,
                 "Command time limit (seconds)",
             );
+            add(
+                "WebAppOutput",
+                Text,
+                Component("web_app_output"),
+                f,
+                "Folder the Server Manager saves the generated Web Application in (a subfolder per kind: iis, apache, nginx)",
+            );
         }
         Role::Web => {
             add(
@@ -549,12 +556,13 @@ fn check_settings(
 }
 
 /// Action keys, their value-name stem, and whether only a server has them.
-pub const ACTIONS: [(&str, &str, bool); 6] = [
+pub const ACTIONS: [(&str, &str, bool); 7] = [
     ("backup", "Backup", true),
     ("stop_services", "StopServices", false),
     ("install", "Install", false),
     ("start_services", "StartServices", false),
     ("reactivate_databases", "ReactivateDatabases", true),
+    ("generate_web_app", "GenerateWebApp", true),
     ("restart", "Restart", false),
 ];
 
