@@ -118,7 +118,9 @@ fn inventory(plays: Plays, version: Version, databases_at: Version, variant: boo
                 server_kind: WebServerKind::Apache,
                 docroot: "/var/www/passwordsecure".into(),
                 websocket: Check::Yes,
-                packages: None,
+                // The site keeps the Web Application of the rollout's target
+                // at the host's `web_app` path, so no generation waits.
+                packages: Some(crate::TARGET.parse().into_iter().collect()),
             }),
         },
         Plays::Client => Component {

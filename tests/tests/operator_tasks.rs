@@ -254,8 +254,17 @@ fn without_a_databases_probe_a_reactivation_proceeds_on_done_alone() -> Result<(
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("has no task `backup`"), "{stderr}");
     assert_eq!(client.installs(), 0);
-    // By its kind: the rollout's only reactivation.
+    // By its kind: the rollout's only reactivation. Nothing can show it,
+    // so `done` alone lets the next phase go.
+    let said = Instant::now();
     controller.cli(&["rollout", "done", &rollout, "reactivate_databases"])?;
+    until("the client's install", Duration::from_secs(30), || {
+        Ok((client.runs().iter().any(|l| l.contains(" install "))).then_some(()))
+    })?;
+    println!(
+        "from `rollout done` to the next phase's install running on its host: {} ms",
+        said.elapsed().as_millis()
+    );
     let status = until("the rollout to complete", Duration::from_secs(30), || {
         state_is(&controller, "completed")
     })?;
