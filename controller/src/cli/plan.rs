@@ -35,6 +35,16 @@ fn action_text(step: &Step) -> String {
         .map_or_else(|| "unknown".to_owned(), |v| v.to_string());
     let offline = if step.offline { " (offline)" } else { "" };
     match step.action {
+        Action::GenerateWebApp => format!(
+            "{}: generate the Web Application of {} for {}{offline}",
+            step.host_id,
+            step.to,
+            step.web_servers
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ),
         Action::Backup => format!("{} backup before the update{offline}", step.host_id),
         Action::StopServices => format!("{} stop services{offline}", step.host_id),
         Action::StartServices => format!("{} start services{offline}", step.host_id),
