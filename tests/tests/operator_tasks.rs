@@ -522,6 +522,39 @@ fn a_web_application_generated_mid_rollout_reaches_each_kind_of_web_server() -> 
             Ok((handed.len() == 2).then_some(()))
         },
     )?;
+    // An operator may hand one over too: per kind, admin only, audited.
+    let nginx = root.path().join("PSWebApp-nginx.zip");
+    web_package(&nginx, V263, "made for nginx")?;
+    let nginx = nginx.display().to_string();
+    let added = controller.cli(&[
+        "artifacts",
+        "add",
+        &nginx,
+        "--release",
+        V263,
+        "--component",
+        "web",
+        "--web-server",
+        "nginx",
+    ])?;
+    assert!(added.contains("for nginx web servers"), "{added}");
+    let wrong = controller.cli_output(&[
+        "artifacts",
+        "add",
+        &nginx,
+        "--release",
+        V263,
+        "--component",
+        "client",
+        "--web-server",
+        "iis",
+    ])?;
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("--web-server goes with --component web"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
     controller.cli(&["rollout", "done", &rollout, "generate_web_app"])?;
     let status = until("the rollout to complete", Duration::from_secs(60), || {
         state_is(&controller, "completed")
