@@ -315,19 +315,7 @@ fn done_completes_only_an_open_task() {
         .unwrap()
         .step_id
         .clone();
-    fn target<'a>(
-        state: RolloutState,
-        phase: usize,
-        phases: &'a [ExecPhase],
-        steps: &'a [ExecStep],
-    ) -> CommandTarget<'a> {
-        CommandTarget {
-            state,
-            current_phase: phase,
-            phases,
-            steps,
-        }
-    }
+    use super::tests::target;
     let done = |name: &str| Command::Done {
         task: name.to_owned(),
         note: "reactivated by hand".to_owned(),

@@ -497,7 +497,7 @@ fn only_a_running_rollout_moves() {
     assert_eq!(decide(&done, 0), [Decision::Complete]);
 }
 
-fn target<'a>(
+pub(super) fn target<'a>(
     state: RolloutState,
     phase: usize,
     phases: &'a [ExecPhase],
