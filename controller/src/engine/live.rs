@@ -111,7 +111,13 @@ impl LiveRollout {
     /// Whether a step of the current phase waits for a Web Application
     /// made during the rollout.
     pub fn generates_web_app(&self) -> bool {
-        self.steps.iter().any(|s| {
+        // Only the web phase generates one: no walk over a client wave.
+        let web = self
+            .record
+            .phases
+            .get(self.record.current_phase)
+            .is_some_and(|p| p.kind == tierwise_common::plan::PhaseKind::Web);
+        web && self.steps.iter().any(|s| {
             s.phase == self.record.current_phase
                 && matches!(
                     s.action,

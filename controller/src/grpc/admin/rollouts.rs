@@ -220,17 +220,31 @@ impl AdminApi {
             .into_iter()
             .map(|(_, window)| window)
             .collect();
-        let packages = self
-            .trust()
-            .web_packages(&self.store, rollout.target)
-            .await?;
+        let generates = steps.iter().any(|s| {
+            matches!(
+                s.action,
+                tierwise_common::action::StepAction::GenerateWebApp { .. }
+            )
+        });
+        // Asked (stored packages, signed metadata verified) only for a
+        // rollout that generates a Web Application: a watched status
+        // reads every second.
+        let packages = if generates {
+            Some(
+                self.trust()
+                    .web_packages(&self.store, rollout.target)
+                    .await?,
+            )
+        } else {
+            None
+        };
         let mut status = RolloutStatus::build(
             &rollout,
             &steps,
             &outputs,
             &progress,
             &hosts,
-            Some(&packages),
+            packages.as_ref(),
         );
         if let Some(backup) = self.store.rollout_backup(id).await? {
             status.set_backups(
