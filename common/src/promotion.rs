@@ -56,8 +56,8 @@ pub enum PromotionState {
     /// Never completed there.
     NotRolledOut { from: String },
     /// A rollout to the target failed (or was aborted, which is how a
-    /// failed one is cleared away) there after, or instead of, the one that
-    /// completed.
+    /// failed one is cleared away, or completed with failed or skipped
+    /// hosts) there after, or instead of, the one that completed.
     FailedThere {
         from: String,
         rollout: String,
@@ -94,10 +94,13 @@ pub fn evaluate(
         .rev()
         .find(|r| r.state == RolloutState::Completed);
     // A failure at the target since the completed rollout (or ever, when
-    // none completed) speaks against it.
+    // none completed) speaks against it. A rollout that completed with
+    // failed or skipped hosts is no clean completion: it counts as one.
     let failed = to_target.iter().rev().find(|r| {
-        matches!(r.state, RolloutState::Failed | RolloutState::Aborted)
-            && completed.is_none_or(|c| position(r) > position(c))
+        matches!(
+            r.state,
+            RolloutState::Failed | RolloutState::Aborted | RolloutState::CompletedWithFailures
+        ) && completed.is_none_or(|c| position(r) > position(c))
     });
     if let Some(failed) = failed {
         return PromotionState::FailedThere {
@@ -161,7 +164,7 @@ pub fn finding(
             failed_ms,
         } => (
             format!(
-                "a rollout of {from} to {target} ({rollout}) failed at {}",
+                "a rollout of {from} to {target} ({rollout}) failed, or completed with failed or skipped hosts, at {}",
                 crate::date::utc(*failed_ms)
             ),
             format!("complete a rollout of {from} to {target} and let it soak"),
@@ -300,6 +303,34 @@ mod tests {
             rollout("r2", "26.3.100.34058", RolloutState::Completed, T0),
         ];
         assert!(!evaluate(Some(&p), target, &history, T0 + 100 * HOUR).is_blocking());
+        // Completed with failed or skipped hosts: no clean completion, and
+        // a failure after the clean one.
+        let history = [rollout(
+            "r1",
+            "26.3.100.34058",
+            RolloutState::CompletedWithFailures,
+            T0,
+        )];
+        let state = evaluate(Some(&p), target, &history, T0 + 100 * HOUR);
+        assert!(matches!(state, PromotionState::FailedThere { .. }));
+        let blocker = finding("prod", target, &state, None).expect("a blocker");
+        assert!(
+            blocker
+                .reason
+                .contains("completed with failed or skipped hosts"),
+            "{}",
+            blocker.reason
+        );
+        let history = [
+            rollout("r2", "26.3.100.34058", RolloutState::Completed, T0),
+            rollout(
+                "r3",
+                "26.3.100.34058",
+                RolloutState::CompletedWithFailures,
+                T0 + 5 * HOUR,
+            ),
+        ];
+        assert!(evaluate(Some(&p), target, &history, T0 + 100 * HOUR).is_blocking());
         // A failure with nothing completed.
         let history = [rollout("r1", "26.3.100.34058", RolloutState::Failed, T0)];
         assert!(matches!(

@@ -460,12 +460,20 @@ impl World {
             }
             Decision::AwaitRestart { .. } => self.state = RolloutState::WaitingForApproval,
             Decision::Halt { .. } => self.state = RolloutState::Failed,
-            Decision::Complete => {
+            Decision::Complete | Decision::CompleteWithFailures { .. } => {
                 for phase in 0..self.phases.len() {
                     self.phase_verified(phase)
                         .map_err(|e| format!("completed too early: {e}"))?;
                 }
-                self.state = RolloutState::Completed;
+                // Clean only when no host failed or was skipped.
+                let flawed = self
+                    .steps
+                    .iter()
+                    .any(|s| matches!(s.state, StepState::Failed | StepState::Skipped));
+                if flawed != matches!(decision, Decision::CompleteWithFailures { .. }) {
+                    return Err(format!("ended {decision:?} with steps {:?}", self.steps));
+                }
+                self.state = decision.final_state().unwrap_or(RolloutState::Completed);
             }
         }
         Ok(())

@@ -307,10 +307,7 @@ async fn rollout_tour(client: &mut cli::AdminClient, root: &Path) -> anyhow::Res
             println!("[{:>5.1} s] {line}", began.elapsed().as_secs_f64());
             last = line;
         }
-        if matches!(
-            status.state,
-            RolloutState::Completed | RolloutState::Failed | RolloutState::Aborted
-        ) {
+        if status.state.is_settled() {
             break status;
         }
         if began.elapsed() > Duration::from_secs(180) {

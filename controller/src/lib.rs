@@ -13,6 +13,7 @@ pub mod delivery;
 pub mod demo;
 pub mod engine;
 pub mod grpc;
+pub mod history_view;
 pub mod metrics;
 pub mod paths;
 pub mod pki;

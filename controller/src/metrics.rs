@@ -227,6 +227,15 @@ impl Metrics {
                 .set(n);
         }
         self.rollouts.clear();
+        // Every state is listed, at 0 when no rollout is in it: an alert on
+        // `completed_with_failures` or `failed` needs the series to exist.
+        for state in tierwise_common::rollout::RolloutState::ALL {
+            self.rollouts
+                .get_or_create(&State {
+                    state: state.as_str().to_owned(),
+                })
+                .set(0);
+        }
         for (state, n) in stats.rollouts {
             self.rollouts.get_or_create(&State { state }).set(n);
         }

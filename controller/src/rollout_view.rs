@@ -118,6 +118,11 @@ pub struct RolloutStatus {
     /// The operator tasks, in step order.
     #[serde(default)]
     pub tasks: Vec<TaskView>,
+    /// Steps that failed at least once, in step order: how each came
+    /// through ("failed, then skipped", "failed, then succeeded on retry")
+    /// with its failed attempts, kept after a skip or a retry.
+    #[serde(default)]
+    pub step_histories: Vec<crate::history_view::StepHistoryView>,
 }
 
 /// An operator task as `status` shows it.
@@ -163,6 +168,11 @@ pub struct DatabaseBackupView {
 }
 
 impl RolloutStatus {
+    /// Sets the steps that failed at least once (at most `LISTED`).
+    pub fn set_step_histories(&mut self, list: Vec<crate::history_view::StepHistoryView>) {
+        self.step_histories = capped(list, "step_histories", &mut self.omitted);
+    }
+
     /// Sets the backup the status shows: every file, and the first alone.
     pub fn set_backups(&mut self, backups: Vec<DatabaseBackupView>) {
         self.backup = backups.first().map(|b| b.file.clone());
@@ -314,14 +324,17 @@ impl RolloutStatus {
                         .filter(|s| s.phase == index && s.state == state)
                         .count()
                 };
-                let state =
-                    if index < rollout.current_phase || rollout.state == RolloutState::Completed {
-                        "done"
-                    } else if index == rollout.current_phase {
-                        "current"
-                    } else {
-                        "waiting"
-                    };
+                let state = if index < rollout.current_phase
+                    || matches!(
+                        rollout.state,
+                        RolloutState::Completed | RolloutState::CompletedWithFailures
+                    ) {
+                    "done"
+                } else if index == rollout.current_phase {
+                    "current"
+                } else {
+                    "waiting"
+                };
                 PhaseStatus {
                     kind: phase.kind,
                     state: state.into(),
@@ -471,6 +484,7 @@ impl RolloutStatus {
             backup: None,
             backups: Vec::new(),
             tasks,
+            step_histories: Vec::new(),
         }
     }
 }

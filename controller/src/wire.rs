@@ -149,6 +149,11 @@ impl From<&RolloutStatus> for v1::RolloutView {
                     verification: t.verification.clone(),
                 })
                 .collect(),
+            step_histories: s
+                .step_histories
+                .iter()
+                .map(crate::grpc::admin::history::step_to_wire)
+                .collect(),
         }
     }
 }
@@ -258,6 +263,11 @@ impl TryFrom<&v1::RolloutView> for RolloutStatus {
                         verification: t.verification.clone(),
                     }
                 })
+                .collect(),
+            step_histories: w
+                .step_histories
+                .iter()
+                .map(crate::grpc::admin::history::step_from_wire)
                 .collect(),
         })
     }

@@ -478,7 +478,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         })
                         .await?
                         .into_inner();
-                    if matches!(view.state.as_str(), "completed" | "failed" | "aborted") {
+                    if matches!(
+                        view.state.as_str(),
+                        "completed" | "completed_with_failures" | "failed" | "aborted"
+                    ) {
                         break view;
                     }
                     anyhow::ensure!(

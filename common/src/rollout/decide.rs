@@ -115,8 +115,15 @@ pub enum Decision {
     AwaitApproval { phase: usize },
     /// Stop: a step failed for good or a wave crossed its error threshold.
     Halt { reason: String },
-    /// Every phase is done.
+    /// Every phase is done, and every step succeeded.
     Complete,
+    /// Every phase is done, but these hosts have a step that failed
+    /// (within a wave's error threshold) or that an operator skipped: the
+    /// rollout ends `completed_with_failures`.
+    CompleteWithFailures {
+        failed_hosts: Vec<String>,
+        skipped_hosts: Vec<String>,
+    },
     /// Operator tasks were reached (`open`: those to open now) or are
     /// open: the rollout waits for a person, telling them why.
     AwaitOperator { open: Vec<String>, reason: String },
@@ -386,7 +393,7 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
     let hosts = &observed.hosts;
     let phase = snapshot.current_phase;
     let Some(kind) = snapshot.phases.get(phase).map(|p| p.kind) else {
-        return vec![Decision::Complete];
+        return vec![completion(snapshot.steps)];
     };
     let steps: Vec<&ExecStep> = snapshot.steps.iter().filter(|s| s.phase == phase).collect();
     let is_wave = matches!(kind, PhaseKind::ClientWave { .. });
@@ -597,12 +604,45 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
     }
     let next = phase + 1;
     if next >= snapshot.phases.len() {
-        return vec![Decision::Complete];
+        return vec![completion(snapshot.steps)];
     }
     if needs_approval(options, snapshot.phases, next) {
         vec![Decision::AwaitApproval { phase: next }]
     } else {
         vec![Decision::EnterPhase { phase: next }]
+    }
+}
+
+/// How a rollout whose phases are all done ends: cleanly, or naming the
+/// hosts that failed or were skipped (each once, in order).
+pub fn completion(steps: &[ExecStep]) -> Decision {
+    let hosts = |state: StepState| -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        steps
+            .iter()
+            .filter(|s| s.state == state && seen.insert(s.host_id.as_str()))
+            .map(|s| s.host_id.clone())
+            .collect()
+    };
+    let (failed_hosts, skipped_hosts) = (hosts(StepState::Failed), hosts(StepState::Skipped));
+    if failed_hosts.is_empty() && skipped_hosts.is_empty() {
+        Decision::Complete
+    } else {
+        Decision::CompleteWithFailures {
+            failed_hosts,
+            skipped_hosts,
+        }
+    }
+}
+
+impl Decision {
+    /// The state the rollout ends in when this decision ends it.
+    pub const fn final_state(&self) -> Option<RolloutState> {
+        match self {
+            Decision::Complete => Some(RolloutState::Completed),
+            Decision::CompleteWithFailures { .. } => Some(RolloutState::CompletedWithFailures),
+            _ => None,
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! to the same decisions again.
 
 mod admission;
+mod attempts;
 mod command;
 mod decide;
 mod dispatch;
@@ -19,6 +20,7 @@ mod task_tests;
 mod tests;
 
 pub use admission::*;
+pub use attempts::*;
 pub use command::*;
 pub use decide::*;
 pub use dispatch::*;

@@ -14,6 +14,11 @@ pub enum RolloutState {
     /// An operator task is open: a person must do it and say `done`.
     WaitingForOperator,
     Completed,
+    /// Every phase is done, but some hosts failed (within a wave's error
+    /// threshold) or were skipped by an operator: they are not on the
+    /// target. Final, and not a clean completion (promotion does not count
+    /// it).
+    CompletedWithFailures,
     Failed,
     Aborted,
 }
@@ -38,7 +43,39 @@ impl RolloutState {
 
     /// No further change can happen.
     pub const fn is_final(self) -> bool {
-        matches!(self, RolloutState::Completed | RolloutState::Aborted)
+        matches!(
+            self,
+            RolloutState::Completed | RolloutState::CompletedWithFailures | RolloutState::Aborted
+        )
+    }
+
+    /// Every state, in the order a rollout may pass them.
+    pub const ALL: [RolloutState; 8] = [
+        RolloutState::Running,
+        RolloutState::Paused,
+        RolloutState::WaitingForApproval,
+        RolloutState::WaitingForOperator,
+        RolloutState::Completed,
+        RolloutState::CompletedWithFailures,
+        RolloutState::Failed,
+        RolloutState::Aborted,
+    ];
+
+    /// The final states as an SQL list (`'completed', …`), for queries
+    /// that leave ended rollouts out: the store binds the domain's names.
+    pub fn final_sql_list() -> String {
+        Self::ALL
+            .iter()
+            .filter(|s| s.is_final())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Stops by itself: ended, or halted until an operator acts (what a
+    /// watcher waits for).
+    pub const fn is_settled(self) -> bool {
+        self.is_final() || matches!(self, RolloutState::Failed)
     }
 }
 

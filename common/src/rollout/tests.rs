@@ -975,3 +975,86 @@ fn once_a_scope_began_its_work_goes_on_past_the_window() {
         [Decision::Retry { .. }]
     ));
 }
+
+#[test]
+fn a_rollout_ends_cleanly_only_when_no_host_failed_or_was_skipped() {
+    let (phases, mut steps) = rollout(4);
+    let hosts = fleet(V931, 4);
+    let options = RolloutOptions::default();
+    let done =
+        |steps: &[ExecStep]| decide(&snapshot(phases.len(), &phases, steps, &hosts, &options), 0);
+    for step in &mut steps {
+        step.state = StepState::Succeeded;
+    }
+    assert_eq!(done(&steps), [Decision::Complete]);
+    assert_eq!(
+        Decision::Complete.final_state(),
+        Some(RolloutState::Completed)
+    );
+    // A client failed within its wave's threshold; another was skipped
+    // after it failed (both of its steps), a third was skipped unseen.
+    let client = |n: usize| format!("cl-{n:02}");
+    for step in steps.iter_mut() {
+        if step.host_id == client(1) {
+            step.state = StepState::Failed;
+        } else if step.host_id == client(2) || step.host_id == client(3) {
+            step.state = StepState::Skipped;
+        }
+    }
+    let ended = done(&steps);
+    assert_eq!(
+        ended,
+        [Decision::CompleteWithFailures {
+            failed_hosts: vec![client(1)],
+            skipped_hosts: vec![client(2), client(3)],
+        }]
+    );
+    assert_eq!(
+        ended[0].final_state(),
+        Some(RolloutState::CompletedWithFailures)
+    );
+}
+
+#[test]
+fn a_rollout_completed_with_failures_is_final_and_takes_no_command() {
+    let state = RolloutState::CompletedWithFailures;
+    assert!(state.is_final() && state.is_settled() && !state.is_evaluated());
+    assert_eq!(state.as_str(), "completed_with_failures");
+    assert_eq!(RolloutState::parse("completed_with_failures"), Some(state));
+    assert_eq!(
+        RolloutState::final_sql_list(),
+        "'completed', 'completed_with_failures', 'aborted'"
+    );
+    assert!(RolloutState::Failed.is_settled() && !RolloutState::Failed.is_final());
+    use strum::IntoEnumIterator;
+    assert_eq!(
+        RolloutState::iter().collect::<Vec<_>>(),
+        RolloutState::ALL,
+        "ALL names every state"
+    );
+    let (phases, steps) = rollout(1);
+    for command in [
+        Command::Pause,
+        Command::Resume,
+        Command::Abort,
+        Command::Approve,
+        Command::Skip {
+            host_id: "cl-00".into(),
+        },
+    ] {
+        assert!(
+            matches!(
+                transition(&target(state, 0, &phases, &steps), &command),
+                Err(Refusal::WrongState { .. })
+            ),
+            "{command:?}"
+        );
+    }
+    let hosts = fleet(V931, 1);
+    let options = RolloutOptions::default();
+    let snap = RolloutSnapshot {
+        state,
+        ..snapshot(0, &phases, &steps, &hosts, &options)
+    };
+    assert!(decide(&snap, 0).is_empty());
+}

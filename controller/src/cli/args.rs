@@ -268,6 +268,19 @@ pub enum HostsCommand {
         #[arg(long)]
         installation: Option<String>,
     },
+    /// The host's steps across rollouts, newest first, with every failed
+    /// attempt kept (its exit code and output), even after a skip or a
+    /// successful retry.
+    History {
+        /// The host's id, as `hosts list` shows it.
+        host: String,
+        /// How many steps, newest first (1 to 1000).
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Machine-readable output: times as RFC 3339 UTC (`*_at`) and Unix ms (`*_ms`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

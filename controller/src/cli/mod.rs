@@ -3,6 +3,7 @@
 pub mod args;
 pub mod artifacts;
 pub mod audit;
+pub mod history;
 pub mod hosts;
 pub mod installations;
 pub mod keys;

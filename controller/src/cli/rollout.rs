@@ -6,7 +6,7 @@ use crate::rollout_view::RolloutStatus;
 use std::io::IsTerminal;
 use std::time::Duration;
 use tierwise_common::plan::PhaseKind;
-use tierwise_common::rollout::{Command, ErrorThreshold, RolloutState};
+use tierwise_common::rollout::{Command, ErrorThreshold};
 use tierwise_common::{thousands, ClientWaves, Version};
 use tierwise_proto::v1::{
     ChangeRolloutRequest, GetRolloutRequest, ListRolloutsRequest, RolloutChange,
@@ -168,10 +168,7 @@ pub async fn status(
         } else {
             print!("{text}");
         }
-        if matches!(
-            status.state,
-            RolloutState::Completed | RolloutState::Aborted | RolloutState::Failed
-        ) {
+        if status.state.is_settled() {
             return Ok(String::new());
         }
         tokio::select! {
@@ -543,6 +540,7 @@ pub fn render(status: &RolloutStatus) -> String {
             ));
         }
     }
+    out.extend(super::history::status_lines(status));
     let mut text = out.join("\n");
     text.push('\n');
     text

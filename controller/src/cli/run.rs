@@ -97,6 +97,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     super::hosts::refresh(&mut client, host.as_deref(), installation.as_deref())
                         .await?
                 }
+                HostsCommand::History { host, limit, json } => {
+                    super::history::show(&mut client, &host, limit, json).await?
+                }
             };
             print!("{output}");
             Ok(ExitCode::SUCCESS)

@@ -302,6 +302,15 @@ impl Engine {
                 }
                 Decision::Halt { reason } => warn!(rollout = %id, %reason, "rollout halted"),
                 Decision::Complete => info!(rollout = %id, "rollout completed"),
+                Decision::CompleteWithFailures {
+                    failed_hosts,
+                    skipped_hosts,
+                } => warn!(
+                    rollout = %id,
+                    failed = failed_hosts.len(),
+                    skipped = skipped_hosts.len(),
+                    "rollout completed with failed or skipped hosts"
+                ),
                 Decision::TimedOut { step_id } => warn!(rollout = %id, %step_id, "step timed out"),
                 Decision::Unverified { step_id, reason } => {
                     warn!(rollout = %id, %step_id, %reason, "step not verified in time")

@@ -137,6 +137,7 @@ pub fn admin_role(method: &str) -> Option<Role> {
         | "ListAudit"
         | "WhoAmI"
         | "ListAddressMappings"
+        | "GetHostHistory"
         // For themselves; the handler asks admin for anyone else.
         | "RotateOperator" => Role::Viewer,
         "RefreshInventory" | "StartRollout" | "ChangeRollout" => Role::Operator,

@@ -144,6 +144,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0022_operator_tasks.sql"),
         include_str!("../../migrations/postgres/0022_operator_tasks.sql"),
     ),
+    (
+        24,
+        "step attempts: history that keeps every failure",
+        include_str!("../../migrations/sqlite/0024_step_attempts.sql"),
+        include_str!("../../migrations/postgres/0024_step_attempts.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -9,6 +9,7 @@
 
 mod backups;
 mod changes;
+pub mod history;
 mod ingest;
 mod migrations;
 pub mod outbox;

@@ -1,6 +1,7 @@
 //! Rollouts, their steps and the audit log. Every change of a rollout is one
 //! transaction, so a killed controller leaves either the old or the new state.
 
+use super::history::{audit_rollout_event_in, end_attempt_in, engine_failed_step_in, ENGINE_ACTOR};
 use super::{audit_in, Store, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -209,6 +210,23 @@ pub(super) const ROLLOUT_COLUMNS: &str =
 pub(super) const STEP_COLUMNS: &str =
     "step_id, phase, host_id, action, state, attempts, changed_ms, outcome, reason, restart, task";
 
+/// Keeps the attempt a result just ended (when the update took: `row`) and
+/// commits; the rollout's id when something changed.
+async fn kept_result(
+    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+    row: Option<AnyRow>,
+    step_id: &str,
+    result: StepState,
+) -> Result<Option<String>, StoreError> {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let rollout_id: String = row.try_get("rollout_id")?;
+    end_attempt_in(&mut tx, step_id, result).await?;
+    tx.commit().await?;
+    Ok(Some(rollout_id))
+}
+
 /// Gives a Web Application deployment the package the site's Server
 /// Manager made for its host's kind of web server, when the controller
 /// holds one for the target (it arrives during the rollout, so it is
@@ -314,7 +332,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         super::lock_installation(&mut tx, installation).await?;
         let active = sqlx::query(
-            "SELECT id, state FROM rollouts WHERE installation = $1 AND state NOT IN ('completed', 'aborted') ORDER BY seq DESC LIMIT 1",
+            &format!("SELECT id, state FROM rollouts WHERE installation = $1 AND state NOT IN ({}) ORDER BY seq DESC LIMIT 1", RolloutState::final_sql_list()),
         )
         .bind(installation)
         .fetch_optional(&mut *tx)
@@ -497,6 +515,7 @@ impl Store {
                          RETURNING attempts, host_id, action"
                     } else {
                         "UPDATE rollout_steps SET state = 'dispatched', attempts = attempts + 1, changed_ms = $2, \
+                         started_ms = $2, exit_code = NULL, output_tail = '', \
                          progress = '', restart = 'none' WHERE step_id = $1 AND state = 'pending' AND task IS NULL \
                          RETURNING attempts, host_id, action"
                     };
@@ -542,18 +561,24 @@ impl Store {
                     }
                 }
                 Decision::TimedOut { step_id } => {
-                    sqlx::query(
+                    let reason = "no result within the step timeout";
+                    let failed = sqlx::query(
                         "UPDATE rollout_steps SET state = 'failed', outcome = 'failed', changed_ms = $2, \
-                         reason = 'no result within the step timeout' WHERE step_id = $1 AND state = 'dispatched' \
+                         reason = $3 WHERE step_id = $1 AND state = 'dispatched' \
                          AND task IS NULL",
                     )
                     .bind(step_id.as_str())
                     .bind(now_ms)
+                    .bind(reason)
                     .execute(&mut *tx)
                     .await?;
+                    if failed.rows_affected() > 0 {
+                        engine_failed_step_in(&mut tx, &rollout.id, step_id, reason, now_ms)
+                            .await?;
+                    }
                 }
                 Decision::Unverified { step_id, reason } => {
-                    sqlx::query(
+                    let failed = sqlx::query(
                         "UPDATE rollout_steps SET state = 'failed', changed_ms = $2, reason = $3 \
                          WHERE step_id = $1 AND state = 'succeeded'",
                     )
@@ -562,6 +587,10 @@ impl Store {
                     .bind(reason.as_str())
                     .execute(&mut *tx)
                     .await?;
+                    if failed.rows_affected() > 0 {
+                        engine_failed_step_in(&mut tx, &rollout.id, step_id, reason, now_ms)
+                            .await?;
+                    }
                 }
                 Decision::Retry { step_id } => {
                     sqlx::query(
@@ -606,8 +635,9 @@ impl Store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                Decision::Complete => {
-                    set_rollout(RolloutState::Completed, rollout.current_phase, "")
+                Decision::Complete | Decision::CompleteWithFailures { .. } => {
+                    let state = decision.final_state().unwrap_or(RolloutState::Completed);
+                    set_rollout(state, rollout.current_phase, "")
                         .execute(&mut *tx)
                         .await?;
                 }
@@ -616,6 +646,7 @@ impl Store {
                     for step_id in open {
                         sqlx::query(
                             "UPDATE rollout_steps SET state = 'dispatched', attempts = attempts + 1, changed_ms = $2, \
+                             started_ms = $2, exit_code = NULL, output_tail = '', \
                              outcome = NULL, reason = '' WHERE step_id = $1 AND state = 'pending' AND task IS NOT NULL",
                         )
                         .bind(step_id.as_str())
@@ -631,7 +662,7 @@ impl Store {
                         audit_in(
                             &mut tx,
                             now_ms,
-                            "controller",
+                            ENGINE_ACTOR,
                             "rollout task open",
                             &rollout.id,
                             &format!("{step_id} on {host}: waiting for an operator"),
@@ -647,7 +678,7 @@ impl Store {
                     .await?;
                 }
                 Decision::TaskExpired { step_id, reason } => {
-                    sqlx::query(
+                    let failed = sqlx::query(
                         "UPDATE rollout_steps SET state = 'failed', outcome = 'failed', changed_ms = $2, reason = $3 \
                          WHERE step_id = $1 AND state = 'dispatched' AND task IS NOT NULL",
                     )
@@ -656,13 +687,17 @@ impl Store {
                     .bind(reason.as_str())
                     .execute(&mut *tx)
                     .await?;
+                    if failed.rows_affected() > 0 {
+                        engine_failed_step_in(&mut tx, &rollout.id, step_id, reason, now_ms)
+                            .await?;
+                    }
                 }
                 Decision::StaleBackup {
                     step_id,
                     phase,
                     reason,
                 } => {
-                    sqlx::query(
+                    let failed = sqlx::query(
                         "UPDATE rollout_steps SET state = 'failed', outcome = 'failed', changed_ms = $2, reason = $3 \
                          WHERE step_id = $1 AND state = 'succeeded'",
                     )
@@ -671,11 +706,15 @@ impl Store {
                     .bind(reason.as_str())
                     .execute(&mut *tx)
                     .await?;
+                    if failed.rows_affected() > 0 {
+                        end_attempt_in(&mut tx, step_id, StepState::Failed).await?;
+                    }
                     set_rollout(RolloutState::Failed, *phase, reason)
                         .execute(&mut *tx)
                         .await?;
                 }
             }
+            audit_rollout_event_in(&mut tx, &rollout.id, decision, now_ms).await?;
         }
         if !queued.is_empty() {
             // Queued last, stamped with the time just before the commit:
@@ -706,6 +745,8 @@ impl Store {
             return Ok(None);
         };
         let (step_id, attempt) = (dispatch.step_id, dispatch.attempt);
+        // The result and the attempt kept in history are one change.
+        let mut tx = self.pool.begin().await?;
         if dispatch.restart {
             // A restart that could not be started fails its step; one that
             // was started is done when the host reports a later boot.
@@ -727,14 +768,9 @@ impl Store {
             .bind(now_ms)
             .bind(i64::from(attempt))
             .bind(dispatch.nonce)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await?;
-            return row
-                .map(|r| {
-                    r.try_get::<String, _>("rollout_id")
-                        .map_err(StoreError::from)
-                })
-                .transpose();
+            return kept_result(tx, row, step_id, StepState::Failed).await;
         }
         let state = if result.outcome.succeeded() {
             StepState::Succeeded
@@ -758,13 +794,9 @@ impl Store {
         .bind(i64::from(attempt))
         .bind(dispatch.nonce)
         .bind(RestartState::after(result.outcome).as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
-        row.map(|r| {
-            r.try_get::<String, _>("rollout_id")
-                .map_err(StoreError::from)
-        })
-        .transpose()
+        kept_result(tx, row, step_id, state).await
     }
 
     /// Notes what a running attempt reports doing; ignored for an attempt
@@ -831,15 +863,16 @@ impl Store {
         &self,
         host_id: &str,
     ) -> Result<Vec<(ExecStep, String)>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT s.step_id, s.phase, s.host_id, s.action, s.state, s.attempts, s.changed_ms, s.outcome, s.reason, \
                     s.restart, s.task, r.nonce \
              FROM rollout_steps s JOIN rollouts r ON r.id = s.rollout_id \
              WHERE s.host_id = $1 AND s.task IS NULL \
                AND (s.state = 'dispatched' OR (s.state = 'succeeded' AND s.restart = 'requested')) \
-               AND r.state NOT IN ('completed', 'aborted') \
+               AND r.state NOT IN ({}) \
              ORDER BY r.seq, s.ordinal",
-        )
+            RolloutState::final_sql_list()
+        ))
         .bind(host_id)
         .fetch_all(&self.pool)
         .await?;
@@ -922,6 +955,7 @@ impl Store {
                 .bind(json(&task)?)
                 .execute(&mut *tx)
                 .await?;
+                end_attempt_in(&mut tx, step_id, StepState::Succeeded).await?;
             }
         }
         for step_id in &change.approve_restarts {

@@ -113,13 +113,14 @@ impl Store {
         host_id: &str,
         kind: WebServerKind,
     ) -> Result<Option<AwaitedWebPackage>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(&format!(
             "SELECT s.action, r.id, r.target FROM rollout_steps s \
              JOIN rollouts r ON r.id = s.rollout_id \
              WHERE s.host_id = $1 AND s.state IN ('dispatched', 'succeeded') \
-               AND r.state NOT IN ('completed', 'aborted') \
+               AND r.state NOT IN ({}) \
              ORDER BY r.seq DESC",
-        )
+            tierwise_common::rollout::RolloutState::final_sql_list()
+        ))
         .bind(host_id)
         .fetch_all(&self.pool)
         .await?;

@@ -179,3 +179,58 @@ pub async fn plan(
     let promotion = crate::cli::policy::promotion_line(response.promotion.as_ref());
     Ok((plan, eta, promotion))
 }
+
+/// One host as its agent reports it; `None` when there is no such host
+/// (or the id cannot name one).
+pub async fn host(
+    api: &crate::grpc::admin::AdminApi,
+    viewer: &Viewer,
+    host_id: &str,
+) -> Result<Option<HostRecord>, String> {
+    let view = match api
+        .get_host(request(
+            viewer,
+            tierwise_proto::v1::GetHostRequest {
+                host_id: host_id.to_owned(),
+            },
+        ))
+        .await
+    {
+        Ok(view) => view.into_inner(),
+        Err(status)
+            if matches!(
+                status.code(),
+                tonic::Code::NotFound | tonic::Code::InvalidArgument
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(status) => return Err(failed(status)),
+    };
+    HostRecord::try_from(&view)
+        .map(Some)
+        .map_err(|e| format!("host `{host_id}` cannot be read: {e}"))
+}
+
+/// A host's steps across rollouts, newest first, with their attempts.
+pub async fn host_history(
+    api: &crate::grpc::admin::AdminApi,
+    viewer: &Viewer,
+    host_id: &str,
+    limit: u32,
+) -> Result<crate::history_view::HostHistoryView, String> {
+    let history = api
+        .get_host_history(request(
+            viewer,
+            tierwise_proto::v1::GetHostHistoryRequest {
+                host_id: host_id.to_owned(),
+                limit,
+            },
+        ))
+        .await
+        .map_err(failed)?
+        .into_inner();
+    Ok(crate::grpc::admin::history::host_history_from_wire(
+        &history,
+    ))
+}

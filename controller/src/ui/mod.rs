@@ -11,10 +11,12 @@
 //! The files: `session.rs` (login, cookies, who may see a page), `data.rs`
 //! (the in-process calls to the admin API, the one place here with
 //! protobuf types), `chart.rs` (versions per role as bar segments, pure),
-//! `pages.rs` (the handlers and their templates).
+//! `pages.rs` (the handlers and their templates), `host.rs` (a host's
+//! page: its components and its steps across rollouts).
 
 mod chart;
 mod data;
+mod host;
 mod pages;
 mod session;
 
@@ -72,6 +74,7 @@ pub fn router(ui: Ui) -> axum::Router {
     axum::Router::new()
         .route("/", get(pages::fleet))
         .route("/hosts", get(pages::hosts))
+        .route("/hosts/{id}", get(host::host))
         .route("/rollouts", get(pages::rollouts))
         .route("/rollouts/{id}", get(pages::rollout))
         .route("/rollouts/{id}/live", get(pages::rollout_live))

@@ -408,7 +408,10 @@ fn live(status: RolloutStatus, windows: Vec<Window>) -> Live {
         state: status.state.as_str().to_owned(),
         running: !matches!(
             status.state,
-            RolloutState::Completed | RolloutState::Aborted | RolloutState::Failed
+            RolloutState::Completed
+                | RolloutState::CompletedWithFailures
+                | RolloutState::Aborted
+                | RolloutState::Failed
         ),
         reason: status.reason.clone(),
         created: status.created.clone(),
@@ -666,6 +669,7 @@ mod tests {
             backup: None,
             backups: Vec::new(),
             tasks: Vec::new(),
+            step_histories: Vec::new(),
         }
     }
 

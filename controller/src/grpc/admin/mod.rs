@@ -8,6 +8,7 @@ mod access;
 pub use access::OPERATOR_TOKEN_LIFETIME;
 mod artifacts;
 mod catalogue;
+pub mod history;
 mod hosts;
 mod installations;
 pub mod metadata;
@@ -326,5 +327,12 @@ impl AdminService for AdminApi {
         request: Request<tonic::Streaming<UploadArtifactChunk>>,
     ) -> Result<Response<UploadArtifactResponse>, Status> {
         artifacts::upload_artifact(self, request).await
+    }
+
+    async fn get_host_history(
+        &self,
+        request: Request<v1::GetHostHistoryRequest>,
+    ) -> Result<Response<v1::HostHistory>, Status> {
+        history::get_host_history(self, request).await
     }
 }

@@ -246,6 +246,8 @@ impl AdminApi {
             &hosts,
             packages.as_ref(),
         );
+        let attempts = self.store.failed_step_attempts(id).await?;
+        status.set_step_histories(crate::history_view::failed_steps(&steps, &attempts));
         if let Some(backup) = self.store.rollout_backup(id).await? {
             status.set_backups(
                 backup
