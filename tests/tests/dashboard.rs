@@ -149,10 +149,18 @@ fn an_operator_follows_a_rollout_to_its_end_in_the_browser() {
                 running_shot = true;
             }
         }
-        Ok(matches!(state.as_str(), "completed" | "failed" | "aborted").then_some(state))
+        Ok(matches!(
+            state.as_str(),
+            "completed" | "completed_with_failures" | "failed" | "aborted"
+        )
+        .then_some(state))
     })
     .unwrap();
-    assert_eq!(browser.text("#rollout-state").unwrap(), "completed");
+    // The client that failed keeps its old version: no clean completion.
+    assert_eq!(
+        browser.text("#rollout-state").unwrap(),
+        "completed_with_failures"
+    );
     assert_eq!(
         browser.run("return window.tierwiseMark;").unwrap(),
         "kept",
