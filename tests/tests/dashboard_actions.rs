@@ -156,6 +156,12 @@ fn an_operator_approves_and_completes_a_task_from_the_dashboard_and_a_viewer_can
         .run("document.querySelectorAll('input[name=ack]').forEach(b => b.checked = true); return null;")
         .unwrap();
     browser.click("#start-approve-phases").unwrap();
+    browser
+        .run("document.getElementById('start-form').scrollIntoView(); return null;")
+        .unwrap();
+    browser
+        .screenshot(&shots.join("dashboard-plan-start.png"))
+        .unwrap();
     browser.click("#start-submit").unwrap();
     browser
         .text_when("#cli-command", |t| t.contains("--ack breaking"))
@@ -186,6 +192,9 @@ fn an_operator_approves_and_completes_a_task_from_the_dashboard_and_a_viewer_can
         how.contains(&format!("tierwise rollout approve {id}")),
         "{how}"
     );
+    browser
+        .screenshot(&shots.join("dashboard-waiting-approval.png"))
+        .unwrap();
     click_when_there(&browser, "#action-approve");
     assert_eq!(
         browser.text_when("#cli-command", |_| true).unwrap(),

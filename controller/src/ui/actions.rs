@@ -492,6 +492,46 @@ mod tests {
     }
 
     #[test]
+    fn a_confirmation_says_what_happens_and_the_cli_command_with_the_ids() {
+        use tierwise_common::rollout::RolloutState;
+        let status = crate::ui::chart::tests::rollout(
+            "r1",
+            "prod",
+            "26.3.100.34058",
+            RolloutState::WaitingForApproval,
+        );
+        let approve = describe(&status, &Command::Approve);
+        assert_eq!(approve.title, "Approve rollout r1");
+        assert_eq!(approve.cli, "tierwise rollout approve r1");
+        assert_eq!(
+            approve.lines[0],
+            "Rollout r1 (prod to 26.3.100.34058) is waiting_for_approval."
+        );
+        let skip = Command::Skip {
+            host_id: "cl-003".into(),
+        };
+        assert_eq!(
+            describe(&status, &skip).cli,
+            "tierwise rollout skip r1 --host cl-003"
+        );
+        let done = Command::Done {
+            task: "r1-5".into(),
+            note: String::new(),
+        };
+        assert_eq!(
+            describe(&status, &done).cli,
+            "tierwise rollout done r1 r1-5 --note \"…\""
+        );
+        let mut running = status.clone();
+        running.state = RolloutState::Running;
+        assert_eq!(
+            outcome(&Command::Approve, &running),
+            "Approved rollout r1; it is now running."
+        );
+        assert!(outcome(&done, &running).starts_with("Task r1-5 of rollout r1 is done"));
+    }
+
+    #[test]
     fn only_the_six_commands_and_well_formed_ids_are_taken() {
         let target = ChangeTarget {
             host: " cl-003 ".into(),

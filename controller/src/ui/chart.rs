@@ -140,7 +140,7 @@ fn role_rank(role: &str) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn count(role: &str, version: &str, n: i64) -> (String, String, i64) {
@@ -204,7 +204,13 @@ mod tests {
         assert_eq!(classes, ["current", "newest"]);
     }
 
-    fn rollout(id: &str, installation: &str, target: &str, state: RolloutState) -> RolloutStatus {
+    /// A rollout as the admin API reports it, with nothing under way.
+    pub(in crate::ui) fn rollout(
+        id: &str,
+        installation: &str,
+        target: &str,
+        state: RolloutState,
+    ) -> RolloutStatus {
         RolloutStatus {
             id: id.into(),
             installation: installation.into(),

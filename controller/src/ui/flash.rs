@@ -56,16 +56,12 @@ impl Flash {
             _ => return None,
         };
         let hex = &value[1..];
-        if hex.len() % 2 != 0 || hex.len() > 2 * MAX_TEXT || !hex.is_ascii() {
+        if hex.len() > 2 * MAX_TEXT {
             return None;
         }
-        let bytes: Option<Vec<u8>> = (0..hex.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).ok())
-            .collect();
         Some(Self {
             ok,
-            text: String::from_utf8(bytes?).ok()?,
+            text: String::from_utf8(super::session::unhex(hex)?).ok()?,
         })
     }
 }

@@ -756,6 +756,47 @@ mod tests {
     }
 
     #[test]
+    fn buttons_are_the_commands_the_rollout_takes_and_only_for_those_who_may() {
+        use RolloutState::*;
+        let names = |state, may| -> Vec<&str> {
+            actions(state, may)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect()
+        };
+        assert_eq!(
+            names(WaitingForApproval, true),
+            ["approve", "pause", "abort"]
+        );
+        assert_eq!(names(Running, true), ["pause", "abort"]);
+        assert_eq!(names(Paused, true), ["resume", "abort"]);
+        assert_eq!(names(Failed, true), ["resume", "abort"]);
+        assert!(names(Completed, true).is_empty());
+        assert!(names(WaitingForApproval, false).is_empty());
+        // A viewer's page has no button at all, and no link to one.
+        let html = LivePart {
+            live: live(status(""), Vec::new(), false),
+        }
+        .render()
+        .expect("renders");
+        assert!(!html.contains("class=\"button"), "{html}");
+        let html = LivePart {
+            live: live(status(""), Vec::new(), true),
+        }
+        .render()
+        .expect("renders");
+        assert!(html.contains("id=\"action-pause\""), "{html}");
+        assert!(
+            html.contains("/rollouts/r1/confirm/skip?host=cl-001"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a class=\"host\" href=\"/hosts/cl-001\">"),
+            "{html}"
+        );
+    }
+
+    #[test]
     fn what_hosts_print_is_shown_as_text_never_as_markup() {
         let part = LivePart {
             live: live(

@@ -102,14 +102,16 @@ fn form_token_ok(headers: &HeaderMap, given: &str) -> bool {
     let Some(id) = session_id(headers) else {
         return false;
     };
-    let Some(bytes) = unhex(given.trim()) else {
+    let given = given.trim();
+    let Some(bytes) = unhex(given).filter(|_| given.len() == 64) else {
         return false;
     };
     ring::hmac::verify(&form_key(id), FORM_PURPOSE, &bytes).is_ok()
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() != 64 || !text.is_ascii() {
+/// The bytes of hex `text` (either case); `None` if it is not hex.
+pub(super) fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..text.len())
@@ -358,6 +360,8 @@ mod tests {
         wrong.push(last);
         assert!(!form_token_ok(&headers, &wrong));
         assert!(!form_token_ok(&headers, "zz"));
+        // `from_str_radix` alone would take a sign.
+        assert!(!form_token_ok(&headers, &format!("+{}", &token[1..])));
         // Without a session no token is right.
         assert!(!form_token_ok(&HeaderMap::new(), &token));
         // The token does not give the session id away.
