@@ -348,4 +348,38 @@ fn an_operator_approves_and_completes_a_task_from_the_dashboard_and_a_viewer_can
     let listed: Value =
         serde_json::from_str(&c.cli(&["rollout", "list", "--json"]).unwrap()).unwrap();
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+
+    // The operator again: pause, resume, skip a host and abort, each from
+    // its confirmation, each audited under the operator's name.
+    browser.goto(&format!("{base}/")).unwrap();
+    browser.click("form.who button").unwrap();
+    wait_for("the login page", Duration::from_secs(10), || {
+        Ok(browser.url()?.ends_with("/login").then_some(()))
+    })
+    .unwrap();
+    login(&browser, &base, &operator);
+    for (command, said, action) in [
+        ("pause", "Paused rollout", "rollout pause"),
+        ("resume", "Resumed rollout", "rollout resume"),
+        (
+            "skip?host=cl-001",
+            "Skipped cl-001 in rollout",
+            "rollout skip host",
+        ),
+        ("abort", "Aborted rollout", "rollout abort"),
+    ] {
+        browser
+            .goto(&format!("{base}/rollouts/{id}/confirm/{command}"))
+            .unwrap();
+        browser.click("#confirm-yes").unwrap();
+        let flash = browser.text_when("#flash", |_| true).unwrap();
+        assert!(flash.starts_with(said), "{command}: {flash}");
+        assert_eq!(audited(c, action)["actor"], "otto", "{action}");
+    }
+    let ended = status(c, &id);
+    assert_eq!(ended["state"], "aborted", "{ended:#}");
+    assert!(
+        !browser.exists("a.button").unwrap(),
+        "an ended rollout has no buttons"
+    );
 }
