@@ -1,6 +1,6 @@
 //! The dashboard's pages: each handler checks who is looking, fetches what
-//! the page shows through `data`, and renders a template. Read-only: no
-//! page changes anything.
+//! the page shows through `data`, and renders a template. No page changes
+//! anything: its buttons lead to `actions`' confirmations.
 
 use super::chart::{self, Bar};
 use super::data::{self, Window};
@@ -120,7 +120,7 @@ struct Installation {
     name: String,
     bars: Vec<Bar>,
     /// Its current release and why it is (`chart::current_release`);
-    /// empty before its first rollout.
+    /// empty while it has none.
     current: String,
     current_why: String,
     /// The newest rollout of the installation: (id, target, state).
