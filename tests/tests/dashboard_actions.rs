@@ -177,7 +177,16 @@ fn an_operator_approves_and_completes_a_task_from_the_dashboard_and_a_viewer_can
         .unwrap()
         .to_owned();
     assert_eq!(audited(c, "rollout start")["actor"], "otto");
-    // The message is shown once.
+    // The fleet: the rollout's target is the installation's current
+    // release (green) from now on, whatever the catalogue's newest.
+    browser.goto(&format!("{base}/")).unwrap();
+    let current = browser.text("#current-prod").unwrap();
+    assert!(
+        current.contains(V263) && current.contains(&format!("the target of rollout {id}")),
+        "{current}"
+    );
+    // The message was shown once.
+    assert!(!browser.exists("#flash").unwrap());
     browser.goto(&format!("{base}/rollouts/{id}")).unwrap();
     browser.text_when("#rollout-state", |_| true).unwrap();
     assert!(!browser.exists("#flash").unwrap());
