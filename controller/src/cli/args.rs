@@ -109,8 +109,9 @@ pub enum Command {
         /// this address, in plain HTTP; off by default.
         #[arg(long, env = "TIERWISE_METRICS_LISTEN")]
         metrics_listen: Option<SocketAddr>,
-        /// Serve the read-only web dashboard over TLS on this address
-        /// (operators log in with their token); off by default.
+        /// Serve the web dashboard over TLS on this address (operators log
+        /// in with their token; operator roles can act from it); off by
+        /// default.
         #[arg(long, env = "TIERWISE_UI_LISTEN")]
         ui_listen: Option<SocketAddr>,
         /// Also serve the gRPC health service, and only it, without TLS on

@@ -603,8 +603,9 @@ impl Store {
                 }
                 Decision::AwaitRestart { hosts } => {
                     let reason = format!(
-                        "{} must restart to finish the update; `tierwise rollout approve` restarts {} (or restart {} yourself, then approve)",
+                        "{} must restart to finish the update; `tierwise rollout approve {}` restarts {} (or restart {} yourself, then approve)",
                         hosts.join(", "),
+                        rollout.id,
                         if hosts.len() == 1 { "it" } else { "them" },
                         if hosts.len() == 1 { "it" } else { "them" },
                     );
@@ -625,7 +626,10 @@ impl Store {
                     set_rollout(
                         RolloutState::WaitingForApproval,
                         *phase,
-                        "the next phase waits for `tierwise rollout approve`",
+                        &format!(
+                            "the next phase waits for `tierwise rollout approve {}`",
+                            rollout.id
+                        ),
                     )
                     .execute(&mut *tx)
                     .await?;

@@ -1,17 +1,19 @@
 //! The dashboard's data: the admin API's own handlers, called in process
 //! with the operator the session proved, and their answers turned into the
-//! same domain views the CLI prints. The one file of the dashboard that
-//! sees protobuf types.
+//! same domain views the CLI prints; the forms' changes go through the same
+//! handlers as the CLI's commands. The one file of the dashboard that sees
+//! protobuf types.
 
 use super::session::Viewer;
 use crate::grpc::auth::Principal;
 use crate::rollout_view::{EtaView, RolloutStatus};
 use tierwise_common::plan::Plan;
+use tierwise_common::rollout::Command;
 use tierwise_common::{HostRecord, Role};
 use tierwise_proto::v1::admin_service_server::AdminService;
 use tierwise_proto::v1::{
-    GetRolloutRequest, ListHostsRequest, ListRolloutsRequest, ListWindowsRequest,
-    PlanRolloutRequest, Role as WireRole,
+    ChangeRolloutRequest, GetRolloutRequest, ListHostsRequest, ListRolloutsRequest,
+    ListWindowsRequest, PlanRolloutRequest, Role as WireRole, RolloutChange, StartRolloutRequest,
 };
 use tierwise_runtime::clock::rfc3339;
 use tonic::Request;
@@ -178,6 +180,90 @@ pub async fn plan(
         .unwrap_or_default();
     let promotion = crate::cli::policy::promotion_line(response.promotion.as_ref());
     Ok((plan, eta, promotion))
+}
+
+/// Applies an operator's command to rollout `id` through `ChangeRollout`,
+/// the handler `tierwise rollout approve|pause|…` calls (which checks the
+/// state, applies it and audits it under the operator's name).
+pub async fn change(
+    api: &crate::grpc::admin::AdminApi,
+    viewer: &Viewer,
+    id: &str,
+    command: &Command,
+) -> Result<RolloutStatus, String> {
+    let mut message = ChangeRolloutRequest {
+        id: id.to_owned(),
+        ..ChangeRolloutRequest::default()
+    };
+    let change = match command {
+        Command::Pause => RolloutChange::Pause,
+        Command::Resume => RolloutChange::Resume,
+        Command::Abort => RolloutChange::Abort,
+        Command::Approve => RolloutChange::Approve,
+        Command::Skip { host_id } => {
+            message.host_id = host_id.clone();
+            RolloutChange::SkipHost
+        }
+        Command::Done { task, note } => {
+            message.task = task.clone();
+            message.note = note.clone();
+            RolloutChange::Done
+        }
+    };
+    message.change = change.into();
+    let view = api
+        .change_rollout(request(viewer, message))
+        .await
+        .map_err(failed)?
+        .into_inner();
+    RolloutStatus::try_from(&view).map_err(|e| e.to_string())
+}
+
+/// What the start form asks for, as `tierwise rollout start` takes it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StartChoice {
+    pub installation: String,
+    pub target: String,
+    pub client_waves: String,
+    /// Acknowledgements by name (`--ack NAME`).
+    pub acks: Vec<String>,
+    pub approve_phases: bool,
+    pub error_threshold: String,
+    pub restarts: Vec<String>,
+    pub verify_timeouts: Vec<String>,
+    pub task_timeout: String,
+    pub max_backup_age: String,
+}
+
+/// Starts a rollout through `StartRollout`, the handler `tierwise rollout
+/// start` calls (admission, acknowledgements, audit).
+pub async fn start(
+    api: &crate::grpc::admin::AdminApi,
+    viewer: &Viewer,
+    choice: &StartChoice,
+) -> Result<RolloutStatus, String> {
+    let view = api
+        .start_rollout(request(
+            viewer,
+            StartRolloutRequest {
+                installation: choice.installation.clone(),
+                target: choice.target.clone(),
+                client_waves: choice.client_waves.clone(),
+                error_threshold: choice.error_threshold.clone(),
+                approve_phases: choice.approve_phases,
+                ack_breaking: false,
+                ack_server_manager_password: false,
+                acks: choice.acks.clone(),
+                verify_timeouts: choice.verify_timeouts.clone(),
+                restarts: choice.restarts.clone(),
+                task_timeout: choice.task_timeout.clone(),
+                max_backup_age: choice.max_backup_age.clone(),
+            },
+        ))
+        .await
+        .map_err(failed)?
+        .into_inner();
+    RolloutStatus::try_from(&view).map_err(|e| e.to_string())
 }
 
 /// One host as its agent reports it; `None` when there is no such host

@@ -1,21 +1,28 @@
-//! The web dashboard: read-only pages served over the controller's TLS on
-//! `--ui-listen` (off by default). An operator logs in with their token;
-//! every page is authorised as the gRPC call that reads the same data, and
-//! the data comes from the same handlers the CLI calls — the dashboard and
-//! `tierwise … --json` cannot disagree.
+//! The web dashboard, served over the controller's TLS on `--ui-listen`
+//! (off by default). An operator logs in with their token; every page is
+//! authorised as the gRPC call that reads the same data, and the data comes
+//! from the same handlers the CLI calls — the dashboard and `tierwise …
+//! --json` cannot disagree. Operators also act from it (approve, pause,
+//! resume, abort, skip, done, start): each behind a confirmation page, each
+//! a POST with the session's form token, authorised, applied and audited by
+//! the very handler the CLI's command calls.
 //!
 //! Server-rendered HTML (askama templates, escaped by default) with htmx,
 //! vendored, polling a rollout's live part. No request leaves the page's
 //! origin: the Content-Security-Policy allows only this server.
 //!
-//! The files: `session.rs` (login, cookies, who may see a page), `data.rs`
-//! (the in-process calls to the admin API, the one place here with
-//! protobuf types), `chart.rs` (versions per role as bar segments, pure),
-//! `pages.rs` (the handlers and their templates), `host.rs` (a host's
-//! page: its components and its steps across rollouts).
+//! The files: `session.rs` (login, cookies, form tokens, who may see a
+//! page), `data.rs` (the in-process calls to the admin API, the one place
+//! here with protobuf types), `chart.rs` (versions per role as bar
+//! segments, pure), `pages.rs` (the pages and their templates), `host.rs`
+//! (a host's page: its components and its steps across rollouts),
+//! `actions.rs` (the confirmations and the forms that change something),
+//! `flash.rs` (a change's outcome, shown once on the next page).
 
+mod actions;
 mod chart;
 mod data;
+mod flash;
 mod host;
 mod pages;
 mod session;
@@ -45,7 +52,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 /// Connections from one address at once.
 const CONNECTIONS_PER_ADDRESS: usize = 32;
-/// The largest request body (the login form is the only one).
+/// The largest request body (the login and action forms are small).
 const MAX_BODY: usize = 16 * 1024;
 
 /// What the pages need.
@@ -75,16 +82,23 @@ pub fn router(ui: Ui) -> axum::Router {
         .route("/", get(pages::fleet))
         .route("/hosts", get(pages::hosts))
         .route("/hosts/{id}", get(host::host))
-        .route("/rollouts", get(pages::rollouts))
+        .route("/rollouts", get(pages::rollouts).post(actions::start))
         .route("/rollouts/{id}", get(pages::rollout))
         .route("/rollouts/{id}/live", get(pages::rollout_live))
+        .route(
+            "/rollouts/{id}/confirm/{command}",
+            get(actions::confirm_change),
+        )
+        .route("/rollouts/{id}/{command}", post(actions::change))
         .route("/plan", get(pages::plan))
+        .route("/plan/start", get(actions::confirm_start))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/assets/htmx-2.0.4.min.js", get(pages::htmx))
         .route("/assets/style.css", get(pages::style))
         .fallback(pages::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(flash::forget))
         .layer(axum::middleware::from_fn(within_time))
         .layer(axum::middleware::map_response(secure_headers))
         .with_state(ui)

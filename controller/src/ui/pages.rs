@@ -1,6 +1,6 @@
 //! The dashboard's pages: each handler checks who is looking, fetches what
-//! the page shows through `data`, and renders a template. Read-only: no
-//! page changes anything.
+//! the page shows through `data`, and renders a template. No page changes
+//! anything: its buttons lead to `actions`' confirmations.
 
 use super::chart::{self, Bar};
 use super::data::{self, Window};
@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use std::collections::BTreeMap;
-use tierwise_common::rollout::RolloutState;
+use tierwise_common::rollout::{Command, RolloutState};
 use tierwise_common::rules::Severity;
 use tierwise_common::{HostRecord, ProbedVersion, Role};
 use tierwise_runtime::clock::{ago, now_ms};
@@ -25,6 +25,8 @@ pub struct Page {
     pub role: String,
     /// The menu entry to mark: `fleet`, `hosts`, `rollouts`, `plan`.
     pub nav: &'static str,
+    /// What the last change said, shown once.
+    pub flash: Option<super::flash::Flash>,
 }
 
 impl Page {
@@ -34,15 +36,17 @@ impl Page {
             operator: String::new(),
             role: String::new(),
             nav: "",
+            flash: None,
         }
     }
 
-    fn of(viewer: &Viewer, title: &str, nav: &'static str) -> Self {
+    pub fn of(viewer: &Viewer, title: &str, nav: &'static str) -> Self {
         Self {
             title: title.to_owned(),
             operator: viewer.name.clone(),
             role: viewer.role.to_string(),
             nav,
+            flash: viewer.flash.clone(),
         }
     }
 
@@ -115,6 +119,10 @@ pub async fn style() -> Response {
 struct Installation {
     name: String,
     bars: Vec<Bar>,
+    /// Its current release and why it is (`chart::current_release`);
+    /// empty while it has none.
+    current: String,
+    current_why: String,
     /// The newest rollout of the installation: (id, target, state).
     rollout: Option<(String, String, String)>,
 }
@@ -168,9 +176,15 @@ pub async fn fleet(State(ui): State<Ui>, headers: HeaderMap) -> Response {
                 .filter(|r| r.installation == name)
                 .max_by(|a, b| a.created.cmp(&b.created))
                 .map(|r| (r.id.clone(), r.target.clone(), r.state.as_str().to_owned()));
+            let current = chart::current_release(&rollouts, name);
             Installation {
                 name: name.to_owned(),
-                bars: chart::bars(&counts, &online, latest),
+                bars: chart::bars(&counts, &online, current.as_ref().map(|c| c.0), latest),
+                current: current
+                    .as_ref()
+                    .map(|c| c.0.to_string())
+                    .unwrap_or_default(),
+                current_why: current.map(|c| c.1).unwrap_or_default(),
                 rollout,
             }
         })
@@ -383,9 +397,41 @@ struct Live {
     phases: Vec<PhaseRow>,
     status: RolloutStatus,
     windows: Vec<Window>,
+    /// The commands the rollout takes now, for a role that may give them
+    /// (`ChangeRollout`): (path word, button label). Empty for viewers.
+    actions: Vec<(&'static str, &'static str)>,
+    /// Whether hosts get a "Skip" and open tasks a "Done" button.
+    can_skip: bool,
+    can_done: bool,
 }
 
-fn live(status: RolloutStatus, windows: Vec<Window>) -> Live {
+/// The buttons of a rollout in `state` for someone who may change it:
+/// exactly the commands the rollout would accept (`Command::allowed_from`).
+fn actions(state: RolloutState, may_change: bool) -> Vec<(&'static str, &'static str)> {
+    if !may_change {
+        return Vec::new();
+    }
+    [
+        (Command::Approve, "Approve…"),
+        (Command::Pause, "Pause…"),
+        (Command::Resume, "Resume…"),
+        (Command::Abort, "Abort…"),
+    ]
+    .into_iter()
+    .filter(|(command, _)| command.allowed_from().contains(&state))
+    .map(|(command, label)| (command.name(), label))
+    .collect()
+}
+
+fn live(status: RolloutStatus, windows: Vec<Window>, may_change: bool) -> Live {
+    let allowed = |command: Command| may_change && command.allowed_from().contains(&status.state);
+    let can_skip = allowed(Command::Skip {
+        host_id: String::new(),
+    });
+    let can_done = allowed(Command::Done {
+        task: String::new(),
+        note: String::new(),
+    });
     let phases = status
         .phases
         .iter()
@@ -424,6 +470,9 @@ fn live(status: RolloutStatus, windows: Vec<Window>) -> Live {
         protected_by: protected_by(&status),
         waiting_for_window: status.waiting_for_window.clone().unwrap_or_default(),
         phases,
+        actions: actions(status.state, may_change),
+        can_skip,
+        can_done,
         status,
         windows,
     }
@@ -450,7 +499,8 @@ async fn live_of(ui: &Ui, headers: &HeaderMap, id: &str) -> Result<(Viewer, Live
     let windows = data::windows(&ui.api, &viewer, &status.installation)
         .await
         .map_err(|e| unavailable(&e))?;
-    Ok((viewer, live(status, windows)))
+    let may_change = viewer.may("ChangeRollout");
+    Ok((viewer, live(status, windows, may_change)))
 }
 
 pub async fn rollout(State(ui): State<Ui>, headers: HeaderMap, Path(id): Path<String>) -> Response {
@@ -511,6 +561,13 @@ struct FindingRow {
     ack: String,
 }
 
+/// An acknowledgement the start form offers: its name and why the plan
+/// asks for it.
+struct AckRow {
+    name: String,
+    why: String,
+}
+
 struct PlanView {
     blocked: bool,
     target: String,
@@ -522,7 +579,8 @@ struct PlanView {
     clients_excluded: usize,
     phases: Vec<PlanPhase>,
     findings: Vec<FindingRow>,
-    acks: Vec<String>,
+    /// The acknowledgements the plan asks for, as `--ack NAME` takes them.
+    acks: Vec<AckRow>,
     eta: String,
     /// Where the release must come through first; empty without a promotion.
     promotion: String,
@@ -537,6 +595,8 @@ struct PlanPage {
     installations: Vec<String>,
     plan: Option<PlanView>,
     error: String,
+    /// The role may start a rollout (`StartRollout`): the start form shows.
+    may_start: bool,
 }
 
 pub async fn plan(
@@ -580,6 +640,7 @@ pub async fn plan(
         installations,
         plan: shown,
         error,
+        may_start: viewer.may("StartRollout"),
     })
 }
 
@@ -627,11 +688,36 @@ fn plan_view(
                 ack: f.ack.clone().unwrap_or_default(),
             })
             .collect(),
-        acks: plan.acks_required.clone(),
+        acks: ack_rows(plan),
         eta: eta_line(eta, false),
         promotion: promotion.unwrap_or_default(),
         windows,
     }
+}
+
+/// Every acknowledgement the plan asks for or a finding offers (skipping
+/// a promotion, say), once, with the first finding's reason.
+fn ack_rows(plan: &tierwise_common::plan::Plan) -> Vec<AckRow> {
+    let mut names: Vec<&str> = plan.acks_required.iter().map(String::as_str).collect();
+    for finding in &plan.findings {
+        if let Some(ack) = &finding.ack {
+            if !names.contains(&ack.as_str()) {
+                names.push(ack);
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| AckRow {
+            name: name.to_owned(),
+            why: plan
+                .findings
+                .iter()
+                .find(|f| f.ack.as_deref() == Some(name))
+                .map(|f| f.reason.clone())
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -674,11 +760,53 @@ mod tests {
     }
 
     #[test]
+    fn buttons_are_the_commands_the_rollout_takes_and_only_for_those_who_may() {
+        use RolloutState::*;
+        let names = |state, may| -> Vec<&str> {
+            actions(state, may)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect()
+        };
+        assert_eq!(
+            names(WaitingForApproval, true),
+            ["approve", "pause", "abort"]
+        );
+        assert_eq!(names(Running, true), ["pause", "abort"]);
+        assert_eq!(names(Paused, true), ["resume", "abort"]);
+        assert_eq!(names(Failed, true), ["resume", "abort"]);
+        assert!(names(Completed, true).is_empty());
+        assert!(names(WaitingForApproval, false).is_empty());
+        // A viewer's page has no button at all, and no link to one.
+        let html = LivePart {
+            live: live(status(""), Vec::new(), false),
+        }
+        .render()
+        .expect("renders");
+        assert!(!html.contains("class=\"button"), "{html}");
+        let html = LivePart {
+            live: live(status(""), Vec::new(), true),
+        }
+        .render()
+        .expect("renders");
+        assert!(html.contains("id=\"action-pause\""), "{html}");
+        assert!(
+            html.contains("/rollouts/r1/confirm/skip?host=cl-001"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<a class=\"host\" href=\"/hosts/cl-001\">"),
+            "{html}"
+        );
+    }
+
+    #[test]
     fn what_hosts_print_is_shown_as_text_never_as_markup() {
         let part = LivePart {
             live: live(
                 status("<script>alert(1)</script><img src=x onerror=alert(2)>"),
                 Vec::new(),
+                false,
             ),
         };
         let html = part.render().expect("renders");
@@ -691,7 +819,7 @@ mod tests {
         let mut ended = status("");
         ended.state = RolloutState::Completed;
         let html = LivePart {
-            live: live(ended, Vec::new()),
+            live: live(ended, Vec::new(), false),
         }
         .render()
         .expect("renders");
@@ -717,7 +845,7 @@ mod tests {
             file("<i>Archive</i>", "/b/Archive_1.bak"),
         ]);
         let html = LivePart {
-            live: live(protected, Vec::new()),
+            live: live(protected, Vec::new(), false),
         }
         .render()
         .expect("renders");
@@ -732,7 +860,7 @@ mod tests {
         let mut single = status("");
         single.set_backups(vec![file("PSDB", "/b/PSDB_1.bak")]);
         let html = LivePart {
-            live: live(single, Vec::new()),
+            live: live(single, Vec::new(), false),
         }
         .render()
         .expect("renders");
@@ -769,6 +897,7 @@ mod tests {
                 installations: vec!["prod".into()],
                 plan: Some(view(promotion)),
                 error: String::new(),
+                may_start: false,
             }
             .render()
             .expect("renders")

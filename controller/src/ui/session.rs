@@ -5,6 +5,11 @@
 //! replica serves the session and a restart ends none. Every page checks the
 //! token again, so a removed, rotated or expired token ends its sessions at
 //! once.
+//!
+//! Forms that change something carry a per-session token: the HMAC of a
+//! fixed purpose keyed with the session id, so only a page this session
+//! loaded knows it, any replica checks it without storing anything, and
+//! the check (`hmac::verify`) takes the same time whatever the guess.
 
 use super::pages::{render, Page};
 use super::Ui;
@@ -65,15 +70,87 @@ fn session_id(headers: &HeaderMap) -> Option<&str> {
 pub struct Viewer {
     pub name: String,
     pub role: Role,
+    /// The token this session's forms carry (`form_token`).
+    pub csrf: String,
+    /// What the last change said, once (`flash`).
+    pub flash: Option<super::flash::Flash>,
+}
+
+impl Viewer {
+    /// Whether the role may make the admin API call `method`: the rule
+    /// gRPC applies, so a page shows only the buttons that would work.
+    pub fn may(&self, method: &str) -> bool {
+        crate::grpc::auth::admin_role(method).is_some_and(|least| self.role >= least)
+    }
+}
+
+/// What a form token signs: the session id is the key.
+const FORM_PURPOSE: &[u8] = b"tierwise dashboard form v1";
+
+fn form_key(session_id: &str) -> ring::hmac::Key {
+    ring::hmac::Key::new(ring::hmac::HMAC_SHA256, session_id.as_bytes())
+}
+
+/// The token the forms of session `session_id` carry.
+fn form_token(session_id: &str) -> String {
+    tierwise_common::hex(ring::hmac::sign(&form_key(session_id), FORM_PURPOSE).as_ref())
+}
+
+/// Whether `given` is the form token of the request's session, compared in
+/// constant time.
+fn form_token_ok(headers: &HeaderMap, given: &str) -> bool {
+    let Some(id) = session_id(headers) else {
+        return false;
+    };
+    let given = given.trim();
+    let Some(bytes) = unhex(given).filter(|_| given.len() == 64) else {
+        return false;
+    };
+    ring::hmac::verify(&form_key(id), FORM_PURPOSE, &bytes).is_ok()
+}
+
+/// The bytes of hex `text` (either case); `None` if it is not hex.
+pub(super) fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+/// A form that changes something: sent from the dashboard's own pages, by
+/// a session whose role may make `method`, with the session's form token.
+/// Otherwise refused (403) before anything is read or changed.
+pub async fn authorize_form(
+    ui: &Ui,
+    headers: &HeaderMap,
+    method: &str,
+    token: &str,
+) -> Result<Viewer, Response> {
+    if !same_origin(headers) {
+        return Err(cross_site());
+    }
+    let viewer = authorize(ui, headers, method).await?;
+    if !form_token_ok(headers, token) {
+        return Err(super::pages::problem(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "This form's token is missing or not this session's; nothing changed. \
+             Open the page again and use its buttons.",
+        ));
+    }
+    Ok(viewer)
 }
 
 /// Lets the request through when its session's token may make `method`
 /// (an admin API method); otherwise the login page, or a refusal.
 pub async fn authorize(ui: &Ui, headers: &HeaderMap, method: &str) -> Result<Viewer, Response> {
-    let Some(id) = session_id(headers) else {
+    let Some(session) = session_id(headers) else {
         return Err(Redirect::to("/login").into_response());
     };
-    let id = token_digest(id);
+    let id = token_digest(session);
     let token = match ui.store.dashboard_session(&id, TERMS, now_ms()).await {
         Ok(Some(token)) => token,
         Ok(None) => return Err(login_again("Your session ended; log in again.")),
@@ -81,7 +158,12 @@ pub async fn authorize(ui: &Ui, headers: &HeaderMap, method: &str) -> Result<Vie
     };
     let path = format!("/tierwise.v1.AdminService/{method}");
     match ui.auth.authorize_digest(&path, &token).await {
-        Ok(Principal::Operator { name, role }) => Ok(Viewer { name, role }),
+        Ok(Principal::Operator { name, role }) => Ok(Viewer {
+            name,
+            role,
+            csrf: form_token(session),
+            flash: super::flash::read(headers),
+        }),
         Ok(_) => Err(login_again("Log in with an operator token.")),
         Err(ApiError::Unauthenticated(reason)) => {
             if let Err(error) = ui.store.close_dashboard_session(&id).await {
@@ -257,6 +339,34 @@ mod tests {
             format!("{COOKIE}=../../etc").parse().expect("header"),
         );
         assert_eq!(session_id(&headers), None);
+    }
+
+    #[test]
+    fn a_form_token_belongs_to_its_session_alone() {
+        let session = "ab".repeat(32);
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            format!("{COOKIE}={session}").parse().expect("header"),
+        );
+        let token = form_token(&session);
+        assert_eq!(token.len(), 64);
+        assert!(form_token_ok(&headers, &token));
+        assert!(!form_token_ok(&headers, ""));
+        assert!(!form_token_ok(&headers, &form_token(&"cd".repeat(32))));
+        let mut wrong = token.clone();
+        let last = if wrong.ends_with('0') { '1' } else { '0' };
+        wrong.pop();
+        wrong.push(last);
+        assert!(!form_token_ok(&headers, &wrong));
+        assert!(!form_token_ok(&headers, "zz"));
+        // `from_str_radix` alone would take a sign.
+        assert!(!form_token_ok(&headers, &format!("+{}", &token[1..])));
+        // Without a session no token is right.
+        assert!(!form_token_ok(&HeaderMap::new(), &token));
+        // The token does not give the session id away.
+        assert_ne!(token, session);
+        assert_ne!(token, token_digest(&session));
     }
 
     #[test]
