@@ -14,6 +14,7 @@ pub mod demo;
 pub mod engine;
 pub mod grpc;
 pub mod metrics;
+pub mod notify;
 pub mod paths;
 pub mod pki;
 pub mod rollout_view;

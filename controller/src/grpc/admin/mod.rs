@@ -11,6 +11,7 @@ mod catalogue;
 mod hosts;
 mod installations;
 pub mod metadata;
+mod notifications;
 mod rollouts;
 mod windows;
 
@@ -326,5 +327,34 @@ impl AdminService for AdminApi {
         request: Request<tonic::Streaming<UploadArtifactChunk>>,
     ) -> Result<Response<UploadArtifactResponse>, Status> {
         artifacts::upload_artifact(self, request).await
+    }
+
+    // Notifications (issue 23).
+    async fn add_notification(
+        &self,
+        request: Request<v1::AddNotificationRequest>,
+    ) -> Result<Response<v1::NotificationList>, Status> {
+        notifications::add_notification(self, request).await
+    }
+
+    async fn list_notifications(
+        &self,
+        request: Request<v1::ListNotificationsRequest>,
+    ) -> Result<Response<v1::NotificationList>, Status> {
+        notifications::list_notifications(self, request).await
+    }
+
+    async fn remove_notification(
+        &self,
+        request: Request<v1::RemoveNotificationRequest>,
+    ) -> Result<Response<v1::NotificationList>, Status> {
+        notifications::remove_notification(self, request).await
+    }
+
+    async fn test_notification(
+        &self,
+        request: Request<v1::TestNotificationRequest>,
+    ) -> Result<Response<v1::NotificationList>, Status> {
+        notifications::test_notification(self, request).await
     }
 }
