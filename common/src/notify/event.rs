@@ -135,6 +135,7 @@ impl RolloutFacts {
     fn payload(&self, kind: EventKind, at_ms: i64) -> Payload {
         Payload {
             version: PAYLOAD_VERSION,
+            id: format!("{}.{kind}.{at_ms}", self.id),
             event: kind,
             at: super::payload::rfc3339_ms(at_ms),
             at_ms,
@@ -171,6 +172,7 @@ pub fn events_for(before: Option<RolloutState>, after: &RolloutFacts, at_ms: i64
 pub fn host_offline_event(rollout: &RolloutFacts, host_id: &str, at_ms: i64) -> Payload {
     let mut payload = rollout.payload(EventKind::HostOffline, at_ms);
     payload.host = Some(host_id.to_owned());
+    payload.id = format!("{}.{}.{host_id}.{at_ms}", rollout.id, EventKind::HostOffline);
     payload.hosts = rollout
         .steps
         .iter()

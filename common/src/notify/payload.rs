@@ -17,6 +17,10 @@ const MAX_TAIL_BYTES: usize = 2048;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Payload {
     pub version: u32,
+    /// Unique per event, the same in every retry: a receiver that may see
+    /// an event twice (a sender that died between sending and recording it)
+    /// keeps the ids it has handled.
+    pub id: String,
     pub event: EventKind,
     /// When the change was committed, RFC 3339 UTC (ms), and as Unix ms.
     pub at: String,
@@ -103,6 +107,7 @@ impl Payload {
     pub fn test(subscription: &str, at_ms: i64) -> Self {
         Payload {
             version: PAYLOAD_VERSION,
+            id: format!("test.{subscription}.{at_ms}"),
             event: EventKind::Test,
             at: rfc3339_ms(at_ms),
             at_ms,
