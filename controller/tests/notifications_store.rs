@@ -31,13 +31,21 @@ fn steps(id: &str) -> (Vec<ExecPhase>, Vec<ExecStep>) {
         restart: Default::default(),
         task: None,
     };
-    (vec![ExecPhase { kind: PhaseKind::Backup }], vec![step])
+    (
+        vec![ExecPhase {
+            kind: PhaseKind::Backup,
+        }],
+        vec![step],
+    )
 }
 
 async fn pending(store: &Store, name: &str) -> Vec<String> {
     let mut events = Vec::new();
     let list = store.subscriptions().await.unwrap();
-    let count = list.iter().find(|s| s.name == name).map_or(0, |s| s.pending);
+    let count = list
+        .iter()
+        .find(|s| s.name == name)
+        .map_or(0, |s| s.pending);
     for _ in 0..count {
         let event = store.oldest_notification(name).await.unwrap().unwrap();
         let payload: serde_json::Value = serde_json::from_str(&event.payload).unwrap();
@@ -66,33 +74,73 @@ async fn suite(store: &Store, other_replica: &Store) {
         .await
         .unwrap();
     let all = Subscription::new("all", "http://127.0.0.1:9/hook", "", "json", "").unwrap();
-    let halts = Subscription::new("halts", "https://hooks.example/x/y", "rollout.halted", "slack", "0123456789abcdef").unwrap();
+    let halts = Subscription::new(
+        "halts",
+        "https://hooks.example/x/y",
+        "rollout.halted",
+        "slack",
+        "0123456789abcdef",
+    )
+    .unwrap();
     assert!(store.add_subscription(&all, "admin", T0).await.unwrap());
     assert!(store.add_subscription(&halts, "admin", T0).await.unwrap());
-    assert!(!store.add_subscription(&all, "admin", T0).await.unwrap(), "name taken");
+    assert!(
+        !store.add_subscription(&all, "admin", T0).await.unwrap(),
+        "name taken"
+    );
 
     store
-        .create_rollout("prod", V263, &RolloutOptions::default(), steps, "op", "start", T0)
+        .create_rollout(
+            "prod",
+            V263,
+            &RolloutOptions::default(),
+            steps,
+            "op",
+            "start",
+            T0,
+        )
         .await
         .unwrap();
     let (rollout, _) = store.rollout("r1").await.unwrap().unwrap();
-    let halt = [Decision::Halt { reason: "it broke".into() }];
-    store.apply_decisions(&rollout, &halt, T0 + 1).await.unwrap().unwrap();
+    let halt = [Decision::Halt {
+        reason: "it broke".into(),
+    }];
+    store
+        .apply_decisions(&rollout, &halt, T0 + 1)
+        .await
+        .unwrap()
+        .unwrap();
 
     let list = store.subscriptions().await.unwrap();
     let halts_status = &list[1];
-    assert_eq!((halts_status.name.as_str(), halts_status.pending, halts_status.signed), ("halts", 1, true));
+    assert_eq!(
+        (
+            halts_status.name.as_str(),
+            halts_status.pending,
+            halts_status.signed
+        ),
+        ("halts", 1, true)
+    );
     assert_eq!(halts_status.url, "https://hooks.example/…", "no path shown");
 
     // One replica at a time holds a subscription.
     assert!(store.lease_subscription("all", T0).await.unwrap());
-    assert!(!other_replica.lease_subscription("all", T0 + 1).await.unwrap());
+    assert!(!other_replica
+        .lease_subscription("all", T0 + 1)
+        .await
+        .unwrap());
     assert!(other_replica.due_subscriptions(T0 + 1).await.unwrap() == ["halts"]);
     // A lapsed lease is taken over.
-    assert!(other_replica.lease_subscription("all", T0 + 61_000).await.unwrap());
+    assert!(other_replica
+        .lease_subscription("all", T0 + 61_000)
+        .await
+        .unwrap());
     other_replica.release_subscription("all").await.unwrap();
 
-    assert_eq!(pending(store, "all").await, ["rollout.started", "rollout.halted"]);
+    assert_eq!(
+        pending(store, "all").await,
+        ["rollout.started", "rollout.halted"]
+    );
 
     // A failure waits for its retry; a give-up is counted and removed.
     let event = store.oldest_notification("halts").await.unwrap().unwrap();
@@ -100,8 +148,15 @@ async fn suite(store: &Store, other_replica: &Store) {
         .notification_failed(&event, "cannot connect", RetryVerdict::At(T0 + 2_000), T0)
         .await
         .unwrap();
-    assert!(store.due_subscriptions(T0 + 1_000).await.unwrap().is_empty());
-    assert_eq!(store.due_subscriptions(T0 + 2_000).await.unwrap(), ["halts"]);
+    assert!(store
+        .due_subscriptions(T0 + 1_000)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store.due_subscriptions(T0 + 2_000).await.unwrap(),
+        ["halts"]
+    );
     let event = store.oldest_notification("halts").await.unwrap().unwrap();
     assert_eq!(event.attempts, 1);
     store
@@ -110,16 +165,38 @@ async fn suite(store: &Store, other_replica: &Store) {
         .unwrap();
     let list = store.subscriptions().await.unwrap();
     assert_eq!(
-        (list[1].pending, list[1].given_up, list[1].last_error.as_str()),
+        (
+            list[1].pending,
+            list[1].given_up,
+            list[1].last_error.as_str()
+        ),
         (0, 1, "still down")
     );
     assert_eq!((list[0].delivered, list[0].pending), (2, 0));
 
-    assert!(store.queue_test_notification("halts", "admin", T0).await.unwrap());
-    assert!(!store.queue_test_notification("nope", "admin", T0).await.unwrap());
-    assert!(store.remove_subscription("halts", "admin", T0).await.unwrap());
-    assert!(!store.remove_subscription("halts", "admin", T0).await.unwrap());
-    let audit: Vec<String> = store.audit_log(20).await.unwrap().into_iter().map(|e| e.action).collect();
+    assert!(store
+        .queue_test_notification("halts", "admin", T0)
+        .await
+        .unwrap());
+    assert!(!store
+        .queue_test_notification("nope", "admin", T0)
+        .await
+        .unwrap());
+    assert!(store
+        .remove_subscription("halts", "admin", T0)
+        .await
+        .unwrap());
+    assert!(!store
+        .remove_subscription("halts", "admin", T0)
+        .await
+        .unwrap());
+    let audit: Vec<String> = store
+        .audit_log(20)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
     for action in ["notify add", "notify test", "notify remove"] {
         assert!(audit.iter().any(|a| a == action), "{action}: {audit:?}");
     }
@@ -143,10 +220,19 @@ async fn postgres_notification_outbox() {
         eprintln!("skipping the PostgreSQL half: set TIERWISE_TEST_POSTGRES_URL");
         return;
     };
-    let name = format!("tierwise_notify_{}_{}", std::process::id(), fastrand::u32(..));
+    let name = format!(
+        "tierwise_notify_{}_{}",
+        std::process::id(),
+        fastrand::u32(..)
+    );
     let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
-    admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-    let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+    admin
+        .execute(format!("CREATE DATABASE {name}").as_str())
+        .await
+        .unwrap();
+    let base = admin_url
+        .rsplit_once('/')
+        .map_or(admin_url.as_str(), |(base, _)| base);
     let url = format!("{base}/{name}");
     let store = Store::open(&url).await.unwrap();
     let other = Store::open(&url).await.unwrap();

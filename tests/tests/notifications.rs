@@ -55,7 +55,11 @@ fn verify(headers: &HeaderMap, body: &[u8]) -> (bool, bool) {
     (valid, fresh)
 }
 
-async fn hook(State(inbox): State<Inbox>, headers: HeaderMap, body: axum::body::Bytes) -> StatusCode {
+async fn hook(
+    State(inbox): State<Inbox>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
     let (signature_valid, timestamp_fresh) = verify(&headers, &body);
     let Ok(event) = serde_json::from_slice::<Value>(&body) else {
         return StatusCode::BAD_REQUEST;
@@ -71,7 +75,11 @@ async fn hook(State(inbox): State<Inbox>, headers: HeaderMap, body: axum::body::
 
 /// A webhook receiver on 127.0.0.1:`port` (0: any), running until the
 /// returned handle is aborted. Returns its port.
-fn receive(runtime: &tokio::runtime::Runtime, port: u16, inbox: &Inbox) -> (u16, tokio::task::JoinHandle<()>) {
+fn receive(
+    runtime: &tokio::runtime::Runtime,
+    port: u16,
+    inbox: &Inbox,
+) -> (u16, tokio::task::JoinHandle<()>) {
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
         .unwrap();
@@ -139,7 +147,11 @@ fn wait_events(
     result.map_err(|e| anyhow::anyhow!("{e}; received {got:?}"))?;
     // A moment for anything that should not come (a second copy).
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(events(inbox, offline), expected, "each event once, in order");
+    assert_eq!(
+        events(inbox, offline),
+        expected,
+        "each event once, in order"
+    );
     let received: Vec<Received> = inbox
         .lock()
         .unwrap()
@@ -174,12 +186,19 @@ fn a_rollout_s_events_arrive_once_in_order_and_signed() -> anyhow::Result<()> {
     let (port, _server) = receive(&runtime, 0, &inbox);
     let fleet = Fleet::start(&FleetOptions::default())?;
     let c = &fleet.controller;
-    let rollout_events = "rollout.started,rollout.waiting_for_approval,rollout.waiting_for_operator,\
+    let rollout_events =
+        "rollout.started,rollout.waiting_for_approval,rollout.waiting_for_operator,\
                           rollout.halted,rollout.completed,rollout.aborted";
     subscribe(c, fleet.root.path(), port, rollout_events)?;
     // cl-001's install fails once (exit 3): the wave halts at threshold 0.
     std::fs::write(fleet.clients[0].dir.join("fail"), "3")?;
-    c.rollout_start(&["--approve-phases", "--client-waves", "100%", "--error-threshold", "0"])?;
+    c.rollout_start(&[
+        "--approve-phases",
+        "--client-waves",
+        "100%",
+        "--error-threshold",
+        "0",
+    ])?;
     wait_state(c, "waiting_for_approval")?;
     c.cli(&["rollout", "approve", "r1"])?;
     wait_state(c, "failed")?;
@@ -204,7 +223,10 @@ fn a_rollout_s_events_arrive_once_in_order_and_signed() -> anyhow::Result<()> {
     assert_eq!(halted["hosts"][0]["exit_code"], 3);
     let done = &received[3].event;
     assert_eq!(done["rollout"]["state"], "completed");
-    assert!(done["failed_hosts"].as_array().is_some_and(Vec::is_empty), "{done}");
+    assert!(
+        done["failed_hosts"].as_array().is_some_and(Vec::is_empty),
+        "{done}"
+    );
 
     // The delay from each event's commit to its receipt.
     let mut delays: Vec<i64> = received
@@ -229,7 +251,9 @@ fn a_receiver_that_was_down_gets_the_events_afterwards_in_order() -> anyhow::Res
     let runtime = runtime();
     let inbox = Inbox::default();
     // A port that refuses connections until the receiver starts on it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut fleet = Fleet::start(&FleetOptions::default())?;
     let c = &fleet.controller;
     subscribe(c, fleet.root.path(), port, "all")?;
@@ -245,7 +269,10 @@ fn a_receiver_that_was_down_gets_the_events_afterwards_in_order() -> anyhow::Res
     c.cli(&["rollout", "abort", "r1"])?;
     let list: Value = serde_json::from_str(&c.cli(&["notify", "list", "--json"])?)?;
     assert!(
-        list[0]["last_error"].as_str().unwrap_or_default().contains("cannot connect"),
+        list[0]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot connect"),
         "{list}"
     );
     assert_eq!(list[0]["delivered"], 0);
@@ -283,31 +310,104 @@ fn subscriptions_are_admin_only_checked_and_never_show_their_secret() -> anyhow:
         let said = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(!out.status.success(), "{args:?} succeeded");
         assert!(said.contains(expected), "{args:?}: {said}");
-        assert!(said.contains("nothing was changed") || expected.starts_with("no notification"), "{said}");
+        assert!(
+            said.contains("nothing was changed") || expected.starts_with("no notification"),
+            "{said}"
+        );
     };
     let secret_arg = secret.to_str().unwrap();
-    refused(&["notify", "add", "a", "--url", "ftp://x/y"], "is not a URL");
-    refused(&["notify", "add", "a", "--url", &url, "--events", "rollout.halted,rollout.nope"], "`rollout.nope` is not an event");
-    refused(&["notify", "add", "a", "--url", &url, "--format", "xml"], "not a format");
-    refused(&["notify", "add", "a", "--url", &url, "--secret-file", "/nonexistent/s"], "cannot read the secret file");
-    refused(&["notify", "add", "a", "--url", &url, "--secret-file", empty.to_str().unwrap()], "is empty");
-    c.cli(&["notify", "add", "ops", "--url", &url, "--secret-file", secret_arg, "--events", "rollout.halted", "--events", "rollout.completed"])?;
+    refused(
+        &["notify", "add", "a", "--url", "ftp://x/y"],
+        "is not a URL",
+    );
+    refused(
+        &[
+            "notify",
+            "add",
+            "a",
+            "--url",
+            &url,
+            "--events",
+            "rollout.halted,rollout.nope",
+        ],
+        "`rollout.nope` is not an event",
+    );
+    refused(
+        &["notify", "add", "a", "--url", &url, "--format", "xml"],
+        "not a format",
+    );
+    refused(
+        &[
+            "notify",
+            "add",
+            "a",
+            "--url",
+            &url,
+            "--secret-file",
+            "/nonexistent/s",
+        ],
+        "cannot read the secret file",
+    );
+    refused(
+        &[
+            "notify",
+            "add",
+            "a",
+            "--url",
+            &url,
+            "--secret-file",
+            empty.to_str().unwrap(),
+        ],
+        "is empty",
+    );
+    c.cli(&[
+        "notify",
+        "add",
+        "ops",
+        "--url",
+        &url,
+        "--secret-file",
+        secret_arg,
+        "--events",
+        "rollout.halted",
+        "--events",
+        "rollout.completed",
+    ])?;
     refused(&["notify", "add", "ops", "--url", &url], "exists already");
-    refused(&["notify", "remove", "nope"], "no notification subscription `nope`");
-    refused(&["notify", "test", "nope"], "no notification subscription `nope`");
+    refused(
+        &["notify", "remove", "nope"],
+        "no notification subscription `nope`",
+    );
+    refused(
+        &["notify", "test", "nope"],
+        "no notification subscription `nope`",
+    );
 
     let text = c.cli(&["notify", "list"])?;
-    assert!(text.contains("ops") && text.contains("rollout.halted,rollout.completed"), "{text}");
-    assert!(!text.contains(SECRET) && !text.contains("/hook"), "no secret, no path: {text}");
+    assert!(
+        text.contains("ops") && text.contains("rollout.halted,rollout.completed"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(SECRET) && !text.contains("/hook"),
+        "no secret, no path: {text}"
+    );
     let list: Value = serde_json::from_str(&c.cli(&["notify", "list", "--json"])?)?;
-    assert_eq!(list.as_array().map(Vec::len), Some(1), "only the good one: {list}");
+    assert_eq!(
+        list.as_array().map(Vec::len),
+        Some(1),
+        "only the good one: {list}"
+    );
     assert_eq!(list[0]["signed"], true);
     assert!(!list.to_string().contains(SECRET));
 
     // A test event goes out whatever --events says, signed.
     c.cli(&["notify", "test", "ops"])?;
     let received = wait_events(&inbox, &["test"], None, 10)?;
-    assert!(received[0].event["summary"].as_str().unwrap().contains("ops"));
+    assert!(received[0].event["summary"]
+        .as_str()
+        .unwrap()
+        .contains("ops"));
 
     let viewer = c.cli(&["operators", "add", "vera", "--role", "viewer"])?;
     let operator = c.cli(&["operators", "add", "otto", "--role", "operator"])?;
@@ -325,7 +425,9 @@ fn subscriptions_are_admin_only_checked_and_never_show_their_secret() -> anyhow:
         }
     }
     c.cli(&["notify", "remove", "ops"])?;
-    assert!(c.cli(&["notify", "list"])?.contains("No notification subscriptions"));
+    assert!(c
+        .cli(&["notify", "list"])?
+        .contains("No notification subscriptions"));
     let audit = c.cli(&["audit"])?;
     for action in ["notify add", "notify test", "notify remove"] {
         assert!(audit.contains(action), "{action}: {audit}");

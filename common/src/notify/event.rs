@@ -7,8 +7,21 @@ use crate::rollout::{RolloutState, StepState};
 use serde::{Deserialize, Serialize};
 
 /// What happened. Names are stable: receivers and `--events` use them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[derive(strum::IntoStaticStr, strum::EnumString, strum::EnumIter)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::EnumIter,
+)]
 pub enum EventKind {
     #[serde(rename = "rollout.started")]
     #[strum(serialize = "rollout.started")]
@@ -172,7 +185,11 @@ pub fn events_for(before: Option<RolloutState>, after: &RolloutFacts, at_ms: i64
 pub fn host_offline_event(rollout: &RolloutFacts, host_id: &str, at_ms: i64) -> Payload {
     let mut payload = rollout.payload(EventKind::HostOffline, at_ms);
     payload.host = Some(host_id.to_owned());
-    payload.id = format!("{}.{}.{host_id}.{at_ms}", rollout.id, EventKind::HostOffline);
+    payload.id = format!(
+        "{}.{}.{host_id}.{at_ms}",
+        rollout.id,
+        EventKind::HostOffline
+    );
     payload.hosts = rollout
         .steps
         .iter()
@@ -216,7 +233,10 @@ mod tests {
     }
 
     fn kinds(before: Option<RolloutState>, after: &RolloutFacts) -> Vec<EventKind> {
-        events_for(before, after, 0).iter().map(|p| p.event).collect()
+        events_for(before, after, 0)
+            .iter()
+            .map(|p| p.event)
+            .collect()
     }
 
     #[test]
@@ -228,7 +248,10 @@ mod tests {
     #[test]
     fn no_change_of_state_makes_no_event() {
         for state in <RolloutState as strum::IntoEnumIterator>::iter() {
-            assert!(kinds(Some(state), &facts(state, vec![])).is_empty(), "{state:?}");
+            assert!(
+                kinds(Some(state), &facts(state, vec![])).is_empty(),
+                "{state:?}"
+            );
         }
     }
 
@@ -236,8 +259,16 @@ mod tests {
     fn each_state_entered_maps_to_its_event() {
         use RolloutState::*;
         let cases = [
-            (Running, WaitingForApproval, vec![EventKind::WaitingForApproval]),
-            (Running, WaitingForOperator, vec![EventKind::WaitingForOperator]),
+            (
+                Running,
+                WaitingForApproval,
+                vec![EventKind::WaitingForApproval],
+            ),
+            (
+                Running,
+                WaitingForOperator,
+                vec![EventKind::WaitingForOperator],
+            ),
             (Running, Failed, vec![EventKind::Halted]),
             (Running, Completed, vec![EventKind::Completed]),
             (Paused, Aborted, vec![EventKind::Aborted]),
@@ -246,7 +277,11 @@ mod tests {
             (Running, Paused, vec![]),
         ];
         for (before, after, expected) in cases {
-            assert_eq!(kinds(Some(before), &facts(after, vec![])), expected, "{before:?} -> {after:?}");
+            assert_eq!(
+                kinds(Some(before), &facts(after, vec![])),
+                expected,
+                "{before:?} -> {after:?}"
+            );
         }
     }
 
@@ -254,7 +289,10 @@ mod tests {
     fn a_halt_names_the_failing_hosts_with_their_output() {
         let after = facts(
             RolloutState::Failed,
-            vec![step("srv-01", StepState::Succeeded), step("cl-001", StepState::Failed)],
+            vec![
+                step("srv-01", StepState::Succeeded),
+                step("cl-001", StepState::Failed),
+            ],
         );
         let events = events_for(Some(RolloutState::Running), &after, 5);
         let halted = &events[0];
@@ -300,7 +338,10 @@ mod tests {
     fn an_offline_host_event_names_the_host_and_its_unfinished_steps() {
         let after = facts(
             RolloutState::Running,
-            vec![step("cl-001", StepState::Dispatched), step("cl-002", StepState::Pending)],
+            vec![
+                step("cl-001", StepState::Dispatched),
+                step("cl-002", StepState::Pending),
+            ],
         );
         let event = host_offline_event(&after, "cl-001", 0);
         assert_eq!(event.event, EventKind::HostOffline);

@@ -6,8 +6,9 @@
 use super::payload::{bounded_body, Payload, MAX_BODY_BYTES};
 use serde_json::json;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[derive(strum::IntoStaticStr, strum::EnumString)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, strum::IntoStaticStr, strum::EnumString,
+)]
 #[strum(serialize_all = "snake_case")]
 pub enum Format {
     #[default]
@@ -37,7 +38,10 @@ fn fact_lines(payload: &Payload) -> Vec<String> {
             .exit_code
             .map_or_else(String::new, |c| format!(" (exit {c})"));
         let last = host.output_tail.lines().last().unwrap_or_default();
-        lines.push(format!("{} — {} {}{exit}: {last}", host.host, host.action, host.state));
+        lines.push(format!(
+            "{} — {} {}{exit}: {last}",
+            host.host, host.action, host.state
+        ));
     }
     if payload.hosts.len() + payload.hosts_left_out > 10 {
         lines.push(format!(
@@ -118,8 +122,16 @@ mod tests {
         let body: serde_json::Value =
             serde_json::from_slice(&render(Format::Slack, &halted())).unwrap_or_default();
         let text = body["text"].as_str().unwrap_or_default();
-        assert!(text.starts_with("*Rollout r1 of prod to 26.3.100 halted*"), "{text}");
-        assert!(text.contains("srv-01 — install_component failed (exit 1603): Fatal error during installation"), "{text}");
+        assert!(
+            text.starts_with("*Rollout r1 of prod to 26.3.100 halted*"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "srv-01 — install_component failed (exit 1603): Fatal error during installation"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
@@ -127,14 +139,21 @@ mod tests {
         let body: serde_json::Value =
             serde_json::from_slice(&render(Format::Teams, &halted())).unwrap_or_default();
         let card = &body["attachments"][0];
-        assert_eq!(card["contentType"], "application/vnd.microsoft.card.adaptive");
-        assert_eq!(card["content"]["body"][0]["text"], "Rollout r1 of prod to 26.3.100 halted");
+        assert_eq!(
+            card["contentType"],
+            "application/vnd.microsoft.card.adaptive"
+        );
+        assert_eq!(
+            card["content"]["body"][0]["text"],
+            "Rollout r1 of prod to 26.3.100 halted"
+        );
     }
 
     #[test]
     fn json_is_the_payload() {
         let p = halted();
-        let back: Payload = serde_json::from_slice(&render(Format::Json, &p)).unwrap_or_else(|_| Payload::test("", 1));
+        let back: Payload = serde_json::from_slice(&render(Format::Json, &p))
+            .unwrap_or_else(|_| Payload::test("", 1));
         assert_eq!(back, p);
     }
 }

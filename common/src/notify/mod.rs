@@ -13,7 +13,9 @@ mod subscription;
 
 pub use event::{events_for, host_offline_event, EventKind, HostFact, RolloutFacts};
 pub use format::{render, Format};
-pub use payload::{bounded_body, Payload, PayloadHost, PayloadRollout, MAX_BODY_BYTES, PAYLOAD_VERSION};
+pub use payload::{
+    bounded_body, Payload, PayloadHost, PayloadRollout, MAX_BODY_BYTES, PAYLOAD_VERSION,
+};
 pub use retry::{next_attempt, RetryVerdict, GIVE_UP_AFTER_MS};
 pub use sign::{sign, signature_header, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 pub use subscription::{parse_events, EventFilter, Subscription, SubscriptionError};

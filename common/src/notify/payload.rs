@@ -131,9 +131,17 @@ impl Payload {
         self.summary = match self.event {
             EventKind::Started => format!("{what} started"),
             EventKind::WaitingForApproval => format!("{what} waits for approval: {}", r.reason),
-            EventKind::WaitingForOperator => format!("{what} waits for an operator task: {}", r.reason),
-            EventKind::Halted => format!("{what} halted: {} (failed: {})", r.reason, hosts(&self.failed_hosts)),
-            EventKind::Completed if self.failed_hosts.is_empty() && self.skipped_hosts.is_empty() => {
+            EventKind::WaitingForOperator => {
+                format!("{what} waits for an operator task: {}", r.reason)
+            }
+            EventKind::Halted => format!(
+                "{what} halted: {} (failed: {})",
+                r.reason,
+                hosts(&self.failed_hosts)
+            ),
+            EventKind::Completed
+                if self.failed_hosts.is_empty() && self.skipped_hosts.is_empty() =>
+            {
                 format!("{what} completed")
             }
             EventKind::Completed => format!(
@@ -212,7 +220,10 @@ mod tests {
     #[test]
     fn a_small_payload_is_sent_whole() {
         let p = big(2, 100);
-        assert_eq!(bounded_body(&p, MAX_BODY_BYTES), serde_json::to_vec(&p).unwrap_or_default());
+        assert_eq!(
+            bounded_body(&p, MAX_BODY_BYTES),
+            serde_json::to_vec(&p).unwrap_or_default()
+        );
     }
 
     #[test]

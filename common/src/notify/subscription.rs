@@ -141,7 +141,10 @@ mod tests {
     fn a_good_subscription_is_taken() {
         let s = Subscription::new("ops", "https://hooks.example.com/x?y=1", "", "slack", "")
             .map_err(|e| e.to_string());
-        assert_eq!(s.map(|s| (s.events, s.format)), Ok((EventFilter::All, Format::Slack)));
+        assert_eq!(
+            s.map(|s| (s.events, s.format)),
+            Ok((EventFilter::All, Format::Slack))
+        );
     }
 
     #[test]
@@ -150,8 +153,22 @@ mod tests {
             ("ops", "ftp://x/y", "", "json", "", "not a URL"),
             ("ops", "https:///y", "", "json", "", "not a URL"),
             ("ops", "https://u:p@x/y", "", "json", "", "not a URL"),
-            ("ops", "http://x/", "rollout.halted,rollout.nope", "json", "", "`rollout.nope` is not an event"),
-            ("ops", "http://x/", "test", "json", "", "`test` is not an event"),
+            (
+                "ops",
+                "http://x/",
+                "rollout.halted,rollout.nope",
+                "json",
+                "",
+                "`rollout.nope` is not an event",
+            ),
+            (
+                "ops",
+                "http://x/",
+                "test",
+                "json",
+                "",
+                "`test` is not an event",
+            ),
             ("ops", "http://x/", "", "xml", "", "not a format"),
             ("ops", "http://x/", "", "json", "short", "at least 16"),
             ("o ps", "http://x/", "", "json", "", "subscription"),

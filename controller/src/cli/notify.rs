@@ -50,7 +50,10 @@ pub async fn run(connection: &Connection, command: NotifyCommand) -> anyhow::Res
                 .await
                 .map_err(status_error)?
                 .into_inner();
-            format!("Removed notification subscription {name}.\n{}", render(&list))
+            format!(
+                "Removed notification subscription {name}.\n{}",
+                render(&list)
+            )
         }
         NotifyCommand::Test { name } => {
             client
@@ -76,7 +79,10 @@ fn checked(
         None => String::new(),
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| {
-                format!("cannot read the secret file {}; nothing was changed", path.display())
+                format!(
+                    "cannot read the secret file {}; nothing was changed",
+                    path.display()
+                )
             })?;
             if text.trim().is_empty() {
                 anyhow::bail!(
@@ -150,7 +156,10 @@ fn render(list: &NotificationList) -> String {
                 n.events.clone(),
                 n.format.clone(),
                 if n.signed { "yes" } else { "no" }.into(),
-                format!("{} pending, {} sent, {} given up", n.pending, n.delivered, n.given_up),
+                format!(
+                    "{} pending, {} sent, {} given up",
+                    n.pending, n.delivered, n.given_up
+                ),
                 if n.last_error.is_empty() {
                     "—".into()
                 } else {
@@ -160,7 +169,15 @@ fn render(list: &NotificationList) -> String {
         })
         .collect();
     table::render(
-        &["NAME", "URL", "EVENTS", "FORMAT", "SIGNED", "DELIVERY", "LAST ERROR"],
+        &[
+            "NAME",
+            "URL",
+            "EVENTS",
+            "FORMAT",
+            "SIGNED",
+            "DELIVERY",
+            "LAST ERROR",
+        ],
         &rows,
     )
 }

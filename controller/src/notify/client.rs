@@ -25,7 +25,9 @@ struct Target {
 }
 
 fn target(url: &str) -> Result<Target, String> {
-    let uri: hyper::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let uri: hyper::Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
     let https = match uri.scheme_str() {
         Some("https") => true,
         Some("http") => false,
@@ -125,8 +127,13 @@ impl WebhookClient {
             .body(http_body_util::Full::new(Bytes::from(body)))
             .map_err(|e| format!("HTTP request: {e}"))?;
         if target.https {
-            let name = rustls::pki_types::ServerName::try_from(target.host.clone())
-                .map_err(|e| format!("`{}` cannot be checked against a certificate: {e}", target.host))?;
+            let name =
+                rustls::pki_types::ServerName::try_from(target.host.clone()).map_err(|e| {
+                    format!(
+                        "`{}` cannot be checked against a certificate: {e}",
+                        target.host
+                    )
+                })?;
             let tls = tokio::time::timeout(CONNECT_TIMEOUT, self.tls.connect(name, tcp))
                 .await
                 .map_err(|_| format!("no TLS handshake within {} s", CONNECT_TIMEOUT.as_secs()))?
@@ -164,13 +171,29 @@ mod tests {
 
     #[test]
     fn urls_give_host_port_path_and_authority() {
-        let t = target("https://hooks.example.com/services/T0/B0?x=1").unwrap_or_else(|e| panic!("{e}"));
+        let t = target("https://hooks.example.com/services/T0/B0?x=1")
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
-            (t.https, t.host.as_str(), t.port, t.path.as_str(), t.authority.as_str()),
-            (true, "hooks.example.com", 443, "/services/T0/B0?x=1", "hooks.example.com")
+            (
+                t.https,
+                t.host.as_str(),
+                t.port,
+                t.path.as_str(),
+                t.authority.as_str()
+            ),
+            (
+                true,
+                "hooks.example.com",
+                443,
+                "/services/T0/B0?x=1",
+                "hooks.example.com"
+            )
         );
         let t = target("http://[::1]:8080").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((t.host.as_str(), t.port, t.path.as_str()), ("::1", 8080, "/"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.path.as_str()),
+            ("::1", 8080, "/")
+        );
         assert!(target("ftp://x/").is_err());
     }
 }

@@ -45,7 +45,11 @@ pub async fn run(store: Store) {
         for name in due {
             // One sender per subscription in this process: its events go
             // out one after the other, in order.
-            if !busy.lock().map(|mut b| b.insert(name.clone())).unwrap_or(false) {
+            if !busy
+                .lock()
+                .map(|mut b| b.insert(name.clone()))
+                .unwrap_or(false)
+            {
                 continue;
             }
             let (store, client, busy) = (store.clone(), client.clone(), busy.clone());
@@ -79,7 +83,9 @@ async fn drain(store: &Store, client: &WebhookClient, name: &str) -> Result<(), 
             };
             crate::metrics::metrics().notification(outcome);
             warn!(subscription = %name, %error, outcome, attempts = event.attempts + 1, "notification not delivered");
-            store.notification_failed(&event, &error, verdict, now_ms()).await?;
+            store
+                .notification_failed(&event, &error, verdict, now_ms())
+                .await?;
             break;
         }
         crate::metrics::metrics().notification("sent");

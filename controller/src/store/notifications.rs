@@ -9,8 +9,8 @@
 use super::{audit_in, Store, StoreError};
 use sqlx::Row;
 use tierwise_common::notify::{
-    events_for, host_offline_event, parse_events, EventFilter, HostFact, Payload,
-    RolloutFacts, Subscription,
+    events_for, host_offline_event, parse_events, EventFilter, HostFact, Payload, RolloutFacts,
+    Subscription,
 };
 use tierwise_common::rollout::{RolloutState, StepState};
 
@@ -170,7 +170,13 @@ pub(crate) async fn record_rollout_events_in(
     let Some(after) = rollout_facts(tx, rollout_id).await? else {
         return Ok(0);
     };
-    enqueue(tx, &subscriptions, &events_for(before, &after, now_ms), now_ms).await
+    enqueue(
+        tx,
+        &subscriptions,
+        &events_for(before, &after, now_ms),
+        now_ms,
+    )
+    .await
 }
 
 /// Hosts that just went offline: an event for each rollout not over in
@@ -270,7 +276,11 @@ impl Store {
             shown_url(&s.url),
             s.events,
             s.format,
-            if s.secret.is_empty() { ", unsigned" } else { ", signed" }
+            if s.secret.is_empty() {
+                ", unsigned"
+            } else {
+                ", signed"
+            }
         );
         audit_in(&mut tx, now_ms, actor, "notify add", &s.name, &details).await?;
         tx.commit().await?;
@@ -324,7 +334,15 @@ impl Store {
         }
         let only = [(name.to_owned(), EventFilter::All)];
         enqueue(&mut tx, &only, &[Payload::test(name, now_ms)], now_ms).await?;
-        audit_in(&mut tx, now_ms, actor, "notify test", name, "test event queued").await?;
+        audit_in(
+            &mut tx,
+            now_ms,
+            actor,
+            "notify test",
+            name,
+            "test event queued",
+        )
+        .await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -691,8 +691,13 @@ impl Store {
         // Stamped just before the commit: what a receiver's delay is
         // measured from.
         let at_ms = tierwise_runtime::clock::now_ms();
-        super::notifications::record_rollout_events_in(&mut tx, &rollout.id, Some(rollout.state), at_ms)
-            .await?;
+        super::notifications::record_rollout_events_in(
+            &mut tx,
+            &rollout.id,
+            Some(rollout.state),
+            at_ms,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(dispatched))
     }

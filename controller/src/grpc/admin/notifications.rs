@@ -33,7 +33,13 @@ fn view(s: SubscriptionStatus) -> NotificationView {
 
 async fn list(api: &AdminApi) -> Result<NotificationList, ApiError> {
     Ok(NotificationList {
-        notifications: api.store.subscriptions().await?.into_iter().map(view).collect(),
+        notifications: api
+            .store
+            .subscriptions()
+            .await?
+            .into_iter()
+            .map(view)
+            .collect(),
     })
 }
 
@@ -49,7 +55,11 @@ pub(super) async fn add_notification(
 ) -> Result<Response<NotificationList>, Status> {
     let actor = actor(&request)?;
     let r = request.into_inner();
-    let format = if r.format.is_empty() { "json" } else { &r.format };
+    let format = if r.format.is_empty() {
+        "json"
+    } else {
+        &r.format
+    };
     let subscription = Subscription::new(&r.name, &r.url, &r.events, format, &r.secret)
         .map_err(|e| ApiError::InvalidArgument(format!("{e}; nothing was changed")))?;
     if !api
