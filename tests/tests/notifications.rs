@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tierwise_e2e::{wait_for, Controller, Fleet, FleetOptions};
+use tierwise_e2e::{wait_for, Controller, Database, Fleet, FleetOptions};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
@@ -433,5 +433,55 @@ fn subscriptions_are_admin_only_checked_and_never_show_their_secret() -> anyhow:
         assert!(audit.contains(action), "{action}: {audit}");
     }
     assert!(!audit.contains(SECRET));
+    Ok(())
+}
+
+#[test]
+fn two_replicas_on_postgresql_send_each_event_once_in_order() -> anyhow::Result<()> {
+    let Some(db) = Database::create()? else {
+        return Ok(());
+    };
+    let runtime = runtime();
+    let inbox = Inbox::default();
+    let (port, _server) = receive(&runtime, 0, &inbox);
+    let root = tempfile::tempdir()?;
+    let data = root.path().join("controller");
+    let flags = ["--database-url", db.url.as_str()];
+    let first = Controller::start_with(&data, "127.0.0.1:0", &flags)?;
+    let second = Controller::start_with(&data, "127.0.0.1:0", &flags)?;
+    subscribe(&first, root.path(), port, "all")?;
+    // Events queued through either replica; both senders compete for them.
+    let count = 30;
+    for i in 0..count {
+        let through = if i % 2 == 0 { &first } else { &second };
+        through.cli(&["notify", "test", "hook"])?;
+    }
+    let expected = vec!["test"; count];
+    let received = wait_events(&inbox, &expected, None, 30)?;
+    let ids: std::collections::BTreeSet<&str> = received
+        .iter()
+        .map(|r| r.event["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), count, "each event once");
+    let committed: Vec<i64> = received
+        .iter()
+        .map(|r| r.event["at_ms"].as_i64().unwrap())
+        .collect();
+    assert!(committed.is_sorted(), "in order: {committed:?}");
+    let mut delays: Vec<i64> = received
+        .iter()
+        .map(|r| r.received_ms - r.event["at_ms"].as_i64().unwrap())
+        .collect();
+    delays.sort_unstable();
+    println!(
+        "webhook delay with two replicas (commit → received) over {count} events: p50 {} ms, p99 {} ms",
+        percentile(&delays, 0.5),
+        percentile(&delays, 0.99)
+    );
+    let list: Value = serde_json::from_str(&second.cli(&["notify", "list", "--json"])?)?;
+    assert_eq!(
+        (list[0]["delivered"].as_u64(), list[0]["pending"].as_u64()),
+        (Some(count as u64), Some(0))
+    );
     Ok(())
 }
