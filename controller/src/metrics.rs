@@ -312,6 +312,7 @@ mod tests {
         metrics.enrollment("enrolled");
         metrics.store_operation("hello", Duration::from_millis(2));
         metrics.dispatched(12);
+        metrics.notification("sent");
         let labels = InstallationRole {
             installation: "prod".into(),
             role: "client".into(),
