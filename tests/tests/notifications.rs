@@ -409,6 +409,31 @@ fn subscriptions_are_admin_only_checked_and_never_show_their_secret() -> anyhow:
         .unwrap()
         .contains("ops"));
 
+    // The Slack format: a message with the same facts, signed alike.
+    c.cli(&[
+        "notify",
+        "add",
+        "chat",
+        "--url",
+        &url,
+        "--format",
+        "slack",
+        "--secret-file",
+        secret_arg,
+    ])?;
+    c.cli(&["notify", "test", "chat"])?;
+    let (slack, _) = wait_for("the Slack message", Duration::from_secs(10), || {
+        let inbox = inbox.lock().unwrap();
+        Ok(inbox.iter().find(|r| r.event["text"].is_string()).cloned())
+    })?;
+    assert!(slack.signature_valid);
+    let text = slack.event["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("*Test notification for subscription chat"),
+        "{text}"
+    );
+    c.cli(&["notify", "remove", "chat"])?;
+
     let viewer = c.cli(&["operators", "add", "vera", "--role", "viewer"])?;
     let operator = c.cli(&["operators", "add", "otto", "--role", "operator"])?;
     for token in [viewer.trim(), operator.trim()] {
