@@ -905,6 +905,7 @@ impl Fleet {
 /// A fresh PostgreSQL database for one test, dropped at the end; `None`
 /// (the test is skipped) without `TIERWISE_TEST_POSTGRES_URL`, unless
 /// `TIERWISE_REQUIRE_POSTGRES` says it must run.
+#[derive(Debug)]
 pub struct Database {
     admin: String,
     name: String,
