@@ -10,7 +10,9 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tierwise_e2e::{wait_for, Controller, Database, Fleet, FleetOptions};
+use tierwise_e2e::{
+    catalogue_path, wait_for, Agent, Controller, Database, Fleet, FleetOptions, Plays, V263, V931,
+};
 
 const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
@@ -508,5 +510,73 @@ fn two_replicas_on_postgresql_send_each_event_once_in_order() -> anyhow::Result<
         (list[0]["delivered"].as_u64(), list[0]["pending"].as_u64()),
         (Some(count as u64), Some(0))
     );
+    Ok(())
+}
+
+#[test]
+fn an_open_operator_task_is_announced_with_its_host() -> anyhow::Result<()> {
+    let runtime = runtime();
+    let inbox = Inbox::default();
+    let (port, _server) = receive(&runtime, 0, &inbox);
+    let root = tempfile::tempdir()?;
+    let c = Controller::start(&root.path().join("controller"), "127.0.0.1:0")?;
+    let order = root.path().join("order.log");
+    let mut server = Agent::start(
+        root.path(),
+        &c.url(),
+        "srv-01",
+        Plays::Server(vec![("PSDB", true, V931)]),
+        V931,
+    )?;
+    server.with_installers(&order, "0.1")?;
+    // No command for the reactivation: a person does it.
+    server.without_action("reactivate_databases")?;
+    let mut client = Agent::start(root.path(), &c.url(), "cl-01", Plays::Client, V931)?;
+    client.with_installers(&order, "0.1")?;
+    for host in ["srv-01", "cl-01"] {
+        c.wait_online(host, true, Duration::from_secs(20))?;
+    }
+    c.cli(&["releases", "import", &catalogue_path()])?;
+    c.license("prod")?;
+    wait_for("the plan to name the task", Duration::from_secs(20), || {
+        let plan: Value = serde_json::from_str(&c.cli(&[
+            "rollout",
+            "plan",
+            "--installation",
+            "prod",
+            "--to",
+            V263,
+            "--json",
+        ])?)?;
+        Ok(plan["tasks"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty())
+            .then_some(()))
+    })?;
+    subscribe(
+        &c,
+        root.path(),
+        port,
+        "rollout.waiting_for_operator,rollout.aborted",
+    )?;
+    c.rollout_start(&[])?;
+    let received = wait_events(&inbox, &["rollout.waiting_for_operator"], None, 30)?;
+    let waiting = &received[0].event;
+    assert_eq!(waiting["rollout"]["state"], "waiting_for_operator");
+    assert_eq!(waiting["hosts"][0]["host"], "srv-01", "{waiting}");
+    assert!(
+        waiting["summary"]
+            .as_str()
+            .unwrap()
+            .contains("waits for an operator task"),
+        "{waiting}"
+    );
+    c.cli(&["rollout", "abort", "r1"])?;
+    wait_events(
+        &inbox,
+        &["rollout.waiting_for_operator", "rollout.aborted"],
+        None,
+        10,
+    )?;
     Ok(())
 }
