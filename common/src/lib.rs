@@ -40,6 +40,7 @@ pub mod json;
 pub mod licence;
 pub mod liveness;
 pub mod name;
+pub mod notify;
 pub mod placement;
 pub mod plan;
 pub mod promotion;

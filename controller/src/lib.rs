@@ -15,6 +15,7 @@ pub mod engine;
 pub mod grpc;
 pub mod history_view;
 pub mod metrics;
+pub mod notify;
 pub mod paths;
 pub mod pki;
 pub mod rollout_view;

@@ -68,10 +68,11 @@ pub struct Metrics {
     handshake_failures: Counter,
     enrollments: Family<Outcome, Counter>,
     store_latency: Histograms<Operation>,
+    notifications: Family<Outcome, Counter>,
 }
 
 /// The metric names, for the documentation's sake and its test.
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 10] = [
     "tierwise_agents_connected",
     "tierwise_hosts",
     "tierwise_rollouts",
@@ -81,6 +82,7 @@ pub const NAMES: [&str; 9] = [
     "tierwise_tls_handshake_failures_total",
     "tierwise_enrollments_total",
     "tierwise_store_operation_seconds",
+    "tierwise_notifications_total",
 ];
 
 fn step_buckets() -> Histogram {
@@ -148,6 +150,12 @@ impl Metrics {
             "Store operations as their callers wait for them, by operation",
             store_latency.clone(),
         );
+        let notifications = Family::<Outcome, Counter>::default();
+        registry.register(
+            "tierwise_notifications",
+            "Webhook deliveries by outcome (sent, failed, given_up)",
+            notifications.clone(),
+        );
         Self {
             registry,
             agents_connected,
@@ -159,7 +167,18 @@ impl Metrics {
             handshake_failures,
             enrollments,
             store_latency,
+            notifications,
         }
+    }
+
+    /// A webhook delivery ended: `sent`, `failed` (retried later) or
+    /// `given_up`.
+    pub fn notification(&self, outcome: &str) {
+        self.notifications
+            .get_or_create(&Outcome {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     /// A step result arrived for a step of `action`, which ran `ran_ms` if
@@ -302,6 +321,7 @@ mod tests {
         metrics.enrollment("enrolled");
         metrics.store_operation("hello", Duration::from_millis(2));
         metrics.dispatched(12);
+        metrics.notification("sent");
         let labels = InstallationRole {
             installation: "prod".into(),
             role: "client".into(),

@@ -134,6 +134,8 @@ pub struct RunningController {
     /// The outbox reader and the leadership keeper.
     outbox: JoinHandle<()>,
     leadership: JoinHandle<()>,
+    /// Sends webhook notifications from the store's notification outbox.
+    notifier: JoinHandle<()>,
     /// Held while the controller runs: one controller per SQLite file.
     _sqlite_lock: Option<std::fs::File>,
 }
@@ -150,6 +152,7 @@ impl RunningController {
         self.engine.abort();
         self.leadership.abort();
         self.outbox.abort();
+        self.notifier.abort();
         let _ = self.stop.send(true);
         self.sessions.close_all();
         let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -374,6 +377,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     let sweeper = tokio::spawn(sweep_offline(store.clone()));
     let outbox = tokio::spawn(engine.clone().run_outbox());
     let leadership = tokio::spawn(lead(store.clone(), engine.clone()));
+    let notifier = tokio::spawn(crate::notify::run(store.clone()));
     let engine_task = tokio::spawn(engine.run());
     info!(%addr, ca_fingerprint = %pki.fingerprint(), "controller listening (TLS)");
     Ok(RunningController {
@@ -396,6 +400,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         engine: engine_task,
         outbox,
         leadership,
+        notifier,
         _sqlite_lock: sqlite_lock,
     })
 }

@@ -901,3 +901,65 @@ impl Fleet {
         })
     }
 }
+
+/// A fresh PostgreSQL database for one test, dropped at the end; `None`
+/// (the test is skipped) without `TIERWISE_TEST_POSTGRES_URL`, unless
+/// `TIERWISE_REQUIRE_POSTGRES` says it must run.
+#[derive(Debug)]
+pub struct Database {
+    admin: String,
+    name: String,
+    /// The database's connect string, for `--database-url`.
+    pub url: String,
+}
+
+impl Database {
+    /// Creates the database (see the type).
+    pub fn create() -> anyhow::Result<Option<Self>> {
+        let Ok(admin) = std::env::var("TIERWISE_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var("TIERWISE_REQUIRE_POSTGRES").is_err(),
+                "TIERWISE_REQUIRE_POSTGRES is set but TIERWISE_TEST_POSTGRES_URL is not"
+            );
+            eprintln!("skipping: set TIERWISE_TEST_POSTGRES_URL to run this on PostgreSQL");
+            return Ok(None);
+        };
+        let name = format!("tw_e2e_{:08x}", std::process::id() ^ rand_part());
+        psql(&admin, &format!("CREATE DATABASE {name}"))?;
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+        Ok(Some(Self {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        }))
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = psql(
+            &self.admin,
+            &format!("DROP DATABASE {} WITH (FORCE)", self.name),
+        );
+    }
+}
+
+fn rand_part() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+}
+
+/// Runs one SQL statement with `psql`.
+pub fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}

@@ -6,7 +6,7 @@
 
 use std::process::Command;
 use std::time::Duration;
-use tierwise_e2e::{binary, Agent, Controller, Plays, V263, V931};
+use tierwise_e2e::{binary, Agent, Controller, Database, Plays, V263, V931};
 
 #[test]
 fn a_second_controller_on_the_same_sqlite_file_is_refused() -> anyhow::Result<()> {
@@ -29,64 +29,6 @@ fn a_second_controller_on_the_same_sqlite_file_is_refused() -> anyhow::Result<()
     drop(first);
     let again = Controller::start(&data, "127.0.0.1:0")?;
     assert!(again.cli(&["whoami"])?.starts_with("admin"));
-    Ok(())
-}
-
-/// A fresh PostgreSQL database for one test, dropped at the end; `None`
-/// (the test is skipped) without `TIERWISE_TEST_POSTGRES_URL`, unless
-/// `TIERWISE_REQUIRE_POSTGRES` says it must run.
-struct Database {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    fn create() -> anyhow::Result<Option<Self>> {
-        let Ok(admin) = std::env::var("TIERWISE_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("TIERWISE_REQUIRE_POSTGRES").is_err(),
-                "TIERWISE_REQUIRE_POSTGRES is set but TIERWISE_TEST_POSTGRES_URL is not"
-            );
-            eprintln!("skipping: set TIERWISE_TEST_POSTGRES_URL to run replicas on PostgreSQL");
-            return Ok(None);
-        };
-        let name = format!("tw_replicas_{:08x}", std::process::id() ^ rand_part());
-        psql(&admin, &format!("CREATE DATABASE {name}"))?;
-        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-        Ok(Some(Self {
-            url: format!("{base}/{name}"),
-            admin,
-            name,
-        }))
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let _ = psql(
-            &self.admin,
-            &format!("DROP DATABASE {} WITH (FORCE)", self.name),
-        );
-    }
-}
-
-fn rand_part() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos())
-}
-
-fn psql(url: &str, sql: &str) -> anyhow::Result<()> {
-    let out = Command::new("psql")
-        .arg(url)
-        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     Ok(())
 }
 

@@ -197,6 +197,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ArtifactsCommand,
     },
+    /// Webhook notifications of rollout events: Teams, Slack or any HTTP
+    /// receiver (admin).
+    Notify {
+        #[command(subcommand)]
+        command: NotifyCommand,
+    },
     /// Every operator action, oldest first (the newest 100); `verify`
     /// checks the log's hash chain.
     Audit {
@@ -747,5 +753,51 @@ pub enum WindowsCommand {
         installation: Option<String>,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Subscribe a webhook to rollout events; each is POSTed once, in
+    /// order, retried for over an hour while the receiver is down.
+    Add {
+        /// A name for the subscription (letters, digits, `.`, `-`, `_`).
+        name: String,
+        /// Where events are POSTed: http://… or https://….
+        #[arg(long)]
+        url: String,
+        /// The events to send (repeat or comma-separate): rollout.started,
+        /// rollout.waiting_for_approval, rollout.waiting_for_operator,
+        /// rollout.halted, rollout.completed, rollout.aborted, host.offline;
+        /// default: all.
+        #[arg(long, value_delimiter = ',')]
+        events: Vec<String>,
+        /// The body: json (the event's payload), teams (an Adaptive Card for
+        /// a Teams workflow webhook) or slack (a Slack incoming webhook
+        /// message).
+        #[arg(long, default_value = "json")]
+        format: String,
+        /// A file holding the secret that signs each request
+        /// (X-Tierwise-Signature); without it requests are not signed.
+        #[arg(long)]
+        secret_file: Option<PathBuf>,
+    },
+    /// The subscriptions, with pending, sent and given-up events and the
+    /// last error (never the secret).
+    List {
+        /// JSON: one object per subscription.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a subscription and the events still waiting for it.
+    Remove {
+        /// The subscription's name.
+        name: String,
+    },
+    /// Send a `test` event to a subscription (through the outbox, signed
+    /// like any other).
+    Test {
+        /// The subscription's name.
+        name: String,
     },
 }

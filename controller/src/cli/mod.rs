@@ -8,6 +8,7 @@ pub mod hosts;
 pub mod installations;
 pub mod keys;
 pub mod metadata;
+pub mod notify;
 pub mod plan;
 pub mod policy;
 pub mod rollout;

@@ -415,6 +415,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{output}");
             Ok(ExitCode::SUCCESS)
         }
+        Command::Notify { command } => {
+            super::notify::run(&connection, command).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Whoami => {
             let mut client = super::connect(&connection).await?;
             print!("{}", super::security::whoami(&mut client).await?);

@@ -144,6 +144,10 @@ pub fn admin_role(method: &str) -> Option<Role> {
         "ImportCatalogue" | "ImportReleaseMetadata" | "SetWindow" | "RemoveWindow" | "SetInstallation" | "SetLicence" | "UploadArtifact" | "CreateToken" | "ListTokens"
         | "RevokeToken" | "AddOperator" | "ListOperators" | "RemoveOperator" | "RevokeHost"
         | "MapAddress" | "UnmapAddress" => Role::Admin,
+        // Notifications (their secrets and where events go).
+        "AddNotification" | "ListNotifications" | "RemoveNotification" | "TestNotification" => {
+            Role::Admin
+        }
         _ => return None,
     })
 }

@@ -145,6 +145,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/postgres/0022_operator_tasks.sql"),
     ),
     (
+        23,
+        "notification subscriptions and their outbox",
+        include_str!("../../migrations/sqlite/0023_notifications.sql"),
+        include_str!("../../migrations/postgres/0023_notifications.sql"),
+    ),
+    (
         24,
         "step attempts: history that keeps every failure",
         include_str!("../../migrations/sqlite/0024_step_attempts.sql"),

@@ -12,6 +12,8 @@ mod changes;
 pub mod history;
 mod ingest;
 mod migrations;
+pub mod notifications;
+mod notify_lease;
 pub mod outbox;
 pub mod placement;
 pub mod promotion;
@@ -399,6 +401,7 @@ impl Store {
     /// their ids. The session stays current: if its agent was only late, its
     /// next heartbeat brings the host back online without a reconnect.
     pub async fn sweep_offline(&self, now_ms: i64) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
         let rows = sqlx::query(
             "UPDATE hosts SET online = 0 \
              WHERE online = 1 AND last_seen_ms + $2 * heartbeat_seconds * 1000 < $1 \
@@ -406,13 +409,15 @@ impl Store {
         )
         .bind(now_ms)
         .bind(MISSED_HEARTBEATS_BEFORE_OFFLINE)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
         let mut ids = rows
             .iter()
             .map(|row| row.try_get::<String, _>("host_id"))
             .collect::<Result<Vec<_>, _>>()?;
         ids.sort();
+        notifications::notice_offline_in(&mut tx, now_ms).await?;
+        tx.commit().await?;
         Ok(ids)
     }
 

@@ -384,6 +384,7 @@ impl Store {
             .await?;
         }
         audit_in(&mut tx, now_ms, actor, "rollout start", &id, details).await?;
+        super::notifications::record_rollout_events_in(&mut tx, &id, None, now_ms).await?;
         tx.commit().await?;
         Ok(id)
     }
@@ -730,6 +731,16 @@ impl Store {
             }
             self.notify_outbox(&mut tx).await?;
         }
+        // Stamped just before the commit: what a receiver's delay is
+        // measured from.
+        let at_ms = tierwise_runtime::clock::now_ms();
+        super::notifications::record_rollout_events_in(
+            &mut tx,
+            &rollout.id,
+            Some(rollout.state),
+            at_ms,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Some(dispatched))
     }
@@ -986,6 +997,8 @@ impl Store {
             other => format!("rollout {}", other.name()),
         };
         audit_in(&mut tx, now_ms, actor, &action, id, &change.details).await?;
+        super::notifications::record_rollout_events_in(&mut tx, id, Some(rollout.state), now_ms)
+            .await?;
         tx.commit().await?;
         Ok((
             RolloutRecord {

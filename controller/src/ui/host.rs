@@ -121,12 +121,7 @@ pub async fn host(State(ui): State<Ui>, headers: HeaderMap, Path(id): Path<Strin
         Err(error) => return unavailable(&error),
     };
     render(&HostPage {
-        page: Page {
-            title: format!("Host {}", record.host_id),
-            operator: viewer.name.clone(),
-            role: viewer.role.to_string(),
-            nav: "hosts",
-        },
+        page: Page::of(&viewer, &format!("Host {}", record.host_id), "hosts"),
         host: summary(&record, now_ms()),
         components: components(&record),
         steps: history.steps,

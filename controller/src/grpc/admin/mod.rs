@@ -12,6 +12,7 @@ pub mod history;
 mod hosts;
 mod installations;
 pub mod metadata;
+mod notifications;
 mod rollouts;
 mod windows;
 
@@ -334,5 +335,34 @@ impl AdminService for AdminApi {
         request: Request<v1::GetHostHistoryRequest>,
     ) -> Result<Response<v1::HostHistory>, Status> {
         history::get_host_history(self, request).await
+    }
+
+    // Notifications (issue 23).
+    async fn add_notification(
+        &self,
+        request: Request<v1::AddNotificationRequest>,
+    ) -> Result<Response<v1::NotificationList>, Status> {
+        notifications::add_notification(self, request).await
+    }
+
+    async fn list_notifications(
+        &self,
+        request: Request<v1::ListNotificationsRequest>,
+    ) -> Result<Response<v1::NotificationList>, Status> {
+        notifications::list_notifications(self, request).await
+    }
+
+    async fn remove_notification(
+        &self,
+        request: Request<v1::RemoveNotificationRequest>,
+    ) -> Result<Response<v1::NotificationList>, Status> {
+        notifications::remove_notification(self, request).await
+    }
+
+    async fn test_notification(
+        &self,
+        request: Request<v1::TestNotificationRequest>,
+    ) -> Result<Response<v1::NotificationList>, Status> {
+        notifications::test_notification(self, request).await
     }
 }
