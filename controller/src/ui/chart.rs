@@ -234,6 +234,7 @@ pub(super) mod tests {
             backup: None,
             backups: Vec::new(),
             tasks: Vec::new(),
+            step_histories: Vec::new(),
         }
     }
 
