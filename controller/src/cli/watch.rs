@@ -87,7 +87,7 @@ pub async fn watch(
 pub fn interrupted(id: Option<&str>, json: bool, again: &str) -> String {
     let rollout = id.map_or_else(|| "The rollout".to_owned(), |id| format!("Rollout {id}"));
     format!(
-        "\nStopped watching. {rollout} goes on on the controller; follow it again with:\n  {again} rollout status{}{} --watch\n",
+        "\nStopped watching. {rollout} goes on on the controller; follow it again with:\n  {again} rollout status{} --watch{}\n",
         id.map(|id| format!(" {id}")).unwrap_or_default(),
         if json { " --json" } else { "" }
     )
