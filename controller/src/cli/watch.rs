@@ -195,7 +195,7 @@ pub fn facts(status: &RolloutStatus) -> Vec<String> {
             task.id, task.kind, task.host_id, task.state
         )
     }));
-    out.extend(status.waiting_for_window.iter().map(|w| w.clone()));
+    out.extend(status.waiting_for_window.iter().cloned());
     if !status.waiting_for_offline.is_empty() {
         out.push(format!(
             "waiting for offline host(s): {}",
