@@ -28,6 +28,7 @@ struct Args {
         long,
         env = "TIERWISE_AGENT_CONFIG",
         global = true,
+        value_name = "FILE",
         help_heading = "Global options"
     )]
     config: Option<PathBuf>,
