@@ -24,7 +24,13 @@ struct Args {
     /// The agent's configuration file (TOML). Optional on Windows, where
     /// settings may come from policy and the install-time key alone
     /// (default file there: %ProgramData%\Tierwise\Agent\agent.toml, if present).
-    #[arg(long, env = "TIERWISE_AGENT_CONFIG", global = true)]
+    #[arg(
+        long,
+        env = "TIERWISE_AGENT_CONFIG",
+        global = true,
+        value_name = "FILE",
+        help_heading = "Global options"
+    )]
     config: Option<PathBuf>,
     /// Validate the configuration, probe once, print the inventory and every
     /// effective setting with its source as JSON, and exit.
@@ -55,15 +61,22 @@ enum Command {
     },
     /// Write the Group Policy templates (tierwise.admx and
     /// en-US/tierwise.adml) into DIR, e.g. the central store's PolicyDefinitions.
-    PolicyTemplates { dir: PathBuf },
+    PolicyTemplates {
+        /// The directory to write them into (created if missing).
+        dir: PathBuf,
+    },
     /// Print the shell completion script (bash, zsh, fish, powershell,
     /// elvish).
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Write the man pages (tierwise-agent.1 and one per subcommand) into DIR.
-    Man { dir: PathBuf },
+    Man {
+        /// The directory to write the pages into (created if missing).
+        dir: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, Debug, Subcommand)]
@@ -72,7 +85,9 @@ enum ServiceAction {
     Install,
     /// Stop and remove the service.
     Uninstall,
+    /// Start the installed service.
     Start,
+    /// Stop the service (a running update step finishes first).
     Stop,
 }
 
@@ -272,4 +287,21 @@ fn check_json(
         "components": components,
         "settings": provenance,
     }))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `tierwise-agent -h` and its man pages describe every option,
+    /// argument and subcommand.
+    #[test]
+    fn every_option_and_argument_has_a_description() {
+        let command = <Args as clap::CommandFactory>::command();
+        command.clone().debug_assert();
+        assert_eq!(
+            tierwise_runtime::cli_docs::undocumented(&command),
+            Vec::<String>::new()
+        );
+    }
 }

@@ -141,7 +141,7 @@ impl Finding {
     }
 }
 
-/// The acknowledgement id for breaking changes (`--ack-breaking`).
+/// The acknowledgement id for breaking changes (`--ack breaking`).
 pub const ACK_BREAKING: &str = "breaking";
 /// The acknowledgement that the changelogs of every release crossed were
 /// read (`--ack changelog`).
@@ -430,7 +430,7 @@ pub fn acknowledgements(
                     Rule::Acknowledgement,
                     subject.clone(),
                     format!("{} is breaking: {reason}", release.version),
-                    "acknowledge with --ack-breaking when starting the rollout".to_owned(),
+                    "acknowledge with --ack breaking when starting the rollout".to_owned(),
                 )
             });
         }
@@ -460,7 +460,7 @@ pub fn acknowledgements(
                 "if the Server Manager's database password was saved, note it down before the update: \
                  the databases are only accessible again after reactivation"
                     .to_owned(),
-                "acknowledge with --ack-server-manager-password when starting the rollout".to_owned(),
+                "acknowledge with --ack server-manager-password when starting the rollout".to_owned(),
             )
         });
     }

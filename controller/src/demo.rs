@@ -280,7 +280,7 @@ async fn rollout_tour(client: &mut cli::AdminClient, root: &Path) -> anyhow::Res
         cli::policy::plan(client, INSTALLATION, &TARGET.to_string(), None, false).await?;
     print!("{plan}");
     println!(
-        "\n$ tierwise rollout start --installation {INSTALLATION} --to {TARGET} --ack-breaking \\\n    --ack-server-manager-password --ack changelog --error-threshold 1"
+        "\n$ tierwise rollout start --installation {INSTALLATION} --to {TARGET} --ack breaking \\\n    --ack server-manager-password --ack changelog --error-threshold 1"
     );
     let started = cli::rollout::start(
         client,
@@ -288,9 +288,11 @@ async fn rollout_tour(client: &mut cli::AdminClient, root: &Path) -> anyhow::Res
             installation: INSTALLATION.into(),
             to: TARGET.to_string(),
             error_threshold: Some("1".into()),
-            ack_breaking: true,
-            ack_server_manager_password: true,
-            acks: vec!["changelog".into()],
+            acks: vec![
+                "breaking".into(),
+                "server-manager-password".into(),
+                "changelog".into(),
+            ],
             ..Default::default()
         },
     )

@@ -11,5 +11,14 @@ fn main() -> ExitCode {
         _ => "warn",
     };
     tierwise_runtime::logging::init(cli.log_format, default_log);
-    tierwise_runtime::run_main(None, tierwise_controller::cli::run::run(cli))
+    // With --json a failure is also a JSON object on stdout, where the
+    // document would have been; stderr says it as always.
+    let json = std::env::args_os().any(|a| a == "--json");
+    tierwise_runtime::run_main(None, async move {
+        let outcome = tierwise_controller::cli::run::run(cli).await;
+        if let (Err(error), true) = (&outcome, json) {
+            println!("{}", tierwise_controller::cli::error_json(error));
+        }
+        outcome
+    })
 }

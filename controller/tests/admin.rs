@@ -122,7 +122,7 @@ async fn handlers_admit_refuse_and_apply_operator_commands() {
     assert!(
         refused
             .message()
-            .contains("--ack-breaking --ack changelog (changelogs of "),
+            .contains("--ack breaking --ack changelog (changelogs of "),
         "{refused:?}"
     );
     let bad_policy = StartRolloutRequest {

@@ -52,3 +52,39 @@ fn write_pages(
     }
     Ok(())
 }
+
+/// Every option, positional argument and subcommand of `command` (and of
+/// its subcommands, recursively) that has no description, as the path a
+/// person types to reach it (`tierwise rollout start --to`). Help and
+/// version flags clap adds itself are not looked at.
+pub fn undocumented(command: &clap::Command) -> Vec<String> {
+    let mut missing = Vec::new();
+    walk_undocumented(command, command.get_name(), &mut missing);
+    missing
+}
+
+fn walk_undocumented(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+    let empty = |text: Option<&clap::builder::StyledStr>| {
+        text.is_none_or(|t| t.to_string().trim().is_empty())
+    };
+    for arg in command.get_arguments() {
+        let id = arg.get_id().as_str();
+        if matches!(id, "help" | "version") || arg.is_hide_set() {
+            continue;
+        }
+        if empty(arg.get_help()) && empty(arg.get_long_help()) {
+            let name = arg
+                .get_long()
+                .map(|l| format!("--{l}"))
+                .unwrap_or_else(|| id.to_uppercase());
+            missing.push(format!("{path} {name}"));
+        }
+    }
+    for sub in command.get_subcommands().filter(|s| s.get_name() != "help") {
+        let sub_path = format!("{path} {}", sub.get_name());
+        if empty(sub.get_about()) && empty(sub.get_long_about()) {
+            missing.push(sub_path.clone());
+        }
+        walk_undocumented(sub, &sub_path, missing);
+    }
+}

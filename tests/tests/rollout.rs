@@ -50,8 +50,8 @@ fn happy_path_in_vendor_order() -> anyhow::Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     // Every changelog crossed is named, with the breaking release's flag.
     assert!(
-        stderr.contains("--ack-breaking --ack changelog (changelogs of ")
-            && stderr.contains("26.3.100.34058 (no changelog reference in the catalogue)) --ack-server-manager-password"),
+        stderr.contains("--ack breaking --ack changelog (changelogs of ")
+            && stderr.contains("26.3.100.34058 (no changelog reference in the catalogue)) --ack server-manager-password"),
         "{stderr}"
     );
 

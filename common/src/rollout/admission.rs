@@ -5,7 +5,7 @@
 
 use crate::catalogue::Artifact;
 use crate::plan::Plan;
-use crate::rules::{Severity, ACK_BREAKING, ACK_CHANGELOG, ACK_SERVER_MANAGER_PASSWORD};
+use crate::rules::{Severity, ACK_CHANGELOG};
 use crate::Role;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -86,13 +86,11 @@ impl fmt::Display for NotAdmitted {
     }
 }
 
-/// The CLI flag that gives an acknowledgement.
+/// The CLI flag that gives an acknowledgement: always `--ack NAME`, the one
+/// form (`--ack-breaking` and `--ack-server-manager-password` are kept as
+/// hidden aliases of `--ack breaking` and `--ack server-manager-password`).
 pub fn ack_flag(ack: &str) -> String {
-    match ack {
-        ACK_BREAKING => "--ack-breaking".to_owned(),
-        ACK_SERVER_MANAGER_PASSWORD => "--ack-server-manager-password".to_owned(),
-        other => format!("--ack {other}"),
-    }
+    format!("--ack {ack}")
 }
 
 /// What the plan's steps will need of the installers: a blocker for each

@@ -709,7 +709,7 @@ fn admission_refuses_blocked_plans_missing_acks_and_installers() {
     };
     let unacknowledged = admit(&request(&[], &none)).unwrap_err();
     assert!(
-        unacknowledged.to_string().contains("--ack-breaking"),
+        unacknowledged.to_string().contains("--ack breaking"),
         "{unacknowledged}"
     );
     let acks: &'static [String] = Box::leak(planned.acks_required.clone().into_boxed_slice());

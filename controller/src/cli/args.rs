@@ -1,8 +1,8 @@
-//! The `tierwise` command line as clap declares it: global connection
-//! flags, `serve`, and one subcommand group per area. `run.rs` carries each
-//! out.
+//! The `tierwise` command line as clap declares it: the connection flags of
+//! the commands that talk to a controller, `serve`, and one subcommand
+//! group per area. `run.rs` carries each out.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use tierwise_common::ratelimit::Rate;
@@ -16,28 +16,68 @@ use tierwise_runtime::logging::LogFormat;
     about = "Tier-ordered Netwrix Password Secure rollouts: controller and operator CLI"
 )]
 pub struct Cli {
+    // The connection, given before the command (`tierwise --controller URL
+    // hosts list`). Given after it too, the one given after counts (clap
+    // leaves the value in force here: a flag over the environment over the
+    // default).
+    #[command(flatten)]
+    pub connection: ConnectionFlagsBefore,
+    /// Log format on stderr.
+    #[arg(long, global = true, env = "TIERWISE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, help_heading = GLOBAL_OPTIONS)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The help heading of the options every command takes.
+pub const GLOBAL_OPTIONS: &str = "Global options";
+/// The help heading of the flags that say how to reach a controller.
+pub const CONNECTION: &str = "Connection";
+
+/// How the CLI reaches a controller, as the commands that talk to one take
+/// it (after the command: `tierwise hosts list --controller URL`). Commands
+/// that never talk to a controller (`serve`, `keys`, `pki`, `demo`, …)
+/// do not take it.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = CONNECTION)]
+pub struct ConnectionFlags {
     /// The controller the CLI talks to.
     #[arg(
         long,
         global = true,
         env = "TIERWISE_CONTROLLER",
-        default_value = "https://127.0.0.1:7700"
+        value_name = "URL",
+        default_value = crate::cli::DEFAULT_CONTROLLER
     )]
     pub controller: String,
     /// The controller's CA certificate (PEM), to check whom the CLI talks to
     /// [default: the one in this machine's controller data directory].
-    #[arg(long, global = true, env = "TIERWISE_CA_CERT")]
+    #[arg(long, global = true, env = "TIERWISE_CA_CERT", value_name = "FILE")]
     pub ca_cert: Option<PathBuf>,
     /// A file holding the operator token (the token itself may be given in
     /// TIERWISE_TOKEN) [default: the first admin's token in this machine's
     /// controller data directory, when readable].
-    #[arg(long, global = true, env = "TIERWISE_TOKEN_FILE")]
+    #[arg(long, global = true, env = "TIERWISE_TOKEN_FILE", value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// Log format on stderr.
-    #[arg(long, global = true, env = "TIERWISE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty)]
-    pub log_format: LogFormat,
-    #[command(subcommand)]
-    pub command: Command,
+}
+
+/// The same flags before the command (`tierwise --controller URL hosts
+/// list`), as they have always been accepted.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = CONNECTION)]
+pub struct ConnectionFlagsBefore {
+    /// The controller the CLI talks to.
+    #[arg(long, env = "TIERWISE_CONTROLLER", value_name = "URL", default_value = crate::cli::DEFAULT_CONTROLLER)]
+    pub controller: String,
+    /// The controller's CA certificate (PEM), to check whom the CLI talks to
+    /// [default: the one in this machine's controller data directory].
+    #[arg(long, env = "TIERWISE_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// A file holding the operator token (the token itself may be given in
+    /// TIERWISE_TOKEN) [default: the first admin's token in this machine's
+    /// controller data directory, when readable].
+    #[arg(long, env = "TIERWISE_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 // Parsed once per run: the size of `serve`'s many flags does not matter.
@@ -132,12 +172,16 @@ pub enum Command {
     /// Print the shell completion script (bash, zsh, fish, powershell,
     /// elvish), e.g. `tierwise completions bash > /etc/bash_completion.d/tierwise`.
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Write the man pages (tierwise.1 and one per subcommand, e.g.
     /// tierwise-rollout-start.1) into DIR, e.g. /usr/local/share/man/man1.
-    Man { dir: PathBuf },
+    Man {
+        /// The directory to write the pages into (created if missing).
+        dir: PathBuf,
+    },
     /// Offline keys for signed release metadata: never talks to a
     /// controller. Run it on a machine that keeps the keys.
     Keys {
@@ -151,61 +195,103 @@ pub enum Command {
     },
     /// Enrollment tokens for agents (admin).
     Tokens {
+        // The values in force are read from `Cli::connection`.
+        #[command(flatten)]
+        _connection: ConnectionFlags,
         #[command(subcommand)]
         command: TokensCommand,
     },
     /// Who may use the CLI, and with which role (admin).
     Operators {
+        // The values in force are read from `Cli::connection`.
+        #[command(flatten)]
+        _connection: ConnectionFlags,
         #[command(subcommand)]
         command: OperatorsCommand,
     },
-    /// The operator this CLI authenticates as.
-    Whoami,
+    /// The operator this CLI authenticates as: name and role.
+    Whoami {
+        /// Machine-readable output: `name` and `role`.
+        #[arg(long)]
+        json: bool,
+        // The values in force are read from `Cli::connection`.
+        #[command(flatten)]
+        _connection: ConnectionFlags,
+    },
     /// Hosts and what their agents report.
     Hosts {
+        // The values in force are read from `Cli::connection`.
+        #[command(flatten)]
+        _connection: ConnectionFlags,
         #[command(subcommand)]
         command: HostsCommand,
     },
     /// Installations: where clients whose agents say installation "auto" belong.
     Installations {
+        // The values in force are read from `Cli::connection`.
+        #[command(flatten)]
+        _connection: ConnectionFlags,
         #[command(subcommand)]
         command: InstallationsCommand,
     },
     /// The release catalogue: what Tierwise knows about each release.
     Releases {
+        // The values in force are read from `Cli::connection`.
+        #[command(flatten)]
+        _connection: ConnectionFlags,
         #[command(subcommand)]
         command: ReleasesCommand,
     },
     /// Maintenance windows: when the steps of a scope may start (admin to
     /// change, anyone to list).
     Windows {
+        // The values in force are read from `Cli::connection`.
+        #[command(flatten)]
+        _connection: ConnectionFlags,
         #[command(subcommand)]
         command: WindowsCommand,
     },
     /// Maintenance end dates, per installation.
     License {
+        // The values in force are read from `Cli::connection`.
+        #[command(flatten)]
+        _connection: ConnectionFlags,
         #[command(subcommand)]
         command: LicenseCommand,
     },
     /// Rollouts of one installation to one release.
     Rollout {
+        // The values in force are read from `Cli::connection`.
+        #[command(flatten)]
+        _connection: ConnectionFlags,
         #[command(subcommand)]
         command: RolloutCommand,
     },
     /// Installers in the controller's content-addressed store.
     Artifacts {
+        // The values in force are read from `Cli::connection`.
+        #[command(flatten)]
+        _connection: ConnectionFlags,
         #[command(subcommand)]
         command: ArtifactsCommand,
     },
     /// Webhook notifications of rollout events: Teams, Slack or any HTTP
     /// receiver (admin).
     Notify {
+        // The values in force are read from `Cli::connection`.
+        #[command(flatten)]
+        _connection: ConnectionFlags,
         #[command(subcommand)]
         command: NotifyCommand,
     },
     /// Every operator action, oldest first (the newest 100); `verify`
     /// checks the log's hash chain.
     Audit {
+        // The values in force are read from `Cli::connection`.
+        #[command(flatten)]
+        _connection: ConnectionFlags,
+        /// Machine-readable output (one array; with --follow one object
+        /// per line).
         #[arg(long)]
         json: bool,
         /// Keep printing new entries as they are written, until stopped
@@ -240,6 +326,7 @@ pub enum AuditCommand {
     /// entry changed, removed, reordered or inserted after it was written
     /// is found. Prints the chain's head (entry number and hash) to keep.
     Verify {
+        /// Machine-readable output (field names documented in the README).
         #[arg(long)]
         json: bool,
     },
@@ -261,17 +348,23 @@ pub enum HostsCommand {
     },
     /// Everything known about one host.
     Show {
+        /// The host's id, as `hosts list` shows it.
         host: String,
+        /// Machine-readable output (field names documented in the README).
         #[arg(long)]
         json: bool,
     },
     /// Refuse the host's certificates from now on and close its session;
     /// it needs a new enrollment token to come back.
-    Revoke { host: String },
+    Revoke {
+        /// The host's id, as `hosts list` shows it.
+        host: String,
+    },
     /// Ask connected agents to probe and report right now.
     Refresh {
         /// One host; without it, every connected host (of --installation).
         host: Option<String>,
+        /// Only the connected hosts of this installation.
         #[arg(long)]
         installation: Option<String>,
     },
@@ -296,13 +389,20 @@ pub enum InstallationsCommand {
     /// name or IP address, as their database profiles name it) in
     /// INSTALLATION (admin).
     Map {
+        /// The server's host name or IP address, as the clients' database
+        /// profiles name it.
         address: String,
+        /// The installation those clients belong to.
         installation: String,
     },
     /// Remove the mapping of ADDRESS (admin).
-    Unmap { address: String },
+    Unmap {
+        /// The address as it was mapped.
+        address: String,
+    },
     /// List the address mappings.
     Maps {
+        /// Machine-readable output (field names documented in the README).
         #[arg(long)]
         json: bool,
     },
@@ -310,6 +410,7 @@ pub enum InstallationsCommand {
     /// or rollout of NAME to a release is blocked until SOURCE completed a
     /// rollout to it at least --soak ago, with no failure there since.
     Set {
+        /// The installation to change.
         name: String,
         /// The installation releases must come through first; `none`
         /// clears it.
@@ -322,7 +423,9 @@ pub enum InstallationsCommand {
     },
     /// Show NAME's settings.
     Show {
+        /// The installation.
         name: String,
+        /// Machine-readable output (field names documented in the README).
         #[arg(long)]
         json: bool,
     },
@@ -332,15 +435,20 @@ pub enum InstallationsCommand {
 pub enum KeysCommand {
     /// Make an Ed25519 signing key in FILE (owner-only; refused if FILE
     /// exists); prints its id and public key.
-    Create { file: PathBuf },
+    Create {
+        /// Where to write the new key (must not exist yet).
+        file: PathBuf,
+    },
     /// Write root metadata: which keys sign roots and releases, and how
     /// many of them must. Signed by every --root-key and --sign-with.
     Root {
+        /// Where to write the signed root metadata (JSON).
         #[arg(long)]
         out: PathBuf,
         /// 1 for the first root; the previous root's version + 1 to rotate.
         #[arg(long)]
         version: u64,
+        /// How long the root is valid (e.g. 365d); agents refuse it after.
         #[arg(long, default_value = "365d", value_parser = parse_duration)]
         expires: std::time::Duration,
         /// A root key file (listed, and it signs).
@@ -367,11 +475,14 @@ pub enum KeysCommand {
     /// SHA-256 and length with its release and component, signed by the
     /// release keys.
     Release {
+        /// Where to write the signed release metadata (JSON).
         #[arg(long)]
         out: PathBuf,
         /// Higher than every release metadata signed before.
         #[arg(long)]
         version: u64,
+        /// How long the release metadata is valid (e.g. 30d); sign it
+        /// again before.
         #[arg(long, default_value = "30d", value_parser = parse_duration)]
         expires: std::time::Duration,
         /// A release key file (repeatable).
@@ -385,7 +496,10 @@ pub enum KeysCommand {
         installers: Vec<String>,
     },
     /// The fingerprint of a root file, which agents pin.
-    Fingerprint { root: PathBuf },
+    Fingerprint {
+        /// A root metadata file (`keys root --out`).
+        root: PathBuf,
+    },
     /// Check metadata as an agent would: the roots from the pinned one on,
     /// then the release metadata, then each installer.
     Verify {
@@ -395,6 +509,7 @@ pub enum KeysCommand {
         /// Root files, oldest first (repeatable).
         #[arg(long = "root", value_name = "FILE", required = true)]
         roots: Vec<PathBuf>,
+        /// The release metadata to check against the last root.
         #[arg(long)]
         release: Option<PathBuf>,
         /// The catalogue the release metadata must have been signed for.
@@ -424,6 +539,11 @@ pub enum PkiCommand {
         /// Print only the fingerprint.
         #[arg(long)]
         fingerprint: bool,
+        /// The CA certificate to show [default: DATA_DIR/pki/ca.pem]. Global
+        /// here only so that it may also come before the command, as it
+        /// always could.
+        #[arg(long, global = true, env = "TIERWISE_CA_CERT", value_name = "FILE")]
+        ca_cert: Option<PathBuf>,
     },
 }
 
@@ -440,22 +560,28 @@ pub enum TokensCommand {
         /// How long it is valid (e.g. 30m, 24h, 7d; at most 90d).
         #[arg(long, default_value = "24h", value_parser = parse_duration)]
         expires: std::time::Duration,
+        /// Machine-readable output (field names documented in the README).
         #[arg(long)]
         json: bool,
     },
     /// Every token with its uses, expiry and state (never the secret).
     List {
+        /// Machine-readable output (field names documented in the README).
         #[arg(long)]
         json: bool,
     },
     /// Refuse a token from now on.
-    Revoke { id: String },
+    Revoke {
+        /// The token's id, as `tokens list` shows it (never the secret).
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum OperatorsCommand {
     /// Add an operator; their token is printed once, on stdout.
     Add {
+        /// The operator's name, as the audit log will show it.
         name: String,
         /// viewer (reads), operator (also plans and runs rollouts) or admin
         /// (also tokens, operators, hosts' certificates, catalogue,
@@ -469,14 +595,19 @@ pub enum OperatorsCommand {
     /// Operators with their role, when their token expires and their last
     /// call.
     List {
+        /// Machine-readable output (field names documented in the README).
         #[arg(long)]
         json: bool,
     },
     /// Remove an operator; their token stops working at once.
-    Remove { name: String },
+    Remove {
+        /// The operator's name.
+        name: String,
+    },
     /// A new token for NAME, printed once; the old one stops working at
     /// once. Any operator for themselves, an admin for anyone.
     Rotate {
+        /// The operator's name (your own, unless you are an admin).
         name: String,
         /// How long the new token works (`90d`, `12h`, …) or `never`.
         #[arg(long, default_value = "90d", value_parser = parse_expiry)]
@@ -510,7 +641,10 @@ pub enum ArtifactsCommand {
     /// Store an installer for a release and component; checked against the
     /// catalogue's SHA-256 when it names one.
     Add {
+        /// The installer file (MSI or EXE; for the web, the Web Application
+        /// package).
         file: PathBuf,
+        /// The release it installs, e.g. 26.3.100.34058.
         #[arg(long)]
         release: String,
         /// server, app_server, web or client.
@@ -532,9 +666,13 @@ fn parse_web_server(text: &str) -> Result<tierwise_common::WebServerKind, String
 #[derive(Debug, Subcommand)]
 pub enum ReleasesCommand {
     /// Replace the catalogue with a TOML file, all or nothing.
-    Import { file: PathBuf },
+    Import {
+        /// The catalogue (TOML), e.g. deploy/catalogue.toml.
+        file: PathBuf,
+    },
     /// The releases the controller knows.
     List {
+        /// Machine-readable output (field names documented in the README).
         #[arg(long)]
         json: bool,
     },
@@ -560,6 +698,7 @@ pub enum MetadataCommand {
     },
     /// The metadata in force and whether it still verifies.
     Show {
+        /// Machine-readable output (field names documented in the README).
         #[arg(long)]
         json: bool,
     },
@@ -569,6 +708,7 @@ pub enum MetadataCommand {
 pub enum LicenseCommand {
     /// Record when an installation's software maintenance ends.
     Set {
+        /// The installation, as its agents name it.
         #[arg(long)]
         installation: String,
         /// YYYY-MM-DD: releases published after it are refused.
@@ -577,6 +717,7 @@ pub enum LicenseCommand {
     },
     /// The recorded maintenance end dates.
     Show {
+        /// Machine-readable output (field names documented in the README).
         #[arg(long)]
         json: bool,
     },
@@ -587,6 +728,7 @@ pub enum RolloutCommand {
     /// What a rollout would do and what stops it; changes nothing.
     /// Exit status 3 when the plan is blocked.
     Plan {
+        /// The installation to plan for, as its agents name it.
         #[arg(long)]
         installation: String,
         /// The target release, e.g. 26.3.100.34058.
@@ -595,25 +737,32 @@ pub enum RolloutCommand {
         /// Cumulative client waves [default: 1%,10%,50%,100%, first wave at most 100 hosts].
         #[arg(long)]
         client_waves: Option<String>,
+        /// Machine-readable output (field names documented in the README).
         #[arg(long)]
         json: bool,
     },
     /// Start a rollout from the plan; refused while anything blocks or an
     /// acknowledgement is missing.
     Start {
+        /// The installation to update, as its agents name it.
         #[arg(long)]
         installation: String,
+        /// The target release, e.g. 26.3.100.34058.
         #[arg(long)]
         to: String,
-        /// Acknowledge the breaking changes the plan lists.
-        #[arg(long)]
-        ack_breaking: bool,
-        /// Confirm the Server Manager's database password is noted down.
-        #[arg(long)]
-        ack_server_manager_password: bool,
-        /// Acknowledge a vendor note by its id (repeatable), e.g. pkcs11.
-        #[arg(long = "ack", value_name = "NOTE-ID")]
+        /// Acknowledge what the plan asks for, by name (repeatable; `rollout
+        /// plan` lists them): breaking, server-manager-password, changelog,
+        /// a vendor note's id (e.g. pkcs11), skip-promotion.
+        #[arg(long = "ack", value_name = "NAME")]
         acks: Vec<String>,
+        /// Same as `--ack breaking` (the older form).
+        #[arg(long, hide = true)]
+        ack_breaking: bool,
+        /// Same as `--ack server-manager-password` (the older form).
+        #[arg(long, hide = true)]
+        ack_server_manager_password: bool,
+        /// Cumulative client waves, e.g. 1%,10%,50%,100% or 5,100%
+        /// [default: as `rollout plan` shows].
         #[arg(long)]
         client_waves: Option<String>,
         /// Failures a client wave tolerates: a share (5%) or a number of hosts.
@@ -644,35 +793,62 @@ pub enum RolloutCommand {
         /// a new one (30m, 2h; 10s to 7d) [default: 2h].
         #[arg(long, value_name = "DURATION")]
         max_backup_age: Option<String>,
+        /// Then follow it as `rollout status --watch` does, and exit with
+        /// the status of how it ended (0 completed; see docs/cli.md).
+        #[arg(long)]
+        watch: bool,
     },
     /// All rollouts.
     List {
+        /// Machine-readable output (field names documented in the README).
         #[arg(long)]
         json: bool,
     },
     /// One rollout's progress [default: the newest].
+    ///
+    /// Exit status (also with --watch, when it ends): 0 while it runs or when it completed, 4 completed
+    /// with failures, 5 failed (halted), 6 aborted.
     Status {
+        /// The rollout's id, as `rollout list` shows it [default: the newest].
         id: Option<String>,
+        /// Machine-readable output (field names documented in the README);
+        /// with --watch one document per line, printed when it changes.
         #[arg(long)]
         json: bool,
-        /// Follow it live until it ends.
+        /// Follow it live until it ends, then exit with the status of how it
+        /// ended; Ctrl-C stops only the watching (exit 130). Off a terminal
+        /// only the lines that changed are printed, each with its time.
         #[arg(long)]
         watch: bool,
     },
     /// Stop dispatching new steps (running ones finish).
-    Pause { id: String },
+    Pause {
+        /// The rollout's id, as `rollout list` shows it.
+        id: String,
+    },
     /// Continue a paused rollout, or a halted one after a fix (its failed
     /// steps of the current phase run again).
-    Resume { id: String },
+    Resume {
+        /// The rollout's id, as `rollout list` shows it.
+        id: String,
+    },
     /// End a rollout for good; nothing more is sent.
-    Abort { id: String },
+    Abort {
+        /// The rollout's id, as `rollout list` shows it.
+        id: String,
+    },
     /// Let a rollout waiting for approval start its next phase.
-    Approve { id: String },
+    Approve {
+        /// The rollout's id, as `rollout list` shows it.
+        id: String,
+    },
     /// Let a rollout finish without a host (e.g. one that stays offline):
     /// its unfinished steps are skipped and it keeps its version. Refused
     /// for the primary server and the databases' reactivation.
     Skip {
+        /// The rollout's id, as `rollout list` shows it.
         id: String,
+        /// The host to go on without (it keeps its old version).
         #[arg(long)]
         host: String,
     },
@@ -680,7 +856,9 @@ pub enum RolloutCommand {
     /// id, or its kind when the rollout has one such task); the rollout then
     /// checks what the agents report and goes on.
     Done {
+        /// The rollout's id, as `rollout list` shows it.
         id: String,
+        /// The task's id, or its kind when the rollout has one such task.
         task: String,
         /// What was done, for the audit log and the status.
         #[arg(long)]
@@ -722,6 +900,7 @@ pub enum WindowsCommand {
     /// Set the window of one scope of an installation (replacing it): a step
     /// of that scope starts only when its time limit fits before it closes.
     Set {
+        /// The installation, as its agents name it.
         #[arg(long)]
         installation: String,
         /// server (backup, server, databases), app_servers, web or clients.
@@ -742,15 +921,19 @@ pub enum WindowsCommand {
     },
     /// Remove the window of one scope.
     Remove {
+        /// The installation, as its agents name it.
         #[arg(long)]
         installation: String,
+        /// server, app_servers, web or clients.
         #[arg(long)]
         scope: String,
     },
     /// The windows, and when each opens next.
     List {
+        /// Only the windows of this installation.
         #[arg(long)]
         installation: Option<String>,
+        /// Machine-readable output (field names documented in the README).
         #[arg(long)]
         json: bool,
     },

@@ -15,6 +15,7 @@ pub mod rollout;
 pub mod run;
 pub mod security;
 pub mod table;
+pub mod watch;
 pub mod windows;
 
 use std::path::{Path, PathBuf};
@@ -46,7 +47,36 @@ pub struct Connection {
     pub token_file: Option<PathBuf>,
 }
 
+/// Where the CLI talks to when nothing says otherwise.
+pub const DEFAULT_CONTROLLER: &str = "https://127.0.0.1:7700";
+
 impl Connection {
+    /// `tierwise` with the flags that reach this controller again (the
+    /// token itself is never repeated), to say the command to run next.
+    pub fn command_prefix(&self) -> String {
+        let quoted = |text: String| {
+            if text.contains(|c: char| c.is_whitespace() || c == '\'') {
+                format!("'{}'", text.replace('\'', "'\\''"))
+            } else {
+                text
+            }
+        };
+        let mut words = vec!["tierwise".to_owned()];
+        if self.controller != DEFAULT_CONTROLLER {
+            words.push(format!("--controller {}", quoted(self.controller.clone())));
+        }
+        if let Some(path) = &self.ca_cert {
+            words.push(format!("--ca-cert {}", quoted(path.display().to_string())));
+        }
+        if let Some(path) = &self.token_file {
+            words.push(format!(
+                "--token-file {}",
+                quoted(path.display().to_string())
+            ));
+        }
+        words.join(" ")
+    }
+
     fn ca_cert_path(&self) -> anyhow::Result<PathBuf> {
         if let Some(path) = &self.ca_cert {
             return Ok(path.clone());
@@ -158,7 +188,57 @@ pub fn sorted_json<T: serde::Serialize>(value: &T) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(&serde_json::to_value(value)?)? + "\n")
 }
 
+/// A call the controller refused: its reason for people, and for a
+/// `--json` error the status code and the gRPC method.
+#[derive(Debug, thiserror::Error)]
+#[error("the controller refused: {message}")]
+pub struct Refused {
+    pub message: String,
+    /// The gRPC status code, snake_case (`permission_denied`).
+    pub code: String,
+    /// The method refused by authorisation (`StartRollout`), when the
+    /// controller names it.
+    pub method: Option<String>,
+}
+
 /// Turns a gRPC status from the controller into an error that reads well.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("the controller refused: {}", status.message())
+    let method = status
+        .metadata()
+        .get(crate::grpc::auth::METHOD_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    anyhow::Error::new(Refused {
+        message: status.message().to_owned(),
+        code: snake_case(&format!("{:?}", status.code())),
+        method,
+    })
+}
+
+fn snake_case(name: &str) -> String {
+    let mut out = String::new();
+    for (index, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && index > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+/// An error as one JSON object, for commands run with `--json`:
+/// `{"error": {"message", "code", "method"}}` (`code` and `method` only
+/// when the controller refused the call, `method` only when authorisation
+/// refused it).
+pub fn error_json(error: &anyhow::Error) -> String {
+    let message = tierwise_runtime::report::error_chain(error.as_ref());
+    let refused = error.downcast_ref::<Refused>();
+    let mut body = serde_json::json!({ "message": message });
+    if let Some(refused) = refused {
+        body["code"] = refused.code.clone().into();
+        if let Some(method) = &refused.method {
+            body["method"] = method.clone().into();
+        }
+    }
+    serde_json::json!({ "error": body }).to_string()
 }

@@ -3,8 +3,6 @@
 
 use super::{status_error, table};
 use crate::rollout_view::RolloutStatus;
-use std::io::IsTerminal;
-use std::time::Duration;
 use tierwise_common::plan::PhaseKind;
 use tierwise_common::rollout::{Command, ErrorThreshold};
 use tierwise_common::{thousands, ClientWaves, Version};
@@ -23,8 +21,7 @@ pub struct StartOptions {
     pub client_waves: Option<String>,
     pub error_threshold: Option<String>,
     pub approve_phases: bool,
-    pub ack_breaking: bool,
-    pub ack_server_manager_password: bool,
+    /// The acknowledgements given, by name (`breaking`, `changelog`, …).
     pub acks: Vec<String>,
     /// `install=20m`, … (see `rollout::parse_verify_timeouts`).
     pub verify_timeouts: Vec<String>,
@@ -35,7 +32,30 @@ pub struct StartOptions {
     pub max_backup_age: Option<String>,
 }
 
+/// Starts a rollout and says how to follow it.
 pub async fn start(client: &mut Client, options: StartOptions) -> anyhow::Result<String> {
+    let status = start_rollout(client, options).await?;
+    Ok(format!(
+        "{}\nFollow it with: tierwise rollout status {} --watch\n",
+        started_line(&status),
+        status.id
+    ))
+}
+
+/// The line that says a rollout started.
+pub fn started_line(status: &RolloutStatus) -> String {
+    format!(
+        "Started rollout {} of installation {} to {}.",
+        status.id, status.installation, status.target
+    )
+}
+
+/// Checks what can be checked here, then asks the controller to start the
+/// rollout; its first status.
+pub async fn start_rollout(
+    client: &mut Client,
+    options: StartOptions,
+) -> anyhow::Result<RolloutStatus> {
     Version::parse(&options.to).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
     if let Some(waves) = &options.client_waves {
         ClientWaves::parse(waves).map_err(|e| anyhow::anyhow!("--client-waves: {e}"))?;
@@ -63,8 +83,9 @@ pub async fn start(client: &mut Client, options: StartOptions) -> anyhow::Result
             client_waves: options.client_waves.unwrap_or_default(),
             error_threshold: options.error_threshold.unwrap_or_default(),
             approve_phases: options.approve_phases,
-            ack_breaking: options.ack_breaking,
-            ack_server_manager_password: options.ack_server_manager_password,
+            // Sent as `acks` only: the controller reads both forms alike.
+            ack_breaking: false,
+            ack_server_manager_password: false,
             acks: options.acks,
             verify_timeouts: options.verify_timeouts,
             restarts: options.restarts,
@@ -74,11 +95,7 @@ pub async fn start(client: &mut Client, options: StartOptions) -> anyhow::Result
         .await
         .map_err(status_error)?
         .into_inner();
-    let status = RolloutStatus::try_from(&json)?;
-    Ok(format!(
-        "Started rollout {} of installation {} to {}.\nFollow it with: tierwise rollout status {} --watch\n",
-        status.id, status.installation, status.target, status.id
-    ))
+    Ok(RolloutStatus::try_from(&json)?)
 }
 
 pub async fn list(client: &mut Client, json: bool) -> anyhow::Result<String> {
@@ -139,43 +156,6 @@ pub async fn fetch(client: &mut Client, id: Option<&str>) -> anyhow::Result<Roll
         .map_err(status_error)?
         .into_inner();
     Ok(RolloutStatus::try_from(&json)?)
-}
-
-pub async fn status(
-    client: &mut Client,
-    id: Option<&str>,
-    json: bool,
-    watch: bool,
-) -> anyhow::Result<String> {
-    if !watch {
-        let status = fetch(client, id).await?;
-        return Ok(if json {
-            serde_json::to_string_pretty(&status)? + "\n"
-        } else {
-            render(&status)
-        });
-    }
-    let terminal = std::io::stdout().is_terminal();
-    loop {
-        let status = fetch(client, id).await?;
-        let text = if json {
-            serde_json::to_string(&status)? + "\n"
-        } else {
-            render(&status)
-        };
-        if terminal && !json {
-            print!("\x1b[2J\x1b[H{text}");
-        } else {
-            print!("{text}");
-        }
-        if status.state.is_settled() {
-            return Ok(String::new());
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = tierwise_runtime::shutdown::signal() => return Ok(String::new()),
-        }
-    }
 }
 
 pub async fn change(client: &mut Client, id: &str, command: &Command) -> anyhow::Result<String> {

@@ -6,6 +6,7 @@ use super::args::*;
 use anyhow::Context;
 use std::process::ExitCode;
 use tierwise_common::rollout::Command as Change;
+use tierwise_common::rules::{ACK_BREAKING, ACK_SERVER_MANAGER_PASSWORD};
 use tierwise_runtime::shutdown;
 
 /// Exit status of `rollout plan` when the plan is blocked.
@@ -13,10 +14,10 @@ const EXIT_BLOCKED: u8 = 3;
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let connection = super::Connection {
-        controller: cli.controller.clone(),
-        ca_cert: cli.ca_cert.clone(),
+        controller: cli.connection.controller.clone(),
+        ca_cert: cli.connection.ca_cert.clone(),
         token: std::env::var("TIERWISE_TOKEN").ok(),
-        token_file: cli.token_file.clone(),
+        token_file: cli.connection.token_file.clone(),
     };
     match cli.command {
         Command::Serve {
@@ -79,7 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Hosts { command } => {
+        Command::Hosts { command, .. } => {
             let mut client = super::connect(&connection).await?;
             let output = match command {
                 HostsCommand::List {
@@ -104,7 +105,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{output}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Releases { command } => {
+        Command::Releases { command, .. } => {
             let mut client = super::connect(&connection).await?;
             let output = match command {
                 ReleasesCommand::Import { file } => {
@@ -121,7 +122,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{output}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::License { command } => {
+        Command::License { command, .. } => {
             let mut client = super::connect(&connection).await?;
             let output = match command {
                 LicenseCommand::Set {
@@ -138,7 +139,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{output}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Windows { command } => {
+        Command::Windows { command, .. } => {
             let mut client = super::connect(&connection).await?;
             let output = match command {
                 WindowsCommand::Set {
@@ -173,98 +174,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{output}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rollout { command } => {
-            let mut client = super::connect(&connection).await?;
-            let output = match command {
-                RolloutCommand::Plan {
-                    installation,
-                    to,
-                    client_waves,
-                    json,
-                } => {
-                    let (output, blocked) = super::policy::plan(
-                        &mut client,
-                        &installation,
-                        &to,
-                        client_waves.as_deref(),
-                        json,
-                    )
-                    .await?;
-                    print!("{output}");
-                    return Ok(if blocked {
-                        ExitCode::from(EXIT_BLOCKED)
-                    } else {
-                        ExitCode::SUCCESS
-                    });
-                }
-                RolloutCommand::Start {
-                    installation,
-                    to,
-                    ack_breaking,
-                    ack_server_manager_password,
-                    acks,
-                    client_waves,
-                    error_threshold,
-                    approve_phases,
-                    verify_timeouts,
-                    restarts,
-                    task_timeout,
-                    max_backup_age,
-                } => {
-                    super::rollout::start(
-                        &mut client,
-                        super::rollout::StartOptions {
-                            installation,
-                            to,
-                            client_waves,
-                            error_threshold,
-                            approve_phases,
-                            ack_breaking,
-                            ack_server_manager_password,
-                            acks,
-                            verify_timeouts,
-                            restarts,
-                            task_timeout,
-                            max_backup_age,
-                        },
-                    )
-                    .await?
-                }
-                RolloutCommand::List { json } => super::rollout::list(&mut client, json).await?,
-                RolloutCommand::Status { id, json, watch } => {
-                    super::rollout::status(&mut client, id.as_deref(), json, watch).await?
-                }
-                RolloutCommand::Pause { id } => {
-                    super::rollout::change(&mut client, &id, &Change::Pause).await?
-                }
-                RolloutCommand::Resume { id } => {
-                    super::rollout::change(&mut client, &id, &Change::Resume).await?
-                }
-                RolloutCommand::Abort { id } => {
-                    super::rollout::change(&mut client, &id, &Change::Abort).await?
-                }
-                RolloutCommand::Skip { id, host } => {
-                    super::rollout::change(&mut client, &id, &Change::Skip { host_id: host })
-                        .await?
-                }
-                RolloutCommand::Approve { id } => {
-                    super::rollout::change(&mut client, &id, &Change::Approve).await?
-                }
-                RolloutCommand::Done { id, task, note } => {
-                    super::rollout::change(
-                        &mut client,
-                        &id,
-                        &Change::Done {
-                            task,
-                            note: note.unwrap_or_default(),
-                        },
-                    )
-                    .await?
-                }
-            };
-            print!("{output}");
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Rollout { command, .. } => rollout(command, &connection).await,
         Command::Artifacts {
             command:
                 ArtifactsCommand::Add {
@@ -273,6 +183,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     component,
                     web_server,
                 },
+            ..
         } => {
             if web_server.is_some() && component != tierwise_common::Role::Web {
                 anyhow::bail!("--web-server goes with --component web");
@@ -331,15 +242,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 PkiCommand::Show {
                     data_dir,
                     fingerprint,
+                    ..
                 },
         } => {
-            let ca_cert = cli.ca_cert.clone().unwrap_or_else(|| {
+            // The value in force, given before or after the command.
+            let ca_cert = cli.connection.ca_cert.clone().unwrap_or_else(|| {
                 crate::pki::ca_cert_path(&data_dir.unwrap_or_else(crate::paths::default_data_dir))
             });
             print!("{}", super::security::pki_show(&ca_cert, fingerprint)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Tokens { command } => {
+        Command::Tokens { command, .. } => {
             let mut client = super::connect(&connection).await?;
             let output = match command {
                 TokensCommand::Create {
@@ -369,7 +282,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{output}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Operators { command } => {
+        Command::Operators { command, .. } => {
             let mut client = super::connect(&connection).await?;
             let output = match command {
                 OperatorsCommand::Add {
@@ -390,7 +303,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{output}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Installations { command } => {
+        Command::Installations { command, .. } => {
             let mut client = super::connect(&connection).await?;
             let output = match command {
                 InstallationsCommand::Map {
@@ -415,19 +328,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{output}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Notify { command } => {
+        Command::Notify { command, .. } => {
             super::notify::run(&connection, command).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Whoami => {
+        Command::Whoami { json, .. } => {
             let mut client = super::connect(&connection).await?;
-            print!("{}", super::security::whoami(&mut client).await?);
+            print!("{}", super::security::whoami(&mut client, json).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit {
             json,
             follow,
             command,
+            ..
         } => {
             let mut client = super::connect(&connection).await?;
             match command {
@@ -455,4 +369,125 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `tierwise rollout …`: each subcommand prints what it did; `status` and
+/// `--watch` exit with the status of the rollout's state (see
+/// `watch::exit_status`), `plan` with 3 when blocked.
+async fn rollout(
+    command: RolloutCommand,
+    connection: &super::Connection,
+) -> anyhow::Result<ExitCode> {
+    let mut client = super::connect(connection).await?;
+    let output = match command {
+        RolloutCommand::Plan {
+            installation,
+            to,
+            client_waves,
+            json,
+        } => {
+            let (output, blocked) = super::policy::plan(
+                &mut client,
+                &installation,
+                &to,
+                client_waves.as_deref(),
+                json,
+            )
+            .await?;
+            print!("{output}");
+            return Ok(if blocked {
+                ExitCode::from(EXIT_BLOCKED)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+        RolloutCommand::Start {
+            installation,
+            to,
+            mut acks,
+            ack_breaking,
+            ack_server_manager_password,
+            client_waves,
+            error_threshold,
+            approve_phases,
+            verify_timeouts,
+            restarts,
+            task_timeout,
+            max_backup_age,
+            watch,
+        } => {
+            // The older dedicated flags mean exactly their `--ack NAME`.
+            for (given, name) in [
+                (ack_breaking, ACK_BREAKING),
+                (ack_server_manager_password, ACK_SERVER_MANAGER_PASSWORD),
+            ] {
+                if given && !acks.iter().any(|a| a == name) {
+                    acks.push(name.to_owned());
+                }
+            }
+            let options = super::rollout::StartOptions {
+                installation,
+                to,
+                client_waves,
+                error_threshold,
+                approve_phases,
+                acks,
+                verify_timeouts,
+                restarts,
+                task_timeout,
+                max_backup_age,
+            };
+            if !watch {
+                print!("{}", super::rollout::start(&mut client, options).await?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let started = super::rollout::start_rollout(&mut client, options).await?;
+            println!("{}", super::rollout::started_line(&started));
+            return super::watch::watch(
+                &mut client,
+                Some(&started.id),
+                false,
+                &connection.command_prefix(),
+            )
+            .await;
+        }
+        RolloutCommand::List { json } => super::rollout::list(&mut client, json).await?,
+        RolloutCommand::Status { id, json, watch } => {
+            return if watch {
+                super::watch::watch(
+                    &mut client,
+                    id.as_deref(),
+                    json,
+                    &connection.command_prefix(),
+                )
+                .await
+            } else {
+                super::watch::status_once(&mut client, id.as_deref(), json).await
+            };
+        }
+        RolloutCommand::Pause { id } => {
+            super::rollout::change(&mut client, &id, &Change::Pause).await?
+        }
+        RolloutCommand::Resume { id } => {
+            super::rollout::change(&mut client, &id, &Change::Resume).await?
+        }
+        RolloutCommand::Abort { id } => {
+            super::rollout::change(&mut client, &id, &Change::Abort).await?
+        }
+        RolloutCommand::Skip { id, host } => {
+            super::rollout::change(&mut client, &id, &Change::Skip { host_id: host }).await?
+        }
+        RolloutCommand::Approve { id } => {
+            super::rollout::change(&mut client, &id, &Change::Approve).await?
+        }
+        RolloutCommand::Done { id, task, note } => {
+            let done = Change::Done {
+                task,
+                note: note.unwrap_or_default(),
+            };
+            super::rollout::change(&mut client, &id, &done).await?
+        }
+    };
+    print!("{output}");
+    Ok(ExitCode::SUCCESS)
 }

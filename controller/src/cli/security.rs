@@ -221,12 +221,16 @@ pub async fn host_revoke(client: &mut AdminClient, host_id: &str) -> anyhow::Res
     ))
 }
 
-pub async fn whoami(client: &mut AdminClient) -> anyhow::Result<String> {
+/// `whoami`: `NAME (ROLE)`, or with `--json` `{"name": …, "role": …}`.
+pub async fn whoami(client: &mut AdminClient, json: bool) -> anyhow::Result<String> {
     let me = client
         .who_am_i(WhoAmIRequest {})
         .await
         .map_err(status_error)?
         .into_inner();
+    if json {
+        return super::sorted_json(&serde_json::json!({ "name": me.name, "role": me.role }));
+    }
     Ok(format!("{} ({})\n", me.name, me.role))
 }
 

@@ -97,6 +97,10 @@ pub enum Access {
     Operator(Role),
 }
 
+/// The response header of a refused call naming its gRPC method, for the
+/// CLI's `--json` errors.
+pub const METHOD_HEADER: &str = "tierwise-method";
+
 pub const AGENT_SERVICE: &str = "tierwise.v1.AgentService";
 pub const ADMIN_SERVICE: &str = "tierwise.v1.AdminService";
 
@@ -309,8 +313,12 @@ impl Authenticator {
             )))
         })?;
         if role < needed {
-            let reason =
-                format!("operator `{name}` has the role {role}; {method} needs {needed} or above");
+            // Said as the command the person typed; the method stays in
+            // the log line and the audit entry (and `--json` errors).
+            let reason = format!(
+                "{} needs the {needed} role; operator `{name}` has the role {role}",
+                super::commands::command_of(method)
+            );
             warn!(operator = %name, %method, "call refused: role too low");
             // A refused attempt by a known operator is worth keeping;
             // a flood of them is one entry and a count per window.
@@ -461,7 +469,12 @@ where
                 Err(error) => {
                     let addr = peer.map(|p| p.addr.to_string()).unwrap_or_default();
                     warn!(peer = %addr, %path, kind = error.kind(), reason = %error, "call refused");
-                    Ok(Status::from(error).into_http())
+                    let mut status = Status::from(error);
+                    let method = path.rsplit('/').next().unwrap_or_default();
+                    if let Ok(value) = method.parse() {
+                        status.metadata_mut().insert(METHOD_HEADER, value);
+                    }
+                    Ok(status.into_http())
                 }
             }
         })

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod agent;
 pub mod auth;
+pub mod commands;
 pub mod error;
 pub mod health;
 pub mod limits;
