@@ -322,7 +322,12 @@ async fn rollout_tour(client: &mut cli::AdminClient, root: &Path) -> anyhow::Res
     let fleet = hosts::fetch_hosts(client, Some(INSTALLATION), None).await?;
     println!("\n$ tierwise hosts list");
     print!("{}", hosts::render_list(&fleet, now_ms()));
-    if status.state != RolloutState::Completed {
+    // The failing client is the demo's point: it ends with that failure
+    // kept, within the threshold.
+    if !matches!(
+        status.state,
+        RolloutState::Completed | RolloutState::CompletedWithFailures
+    ) {
         bail!("the rollout ended {}", status.state.as_str());
     }
     Ok(())
