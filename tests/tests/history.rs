@@ -96,6 +96,19 @@ fn page(c: &Controller, addr: &str, cookie: &str, path: &str) -> (u16, String) {
     (code, body)
 }
 
+/// The metrics page (plain HTTP on `--metrics-listen`).
+fn scrape(addr: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 fn state_is(c: &Controller, state: &str) -> anyhow::Result<Option<Value>> {
     let s = c.rollout_status()?;
     Ok((s["state"] == state).then_some(s))
@@ -105,8 +118,9 @@ fn state_is(c: &Controller, state: &str) -> anyhow::Result<Option<Value>> {
 fn failures_stay_in_history_after_a_skip_and_a_retry() {
     let ui = format!("127.0.0.1:{}", free_port());
     let flag: &'static str = Box::leak(ui.clone().into_boxed_str());
+    let metrics: &'static str = Box::leak(format!("127.0.0.1:{}", free_port()).into_boxed_str());
     let fleet = Fleet::start(&FleetOptions {
-        controller_flags: vec!["--ui-listen", flag],
+        controller_flags: vec!["--ui-listen", flag, "--metrics-listen", metrics],
         ..FleetOptions::default()
     })
     .unwrap();
@@ -175,6 +189,16 @@ fn failures_stay_in_history_after_a_skip_and_a_retry() {
     }
     let list = c.cli(&["rollout", "list"]).unwrap();
     assert!(list.contains("completed_with_failures"), "{list}");
+    let scraped = scrape(metrics);
+    for series in [
+        r#"tierwise_rollouts{state="completed_with_failures"} 1"#,
+        r#"tierwise_rollouts{state="completed"} 0"#,
+    ] {
+        assert!(
+            scraped.lines().any(|l| l == series),
+            "{series} in\n{scraped}"
+        );
+    }
 
     // The host's history across rollouts, for a viewer too.
     let viewer = c
