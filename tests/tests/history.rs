@@ -72,8 +72,14 @@ fn login(c: &Controller, addr: &str) -> anyhow::Result<String> {
     head.lines()
         .find_map(|l| {
             let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("set-cookie")
-                .then(|| value.trim().split(';').next().unwrap_or_default().to_owned())
+            name.eq_ignore_ascii_case("set-cookie").then(|| {
+                value
+                    .trim()
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
         })
         .context("no session cookie")
 }
@@ -82,10 +88,25 @@ fn page(c: &Controller, addr: &str, cookie: &str, path: &str) -> (u16, String) {
     let (code, _, body) = https(
         c,
         addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"),
+        &format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+        ),
     )
     .unwrap();
     (code, body)
+}
+
+/// The metrics page (plain HTTP on `--metrics-listen`).
+fn scrape(addr: &str) -> String {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
 }
 
 fn state_is(c: &Controller, state: &str) -> anyhow::Result<Option<Value>> {
@@ -97,8 +118,9 @@ fn state_is(c: &Controller, state: &str) -> anyhow::Result<Option<Value>> {
 fn failures_stay_in_history_after_a_skip_and_a_retry() {
     let ui = format!("127.0.0.1:{}", free_port());
     let flag: &'static str = Box::leak(ui.clone().into_boxed_str());
+    let metrics: &'static str = Box::leak(format!("127.0.0.1:{}", free_port()).into_boxed_str());
     let fleet = Fleet::start(&FleetOptions {
-        controller_flags: vec!["--ui-listen", flag],
+        controller_flags: vec!["--ui-listen", flag, "--metrics-listen", metrics],
         ..FleetOptions::default()
     })
     .unwrap();
@@ -120,13 +142,12 @@ fn failures_stay_in_history_after_a_skip_and_a_retry() {
     .unwrap();
 
     // One is skipped, the rollout resumes, the other succeeds on its retry.
-    c.cli(&["rollout", "skip", "r1", "--host", &skipped]).unwrap();
+    c.cli(&["rollout", "skip", "r1", "--host", &skipped])
+        .unwrap();
     c.cli(&["rollout", "resume", "r1"]).unwrap();
-    let (done, _) = wait_for(
-        "completed with failures",
-        Duration::from_secs(60),
-        || state_is(c, "completed_with_failures"),
-    )
+    let (done, _) = wait_for("completed with failures", Duration::from_secs(60), || {
+        state_is(c, "completed_with_failures")
+    })
     .unwrap();
     assert!(done["failures"].as_array().unwrap().is_empty(), "{done:#}");
     assert_eq!(done["skipped_hosts"], serde_json::json!([skipped]));
@@ -168,6 +189,16 @@ fn failures_stay_in_history_after_a_skip_and_a_retry() {
     }
     let list = c.cli(&["rollout", "list"]).unwrap();
     assert!(list.contains("completed_with_failures"), "{list}");
+    let scraped = scrape(metrics);
+    for series in [
+        r#"tierwise_rollouts{state="completed_with_failures"} 1"#,
+        r#"tierwise_rollouts{state="completed"} 0"#,
+    ] {
+        assert!(
+            scraped.lines().any(|l| l == series),
+            "{series} in\n{scraped}"
+        );
+    }
 
     // The host's history across rollouts, for a viewer too.
     let viewer = c
@@ -188,7 +219,12 @@ fn failures_stay_in_history_after_a_skip_and_a_retry() {
     let attempts = step["attempts"].as_array().unwrap();
     let results: Vec<(&str, i64)> = attempts
         .iter()
-        .map(|a| (a["result"].as_str().unwrap(), a["exit_code"].as_i64().unwrap()))
+        .map(|a| {
+            (
+                a["result"].as_str().unwrap(),
+                a["exit_code"].as_i64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(results, [("failed", 44), ("succeeded", 0)]);
     for field in ["started_at", "finished_at"] {
@@ -227,7 +263,10 @@ fn failures_stay_in_history_after_a_skip_and_a_retry() {
         ["rollout halted", "rollout completed with failures"],
         "{engine:?}"
     );
-    assert!(engine[1].1.contains(&format!("skipped: {skipped}")), "{engine:?}");
+    assert!(
+        engine[1].1.contains(&format!("skipped: {skipped}")),
+        "{engine:?}"
+    );
 
     // The dashboard: the host's page and the rollout's page say the same.
     let cookie = login(c, &ui).unwrap();
@@ -283,7 +322,10 @@ fn in_the_browser(c: &Controller, ui: &str, host: &str) {
     assert!(history.contains("exit code 43"), "{history}");
     assert_eq!(browser.text("#host-online").unwrap(), "online");
     if std::env::var_os("TIERWISE_UPDATE_SCREENSHOTS").is_some() {
-        let shots = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
-        browser.screenshot(&shots.join("dashboard-host.png")).unwrap();
+        let shots =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
+        browser
+            .screenshot(&shots.join("dashboard-host.png"))
+            .unwrap();
     }
 }

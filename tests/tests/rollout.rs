@@ -267,7 +267,9 @@ fn pause_resume_abort_and_approve() -> anyhow::Result<()> {
             "rollout pause",
             "rollout abort",
             "rollout start",
-            "rollout approve"
+            "rollout approve",
+            // The engine's own entry: how the rollout ended.
+            "rollout completed"
         ]
     );
     Ok(())

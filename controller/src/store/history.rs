@@ -40,42 +40,66 @@ pub(super) async fn end_attempt_in(
     Ok(())
 }
 
-/// A step the engine failed (no result in time, not verified, a task not
-/// done, a backup too old): its attempt is kept and the audit log says so.
-pub(super) async fn engine_failed_step_in(
-    conn: &mut sqlx::AnyConnection,
-    rollout_id: &str,
-    step_id: &str,
-    reason: &str,
-    now_ms: i64,
-) -> Result<(), sqlx::Error> {
-    end_attempt_in(conn, step_id, StepState::Failed).await?;
-    let host: Option<String> =
-        sqlx::query_scalar("SELECT host_id FROM rollout_steps WHERE step_id = $1")
-            .bind(step_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    audit_in(
-        conn,
-        now_ms,
-        ENGINE_ACTOR,
-        "rollout step failed",
-        rollout_id,
-        &format!("{step_id} on {}: {reason}", host.unwrap_or_default()),
-    )
-    .await
+/// The steps the engine failed in one transaction (no result in time, a
+/// success not verified, a task not done): each attempt is kept at once,
+/// and the audit log gets one entry for them all, however large the wave.
+#[derive(Debug, Default)]
+pub(super) struct EngineFailures(Vec<String>);
+
+impl EngineFailures {
+    pub(super) async fn add_in(
+        &mut self,
+        conn: &mut sqlx::AnyConnection,
+        step_id: &str,
+        reason: &str,
+    ) -> Result<(), sqlx::Error> {
+        end_attempt_in(conn, step_id, StepState::Failed).await?;
+        let host: Option<String> =
+            sqlx::query_scalar("SELECT host_id FROM rollout_steps WHERE step_id = $1")
+                .bind(step_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        self.0.push(format!(
+            "{step_id} on {}: {reason}",
+            host.unwrap_or_default()
+        ));
+        Ok(())
+    }
+
+    /// `rollout step failed`, naming at most `HOSTS_NAMED` of them.
+    pub(super) async fn audit_in(
+        self,
+        conn: &mut sqlx::AnyConnection,
+        rollout_id: &str,
+        now_ms: i64,
+    ) -> Result<(), sqlx::Error> {
+        let details = match self.0.as_slice() {
+            [] => return Ok(()),
+            [one] => one.clone(),
+            many => format!("{} steps: {}", many.len(), named(many, "; ")),
+        };
+        audit_in(
+            conn,
+            now_ms,
+            ENGINE_ACTOR,
+            "rollout step failed",
+            rollout_id,
+            &details,
+        )
+        .await
+    }
 }
 
-/// "cl-01, cl-02 and 3 more".
-fn named(hosts: &[String]) -> String {
-    let mut text = hosts
+/// "cl-01, cl-02 and 3 more" (`separator`: ", ").
+fn named(items: &[String], separator: &str) -> String {
+    let mut text = items
         .iter()
         .take(HOSTS_NAMED)
         .cloned()
         .collect::<Vec<_>>()
-        .join(", ");
-    if hosts.len() > HOSTS_NAMED {
-        text.push_str(&format!(" and {} more", hosts.len() - HOSTS_NAMED));
+        .join(separator);
+    if items.len() > HOSTS_NAMED {
+        text.push_str(&format!(" and {} more", items.len() - HOSTS_NAMED));
     }
     text
 }
@@ -93,10 +117,10 @@ pub(super) fn rollout_event(decision: &Decision) -> Option<(&'static str, String
         } => {
             let mut parts = Vec::new();
             if !failed_hosts.is_empty() {
-                parts.push(format!("failed: {}", named(failed_hosts)));
+                parts.push(format!("failed: {}", named(failed_hosts, ", ")));
             }
             if !skipped_hosts.is_empty() {
-                parts.push(format!("skipped: {}", named(skipped_hosts)));
+                parts.push(format!("skipped: {}", named(skipped_hosts, ", ")));
             }
             (
                 "rollout completed with failures",
@@ -234,5 +258,38 @@ impl Store {
             step.attempts = by_step.remove(&step.step_id).unwrap_or_default();
         }
         Ok(steps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ending_names_its_hosts_within_bounds() {
+        let hosts: Vec<String> = (0..25).map(|n| format!("cl-{n:02}")).collect();
+        let (action, details) = rollout_event(&Decision::CompleteWithFailures {
+            failed_hosts: vec!["cl-99".into()],
+            skipped_hosts: hosts,
+        })
+        .expect("audited");
+        assert_eq!(action, "rollout completed with failures");
+        assert!(
+            details.starts_with("failed: cl-99; skipped: cl-00, cl-01")
+                && details.contains("cl-19 and 5 more; these hosts keep their old version"),
+            "{details}"
+        );
+        assert_eq!(
+            rollout_event(&Decision::Halt {
+                reason: "why".into()
+            }),
+            Some(("rollout halted", "why".to_owned()))
+        );
+        assert_eq!(
+            rollout_event(&Decision::Retry {
+                step_id: "r1-1".into()
+            }),
+            None
+        );
     }
 }

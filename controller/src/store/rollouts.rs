@@ -1,7 +1,7 @@
 //! Rollouts, their steps and the audit log. Every change of a rollout is one
 //! transaction, so a killed controller leaves either the old or the new state.
 
-use super::history::{audit_rollout_event_in, end_attempt_in, engine_failed_step_in, ENGINE_ACTOR};
+use super::history::{audit_rollout_event_in, end_attempt_in, EngineFailures, ENGINE_ACTOR};
 use super::{audit_in, Store, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -494,6 +494,7 @@ impl Store {
         }
         let mut dispatched = Vec::new();
         let mut queued = Vec::new();
+        let mut engine_failures = EngineFailures::default();
         let set_rollout = |state: RolloutState, phase: usize, reason: &str| {
             sqlx::query("UPDATE rollouts SET state = $2, current_phase = $3, reason = $4, updated_ms = $5 WHERE id = $1")
                 .bind(rollout.id.clone())
@@ -574,8 +575,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                     if failed.rows_affected() > 0 {
-                        engine_failed_step_in(&mut tx, &rollout.id, step_id, reason, now_ms)
-                            .await?;
+                        engine_failures.add_in(&mut tx, step_id, reason).await?;
                     }
                 }
                 Decision::Unverified { step_id, reason } => {
@@ -589,8 +589,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                     if failed.rows_affected() > 0 {
-                        engine_failed_step_in(&mut tx, &rollout.id, step_id, reason, now_ms)
-                            .await?;
+                        engine_failures.add_in(&mut tx, step_id, reason).await?;
                     }
                 }
                 Decision::Retry { step_id } => {
@@ -693,8 +692,7 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                     if failed.rows_affected() > 0 {
-                        engine_failed_step_in(&mut tx, &rollout.id, step_id, reason, now_ms)
-                            .await?;
+                        engine_failures.add_in(&mut tx, step_id, reason).await?;
                     }
                 }
                 Decision::StaleBackup {
@@ -721,6 +719,9 @@ impl Store {
             }
             audit_rollout_event_in(&mut tx, &rollout.id, decision, now_ms).await?;
         }
+        engine_failures
+            .audit_in(&mut tx, &rollout.id, now_ms)
+            .await?;
         if !queued.is_empty() {
             // Queued last, stamped with the time just before the commit:
             // what delivery latency is measured from.
