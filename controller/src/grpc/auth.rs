@@ -137,12 +137,13 @@ pub fn admin_role(method: &str) -> Option<Role> {
         | "ListAudit"
         | "WhoAmI"
         | "ListAddressMappings"
+        | "ListArtifacts"
         // For themselves; the handler asks admin for anyone else.
         | "RotateOperator" => Role::Viewer,
         "RefreshInventory" | "StartRollout" | "ChangeRollout" => Role::Operator,
         "ImportCatalogue" | "ImportReleaseMetadata" | "SetWindow" | "RemoveWindow" | "SetInstallation" | "SetLicence" | "UploadArtifact" | "CreateToken" | "ListTokens"
         | "RevokeToken" | "AddOperator" | "ListOperators" | "RemoveOperator" | "RevokeHost"
-        | "MapAddress" | "UnmapAddress" => Role::Admin,
+        | "MapAddress" | "UnmapAddress" | "RemoveArtifacts" => Role::Admin,
         _ => return None,
     })
 }

@@ -144,6 +144,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0022_operator_tasks.sql"),
         include_str!("../../migrations/postgres/0022_operator_tasks.sql"),
     ),
+    (
+        25,
+        "who added each installer",
+        include_str!("../../migrations/sqlite/0025_artifact_owners.sql"),
+        include_str!("../../migrations/postgres/0025_artifact_owners.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -39,9 +39,12 @@ use tierwise_proto::v1::{
     AddressMappings, ListAddressMappingsRequest, MapAddressRequest, UnmapAddressRequest,
 };
 use tierwise_proto::v1::{
+    ArtifactList, ListArtifactsRequest, RemoveArtifactsRequest, UploadArtifactChunk,
+    UploadArtifactResponse,
+};
+use tierwise_proto::v1::{
     GetReleaseMetadataRequest, ImportReleaseMetadataRequest, ReleaseMetadataView,
 };
-use tierwise_proto::v1::{UploadArtifactChunk, UploadArtifactResponse};
 use tonic::{Request, Response, Status};
 
 #[derive(Clone, Debug)]
@@ -326,5 +329,19 @@ impl AdminService for AdminApi {
         request: Request<tonic::Streaming<UploadArtifactChunk>>,
     ) -> Result<Response<UploadArtifactResponse>, Status> {
         artifacts::upload_artifact(self, request).await
+    }
+
+    async fn list_artifacts(
+        &self,
+        request: Request<ListArtifactsRequest>,
+    ) -> Result<Response<ArtifactList>, Status> {
+        artifacts::list_artifacts(self, request).await
+    }
+
+    async fn remove_artifacts(
+        &self,
+        request: Request<RemoveArtifactsRequest>,
+    ) -> Result<Response<ArtifactList>, Status> {
+        artifacts::remove_artifacts(self, request).await
     }
 }
