@@ -224,7 +224,7 @@ fn chosen_artifacts(
     request: &RemoveArtifactsRequest,
 ) -> Result<Vec<StoredArtifact>, ApiError> {
     let by_slot = !request.release.is_empty();
-    if by_slot == !request.sha256.is_empty() {
+    if by_slot != request.sha256.is_empty() {
         return Err(ApiError::InvalidArgument(
             "name the installers to remove either by SHA-256 or by release and component".into(),
         ));
