@@ -546,6 +546,8 @@ pub enum ReleasesCommand {
     /// Replace the catalogue with a TOML file, all or nothing. An import
     /// that would remove releases is refused unless --allow-remove.
     Import {
+        /// The catalogue (TOML, its format described at the top of
+        /// deploy/catalogue/password-secure.toml).
         file: PathBuf,
         /// Only show which releases would be added, changed and removed;
         /// change nothing.
