@@ -28,6 +28,7 @@ macro_rules! serde_as_text {
 }
 
 pub mod action;
+pub mod artifact;
 pub mod audit;
 pub mod backoff;
 pub mod backup;

@@ -267,7 +267,10 @@ async fn rollout_tour(client: &mut cli::AdminClient, root: &Path) -> anyhow::Res
         include_str!("../../deploy/catalogue/password-secure.toml"),
     )?;
     println!("$ tierwise releases import password-secure.toml");
-    print!("{}", cli::policy::import(client, &catalogue).await?);
+    print!(
+        "{}",
+        cli::policy::import(client, &catalogue, false, false).await?
+    );
     println!(
         "\n$ tierwise license set --installation {INSTALLATION} --maintenance-until 2026-12-31"
     );

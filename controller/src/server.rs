@@ -266,6 +266,11 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         },
     );
     let artifacts = crate::artifacts::ArtifactStore::new(&settings.data_dir);
+    match artifacts.remove_leftovers(crate::artifacts::LEFTOVER_AGE) {
+        Ok(0) => {}
+        Ok(removed) => info!(removed, "removed partial uploads left by an earlier run"),
+        Err(error) => tracing::warn!(%error, "cannot look for partial uploads to remove"),
+    }
 
     let agent_service = AgentServiceServer::new(
         AgentGateway::new(

@@ -82,6 +82,7 @@ async fn handlers_admit_refuse_and_apply_operator_commands() {
     api.import_catalogue(request(ImportCatalogueRequest {
         source: "password-secure.toml".into(),
         document,
+        ..Default::default()
     }))
     .await
     .unwrap();

@@ -397,6 +397,93 @@ async fn suite(store: &Store) {
     placement(store, t0).await;
     promotion(store, t0).await;
     dashboard_sessions(store, t0).await;
+    installers(store, t0).await;
+}
+
+/// Installers and Web Application packages as one list, with who added
+/// them; a removal audits each and names the files nobody refers to.
+async fn installers(store: &Store, t0: i64) {
+    use tierwise_controller::store::web_packages::NewWebPackage;
+    use tierwise_controller::store::NewArtifact;
+    let (a, b) = ("a".repeat(64), "b".repeat(64));
+    for (release, role) in [
+        ("26.3.100.34058", Role::Client),
+        ("9.3.1.33994", Role::Server),
+    ] {
+        let artifact = NewArtifact {
+            release,
+            role,
+            sha256: &a,
+            file_name: "setup.msi",
+            size: 10,
+        };
+        store.record_artifact(&artifact, "alice", t0).await.unwrap();
+    }
+    let package = NewWebPackage {
+        release: "26.3.100.34058",
+        web_server: WebServerKind::Iis,
+        sha256: &b,
+        file_name: "web.zip",
+        size: 5,
+    };
+    store
+        .record_web_package(&package, "agent srv-01", t0 + 1)
+        .await
+        .unwrap();
+    let listed = store.stored_artifacts().await.unwrap();
+    let seen: Vec<(&str, Role, Option<WebServerKind>, &str)> = listed
+        .iter()
+        .map(|x| {
+            (
+                x.release.as_str(),
+                x.role,
+                x.web_server,
+                x.added_by.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("26.3.100.34058", Role::Client, None, "alice"),
+            (
+                "26.3.100.34058",
+                Role::Web,
+                Some(WebServerKind::Iis),
+                "agent srv-01"
+            ),
+            ("9.3.1.33994", Role::Server, None, "alice"),
+        ]
+    );
+    assert_eq!((listed[1].size, listed[1].added_ms), (5, t0 + 1));
+    // The first record of file a goes; the file stays (the server's
+    // installer is the same file), and goes with the last record.
+    let unused = store
+        .remove_artifacts(&listed[..2], "bob", t0 + 2)
+        .await
+        .unwrap();
+    assert_eq!(unused, vec![b]);
+    let unused = store
+        .remove_artifacts(&listed[2..], "bob", t0 + 3)
+        .await
+        .unwrap();
+    assert_eq!(unused, vec![a]);
+    assert!(store.stored_artifacts().await.unwrap().is_empty());
+    let audit = store.audit_log(10).await.unwrap();
+    let mut removals: Vec<&str> = audit
+        .iter()
+        .filter(|e| e.action == "artifact remove" && e.actor == "bob")
+        .map(|e| e.subject.as_str())
+        .collect();
+    removals.sort_unstable();
+    assert_eq!(
+        removals,
+        [
+            "client 26.3.100.34058",
+            "server 9.3.1.33994",
+            "web iis 26.3.100.34058"
+        ]
+    );
 }
 
 /// Dashboard sessions: read back by id, ended when

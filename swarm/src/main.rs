@@ -448,6 +448,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     .import_catalogue(tierwise_proto::v1::ImportCatalogueRequest {
                         source: args.catalogue.display().to_string(),
                         document: catalogue,
+                        ..Default::default()
                     })
                     .await?;
                 admin

@@ -41,6 +41,12 @@ impl RolloutState {
         )
     }
 
+    /// Only a running rollout has an expected end: a paused, waiting or
+    /// halted one ends when a person acts, which nobody can foresee.
+    pub const fn has_expected_end(self) -> bool {
+        matches!(self, RolloutState::Running)
+    }
+
     /// No further change can happen.
     pub const fn is_final(self) -> bool {
         matches!(

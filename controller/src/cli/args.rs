@@ -25,6 +25,10 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, env = "TIERWISE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, help_heading = GLOBAL_OPTIONS)]
     pub log_format: LogFormat,
+    /// Show times in UTC instead of the local time zone (the TZ environment
+    /// variable, else the system's); `--json` output is always UTC.
+    #[arg(long, global = true, env = "TIERWISE_UTC", value_parser = clap::builder::BoolishValueParser::new(), help_heading = GLOBAL_OPTIONS)]
+    pub utc: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -656,6 +660,34 @@ pub enum ArtifactsCommand {
         #[arg(long, value_parser = parse_web_server)]
         web_server: Option<tierwise_common::WebServerKind>,
     },
+    /// The stored installers and Web Application packages: SHA-256, size,
+    /// release, component, kind of web server, who added them and when,
+    /// and whether signed release metadata covers them.
+    List {
+        /// Machine-readable output (field names documented in the README).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove installers from the controller, files included (admin):
+    /// by SHA-256, or by --release and --component. Refused while a
+    /// rollout that may still run (not completed or aborted) is to their
+    /// release.
+    Remove {
+        /// The SHA-256 of a stored file, or its first 8 or more digits
+        /// (repeatable); every installer that is this file goes.
+        #[arg(value_name = "SHA256", conflicts_with_all = ["release", "component"], required_unless_present = "release")]
+        sha256: Vec<String>,
+        /// The release whose installer goes (with --component).
+        #[arg(long, requires = "component")]
+        release: Option<String>,
+        /// server, app_server, web or client.
+        #[arg(long, value_parser = parse_role, requires = "release")]
+        component: Option<Role>,
+        /// With `--component web`: the package made for this kind of web
+        /// server (iis, apache or nginx) instead of the one for every kind.
+        #[arg(long, value_parser = parse_web_server, requires = "release")]
+        web_server: Option<tierwise_common::WebServerKind>,
+    },
 }
 
 fn parse_web_server(text: &str) -> Result<tierwise_common::WebServerKind, String> {
@@ -665,10 +697,19 @@ fn parse_web_server(text: &str) -> Result<tierwise_common::WebServerKind, String
 
 #[derive(Debug, Subcommand)]
 pub enum ReleasesCommand {
-    /// Replace the catalogue with a TOML file, all or nothing.
+    /// Replace the catalogue with a TOML file, all or nothing. An import
+    /// that would remove releases is refused unless --allow-remove.
     Import {
-        /// The catalogue (TOML), e.g. deploy/catalogue.toml.
+        /// The catalogue (TOML, its format described at the top of
+        /// deploy/catalogue/password-secure.toml).
         file: PathBuf,
+        /// Only show which releases would be added, changed and removed;
+        /// change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Let the import remove the releases the file no longer lists.
+        #[arg(long)]
+        allow_remove: bool,
     },
     /// The releases the controller knows.
     List {

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::time::Duration;
 use tierwise_common::audit::Verifier;
 use tierwise_proto::v1::ListAuditRequest;
-use tierwise_runtime::clock::rfc3339;
+use tierwise_runtime::clock::shown;
 
 type Client = crate::cli::AdminClient;
 
@@ -37,12 +37,20 @@ async fn fetch(
 pub async fn list(client: &mut Client, json: bool) -> anyhow::Result<String> {
     let entries = fetch(client, 0, 0, false).await?;
     if json {
-        return sorted_json(&entries);
+        return sorted_json(&entry_json(&entries)?);
     }
     if entries.is_empty() {
         return Ok("The audit log is empty.\n".into());
     }
     Ok(render(entries))
+}
+
+/// Entries as `--json` shows them: with `at` (RFC 3339) beside `at_ms`.
+fn entry_json<T: serde::Serialize + ?Sized>(entries: &T) -> serde_json::Result<serde_json::Value> {
+    Ok(super::with_time_twins(
+        serde_json::to_value(entries)?,
+        &["at_ms"],
+    ))
 }
 
 fn render(entries: Vec<AuditEntry>) -> String {
@@ -51,7 +59,7 @@ fn render(entries: Vec<AuditEntry>) -> String {
         .map(|e| {
             vec![
                 e.seq.to_string(),
-                rfc3339(e.at_ms),
+                shown(e.at_ms),
                 e.actor,
                 e.action,
                 e.subject,
@@ -87,13 +95,13 @@ fn write_entries(entries: &[AuditEntry], json: bool) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     for entry in entries {
         if json {
-            writeln!(out, "{}", serde_json::to_string(entry)?)?;
+            writeln!(out, "{}", serde_json::to_string(&entry_json(entry)?)?)?;
         } else {
             writeln!(
                 out,
                 "#{} {} {} {} {}: {}",
                 entry.seq,
-                rfc3339(entry.at_ms),
+                shown(entry.at_ms),
                 entry.actor,
                 entry.action,
                 entry.subject,

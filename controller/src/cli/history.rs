@@ -6,6 +6,7 @@ use super::{status_error, table};
 use crate::history_view::{AttemptView, HostHistoryView, StepHistoryView};
 use crate::rollout_view::RolloutStatus;
 use tierwise_proto::v1::GetHostHistoryRequest;
+use tierwise_runtime::clock::shown_rfc3339;
 
 type Client = crate::cli::AdminClient;
 
@@ -52,7 +53,7 @@ pub fn render(view: &HostHistoryView) -> String {
             step.step.step_id,
             step.step.action,
             result(&step.step),
-            step.changed_at
+            shown_rfc3339(&step.changed_at)
         ));
         for attempt in &step.step.attempts {
             out.extend(attempt_lines(attempt));
@@ -80,7 +81,7 @@ fn attempt_lines(a: &AttemptView) -> Vec<String> {
     let started = a
         .started_at
         .as_ref()
-        .map(|s| format!("{s} → "))
+        .map(|s| format!("{} → ", shown_rfc3339(s)))
         .unwrap_or_default();
     let reason = if a.reason.is_empty() {
         String::new()
@@ -89,7 +90,9 @@ fn attempt_lines(a: &AttemptView) -> Vec<String> {
     };
     let mut lines = vec![format!(
         "      attempt {} {}{code} ({started}{}){reason}",
-        a.attempt, a.result, a.finished_at
+        a.attempt,
+        a.result,
+        shown_rfc3339(&a.finished_at)
     )];
     let tail: Vec<&str> = a.output_tail.lines().collect();
     lines.extend(

@@ -8,7 +8,7 @@ use tierwise_common::{Facts, HostRecord, Placement, ProbedVersion, Role};
 use tierwise_proto::v1::{
     GetHostRequest, ListHostsRequest, RefreshInventoryRequest, Role as WireRole,
 };
-use tierwise_runtime::clock::{ago, now_ms, rfc3339};
+use tierwise_runtime::clock::{ago, now_ms, rfc3339, shown};
 
 /// The `--json` shape of a host. Field names are part of the CLI's contract
 /// (documented in the README): add fields, never rename or remove them.
@@ -276,10 +276,10 @@ pub fn render_show(host: &HostRecord, now_ms: i64) -> String {
             "{} (last seen {}, {})",
             status_text(host),
             ago(host.last_seen_ms, now_ms),
-            rfc3339(host.last_seen_ms)
+            shown(host.last_seen_ms)
         ),
     );
-    field(&mut out, "First seen", rfc3339(host.first_seen_ms));
+    field(&mut out, "First seen", shown(host.first_seen_ms));
     field(&mut out, "OS", host.os.clone());
     field(
         &mut out,

@@ -83,7 +83,7 @@ fn render(mappings: &AddressMappings, json: bool) -> String {
             vec![
                 m.address.clone(),
                 m.installation.clone(),
-                rfc3339(m.created_ms),
+                tierwise_runtime::clock::shown(m.created_ms),
                 m.created_by.clone(),
             ]
         })

@@ -12,7 +12,7 @@ use tierwise_common::trust::{
     check_catalogue, check_installer, generate_key, public_key_id, trusted_root, verify_release,
     Envelope, KeyPair, Release, RoleKeys, Root, SignedInstaller,
 };
-use tierwise_runtime::clock::{now_ms, rfc3339};
+use tierwise_runtime::clock::{now_ms, shown};
 use tierwise_transport::files;
 
 pub fn run(command: KeysCommand) -> anyhow::Result<String> {
@@ -69,7 +69,7 @@ pub fn run(command: KeysCommand) -> anyhow::Result<String> {
             Ok(format!(
                 "Wrote root version {version} to {} (expires {}), signed by {} key(s).\nFingerprint: {}\n",
                 out.display(),
-                rfc3339(root.expires_ms),
+                shown(root.expires_ms),
                 signers.len(),
                 envelope.fingerprint()
             ))
@@ -107,7 +107,7 @@ pub fn run(command: KeysCommand) -> anyhow::Result<String> {
             Ok(format!(
                 "Wrote release metadata version {version} to {} (expires {}): the catalogue and {} installer(s).\n",
                 out.display(),
-                rfc3339(release.expires_ms),
+                shown(release.expires_ms),
                 release.installers.len()
             ))
         }
@@ -131,7 +131,7 @@ pub fn run(command: KeysCommand) -> anyhow::Result<String> {
             let mut out = format!(
                 "Root version {} is trusted (expires {}).\n",
                 root.version,
-                rfc3339(root.expires_ms)
+                shown(root.expires_ms)
             );
             let Some(release) = release else {
                 return Ok(out);
@@ -141,7 +141,7 @@ pub fn run(command: KeysCommand) -> anyhow::Result<String> {
             out.push_str(&format!(
                 "Release metadata version {} is trusted (expires {}).\n",
                 trusted.release.version,
-                rfc3339(trusted.release.expires_ms)
+                shown(trusted.release.expires_ms)
             ));
             if let Some(path) = catalogue {
                 let (sha256, _) = hash_file(&path)?;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use tierwise_proto::v1::{
     GetReleaseMetadataRequest, ImportReleaseMetadataRequest, ReleaseMetadataView,
 };
-use tierwise_runtime::clock::rfc3339;
+use tierwise_runtime::clock::{rfc3339, shown};
 
 type Client = crate::cli::AdminClient;
 
@@ -62,13 +62,13 @@ fn text(view: &ReleaseMetadataView) -> String {
             "Root:     version {}, fingerprint {} (expires {})\n",
             view.root_version,
             view.root_fingerprint,
-            rfc3339(view.root_expires_ms)
+            shown(view.root_expires_ms)
         ));
         out.push_str(&format!(
             "Release:  version {} (expires {}), imported {}\n",
             view.release_version,
-            rfc3339(view.release_expires_ms),
-            rfc3339(view.imported_ms)
+            shown(view.release_expires_ms),
+            shown(view.imported_ms)
         ));
         out.push_str(&format!(
             "Catalogue: {} ({})\n",

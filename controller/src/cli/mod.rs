@@ -201,6 +201,36 @@ pub struct Refused {
     pub method: Option<String>,
 }
 
+/// Adds, beside each of `fields` (Unix milliseconds, kept for scripts that
+/// read them), its RFC 3339 UTC twin named without `_ms` (`created_ms` →
+/// `created`, as `hosts` and `rollout` name their times); `null` stays
+/// `null`. Works on one object or on an array of them.
+pub fn with_time_twins(mut value: serde_json::Value, fields: &[&str]) -> serde_json::Value {
+    let add = |object: &mut serde_json::Map<String, serde_json::Value>| {
+        for field in fields {
+            let Some(twin) = field.strip_suffix("_ms") else {
+                continue;
+            };
+            let time = object
+                .get(*field)
+                .and_then(serde_json::Value::as_i64)
+                .map(tierwise_runtime::clock::rfc3339);
+            if object.contains_key(*field) {
+                object.insert(twin.to_owned(), time.into());
+            }
+        }
+    };
+    match &mut value {
+        serde_json::Value::Array(items) => items
+            .iter_mut()
+            .filter_map(serde_json::Value::as_object_mut)
+            .for_each(add),
+        serde_json::Value::Object(object) => add(object),
+        _ => {}
+    }
+    value
+}
+
 /// Turns a gRPC status from the controller into an error that reads well.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
     let method = status

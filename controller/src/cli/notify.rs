@@ -10,7 +10,7 @@ use tierwise_proto::v1::{
     AddNotificationRequest, ListNotificationsRequest, NotificationList, NotificationView,
     RemoveNotificationRequest, TestNotificationRequest,
 };
-use tierwise_runtime::clock::rfc3339;
+use tierwise_runtime::clock::{rfc3339, shown};
 
 /// Runs one `notify` subcommand and prints what it says.
 pub async fn run(connection: &Connection, command: NotifyCommand) -> anyhow::Result<()> {
@@ -163,7 +163,7 @@ fn render(list: &NotificationList) -> String {
                 if n.last_error.is_empty() {
                     "—".into()
                 } else {
-                    format!("{} ({})", n.last_error, rfc3339(n.last_error_ms))
+                    format!("{} ({})", n.last_error, shown(n.last_error_ms))
                 },
             ]
         })

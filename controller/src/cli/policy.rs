@@ -9,13 +9,18 @@ use tierwise_proto::v1::{
     GetCatalogueRequest, ImportCatalogueRequest, ListLicencesRequest, PlanRolloutRequest,
     SetLicenceRequest,
 };
-use tierwise_runtime::clock::rfc3339;
 
 type Client = crate::cli::AdminClient;
 
 /// Checks the file here first (errors name this path and the line), then
 /// sends it; the controller checks again and stores it all or nothing.
-pub async fn import(client: &mut Client, file: &Path) -> anyhow::Result<String> {
+/// `dry_run`: only say what would change.
+pub async fn import(
+    client: &mut Client,
+    file: &Path,
+    dry_run: bool,
+    allow_remove: bool,
+) -> anyhow::Result<String> {
     let document = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read the catalogue {}", file.display()))?;
     let origin = file.display().to_string();
@@ -27,6 +32,8 @@ pub async fn import(client: &mut Client, file: &Path) -> anyhow::Result<String> 
         .import_catalogue(ImportCatalogueRequest {
             source: origin,
             document,
+            dry_run,
+            allow_remove,
         })
         .await
         .map_err(status_error)?
@@ -38,10 +45,26 @@ pub async fn import(client: &mut Client, file: &Path) -> anyhow::Result<String> 
             versions.join(", ")
         }
     };
+    let head = if dry_run {
+        let warning = if response.removed.is_empty() || allow_remove {
+            ""
+        } else {
+            " (removing releases needs --allow-remove)"
+        };
+        format!(
+            "Would import {} release(s) from {}; nothing was changed{warning}.",
+            response.releases,
+            file.display()
+        )
+    } else {
+        format!(
+            "Imported {} release(s) from {}.",
+            response.releases,
+            file.display()
+        )
+    };
     Ok(format!(
-        "Imported {} release(s) from {}.\n  added:   {}\n  changed: {}\n  removed: {}\n",
-        response.releases,
-        file.display(),
+        "{head}\n  added:   {}\n  changed: {}\n  removed: {}\n",
         list(&response.added),
         list(&response.changed),
         list(&response.removed)
@@ -103,7 +126,7 @@ pub async fn list(client: &mut Client, json: bool) -> anyhow::Result<String> {
     out.push_str(&format!(
         "\n{} release(s), imported {} from {}\n",
         catalogue.releases().len(),
-        rfc3339(imported_ms),
+        tierwise_runtime::clock::shown(imported_ms),
         source
     ));
     Ok(out)
@@ -250,15 +273,15 @@ fn promotion_json(view: Option<&tierwise_proto::v1::PromotionView>) -> serde_jso
 /// One line on the promotion under a plan; none when there is none (the
 /// dashboard's plan page shows the same line).
 pub(crate) fn promotion_line(view: Option<&tierwise_proto::v1::PromotionView>) -> Option<String> {
-    use tierwise_runtime::clock::rfc3339;
+    use tierwise_runtime::clock::shown;
     let p = view.filter(|p| p.state != "none")?;
     Some(match p.state.as_str() {
         "ready" => format!(
             "Promotion: ready — completed on {} ({}) at {}, soaked until {}.",
             p.from,
             p.rollout,
-            rfc3339(p.completed_ms),
-            rfc3339(p.soak_ends_ms)
+            shown(p.completed_ms),
+            shown(p.soak_ends_ms)
         ),
         _ => format!("Promotion from {}: {}.", p.from, p.reason),
     })

@@ -10,6 +10,7 @@ use tierwise_proto::v1::{
     ChangeRolloutRequest, GetRolloutRequest, ListRolloutsRequest, RolloutChange,
     StartRolloutRequest,
 };
+use tierwise_runtime::clock::shown_rfc3339;
 
 type Client = crate::cli::AdminClient;
 
@@ -130,7 +131,7 @@ pub async fn list(client: &mut Client, json: bool) -> anyhow::Result<String> {
                 r.target.clone(),
                 r.state.as_str().to_owned(),
                 phase,
-                r.created.clone(),
+                shown_rfc3339(&r.created),
             ]
         })
         .collect();
@@ -234,7 +235,7 @@ pub fn eta_line(eta: &crate::rollout_view::EtaView, times: bool) -> String {
         .filter_map(|p| {
             let work = p.work_ms.map_or_else(|| "?".to_owned(), duration_text);
             let waits = match (&p.starts, p.waits_for_window) {
-                (Some(starts), true) => format!(" from {starts} (its window)"),
+                (Some(starts), true) => format!(" from {} (its window)", shown_rfc3339(starts)),
                 (None, true) => " (its window never fits a step)".to_owned(),
                 _ => String::new(),
             };
@@ -251,7 +252,7 @@ pub fn eta_line(eta: &crate::rollout_view::EtaView, times: bool) -> String {
         .work_ms
         .map_or_else(|| "unknown".to_owned(), duration_text);
     let head = match (&eta.expected_end, times) {
-        (Some(end), true) => format!("Expected end: {end} ({work} of work left"),
+        (Some(end), true) => format!("Expected end: {} ({work} of work left", shown_rfc3339(end)),
         (None, true) => format!("Expected end: unknown ({work} of work left"),
         _ => format!("Expected work: {work} (measured durations"),
     };
@@ -292,7 +293,7 @@ pub fn protected_by(status: &RolloutStatus) -> Vec<String> {
         format!(
             "({} bytes, written {})",
             thousands(usize::try_from(b.size).unwrap_or(usize::MAX)),
-            b.time
+            shown_rfc3339(&b.time)
         )
     };
     match status.backups.as_slice() {
@@ -343,7 +344,8 @@ pub fn render(status: &RolloutStatus) -> String {
     }
     out.push(format!(
         "Started {}, last change {}",
-        status.created, status.updated
+        shown_rfc3339(&status.created),
+        shown_rfc3339(&status.updated)
     ));
     out.extend(protected_by(status));
     out.push(String::new());
@@ -394,7 +396,7 @@ pub fn render(status: &RolloutStatus) -> String {
         out.push("Operator tasks".into());
         for task in &status.tasks {
             let by = match (&task.done_by, &task.done_at) {
-                (Some(by), Some(at)) => format!(" by {by} at {at}"),
+                (Some(by), Some(at)) => format!(" by {by} at {}", shown_rfc3339(at)),
                 _ => String::new(),
             };
             out.push(format!(
@@ -449,7 +451,7 @@ pub fn render(status: &RolloutStatus) -> String {
                     awaited.host_id,
                     awaited.expected,
                     table::printable(&awaited.reported),
-                    awaited.since
+                    shown_rfc3339(&awaited.since)
                 )
             },
         );
@@ -471,7 +473,9 @@ pub fn render(status: &RolloutStatus) -> String {
                 };
                 format!(
                     "  {} ({}): {what} (since {})",
-                    pending.host_id, pending.step_id, pending.since
+                    pending.host_id,
+                    pending.step_id,
+                    shown_rfc3339(&pending.since)
                 )
             },
         );

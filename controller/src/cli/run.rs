@@ -19,6 +19,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         token: std::env::var("TIERWISE_TOKEN").ok(),
         token_file: cli.connection.token_file.clone(),
     };
+    // Times for people in the local time zone unless --utc; the
+    // controller's own pages and logs keep UTC.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        tierwise_runtime::clock::show_local_times(!cli.utc);
+    }
     match cli.command {
         Command::Serve {
             listen,
@@ -108,9 +113,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Releases { command, .. } => {
             let mut client = super::connect(&connection).await?;
             let output = match command {
-                ReleasesCommand::Import { file } => {
-                    super::policy::import(&mut client, &file).await?
-                }
+                ReleasesCommand::Import {
+                    file,
+                    dry_run,
+                    allow_remove,
+                } => super::policy::import(&mut client, &file, dry_run, allow_remove).await?,
                 ReleasesCommand::List { json } => super::policy::list(&mut client, json).await?,
                 ReleasesCommand::Metadata {
                     command: MetadataCommand::Import { roots, release },
@@ -175,24 +182,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rollout { command, .. } => rollout(command, &connection).await,
-        Command::Artifacts {
-            command:
-                ArtifactsCommand::Add {
-                    file,
-                    release,
-                    component,
-                    web_server,
-                },
-            ..
-        } => {
-            if web_server.is_some() && component != tierwise_common::Role::Web {
-                anyhow::bail!("--web-server goes with --component web");
-            }
-            let mut client = super::connect(&connection).await?;
-            print!(
-                "{}",
-                super::artifacts::add(&mut client, &file, &release, component, web_server).await?
-            );
+        Command::Artifacts { command, .. } => {
+            print!("{}", super::artifacts::run(&connection, command).await?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Completions { shell } => {

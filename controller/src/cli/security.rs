@@ -10,7 +10,7 @@ use tierwise_proto::v1::{
     RemoveOperatorRequest, RevokeHostRequest, RevokeTokenRequest, RotateOperatorRequest,
     WhoAmIRequest,
 };
-use tierwise_runtime::clock::rfc3339;
+use tierwise_runtime::clock::{rfc3339, shown};
 use tierwise_transport::{files, Fingerprint};
 
 /// What `tokens create` asks for.
@@ -55,7 +55,7 @@ pub async fn token_create(
             .as_deref()
             .map_or_else(|| "any installation".to_owned(), |i| format!("installation {i}")),
         token.uses,
-        rfc3339(created.expires_at_ms)
+        shown(created.expires_at_ms)
     );
     Ok(format!("{}\n", created.token))
 }
@@ -72,7 +72,10 @@ pub async fn token_list(client: &mut AdminClient, json: bool) -> anyhow::Result<
         .map(TokenView::try_from)
         .collect::<Result<Vec<_>, _>>()?;
     if json {
-        return super::sorted_json(&tokens);
+        return super::sorted_json(&super::with_time_twins(
+            serde_json::to_value(&tokens)?,
+            &["created_ms", "expires_ms", "revoked_ms"],
+        ));
     }
     if tokens.is_empty() {
         return Ok("No enrollment tokens. Create one with `tierwise tokens create`.\n".into());
@@ -84,7 +87,7 @@ pub async fn token_list(client: &mut AdminClient, json: bool) -> anyhow::Result<
                 t.id,
                 t.installation.unwrap_or_else(|| "any".into()),
                 format!("{}/{}", t.uses, t.uses_allowed),
-                rfc3339(t.expires_ms),
+                shown(t.expires_ms),
                 state.as_str().to_owned(),
                 t.created_by,
             ]
@@ -173,7 +176,10 @@ pub async fn operator_list(client: &mut AdminClient, json: bool) -> anyhow::Resu
     let operators: Vec<crate::store::security::OperatorRecord> =
         list.operators.iter().map(Into::into).collect();
     if json {
-        return super::sorted_json(&operators);
+        return super::sorted_json(&super::with_time_twins(
+            serde_json::to_value(&operators)?,
+            &["created_ms", "expires_ms", "last_used_ms"],
+        ));
     }
     let rows: Vec<Vec<String>> = operators
         .into_iter()
@@ -181,10 +187,10 @@ pub async fn operator_list(client: &mut AdminClient, json: bool) -> anyhow::Resu
             vec![
                 o.name,
                 o.role,
-                rfc3339(o.created_ms),
+                shown(o.created_ms),
                 o.created_by,
-                o.expires_ms.map_or_else(|| "never".to_owned(), rfc3339),
-                o.last_used_ms.map_or_else(|| "never".to_owned(), rfc3339),
+                o.expires_ms.map_or_else(|| "never".to_owned(), shown),
+                o.last_used_ms.map_or_else(|| "never".to_owned(), shown),
             ]
         })
         .collect();

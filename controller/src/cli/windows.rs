@@ -114,7 +114,10 @@ pub fn render(list: &WindowList) -> String {
                 format!("{} {}–{}", w.days, w.from, w.to),
                 w.time_zone.clone(),
                 if w.open_now {
-                    format!("open until {}", rfc3339(w.next_end_ms))
+                    format!(
+                        "open until {}",
+                        tierwise_runtime::clock::shown(w.next_end_ms)
+                    )
                 } else if w.next_start_local.is_empty() {
                     "—".into()
                 } else {

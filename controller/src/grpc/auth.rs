@@ -142,12 +142,13 @@ pub fn admin_role(method: &str) -> Option<Role> {
         | "WhoAmI"
         | "ListAddressMappings"
         | "GetHostHistory"
+        | "ListArtifacts"
         // For themselves; the handler asks admin for anyone else.
         | "RotateOperator" => Role::Viewer,
         "RefreshInventory" | "StartRollout" | "ChangeRollout" => Role::Operator,
         "ImportCatalogue" | "ImportReleaseMetadata" | "SetWindow" | "RemoveWindow" | "SetInstallation" | "SetLicence" | "UploadArtifact" | "CreateToken" | "ListTokens"
         | "RevokeToken" | "AddOperator" | "ListOperators" | "RemoveOperator" | "RevokeHost"
-        | "MapAddress" | "UnmapAddress" => Role::Admin,
+        | "MapAddress" | "UnmapAddress" | "RemoveArtifacts" => Role::Admin,
         // Notifications (their secrets and where events go).
         "AddNotification" | "ListNotifications" | "RemoveNotification" | "TestNotification" => {
             Role::Admin

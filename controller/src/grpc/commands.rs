@@ -32,6 +32,8 @@ pub fn command_of(method: &str) -> &str {
         "GetRollout" => "rollout status",
         "ChangeRollout" => "changing a rollout (rollout pause, resume, abort, approve, skip, done)",
         "UploadArtifact" => "artifacts add",
+        "ListArtifacts" => "artifacts list",
+        "RemoveArtifacts" => "artifacts remove",
         "ListAudit" => "audit",
         "WhoAmI" => "whoami",
         "CreateToken" => "tokens create",

@@ -156,6 +156,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0024_step_attempts.sql"),
         include_str!("../../migrations/postgres/0024_step_attempts.sql"),
     ),
+    (
+        25,
+        "who added each installer",
+        include_str!("../../migrations/sqlite/0025_artifact_owners.sql"),
+        include_str!("../../migrations/postgres/0025_artifact_owners.sql"),
+    ),
 ];
 
 #[derive(Debug)]

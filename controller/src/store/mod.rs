@@ -7,6 +7,7 @@
 //! `ON CONFLICT`, BIGINT/INTEGER times in Unix ms, 0/1 flags); each backend
 //! has its own migration directory so their DDL can diverge when needed.
 
+pub mod artifacts;
 mod backups;
 mod changes;
 pub mod history;
@@ -764,9 +765,9 @@ impl Store {
         } = *artifact;
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO artifacts (release, role, sha256, file_name, size, added_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+            "INSERT INTO artifacts (release, role, sha256, file_name, size, added_ms, added_by) VALUES ($1, $2, $3, $4, $5, $6, $7) \
              ON CONFLICT (release, role) DO UPDATE SET sha256 = excluded.sha256, file_name = excluded.file_name, \
-                size = excluded.size, added_ms = excluded.added_ms",
+                size = excluded.size, added_ms = excluded.added_ms, added_by = excluded.added_by",
         )
         .bind(release)
         .bind(role.as_str())
@@ -774,6 +775,7 @@ impl Store {
         .bind(file_name)
         .bind(i64::try_from(size).unwrap_or(i64::MAX))
         .bind(now_ms)
+        .bind(actor)
         .execute(&mut *tx)
         .await?;
         let subject = format!("{role} {release}");

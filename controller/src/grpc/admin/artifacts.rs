@@ -1,10 +1,16 @@
-//! Installers streamed in by `tierwise artifacts add`.
+//! Installers streamed in by `tierwise artifacts add`, listed by
+//! `artifacts list` and removed by `artifacts remove`.
 
 use super::{actor, AdminApi};
 use crate::grpc::{printable, ApiError};
+use crate::store::artifacts::StoredArtifact;
+use tierwise_common::artifact::{removal_blocker, resolve_sha256, RolloutNeed};
 use tierwise_common::{Catalogue, Version};
 use tierwise_proto::convert::role_from_wire;
-use tierwise_proto::v1::{UploadArtifactChunk, UploadArtifactResponse};
+use tierwise_proto::v1::{
+    ArtifactList, ArtifactView, ListArtifactsRequest, RemoveArtifactsRequest, Role as WireRole,
+    UploadArtifactChunk, UploadArtifactResponse,
+};
 use tierwise_runtime::clock::now_ms;
 use tonic::{Request, Response, Status};
 use tracing::info;
@@ -117,4 +123,152 @@ pub(super) async fn upload_artifact(
         size,
         checked_against_catalogue: checked,
     }))
+}
+
+/// Every stored installer and package, with whether the signed release
+/// metadata in force covers it.
+pub(super) async fn list_artifacts(
+    api: &AdminApi,
+    _request: Request<ListArtifactsRequest>,
+) -> Result<Response<ArtifactList>, Status> {
+    let stored = api.store.stored_artifacts().await.map_err(ApiError::from)?;
+    let signed = api.signed_release().await?.ok();
+    let artifacts = stored
+        .iter()
+        .map(|a| artifact_view(a, signed.as_ref()))
+        .collect();
+    Ok(Response::new(ArtifactList { artifacts }))
+}
+
+fn artifact_view(
+    artifact: &StoredArtifact,
+    signed: Option<&tierwise_common::trust::Release>,
+) -> ArtifactView {
+    ArtifactView {
+        signed: signed.is_some_and(|metadata| {
+            tierwise_common::trust::check_installer(
+                metadata,
+                &artifact.release,
+                artifact.role.as_str(),
+                &artifact.sha256,
+                artifact.size,
+            )
+            .is_ok()
+        }),
+        sha256: artifact.sha256.clone(),
+        size: artifact.size,
+        release: artifact.release.clone(),
+        role: WireRole::from(artifact.role).into(),
+        web_server: artifact
+            .web_server
+            .map(|k| k.as_str().to_owned())
+            .unwrap_or_default(),
+        file_name: artifact.file_name.clone(),
+        added_by: artifact.added_by.clone(),
+        added_ms: artifact.added_ms,
+    }
+}
+
+/// Removes installers (by file, or by release and component) unless a
+/// rollout that may still run needs one: all or nothing, audited, and
+/// each file no installer refers to any more is deleted from disk.
+pub(super) async fn remove_artifacts(
+    api: &AdminApi,
+    request: Request<RemoveArtifactsRequest>,
+) -> Result<Response<ArtifactList>, Status> {
+    let actor = actor(&request)?;
+    let request = request.into_inner();
+    let stored = api.store.stored_artifacts().await.map_err(ApiError::from)?;
+    let chosen = chosen_artifacts(&stored, &request)?;
+    let rollouts = api.store.rollouts().await.map_err(ApiError::from)?;
+    let needs: Vec<RolloutNeed<'_>> = rollouts
+        .iter()
+        .map(|r| RolloutNeed {
+            id: &r.id,
+            state: r.state,
+            target: r.target,
+        })
+        .collect();
+    for artifact in &chosen {
+        let Ok(release) = Version::parse(&artifact.release) else {
+            continue;
+        };
+        if let Some(reason) = removal_blocker(release, &needs) {
+            return Err(ApiError::FailedPrecondition(format!(
+                "the installer `{}` cannot be removed: {reason}; nothing was removed",
+                artifact.subject()
+            ))
+            .into());
+        }
+    }
+    let unused = api
+        .store
+        .remove_artifacts(&chosen, &actor, now_ms())
+        .await
+        .map_err(ApiError::from)?;
+    for sha256 in &unused {
+        if let Err(error) = api.artifacts.remove(sha256).await {
+            tracing::warn!(%sha256, %error, "a removed installer's file stays on disk");
+        }
+    }
+    info!(%actor, removed = chosen.len(), files = unused.len(), "artifacts removed");
+    Ok(Response::new(ArtifactList {
+        artifacts: chosen.iter().map(|a| artifact_view(a, None)).collect(),
+    }))
+}
+
+/// The stored installers a removal names: every record of each SHA-256
+/// given, or the one of a release and component (and kind of web server).
+fn chosen_artifacts(
+    stored: &[StoredArtifact],
+    request: &RemoveArtifactsRequest,
+) -> Result<Vec<StoredArtifact>, ApiError> {
+    let by_slot = !request.release.is_empty();
+    if by_slot != request.sha256.is_empty() {
+        return Err(ApiError::InvalidArgument(
+            "name the installers to remove either by SHA-256 or by release and component".into(),
+        ));
+    }
+    if !by_slot {
+        let mut chosen: Vec<StoredArtifact> = Vec::new();
+        for text in &request.sha256 {
+            let sha256 = resolve_sha256(text, stored.iter().map(|a| a.sha256.as_str()))
+                .map_err(ApiError::NotFound)?;
+            chosen.extend(
+                stored
+                    .iter()
+                    .filter(|a| a.sha256 == sha256 && !chosen.contains(a))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            );
+        }
+        return Ok(chosen);
+    }
+    let release = Version::parse(&request.release)
+        .map_err(|e| ApiError::InvalidArgument(format!("release: {e}")))?;
+    let role = role_from_wire(request.role).ok_or_else(|| {
+        ApiError::InvalidArgument("name the component: server, app_server, web or client".into())
+    })?;
+    let web_server = match request.web_server.as_str() {
+        "" => None,
+        text => Some(tierwise_common::WebServerKind::parse(text).ok_or_else(|| {
+            ApiError::InvalidArgument(format!(
+                "`{}` is no kind of web server; use iis, apache or nginx",
+                printable(text, 32)
+            ))
+        })?),
+    };
+    let release = release.to_string();
+    let found = stored
+        .iter()
+        .find(|a| a.release == release && a.role == role && a.web_server == web_server)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "no {} installer of {release} is stored{}; `tierwise artifacts list` shows them",
+                role,
+                web_server.map_or_else(String::new, |k| format!(" for {} web servers", k.as_str()))
+            ))
+        })?;
+    Ok(vec![found])
 }

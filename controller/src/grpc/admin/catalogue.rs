@@ -2,6 +2,7 @@
 
 use super::{actor, AdminApi};
 use crate::grpc::{printable, ApiError};
+use tierwise_common::artifact::CatalogueChanges;
 use tierwise_common::{Catalogue, Date};
 use tierwise_proto::v1::{
     GetCatalogueRequest, GetCatalogueResponse, ImportCatalogueRequest, ImportCatalogueResponse,
@@ -41,21 +42,21 @@ pub(super) async fn import_catalogue(
         Some(stored) => Catalogue::parse(&stored.document, &stored.source).unwrap_or_default(),
         None => Catalogue::default(),
     };
-    let mut response = ImportCatalogueResponse {
-        releases: u32::try_from(catalogue.releases().len()).unwrap_or(u32::MAX),
-        ..Default::default()
+    let changes = CatalogueChanges::between(&previous, &catalogue);
+    let names = |versions: &[tierwise_common::Version]| -> Vec<String> {
+        versions.iter().map(ToString::to_string).collect()
     };
-    for release in catalogue.releases() {
-        match previous.get(release.version) {
-            None => response.added.push(release.version.to_string()),
-            Some(old) if old != release => response.changed.push(release.version.to_string()),
-            Some(_) => {}
-        }
+    let response = ImportCatalogueResponse {
+        releases: u32::try_from(catalogue.releases().len()).unwrap_or(u32::MAX),
+        added: names(&changes.added),
+        removed: names(&changes.removed),
+        changed: names(&changes.changed),
+    };
+    if request.dry_run {
+        return Ok(Response::new(response));
     }
-    for old in previous.releases() {
-        if catalogue.get(old.version).is_none() {
-            response.removed.push(old.version.to_string());
-        }
+    if let Some(refusal) = changes.refusal(request.allow_remove) {
+        return Err(ApiError::FailedPrecondition(format!("{source}: {refusal}")).into());
     }
     api.store
         .import_catalogue(&source, &request.document, &actor, now_ms())

@@ -41,9 +41,12 @@ use tierwise_proto::v1::{
     AddressMappings, ListAddressMappingsRequest, MapAddressRequest, UnmapAddressRequest,
 };
 use tierwise_proto::v1::{
+    ArtifactList, ListArtifactsRequest, RemoveArtifactsRequest, UploadArtifactChunk,
+    UploadArtifactResponse,
+};
+use tierwise_proto::v1::{
     GetReleaseMetadataRequest, ImportReleaseMetadataRequest, ReleaseMetadataView,
 };
-use tierwise_proto::v1::{UploadArtifactChunk, UploadArtifactResponse};
 use tonic::{Request, Response, Status};
 
 #[derive(Clone, Debug)]
@@ -364,5 +367,19 @@ impl AdminService for AdminApi {
         request: Request<v1::TestNotificationRequest>,
     ) -> Result<Response<v1::NotificationList>, Status> {
         notifications::test_notification(self, request).await
+    }
+
+    async fn list_artifacts(
+        &self,
+        request: Request<ListArtifactsRequest>,
+    ) -> Result<Response<ArtifactList>, Status> {
+        artifacts::list_artifacts(self, request).await
+    }
+
+    async fn remove_artifacts(
+        &self,
+        request: Request<RemoveArtifactsRequest>,
+    ) -> Result<Response<ArtifactList>, Status> {
+        artifacts::remove_artifacts(self, request).await
     }
 }

@@ -257,7 +257,9 @@ impl AdminApi {
                     .collect(),
             );
         }
-        if !rollout.state.is_final() {
+        // Paused, waiting or halted: it ends when a person acts, so no end
+        // is foreseen (`eta` is null).
+        if rollout.state.has_expected_end() {
             let estimate = tierwise_common::rollout::estimate(
                 &rollout.phases,
                 &steps,

@@ -1,0 +1,129 @@
+//! The installers the controller holds, as one list: a component's
+//! installer per release (`artifacts`) and the Web Applications a site's
+//! Server Manager made per kind of web server (`web_packages`). Listing and
+//! removing them; the files themselves are the artifact store's.
+
+use super::{audit_in, Store, StoreError};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use tierwise_common::{Role, WebServerKind};
+
+/// A stored installer or Web Application package.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredArtifact {
+    pub release: String,
+    pub role: Role,
+    /// A package made for one kind of web server; `None`: the component's
+    /// installer.
+    pub web_server: Option<WebServerKind>,
+    pub sha256: String,
+    pub file_name: String,
+    pub size: u64,
+    /// Empty for installers stored before who added them was kept.
+    pub added_by: String,
+    pub added_ms: i64,
+}
+
+impl StoredArtifact {
+    /// How the audit log and messages name it: `client 9.1.0.1`,
+    /// `web iis 9.1.0.1`.
+    pub fn subject(&self) -> String {
+        match self.web_server {
+            Some(kind) => format!("web {} {}", kind.as_str(), self.release),
+            None => format!("{} {}", self.role, self.release),
+        }
+    }
+}
+
+fn from_row(row: &AnyRow) -> Result<StoredArtifact, StoreError> {
+    let role: String = row.try_get("role")?;
+    let kind: String = row.try_get("web_server")?;
+    let size: i64 = row.try_get("size")?;
+    let release: String = row.try_get("release")?;
+    let corrupt = |what: String| StoreError::Corrupt(format!("installer of {release}: {what}"));
+    Ok(StoredArtifact {
+        role: role
+            .parse()
+            .map_err(|_| corrupt(format!("role `{role}`")))?,
+        web_server: match kind.as_str() {
+            "" => None,
+            text => {
+                Some(WebServerKind::parse(text).ok_or_else(|| corrupt(format!("kind `{text}`")))?)
+            }
+        },
+        sha256: row.try_get("sha256")?,
+        file_name: row.try_get("file_name")?,
+        size: u64::try_from(size).unwrap_or_default(),
+        added_by: row.try_get("added_by")?,
+        added_ms: row.try_get("added_ms")?,
+        release,
+    })
+}
+
+impl Store {
+    /// Every stored installer and package, by release, role and kind.
+    pub async fn stored_artifacts(&self) -> Result<Vec<StoredArtifact>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT release, role, '' AS web_server, sha256, file_name, size, added_by, added_ms FROM artifacts \
+             UNION ALL \
+             SELECT release, 'web' AS role, web_server, sha256, file_name, size, added_by, added_ms FROM web_packages \
+             ORDER BY release, role, web_server",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(from_row).collect()
+    }
+
+    /// Forgets the given installers and audits each, in one transaction.
+    /// Returns the SHA-256 of each file no installer refers to any more:
+    /// the caller deletes those files.
+    pub async fn remove_artifacts(
+        &self,
+        artifacts: &[StoredArtifact],
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for artifact in artifacts {
+            let query = match artifact.web_server {
+                Some(kind) => {
+                    sqlx::query("DELETE FROM web_packages WHERE release = $1 AND web_server = $2")
+                        .bind(artifact.release.as_str())
+                        .bind(kind.as_str())
+                }
+                None => sqlx::query("DELETE FROM artifacts WHERE release = $1 AND role = $2")
+                    .bind(artifact.release.as_str())
+                    .bind(artifact.role.as_str()),
+            };
+            query.execute(&mut *tx).await?;
+            let details = format!(
+                "{} sha256 {}, {} bytes",
+                artifact.file_name, artifact.sha256, artifact.size
+            );
+            audit_in(
+                &mut tx,
+                now_ms,
+                actor,
+                "artifact remove",
+                &artifact.subject(),
+                &details,
+            )
+            .await?;
+        }
+        let mut unused = Vec::new();
+        for artifact in artifacts {
+            let users: i64 = sqlx::query_scalar(
+                "SELECT (SELECT COUNT(*) FROM artifacts WHERE sha256 = $1) \
+                      + (SELECT COUNT(*) FROM web_packages WHERE sha256 = $1)",
+            )
+            .bind(artifact.sha256.as_str())
+            .fetch_one(&mut *tx)
+            .await?;
+            if users == 0 && !unused.contains(&artifact.sha256) {
+                unused.push(artifact.sha256.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(unused)
+    }
+}
