@@ -8,7 +8,9 @@
 
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
-use sqlx::Executor;
+#[path = "support/postgres.rs"]
+mod postgres;
+
 use tierwise_common::action::{StepAction, StepOutcome};
 use tierwise_common::plan::PhaseKind;
 use tierwise_common::rollout::{
@@ -351,35 +353,11 @@ async fn sqlite_keeps_every_failure() {
 
 #[tokio::test]
 async fn postgres_keeps_every_failure() {
-    let Some(admin_url) = std::env::var("TIERWISE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        assert!(
-            std::env::var("TIERWISE_REQUIRE_POSTGRES").is_err(),
-            "TIERWISE_REQUIRE_POSTGRES is set but TIERWISE_TEST_POSTGRES_URL is not"
-        );
-        eprintln!("skipping the PostgreSQL half: set TIERWISE_TEST_POSTGRES_URL");
+    let Some(database) = postgres::ScratchDatabase::create("history").await else {
         return;
     };
-    let name = format!(
-        "tierwise_history_{}_{}",
-        std::process::id(),
-        fastrand::u32(..)
-    );
-    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(base, _)| base);
-    let store = Store::open(&format!("{base}/{name}")).await.unwrap();
+    let store = Store::open(&database.url).await.unwrap();
     history(&store).await;
     store.close().await;
-    admin
-        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
+    database.drop().await;
 }

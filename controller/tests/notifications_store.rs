@@ -6,7 +6,9 @@
 
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
-use sqlx::Executor;
+#[path = "support/postgres.rs"]
+mod postgres;
+
 use tierwise_common::action::StepAction;
 use tierwise_common::notify::{RetryVerdict, Subscription};
 use tierwise_common::plan::PhaseKind;
@@ -213,27 +215,10 @@ async fn sqlite_notification_outbox() {
 
 #[tokio::test]
 async fn postgres_notification_outbox() {
-    let Some(admin_url) = std::env::var("TIERWISE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("skipping the PostgreSQL half: set TIERWISE_TEST_POSTGRES_URL");
+    let Some(database) = postgres::ScratchDatabase::create("notify").await else {
         return;
     };
-    let name = format!(
-        "tierwise_notify_{}_{}",
-        std::process::id(),
-        fastrand::u32(..)
-    );
-    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(base, _)| base);
-    let url = format!("{base}/{name}");
+    let url = database.url.clone();
     let store = Store::open(&url).await.unwrap();
     let other = Store::open(&url).await.unwrap();
     // The engine's writes need the leadership on PostgreSQL.
@@ -241,8 +226,5 @@ async fn postgres_notification_outbox() {
     suite(&store, &other).await;
     store.close().await;
     other.close().await;
-    admin
-        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
+    database.drop().await;
 }

@@ -6,6 +6,9 @@
 
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
+#[path = "support/postgres.rs"]
+mod postgres;
+
 use sqlx::Executor;
 use tierwise_common::promotion::Promotion;
 use tierwise_common::{
@@ -1620,33 +1623,10 @@ async fn sqlite_in_memory_works() {
 
 #[tokio::test]
 async fn postgres_store_suite_and_reopen() {
-    let Some(admin_url) = std::env::var("TIERWISE_TEST_POSTGRES_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        assert!(
-            std::env::var("TIERWISE_REQUIRE_POSTGRES").is_err(),
-            "TIERWISE_REQUIRE_POSTGRES is set but TIERWISE_TEST_POSTGRES_URL is not"
-        );
-        eprintln!("skipping the PostgreSQL store suite: set TIERWISE_TEST_POSTGRES_URL");
+    let Some(database) = postgres::ScratchDatabase::create("store").await else {
         return;
     };
-    let name = format!(
-        "tierwise_store_{}_{}",
-        std::process::id(),
-        fastrand::u32(..)
-    );
-    let admin = sqlx::PgPool::connect(&admin_url)
-        .await
-        .expect("connect to TIERWISE_TEST_POSTGRES_URL");
-    admin
-        .execute(format!("CREATE DATABASE {name}").as_str())
-        .await
-        .unwrap();
-    let base = admin_url
-        .rsplit_once('/')
-        .map_or(admin_url.as_str(), |(base, _)| base);
-    let url = format!("{base}/{name}");
+    let url = database.url.clone();
 
     let store = Store::open(&url).await.unwrap();
     suite(&store).await;
@@ -1690,9 +1670,5 @@ async fn postgres_store_suite_and_reopen() {
         .is_some());
     a.close().await;
     b.close().await;
-
-    admin
-        .execute(format!("DROP DATABASE {name} WITH (FORCE)").as_str())
-        .await
-        .unwrap();
+    database.drop().await;
 }

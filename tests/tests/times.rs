@@ -22,13 +22,18 @@ fn looks_like_a_time(text: &str) -> bool {
 }
 
 /// Every time in `value` is RFC 3339 UTC, and every `*_ms` field has its
-/// RFC 3339 twin (the name without `_ms`) saying the same second.
+/// RFC 3339 twin (the name without `_ms`, or with `_at` for it) saying the
+/// same second.
 fn check_times(path: &str, value: &Value, problems: &mut Vec<String>) {
     match value {
         Value::Object(object) => {
             for (key, field) in object {
                 let here = format!("{path}.{key}");
-                if let Some(twin) = key.strip_suffix("_ms") {
+                if let Some(stem) = key.strip_suffix("_ms") {
+                    // The twin drops `_ms` (`created`) or, where the
+                    // field is named for an event, says `_at` (`started_at`).
+                    let at = format!("{stem}_at");
+                    let twin = if object.contains_key(stem) { stem } else { at.as_str() };
                     match (field.as_i64(), object.get(twin)) {
                         (_, None) => problems.push(format!("{here} has no twin `{twin}`")),
                         (Some(ms), Some(Value::String(text))) => {
