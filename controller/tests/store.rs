@@ -9,7 +9,6 @@
 #[path = "support/postgres.rs"]
 mod postgres;
 
-use sqlx::Executor;
 use tierwise_common::promotion::Promotion;
 use tierwise_common::{
     Check, ClientFacts, Component, Database, DatabaseProfile, Facts, Inventory, ProbedVersion,

@@ -33,7 +33,11 @@ fn check_times(path: &str, value: &Value, problems: &mut Vec<String>) {
                     // The twin drops `_ms` (`created`) or, where the
                     // field is named for an event, says `_at` (`started_at`).
                     let at = format!("{stem}_at");
-                    let twin = if object.contains_key(stem) { stem } else { at.as_str() };
+                    let twin = if object.contains_key(stem) {
+                        stem
+                    } else {
+                        at.as_str()
+                    };
                     match (field.as_i64(), object.get(twin)) {
                         (_, None) => problems.push(format!("{here} has no twin `{twin}`")),
                         (Some(ms), Some(Value::String(text))) => {

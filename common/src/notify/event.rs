@@ -273,11 +273,7 @@ mod tests {
             ),
             (Running, Failed, vec![EventKind::Halted]),
             (Running, Completed, vec![EventKind::Completed]),
-            (
-                Running,
-                CompletedWithFailures,
-                vec![EventKind::Completed],
-            ),
+            (Running, CompletedWithFailures, vec![EventKind::Completed]),
             (Paused, Aborted, vec![EventKind::Aborted]),
             (Failed, Running, vec![]),
             (WaitingForApproval, Running, vec![]),
