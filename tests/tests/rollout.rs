@@ -665,7 +665,11 @@ fn a_restored_database_runs_a_new_rollout_for_real() -> anyhow::Result<()> {
             std::fs::copy(data_dir.join(name), backup.join(name))?;
         }
     }
+    let restarted = jiff::Timestamp::now();
     fleet.controller = Controller::start(&data_dir, &addr)?;
+    // Started only once every agent is back and has reported: a plan made
+    // before the web host reports its package would ask for one.
+    back_on(&fleet, V931, restarted)?;
     start(&fleet.controller, &[])?;
     wait_state(&fleet.controller, "completed", 120)?;
 
@@ -692,21 +696,44 @@ fn a_restored_database_runs_a_new_rollout_for_real() -> anyhow::Result<()> {
     for client in &fleet.clients {
         client.set_version(V931)?;
     }
+    let restarted = jiff::Timestamp::now();
     fleet.controller = Controller::start(&data_dir, &addr)?;
-    wait_for("the fleet back on 9.3.1", Duration::from_secs(60), || {
-        let hosts = fleet.controller.hosts()?;
-        Ok((hosts.len() == 4
-            && hosts.iter().all(|h| {
-                h["online"] == true && h["components"][0]["version"].as_str() == Some(V931)
-            }))
-        .then_some(()))
-    })?;
+    back_on(&fleet, V931, restarted)?;
     start(&fleet.controller, &[])?;
     let status = wait_state(&fleet.controller, "completed", 120)?;
     assert_eq!(status["id"], "r1", "the restored database reuses the id");
     for client in &fleet.clients {
         assert_eq!(client.installs(), 2, "{} installed again", client.host_id);
     }
+    Ok(())
+}
+
+/// Waits until all four hosts have reported to the controller started at
+/// `restarted` (a killed controller leaves them "online" for a few
+/// heartbeats) and report `version`.
+fn back_on(fleet: &Fleet, version: &str, restarted: jiff::Timestamp) -> anyhow::Result<()> {
+    // `last_seen` has whole seconds: a report in the next second is new.
+    let since = restarted.as_second() + 1;
+    let reported = |h: &serde_json::Value| {
+        h["last_seen"]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .is_some_and(|t| t.as_second() >= since)
+    };
+    wait_for(
+        &format!("the fleet back on {version}"),
+        Duration::from_secs(60),
+        || {
+            let hosts = fleet.controller.hosts()?;
+            Ok((hosts.len() == 4
+                && hosts.iter().all(|h| {
+                    h["online"] == true
+                        && reported(h)
+                        && h["components"][0]["version"].as_str() == Some(version)
+                }))
+            .then_some(()))
+        },
+    )?;
     Ok(())
 }
 
