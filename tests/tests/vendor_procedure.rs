@@ -31,14 +31,31 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-/// The current rollout's status once it has ended (failed or completed).
+/// The current rollout's status once it has ended (failed, completed, or
+/// completed with failures).
 fn ended(c: &tierwise_e2e::Controller) -> Value {
-    wait_for("the rollout to end", Duration::from_secs(90), || {
+    let mut last = Value::Null;
+    let result = wait_for("the rollout to end", Duration::from_secs(90), || {
         let s = c.rollout_status()?;
-        Ok(matches!(s["state"].as_str(), Some("failed" | "completed")).then_some(s))
-    })
-    .unwrap()
-    .0
+        last = s.clone();
+        Ok(matches!(
+            s["state"].as_str(),
+            Some("failed" | "completed" | "completed_with_failures")
+        )
+        .then_some(s))
+    });
+    match result {
+        Ok((status, _)) => status,
+        Err(e) => {
+            let log = c.process.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "{e}\nlast status: {last:#}\ncontroller log:\n{}",
+                tail.join("\n")
+            )
+        }
+    }
 }
 
 #[test]
