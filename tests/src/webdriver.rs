@@ -15,6 +15,33 @@ use std::time::{Duration, Instant};
 /// The key WebDriver names an element by.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// The browser and its driver, or `None` when they are not here and the
+/// test may skip (saying so); with TIERWISE_REQUIRE_CHROMIUM set their
+/// absence fails the test instead.
+pub fn tools_or_skip() -> Option<(String, String)> {
+    match tools() {
+        Ok(tools) => Some(tools),
+        Err(why) if std::env::var_os("TIERWISE_REQUIRE_CHROMIUM").is_none() => {
+            eprintln!("the browser part skipped: {why}");
+            None
+        }
+        Err(why) => panic!("TIERWISE_REQUIRE_CHROMIUM is set but {why}"),
+    }
+}
+
+/// Where screenshots go: `docs/screenshots` with
+/// TIERWISE_UPDATE_SCREENSHOTS set, else a directory that is kept for a
+/// look after the test.
+pub fn screenshot_dir() -> std::path::PathBuf {
+    let dir = if std::env::var_os("TIERWISE_UPDATE_SCREENSHOTS").is_some() {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
+    } else {
+        std::env::temp_dir().join(format!("tierwise-screenshots-{}", std::process::id()))
+    };
+    std::fs::create_dir_all(&dir).expect("a directory for screenshots");
+    dir
+}
+
 /// Where the browser and its driver are, or why they are not usable.
 pub fn tools() -> std::result::Result<(String, String), String> {
     let find = |names: &[&str]| {

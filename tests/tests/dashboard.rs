@@ -10,7 +10,6 @@
 
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
-use std::path::PathBuf;
 use std::time::Duration;
 use tierwise_e2e::webdriver::{self, Browser};
 use tierwise_e2e::{wait_for, Fleet, FleetOptions, V263, V931};
@@ -25,20 +24,10 @@ fn free_port() -> u16 {
 
 #[test]
 fn an_operator_follows_a_rollout_to_its_end_in_the_browser() {
-    let (chromium, driver) = match webdriver::tools() {
-        Ok(tools) => tools,
-        Err(why) if std::env::var_os("TIERWISE_REQUIRE_CHROMIUM").is_none() => {
-            eprintln!("skipped: {why}");
-            return;
-        }
-        Err(why) => panic!("TIERWISE_REQUIRE_CHROMIUM is set but {why}"),
+    let Some((chromium, driver)) = webdriver::tools_or_skip() else {
+        return;
     };
-    let shots = if std::env::var_os("TIERWISE_UPDATE_SCREENSHOTS").is_some() {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots")
-    } else {
-        tempfile::tempdir().unwrap().keep()
-    };
-    std::fs::create_dir_all(&shots).unwrap();
+    let shots = webdriver::screenshot_dir();
 
     let ui = format!("127.0.0.1:{}", free_port());
     let flag: &'static str = Box::leak(ui.clone().into_boxed_str());

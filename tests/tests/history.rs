@@ -300,13 +300,8 @@ fn failures_stay_in_history_after_a_skip_and_a_retry() {
 /// The host page in headless Chromium, when it is here: what a person
 /// sees, and the screenshot in `docs/` (with TIERWISE_UPDATE_SCREENSHOTS=1).
 fn in_the_browser(c: &Controller, ui: &str, host: &str) {
-    let (chromium, driver) = match tierwise_e2e::webdriver::tools() {
-        Ok(tools) => tools,
-        Err(why) if std::env::var_os("TIERWISE_REQUIRE_CHROMIUM").is_none() => {
-            eprintln!("the browser part skipped: {why}");
-            return;
-        }
-        Err(why) => panic!("TIERWISE_REQUIRE_CHROMIUM is set but {why}"),
+    let Some((chromium, driver)) = tierwise_e2e::webdriver::tools_or_skip() else {
+        return;
     };
     let browser = tierwise_e2e::webdriver::Browser::start(&chromium, &driver).unwrap();
     browser.goto(&format!("https://{ui}/login")).unwrap();
@@ -321,11 +316,7 @@ fn in_the_browser(c: &Controller, ui: &str, host: &str) {
         .unwrap();
     assert!(history.contains("exit code 43"), "{history}");
     assert_eq!(browser.text("#host-online").unwrap(), "online");
-    if std::env::var_os("TIERWISE_UPDATE_SCREENSHOTS").is_some() {
-        let shots =
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/screenshots");
-        browser
-            .screenshot(&shots.join("dashboard-host.png"))
-            .unwrap();
-    }
+    browser
+        .screenshot(&tierwise_e2e::webdriver::screenshot_dir().join("dashboard-host.png"))
+        .unwrap();
 }

@@ -448,13 +448,8 @@ fn free_address() -> anyhow::Result<String> {
 /// through either ends it on both.
 #[test]
 fn a_dashboard_session_is_served_by_every_replica_and_outlives_a_restart() -> anyhow::Result<()> {
-    let (chromium, driver) = match tierwise_e2e::webdriver::tools() {
-        Ok(tools) => tools,
-        Err(why) if std::env::var_os("TIERWISE_REQUIRE_CHROMIUM").is_none() => {
-            eprintln!("skipped: {why}");
-            return Ok(());
-        }
-        Err(why) => anyhow::bail!("TIERWISE_REQUIRE_CHROMIUM is set but {why}"),
+    let Some((chromium, driver)) = tierwise_e2e::webdriver::tools_or_skip() else {
+        return Ok(());
     };
     let Some(db) = Database::create()? else {
         return Ok(());
