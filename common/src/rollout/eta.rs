@@ -27,8 +27,8 @@ impl Durations {
             .by
             .entry((action.to_owned(), role, release.to_owned()))
             .or_default();
-        entry.0 += count;
-        entry.1 += total_ms;
+        entry.0 = entry.0.saturating_add(count);
+        entry.1 = entry.1.saturating_add(total_ms);
     }
 
     /// The mean for this release; else the mean over every release measured
@@ -45,7 +45,7 @@ impl Durations {
             .iter()
             .filter(|((a, r, _), _)| a == action && *r == role)
             .fold((0u64, 0i64), |(c, t), (_, (count, total))| {
-                (c + count, t + total)
+                (c.saturating_add(*count), t.saturating_add(*total))
             });
         mean(all)
     }
@@ -110,7 +110,7 @@ pub fn estimate(
                 unmeasured.insert(format!("{action} on {role}"));
             }
             let host = hosts.entry(step.host_id.as_str()).or_insert(Some(0));
-            *host = host.zip(expected).map(|(a, b)| a + b);
+            *host = host.zip(expected).map(|(a, b)| a.saturating_add(b));
         }
         let work = hosts
             .values()
@@ -127,8 +127,8 @@ pub fn estimate(
             }
             other => (other, false),
         };
-        let ends = starts.zip(work).map(|(s, w)| s + w);
-        out.work_ms = out.work_ms.zip(work).map(|(a, b)| a + b);
+        let ends = starts.zip(work).map(|(s, w)| s.saturating_add(w));
+        out.work_ms = out.work_ms.zip(work).map(|(a, b)| a.saturating_add(b));
         out.phases.push(PhaseEstimate {
             phase: index,
             kind: phase.kind,

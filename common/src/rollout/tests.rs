@@ -917,6 +917,31 @@ fn the_expected_duration_follows_the_slowest_host_and_waits_for_windows() {
 }
 
 #[test]
+fn the_expected_duration_saturates_instead_of_overflowing() {
+    let (phases, steps) = rollout(2);
+    let release = V263.to_string();
+    let mut durations = Durations::default();
+    for (action, role) in [
+        ("backup", Role::Server),
+        ("stop_services", Role::Server),
+        ("install", Role::Server),
+        ("start_services", Role::Server),
+        ("reactivate_databases", Role::Server),
+        ("deploy_web_app", Role::Web),
+        ("install", Role::Client),
+    ] {
+        durations.add(action, role, &release, 1, i64::MAX);
+        durations.add(action, role, &release, 1, i64::MAX);
+    }
+    let now = 1_796_385_600_000;
+    let options = RolloutOptions::default();
+    let full = estimate(&phases, &steps, 0, &release, &durations, &[], &options, now);
+    assert_eq!(full.work_ms, Some(i64::MAX));
+    assert_eq!(full.end_ms, Some(i64::MAX));
+    assert!(!duration_text(i64::MAX).is_empty());
+}
+
+#[test]
 fn once_a_scope_began_its_work_goes_on_past_the_window() {
     use crate::window::{Gate, MaintenanceWindow};
     let (phases, mut steps) = rollout(1);

@@ -764,8 +764,19 @@ impl Session {
                             warn!(%rollout, %error, "could not record the rollout's backup");
                         }
                     }
-                    let ran_ms = (result.started_ms > 0 && result.finished_ms >= result.started_ms)
-                        .then(|| result.finished_ms - result.started_ms);
+                    // The agent's times are bounded by the controller's own
+                    // measure (dispatch to result) and a ceiling: a made-up
+                    // pair must not become a measurement.
+                    let dispatched = self.store.step_dispatched_ms(&record.step_id).await;
+                    let measured = dispatched
+                        .ok()
+                        .flatten()
+                        .map(|at| now_ms().saturating_sub(at));
+                    let ran_ms = tierwise_common::rollout::step_duration_ms(
+                        result.started_ms,
+                        result.finished_ms,
+                        measured,
+                    );
                     // What plans and statuses expect: durations of steps that succeeded.
                     if let (Some((action, release)), Some(ms)) =
                         (&facts, ran_ms.filter(|_| outcome.succeeded()))

@@ -4,7 +4,7 @@
 use super::{Store, StoreError};
 use sqlx::Row;
 use tierwise_common::action::StepAction;
-use tierwise_common::rollout::Durations;
+use tierwise_common::rollout::{Durations, MAX_STEP_MS};
 
 /// What a scrape reports about the fleet.
 #[derive(Clone, Debug, Default)]
@@ -94,7 +94,10 @@ impl Store {
         Ok(Some((action, row.try_get("target")?)))
     }
 
-    /// Adds one measured duration of a step that succeeded.
+    /// Adds one measured duration of a step that succeeded, clamped to
+    /// `0..=MAX_STEP_MS`; the stored sum saturates at `i64::MAX` and stays
+    /// an integer on both stores (SQLite would turn an overflowing sum into
+    /// a floating-point value).
     pub async fn record_duration(
         &self,
         action: &StepAction,
@@ -106,35 +109,71 @@ impl Store {
         };
         sqlx::query(
             "INSERT INTO step_durations (action, role, release, count, total_ms) VALUES ($1, $2, $3, 1, $4) \
-             ON CONFLICT (action, role, release) DO UPDATE SET count = step_durations.count + 1, \
-             total_ms = step_durations.total_ms + excluded.total_ms",
+             ON CONFLICT (action, role, release) DO UPDATE SET \
+             count = CASE WHEN step_durations.count >= 9223372036854775807 THEN step_durations.count \
+             ELSE step_durations.count + 1 END, \
+             total_ms = CASE WHEN step_durations.total_ms > 9223372036854775807 - excluded.total_ms \
+             THEN 9223372036854775807 ELSE step_durations.total_ms + excluded.total_ms END",
         )
         .bind(action.config_key())
         .bind(role.as_str())
         .bind(release)
-        .bind(ms.max(0))
+        .bind(ms.clamp(0, MAX_STEP_MS))
         .execute(&self.pool)
         .await?;
         Ok(())
     }
 
-    /// Every measured duration.
+    /// Every measured duration; a row that cannot be read (a sum stored as
+    /// a floating-point value, a negative count) is skipped and logged, so
+    /// one bad row never stops a plan or a status.
     pub async fn durations(&self) -> Result<Durations, StoreError> {
         let mut durations = Durations::default();
         for row in sqlx::query("SELECT action, role, release, count, total_ms FROM step_durations")
             .fetch_all(&self.pool)
             .await?
         {
-            let role: String = row.try_get("role")?;
-            let Ok(role) = role.parse() else { continue };
-            durations.add(
-                &row.try_get::<String, _>("action")?,
-                role,
-                &row.try_get::<String, _>("release")?,
-                u64::try_from(row.try_get::<i64, _>("count")?).unwrap_or(0),
-                row.try_get("total_ms")?,
-            );
+            if let Err(error) = add_duration_row(&mut durations, &row) {
+                tracing::warn!(%error, "skipping an unreadable row of step_durations");
+            }
         }
         Ok(durations)
     }
+
+    /// When the current attempt of a step went out (Unix ms), for the
+    /// controller's own measure of how long it ran.
+    pub async fn step_dispatched_ms(&self, dispatch_id: &str) -> Result<Option<i64>, StoreError> {
+        let Some(dispatch) = tierwise_common::rollout::parse_dispatch_id(dispatch_id) else {
+            return Ok(None);
+        };
+        let row = sqlx::query("SELECT started_ms FROM rollout_steps WHERE step_id = $1")
+            .bind(dispatch.step_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.and_then(|row| row.try_get::<Option<i64>, _>("started_ms").ok().flatten()))
+    }
+}
+
+/// Adds one row of `step_durations`; a role this version does not know is
+/// left out, a value of the wrong type or out of range is an error.
+fn add_duration_row(durations: &mut Durations, row: &sqlx::any::AnyRow) -> Result<(), StoreError> {
+    let role: String = row.try_get("role")?;
+    let Ok(role) = role.parse() else {
+        return Ok(());
+    };
+    let count: i64 = row.try_get("count")?;
+    let total_ms: i64 = row.try_get("total_ms")?;
+    if count < 0 || total_ms < 0 {
+        return Err(StoreError::Corrupt(format!(
+            "count {count} and total_ms {total_ms} must not be negative"
+        )));
+    }
+    durations.add(
+        &row.try_get::<String, _>("action")?,
+        role,
+        &row.try_get::<String, _>("release")?,
+        u64::try_from(count).unwrap_or(0),
+        total_ms,
+    );
+    Ok(())
 }
