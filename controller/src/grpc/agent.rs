@@ -564,13 +564,11 @@ fn host_report(hello: &Hello) -> Result<HostReport, ApiError> {
     })
 }
 
-/// The end of a command's output: at most 4 KiB, line breaks kept, other
-/// control characters dropped.
+/// The end of a command's output: at most 4 KiB, line breaks and tabs kept
+/// (Windows line ends become plain ones), other control and format
+/// characters shown as a placeholder.
 fn printable_tail(text: &str) -> String {
-    let kept: String = text
-        .chars()
-        .filter(|c| !c.is_control() || *c == '\n')
-        .collect();
+    let kept = tierwise_common::text::neutralise_lines(&text.replace("\r\n", "\n"));
     let start = kept.len().saturating_sub(4096);
     let start = (start..=kept.len())
         .find(|i| kept.is_char_boundary(*i))
