@@ -821,3 +821,14 @@ fn session_age_limit(age: Duration) -> Duration {
     let unit = f64::from(u16::from_le_bytes([a, b])) / f64::from(u16::MAX);
     age.mul_f64(0.9 + 0.2 * unit)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::printable_tail;
+
+    #[test]
+    fn output_tails_keep_lines_and_show_control_and_format_characters() {
+        let tail = printable_tail("step 1\r\n\tok \u{1b}[2J\u{202e}done\u{200b}\n");
+        assert_eq!(tail, "step 1\n\tok \u{fffd}[2J\u{fffd}done\u{fffd}\n");
+    }
+}
