@@ -312,6 +312,9 @@ impl Inventory {
                 if let Some(why) = &mut server.databases_error {
                     cut_text(why);
                 }
+                if let Some(output) = &mut server.web_app_output {
+                    *output = crate::text::neutralise(output);
+                }
                 if let Some(location) = &server.backup_location {
                     if location.len() > MAX_DOCROOT || location.chars().any(char::is_control) {
                         return Err(InventoryError::TooLarge(format!(
@@ -410,9 +413,11 @@ impl Inventory {
     }
 }
 
-/// Cuts probe text to `MAX_PROBE_TEXT` bytes (at a character boundary),
-/// marking the cut.
+/// Neutralises probe text (control and format characters become a
+/// placeholder, see [`crate::text`]) and cuts it to `MAX_PROBE_TEXT` bytes
+/// (at a character boundary), marking the cut.
 fn cut_text(text: &mut String) {
+    *text = crate::text::neutralise(text);
     if text.len() > MAX_PROBE_TEXT {
         let mut end = MAX_PROBE_TEXT - '…'.len_utf8();
         while !text.is_char_boundary(end) {
@@ -487,6 +492,36 @@ mod tests {
             version: ProbedVersion::NotInstalled,
             facts,
         }
+    }
+
+    #[test]
+    fn probe_text_is_neutralised() {
+        let inv = Inventory::new(vec![Component {
+            role: Role::Server,
+            version: ProbedVersion::Unknown("9.3\u{202e}1\u{1b}[31m".into()),
+            facts: Facts::Server(ServerFacts {
+                databases: Vec::new(),
+                databases_error: Some("\u{200b}down\u{7}".into()),
+                backup_location: None,
+                commands: None,
+                web_app_output: Some("C:\\web\u{2066}".into()),
+                missing_services: Vec::new(),
+            }),
+        }])
+        .unwrap();
+        let server = &inv.components()[0];
+        assert_eq!(
+            server.version,
+            ProbedVersion::Unknown("9.3\u{fffd}1\u{fffd}[31m".into())
+        );
+        let Facts::Server(facts) = &server.facts else {
+            panic!("server facts")
+        };
+        assert_eq!(
+            facts.databases_error.as_deref(),
+            Some("\u{fffd}down\u{fffd}")
+        );
+        assert_eq!(facts.web_app_output.as_deref(), Some("C:\\web\u{fffd}"));
     }
 
     #[test]

@@ -51,6 +51,7 @@ pub mod role;
 pub mod rollout;
 pub mod rules;
 pub mod task;
+pub mod text;
 pub mod trust;
 pub mod version;
 pub mod waves;

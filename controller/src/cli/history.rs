@@ -180,7 +180,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "attempt 1 failed, exit 43 (2026-12-07T12:00:00Z → 2026-12-07T12:00:02Z): installer error ?[2J"
+                "attempt 1 failed, exit 43 (2026-12-07T12:00:00Z → 2026-12-07T12:00:02Z): installer error \u{fffd}[2J"
             ),
             "{text}"
         );

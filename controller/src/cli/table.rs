@@ -1,11 +1,11 @@
 //! Plain aligned text tables for terminal output.
 
 /// Text from agents, made safe for a terminal: control characters (which
-/// could move the cursor or recolour the screen) become `?`.
+/// could move the cursor or recolour the screen) and format characters
+/// (which could reorder what is read) become U+FFFD, the same rule the
+/// controller applies where agent text comes in.
 pub fn printable(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    tierwise_common::text::neutralise(text)
 }
 
 /// Renders rows under a header with two spaces between columns. The last
@@ -59,8 +59,8 @@ mod tests {
     }
 
     #[test]
-    fn control_characters_never_reach_the_terminal() {
-        let text = render(&["OS"], &[vec!["Win\u{1b}[2J dows\n".into()]]);
-        assert_eq!(text, "OS\nWin?[2J dows?\n");
+    fn control_and_format_characters_never_reach_the_terminal() {
+        let text = render(&["OS"], &[vec!["Win\u{1b}[2J \u{202e}dows\n".into()]]);
+        assert_eq!(text, "OS\nWin\u{fffd}[2J \u{fffd}dows\u{fffd}\n");
     }
 }

@@ -564,13 +564,11 @@ fn host_report(hello: &Hello) -> Result<HostReport, ApiError> {
     })
 }
 
-/// The end of a command's output: at most 4 KiB, line breaks kept, other
-/// control characters dropped.
+/// The end of a command's output: at most 4 KiB, line breaks and tabs kept
+/// (Windows line ends become plain ones), other control and format
+/// characters shown as a placeholder.
 fn printable_tail(text: &str) -> String {
-    let kept: String = text
-        .chars()
-        .filter(|c| !c.is_control() || *c == '\n')
-        .collect();
+    let kept = tierwise_common::text::neutralise_lines(&text.replace("\r\n", "\n"));
     let start = kept.len().saturating_sub(4096);
     let start = (start..=kept.len())
         .find(|i| kept.is_char_boundary(*i))
@@ -833,4 +831,15 @@ fn session_age_limit(age: Duration) -> Duration {
     let [a, b] = crate::pki::random_bytes::<2>();
     let unit = f64::from(u16::from_le_bytes([a, b])) / f64::from(u16::MAX);
     age.mul_f64(0.9 + 0.2 * unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable_tail;
+
+    #[test]
+    fn output_tails_keep_lines_and_show_control_and_format_characters() {
+        let tail = printable_tail("step 1\r\n\tok \u{1b}[2J\u{202e}done\u{200b}\n");
+        assert_eq!(tail, "step 1\n\tok \u{fffd}[2J\u{fffd}done\u{fffd}\n");
+    }
 }

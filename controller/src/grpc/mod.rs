@@ -14,10 +14,11 @@ pub mod web_upload;
 pub use error::ApiError;
 
 /// Text from a peer made safe to store, log or echo: at most `max_chars`
-/// characters, without control characters.
+/// characters, control and format characters shown as U+FFFD
+/// (`tierwise_common::text`).
 pub(crate) fn printable(text: &str, max_chars: usize) -> String {
-    text.chars()
-        .filter(|c| !c.is_control())
+    tierwise_common::text::neutralise(text)
+        .chars()
         .take(max_chars)
         .collect()
 }
