@@ -51,12 +51,14 @@ pub async fn run(
         }
         // `logs` too: installers are told to write their logs there, and
         // msiexec fails (1622) when it cannot open its log file.
-        std::fs::create_dir_all(settings.state_dir.join("logs")).with_context(|| {
-            format!(
-                "cannot create the state directory {}; set `state_dir` (policy StateDir)",
-                settings.state_dir.display()
-            )
-        })?;
+        tierwise_transport::files::private_dir(&settings.state_dir)
+            .and_then(|_| tierwise_transport::files::private_dir(&settings.state_dir.join("logs")))
+            .with_context(|| {
+                format!(
+                    "cannot create the state directory {}; set `state_dir` (policy StateDir)",
+                    settings.state_dir.display()
+                )
+            })?;
         tracing::info!(
             host_id = %settings.host_id,
             installation = %settings.installation,

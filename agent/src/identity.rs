@@ -136,6 +136,7 @@ impl IdentityFiles {
         key_pem: &str,
         ca_pem: &str,
     ) -> Result<Credentials, IdentityError> {
+        files::private_dir(&self.dir)?;
         files::write_public(&self.ca(), ca_pem.as_bytes())?;
         let combined = format!("{}\n{}", certificate_pem.trim_end(), key_pem);
         files::write_private(&self.agent(), combined.as_bytes())?;
@@ -174,6 +175,7 @@ pub async fn enroll(
     } else {
         let (key_pem, request) = tierwise_transport::key_and_request(&settings.host_id)
             .map_err(|e| IdentityError::Key(e.to_string()))?;
+        files::private_dir(&identity.dir)?;
         files::write_private(&pending, key_pem.as_bytes())?;
         (key_pem, request)
     };

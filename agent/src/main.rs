@@ -163,7 +163,7 @@ async fn run_console(
     }
     let settings = &effective.settings;
     if args.enroll {
-        std::fs::create_dir_all(&settings.state_dir).with_context(|| {
+        tierwise_transport::files::private_dir(&settings.state_dir).with_context(|| {
             format!(
                 "cannot create the state directory {}; set `state_dir`",
                 settings.state_dir.display()

@@ -34,6 +34,7 @@ pub mod backoff;
 pub mod backup;
 pub mod catalogue;
 pub mod date;
+pub mod expiry;
 #[cfg(any(test, feature = "fixtures"))]
 pub mod fixtures;
 pub mod inventory;

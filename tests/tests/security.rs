@@ -802,3 +802,97 @@ fn operator_tokens_expire_rotate_and_show_their_last_use() {
     let audit = controller.cli(&["audit"]).unwrap();
     assert!(audit.contains("operator rotate"), "{audit}");
 }
+
+#[test]
+fn rotating_ones_own_token_keeps_its_expiry_and_expiries_are_bounded() {
+    let root = tempfile::tempdir().unwrap();
+    let controller = Controller::start(&root.path().join("controller"), "127.0.0.1:0").unwrap();
+    let expires = |name: &str| -> Option<i64> {
+        let list: serde_json::Value =
+            serde_json::from_str(&controller.cli(&["operators", "list", "--json"]).unwrap())
+                .unwrap();
+        let operator = list.as_array().unwrap().iter().find(|o| o["name"] == name);
+        operator.unwrap()["expires_ms"].as_i64()
+    };
+    let hour = 3_600_000;
+
+    // A viewer with a 1-hour token rotates it, by default and asking for
+    // 90 days: the new token still expires within the hour.
+    let mut vera = controller
+        .cli(&[
+            "operators",
+            "add",
+            "vera",
+            "--role",
+            "viewer",
+            "--expires",
+            "1h",
+        ])
+        .unwrap()
+        .trim()
+        .to_owned();
+    let issued = expires("vera").unwrap();
+    for args in [
+        &["operators", "rotate", "vera"][..],
+        &["operators", "rotate", "vera", "--expires", "90d"],
+    ] {
+        let rotated = controller.cli_output_as(&vera, args).unwrap();
+        assert!(rotated.status.success(), "{}", text(&rotated));
+        vera = String::from_utf8_lossy(&rotated.stdout).trim().to_owned();
+        assert!(
+            expires("vera").unwrap() <= issued,
+            "{args:?} moved the expiry later"
+        );
+    }
+    assert!(controller
+        .cli_output_as(&vera, &["whoami"])
+        .unwrap()
+        .status
+        .success());
+
+    // An admin rotating someone else's token sets a new expiry.
+    controller
+        .cli(&["operators", "rotate", "vera", "--expires", "30d"])
+        .unwrap();
+    assert!(expires("vera").unwrap() > issued + 29 * 24 * hour);
+
+    // More than ten years ahead is refused unless `never`; nothing changes.
+    for args in [
+        &[
+            "operators",
+            "add",
+            "tom",
+            "--role",
+            "viewer",
+            "--expires",
+            "4000d",
+        ][..],
+        &["operators", "rotate", "vera", "--expires", "4000d"],
+    ] {
+        let refused = controller.cli_output(args).unwrap();
+        assert!(!refused.status.success(), "{args:?}");
+        assert!(
+            text(&refused).contains("a token may work at most 3653 days")
+                && text(&refused).contains("--expires never"),
+            "{}",
+            text(&refused)
+        );
+    }
+    assert!(!controller
+        .cli(&["operators", "list"])
+        .unwrap()
+        .contains("tom"));
+    assert!(expires("vera").unwrap() < issued + 31 * 24 * hour);
+    controller
+        .cli(&[
+            "operators",
+            "add",
+            "tom",
+            "--role",
+            "viewer",
+            "--expires",
+            "never",
+        ])
+        .unwrap();
+    assert_eq!(expires("tom"), None);
+}

@@ -159,8 +159,7 @@ impl Downloader {
                 }
             }
         }
-        tokio::fs::create_dir_all(&self.dir)
-            .await
+        tierwise_transport::files::private_dir(&self.dir)
             .map_err(|e| failed(format!("cannot create {}: {e}", self.dir.display())))?;
         let part = self.dir.join(format!("{sha256}.part"));
         let offset = tokio::fs::metadata(&part)
@@ -179,9 +178,11 @@ impl Downloader {
                 _ => transient(format!("download refused: {}", status.message())),
             })?
             .into_inner();
-        let mut file = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
+        let mut options = tokio::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let mut file = options
             .open(&part)
             .await
             .map_err(|e| failed(format!("cannot write {}: {e}", part.display())))?;

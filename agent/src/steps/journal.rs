@@ -106,11 +106,14 @@ pub struct Journal {
 impl Journal {
     /// Opens (creating) `state_dir/steps`.
     pub fn open(state_dir: &Path) -> Result<Self, JournalError> {
+        // Installer output may name paths and accounts: owner-only.
         let dir = state_dir.join("steps");
-        std::fs::create_dir_all(&dir).map_err(|source| JournalError::Io {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        for dir in [state_dir, &dir] {
+            tierwise_transport::files::private_dir(dir).map_err(|e| JournalError::Io {
+                path: dir.display().to_string(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        }
         Ok(Self { dir })
     }
 
@@ -161,7 +164,15 @@ impl Journal {
             path: path.display().to_string(),
             source,
         })?;
-        let mut file = std::fs::File::create(&tmp).map_err(io)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = options.open(&tmp).map_err(io)?;
         file.write_all(&text).map_err(io)?;
         file.sync_all().map_err(io)?;
         drop(file);
@@ -178,6 +189,39 @@ impl Journal {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Run with `umask 022` (the usual default): installer output in the
+    /// journal is still the owner's alone.
+    #[cfg(unix)]
+    #[test]
+    fn the_state_directory_and_journals_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+        let root = tempfile::tempdir().expect("tempdir");
+        let state = root.path().join("state");
+        let journal = Journal::open(&state).expect("opened");
+        journal
+            .put(&JournalEntry {
+                step_id: "s-1".into(),
+                action: StepAction::Backup,
+                started_ms: 1,
+                finished: None,
+            })
+            .expect("written");
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&state.join("steps")), 0o700);
+        let file = std::fs::read_dir(state.join("steps"))
+            .expect("listed")
+            .next()
+            .expect("one journal")
+            .expect("entry")
+            .path();
+        assert_eq!(mode(&file), 0o600, "{}", file.display());
+        // An existing directory made by an older agent is tightened.
+        std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        Journal::open(&state).expect("reopened");
+        assert_eq!(mode(&state), 0o700);
+    }
 
     #[test]
     fn a_report_journaled_with_one_backup_reads_as_a_list() {

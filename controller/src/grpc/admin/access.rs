@@ -5,6 +5,7 @@ use crate::grpc::auth::{self, Role};
 use crate::grpc::{printable, ApiError};
 use crate::store::security::RemoveOperator;
 use crate::wire::TokenView;
+use tierwise_common::expiry;
 use tierwise_common::validate_name;
 use tierwise_proto::v1;
 use tierwise_proto::v1::{
@@ -125,7 +126,7 @@ pub(super) async fn add_operator(
             &request.name,
             role.as_str(),
             &auth::token_digest(&token),
-            token_expiry(request.expires_seconds, request.never_expires, now),
+            token_expiry(request.expires_seconds, request.never_expires, now)?,
             &actor,
             now,
         )
@@ -143,16 +144,15 @@ pub(super) async fn add_operator(
 }
 
 /// When a token issued `now` expires: `never`, after `seconds`, or after
-/// the default `OPERATOR_TOKEN_LIFETIME` (0 seconds).
-fn token_expiry(seconds: u64, never: bool, now: i64) -> Option<i64> {
-    if never {
-        return None;
-    }
-    let lifetime = match seconds {
-        0 => OPERATOR_TOKEN_LIFETIME,
-        n => std::time::Duration::from_secs(n),
+/// the default `OPERATOR_TOKEN_LIFETIME` (0 seconds); more than
+/// `expiry::MAX_LIFETIME` ahead is refused.
+fn token_expiry(seconds: u64, never: bool, now: i64) -> Result<Option<i64>, ApiError> {
+    let lifetime = match (never, seconds) {
+        (true, _) => None,
+        (false, 0) => Some(OPERATOR_TOKEN_LIFETIME),
+        (false, n) => Some(std::time::Duration::from_secs(n)),
     };
-    Some(now.saturating_add(i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX)))
+    expiry::expiry_at(lifetime, now).map_err(ApiError::InvalidArgument)
 }
 
 /// Operator tokens work this long unless told otherwise.
@@ -180,7 +180,9 @@ pub(super) async fn rotate_operator(
         .into());
     }
     // Their own token, not for longer: a leaked token must not become one
-    // that never expires.
+    // that never expires, nor work later than it was issued for (the new
+    // token keeps the old expiry when that comes first). An admin may set
+    // any expiry up to `expiry::MAX_LIFETIME`, as when adding an operator.
     let default_seconds = OPERATOR_TOKEN_LIFETIME.as_secs();
     if !caller_is_admin && (request.never_expires || request.expires_seconds > default_seconds) {
         return Err(ApiError::PermissionDenied(format!(
@@ -189,14 +191,18 @@ pub(super) async fn rotate_operator(
         ))
         .into());
     }
-    let token = auth::new_operator_token();
     let now = now_ms();
+    let mut expires_ms = token_expiry(request.expires_seconds, request.never_expires, now)?;
+    if request.name == actor && !caller_is_admin {
+        expires_ms = expiry::own_rotation(current_expiry(api, &actor).await?, expires_ms);
+    }
+    let token = auth::new_operator_token();
     let rotated = api
         .store
         .rotate_operator(
             &request.name,
             &auth::token_digest(&token),
-            token_expiry(request.expires_seconds, request.never_expires, now),
+            expires_ms,
             &actor,
             now,
         )
@@ -211,6 +217,16 @@ pub(super) async fn rotate_operator(
     }
     info!(operator = %request.name, %actor, "operator token rotated");
     Ok(Response::new(AddOperatorResponse { token }))
+}
+
+/// When the token of operator `name` expires now (`None`: never, or no
+/// such operator).
+async fn current_expiry(api: &AdminApi, name: &str) -> Result<Option<i64>, ApiError> {
+    let operators = api.store.operators().await.map_err(ApiError::from)?;
+    Ok(operators
+        .into_iter()
+        .find(|o| o.name == name)
+        .and_then(|o| o.expires_ms))
 }
 
 pub(super) async fn list_operators(
