@@ -277,6 +277,22 @@ pub fn phase_name(kind: &PhaseKind) -> String {
     }
 }
 
+/// A phase's progress in words: `3/5 done, 1 running, 1 failed`.
+pub(super) fn phase_counts(phase: &crate::rollout_view::PhaseStatus) -> String {
+    let mut counts = format!(
+        "{}/{} done",
+        thousands(phase.succeeded),
+        thousands(phase.steps)
+    );
+    if phase.dispatched > 0 {
+        counts.push_str(&format!(", {} running", thousands(phase.dispatched)));
+    }
+    if phase.failed > 0 {
+        counts.push_str(&format!(", {} failed", thousands(phase.failed)));
+    }
+    counts
+}
+
 fn bar(done: usize, total: usize) -> String {
     const WIDTH: usize = 20;
     let filled = (done * WIDTH)
@@ -355,17 +371,7 @@ pub fn render(status: &RolloutStatus) -> String {
             "current" => "▶",
             _ => " ",
         };
-        let mut counts = format!(
-            "{}/{} done",
-            thousands(phase.succeeded),
-            thousands(phase.steps)
-        );
-        if phase.dispatched > 0 {
-            counts.push_str(&format!(", {} running", thousands(phase.dispatched)));
-        }
-        if phase.failed > 0 {
-            counts.push_str(&format!(", {} failed", thousands(phase.failed)));
-        }
+        let counts = phase_counts(phase);
         out.push(format!(
             " {marker} {}. {:<24} {} {counts}",
             index + 1,

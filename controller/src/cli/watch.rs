@@ -4,12 +4,11 @@
 //! watching, and says how to follow the rollout again; off a terminal only
 //! what changed is printed, one line each.
 
-use super::rollout::{fetch, phase_name, render};
+use super::rollout::{fetch, phase_counts, phase_name, render};
 use crate::rollout_view::RolloutStatus;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
-use tierwise_common::thousands;
 
 type Client = crate::cli::AdminClient;
 
@@ -160,17 +159,7 @@ pub fn facts(status: &RolloutStatus) -> Vec<String> {
         }
     )];
     for (index, phase) in status.phases.iter().enumerate() {
-        let mut counts = format!(
-            "{}/{} done",
-            thousands(phase.succeeded),
-            thousands(phase.steps)
-        );
-        if phase.dispatched > 0 {
-            counts.push_str(&format!(", {} running", thousands(phase.dispatched)));
-        }
-        if phase.failed > 0 {
-            counts.push_str(&format!(", {} failed", thousands(phase.failed)));
-        }
+        let counts = phase_counts(phase);
         out.push(format!(
             "phase {}. {} ({}): {counts}",
             index + 1,
