@@ -351,6 +351,27 @@ impl Controller {
             .cloned())
     }
 
+    /// Waits until `rollout plan --installation prod --to TO` names an
+    /// operator task: the server's agent has reported which commands it has.
+    pub fn wait_for_planned_task(&self, to: &str) -> Result<()> {
+        wait_for("the plan to name the task", Duration::from_secs(20), || {
+            let plan: Value = serde_json::from_str(&self.cli(&[
+                "rollout",
+                "plan",
+                "--installation",
+                "prod",
+                "--to",
+                to,
+                "--json",
+            ])?)?;
+            Ok(plan["tasks"]
+                .as_array()
+                .is_some_and(|t| !t.is_empty())
+                .then_some(()))
+        })?;
+        Ok(())
+    }
+
     /// `tierwise rollout status --json`.
     pub fn rollout_status(&self) -> Result<Value> {
         Ok(serde_json::from_str(

@@ -88,22 +88,7 @@ fn an_operator_approves_and_completes_a_task_from_the_dashboard_and_a_viewer_can
     let c = &fleet.controller;
     c.wait_online("srv-01", true, Duration::from_secs(20))
         .unwrap();
-    wait_for("the plan to name the task", Duration::from_secs(20), || {
-        let plan: Value = serde_json::from_str(&c.cli(&[
-            "rollout",
-            "plan",
-            "--installation",
-            "prod",
-            "--to",
-            V263,
-            "--json",
-        ])?)?;
-        Ok(plan["tasks"]
-            .as_array()
-            .is_some_and(|t| !t.is_empty())
-            .then_some(()))
-    })
-    .unwrap();
+    c.wait_for_planned_task(V263).unwrap();
     let operator = c
         .cli(&["operators", "add", "otto", "--role", "operator"])
         .unwrap();

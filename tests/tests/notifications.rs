@@ -538,21 +538,7 @@ fn an_open_operator_task_is_announced_with_its_host() -> anyhow::Result<()> {
     }
     c.cli(&["releases", "import", &catalogue_path()])?;
     c.license("prod")?;
-    wait_for("the plan to name the task", Duration::from_secs(20), || {
-        let plan: Value = serde_json::from_str(&c.cli(&[
-            "rollout",
-            "plan",
-            "--installation",
-            "prod",
-            "--to",
-            V263,
-            "--json",
-        ])?)?;
-        Ok(plan["tasks"]
-            .as_array()
-            .is_some_and(|t| !t.is_empty())
-            .then_some(()))
-    })?;
+    c.wait_for_planned_task(V263)?;
     subscribe(
         &c,
         root.path(),

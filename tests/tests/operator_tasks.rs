@@ -66,20 +66,10 @@ fn task<'a>(status: &'a Value, kind: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
-/// Waits until the server agent reports `version` (its probe runs every
+/// Waits until the server agent reports its commands (its probe runs every
 /// second): what the plan sees must be what the agent has.
 fn reports_commands(controller: &Controller) -> Result<()> {
-    until(
-        "the server to report its commands",
-        Duration::from_secs(20),
-        || {
-            let plan = plan(controller, V263)?;
-            Ok(plan["tasks"]
-                .as_array()
-                .is_some_and(|t| !t.is_empty())
-                .then_some(()))
-        },
-    )
+    controller.wait_for_planned_task(V263)
 }
 
 #[test]
