@@ -137,7 +137,8 @@ impl IdentityFiles {
         ca_pem: &str,
     ) -> Result<Credentials, IdentityError> {
         files::private_dir(&self.dir)?;
-        files::write_public(&self.ca(), ca_pem.as_bytes())?;
+        // Public, but like everything in the agent's state: its own.
+        files::write_private(&self.ca(), ca_pem.as_bytes())?;
         let combined = format!("{}\n{}", certificate_pem.trim_end(), key_pem);
         files::write_private(&self.agent(), combined.as_bytes())?;
         self.load()?.ok_or_else(|| {

@@ -47,6 +47,7 @@ pub mod placement;
 pub mod plan;
 pub mod promotion;
 pub mod ratelimit;
+pub mod reported;
 pub mod requirement;
 pub mod role;
 pub mod rollout;

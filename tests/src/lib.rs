@@ -556,6 +556,31 @@ impl Agent {
         })
     }
 
+    /// What in the agent's state directory others could read or enter:
+    /// every directory there must be 0700 and every file 0600 (Unix;
+    /// docs/security.md), whatever the umask the agent started with.
+    /// Each offender as `path mode`.
+    #[cfg(unix)]
+    pub fn open_to_others(&self) -> Result<Vec<String>> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut offenders = Vec::new();
+        let mut pending = vec![self.dir.join("state")];
+        while let Some(path) = pending.pop() {
+            let meta = std::fs::symlink_metadata(&path)?;
+            let mode = meta.permissions().mode() & 0o777;
+            let wanted = if meta.is_dir() { 0o700 } else { 0o600 };
+            if mode != wanted {
+                offenders.push(format!("{} {mode:o}", path.display()));
+            }
+            if meta.is_dir() {
+                for entry in std::fs::read_dir(&path)? {
+                    pending.push(entry?.path());
+                }
+            }
+        }
+        Ok(offenders)
+    }
+
     /// Makes the agent pin a release root (`release_root_fingerprint`)
     /// and restarts it: from now on it runs only installers that signed
     /// release metadata from that root covers.

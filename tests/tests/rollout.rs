@@ -571,6 +571,17 @@ fn installers_come_from_the_controller_and_are_verified_before_anything_runs() -
         log.contains("offset=150000"),
         "the partial download was resumed"
     );
+    // Installer output, downloads (the resumed one included, begun by
+    // someone else under this test's umask) and the identity stay the
+    // agent's own.
+    let umask = std::fs::read_to_string("/proc/self/status")?
+        .lines()
+        .find_map(|l| l.strip_prefix("Umask:").map(|m| m.trim().to_owned()));
+    eprintln!("agents started with umask {umask:?}");
+    for client in &clients {
+        let open = client.open_to_others()?;
+        assert!(open.is_empty(), "{}: {open:#?}", client.host_id);
+    }
     Ok(())
 }
 

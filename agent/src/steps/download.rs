@@ -153,7 +153,12 @@ impl Downloader {
         let done = self.dir.join(sha256);
         if done.is_file() {
             match sha256_of(&done).await {
-                Ok(actual) if actual == sha256 => return Ok(done),
+                Ok(actual) if actual == sha256 => {
+                    tierwise_transport::files::private_file(&done).map_err(|e| {
+                        failed(format!("cannot make {} private: {e}", done.display()))
+                    })?;
+                    return Ok(done);
+                }
                 _ => {
                     let _ = tokio::fs::remove_file(&done).await;
                 }
@@ -162,6 +167,12 @@ impl Downloader {
         tierwise_transport::files::private_dir(&self.dir)
             .map_err(|e| failed(format!("cannot create {}: {e}", self.dir.display())))?;
         let part = self.dir.join(format!("{sha256}.part"));
+        // A partial download resumes, whoever began it: made the agent's
+        // own first, as a new one would be.
+        if part.exists() {
+            tierwise_transport::files::private_file(&part)
+                .map_err(|e| failed(format!("cannot make {} private: {e}", part.display())))?;
+        }
         let offset = tokio::fs::metadata(&part)
             .await
             .map(|m| m.len())

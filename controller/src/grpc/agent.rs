@@ -384,7 +384,7 @@ impl AgentService for AgentGateway {
                 ))
             }
         };
-        let report = host_report(&hello).map_err(|e| refuse(&peer, e))?;
+        let report = host_report(&hello, now_ms()).map_err(|e| refuse(&peer, e))?;
         // The certificate says who this is; the hello may only agree.
         if report.host_id != identity.host_id || report.installation != identity.installation {
             return Err(refuse(
@@ -526,8 +526,10 @@ fn refuse(peer: &str, error: ApiError) -> Status {
     error.into()
 }
 
-/// Checks a hello and turns it into the domain's host report.
-fn host_report(hello: &Hello) -> Result<HostReport, ApiError> {
+/// Checks a hello and turns it into the domain's host report. A boot time
+/// outside a sane range (`reported::wall_time`) counts as not known: a boot
+/// "in the future" would end every wait for a restart at once.
+fn host_report(hello: &Hello, now_ms: i64) -> Result<HostReport, ApiError> {
     let invalid = |what: String| ApiError::InvalidArgument(format!("Hello: {what}"));
     validate_name("host id", &hello.host_id).map_err(|e| invalid(e.to_string()))?;
     validate_name("installation", &hello.installation).map_err(|e| invalid(e.to_string()))?;
@@ -560,7 +562,7 @@ fn host_report(hello: &Hello) -> Result<HostReport, ApiError> {
         agent_version: printable(&hello.agent_version, 64),
         heartbeat_seconds: hello.heartbeat_seconds,
         inventory,
-        boot_ms: (hello.boot_ms > 0).then_some(hello.boot_ms),
+        boot_ms: tierwise_common::reported::wall_time(hello.boot_ms, now_ms),
     })
 }
 
@@ -752,7 +754,7 @@ impl Session {
                         &facts,
                         Some((tierwise_common::action::StepAction::Backup, _))
                     );
-                    let files = backup_files(&result);
+                    let files = backup_files(&self.host_id, &result, now_ms());
                     if outcome.succeeded() && is_backup && !files.is_empty() {
                         if let Err(error) = self
                             .store
@@ -807,13 +809,30 @@ impl Session {
 const MAX_BACKUP_FILES: usize = 1000;
 
 /// The backup files a step result names, bounded and printable: what an
-/// agent reports is shown to people.
+/// agent reports is shown to people. A file whose size or time is outside a
+/// sane range (`reported`) is left out with a warning: it proves nothing.
 fn backup_files(
+    host_id: &str,
     result: &tierwise_proto::v1::StepResult,
+    now_ms: i64,
 ) -> Vec<tierwise_common::action::BackupFile> {
+    use tierwise_common::reported;
     tierwise_proto::convert::backups_from_wire(result)
         .into_iter()
         .take(MAX_BACKUP_FILES)
+        .filter(|file| {
+            let plausible = reported::bytes(file.size).is_some()
+                && reported::wall_time(file.modified_ms, now_ms).is_some();
+            if !plausible {
+                warn!(
+                    %host_id,
+                    size = file.size,
+                    modified_ms = file.modified_ms,
+                    "a backup file's size or time is not plausible; it is not recorded"
+                );
+            }
+            plausible
+        })
         .map(|file| tierwise_common::action::BackupFile {
             database: file
                 .database

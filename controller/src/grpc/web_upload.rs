@@ -46,7 +46,15 @@ pub async fn upload_web_package(
                 kind.as_str()
             ))
         })?;
-    if first.modified_ms + CLOCK_GRACE_MS < awaited.since_ms {
+    let Some(modified_ms) = tierwise_common::reported::wall_time(first.modified_ms, now_ms())
+    else {
+        return Err(ApiError::InvalidArgument(format!(
+            "the package's modification time ({} ms since 1970) is not a plausible time; check the clock of {host}",
+            first.modified_ms
+        ))
+        .into());
+    };
+    if modified_ms.saturating_add(CLOCK_GRACE_MS) < awaited.since_ms {
         return Err(ApiError::FailedPrecondition(format!(
             "this {} package was written before the Server Manager of {} was installed (rollout {}): it is an older one; generate it again",
             kind.as_str(),

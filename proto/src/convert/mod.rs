@@ -287,7 +287,13 @@ impl TryFrom<&v1::Inventory> for Inventory {
                         ))
                     })?,
                     path: v.path.clone(),
-                    free_bytes: v.free_bytes,
+                    free_bytes: tierwise_common::reported::bytes(v.free_bytes).ok_or_else(|| {
+                        InventoryError::TooLarge(format!(
+                            "free space of {} bytes is more than any volume holds (at most {} bytes)",
+                            v.free_bytes,
+                            tierwise_common::reported::MAX_BYTES
+                        ))
+                    })?,
                 })
             })
             .collect::<Result<Vec<_>, InventoryError>>()?;
@@ -582,5 +588,25 @@ mod tests {
         wire.components[2].role = v1::Role::Server.into();
         let err = Inventory::try_from(&wire).unwrap_err().to_string();
         assert!(err.contains("reported twice"), "{err}");
+    }
+
+    #[test]
+    fn free_space_beyond_any_volume_is_refused() {
+        let volume = |free_bytes| v1::Volume {
+            purpose: "state".into(),
+            path: "C:\\ProgramData\\Tierwise".into(),
+            free_bytes,
+        };
+        let mut wire = v1::Inventory::from(&sample());
+        wire.volumes = vec![volume(tierwise_common::reported::MAX_BYTES)];
+        assert!(Inventory::try_from(&wire).is_ok());
+        wire.volumes = vec![volume(u64::MAX)];
+        let err = Inventory::try_from(&wire).unwrap_err().to_string();
+        assert!(
+            err.starts_with(
+                "free space of 18446744073709551615 bytes is more than any volume holds"
+            ),
+            "{err}"
+        );
     }
 }
