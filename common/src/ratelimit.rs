@@ -85,14 +85,22 @@ struct Bucket {
 #[derive(Debug)]
 pub struct RateLimiter {
     rate: Rate,
+    burst: f64,
     max_keys: usize,
     buckets: HashMap<String, Bucket>,
 }
 
 impl RateLimiter {
+    /// Buckets that hold the rate's own burst (`Rate::burst`).
     pub fn new(rate: Rate, max_keys: usize) -> Self {
+        Self::with_burst(rate, rate.burst(), max_keys)
+    }
+
+    /// Buckets that hold `burst` calls (at least one), refilled at `rate`.
+    pub fn with_burst(rate: Rate, burst: f64, max_keys: usize) -> Self {
         Self {
             rate,
+            burst: burst.max(1.0),
             max_keys: max_keys.max(1),
             buckets: HashMap::new(),
         }
@@ -104,7 +112,7 @@ impl RateLimiter {
         if self.rate.is_off() {
             return Ok(());
         }
-        let (rate, burst) = (self.rate.per_second, self.rate.burst());
+        let (rate, burst) = (self.rate.per_second, self.burst);
         if self.buckets.len() >= self.max_keys && !self.buckets.contains_key(key) {
             self.buckets
                 .retain(|_, b| refilled(*b, now_ms, rate, burst) < burst);
@@ -127,6 +135,15 @@ impl RateLimiter {
             Ok(())
         } else {
             Err(((1.0 - bucket.tokens) / rate * 1000.0).ceil() as u64)
+        }
+    }
+
+    /// Gives back the call `allow` took for `key` (it turned out not to
+    /// count, as a login that succeeded); never beyond the burst.
+    pub fn give_back(&mut self, key: &str) {
+        let burst = self.burst;
+        if let Some(bucket) = self.buckets.get_mut(key) {
+            bucket.tokens = (bucket.tokens + 1.0).min(burst);
         }
     }
 
@@ -175,6 +192,31 @@ mod tests {
         assert!(limits.allow("10.0.0.1", 500).is_err());
         // A clock that goes back takes nothing extra.
         assert!(limits.allow("10.0.0.1", 0).is_err());
+    }
+
+    #[test]
+    fn a_burst_of_its_own_and_calls_given_back() {
+        // Ten at once, then one a minute.
+        let mut limits = RateLimiter::with_burst(Rate::per_second(1.0 / 60.0), 10.0, 100);
+        for _ in 0..10 {
+            assert_eq!(limits.allow("10.0.0.1", 0), Ok(()));
+        }
+        assert_eq!(limits.allow("10.0.0.1", 0), Err(60_000));
+        limits.give_back("10.0.0.1");
+        assert_eq!(limits.allow("10.0.0.1", 0), Ok(()));
+        assert!(limits.allow("10.0.0.1", 0).is_err());
+        // Given back, never beyond the burst.
+        for _ in 0..20 {
+            limits.give_back("10.0.0.2");
+            limits.give_back("10.0.0.1");
+        }
+        assert_eq!(
+            (0..20)
+                .filter(|_| limits.allow("10.0.0.1", 0).is_ok())
+                .count(),
+            10
+        );
+        assert_eq!(limits.allow("10.0.0.1", 60_000), Ok(()));
     }
 
     #[test]

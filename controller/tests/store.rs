@@ -15,7 +15,7 @@ use tierwise_common::{
     Role, ServerFacts, Version, WebFacts, WebServerKind,
 };
 use tierwise_controller::store::promotion::PromotionError;
-use tierwise_controller::store::sessions::SessionTerms;
+use tierwise_controller::store::sessions::{SessionOpened, SessionTerms};
 use tierwise_controller::store::{HostFilter, HostReport, Store};
 
 const V931: Version = Version::new(9, 3, 1, 33994);
@@ -488,18 +488,21 @@ async fn installers(store: &Store, t0: i64) {
     );
 }
 
-/// Dashboard sessions: read back by id, ended when
-/// idle, past their lifetime or closed, and the oldest go beyond the limit.
+/// Dashboard sessions: read back by id, ended when idle, past their
+/// lifetime or closed; an operator's oldest go beyond their limit, never
+/// another's, and a login when others hold all sessions is refused.
 async fn dashboard_sessions(store: &Store, t0: i64) {
     let terms = SessionTerms {
         idle_ms: 60_000,
         lifetime_ms: 600_000,
-        max_sessions: 3,
+        max_per_operator: 3,
+        max_sessions: 4,
     };
-    store
+    let opened = store
         .open_dashboard_session("s-a", "token-a", terms, t0)
         .await
         .unwrap();
+    assert_eq!(opened, SessionOpened::Opened);
     let read = |id: &'static str, at: i64| store.dashboard_session(id, terms, at);
     assert_eq!(
         read("s-a", t0 + 1).await.unwrap().as_deref(),
@@ -516,28 +519,59 @@ async fn dashboard_sessions(store: &Store, t0: i64) {
     assert_eq!(read("s-a", t0 + 600_000).await.unwrap(), None);
     assert_eq!(read("s-a", t0).await.unwrap(), None);
     // Idle too long.
-    store
+    let opened = store
         .open_dashboard_session("s-b", "token-b", terms, t0)
         .await
         .unwrap();
+    assert_eq!(opened, SessionOpened::Opened);
     assert_eq!(read("s-b", t0 + 60_000).await.unwrap(), None);
     // Closed.
-    store
+    let opened = store
         .open_dashboard_session("s-c", "token-c", terms, t0)
         .await
         .unwrap();
+    assert_eq!(opened, SessionOpened::Opened);
     store.close_dashboard_session("s-c").await.unwrap();
     assert_eq!(read("s-c", t0).await.unwrap(), None);
-    // A fourth login ends the oldest of three.
+    // Another operator's session, then a fourth login of one operator
+    // ends the oldest of their three, not the other's (older) one.
+    let _ = store
+        .open_dashboard_session("s-admin", "token-admin", terms, t0)
+        .await
+        .unwrap();
     for (i, id) in ["s-1", "s-2", "s-3", "s-4"].into_iter().enumerate() {
-        store
-            .open_dashboard_session(id, "token", terms, t0 + i as i64)
+        let opened = store
+            .open_dashboard_session(id, "token", terms, t0 + 1 + i as i64)
             .await
             .unwrap();
+        assert_eq!(opened, SessionOpened::Opened, "{id}");
     }
     assert_eq!(read("s-1", t0 + 10).await.unwrap(), None);
-    for id in ["s-2", "s-3", "s-4"] {
+    for id in ["s-2", "s-3", "s-4", "s-admin"] {
         assert!(read(id, t0 + 10).await.unwrap().is_some(), "{id}");
+    }
+    // Four held (admin, 2, 3, 4): a third operator is refused and
+    // nobody's session ends; an operator at their own limit still logs in,
+    // ending their own oldest.
+    for _ in 0..3 {
+        let opened = store
+            .open_dashboard_session("s-x", "token-x", terms, t0 + 20)
+            .await
+            .unwrap();
+        assert_eq!(opened, SessionOpened::Full);
+    }
+    assert_eq!(read("s-x", t0 + 21).await.unwrap(), None);
+    for id in ["s-admin", "s-2", "s-3", "s-4"] {
+        assert!(read(id, t0 + 21).await.unwrap().is_some(), "{id}");
+    }
+    let opened = store
+        .open_dashboard_session("s-5", "token", terms, t0 + 22)
+        .await
+        .unwrap();
+    assert_eq!(opened, SessionOpened::Opened);
+    assert_eq!(read("s-2", t0 + 23).await.unwrap(), None);
+    for id in ["s-admin", "s-3", "s-4", "s-5"] {
+        assert!(read(id, t0 + 23).await.unwrap().is_some(), "{id}");
     }
 }
 

@@ -145,6 +145,15 @@ pub enum Command {
         /// Certificate renewals allowed per host.
         #[arg(long, env = "TIERWISE_RENEW_RATE_PER_HOST", default_value = "6/min")]
         renew_rate_per_host: Rate,
+        /// Failed dashboard logins allowed per source address after a
+        /// burst of 10 (`10/min`, `100/h` or `off`; an IPv6 /64 counts as
+        /// one address); more are answered 429 without checking the token.
+        #[arg(
+            long,
+            env = "TIERWISE_UI_LOGIN_RATE_PER_ADDRESS",
+            default_value = "10/min"
+        )]
+        ui_login_rate_per_address: Rate,
         /// A refused call of an operator is audited once per method within
         /// this window; the others are counted in one entry at its end.
         #[arg(long, env = "TIERWISE_AUDIT_REFUSAL_WINDOW", default_value = "60s", value_parser = parse_duration)]

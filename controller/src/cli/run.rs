@@ -40,6 +40,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             enroll_rate_per_address,
             enroll_rate_per_token,
             renew_rate_per_host,
+            ui_login_rate_per_address,
             audit_refusal_window,
             allow_unsigned_releases,
             release_root_fingerprint,
@@ -63,6 +64,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 enroll_per_address: enroll_rate_per_address,
                 enroll_per_token: enroll_rate_per_token,
                 renew_per_host: renew_rate_per_host,
+                ui_login_per_address: ui_login_rate_per_address,
                 audit_refusal_window,
             };
             settings.allow_unsigned_releases = allow_unsigned_releases;

@@ -212,6 +212,12 @@ impl Authenticator {
         }
     }
 
+    /// The controller's rate limits and refusal windows (the dashboard's
+    /// login counts its failures with them).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Notes an operator's call; written in the background, to the minute.
     fn used(&self, name: &str, now: i64) {
         let mut used = self

@@ -4,6 +4,9 @@
 //! RESOURCE_EXHAUSTED and when to try again (agents back off and retry).
 //! A known operator's refused calls are audited once per method and
 //! window, with the count of the rest: a flood cannot fill the audit log.
+//! Failed dashboard logins are limited per source address (`ui_login`):
+//! a burst of `UI_LOGIN_BURST`, then the configured rate; the dashboard
+//! audits them coalesced the same way, by address.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
@@ -16,12 +19,20 @@ const MAX_KEYS: usize = 200_000;
 /// Refusal windows open at once at most.
 const MAX_WINDOWS: usize = 10_000;
 
+/// Failed dashboard logins one address may make at once, before the rate
+/// (`--ui-login-rate-per-address`) applies: enough for a person mistyping
+/// or pasting the wrong token a few times.
+pub const UI_LOGIN_BURST: u32 = 10;
+
 /// The limits, as configured (`tierwise serve --enroll-rate-per-address`…).
 #[derive(Clone, Copy, Debug)]
 pub struct LimitSettings {
     pub enroll_per_address: Rate,
     pub enroll_per_token: Rate,
     pub renew_per_host: Rate,
+    /// Failed dashboard logins per source address, after a burst of
+    /// `UI_LOGIN_BURST`.
+    pub ui_login_per_address: Rate,
     /// A refused call of an operator is audited once per method in this
     /// window; the rest are counted in one entry at its end.
     pub audit_refusal_window: Duration,
@@ -36,6 +47,9 @@ impl Default for LimitSettings {
             enroll_per_address: Rate::per_second(20.0),
             enroll_per_token: Rate::per_second(500.0),
             renew_per_host: Rate::per_second(0.1),
+            // One every 6 s: a guesser gets 14,400 tries a day from one
+            // address against tokens of 256 random bits.
+            ui_login_per_address: Rate::per_second(10.0 / 60.0),
             audit_refusal_window: Duration::from_secs(60),
         }
     }
@@ -47,6 +61,7 @@ pub struct Limits {
     enroll_per_address: Mutex<RateLimiter>,
     enroll_per_token: Mutex<RateLimiter>,
     renew_per_host: Mutex<RateLimiter>,
+    ui_login_per_address: Mutex<RateLimiter>,
     refusals: Mutex<Refusals>,
 }
 
@@ -64,6 +79,11 @@ impl Limits {
             enroll_per_address: Mutex::new(RateLimiter::new(settings.enroll_per_address, MAX_KEYS)),
             enroll_per_token: Mutex::new(RateLimiter::new(settings.enroll_per_token, MAX_KEYS)),
             renew_per_host: Mutex::new(RateLimiter::new(settings.renew_per_host, MAX_KEYS)),
+            ui_login_per_address: Mutex::new(RateLimiter::with_burst(
+                settings.ui_login_per_address,
+                f64::from(UI_LOGIN_BURST),
+                MAX_KEYS,
+            )),
             refusals: Mutex::new(Refusals::new(settings.audit_refusal_window)),
         }
     }
@@ -71,13 +91,7 @@ impl Limits {
     /// One enrollment attempt from `address` (an IPv6 address counts by
     /// its /64, which one machine may fill).
     pub fn enroll_address(&self, address: std::net::IpAddr, now_ms: i64) -> Result<(), OverLimit> {
-        let key = match address.to_canonical() {
-            std::net::IpAddr::V6(v6) => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-            v4 => v4.to_string(),
-        };
+        let key = address_key(address);
         take(&self.enroll_per_address, &key, now_ms).map_err(|retry_ms| OverLimit {
             what: format!("enrollment attempts from {key}"),
             retry_ms,
@@ -100,6 +114,27 @@ impl Limits {
             what: format!("certificate renewals by host {host_id}"),
             retry_ms,
         })
+    }
+
+    /// One dashboard login from `address` (counted by `address_key`),
+    /// taken before its token is checked; `ui_login_succeeded` gives it
+    /// back, so only failed logins use up the address's burst. Over the
+    /// limit, the token is not checked at all.
+    pub fn ui_login(&self, address: std::net::IpAddr, now_ms: i64) -> Result<(), OverLimit> {
+        let key = address_key(address);
+        take(&self.ui_login_per_address, &key, now_ms).map_err(|retry_ms| OverLimit {
+            what: format!("failed dashboard logins from {key}"),
+            retry_ms,
+        })
+    }
+
+    /// The login `ui_login` counted for `address` succeeded: it does not
+    /// count.
+    pub fn ui_login_succeeded(&self, address: std::net::IpAddr) {
+        self.ui_login_per_address
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .give_back(&address_key(address));
     }
 
     /// A refused call by `actor` (an operator, an address) of `method`,
@@ -144,6 +179,19 @@ pub async fn audit_refusals(store: &crate::store::Store, refusals: Vec<Refusal>)
         {
             tracing::warn!(%error, "could not record refused calls in the audit log");
         }
+    }
+}
+
+/// How limits per source address count `address`: an IPv4 address (also
+/// one mapped into IPv6) as itself, an IPv6 address by its /64, which one
+/// machine may fill.
+pub fn address_key(address: std::net::IpAddr) -> String {
+    match address.to_canonical() {
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        v4 => v4.to_string(),
     }
 }
 
@@ -348,5 +396,38 @@ mod tests {
             assert!(limits.renew("cl-1", 0).is_ok());
         }
         assert!(limits.renew("cl-1", 0).is_err());
+    }
+
+    #[test]
+    fn failed_dashboard_logins_are_limited_per_address_and_successes_are_free() {
+        let limits = Limits::new(&LimitSettings::default());
+        let ip = |text: &str| text.parse::<std::net::IpAddr>().unwrap();
+        // Logins that succeed do not count.
+        for _ in 0..100 {
+            limits.ui_login(ip("10.0.0.1"), 0).unwrap();
+            limits.ui_login_succeeded(ip("10.0.0.1"));
+        }
+        for _ in 0..UI_LOGIN_BURST {
+            limits.ui_login(ip("10.0.0.1"), 0).unwrap();
+        }
+        let over = limits.ui_login(ip("10.0.0.1"), 0).unwrap_err();
+        assert!(
+            over.to_string()
+                .contains("failed dashboard logins from 10.0.0.1"),
+            "{over}"
+        );
+        assert!((5_999..=6_001).contains(&over.retry_ms), "{over:?}");
+        limits.ui_login(ip("10.0.0.2"), 0).unwrap();
+        // Refilled: one every 6 s.
+        limits.ui_login(ip("10.0.0.1"), 6_001).unwrap();
+        assert!(limits.ui_login(ip("10.0.0.1"), 6_001).is_err());
+        // An IPv4 address mapped into IPv6 is the same address; a /64 one.
+        assert!(limits.ui_login(ip("::ffff:10.0.0.1"), 6_001).is_err());
+        for i in 0..UI_LOGIN_BURST {
+            limits
+                .ui_login(ip(&format!("2001:db8:1:2::{i}")), 0)
+                .unwrap();
+        }
+        assert!(limits.ui_login(ip("2001:db8:1:2:ffff::1"), 0).is_err());
     }
 }

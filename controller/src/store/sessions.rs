@@ -15,9 +15,23 @@ pub struct SessionTerms {
     pub idle_ms: i64,
     /// A session ends this long after its login, used or not.
     pub lifetime_ms: i64,
-    /// Sessions held at once; a login beyond them ends the oldest (logins
-    /// at the same moment on several replicas may briefly exceed it).
+    /// Sessions held at once by one operator (one token); their login
+    /// beyond it ends their own oldest session, never another's.
+    pub max_per_operator: i64,
+    /// Sessions held at once by everyone, a bound on the table: a login
+    /// when they are all held by others is refused, never made room for
+    /// by ending another operator's session (logins at the same moment on
+    /// several replicas may briefly exceed either cap).
     pub max_sessions: i64,
+}
+
+/// What a login's session came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum SessionOpened {
+    Opened,
+    /// The sessions of others fill the table: none was opened.
+    Full,
 }
 
 /// A session's last use is written at most this often: a page following a
@@ -32,33 +46,46 @@ impl SessionTerms {
 
 impl Store {
     /// Opens a session acting with the token of digest `token_sha256`;
-    /// ended sessions are swept first, and the oldest ones go when there
-    /// are as many as the terms allow.
+    /// ended sessions are swept first, and that token's oldest sessions go
+    /// when it holds as many as the terms allow. When all sessions the
+    /// terms allow are held (by others) none is opened: `Full`.
     pub async fn open_dashboard_session(
         &self,
         id_sha256: &str,
         token_sha256: &str,
         terms: SessionTerms,
         now_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<SessionOpened, StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM dashboard_sessions WHERE used_ms <= $1 OR started_ms <= $2")
             .bind(now_ms - terms.idle_ms)
             .bind(now_ms - terms.lifetime_ms)
             .execute(&mut *tx)
             .await?;
-        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dashboard_sessions")
-            .fetch_one(&mut *tx)
-            .await?;
-        let over = held - terms.max_sessions + 1;
+        let own: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM dashboard_sessions WHERE token_sha256 = $1")
+                .bind(token_sha256)
+                .fetch_one(&mut *tx)
+                .await?;
+        let over = own - terms.max_per_operator + 1;
         if over > 0 {
             sqlx::query(
                 "DELETE FROM dashboard_sessions WHERE id_sha256 IN \
-                 (SELECT id_sha256 FROM dashboard_sessions ORDER BY started_ms, id_sha256 LIMIT $1)",
+                 (SELECT id_sha256 FROM dashboard_sessions WHERE token_sha256 = $1 \
+                  ORDER BY started_ms, id_sha256 LIMIT $2)",
             )
+            .bind(token_sha256)
             .bind(over)
             .execute(&mut *tx)
             .await?;
+        }
+        let held: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM dashboard_sessions")
+            .fetch_one(&mut *tx)
+            .await?;
+        if held >= terms.max_sessions {
+            // The sweep above is kept: ended sessions are gone either way.
+            tx.commit().await?;
+            return Ok(SessionOpened::Full);
         }
         sqlx::query(
             "INSERT INTO dashboard_sessions (id_sha256, token_sha256, started_ms, used_ms) \
@@ -70,7 +97,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(SessionOpened::Opened)
     }
 
     /// The token digest of a live session, marking it used; `None` when
@@ -136,6 +163,7 @@ mod tests {
         let terms = SessionTerms {
             idle_ms: 1_000,
             lifetime_ms: 10_000,
+            max_per_operator: 2,
             max_sessions: 2,
         };
         assert!(terms.alive(0, 0, 999));

@@ -17,7 +17,8 @@
 //! segments, pure), `pages.rs` (the pages and their templates), `host.rs`
 //! (a host's page: its components and its steps across rollouts),
 //! `actions.rs` (the confirmations and the forms that change something),
-//! `flash.rs` (a change's outcome, shown once on the next page).
+//! `flash.rs` (a change's outcome, shown once on the next page),
+//! `throttle.rs` (failed logins limited and audited per source address).
 
 mod actions;
 mod chart;
@@ -26,6 +27,7 @@ mod flash;
 mod host;
 mod pages;
 mod session;
+mod throttle;
 
 use crate::grpc::admin::AdminApi;
 use crate::grpc::auth::Authenticator;
@@ -181,7 +183,13 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ui: Ui
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service);
+                .serve_connection(
+                    hyper_util::rt::TokioIo::new(tls),
+                    throttle::WithPeer {
+                        inner: service,
+                        peer: throttle::Peer(peer.ip()),
+                    },
+                );
             match tokio::time::timeout(CONNECTION_LIFETIME, served).await {
                 Ok(Err(error)) => debug!(%peer, %error, "web dashboard: connection ended"),
                 Err(_) => debug!(%peer, "web dashboard: connection closed after its lifetime"),

@@ -10,12 +10,20 @@
 //! fixed purpose keyed with the session id, so only a page this session
 //! loaded knows it, any replica checks it without storing anything, and
 //! the check (`hmac::verify`) takes the same time whatever the guess.
+//!
+//! Failed logins are limited and audited per source address
+//! (`throttle.rs`). Sessions are capped per operator: a login beyond
+//! `max_per_operator` ends that operator's own oldest session, never
+//! another's; when the global bound is held by others' sessions the login
+//! is refused instead.
 
 use super::pages::{render, Page};
+use super::throttle::{self, Peer};
 use super::Ui;
 use crate::grpc::auth::{token_digest, Principal, Role};
 use crate::grpc::error::ApiError;
-use crate::store::sessions::SessionTerms;
+use crate::grpc::limits::address_key;
+use crate::store::sessions::{SessionOpened, SessionTerms};
 use askama::Template;
 use axum::extract::{Form, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -26,10 +34,12 @@ use tierwise_runtime::clock::now_ms;
 /// (secure, for this host, path `/`), never from a sibling domain.
 const COOKIE: &str = "__Host-tierwise_session";
 /// A session ends 30 minutes after its last page, or 12 hours after its
-/// login; 10,000 are held at once, the oldest going first.
-const TERMS: SessionTerms = SessionTerms {
+/// login; an operator holds 10 at once (their oldest going first), and
+/// everyone together 10,000 (a login beyond that is refused).
+pub(super) const TERMS: SessionTerms = SessionTerms {
     idle_ms: 30 * 60 * 1000,
     lifetime_ms: 12 * 60 * 60 * 1000,
+    max_per_operator: 10,
     max_sessions: 10_000,
 };
 
@@ -187,7 +197,7 @@ struct LoginPage {
     message: String,
 }
 
-fn login_form(status: StatusCode, message: &str) -> Response {
+pub(super) fn login_form(status: StatusCode, message: &str) -> Response {
     let page = LoginPage {
         page: Page::anonymous("Log in"),
         message: message.to_owned(),
@@ -236,9 +246,11 @@ fn cross_site() -> Response {
     )
 }
 
-/// Checks the token as `WhoAmI` would and opens a session.
+/// Checks the token as `WhoAmI` would and opens a session; refused
+/// unchecked (429) when the address has failed too often.
 pub async fn login(
     State(ui): State<Ui>,
+    peer: Option<axum::Extension<Peer>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -252,11 +264,25 @@ pub async fn login(
             "Paste your operator token (tierwise operators add NAME --role viewer gives one).",
         );
     }
-    match ui
+    let address = Peer::of(peer);
+    if let Err(over) = ui.auth.limits().ui_login(address, now_ms()) {
+        return throttle::throttled(&ui, address, &over).await;
+    }
+    let checked = ui
         .auth
         .authorize("/tierwise.v1.AdminService/WhoAmI", None, Some(&token))
-        .await
-    {
+        .await;
+    // Only a wrong token counts against the address: a login that
+    // succeeded, or that the controller could not answer, is given back.
+    let wrong = matches!(
+        checked,
+        Ok(Principal::Anonymous | Principal::Agent(_))
+            | Err(ApiError::Unauthenticated(_) | ApiError::PermissionDenied(_))
+    );
+    if !wrong {
+        ui.auth.limits().ui_login_succeeded(address);
+    }
+    match checked {
         Ok(Principal::Operator { name, role }) => {
             // A login in a browser that still holds a session ends that one.
             if let Some(old) = session_id(&headers) {
@@ -266,18 +292,26 @@ pub async fn login(
             }
             let id = new_session_id();
             let id_digest = token_digest(&id);
-            if let Err(error) = ui
+            match ui
                 .store
                 .open_dashboard_session(&id_digest, &token_digest(&token), TERMS, now_ms())
                 .await
             {
-                return unavailable(&error);
+                Ok(SessionOpened::Opened) => {}
+                Ok(SessionOpened::Full) => return sessions_full(),
+                Err(error) => return unavailable(&error),
             }
             // Audited once the session exists; a session whose login cannot
             // be audited is closed again.
             if let Err(error) = ui
                 .store
-                .audit(&name, "ui login", &name, &format!("role {role}"), now_ms())
+                .audit(
+                    &name,
+                    "ui login",
+                    &name,
+                    &format!("role {role}, from {}", address_key(address)),
+                    now_ms(),
+                )
                 .await
             {
                 let _ = ui.store.close_dashboard_session(&id_digest).await;
@@ -291,12 +325,36 @@ pub async fn login(
             }
             response
         }
-        Ok(_) => login_form(StatusCode::UNAUTHORIZED, "That is not an operator token."),
+        Ok(_) => {
+            throttle::failed(&ui, address, "not an operator token").await;
+            login_form(StatusCode::UNAUTHORIZED, "That is not an operator token.")
+        }
         Err(ApiError::Unauthenticated(reason) | ApiError::PermissionDenied(reason)) => {
+            throttle::failed(&ui, address, &reason).await;
             login_form(StatusCode::UNAUTHORIZED, &reason)
         }
         Err(error) => unavailable(&error),
     }
+}
+
+/// The sessions of other operators fill the dashboard's bound: this login
+/// opens none, and ends none of theirs.
+fn sessions_full() -> Response {
+    let mut response = login_form(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!(
+            "The dashboard holds as many sessions as it may ({}), all of other operators; \
+             no session was opened and none was ended. Try again in a minute: a session \
+             ends after {} minutes unused.",
+            TERMS.max_sessions,
+            TERMS.idle_ms / 60_000
+        ),
+    );
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("60"),
+    );
+    response
 }
 
 pub async fn logout(State(ui): State<Ui>, headers: HeaderMap) -> Response {
