@@ -73,6 +73,7 @@ impl Key {
 
 /// The fields of an entry, each length prefixed, so no two different
 /// entries encode alike.
+#[allow(clippy::too_many_arguments)] // The entry's fields, and where they go.
 fn encode(
     out: &mut dyn FnMut(&[u8]),
     prev_sha256: &str,
@@ -192,8 +193,7 @@ pub fn start_mac(key: &Key, start: &Start) -> String {
 /// they differ.
 fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |diff, (x, y)| diff | (x ^ y))
             == 0

@@ -86,7 +86,8 @@ fn read(path: &Path) -> anyhow::Result<Option<Key>> {
         Ok(text) => text,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => {
-            return Err(error).with_context(|| format!("cannot read the audit key {}", path.display()))
+            return Err(error)
+                .with_context(|| format!("cannot read the audit key {}", path.display()))
         }
     };
     if let Ok(true) = tierwise_transport::files::private_file(path) {
@@ -126,8 +127,9 @@ fn create(path: &Path) -> anyhow::Result<Key> {
             info!(file = %path.display(), "made the audit key; copy it to every controller sharing this database");
             Ok(Key::new(&bytes))
         }
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => read(path)?
-            .context("the audit key disappeared while it was being made"),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            read(path)?.context("the audit key disappeared while it was being made")
+        }
         Err(error) => Err(error).with_context(|| {
             format!(
                 "cannot write the audit key {}; choose another --data-dir",

@@ -1452,7 +1452,12 @@ async fn audit_chain(store: &Store, t0: i64) {
     assert_eq!(verified.keyed, 10);
     assert_eq!(verified.chained, entries.len() + 10);
     let other = Key::new(&[6; KEY_BYTES]);
-    assert!(store.verify_audit(Some(&other)).await.unwrap().result.is_err());
+    assert!(store
+        .verify_audit(Some(&other))
+        .await
+        .unwrap()
+        .result
+        .is_err());
     assert!(matches!(
         store.key_audit_chain(&other).await.unwrap(),
         Keying::Differs { .. }

@@ -226,7 +226,10 @@ async fn entries_removed_from_the_end(postgres: bool) {
     let all = entries(&controller);
     let last = all.last().unwrap()["seq"].as_i64().unwrap();
     let keep = last - 2;
-    let new_head = all[keep as usize - 1]["sha256"].as_str().unwrap().to_owned();
+    let new_head = all[keep as usize - 1]["sha256"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // The last two entries removed: the store's record of the head shows it.
     store
@@ -235,7 +238,9 @@ async fn entries_removed_from_the_end(postgres: bool) {
     let (ok, said) = verify(&controller, &[]);
     assert!(!ok);
     assert!(
-        said.contains(&format!("the log ends at entry {keep}, but the chain's recorded head is entry {last}")),
+        said.contains(&format!(
+            "the log ends at entry {keep}, but the chain's recorded head is entry {last}"
+        )),
         "{said}"
     );
     // The record moved back too: only a head kept elsewhere shows it.
@@ -289,12 +294,16 @@ async fn blanked_hashes(postgres: bool) {
     let (ok, said) = verify(&controller, &[]);
     assert!(!ok);
     assert!(
-        said.contains("the audit log does not verify: entry 1 has no hash, but the chain began at entry 1"),
+        said.contains(
+            "the audit log does not verify: entry 1 has no hash, but the chain began at entry 1"
+        ),
         "{said}"
     );
     // Nor does moving where the chain begins past them: that record is
     // bound to the key.
-    let last = entries(&controller).last().unwrap()["seq"].as_i64().unwrap();
+    let last = entries(&controller).last().unwrap()["seq"]
+        .as_i64()
+        .unwrap();
     store
         .exec(&format!(
             "UPDATE audit_head SET chained_from = {} WHERE id = 1",
@@ -344,7 +353,9 @@ async fn rewritten_and_recomputed(postgres: bool) {
             prev = sha;
         }
         store
-            .exec(&format!("UPDATE audit_head SET sha256 = '{prev}' WHERE id = 1"))
+            .exec(&format!(
+                "UPDATE audit_head SET sha256 = '{prev}' WHERE id = 1"
+            ))
             .await;
         let (ok, said) = verify(&controller, &[]);
         assert!(!ok, "{key:?}");
@@ -368,7 +379,8 @@ async fn rewritten_and_recomputed(postgres: bool) {
         .to_string();
     assert!(
         refused.contains("this controller has no audit key")
-            && refused.contains("copy audit.key from the data directory of the controller that keyed it"),
+            && refused
+                .contains("copy audit.key from the data directory of the controller that keyed it"),
         "{refused}"
     );
 }

@@ -175,10 +175,9 @@ mod tests {
         let teams = String::from_utf8_lossy(&render(Format::Teams, &p)).into_owned();
         assert!(teams.contains(&format!("audit head {head}")), "{teams}");
         // An event stored before the field existed still reads.
-        let old: Payload = serde_json::from_str(
-            &serde_json::to_string(&halted()).unwrap_or_default(),
-        )
-        .unwrap_or_else(|_| Payload::test("", 1));
+        let old: Payload =
+            serde_json::from_str(&serde_json::to_string(&halted()).unwrap_or_default())
+                .unwrap_or_else(|_| Payload::test("", 1));
         assert_eq!(old.audit_head, None);
     }
 

@@ -11,11 +11,11 @@ use client::WebhookClient;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tierwise_common::audit::Head;
 use tierwise_common::notify::{
     next_attempt, render, signature_header, Format, Payload, RetryVerdict, SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
 };
-use tierwise_common::audit::Head;
 use tierwise_runtime::clock::now_ms;
 use tracing::{info, warn};
 

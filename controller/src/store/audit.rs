@@ -250,12 +250,28 @@ mod tests {
             .unwrap();
         }
         migrate_to(&pool, 25).await;
-        for subject in ["d", "e"] {
-            let mut tx = pool.begin().await.unwrap();
-            super::super::audit_in(&mut tx, 2, "admin", "token create", subject, "")
+        // Two entries chained as controllers before migration 0026 did.
+        let mut prev = audit::GENESIS.to_owned();
+        for (seq, subject) in [(4, "d"), (5, "e")] {
+            let sha = audit::entry_sha256(&prev, seq, 2, "admin", "token create", subject, "");
+            sqlx::query(
+                "INSERT INTO audit_log (seq, at_ms, actor, action, subject, details, prev_sha256, sha256) \
+                 VALUES ($1, 2, 'admin', 'token create', $2, '', $3, $4)",
+            )
+            .bind(seq)
+            .bind(subject)
+            .bind(&prev)
+            .bind(&sha)
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query("UPDATE audit_head SET seq = $1, sha256 = $2")
+                .bind(seq)
+                .bind(&sha)
+                .execute(&pool)
                 .await
                 .unwrap();
-            tx.commit().await.unwrap();
+            prev = sha;
         }
         pool.close().await;
 
@@ -275,7 +291,12 @@ mod tests {
             Keying::Began { keyed_from: 6 }
         );
         store.audit("admin", "test", "f", "", 3).await.unwrap();
-        let verified = store.verify_audit(Some(&key)).await.unwrap().result.unwrap();
+        let verified = store
+            .verify_audit(Some(&key))
+            .await
+            .unwrap()
+            .result
+            .unwrap();
         assert_eq!(
             (verified.unchained, verified.chained, verified.keyed),
             (3, 3, 1)
@@ -286,7 +307,12 @@ mod tests {
             store.key_audit_chain(&other).await.unwrap(),
             Keying::Differs { .. }
         ));
-        assert!(store.verify_audit(Some(&other)).await.unwrap().result.is_err());
+        assert!(store
+            .verify_audit(Some(&other))
+            .await
+            .unwrap()
+            .result
+            .is_err());
 
         sqlx::query("UPDATE audit_log SET sha256 = '', prev_sha256 = '' WHERE seq = 4")
             .execute(&store.pool)
