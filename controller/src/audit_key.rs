@@ -20,6 +20,10 @@ use tracing::{info, warn};
 /// The key file's name in the data directory.
 pub const FILE_NAME: &str = "audit.key";
 
+/// A key file younger than this was made by a replica starting beside
+/// this one (a shared data directory), not left from an earlier keying.
+const JUST_MADE: Duration = Duration::from_secs(60);
+
 /// How often the controller logs the chain's head (`audit head`), also
 /// once at its start.
 pub const HEAD_LOG_INTERVAL: Duration = Duration::from_secs(3600);
@@ -39,7 +43,14 @@ pub async fn load_or_create(data_dir: &Path, store: &Store) -> anyhow::Result<Ke
     let record = store.audit_chain().await?;
     let key = match read(&path)? {
         Some(key) => {
-            if record.start.keyed_from == 0 && record.head.seq > 0 {
+            // A key made moments ago by a replica sharing the directory,
+            // which is keying the chain now, is not a lost key record.
+            let just_made = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|at| at.elapsed().ok())
+                .is_some_and(|age| age < JUST_MADE);
+            if record.start.keyed_from == 0 && record.head.seq > 0 && !just_made {
                 anyhow::bail!(
                     "this controller has an audit key ({}), but the audit log in the database (entries 1 to {}) \
                      is not keyed: its key record was removed, or the database was replaced or restored from \

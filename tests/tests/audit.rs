@@ -394,3 +394,39 @@ async fn audit_verify_needs_the_key_to_accept_a_recomputed_chain_sqlite() {
 async fn audit_verify_needs_the_key_to_accept_a_recomputed_chain_postgres() {
     rewritten_and_recomputed(true).await;
 }
+
+/// Replicas sharing one PostgreSQL database share the audit key as they
+/// share the CA: one with a data directory of its own refuses to start
+/// until `audit.key` is copied there, then appends to the same keyed chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_needs_the_audit_key_copied_to_join_a_keyed_chain() {
+    let Some(db) = Database::create().unwrap() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let flags = ["--database-url", db.url.as_str()];
+    let first = Controller::start_with(&root.path().join("first"), "127.0.0.1:0", &flags).unwrap();
+    let second_dir = root.path().join("second");
+    let refused = Controller::start_with(&second_dir, "127.0.0.1:0", &flags)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        refused.contains("this controller has no audit key")
+            && refused
+                .contains("copy audit.key from the data directory of the controller that keyed it"),
+        "{refused}"
+    );
+    // The operator's token (from the first start) works on every replica.
+    for file in ["audit.key", "admin.token"] {
+        std::fs::copy(root.path().join("first").join(file), second_dir.join(file)).unwrap();
+    }
+    let second = Controller::start_with(&second_dir, "127.0.0.1:0", &flags).unwrap();
+    tokio::task::block_in_place(|| {
+        second.cli(&["tokens", "create"]).unwrap();
+        first.cli(&["tokens", "create"]).unwrap();
+    });
+    let (ok, said) = verify(&first, &[]);
+    assert!(ok && said.contains("keyed from entry 1"), "{said}");
+    assert_eq!(head(&first), head(&second));
+}
