@@ -8,6 +8,7 @@
 //! everything it knows lives in the store, written in transactions.
 
 pub mod artifacts;
+pub mod audit_key;
 pub mod cli;
 pub mod delivery;
 pub mod demo;

@@ -136,6 +136,8 @@ pub struct RunningController {
     leadership: JoinHandle<()>,
     /// Sends webhook notifications from the store's notification outbox.
     notifier: JoinHandle<()>,
+    /// Logs the audit chain's head every hour.
+    audit_head_log: JoinHandle<()>,
     /// Held while the controller runs: one controller per SQLite file.
     _sqlite_lock: Option<std::fs::File>,
 }
@@ -153,6 +155,7 @@ impl RunningController {
         self.leadership.abort();
         self.outbox.abort();
         self.notifier.abort();
+        self.audit_head_log.abort();
         let _ = self.stop.send(true);
         self.sessions.close_all();
         let finished = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -253,6 +256,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     let tls = pki.server_config()?;
     let store = Store::open(settings.database.connect_string()).await?;
     info!(database = %settings.database.redacted(), backend = %store.backend(), "store ready");
+    crate::audit_key::load_or_create(&settings.data_dir, &store).await?;
     first_admin(&store, &settings.data_dir).await?;
     let limits = Arc::new(crate::grpc::limits::Limits::new(&settings.limits));
     let auth = Authenticator::new(store.clone(), limits.clone());
@@ -383,6 +387,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
     let outbox = tokio::spawn(engine.clone().run_outbox());
     let leadership = tokio::spawn(lead(store.clone(), engine.clone()));
     let notifier = tokio::spawn(crate::notify::run(store.clone()));
+    let audit_head_log = tokio::spawn(crate::audit_key::publish_head(store.clone()));
     let engine_task = tokio::spawn(engine.run());
     info!(%addr, ca_fingerprint = %pki.fingerprint(), "controller listening (TLS)");
     Ok(RunningController {
@@ -406,6 +411,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         outbox,
         leadership,
         notifier,
+        audit_head_log,
         _sqlite_lock: sqlite_lock,
     })
 }

@@ -1451,6 +1451,51 @@ async fn audit_chain(store: &Store, t0: i64) {
         "numbered without gaps from 1"
     );
     assert_eq!(entries[0].seq, 1);
+
+    // Keyed from the next entry on: concurrent appends stay one chain, and
+    // only the key verifies its keyed part.
+    use tierwise_common::audit::{Key, KEY_BYTES};
+    use tierwise_controller::store::audit::{use_key, Keying};
+    let key = Key::new(&[5; KEY_BYTES]);
+    use_key(key.clone());
+    let head = store.audit_head().await.unwrap();
+    let keyed_from = head.seq + 1;
+    assert_eq!(
+        store.key_audit_chain(&key).await.unwrap(),
+        Keying::Began { keyed_from }
+    );
+    assert_eq!(
+        store.key_audit_chain(&key).await.unwrap(),
+        Keying::Holds { keyed_from }
+    );
+    let writes = (0..10).map(|i| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .audit("admin", "test", &format!("k{i}"), "keyed", t0)
+                .await
+        })
+    });
+    for write in writes.collect::<Vec<_>>() {
+        write.await.unwrap().unwrap();
+    }
+    let verdict = store.verify_audit(Some(&key)).await.unwrap();
+    assert_eq!(verdict.start.chained_from, 1);
+    assert_eq!(verdict.start.keyed_from, keyed_from);
+    let verified = verdict.result.unwrap();
+    assert_eq!(verified.keyed, 10);
+    assert_eq!(verified.chained, entries.len() + 10);
+    let other = Key::new(&[6; KEY_BYTES]);
+    assert!(store
+        .verify_audit(Some(&other))
+        .await
+        .unwrap()
+        .result
+        .is_err());
+    assert!(matches!(
+        store.key_audit_chain(&other).await.unwrap(),
+        Keying::Differs { .. }
+    ));
 }
 
 /// Renewals: only past half of a certificate's life, each supersedes the

@@ -410,6 +410,16 @@ fn subscriptions_are_admin_only_checked_and_never_show_their_secret() -> anyhow:
         .as_str()
         .unwrap()
         .contains("ops"));
+    // With the audit chain's head, which `audit verify --expect` takes.
+    let head = &received[0].event["audit_head"];
+    let kept = format!(
+        "{}:{}",
+        head["seq"].as_i64().unwrap(),
+        head["sha256"].as_str().unwrap()
+    );
+    assert!(c
+        .cli(&["audit", "verify", "--expect", &kept])?
+        .contains(&format!("The kept head {kept} is in the log")));
 
     // The Slack format: a message with the same facts, signed alike.
     c.cli(&[
@@ -434,6 +444,7 @@ fn subscriptions_are_admin_only_checked_and_never_show_their_secret() -> anyhow:
         text.starts_with("*Test notification for subscription chat"),
         "{text}"
     );
+    assert!(text.contains("_audit head "), "{text}");
     c.cli(&["notify", "remove", "chat"])?;
 
     let viewer = c.cli(&["operators", "add", "vera", "--role", "viewer"])?;

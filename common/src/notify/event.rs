@@ -161,6 +161,7 @@ impl RolloutFacts {
             skipped_hosts: self.hosts_in(StepState::Skipped),
             host: None,
             hosts_left_out: 0,
+            audit_head: None,
         }
         .summarised()
     }

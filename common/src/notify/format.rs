@@ -65,6 +65,9 @@ pub fn render(format: Format, payload: &Payload) -> Vec<u8> {
                 text.push_str("\n• ");
                 text.push_str(&line);
             }
+            if let Some(head) = &payload.audit_head {
+                text.push_str(&format!("\n_audit head {head}_"));
+            }
             json!({ "text": text, "mrkdwn": true })
         }
         Format::Teams => {
@@ -74,6 +77,12 @@ pub fn render(format: Format, payload: &Payload) -> Vec<u8> {
             body.extend(fact_lines(payload).into_iter().map(|line| {
                 json!({ "type": "TextBlock", "text": line, "wrap": true, "spacing": "Small" })
             }));
+            if let Some(head) = &payload.audit_head {
+                body.push(json!({
+                    "type": "TextBlock", "text": format!("audit head {head}"), "wrap": true,
+                    "size": "Small", "isSubtle": true, "spacing": "Small"
+                }));
+            }
             json!({
                 "type": "message",
                 "attachments": [{
@@ -147,6 +156,29 @@ mod tests {
             card["content"]["body"][0]["text"],
             "Rollout r1 of prod to 26.3.100 halted"
         );
+    }
+
+    #[test]
+    fn every_format_carries_the_audit_head() {
+        let mut p = halted();
+        let head = crate::audit::Head {
+            seq: 42,
+            sha256: "ab".repeat(32),
+        };
+        p.audit_head = Some(head.clone());
+        let json: serde_json::Value =
+            serde_json::from_slice(&render(Format::Json, &p)).unwrap_or_default();
+        assert_eq!(json["audit_head"]["seq"], 42);
+        assert_eq!(json["audit_head"]["sha256"], head.sha256.as_str());
+        let slack = String::from_utf8_lossy(&render(Format::Slack, &p)).into_owned();
+        assert!(slack.contains(&format!("audit head {head}")), "{slack}");
+        let teams = String::from_utf8_lossy(&render(Format::Teams, &p)).into_owned();
+        assert!(teams.contains(&format!("audit head {head}")), "{teams}");
+        // An event stored before the field existed still reads.
+        let old: Payload =
+            serde_json::from_str(&serde_json::to_string(&halted()).unwrap_or_default())
+                .unwrap_or_else(|_| Payload::test("", 1));
+        assert_eq!(old.audit_head, None);
     }
 
     #[test]

@@ -44,6 +44,12 @@ pub struct Payload {
     /// Steps left out to stay within the size limit.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub hosts_left_out: usize,
+    /// The audit chain's head when the event was sent (filled in by the
+    /// sender): a receiver that keeps it can later show, with `tierwise
+    /// audit verify --expect SEQ:SHA256`, that no entry before it was
+    /// removed or rewritten.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_head: Option<crate::audit::Head>,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -118,6 +124,7 @@ impl Payload {
             skipped_hosts: Vec::new(),
             host: None,
             hosts_left_out: 0,
+            audit_head: None,
         }
     }
 

@@ -335,13 +335,20 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Fetch the whole audit log and recompute its hash chain here: any
-    /// entry changed, removed, reordered or inserted after it was written
-    /// is found. Prints the chain's head (entry number and hash) to keep.
+    /// Fetch the whole audit log and check its hash chain: the links and
+    /// unkeyed hashes here, the keyed hashes by the controller (which holds
+    /// the chain's key). Any entry changed, removed, reordered, inserted or
+    /// unhashed after it was written is found. Prints the chain's head as
+    /// SEQ:SHA256 to keep.
     Verify {
-        /// Machine-readable output (field names documented in the README).
+        /// Machine-readable output (fields documented in docs/security.md).
         #[arg(long)]
         json: bool,
+        /// A head kept earlier (SEQ:SHA256, as verify printed it, or from a
+        /// notification or the controller's log): fail unless that entry is
+        /// still in the log with that hash. Repeatable.
+        #[arg(long, value_name = "SEQ:SHA256", value_parser = parse_audit_head)]
+        expect: Vec<tierwise_common::audit::Head>,
     },
 }
 
@@ -1033,4 +1040,8 @@ pub enum NotifyCommand {
         /// The subscription's name.
         name: String,
     },
+}
+
+fn parse_audit_head(text: &str) -> Result<tierwise_common::audit::Head, String> {
+    text.parse()
 }

@@ -1,13 +1,14 @@
-//! `tierwise audit`: the log, following it, and verifying its hash chain
-//! on the operator's side (the controller's answer is checked, not
-//! trusted).
+//! `tierwise audit`: the log, following it, and verifying its hash chain:
+//! the links and unkeyed hashes on the operator's side (the controller's
+//! answer is checked, not trusted), the keyed hashes by the controller,
+//! which alone holds the chain's key.
 
 use super::{sorted_json, status_error, table};
 use crate::store::rollouts::AuditEntry;
 use std::io::Write;
 use std::time::Duration;
-use tierwise_common::audit::Verifier;
-use tierwise_proto::v1::ListAuditRequest;
+use tierwise_common::audit::{Head, Rules, Start, Verifier};
+use tierwise_proto::v1::{ListAuditRequest, VerifyAuditRequest};
 use tierwise_runtime::clock::shown;
 
 type Client = crate::cli::AdminClient;
@@ -112,53 +113,106 @@ fn write_entries(entries: &[AuditEntry], json: bool) -> std::io::Result<()> {
     out.flush()
 }
 
-/// Fetches the whole log page by page and recomputes its hash chain.
-pub async fn verify(client: &mut Client, json: bool) -> anyhow::Result<String> {
-    let mut verifier = Verifier::default();
+/// Fetches the whole log page by page and checks its hash chain here (the
+/// links, where the chain begins, the unkeyed hashes and the heads kept in
+/// `expected`); the controller, which holds the chain's key, checks the
+/// keyed hashes and the chain's records. Both must hold.
+pub async fn verify(
+    client: &mut Client,
+    json: bool,
+    expected: Vec<Head>,
+) -> anyhow::Result<String> {
+    let server = client
+        .verify_audit(VerifyAuditRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let start = Start {
+        chained_from: server.chained_from,
+        keyed_from: server.keyed_from,
+    };
+    let mut verifier = Verifier::new(Rules {
+        start,
+        key: None,
+        expected: expected.clone(),
+    });
     let mut after = 0;
-    loop {
+    let mut broken = None;
+    'pages: loop {
         let page = fetch(client, PAGE, after, true).await?;
         let Some(newest) = page.last() else { break };
         after = newest.seq;
         for entry in &page {
-            if let Err(broken) = verifier.push(&entry.link()) {
-                if json {
-                    print!(
-                        "{}",
-                        sorted_json(&serde_json::json!({
-                            "verified": false,
-                            "error": broken.to_string(),
-                        }))?
-                    );
-                }
-                anyhow::bail!("the audit log does not verify: {broken}");
+            if let Err(found) = verifier.push(&entry.link()) {
+                broken = Some(found.to_string());
+                break 'pages;
             }
         }
     }
-    let total = verifier.finish();
+    let total = match broken {
+        Some(error) => Err(error),
+        None => verifier.finish().map_err(|e| e.to_string()),
+    };
+    let total = match total {
+        Ok(_) if !server.verified => Err(format!(
+            "{} (found by the controller, with the chain's key)",
+            server.error
+        )),
+        other => other,
+    };
+    let total = match total {
+        Ok(total) => total,
+        Err(error) => {
+            if json {
+                print!(
+                    "{}",
+                    sorted_json(&serde_json::json!({
+                        "verified": false,
+                        "error": error,
+                    }))?
+                );
+            }
+            anyhow::bail!("the audit log does not verify: {error}");
+        }
+    };
+    let head = total.head();
     if json {
         return sorted_json(&serde_json::json!({
             "verified": true,
             "chained": total.chained,
             "unchained": total.unchained,
-            "head_seq": total.head.as_ref().map(|(seq, _)| *seq),
-            "head_sha256": total.head.as_ref().map(|(_, sha)| sha.clone()),
+            "keyed": total.keyed,
+            "chained_from": start.chained_from,
+            "keyed_from": start.keyed_from,
+            "head": head.as_ref().map(Head::to_string),
+            "head_seq": head.as_ref().map(|h| h.seq),
+            "head_sha256": head.as_ref().map(|h| h.sha256.clone()),
+            "expected": expected.iter().map(Head::to_string).collect::<Vec<_>>(),
         }));
     }
     let mut text = format!(
         "The audit log verifies: {} chained entr(y/ies) hold their hashes",
         total.chained
     );
+    if total.keyed > 0 {
+        text.push_str(&format!(
+            " ({} keyed from entry {}, checked by the controller with its audit key)",
+            total.keyed, start.keyed_from
+        ));
+    }
     if total.unchained > 0 {
         text.push_str(&format!(
-            "; {} older one(s) from before the log was chained cannot be verified",
-            total.unchained
+            "; {} older one(s) from before the log was chained (at entry {}) cannot be verified",
+            total.unchained, start.chained_from
         ));
     }
     text.push_str(".\n");
-    if let Some((seq, sha)) = &total.head {
+    for kept in &expected {
+        text.push_str(&format!("The kept head {kept} is in the log.\n"));
+    }
+    if let Some(head) = &head {
         text.push_str(&format!(
-            "Head: entry {seq}, sha256 {sha}. Keep it: a later verify must still contain it.\n"
+            "Head: {head}\nKeep it: `tierwise audit verify --expect {head}` fails later if that entry was removed or rewritten.\n"
         ));
     }
     Ok(text)

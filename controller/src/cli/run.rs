@@ -338,8 +338,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let mut client = super::connect(&connection).await?;
             match command {
-                Some(AuditCommand::Verify { json }) => {
-                    print!("{}", super::audit::verify(&mut client, json).await?)
+                Some(AuditCommand::Verify { json, expect }) => {
+                    print!("{}", super::audit::verify(&mut client, json, expect).await?)
                 }
                 None if follow => super::audit::follow(&mut client, json).await?,
                 None => print!("{}", super::audit::list(&mut client, json).await?),

@@ -143,6 +143,7 @@ pub fn admin_role(method: &str) -> Option<Role> {
         | "ListAddressMappings"
         | "GetHostHistory"
         | "ListArtifacts"
+        | "VerifyAudit"
         // For themselves; the handler asks admin for anyone else.
         | "RotateOperator" => Role::Viewer,
         "RefreshInventory" | "StartRollout" | "ChangeRollout" => Role::Operator,

@@ -35,6 +35,7 @@ pub fn command_of(method: &str) -> &str {
         "ListArtifacts" => "artifacts list",
         "RemoveArtifacts" => "artifacts remove",
         "ListAudit" => "audit",
+        "VerifyAudit" => "audit verify",
         "WhoAmI" => "whoami",
         "CreateToken" => "tokens create",
         "ListTokens" => "tokens list",

@@ -11,6 +11,7 @@ use client::WebhookClient;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tierwise_common::audit::Head;
 use tierwise_common::notify::{
     next_attempt, render, signature_header, Format, Payload, RetryVerdict, SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -75,7 +76,15 @@ async fn drain(store: &Store, client: &WebhookClient, name: &str) -> Result<(), 
         if event.next_attempt_ms > now_ms() {
             break;
         }
-        if let Err(error) = deliver(client, &event).await {
+        // The chain's head as it is now goes out with the event.
+        let head = match store.audit_head().await {
+            Ok(head) => Some(head),
+            Err(error) => {
+                warn!(%error, "could not read the audit chain's head for a notification");
+                None
+            }
+        };
+        if let Err(error) = deliver(client, &event, head).await {
             let verdict = next_attempt(event.created_ms, event.attempts + 1, now_ms());
             let outcome = match verdict {
                 RetryVerdict::At(_) => "failed",
@@ -94,11 +103,16 @@ async fn drain(store: &Store, client: &WebhookClient, name: &str) -> Result<(), 
     store.release_subscription(name).await
 }
 
-/// One attempt: the body in the subscription's format, signed when it has
-/// a secret.
-async fn deliver(client: &WebhookClient, event: &PendingNotification) -> Result<(), String> {
-    let payload: Payload = serde_json::from_str(&event.payload)
+/// One attempt: the body in the subscription's format (with the audit
+/// chain's head), signed when it has a secret.
+async fn deliver(
+    client: &WebhookClient,
+    event: &PendingNotification,
+    audit_head: Option<Head>,
+) -> Result<(), String> {
+    let mut payload: Payload = serde_json::from_str(&event.payload)
         .map_err(|e| format!("the stored event cannot be read: {e}"))?;
+    payload.audit_head = audit_head;
     let format: Format = event.format.parse().unwrap_or_default();
     let body = render(format, &payload);
     let timestamp = now_ms() / 1000;

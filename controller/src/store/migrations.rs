@@ -162,6 +162,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0025_artifact_owners.sql"),
         include_str!("../../migrations/postgres/0025_artifact_owners.sql"),
     ),
+    (
+        26,
+        "where the audit chain begins and its keying",
+        include_str!("../../migrations/sqlite/0026_audit_start.sql"),
+        include_str!("../../migrations/postgres/0026_audit_start.sql"),
+    ),
 ];
 
 #[derive(Debug)]

@@ -8,6 +8,7 @@
 //! has its own migration directory so their DDL can diverge when needed.
 
 pub mod artifacts;
+pub mod audit;
 mod backups;
 mod changes;
 pub mod history;
@@ -820,7 +821,8 @@ pub struct NewArtifact<'a> {
 
 /// Appends an entry to the audit log's hash chain, in the caller's
 /// transaction: takes the chain's head (its row lock orders concurrent
-/// appends), links the entry to it and moves it on.
+/// appends), links the entry to it (keyed once the chain is, see
+/// `audit::entry_hash`) and moves it on.
 pub(crate) async fn audit_in(
     conn: &mut sqlx::AnyConnection,
     now_ms: i64,
@@ -829,14 +831,17 @@ pub(crate) async fn audit_in(
     subject: &str,
     details: &str,
 ) -> Result<(), sqlx::Error> {
-    let head =
-        sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, sha256")
-            .fetch_one(&mut *conn)
-            .await?;
+    let head = sqlx::query(
+        "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, sha256, keyed_from",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
     let seq: i64 = head.try_get("seq")?;
     let prev: String = head.try_get("sha256")?;
-    let sha256 =
-        tierwise_common::audit::entry_sha256(&prev, seq, now_ms, actor, action, subject, details);
+    let keyed_from: i64 = head.try_get("keyed_from")?;
+    let sha256 = audit::entry_hash(
+        keyed_from, &prev, seq, now_ms, actor, action, subject, details,
+    )?;
     sqlx::query("UPDATE audit_head SET sha256 = $1 WHERE id = 1")
         .bind(&sha256)
         .execute(&mut *conn)

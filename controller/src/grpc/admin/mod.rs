@@ -382,4 +382,11 @@ impl AdminService for AdminApi {
     ) -> Result<Response<ArtifactList>, Status> {
         artifacts::remove_artifacts(self, request).await
     }
+
+    async fn verify_audit(
+        &self,
+        request: Request<v1::VerifyAuditRequest>,
+    ) -> Result<Response<v1::AuditVerification>, Status> {
+        rollouts::verify_audit(self, request).await
+    }
 }
