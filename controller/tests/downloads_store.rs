@@ -9,10 +9,11 @@
 #[path = "support/postgres.rs"]
 mod postgres;
 
+use sqlx::Executor;
 use tierwise_common::action::{StepAction, StepOutcome};
 use tierwise_common::plan::PhaseKind;
 use tierwise_common::rollout::{
-    dispatch_id, may_download, Command, Decision, DownloadAsk, ExecPhase, ExecStep, RolloutOptions,
+    dispatch_id, may_download, Command, Decision, ExecPhase, ExecStep, RolloutOptions,
     RolloutState, StepState, ENDED_STEP_GRACE_MS,
 };
 use tierwise_common::{ClientFacts, Component, Facts, Inventory, ProbedVersion, Role, Version};
@@ -61,17 +62,9 @@ fn wave_of(id: &str, a: String, b: String) -> (Vec<ExecPhase>, Vec<ExecStep>) {
     )
 }
 
-async fn decide(store: &Store, host: &str, installation: &str, sha256: &str, at: i64) -> bool {
+async fn decide(store: &Store, host: &str, sha256: &str, at: i64) -> bool {
     let steps = store.download_steps(host, sha256).await.unwrap();
-    may_download(
-        &DownloadAsk {
-            installation,
-            sha256,
-        },
-        &steps,
-        at,
-    )
-    .is_ok()
+    may_download(sha256, &steps, at).is_ok()
 }
 
 fn client(host_id: &str) -> HostReport {
@@ -121,6 +114,7 @@ async fn downloads(store: &Store) {
     assert_eq!(steps[0].rollout_id, id);
     assert_eq!(steps[0].rollout_state, RolloutState::Running);
     assert_eq!(steps[0].installation, "prod");
+    assert_eq!(steps[0].host_installation, "prod");
     assert!(store.download_steps("cl-01", &b).await.unwrap().is_empty());
     assert!(store.download_steps("cl-09", &a).await.unwrap().is_empty());
     // Not a SHA-256: nothing read (no pattern from an agent reaches SQL).
@@ -129,7 +123,7 @@ async fn downloads(store: &Store) {
     }
 
     // Before the step goes out: nothing.
-    assert!(!decide(store, "cl-01", "prod", &a, T0 + 5).await);
+    assert!(!decide(store, "cl-01", &a, T0 + 5).await);
     let (rollout, _) = store.rollout(&id).await.unwrap().unwrap();
     let sent = store
         .apply_decisions(
@@ -144,14 +138,34 @@ async fn downloads(store: &Store) {
         .expect("applied");
     assert_eq!(sent.len(), 1);
     // Dispatched: its host, for its file, in its installation — only.
-    assert!(decide(store, "cl-01", "prod", &a, T0 + 20).await);
-    assert!(!decide(store, "cl-01", "prod", &b, T0 + 20).await);
-    assert!(!decide(store, "cl-01", "branch", &a, T0 + 20).await);
+    assert!(decide(store, "cl-01", &a, T0 + 20).await);
+    assert!(!decide(store, "cl-01", &b, T0 + 20).await);
     assert!(
-        !decide(store, "cl-02", "prod", &a, T0 + 20).await,
+        !decide(store, "cl-02", &a, T0 + 20).await,
         "not sent to cl-02 yet"
     );
-    assert!(!decide(store, "cl-03", "prod", &a, T0 + 20).await);
+    assert!(!decide(store, "cl-03", &a, T0 + 20).await);
+    // A host in another installation now (a client that said `auto`,
+    // placed elsewhere since) gets nothing of its old installation's
+    // rollout.
+    let mut elsewhere = client("br-01");
+    elsewhere.installation = "branch".into();
+    store
+        .record_hello(&elsewhere, "br-01-session", T0)
+        .await
+        .unwrap();
+    store_exec(
+        store,
+        "UPDATE hosts SET installation = 'branch' WHERE host_id = 'cl-01'",
+    )
+    .await;
+    assert!(!decide(store, "cl-01", &a, T0 + 20).await);
+    store_exec(
+        store,
+        "UPDATE hosts SET installation = 'prod' WHERE host_id = 'cl-01'",
+    )
+    .await;
+    assert!(decide(store, "cl-01", &a, T0 + 20).await);
 
     // Its result: the file stays available for a while (a download cut by
     // the step's end may resume), then not.
@@ -170,8 +184,8 @@ async fn downloads(store: &Store) {
         .await
         .unwrap();
     assert_eq!(recorded.as_deref(), Some(id.as_str()));
-    assert!(decide(store, "cl-01", "prod", &a, T0 + 100 + ENDED_STEP_GRACE_MS).await);
-    assert!(!decide(store, "cl-01", "prod", &a, T0 + 101 + ENDED_STEP_GRACE_MS).await);
+    assert!(decide(store, "cl-01", &a, T0 + 100 + ENDED_STEP_GRACE_MS).await);
+    assert!(!decide(store, "cl-01", &a, T0 + 101 + ENDED_STEP_GRACE_MS).await);
 
     // Aborted: nothing more, not even a dispatched step's file.
     let (rollout, _) = store.rollout(&id).await.unwrap().unwrap();
@@ -186,12 +200,26 @@ async fn downloads(store: &Store) {
         .await
         .unwrap()
         .expect("applied");
-    assert!(decide(store, "cl-02", "prod", &a, T0 + 210).await);
+    assert!(decide(store, "cl-02", &a, T0 + 210).await);
     store
         .apply_command(&id, &Command::Abort, "alice", T0 + 220)
         .await
         .unwrap();
-    assert!(!decide(store, "cl-02", "prod", &a, T0 + 230).await);
+    assert!(!decide(store, "cl-02", &a, T0 + 230).await);
+}
+
+/// Changes the store behind its back, as a placement would have.
+async fn store_exec(store: &Store, sql: &str) {
+    let url = store.connect_string().to_owned();
+    if url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        pool.execute(sql).await.unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        pool.execute(sql).await.unwrap();
+        pool.close().await;
+    }
 }
 
 /// How long the read and the decision take for a host with a long
@@ -231,7 +259,7 @@ async fn timed(store: &Store) {
         let rounds = 200;
         let started = std::time::Instant::now();
         for _ in 0..rounds {
-            assert!(!decide(store, "cl-01", "prod", &sha('a'), T0 + 5000).await);
+            assert!(!decide(store, "cl-01", &sha('a'), T0 + 5000).await);
         }
         eprintln!(
             "download decision, {what}: {:?} per call on {}",

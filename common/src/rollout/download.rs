@@ -1,7 +1,8 @@
 //! Downloads follow dispatches: whether an agent may download an installer
 //! (or a Web Application package) from the controller's store. An agent
-//! gets a file only for a step of a rollout of its own installation that
-//! names the file, was dispatched to it and has not finished — or finished
+//! gets a file only for a step of a rollout of its host's installation (the
+//! one it is in now: for a client that said `auto`, where it was placed)
+//! that names the file, was dispatched to it and has not finished — or finished
 //! a short while ago, so a download cut by the step's end (a timeout, a
 //! result racing the last chunks) can still be resumed. Nothing else: not
 //! another host's step, not a step still pending, not any other stored file,
@@ -32,15 +33,9 @@ pub struct HostStep {
     pub rollout_state: RolloutState,
     /// The installation the rollout is of.
     pub installation: String,
-}
-
-/// Who asks for which file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DownloadAsk<'a> {
-    /// The installation in the agent's certificate.
-    pub installation: &'a str,
-    /// The file's SHA-256, as the agent sent it.
-    pub sha256: &'a str,
+    /// The installation the host is in now (for a client whose agent said
+    /// `auto`, the one it was placed in).
+    pub host_installation: String,
 }
 
 /// Why a step lets its host download a file.
@@ -54,15 +49,15 @@ pub struct DownloadGrant {
 /// the audit log, after the file's name: the agent only learns that there
 /// is no such file).
 pub fn may_download(
-    ask: &DownloadAsk<'_>,
+    sha256: &str,
     steps: &[HostStep],
     now_ms: i64,
 ) -> Result<DownloadGrant, String> {
     let naming: Vec<&HostStep> = steps
         .iter()
-        .filter(|s| s.action.artifact() == Some(ask.sha256))
+        .filter(|s| s.action.artifact() == Some(sha256))
         .collect();
-    if let Some(step) = naming.iter().find(|s| grants(ask, s, now_ms)) {
+    if let Some(step) = naming.iter().find(|s| grants(s, now_ms)) {
         return Ok(DownloadGrant {
             step_id: step.step_id.clone(),
             rollout_id: step.rollout_id.clone(),
@@ -72,10 +67,10 @@ pub fn may_download(
     let Some(step) = naming.iter().max_by_key(|s| s.changed_ms) else {
         return Err("no step dispatched to this host names it".to_owned());
     };
-    let why = if step.installation != ask.installation {
+    let why = if step.installation != step.host_installation {
         format!(
-            "its rollout {} is of installation {}, not the host's {}",
-            step.rollout_id, step.installation, ask.installation
+            "its rollout {} is of installation {}, and the host is in {} now",
+            step.rollout_id, step.installation, step.host_installation
         )
     } else if step.rollout_state == RolloutState::Aborted {
         format!("its rollout {} was aborted", step.rollout_id)
@@ -94,8 +89,8 @@ pub fn may_download(
 }
 
 /// Whether this step (which names the file) lets its host have it now.
-fn grants(ask: &DownloadAsk<'_>, step: &HostStep, now_ms: i64) -> bool {
-    if step.installation != ask.installation || step.rollout_state == RolloutState::Aborted {
+fn grants(step: &HostStep, now_ms: i64) -> bool {
+    if step.installation != step.host_installation || step.rollout_state == RolloutState::Aborted {
         return false;
     }
     match step.state {
@@ -135,21 +130,15 @@ mod tests {
             rollout_id: "r1".into(),
             rollout_state: RolloutState::Running,
             installation: "prod".into(),
-        }
-    }
-
-    fn ask(sha256: &str) -> DownloadAsk<'_> {
-        DownloadAsk {
-            installation: "prod",
-            sha256,
+            host_installation: "prod".into(),
         }
     }
 
     #[test]
     fn a_dispatched_step_lets_its_host_have_its_file() {
         let a = sha('a');
-        let grant = may_download(&ask(&a), &[step(install(&a), StepState::Dispatched)], NOW)
-            .expect("granted");
+        let grant =
+            may_download(&a, &[step(install(&a), StepState::Dispatched)], NOW).expect("granted");
         assert_eq!(grant.step_id, "r1-3");
         assert_eq!(grant.rollout_id, "r1");
         // Whatever state a rollout that can still go on is in: a step sent
@@ -158,7 +147,7 @@ mod tests {
             let mut s = step(install(&a), StepState::Dispatched);
             s.rollout_state = state;
             assert_eq!(
-                may_download(&ask(&a), &[s], NOW).is_ok(),
+                may_download(&a, &[s], NOW).is_ok(),
                 state != RolloutState::Aborted,
                 "{state:?}"
             );
@@ -168,7 +157,7 @@ mod tests {
             version: Version::new(26, 3, 100, 34058),
             artifact_sha256: Some(a.clone()),
         };
-        assert!(may_download(&ask(&a), &[step(web, StepState::Dispatched)], NOW).is_ok());
+        assert!(may_download(&a, &[step(web, StepState::Dispatched)], NOW).is_ok());
     }
 
     #[test]
@@ -188,7 +177,7 @@ mod tests {
                 StepState::Dispatched,
             )],
         ] {
-            let why = may_download(&ask(&a), &steps, NOW).expect_err("refused");
+            let why = may_download(&a, &steps, NOW).expect_err("refused");
             assert_eq!(why, "no step dispatched to this host names it");
         }
     }
@@ -196,11 +185,11 @@ mod tests {
     #[test]
     fn a_step_not_yet_sent_or_skipped_gives_nothing() {
         let a = sha('a');
-        let why = may_download(&ask(&a), &[step(install(&a), StepState::Pending)], NOW)
-            .expect_err("refused");
+        let why =
+            may_download(&a, &[step(install(&a), StepState::Pending)], NOW).expect_err("refused");
         assert!(why.contains("not been dispatched yet"), "{why}");
-        let why = may_download(&ask(&a), &[step(install(&a), StepState::Skipped)], NOW)
-            .expect_err("refused");
+        let why =
+            may_download(&a, &[step(install(&a), StepState::Skipped)], NOW).expect_err("refused");
         assert!(why.contains("skipped"), "{why}");
     }
 
@@ -210,18 +199,12 @@ mod tests {
         for state in [StepState::Succeeded, StepState::Failed] {
             let mut s = step(install(&a), state);
             s.changed_ms = NOW - ENDED_STEP_GRACE_MS;
-            assert!(
-                may_download(&ask(&a), &[s.clone()], NOW).is_ok(),
-                "{state:?}"
-            );
+            assert!(may_download(&a, &[s.clone()], NOW).is_ok(), "{state:?}");
             // A rollout that completed with it still counts within the grace.
             s.rollout_state = RolloutState::Completed;
-            assert!(
-                may_download(&ask(&a), &[s.clone()], NOW).is_ok(),
-                "{state:?}"
-            );
+            assert!(may_download(&a, &[s.clone()], NOW).is_ok(), "{state:?}");
             s.changed_ms = NOW - ENDED_STEP_GRACE_MS - 1;
-            let why = may_download(&ask(&a), &[s], NOW).expect_err("too late");
+            let why = may_download(&a, &[s], NOW).expect_err("too late");
             assert!(why.contains("ended 600 s ago"), "{why}");
         }
     }
@@ -229,16 +212,17 @@ mod tests {
     #[test]
     fn another_installation_or_an_aborted_rollout_gives_nothing() {
         let a = sha('a');
-        let mut other = step(install(&a), StepState::Dispatched);
-        other.installation = "branch".into();
-        let why = may_download(&ask(&a), &[other], NOW).expect_err("refused");
+        // A host placed elsewhere since (a client that said `auto`).
+        let mut moved = step(install(&a), StepState::Dispatched);
+        moved.host_installation = "branch".into();
+        let why = may_download(&a, &[moved], NOW).expect_err("refused");
         assert!(
-            why.contains("installation branch, not the host's prod"),
+            why.contains("of installation prod, and the host is in branch now"),
             "{why}"
         );
         let mut aborted = step(install(&a), StepState::Dispatched);
         aborted.rollout_state = RolloutState::Aborted;
-        let why = may_download(&ask(&a), &[aborted], NOW).expect_err("refused");
+        let why = may_download(&a, &[aborted], NOW).expect_err("refused");
         assert!(why.contains("rollout r1 was aborted"), "{why}");
     }
 
@@ -251,9 +235,9 @@ mod tests {
         old.changed_ms = NOW - 30 * 24 * 3_600_000;
         old.rollout_state = RolloutState::Completed;
         let current = step(install(&a), StepState::Dispatched);
-        let grant = may_download(&ask(&a), &[old.clone(), current], NOW).expect("granted");
+        let grant = may_download(&a, &[old.clone(), current], NOW).expect("granted");
         assert_eq!(grant.rollout_id, "r1");
-        let why = may_download(&ask(&a), &[old], NOW).expect_err("refused");
+        let why = may_download(&a, &[old], NOW).expect_err("refused");
         assert!(
             why.starts_with("its step r0-3 names it, but it ended"),
             "{why}"

@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tierwise_common::liveness::MISSED_HEARTBEATS_BEFORE_OFFLINE;
-use tierwise_common::rollout::{may_download, DownloadAsk};
+use tierwise_common::rollout::may_download;
 use tierwise_common::trust::Envelope;
 use tierwise_common::{validate_name, Inventory};
 use tierwise_proto::convert::step_outcome_from_wire;
@@ -319,11 +319,7 @@ impl AgentService for AgentGateway {
             .download_steps(&identity.host_id, &request.sha256)
             .await
             .map_err(ApiError::from)?;
-        let ask = DownloadAsk {
-            installation: &identity.installation,
-            sha256: &request.sha256,
-        };
-        let grant = match may_download(&ask, &steps, now_ms()) {
+        let grant = match may_download(&request.sha256, &steps, now_ms()) {
             Ok(grant) => grant,
             Err(why) => {
                 self.download_refused(&identity.host_id, &peer, &request.sha256, &why)

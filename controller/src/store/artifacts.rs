@@ -132,7 +132,8 @@ impl Store {
 
 impl Store {
     /// The steps of `host_id` whose action names the file `sha256`, with
-    /// their rollouts: what `rollout::may_download` decides on. One query
+    /// their rollouts and the installation the host is in now: what
+    /// `rollout::may_download` decides on. One query
     /// on the steps' host index; `sha256` must be a SHA-256 (lower-case hex,
     /// so nothing in it is a pattern character). A row that cannot be read
     /// is left out (and logged): it grants nothing.
@@ -146,8 +147,9 @@ impl Store {
         }
         let rows = sqlx::query(
             "SELECT s.step_id, s.action, s.state, s.changed_ms, r.id AS rollout_id, \
-                    r.state AS rollout_state, r.installation \
+                    r.state AS rollout_state, r.installation, h.installation AS host_installation \
              FROM rollout_steps s JOIN rollouts r ON r.id = s.rollout_id \
+             JOIN hosts h ON h.host_id = s.host_id \
              WHERE s.host_id = $1 AND s.action LIKE $2",
         )
         .bind(host_id)
@@ -181,6 +183,7 @@ fn download_step(row: &AnyRow) -> Result<HostStep, StoreError> {
         rollout_state: RolloutState::parse(&rollout_state)
             .ok_or_else(|| corrupt(format!("rollout state `{rollout_state}`")))?,
         installation: row.try_get("installation")?,
+        host_installation: row.try_get("host_installation")?,
         step_id,
     })
 }
