@@ -253,6 +253,15 @@ impl Controller {
     /// (enrolled now, with a token of its own), for tests that speak the
     /// agent protocol themselves.
     pub async fn agent_channel(&self, host_id: &str) -> Result<tonic::transport::Channel> {
+        self.agent_channel_in(host_id, "prod").await
+    }
+
+    /// As `agent_channel`, for a host of `installation`.
+    pub async fn agent_channel_in(
+        &self,
+        host_id: &str,
+        installation: &str,
+    ) -> Result<tonic::transport::Channel> {
         let token = self.cli(&["tokens", "create"])?;
         let (key_pem, csr) = tierwise_transport::key_and_request(host_id)?;
         let ca = self.ca_certificate()?;
@@ -264,7 +273,7 @@ impl Controller {
                 .enroll(tierwise_proto::v1::EnrollRequest {
                     token: token.trim().to_owned(),
                     host_id: host_id.to_owned(),
-                    installation: "prod".into(),
+                    installation: installation.to_owned(),
                     csr_der: csr,
                 })
                 .await?
@@ -579,6 +588,19 @@ impl Agent {
             }
         }
         Ok(offenders)
+    }
+
+    /// A TLS channel to `controller` with this agent's own certificate (as
+    /// it keeps it in `state/identity/`): the test speaks the agent
+    /// protocol as this host, as a tampered-with agent would.
+    pub async fn channel(&self, controller: &Controller) -> Result<tonic::transport::Channel> {
+        let identity = self.dir.join("state").join("identity");
+        let chain = files::read_certificates(&identity.join("agent.pem"))?;
+        let key = files::read_key(&identity.join("agent.pem"))?;
+        let ca = files::read_certificates(&identity.join("ca.pem"))?;
+        let address: ControllerAddress = controller.url().parse()?;
+        let config = client_config(&Trust::Ca(ca), Some(Identity { chain, key }))?;
+        Ok(address.connect(config, |e| e).await?)
     }
 
     /// Makes the agent pin a release root (`release_root_fingerprint`)

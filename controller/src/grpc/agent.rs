@@ -19,6 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tierwise_common::liveness::MISSED_HEARTBEATS_BEFORE_OFFLINE;
+use tierwise_common::rollout::may_download;
 use tierwise_common::trust::Envelope;
 use tierwise_common::{validate_name, Inventory};
 use tierwise_proto::convert::step_outcome_from_wire;
@@ -302,20 +303,38 @@ impl AgentService for AgentGateway {
     ) -> Result<Response<ChunkStream>, Status> {
         use tokio::io::{AsyncReadExt, AsyncSeekExt};
         let identity = auth::agent(&request)?;
+        let peer =
+            auth::peer_addr(&request).map_or_else(|| "unknown".to_owned(), |a| a.to_string());
         let request = request.into_inner();
-        let path = self.artifacts.path(&request.sha256).ok_or_else(|| {
+        // One answer for a file that does not exist and for one this host
+        // may not have: a refusal says nothing about what is stored.
+        let not_found = || {
             ApiError::NotFound(format!(
                 "no artifact {} in the controller's store",
-                request.sha256
+                printable(&request.sha256, 80)
             ))
-        })?;
+        };
+        let steps = self
+            .store
+            .download_steps(&identity.host_id, &request.sha256)
+            .await
+            .map_err(ApiError::from)?;
+        let grant = match may_download(&request.sha256, &steps, now_ms()) {
+            Ok(grant) => grant,
+            Err(why) => {
+                self.download_refused(&identity.host_id, &peer, &request.sha256, &why)
+                    .await;
+                return Err(not_found().into());
+            }
+        };
+        let path = self.artifacts.path(&request.sha256).ok_or_else(not_found)?;
         let mut file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| ApiError::Unavailable(format!("the artifact store: {e}")))?;
         file.seek(std::io::SeekFrom::Start(request.offset))
             .await
             .map_err(|e| ApiError::InvalidArgument(format!("offset {}: {e}", request.offset)))?;
-        info!(host_id = %identity.host_id, sha256 = %request.sha256, offset = request.offset, "artifact download");
+        info!(host_id = %identity.host_id, sha256 = %request.sha256, offset = request.offset, step = %grant.step_id, rollout = %grant.rollout_id, "artifact download");
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(async move {
             let mut buffer = vec![0u8; crate::artifacts::CHUNK_BYTES];
@@ -483,6 +502,27 @@ impl AgentService for AgentGateway {
 }
 
 impl AgentGateway {
+    /// Logs a download the host may not have, and audits it once per host
+    /// and window (with the count of the rest at its end): a flood of
+    /// requests is one entry.
+    async fn download_refused(&self, host_id: &str, peer: &str, sha256: &str, why: &str) {
+        let named = if tierwise_common::is_sha256(sha256) {
+            sha256.to_owned()
+        } else {
+            format!("`{}` (no SHA-256)", printable(sha256, 80))
+        };
+        let reason = format!("{named}: {why}");
+        warn!(%host_id, %peer, %reason, "download refused: the host may fetch only what a step dispatched to it names");
+        let refusals = self.limits.refused(
+            &format!("agent {host_id}"),
+            "download refused",
+            "DownloadArtifact",
+            &reason,
+            now_ms(),
+        );
+        audit_refusals(&self.store, refusals).await;
+    }
+
     /// The answer to a refused enrollment. One with a valid token is
     /// audited (once per address and window, with a count of the rest).
     async fn enroll_refused(

@@ -1,11 +1,13 @@
 //! The installers the controller holds, as one list: a component's
 //! installer per release (`artifacts`) and the Web Applications a site's
 //! Server Manager made per kind of web server (`web_packages`). Listing and
-//! removing them; the files themselves are the artifact store's.
+//! removing them; the files themselves are the artifact store's. And which
+//! steps of a host name a file, for deciding whether it may download it.
 
 use super::{audit_in, Store, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use tierwise_common::rollout::{HostStep, RolloutState, StepState};
 use tierwise_common::{Role, WebServerKind};
 
 /// A stored installer or Web Application package.
@@ -126,4 +128,62 @@ impl Store {
         tx.commit().await?;
         Ok(unused)
     }
+}
+
+impl Store {
+    /// The steps of `host_id` whose action names the file `sha256`, with
+    /// their rollouts and the installation the host is in now: what
+    /// `rollout::may_download` decides on. One query
+    /// on the steps' host index; `sha256` must be a SHA-256 (lower-case hex,
+    /// so nothing in it is a pattern character). A row that cannot be read
+    /// is left out (and logged): it grants nothing.
+    pub async fn download_steps(
+        &self,
+        host_id: &str,
+        sha256: &str,
+    ) -> Result<Vec<HostStep>, StoreError> {
+        if !tierwise_common::is_sha256(sha256) {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT s.step_id, s.action, s.state, s.changed_ms, r.id AS rollout_id, \
+                    r.state AS rollout_state, r.installation, h.installation AS host_installation \
+             FROM rollout_steps s JOIN rollouts r ON r.id = s.rollout_id \
+             JOIN hosts h ON h.host_id = s.host_id \
+             WHERE s.host_id = $1 AND s.action LIKE $2",
+        )
+        .bind(host_id)
+        .bind(format!("%{sha256}%"))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|row| match download_step(row) {
+                Ok(step) => Some(step),
+                Err(error) => {
+                    tracing::warn!(%host_id, %error, "a step that cannot be read grants no download");
+                    None
+                }
+            })
+            .collect())
+    }
+}
+
+fn download_step(row: &AnyRow) -> Result<HostStep, StoreError> {
+    let step_id: String = row.try_get("step_id")?;
+    let corrupt = |what: String| StoreError::Corrupt(format!("step {step_id}: {what}"));
+    let action: String = row.try_get("action")?;
+    let state: String = row.try_get("state")?;
+    let rollout_state: String = row.try_get("rollout_state")?;
+    Ok(HostStep {
+        action: serde_json::from_str(&action).map_err(|e| corrupt(format!("action: {e}")))?,
+        state: StepState::parse(&state).ok_or_else(|| corrupt(format!("state `{state}`")))?,
+        changed_ms: row.try_get("changed_ms")?,
+        rollout_id: row.try_get("rollout_id")?,
+        rollout_state: RolloutState::parse(&rollout_state)
+            .ok_or_else(|| corrupt(format!("rollout state `{rollout_state}`")))?,
+        installation: row.try_get("installation")?,
+        host_installation: row.try_get("host_installation")?,
+        step_id,
+    })
 }
