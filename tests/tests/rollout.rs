@@ -554,6 +554,14 @@ fn installers_come_from_the_controller_and_are_verified_before_anything_runs() -
         .join(format!("{real_sha}.part"));
     std::fs::create_dir_all(partial.parent().unwrap())?;
     std::fs::write(&partial, vec![7u8; 150_000])?;
+    // The other holds a partial file longer than the installer: its offset
+    // is refused, and it drops the file and starts again from the beginning.
+    let overlong = clients[1]
+        .dir
+        .join("state/artifacts")
+        .join(format!("{real_sha}.part"));
+    std::fs::create_dir_all(overlong.parent().unwrap())?;
+    std::fs::write(&overlong, vec![9u8; 400_000])?;
     controller.cli(&["rollout", "resume", "r1"])?;
     wait_state(&controller, "completed", 60)?;
     for client in &clients {
@@ -570,6 +578,13 @@ fn installers_come_from_the_controller_and_are_verified_before_anything_runs() -
     assert!(
         log.contains("offset=150000"),
         "the partial download was resumed"
+    );
+    assert!(
+        clients[1]
+            .process
+            .log_text()
+            .contains("the partial download does not fit the installer; starting again"),
+        "the overlong partial download was refused"
     );
     // Installer output, downloads (the resumed one included, begun by
     // someone else under this test's umask) and the identity stay the

@@ -14,6 +14,7 @@ use tierwise_proto::v1::{
 use tierwise_proto::MAX_CONTROLLER_MESSAGE_BYTES;
 use tierwise_transport::client::ControllerAddress;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tracing::warn;
 
 #[derive(Clone, Debug)]
 pub struct Downloader {
@@ -173,22 +174,42 @@ impl Downloader {
             tierwise_transport::files::private_file(&part)
                 .map_err(|e| failed(format!("cannot make {} private: {e}", part.display())))?;
         }
-        let offset = tokio::fs::metadata(&part)
+        let mut offset = tokio::fs::metadata(&part)
             .await
             .map(|m| m.len())
             .unwrap_or(0);
         let mut client = self.client("download the installer").await?;
-        let mut stream = client
-            .download_artifact(DownloadArtifactRequest {
-                sha256: sha256.to_owned(),
-                offset,
-            })
-            .await
-            .map_err(|status| match status.code() {
-                tonic::Code::NotFound => failed(format!("{}; nothing ran", status.message())),
-                _ => transient(format!("download refused: {}", status.message())),
-            })?
-            .into_inner();
+        let mut stream = loop {
+            let answer = client
+                .download_artifact(DownloadArtifactRequest {
+                    sha256: sha256.to_owned(),
+                    offset,
+                })
+                .await;
+            match answer {
+                Ok(stream) => break stream.into_inner(),
+                Err(status) if status.code() == tonic::Code::NotFound => {
+                    return Err(failed(format!("{}; nothing ran", status.message())));
+                }
+                // A partial file longer than the installer (not a piece of
+                // it): dropped, and the download starts from the beginning.
+                Err(status) if status.code() == tonic::Code::InvalidArgument && offset > 0 => {
+                    warn!(
+                        %sha256,
+                        offset,
+                        reason = status.message(),
+                        "the partial download does not fit the installer; starting again"
+                    );
+                    tokio::fs::remove_file(&part)
+                        .await
+                        .map_err(|e| failed(format!("cannot remove {}: {e}", part.display())))?;
+                    offset = 0;
+                }
+                Err(status) => {
+                    return Err(transient(format!("download refused: {}", status.message())));
+                }
+            }
+        };
         let mut options = tokio::fs::OpenOptions::new();
         options.create(true).append(true);
         #[cfg(unix)]

@@ -331,6 +331,21 @@ impl AgentService for AgentGateway {
         let mut file = tokio::fs::File::open(&path)
             .await
             .map_err(|e| ApiError::Unavailable(format!("the artifact store: {e}")))?;
+        // A resumed download starts within the file: an offset past its
+        // end (a made-up number, or a partial file of something else) is
+        // refused, and the agent starts again from the beginning.
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("the artifact store: {e}")))?
+            .len();
+        if request.offset > size {
+            return Err(ApiError::InvalidArgument(format!(
+                "offset {} is past the end of {} ({size} bytes); download it from the start",
+                request.offset, request.sha256
+            ))
+            .into());
+        }
         file.seek(std::io::SeekFrom::Start(request.offset))
             .await
             .map_err(|e| ApiError::InvalidArgument(format!("offset {}: {e}", request.offset)))?;
