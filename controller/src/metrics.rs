@@ -329,6 +329,7 @@ pub async fn serve(
     });
     let mut accepting = tierwise_transport::accept::Acceptor::new(listener, "metrics");
     loop {
+        slots.wait_for_room().await;
         let (tcp, peer) = accepting.accept().await;
         let slot = match slots.take(Holder::address(peer.ip())) {
             Ok(slot) => std::sync::Arc::new(slot),

@@ -277,7 +277,10 @@ pub fn incoming(
         loop {
             let (tcp, addr) = tokio::select! {
                 _ = tx.closed() => return,
-                accepted = accepting.accept() => accepted,
+                accepted = async {
+                    slots.wait_for_room().await;
+                    accepting.accept().await
+                } => accepted,
             };
             let slot = match slots.take(Holder::address(addr.ip())) {
                 Ok(slot) => slot,
@@ -374,7 +377,10 @@ pub fn incoming_plain(
         loop {
             let (tcp, addr) = tokio::select! {
                 _ = tx.closed() => return,
-                accepted = accepting.accept() => accepted,
+                accepted = async {
+                    slots.wait_for_room().await;
+                    accepting.accept().await
+                } => accepted,
             };
             let slot = match slots.take(Holder::address(addr.ip())) {
                 Ok(slot) => slot,

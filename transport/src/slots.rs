@@ -107,6 +107,9 @@ struct State {
     entries: BTreeMap<u64, Entry>,
     next: u64,
     evictions: u64,
+    /// Evicted connections not yet closed (their tasks hold the socket
+    /// until they run).
+    closing: usize,
 }
 
 impl State {
@@ -162,14 +165,25 @@ impl State {
         self.remove(&entry.holder);
         entry.evicted.notify_one();
         self.evictions += 1;
+        self.closing += 1;
         true
     }
+}
+
+/// Evicted connections still closing that a listener of `total` slots
+/// allows (a tenth, at least 4); beyond, its accept loop waits
+/// ([`Slots::wait_for_room`]), so the sockets held never pass the total
+/// and this tenth even when the tasks that close them are slow to run.
+pub fn closing_at_most(total: usize) -> usize {
+    (total / 10).max(4)
 }
 
 /// The connection slots of one listener. Cloning shares them.
 #[derive(Clone, Debug)]
 pub struct Slots {
     state: Arc<Mutex<State>>,
+    /// Told when an evicted connection has closed.
+    closed: Arc<Notify>,
 }
 
 impl Slots {
@@ -184,7 +198,9 @@ impl Slots {
                 entries: BTreeMap::new(),
                 next: 0,
                 evictions: 0,
+                closing: 0,
             })),
+            closed: Arc::new(Notify::new()),
         }
     }
 
@@ -198,7 +214,9 @@ impl Slots {
         if state.count(&holder) >= state.limit(&holder) {
             return Err(Refused::Holder);
         }
-        if state.entries.len() >= state.limits.total && !state.evict_one() {
+        if state.entries.len() >= state.limits.total
+            && (state.closing >= closing_at_most(state.limits.total) || !state.evict_one())
+        {
             return Err(Refused::Total);
         }
         let id = state.next;
@@ -219,6 +237,24 @@ impl Slots {
             id,
             evicted,
         })
+    }
+
+    /// Waits while too many evicted connections are still closing (see
+    /// [`closing_at_most`]): an accept loop calls it before accepting, so
+    /// newcomers wait in the kernel's queue rather than being closed.
+    pub async fn wait_for_room(&self) {
+        loop {
+            let closed = self.closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            {
+                let state = self.lock();
+                if state.closing < closing_at_most(state.limits.total) {
+                    return;
+                }
+            }
+            closed.await;
+        }
     }
 
     /// Connections held now.
@@ -292,8 +328,13 @@ impl Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         let mut state = self.slots.lock();
-        if let Some(entry) = state.entries.remove(&self.id) {
-            state.remove(&entry.holder);
+        match state.entries.remove(&self.id) {
+            Some(entry) => state.remove(&entry.holder),
+            // Evicted: it has closed now.
+            None => {
+                state.closing = state.closing.saturating_sub(1);
+                self.slots.closed.notify_waiters();
+            }
         }
     }
 }
@@ -331,14 +372,16 @@ pub struct Listeners {
 }
 
 /// Shares `open_files` (the soft limit) out: a tenth (at least
-/// [`MIN_RESERVED_FILES`]) reserved; the dashboard an eighth of the rest
-/// (at most 256), health and metrics a sixteenth each (at most 64); the
-/// agent/operator port everything else.
+/// [`MIN_RESERVED_FILES`]) reserved; of the rest, a further eleventh kept
+/// for evicted connections still closing ([`closing_at_most`]); of what
+/// remains the dashboard an eighth (at most 256), health and metrics a
+/// sixteenth each (at most 64), the agent/operator port everything else.
 pub fn budget(open_files: u64, listeners: Listeners) -> Budget {
     let reserved = (open_files / 10).max(MIN_RESERVED_FILES);
     let rest = usize::try_from(open_files.saturating_sub(reserved))
         .unwrap_or(usize::MAX)
         .max(16);
+    let rest = rest / 11 * 10;
     let share = |on: bool, divisor: usize, max: usize| {
         if on {
             (rest / divisor).clamp(1, max)
@@ -476,19 +519,26 @@ mod tests {
         };
         let small = budget(1024, all);
         assert_eq!(small.reserved, 102);
-        assert_eq!(
-            small.grpc + small.health + small.metrics + small.dashboard,
-            1024 - 102
+        let shares = [small.grpc, small.health, small.metrics, small.dashboard];
+        assert_eq!(shares.iter().sum::<usize>(), 830);
+        assert!(
+            shares
+                .iter()
+                .map(|s| s + closing_at_most(*s))
+                .sum::<usize>()
+                <= 1024 - 102,
+            "the evicted connections still closing fit too"
         );
-        assert_eq!(small.dashboard, 115);
-        assert_eq!(small.health, 57);
+        assert_eq!(small.dashboard, 103);
+        assert_eq!(small.health, 51);
+        assert_eq!(small.grpc, 625);
         let big = budget(65536, all);
         assert_eq!(big.dashboard, 256);
         assert_eq!(big.metrics, 64);
-        assert!(big.grpc > 58_000);
+        assert!(big.grpc > 53_000);
         let tiny = budget(100, Listeners::default());
         assert_eq!(tiny.reserved, 64);
-        assert_eq!(tiny.grpc, 36);
+        assert_eq!(tiny.grpc, 30);
         assert_eq!(tiny.dashboard, 0);
     }
 }
