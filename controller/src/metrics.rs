@@ -275,10 +275,24 @@ pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
 }
 
-/// Serves `GET /metrics` on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, store: Store) -> std::io::Result<()> {
+/// Connections to the metrics listener from one address at once.
+pub const CONNECTIONS_PER_ADDRESS: usize = 8;
+/// A connection whose request headers have not all come by then is closed.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A connection is closed after this long however busy (a scraper opens
+/// another).
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Serves `GET /metrics` on `listener` until the task is dropped, holding
+/// at most `max_connections` connections (see `tierwise_transport::slots`).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Store,
+    max_connections: usize,
+) -> std::io::Result<()> {
     use axum::http::{header, StatusCode};
     use axum::response::IntoResponse;
+    use tierwise_transport::slots::{Holder, SlotLimits, Slots};
     // One scrape at a time: each clears and refills the fleet's gauges.
     let turn = std::sync::Arc::new(tokio::sync::Mutex::new(()));
     let app = axum::Router::new().route(
@@ -307,7 +321,42 @@ pub async fn serve(listener: tokio::net::TcpListener, store: Store) -> std::io::
             }
         }),
     );
-    axum::serve(listener, app).await
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let slots = Slots::new(SlotLimits {
+        total: max_connections,
+        per_address: CONNECTIONS_PER_ADDRESS,
+        per_certificate: 1,
+    });
+    let mut accepting = tierwise_transport::accept::Acceptor::new(listener, "metrics");
+    loop {
+        slots.wait_for_room().await;
+        let (tcp, peer) = accepting.accept().await;
+        let slot = match slots.take(Holder::address(peer.ip())) {
+            Ok(slot) => std::sync::Arc::new(slot),
+            Err(refused) => {
+                tracing::debug!(%peer, %refused, "metrics: connection closed");
+                continue;
+            }
+        };
+        let service = service.clone();
+        tokio::spawn(async move {
+            // Opened with its first request; until then evicted first when
+            // the listener is full.
+            let opened = slot.clone();
+            let service = hyper::service::service_fn(move |request| {
+                opened.opened(None);
+                hyper::service::Service::call(&service, request)
+            });
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(tcp), service);
+            tokio::select! {
+                _ = slot.evicted() => {}
+                _ = tokio::time::timeout(CONNECTION_LIFETIME, served) => {}
+            }
+        });
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use tierwise_proto::{
     MAX_ADMIN_MESSAGE_BYTES, MAX_AGENT_MESSAGE_BYTES, MAX_CONTROLLER_MESSAGE_BYTES,
 };
 use tierwise_runtime::clock::now_ms;
-use tierwise_transport::server::AcceptLimits;
+use tierwise_transport::server::{AcceptLimits, ActivityLayer, PlainLimits};
 use tierwise_transport::Fingerprint;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -248,6 +248,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         None => None,
     };
     let addr = listener.local_addr()?;
+    let budget = connection_budget(settings);
     let pki = Arc::new(Pki::load_or_create(
         &settings.data_dir,
         &settings.pki,
@@ -304,6 +305,7 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
                     listener,
                     pki.browser_config()?,
                     dashboard,
+                    budget.dashboard,
                 ))),
                 Some(at),
             )
@@ -327,7 +329,11 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
             let at = listener.local_addr()?;
             info!(addr = %at, "metrics served at /metrics (plain HTTP)");
             (
-                Some(tokio::spawn(crate::metrics::serve(listener, store.clone()))),
+                Some(tokio::spawn(crate::metrics::serve(
+                    listener,
+                    store.clone(),
+                    budget.metrics,
+                ))),
                 Some(at),
             )
         }
@@ -337,8 +343,17 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         Some(listener) => {
             let at = listener.local_addr()?;
             let served = tonic::transport::Server::builder()
+                .layer(ActivityLayer)
                 .add_service(health_service.clone())
-                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener));
+                .serve_with_incoming(tierwise_transport::server::incoming_plain(
+                    listener,
+                    PlainLimits {
+                        idle_timeout: HEALTH_IDLE_TIMEOUT,
+                        max_connections: budget.health,
+                        max_connections_per_address: HEALTH_CONNECTIONS_PER_ADDRESS,
+                    },
+                    "health probes",
+                ));
             info!(addr = %at, "health probes served without TLS");
             (Some(tokio::spawn(served)), Some(at))
         }
@@ -366,6 +381,9 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         // reset" flood) is disconnected.
         .http2_max_pending_accept_reset_streams(Some(32))
         .http2_max_local_error_reset_streams(Some(256))
+        // Requests in flight per connection: idle ones without a client
+        // certificate are closed.
+        .layer(ActivityLayer)
         .add_service(agent_service)
         .add_service(admin_service)
         .add_service(health_service)
@@ -376,7 +394,8 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
                 listener,
                 tls,
                 AcceptLimits {
-                    max_handshakes_per_ip: settings.max_handshakes_per_address.max(1),
+                    max_connections: budget.grpc,
+                    max_connections_per_address: settings.max_handshakes_per_address.max(1),
                     ..AcceptLimits::default()
                 },
             ),
@@ -414,6 +433,40 @@ pub async fn start(settings: &ServeSettings) -> anyhow::Result<RunningController
         audit_head_log,
         _sqlite_lock: sqlite_lock,
     })
+}
+
+/// A connection to the plaintext health listener with no call in flight
+/// this long is closed (also one that never sends the HTTP/2 preface).
+pub const HEALTH_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections to the plaintext health listener from one address at once.
+pub const HEALTH_CONNECTIONS_PER_ADDRESS: usize = 16;
+/// Where the process has no open-file limit (Windows), the connections
+/// are shared out as if it were this.
+const OPEN_FILES_WITHOUT_A_LIMIT: u64 = 16_384;
+
+/// Raises the open-file limit to the hard limit and shares it out between
+/// the listeners, keeping some for the store, the logs and accepting.
+fn connection_budget(settings: &ServeSettings) -> tierwise_transport::slots::Budget {
+    let open_files =
+        tierwise_transport::accept::raise_open_files().unwrap_or(OPEN_FILES_WITHOUT_A_LIMIT);
+    let budget = tierwise_transport::slots::budget(
+        open_files,
+        tierwise_transport::slots::Listeners {
+            health: settings.health_listen.is_some(),
+            metrics: settings.metrics_listen.is_some(),
+            dashboard: settings.ui_listen.is_some(),
+        },
+    );
+    info!(
+        open_files,
+        reserved = budget.reserved,
+        agents_and_operators = budget.grpc,
+        health = budget.health,
+        metrics = budget.metrics,
+        dashboard = budget.dashboard,
+        "connections each listener may hold"
+    );
+    budget
 }
 
 /// Room for a reconnect storm: connections wait in the kernel's queue

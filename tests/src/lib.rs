@@ -160,9 +160,38 @@ impl Controller {
     /// Starts `tierwise serve` with exactly these flags (unsigned releases
     /// are refused unless they allow them).
     pub fn start_exactly(data_dir: &Path, listen: &str, flags: &[&str]) -> Result<Self> {
+        Self::start_in_command(Command::new(binary("tierwise")), data_dir, listen, flags)
+    }
+
+    /// As `start_with`, with the controller allowed `open_files` open files
+    /// (soft and hard limit; `prlimit`, Linux).
+    pub fn start_with_open_files(
+        data_dir: &Path,
+        listen: &str,
+        flags: &[&str],
+        open_files: u32,
+    ) -> Result<Self> {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={open_files}:{open_files}"))
+            .arg("--")
+            .arg(binary("tierwise"));
+        let mut all = vec!["--allow-unsigned-releases"];
+        all.extend_from_slice(flags);
+        Self::start_in_command(command, data_dir, listen, &all)
+    }
+
+    /// Starts `tierwise serve` as `command` (the binary, or a program that
+    /// runs it with the arguments that follow).
+    fn start_in_command(
+        mut command: Command,
+        data_dir: &Path,
+        listen: &str,
+        flags: &[&str],
+    ) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.join(format!("controller-{}.log", unique()));
-        let mut child = Command::new(binary("tierwise"))
+        let mut child = command
             .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(flags)

@@ -8,16 +8,25 @@
 //! - [`client`]: the rustls client configurations (CA trust, CA pinned by
 //!   fingerprint, with or without a client certificate) and a tonic channel
 //!   over them.
-//! - [`server`]: the controller's rustls configuration and its accept loop,
-//!   which hands tonic only finished handshakes and records the peer's
-//!   certificate for the request handlers.
+//! - [`server`]: the controller's rustls configuration and its accept loops,
+//!   which hand tonic only finished handshakes, record the peer's
+//!   certificate for the request handlers and close idle connections.
+//! - [`slots`]: connections as a bounded resource (per address, per client
+//!   certificate, in total; the open files shared out between listeners),
+//!   used by every listener of the controller.
+//! - [`accept`]: accepting without spinning when out of open files, and
+//!   raising the open-file limit.
+//! - [`activity`]: requests in flight per connection (a tower layer).
 //!
 //! Only TLS 1.3 with ring's primitives is offered; there is no plaintext path.
 
+pub mod accept;
+pub mod activity;
 pub mod client;
 pub mod files;
 pub mod fingerprint;
 pub mod server;
+pub mod slots;
 
 pub use fingerprint::Fingerprint;
 pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};

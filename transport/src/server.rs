@@ -1,13 +1,21 @@
 //! The controller's side: its rustls configuration (client certificates
-//! optional, verified against its CA when presented) and an accept loop that
-//! runs each handshake in its own task, with a time limit and a cap on
-//! handshakes in flight, so a peer that opens connections and stalls cannot
-//! keep anyone else out.
+//! optional, verified against its CA when presented) and the accept loops of
+//! its gRPC listeners. Each connection holds a slot (per address, per client
+//! certificate and in total, see [`crate::slots`]); each handshake runs in
+//! its own task with a deadline; a connection without a client certificate
+//! is closed once idle — so a peer that opens connections and stalls cannot
+//! keep anyone else out, nor use up the process's open files.
 
+use crate::accept::Acceptor;
+use crate::activity::Activity;
+pub use crate::activity::ActivityLayer;
 use crate::provider;
+use crate::slots::{Holder, Slot, SlotLimits, Slots};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
+use sha2::{Digest, Sha256};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -16,7 +24,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 use tracing::{debug, warn};
@@ -61,25 +69,53 @@ pub fn browser_config(
     Ok(Arc::new(config))
 }
 
-/// Limits of the accept loop.
+/// Limits of the accept loops of the gRPC listeners.
 #[derive(Clone, Copy, Debug)]
 pub struct AcceptLimits {
-    /// A peer that has not finished its handshake by then is dropped.
+    /// A peer that has not finished its TLS handshake by then is dropped.
     pub handshake_timeout: Duration,
-    /// Handshakes in flight at once; further connections wait in the
-    /// kernel's backlog.
-    pub max_handshakes: usize,
-    /// Handshakes in flight from one IP address; a further connection from
-    /// it is closed at once, so one peer cannot hold every slot.
-    pub max_handshakes_per_ip: usize,
+    /// A connection without a client certificate (an operator's CLI, an
+    /// enrolling agent, a probe) with no request in flight for this long
+    /// is closed — also one that never sends its first request.
+    pub idle_timeout: Duration,
+    /// Connections held at once (those in their handshake included). A
+    /// listener that is full evicts connections still in their handshake,
+    /// then idle ones without a client certificate, and closes new ones
+    /// when there are none.
+    pub max_connections: usize,
+    /// Connections from one address without a client certificate (those
+    /// in their handshake included); a further one is closed at once.
+    pub max_connections_per_address: usize,
+    /// Connections with one client certificate.
+    pub max_connections_per_certificate: usize,
 }
+
+/// The agent/operator port's handshake deadline.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection without a client certificate may sit idle.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections with one client certificate (an agent needs one; a few
+/// more while a dead one is noticed).
+pub const CONNECTIONS_PER_CERTIFICATE: usize = 8;
 
 impl Default for AcceptLimits {
     fn default() -> Self {
         Self {
-            handshake_timeout: Duration::from_secs(10),
-            max_handshakes: 1024,
-            max_handshakes_per_ip: 64,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            idle_timeout: IDLE_TIMEOUT,
+            max_connections: 1024,
+            max_connections_per_address: 64,
+            max_connections_per_certificate: CONNECTIONS_PER_CERTIFICATE,
+        }
+    }
+}
+
+impl AcceptLimits {
+    fn slots(&self) -> SlotLimits {
+        SlotLimits {
+            total: self.max_connections,
+            per_address: self.max_connections_per_address,
+            per_certificate: self.max_connections_per_certificate,
         }
     }
 }
@@ -91,16 +127,87 @@ pub struct PeerInfo {
     pub addr: SocketAddr,
     /// The client certificate, verified against the CA during the handshake.
     pub certificate: Option<Arc<CertificateDer<'static>>>,
+    /// Requests in flight on the connection (kept by [`ActivityLayer`]).
+    pub activity: Arc<Activity>,
+}
+
+/// A connection handed to tonic: its stream, who is at the other end, its
+/// slot (given back when it closes) and, without a client certificate, an
+/// idle deadline: reads fail once it has had no request in flight for
+/// `idle_timeout`, or when its slot is taken for another connection, and
+/// the server closes it.
+pub struct Connection<IO> {
+    stream: IO,
+    peer: PeerInfo,
+    idle_timeout: Option<Duration>,
+    timer: Pin<Box<tokio::time::Sleep>>,
+    evicted: Pin<Box<tokio::sync::futures::OwnedNotified>>,
+    /// Why it is closing, once it is.
+    closing: Option<io::ErrorKind>,
+    _slot: Slot,
 }
 
 /// A connection whose TLS handshake has finished.
-#[derive(Debug)]
-pub struct TlsConnection {
-    stream: tokio_rustls::server::TlsStream<TcpStream>,
-    peer: PeerInfo,
+pub type TlsConnection = Connection<tokio_rustls::server::TlsStream<TcpStream>>;
+
+impl<IO> std::fmt::Debug for Connection<IO> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
 }
 
-impl Connected for TlsConnection {
+impl<IO> Connection<IO> {
+    fn new(stream: IO, peer: PeerInfo, idle_timeout: Option<Duration>, slot: Slot) -> Self {
+        let first = tokio::time::Instant::now() + idle_timeout.unwrap_or(Duration::from_secs(3600));
+        Self {
+            stream,
+            idle_timeout,
+            timer: Box::pin(tokio::time::sleep_until(first)),
+            evicted: Box::pin(slot.on_eviction()),
+            closing: None,
+            peer,
+            _slot: slot,
+        }
+    }
+
+    /// `Err` when the connection is to close: evicted, or idle too long.
+    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if let Some(kind) = self.closing {
+            return Err(kind.into());
+        }
+        if self.evicted.as_mut().poll(cx).is_ready() {
+            self.closing = Some(io::ErrorKind::ConnectionAborted);
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection evicted for another",
+            ));
+        }
+        let Some(limit) = self.idle_timeout else {
+            return Ok(());
+        };
+        while self.timer.as_mut().poll(cx).is_ready() {
+            let next = match self.peer.activity.idle_for() {
+                Some(idle) if idle >= limit => {
+                    self.closing = Some(io::ErrorKind::TimedOut);
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "connection idle too long",
+                    ));
+                }
+                Some(idle) => limit - idle,
+                None => limit,
+            };
+            self.timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + next);
+        }
+        Ok(())
+    }
+}
+
+impl<IO: Unpin> Connected for Connection<IO> {
     type ConnectInfo = PeerInfo;
 
     fn connect_info(&self) -> PeerInfo {
@@ -108,17 +215,20 @@ impl Connected for TlsConnection {
     }
 }
 
-impl AsyncRead for TlsConnection {
+impl<IO: AsyncRead + Unpin> AsyncRead for Connection<IO> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Err(error) = self.check(cx) {
+            return Poll::Ready(Err(error));
+        }
         Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
-impl AsyncWrite for TlsConnection {
+impl<IO: AsyncWrite + Unpin> AsyncWrite for Connection<IO> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -149,9 +259,11 @@ impl AsyncWrite for TlsConnection {
 }
 
 /// Accepts connections on `listener` and yields those whose handshake
-/// succeeded. Failed handshakes (a certificate of another CA, an expired
-/// one, a peer that is not speaking TLS) are logged and dropped. The loop
-/// ends when the returned stream is dropped.
+/// succeeded, each in a slot of `limits` (see [`crate::slots`]). Failed
+/// handshakes (a certificate of another CA, an expired one, a peer that is
+/// not speaking TLS, one too slow) are logged and dropped. The loop ends
+/// when the returned stream is dropped. Serve them with [`ActivityLayer`]
+/// so idle ones are noticed.
 pub fn incoming(
     listener: TcpListener,
     config: Arc<ServerConfig>,
@@ -159,43 +271,35 @@ pub fn incoming(
 ) -> ReceiverStream<Result<TlsConnection, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let handshakes = Arc::new(Semaphore::new(limits.max_handshakes.max(1)));
-    let per_ip: PerIp = Arc::default();
+    let slots = Slots::new(limits.slots());
+    let mut accepting = Acceptor::new(listener, "agents and operators");
     tokio::spawn(async move {
         loop {
-            let permit = tokio::select! {
+            let (tcp, addr) = tokio::select! {
                 _ = tx.closed() => return,
-                permit = handshakes.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => return,
-                },
+                accepted = async {
+                    slots.wait_for_room().await;
+                    accepting.accept().await
+                } => accepted,
             };
-            let accepted = tokio::select! {
-                _ = tx.closed() => return,
-                accepted = listener.accept() => accepted,
-            };
-            let (tcp, addr) = match accepted {
-                Ok(pair) => pair,
-                Err(error) => {
-                    // Out of file descriptors and the like: wait, do not spin.
-                    warn!(%error, "accepting a connection failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+            let slot = match slots.take(Holder::address(addr.ip())) {
+                Ok(slot) => slot,
+                Err(refused) => {
+                    debug!(peer = %addr, %refused, "connection closed");
                     continue;
                 }
-            };
-            let Some(slot) = PerIpSlot::take(&per_ip, addr.ip(), limits.max_handshakes_per_ip)
-            else {
-                debug!(peer = %addr, "too many handshakes from this address at once; connection closed");
-                continue;
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
-                let _permit = permit;
-                let _slot = slot;
-                let handshake =
-                    tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await;
+                let handshake = tokio::select! {
+                    _ = slot.evicted() => {
+                        debug!(peer = %addr, "TLS handshake evicted for another connection");
+                        return;
+                    }
+                    handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)) => handshake,
+                };
                 let stream = match handshake {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(error)) => {
@@ -215,9 +319,88 @@ pub fn incoming(
                     .peer_certificates()
                     .and_then(|chain| chain.first())
                     .map(|c| Arc::new(c.clone().into_owned()));
-                let peer = PeerInfo { addr, certificate };
-                let _ = tx.send(Ok(TlsConnection { stream, peer })).await;
+                let activity = Arc::new(Activity::default());
+                let idle_timeout = match &certificate {
+                    Some(certificate) => {
+                        let digest: [u8; 32] = Sha256::digest(certificate.as_ref()).into();
+                        if let Err(refused) = slot.move_to(Holder::Certificate(digest)) {
+                            debug!(peer = %addr, %refused, "connection closed");
+                            return;
+                        }
+                        slot.opened(None);
+                        None
+                    }
+                    None => {
+                        slot.opened(Some(activity.clone()));
+                        Some(limits.idle_timeout)
+                    }
+                };
+                let peer = PeerInfo {
+                    addr,
+                    certificate,
+                    activity,
+                };
+                let _ = tx
+                    .send(Ok(Connection::new(stream, peer, idle_timeout, slot)))
+                    .await;
             });
+        }
+    });
+    ReceiverStream::new(rx)
+}
+
+/// Limits of a plaintext gRPC listener (the health probes').
+#[derive(Clone, Copy, Debug)]
+pub struct PlainLimits {
+    /// A connection with no request in flight this long is closed (also
+    /// one that never sends the HTTP/2 preface or a request).
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
+}
+
+/// Accepts plaintext connections on `listener`, each in a slot of
+/// `limits`, closed when idle; serve them with [`ActivityLayer`].
+pub fn incoming_plain(
+    listener: TcpListener,
+    limits: PlainLimits,
+    name: &'static str,
+) -> ReceiverStream<Result<Connection<TcpStream>, io::Error>> {
+    let (tx, rx) = mpsc::channel(64);
+    let slots = Slots::new(SlotLimits {
+        total: limits.max_connections,
+        per_address: limits.max_connections_per_address,
+        per_certificate: 1,
+    });
+    let mut accepting = Acceptor::new(listener, name);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, addr) = tokio::select! {
+                _ = tx.closed() => return,
+                accepted = async {
+                    slots.wait_for_room().await;
+                    accepting.accept().await
+                } => accepted,
+            };
+            let slot = match slots.take(Holder::address(addr.ip())) {
+                Ok(slot) => slot,
+                Err(refused) => {
+                    debug!(listener = name, peer = %addr, %refused, "connection closed");
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let activity = Arc::new(Activity::default());
+            slot.opened(Some(activity.clone()));
+            let peer = PeerInfo {
+                addr,
+                certificate: None,
+                activity,
+            };
+            let connection = Connection::new(tcp, peer, Some(limits.idle_timeout), slot);
+            if tx.send(Ok(connection)).await.is_err() {
+                return;
+            }
         }
     });
     ReceiverStream::new(rx)
@@ -228,44 +411,4 @@ static HANDSHAKE_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::Ato
 /// TLS handshakes refused or timed out in this process so far (for metrics).
 pub fn handshake_failures() -> u64 {
     HANDSHAKE_FAILURES.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-type PerIp = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
-
-/// One handshake in flight from an address; released when dropped.
-struct PerIpSlot {
-    map: PerIp,
-    ip: std::net::IpAddr,
-}
-
-impl PerIpSlot {
-    fn take(map: &PerIp, ip: std::net::IpAddr, limit: usize) -> Option<Self> {
-        let mut counts = map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = counts.entry(ip).or_insert(0);
-        if *count >= limit.max(1) {
-            return None;
-        }
-        *count += 1;
-        Some(Self {
-            map: map.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PerIpSlot {
-    fn drop(&mut self) {
-        let mut counts = self
-            .map
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(count) = counts.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                counts.remove(&self.ip);
-            }
-        }
-    }
 }

@@ -124,10 +124,12 @@ pub enum Command {
         /// half of that).
         #[arg(long, env = "TIERWISE_AGENT_CERT_LIFETIME", default_value = "7d", value_parser = parse_lifetime)]
         agent_cert_lifetime: std::time::Duration,
-        /// TLS handshakes in flight from one address; further connections
-        /// from it are closed at once. Behind a load balancer in TCP mode
-        /// every agent comes from the balancer's address: raise it (up to
-        /// 1024, the limit for all addresses together).
+        /// Connections from one address (an IPv6 /64) that have not
+        /// presented a client certificate — TLS handshakes in flight,
+        /// operators' calls, enrollments; further ones from it are closed
+        /// at once. Agents with their certificate count per certificate
+        /// instead. Behind a load balancer in TCP mode everyone comes from
+        /// the balancer's address: raise it (up to 1024).
         #[arg(long, env = "TIERWISE_MAX_HANDSHAKES_PER_ADDRESS", default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
         max_handshakes_per_address: u16,
         /// Close each agent session after about this long (±10 %, at least

@@ -33,17 +33,14 @@ use crate::grpc::admin::AdminApi;
 use crate::grpc::auth::Authenticator;
 use crate::store::Store;
 use axum::http::{header, HeaderValue};
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tracing::{debug, warn};
+use tracing::debug;
 
-/// Connections served at once; more wait in the kernel's queue.
-const MAX_CONNECTIONS: usize = 256;
-/// A browser that has not finished its TLS handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A browser that has not finished its TLS handshake by then is dropped
+/// (and while it has not, it is the first to go when every slot is taken).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
 /// A request whose headers have not arrived by then is dropped.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request (its body read, its page made) that takes longer is answered
@@ -146,33 +143,47 @@ async fn secure_headers(mut response: axum::response::Response) -> axum::respons
     response
 }
 
-/// Serves the dashboard on `listener` over TLS until the task is aborted.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ui: Ui) {
+/// Serves the dashboard on `listener` over TLS until the task is aborted,
+/// holding at most `max_connections` connections (at most 256; see
+/// `tierwise_transport::slots`): a full dashboard evicts connections that
+/// have not finished TLS first, so raw TCP connects cannot keep a browser
+/// out.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    ui: Ui,
+    max_connections: usize,
+) {
+    use tierwise_transport::slots::{Holder, SlotLimits, Slots};
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let service = hyper_util::service::TowerToHyperService::new(router(ui));
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let per_address: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let slots = Slots::new(SlotLimits {
+        total: max_connections.min(tierwise_transport::slots::MAX_DASHBOARD_CONNECTIONS),
+        per_address: CONNECTIONS_PER_ADDRESS,
+        per_certificate: 1,
+    });
+    let mut accepting = tierwise_transport::accept::Acceptor::new(listener, "web dashboard");
     loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let (tcp, peer) = match listener.accept().await {
-            Ok(pair) => pair,
-            Err(error) => {
-                warn!(%error, "web dashboard: accepting a connection failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+        slots.wait_for_room().await;
+        let (tcp, peer) = accepting.accept().await;
+        let slot = match slots.take(Holder::address(peer.ip())) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                debug!(%peer, %refused, "web dashboard: connection closed");
                 continue;
             }
-        };
-        let Some(address_slot) = AddressSlot::take(&per_address, peer.ip()) else {
-            debug!(%peer, "web dashboard: too many connections from this address");
-            continue;
         };
         let acceptor = acceptor.clone();
         let service = service.clone();
         tokio::spawn(async move {
-            let _slots = (slot, address_slot);
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let handshake = tokio::select! {
+                _ = slot.evicted() => {
+                    debug!(%peer, "web dashboard: TLS handshake evicted for another connection");
+                    return;
+                }
+                handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => handshake,
+            };
+            let tls = match handshake {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => {
                     debug!(%peer, %error, "web dashboard: TLS handshake failed");
@@ -180,6 +191,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ui: Ui
                 }
                 Err(_) => return,
             };
+            slot.opened(None);
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -195,47 +207,7 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, ui: Ui
                 Err(_) => debug!(%peer, "web dashboard: connection closed after its lifetime"),
                 Ok(Ok(())) => {}
             }
+            drop(slot);
         });
-    }
-}
-
-/// One of the connections an address may hold; given back when dropped.
-struct AddressSlot {
-    counts: Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
-    address: IpAddr,
-}
-
-impl AddressSlot {
-    fn take(
-        counts: &Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>,
-        address: IpAddr,
-    ) -> Option<Self> {
-        let mut map = counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let held = map.entry(address).or_insert(0);
-        if *held >= CONNECTIONS_PER_ADDRESS {
-            return None;
-        }
-        *held += 1;
-        Some(Self {
-            counts: counts.clone(),
-            address,
-        })
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut map = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(held) = map.get_mut(&self.address) {
-            *held -= 1;
-            if *held == 0 {
-                map.remove(&self.address);
-            }
-        }
     }
 }
