@@ -7,7 +7,8 @@
 //! - 1: the payload of release metadata, signed by the release key, so the
 //!   fuzzer reaches what comes after the signature check;
 //! - 2: the payload of a next root (rotation), signed by the root key;
-//! - 3: the payload of a first root, pinned and signed by the root key;
+//! - 3: payloads of a chain of roots (separated by `@NEXT`), each signed
+//!   by the root key, the first one pinned;
 //! - 4: a chain of root envelopes (a JSON array) from the pin;
 //! - 5: what an agent remembers as seen (`Seen`, JSON).
 //!
@@ -147,9 +148,16 @@ fuzz_target!(|data: &[u8]| {
             let _ = trusted_root(&f.pin, &chain, NOW, Some(u64::MAX));
         }
         3 => {
-            let first = signed(expand(text, f), &f.root_key);
-            let pin = first.fingerprint();
-            let _ = trusted_root(&pin, &[first], NOW, None);
+            // Roots separated by `@NEXT`, each signed by the root key; the
+            // first is pinned.
+            let chain: Vec<Envelope> = text
+                .split("@NEXT")
+                .take(8)
+                .map(|payload| signed(expand(payload, f), &f.root_key))
+                .collect();
+            let pin = chain[0].fingerprint();
+            let _ = trusted_root(&pin, &chain, NOW, None);
+            let _ = trusted_root(&pin, &chain, NOW, Some(u64::MAX));
         }
         4 => {
             if let Ok(chain) = serde_json::from_str::<Vec<Envelope>>(text) {
