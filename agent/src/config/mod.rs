@@ -279,6 +279,31 @@ fn parse_with(
     validate::settings(raw, machine, &origin)
 }
 
+/// Validates configuration text without asking this machine anything: a
+/// token file the text names reads as `token_file_text`, the host name is
+/// `hostname`. For the fuzz targets in `fuzz/` (so arbitrary text reads no
+/// file); [`parse`] is this with the machine's own answers. Not an API.
+#[doc(hidden)]
+pub fn parse_detached(
+    text: &str,
+    origin: &str,
+    token_file_text: &str,
+    hostname: &str,
+) -> Result<Settings, ConfigError> {
+    let origin = validate::Origin {
+        text,
+        name: origin,
+        locate: None,
+    };
+    let raw = validate::deserialize(&origin)?;
+    let machine = validate::Machine {
+        token_file: validate::token_file(&raw).map(|_| Ok(token_file_text.to_owned())),
+        hostname: hostname.to_owned(),
+        default_state_dir: default_state_dir(),
+    };
+    validate::settings(raw, machine, &origin)
+}
+
 fn read_small(path: &Path) -> std::io::Result<String> {
     use std::io::Read;
     let mut text = String::new();

@@ -84,8 +84,8 @@ const VERSION_FILE_LIMIT: u64 = 4096;
 
 /// What the package says about its version: (the entry, the version), or
 /// `None` when it has no `version.txt` at its top.
-fn stated_version(
-    archive: &mut zip::ZipArchive<fs::File>,
+fn stated_version<R: io::Read + io::Seek>(
+    archive: &mut zip::ZipArchive<R>,
     package: &Path,
 ) -> Result<Option<(String, Version)>, String> {
     use std::io::Read;
@@ -131,24 +131,19 @@ fn stated_version(
     Ok(Some((shown, version)))
 }
 
-fn deploy_files(
-    spec: &WebDeploy,
+/// Reads a Web Application package and checks it before anything is
+/// touched: a readable ZIP, only files and folders inside the document
+/// directory, and the Web Application of `version` (`registered`: the
+/// controller's artifact, which may state no version). Returns the archive
+/// to unzip and what the checks found. Reads only; `package` names the
+/// package in messages.
+pub fn check_package<R: io::Read + io::Seek>(
+    reader: R,
     package: &Path,
     version: Version,
     registered: bool,
-    backup_dir: &Path,
-) -> DeployResult {
-    let io = |what: &str, e: io::Error| format!("{what}: {e}");
-    let file = fs::File::open(package).map_err(|e| {
-        io(
-            &format!(
-                "cannot open the Web Application package {}",
-                package.display()
-            ),
-            e,
-        )
-    })?;
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| {
+) -> Result<(zip::ZipArchive<R>, Vec<String>), String> {
+    let mut archive = zip::ZipArchive::new(reader).map_err(|e| {
         format!(
             "{} is not a readable ZIP: {e}; nothing was changed",
             package.display()
@@ -202,6 +197,27 @@ fn deploy_files(
             ))
         }
     }
+    Ok((archive, summary))
+}
+
+fn deploy_files(
+    spec: &WebDeploy,
+    package: &Path,
+    version: Version,
+    registered: bool,
+    backup_dir: &Path,
+) -> DeployResult {
+    let io = |what: &str, e: io::Error| format!("{what}: {e}");
+    let file = fs::File::open(package).map_err(|e| {
+        io(
+            &format!(
+                "cannot open the Web Application package {}",
+                package.display()
+            ),
+            e,
+        )
+    })?;
+    let (mut archive, mut summary) = check_package(file, package, version, registered)?;
     if !spec.docroot.is_dir() {
         return Err(format!(
             "the document directory {} does not exist",

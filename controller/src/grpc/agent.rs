@@ -25,7 +25,7 @@ use tierwise_common::{validate_name, Inventory};
 use tierwise_proto::convert::step_outcome_from_wire;
 use tierwise_proto::v1::{
     agent_message, agent_service_server::AgentService, controller_message, AgentMessage,
-    Certificate, ControllerMessage, EnrollRequest, Hello, RenewRequest, Welcome,
+    Certificate, ControllerMessage, EnrollRequest, Hello, RenewRequest, StepResult, Welcome,
 };
 use tierwise_proto::v1::{
     ArtifactChunk, DownloadArtifactRequest, ReleaseMetadataRequest, SignedMetadata,
@@ -621,6 +621,23 @@ fn host_report(hello: &Hello, now_ms: i64) -> Result<HostReport, ApiError> {
     })
 }
 
+/// A step result as the store records it: a known outcome, printable text.
+fn step_result_record(result: &StepResult) -> Result<StepResultRecord, ApiError> {
+    let outcome = step_outcome_from_wire(result.outcome).ok_or_else(|| {
+        ApiError::InvalidArgument(format!(
+            "StepResult {}: unknown outcome {}",
+            result.step_id, result.outcome
+        ))
+    })?;
+    Ok(StepResultRecord {
+        step_id: result.step_id.clone(),
+        outcome,
+        exit_code: result.has_exit_code.then_some(result.exit_code),
+        output_tail: printable_tail(&result.output_tail),
+        reason: printable(&result.reason, 1000),
+    })
+}
+
 /// The end of a command's output: at most 4 KiB, line breaks and tabs kept
 /// (Windows line ends become plain ones), other control and format
 /// characters shown as a placeholder.
@@ -780,19 +797,8 @@ impl Session {
                 Ok(true)
             }
             Some(agent_message::Body::StepResult(result)) => {
-                let outcome = step_outcome_from_wire(result.outcome).ok_or_else(|| {
-                    ApiError::InvalidArgument(format!(
-                        "StepResult {}: unknown outcome {}",
-                        result.step_id, result.outcome
-                    ))
-                })?;
-                let record = StepResultRecord {
-                    step_id: result.step_id.clone(),
-                    outcome,
-                    exit_code: result.has_exit_code.then_some(result.exit_code),
-                    output_tail: printable_tail(&result.output_tail),
-                    reason: printable(&result.reason, 1000),
-                };
+                let record = step_result_record(&result)?;
+                let outcome = record.outcome;
                 let started = std::time::Instant::now();
                 let recorded = self
                     .store
@@ -905,6 +911,40 @@ fn session_age_limit(age: Duration) -> Duration {
     let [a, b] = crate::pki::random_bytes::<2>();
     let unit = f64::from(u16::from_le_bytes([a, b])) / f64::from(u16::MAX);
     age.mul_f64(0.9 + 0.2 * unit)
+}
+
+/// What a session does with an agent's messages before the store sees
+/// them — the checks and conversions of `Hello`, an inventory report and a
+/// step result — for the fuzz targets in `fuzz/`. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{backup_files, host_report, step_result_record, ApiError};
+    use tierwise_common::Inventory;
+    use tierwise_proto::v1::{Hello, StepResult};
+
+    /// A hello as a session checks it: the host report, or why it is refused.
+    pub fn hello(hello: &Hello) -> Result<String, String> {
+        host_report(hello)
+            .map(|report| format!("{report:?}"))
+            .map_err(|e| e.to_string())
+    }
+
+    /// An inventory report as a session converts it.
+    pub fn inventory(wire: &tierwise_proto::v1::Inventory) -> Result<String, String> {
+        Inventory::try_from(wire)
+            .map(|inventory| format!("{inventory:?}"))
+            .map_err(|e| ApiError::InvalidArgument(format!("Inventory: {e}")).to_string())
+    }
+
+    /// A step result as a session records it, with the backup files it
+    /// names and the duration it would keep (without a dispatch time).
+    pub fn step_result(result: &StepResult) -> Result<String, String> {
+        let record = step_result_record(result).map_err(|e| e.to_string())?;
+        let files = backup_files(result);
+        let ran_ms =
+            tierwise_common::rollout::step_duration_ms(result.started_ms, result.finished_ms, None);
+        Ok(format!("{record:?} {files:?} {ran_ms:?}"))
+    }
 }
 
 #[cfg(test)]

@@ -49,7 +49,8 @@ pub fn trusted_root(
     )?;
     for next in &chain[1..] {
         let newer: Root = parse(next, "root")?;
-        if newer.version != root.version + 1 {
+        // A root of the highest version has no next one (no overflow).
+        if root.version.checked_add(1) != Some(newer.version) {
             return Err(TrustError::RootGap {
                 previous: root.version,
                 got: newer.version,

@@ -601,3 +601,26 @@ fn check_step(
     super::super::check_step_installer(&verified, installer)?;
     Ok(verified.seen)
 }
+
+/// Found while writing the `release_metadata` fuzz target (whose chain mode
+/// reproduces it): a root of version `u64::MAX` followed by any other root
+/// overflowed `version + 1` — a panic with overflow checks, and without
+/// them a wrap that let a root of version 0 follow.
+#[test]
+fn a_root_of_the_highest_version_has_no_next_one() {
+    let k = keys();
+    let last = root_doc(u64::MAX, &[&k.root[0]], 1, &[&k.release[0]]);
+    let last = envelope(&last, &[&k.root[0]]);
+    let pin = last.fingerprint();
+    let next = envelope(
+        &root_doc(0, &[&k.root[0]], 1, &[&k.release[0]]),
+        &[&k.root[0]],
+    );
+    assert_eq!(
+        trusted_root(&pin, &[last, next], NOW, None),
+        Err(TrustError::RootGap {
+            previous: u64::MAX,
+            got: 0
+        })
+    );
+}
