@@ -922,9 +922,12 @@ pub mod fuzzing {
     use tierwise_common::Inventory;
     use tierwise_proto::v1::{Hello, StepResult};
 
+    /// The controller's clock in these checks: fixed, so a run repeats.
+    const NOW_MS: i64 = 1_800_000_000_000;
+
     /// A hello as a session checks it: the host report, or why it is refused.
     pub fn hello(hello: &Hello) -> Result<String, String> {
-        host_report(hello)
+        host_report(hello, NOW_MS)
             .map(|report| format!("{report:?}"))
             .map_err(|e| e.to_string())
     }
@@ -940,7 +943,7 @@ pub mod fuzzing {
     /// names and the duration it would keep (without a dispatch time).
     pub fn step_result(result: &StepResult) -> Result<String, String> {
         let record = step_result_record(result).map_err(|e| e.to_string())?;
-        let files = backup_files(result);
+        let files = backup_files("fuzz", result, NOW_MS);
         let ran_ms =
             tierwise_common::rollout::step_duration_ms(result.started_ms, result.finished_ms, None);
         Ok(format!("{record:?} {files:?} {ran_ms:?}"))
