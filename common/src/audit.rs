@@ -496,21 +496,25 @@ mod tests {
     }
 
     /// A chain whose first entry is number `first` (entries before it are
-    /// from before the log was chained).
+    /// from before the log was chained), unkeyed.
     fn chain_from(first: i64, n: i64) -> Vec<Entry> {
+        build_chain(first, n, None)
+    }
+
+    /// Entries `first ..first + n`, each hashed with the unkeyed rule, or,
+    /// with `keyed` (the key and the first keyed entry), keyed from there on.
+    fn build_chain(first: i64, n: i64, keyed: Option<(&Key, i64)>) -> Vec<Entry> {
         let mut prev = GENESIS.to_owned();
         (first..first + n)
             .map(|seq| {
                 let details = format!("change {seq}");
-                let sha = entry_sha256(
-                    &prev,
-                    seq,
-                    seq * 10,
-                    "admin",
-                    "rollout start",
-                    "prod",
-                    &details,
-                );
+                let (at, actor, action, subject) = (seq * 10, "admin", "rollout start", "prod");
+                let sha = match keyed {
+                    Some((key, from)) if seq >= from => {
+                        entry_mac(key, &prev, seq, at, actor, action, subject, &details)
+                    }
+                    _ => entry_sha256(&prev, seq, at, actor, action, subject, &details),
+                };
                 let entry = Entry {
                     seq,
                     details,
@@ -681,42 +685,7 @@ mod tests {
     /// A chain keyed from entry `keyed_from` on (entries before it hashed
     /// with the unkeyed rule).
     fn keyed_chain(n: i64, keyed_from: i64, key: &Key) -> Vec<Entry> {
-        let mut prev = GENESIS.to_owned();
-        (1..=n)
-            .map(|seq| {
-                let details = format!("change {seq}");
-                let sha = if seq >= keyed_from {
-                    entry_mac(
-                        key,
-                        &prev,
-                        seq,
-                        seq * 10,
-                        "admin",
-                        "rollout start",
-                        "prod",
-                        &details,
-                    )
-                } else {
-                    entry_sha256(
-                        &prev,
-                        seq,
-                        seq * 10,
-                        "admin",
-                        "rollout start",
-                        "prod",
-                        &details,
-                    )
-                };
-                let entry = Entry {
-                    seq,
-                    details,
-                    prev: prev.clone(),
-                    sha: sha.clone(),
-                };
-                prev = sha;
-                entry
-            })
-            .collect()
+        build_chain(1, n, Some((key, keyed_from)))
     }
 
     fn keyed_rules(keyed_from: i64, key: Option<&Key>) -> Rules {

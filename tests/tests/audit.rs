@@ -29,7 +29,7 @@ async fn audit_verify_finds_an_entry_changed_behind_the_controllers_back() {
         // The first admin (made at the first start) and the three changes.
         let verified = controller.cli(&["audit", "verify"]).unwrap();
         assert!(
-            verified.contains("The audit log verifies: 5 chained entr(y/ies) hold their hashes"),
+            verified.contains("The audit log verifies: 5 chained entries hold their hashes"),
             "{verified}"
         );
         let json: serde_json::Value =

@@ -190,10 +190,14 @@ pub async fn verify(
             "expected": expected.iter().map(Head::to_string).collect::<Vec<_>>(),
         }));
     }
-    let mut text = format!(
-        "The audit log verifies: {} chained entr(y/ies) hold their hashes",
-        total.chained
-    );
+    let mut text = if total.chained == 1 {
+        "The audit log verifies: 1 chained entry holds its hash".to_owned()
+    } else {
+        format!(
+            "The audit log verifies: {} chained entries hold their hashes",
+            total.chained
+        )
+    };
     if total.keyed > 0 {
         text.push_str(&format!(
             " ({} keyed from entry {}, checked by the controller with its audit key)",
@@ -202,8 +206,10 @@ pub async fn verify(
     }
     if total.unchained > 0 {
         text.push_str(&format!(
-            "; {} older one(s) from before the log was chained (at entry {}) cannot be verified",
-            total.unchained, start.chained_from
+            "; {} older {} from before the log was chained (at entry {}) cannot be verified",
+            total.unchained,
+            if total.unchained == 1 { "one" } else { "ones" },
+            start.chained_from
         ));
     }
     text.push_str(".\n");
