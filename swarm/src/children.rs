@@ -201,7 +201,9 @@ fn read(
     }
     let mut shared = lock();
     if shared.ended.is_none() {
-        shared.ended = Some(format!("swarm process {index} ended (its error is above)"));
+        shared.ended = Some(format!(
+            "swarm process {index} ended early (any error it printed is above)"
+        ));
     }
 }
 

@@ -369,7 +369,11 @@ async fn child(args: Args, share: &str) -> anyhow::Result<()> {
             .with_context(|| format!("--swarm-child needs {}", children::TOKEN_ENV))?,
     };
     let mut orders = children::orders();
-    let enrolled = enroll(&reach, first, count, args.addresses).await?;
+    let enrolled = tokio::select! {
+        enrolled = enroll(&reach, first, count, args.addresses) => enrolled?,
+        // The parent ended while this process enrolled: end with it.
+        None = orders.recv() => return Ok(()),
+    };
     println!("enrolled {}", enrolled.len());
     let stats = Arc::new(Stats::new(reach.addresses.len()));
     let (ingest, ingest_rx) = tokio::sync::watch::channel(0_u64);
@@ -434,6 +438,22 @@ impl Agents {
             }
             Self::Children(children) => children.ingest(),
         }
+    }
+
+    /// Waits `duration`, ending early with an error if a child process
+    /// fails meanwhile.
+    async fn pause(&self, duration: Duration) -> anyhow::Result<()> {
+        let until = Instant::now() + duration;
+        while Instant::now() < until {
+            self.counts()?;
+            tokio::time::sleep(
+                until
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(200)),
+            )
+            .await;
+        }
+        Ok(())
     }
 
     /// The processes that run the agents (this one, and its children).
@@ -678,14 +698,16 @@ async fn run(args: Args, default_scenarios: bool) -> anyhow::Result<()> {
     for scenario in &scenarios {
         match scenario {
             Scenario::Steady => {
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                agents.pause(Duration::from_secs(2)).await?;
                 let pids = agents.pids();
                 let (rss0, cpu0) = controller
                     .as_ref()
                     .and_then(|c| stats::process(c.pid()))
                     .unwrap_or_default();
                 let (srss0, scpu0) = together(&pids);
-                tokio::time::sleep(Duration::from_secs(args.steady_seconds)).await;
+                agents
+                    .pause(Duration::from_secs(args.steady_seconds))
+                    .await?;
                 let (rss1, cpu1) = controller
                     .as_ref()
                     .and_then(|c| stats::process(c.pid()))
@@ -809,7 +831,7 @@ async fn run(args: Args, default_scenarios: bool) -> anyhow::Result<()> {
                 let wall = started.elapsed().as_secs_f64();
                 // The children's counters arrive every 200 ms: wait for the
                 // last step's.
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                agents.pause(Duration::from_millis(500)).await?;
                 let after = agents.counts()?;
                 let samples = agents.samples()?;
                 println!(
