@@ -140,10 +140,12 @@ fn inventory(plays: Plays, version: Version, databases_at: Version, variant: boo
 pub async fn run(
     agent: Enrolled,
     address: ControllerAddress,
+    at: usize,
     behaviour: Arc<Behaviour>,
     start: Version,
     stats: Arc<Stats>,
 ) {
+    let target: Option<Version> = crate::TARGET.parse().ok();
     let mut version = start;
     let mut databases_at = start;
     // Reconnect delays as a real agent's: 0.5–1 s first, doubling, at most a
@@ -202,7 +204,7 @@ pub async fn run(
             continue;
         }
         backoff.reset();
-        stats.connected();
+        stats.connected(at);
         let mut heartbeat = tokio::time::interval_at(
             tokio::time::Instant::now() + behaviour.heartbeat,
             behaviour.heartbeat,
@@ -219,7 +221,12 @@ pub async fn run(
                     if ok {
                         match action {
                             StepAction::InstallComponent { version: to, .. }
-                            | StepAction::DeployWebApp { version: to, .. } => version = to,
+                            | StepAction::DeployWebApp { version: to, .. } => {
+                                if Some(to) == target && version != to {
+                                    stats.updated();
+                                }
+                                version = to;
+                            }
                             StepAction::ReactivateDatabases { version: to } => databases_at = to,
                             _ => {}
                         }
@@ -271,7 +278,7 @@ pub async fn run(
                 }
             }
         }
-        stats.disconnected();
+        stats.disconnected(at);
         tokio::time::sleep(backoff.next_delay(fastrand::f64())).await;
     }
 }

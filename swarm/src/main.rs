@@ -1,8 +1,10 @@
-//! `tierwise-swarm`: many simulated agents in one process against a real
-//! controller process, and the figures that matter at fleet scale.
+//! `tierwise-swarm`: many simulated agents against real controller
+//! processes, and the figures that matter at fleet scale.
 //!
 //! It starts `tierwise serve` (SQLite in a temporary directory, or the
-//! PostgreSQL database given), enrolls N agents with a token — each with its
+//! PostgreSQL database given) or drives the controllers given with
+//! `--controller` (agents spread over them in turn), runs its agents in its
+//! own process or in `--processes` child processes (see `children`), enrolls N agents with a token — each with its
 //! own key and certificate — and connects each over its own TLS connection
 //! from its own loopback address (127.0.0.2, 127.0.0.3, …). Then, in order:
 //! - `steady`: N idle agents at the heartbeat interval; controller and
@@ -19,12 +21,13 @@
 //!   how many the store took in per second (counted in the store).
 
 mod agent;
+mod children;
 mod stats;
 
 use agent::{Behaviour, Plays};
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
-use stats::Stats;
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use stats::{Counts, Samples, Stats};
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -93,6 +96,28 @@ struct Args {
     /// --serve-flag=--max-handshakes-per-address=1024.
     #[arg(long = "serve-flag", value_name = "FLAG", allow_hyphen_values = true)]
     serve_flags: Vec<String>,
+    /// Drive this running controller instead of starting one (repeatable:
+    /// replicas on one PostgreSQL database; agents are spread over them in
+    /// turn). Needs --ca-cert and an operator token; the storm scenario is
+    /// left out, and ingest needs --database-url (the replicas' database,
+    /// read to count the reports).
+    #[arg(long = "controller", value_name = "URL")]
+    controllers: Vec<String>,
+    /// The CA certificate (PEM) of the controllers given with --controller.
+    #[arg(long, env = "TIERWISE_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// A file holding an administrator's token for --controller (the token
+    /// itself may be given in TIERWISE_TOKEN).
+    #[arg(long, env = "TIERWISE_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Run the agents in this many child processes, each with its share of
+    /// them and its own open-file limit (the figures are over all of them).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    processes: u16,
+    /// Internal: run as a child process of a swarm, with the agents
+    /// FIRST..FIRST+COUNT.
+    #[arg(long, hide = true, value_name = "FIRST,COUNT")]
+    swarm_child: Option<String>,
 }
 
 const FROM: Version = Version::new(9, 3, 1, 33994);
@@ -179,6 +204,10 @@ impl Controller {
         Ok(tierwise_controller::store::Store::open(&url).await?)
     }
 
+    fn ca_path(&self) -> PathBuf {
+        self.data_dir.join("pki").join("ca.pem")
+    }
+
     fn connection(&self) -> anyhow::Result<tierwise_controller::cli::Connection> {
         let token = std::fs::read_to_string(self.data_dir.join("admin.token"))
             .context("the controller wrote no admin token (use a fresh database)")?;
@@ -202,105 +231,53 @@ fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
 
-/// Waits until `check` holds, polling every 100 ms; returns how long.
-async fn until(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if check() {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
-}
-
 fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let matches = Args::command().get_matches();
+    let default_scenarios =
+        matches.value_source("scenarios") == Some(clap::parser::ValueSource::DefaultValue);
+    let args = match Args::from_arg_matches(&matches) {
+        Ok(args) => args,
+        Err(error) => error.exit(),
+    };
     tierwise_runtime::logging::init(tierwise_runtime::logging::LogFormat::Pretty, "warn");
     tierwise_runtime::run_main(None, async move {
-        run(args).await?;
+        match args.swarm_child.clone() {
+            Some(share) => child(args, &share).await?,
+            None => run(args, default_scenarios).await?,
+        }
         Ok(std::process::ExitCode::SUCCESS)
     })
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.agents >= 3,
-        "--agents: at least 3 (a server, a web host, a client)"
-    );
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&args.failure_rate),
-        "--failure-rate: between 0.0 and 1.0"
-    );
-    let binary = match &args.tierwise {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?
-            .parent()
-            .context("no directory of this program")?
-            .join("tierwise"),
-    };
-    let work = tempfile::tempdir()?;
-    let data_dir = work.path().join("controller");
-    std::fs::create_dir_all(&data_dir)?;
-    // The swarm's agents all enroll through 127.0.0.1 with one token (set
-    // up, not measured): the enrollment rate limits would make that a
-    // crawl by design, so they are off unless a --serve-flag sets them.
-    let mut serve_flags = args.serve_flags.clone();
-    for flag in ["--enroll-rate-per-address", "--enroll-rate-per-token"] {
-        if !serve_flags.iter().any(|f| f.starts_with(flag)) {
-            serve_flags.push(format!("{flag}=off"));
-        }
-    }
-    // The swarm's installers are made up on the spot and its agents pin no
-    // release root: signing is not what it measures.
-    if !serve_flags.iter().any(|f| f == "--allow-unsigned-releases") {
-        serve_flags.push("--allow-unsigned-releases".into());
-    }
-    let mut controller = Controller::start(
-        binary,
-        data_dir.clone(),
-        args.database_url.clone(),
-        serve_flags,
-        "127.0.0.1:0",
-    )?;
-    let store = if args.database_url.is_some() {
-        "PostgreSQL"
-    } else {
-        "SQLite"
-    };
-    println!(
-        "tierwise-swarm: {} agents, heartbeat {} s, store {store}, {} cores",
-        args.agents,
-        args.heartbeat_seconds,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let (base_rss, _) = stats::process(controller.pid()).unwrap_or_default();
-    let (swarm_base_rss, _) = stats::process(std::process::id()).unwrap_or_default();
+/// What the swarm's agents need to enroll and connect.
+struct Reach {
+    /// The controllers' addresses, in the order given.
+    addresses: Vec<ControllerAddress>,
+    ca: Vec<rustls::pki_types::CertificateDer<'static>>,
+    token: String,
+}
 
-    let mut admin = tierwise_controller::cli::connect(&controller.connection()?).await?;
-    let token = admin
-        .create_token(CreateTokenRequest {
-            installation: INSTALLATION.into(),
-            uses: u32::try_from(args.agents + 10).unwrap_or(u32::MAX),
-            expires_seconds: 86_400,
-        })
-        .await?
-        .into_inner()
-        .token;
-    let address: ControllerAddress = format!("https://{}", controller.addr).parse()?;
-    let ca = tierwise_transport::files::read_certificates(&data_dir.join("pki").join("ca.pem"))?;
-    let pinned = client_config(&Trust::Ca(ca.clone()), None)?;
-
-    // Enrollment: every agent its own key and certificate.
-    let started = Instant::now();
+/// Enrolls the agents `first..first + count` (agent i through controller
+/// i mod the number of controllers), each with its own key and
+/// certificate; each with the index of its controller.
+async fn enroll(
+    reach: &Reach,
+    first: usize,
+    count: usize,
+    addresses: u8,
+) -> anyhow::Result<Vec<(agent::Enrolled, usize)>> {
+    let pinned = client_config(&Trust::Ca(reach.ca.clone()), None)?;
     let mut channels = Vec::new();
-    for _ in 0..8 {
-        channels.push(address.connect(pinned.clone(), |e| e).await?);
+    for address in &reach.addresses {
+        let mut per = Vec::new();
+        for _ in 0..8 {
+            per.push(address.connect(pinned.clone(), |e| e).await?);
+        }
+        channels.push(per);
     }
     let semaphore = Arc::new(tokio::sync::Semaphore::new(64));
-    let mut tasks = Vec::with_capacity(args.agents);
-    for i in 0..args.agents {
+    let mut tasks = Vec::with_capacity(count);
+    for i in first..first + count {
         let plays = match i {
             0 => Plays::Server,
             1 => Plays::Web,
@@ -310,12 +287,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             127,
             0,
             0,
-            2 + u8::try_from(i % usize::from(args.addresses.max(1))).unwrap_or(0),
+            2 + u8::try_from(i % usize::from(addresses.max(1))).unwrap_or(0),
         ));
+        let at = i % channels.len();
         let (channel, ca, token, permit) = (
-            channels[i % channels.len()].clone(),
-            ca.clone(),
-            token.clone(),
+            channels[at][(i / channels.len()) % channels[at].len()].clone(),
+            reach.ca.clone(),
+            reach.token.clone(),
             semaphore.clone().acquire_owned().await?,
         );
         tasks.push(tokio::spawn(async move {
@@ -330,43 +308,373 @@ async fn run(args: Args) -> anyhow::Result<()> {
             )
             .await;
             drop(permit);
-            enrolled
+            enrolled.map(|enrolled| (enrolled, at))
         }));
     }
-    let mut enrolled = Vec::with_capacity(args.agents);
+    let mut enrolled = Vec::with_capacity(count);
     for task in tasks {
         enrolled.push(task.await??);
     }
-    println!(
-        "enrolled {} agents in {:.1} s ({:.0}/s)",
-        enrolled.len(),
-        started.elapsed().as_secs_f64(),
-        enrolled.len() as f64 / started.elapsed().as_secs_f64()
-    );
+    Ok(enrolled)
+}
 
-    // Connect them all.
-    let stats = Arc::new(Stats::default());
-    let (ingest, ingest_rx) = tokio::sync::watch::channel(0_u64);
-    let behaviour = Arc::new(Behaviour {
+fn behaviour(args: &Args, ingest: tokio::sync::watch::Receiver<u64>) -> Arc<Behaviour> {
+    Arc::new(Behaviour {
         heartbeat: Duration::from_secs(args.heartbeat_seconds.clamp(1, 3600)),
         step: Duration::from_millis(args.step_ms),
         failure_rate: args.failure_rate,
         installation: INSTALLATION.into(),
-        ingest: ingest_rx,
+        ingest,
         reports: args.reports,
-    });
-    let started = Instant::now();
-    for agent in enrolled {
+    })
+}
+
+fn start_agents(
+    enrolled: Vec<(agent::Enrolled, usize)>,
+    reach: &Reach,
+    behaviour: &Arc<Behaviour>,
+    stats: &Arc<Stats>,
+) {
+    for (agent, at) in enrolled {
         tokio::spawn(agent::run(
             agent,
-            address.clone(),
+            reach.addresses[at].clone(),
+            at,
             behaviour.clone(),
             FROM,
             stats.clone(),
         ));
     }
+}
+
+/// The child part of a swarm in several processes (see `children`).
+async fn child(args: Args, share: &str) -> anyhow::Result<()> {
+    tierwise_transport::accept::raise_open_files();
+    let (first, count) = share
+        .split_once(',')
+        .and_then(|(f, c)| Some((f.parse().ok()?, c.parse().ok()?)))
+        .context("--swarm-child: FIRST,COUNT")?;
+    let ca_path = args
+        .ca_cert
+        .clone()
+        .context("--swarm-child needs --ca-cert")?;
+    let reach = Reach {
+        addresses: args
+            .controllers
+            .iter()
+            .map(|url| url.parse())
+            .collect::<Result<_, _>>()?,
+        ca: tierwise_transport::files::read_certificates(&ca_path)?,
+        token: std::env::var(children::TOKEN_ENV)
+            .with_context(|| format!("--swarm-child needs {}", children::TOKEN_ENV))?,
+    };
+    let mut orders = children::orders();
+    let enrolled = tokio::select! {
+        enrolled = enroll(&reach, first, count, args.addresses) => enrolled?,
+        // The parent ended while this process enrolled: end with it.
+        None = orders.recv() => return Ok(()),
+    };
+    println!("enrolled {}", enrolled.len());
+    let stats = Arc::new(Stats::new(reach.addresses.len()));
+    let (ingest, ingest_rx) = tokio::sync::watch::channel(0_u64);
+    let behaviour = behaviour(&args, ingest_rx);
+    let mut enrolled = Some(enrolled);
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            _ = tick.tick(), if enrolled.is_none() => {
+                println!("counts {}", stats.counts().to_json());
+            }
+            order = orders.recv() => match order {
+                // The parent ended: so does this process, and its agents.
+                None => return Ok(()),
+                Some(children::Order::Connect) => {
+                    if let Some(agents) = enrolled.take() {
+                        start_agents(agents, &reach, &behaviour, &stats);
+                    }
+                }
+                Some(children::Order::Ingest) => ingest.send_modify(|round| *round += 1),
+                Some(children::Order::Samples) => {
+                    println!("samples {}", stats.samples().to_json());
+                }
+            },
+        }
+    }
+}
+
+/// The swarm's agents: in this process, or in child processes.
+enum Agents {
+    Here {
+        stats: Arc<Stats>,
+        ingest: tokio::sync::watch::Sender<u64>,
+    },
+    Children(children::Children),
+}
+
+impl Agents {
+    fn counts(&self) -> anyhow::Result<Counts> {
+        match self {
+            Self::Here { stats, .. } => Ok(stats.counts()),
+            Self::Children(children) => children.counts(),
+        }
+    }
+
+    fn connected_now(&self) -> anyhow::Result<i64> {
+        Ok(self.counts()?.connected_now())
+    }
+
+    fn samples(&mut self) -> anyhow::Result<Samples> {
+        match self {
+            Self::Here { stats, .. } => Ok(stats.samples()),
+            Self::Children(children) => children.samples(),
+        }
+    }
+
+    fn ingest(&mut self) -> anyhow::Result<()> {
+        match self {
+            Self::Here { ingest, .. } => {
+                ingest.send_modify(|round| *round += 1);
+                Ok(())
+            }
+            Self::Children(children) => children.ingest(),
+        }
+    }
+
+    /// Waits `duration`, ending early with an error if a child process
+    /// fails meanwhile.
+    async fn pause(&self, duration: Duration) -> anyhow::Result<()> {
+        let until = Instant::now() + duration;
+        while Instant::now() < until {
+            self.counts()?;
+            tokio::time::sleep(
+                until
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(200)),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// The processes that run the agents (this one, and its children).
+    fn pids(&self) -> Vec<u32> {
+        let mut pids = vec![std::process::id()];
+        if let Self::Children(children) = self {
+            pids.extend(children.pids());
+        }
+        pids
+    }
+}
+
+/// RSS and CPU time of some processes together.
+fn together(pids: &[u32]) -> (u64, f64) {
+    pids.iter()
+        .filter_map(|&pid| stats::process(pid))
+        .fold((0, 0.0), |(rss, cpu), (r, c)| (rss + r, cpu + c))
+}
+
+/// Waits until all `n` agents are connected (polling every 100 ms), or a
+/// child process failed.
+async fn until_connected(
+    agents: &Agents,
+    limit: Duration,
+    n: i64,
+    below: bool,
+) -> anyhow::Result<Option<Duration>> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        let now = agents.connected_now()?;
+        if (below && now < n) || (!below && now >= n) {
+            return Ok(Some(started.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(None)
+}
+
+async fn run(args: Args, default_scenarios: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.agents >= 3,
+        "--agents: at least 3 (a server, a web host, a client)"
+    );
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.failure_rate),
+        "--failure-rate: between 0.0 and 1.0"
+    );
+    let processes = usize::from(args.processes);
+    anyhow::ensure!(
+        processes <= args.agents,
+        "--processes: at most one per agent ({} agents)",
+        args.agents
+    );
+    let driven = !args.controllers.is_empty();
+    let mut scenarios = args.scenarios.clone();
+    if driven {
+        if default_scenarios {
+            scenarios.retain(|s| {
+                *s != Scenario::Storm && (*s != Scenario::Ingest || args.database_url.is_some())
+            });
+        }
+        anyhow::ensure!(
+            !scenarios.contains(&Scenario::Storm),
+            "--scenarios: storm restarts the controller, so it needs the swarm to start it \
+             (leave out --controller, or storm)"
+        );
+        anyhow::ensure!(
+            !scenarios.contains(&Scenario::Ingest) || args.database_url.is_some(),
+            "--scenarios: ingest counts the reports in the store: with --controller, give \
+             the replicas' database with --database-url (or leave out ingest)"
+        );
+        anyhow::ensure!(
+            args.ca_cert.is_some(),
+            "--controller: give the controllers' CA certificate with --ca-cert FILE or \
+             TIERWISE_CA_CERT (`tierwise pki show` on a controller prints it)"
+        );
+        anyhow::ensure!(
+            args.serve_flags.is_empty() && args.tierwise.is_none(),
+            "--serve-flag and --tierwise are for the controller the swarm starts; \
+             with --controller, start the controllers with the flags you want"
+        );
+    }
+    tierwise_transport::accept::raise_open_files();
+    let work = tempfile::tempdir()?;
+    let data_dir = work.path().join("controller");
+    let mut controller = None;
+    let (urls, ca_path, connection) = if driven {
+        for url in &args.controllers {
+            url.parse::<ControllerAddress>()
+                .map_err(|e| anyhow::anyhow!("--controller {url}: {e}"))?;
+        }
+        let ca_path = args.ca_cert.clone().unwrap_or_default();
+        let connection = tierwise_controller::cli::Connection {
+            controller: args.controllers[0].clone(),
+            ca_cert: Some(ca_path.clone()),
+            token: std::env::var("TIERWISE_TOKEN").ok(),
+            token_file: args.token_file.clone(),
+        };
+        (args.controllers.clone(), ca_path, connection)
+    } else {
+        let binary = match &args.tierwise {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .context("no directory of this program")?
+                .join("tierwise"),
+        };
+        std::fs::create_dir_all(&data_dir)?;
+        // The swarm's agents all enroll through 127.0.0.1 with one token (set
+        // up, not measured): the enrollment rate limits would make that a
+        // crawl by design, so they are off unless a --serve-flag sets them.
+        let mut serve_flags = args.serve_flags.clone();
+        for flag in ["--enroll-rate-per-address", "--enroll-rate-per-token"] {
+            if !serve_flags.iter().any(|f| f.starts_with(flag)) {
+                serve_flags.push(format!("{flag}=off"));
+            }
+        }
+        // The swarm's installers are made up on the spot and its agents pin no
+        // release root: signing is not what it measures.
+        if !serve_flags.iter().any(|f| f == "--allow-unsigned-releases") {
+            serve_flags.push("--allow-unsigned-releases".into());
+        }
+        let started = Controller::start(
+            binary,
+            data_dir.clone(),
+            args.database_url.clone(),
+            serve_flags,
+            "127.0.0.1:0",
+        )?;
+        let urls = vec![format!("https://{}", started.addr)];
+        let (ca_path, connection) = (started.ca_path(), started.connection()?);
+        controller = Some(started);
+        (urls, ca_path, connection)
+    };
+    let store = if args.database_url.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
+    println!(
+        "tierwise-swarm: {} agents, heartbeat {} s, store {store}, {} cores{}{}",
+        args.agents,
+        args.heartbeat_seconds,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        if driven {
+            format!(", {} controllers given", urls.len())
+        } else {
+            String::new()
+        },
+        if processes > 1 {
+            format!(", agents in {processes} processes")
+        } else {
+            String::new()
+        }
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (base_rss, _) = controller
+        .as_ref()
+        .map(Controller::pid)
+        .and_then(stats::process)
+        .unwrap_or_default();
+    let (swarm_base_rss, _) = stats::process(std::process::id()).unwrap_or_default();
+
+    let mut admin = tierwise_controller::cli::connect(&connection).await?;
+    let token = admin
+        .create_token(CreateTokenRequest {
+            installation: INSTALLATION.into(),
+            uses: u32::try_from(args.agents + 10).unwrap_or(u32::MAX),
+            expires_seconds: 86_400,
+        })
+        .await?
+        .into_inner()
+        .token;
+    let reach = Reach {
+        addresses: urls
+            .iter()
+            .map(|url| url.parse())
+            .collect::<Result<_, _>>()?,
+        ca: tierwise_transport::files::read_certificates(&ca_path)?,
+        token,
+    };
+
+    // Enrollment: every agent its own key and certificate.
+    let started = Instant::now();
+    let (mut agents, enrolled) = if processes > 1 {
+        let mut child_args = vec![
+            format!("--agents={}", args.agents),
+            format!("--heartbeat-seconds={}", args.heartbeat_seconds),
+            format!("--step-ms={}", args.step_ms),
+            format!("--failure-rate={}", args.failure_rate),
+            format!("--reports={}", args.reports),
+            format!("--addresses={}", args.addresses),
+            "--ca-cert".into(),
+            ca_path.display().to_string(),
+        ];
+        for url in &urls {
+            child_args.push(format!("--controller={url}"));
+        }
+        let mut children =
+            children::Children::start(processes, args.agents, &child_args, &reach.token)?;
+        let enrolled = children.enrolled().await?;
+        children.connect()?;
+        (Agents::Children(children), enrolled)
+    } else {
+        let enrolled = enroll(&reach, 0, args.agents, args.addresses).await?;
+        let stats = Arc::new(Stats::new(urls.len()));
+        let (ingest, ingest_rx) = tokio::sync::watch::channel(0_u64);
+        let count = enrolled.len();
+        start_agents(enrolled, &reach, &behaviour(&args, ingest_rx), &stats);
+        (Agents::Here { stats, ingest }, count)
+    };
+    println!(
+        "enrolled {} agents in {:.1} s ({:.0}/s)",
+        enrolled,
+        started.elapsed().as_secs_f64(),
+        enrolled as f64 / started.elapsed().as_secs_f64()
+    );
+
+    // Connect them all.
     let n = i64::try_from(args.agents).unwrap_or(i64::MAX);
-    let online = until(Duration::from_secs(600), || stats.connected_now() >= n).await;
+    let online = until_connected(&agents, Duration::from_secs(600), n, false).await?;
     match online {
         Some(took) => println!(
             "all {} agents connected in {:.1} s",
@@ -375,21 +683,37 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
         None => anyhow::bail!(
             "only {} of {} agents connected within 600 s",
-            stats.connected_now(),
+            agents.connected_now()?,
             args.agents
         ),
     }
-    let _ = started;
+    let counts = agents.counts()?;
+    let spread: Vec<String> = urls
+        .iter()
+        .zip(&counts.connected)
+        .map(|(url, count)| format!("{url} {count}"))
+        .collect();
+    println!("agents connected per controller: {}", spread.join(", "));
 
-    for scenario in &args.scenarios {
+    for scenario in &scenarios {
         match scenario {
             Scenario::Steady => {
-                tokio::time::sleep(Duration::from_secs(2)).await;
-                let (rss0, cpu0) = stats::process(controller.pid()).unwrap_or_default();
-                let (srss0, scpu0) = stats::process(std::process::id()).unwrap_or_default();
-                tokio::time::sleep(Duration::from_secs(args.steady_seconds)).await;
-                let (rss1, cpu1) = stats::process(controller.pid()).unwrap_or_default();
-                let (srss1, scpu1) = stats::process(std::process::id()).unwrap_or_default();
+                agents.pause(Duration::from_secs(2)).await?;
+                let pids = agents.pids();
+                let (rss0, cpu0) = controller
+                    .as_ref()
+                    .and_then(|c| stats::process(c.pid()))
+                    .unwrap_or_default();
+                let (srss0, scpu0) = together(&pids);
+                agents
+                    .pause(Duration::from_secs(args.steady_seconds))
+                    .await?;
+                let (rss1, cpu1) = controller
+                    .as_ref()
+                    .and_then(|c| stats::process(c.pid()))
+                    .unwrap_or_default();
+                let (srss1, scpu1) = together(&pids);
+                agents.counts()?;
                 let seconds = args.steady_seconds.max(1) as f64;
                 let per = |rss: u64, base: u64| {
                     (rss.saturating_sub(base)) as f64 / 1024.0 / args.agents as f64
@@ -398,28 +722,40 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     "steady ({} s at {} s heartbeats):",
                     args.steady_seconds, args.heartbeat_seconds
                 );
+                if controller.is_some() {
+                    println!(
+                        "  controller: RSS {:.1} MiB ({:.1} KiB per agent), CPU {:.1} % of one core",
+                        mib(rss1.max(rss0)),
+                        per(rss1.max(rss0), base_rss),
+                        (cpu1 - cpu0) / seconds * 100.0
+                    );
+                } else {
+                    println!("  controllers: not started by the swarm, not measured here (see their RSS and CPU with ps)");
+                }
                 println!(
-                    "  controller: RSS {:.1} MiB ({:.1} KiB per agent), CPU {:.1} % of one core",
-                    mib(rss1.max(rss0)),
-                    per(rss1.max(rss0), base_rss),
-                    (cpu1 - cpu0) / seconds * 100.0
-                );
-                println!(
-                    "  swarm:      RSS {:.1} MiB ({:.1} KiB per agent), CPU {:.1} % of one core",
+                    "  swarm:      RSS {:.1} MiB ({:.1} KiB per agent), CPU {:.1} % of one core{}",
                     mib(srss1.max(srss0)),
                     per(srss1.max(srss0), swarm_base_rss),
-                    (scpu1 - scpu0) / seconds * 100.0
+                    (scpu1 - scpu0) / seconds * 100.0,
+                    if processes > 1 {
+                        format!(" ({} processes together)", pids.len())
+                    } else {
+                        String::new()
+                    }
                 );
             }
             Scenario::Storm => {
-                let (attempts0, failed0) = stats.handshakes();
+                let Some(controller) = controller.as_mut() else {
+                    anyhow::bail!("storm: the swarm did not start the controller");
+                };
+                let before = agents.counts()?;
                 controller.restart()?;
                 let killed = Instant::now();
-                let down = until(Duration::from_secs(30), || stats.connected_now() < n).await;
-                let back = until(Duration::from_secs(600), || stats.connected_now() >= n).await;
-                let (attempts1, failed1) = stats.handshakes();
-                let attempts = attempts1 - attempts0;
-                let failed = failed1 - failed0;
+                let down = until_connected(&agents, Duration::from_secs(30), n, true).await?;
+                let back = until_connected(&agents, Duration::from_secs(600), n, false).await?;
+                let after = agents.counts()?;
+                let attempts = after.attempts - before.attempts;
+                let failed = after.failed - before.failed;
                 match (down, back) {
                     (Some(_), Some(_)) => println!(
                         "storm: controller killed and restarted; all {} back in {:.1} s; {} connection attempts, {} failed ({:.2} %)",
@@ -431,7 +767,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     ),
                     _ => anyhow::bail!(
                         "storm: only {} of {} agents back within 600 s",
-                        stats.connected_now(),
+                        agents.connected_now()?,
                         args.agents
                     ),
                 }
@@ -457,7 +793,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         maintenance_until: "2030-12-31".into(),
                     })
                     .await?;
-                let commands0 = stats.commands();
+                let before = agents.counts()?;
                 let started = Instant::now();
                 let rollout = admin
                     .start_rollout(StartRolloutRequest {
@@ -473,6 +809,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     .into_inner();
                 let state = loop {
                     tokio::time::sleep(Duration::from_millis(200)).await;
+                    agents.counts()?;
                     let view = admin
                         .get_rollout(GetRolloutRequest {
                             id: rollout.id.clone(),
@@ -492,39 +829,59 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     );
                 };
                 let wall = started.elapsed().as_secs_f64();
+                // The children's counters arrive every 200 ms: wait for the
+                // last step's.
+                agents.pause(Duration::from_millis(500)).await?;
+                let after = agents.counts()?;
+                let samples = agents.samples()?;
                 println!(
                     "rollout of {} hosts: {} in {:.1} s ({} steps handed out, {} ms a step, {:.0} % failing)",
                     args.agents,
                     state.state,
                     wall,
-                    stats.commands() - commands0,
+                    after.commands - before.commands,
                     args.step_ms,
                     args.failure_rate * 100.0
                 );
-                if let Some(q) = stats.delivery_ms() {
+                println!(
+                    "  hosts the swarm saw updated to {TARGET}: {} of {}",
+                    after.updated - before.updated,
+                    args.agents
+                );
+                if let Some(q) = samples.delivery_ms() {
                     println!(
                         "  delivery (queued at the commit → agent has the command): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} commands",
                         q.p50, q.p99, q.max, q.count
                     );
                 }
-                if let Some(q) = stats.handoff_ms() {
+                if let Some(q) = samples.handoff_ms() {
                     println!(
                         "  handoff (latest result → next command, nothing running: next phase or the host's next step): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {}",
                         q.p50, q.p99, q.max, q.count
                     );
                 }
-                let (rss, _) = stats::process(controller.pid()).unwrap_or_default();
-                println!("  controller RSS after the rollout: {:.1} MiB", mib(rss));
+                if let Some(pid) = controller.as_ref().map(Controller::pid) {
+                    let (rss, _) = stats::process(pid).unwrap_or_default();
+                    println!("  controller RSS after the rollout: {:.1} MiB", mib(rss));
+                }
             }
             Scenario::Ingest => {
-                let store = controller.store().await?;
+                let store = match (&controller, &args.database_url) {
+                    (Some(controller), _) => controller.store().await?,
+                    (None, Some(url)) => tierwise_controller::store::Store::open(url).await?,
+                    (None, None) => anyhow::bail!("ingest: no store to count in (--database-url)"),
+                };
                 let before = store.inventory_reports().await?;
                 let expected = i64::try_from(args.agents)? * i64::from(args.reports);
-                let (_, cpu0) = stats::process(controller.pid()).unwrap_or_default();
+                let (_, cpu0) = controller
+                    .as_ref()
+                    .and_then(|c| stats::process(c.pid()))
+                    .unwrap_or_default();
                 let started = Instant::now();
-                ingest.send_modify(|round| *round += 1);
+                agents.ingest()?;
                 let mut taken = 0;
                 while started.elapsed() < Duration::from_secs(600) {
+                    agents.counts()?;
                     taken = store.inventory_reports().await? - before;
                     if taken >= expected {
                         break;
@@ -532,17 +889,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 let seconds = started.elapsed().as_secs_f64();
-                let (_, cpu1) = stats::process(controller.pid()).unwrap_or_default();
+                let (_, cpu1) = controller
+                    .as_ref()
+                    .and_then(|c| stats::process(c.pid()))
+                    .unwrap_or_default();
                 store.close().await;
                 anyhow::ensure!(
                     taken >= expected,
                     "ingest: the store took in {taken} of {expected} reports within 600 s"
                 );
+                let cpu = if controller.is_some() {
+                    format!(
+                        "; controller CPU {:.0} % of one core",
+                        (cpu1 - cpu0) / seconds * 100.0
+                    )
+                } else {
+                    String::new()
+                };
                 println!(
-                    "ingest: {expected} inventory reports ({} per agent at once) stored in {seconds:.1} s: {:.0} reports/s; controller CPU {:.0} % of one core",
+                    "ingest: {expected} inventory reports ({} per agent at once) stored in {seconds:.1} s: {:.0} reports/s{cpu}",
                     args.reports,
                     expected as f64 / seconds,
-                    (cpu1 - cpu0) / seconds * 100.0
                 );
             }
         }
