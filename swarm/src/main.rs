@@ -8,9 +8,11 @@
 //! own key and certificate — and connects each over its own TLS connection
 //! from its own loopback address (127.0.0.2, 127.0.0.3, …). Then, in order:
 //! - `steady`: N idle agents at the heartbeat interval; controller and
-//!   swarm memory per agent and CPU;
-//! - `storm`: the controller killed and started again; time until all N
-//!   are back, and the share of failed handshakes;
+//!   swarm memory per agent and CPU (replicas given with `--controller`:
+//!   with `--controller-pid`, and PostgreSQL's CPU and log writes);
+//! - `storm`: the controller killed and started again (replicas: by
+//!   `--restart-command`); time until all N are back, and the share of
+//!   failed handshakes;
 //! - `rollout`: a rollout of the installation (one server, one web host,
 //!   N−2 clients); steps take `--step-ms` and fail at `--failure-rate`;
 //!   wall time, delivery latency (the controller queues the command, just
@@ -110,6 +112,16 @@ struct Args {
     /// itself may be given in TIERWISE_TOKEN).
     #[arg(long, env = "TIERWISE_TOKEN_FILE", value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// With --controller: each controller's process id, in the order of
+    /// --controller (repeatable); the steady scenario measures their memory
+    /// and CPU, and that of every `postgres` process on this machine.
+    #[arg(long = "controller-pid", value_name = "PID")]
+    controller_pids: Vec<u32>,
+    /// With --controller: a shell command that restarts every controller at
+    /// once (e.g. `systemctl restart 'tierwise@*'`); the storm scenario runs
+    /// it and times until every agent is back.
+    #[arg(long, value_name = "COMMAND")]
+    restart_command: Option<String>,
     /// Run the agents in this many child processes, each with its share of
     /// them and its own open-file limit (the figures are over all of them).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -467,6 +479,15 @@ impl Agents {
 }
 
 /// RSS and CPU time of some processes together.
+/// The bytes PostgreSQL has written to its write-ahead log (`None` on
+/// SQLite).
+async fn wal_bytes(url: &str) -> anyhow::Result<Option<i64>> {
+    let store = tierwise_controller::store::Store::open(url).await?;
+    let bytes = store.wal_bytes().await?;
+    store.close().await;
+    Ok(bytes)
+}
+
 fn together(pids: &[u32]) -> (u64, f64) {
     pids.iter()
         .filter_map(|&pid| stats::process(pid))
@@ -509,16 +530,28 @@ async fn run(args: Args, default_scenarios: bool) -> anyhow::Result<()> {
     );
     let driven = !args.controllers.is_empty();
     let mut scenarios = args.scenarios.clone();
+    anyhow::ensure!(
+        driven || (args.controller_pids.is_empty() && args.restart_command.is_none()),
+        "--controller-pid and --restart-command are for controllers given with --controller"
+    );
+    anyhow::ensure!(
+        args.controller_pids.is_empty() || args.controller_pids.len() == args.controllers.len(),
+        "--controller-pid: give one for each --controller, in the same order ({} controllers, {} pids)",
+        args.controllers.len(),
+        args.controller_pids.len()
+    );
     if driven {
+        let restartable = args.restart_command.is_some();
         if default_scenarios {
             scenarios.retain(|s| {
-                *s != Scenario::Storm && (*s != Scenario::Ingest || args.database_url.is_some())
+                (*s != Scenario::Storm || restartable)
+                    && (*s != Scenario::Ingest || args.database_url.is_some())
             });
         }
         anyhow::ensure!(
-            !scenarios.contains(&Scenario::Storm),
-            "--scenarios: storm restarts the controller, so it needs the swarm to start it \
-             (leave out --controller, or storm)"
+            restartable || !scenarios.contains(&Scenario::Storm),
+            "--scenarios: storm restarts the controllers: with --controller, give the command \
+             that restarts them all with --restart-command (or leave out storm)"
         );
         anyhow::ensure!(
             !scenarios.contains(&Scenario::Ingest) || args.database_url.is_some(),
@@ -705,6 +738,17 @@ async fn run(args: Args, default_scenarios: bool) -> anyhow::Result<()> {
                     .and_then(|c| stats::process(c.pid()))
                     .unwrap_or_default();
                 let (srss0, scpu0) = together(&pids);
+                let replicas0: Vec<(u64, f64)> = args
+                    .controller_pids
+                    .iter()
+                    .map(|&pid| stats::process(pid).unwrap_or_default())
+                    .collect();
+                let postgres = stats::processes_named("postgres");
+                let (_, pgcpu0) = together(&postgres);
+                let wal0 = match &args.database_url {
+                    Some(url) if driven => wal_bytes(url).await?,
+                    _ => None,
+                };
                 agents
                     .pause(Duration::from_secs(args.steady_seconds))
                     .await?;
@@ -729,8 +773,39 @@ async fn run(args: Args, default_scenarios: bool) -> anyhow::Result<()> {
                         per(rss1.max(rss0), base_rss),
                         (cpu1 - cpu0) / seconds * 100.0
                     );
+                } else if args.controller_pids.is_empty() {
+                    println!("  controllers: not started by the swarm, not measured here (give --controller-pid, or see their RSS and CPU with ps)");
                 } else {
-                    println!("  controllers: not started by the swarm, not measured here (see their RSS and CPU with ps)");
+                    let on = agents.counts()?.connected;
+                    for (i, (url, &pid)) in urls.iter().zip(&args.controller_pids).enumerate() {
+                        let (rss0, cpu0) = replicas0.get(i).copied().unwrap_or_default();
+                        let (rss1, cpu1) = stats::process(pid).unwrap_or_default();
+                        let rss = rss1.max(rss0);
+                        let agents_on = on.get(i).copied().unwrap_or(0).max(1);
+                        println!(
+                            "  controller {url} (pid {pid}): RSS {:.1} MiB ({:.1} KiB per agent on it, {agents_on} agents), CPU {:.1} % of one core",
+                            mib(rss),
+                            rss as f64 / 1024.0 / agents_on as f64,
+                            (cpu1 - cpu0) / seconds * 100.0
+                        );
+                    }
+                    let (_, pgcpu1) = together(&postgres);
+                    let wal1 = match &args.database_url {
+                        Some(url) => wal_bytes(url).await?,
+                        None => None,
+                    };
+                    let writes = match (wal0, wal1) {
+                        (Some(a), Some(b)) => format!(
+                            ", write-ahead log {:.1} KiB/s",
+                            (b - a).max(0) as f64 / seconds / 1024.0
+                        ),
+                        _ => String::new(),
+                    };
+                    println!(
+                        "  PostgreSQL: CPU {:.1} % of one core ({} postgres processes){writes}",
+                        (pgcpu1 - pgcpu0) / seconds * 100.0,
+                        postgres.len()
+                    );
                 }
                 println!(
                     "  swarm:      RSS {:.1} MiB ({:.1} KiB per agent), CPU {:.1} % of one core{}",
@@ -745,20 +820,34 @@ async fn run(args: Args, default_scenarios: bool) -> anyhow::Result<()> {
                 );
             }
             Scenario::Storm => {
-                let Some(controller) = controller.as_mut() else {
-                    anyhow::bail!("storm: the swarm did not start the controller");
-                };
                 let before = agents.counts()?;
-                controller.restart()?;
                 let killed = Instant::now();
+                let restarting = match (controller.as_mut(), &args.restart_command) {
+                    (Some(controller), _) => {
+                        controller.restart()?;
+                        None
+                    }
+                    (None, Some(command)) => Some(
+                        tokio::process::Command::new("sh")
+                            .args(["-c", command])
+                            .spawn()
+                            .with_context(|| format!("--restart-command {command}"))?,
+                    ),
+                    (None, None) => anyhow::bail!("storm: no controller to restart"),
+                };
                 let down = until_connected(&agents, Duration::from_secs(30), n, true).await?;
                 let back = until_connected(&agents, Duration::from_secs(600), n, false).await?;
+                if let Some(mut command) = restarting {
+                    let status = command.wait().await?;
+                    anyhow::ensure!(status.success(), "--restart-command ended with {status}");
+                }
                 let after = agents.counts()?;
                 let attempts = after.attempts - before.attempts;
                 let failed = after.failed - before.failed;
                 match (down, back) {
                     (Some(_), Some(_)) => println!(
-                        "storm: controller killed and restarted; all {} back in {:.1} s; {} connection attempts, {} failed ({:.2} %)",
+                        "storm: {} restarted; all {} back in {:.1} s; {} connection attempts, {} failed ({:.2} %)",
+                        if controller.is_some() { "controller killed and" } else { "every controller" },
                         args.agents,
                         killed.elapsed().as_secs_f64(),
                         attempts,
@@ -771,7 +860,11 @@ async fn run(args: Args, default_scenarios: bool) -> anyhow::Result<()> {
                         args.agents
                     ),
                 }
-                admin = tierwise_controller::cli::connect(&controller.connection()?).await?;
+                admin = tierwise_controller::cli::connect(&match controller.as_ref() {
+                    Some(controller) => controller.connection()?,
+                    None => connection.clone(),
+                })
+                .await?;
             }
             Scenario::Rollout => {
                 let catalogue = std::fs::read_to_string(&args.catalogue).with_context(|| {

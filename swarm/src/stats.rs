@@ -299,6 +299,21 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The ids of every process on this machine whose command is `name`
+/// (`/proc/PID/comm`), e.g. PostgreSQL's server and backends.
+pub fn processes_named(name: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .collect()
+}
+
 /// A process's resident memory (bytes) and CPU time (seconds), from
 /// `/proc/PID/status` and `/proc/PID/stat` (clock ticks of 1/100 s).
 pub fn process(pid: u32) -> Option<(u64, f64)> {

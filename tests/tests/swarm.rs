@@ -86,6 +86,8 @@ fn the_swarm_drives_running_replicas_from_two_processes() -> anyhow::Result<()> 
     );
     let out = Command::new(binary("tierwise-swarm"))
         .args(["--controller", &first.url(), "--controller", &second.url()])
+        .args(["--controller-pid", &first.process.pid().to_string()])
+        .args(["--controller-pid", &second.process.pid().to_string()])
         .arg("--ca-cert")
         .arg(first.ca_path())
         .arg("--token-file")
@@ -109,6 +111,19 @@ fn the_swarm_drives_running_replicas_from_two_processes() -> anyhow::Result<()> 
             first.url(),
             second.url()
         ),
+        &format!(
+            "controller {} (pid {}): RSS",
+            first.url(),
+            first.process.pid()
+        ),
+        &format!(
+            "controller {} (pid {}): RSS",
+            second.url(),
+            second.process.pid()
+        ),
+        "KiB per agent on it, 20 agents)",
+        "PostgreSQL: CPU",
+        "write-ahead log",
         "(3 processes together)",
         "rollout of 40 hosts: completed",
         "hosts the swarm saw updated to 26.3.100.34058: 40 of 40",

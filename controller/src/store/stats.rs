@@ -18,6 +18,19 @@ pub struct FleetStats {
 }
 
 impl Store {
+    /// The bytes PostgreSQL has written to its write-ahead log since its
+    /// statistics were last reset (`pg_stat_wal`), for load tools that
+    /// measure the write rate; `None` on SQLite.
+    pub async fn wal_bytes(&self) -> Result<Option<i64>, StoreError> {
+        if self.backend() != super::Backend::Postgres {
+            return Ok(None);
+        }
+        let bytes: i64 = sqlx::query_scalar("SELECT CAST(wal_bytes AS BIGINT) FROM pg_stat_wal")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Some(bytes))
+    }
+
     pub async fn fleet_stats(&self) -> Result<FleetStats, StoreError> {
         let mut stats = FleetStats::default();
         for row in sqlx::query(
