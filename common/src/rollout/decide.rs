@@ -8,7 +8,7 @@ use crate::action::{StepAction, StepOutcome};
 use crate::plan::PhaseKind;
 use crate::{HostRecord, Role, Version};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// What `decide` sees.
 #[derive(Clone, Copy, Debug)]
@@ -27,12 +27,17 @@ pub struct RolloutSnapshot<'a> {
     pub web_packages: Option<&'a crate::plan::WebPackages>,
 }
 
+/// The hosts by id. Hashed, not ordered: `decide` looks every step's host
+/// up, and a wave can hold 50,000 of them (string comparisons in a tree
+/// were most of its time).
+pub type HostsById<'a> = HashMap<&'a str, &'a HostRecord>;
+
 /// What a step's effect is checked against: the hosts as their agents
 /// report them, by id, and the Web Application packages the controller
 /// holds for the rollout's target.
 #[derive(Clone, Debug)]
 pub struct Observed<'a> {
-    pub hosts: BTreeMap<&'a str, &'a HostRecord>,
+    pub hosts: HostsById<'a>,
     pub web_packages: Option<&'a crate::plan::WebPackages>,
 }
 
@@ -42,7 +47,11 @@ impl<'a> Observed<'a> {
         web_packages: Option<&'a crate::plan::WebPackages>,
     ) -> Self {
         Self {
-            hosts: hosts.iter().map(|h| (h.host_id.as_str(), h)).collect(),
+            hosts: {
+                let mut by_id = HostsById::with_capacity(hosts.len());
+                by_id.extend(hosts.iter().map(|h| (h.host_id.as_str(), h)));
+                by_id
+            },
             web_packages,
         }
     }
@@ -139,11 +148,7 @@ pub enum Decision {
     },
 }
 
-fn reported_version(
-    hosts: &BTreeMap<&str, &HostRecord>,
-    host_id: &str,
-    role: Role,
-) -> Option<Version> {
+fn reported_version(hosts: &HostsById<'_>, host_id: &str, role: Role) -> Option<Version> {
     hosts
         .get(host_id)?
         .inventory
@@ -297,13 +302,15 @@ fn verified(step: &ExecStep, observed: &Observed<'_>) -> bool {
 /// Whether a succeeded step still waits for its host to restart: it needs
 /// one and the host has not reported a boot after the step's last change
 /// (its result, or the restart request).
-pub fn restart_pending(step: &ExecStep, hosts: &BTreeMap<&str, &HostRecord>) -> bool {
+pub fn restart_pending(step: &ExecStep, hosts: &HostsById<'_>) -> bool {
+    restart_pending_on(step, hosts.get(step.host_id.as_str()).copied())
+}
+
+/// `restart_pending` with the step's host already looked up.
+fn restart_pending_on(step: &ExecStep, host: Option<&HostRecord>) -> bool {
     step.state == StepState::Succeeded
         && step.restart != RestartState::None
-        && !restarted_since(
-            hosts.get(step.host_id.as_str()).and_then(|h| h.boot_ms),
-            step.changed_ms,
-        )
+        && !restarted_since(host.and_then(|h| h.boot_ms), step.changed_ms)
 }
 
 /// Whether a host that booted at `boot_ms` has started again since
@@ -440,11 +447,11 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
 
     // Steps of one host run in order (stop, install, start): hosts with an
     // unfinished step so far wait. One pass, however large the wave.
-    let mut unfinished: BTreeSet<&str> = BTreeSet::new();
+    let mut unfinished: HashSet<&str> = HashSet::with_capacity(steps.len());
     // Hosts that began this phase's steps: the window is not asked again.
     // Only needed while it is closed (a wave can hold 50,000 hosts).
-    let begun: BTreeSet<&str> = if window_open {
-        BTreeSet::new()
+    let begun: HashSet<&str> = if window_open {
+        HashSet::new()
     } else {
         steps
             .iter()
@@ -462,15 +469,22 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
     let mut open_tasks: Vec<String> = Vec::new();
     let mut waiting_tasks: Vec<&ExecStep> = Vec::new();
     for step in steps.iter().copied() {
-        let earlier_done = !unfinished.contains(step.host_id.as_str());
-        let may_begin =
-            earlier_done && !held_by_task && (window_open || begun.contains(step.host_id.as_str()));
+        let host_id = step.host_id.as_str();
+        let host = hosts.get(host_id).copied();
+        let restarting = restart_pending_on(step, host);
+        // A host's later steps wait for an unfinished step and for a
+        // restart it needs. One set operation per step: this loop runs
+        // over every step of a wave.
+        let earlier_done =
+            if !matches!(step.state, StepState::Succeeded | StepState::Skipped) || restarting {
+                unfinished.insert(host_id)
+            } else {
+                !unfinished.contains(host_id)
+            };
+        let may_begin = earlier_done && !held_by_task && (window_open || begun.contains(host_id));
         if step.task.is_some() {
             held_by_task |= !(matches!(step.state, StepState::Succeeded | StepState::Skipped)
                 && verified(step, &observed));
-            if !matches!(step.state, StepState::Succeeded | StepState::Skipped) {
-                unfinished.insert(step.host_id.as_str());
-            }
             match step.state {
                 StepState::Pending if may_begin => {
                     open_tasks.push(step.step_id.clone());
@@ -500,12 +514,7 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
                 _ => continue,
             }
         }
-        let online = hosts.get(step.host_id.as_str()).is_some_and(|h| h.online);
-        let restarting = restart_pending(step, hosts);
-        // A host's later steps wait for a restart it needs.
-        if !matches!(step.state, StepState::Succeeded | StepState::Skipped) || restarting {
-            unfinished.insert(step.host_id.as_str());
-        }
+        let online = host.is_some_and(|h| h.online);
         if restarting {
             let policy = options.restart_policy(step.action.role().unwrap_or(Role::Client));
             match (step.restart, policy) {
