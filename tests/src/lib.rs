@@ -229,6 +229,22 @@ impl Controller {
         Ok(controller)
     }
 
+    /// Two replicas on one database (`flags` name it, with any other
+    /// `serve` flags) and one data directory (the same CA and keys), the
+    /// first started first, so it takes the rollout engine's leadership.
+    pub fn replicas(data_dir: &Path, flags: &[&str]) -> Result<(Self, Self)> {
+        let first = Self::start_with(data_dir, "127.0.0.1:0", flags)?;
+        wait_for("the first replica to lead", Duration::from_secs(20), || {
+            Ok(first
+                .process
+                .log_text()
+                .contains("this controller runs the rollout engine")
+                .then_some(()))
+        })?;
+        let second = Self::start_with(data_dir, "127.0.0.1:0", flags)?;
+        Ok((first, second))
+    }
+
     pub fn url(&self) -> String {
         format!("https://{}", self.addr)
     }

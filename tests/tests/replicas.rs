@@ -35,18 +35,10 @@ fn a_second_controller_on_the_same_sqlite_file_is_refused() -> anyhow::Result<()
 /// Two controllers on one PostgreSQL database and one data directory (the
 /// same CA), the first started first (it takes the engine's leadership).
 fn replicas(root: &std::path::Path, db: &Database) -> anyhow::Result<(Controller, Controller)> {
-    let data = root.join("controller");
-    let flags = ["--database-url", db.url.as_str()];
-    let first = Controller::start_with(&data, "127.0.0.1:0", &flags)?;
-    tierwise_e2e::wait_for("the first replica to lead", Duration::from_secs(20), || {
-        Ok(first
-            .process
-            .log_text()
-            .contains("this controller runs the rollout engine")
-            .then_some(()))
-    })?;
-    let second = Controller::start_with(&data, "127.0.0.1:0", &flags)?;
-    Ok((first, second))
+    Controller::replicas(
+        &root.join("controller"),
+        &["--database-url", db.url.as_str()],
+    )
 }
 
 /// A server, a web host and clients of `prod`, each agent connected to the

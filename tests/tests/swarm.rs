@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used)] // A failed unwrap is a failed test, with its message.
 
 use std::process::Command;
-use std::time::Duration;
 use tierwise_e2e::{binary, Controller, Database};
 
 #[test]
@@ -71,15 +70,7 @@ fn the_swarm_drives_running_replicas_from_two_processes() -> anyhow::Result<()> 
         "--enroll-rate-per-address=off",
         "--enroll-rate-per-token=off",
     ];
-    let first = Controller::start_with(&data, "127.0.0.1:0", &flags)?;
-    tierwise_e2e::wait_for("the first replica to lead", Duration::from_secs(20), || {
-        Ok(first
-            .process
-            .log_text()
-            .contains("this controller runs the rollout engine")
-            .then_some(()))
-    })?;
-    let second = Controller::start_with(&data, "127.0.0.1:0", &flags)?;
+    let (first, second) = Controller::replicas(&data, &flags)?;
     let catalogue = format!(
         "{}/../deploy/catalogue/password-secure.toml",
         env!("CARGO_MANIFEST_DIR")
