@@ -141,11 +141,9 @@ fn main() -> ExitCode {
         .ok()
         .and_then(|e| e.settings.log_level.clone());
     let log = logs::init(&Sink::Stderr, args.log_format, level.as_deref());
-    // An agent has little to do; two workers keep its footprint small.
-    tierwise_runtime::run_main(
-        Some(2),
-        async move { run_console(args, loaded?, log).await },
-    )
+    // An agent has little to do: one thread runs it (blocking work goes to
+    // the blocking pool), which keeps its footprint small.
+    tierwise_runtime::run_main_current_thread(async move { run_console(args, loaded?, log).await })
 }
 
 async fn run_console(

@@ -23,6 +23,23 @@ where
     if let Some(workers) = workers {
         builder.worker_threads(workers);
     }
+    run_on(builder, main)
+}
+
+/// Like [`run_main`], on a runtime of the calling thread alone (no worker
+/// threads; blocking work still goes to the blocking pool, whose threads
+/// end when idle): the smallest footprint, for a process with little to do.
+pub fn run_main_current_thread<F>(main: F) -> ExitCode
+where
+    F: Future<Output = anyhow::Result<ExitCode>>,
+{
+    run_on(tokio::runtime::Builder::new_current_thread(), main)
+}
+
+fn run_on<F>(mut builder: tokio::runtime::Builder, main: F) -> ExitCode
+where
+    F: Future<Output = anyhow::Result<ExitCode>>,
+{
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -7,7 +7,7 @@
 //! stand-in vendor MSI; a newer agent MSI installed over the old one keeps
 //! the host's identity.
 //!
-//! Needs the cross-built agent (`cargo build --release --target
+//! Needs the cross-built agent (`cargo build --profile agent --target
 //! x86_64-pc-windows-gnu -p tierwise-agent`, or TIERWISE_WINDOWS_AGENT_EXE)
 //! and Wine, wixl and msitools (`scripts/install-windows-toolchain`). Without
 //! them it says so and passes, unless TIERWISE_REQUIRE_WINDOWS_TOOLS=1 (CI).
@@ -30,7 +30,7 @@ fn repo() -> PathBuf {
 fn prerequisites() -> std::result::Result<PathBuf, String> {
     let exe = std::env::var_os("TIERWISE_WINDOWS_AGENT_EXE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target/x86_64-pc-windows-gnu/release/tierwise-agent.exe"));
+        .unwrap_or_else(|| repo().join("target/x86_64-pc-windows-gnu/agent/tierwise-agent.exe"));
     let missing: Vec<&str> = [
         "wine",
         "wineserver",
@@ -55,7 +55,7 @@ fn prerequisites() -> std::result::Result<PathBuf, String> {
     }
     if !exe.is_file() {
         return Err(format!(
-            "no Windows agent at {} (cargo build --release --target x86_64-pc-windows-gnu -p tierwise-agent)",
+            "no Windows agent at {} (cargo build --profile agent --target x86_64-pc-windows-gnu -p tierwise-agent)",
             exe.display()
         ));
     }

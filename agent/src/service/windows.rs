@@ -144,8 +144,8 @@ fn service_main(_arguments: Vec<OsString>) {
     if let Err(error) = set_recovery() {
         tracing::warn!(error = %tierwise_runtime::report::error_chain(error.as_ref()), "cannot configure the service's recovery");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread, as in console mode (`main.rs`): the footprint stays small.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -27,18 +27,26 @@ pub struct Downloader {
 /// Why a download did not produce a usable file.
 pub type DownloadError = (StepOutcome, String);
 
+/// The SHA-256 of a file, hashed on the blocking pool: an installer of
+/// hundreds of MB would otherwise hold the agent's one runtime thread.
 async fn sha256_of(path: &Path) -> std::io::Result<String> {
-    let mut file = tokio::fs::File::open(path).await?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buffer).await?;
-        if n == 0 {
-            break;
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut file = std::fs::File::open(path)?;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let n = file.read(&mut buffer)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
         }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(tierwise_common::hex(&hasher.finalize()))
+        Ok(tierwise_common::hex(&hasher.finalize()))
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 impl Downloader {
