@@ -448,13 +448,12 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_stream::StreamExt;
 
+    /// A certificate chain (leaf first) and the leaf's key.
+    type Certified = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
     /// A CA, a server certificate for `localhost` and a client certificate
     /// for `host-1`, both issued by it.
-    fn certificates() -> (
-        CertificateDer<'static>,
-        (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
-        (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>),
-    ) {
+    fn certificates() -> (CertificateDer<'static>, Certified, Certified) {
         let ca_key = KeyPair::generate().unwrap();
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
