@@ -210,7 +210,8 @@ async fn reconnects(
     let count = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for (host_id, certificate_pem, key_pem) in identities.iter().cloned() {
+    for (host_id, certificate_pem, key_pem) in identities {
+        let host_id = host_id.clone();
         let chain = files::certificates_from_pem(certificate_pem.as_bytes()).unwrap();
         let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
         let mut config =
