@@ -33,6 +33,9 @@ use tracing::{info, warn};
 /// A usable identity: the TLS configuration and the certificate's validity.
 #[derive(Debug)]
 pub struct Credentials {
+    /// One configuration per certificate, kept across reconnects: its
+    /// session cache holds the controller's tickets, so a reconnect resumes
+    /// the TLS session instead of a full handshake.
     pub config: Arc<rustls::ClientConfig>,
     pub host_id: String,
     /// When the certificate was received (the file's time).

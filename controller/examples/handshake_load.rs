@@ -16,9 +16,12 @@
 //!   multi-use token (a new host id each time): one TLS handshake, one CSR
 //!   signature check, one certificate signed, one store transaction.
 //! - reconnects: enrolled agents open a new connection with their client
-//!   certificate (full TLS 1.3 handshake, no resumption), are identified by
-//!   their certificate in the store, send `Hello` and wait for `Welcome`
-//!   (the hello is recorded), then disconnect.
+//!   certificate, are identified by their certificate in the store, send
+//!   `Hello` and wait for `Welcome` (the hello is recorded, the certificate
+//!   checked for revocation), then disconnect. Measured twice: full TLS 1.3
+//!   handshakes (resumption off on the client), then resumed sessions (each
+//!   client keeps its configuration and so the controller's tickets, as an
+//!   agent does across reconnects).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A load tool: a failure is the answer.
 
@@ -157,51 +160,14 @@ fn main() {
         }
         let enroll_rate = enrolled.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
 
-        // Reconnects with mutual TLS.
-        let reconnects = Arc::new(AtomicU64::new(0));
-        let deadline = Instant::now() + Duration::from_secs(seconds);
-        let mut tasks = Vec::new();
-        for (host_id, certificate_pem, key_pem) in identities.lock().await.drain(..) {
-            let chain = files::certificates_from_pem(certificate_pem.as_bytes()).unwrap();
-            let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
-            let config =
-                client_config(&Trust::Ca(ca.clone()), Some(Identity { chain, key })).unwrap();
-            let (address, reconnects) = (address.clone(), reconnects.clone());
-            tasks.push(tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    let channel = address.connect(config.clone(), |e| e).await.unwrap();
-                    let (tx, rx) = tokio::sync::mpsc::channel(1);
-                    tx.send(AgentMessage {
-                        body: Some(agent_message::Body::Hello(Hello {
-                            host_id: host_id.clone(),
-                            installation: "load".into(),
-                            hostname: host_id.clone(),
-                            os: "load".into(),
-                            agent_version: "load".into(),
-                            heartbeat_seconds: 60,
-                            inventory: None,
-                            boot_ms: 0,
-                        })),
-                    })
-                    .await
-                    .unwrap();
-                    let mut inbound = AgentServiceClient::new(channel)
-                        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
-                        .await
-                        .unwrap()
-                        .into_inner();
-                    inbound.message().await.unwrap().expect("a Welcome");
-                    drop(tx);
-                    reconnects.fetch_add(1, Ordering::Relaxed);
-                }
-            }));
-        }
-        let started = Instant::now();
-        for task in tasks {
-            task.await.unwrap();
-        }
-        let reconnect_rate =
-            reconnects.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64();
+        // Reconnects with mutual TLS: first full handshakes (resumption off
+        // on the client), then as agents make them (one configuration per
+        // agent, kept across reconnects, so each resumes with a ticket).
+        let identities: Vec<_> = identities.lock().await.drain(..).collect();
+        let full_rate = reconnects(&address, &ca, &identities, seconds, false).await;
+        let resumed_before = tierwise_transport::server::resumed_handshakes();
+        let resumed_rate = reconnects(&address, &ca, &identities, seconds, true).await;
+        let resumed = tierwise_transport::server::resumed_handshakes() - resumed_before;
         println!(
             "{} clients, {seconds} s each phase, controller and load on this machine ({} cores)",
             clients,
@@ -218,9 +184,77 @@ fn main() {
             }
         );
         println!(
-            "mTLS reconnects (handshake + Hello + Welcome): {reconnect_rate:.0}/s ({} in all)",
-            reconnects.load(Ordering::Relaxed)
+            "mTLS reconnects (handshake + Hello + Welcome), full handshakes: {:.0}/s ({} in all)",
+            full_rate.0, full_rate.1
+        );
+        println!(
+            "mTLS reconnects (handshake + Hello + Welcome), resumed sessions: {:.0}/s ({} in all, {resumed} resumed)",
+            resumed_rate.0, resumed_rate.1
         );
     });
     controller_rt.block_on(running.shutdown()).unwrap();
+}
+
+/// Each identity reconnects over and over for `seconds`: connect, `Hello`,
+/// wait for `Welcome`, disconnect. With `resume`, each keeps one client
+/// configuration (and so its session tickets) as an agent does; without,
+/// resumption is off and every handshake is a full one. Returns the rate
+/// per second and the count.
+async fn reconnects(
+    address: &ControllerAddress,
+    ca: &[rustls::pki_types::CertificateDer<'static>],
+    identities: &[(String, String, String)],
+    seconds: u64,
+    resume: bool,
+) -> (f64, u64) {
+    let count = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for (host_id, certificate_pem, key_pem) in identities {
+        let host_id = host_id.clone();
+        let chain = files::certificates_from_pem(certificate_pem.as_bytes()).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+        let mut config =
+            client_config(&Trust::Ca(ca.to_vec()), Some(Identity { chain, key })).unwrap();
+        if !resume {
+            let mut full = (*config).clone();
+            full.resumption = rustls::client::Resumption::disabled();
+            config = Arc::new(full);
+        }
+        let (address, count) = (address.clone(), count.clone());
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < deadline {
+                let channel = address.connect(config.clone(), |e| e).await.unwrap();
+                let (tx, rx) = tokio::sync::mpsc::channel(1);
+                tx.send(AgentMessage {
+                    body: Some(agent_message::Body::Hello(Hello {
+                        host_id: host_id.clone(),
+                        installation: "load".into(),
+                        hostname: host_id.clone(),
+                        os: "load".into(),
+                        agent_version: "load".into(),
+                        heartbeat_seconds: 60,
+                        inventory: None,
+                        boot_ms: 0,
+                    })),
+                })
+                .await
+                .unwrap();
+                let mut inbound = AgentServiceClient::new(channel)
+                    .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                inbound.message().await.unwrap().expect("a Welcome");
+                drop(tx);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    let started = Instant::now();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let n = count.load(Ordering::Relaxed);
+    (n as f64 / started.elapsed().as_secs_f64(), n)
 }

@@ -66,13 +66,14 @@ pub struct Metrics {
     step_duration: Histograms<Action>,
     dispatch_latency: Histogram,
     handshake_failures: Counter,
+    resumed_handshakes: Counter,
     enrollments: Family<Outcome, Counter>,
     store_latency: Histograms<Operation>,
     notifications: Family<Outcome, Counter>,
 }
 
 /// The metric names, for the documentation's sake and its test.
-pub const NAMES: [&str; 10] = [
+pub const NAMES: [&str; 11] = [
     "tierwise_agents_connected",
     "tierwise_hosts",
     "tierwise_rollouts",
@@ -83,6 +84,7 @@ pub const NAMES: [&str; 10] = [
     "tierwise_enrollments_total",
     "tierwise_store_operation_seconds",
     "tierwise_notifications_total",
+    "tierwise_tls_resumed_handshakes_total",
 ];
 
 fn step_buckets() -> Histogram {
@@ -137,6 +139,12 @@ impl Metrics {
             "TLS handshakes refused or timed out",
             handshake_failures.clone(),
         );
+        let resumed_handshakes = Counter::default();
+        registry.register(
+            "tierwise_tls_resumed_handshakes",
+            "TLS handshakes that resumed a session with a ticket (no certificate signatures)",
+            resumed_handshakes.clone(),
+        );
         let enrollments = Family::<Outcome, Counter>::default();
         registry.register(
             "tierwise_enrollments",
@@ -165,6 +173,7 @@ impl Metrics {
             step_duration,
             dispatch_latency,
             handshake_failures,
+            resumed_handshakes,
             enrollments,
             store_latency,
             notifications,
@@ -260,6 +269,10 @@ impl Metrics {
         }
         self.handshake_failures.inner().store(
             tierwise_transport::server::handshake_failures(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        self.resumed_handshakes.inner().store(
+            tierwise_transport::server::resumed_handshakes(),
             std::sync::atomic::Ordering::Relaxed,
         );
         let mut text = String::new();

@@ -307,6 +307,19 @@ impl Controller {
         host_id: &str,
         installation: &str,
     ) -> Result<tonic::transport::Channel> {
+        let config = self.agent_config_in(host_id, installation).await?;
+        let address: ControllerAddress = self.url().parse()?;
+        Ok(address.connect(config, |e| e).await?)
+    }
+
+    /// Enrolls `host_id` in `installation` and returns its TLS client
+    /// configuration (its certificate, the controller's CA), which keeps its
+    /// session tickets across connections as an agent's does.
+    pub async fn agent_config_in(
+        &self,
+        host_id: &str,
+        installation: &str,
+    ) -> Result<std::sync::Arc<rustls::ClientConfig>> {
         let token = self.cli(&["tokens", "create"])?;
         let (key_pem, csr) = tierwise_transport::key_and_request(host_id)?;
         let ca = self.ca_certificate()?;
@@ -327,8 +340,10 @@ impl Controller {
             .map_err(|_| anyhow!("no certificate in the answer"))?;
         let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
             .map_err(|e| anyhow!("{e}"))?;
-        let config = client_config(&Trust::Ca(vec![ca]), Some(Identity { chain, key }))?;
-        Ok(address.connect(config, |e| e).await?)
+        Ok(client_config(
+            &Trust::Ca(vec![ca]),
+            Some(Identity { chain, key }),
+        )?)
     }
 
     /// Runs the real CLI against this controller; stdout on success (for

@@ -1,5 +1,6 @@
 //! Revocation holds at every moment: a stream opened before `hosts revoke`
-//! cannot register a session afterwards, and a renewal is accepted only
+//! cannot register a session afterwards, an agent that reconnects by
+//! resuming its TLS session is still refused at its hello, and a renewal is accepted only
 //! past half of a certificate's life and retires the certificate it
 //! replaces.
 
@@ -50,6 +51,85 @@ async fn a_stream_opened_before_a_revocation_cannot_say_hello_after_it() {
     assert!(
         host.as_ref().is_none_or(|h| h["online"] == false),
         "{host:?}"
+    );
+}
+
+/// `GET /metrics` over plain HTTP: the value of the counter `name`.
+fn counter(metrics: &str, name: &str) -> f64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(metrics).unwrap();
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: {metrics}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {answer}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_resumes_its_tls_session_is_still_refused_once_revoked() {
+    let root = tempfile::tempdir().unwrap();
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let controller = Controller::start_with(
+        &root.path().join("controller"),
+        "127.0.0.1:0",
+        &["--metrics-listen", &metrics],
+    )
+    .unwrap();
+    let address: ControllerAddress = controller.url().parse().unwrap();
+    // One configuration across connections, as an agent keeps it.
+    let config = controller
+        .agent_config_in("cl-resumed", "prod")
+        .await
+        .unwrap();
+
+    // A full handshake, a hello, a welcome (the session tickets come
+    // before it), then the connection ends.
+    let channel = address.connect(config.clone(), |e| e).await.unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(hello("cl-resumed", V931, String::new()))
+        .await
+        .unwrap();
+    let mut inbound = AgentServiceClient::new(channel)
+        .session(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    let welcome = tokio::time::timeout(Duration::from_secs(10), inbound.message())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(welcome.is_some());
+    drop((tx, inbound));
+    let resumed_before = counter(&metrics, "tierwise_tls_resumed_handshakes_total");
+
+    let out =
+        tokio::task::block_in_place(|| controller.cli(&["hosts", "revoke", "cl-resumed"])).unwrap();
+    assert!(out.contains("1 certificate(s) revoked"), "{out}");
+
+    // The reconnect resumes (no certificate is presented again) and the
+    // hello is refused all the same.
+    let channel = address.connect(config, |e| e).await.unwrap();
+    let refused = session_outcome(
+        &channel,
+        vec![hello("cl-resumed", V931, String::new())],
+        true,
+    )
+    .await;
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert!(refused.message().contains("was revoked at"), "{refused:?}");
+    assert_eq!(
+        counter(&metrics, "tierwise_tls_resumed_handshakes_total"),
+        resumed_before + 1.0
     );
 }
 

@@ -32,6 +32,16 @@ use tracing::{debug, warn};
 /// A TLS 1.3 server configuration: `chain` (leaf first, then the CA) with its
 /// key; clients may present a certificate, which must chain to `client_ca`.
 /// Which calls need one is decided per call, above TLS.
+///
+/// Sessions resume with stateless tickets: after each handshake the client
+/// gets [`TICKETS_PER_HANDSHAKE`] tickets, sealed with keys of this process
+/// alone (rustls' ring ticketer: a new key every 6 hours, a ticket good for
+/// up to 12), so no memory is held per agent and no other process (nor this
+/// one after a restart) accepts them. A resumed TLS 1.3 session carries the
+/// client certificate chain of its first handshake, so the certificate is
+/// still known to the calls above TLS, which check revocation and expiry
+/// by its serial; what resumption skips is only the signatures and chain
+/// checks of a full handshake (a fresh key exchange still happens).
 pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
@@ -51,8 +61,14 @@ pub fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
+    config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+    config.send_tls13_tickets = TICKETS_PER_HANDSHAKE;
     Ok(Arc::new(config))
 }
+
+/// Tickets sent after each handshake: one for the next reconnect, one
+/// spare should that one fail halfway (a ticket is used once).
+pub const TICKETS_PER_HANDSHAKE: usize = 2;
 
 /// The TLS configuration of the web dashboard: the same certificate, TLS
 /// 1.3, no client certificate asked (a browser would offer the user a
@@ -313,6 +329,9 @@ pub fn incoming(
                         return;
                     }
                 };
+                if stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                    RESUMED_HANDSHAKES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 let certificate = stream
                     .get_ref()
                     .1
@@ -411,4 +430,96 @@ static HANDSHAKE_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::Ato
 /// TLS handshakes refused or timed out in this process so far (for metrics).
 pub fn handshake_failures() -> u64 {
     HANDSHAKE_FAILURES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static RESUMED_HANDSHAKES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// TLS handshakes on the gRPC listeners that resumed a session with a
+/// ticket, in this process so far (for metrics).
+pub fn resumed_handshakes() -> u64 {
+    RESUMED_HANDSHAKES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::{client_config, Identity, Trust};
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_stream::StreamExt;
+
+    /// A certificate chain (leaf first) and the leaf's key.
+    type Certified = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+    /// A CA, a server certificate for `localhost` and a client certificate
+    /// for `host-1`, both issued by it.
+    fn certificates() -> (CertificateDer<'static>, Certified, Certified) {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap().der().clone();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let leaf = |name: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+            params.distinguished_name.push(DnType::CommonName, name);
+            let certificate = params.signed_by(&key, &issuer).unwrap().der().clone();
+            let key = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+            (vec![certificate, ca.clone()], key)
+        };
+        let server = leaf("localhost");
+        let client = leaf("host-1");
+        (ca, server, client)
+    }
+
+    #[tokio::test]
+    async fn a_reconnect_with_the_same_configuration_resumes_and_keeps_the_client_certificate() {
+        let (ca, (server_chain, server_key), (client_chain, client_key)) = certificates();
+        let client_leaf = client_chain[0].clone();
+        let server = server_config(server_chain, server_key, std::slice::from_ref(&ca)).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut accepted = incoming(listener, server, AcceptLimits::default());
+        let client = client_config(
+            &Trust::Ca(vec![ca]),
+            Some(Identity {
+                chain: client_chain,
+                key: client_key,
+            }),
+        )
+        .unwrap();
+        let connector = tokio_rustls::TlsConnector::from(client);
+        let resumed_before = resumed_handshakes();
+
+        let mut kinds = Vec::new();
+        for _ in 0..3 {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut tls = connector.connect(name, tcp).await.unwrap();
+            kinds.push(tls.get_ref().1.handshake_kind());
+            let mut connection = accepted.next().await.unwrap().unwrap();
+            // What the request handlers see: the client's certificate, on a
+            // resumed session as on a full one (revocation is checked by it).
+            let peer = connection.connect_info();
+            assert_eq!(peer.certificate.as_deref(), Some(&client_leaf));
+            // The tickets come after the handshake; reading past them keeps
+            // them for the next connection.
+            connection.write_all(b"x").await.unwrap();
+            connection.flush().await.unwrap();
+            let mut byte = [0u8; 1];
+            tls.read_exact(&mut byte).await.unwrap();
+        }
+        assert_eq!(
+            kinds,
+            [
+                Some(rustls::HandshakeKind::Full),
+                Some(rustls::HandshakeKind::Resumed),
+                Some(rustls::HandshakeKind::Resumed)
+            ]
+        );
+        assert!(resumed_handshakes() >= resumed_before + 2);
+    }
 }
