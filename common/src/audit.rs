@@ -527,6 +527,25 @@ mod tests {
             .collect()
     }
 
+    /// Every hash recomputed with the unkeyed rule over the entries as they
+    /// now are, as someone with the database alone can.
+    fn rehash_unkeyed(entries: &mut [Entry]) {
+        let mut prev = GENESIS.to_owned();
+        for e in entries {
+            e.prev = prev.clone();
+            e.sha = entry_sha256(
+                &prev,
+                e.seq,
+                e.seq * 10,
+                "admin",
+                "rollout start",
+                "prod",
+                &e.details,
+            );
+            prev = e.sha.clone();
+        }
+    }
+
     fn links(entries: &[Entry]) -> Vec<Link<'_>> {
         entries
             .iter()
@@ -722,20 +741,7 @@ mod tests {
         let mut entries = keyed_chain(5, 1, &key);
         entries[1].details = "rewritten".into();
         // Recomputed unkeyed, as someone with the database alone can.
-        let mut prev = GENESIS.to_owned();
-        for e in &mut entries {
-            e.prev = prev.clone();
-            e.sha = entry_sha256(
-                &prev,
-                e.seq,
-                e.seq * 10,
-                "admin",
-                "rollout start",
-                "prod",
-                &e.details,
-            );
-            prev = e.sha.clone();
-        }
+        rehash_unkeyed(&mut entries);
         assert_eq!(
             verify_with(keyed_rules(1, Some(&key)), &links(&entries)),
             Err(ChainBreak::Keyed { seq: 1 })
@@ -801,20 +807,7 @@ mod tests {
         // Rewritten behind it, and every hash recomputed.
         let mut renewed = chain(5);
         renewed[0].details = "other".into();
-        let mut prev = GENESIS.to_owned();
-        for e in &mut renewed {
-            e.prev = prev.clone();
-            e.sha = entry_sha256(
-                &prev,
-                e.seq,
-                e.seq * 10,
-                "admin",
-                "rollout start",
-                "prod",
-                &e.details,
-            );
-            prev = e.sha.clone();
-        }
+        rehash_unkeyed(&mut renewed);
         assert!(matches!(
             verify_with(rules(&kept), &links(&renewed)),
             Err(ChainBreak::ExpectedDiffers { .. })
