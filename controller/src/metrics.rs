@@ -305,7 +305,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     use axum::http::{header, StatusCode};
     use axum::response::IntoResponse;
-    use tierwise_transport::slots::{Holder, SlotLimits, Slots};
+    use tierwise_transport::slots::{SlotLimits, Slots};
     // One scrape at a time: each clears and refills the fleet's gauges.
     let turn = std::sync::Arc::new(tokio::sync::Mutex::new(()));
     let app = axum::Router::new().route(
@@ -342,15 +342,8 @@ pub async fn serve(
     });
     let mut accepting = tierwise_transport::accept::Acceptor::new(listener, "metrics");
     loop {
-        slots.wait_for_room().await;
-        let (tcp, peer) = accepting.accept().await;
-        let slot = match slots.take(Holder::address(peer.ip())) {
-            Ok(slot) => std::sync::Arc::new(slot),
-            Err(refused) => {
-                tracing::debug!(%peer, %refused, "metrics: connection closed");
-                continue;
-            }
-        };
+        let (tcp, _, slot) = accepting.admit(&slots).await;
+        let slot = std::sync::Arc::new(slot);
         let service = service.clone();
         tokio::spawn(async move {
             // Opened with its first request; until then evicted first when

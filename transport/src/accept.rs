@@ -3,11 +3,12 @@
 //! say so once per burst, not once per attempt. And the open-file limit
 //! itself, raised to what the system allows at start.
 
+use crate::slots::{Holder, Slot, Slots};
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
 const LONGEST_PAUSE: Duration = Duration::from_secs(1);
@@ -31,6 +32,23 @@ impl Acceptor {
             failures: 0,
             since: None,
             pause: FIRST_PAUSE,
+        }
+    }
+
+    /// The next connection that gets a slot of `slots` for its source
+    /// address: waits while the listener's evicted sockets are still
+    /// closing, accepts, and closes at once a connection whose address (or
+    /// the listener) is full and has nothing to evict.
+    pub async fn admit(&mut self, slots: &Slots) -> (TcpStream, SocketAddr, Slot) {
+        loop {
+            slots.wait_for_room().await;
+            let (tcp, peer) = self.accept().await;
+            match slots.take(Holder::address(peer.ip())) {
+                Ok(slot) => return (tcp, peer, slot),
+                Err(refused) => {
+                    debug!(listener = self.name, %peer, %refused, "connection closed");
+                }
+            }
         }
     }
 

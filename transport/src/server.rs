@@ -291,19 +291,9 @@ pub fn incoming(
     let mut accepting = Acceptor::new(listener, "agents and operators");
     tokio::spawn(async move {
         loop {
-            let (tcp, addr) = tokio::select! {
+            let (tcp, addr, slot) = tokio::select! {
                 _ = tx.closed() => return,
-                accepted = async {
-                    slots.wait_for_room().await;
-                    accepting.accept().await
-                } => accepted,
-            };
-            let slot = match slots.take(Holder::address(addr.ip())) {
-                Ok(slot) => slot,
-                Err(refused) => {
-                    debug!(peer = %addr, %refused, "connection closed");
-                    continue;
-                }
+                admitted = accepting.admit(&slots) => admitted,
             };
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
@@ -394,19 +384,9 @@ pub fn incoming_plain(
     let mut accepting = Acceptor::new(listener, name);
     tokio::spawn(async move {
         loop {
-            let (tcp, addr) = tokio::select! {
+            let (tcp, addr, slot) = tokio::select! {
                 _ = tx.closed() => return,
-                accepted = async {
-                    slots.wait_for_room().await;
-                    accepting.accept().await
-                } => accepted,
-            };
-            let slot = match slots.take(Holder::address(addr.ip())) {
-                Ok(slot) => slot,
-                Err(refused) => {
-                    debug!(listener = name, peer = %addr, %refused, "connection closed");
-                    continue;
-                }
+                admitted = accepting.admit(&slots) => admitted,
             };
             let _ = tcp.set_nodelay(true);
             let activity = Arc::new(Activity::default());

@@ -154,7 +154,7 @@ pub async fn serve(
     ui: Ui,
     max_connections: usize,
 ) {
-    use tierwise_transport::slots::{Holder, SlotLimits, Slots};
+    use tierwise_transport::slots::{SlotLimits, Slots};
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let service = hyper_util::service::TowerToHyperService::new(router(ui));
     let slots = Slots::new(SlotLimits {
@@ -164,15 +164,7 @@ pub async fn serve(
     });
     let mut accepting = tierwise_transport::accept::Acceptor::new(listener, "web dashboard");
     loop {
-        slots.wait_for_room().await;
-        let (tcp, peer) = accepting.accept().await;
-        let slot = match slots.take(Holder::address(peer.ip())) {
-            Ok(slot) => slot,
-            Err(refused) => {
-                debug!(%peer, %refused, "web dashboard: connection closed");
-                continue;
-            }
-        };
+        let (tcp, peer, slot) = accepting.admit(&slots).await;
         let acceptor = acceptor.clone();
         let service = service.clone();
         tokio::spawn(async move {
