@@ -55,7 +55,6 @@ impl<'a> Observed<'a> {
             web_packages,
         }
     }
-
 }
 
 /// The web server kinds of `kinds` the controller holds no package for.
@@ -153,11 +152,7 @@ pub enum Decision {
 }
 
 fn reported_version(host: Option<&HostRecord>, role: Role) -> Option<Version> {
-    host?
-        .inventory
-        .component(role)?
-        .version
-        .installed()
+    host?.inventory.component(role)?.version.installed()
 }
 
 /// What a succeeded step's host should report and what it reports now, when
@@ -199,17 +194,15 @@ pub fn awaited_on(
         ));
     }
     if restart_pending_on(step, host) {
-        let booted = host
-            .and_then(|h| h.boot_ms)
-            .map_or_else(
-                || "no boot time".to_owned(),
-                |boot| {
-                    format!(
-                        "no restart since the step (booted {} s before it)",
-                        (step.changed_ms - boot) / 1000
-                    )
-                },
-            );
+        let booted = host.and_then(|h| h.boot_ms).map_or_else(
+            || "no boot time".to_owned(),
+            |boot| {
+                format!(
+                    "no restart since the step (booted {} s before it)",
+                    (step.changed_ms - boot) / 1000
+                )
+            },
+        );
         return Some((
             format!(
                 "a restart ({}), then the new version",
@@ -219,8 +212,7 @@ pub fn awaited_on(
         ));
     }
     let shown = |role: Role| {
-        reported_version(host, role)
-            .map_or_else(|| "no version".to_owned(), |v| v.to_string())
+        reported_version(host, role).map_or_else(|| "no version".to_owned(), |v| v.to_string())
     };
     match &step.action {
         StepAction::InstallComponent { role, version, .. } => Some((
@@ -296,19 +288,17 @@ pub(super) fn verified_on(
         StepAction::DeployWebApp { version, .. } => {
             reported_version(host, Role::Web) == Some(*version)
         }
-        StepAction::ReactivateDatabases { version } => {
-            host.is_some_and(|h| {
-                h.inventory
-                    .component(Role::Server)
-                    .is_some_and(|c| match &c.facts {
-                        crate::Facts::Server(facts) => facts
-                            .databases
-                            .iter()
-                            .all(|db| db.active && db.patch_level == Some(*version)),
-                        _ => false,
-                    })
-            })
-        }
+        StepAction::ReactivateDatabases { version } => host.is_some_and(|h| {
+            h.inventory
+                .component(Role::Server)
+                .is_some_and(|c| match &c.facts {
+                    crate::Facts::Server(facts) => facts
+                        .databases
+                        .iter()
+                        .all(|db| db.active && db.patch_level == Some(*version)),
+                    _ => false,
+                })
+        }),
         StepAction::Backup
         | StepAction::StopServices { .. }
         | StepAction::StartServices { .. }
@@ -544,7 +534,11 @@ fn task_expired(step: &ExecStep, options: &RolloutOptions) -> Decision {
         reason: format!(
             "nobody said the operator task was done within {} (--task-timeout){}",
             super::human_span(options.task_timeout_ms),
-            if step.task.as_ref().is_some_and(|t| t.kind.installation_down()) {
+            if step
+                .task
+                .as_ref()
+                .is_some_and(|t| t.kind.installation_down())
+            {
                 "; Password Secure has been out of service all that time"
             } else {
                 ""

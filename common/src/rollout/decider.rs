@@ -255,7 +255,11 @@ impl RolloutDecider {
         };
         toggle(&mut self.dispatchable, old.dispatchable, new.dispatchable);
         let begun_ready = |m: Mark| m.dispatchable && m.host_begun;
-        toggle(&mut self.dispatchable_begun, begun_ready(old), begun_ready(new));
+        toggle(
+            &mut self.dispatchable_begun,
+            begun_ready(old),
+            begun_ready(new),
+        );
         toggle(&mut self.restarts, old.restart, new.restart);
         toggle(&mut self.ask_restarts, old.ask_restart, new.ask_restart);
         toggle(&mut self.failed, old.final_failure, new.final_failure);

@@ -47,7 +47,11 @@ const RESTARTS: [RestartState; 4] = [
     RestartState::Approved,
     RestartState::Requested,
 ];
-const POLICIES: [RestartPolicy; 3] = [RestartPolicy::Auto, RestartPolicy::Ask, RestartPolicy::Never];
+const POLICIES: [RestartPolicy; 3] = [
+    RestartPolicy::Auto,
+    RestartPolicy::Ask,
+    RestartPolicy::Never,
+];
 
 fn action(n: u8) -> StepAction {
     match n % 8 {
@@ -142,19 +146,48 @@ enum Event {
         attempts: u32,
         restart: usize,
     },
-    Online { host: usize, online: bool },
-    Report { host: usize, upgraded: bool },
-    Boot { host: usize },
-    Present { host: usize, present: bool },
-    Tick { ms: i64 },
+    Online {
+        host: usize,
+        online: bool,
+    },
+    Report {
+        host: usize,
+        upgraded: bool,
+    },
+    Boot {
+        host: usize,
+    },
+    Present {
+        host: usize,
+        present: bool,
+    },
+    Tick {
+        ms: i64,
+    },
     /// The clock on (or just past) one of a step's deadlines.
-    Edge { step: usize, limit: usize, past: bool },
-    Jump { hours: i64 },
-    Phase { phase: usize },
-    State { running: bool },
-    Options { seed: u64 },
-    Packages { which: u8 },
-    Windows { which: u8 },
+    Edge {
+        step: usize,
+        limit: usize,
+        past: bool,
+    },
+    Jump {
+        hours: i64,
+    },
+    Phase {
+        phase: usize,
+    },
+    State {
+        running: bool,
+    },
+    Options {
+        seed: u64,
+    },
+    Packages {
+        which: u8,
+    },
+    Windows {
+        which: u8,
+    },
     ControllerRestart,
 }
 
@@ -213,7 +246,10 @@ impl World {
             })
             .collect();
         Self {
-            phases: kinds.iter().map(|&k| ExecPhase { kind: KINDS[k] }).collect(),
+            phases: kinds
+                .iter()
+                .map(|&k| ExecPhase { kind: KINDS[k] })
+                .collect(),
             steps,
             hosts: (0..hosts).map(|n| host(n, FROM)).collect(),
             present: vec![true; hosts],
@@ -230,7 +266,13 @@ impl World {
     fn apply(&mut self, event: &Event) -> Option<String> {
         let hosts = self.hosts.len();
         match *event {
-            Event::Step { step, state, outcome, attempts, restart } => {
+            Event::Step {
+                step,
+                state,
+                outcome,
+                attempts,
+                restart,
+            } => {
                 let at = step % self.steps.len();
                 let step = &mut self.steps[at];
                 step.state = STATES[state];
@@ -250,8 +292,15 @@ impl World {
             Event::Online { host, online } => self.hosts[host % hosts].online = online,
             Event::Report { host, upgraded } => {
                 let version = if upgraded { TO } else { FROM };
-                let (online, boot) = (self.hosts[host % hosts].online, self.hosts[host % hosts].boot_ms);
-                self.hosts[host % hosts] = HostRecord { online, boot_ms: boot, ..self::host(host % hosts, version) };
+                let (online, boot) = (
+                    self.hosts[host % hosts].online,
+                    self.hosts[host % hosts].boot_ms,
+                );
+                self.hosts[host % hosts] = HostRecord {
+                    online,
+                    boot_ms: boot,
+                    ..self::host(host % hosts, version)
+                };
             }
             Event::Boot { host } => self.hosts[host % hosts].boot_ms = Some(self.now),
             Event::Present { host, present } => self.present[host % hosts] = present,
@@ -272,18 +321,26 @@ impl World {
             }
             Event::Phase { phase } => self.phase = phase % (self.phases.len() + 1),
             Event::State { running } => {
-                self.state = if running { RolloutState::Running } else { RolloutState::WaitingForOperator };
+                self.state = if running {
+                    RolloutState::Running
+                } else {
+                    RolloutState::WaitingForOperator
+                };
             }
             Event::Options { seed } => self.options = options(seed),
             Event::Packages { which } => {
                 self.packages = match which {
                     0 => None,
-                    1 => Some(WebPackages { generic: true, ..WebPackages::default() }),
+                    1 => Some(WebPackages {
+                        generic: true,
+                        ..WebPackages::default()
+                    }),
                     _ => Some(WebPackages::default()),
                 };
             }
             Event::Windows { which } => {
-                let window = |scope| MaintenanceWindow::new(scope, "sat", "02:00", "06:00", "UTC").unwrap();
+                let window =
+                    |scope| MaintenanceWindow::new(scope, "sat", "02:00", "06:00", "UTC").unwrap();
                 self.windows = match which {
                     0 => Vec::new(),
                     1 => vec![window("clients")],
@@ -293,9 +350,10 @@ impl World {
             Event::ControllerRestart => return None,
         }
         match *event {
-            Event::Online { host, .. } | Event::Report { host, .. } | Event::Boot { host } | Event::Present { host, .. } => {
-                Some(format!("h{}", host % hosts))
-            }
+            Event::Online { host, .. }
+            | Event::Report { host, .. }
+            | Event::Boot { host }
+            | Event::Present { host, .. } => Some(format!("h{}", host % hosts)),
             _ => None,
         }
     }
@@ -321,7 +379,10 @@ impl World {
             web_packages: self.packages.as_ref(),
         };
         let lookup = Observed::new(&hosts, self.packages.as_ref()).hosts;
-        (decider.decide(&snapshot, &lookup, self.now), decide(&snapshot, self.now))
+        (
+            decider.decide(&snapshot, &lookup, self.now),
+            decide(&snapshot, self.now),
+        )
     }
 }
 
