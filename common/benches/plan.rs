@@ -184,17 +184,18 @@ fn incremental_rounds(plan: &tierwise_common::plan::Plan, hosts: &[HostRecord]) 
     let options = RolloutOptions::default();
     let by_id = Observed::new(hosts, None).hosts;
     let now = 1_000;
-    let snapshot = |steps: &[ExecStep]| -> RolloutSnapshot<'_> {
-        wave_snapshot(phase, &phases, &options, steps, hosts)
-    };
-    let full = time(|| decide(&snapshot(&steps), now).len());
+    let full = time(|| decide(&wave_snapshot(phase, &phases, &options, &steps, hosts), now).len());
     let mut decider = RolloutDecider::default();
     let mut firsts = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
         // Dropped before the clock starts.
         decider.reset();
         let started = Instant::now();
-        decider.decide(&snapshot(&steps), &by_id, now);
+        decider.decide(
+            &wave_snapshot(phase, &phases, &options, &steps, hosts),
+            &by_id,
+            now,
+        );
         firsts.push(started.elapsed());
     }
     firsts.sort();
@@ -217,9 +218,13 @@ fn incremental_rounds(plan: &tierwise_common::plan::Plan, hosts: &[HostRecord]) 
             for &at in changed {
                 decider.changed(&steps[at].host_id);
             }
-            let decisions = decider.decide(&snapshot(&steps), &by_id, now);
+            let decisions = decider.decide(
+                &wave_snapshot(phase, &phases, &options, &steps, hosts),
+                &by_id,
+                now,
+            );
             times.push(started.elapsed());
-            if decisions != decide(&snapshot(&steps), now) {
+            if decisions != decide(&wave_snapshot(phase, &phases, &options, &steps, hosts), now) {
                 eprintln!("the incremental round differs from decide");
                 std::process::exit(1);
             }
