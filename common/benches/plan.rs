@@ -2,7 +2,10 @@
 //! application servers, 10 web hosts, 99,987 clients) from a snapshot and
 //! prints the time per plan and the peak memory while planning; then the time of
 //! one rollout decision (`decide`, what the engine runs every 500 ms) while
-//! the largest client wave is being dispatched.
+//! the largest client wave is being dispatched; then, beside the full
+//! `decide` on the same wave, the engine's incremental round
+//! (`RolloutDecider`): its first round (which marks the whole phase), and
+//! rounds in which 1, 100 and 1,000 hosts changed (their steps succeeded).
 //!
 //!     cargo bench -p tierwise-common --bench plan
 //!
@@ -14,7 +17,8 @@ use tierwise_common::fixtures::{
 };
 use tierwise_common::plan::{plan, PlanRequest};
 use tierwise_common::rollout::{
-    decide, steps_from_plan, RolloutOptions, RolloutSnapshot, RolloutState,
+    decide, steps_from_plan, ExecPhase, ExecStep, Observed, RolloutDecider, RolloutOptions,
+    RolloutSnapshot, RolloutState, StepState,
 };
 use tierwise_common::{Check, ClientWaves, HostRecord, ProbedVersion, Version, WebServerKind};
 
@@ -117,6 +121,7 @@ fn main() {
     }
     if let Some(plan) = &last {
         decide_in_largest_wave(plan, &hosts);
+        incremental_rounds(plan, &hosts);
     }
     if let Some(peak) = peak_rss_kib() {
         println!(
@@ -159,6 +164,113 @@ fn decide_in_largest_wave(plan: &tierwise_common::plan::Plan, hosts: &[HostRecor
         times[RUNS / 2].as_secs_f64() * 1000.0,
         times[RUNS - 1].as_secs_f64() * 1000.0
     );
+}
+
+/// Times the engine's incremental round in the largest wave, every step
+/// dispatched (nothing due): the first round, then rounds after `k` hosts'
+/// steps succeeded, beside the full `decide` on the same snapshot.
+fn incremental_rounds(plan: &tierwise_common::plan::Plan, hosts: &[HostRecord]) {
+    let (phases, mut steps) = steps_from_plan("r1", plan, 0);
+    let phase = (0..phases.len())
+        .max_by_key(|p| steps.iter().filter(|s| s.phase == *p).count())
+        .unwrap_or(0);
+    let wave: Vec<usize> = (0..steps.len())
+        .filter(|&at| steps[at].phase == phase)
+        .collect();
+    for &at in &wave {
+        steps[at].state = StepState::Dispatched;
+        steps[at].attempts = 1;
+    }
+    let options = RolloutOptions::default();
+    let by_id = Observed::new(hosts, None).hosts;
+    let now = 1_000;
+    let full = time(|| decide(&wave_snapshot(phase, &phases, &options, &steps, hosts), now).len());
+    let mut decider = RolloutDecider::default();
+    let mut firsts = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        // Dropped before the clock starts.
+        decider.reset();
+        let started = Instant::now();
+        decider.decide(
+            &wave_snapshot(phase, &phases, &options, &steps, hosts),
+            &by_id,
+            now,
+        );
+        firsts.push(started.elapsed());
+    }
+    firsts.sort();
+    let first = format!("{:.1} ms", firsts[RUNS / 2].as_secs_f64() * 1000.0);
+    println!(
+        "in the largest wave, every step dispatched ({} steps), {RUNS} runs each (median):",
+        wave.len()
+    );
+    println!("  full decide {full}; the decider's first round (marks the phase) {first}");
+    let mut next = 0;
+    for k in [1, 100, 1_000] {
+        let mut times = Vec::with_capacity(RUNS);
+        for _ in 0..RUNS {
+            let changed = &wave[next..next + k];
+            next += k;
+            for &at in changed {
+                steps[at].state = StepState::Succeeded;
+            }
+            let started = Instant::now();
+            for &at in changed {
+                decider.changed(&steps[at].host_id);
+            }
+            let decisions = decider.decide(
+                &wave_snapshot(phase, &phases, &options, &steps, hosts),
+                &by_id,
+                now,
+            );
+            times.push(started.elapsed());
+            if decisions != decide(&wave_snapshot(phase, &phases, &options, &steps, hosts), now) {
+                eprintln!("the incremental round differs from decide");
+                std::process::exit(1);
+            }
+        }
+        times.sort();
+        println!(
+            "  incremental round, {k} host(s) changed: median {:.3} ms, max {:.3} ms",
+            times[RUNS / 2].as_secs_f64() * 1000.0,
+            times[RUNS - 1].as_secs_f64() * 1000.0
+        );
+    }
+}
+
+fn wave_snapshot<'a>(
+    phase: usize,
+    phases: &'a [ExecPhase],
+    options: &'a RolloutOptions,
+    steps: &'a [ExecStep],
+    hosts: &'a [HostRecord],
+) -> RolloutSnapshot<'a> {
+    RolloutSnapshot {
+        state: RolloutState::Running,
+        current_phase: phase,
+        options,
+        phases,
+        steps,
+        hosts,
+        windows: &[],
+        web_packages: None,
+    }
+}
+
+/// The median of `RUNS` runs of `run`, and what it returned, as text.
+fn time(mut run: impl FnMut() -> usize) -> String {
+    let mut times: Vec<Duration> = Vec::with_capacity(RUNS);
+    let mut decisions = 0;
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        decisions = run();
+        times.push(started.elapsed());
+    }
+    times.sort();
+    format!(
+        "{:.1} ms ({decisions} decisions)",
+        times[RUNS / 2].as_secs_f64() * 1000.0
+    )
 }
 
 /// Sets VmHWM back to the memory held now (Linux: `clear_refs` 5), so that

@@ -55,15 +55,18 @@ impl<'a> Observed<'a> {
             web_packages,
         }
     }
+}
 
-    /// The web server kinds of `kinds` the controller holds no package for.
-    fn missing_packages(&self, kinds: &[crate::WebServerKind]) -> Vec<crate::WebServerKind> {
-        kinds
-            .iter()
-            .copied()
-            .filter(|k| !self.web_packages.is_some_and(|p| p.covers(*k)))
-            .collect()
-    }
+/// The web server kinds of `kinds` the controller holds no package for.
+fn missing_packages(
+    web_packages: Option<&crate::plan::WebPackages>,
+    kinds: &[crate::WebServerKind],
+) -> Vec<crate::WebServerKind> {
+    kinds
+        .iter()
+        .copied()
+        .filter(|k| !web_packages.is_some_and(|p| p.covers(*k)))
+        .collect()
 }
 
 /// Whether a host may begin the current phase's steps now: its scope's
@@ -148,30 +151,33 @@ pub enum Decision {
     },
 }
 
-fn reported_version(hosts: &HostsById<'_>, host_id: &str, role: Role) -> Option<Version> {
-    hosts
-        .get(host_id)?
-        .inventory
-        .component(role)?
-        .version
-        .installed()
+fn reported_version(host: Option<&HostRecord>, role: Role) -> Option<Version> {
+    host?.inventory.component(role)?.version.installed()
 }
 
 /// What a succeeded step's host should report and what it reports now, when
 /// the two differ; `None` once verified (or for actions with nothing to
 /// verify). `hosts` by host id, built once per snapshot.
 pub fn awaited(step: &ExecStep, observed: &Observed<'_>) -> Option<(String, String)> {
-    if verified(step, observed) {
+    let host = observed.hosts.get(step.host_id.as_str()).copied();
+    awaited_on(step, host, observed.web_packages)
+}
+
+/// `awaited` with the step's host already looked up.
+pub fn awaited_on(
+    step: &ExecStep,
+    host: Option<&HostRecord>,
+    web_packages: Option<&crate::plan::WebPackages>,
+) -> Option<(String, String)> {
+    if verified_on(step, host, web_packages) {
         return None;
     }
-    let hosts = &observed.hosts;
     if let StepAction::GenerateWebApp {
         version,
         web_servers,
     } = &step.action
     {
-        let missing: Vec<&str> = observed
-            .missing_packages(web_servers)
+        let missing: Vec<&str> = missing_packages(web_packages, web_servers)
             .into_iter()
             .map(|k| k.as_str())
             .collect();
@@ -187,19 +193,16 @@ pub fn awaited(step: &ExecStep, observed: &Observed<'_>) -> Option<(String, Stri
             format!("none for {}", missing.join(", ")),
         ));
     }
-    if restart_pending(step, hosts) {
-        let booted = hosts
-            .get(step.host_id.as_str())
-            .and_then(|h| h.boot_ms)
-            .map_or_else(
-                || "no boot time".to_owned(),
-                |boot| {
-                    format!(
-                        "no restart since the step (booted {} s before it)",
-                        (step.changed_ms - boot) / 1000
-                    )
-                },
-            );
+    if restart_pending_on(step, host) {
+        let booted = host.and_then(|h| h.boot_ms).map_or_else(
+            || "no boot time".to_owned(),
+            |boot| {
+                format!(
+                    "no restart since the step (booted {} s before it)",
+                    (step.changed_ms - boot) / 1000
+                )
+            },
+        );
         return Some((
             format!(
                 "a restart ({}), then the new version",
@@ -209,8 +212,7 @@ pub fn awaited(step: &ExecStep, observed: &Observed<'_>) -> Option<(String, Stri
         ));
     }
     let shown = |role: Role| {
-        reported_version(hosts, &step.host_id, role)
-            .map_or_else(|| "no version".to_owned(), |v| v.to_string())
+        reported_version(host, role).map_or_else(|| "no version".to_owned(), |v| v.to_string())
     };
     match &step.action {
         StepAction::InstallComponent { role, version, .. } => Some((
@@ -222,8 +224,7 @@ pub fn awaited(step: &ExecStep, observed: &Observed<'_>) -> Option<(String, Stri
             format!("web {}", shown(Role::Web)),
         )),
         StepAction::ReactivateDatabases { version } => {
-            let reported = hosts
-                .get(step.host_id.as_str())
+            let reported = host
                 .and_then(|h| h.inventory.component(Role::Server))
                 .map(|c| match &c.facts {
                     crate::Facts::Server(facts) => facts
@@ -264,33 +265,40 @@ fn span(ms: i64) -> String {
 /// Whether what a succeeded step should have changed is what the agent now
 /// reports.
 fn verified(step: &ExecStep, observed: &Observed<'_>) -> bool {
-    let hosts = &observed.hosts;
-    if restart_pending(step, hosts) {
+    let host = observed.hosts.get(step.host_id.as_str()).copied();
+    verified_on(step, host, observed.web_packages)
+}
+
+/// `verified` with the step's host already looked up.
+pub(super) fn verified_on(
+    step: &ExecStep,
+    host: Option<&HostRecord>,
+    web_packages: Option<&crate::plan::WebPackages>,
+) -> bool {
+    if restart_pending_on(step, host) {
         return false;
     }
     match &step.action {
         StepAction::GenerateWebApp { web_servers, .. } => {
-            observed.missing_packages(web_servers).is_empty()
+            missing_packages(web_packages, web_servers).is_empty()
         }
         StepAction::InstallComponent { role, version, .. } => {
-            reported_version(hosts, &step.host_id, *role) == Some(*version)
+            reported_version(host, *role) == Some(*version)
         }
         StepAction::DeployWebApp { version, .. } => {
-            reported_version(hosts, &step.host_id, Role::Web) == Some(*version)
+            reported_version(host, Role::Web) == Some(*version)
         }
-        StepAction::ReactivateDatabases { version } => {
-            hosts.get(step.host_id.as_str()).is_some_and(|h| {
-                h.inventory
-                    .component(Role::Server)
-                    .is_some_and(|c| match &c.facts {
-                        crate::Facts::Server(facts) => facts
-                            .databases
-                            .iter()
-                            .all(|db| db.active && db.patch_level == Some(*version)),
-                        _ => false,
-                    })
-            })
-        }
+        StepAction::ReactivateDatabases { version } => host.is_some_and(|h| {
+            h.inventory
+                .component(Role::Server)
+                .is_some_and(|c| match &c.facts {
+                    crate::Facts::Server(facts) => facts
+                        .databases
+                        .iter()
+                        .all(|db| db.active && db.patch_level == Some(*version)),
+                    _ => false,
+                })
+        }),
         StepAction::Backup
         | StepAction::StopServices { .. }
         | StepAction::StartServices { .. }
@@ -307,7 +315,7 @@ pub fn restart_pending(step: &ExecStep, hosts: &HostsById<'_>) -> bool {
 }
 
 /// `restart_pending` with the step's host already looked up.
-fn restart_pending_on(step: &ExecStep, host: Option<&HostRecord>) -> bool {
+pub(super) fn restart_pending_on(step: &ExecStep, host: Option<&HostRecord>) -> bool {
     step.state == StepState::Succeeded
         && step.restart != RestartState::None
         && !restarted_since(host.and_then(|h| h.boot_ms), step.changed_ms)
@@ -375,8 +383,18 @@ fn stale_backup(snapshot: &RolloutSnapshot<'_>, kind: PhaseKind, now_ms: i64) ->
         .steps
         .iter()
         .find(|s| s.action == StepAction::Backup && s.state == StepState::Succeeded)?;
+    stale_backup_of(backup, snapshot.options, now_ms)
+}
+
+/// Whether `backup` (the first succeeded backup) is older than the rollout
+/// allows: the decision to take it again.
+pub(super) fn stale_backup_of(
+    backup: &ExecStep,
+    options: &RolloutOptions,
+    now_ms: i64,
+) -> Option<Decision> {
     let age = now_ms - backup.changed_ms;
-    let limit = snapshot.options.max_backup_age_ms;
+    let limit = options.max_backup_age_ms;
     (age > limit).then(|| Decision::StaleBackup {
         step_id: backup.step_id.clone(),
         phase: backup.phase,
@@ -389,8 +407,186 @@ fn stale_backup(snapshot: &RolloutSnapshot<'_>, kind: PhaseKind, now_ms: i64) ->
     })
 }
 
+/// A failure that will not be retried.
+pub(super) fn final_failure(step: &ExecStep, options: &RolloutOptions) -> bool {
+    step.state == StepState::Failed && !retried(step, options)
+}
+
+/// Whether a failed step is tried again (after its backoff).
+fn retried(step: &ExecStep, options: &RolloutOptions) -> bool {
+    step.outcome == Some(StepOutcome::FailedTransient) && step.attempts < options.max_attempts
+}
+
+/// The halt a phase's final failures call for: in a client wave, more of
+/// them than the error threshold allows (`total` steps); elsewhere any
+/// (`first` in step order).
+pub(super) fn failure_halt(
+    is_wave: bool,
+    failed: usize,
+    first: Option<&ExecStep>,
+    total: usize,
+    options: &RolloutOptions,
+) -> Option<Decision> {
+    if is_wave {
+        let allowed = options.error_threshold.allowed(total);
+        return (failed > allowed).then(|| Decision::Halt {
+            reason: format!(
+                "{failed} of {total} client(s) in this wave failed, more than the {allowed} the error threshold allows"
+            ),
+        });
+    }
+    first.map(|step| Decision::Halt {
+        reason: format!(
+            "step {} ({}) on {} failed: {}",
+            step.step_id,
+            step.action.config_key(),
+            step.host_id,
+            if step.reason.is_empty() {
+                "no reason given"
+            } else {
+                &step.reason
+            }
+        ),
+    })
+}
+
+/// What a step whose host needs a restart does while it waits for one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum RestartCall {
+    /// Send the restart (auto or approved), if the host is connected.
+    Send,
+    /// Wait for a person (`ask`): no deadline runs.
+    Ask,
+    /// Wait like any succeeded step (`never`, or requested): the
+    /// verification deadline runs.
+    Wait,
+}
+
+pub(super) fn restart_call(step: &ExecStep, options: &RolloutOptions) -> RestartCall {
+    let policy = options.restart_policy(step.action.role().unwrap_or(Role::Client));
+    match (step.restart, policy) {
+        (RestartState::Approved, _) | (RestartState::Required, RestartPolicy::Auto) => {
+            RestartCall::Send
+        }
+        (RestartState::Required, RestartPolicy::Ask) => RestartCall::Ask,
+        _ => RestartCall::Wait,
+    }
+}
+
+/// When a time-driven decision about a step falls due (Unix ms; due once
+/// `now >= due`), for the steps that have one: a dispatched step's timeout
+/// (a connected host's, or an operator task's), a succeeded step's
+/// verification deadline (connected host), a transient failure's backoff.
+/// `unverified`: whether a succeeded step's effect is not shown yet.
+pub(super) fn deadline(
+    step: &ExecStep,
+    options: &RolloutOptions,
+    online: bool,
+    unverified: bool,
+) -> Option<i64> {
+    let after = |limit: i64| Some(step.changed_ms.saturating_add(limit).saturating_add(1));
+    match step.state {
+        StepState::Dispatched if step.task.is_some() => after(options.task_timeout_ms),
+        StepState::Dispatched if online => after(options.step_timeout_ms),
+        StepState::Succeeded if online && unverified => {
+            after(options.verify_timeout_ms(&step.action))
+        }
+        StepState::Failed if retried(step, options) => {
+            let shift = step.attempts.saturating_sub(1).min(16);
+            let wait = options.retry_backoff_ms.saturating_mul(1 << shift);
+            Some(step.changed_ms.saturating_add(wait))
+        }
+        _ => None,
+    }
+}
+
+/// The decision a step's deadline calls for once due (`deadline`).
+pub(super) fn on_deadline(
+    step: &ExecStep,
+    options: &RolloutOptions,
+    host: Option<&HostRecord>,
+    web_packages: Option<&crate::plan::WebPackages>,
+) -> Option<Decision> {
+    let step_id = step.step_id.clone();
+    match step.state {
+        StepState::Dispatched if step.task.is_some() => Some(task_expired(step, options)),
+        StepState::Dispatched => Some(Decision::TimedOut { step_id }),
+        StepState::Failed => Some(Decision::Retry { step_id }),
+        StepState::Succeeded => {
+            let (expected, reported) = awaited_on(step, host, web_packages)?;
+            Some(Decision::Unverified {
+                step_id,
+                reason: format!(
+                    "{} reported success for {}, but {} later it still reports {reported} instead of {expected}",
+                    step.host_id,
+                    step.action.config_key(),
+                    span(options.verify_timeout_ms(&step.action))
+                ),
+            })
+        }
+        _ => None,
+    }
+}
+
+fn task_expired(step: &ExecStep, options: &RolloutOptions) -> Decision {
+    Decision::TaskExpired {
+        step_id: step.step_id.clone(),
+        reason: format!(
+            "nobody said the operator task was done within {} (--task-timeout){}",
+            super::human_span(options.task_timeout_ms),
+            if step
+                .task
+                .as_ref()
+                .is_some_and(|t| t.kind.installation_down())
+            {
+                "; Password Secure has been out of service all that time"
+            } else {
+                ""
+            }
+        ),
+    }
+}
+
+/// The wait for an operator, when tasks were reached (`open`) or are open
+/// (`waiting`, in step order) and the rollout is not already waiting.
+pub(super) fn await_operator(
+    state: RolloutState,
+    open: Vec<String>,
+    waiting: &[&ExecStep],
+) -> Option<Decision> {
+    (!open.is_empty() || (state == RolloutState::Running && !waiting.is_empty())).then(|| {
+        Decision::AwaitOperator {
+            open,
+            reason: operator_reason(waiting),
+        }
+    })
+}
+
+/// What follows a current phase whose steps all ended and are verified.
+pub(super) fn phase_done(snapshot: &RolloutSnapshot<'_>) -> Decision {
+    let next = snapshot.current_phase + 1;
+    if next >= snapshot.phases.len() {
+        return completion(snapshot.steps);
+    }
+    if needs_approval(snapshot.options, snapshot.phases, next) {
+        Decision::AwaitApproval { phase: next }
+    } else {
+        Decision::EnterPhase { phase: next }
+    }
+}
+
+/// Whether the current phase's steps may begin now (see `phase_gate`).
+pub(super) fn window_open(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> bool {
+    matches!(
+        phase_gate(snapshot, now_ms),
+        crate::window::Gate::Free | crate::window::Gate::Open { .. }
+    )
+}
+
 /// The next decisions for a running rollout (or one waiting for an
-/// operator); none for any other state.
+/// operator); none for any other state. Walks every step of the current
+/// phase: the engine keeps a `RolloutDecider` instead, whose rounds cost
+/// what changed; this stays the reference it must equal.
 pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
     if !snapshot.state.is_evaluated() {
         return Vec::new();
@@ -404,45 +600,13 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
     };
     let steps: Vec<&ExecStep> = snapshot.steps.iter().filter(|s| s.phase == phase).collect();
     let is_wave = matches!(kind, PhaseKind::ClientWave { .. });
-    let window_open = matches!(
-        phase_gate(snapshot, now_ms),
-        crate::window::Gate::Free | crate::window::Gate::Open { .. }
-    );
+    let window_open = window_open(snapshot, now_ms);
     let mut decisions = Vec::new();
 
-    // A failure that will not be retried.
-    let final_failure = |s: &ExecStep| {
-        s.state == StepState::Failed
-            && !(s.outcome == Some(StepOutcome::FailedTransient)
-                && s.attempts < options.max_attempts)
-    };
-    let failed: Vec<&&ExecStep> = steps.iter().filter(|s| final_failure(s)).collect();
-    if is_wave {
-        let allowed = options.error_threshold.allowed(steps.len());
-        if failed.len() > allowed {
-            return vec![Decision::Halt {
-                reason: format!(
-                    "{} of {} client(s) in this wave failed, more than the {} the error threshold allows",
-                    failed.len(),
-                    steps.len(),
-                    allowed
-                ),
-            }];
-        }
-    } else if let Some(step) = failed.first() {
-        return vec![Decision::Halt {
-            reason: format!(
-                "step {} ({}) on {} failed: {}",
-                step.step_id,
-                step.action.config_key(),
-                step.host_id,
-                if step.reason.is_empty() {
-                    "no reason given"
-                } else {
-                    &step.reason
-                }
-            ),
-        }];
+    let failed: Vec<&&ExecStep> = steps.iter().filter(|s| final_failure(s, options)).collect();
+    let first = failed.first().map(|s| **s);
+    if let Some(halt) = failure_halt(is_wave, failed.len(), first, steps.len(), options) {
+        return vec![halt];
     }
 
     // Steps of one host run in order (stop, install, start): hosts with an
@@ -482,6 +646,7 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
                 !unfinished.contains(host_id)
             };
         let may_begin = earlier_done && !held_by_task && (window_open || begun.contains(host_id));
+        let online = host.is_some_and(|h| h.online);
         if step.task.is_some() {
             held_by_task |= !(matches!(step.state, StepState::Succeeded | StepState::Skipped)
                 && verified(step, &observed));
@@ -491,34 +656,15 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
                     waiting_tasks.push(step);
                     continue;
                 }
-                StepState::Dispatched => {
-                    waiting_tasks.push(step);
-                    if now_ms - step.changed_ms > options.task_timeout_ms {
-                        decisions.push(Decision::TaskExpired {
-                            step_id: step.step_id.clone(),
-                            reason: format!(
-                                "nobody said the operator task was done within {} (--task-timeout){}",
-                                super::human_span(options.task_timeout_ms),
-                                if step.task.as_ref().is_some_and(|t| t.kind.installation_down()) {
-                                    "; Password Secure has been out of service all that time"
-                                } else {
-                                    ""
-                                }
-                            ),
-                        });
-                    }
-                    continue;
-                }
+                StepState::Dispatched => waiting_tasks.push(step),
                 // Done: checked like any succeeded step below.
                 StepState::Succeeded => {}
                 _ => continue,
             }
         }
-        let online = host.is_some_and(|h| h.online);
         if restarting {
-            let policy = options.restart_policy(step.action.role().unwrap_or(Role::Client));
-            match (step.restart, policy) {
-                (RestartState::Approved, _) | (RestartState::Required, RestartPolicy::Auto) => {
+            match restart_call(step, options) {
+                RestartCall::Send => {
                     if online {
                         decisions.push(Decision::Restart {
                             step_id: step.step_id.clone(),
@@ -526,71 +672,29 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
                     }
                     continue;
                 }
-                // Waiting for a person: no deadline runs.
-                (RestartState::Required, RestartPolicy::Ask) => {
+                RestartCall::Ask => {
                     ask_restart.push(step.host_id.clone());
                     continue;
                 }
-                // `never`: listed until someone restarts it; `requested`:
-                // waiting for the host to come back. The deadline runs.
-                _ => {}
+                RestartCall::Wait => {}
             }
         }
-        match step.state {
-            StepState::Pending if may_begin && online => {
-                decisions.push(Decision::Dispatch {
-                    step_id: step.step_id.clone(),
-                });
-            }
-            // The timeout runs only while the host is connected: a step
-            // waiting for an offline host is not its failure.
-            StepState::Dispatched
-                if now_ms - step.changed_ms > options.step_timeout_ms && online =>
-            {
-                decisions.push(Decision::TimedOut {
-                    step_id: step.step_id.clone(),
-                });
-            }
-            // Succeeded, but the host has not shown the effect: after the
-            // deadline (counted while the host is connected) that is a
-            // failure, named — never a silent wait.
-            StepState::Succeeded
-                if now_ms - step.changed_ms > options.verify_timeout_ms(&step.action) && online =>
-            {
-                if let Some((expected, reported)) = awaited(step, &observed) {
-                    decisions.push(Decision::Unverified {
-                        step_id: step.step_id.clone(),
-                        reason: format!(
-                            "{} reported success for {}, but {} later it still reports {reported} instead of {expected}",
-                            step.host_id,
-                            step.action.config_key(),
-                            span(options.verify_timeout_ms(&step.action))
-                        ),
-                    });
-                }
-            }
-            StepState::Failed
-                if step.outcome == Some(StepOutcome::FailedTransient)
-                    && step.attempts < options.max_attempts =>
-            {
-                let shift = step.attempts.saturating_sub(1).min(16);
-                let wait = options.retry_backoff_ms.saturating_mul(1 << shift);
-                if now_ms - step.changed_ms >= wait {
-                    decisions.push(Decision::Retry {
-                        step_id: step.step_id.clone(),
-                    });
-                }
-            }
-            _ => {}
+        if step.state == StepState::Pending && may_begin && online {
+            decisions.push(Decision::Dispatch {
+                step_id: step.step_id.clone(),
+            });
+        }
+        // Time-driven: the timeout runs only while the host is connected
+        // (a step waiting for an offline host is not its failure), as does
+        // the verification deadline — after it, a success whose effect does
+        // not show is a failure, named, never a silent wait.
+        let unverified = step.state == StepState::Succeeded && !verified(step, &observed);
+        if deadline(step, options, online, unverified).is_some_and(|due| now_ms >= due) {
+            decisions.extend(on_deadline(step, options, host, snapshot.web_packages));
         }
     }
-    if !open_tasks.is_empty()
-        || (snapshot.state == RolloutState::Running && !waiting_tasks.is_empty())
-    {
-        decisions.push(Decision::AwaitOperator {
-            open: open_tasks,
-            reason: operator_reason(&waiting_tasks),
-        });
+    if let Some(wait) = await_operator(snapshot.state, open_tasks, &waiting_tasks) {
+        decisions.push(wait);
     }
     if !decisions.is_empty() {
         return decisions;
@@ -601,9 +705,9 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
     }
 
     // Done when every step has ended and the agents report the result.
-    let all_ended = steps
-        .iter()
-        .all(|s| matches!(s.state, StepState::Succeeded | StepState::Skipped) || final_failure(s));
+    let all_ended = steps.iter().all(|s| {
+        matches!(s.state, StepState::Succeeded | StepState::Skipped) || final_failure(s, options)
+    });
     let all_verified = steps
         .iter()
         .filter(|s| s.state == StepState::Succeeded)
@@ -611,15 +715,7 @@ pub fn decide(snapshot: &RolloutSnapshot<'_>, now_ms: i64) -> Vec<Decision> {
     if !(all_ended && all_verified) {
         return decisions;
     }
-    let next = phase + 1;
-    if next >= snapshot.phases.len() {
-        return vec![completion(snapshot.steps)];
-    }
-    if needs_approval(options, snapshot.phases, next) {
-        vec![Decision::AwaitApproval { phase: next }]
-    } else {
-        vec![Decision::EnterPhase { phase: next }]
-    }
+    vec![phase_done(snapshot)]
 }
 
 /// How a rollout whose phases are all done ends: cleanly, or naming the

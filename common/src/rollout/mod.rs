@@ -9,6 +9,9 @@ mod admission;
 mod attempts;
 mod command;
 mod decide;
+mod decider;
+#[cfg(test)]
+mod decider_tests;
 mod dispatch;
 mod download;
 mod eta;
@@ -25,6 +28,7 @@ pub use admission::*;
 pub use attempts::*;
 pub use command::*;
 pub use decide::*;
+pub use decider::*;
 pub use dispatch::*;
 pub use download::*;
 pub use eta::*;

@@ -1,10 +1,11 @@
 //! A running rollout as the engine keeps it between rounds: its steps and
-//! the hosts they run on, replaced host by host as the inbox names them.
-//! Bookkeeping only; what to do is `decide`'s.
+//! the hosts they run on, replaced host by host as the inbox names them,
+//! and its `RolloutDecider`, told of each host replaced. Bookkeeping only;
+//! what to do is the decider's (equal to `decide`'s).
 
 use crate::store::rollouts::RolloutRecord;
 use std::collections::{BTreeSet, HashMap};
-use tierwise_common::rollout::{ExecStep, RolloutSnapshot};
+use tierwise_common::rollout::{Decision, ExecStep, HostLookup, RolloutDecider, RolloutSnapshot};
 use tierwise_common::HostRecord;
 
 #[derive(Debug)]
@@ -30,6 +31,20 @@ pub(super) struct LiveRollout {
     /// at most every second while the rollout generates one.
     pub web_packages: Option<tierwise_common::plan::WebPackages>,
     pub packages_read_ms: i64,
+    /// What `decide` would say, kept up to date host by host.
+    decider: RolloutDecider,
+}
+
+/// The kept hosts by id, as the decider looks them up.
+struct KeptHosts<'a> {
+    hosts: &'a [HostRecord],
+    at: &'a HashMap<String, usize>,
+}
+
+impl HostLookup for KeptHosts<'_> {
+    fn host(&self, host_id: &str) -> Option<&HostRecord> {
+        self.at.get(host_id).map(|&at| &self.hosts[at])
+    }
 }
 
 impl LiveRollout {
@@ -55,6 +70,7 @@ impl LiveRollout {
             windows_read_ms: 0,
             web_packages: None,
             packages_read_ms: 0,
+            decider: RolloutDecider::default(),
         };
         for host in hosts {
             live.put_host(host);
@@ -76,6 +92,7 @@ impl LiveRollout {
     pub fn update_steps(&mut self, steps: Vec<ExecStep>) {
         for step in steps {
             if let Some(&at) = self.step_at.get(&step.step_id) {
+                self.decider.changed(&step.host_id);
                 self.steps[at] = step;
                 self.dirty = true;
             }
@@ -87,6 +104,7 @@ impl LiveRollout {
     /// leave it out.
     pub fn update_hosts(&mut self, asked: &[&str], found: Vec<HostRecord>) {
         for id in asked {
+            self.decider.changed(id);
             self.remove_host(id);
         }
         for host in found {
@@ -95,6 +113,7 @@ impl LiveRollout {
         self.dirty = true;
     }
 
+    #[cfg(test)]
     pub fn snapshot(&self) -> RolloutSnapshot<'_> {
         RolloutSnapshot {
             state: self.record.state,
@@ -106,6 +125,26 @@ impl LiveRollout {
             windows: &self.windows,
             web_packages: self.web_packages.as_ref(),
         }
+    }
+
+    /// The next decisions (those `decide` gives on the kept snapshot),
+    /// from the decider: its round costs the hosts replaced since the last.
+    pub fn decide(&mut self, now_ms: i64) -> Vec<Decision> {
+        let snapshot = RolloutSnapshot {
+            state: self.record.state,
+            current_phase: self.record.current_phase,
+            options: &self.record.options,
+            phases: &self.record.phases,
+            steps: &self.steps,
+            hosts: &self.hosts,
+            windows: &self.windows,
+            web_packages: self.web_packages.as_ref(),
+        };
+        let hosts = KeptHosts {
+            hosts: &self.hosts,
+            at: &self.host_at,
+        };
+        self.decider.decide(&snapshot, &hosts, now_ms)
     }
 
     /// Whether a step of the current phase waits for a Web Application
@@ -211,6 +250,25 @@ mod tests {
         assert_eq!(ids(&live), ["c"]);
         live.update_hosts(&["a"], vec![host("a", "prod")]);
         assert_eq!(ids(&live), ["a", "c"]);
+    }
+
+    #[test]
+    fn the_kept_decider_answers_as_decide_on_the_kept_snapshot() {
+        use tierwise_common::rollout::decide;
+        let mut live = live();
+        let full = |live: &mut LiveRollout| {
+            let expected = decide(&live.snapshot(), 0);
+            assert_eq!(live.decide(0), expected);
+            expected.len()
+        };
+        assert_eq!(full(&mut live), 2, "a and b are dispatched");
+        live.update_steps(vec![step(1, "a", StepState::Dispatched)]);
+        assert_eq!(full(&mut live), 1);
+        // "b" goes offline, "c" moves into the installation.
+        let mut b = host("b", "prod");
+        b.online = false;
+        live.update_hosts(&["b", "c"], vec![b, host("c", "prod")]);
+        assert_eq!(full(&mut live), 1, "only c is dispatched");
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The rollout engine: level-triggered. It keeps each running rollout in
 //! memory (`live`), and each round takes the inbox of changed hosts (written
 //! by store triggers with every change `decide` reads, on whichever replica
-//! made it), reloads only those hosts and their steps, asks the pure
-//! `decide` what to do, and applies the decisions in one transaction, which
+//! made it), reloads only those hosts and their steps, asks the rollout's
+//! `RolloutDecider` what to do (the pure `decide`'s answer, at the cost of
+//! the hosts that changed: it is told of each host reloaded, and starts
+//! again from the whole rollout after a restart, an error or a new
+//! leadership), and applies the decisions in one transaction, which
 //! also puts what was dispatched in the outbox (`delivery::run_outbox` hands it to whichever replica holds
 //! the host's stream). Only the leader evaluates (on SQLite, the one
 //! controller). Delivery is level-triggered too: on every hello a host is
@@ -22,7 +25,7 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tierwise_common::rollout::{decide, outstanding, Decision};
+use tierwise_common::rollout::{outstanding, Decision};
 use tierwise_runtime::clock::now_ms;
 use tokio::sync::Notify;
 use tracing::{info, warn};
@@ -261,7 +264,7 @@ impl Engine {
             rollout.web_packages = Some(packages);
             rollout.packages_read_ms = now;
         }
-        let decisions = decide(&rollout.snapshot(), now);
+        let decisions = rollout.decide(now);
         if decisions.is_empty() {
             return Ok(false);
         }
