@@ -3,14 +3,21 @@
 //! console), and on Windows warnings and errors also in the Event Log. The
 //! level can change while the agent runs (policy `LogLevel`); `RUST_LOG`,
 //! when set, wins.
+//!
+//! `RUST_LOG` takes a level and `target=level` pairs (`debug`,
+//! `warn,tierwise_agent=debug`), read by `tracing_subscriber`'s `Targets`
+//! filter: span and field filters (`[span{field=value}]`) and regular
+//! expressions are not supported, which keeps a regex engine out of the
+//! agent (docs/agent-size.md).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tierwise_runtime::logging::LogFormat;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
+use tracing_subscriber::{reload, Layer, Registry};
 
 /// A log file is rolled when it passes this size.
 pub const ROLL_BYTES: u64 = 10 * 1024 * 1024;
@@ -41,7 +48,7 @@ impl std::fmt::Debug for LogControl {
 }
 
 impl LogControl {
-    /// Applies `level` (`None`: `info`) unless `RUST_LOG` is set.
+    /// Applies `level` (`None`: `info`) unless a readable `RUST_LOG` is set.
     pub fn set_level(&self, level: Option<&str>) {
         if !self.from_env {
             (self.set)(level.unwrap_or("info"));
@@ -51,9 +58,12 @@ impl LogControl {
 
 /// Installs the subscriber. A second call keeps the first (tests).
 pub fn init(sink: &Sink, format: LogFormat, level: Option<&str>) -> LogControl {
-    let from_env = std::env::var_os("RUST_LOG").is_some();
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(level.unwrap_or("info")));
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let from_env = rust_log.as_deref().and_then(parse_filter);
+    let unreadable = rust_log.is_some() && from_env.is_none();
+    let filter = from_env
+        .clone()
+        .unwrap_or_else(|| level_filter(level.unwrap_or("info")));
     let output: Box<dyn Layer<Registry> + Send + Sync> = match sink {
         Sink::Stderr => {
             let layer = tracing_subscriber::fmt::layer()
@@ -82,12 +92,30 @@ pub fn init(sink: &Sink, format: LogFormat, level: Option<&str>) -> LogControl {
     let subscriber = Registry::default().with(output).with(event_log);
     let (filter, handle) = reload::Layer::new(filter);
     let _ = subscriber.with(filter).try_init();
+    if unreadable {
+        tracing::warn!(
+            rust_log = rust_log.as_deref().unwrap_or_default(),
+            "RUST_LOG is not a level or a list of target=level pairs; the configured level applies"
+        );
+    }
     LogControl {
         set: Arc::new(move |level: &str| {
-            let _ = handle.modify(|filter| *filter = EnvFilter::new(level));
+            let _ = handle.modify(|filter| *filter = level_filter(level));
         }),
-        from_env,
+        from_env: from_env.is_some(),
     }
+}
+
+/// The filter for `RUST_LOG`-style directives, or `None` when one of them is
+/// malformed (the configured level then applies).
+fn parse_filter(directives: &str) -> Option<Targets> {
+    directives.trim().parse().ok()
+}
+
+/// The filter for a level name (validated by the configuration); `info` for
+/// anything else.
+fn level_filter(level: &str) -> Targets {
+    Targets::new().with_default(level.parse().unwrap_or(LevelFilter::INFO))
 }
 
 /// An append-only log file that is renamed to `NAME.1` (and older ones one
@@ -217,5 +245,32 @@ mod tests {
             previous.starts_with(&format!("{:03}", KEEP_ROLLED + 1)),
             "{previous}"
         );
+    }
+
+    #[test]
+    fn rust_log_directives_set_levels_per_target() {
+        use tracing::Level;
+        let filter = parse_filter("warn,tierwise_agent::session=debug").expect("valid");
+        assert!(filter.would_enable("tierwise_agent::session", &Level::DEBUG));
+        assert!(!filter.would_enable("tierwise_agent::session", &Level::TRACE));
+        assert!(filter.would_enable("hyper", &Level::WARN));
+        assert!(!filter.would_enable("hyper", &Level::INFO));
+        assert!(parse_filter("off")
+            .expect("valid")
+            .would_enable("x", &Level::ERROR)
+            .eq(&false));
+    }
+
+    #[test]
+    fn a_malformed_rust_log_is_refused_and_levels_fall_back_to_info() {
+        use tracing::Level;
+        assert!(parse_filter("[span{field=1}]=debug").is_none());
+        assert!(parse_filter("tierwise_agent=loud").is_none());
+        let debug = level_filter("debug");
+        assert!(debug.would_enable("tierwise_agent", &Level::DEBUG));
+        assert!(!debug.would_enable("tierwise_agent", &Level::TRACE));
+        let fallback = level_filter("loud");
+        assert!(fallback.would_enable("tierwise_agent", &Level::INFO));
+        assert!(!fallback.would_enable("tierwise_agent", &Level::DEBUG));
     }
 }
