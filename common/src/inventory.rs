@@ -367,6 +367,10 @@ impl Inventory {
                 }
             }
         }
+        // Held per host for as long as the controller holds its hosts (all
+        // of an installation's while it plans): none of the room left over
+        // from pushing the components one by one.
+        components.shrink_to_fit();
         Ok(Self {
             components,
             volumes: Vec::new(),

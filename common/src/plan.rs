@@ -252,16 +252,16 @@ fn host_subject(host: &HostRecord, role: Role) -> Subject {
     }
 }
 
-/// Checks one non-server host component against the target; the step to
-/// take, or the findings that stop it.
-fn component_step(
+/// Checks one non-server host component against the target: the version
+/// it moves from (`None`: it is at the target), or the findings that stop
+/// it.
+fn component_move(
     host: &HostRecord,
     role: Role,
-    action: Action,
     target: &Release,
     catalogue: &Catalogue,
     findings: &mut Vec<Finding>,
-) -> Result<Option<Step>, ()> {
+) -> Result<Option<Version>, ()> {
     match role_version(host, role) {
         Some(ProbedVersion::Installed(installed)) => {
             if let Some(finding) =
@@ -270,19 +270,7 @@ fn component_step(
                 findings.push(finding);
                 return Err(());
             }
-            if *installed == target.version {
-                return Ok(None);
-            }
-            Ok(Some(Step {
-                host_id: host.host_id.clone(),
-                action,
-                databases: Vec::new(),
-                from: Some(*installed),
-                to: target.version,
-                offline: !host.online,
-                task: None,
-                web_servers: Vec::new(),
-            }))
+            Ok((*installed != target.version).then_some(*installed))
         }
         Some(ProbedVersion::Unknown(why)) => {
             findings.push(rules::unknown_version(&host.host_id, role, Some(why)));
@@ -293,6 +281,34 @@ fn component_step(
             Err(())
         }
     }
+}
+
+/// The step moving `host` from `from` to the target.
+fn move_step(host: &HostRecord, action: Action, from: Version, target: Version) -> Step {
+    Step {
+        host_id: host.host_id.clone(),
+        action,
+        databases: Vec::new(),
+        from: Some(from),
+        to: target,
+        offline: !host.online,
+        task: None,
+        web_servers: Vec::new(),
+    }
+}
+
+/// Checks one non-server host component against the target; the step to
+/// take, or the findings that stop it.
+fn component_step(
+    host: &HostRecord,
+    role: Role,
+    action: Action,
+    target: &Release,
+    catalogue: &Catalogue,
+    findings: &mut Vec<Finding>,
+) -> Result<Option<Step>, ()> {
+    let from = component_move(host, role, target, catalogue, findings)?;
+    Ok(from.map(|from| move_step(host, action, from, target.version)))
 }
 
 /// An install on a server runs between stopping and starting its services.
@@ -323,10 +339,11 @@ fn web_app_needed(
 ) -> Option<Vec<crate::WebServerKind>> {
     let mut missing = BTreeSet::new();
     for step in &web_phase.steps {
+        // The hosts are ordered by host id, each once.
         let facts = hosts
-            .iter()
-            .find(|h| h.host_id == step.host_id)
-            .and_then(|h| h.inventory.component(Role::Web))
+            .binary_search_by(|h| h.host_id.as_str().cmp(&step.host_id))
+            .ok()
+            .and_then(|i| hosts[i].inventory.component(Role::Web))
             .map(|c| &c.facts);
         if let Some(Facts::Web(web)) = facts {
             let local = web.packages.as_ref().is_some_and(|p| p.contains(&target));
@@ -448,373 +465,59 @@ fn planned_tasks(
     tasks
 }
 
-/// Plans moving `request.installation` to `request.target`.
+/// Plans moving `request.installation` to `request.target`: the primary
+/// server, its backup and its databases; the further application servers
+/// and the web hosts; the clients in waves; then what the whole asks of
+/// the operator.
 pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
     let catalogue = request.catalogue;
-    if catalogue.is_empty() {
-        return Err(PlanError::EmptyCatalogue);
-    }
-    let target = catalogue.get(request.target).ok_or_else(|| {
-        let known: Vec<String> = catalogue
-            .releases()
-            .iter()
-            .rev()
-            .take(6)
-            .map(|r| r.version.to_string())
-            .collect();
-        PlanError::UnknownTarget {
-            target: request.target,
-            known: known.join(", "),
-        }
-    })?;
+    let target = target_release(catalogue, request.target)?;
     let installation = request.installation;
-    let mut hosts: Vec<&HostRecord> = request
-        .hosts
-        .iter()
-        .filter(|h| h.installation == installation)
-        .collect();
-    if hosts.is_empty() {
-        return Err(PlanError::NoHosts(installation.to_owned()));
-    }
-    hosts.sort_by(|a, b| a.host_id.cmp(&b.host_id));
-    hosts.dedup_by(|a, b| a.host_id == b.host_id);
-
-    let mut findings: Vec<Finding> = Vec::new();
-    let mut counts = Counts {
-        hosts: hosts.len(),
-        hosts_offline: hosts.iter().filter(|h| !h.online).count(),
-        ..Counts::default()
+    let hosts = installation_hosts(request.hosts, installation)?;
+    let mut planning = Planning {
+        target,
+        catalogue,
+        installation_subject: Subject::Installation {
+            name: installation.to_owned(),
+        },
+        findings: Vec::new(),
+        counts: Counts {
+            hosts: hosts.len(),
+            hosts_offline: hosts.iter().filter(|h| !h.online).count(),
+            ..Counts::default()
+        },
     };
-    let installation_subject = Subject::Installation {
-        name: installation.to_owned(),
-    };
-    findings.extend(rules::maintenance(installation, target, request.licence));
-    // A server never takes back clients an older server already refused, so
-    // the strictest `oldest_client` up to the target applies.
-    let oldest_client = catalogue
-        .releases()
-        .iter()
-        .filter(|r| r.version <= target.version)
-        .filter_map(|r| r.oldest_client)
-        .max();
+    planning
+        .findings
+        .extend(rules::maintenance(installation, target, request.licence));
+    let oldest_client = oldest_client(catalogue, target);
 
-    // The primary server, its backup and its databases.
-    let servers: Vec<&HostRecord> = hosts
-        .iter()
-        .copied()
-        .filter(|h| h.inventory.component(Role::Server).is_some())
-        .collect();
-    let mut server_version = None;
-    let mut backup_phase = Phase::new(PhaseKind::Backup);
-    let mut server_phase = Phase::new(PhaseKind::Server);
-    let mut database_phase = Phase::new(PhaseKind::Databases);
-    let mut primary: Option<(&HostRecord, ServerFacts)> = None;
-    match servers.as_slice() {
-        [] => {
-            findings.push(Finding::new(
-                Severity::Blocker,
-                Rule::Topology,
-                installation_subject.clone(),
-                "no host of this installation reports a `server` component".to_owned(),
-                "install the agent on the primary application server with a `server` component"
-                    .to_owned(),
-            ));
-            server_phase.blocked = true;
-        }
-        [server] => {
-            server_version = role_version(server, Role::Server).and_then(ProbedVersion::installed);
-            let no_facts = ServerFacts::default();
-            let facts = match server.inventory.component(Role::Server).map(|c| &c.facts) {
-                Some(Facts::Server(facts)) => facts,
-                _ => &no_facts,
-            };
-            match component_step(
-                server,
-                Role::Server,
-                Action::InstallServer,
-                target,
-                catalogue,
-                &mut findings,
-            ) {
-                Ok(step) => {
-                    if let Some(step) = step {
-                        backup_phase.steps.push(Step {
-                            action: Action::Backup,
-                            to: step.from.unwrap_or(target.version),
-                            task: task_unless(facts, TaskKind::Backup),
-                            ..step.clone()
-                        });
-                        let (unit, ready) = server_unit(step, facts, server, &mut findings);
-                        server_phase.blocked |= !ready;
-                        server_phase.steps.extend(unit);
-                    }
-                }
-                // Every refusal comes with its finding.
-                Err(()) => server_phase.blocked = true,
-            }
-            let server_updated = !server_phase.steps.is_empty();
-            primary = Some((server, facts.clone()));
-            counts.databases = facts.databases.len();
-            if server_updated
-                && facts.backup_location.is_none()
-                && facts.has_command(TaskKind::Backup.config_key())
-            {
-                findings.push(Finding::new(
-                    Severity::Warning,
-                    Rule::Backup,
-                    host_subject(server, Role::Server),
-                    "the backup before the server update is unverified: the server's backup action names no location, so only its exit code says a backup was made".to_owned(),
-                    "set `backup_directory` (and `backup_pattern`) on the backup action in the server agent's configuration".to_owned(),
-                ));
-            }
-            if let Some(error) = &facts.databases_error {
-                findings.push(Finding::new(
-                    Severity::Blocker,
-                    Rule::Databases,
-                    host_subject(server, Role::Server),
-                    format!("the server's database probe failed: {error}"),
-                    "fix the agent's `databases` probe so patch levels can be verified".to_owned(),
-                ));
-                database_phase.blocked = true;
-            } else if facts.databases.is_empty() {
-                findings.push(Finding::new(
-                    Severity::Warning,
-                    Rule::Databases,
-                    host_subject(server, Role::Server),
-                    if server_updated {
-                        "the primary server reports no databases, so nothing can verify their reactivation after the server update: the rollout goes on once the reactivation has run (or an operator said it is done)".to_owned()
-                    } else {
-                        "the server reports no databases, so their patch level cannot be checked"
-                            .to_owned()
-                    },
-                    "configure the agent's `databases` probe on the primary server".to_owned(),
-                ));
-            }
-            let mut raised = Vec::new();
-            for db in &facts.databases {
-                let subject = Subject::Database {
-                    host_id: server.host_id.clone(),
-                    name: db.name.clone(),
-                };
-                if db.patch_level.is_some_and(|level| level > target.version) {
-                    findings.push(Finding::new(
-                        Severity::Blocker,
-                        Rule::Downgrade,
-                        subject,
-                        format!(
-                            "the database's patch level {} is newer than the target {}",
-                            db.patch_level.map(|l| l.to_string()).unwrap_or_default(),
-                            target.version
-                        ),
-                        "choose a target at least as new as the databases".to_owned(),
-                    ));
-                    database_phase.blocked = true;
-                    continue;
-                }
-                if !db.active && !server_updated {
-                    findings.push(Finding::new(
-                        Severity::Warning,
-                        Rule::Databases,
-                        subject.clone(),
-                        "the database is not active".to_owned(),
-                        "the rollout reactivates it, which raises its patch level".to_owned(),
-                    ));
-                }
-                let needs = server_updated || !db.active || db.patch_level != Some(target.version);
-                if needs {
-                    raised.push(DatabaseChange {
-                        name: db.name.clone(),
-                        from: db.patch_level,
-                    });
-                }
-            }
-            // One reactivation raises them all (the Server Manager's
-            // button works on the databases, not on one of them). After a
-            // server update it always follows, databases reported or not:
-            // they are deactivated until someone reactivates them.
-            if (server_updated && facts.databases_error.is_none()) || !raised.is_empty() {
-                database_phase.steps.push(Step {
-                    host_id: server.host_id.clone(),
-                    action: Action::ReactivateDatabases,
-                    from: raised.iter().filter_map(|d| d.from).min(),
-                    databases: raised,
-                    to: target.version,
-                    offline: !server.online,
-                    task: task_unless(facts, TaskKind::ReactivateDatabases),
-                    web_servers: Vec::new(),
-                });
-            }
-        }
-        many => {
-            let ids: Vec<&str> = many.iter().map(|h| h.host_id.as_str()).collect();
-            findings.push(Finding::new(
-                Severity::Blocker,
-                Rule::Topology,
-                installation_subject.clone(),
-                format!("{} hosts report a `server` component ({}); an installation has one primary server", ids.len(), ids.join(", ")),
-                "give the further application servers the role `app_server`".to_owned(),
-            ));
-            server_phase.blocked = true;
-        }
-    }
-    let server_updated = !server_phase.steps.is_empty();
-
-    // Further application servers and web hosts: every one must move.
-    let mut app_phase = Phase::new(PhaseKind::AppServers);
-    let mut web_phase = Phase::new(PhaseKind::Web);
-    for host in &hosts {
-        if host.inventory.component(Role::AppServer).is_some() {
-            counts.app_servers += 1;
-            match component_step(
-                host,
-                Role::AppServer,
-                Action::InstallAppServer,
-                target,
-                catalogue,
-                &mut findings,
-            ) {
-                Ok(step) => app_phase
-                    .steps
-                    .extend(step.into_iter().flat_map(with_services)),
-                Err(()) => app_phase.blocked = true,
-            }
-        }
-        if let Some(component) = host.inventory.component(Role::Web) {
-            counts.web_hosts += 1;
-            if let Facts::Web(web) = &component.facts {
-                if let Some(finding) = rules::web_prerequisites(
-                    &host.host_id,
-                    web.server_kind.as_str(),
-                    web.websocket,
-                    target,
-                ) {
-                    findings.push(finding);
-                    web_phase.blocked = true;
-                }
-            }
-            match component_step(
-                host,
-                Role::Web,
-                Action::DeployWebApp,
-                target,
-                catalogue,
-                &mut findings,
-            ) {
-                Ok(step) => web_phase.steps.extend(step),
-                Err(()) => web_phase.blocked = true,
-            }
-        }
-    }
-    let web_app_output = primary
-        .as_ref()
-        .and_then(|(_, facts)| facts.web_app_output.clone());
-    if let (Some((server, facts)), Some(packages)) = (&primary, request.web_packages) {
-        if let Some(generate) = web_app_needed(&hosts, &web_phase, packages, target.version) {
-            web_phase.steps.insert(
-                0,
-                Step {
-                    host_id: server.host_id.clone(),
-                    action: Action::GenerateWebApp,
-                    databases: Vec::new(),
-                    from: None,
-                    to: target.version,
-                    offline: !server.online,
-                    task: task_unless(facts, TaskKind::GenerateWebApp),
-                    web_servers: generate,
-                },
-            );
-        }
-    }
-
-    // Clients: never past the server's target; blockers exclude the client.
-    // Each with its wave key, computed once: no host id copied to sort
-    // 100,000 clients.
-    let mut to_update: Vec<(u64, Step)> = Vec::with_capacity(hosts.len());
-    let mut excluded: BTreeSet<String> = BTreeSet::new();
-    let mut older_than_target = 0usize;
-    for host in &hosts {
-        let Some(component) = host.inventory.component(Role::Client) else {
-            continue;
-        };
-        counts.clients += 1;
-        if let Facts::Client(facts) = &component.facts {
-            if let Some(finding) = rules::update_check(&host.host_id, facts.update_check_enabled) {
-                counts.clients_update_check_enabled += 1;
-                findings.push(finding);
-            }
-        }
-        if let (ProbedVersion::Installed(client), Some(server)) =
-            (&component.version, server_version)
-        {
-            findings.extend(rules::client_not_above_server(
-                &host.host_id,
-                *client,
-                server,
-            ));
-        }
-        if let ProbedVersion::Installed(client) = &component.version {
-            if *client < target.version {
-                older_than_target += 1;
-            }
-            if oldest_client.is_some_and(|oldest| *client < oldest) && server_updated {
-                counts.clients_locked_out += 1;
-            }
-        }
-        match component_step(
-            host,
-            Role::Client,
-            Action::InstallClient,
-            target,
-            catalogue,
-            &mut findings,
-        ) {
-            Ok(Some(step)) => to_update.push((spread_key(&step.host_id), step)),
-            Ok(None) => counts.clients_at_target += 1,
-            Err(()) => {
-                excluded.insert(host.host_id.clone());
-            }
-        }
-    }
-    counts.clients_to_update = to_update.len();
-    counts.clients_excluded = excluded.len();
+    let primary = planning.primary(&hosts);
+    let server_updated = !primary.server.steps.is_empty();
+    let (app_phase, web_phase) =
+        planning.app_servers_and_web(&hosts, primary.server_facts(), request.web_packages);
+    let clients = planning.clients(&hosts, primary.version, oldest_client, server_updated);
     if server_updated {
-        findings.extend(rules::compatibility(
+        planning.findings.extend(rules::compatibility(
             installation,
             target.version,
             oldest_client,
-            counts.clients_locked_out,
-            older_than_target,
+            planning.counts.clients_locked_out,
+            clients.older_than_target,
         ));
     }
-    let offline_with_steps: BTreeSet<&str> = [
-        &backup_phase,
-        &server_phase,
-        &database_phase,
-        &app_phase,
-        &web_phase,
-    ]
-    .iter()
-    .flat_map(|p| p.steps.iter())
-    .chain(to_update.iter().map(|(_, step)| step))
-    .filter(|s| s.offline)
-    .map(|s| s.host_id.as_str())
-    .collect();
-    if !offline_with_steps.is_empty() {
-        findings.push(Finding::new(
-            Severity::Warning,
-            Rule::Offline,
-            installation_subject.clone(),
-            format!(
-                "{} host(s) with a step are offline now",
-                offline_with_steps.len()
-            ),
-            "their steps wait until they reconnect; `tierwise hosts list` shows them".to_owned(),
-        ));
-    }
+    let mut phases = vec![
+        primary.backup,
+        primary.server,
+        primary.databases,
+        app_phase,
+        web_phase,
+    ];
+    planning.offline_with_steps(&phases, &clients.to_update);
 
     // Acknowledgements: breaking releases crossed by the server, notes, password.
-    let from = server_version.unwrap_or(target.version);
-    findings.extend(rules::acknowledgements(
+    let from = primary.version.unwrap_or(target.version);
+    planning.findings.extend(rules::acknowledgements(
         from,
         target.version,
         catalogue,
@@ -824,49 +527,21 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
         .between(from, target.version)
         .any(|r| r.breaking.is_some());
 
-    // Host ids are unique here (hosts were deduplicated), so the key orders
-    // totally and the result does not depend on the input order.
-    to_update.sort_unstable_by(|(a, a_step), (b, b_step)| {
-        a.cmp(b).then_with(|| a_step.host_id.cmp(&b_step.host_id))
-    });
-    let mut phases = vec![
-        backup_phase,
-        server_phase,
-        database_phase,
-        app_phase,
-        web_phase,
-    ];
-    let mut remaining = to_update.into_iter().map(|(_, step)| step);
-    for (index, (percent, size)) in request
-        .waves
-        .split(counts.clients_to_update)
-        .into_iter()
-        .enumerate()
-    {
-        phases.push(Phase {
-            kind: PhaseKind::ClientWave {
-                wave: index + 1,
-                percent,
-            },
-            blocked: false,
-            steps: remaining.by_ref().take(size).collect(),
-        });
-    }
-
-    let tasks = planned_tasks(&phases, counts.databases > 0, web_app_output.as_deref());
-    if !tasks.is_empty() {
-        findings.push(Finding::new(
-            Severity::Warning,
-            Rule::Readiness,
-            installation_subject.clone(),
-            format!(
-                "{} step(s) have no command on their host and are operator tasks ({}): the rollout waits at each for `tierwise rollout done`, then checks what the agents report",
-                tasks.len(),
-                tasks.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>().join(", ")
-            ),
-            "be ready to do them when the rollout reaches them (`rollout status` shows the instructions), or give the host a command for each".to_owned(),
-        ));
-    }
+    phases.extend(client_waves(
+        clients.to_update,
+        request.waves,
+        target.version,
+    ));
+    let web_app_output = primary
+        .facts
+        .and_then(|facts| facts.web_app_output.as_deref());
+    let tasks = planned_tasks(&phases, planning.counts.databases > 0, web_app_output);
+    planning.tasks_finding(&tasks);
+    let Planning {
+        mut findings,
+        counts,
+        ..
+    } = planning;
     findings.sort();
     findings.dedup();
     let blocked = blocks(&findings);
@@ -884,15 +559,581 @@ pub fn plan(request: &PlanRequest<'_>) -> Result<Plan, PlanError> {
             breaking: target.breaking.is_some(),
             oldest_client,
         },
-        server_version,
+        server_version: primary.version,
         blocked,
         clients_immediately_after_web: crosses_breaking,
         waves: request.waves.clone(),
         phases,
         findings,
         acks_required,
-        excluded: excluded.into_iter().collect(),
+        excluded: clients.excluded,
         counts,
         tasks,
     })
+}
+
+/// The target's release, or why the catalogue cannot say.
+fn target_release(catalogue: &Catalogue, target: Version) -> Result<&Release, PlanError> {
+    if catalogue.is_empty() {
+        return Err(PlanError::EmptyCatalogue);
+    }
+    catalogue.get(target).ok_or_else(|| {
+        let known: Vec<String> = catalogue
+            .releases()
+            .iter()
+            .rev()
+            .take(6)
+            .map(|r| r.version.to_string())
+            .collect();
+        PlanError::UnknownTarget {
+            target,
+            known: known.join(", "),
+        }
+    })
+}
+
+/// The installation's hosts, ordered by host id, each id once (the first
+/// record given for it).
+fn installation_hosts<'a>(
+    hosts: &'a [HostRecord],
+    installation: &str,
+) -> Result<Vec<&'a HostRecord>, PlanError> {
+    let mut hosts: Vec<&HostRecord> = hosts
+        .iter()
+        .filter(|h| h.installation == installation)
+        .collect();
+    if hosts.is_empty() {
+        return Err(PlanError::NoHosts(installation.to_owned()));
+    }
+    hosts.sort_by(|a, b| a.host_id.cmp(&b.host_id));
+    hosts.dedup_by(|a, b| a.host_id == b.host_id);
+    Ok(hosts)
+}
+
+/// A server never takes back clients an older server already refused, so
+/// the strictest `oldest_client` up to the target applies.
+fn oldest_client(catalogue: &Catalogue, target: &Release) -> Option<Version> {
+    catalogue
+        .releases()
+        .iter()
+        .filter(|r| r.version <= target.version)
+        .filter_map(|r| r.oldest_client)
+        .max()
+}
+
+/// What every phase of one plan reads, and the findings and counts they
+/// add to.
+struct Planning<'a> {
+    target: &'a Release,
+    catalogue: &'a Catalogue,
+    installation_subject: Subject,
+    findings: Vec<Finding>,
+    counts: Counts,
+}
+
+/// The primary server's phases: its backup, its install, its databases.
+struct PrimaryPhases<'a> {
+    backup: Phase,
+    server: Phase,
+    databases: Phase,
+    /// The primary server's version now.
+    version: Option<Version>,
+    /// The primary server and its facts, when there is exactly one.
+    facts: Option<&'a ServerFacts>,
+    host: Option<&'a HostRecord>,
+}
+
+impl<'a> PrimaryPhases<'a> {
+    fn server_facts(&self) -> Option<(&'a HostRecord, &'a ServerFacts)> {
+        self.host.zip(self.facts)
+    }
+}
+
+/// What a server reports when it reports no facts.
+static NO_SERVER_FACTS: ServerFacts = ServerFacts {
+    databases: Vec::new(),
+    databases_error: None,
+    backup_location: None,
+    commands: None,
+    web_app_output: None,
+    missing_services: Vec::new(),
+};
+
+/// The clients' part of a plan before it is cut into waves.
+struct ClientMoves {
+    /// Each client to update, in host id order.
+    to_update: Vec<ClientMove>,
+    /// Clients left out, by host id, in order.
+    excluded: Vec<String>,
+    older_than_target: usize,
+}
+
+/// What a client's step needs, taken in one pass over the hosts in their
+/// order: the steps are made in wave order, which is random over the
+/// hosts, and would otherwise read every host record once more, each far
+/// from the last.
+struct ClientMove {
+    /// The wave key.
+    key: u64,
+    host_id: String,
+    from: Version,
+    offline: bool,
+}
+
+impl<'a> Planning<'a> {
+    /// The primary server, its backup and its databases.
+    fn primary(&mut self, hosts: &[&'a HostRecord]) -> PrimaryPhases<'a> {
+        let mut phases = PrimaryPhases {
+            backup: Phase::new(PhaseKind::Backup),
+            server: Phase::new(PhaseKind::Server),
+            databases: Phase::new(PhaseKind::Databases),
+            version: None,
+            facts: None,
+            host: None,
+        };
+        let mut servers = hosts
+            .iter()
+            .copied()
+            .filter(|h| h.inventory.component(Role::Server).is_some());
+        let (Some(server), None) = (servers.next(), servers.next()) else {
+            let servers: Vec<&HostRecord> = hosts
+                .iter()
+                .copied()
+                .filter(|h| h.inventory.component(Role::Server).is_some())
+                .collect();
+            self.topology_finding(&servers);
+            phases.server.blocked = true;
+            return phases;
+        };
+        phases.version = role_version(server, Role::Server).and_then(ProbedVersion::installed);
+        let facts = match server.inventory.component(Role::Server).map(|c| &c.facts) {
+            Some(Facts::Server(facts)) => facts,
+            _ => &NO_SERVER_FACTS,
+        };
+        self.server_unit(server, facts, &mut phases);
+        let server_updated = !phases.server.steps.is_empty();
+        phases.host = Some(server);
+        phases.facts = Some(facts);
+        self.counts.databases = facts.databases.len();
+        if server_updated
+            && facts.backup_location.is_none()
+            && facts.has_command(TaskKind::Backup.config_key())
+        {
+            self.findings.push(Finding::new(
+                Severity::Warning,
+                Rule::Backup,
+                host_subject(server, Role::Server),
+                "the backup before the server update is unverified: the server's backup action names no location, so only its exit code says a backup was made".to_owned(),
+                "set `backup_directory` (and `backup_pattern`) on the backup action in the server agent's configuration".to_owned(),
+            ));
+        }
+        self.databases(server, facts, server_updated, &mut phases.databases);
+        phases
+    }
+
+    /// No primary server, or more than one: the plan is blocked.
+    fn topology_finding(&mut self, servers: &[&HostRecord]) {
+        let finding = if servers.is_empty() {
+            Finding::new(
+                Severity::Blocker,
+                Rule::Topology,
+                self.installation_subject.clone(),
+                "no host of this installation reports a `server` component".to_owned(),
+                "install the agent on the primary application server with a `server` component"
+                    .to_owned(),
+            )
+        } else {
+            let ids: Vec<&str> = servers.iter().map(|h| h.host_id.as_str()).collect();
+            Finding::new(
+                Severity::Blocker,
+                Rule::Topology,
+                self.installation_subject.clone(),
+                format!("{} hosts report a `server` component ({}); an installation has one primary server", ids.len(), ids.join(", ")),
+                "give the further application servers the role `app_server`".to_owned(),
+            )
+        };
+        self.findings.push(finding);
+    }
+
+    /// The primary server's backup and its install between stopping and
+    /// starting its services.
+    fn server_unit(
+        &mut self,
+        server: &HostRecord,
+        facts: &ServerFacts,
+        phases: &mut PrimaryPhases<'_>,
+    ) {
+        let step = match component_step(
+            server,
+            Role::Server,
+            Action::InstallServer,
+            self.target,
+            self.catalogue,
+            &mut self.findings,
+        ) {
+            Ok(step) => step,
+            // Every refusal comes with its finding.
+            Err(()) => {
+                phases.server.blocked = true;
+                return;
+            }
+        };
+        if let Some(step) = step {
+            phases.backup.steps.push(Step {
+                action: Action::Backup,
+                to: step.from.unwrap_or(self.target.version),
+                task: task_unless(facts, TaskKind::Backup),
+                ..step.clone()
+            });
+            let (unit, ready) = server_unit(step, facts, server, &mut self.findings);
+            phases.server.blocked |= !ready;
+            phases.server.steps.extend(unit);
+        }
+    }
+
+    /// The primary server's databases: one reactivation raises them all.
+    fn databases(
+        &mut self,
+        server: &HostRecord,
+        facts: &ServerFacts,
+        server_updated: bool,
+        database_phase: &mut Phase,
+    ) {
+        let target = self.target;
+        if let Some(error) = &facts.databases_error {
+            self.findings.push(Finding::new(
+                Severity::Blocker,
+                Rule::Databases,
+                host_subject(server, Role::Server),
+                format!("the server's database probe failed: {error}"),
+                "fix the agent's `databases` probe so patch levels can be verified".to_owned(),
+            ));
+            database_phase.blocked = true;
+        } else if facts.databases.is_empty() {
+            self.findings.push(Finding::new(
+                Severity::Warning,
+                Rule::Databases,
+                host_subject(server, Role::Server),
+                if server_updated {
+                    "the primary server reports no databases, so nothing can verify their reactivation after the server update: the rollout goes on once the reactivation has run (or an operator said it is done)".to_owned()
+                } else {
+                    "the server reports no databases, so their patch level cannot be checked"
+                        .to_owned()
+                },
+                "configure the agent's `databases` probe on the primary server".to_owned(),
+            ));
+        }
+        let mut raised = Vec::new();
+        for db in &facts.databases {
+            let subject = Subject::Database {
+                host_id: server.host_id.clone(),
+                name: db.name.clone(),
+            };
+            if db.patch_level.is_some_and(|level| level > target.version) {
+                self.findings.push(Finding::new(
+                    Severity::Blocker,
+                    Rule::Downgrade,
+                    subject,
+                    format!(
+                        "the database's patch level {} is newer than the target {}",
+                        db.patch_level.map(|l| l.to_string()).unwrap_or_default(),
+                        target.version
+                    ),
+                    "choose a target at least as new as the databases".to_owned(),
+                ));
+                database_phase.blocked = true;
+                continue;
+            }
+            if !db.active && !server_updated {
+                self.findings.push(Finding::new(
+                    Severity::Warning,
+                    Rule::Databases,
+                    subject.clone(),
+                    "the database is not active".to_owned(),
+                    "the rollout reactivates it, which raises its patch level".to_owned(),
+                ));
+            }
+            let needs = server_updated || !db.active || db.patch_level != Some(target.version);
+            if needs {
+                raised.push(DatabaseChange {
+                    name: db.name.clone(),
+                    from: db.patch_level,
+                });
+            }
+        }
+        // One reactivation raises them all (the Server Manager's button
+        // works on the databases, not on one of them). After a server
+        // update it always follows, databases reported or not: they are
+        // deactivated until someone reactivates them.
+        if (server_updated && facts.databases_error.is_none()) || !raised.is_empty() {
+            database_phase.steps.push(Step {
+                host_id: server.host_id.clone(),
+                action: Action::ReactivateDatabases,
+                from: raised.iter().filter_map(|d| d.from).min(),
+                databases: raised,
+                to: target.version,
+                offline: !server.online,
+                task: task_unless(facts, TaskKind::ReactivateDatabases),
+                web_servers: Vec::new(),
+            });
+        }
+    }
+
+    /// Further application servers and web hosts: every one must move.
+    /// The web phase opens with generating the Web Application on the
+    /// primary server when a kind of web server has no package.
+    fn app_servers_and_web(
+        &mut self,
+        hosts: &[&HostRecord],
+        primary: Option<(&HostRecord, &ServerFacts)>,
+        web_packages: Option<&WebPackages>,
+    ) -> (Phase, Phase) {
+        let target = self.target;
+        let mut app_phase = Phase::new(PhaseKind::AppServers);
+        let mut web_phase = Phase::new(PhaseKind::Web);
+        for host in hosts {
+            if host.inventory.component(Role::AppServer).is_some() {
+                self.counts.app_servers += 1;
+                match component_step(
+                    host,
+                    Role::AppServer,
+                    Action::InstallAppServer,
+                    target,
+                    self.catalogue,
+                    &mut self.findings,
+                ) {
+                    Ok(step) => app_phase
+                        .steps
+                        .extend(step.into_iter().flat_map(with_services)),
+                    Err(()) => app_phase.blocked = true,
+                }
+            }
+            if let Some(component) = host.inventory.component(Role::Web) {
+                self.counts.web_hosts += 1;
+                if let Facts::Web(web) = &component.facts {
+                    if let Some(finding) = rules::web_prerequisites(
+                        &host.host_id,
+                        web.server_kind.as_str(),
+                        web.websocket,
+                        target,
+                    ) {
+                        self.findings.push(finding);
+                        web_phase.blocked = true;
+                    }
+                }
+                match component_step(
+                    host,
+                    Role::Web,
+                    Action::DeployWebApp,
+                    target,
+                    self.catalogue,
+                    &mut self.findings,
+                ) {
+                    Ok(step) => web_phase.steps.extend(step),
+                    Err(()) => web_phase.blocked = true,
+                }
+            }
+        }
+        if let (Some((server, facts)), Some(packages)) = (primary, web_packages) {
+            if let Some(generate) = web_app_needed(hosts, &web_phase, packages, target.version) {
+                web_phase.steps.insert(
+                    0,
+                    Step {
+                        host_id: server.host_id.clone(),
+                        action: Action::GenerateWebApp,
+                        databases: Vec::new(),
+                        from: None,
+                        to: target.version,
+                        offline: !server.online,
+                        task: task_unless(facts, TaskKind::GenerateWebApp),
+                        web_servers: generate,
+                    },
+                );
+            }
+        }
+        (app_phase, web_phase)
+    }
+
+    /// Clients: never past the server's target; blockers exclude the
+    /// client.
+    fn clients(
+        &mut self,
+        hosts: &[&HostRecord],
+        server_version: Option<Version>,
+        oldest_client: Option<Version>,
+        server_updated: bool,
+    ) -> ClientMoves {
+        let target = self.target;
+        let mut moves = ClientMoves {
+            to_update: Vec::with_capacity(hosts.len()),
+            excluded: Vec::new(),
+            older_than_target: 0,
+        };
+        for host in hosts {
+            let Some(component) = host.inventory.component(Role::Client) else {
+                continue;
+            };
+            self.counts.clients += 1;
+            if let Facts::Client(facts) = &component.facts {
+                if let Some(finding) =
+                    rules::update_check(&host.host_id, facts.update_check_enabled)
+                {
+                    self.counts.clients_update_check_enabled += 1;
+                    self.findings.push(finding);
+                }
+            }
+            if let ProbedVersion::Installed(client) = &component.version {
+                if let Some(server) = server_version {
+                    self.findings.extend(rules::client_not_above_server(
+                        &host.host_id,
+                        *client,
+                        server,
+                    ));
+                }
+                if *client < target.version {
+                    moves.older_than_target += 1;
+                }
+                if oldest_client.is_some_and(|oldest| *client < oldest) && server_updated {
+                    self.counts.clients_locked_out += 1;
+                }
+            }
+            match component_move(
+                host,
+                Role::Client,
+                target,
+                self.catalogue,
+                &mut self.findings,
+            ) {
+                Ok(Some(from)) => moves.to_update.push(ClientMove {
+                    key: spread_key(&host.host_id),
+                    host_id: host.host_id.clone(),
+                    from,
+                    offline: !host.online,
+                }),
+                Ok(None) => self.counts.clients_at_target += 1,
+                // The hosts come in host id order, each once: so do these.
+                Err(()) => moves.excluded.push(host.host_id.clone()),
+            }
+        }
+        self.counts.clients_to_update = moves.to_update.len();
+        self.counts.clients_excluded = moves.excluded.len();
+        moves
+    }
+
+    /// A warning counting the hosts with a step that are offline now.
+    fn offline_with_steps(&mut self, phases: &[Phase], clients: &[ClientMove]) {
+        let servers: BTreeSet<&str> = phases
+            .iter()
+            .flat_map(|p| p.steps.iter())
+            .filter(|s| s.offline)
+            .map(|s| s.host_id.as_str())
+            .collect();
+        // A client is one host once; it may also hold a web host's step.
+        let clients = clients
+            .iter()
+            .filter(|c| c.offline && !servers.contains(c.host_id.as_str()))
+            .count();
+        let offline = servers.len() + clients;
+        if offline > 0 {
+            self.findings.push(Finding::new(
+                Severity::Warning,
+                Rule::Offline,
+                self.installation_subject.clone(),
+                format!("{offline} host(s) with a step are offline now"),
+                "their steps wait until they reconnect; `tierwise hosts list` shows them"
+                    .to_owned(),
+            ));
+        }
+    }
+
+    /// A warning listing the steps that are operator tasks.
+    fn tasks_finding(&mut self, tasks: &[PlannedTask]) {
+        if tasks.is_empty() {
+            return;
+        }
+        self.findings.push(Finding::new(
+            Severity::Warning,
+            Rule::Readiness,
+            self.installation_subject.clone(),
+            format!(
+                "{} step(s) have no command on their host and are operator tasks ({}): the rollout waits at each for `tierwise rollout done`, then checks what the agents report",
+                tasks.len(),
+                tasks.iter().map(|t| t.kind.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            "be ready to do them when the rollout reaches them (`rollout status` shows the instructions), or give the host a command for each".to_owned(),
+        ));
+    }
+}
+
+/// The client waves: the clients spread by their wave key, cut into the
+/// waves' sizes.
+fn client_waves(mut clients: Vec<ClientMove>, waves: &ClientWaves, target: Version) -> Vec<Phase> {
+    let order = spread_order(&clients);
+    let mut remaining = order.as_slice();
+    waves
+        .split(clients.len())
+        .into_iter()
+        .enumerate()
+        .map(|(index, (percent, size))| {
+            let (wave, rest) = remaining.split_at(size.min(remaining.len()));
+            remaining = rest;
+            let steps = wave
+                .iter()
+                .map(|&client| {
+                    let client = &mut clients[client];
+                    Step {
+                        host_id: std::mem::take(&mut client.host_id),
+                        action: Action::InstallClient,
+                        databases: Vec::new(),
+                        from: Some(client.from),
+                        to: target,
+                        offline: client.offline,
+                        task: None,
+                        web_servers: Vec::new(),
+                    }
+                })
+                .collect();
+            Phase {
+                kind: PhaseKind::ClientWave {
+                    wave: index + 1,
+                    percent,
+                },
+                blocked: false,
+                steps,
+            }
+        })
+        .collect()
+}
+
+/// The clients' indexes ordered by wave key, then by host id. The clients
+/// come in host id order, each once, so their index breaks a tie as the
+/// host id would and the order is total: it does not depend on the input
+/// order.
+///
+/// The keys are hashes, spread evenly: counted into about as many buckets
+/// by their top bits, the clients fall a few to a bucket, and the whole
+/// sorts in linear time (a comparison sort of 100,000 clients was a
+/// quarter of planning).
+fn spread_order(clients: &[ClientMove]) -> Vec<usize> {
+    let bits = (usize::BITS - clients.len().leading_zeros()).clamp(1, 24);
+    let bucket = |key: u64| (key >> (u64::BITS - bits)) as usize;
+    // starts[b]..starts[b + 1]: where bucket b goes.
+    let mut starts = vec![0usize; (1 << bits) + 1];
+    for client in clients {
+        starts[bucket(client.key) + 1] += 1;
+    }
+    for b in 1..starts.len() {
+        starts[b] += starts[b - 1];
+    }
+    let mut next = starts.clone();
+    let mut sorted = vec![(0u64, 0usize); clients.len()];
+    for (index, client) in clients.iter().enumerate() {
+        let at = &mut next[bucket(client.key)];
+        sorted[*at] = (client.key, index);
+        *at += 1;
+    }
+    for bounds in starts.windows(2) {
+        sorted[bounds[0]..bounds[1]].sort_unstable();
+    }
+    sorted.into_iter().map(|(_, index)| index).collect()
 }

@@ -214,7 +214,8 @@ pub fn upgrade_path(
     target: &Release,
     catalogue: &Catalogue,
 ) -> Option<Finding> {
-    let subject = Subject::Host {
+    // Made only for a finding: most hosts pass, and this runs per host.
+    let subject = || Subject::Host {
         host_id: host_id.to_owned(),
         role,
     };
@@ -222,7 +223,7 @@ pub fn upgrade_path(
         return Some(Finding::new(
             Severity::Blocker,
             Rule::Downgrade,
-            subject,
+            subject(),
             format!(
                 "{role} is at {installed}, newer than the target {}",
                 target.version
@@ -262,7 +263,7 @@ pub fn upgrade_path(
     Some(Finding::new(
         Severity::Blocker,
         Rule::UpgradePath,
-        subject,
+        subject(),
         format!(
             "{} may only be installed over `{allowed}`; {role} is at {installed}",
             target.version
