@@ -39,6 +39,10 @@ use tracing::{info, warn};
 
 /// How long a new stream may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Hellos one controller checks and records at once: half the store's
+/// PostgreSQL pool (16), so heartbeats, results and the engine keep the rest.
+const HELLOS_AT_ONCE: usize = 8;
 /// Heartbeat intervals the controller accepts from an agent's configuration.
 pub const HEARTBEAT_RANGE: std::ops::RangeInclusive<u32> = 1..=3600;
 
@@ -58,6 +62,9 @@ pub struct AgentGateway {
     max_session_age: Option<Duration>,
     /// Enrollment and renewal rate limits.
     limits: Arc<Limits>,
+    /// Hellos past their first message being checked and recorded at once
+    /// (`HELLOS_AT_ONCE`).
+    hellos: Arc<tokio::sync::Semaphore>,
 }
 
 impl AgentGateway {
@@ -80,6 +87,7 @@ impl AgentGateway {
             drain,
             max_session_age: None,
             limits: Arc::new(Limits::new(&LimitSettings::default())),
+            hellos: Arc::new(tokio::sync::Semaphore::new(HELLOS_AT_ONCE)),
         }
     }
 
@@ -430,6 +438,16 @@ impl AgentService for AgentGateway {
                 )),
             ));
         }
+        // A reconnect storm queues here, in memory and without a deadline,
+        // instead of at the store's pool, whose wait times out: hellos that
+        // failed there were retried by their agents and crowded out the
+        // rest, and 100,000 agents on seven replicas never all came back.
+        let admitted = self.hellos.acquire().await.map_err(|_| {
+            refuse(
+                &peer,
+                ApiError::Unavailable("the controller is shutting down".into()),
+            )
+        })?;
         // The stream was authorised when it opened; the host may have been
         // revoked since (a hello can come up to HELLO_TIMEOUT later).
         self.still_valid(&identity.serial)
@@ -496,6 +514,7 @@ impl AgentService for AgentGateway {
             }
             self.engine.wake();
         }
+        drop(admitted);
         let session = Session {
             engine: self.engine.clone(),
             store: self.store.clone(),
