@@ -16,7 +16,8 @@
 //! - `rollout`: a rollout of the installation (one server, one web host,
 //!   N−2 clients); steps take `--step-ms` and fail at `--failure-rate`;
 //!   wall time, delivery latency (the controller queues the command, just
-//!   before its commit, and stamps it → the agent has it) and handoffs (the latest
+//!   before its commit, and stamps it → the agent has it; beside it the
+//!   controller's own part, from its metrics, see `scrape`) and handoffs (the latest
 //!   result → the next command while nothing ran: a phase handoff, or a
 //!   host's next step);
 //! - `ingest`: every agent sends `--reports` inventory reports at once;
@@ -24,6 +25,7 @@
 
 mod agent;
 mod children;
+mod scrape;
 mod stats;
 
 use agent::{Behaviour, Plays};
@@ -201,6 +203,22 @@ impl Controller {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Where it serves its metrics (`--metrics-listen`, which the swarm
+    /// sets unless a --serve-flag did).
+    fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.flags.iter().find_map(|flag| {
+            flag.strip_prefix("--metrics-listen=")?
+                .parse::<SocketAddr>()
+                .ok()
+        })
+    }
+
+    /// The histogram of its part of each delivery, as it stands.
+    async fn command_delivery(&self) -> Option<scrape::Histogram> {
+        let text = scrape::metrics(self.metrics_addr()?).await.ok()?;
+        Some(scrape::Histogram::parse(&text, scrape::COMMAND_DELIVERY))
     }
 
     /// The controller's store, opened beside it (to count what it took in).
@@ -609,6 +627,14 @@ async fn run(args: Args, default_scenarios: bool) -> anyhow::Result<()> {
         if !serve_flags.iter().any(|f| f == "--allow-unsigned-releases") {
             serve_flags.push("--allow-unsigned-releases".into());
         }
+        // Its metrics tell the controller's own part of each delivery.
+        if !serve_flags
+            .iter()
+            .any(|f| f.starts_with("--metrics-listen"))
+        {
+            let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+            serve_flags.push(format!("--metrics-listen={free}"));
+        }
         let started = Controller::start(
             binary,
             data_dir.clone(),
@@ -887,6 +913,10 @@ async fn run(args: Args, default_scenarios: bool) -> anyhow::Result<()> {
                     })
                     .await?;
                 let before = agents.counts()?;
+                let controller_part_before = match &controller {
+                    Some(controller) => controller.command_delivery().await,
+                    None => None,
+                };
                 let started = Instant::now();
                 let rollout = admin
                     .start_rollout(StartRolloutRequest {
@@ -945,6 +975,19 @@ async fn run(args: Args, default_scenarios: bool) -> anyhow::Result<()> {
                     println!(
                         "  delivery (queued at the commit → agent has the command): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} commands",
                         q.p50, q.p99, q.max, q.count
+                    );
+                }
+                let controller_part_after = match &controller {
+                    Some(controller) => controller.command_delivery().await,
+                    None => None,
+                };
+                if let Some(part) = controller_part_after
+                    .zip(controller_part_before)
+                    .and_then(|(after, before)| after.since(&before).estimate())
+                {
+                    println!(
+                        "  of which the controller's (the commit → the connection takes it to write, {}): p50 {:.0} ms, p99 {:.0} ms, max at most {:.0} ms over {} commands",
+                        scrape::COMMAND_DELIVERY, part.p50, part.p99, part.max_at_most, part.count
                     );
                 }
                 if let Some(q) = samples.handoff_ms() {

@@ -44,6 +44,7 @@ fn the_swarm_runs_every_scenario_and_prints_its_figures() -> anyhow::Result<()> 
         "storm: controller killed and restarted; all 300 back",
         "rollout of 300 hosts: completed",
         "delivery (queued at the commit → agent has the command): p50",
+        "of which the controller's (the commit → the connection takes it to write, tierwise_command_delivery_seconds): p50",
         "handoff (latest result → next command",
         "ingest: 3000 inventory reports (10 per agent at once) stored in",
     ] {

@@ -472,7 +472,7 @@ impl AgentService for AgentGateway {
             })),
         };
         // The channel is new and empty: this cannot fail for lack of room.
-        let _ = outbound.try_send(Ok(welcome));
+        let _ = outbound.try_send(Box::new(Ok(welcome)));
         let (close, other_machine) = self.sessions.register(
             &report.host_id,
             &report.installation,
@@ -531,8 +531,29 @@ impl AgentService for AgentGateway {
             ),
         };
         tokio::spawn(session.run(inbound, outbound, close));
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        Ok(Response::new(Box::pin(timed(ReceiverStream::new(
+            receiver,
+        )))))
     }
+}
+
+/// The session's outgoing messages as the connection takes them to encode
+/// and write: each command's time since the commit that dispatched it is
+/// the controller's whole part of its delivery.
+fn timed(
+    messages: impl Stream<Item = crate::grpc::sessions::Outgoing>,
+) -> impl Stream<Item = Result<ControllerMessage, Status>> {
+    use tokio_stream::StreamExt;
+    messages.map(|message| {
+        let message = *message;
+        if let Ok(ControllerMessage {
+            body: Some(controller_message::Body::Command(command)),
+        }) = &message
+        {
+            crate::metrics::metrics().command_taken(now_ms() - command.dispatched_ms);
+        }
+        message
+    })
 }
 
 impl AgentGateway {
@@ -712,12 +733,12 @@ impl Session {
             tokio::select! {
                 () = &mut aged => {
                     info!(%host_id, %peer, "the session reached its age limit; closing it so the agent reconnects");
-                    let _ = outbound.try_send(Err(ApiError::Unavailable("the session reached the controller's --max-session-age; reconnect".into()).into()));
+                    let _ = outbound.try_send(Box::new(Err(ApiError::Unavailable("the session reached the controller's --max-session-age; reconnect".into()).into())));
                     break;
                 }
                 () = &mut certificate_expiry => {
                     info!(%host_id, %peer, "the session's certificate expired; closing it");
-                    let _ = outbound.try_send(Err(ApiError::Unauthenticated("the agent's certificate expired; reconnect with the renewed one".into()).into()));
+                    let _ = outbound.try_send(Box::new(Err(ApiError::Unauthenticated("the agent's certificate expired; reconnect with the renewed one".into()).into())));
                     break;
                 }
                 reason = &mut close => {
@@ -725,10 +746,10 @@ impl Session {
                         Ok(CloseReason::Superseded) => info!(%host_id, %peer, "session replaced by a newer one from the same host"),
                         Ok(CloseReason::Revoked) => {
                             info!(%host_id, %peer, "host revoked; closing its session");
-                            let _ = outbound.try_send(Err(ApiError::PermissionDenied("this host's certificate was revoked".into()).into()));
+                            let _ = outbound.try_send(Box::new(Err(ApiError::PermissionDenied("this host's certificate was revoked".into()).into())));
                         }
                         Ok(CloseReason::ShuttingDown) | Err(_) => {
-                            let _ = outbound.try_send(Err(ApiError::Unavailable("the controller is shutting down".into()).into()));
+                            let _ = outbound.try_send(Box::new(Err(ApiError::Unavailable("the controller is shutting down".into()).into())));
                         }
                     }
                     break;
@@ -740,7 +761,7 @@ impl Session {
                 next = tokio::time::timeout(self.silence_limit, inbound.message()) => match next {
                     Err(_) => {
                         warn!(%host_id, %peer, seconds = self.silence_limit.as_secs(), "no heartbeat for three intervals; closing the session");
-                        let _ = outbound.try_send(Err(ApiError::DeadlineExceeded("no heartbeat for three intervals".into()).into()));
+                        let _ = outbound.try_send(Box::new(Err(ApiError::DeadlineExceeded("no heartbeat for three intervals".into()).into())));
                         break;
                     }
                     Ok(Ok(None)) => {
@@ -749,7 +770,7 @@ impl Session {
                     }
                     Ok(Err(status)) => {
                         warn!(%host_id, %peer, code = ?status.code(), message = status.message(), "session stream failed; closing it");
-                        let _ = outbound.try_send(Err(status));
+                        let _ = outbound.try_send(Box::new(Err(status)));
                         break;
                     }
                     Ok(Ok(Some(message))) => match self.handle(message).await {
@@ -760,7 +781,7 @@ impl Session {
                         }
                         Err(error) => {
                             warn!(%host_id, %peer, kind = error.kind(), error = %error, "message rejected; closing the session");
-                            let _ = outbound.try_send(Err(error.into()));
+                            let _ = outbound.try_send(Box::new(Err(error.into())));
                             break;
                         }
                     },

@@ -120,28 +120,27 @@ impl Store {
     /// Takes what the outbox holds for the hosts whose streams this replica
     /// holds, oldest first.
     pub async fn take_outbox(&self) -> Result<Vec<OutboxItem>, StoreError> {
-        // Nothing goes to a host whose certificates are all revoked, even
-        // if it was queued before the revocation.
-        sqlx::query(
-            "DELETE FROM outbox WHERE kind = 'deliver' \
-             AND host_id IN (SELECT host_id FROM hosts WHERE replica = $1) \
-             AND EXISTS (SELECT 1 FROM agent_certificates c \
-                         WHERE c.host_id = outbox.host_id AND c.revoked_ms IS NOT NULL) \
-             AND NOT EXISTS (SELECT 1 FROM agent_certificates c \
-                             WHERE c.host_id = outbox.host_id AND c.revoked_ms IS NULL)",
-        )
-        .bind(&*self.replica)
-        .execute(&self.pool)
-        .await?;
+        // One statement, so one write lock a take: a delivery to a host
+        // whose certificates are all revoked is taken and dropped, even if
+        // it was queued before the revocation.
         let rows = sqlx::query(
             "DELETE FROM outbox WHERE host_id IN (SELECT host_id FROM hosts WHERE replica = $1) \
-             RETURNING seq, host_id, kind, dispatch_id, action, created_ms",
+             RETURNING seq, host_id, kind, dispatch_id, action, created_ms, \
+             CAST(CASE WHEN kind = 'deliver' \
+                  AND EXISTS (SELECT 1 FROM agent_certificates c \
+                              WHERE c.host_id = outbox.host_id AND c.revoked_ms IS NOT NULL) \
+                  AND NOT EXISTS (SELECT 1 FROM agent_certificates c \
+                                  WHERE c.host_id = outbox.host_id AND c.revoked_ms IS NULL) \
+             THEN 1 ELSE 0 END AS BIGINT) AS withheld",
         )
         .bind(&*self.replica)
         .fetch_all(&self.pool)
         .await?;
         let mut items = Vec::with_capacity(rows.len());
         for row in &rows {
+            if row.try_get::<i64, _>("withheld")? != 0 {
+                continue;
+            }
             let seq: i64 = row.try_get("seq")?;
             let host_id: String = row.try_get("host_id")?;
             let kind: String = row.try_get("kind")?;
