@@ -535,8 +535,14 @@ async fn first_admin(store: &Store, data_dir: &std::path::Path) -> anyhow::Resul
     let expires = Some(now + crate::grpc::admin::OPERATOR_TOKEN_LIFETIME.as_millis() as i64);
     let path = admin_token_path(data_dir);
     if operators.is_empty() {
-        tierwise_transport::files::write_private(&path, format!("{token}\n").as_bytes())?;
-        store
+        // Replicas started together on a new database all find no operator:
+        // only the one whose `admin` is stored writes the file, so the file
+        // never holds a token another replica's insert replaced. The token
+        // is on disk before it is stored, and named only once it is.
+        // Its own name: replicas may share the data directory.
+        let pending = path.with_extension(format!("token.{:016x}.new", fastrand::u64(..)));
+        tierwise_transport::files::write_private(&pending, format!("{token}\n").as_bytes())?;
+        let added = store
             .add_operator(
                 "admin",
                 "admin",
@@ -546,7 +552,14 @@ async fn first_admin(store: &Store, data_dir: &std::path::Path) -> anyhow::Resul
                 now,
             )
             .await?;
-        info!(token_file = %path.display(), "created the first operator `admin`; its token is in the file");
+        if added {
+            std::fs::rename(&pending, &path).with_context(|| {
+                format!("cannot rename {} to {}", pending.display(), path.display())
+            })?;
+            info!(token_file = %path.display(), "created the first operator `admin`; its token is in the file");
+        } else {
+            std::fs::remove_file(&pending).ok();
+        }
         return Ok(());
     }
     // Every admin token expired: whoever can start the controller and read

@@ -32,6 +32,57 @@ fn a_second_controller_on_the_same_sqlite_file_is_refused() -> anyhow::Result<()
     Ok(())
 }
 
+/// Replicas started at the same moment on a new database all find no
+/// operator; exactly one creates `admin` and writes its token, and that
+/// token is the one every replica accepts (before, a replica whose insert
+/// lost could still write its own token into the file).
+#[test]
+fn replicas_started_together_on_a_new_database_agree_on_the_first_admin() -> anyhow::Result<()> {
+    let Some(db) = Database::create()? else {
+        return Ok(());
+    };
+    let root = tempfile::tempdir()?;
+    // One data directory with its CA and audit key, as replicas share it
+    // (made by a first start on SQLite; its token is not the database's).
+    let data = root.path().join("controller");
+    drop(Controller::start(&data, "127.0.0.1:0")?);
+    std::fs::remove_file(data.join("admin.token"))?;
+    let starts: Vec<_> = (0..4)
+        .map(|_| {
+            let data = data.clone();
+            let url = db.url.clone();
+            std::thread::spawn(move || {
+                Controller::start_with(&data, "127.0.0.1:0", &["--database-url", url.as_str()])
+            })
+        })
+        .collect();
+    let replicas = starts
+        .into_iter()
+        .map(|start| start.join().expect("the start thread panicked"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    tierwise_e2e::wait_for("the first admin's token", Duration::from_secs(20), || {
+        Ok(data.join("admin.token").exists().then_some(()))
+    })?;
+    for replica in &replicas {
+        assert!(
+            replica.cli(&["whoami"])?.starts_with("admin"),
+            "{}",
+            replica.url()
+        );
+    }
+    let created = replicas
+        .iter()
+        .filter(|r| r.process.log_text().contains("created the first operator"))
+        .count();
+    assert_eq!(created, 1, "exactly one replica creates the first admin");
+    let leftovers: Vec<_> = std::fs::read_dir(&data)?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".new"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    Ok(())
+}
+
 /// Two controllers on one PostgreSQL database and one data directory (the
 /// same CA), the first started first (it takes the engine's leadership).
 fn replicas(root: &std::path::Path, db: &Database) -> anyhow::Result<(Controller, Controller)> {
