@@ -113,7 +113,6 @@ impl LiveRollout {
         self.dirty = true;
     }
 
-    #[cfg(test)]
     pub fn snapshot(&self) -> RolloutSnapshot<'_> {
         RolloutSnapshot {
             state: self.record.state,
@@ -130,21 +129,16 @@ impl LiveRollout {
     /// The next decisions (those `decide` gives on the kept snapshot),
     /// from the decider: its round costs the hosts replaced since the last.
     pub fn decide(&mut self, now_ms: i64) -> Vec<Decision> {
-        let snapshot = RolloutSnapshot {
-            state: self.record.state,
-            current_phase: self.record.current_phase,
-            options: &self.record.options,
-            phases: &self.record.phases,
-            steps: &self.steps,
-            hosts: &self.hosts,
-            windows: &self.windows,
-            web_packages: self.web_packages.as_ref(),
-        };
+        // Out of `self` while it reads the snapshot; a default decider left
+        // behind by a panic rebuilds at its first round.
+        let mut decider = std::mem::take(&mut self.decider);
         let hosts = KeptHosts {
             hosts: &self.hosts,
             at: &self.host_at,
         };
-        self.decider.decide(&snapshot, &hosts, now_ms)
+        let decisions = decider.decide(&self.snapshot(), &hosts, now_ms);
+        self.decider = decider;
+        decisions
     }
 
     /// Whether a step of the current phase waits for a Web Application
