@@ -401,6 +401,72 @@ async fn suite(store: &Store) {
     promotion(store, t0).await;
     dashboard_sessions(store, t0).await;
     installers(store, t0).await;
+    heartbeats_in_parts(store, t0).await;
+}
+
+/// Beats of many hosts are written in parts (512, then powers of two):
+/// every part counts, and in each only the current session's beat, and
+/// only a newer one, moves a host.
+async fn heartbeats_in_parts(store: &Store, t0: i64) {
+    let hosts = 700;
+    for i in 0..hosts {
+        store
+            .record_hello(
+                &report(&format!("beat-{i:03}"), "beats", web_and_client()),
+                &format!("b{i}"),
+                t0,
+            )
+            .await
+            .unwrap();
+    }
+    for i in 0..hosts {
+        let session = if i % 2 == 0 {
+            format!("b{i}")
+        } else {
+            "replaced".to_owned()
+        };
+        store.note_heartbeat(&format!("beat-{i:03}"), &session, t0 + 5_000 + i64::from(i));
+    }
+    assert_eq!(
+        store.flush_heartbeats().await.unwrap(),
+        350,
+        "the current sessions' beats"
+    );
+    for i in [0, 1, 510, 511, 512, 513, 698, 699] {
+        let host = store
+            .get_host(&format!("beat-{i:03}"), t0 + 6_000)
+            .await
+            .unwrap()
+            .unwrap();
+        let expected = if i % 2 == 0 {
+            t0 + 5_000 + i64::from(i)
+        } else {
+            t0
+        };
+        assert_eq!(host.last_seen_ms, expected, "beat-{i:03}");
+    }
+    // An older beat (one that waited behind a newer flush) moves nothing.
+    store.note_heartbeat("beat-000", "b0", t0 + 4_000);
+    store.note_heartbeat("beat-002", "b2", t0 + 9_000);
+    assert_eq!(store.flush_heartbeats().await.unwrap(), 1);
+    assert_eq!(
+        store
+            .get_host("beat-000", t0 + 9_000)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_ms,
+        t0 + 5_000
+    );
+    assert_eq!(
+        store
+            .get_host("beat-002", t0 + 9_000)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen_ms,
+        t0 + 9_000
+    );
 }
 
 /// Installers and Web Application packages as one list, with who added
@@ -1741,8 +1807,8 @@ async fn sqlite_store_suite_and_reopen() {
             .await
             .unwrap()
             .len(),
-        9,
-        "three hosts of the main suite, one of the inbox part, five of the placement part"
+        709,
+        "three hosts of the main suite, one of the inbox part, five of the placement part, 700 of the heartbeat part"
     );
     let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
     let mode: (String,) = sqlx::query_as("PRAGMA journal_mode")

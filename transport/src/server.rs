@@ -24,7 +24,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 use tracing::{debug, warn};
@@ -104,6 +104,12 @@ pub struct AcceptLimits {
     pub max_connections_per_address: usize,
     /// Connections with one client certificate.
     pub max_connections_per_certificate: usize,
+    /// TLS handshakes worked on at once; further accepted connections wait
+    /// their turn (at most `handshake_timeout`, then they are closed
+    /// unanswered and their agents retry). Without it a reconnect storm
+    /// starts every handshake at once, each gets a sliver of the cores,
+    /// most miss their deadline and all their work is lost.
+    pub handshakes_at_once: usize,
 }
 
 /// The agent/operator port's handshake deadline.
@@ -113,6 +119,17 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections with one client certificate (an agent needs one; a few
 /// more while a dead one is noticed).
 pub const CONNECTIONS_PER_CERTIFICATE: usize = 8;
+/// Handshakes at once per core: a handshake is about a millisecond of one
+/// core's work and a round trip of waiting, so this keeps the cores busy
+/// over links of a few hundred milliseconds while a turn stays well under
+/// the handshake deadline even on a starved machine.
+pub const HANDSHAKES_AT_ONCE_PER_CORE: usize = 64;
+
+/// The default for [`AcceptLimits::handshakes_at_once`] on this machine.
+pub fn handshakes_at_once() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    HANDSHAKES_AT_ONCE_PER_CORE * cores
+}
 
 impl Default for AcceptLimits {
     fn default() -> Self {
@@ -122,6 +139,7 @@ impl Default for AcceptLimits {
             max_connections: 1024,
             max_connections_per_address: 64,
             max_connections_per_certificate: CONNECTIONS_PER_CERTIFICATE,
+            handshakes_at_once: handshakes_at_once(),
         }
     }
 }
@@ -288,6 +306,7 @@ pub fn incoming(
     let (tx, rx) = mpsc::channel(64);
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let slots = Slots::new(limits.slots());
+    let turns = Arc::new(Semaphore::new(limits.handshakes_at_once.max(1)));
     let mut accepting = Acceptor::new(listener, "agents and operators");
     tokio::spawn(async move {
         loop {
@@ -298,13 +317,23 @@ pub fn incoming(
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
+            let turns = turns.clone();
             tokio::spawn(async move {
                 let handshake = tokio::select! {
                     _ = slot.evicted() => {
                         debug!(peer = %addr, "TLS handshake evicted for another connection");
                         return;
                     }
-                    handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)) => handshake,
+                    handshake = async {
+                        let turn = tokio::time::timeout(limits.handshake_timeout, turns.acquire_owned());
+                        let _turn = turn.await.ok()?.ok()?;
+                        Some(tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await)
+                    } => handshake,
+                };
+                let Some(handshake) = handshake else {
+                    HANDSHAKE_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    debug!(peer = %addr, "TLS handshake not begun in time (too many at once); closed for the peer to retry");
+                    return;
                 };
                 let stream = match handshake {
                     Ok(Ok(stream)) => stream,

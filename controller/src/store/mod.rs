@@ -144,6 +144,10 @@ fn keep_private(path: &std::path::Path) {
     }
 }
 
+/// The most heartbeats one statement writes (three values each, well
+/// under both stores' limits on bound values).
+const HEARTBEATS_PER_STATEMENT: usize = 512;
+
 impl Store {
     /// Connects, and brings the schema up to date. Fails with a message that
     /// says which database could not be opened and why.
@@ -330,18 +334,34 @@ impl Store {
         if beats.is_empty() {
             return Ok(0);
         }
+        // One statement per part instead of one per host: at 100,000 agents
+        // every replica writes hundreds of beats a second.
         let mut tx = self.pool.begin().await?;
         let mut touched = 0;
-        for (host_id, (session_id, at)) in &beats {
-            touched += sqlx::query(
-                "UPDATE hosts SET last_seen_ms = $3, online = 1 WHERE host_id = $1 AND session_id = $2 AND last_seen_ms < $3",
-            )
-            .bind(host_id.as_str())
-            .bind(session_id.as_str())
-            .bind(*at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+        let mut rest = beats.as_slice();
+        while !rest.is_empty() {
+            // Parts of 512 or a power of two, so the statements prepared
+            // (and cached) are a handful of shapes, not one per count.
+            let size = rest.len().min(HEARTBEATS_PER_STATEMENT);
+            let (part, after) = rest.split_at(1 << size.ilog2());
+            rest = after;
+            let rows = (0..part.len())
+                .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "UPDATE hosts SET last_seen_ms = beat.column3, online = 1 FROM (VALUES {rows}) AS beat \
+                 WHERE hosts.host_id = beat.column1 AND hosts.session_id = beat.column2 \
+                 AND hosts.last_seen_ms < beat.column3"
+            );
+            let mut update = sqlx::query(&sql);
+            for (host_id, (session_id, at)) in part {
+                update = update
+                    .bind(host_id.as_str())
+                    .bind(session_id.as_str())
+                    .bind(*at);
+            }
+            touched += update.execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(touched)
