@@ -63,6 +63,50 @@ async fn bad_rows_are_skipped(store: &Store, raw: &str) {
     );
 }
 
+/// A wave finishing at once: results and durations are written in batches
+/// (`store/ingest.rs`); every one of them counts, once.
+async fn many_at_once_all_count(store: &Store) {
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        let store = store.clone();
+        writes.spawn(async move {
+            store
+                .record_duration(&install(), "26.4.0.2", 1_000 + i)
+                .await
+        });
+    }
+    while let Some(written) = writes.join_next().await {
+        written.unwrap().unwrap();
+    }
+    let (count, total) = stored_sums(store, "26.4.0.2").await;
+    assert_eq!(count, 300);
+    assert_eq!(total, (0..300).map(|i| 1_000 + i).sum::<i64>());
+}
+
+async fn stored_sums(store: &Store, release: &str) -> (i64, i64) {
+    let url = store.connect_string().to_owned();
+    let sql = "SELECT count, total_ms FROM step_durations WHERE release = $1";
+    if url.starts_with("sqlite") {
+        let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+        let row: (i64, i64) = sqlx::query_as(sql)
+            .bind(release)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        row
+    } else {
+        let pool = sqlx::PgPool::connect(&url).await.unwrap();
+        let row: (i64, i64) = sqlx::query_as(sql)
+            .bind(release)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        row
+    }
+}
+
 async fn store_exec(store: &Store, sql: &str) {
     let url = store.connect_string().to_owned();
     if url.starts_with("sqlite") {
@@ -87,6 +131,23 @@ async fn sqlite_store() -> (tempfile::TempDir, Store) {
 async fn sqlite_huge_step_durations_saturate() {
     let (_dir, store) = sqlite_store().await;
     huge_results_saturate(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_many_durations_at_once_all_count() {
+    let (_dir, store) = sqlite_store().await;
+    many_at_once_all_count(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_many_durations_at_once_all_count() {
+    let Some(database) = postgres::ScratchDatabase::create("durations_at_once").await else {
+        return;
+    };
+    let store = Store::open(&database.url).await.unwrap();
+    many_at_once_all_count(&store).await;
+    store.close().await;
+    database.drop().await;
 }
 
 #[tokio::test]

@@ -1,16 +1,22 @@
-//! Hellos and inventory reports written in batches: those that arrive
-//! while one transaction runs are written together in the next, so a burst
-//! (every agent reporting after an update, every agent saying hello again
-//! after a restart) costs a few commits and holds one pool connection, not
-//! one of each per agent (a reconnect storm of 14,000 agents on one replica
+//! Hellos, inventory reports, step results and step durations written in
+//! batches: those that arrive while one transaction runs are written
+//! together in the next, so a burst (every agent reporting after an update,
+//! every agent saying hello again after a restart, a wave of clients
+//! finishing) costs a few commits and holds one pool connection, not one of
+//! each per agent, and its writers do not queue behind each other's locks
+//! (on SQLite they slept in its busy handler, up to 100 ms at a time, and
+//! that was the tail of every delivery). Before this, one per agent (a reconnect storm of 14,000 agents on one replica
 //! used to wait out the pool's timeout and fail hellos over and over). Each
 //! caller still waits for its own write's commit and gets its own answer; if
 //! a batch fails, its writes are done one by one, so one bad write cannot
 //! fail the others.
 
+use super::rollouts::{step_result_in, StepResultRecord};
+use super::stats::duration_in;
 use super::{hello_in, inventory_in, HostReport, StoreError};
 use sqlx::AnyPool;
 use std::sync::Arc;
+use tierwise_common::action::StepAction;
 use tierwise_common::Inventory;
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,31 +41,73 @@ pub(super) struct Hello {
     pub now_ms: i64,
 }
 
+/// One step result to record.
+#[derive(Debug)]
+pub(super) struct Outcome {
+    pub host_id: String,
+    pub record: StepResultRecord,
+    pub now_ms: i64,
+}
+
+/// One measured step duration to add.
+#[derive(Debug)]
+pub(super) struct StepDuration {
+    pub action: StepAction,
+    pub release: String,
+    pub ms: i64,
+}
+
 /// What the writer writes.
 #[derive(Debug)]
 pub(super) enum Write {
     Inventory(Report),
     Hello(Hello),
+    Result(Outcome),
+    Duration(StepDuration),
+}
+
+/// What a write answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Written {
+    /// A report: whether it was the host's current session's (a hello or a
+    /// duration: always).
+    Current(bool),
+    /// A result: the rollout it changed, if any.
+    Rollout(Option<String>),
+}
+
+impl Written {
+    pub fn current(self) -> bool {
+        match self {
+            Self::Current(current) => current,
+            Self::Rollout(rollout) => rollout.is_some(),
+        }
+    }
+
+    pub fn rollout(self) -> Option<String> {
+        match self {
+            Self::Rollout(rollout) => rollout,
+            Self::Current(_) => None,
+        }
+    }
 }
 
 impl Write {
-    /// Does it within `tx`: for a report, whether it was the host's current
-    /// session's; a hello is always written.
+    /// Does it within `tx`.
     async fn write_in(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Written, StoreError> {
         match self {
-            Self::Inventory(report) => {
-                inventory_in(
-                    tx,
-                    &report.host_id,
-                    &report.session_id,
-                    &report.inventory,
-                    report.now_ms,
-                )
-                .await
-            }
+            Self::Inventory(report) => inventory_in(
+                tx,
+                &report.host_id,
+                &report.session_id,
+                &report.inventory,
+                report.now_ms,
+            )
+            .await
+            .map(Written::Current),
             Self::Hello(hello) => hello_in(
                 tx,
                 &hello.report,
@@ -68,12 +116,22 @@ impl Write {
                 hello.now_ms,
             )
             .await
-            .map(|()| true),
+            .map(|()| Written::Current(true)),
+            Self::Result(outcome) => {
+                step_result_in(tx, &outcome.host_id, &outcome.record, outcome.now_ms)
+                    .await
+                    .map(Written::Rollout)
+            }
+            Self::Duration(duration) => {
+                duration_in(tx, &duration.action, &duration.release, duration.ms)
+                    .await
+                    .map(|()| Written::Current(true))
+            }
         }
     }
 }
 
-type Answer = oneshot::Sender<Result<bool, StoreError>>;
+type Answer = oneshot::Sender<Result<Written, StoreError>>;
 
 /// The handle to the writer task; the task ends when the last handle (the
 /// last clone of the store) is gone.
@@ -87,9 +145,8 @@ impl Writer {
         Self(tx)
     }
 
-    /// Writes `write`; for a report, true when it was the host's current
-    /// session's.
-    pub async fn write(&self, write: Write) -> Result<bool, StoreError> {
+    /// Writes `write`, once its transaction has committed.
+    pub async fn write(&self, write: Write) -> Result<Written, StoreError> {
         let (answer, answered) = oneshot::channel();
         self.0
             .send((write, answer))
@@ -111,8 +168,10 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<(Write, Answer)>) {
             }
             Err(_) => {
                 for (one, answer) in batch.drain(..) {
-                    let alone = write(&pool, &[&one]).await;
-                    let _ = answer.send(alone.map(|written| written.first() == Some(&true)));
+                    let alone = write(&pool, &[&one])
+                        .await
+                        .and_then(|mut written| written.pop().ok_or(StoreError::Closed));
+                    let _ = answer.send(alone);
                 }
             }
         }
@@ -120,7 +179,7 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<(Write, Answer)>) {
 }
 
 /// Does `writes` in one transaction; for each, its answer.
-async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<Vec<bool>, StoreError> {
+async fn write(pool: &AnyPool, writes: &[&Write]) -> Result<Vec<Written>, StoreError> {
     let mut tx = pool.begin().await?;
     let mut written = Vec::with_capacity(writes.len());
     for one in writes {

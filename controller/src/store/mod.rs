@@ -301,6 +301,7 @@ impl Store {
                 now_ms,
             }))
             .await
+            .map(ingest::Written::current)
     }
 
     /// How many inventory reports (hellos included) the store has taken in

@@ -210,10 +210,10 @@ pub(super) const ROLLOUT_COLUMNS: &str =
 pub(super) const STEP_COLUMNS: &str =
     "step_id, phase, host_id, action, state, attempts, changed_ms, outcome, reason, restart, task";
 
-/// Keeps the attempt a result just ended (when the update took: `row`) and
-/// commits; the rollout's id when something changed.
-async fn kept_result(
-    mut tx: sqlx::Transaction<'_, sqlx::Any>,
+/// Keeps the attempt a result just ended (when the update took: `row`);
+/// the rollout's id when something changed.
+async fn kept_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     row: Option<AnyRow>,
     step_id: &str,
     result: StepState,
@@ -222,9 +222,72 @@ async fn kept_result(
         return Ok(None);
     };
     let rollout_id: String = row.try_get("rollout_id")?;
-    end_attempt_in(&mut tx, step_id, result).await?;
-    tx.commit().await?;
+    end_attempt_in(tx, step_id, result).await?;
     Ok(Some(rollout_id))
+}
+
+/// A step's result within `tx` (see [`Store::record_step_result`]): the
+/// result and the attempt kept in history are one change.
+pub(super) async fn step_result_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    host_id: &str,
+    result: &StepResultRecord,
+    now_ms: i64,
+) -> Result<Option<String>, StoreError> {
+    let Some(dispatch) = tierwise_common::rollout::parse_dispatch_id(&result.step_id) else {
+        return Ok(None);
+    };
+    let (step_id, attempt) = (dispatch.step_id, dispatch.attempt);
+    if dispatch.restart {
+        // A restart that could not be started fails its step; one that
+        // was started is done when the host reports a later boot.
+        if result.outcome.succeeded() {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "UPDATE rollout_steps SET state = 'failed', outcome = $3, exit_code = $4, output_tail = $5, \
+             reason = $6, changed_ms = $7, restart = 'none' \
+             WHERE step_id = $1 AND host_id = $2 AND attempts = $8 AND state = 'succeeded' AND restart = 'requested' \
+             AND rollout_id IN (SELECT id FROM rollouts WHERE COALESCE(nonce, '') = $9) RETURNING rollout_id",
+        )
+        .bind(step_id)
+        .bind(host_id)
+        .bind(outcome_text(StepOutcome::Failed)?)
+        .bind(result.exit_code.map(i64::from))
+        .bind(result.output_tail.as_str())
+        .bind(format!("the restart to finish the step failed: {}", result.reason))
+        .bind(now_ms)
+        .bind(i64::from(attempt))
+        .bind(dispatch.nonce)
+        .fetch_optional(&mut **tx)
+        .await?;
+        return kept_in(tx, row, step_id, StepState::Failed).await;
+    }
+    let state = if result.outcome.succeeded() {
+        StepState::Succeeded
+    } else {
+        StepState::Failed
+    };
+    let row = sqlx::query(
+        "UPDATE rollout_steps SET state = $3, outcome = $4, exit_code = $5, output_tail = $6, reason = $7, changed_ms = $8, \
+         restart = $11 \
+         WHERE step_id = $1 AND host_id = $2 AND attempts = $9 AND state = 'dispatched' AND task IS NULL \
+         AND rollout_id IN (SELECT id FROM rollouts WHERE COALESCE(nonce, '') = $10) RETURNING rollout_id",
+    )
+    .bind(step_id)
+    .bind(host_id)
+    .bind(state.as_str())
+    .bind(outcome_text(result.outcome)?)
+    .bind(result.exit_code.map(i64::from))
+    .bind(result.output_tail.as_str())
+    .bind(result.reason.as_str())
+    .bind(now_ms)
+    .bind(i64::from(attempt))
+    .bind(dispatch.nonce)
+    .bind(RestartState::after(result.outcome).as_str())
+    .fetch_optional(&mut **tx)
+    .await?;
+    kept_in(tx, row, step_id, state).await
 }
 
 /// Gives a Web Application deployment the package the site's Server
@@ -750,69 +813,24 @@ impl Store {
     /// step reports the same result again). Returns the rollout id when
     /// something changed.
     /// `result.step_id` is the dispatch id (`{step}.{attempt}`); a result for
-    /// an older attempt changes nothing.
+    /// an older attempt changes nothing. Results arriving together (a wave
+    /// of clients finishing) are written in one transaction with the
+    /// reports beside them (`ingest.rs`); this returns once its own is
+    /// committed.
     pub async fn record_step_result(
         &self,
         host_id: &str,
         result: &StepResultRecord,
         now_ms: i64,
     ) -> Result<Option<String>, StoreError> {
-        let Some(dispatch) = tierwise_common::rollout::parse_dispatch_id(&result.step_id) else {
-            return Ok(None);
-        };
-        let (step_id, attempt) = (dispatch.step_id, dispatch.attempt);
-        // The result and the attempt kept in history are one change.
-        let mut tx = self.pool.begin().await?;
-        if dispatch.restart {
-            // A restart that could not be started fails its step; one that
-            // was started is done when the host reports a later boot.
-            if result.outcome.succeeded() {
-                return Ok(None);
-            }
-            let row = sqlx::query(
-                "UPDATE rollout_steps SET state = 'failed', outcome = $3, exit_code = $4, output_tail = $5, \
-                 reason = $6, changed_ms = $7, restart = 'none' \
-                 WHERE step_id = $1 AND host_id = $2 AND attempts = $8 AND state = 'succeeded' AND restart = 'requested' \
-                 AND rollout_id IN (SELECT id FROM rollouts WHERE COALESCE(nonce, '') = $9) RETURNING rollout_id",
-            )
-            .bind(step_id)
-            .bind(host_id)
-            .bind(outcome_text(StepOutcome::Failed)?)
-            .bind(result.exit_code.map(i64::from))
-            .bind(result.output_tail.as_str())
-            .bind(format!("the restart to finish the step failed: {}", result.reason))
-            .bind(now_ms)
-            .bind(i64::from(attempt))
-            .bind(dispatch.nonce)
-            .fetch_optional(&mut *tx)
-            .await?;
-            return kept_result(tx, row, step_id, StepState::Failed).await;
-        }
-        let state = if result.outcome.succeeded() {
-            StepState::Succeeded
-        } else {
-            StepState::Failed
-        };
-        let row = sqlx::query(
-            "UPDATE rollout_steps SET state = $3, outcome = $4, exit_code = $5, output_tail = $6, reason = $7, changed_ms = $8, \
-             restart = $11 \
-             WHERE step_id = $1 AND host_id = $2 AND attempts = $9 AND state = 'dispatched' AND task IS NULL \
-             AND rollout_id IN (SELECT id FROM rollouts WHERE COALESCE(nonce, '') = $10) RETURNING rollout_id",
-        )
-        .bind(step_id)
-        .bind(host_id)
-        .bind(state.as_str())
-        .bind(outcome_text(result.outcome)?)
-        .bind(result.exit_code.map(i64::from))
-        .bind(result.output_tail.as_str())
-        .bind(result.reason.as_str())
-        .bind(now_ms)
-        .bind(i64::from(attempt))
-        .bind(dispatch.nonce)
-        .bind(RestartState::after(result.outcome).as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        kept_result(tx, row, step_id, state).await
+        self.ingest
+            .write(super::ingest::Write::Result(super::ingest::Outcome {
+                host_id: host_id.to_owned(),
+                record: result.clone(),
+                now_ms,
+            }))
+            .await
+            .map(super::ingest::Written::rollout)
     }
 
     /// Notes what a running attempt reports doing; ignored for an attempt

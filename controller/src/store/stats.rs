@@ -111,30 +111,27 @@ impl Store {
     /// `0..=MAX_STEP_MS`; the stored sum saturates at `i64::MAX` and stays
     /// an integer on both stores (SQLite would turn an overflowing sum into
     /// a floating-point value).
+    /// Written with the results beside it (`ingest.rs`), as a wave of
+    /// clients finishing adds to the same row.
     pub async fn record_duration(
         &self,
         action: &StepAction,
         release: &str,
         ms: i64,
     ) -> Result<(), StoreError> {
-        let Some(role) = action.role() else {
+        if action.role().is_none() {
             return Ok(());
-        };
-        sqlx::query(
-            "INSERT INTO step_durations (action, role, release, count, total_ms) VALUES ($1, $2, $3, 1, $4) \
-             ON CONFLICT (action, role, release) DO UPDATE SET \
-             count = CASE WHEN step_durations.count >= 9223372036854775807 THEN step_durations.count \
-             ELSE step_durations.count + 1 END, \
-             total_ms = CASE WHEN step_durations.total_ms > 9223372036854775807 - excluded.total_ms \
-             THEN 9223372036854775807 ELSE step_durations.total_ms + excluded.total_ms END",
-        )
-        .bind(action.config_key())
-        .bind(role.as_str())
-        .bind(release)
-        .bind(ms.clamp(0, MAX_STEP_MS))
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        }
+        self.ingest
+            .write(super::ingest::Write::Duration(
+                super::ingest::StepDuration {
+                    action: action.clone(),
+                    release: release.to_owned(),
+                    ms,
+                },
+            ))
+            .await
+            .map(|_| ())
     }
 
     /// Every measured duration; a row that cannot be read (a sum stored as
@@ -188,5 +185,32 @@ fn add_duration_row(durations: &mut Durations, row: &sqlx::any::AnyRow) -> Resul
         u64::try_from(count).unwrap_or(0),
         total_ms,
     );
+    Ok(())
+}
+
+/// One measured duration within `tx` (see [`Store::record_duration`]).
+pub(super) async fn duration_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    action: &StepAction,
+    release: &str,
+    ms: i64,
+) -> Result<(), StoreError> {
+    let Some(role) = action.role() else {
+        return Ok(());
+    };
+    sqlx::query(
+        "INSERT INTO step_durations (action, role, release, count, total_ms) VALUES ($1, $2, $3, 1, $4) \
+         ON CONFLICT (action, role, release) DO UPDATE SET \
+         count = CASE WHEN step_durations.count >= 9223372036854775807 THEN step_durations.count \
+         ELSE step_durations.count + 1 END, \
+         total_ms = CASE WHEN step_durations.total_ms > 9223372036854775807 - excluded.total_ms \
+         THEN 9223372036854775807 ELSE step_durations.total_ms + excluded.total_ms END",
+    )
+    .bind(action.config_key())
+    .bind(role.as_str())
+    .bind(release)
+    .bind(ms.clamp(0, MAX_STEP_MS))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
