@@ -514,6 +514,61 @@ fn together(pids: &[u32]) -> (u64, f64) {
 
 /// Waits until all `n` agents are connected (polling every 100 ms), or a
 /// child process failed.
+/// A restart as the agents saw it: when the controllers were up again
+/// (the restart command ended; at once for the swarm's own controller), the
+/// counts then, and when all agents were back (`None`: not within 600 s).
+struct Storm {
+    up_after: Duration,
+    up: Counts,
+    back: Option<Duration>,
+}
+
+/// Waits for the agents to go (within 30 s) and come back, while the
+/// restart command (if any) runs.
+async fn storm(
+    agents: &Agents,
+    mut restarting: Option<tokio::process::Child>,
+    n: i64,
+) -> anyhow::Result<Storm> {
+    let started = Instant::now();
+    let mut up = match restarting {
+        Some(_) => None,
+        None => Some((Duration::ZERO, agents.counts()?)),
+    };
+    let mut gone = false;
+    loop {
+        if up.is_none() {
+            if let Some(command) = restarting.as_mut() {
+                if let Some(status) = command.try_wait()? {
+                    anyhow::ensure!(status.success(), "--restart-command ended with {status}");
+                    up = Some((started.elapsed(), agents.counts()?));
+                }
+            }
+        }
+        let now = agents.connected_now()?;
+        gone |= now < n;
+        if let (true, Some((up_after, up))) = (gone && now >= n, up.as_ref()) {
+            return Ok(Storm {
+                up_after: *up_after,
+                up: up.clone(),
+                back: Some(started.elapsed()),
+            });
+        }
+        if !gone && started.elapsed() > Duration::from_secs(30) {
+            anyhow::bail!("storm: the agents did not notice the restart within 30 s");
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            let (up_after, up) = up.unwrap_or((started.elapsed(), agents.counts()?));
+            return Ok(Storm {
+                up_after,
+                up,
+                back: None,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn until_connected(
     agents: &Agents,
     limit: Duration,
@@ -847,7 +902,6 @@ async fn run(args: Args, default_scenarios: bool) -> anyhow::Result<()> {
             }
             Scenario::Storm => {
                 let before = agents.counts()?;
-                let killed = Instant::now();
                 let restarting = match (controller.as_mut(), &args.restart_command) {
                     (Some(controller), _) => {
                         controller.restart()?;
@@ -861,26 +915,39 @@ async fn run(args: Args, default_scenarios: bool) -> anyhow::Result<()> {
                     ),
                     (None, None) => anyhow::bail!("storm: no controller to restart"),
                 };
-                let down = until_connected(&agents, Duration::from_secs(30), n, true).await?;
-                let back = until_connected(&agents, Duration::from_secs(600), n, false).await?;
-                if let Some(mut command) = restarting {
-                    let status = command.wait().await?;
-                    anyhow::ensure!(status.success(), "--restart-command ended with {status}");
-                }
+                let storm = storm(&agents, restarting, n).await?;
                 let after = agents.counts()?;
-                let attempts = after.attempts - before.attempts;
-                let failed = after.failed - before.failed;
-                match (down, back) {
-                    (Some(_), Some(_)) => println!(
-                        "storm: {} restarted; all {} back in {:.1} s; {} connection attempts, {} failed ({:.2} %)",
+                let (attempts, failed) = (
+                    after.attempts - before.attempts,
+                    after.failed - before.failed,
+                );
+                let (late_attempts, late_failed) = (
+                    after.attempts - storm.up.attempts,
+                    after.failed - storm.up.failed,
+                );
+                let share = |failed: u64, attempts: u64| {
+                    if attempts == 0 {
+                        0.0
+                    } else {
+                        failed as f64 / attempts as f64 * 100.0
+                    }
+                };
+                match storm.back {
+                    Some(back) => println!(
+                        "storm: {} restarted; all {} back in {:.1} s (up again after {:.1} s); \
+                         {} connection attempts, {} failed ({:.2} %); once up: {} attempts, {} failed ({:.2} %)",
                         if controller.is_some() { "controller killed and" } else { "every controller" },
                         args.agents,
-                        killed.elapsed().as_secs_f64(),
+                        back.as_secs_f64(),
+                        storm.up_after.as_secs_f64(),
                         attempts,
                         failed,
-                        if attempts == 0 { 0.0 } else { failed as f64 / attempts as f64 * 100.0 }
+                        share(failed, attempts),
+                        late_attempts,
+                        late_failed,
+                        share(late_failed, late_attempts),
                     ),
-                    _ => anyhow::bail!(
+                    None => anyhow::bail!(
                         "storm: only {} of {} agents back within 600 s",
                         agents.connected_now()?,
                         args.agents
