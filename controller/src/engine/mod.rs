@@ -359,9 +359,8 @@ impl Engine {
     /// again: the host may have been away for long) and each requested
     /// restart it has not done (it booted at `boot_ms`). Returns how many.
     pub async fn hello(&self, host_id: &str, boot_ms: Option<i64>) -> Result<usize, StoreError> {
-        // What the outbox held for it is outstanding, handed over below.
-        self.store.clear_outbox(host_id).await?;
-        self.store.touch_dispatched(host_id, now_ms()).await?;
+        // Its hello dropped what the outbox held for it and restarted its
+        // steps' timeouts (`Store::record_hello`): all of it is below.
         let mut sent = 0;
         for (step, nonce) in self.store.outstanding_steps(host_id).await? {
             if let Some(delivery) = outstanding(&step, &nonce, boot_ms) {

@@ -40,9 +40,13 @@ use tracing::{info, warn};
 /// How long a new stream may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Hellos one controller checks and records at once: half the store's
-/// PostgreSQL pool (16), so heartbeats, results and the engine keep the rest.
-const HELLOS_AT_ONCE: usize = 8;
+/// Hellos one controller checks and records at once. Their writes go in
+/// one transaction (`store/ingest.rs`), so more at once make larger
+/// batches, not more pool connections; what each holds a connection for
+/// alone is three short reads (its certificate twice, its outstanding
+/// steps), which leaves the store's PostgreSQL pool (16) room for
+/// heartbeats, results and the engine.
+const HELLOS_AT_ONCE: usize = 32;
 /// Heartbeat intervals the controller accepts from an agent's configuration.
 pub const HEARTBEAT_RANGE: std::ops::RangeInclusive<u32> = 1..=3600;
 

@@ -261,7 +261,9 @@ impl Store {
     }
 
     /// Records a hello: creates or updates the host (same host id → same row),
-    /// marks it online under `session_id`, and replaces its inventory.
+    /// marks it online under `session_id`, and replaces its inventory; drops
+    /// what the outbox held for it and restarts the timeout of its
+    /// unanswered steps (the engine's `hello` hands them over again).
     /// Hellos arriving together (a reconnect storm) are written in one
     /// transaction with the inventory reports beside them (`ingest.rs`);
     /// this returns once its own is committed.
@@ -929,6 +931,8 @@ async fn hello_in(
     if placement::moves_others(&report.installation, &report.inventory) {
         placement::place_all(tx).await?;
     }
+    outbox::clear_outbox_in(tx, &report.host_id).await?;
+    rollouts::touch_dispatched_in(tx, &report.host_id, now_ms).await?;
     Ok(())
 }
 

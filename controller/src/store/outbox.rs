@@ -165,16 +165,6 @@ impl Store {
         Ok(items.into_iter().map(|(_, item)| item).collect())
     }
 
-    /// Drops what the outbox holds for a host that just said hello: the
-    /// hello hands it everything outstanding.
-    pub async fn clear_outbox(&self, host_id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM outbox WHERE host_id = $1")
-            .bind(host_id)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     /// Drops rows no replica took (their hosts were offline); a host that
     /// comes back gets everything outstanding at its hello anyway.
     pub async fn prune_outbox(&self, older_than_ms: i64) -> Result<u64, StoreError> {
@@ -235,4 +225,19 @@ impl Leadership {
                 .is_ok(),
         }
     }
+}
+
+/// Drops what the outbox holds for a host saying hello, in the transaction
+/// that makes this replica its holder (so no reader takes a row queued
+/// while it was away, perhaps for a rollout since ended): the hello hands
+/// it everything outstanding.
+pub(super) async fn clear_outbox_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    host_id: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM outbox WHERE host_id = $1")
+        .bind(host_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }

@@ -290,6 +290,23 @@ pub(super) async fn step_result_in(
     kept_in(tx, row, step_id, state).await
 }
 
+/// Restarts the timeout of a host's unanswered steps within its hello's
+/// transaction: they are delivered again once it is registered.
+pub(super) async fn touch_dispatched_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    host_id: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE rollout_steps SET changed_ms = $2 WHERE host_id = $1 AND state = 'dispatched' AND task IS NULL",
+    )
+    .bind(host_id)
+    .bind(now_ms)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Gives a Web Application deployment the package the site's Server
 /// Manager made for its host's kind of web server, when the controller
 /// holds one for the target (it arrives during the rollout, so it is
@@ -875,19 +892,6 @@ impl Store {
         rows.iter()
             .map(|row| Ok((row.try_get("step_id")?, row.try_get("progress")?)))
             .collect()
-    }
-
-    /// Restarts the timeout of a host's unanswered steps: they are being
-    /// delivered again now.
-    pub async fn touch_dispatched(&self, host_id: &str, now_ms: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "UPDATE rollout_steps SET changed_ms = $2 WHERE host_id = $1 AND state = 'dispatched' AND task IS NULL",
-        )
-        .bind(host_id)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     /// Steps sent to a host that have no result yet, and succeeded steps
