@@ -104,6 +104,51 @@ pub fn raise_open_files() -> Option<u64> {
     imp::raise()
 }
 
+/// Whether the peer has already closed its side of `tcp` (the kernel saw
+/// its FIN): a connection that waited in the listen queue past its
+/// client's timeout. Its ClientHello is still in the buffer, and a
+/// handshake with it would be a key exchange and a signature for nobody.
+/// Known on Linux only (elsewhere: false, and the handshake finds out).
+pub fn peer_has_closed(tcp: &TcpStream) -> bool {
+    tcp_state::close_wait(tcp)
+}
+
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+mod tcp_state {
+    use std::os::fd::AsRawFd;
+    use tokio::net::TcpStream;
+
+    /// `TCP_CLOSE_WAIT` in Linux's `tcp_states.h`: the peer's FIN came.
+    const TCP_CLOSE_WAIT: u8 = 8;
+
+    pub fn close_wait(tcp: &TcpStream) -> bool {
+        // `struct tcp_info` begins with `tcpi_state`; the kernel copies as
+        // much of the struct as the buffer holds.
+        let mut info = [0u8; 8];
+        let mut len = libc::socklen_t::try_from(info.len()).unwrap_or(0);
+        // SAFETY: getsockopt writes at most `len` bytes into `info`, which
+        // we own, and the descriptor is open for the borrow's duration.
+        let done = unsafe {
+            libc::getsockopt(
+                tcp.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                info.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        done == 0 && len >= 1 && info[0] == TCP_CLOSE_WAIT
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod tcp_state {
+    pub fn close_wait(_: &tokio::net::TcpStream) -> bool {
+        false
+    }
+}
+
 #[cfg(unix)]
 #[allow(unsafe_code)]
 mod imp {
@@ -146,5 +191,36 @@ mod imp {
 mod imp {
     pub fn raise() -> Option<u64> {
         None
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A peer that sent its first bytes and closed is seen as gone before
+    /// anything is read; one still there is not.
+    #[tokio::test]
+    async fn a_peer_that_closed_while_queued_is_seen_as_gone() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut staying = TcpStream::connect(addr).await.unwrap();
+        staying.write_all(b"hello").await.unwrap();
+        let (kept, _) = listener.accept().await.unwrap();
+        let mut leaving = TcpStream::connect(addr).await.unwrap();
+        leaving.write_all(b"hello").await.unwrap();
+        drop(leaving);
+        let (gone, _) = listener.accept().await.unwrap();
+        // The FIN arrives with or just after the bytes.
+        for _ in 0..100 {
+            if peer_has_closed(&gone) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(peer_has_closed(&gone));
+        assert!(!peer_has_closed(&kept));
+        drop(staying);
     }
 }

@@ -104,11 +104,10 @@ pub struct AcceptLimits {
     pub max_connections_per_address: usize,
     /// Connections with one client certificate.
     pub max_connections_per_certificate: usize,
-    /// TLS handshakes worked on at once; further accepted connections wait
-    /// their turn (at most `handshake_timeout`, then they are closed
-    /// unanswered and their agents retry). Without it a reconnect storm
-    /// starts every handshake at once, each gets a sliver of the cores,
-    /// most miss their deadline and all their work is lost.
+    /// TLS handshakes worked on at once; further connections wait in the
+    /// listen queue until one ends. Without it a reconnect storm starts
+    /// every handshake at once, each gets a sliver of the cores, most miss
+    /// their deadline and all their work is lost.
     pub handshakes_at_once: usize,
 }
 
@@ -310,6 +309,18 @@ pub fn incoming(
     let mut accepting = Acceptor::new(listener, "agents and operators");
     tokio::spawn(async move {
         loop {
+            // A connection is taken from the listen queue only when a
+            // handshake can start on it: in a storm the others wait in the
+            // kernel's queue, and past it their SYNs go unanswered and are
+            // sent again by the peer's own TCP, which costs neither side a
+            // new attempt (accepting them all and closing those that waited
+            // too long made every agent try again and again, 30 failed
+            // attempts for each that got through).
+            let turn = tokio::select! {
+                _ = tx.closed() => return,
+                turn = turns.clone().acquire_owned() => turn,
+            };
+            let Ok(turn) = turn else { return };
             let (tcp, addr, slot) = tokio::select! {
                 _ = tx.closed() => return,
                 admitted = accepting.admit(&slots) => admitted,
@@ -317,24 +328,20 @@ pub fn incoming(
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
-            let turns = turns.clone();
             tokio::spawn(async move {
+                if crate::accept::peer_has_closed(&tcp) {
+                    HANDSHAKE_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    debug!(peer = %addr, "connection closed by its peer while it waited to be taken; no handshake");
+                    return;
+                }
                 let handshake = tokio::select! {
                     _ = slot.evicted() => {
                         debug!(peer = %addr, "TLS handshake evicted for another connection");
                         return;
                     }
-                    handshake = async {
-                        let turn = tokio::time::timeout(limits.handshake_timeout, turns.acquire_owned());
-                        let _turn = turn.await.ok()?.ok()?;
-                        Some(tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await)
-                    } => handshake,
+                    handshake = tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)) => handshake,
                 };
-                let Some(handshake) = handshake else {
-                    HANDSHAKE_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    debug!(peer = %addr, "TLS handshake not begun in time (too many at once); closed for the peer to retry");
-                    return;
-                };
+                drop(turn);
                 let stream = match handshake {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(error)) => {
@@ -530,5 +537,45 @@ mod tests {
             ]
         );
         assert!(resumed_handshakes() >= resumed_before + 2);
+    }
+
+    /// With one handshake at a time, a peer that stalls in its handshake
+    /// holds the turn: the next connection is not even taken from the
+    /// listen queue until the stalled one ends, and then it is served.
+    #[tokio::test]
+    async fn connections_wait_in_the_listen_queue_for_a_handshake_turn() {
+        let (ca, (server_chain, server_key), _) = certificates();
+        let server = server_config(server_chain, server_key, std::slice::from_ref(&ca)).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = AcceptLimits {
+            handshakes_at_once: 1,
+            ..AcceptLimits::default()
+        };
+        let mut accepted = incoming(listener, server, limits);
+        // Connected at the TCP level and silent: its handshake waits for a
+        // ClientHello that does not come.
+        // The listen queue is first come, first taken: it gets the turn.
+        let stalled = TcpStream::connect(addr).await.unwrap();
+        let connector =
+            tokio_rustls::TlsConnector::from(client_config(&Trust::Ca(vec![ca]), None).unwrap());
+        let second = tokio::spawn(async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            connector.connect(name, tcp).await
+        });
+        let waiting = tokio::time::timeout(Duration::from_millis(500), accepted.next()).await;
+        assert!(
+            waiting.is_err(),
+            "no second handshake while the first holds the only turn"
+        );
+        drop(stalled);
+        let served = tokio::time::timeout(Duration::from_secs(10), accepted.next())
+            .await
+            .expect("served once the stalled peer went")
+            .unwrap()
+            .unwrap();
+        assert!(served.connect_info().certificate.is_none());
+        assert!(second.await.unwrap().is_ok());
     }
 }
