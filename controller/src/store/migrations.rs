@@ -168,6 +168,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0026_audit_start.sql"),
         include_str!("../../migrations/postgres/0026_audit_start.sql"),
     ),
+    (
+        27,
+        "a digest of each host's stored inventory",
+        include_str!("../../migrations/sqlite/0027_inventory_digest.sql"),
+        include_str!("../../migrations/postgres/0027_inventory_digest.sql"),
+    ),
 ];
 
 #[derive(Debug)]
