@@ -402,6 +402,42 @@ async fn suite(store: &Store) {
     dashboard_sessions(store, t0).await;
     installers(store, t0).await;
     heartbeats_in_parts(store, t0).await;
+    the_same_inventory_again(store, t0).await;
+}
+
+/// A hello with the inventory the store holds leaves its rows alone; one
+/// that differs from what a report stored since rewrites them, even if it
+/// equals what an earlier hello brought.
+async fn the_same_inventory_again(store: &Store, t0: i64) {
+    let hello = |inventory: Inventory, session: &'static str| {
+        let report = report("again-01", "prod", inventory);
+        async move { store.record_hello(&report, session, t0 + 50).await.unwrap() }
+    };
+    let stored = || async {
+        store
+            .get_host("again-01", t0 + 60)
+            .await
+            .unwrap()
+            .unwrap()
+            .inventory
+    };
+    hello(web_and_client(), "a1").await;
+    assert_eq!(stored().await, web_and_client());
+    assert!(store
+        .record_inventory("again-01", "a1", server_inventory(V931, true), t0 + 51)
+        .await
+        .unwrap());
+    assert_eq!(stored().await, server_inventory(V931, true));
+    hello(web_and_client(), "a2").await;
+    assert_eq!(
+        stored().await,
+        web_and_client(),
+        "the report's rows were replaced"
+    );
+    hello(web_and_client(), "a3").await;
+    assert_eq!(stored().await, web_and_client());
+    hello(server_inventory(V263, false), "a4").await;
+    assert_eq!(stored().await, server_inventory(V263, false));
 }
 
 /// Beats of many hosts are written in parts (512, then powers of two):
@@ -1807,8 +1843,8 @@ async fn sqlite_store_suite_and_reopen() {
             .await
             .unwrap()
             .len(),
-        709,
-        "three hosts of the main suite, one of the inbox part, five of the placement part, 700 of the heartbeat part"
+        710,
+        "three hosts of the main suite, one of the inbox part, five of the placement part, 700 of the heartbeat part, one of the inventory part"
     );
     let raw = sqlx::SqlitePool::connect(&url).await.unwrap();
     let mode: (String,) = sqlx::query_as("PRAGMA journal_mode")
