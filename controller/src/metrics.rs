@@ -150,7 +150,7 @@ impl Metrics {
         let handshake_failures = Counter::default();
         registry.register(
             "tierwise_tls_handshake_failures",
-            "TLS handshakes refused or timed out (also connections whose peer gave up while they waited in the listen queue)",
+            "TLS handshakes refused or timed out (also connections closed unanswered after waiting 5 s for a turn, or whose peer gave up while they waited)",
             handshake_failures.clone(),
         );
         let resumed_handshakes = Counter::default();

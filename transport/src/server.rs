@@ -15,16 +15,17 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 use tracing::{debug, warn};
@@ -104,10 +105,10 @@ pub struct AcceptLimits {
     pub max_connections_per_address: usize,
     /// Connections with one client certificate.
     pub max_connections_per_certificate: usize,
-    /// TLS handshakes worked on at once; further connections wait in the
-    /// listen queue until one ends. Without it a reconnect storm starts
-    /// every handshake at once, each gets a sliver of the cores, most miss
-    /// their deadline and all their work is lost.
+    /// TLS handshakes worked on at once; further connections wait for a
+    /// turn, newest first, for at most `handshake_timeout`. Without it a
+    /// reconnect storm starts every handshake at once, each gets a sliver
+    /// of the cores, most miss their deadline and all their work is lost.
     pub handshakes_at_once: usize,
 }
 
@@ -306,32 +307,48 @@ pub fn incoming(
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let slots = Slots::new(limits.slots());
     let turns = Arc::new(Semaphore::new(limits.handshakes_at_once.max(1)));
+    let waiting = Arc::new(Waiting::default());
     let mut accepting = Acceptor::new(listener, "agents and operators");
+    tokio::spawn({
+        let (waiting, tx) = (waiting.clone(), tx.clone());
+        async move {
+            loop {
+                let (tcp, addr, slot) = tokio::select! {
+                    _ = tx.closed() => return,
+                    admitted = accepting.admit(&slots) => admitted,
+                };
+                let _ = tcp.set_nodelay(true);
+                waiting.push(
+                    Pending {
+                        tcp,
+                        addr,
+                        slot,
+                        since: Instant::now(),
+                    },
+                    limits.handshake_timeout,
+                );
+            }
+        }
+    });
     tokio::spawn(async move {
         loop {
-            // A connection is taken from the listen queue only when a
-            // handshake can start on it: in a storm the others wait in the
-            // kernel's queue, and past it their SYNs go unanswered and are
-            // sent again by the peer's own TCP, which costs neither side a
-            // new attempt (accepting them all and closing those that waited
-            // too long made every agent try again and again, 30 failed
-            // attempts for each that got through).
             let turn = tokio::select! {
                 _ = tx.closed() => return,
                 turn = turns.clone().acquire_owned() => turn,
             };
             let Ok(turn) = turn else { return };
-            let (tcp, addr, slot) = tokio::select! {
+            let Pending {
+                tcp, addr, slot, ..
+            } = tokio::select! {
                 _ = tx.closed() => return,
-                admitted = accepting.admit(&slots) => admitted,
+                newest = waiting.newest(limits.handshake_timeout) => newest,
             };
-            let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let tx = tx.clone();
             tokio::spawn(async move {
                 if crate::accept::peer_has_closed(&tcp) {
                     HANDSHAKE_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    debug!(peer = %addr, "connection closed by its peer while it waited to be taken; no handshake");
+                    debug!(peer = %addr, "connection closed by its peer while it waited for a turn; no handshake");
                     return;
                 }
                 let handshake = tokio::select! {
@@ -392,6 +409,69 @@ pub fn incoming(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// A connection accepted and waiting for a handshake turn.
+struct Pending {
+    tcp: TcpStream,
+    addr: SocketAddr,
+    slot: Slot,
+    since: Instant,
+}
+
+/// Connections waiting for a handshake turn, served newest first. In a
+/// storm more arrive than the cores can shake hands with, and whoever has
+/// waited longest is the likeliest to have given up (an agent waits 10 s
+/// for its handshake): served in order of arrival, every turn went to a
+/// connection about to be abandoned and the fleet never came back. Newest
+/// first, each turn goes to a peer still waiting; those that have waited
+/// past the deadline are closed unanswered, and their agents try again
+/// later (their backoff spreads them out).
+#[derive(Default)]
+struct Waiting {
+    queue: std::sync::Mutex<VecDeque<Pending>>,
+    arrived: Notify,
+}
+
+impl Waiting {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Pending>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds a connection, closing those that have waited past `limit`.
+    fn push(&self, pending: Pending, limit: Duration) {
+        let mut queue = self.lock();
+        drop_stale(&mut queue, limit);
+        queue.push_back(pending);
+        drop(queue);
+        self.arrived.notify_one();
+    }
+
+    /// The newest connection that has not waited past `limit`.
+    async fn newest(&self, limit: Duration) -> Pending {
+        loop {
+            {
+                let mut queue = self.lock();
+                drop_stale(&mut queue, limit);
+                if let Some(pending) = queue.pop_back() {
+                    return pending;
+                }
+            }
+            self.arrived.notified().await;
+        }
+    }
+}
+
+/// Closes the connections at the old end that have waited past `limit`.
+fn drop_stale(queue: &mut VecDeque<Pending>, limit: Duration) {
+    while queue.front().is_some_and(|p| p.since.elapsed() > limit) {
+        if let Some(stale) = queue.pop_front() {
+            HANDSHAKE_FAILURES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            debug!(peer = %stale.addr, "connection waited too long for a handshake turn; closed unanswered");
+        }
+    }
 }
 
 /// Limits of a plaintext gRPC listener (the health probes').
@@ -539,11 +619,11 @@ mod tests {
         assert!(resumed_handshakes() >= resumed_before + 2);
     }
 
-    /// With one handshake at a time, a peer that stalls in its handshake
-    /// holds the turn: the next connection is not even taken from the
-    /// listen queue until the stalled one ends, and then it is served.
+    /// With one handshake at a time and a peer stalled in its handshake,
+    /// the others wait for the turn and are all served once it ends:
+    /// nobody still waiting is lost.
     #[tokio::test]
-    async fn connections_wait_in_the_listen_queue_for_a_handshake_turn() {
+    async fn connections_wait_for_a_handshake_turn_and_are_all_served() {
         let (ca, (server_chain, server_key), _) = certificates();
         let server = server_config(server_chain, server_key, std::slice::from_ref(&ca)).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -553,29 +633,68 @@ mod tests {
             ..AcceptLimits::default()
         };
         let mut accepted = incoming(listener, server, limits);
-        // Connected at the TCP level and silent: its handshake waits for a
-        // ClientHello that does not come.
-        // The listen queue is first come, first taken: it gets the turn.
+        // Connected and silent: a handshake with it waits for a ClientHello
+        // that does not come, until it goes.
         let stalled = TcpStream::connect(addr).await.unwrap();
         let connector =
             tokio_rustls::TlsConnector::from(client_config(&Trust::Ca(vec![ca]), None).unwrap());
-        let second = tokio::spawn(async move {
-            let tcp = TcpStream::connect(addr).await.unwrap();
-            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-            connector.connect(name, tcp).await
-        });
-        let waiting = tokio::time::timeout(Duration::from_millis(500), accepted.next()).await;
-        assert!(
-            waiting.is_err(),
-            "no second handshake while the first holds the only turn"
-        );
+        let mut clients = tokio::task::JoinSet::new();
+        for _ in 0..3 {
+            let connector = connector.clone();
+            clients.spawn(async move {
+                let tcp = TcpStream::connect(addr).await.unwrap();
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                connector.connect(name, tcp).await
+            });
+        }
         drop(stalled);
-        let served = tokio::time::timeout(Duration::from_secs(10), accepted.next())
-            .await
-            .expect("served once the stalled peer went")
-            .unwrap()
-            .unwrap();
-        assert!(served.connect_info().certificate.is_none());
-        assert!(second.await.unwrap().is_ok());
+        for _ in 0..3 {
+            let served = tokio::time::timeout(Duration::from_secs(10), accepted.next())
+                .await
+                .expect("served")
+                .unwrap()
+                .unwrap();
+            assert!(served.connect_info().certificate.is_none());
+        }
+        while let Some(client) = clients.join_next().await {
+            assert!(client.unwrap().is_ok());
+        }
+    }
+
+    /// The newest connection gets the next turn; one that has waited past
+    /// the deadline is closed instead of served.
+    #[tokio::test]
+    async fn the_newest_waiting_connection_goes_first_and_stale_ones_are_closed() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let slots = Slots::new(AcceptLimits::default().slots());
+        let waiting = Waiting::default();
+        let limit = Duration::from_secs(5);
+        let mut peers = Vec::new();
+        for age in [30, 2, 1] {
+            peers.push(TcpStream::connect(addr).await.unwrap());
+            let (tcp, from) = listener.accept().await.unwrap();
+            let pending = Pending {
+                tcp,
+                addr: from,
+                slot: slots.take(Holder::address(from.ip())).unwrap(),
+                since: Instant::now() - Duration::from_secs(age),
+            };
+            waiting.push(pending, Duration::from_secs(3600));
+        }
+        let failures = handshake_failures();
+        let first = waiting.newest(limit).await;
+        assert!(
+            first.since.elapsed() < Duration::from_secs(2),
+            "the one that came last"
+        );
+        let second = waiting.newest(limit).await;
+        assert!(second.since.elapsed() >= Duration::from_secs(2));
+        assert!(second.since.elapsed() < Duration::from_secs(30));
+        // The 30-second-old one is closed, not handed out.
+        let third = tokio::time::timeout(Duration::from_millis(200), waiting.newest(limit)).await;
+        assert!(third.is_err(), "the stale one is not handed out");
+        assert!(waiting.lock().is_empty(), "and it is closed");
+        assert!(handshake_failures() > failures);
     }
 }
