@@ -411,10 +411,10 @@ impl Store {
             }
         };
         let rows = sqlx::query(sql)
-        .bind(now_ms)
-        .bind(MISSED_HEARTBEATS_BEFORE_OFFLINE)
-        .fetch_all(&mut *tx)
-        .await?;
+            .bind(now_ms)
+            .bind(MISSED_HEARTBEATS_BEFORE_OFFLINE)
+            .fetch_all(&mut *tx)
+            .await?;
         let mut ids = rows
             .iter()
             .map(|row| row.try_get::<String, _>("host_id"))
