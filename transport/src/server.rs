@@ -422,11 +422,12 @@ struct Pending {
 /// Connections waiting for a handshake turn, served newest first. In a
 /// storm more arrive than the cores can shake hands with, and whoever has
 /// waited longest is the likeliest to have given up (an agent waits 10 s
-/// for its handshake): served in order of arrival, every turn went to a
-/// connection about to be abandoned and the fleet never came back. Newest
-/// first, each turn goes to a peer still waiting; those that have waited
-/// past the deadline are closed unanswered, and their agents try again
-/// later (their backoff spreads them out).
+/// for its handshake), so a turn goes to the peer most likely still there;
+/// those that have waited past the deadline are closed unanswered, and
+/// their agents try again later (their backoff spreads them out). At
+/// 100,000 agents on seven replicas the storm took 393 s served in order
+/// of arrival and 330 s newest first (other changes came between; most
+/// attempts failed both ways: docs/performance.md).
 #[derive(Default)]
 struct Waiting {
     queue: std::sync::Mutex<VecDeque<Pending>>,
