@@ -127,6 +127,18 @@ async fn sqlite_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// A store on a scratch PostgreSQL database (`None`: no URL set).
+async fn postgres_store(name: &str) -> Option<(postgres::ScratchDatabase, Store)> {
+    let database = postgres::ScratchDatabase::create(name).await?;
+    let store = Store::open(&database.url).await.unwrap();
+    Some((database, store))
+}
+
+async fn done(database: postgres::ScratchDatabase, store: Store) {
+    store.close().await;
+    database.drop().await;
+}
+
 #[tokio::test]
 async fn sqlite_huge_step_durations_saturate() {
     let (_dir, store) = sqlite_store().await;
@@ -141,13 +153,11 @@ async fn sqlite_many_durations_at_once_all_count() {
 
 #[tokio::test]
 async fn postgres_many_durations_at_once_all_count() {
-    let Some(database) = postgres::ScratchDatabase::create("durations_at_once").await else {
+    let Some((database, store)) = postgres_store("durations_at_once").await else {
         return;
     };
-    let store = Store::open(&database.url).await.unwrap();
     many_at_once_all_count(&store).await;
-    store.close().await;
-    database.drop().await;
+    done(database, store).await;
 }
 
 #[tokio::test]
@@ -165,21 +175,18 @@ async fn sqlite_bad_duration_rows_are_skipped() {
 
 #[tokio::test]
 async fn postgres_huge_step_durations_saturate() {
-    let Some(database) = postgres::ScratchDatabase::create("durations").await else {
+    let Some((database, store)) = postgres_store("durations").await else {
         return;
     };
-    let store = Store::open(&database.url).await.unwrap();
     huge_results_saturate(&store).await;
-    store.close().await;
-    database.drop().await;
+    done(database, store).await;
 }
 
 #[tokio::test]
 async fn postgres_bad_duration_rows_are_skipped() {
-    let Some(database) = postgres::ScratchDatabase::create("duration_rows").await else {
+    let Some((database, store)) = postgres_store("duration_rows").await else {
         return;
     };
-    let store = Store::open(&database.url).await.unwrap();
     bad_rows_are_skipped(
         &store,
         "INSERT INTO step_durations (action, role, release, count, total_ms) \
@@ -188,6 +195,5 @@ async fn postgres_bad_duration_rows_are_skipped() {
          VALUES ('backup', 'server', '26.4.0.1', 1, -5)",
     )
     .await;
-    store.close().await;
-    database.drop().await;
+    done(database, store).await;
 }

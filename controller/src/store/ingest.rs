@@ -77,13 +77,12 @@ pub(super) enum Written {
 }
 
 impl Written {
+    /// A report's answer.
     pub fn current(self) -> bool {
-        match self {
-            Self::Current(current) => current,
-            Self::Rollout(rollout) => rollout.is_some(),
-        }
+        matches!(self, Self::Current(true))
     }
 
+    /// A result's answer.
     pub fn rollout(self) -> Option<String> {
         match self {
             Self::Rollout(rollout) => rollout,
